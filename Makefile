@@ -1,0 +1,45 @@
+# Vigil — the two commands are `make dev` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_WORKERS ?= auto
+
+.PHONY: dev test lint format typecheck bench package infra clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+## make dev: run all of Vigil locally on the embedded AWS emulator (API on http://127.0.0.1:$${PORT:-8000})
+dev: $(STAMP)
+	$(BIN)/python -m chalicelib.local
+
+## make test: lint, then the whole suite
+test: $(STAMP) lint typecheck
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) tests/unit tests/integration
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy chalicelib $(wildcard functions/*.py functions/*/*.py)
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest -p no:xdist -s tests/load
+
+infra: $(STAMP)
+	$(BIN)/python -m infra.build
+
+package: $(STAMP)
+	$(BIN)/python -m infra.package $(STAGE)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache out test-artifacts

@@ -1,0 +1,1 @@
+"""Vigil: uptime monitoring, serverless on AWS."""

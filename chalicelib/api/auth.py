@@ -1,0 +1,148 @@
+"""/v1/auth/*: register, sign in, rotate, sign out, verify email, reset password, switch team."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from chalicelib.api.framework import Call, Out, Reply, Router, Schema
+from chalicelib.api.schemas import TokensOut, UserOut, tokens_out, user_out
+from chalicelib.auth import service
+from chalicelib.clock import utcnow
+
+router = Router("auth")
+
+Password = Field(min_length=1, max_length=1024)
+
+
+class RegisterIn(Schema):
+    email: str = Field(max_length=320)
+    password: str = Password
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    timezone: str | None = Field(default=None, max_length=64, description="IANA time zone, e.g. Europe/Paris")
+
+
+class LoginIn(Schema):
+    email: str = Field(max_length=320)
+    password: str = Password
+
+
+class RefreshIn(Schema):
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class TokenIn(Schema):
+    token: str = Field(min_length=1, max_length=200)
+
+
+class EmailIn(Schema):
+    email: str = Field(max_length=320)
+
+
+class ResetIn(Schema):
+    token: str = Field(min_length=1, max_length=200)
+    password: str = Password
+
+
+class SwitchTeamIn(Schema):
+    team_id: str = Field(min_length=1, max_length=100)
+
+
+class VerifiedOut(Out):
+    user: UserOut
+
+
+@router.route(
+    "POST",
+    "/v1/auth/register",
+    summary="Create an account",
+    auth="none",
+    body=RegisterIn,
+    response=TokensOut,
+    status=201,
+    errors=(409,),
+)
+def register(call: Call) -> TokensOut:
+    """Creates the user and a personal team they own, signs them in and emails a verification link."""
+    body = call.body
+    return tokens_out(service.register(body.email, body.password, body.name, body.timezone, utcnow()))
+
+
+@router.route(
+    "POST", "/v1/auth/login", summary="Sign in", auth="none", body=LoginIn, response=TokensOut, errors=(401, 429)
+)
+def login(call: Call) -> TokensOut:
+    """Unknown email and wrong password give the same 401; repeated failures give 429."""
+    return tokens_out(service.login(call.body.email, call.body.password, call.client_ip, utcnow()))
+
+
+@router.route(
+    "POST", "/v1/auth/refresh", summary="Rotate tokens", auth="none", body=RefreshIn, response=TokensOut, errors=(401,)
+)
+def refresh(call: Call) -> TokensOut:
+    """Each refresh token works once; reusing a spent one revokes the whole session."""
+    return tokens_out(service.refresh(call.body.refresh_token, utcnow()))
+
+
+@router.route("POST", "/v1/auth/logout", summary="Sign out", status=204)
+def logout(call: Call) -> Reply:
+    """Ends the session: its access and refresh tokens stop working at once."""
+    service.logout(call.user, utcnow())
+    return Reply(status=204)
+
+
+@router.route(
+    "POST",
+    "/v1/auth/verify-email",
+    summary="Confirm an email address",
+    auth="none",
+    body=TokenIn,
+    response=VerifiedOut,
+    errors=(400,),
+)
+def verify_email(call: Call) -> VerifiedOut:
+    """Single-use token from the verification email, valid 24 hours."""
+    return VerifiedOut(user=user_out(service.verify_email(call.body.token, utcnow())))
+
+
+@router.route(
+    "POST", "/v1/auth/resend-verification", summary="Send the verification email again", status=202, errors=(429,)
+)
+def resend_verification(call: Call) -> Reply:
+    service.resend_verification(call.user, utcnow())
+    return Reply(status=202)
+
+
+@router.route(
+    "POST", "/v1/auth/forgot-password", summary="Email a password reset link", auth="none", body=EmailIn, status=202
+)
+def forgot_password(call: Call) -> Reply:
+    """Always 202, whether or not the address has an account."""
+    service.forgot_password(call.body.email, utcnow())
+    return Reply(status=202)
+
+
+@router.route(
+    "POST",
+    "/v1/auth/reset-password",
+    summary="Set a new password from a reset link",
+    auth="none",
+    body=ResetIn,
+    status=204,
+    errors=(400,),
+)
+def reset_password(call: Call) -> Reply:
+    """Single-use, valid one hour; every session of the user is revoked."""
+    service.reset_password(call.body.token, call.body.password, utcnow())
+    return Reply(status=204)
+
+
+@router.route(
+    "POST",
+    "/v1/auth/switch-team",
+    summary="Act in another of your teams",
+    body=SwitchTeamIn,
+    response=TokensOut,
+    errors=(404,),
+)
+def switch_team(call: Call) -> TokensOut:
+    return tokens_out(service.switch_team(call.user, call.body.team_id, utcnow()))

@@ -1,0 +1,398 @@
+"""The HTTP edge: declared routes, one dispatcher, one error renderer.
+
+Each API module declares its routes on a :class:`Router` with their request and
+response models.  The router registers every path with Chalice once, for every
+method, and sends each request through :func:`_dispatch`, which
+
+1. refuses bodies over 1 MiB (413) and answers OPTIONS and unknown methods (405);
+2. authenticates the caller as the route requires (401);
+3. parses the JSON body (400 ``invalid_json``) and validates body and query with
+   pydantic (422 ``validation_error``, one entry per bad field);
+4. calls the handler, then renders its result as JSON;
+5. renders any :class:`~chalicelib.errors.VigilError` — or any other exception,
+   as a logged 500 — as RFC 9457 problem+json.
+
+Chalice's own ``{"Code", "Message"}`` error body can therefore never reach a
+client.  The same declarations feed the OpenAPI document (``openapi.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from chalice import Blueprint, Response
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from chalicelib import errors
+from chalicelib.auth.principal import Principal
+from chalicelib.observability import bind, logger, metrics, unbind_all
+from chalicelib.settings import get_settings
+from chalicelib.storage.base import as_domain_error
+
+MAX_BODY_BYTES = 1024 * 1024
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+JSON = "application/json"
+PROBLEM_JSON = "application/problem+json"
+
+AuthMode = Literal["none", "user", "team"]
+
+
+class Schema(BaseModel):
+    """Base of request models: unknown fields are refused, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Out(BaseModel):
+    """Base of response models."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+@dataclass
+class Reply:
+    """A handler's answer when it needs more than ``200 + JSON body``."""
+
+    body: Any = None
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+
+
+@dataclass
+class Call:
+    """What a handler gets: the validated request and who made it."""
+
+    method: str
+    path: str
+    params: dict[str, str]
+    headers: dict[str, str]
+    query: Any
+    body: Any
+    raw_body: bytes
+    principal: Principal | None
+    client_ip: str
+    request_id: str
+
+    @property
+    def user(self) -> Principal:
+        if self.principal is None:  # a route declared auth="none" asked for its caller
+            raise errors.Unauthorized()
+        return self.principal
+
+
+@dataclass
+class Route:
+    method: str
+    path: str
+    handler: Callable[..., Any]
+    summary: str
+    tag: str
+    auth: AuthMode
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: Any
+    status: int
+    content_type: str
+    errors: tuple[int, ...]
+    description: str = ""
+
+
+Authenticator = Callable[[dict[str, str], AuthMode], Principal]
+
+
+class Router:
+    """A Chalice blueprint whose routes are declared with their models."""
+
+    def __init__(self, tag: str, *, hidden: bool = False) -> None:
+        self.tag = tag
+        self.hidden = hidden
+        self.blueprint = Blueprint(f"chalicelib.api.{tag}")
+        self.routes: list[Route] = []
+        self._by_path: dict[str, dict[str, Route]] = {}
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        auth: AuthMode = "user",
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        response: Any = None,
+        status: int = 200,
+        content_type: str = JSON,
+        errors: tuple[int, ...] = (),
+        description: str = "",
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+            route = Route(
+                method=method,
+                path=path,
+                handler=handler,
+                summary=summary,
+                tag=self.tag,
+                auth=auth,
+                body=body,
+                query=query,
+                response=response,
+                status=status,
+                content_type=content_type,
+                errors=errors,
+                description=description or (handler.__doc__ or "").strip(),
+            )
+            methods = self._by_path.get(path)
+            if methods is None:
+                methods = self._by_path[path] = {}
+                self._register_path(path, methods)
+            if method in methods:
+                raise ValueError(f"{method} {path} declared twice")
+            methods[method] = route
+            self.routes.append(route)
+            return handler
+
+        return register
+
+    def _register_path(self, path: str, methods: dict[str, Route]) -> None:
+        blueprint = self.blueprint
+
+        def view(**params: str) -> Response:
+            return _dispatch(blueprint.current_request, path, methods, params)
+
+        view.__name__ = "route_" + "".join(c if c.isalnum() else "_" for c in path)
+        blueprint.route(path, methods=METHODS, content_types=["*/*"])(view)
+
+
+_authenticator: list[Authenticator] = []
+
+
+def set_authenticator(authenticator: Authenticator) -> None:
+    _authenticator[:] = [authenticator]
+
+
+def problem(err: errors.VigilError, instance: str = "") -> Response:
+    settings = get_settings()
+    body: dict[str, Any] = {
+        "type": f"{settings.app_url}/docs#problem-{err.code}",
+        "title": err.title,
+        "status": err.status,
+        "detail": err.detail,
+        "code": err.code,
+    }
+    if instance:
+        body["instance"] = instance
+    if isinstance(err, errors.ValidationFailed):
+        body["errors"] = [{"field": e.field, "message": e.message} for e in err.errors]
+    headers: dict[str, str | list[str]] = {"Content-Type": PROBLEM_JSON, **err.headers}
+    return Response(body=json.dumps(body), status_code=err.status, headers=headers)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise errors.InvalidJSON("The request body is not valid UTF-8.") from None
+    except RecursionError:
+        raise errors.InvalidJSON("The request body is nested too deeply.") from None
+    except ValueError as exc:
+        raise errors.InvalidJSON(f"The request body is not valid JSON: {exc}") from None
+
+
+def _field_errors(exc: ValidationError, prefix: str = "") -> list[errors.FieldError]:
+    out = []
+    for item in exc.errors(include_url=False, include_input=False):
+        loc = [str(p) for p in item.get("loc", ())]
+        name = ".".join(loc) if loc else (prefix or "body")
+        if item.get("type") == "extra_forbidden":
+            message = "unknown field"
+        else:
+            message = str(item.get("msg", "invalid value"))
+            if message.startswith("Value error, "):
+                message = message[len("Value error, ") :]
+        out.append(errors.FieldError(field=name, message=message))
+    return out
+
+
+def validate(model: type[BaseModel], data: Any, prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise errors.ValidationFailed.single(prefix or "body", "must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise errors.ValidationFailed(_field_errors(exc, prefix)) from None
+
+
+def _query_dict(request: Any) -> dict[str, Any]:
+    multi = getattr(request, "multi_value_query_params", None) or {}
+    return {k: (v if len(v) > 1 else v[0]) for k, v in multi.items()}
+
+
+def _render(route: Route, result: Any) -> Response:
+    reply = result if isinstance(result, Reply) else Reply(body=result)
+    status = reply.status or route.status
+    headers: dict[str, str | list[str]] = dict(reply.headers)
+    body = reply.body
+    if status == 204 or body is None:
+        return Response(body="", status_code=status, headers=headers)
+    if isinstance(body, BaseModel):
+        body = body.model_dump(mode="json")
+    elif isinstance(body, list):
+        body = [b.model_dump(mode="json") if isinstance(b, BaseModel) else b for b in body]
+    content_type = reply.content_type or route.content_type
+    headers.setdefault("Content-Type", content_type)
+    if content_type == JSON:
+        body = json.dumps(body)
+    return Response(body=body, status_code=status, headers=headers)
+
+
+def _security_headers(response: Response, request_id: str, cacheable: bool) -> None:
+    response.headers.setdefault("X-Request-Id", request_id)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if not cacheable:
+        response.headers.setdefault("Cache-Control", "no-store")
+    origin = get_settings().cors_allow_origin
+    if origin:
+        response.headers.setdefault("Access-Control-Allow-Origin", origin)
+        response.headers.setdefault("Vary", "Origin")
+
+
+def _preflight(methods: dict[str, Route]) -> Response:
+    allow = ", ".join(sorted(set(methods) | {"OPTIONS"}))
+    headers: dict[str, str | list[str]] = {"Allow": allow}
+    if get_settings().cors_allow_origin:
+        headers.update(
+            {
+                "Access-Control-Allow-Methods": allow,
+                "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
+                "Access-Control-Max-Age": "600",
+            }
+        )
+    return Response(body="", status_code=204, headers=headers)
+
+
+def _request_facts(request: Any) -> tuple[str, str, dict[str, str], bytes, str, str]:
+    context = getattr(request, "context", None) or {}
+    request_id = str(context.get("requestId") or "")
+    identity = context.get("identity") or {}
+    client_ip = str(identity.get("sourceIp") or "unknown")
+    headers = {str(k).lower(): str(v) for k, v in (request.headers or {}).items()}
+    raw = request.raw_body or b""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    # request.path is the route pattern; the path asked for is the event's (API Gateway) or the context's (local).
+    event = request.to_original_event() if hasattr(request, "to_original_event") else {}
+    actual_path = str(event.get("path") or context.get("path") or request.path)
+    return request.method.upper(), actual_path, headers, raw, client_ip, request_id
+
+
+def _dispatch(request: Any, path: str, methods: dict[str, Route], params: dict[str, str]) -> Response:
+    started = time.perf_counter()
+    method, actual_path, headers, raw, client_ip, request_id = _request_facts(request)
+    if not request_id:
+        import uuid
+
+        request_id = str(uuid.uuid4())
+    unbind_all()
+    bind(request_id=request_id, method=method, route=path)
+    cacheable = False
+    try:
+        route = methods.get("GET" if method == "HEAD" else method)
+        if method == "OPTIONS" and route is None:
+            response = _preflight(methods)
+        elif route is None:
+            allow = ", ".join(sorted(set(methods) | {"OPTIONS"}))
+            raise errors.MethodNotAllowed(f"{method} is not allowed on {path}.", headers={"Allow": allow})
+        else:
+            response = _run(route, method, actual_path, headers, raw, params, request, client_ip, request_id)
+            cacheable = "Cache-Control" in response.headers
+    except errors.VigilError as err:
+        response = problem(err, actual_path)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: log it, answer a problem, never a bare 500
+        known = as_domain_error(exc)
+        if isinstance(known, errors.VigilError):
+            response = problem(known, actual_path)
+        else:
+            logger.exception("unhandled error")
+            response = problem(errors.VigilError("An unexpected error occurred; it has been logged."), actual_path)
+    if method == "HEAD":
+        response.body = ""
+    _security_headers(response, request_id, cacheable)
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+    logger.info("request", extra={"status": response.status_code, "duration_ms": elapsed_ms})
+    metrics.add_metric(name=f"Http{response.status_code // 100}xx", unit="Count", value=1)
+    metrics.flush_metrics()
+    unbind_all()
+    return response
+
+
+def _run(
+    route: Route,
+    method: str,
+    actual_path: str,
+    headers: dict[str, str],
+    raw: bytes,
+    params: dict[str, str],
+    request: Any,
+    client_ip: str,
+    request_id: str,
+) -> Response:
+    if len(raw) > MAX_BODY_BYTES:
+        raise errors.PayloadTooLarge(f"The request body is over {MAX_BODY_BYTES} bytes.")
+    principal = None
+    if route.auth != "none":
+        if not _authenticator:
+            raise errors.ServiceUnavailable("Authentication is not configured.")
+        principal = _authenticator[0](headers, route.auth)
+        bind(user_id=principal.user_id, team_id=principal.team_id)
+    query = validate(route.query, _query_dict(request), "query") if route.query else None
+    body = None
+    if route.body is not None:
+        content_type = headers.get("content-type", JSON).split(";")[0].strip().lower()
+        if raw.strip() and content_type not in (JSON, "") and not content_type.endswith("+json"):
+            raise errors.UnsupportedMediaType("Send the body as application/json.")
+        data = parse_json(raw) if raw.strip() else {}
+        body = validate(route.body, data)
+    call = Call(
+        method=method,
+        path=actual_path,
+        params=params,
+        headers=headers,
+        query=query,
+        body=body,
+        raw_body=raw,
+        principal=principal,
+        client_ip=client_ip,
+        request_id=request_id,
+    )
+    return _render(route, route.handler(call, **params))
+
+
+def all_routes(routers: list[Router]) -> list[Route]:
+    return [route for router in routers if not router.hidden for route in router.routes]
+
+
+def not_found_blueprint() -> Blueprint:
+    """Every path no router declares: a 404 problem, whatever the method."""
+    blueprint = Blueprint("chalicelib.api.not_found")
+
+    def unknown(**_: str) -> Response:
+        request = blueprint.current_request
+        method, actual_path, _h, _r, _ip, request_id = _request_facts(request)
+        response = problem(errors.NotFound(f"There is no route {actual_path}."), actual_path)
+        _security_headers(response, request_id or "-", cacheable=False)
+        if method == "HEAD":
+            response.body = ""
+        return response
+
+    blueprint.route("/", methods=METHODS, content_types=["*/*"])(unknown)
+    blueprint.route("/{proxy+}", methods=METHODS, content_types=["*/*"])(unknown)
+    return blueprint

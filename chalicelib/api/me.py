@@ -1,0 +1,49 @@
+"""/v1/me: the signed-in user's own settings."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from chalicelib.api.framework import Call, Router, Schema
+from chalicelib.api.schemas import NotificationPreferences, UserOut, user_out
+from chalicelib.clock import utcnow
+from chalicelib.users import service as users
+
+router = Router("me")
+
+
+class MePatch(Schema):
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    timezone: str | None = Field(default=None, max_length=64, description="IANA time zone, e.g. Europe/Paris")
+    notification_preferences: NotificationPreferences | None = None
+
+    @model_validator(mode="after")
+    def _timezone_known(self) -> MePatch:
+        if self.timezone is not None:
+            users.check_timezone(self.timezone)
+        return self
+
+
+@router.route("GET", "/v1/me", summary="Your account", response=UserOut)
+def get_me(call: Call) -> UserOut:
+    return user_out(users.get_user(call.user.user_id), call.user.team_id)
+
+
+@router.route(
+    "PATCH", "/v1/me", summary="Change your name, time zone or notification preferences", body=MePatch, response=UserOut
+)
+def patch_me(call: Call) -> UserOut:
+    body: MePatch = call.body
+    changes: dict[str, object] = {}
+    given = body.model_fields_set
+    if "name" in given:
+        changes["name"] = body.name
+    if "timezone" in given and body.timezone is not None:
+        changes["timezone"] = body.timezone
+    prefs = body.notification_preferences
+    if "notification_preferences" in given and prefs is not None:
+        changes["critical_only"] = prefs.critical_only
+        quiet = prefs.quiet_hours
+        changes["quiet_hours"] = users.QuietHours(quiet.start, quiet.end) if quiet else None
+    user = users.update_settings(call.user.user_id, utcnow(), **changes)  # type: ignore[arg-type]
+    return user_out(user, call.user.team_id)

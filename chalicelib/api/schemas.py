@@ -1,0 +1,83 @@
+"""Response models shared by several API modules, and their renderers from domain objects."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from chalicelib.api.framework import Out, Schema
+from chalicelib.auth.service import SignIn
+from chalicelib.clock import isoz
+from chalicelib.teams.service import Team
+from chalicelib.users.service import User
+
+HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class QuietHoursModel(Schema):
+    start: str = Field(pattern=HHMM, description="HH:MM in the user's timezone")
+    end: str = Field(pattern=HHMM, description="HH:MM in the user's timezone")
+
+
+class NotificationPreferences(Schema):
+    critical_only: bool = False
+    quiet_hours: QuietHoursModel | None = None
+
+
+class UserOut(Out):
+    id: str
+    email: str
+    name: str | None
+    email_verified: bool
+    timezone: str
+    notification_preferences: NotificationPreferences
+    current_team_id: str | None
+    created_at: str
+
+
+class TeamOut(Out):
+    id: str
+    name: str
+    personal: bool
+    plan: str
+    created_at: str
+
+
+class TokensOut(Out):
+    user: UserOut
+    team: TeamOut
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+
+
+def user_out(user: User, current_team_id: str | None = None) -> UserOut:
+    quiet = QuietHoursModel(start=user.quiet_hours.start, end=user.quiet_hours.end) if user.quiet_hours else None
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        email_verified=user.email_verified,
+        timezone=user.timezone,
+        notification_preferences=NotificationPreferences(critical_only=user.critical_only, quiet_hours=quiet),
+        current_team_id=current_team_id or user.current_team_id,
+        created_at=isoz(user.created_at) or "",
+    )
+
+
+def team_out(team: Team) -> TeamOut:
+    return TeamOut(
+        id=team.id, name=team.name, personal=team.personal, plan=team.plan, created_at=isoz(team.created_at) or ""
+    )
+
+
+def tokens_out(sign_in: SignIn) -> TokensOut:
+    return TokensOut(
+        user=user_out(sign_in.user, sign_in.team.id),
+        team=team_out(sign_in.team),
+        access_token=sign_in.access_token,
+        refresh_token=sign_in.refresh_token,
+        expires_in=sign_in.expires_in,
+    )

@@ -1,0 +1,48 @@
+"""Account emails, built by pure functions.  Links use APP_URL, never a request's Host."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+from urllib.parse import urlencode
+
+
+@dataclass(frozen=True)
+class Email:
+    subject: str
+    text: str
+    html: str
+
+
+def _link(app_url: str, path: str, token: str) -> str:
+    return f"{app_url}{path}?{urlencode({'token': token})}"
+
+
+def _html(paragraphs: list[str], link: str, label: str) -> str:
+    body = "".join(f"<p>{escape(p)}</p>" for p in paragraphs)
+    return (
+        '<!doctype html><html lang="en"><body style="font-family:system-ui,sans-serif;line-height:1.5">'
+        f'{body}<p><a href="{escape(link, quote=True)}">{escape(label)}</a></p>'
+        f"<p>Or paste this address into your browser: {escape(link)}</p>"
+        "<p>— Vigil</p></body></html>"
+    )
+
+
+def verification(app_url: str, token: str, hours: int) -> Email:
+    link = _link(app_url, "/verify-email", token)
+    lines = [
+        "Welcome to Vigil. Please confirm your email address.",
+        f"This link works once and expires in {hours} hours.",
+    ]
+    text = "\n\n".join([*lines, link, "If you did not create a Vigil account, ignore this email.", "— Vigil"])
+    return Email("Confirm your email address", text, _html(lines, link, "Confirm my email"))
+
+
+def password_reset(app_url: str, token: str, minutes: int) -> Email:
+    link = _link(app_url, "/reset-password", token)
+    lines = [
+        "Someone asked to reset the password of your Vigil account.",
+        f"This link works once and expires in {minutes} minutes. Using it signs you out everywhere.",
+    ]
+    text = "\n\n".join([*lines, link, "If it was not you, ignore this email: your password stays as it is.", "— Vigil"])
+    return Email("Reset your Vigil password", text, _html(lines, link, "Choose a new password"))

@@ -1,0 +1,417 @@
+"""Accounts and sign-in: registration, sessions, token rotation, email and password flows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from pynamodb.exceptions import TransactWriteError, UpdateError
+
+from chalicelib import errors
+from chalicelib.auth import emails, passwords, tokens
+from chalicelib.auth.models import OneTimeTokenModel, SessionModel
+from chalicelib.auth.principal import Principal
+from chalicelib.aws.mail import send_email
+from chalicelib.clock import utcnow
+from chalicelib.ids import new_id
+from chalicelib.observability import logger
+from chalicelib.ratelimit import service as ratelimit
+from chalicelib.settings import Settings, get_settings
+from chalicelib.storage.base import condition_failed, transaction
+from chalicelib.teams import service as teams
+from chalicelib.users import service as users
+from chalicelib.users.models import UserEmailModel, UserModel
+
+VERIFY_EMAIL = "verify_email"
+RESET_PASSWORD = "reset_password"
+RESEND_LIMIT_PER_HOUR = 5
+FORGOT_LIMIT_PER_HOUR = 5
+
+
+@dataclass(frozen=True)
+class SignIn:
+    user: users.User
+    team: teams.Team
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+def normalize_email(raw: str, field: str = "email") -> str:
+    try:
+        return validate_email(raw.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise errors.ValidationFailed.single(field, str(exc)) from None
+
+
+# --- sessions and tokens -------------------------------------------------------------------------
+
+
+def _issue(settings: Settings, session: SessionModel, now: datetime) -> tuple[str, str]:
+    def claims(kind: str) -> tokens.TokenClaims:
+        return tokens.TokenClaims(
+            user_id=session.user_id,
+            session_id=session.session_id,
+            team_id=session.team_id,
+            kind=kind,
+            generation=int(session.generation),
+            expires_at=0,
+        )
+
+    return tokens.encode(settings, claims(tokens.ACCESS), now), tokens.encode(settings, claims(tokens.REFRESH), now)
+
+
+def _sign_in(settings: Settings, session: SessionModel, now: datetime) -> SignIn:
+    access, refresh = _issue(settings, session, now)
+    return SignIn(
+        user=users.get_user(session.user_id),
+        team=teams.get_team(session.team_id),
+        access_token=access,
+        refresh_token=refresh,
+        expires_in=settings.access_token_ttl_seconds,
+    )
+
+
+def _new_session(settings: Settings, user_id: str, team_id: str, now: datetime) -> SessionModel:
+    session = SessionModel(
+        new_id("ses"),
+        user_id=user_id,
+        team_id=team_id,
+        generation=0,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.refresh_token_ttl_seconds),
+    )
+    session.save()
+    return session
+
+
+def _revoke(session: SessionModel, reason: str, now: datetime) -> None:
+    if session.revoked_at is not None:
+        return
+    try:
+        session.update(
+            actions=[SessionModel.revoked_at.set(now), SessionModel.revoked_reason.set(reason)],
+            condition=SessionModel.revoked_at.does_not_exist(),
+        )
+    except UpdateError as exc:
+        if not condition_failed(exc):  # already revoked by someone else: the outcome we wanted
+            raise
+
+
+def revoke_user_sessions(user_id: str, reason: str, now: datetime, *, keep: str | None = None) -> int:
+    """Revoke every live session of a user (except ``keep``).  Returns how many were revoked."""
+    revoked = 0
+    for session in SessionModel.by_user.query(user_id):
+        if session.session_id != keep and session.revoked_at is None:
+            _revoke(session, reason, now)
+            revoked += 1
+    return revoked
+
+
+def _live_session(session_id: str, user_id: str, now: datetime) -> SessionModel:
+    try:
+        session = SessionModel.get(session_id, consistent_read=True)
+    except SessionModel.DoesNotExist:
+        raise errors.SessionRevoked("The session has ended.") from None
+    if session.user_id != user_id or session.revoked_at is not None or session.expires_at <= now:
+        raise errors.SessionRevoked("The session has ended.")
+    return session
+
+
+def authenticate(headers: dict[str, str], mode: str) -> Principal:
+    """Resolve the caller from ``Authorization: Bearer <access token>``; the session must still be live."""
+    header = headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise errors.Unauthorized("Send Authorization: Bearer <token>.")
+    token = token.strip()
+    if token.startswith("vgl_"):
+        raise errors.TokenInvalid("This API key is not valid.")
+    now = utcnow()
+    claims = tokens.decode(get_settings(), token, tokens.ACCESS, now)
+    session = _live_session(claims.session_id, claims.user_id, now)
+    return Principal(user_id=claims.user_id, team_id=claims.team_id or session.team_id, session_id=session.session_id)
+
+
+# --- registration and sign-in --------------------------------------------------------------------
+
+
+def register(email: str, password: str, name: str | None, timezone: str | None, now: datetime) -> SignIn:
+    """Create the user, their personal team (owned) and a session; send the verification email.
+
+    1. Check the password policy and hash it.
+    2. In one transaction: claim the email (conditional put), put the user, the team and the owner membership.
+       A concurrent registration with the same email loses the condition → 409 ``email_taken``.
+    3. Open a session, then send the verification email (a mail failure is logged, not fatal: resend exists).
+    """
+    settings = get_settings()
+    email = normalize_email(email)
+    if timezone is not None:
+        users.check_timezone(timezone)
+    passwords.check_policy(password, user_inputs=(email, email.split("@")[0], name or ""))
+    password_hash = passwords.hash_password(password, settings.bcrypt_rounds)
+    user_id, team_id = new_id("usr"), new_id("team")
+    user = UserModel(
+        user_id,
+        email=email,
+        password_hash=password_hash,
+        name=name,
+        timezone=timezone or "UTC",
+        current_team_id=team_id,
+        created_at=now,
+        updated_at=now,
+    )
+    team_name = f"{name}'s team" if name else "Personal team"
+    team, membership = teams.new_personal_team(team_id, user_id, team_name, now)
+    try:
+        with transaction() as tx:
+            tx.save(UserEmailModel(email, user_id=user_id), condition=UserEmailModel.email.does_not_exist())
+            tx.save(user, condition=UserModel.user_id.does_not_exist())
+            tx.save(team, condition=type(team).team_id.does_not_exist())
+            tx.save(membership)
+    except TransactWriteError as exc:
+        if condition_failed(exc):
+            raise errors.EmailTaken("An account with this email already exists.") from None
+        raise
+    session = _new_session(settings, user_id, team_id, now)
+    _send_verification(settings, user_id, email, now)
+    logger.info("user registered", extra={"user_id": user_id, "team_id": team_id})
+    return _sign_in(settings, session, now)
+
+
+def _login_limits(settings: Settings, email: str, client_ip: str) -> list[tuple[str, int]]:
+    return [
+        (f"login-fail:acct:{email}", settings.login_failures_per_account),
+        (f"login-fail:ip:{client_ip}", settings.login_failures_per_ip),
+    ]
+
+
+def login(email: str, password: str, client_ip: str, now: datetime) -> SignIn:
+    """Check the password; unknown email and wrong password answer alike, in the same time.
+
+    Failures are counted per account and per client IP in fixed windows; at the limit the
+    next attempt gets 429 with ``Retry-After`` before any password is checked.
+    """
+    settings = get_settings()
+    window = settings.login_failure_window_seconds
+    try:
+        email = normalize_email(email)
+    except errors.ValidationFailed:
+        passwords.burn_equal_time(password, settings.bcrypt_rounds)
+        raise errors.InvalidCredentials("The email or password is wrong.") from None
+    limits = _login_limits(settings, email, client_ip)
+    for key, limit in limits:
+        seen = ratelimit.peek(key, window, now)
+        if seen.count >= limit:
+            raise errors.TooManyRequests(seen.resets_in, "Too many failed sign-in attempts; try again later.")
+    user = _find_by_email(email)
+    if user is None:
+        passwords.burn_equal_time(password, settings.bcrypt_rounds)
+        ok = False
+    else:
+        ok = passwords.verify_password(password, user.password_hash)
+    if not ok:
+        for key, _ in limits:
+            ratelimit.hit(key, window, now)
+        logger.info("sign-in failed", extra={"known_account": user is not None})
+        raise errors.InvalidCredentials("The email or password is wrong.")
+    assert user is not None
+    ratelimit.clear(limits[0][0], window, now)
+    team_id = _usable_team(user)
+    session = _new_session(settings, user.user_id, team_id, now)
+    return _sign_in(settings, session, now)
+
+
+def _find_by_email(email: str) -> UserModel | None:
+    try:
+        owner = UserEmailModel.get(email, consistent_read=True)
+        return UserModel.get(owner.user_id, consistent_read=True)
+    except (UserEmailModel.DoesNotExist, UserModel.DoesNotExist):
+        return None
+
+
+def _usable_team(user: UserModel) -> str:
+    """The user's current team if they still belong to it, else any team they belong to."""
+    from chalicelib.teams.models import MembershipModel
+
+    if user.current_team_id and teams.role_of(user.current_team_id, user.user_id):
+        return str(user.current_team_id)
+    for membership in MembershipModel.by_user.query(user.user_id, limit=1):
+        return str(membership.team_id)
+    raise errors.Forbidden("This account belongs to no team.")
+
+
+def refresh(refresh_token: str, now: datetime) -> SignIn:
+    """Rotate a refresh token.
+
+    1. Verify the JWT (type ``refresh``) and load its session, which must be live.
+    2. If the token's generation is not the session's current one, it was already spent:
+       someone replayed it, so the whole session is revoked and the call fails (401).
+    3. Otherwise bump the generation with a conditional write — of two concurrent uses of
+       the same token, exactly one wins; the loser is treated as a replay — and issue a new pair.
+    """
+    settings = get_settings()
+    claims = tokens.decode(settings, refresh_token, tokens.REFRESH, now)
+    session = _live_session(claims.session_id, claims.user_id, now)
+    if claims.generation != int(session.generation):
+        _revoke(session, "refresh_token_reuse", now)
+        logger.warning("refresh token reuse; session revoked", extra={"session_id": session.session_id})
+        raise errors.RefreshTokenReused("This refresh token was already used; the session is revoked.")
+    try:
+        session.update(
+            actions=[SessionModel.generation.set(claims.generation + 1), SessionModel.refreshed_at.set(now)],
+            condition=(SessionModel.generation == claims.generation) & SessionModel.revoked_at.does_not_exist(),
+        )
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
+        _revoke(SessionModel.get(session.session_id, consistent_read=True), "refresh_token_reuse", now)
+        raise errors.RefreshTokenReused("This refresh token was already used; the session is revoked.") from None
+    return _sign_in(settings, session, now)
+
+
+def logout(principal: Principal, now: datetime) -> None:
+    if principal.session_id:
+        _revoke(_live_session(principal.session_id, principal.user_id, now), "logout", now)
+
+
+def switch_team(principal: Principal, team_id: str, now: datetime) -> SignIn:
+    """Act in another team of the caller's: same session, rotated tokens (the old refresh token is spent)."""
+    if not principal.session_id or teams.role_of(team_id, principal.user_id) is None:
+        raise errors.NotFound("No such team.")
+    session = _live_session(principal.session_id, principal.user_id, now)
+    try:
+        session.update(
+            actions=[SessionModel.team_id.set(team_id), SessionModel.generation.add(1)],
+            condition=SessionModel.revoked_at.does_not_exist(),
+        )
+    except UpdateError as exc:
+        if condition_failed(exc):
+            raise errors.SessionRevoked("The session has ended.") from None
+        raise
+    users.load(principal.user_id).update(actions=[UserModel.current_team_id.set(team_id)])
+    return _sign_in(get_settings(), session, now)
+
+
+# --- single-use tokens: verification and reset ---------------------------------------------------
+
+
+def _store_token(purpose: str, user_id: str, email: str, ttl: int, now: datetime) -> str:
+    token = tokens.new_opaque_token()
+    OneTimeTokenModel(
+        tokens.hash_opaque(token),
+        purpose=purpose,
+        user_id=user_id,
+        email=email,
+        created_at=now,
+        valid_until=now + timedelta(seconds=ttl),
+        expires_at=now + timedelta(seconds=ttl + 86400),
+    ).save()
+    return token
+
+
+def _consume_token(token: str, purpose: str, now: datetime) -> OneTimeTokenModel:
+    """Spend a single-use token: it must exist, match the purpose, be unexpired and unused (conditional write)."""
+    invalid = errors.InvalidToken("This link is invalid, expired or already used.")
+    if not token or len(token) > 200:
+        raise invalid
+    try:
+        item = OneTimeTokenModel.get(tokens.hash_opaque(token), consistent_read=True)
+    except OneTimeTokenModel.DoesNotExist:
+        raise invalid from None
+    if item.purpose != purpose or item.used_at is not None or item.valid_until <= now:
+        raise invalid
+    try:
+        item.update(actions=[OneTimeTokenModel.used_at.set(now)], condition=OneTimeTokenModel.used_at.does_not_exist())
+    except UpdateError as exc:
+        if condition_failed(exc):
+            raise invalid from None
+        raise
+    return item
+
+
+def _send_verification(settings: Settings, user_id: str, email: str, now: datetime) -> None:
+    token = _store_token(VERIFY_EMAIL, user_id, email, settings.verify_email_ttl_seconds, now)
+    message = emails.verification(settings.app_url, token, settings.verify_email_ttl_seconds // 3600)
+    _deliver(email, message)
+
+
+def _deliver(to: str, message: emails.Email) -> None:
+    try:
+        send_email(to, message.subject, message.text, message.html)
+    except Exception:  # noqa: BLE001 - the account change stands; the user can ask for the email again
+        logger.exception("email could not be sent", extra={"subject": message.subject})
+
+
+def verify_email(token: str, now: datetime) -> users.User:
+    item = _consume_token(token, VERIFY_EMAIL, now)
+    user = users.load(item.user_id)
+    if user.email != item.email:
+        raise errors.InvalidToken("This link is for an address the account no longer uses.")
+    if user.email_verified_at is None:
+        user.update(actions=[UserModel.email_verified_at.set(now), UserModel.updated_at.set(now)])
+    return users.to_user(user)
+
+
+def resend_verification(principal: Principal, now: datetime) -> None:
+    settings = get_settings()
+    user = users.load(principal.user_id)
+    if user.email_verified_at is not None:
+        return
+    seen = ratelimit.hit(f"resend-verification:{user.user_id}", 3600, now)
+    if seen.count > RESEND_LIMIT_PER_HOUR:
+        raise errors.TooManyRequests(seen.resets_in, "Too many verification emails; try again later.")
+    _send_verification(settings, user.user_id, user.email, now)
+
+
+def forgot_password(email: str, now: datetime) -> None:
+    """Always succeeds from the caller's view; mails a reset link only to a known, not over-asked address."""
+    settings = get_settings()
+    try:
+        email = normalize_email(email)
+    except errors.ValidationFailed:
+        return
+    user = _find_by_email(email)
+    if user is None:
+        return
+    seen = ratelimit.hit(f"forgot-password:{user.user_id}", 3600, now)
+    if seen.count > FORGOT_LIMIT_PER_HOUR:
+        logger.info("password reset email withheld: too many requests", extra={"user_id": user.user_id})
+        return
+    token = _store_token(RESET_PASSWORD, user.user_id, email, settings.reset_password_ttl_seconds, now)
+    _deliver(email, emails.password_reset(settings.app_url, token, settings.reset_password_ttl_seconds // 60))
+
+
+def reset_password(token: str, password: str, now: datetime) -> None:
+    """Set a new password from a reset link; every session of the user is revoked."""
+    settings = get_settings()
+    passwords.check_policy(password)
+    item = _consume_token(token, RESET_PASSWORD, now)
+    user = users.load(item.user_id)
+    actions: list[Any] = [
+        UserModel.password_hash.set(passwords.hash_password(password, settings.bcrypt_rounds)),
+        UserModel.updated_at.set(now),
+    ]
+    if user.email_verified_at is None and user.email == item.email:
+        actions.append(UserModel.email_verified_at.set(now))  # the link proved the address
+    user.update(actions=actions)
+    revoke_user_sessions(user.user_id, "password_reset", now)
+    ratelimit.clear(f"login-fail:acct:{user.email}", settings.login_failure_window_seconds, now)
+
+
+def change_password(principal: Principal, current: str, new: str, now: datetime) -> None:
+    """Change the password knowing the current one; the user's other sessions are revoked."""
+    settings = get_settings()
+    user = users.load(principal.user_id)
+    if not passwords.verify_password(current, user.password_hash):
+        raise errors.ValidationFailed.single("current_password", "is wrong")
+    passwords.check_policy(new, field="new_password", user_inputs=(user.email,))
+    user.update(
+        actions=[
+            UserModel.password_hash.set(passwords.hash_password(new, settings.bcrypt_rounds)),
+            UserModel.updated_at.set(now),
+        ]
+    )
+    revoke_user_sessions(user.user_id, "password_changed", now, keep=principal.session_id)

@@ -1,0 +1,25 @@
+"""Names of the non-table AWS resources, derived from the settings in one place."""
+
+from __future__ import annotations
+
+from chalicelib.settings import Settings
+
+
+def check_queue(settings: Settings, region: str) -> str:
+    """The SQS queue that feeds the check worker of one region."""
+    return f"{settings.table_prefix}checks-{region}"
+
+
+def dead_letter_queue(queue_name: str) -> str:
+    return f"{queue_name}-dlq"
+
+
+def status_bucket(settings: Settings) -> str:
+    return f"{settings.table_prefix}status-pages".lower()
+
+
+def email_identity(settings: Settings) -> str:
+    """The address part of EMAIL_FROM (``Vigil <a@b>`` → ``a@b``)."""
+    from email.utils import parseaddr
+
+    return parseaddr(settings.email_from)[1]

@@ -1,0 +1,167 @@
+"""The domain's error hierarchy.
+
+Services raise these; the API layer renders them as RFC 9457 problem details in
+exactly one place (``chalicelib.api.framework``).  Domain code never builds an
+HTTP response itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class VigilError(Exception):
+    status = 500
+    code = "internal_error"
+    title = "Internal error"
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.headers = headers or {}
+
+
+class BadRequest(VigilError):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+
+class InvalidJSON(BadRequest):
+    code = "invalid_json"
+    title = "Malformed JSON"
+
+
+class InvalidToken(BadRequest):
+    code = "invalid_token"
+    title = "Invalid or expired token"
+
+
+class InvalidCursor(BadRequest):
+    code = "invalid_cursor"
+    title = "Invalid cursor"
+
+
+class Unauthorized(VigilError):
+    status = 401
+    code = "unauthorized"
+    title = "Authentication required"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="vigil"'})
+
+
+class TokenInvalid(Unauthorized):
+    code = "token_invalid"
+    title = "Invalid token"
+
+
+class TokenExpired(Unauthorized):
+    code = "token_expired"
+    title = "Token expired"
+
+
+class SessionRevoked(Unauthorized):
+    code = "session_revoked"
+    title = "Session ended"
+
+
+class RefreshTokenReused(Unauthorized):
+    code = "refresh_token_reused"
+    title = "Refresh token already used"
+
+
+class InvalidCredentials(Unauthorized):
+    code = "invalid_credentials"
+    title = "Invalid email or password"
+
+
+class PaymentRequired(VigilError):
+    status = 402
+    code = "plan_limit_exceeded"
+    title = "Plan limit exceeded"
+
+
+class Forbidden(VigilError):
+    status = 403
+    code = "forbidden"
+    title = "Not allowed"
+
+
+class NotFound(VigilError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class MethodNotAllowed(VigilError):
+    status = 405
+    code = "method_not_allowed"
+    title = "Method not allowed"
+
+
+class Conflict(VigilError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class EmailTaken(Conflict):
+    code = "email_taken"
+    title = "Email already registered"
+
+
+class Gone(VigilError):
+    status = 410
+    code = "gone"
+    title = "Gone"
+
+
+class PayloadTooLarge(VigilError):
+    status = 413
+    code = "payload_too_large"
+    title = "Request body too large"
+
+
+class UnsupportedMediaType(VigilError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+class ValidationFailed(VigilError):
+    status = 422
+    code = "validation_error"
+    title = "Validation failed"
+
+    def __init__(self, errors: list[FieldError], detail: str | None = None, *, code: str | None = None) -> None:
+        super().__init__(detail or "; ".join(f"{e.field}: {e.message}" for e in errors) or self.title)
+        self.errors = errors
+        if code:
+            self.code = code
+
+    @classmethod
+    def single(cls, field: str, message: str, *, code: str | None = None) -> ValidationFailed:
+        return cls([FieldError(field, message)], code=code)
+
+
+class TooManyRequests(VigilError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, retry_after: int, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, int(retry_after)))})
+        self.retry_after = max(1, int(retry_after))
+
+
+class ServiceUnavailable(VigilError):
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"

@@ -1,0 +1,59 @@
+"""Chalice's local API Gateway, taught the greedy ``{proxy+}`` path that API Gateway has.
+
+Chalice's local matcher knows only ``{name}`` segments, so without this an
+unknown path would get Chalice's ``Missing Authentication Token`` 403 instead
+of Vigil's 404 problem.  Exact and ``{name}`` routes win; ``/{proxy+}`` catches
+the rest, as it does in API Gateway.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice.local import (
+    ChaliceRequestHandler,
+    LambdaEventConverter,
+    LocalGateway,
+    MatchResult,
+    RouteMatcher,
+)
+
+
+class GreedyRouteMatcher(RouteMatcher):
+    def __init__(self, route_urls: list[str]) -> None:
+        greedy = [u for u in route_urls if u.endswith("+}")]
+        super().__init__([u for u in route_urls if u not in greedy])
+        self.greedy = sorted(greedy, key=len, reverse=True)
+
+    def match_route(self, url: str) -> MatchResult:
+        try:
+            return super().match_route(url)
+        except ValueError:
+            pass
+        from urllib.parse import parse_qs, urlparse
+
+        parsed = urlparse(url)
+        path = parsed.path
+        query = parse_qs(parsed.query, keep_blank_values=True)
+        for route in self.greedy:
+            prefix, _, name = route.rpartition("/{")
+            if path.startswith(prefix + "/") and len(path) > len(prefix) + 1:
+                return MatchResult(route, {name[:-1]: path[len(prefix) + 1 :]}, query)
+        raise ValueError(f"No matching route found for: {url}")
+
+
+class VigilGateway(LocalGateway):
+    def __init__(self, app_object: Any, config: Any) -> None:
+        super().__init__(app_object, config)
+        self.event_converter = LambdaEventConverter(
+            GreedyRouteMatcher(list(app_object.routes)), app_object.api.binary_types
+        )
+
+
+class VigilRequestHandler(ChaliceRequestHandler):
+    def __init__(self, request: Any, client_address: Any, server: Any, app_object: Any, config: Any) -> None:
+        self.local_gateway = VigilGateway(app_object, config)
+        super(ChaliceRequestHandler, self).__init__(request, client_address, server)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """The app logs every request as JSON already; keep the console readable."""

@@ -1,0 +1,39 @@
+"""Create every AWS resource Vigil uses in an emulator (moto, LocalStack), from the deploy's definitions."""
+
+from __future__ import annotations
+
+import json
+
+from chalicelib.aws import names
+from chalicelib.aws.clients import client
+from chalicelib.settings import Settings
+from chalicelib.storage.schema import create_tables
+
+
+def create_resources(settings: Settings) -> dict[str, list[str]]:
+    """Tables, region queues (each with its DLQ), the status bucket and the SES identity.  Idempotent."""
+    created = {"tables": create_tables(client("dynamodb"), settings.table_prefix), "queues": [], "buckets": []}
+    sqs = client("sqs")
+    for region in settings.check_regions:
+        name = names.check_queue(settings, region)
+        dlq_url = sqs.create_queue(QueueName=names.dead_letter_queue(name))["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sqs.create_queue(
+            QueueName=name,
+            Attributes={
+                "VisibilityTimeout": "120",
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+            },
+        )
+        created["queues"].append(name)
+    s3 = client("s3")
+    bucket = names.status_bucket(settings)
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if bucket not in existing:
+        if settings.aws_region == "us-east-1":
+            s3.create_bucket(Bucket=bucket)
+        else:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": settings.aws_region})
+        created["buckets"].append(bucket)
+    client("ses").verify_email_identity(EmailAddress=names.email_identity(settings))
+    return created

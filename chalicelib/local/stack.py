@@ -1,0 +1,199 @@
+"""The local stack (``make dev``): an AWS emulator, Vigil's resources, the event loop and the API.
+
+1. Load the settings (a local stage only) and, unless ``AWS_ENDPOINT_URL``
+   names another emulator or account, start moto's server on a free loopback port.
+2. Point Vigil at it and create every table, queue, bucket and SES identity.
+3. Start the event loop with every handler of ``app.py``.
+4. Serve the API on ``127.0.0.1:PORT`` until SIGINT or SIGTERM, then stop the
+   server, the loop and the emulator, in that order.
+
+The module also holds what is running, for the local-only ``/dev`` routes; it
+imports nothing heavy at import time, since the API imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from chalicelib.local.loop import EventLoop
+
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "vigil-local", "AWS_SECRET_ACCESS_KEY": "vigil-local"}
+
+
+@dataclasses.dataclass
+class Running:
+    loop: EventLoop | None = None
+    emulator_url: str | None = None
+
+
+_running = Running()
+
+
+def register(loop: EventLoop | None, emulator_url: str | None = None) -> None:
+    _running.loop, _running.emulator_url = loop, emulator_url
+
+
+def current_loop() -> EventLoop | None:
+    return _running.loop
+
+
+def outbox_available(settings: Settings) -> bool:
+    """The outbox reads moto's in-process state: there under ``mock_aws`` (tests) or the embedded emulator."""
+    return settings.aws_endpoint_url is None or settings.aws_endpoint_url == _running.emulator_url
+
+
+# ---------------------------------------------------------------- start and stop
+
+
+def _prepare_environment() -> None:
+    # The process environment configures the libraries, not Vigil (Vigil reads its Settings):
+    # Powertools would print a metrics blob per request and look for an X-Ray daemon.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+
+# make dev's defaults: below .env and the shell, so ALLOW_PRIVATE_TARGETS=false in either turns it off.
+DEV_DEFAULTS = {"ALLOW_PRIVATE_TARGETS": "true"}
+
+
+def _point_botocore_at(settings: Settings, embedded: bool) -> None:
+    """Configure botocore for the emulator, so even a client Vigil does not build (Powertools') goes there.
+
+    Real credentials have no business being sent to an emulator: the embedded one
+    always gets fake ones.  Another endpoint (LocalStack, a real account) keeps
+    the developer's credentials and gets fake ones only when there are none.
+    """
+    import boto3
+
+    os.environ.setdefault("AWS_DEFAULT_REGION", settings.aws_region)
+    if embedded:
+        os.environ["AWS_ENDPOINT_URL"] = str(settings.aws_endpoint_url)
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        os.environ.update(FAKE_CREDENTIALS)
+    elif boto3.session.Session().get_credentials() is None:
+        os.environ.update(FAKE_CREDENTIALS)
+
+
+def _start_emulator() -> tuple[Any, str]:
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per emulated AWS call otherwise
+    emulator = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    emulator.start()
+    host, port = emulator.get_host_and_port()
+    return emulator, f"http://{host}:{port}"
+
+
+def _start_api(app: Any, settings: Settings) -> tuple[Any, threading.Thread]:
+    from chalice.config import Config
+    from chalice.local import LocalDevServer
+
+    from chalicelib.local.gateway import VigilRequestHandler
+
+    server = LocalDevServer(
+        app, Config(chalice_stage="local"), "127.0.0.1", settings.port, handler_cls=VigilRequestHandler
+    )
+    thread = threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    thread.start()
+    return server, thread
+
+
+def _banner(settings: Settings, emulator_url: str | None, loop: EventLoop) -> str:
+    api = f"http://127.0.0.1:{settings.port}"
+    aws = f"{emulator_url} (embedded moto)" if emulator_url else f"{settings.aws_endpoint_url} (AWS_ENDPOINT_URL)"
+    handlers = ", ".join(s.name for s in loop.sources) or "none yet"
+    return "\n".join(
+        [
+            "",
+            f"  Vigil {settings.version} — local stack (stage {settings.stage})",
+            f"  API        {api}   (health: {api}/health)",
+            f"  outbox     {api}/dev/outbox" if emulator_url else "  outbox     only with the embedded emulator",
+            f"  tick now   curl -X POST {api}/dev/tick",
+            f"  AWS        {aws}, region {settings.aws_region}",
+            f"  checks in  {', '.join(settings.check_regions)}",
+            f"  handlers   {handlers}",
+            "  Ctrl-C stops everything.",
+            "",
+        ]
+    )
+
+
+def _wait_for_signal(server_thread: threading.Thread) -> None:
+    stop = threading.Event()
+
+    def handle(signum: int, frame: Any) -> None:
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handle)
+    # A timed wait lets the main thread run the signal handler promptly.
+    while not stop.wait(0.5) and server_thread.is_alive():
+        pass
+
+
+def run() -> int:
+    _prepare_environment()
+    try:
+        settings = load_settings(defaults=DEV_DEFAULTS)
+    except SettingsError as exc:
+        print(f"vigil: {exc}", file=sys.stderr)
+        return 2
+    if not settings.is_local:
+        print(f"vigil: the local stack runs a local stage, not {settings.stage!r} (VIGIL_STAGE)", file=sys.stderr)
+        return 2
+    emulator, emulator_url = (None, None) if settings.aws_endpoint_url else _start_emulator()
+    try:
+        return _serve(settings, emulator_url)
+    finally:
+        if emulator is not None:
+            emulator.stop()
+
+
+def _serve(settings: Settings, emulator_url: str | None) -> int:
+    from chalicelib.local.loop import EventLoop
+    from chalicelib.local.resources import create_resources
+    from chalicelib.observability import logger
+    from chalicelib.wiring import configure
+
+    if emulator_url:
+        settings = dataclasses.replace(settings, aws_endpoint_url=emulator_url)
+    _point_botocore_at(settings, embedded=emulator_url is not None)
+    logger.setLevel(settings.log_level)
+    configure(settings)
+    created = create_resources(settings)
+    from app import app  # after configure(): app.py configures from the settings in place
+
+    loop = EventLoop(settings.aws_region)
+    try:
+        loop.add_chalice_app(app, settings, new_tables=created["tables"])
+    except LookupError as exc:  # a handler names a queue or table the resources do not create
+        print(f"vigil: {exc}", file=sys.stderr)
+        return 1
+    try:
+        server, server_thread = _start_api(app, settings)
+    except OSError as exc:
+        print(f"vigil: cannot serve on 127.0.0.1:{settings.port}: {exc.strerror} (set PORT)", file=sys.stderr)
+        return 1
+    loop.start()
+    register(loop, emulator_url)
+    print(_banner(settings, emulator_url, loop), flush=True)
+    try:
+        _wait_for_signal(server_thread)
+    finally:
+        print("  stopping…", flush=True)
+        server.shutdown()
+        server.server.server_close()
+        register(None)
+        loop.stop()
+    return 0

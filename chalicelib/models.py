@@ -1,0 +1,18 @@
+"""Imports every table model so the storage registry knows them all."""
+
+from __future__ import annotations
+
+from chalicelib.auth.models import OneTimeTokenModel, SessionModel
+from chalicelib.ratelimit.models import CounterModel
+from chalicelib.teams.models import MembershipModel, TeamModel
+from chalicelib.users.models import UserEmailModel, UserModel
+
+__all__ = [
+    "CounterModel",
+    "MembershipModel",
+    "OneTimeTokenModel",
+    "SessionModel",
+    "TeamModel",
+    "UserEmailModel",
+    "UserModel",
+]

@@ -1,0 +1,94 @@
+"""The storage layer's base model and its one registry of tables.
+
+Every table is a PynamoDB model declared once.  Its logical name (``users``) is
+fixed in code; the physical name is ``TABLE_PREFIX + logical name``, set with
+the endpoint and region by :func:`configure_storage` from the settings.  The
+local stack, the tests and ``infra/`` all derive their tables from these models
+(see :mod:`chalicelib.storage.schema`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pynamodb.models import Model
+
+from chalicelib.settings import Settings
+
+REGISTRY: list[type[BaseModel]] = []
+
+
+class BaseModel(Model):
+    """A Vigil table.  Subclasses set ``logical_name`` and declare ``class Meta``."""
+
+    logical_name: ClassVar[str] = ""
+
+    class Meta:
+        abstract = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.logical_name:
+            meta: Any = cls.Meta
+            meta.table_name = cls.logical_name
+            meta.billing_mode = "PAY_PER_REQUEST"
+            meta.connect_timeout_seconds = 2
+            meta.read_timeout_seconds = 5
+            meta.max_retry_attempts = 3
+            REGISTRY.append(cls)
+
+
+def all_models() -> list[type[BaseModel]]:
+    # Importing the domain model modules registers them.
+    from chalicelib import models  # noqa: F401
+
+    return sorted(REGISTRY, key=lambda m: m.logical_name)
+
+
+def configure_storage(settings: Settings) -> None:
+    """Point every model at the configured table prefix, region and endpoint."""
+    for model in all_models():
+        meta: Any = model.Meta
+        wanted = (settings.table_prefix + model.logical_name, settings.aws_region, settings.aws_endpoint_url)
+        if (meta.table_name, meta.region, meta.host) == wanted and model._connection is not None:
+            continue  # building a connection loads botocore's service model: ~40 ms a table
+        meta.table_name, meta.region, meta.host = wanted
+        model._connection = None  # rebuilt lazily with the new settings
+
+
+def transaction() -> Any:
+    """A PynamoDB ``TransactWrite`` on the configured endpoint and region."""
+    from pynamodb.connection import Connection
+    from pynamodb.transactions import TransactWrite
+
+    from chalicelib.settings import get_settings
+
+    settings = get_settings()
+    return TransactWrite(
+        connection=Connection(region=settings.aws_region, host=settings.aws_endpoint_url),
+    )
+
+
+def condition_failed(exc: Exception) -> bool:
+    """True when a write or transaction failed only because a condition did not hold."""
+    cause = getattr(exc, "cause_response_code", None)
+    if cause == "ConditionalCheckFailedException":
+        return True
+    reasons = getattr(exc, "cancellation_reasons", None) or []
+    return any(r is not None and r.code == "ConditionalCheckFailed" for r in reasons)
+
+
+def as_domain_error(exc: Exception) -> Exception | None:
+    """Storage failures that have a meaning for the caller: a lost race is a 409, an overloaded table a 503."""
+    from pynamodb.exceptions import PynamoDBException
+
+    from chalicelib import errors
+
+    if not isinstance(exc, PynamoDBException):
+        return None
+    if condition_failed(exc):
+        return errors.Conflict("The resource was changed by another request; reload it and try again.")
+    code = exc.cause_response_code or ""
+    if code in ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"):
+        return errors.ServiceUnavailable("The service is busy; try again shortly.", headers={"Retry-After": "1"})
+    return None

@@ -1,0 +1,46 @@
+"""Team tables: teams and memberships (team_id + user_id, GSI by user)."""
+
+from __future__ import annotations
+
+from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, UTCDateTimeAttribute, VersionAttribute
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+
+from chalicelib.storage.base import BaseModel
+
+
+class TeamModel(BaseModel):
+    logical_name = "teams"
+
+    class Meta:
+        pass
+
+    team_id = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute()
+    personal = BooleanAttribute(default=False)
+    plan = UnicodeAttribute(default="free")
+    created_by = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    version = VersionAttribute()
+
+
+class MembershipsByUser(GlobalSecondaryIndex["MembershipModel"]):
+    class Meta:
+        index_name = "user_id-index"
+        projection = AllProjection()
+
+    user_id = UnicodeAttribute(hash_key=True)
+    team_id = UnicodeAttribute(range_key=True)
+
+
+class MembershipModel(BaseModel):
+    logical_name = "memberships"
+
+    class Meta:
+        pass
+
+    team_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute(range_key=True)
+    role = UnicodeAttribute()
+    joined_at = UTCDateTimeAttribute()
+    by_user = MembershipsByUser()

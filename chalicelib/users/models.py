@@ -1,0 +1,41 @@
+"""User tables: the account itself and the email → user uniqueness index."""
+
+from __future__ import annotations
+
+from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, UTCDateTimeAttribute, VersionAttribute
+
+from chalicelib.storage.base import BaseModel
+
+
+class UserModel(BaseModel):
+    logical_name = "users"
+
+    class Meta:
+        pass
+
+    user_id = UnicodeAttribute(hash_key=True)
+    email = UnicodeAttribute()
+    password_hash = UnicodeAttribute()
+    name = UnicodeAttribute(null=True)
+    timezone = UnicodeAttribute(default="UTC")
+    email_verified_at = UTCDateTimeAttribute(null=True)
+    pending_email = UnicodeAttribute(null=True)
+    critical_only = BooleanAttribute(default=False)
+    quiet_hours_start = UnicodeAttribute(null=True)
+    quiet_hours_end = UnicodeAttribute(null=True)
+    current_team_id = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    version = VersionAttribute()
+
+
+class UserEmailModel(BaseModel):
+    """One item per address in use: a conditional put makes emails unique."""
+
+    logical_name = "user_emails"
+
+    class Meta:
+        pass
+
+    email = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute()

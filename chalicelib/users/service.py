@@ -1,0 +1,98 @@
+"""Users: the account record, its settings and notification preferences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from chalicelib.errors import NotFound, ValidationFailed
+from chalicelib.users.models import UserModel
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    start: str
+    end: str
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    email: str
+    name: str | None
+    email_verified: bool
+    timezone: str
+    critical_only: bool
+    quiet_hours: QuietHours | None
+    current_team_id: str | None
+    created_at: datetime
+
+
+def to_user(item: UserModel) -> User:
+    quiet = None
+    if item.quiet_hours_start and item.quiet_hours_end:
+        quiet = QuietHours(item.quiet_hours_start, item.quiet_hours_end)
+    return User(
+        id=item.user_id,
+        email=item.email,
+        name=item.name,
+        email_verified=item.email_verified_at is not None,
+        timezone=item.timezone or "UTC",
+        critical_only=bool(item.critical_only),
+        quiet_hours=quiet,
+        current_team_id=item.current_team_id,
+        created_at=item.created_at,
+    )
+
+
+def load(user_id: str) -> UserModel:
+    try:
+        return UserModel.get(user_id, consistent_read=True)
+    except UserModel.DoesNotExist:
+        raise NotFound("No such user.") from None
+
+
+def get_user(user_id: str) -> User:
+    return to_user(load(user_id))
+
+
+def check_timezone(name: str, field: str = "timezone") -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        message = f"unknown time zone {name!r}; use an IANA name like Europe/Paris"
+        raise ValidationFailed.single(field, message) from None
+    return name
+
+
+_UNSET = object()
+
+
+def update_settings(
+    user_id: str,
+    now: datetime,
+    *,
+    name: str | object | None = _UNSET,
+    timezone: str | object = _UNSET,
+    critical_only: bool | object = _UNSET,
+    quiet_hours: QuietHours | object | None = _UNSET,
+) -> User:
+    """Apply a partial update (only the arguments given), with optimistic locking."""
+    item = load(user_id)
+    if name is not _UNSET:
+        item.name = name  # type: ignore[assignment]
+    if timezone is not _UNSET:
+        item.timezone = check_timezone(str(timezone))
+    if critical_only is not _UNSET:
+        item.critical_only = bool(critical_only)
+    if quiet_hours is not _UNSET:
+        hours = quiet_hours if isinstance(quiet_hours, QuietHours) else None
+        item.quiet_hours_start = hours.start if hours else None
+        item.quiet_hours_end = hours.end if hours else None
+    item.updated_at = now
+    item.save()
+    return to_user(item)
+
+
+UNSET = _UNSET

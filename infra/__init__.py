@@ -1,0 +1,1 @@
+"""Vigil's deploy: the CloudFormation merged into Chalice's package (``make infra``, ``make package``)."""

@@ -1,0 +1,426 @@
+"""Generate ``infra/resources.json``: the CloudFormation that ``chalice package --merge-template`` merges in.
+
+``python -m infra.build`` writes the file; ``python -m infra.build --check`` exits 1 when the committed
+file differs from what the code would generate (CI and ``tests/unit/test_infra.py`` run it).
+
+Chalice's own output supplies the API (``RestAPI``), its function (``APIHandler``) and the function's role
+(``ApiHandlerRole``); Chalice merges dictionaries key by key, so this template adds to those resources
+without restating them.  Every table comes from :func:`chalicelib.storage.schema.cfn_table_resources`,
+the same definitions the local stack and the tests create; no table is written here by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from chalicelib import errors
+from chalicelib.settings import DEFAULT_REGIONS
+from chalicelib.storage.schema import cfn_table_resources
+
+OUTPUT = Path(__file__).resolve().parent / "resources.json"
+
+# Names of the resources Chalice generates (checked against `chalice package` by tests/unit/test_infra.py).
+CHALICE_API = "RestAPI"
+CHALICE_FUNCTION = "APIHandler"
+CHALICE_ROLE = "ApiHandlerRole"
+
+# Queue names follow chalicelib/aws/names.py: {prefix}checks-{region} and its "-dlq".
+CHECK_QUEUE_NAME = "${TablePrefix}checks-${AWS::Region}"
+STATUS_BUCKET_NAME = "${TablePrefix}status-pages"  # names.status_bucket (the prefix is already lower case)
+SECRET_KEY_ID = "vigil/${Stage}/secret-key"  # a Secrets Manager secret the deployer creates once per stage
+
+# AWS managed CloudFront policies (fixed, documented IDs).
+CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
+SECURITY_HEADERS = "67f7725c-6f97-4210-82d7-5512b31e9d03"
+
+# API Gateway's own errors, answered in the app's problem+json shape.  Each names its status code so that the
+# body's "status" always equals the real one; DEFAULT_4XX/5XX's code also becomes the status of every type not
+# listed (authorizer, API-key and SigV4 types, none of which this API configures).  A missing route is a 404
+# here, as in the app, where API Gateway would say 403 "Missing Authentication Token".  Status, code and title
+# come from the app's error classes, except for the two errors only API Gateway raises.
+BAD_GATEWAY = (502, "bad_gateway", "Bad gateway")
+GATEWAY_TIMEOUT = (504, "gateway_timeout", "Gateway timeout")
+
+
+def _app(error: type[errors.VigilError]) -> tuple[int, str, str]:
+    return error.status, error.code, error.title
+
+
+GATEWAY_RESPONSES: tuple[tuple[str, tuple[int, str, str], str], ...] = (
+    ("DEFAULT_4XX", _app(errors.BadRequest), "The request was rejected before it reached Vigil."),
+    ("DEFAULT_5XX", BAD_GATEWAY, "Vigil could not answer this request; try again shortly."),
+    ("MISSING_AUTHENTICATION_TOKEN", _app(errors.NotFound), "There is no such route."),
+    ("RESOURCE_NOT_FOUND", _app(errors.NotFound), "There is no such route."),
+    ("REQUEST_TOO_LARGE", _app(errors.PayloadTooLarge), "The request body is too large."),
+    ("THROTTLED", _app(errors.TooManyRequests), "Too many requests; retry shortly."),
+    ("QUOTA_EXCEEDED", _app(errors.TooManyRequests), "Too many requests; retry shortly."),
+    ("UNSUPPORTED_MEDIA_TYPE", _app(errors.UnsupportedMediaType), "Send application/json."),
+    ("ACCESS_DENIED", _app(errors.Forbidden), "The request was refused."),
+    ("WAF_FILTERED", _app(errors.Forbidden), "The request was refused."),
+    ("INTEGRATION_TIMEOUT", GATEWAY_TIMEOUT, "Vigil took too long to answer; try again."),
+    ("INTEGRATION_FAILURE", GATEWAY_TIMEOUT, "Vigil could not answer this request; try again shortly."),
+)
+
+
+def sub(text: str) -> dict[str, str]:
+    return {"Fn::Sub": text}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"Ref": name}
+
+
+def arn(service: str, resource: str, region: str = "${AWS::Region}") -> dict[str, str]:
+    return sub(f"arn:${{AWS::Partition}}:{service}:{region}:${{AWS::AccountId}}:{resource}")
+
+
+def parameters() -> dict[str, Any]:
+    return {
+        "Stage": {"Type": "String", "AllowedValues": ["dev", "prod"], "Description": "The Vigil stage."},
+        "TablePrefix": {
+            "Type": "String",
+            "AllowedPattern": "^[a-z0-9][a-z0-9-]{1,40}-$",
+            "Description": "Prefix of every table, queue and bucket name (lower case, ends with '-').",
+        },
+        "CheckRegions": {
+            "Type": "String",
+            "Default": ",".join(DEFAULT_REGIONS),
+            "AllowedPattern": "^[a-z0-9-]+(,[a-z0-9-]+)*$",
+            "Description": "Comma-separated regions that run checks.",
+        },
+        "AppUrl": {
+            "Type": "String",
+            "AllowedPattern": "^https://[^/]+(/.*)?$",
+            "Description": "Base URL of the frontend; every link in email points here.",
+        },
+        "EmailFrom": {
+            "Type": "String",
+            "MinLength": 3,
+            "Description": "Sender of Vigil's email, a verified SES identity, e.g. 'Vigil <no-reply@example.com>'.",
+        },
+        "AlarmEmail": {
+            "Type": "String",
+            "Default": "",
+            "Description": "Optional address subscribed to the alarm topic.",
+        },
+    }
+
+
+def api_environment() -> dict[str, Any]:
+    """The deployment-specific part of the function's environment; config.json supplies the rest."""
+    return {
+        "VIGIL_STAGE": ref("Stage"),
+        "TABLE_PREFIX": ref("TablePrefix"),
+        "CHECK_REGIONS": ref("CheckRegions"),
+        "APP_URL": ref("AppUrl"),
+        "EMAIL_FROM": ref("EmailFrom"),
+        # Resolved by CloudFormation at deploy time: the secret is in no file, parameter or stack event.
+        "SECRET_KEY": sub("{{resolve:secretsmanager:" + SECRET_KEY_ID + "}}"),
+    }
+
+
+def gateway_responses() -> dict[str, Any]:
+    responses = {}
+    for kind, (status, code, title), detail in GATEWAY_RESPONSES:
+        body = json.dumps(
+            {
+                "type": f"${{AppUrl}}/docs#problem-{code}",
+                "title": title,
+                "status": status,
+                "detail": detail,
+                "code": code,
+            }
+        )
+        headers = {"gatewayresponse.header.Content-Type": "'application/problem+json'"}
+        if status == 429:
+            headers["gatewayresponse.header.Retry-After"] = "'1'"
+        responses[kind] = {
+            "statusCode": str(status),
+            "responseParameters": headers,
+            "responseTemplates": {"application/json": sub(body)},
+        }
+    return responses
+
+
+def api_policy() -> dict[str, Any]:
+    """What the API handler may touch beyond Chalice's logging and tracing (.chalice/policy-api.json)."""
+    table = arn("dynamodb", "table/${TablePrefix}*")
+    return {
+        "Type": "AWS::IAM::Policy",
+        "Properties": {
+            "PolicyName": "vigil-api-data",
+            "Roles": [ref(CHALICE_ROLE)],
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        # No Scan: nothing on a request path may read a whole table.  The wildcard also covers
+                        # each table's indexes (table/NAME/index/INDEX).
+                        "Sid": "Tables",
+                        "Effect": "Allow",
+                        "Action": [
+                            "dynamodb:BatchGetItem",
+                            "dynamodb:BatchWriteItem",
+                            "dynamodb:ConditionCheckItem",
+                            "dynamodb:DeleteItem",
+                            "dynamodb:DescribeTable",
+                            "dynamodb:GetItem",
+                            "dynamodb:PutItem",
+                            "dynamodb:Query",
+                            "dynamodb:UpdateItem",
+                        ],
+                        "Resource": [table],
+                    },
+                    {
+                        "Sid": "Email",
+                        "Effect": "Allow",
+                        "Action": ["ses:SendRawEmail"],
+                        "Resource": [arn("ses", "identity/*")],
+                    },
+                    {
+                        # Every region's check queue: per-region checker stacks create theirs under the same prefix.
+                        "Sid": "CheckQueues",
+                        "Effect": "Allow",
+                        "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
+                        "Resource": [arn("sqs", "${TablePrefix}checks-*", region="*")],
+                    },
+                    {
+                        "Sid": "StatusPages",
+                        "Effect": "Allow",
+                        "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+                        "Resource": [sub("${StatusBucket.Arn}/status/*")],
+                    },
+                    {
+                        "Sid": "StatusPagesList",
+                        "Effect": "Allow",
+                        "Action": ["s3:ListBucket"],
+                        "Resource": [{"Fn::GetAtt": ["StatusBucket", "Arn"]}],
+                    },
+                ],
+            },
+        },
+    }
+
+
+def status_pages() -> dict[str, Any]:
+    """A private bucket; CloudFront reads only ``status/*`` through Origin Access Control."""
+    bucket_arn = {"Fn::GetAtt": ["StatusBucket", "Arn"]}
+    return {
+        "StatusBucket": {
+            "Type": "AWS::S3::Bucket",
+            # Status pages are regenerated from the tables, but a non-empty bucket cannot be deleted by
+            # CloudFormation anyway: keep it rather than fail the stack deletion.
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {
+                "BucketName": sub(STATUS_BUCKET_NAME),
+                "PublicAccessBlockConfiguration": {
+                    "BlockPublicAcls": True,
+                    "BlockPublicPolicy": True,
+                    "IgnorePublicAcls": True,
+                    "RestrictPublicBuckets": True,
+                },
+                "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+                "BucketEncryption": {
+                    "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+                },
+            },
+        },
+        "StatusBucketPolicy": {
+            "Type": "AWS::S3::BucketPolicy",
+            "Properties": {
+                "Bucket": ref("StatusBucket"),
+                "PolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "CloudFrontReadsStatusPages",
+                            "Effect": "Allow",
+                            "Principal": {"Service": "cloudfront.amazonaws.com"},
+                            "Action": "s3:GetObject",
+                            "Resource": sub("${StatusBucket.Arn}/status/*"),
+                            "Condition": {
+                                "StringEquals": {
+                                    "AWS:SourceArn": sub(
+                                        "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${StatusDistribution}"
+                                    )
+                                }
+                            },
+                        },
+                        {
+                            "Sid": "TlsOnly",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "s3:*",
+                            "Resource": [bucket_arn, sub("${StatusBucket.Arn}/*")],
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        },
+                    ],
+                },
+            },
+        },
+        "StatusOriginAccessControl": {
+            "Type": "AWS::CloudFront::OriginAccessControl",
+            "Properties": {
+                "OriginAccessControlConfig": {
+                    "Name": sub("${TablePrefix}status-pages-${AWS::Region}"),
+                    "OriginAccessControlOriginType": "s3",
+                    "SigningBehavior": "always",
+                    "SigningProtocol": "sigv4",
+                }
+            },
+        },
+        "StatusDistribution": {
+            "Type": "AWS::CloudFront::Distribution",
+            "Properties": {
+                "DistributionConfig": {
+                    "Comment": sub("Vigil status pages (${Stage})"),
+                    "Enabled": True,
+                    "HttpVersion": "http2and3",
+                    "PriceClass": "PriceClass_100",
+                    "Origins": [
+                        {
+                            # https://DOMAIN/acme/index.html serves s3://BUCKET/status/acme/index.html.
+                            "Id": "status-pages",
+                            "DomainName": {"Fn::GetAtt": ["StatusBucket", "RegionalDomainName"]},
+                            "OriginPath": "/status",
+                            "S3OriginConfig": {"OriginAccessIdentity": ""},
+                            "OriginAccessControlId": {"Fn::GetAtt": ["StatusOriginAccessControl", "Id"]},
+                        }
+                    ],
+                    "DefaultCacheBehavior": {
+                        "TargetOriginId": "status-pages",
+                        "ViewerProtocolPolicy": "redirect-to-https",
+                        "AllowedMethods": ["GET", "HEAD"],
+                        "CachedMethods": ["GET", "HEAD"],
+                        "Compress": True,
+                        "CachePolicyId": CACHING_OPTIMIZED,
+                        "ResponseHeadersPolicyId": SECURITY_HEADERS,
+                    },
+                }
+            },
+        },
+    }
+
+
+def queues() -> dict[str, Any]:
+    """The home region's check queue and its dead-letter queue (other regions get theirs from checker stacks)."""
+    return {
+        "CheckDeadLetterQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": sub(CHECK_QUEUE_NAME + "-dlq"),
+                "MessageRetentionPeriod": 14 * 24 * 3600,
+                "SqsManagedSseEnabled": True,
+            },
+        },
+        "CheckQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": sub(CHECK_QUEUE_NAME),
+                # Same as the local stack (chalicelib/local/resources.py).
+                "VisibilityTimeout": 120,
+                "SqsManagedSseEnabled": True,
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": {"Fn::GetAtt": ["CheckDeadLetterQueue", "Arn"]},
+                    "maxReceiveCount": 5,
+                },
+            },
+        },
+    }
+
+
+def alarms(resources: dict[str, Any]) -> dict[str, Any]:
+    """An SNS topic, and an alarm on every dead-letter queue: a message there is work that was given up on."""
+    out: dict[str, Any] = {
+        "AlarmTopic": {"Type": "AWS::SNS::Topic", "Properties": {"DisplayName": sub("Vigil ${Stage} alarms")}},
+        "AlarmEmailSubscription": {
+            "Type": "AWS::SNS::Subscription",
+            "Condition": "HasAlarmEmail",
+            "Properties": {"TopicArn": ref("AlarmTopic"), "Protocol": "email", "Endpoint": ref("AlarmEmail")},
+        },
+    }
+    dead_letter_queues = [
+        name
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::SQS::Queue" and resource["Properties"]["QueueName"]["Fn::Sub"].endswith("-dlq")
+    ]
+    for name in dead_letter_queues:
+        out[name + "Alarm"] = {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmDescription": sub(f"Messages in ${{{name}.QueueName}}: jobs that failed five times."),
+                "Namespace": "AWS/SQS",
+                "MetricName": "ApproximateNumberOfMessagesVisible",
+                "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [name, "QueueName"]}}],
+                "Statistic": "Maximum",
+                "Period": 300,
+                "EvaluationPeriods": 1,
+                "Threshold": 0,
+                "ComparisonOperator": "GreaterThanThreshold",
+                "TreatMissingData": "notBreaching",
+                "AlarmActions": [ref("AlarmTopic")],
+                "OKActions": [ref("AlarmTopic")],
+            },
+        }
+    return out
+
+
+def build() -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    resources.update(cfn_table_resources())
+    resources.update(status_pages())
+    resources.update(queues())
+    resources.update(alarms(resources))
+    resources["ApiHandlerDataPolicy"] = api_policy()
+    # Merged into Chalice's resources: the function's deployment-specific environment, and the API's
+    # gateway responses inside its OpenAPI body, so that a change to them produces a new API deployment.
+    resources[CHALICE_FUNCTION] = {
+        "DependsOn": ["ApiHandlerDataPolicy"],
+        "Properties": {"Environment": {"Variables": api_environment()}},
+    }
+    resources[CHALICE_API] = {
+        "Properties": {"DefinitionBody": {"x-amazon-apigateway-gateway-responses": gateway_responses()}}
+    }
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "Vigil: tables, queues, status pages, alarms and API settings (merged into Chalice's package).",
+        "Parameters": parameters(),
+        "Conditions": {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [ref("AlarmEmail"), ""]}]}},
+        "Resources": resources,
+        "Outputs": {
+            "StatusBucketName": {"Value": ref("StatusBucket")},
+            "StatusDistributionDomain": {"Value": {"Fn::GetAtt": ["StatusDistribution", "DomainName"]}},
+            "CheckQueueUrl": {"Value": ref("CheckQueue")},
+            "AlarmTopicArn": {"Value": ref("AlarmTopic")},
+        },
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.build", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if infra/resources.json is out of date")
+    args = parser.parse_args(argv)
+    wanted = render()
+    if args.check:
+        current = OUTPUT.read_text() if OUTPUT.is_file() else ""
+        if current != wanted:
+            print(f"{OUTPUT} is out of date: run `make infra` and commit the result.", file=sys.stderr)
+            return 1
+        print(f"{OUTPUT} is up to date.")
+        return 0
+    OUTPUT.write_text(wanted)
+    print(f"wrote {OUTPUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Shared fixtures: a moto-backed AWS per test, the app, and a test client.
+
+Patch only at the network or clock seam: AWS is moto (in-process), HTTP
+targets are real loopback servers, time is time-machine.
+"""
+
+from __future__ import annotations
+
+import os
+
+# The test process must never reach a real AWS account, whatever the developer's shell holds.
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_name, None)
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "VIGIL_STAGE": "test",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOGGER_LOG_EVENT": "false",
+        # botocore 1.44 addresses DynamoDB Streams by account endpoint, which moto's in-process mock does not know.
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    }
+)
+
+import dataclasses  # noqa: E402
+import io  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from chalicelib.settings import Settings, load_settings  # noqa: E402
+from tests.support import ApiClient, Outbox, make_test_settings, start_aws  # noqa: E402
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return make_test_settings()
+
+
+@pytest.fixture
+def aws(settings: Settings) -> Iterator[Settings]:
+    """A fresh, empty AWS (moto) with every table, queue and identity Vigil needs."""
+    with mock_aws():
+        start_aws(settings)
+        yield settings
+
+
+@pytest.fixture
+def app(aws: Settings):
+    import app as app_module
+
+    return app_module.app
+
+
+@pytest.fixture
+def api(app, aws: Settings) -> ApiClient:
+    return ApiClient(app)
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    """Every JSON log line the app writes during the test, formatted exactly as in production."""
+    import logging
+
+    from chalicelib.observability import logger
+
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    yield buffer
+    logger.removeHandler(handler)
+
+
+@pytest.fixture
+def outbox(aws: Settings) -> Outbox:
+    return Outbox()
+
+
+__all__ = ["dataclasses", "load_settings"]

@@ -1,0 +1,305 @@
+"""No request, however malformed, gets a 500: a sweep of hostile requests over every declared route.
+
+The routes come from the same declarations the app registers (dev routes and
+the catch-all included), so a route added later is swept without touching this
+file.  Each route is driven anonymously and, when it needs a caller, with a
+fresh session of one user registered for the whole module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import pytest
+from moto import mock_aws
+from pydantic import TypeAdapter, ValidationError
+
+from chalicelib.api.framework import MAX_BODY_BYTES, METHODS, Route
+from chalicelib.local import stack
+from chalicelib.local.loop import EventLoop
+from chalicelib.wiring import routers
+from tests.support import ApiClient, Result, make_test_settings, start_aws
+
+PASSWORD = "correct horse battery staple 9"
+JUNK_IDS = ["x", "../../etc", "%00", "i" * 300, "ünïcødé-☃-😀"]
+PATH_PARAM = re.compile(r"{([^}]+)}")
+ROUTES: list[Route] = [route for router in routers(make_test_settings()) for route in router.routes]
+# Values of every JSON type, in the order tried: the first one a field refuses is its "wrong type".
+WRONG_VALUES: list[Any] = [12345, "not-the-right-type", True, ["a", "list"], {"an": "object"}, 1.5]
+INVALID_JSON = {
+    "malformed JSON": b'{"a": 1,,}',
+    "truncated JSON": b'{"email": "alice@example.com", "passw',
+    "NaN": b'{"value": NaN}',
+    "-Infinity": b"[-Infinity]",
+    "100000 levels of [": b"[" * 100_000 + b"]" * 100_000,
+    "invalid UTF-8": b'{"name": "\xff\xfe\xfd"}',
+}
+NOT_AN_OBJECT = {"JSON array": b'[{"a": 1}]', "JSON string": b'"hello"', "null": b"null", "number": b"42"}
+HOSTILE_QUERIES = {
+    "limit=-1": "limit=-1",
+    "limit=abc": "limit=abc",
+    "cursor garbage": "cursor=%00%FF%2F..%2F%7B%7D" + "A" * 500,
+    "repeated params": "limit=1&limit=2&cursor=a&cursor=b",
+}
+
+
+@dataclass
+class Case:
+    name: str
+    method: str
+    path: str
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    status: set[int] | None = None  # None: any answer but a 5xx
+    code: str | None = None
+    field_named: str | None = None  # a 422 must name this field
+
+
+@dataclass
+class Sweep:
+    api: ApiClient
+    email: str
+
+    def fresh_token(self) -> str:
+        r = self.api.post("/v1/auth/login", {"email": self.email, "password": PASSWORD})
+        assert r.status == 200, r.body
+        return str(r.json["access_token"])
+
+
+@pytest.fixture(scope="module")
+def sweep() -> Iterator[Sweep]:
+    """One AWS, one app and one registered user for every case in this module."""
+    settings = make_test_settings()
+    with mock_aws():
+        start_aws(settings)
+        import app as app_module
+
+        loop = EventLoop(settings.aws_region)
+        loop.add_schedule("scheduler", 1, lambda event, context: None)
+        stack.register(loop)  # POST /dev/tick answers as it does under `make dev`
+        try:
+            api = ApiClient(app_module.app)
+            email = f"sweep-{uuid.uuid4().hex[:12]}@example.com"
+            r = api.post("/v1/auth/register", {"email": email, "password": PASSWORD})
+            assert r.status == 201, r.body
+            yield Sweep(api, email)
+        finally:
+            stack.register(None)
+
+
+def wrong_value(route: Route, name: str) -> Any:
+    """A value of the wrong JSON type for one field of the route's body model."""
+    info = route.body.model_fields[name]  # type: ignore[union-attr]
+    annotation = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+    adapter: TypeAdapter[Any] = TypeAdapter(annotation)
+    for value in WRONG_VALUES:
+        try:
+            adapter.validate_python(value)
+        except ValidationError:
+            return value
+    return None
+
+
+def body_cases(route: Route, path: str) -> list[Case]:
+    takes_body = route.body is not None
+    cases = [
+        Case(name, route.method, path, raw, status={400} if takes_body else None, code="invalid_json")
+        for name, raw in INVALID_JSON.items()
+    ]
+    cases += [
+        Case(name, route.method, path, raw, status={422} if takes_body else None) for name, raw in NOT_AN_OBJECT.items()
+    ]
+    unknown = json.dumps({"unknown_field": {"nested": {"deeper": [1, {"x": None}]}}}).encode()
+    cases.append(
+        Case(
+            "unknown field with an object value",
+            route.method,
+            path,
+            unknown,
+            status={422} if takes_body else None,
+            field_named="unknown_field" if takes_body else None,
+        )
+    )
+    cases.append(
+        Case(
+            "form-encoded body",
+            route.method,
+            path,
+            b"email=alice%40example.com&password=x",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+            status={415} if takes_body else None,
+        )
+    )
+    cases.append(Case("empty body", route.method, path))
+    if route.body is not None:
+        for name, info in route.body.model_fields.items():
+            alias = info.alias or name
+            value = wrong_value(route, name)
+            if value is not None:
+                raw = json.dumps({alias: value}).encode()
+                cases.append(Case(f"wrong type for {alias}", route.method, path, raw, status={422}, field_named=alias))
+    return cases
+
+
+def query_cases(route: Route, path: str) -> list[Case]:
+    has_limit = route.query is not None and "limit" in route.query.model_fields
+    return [
+        Case(
+            f"query {name}",
+            route.method,
+            f"{path}?{query}",
+            status={422} if has_limit and name.startswith("limit") else None,
+        )
+        for name, query in HOSTILE_QUERIES.items()
+    ]
+
+
+def route_cases(route: Route) -> list[Case]:
+    path = PATH_PARAM.sub("x", route.path)
+    cases = body_cases(route, path) + query_cases(route, path)
+    if PATH_PARAM.search(route.path):
+        for junk in JUNK_IDS:
+            junk_path = PATH_PARAM.sub(lambda _, j=junk: j, route.path)
+            cases.append(Case(f"path id {junk[:20]!r}", route.method, junk_path))
+    declared = {r.method for r in ROUTES if r.path == route.path} | {"OPTIONS"}
+    if "GET" in declared:
+        declared.add("HEAD")
+    undeclared = next(m for m in METHODS if m not in declared)
+    cases.append(Case(f"undeclared method {undeclared}", undeclared, path, status={405}, code="method_not_allowed"))
+    cases.append(
+        Case("2 MiB body", route.method, path, b'{"pad": "' + b"x" * (2 * MAX_BODY_BYTES) + b'"}', status={413})
+    )
+    return cases
+
+
+def is_problem(r: Result, method: str) -> list[str]:
+    """What is wrong with a response, as a list of complaints (empty when it is fine)."""
+    if r.status >= 500:
+        return [f"a {r.status}"]
+    if b'"Code"' in r.body or b'"Message"' in r.body:
+        return ["Chalice's own error body"]
+    if r.status < 400:
+        return []
+    complaints = []
+    if r.headers.get("content-type") != "application/problem+json":
+        complaints.append(f"content-type {r.headers.get('content-type')}")
+    if method == "HEAD":
+        return complaints + ([f"a HEAD body {r.body[:50]!r}"] if r.body else [])
+    problem = r.json if isinstance(r.json, dict) else {}
+    missing = {"type", "title", "status", "detail", "code"} - set(problem)
+    if missing:
+        complaints.append(f"missing {sorted(missing)}")
+    if problem.get("status") != r.status:
+        complaints.append(f"status {problem.get('status')} in the body")
+    if r.status == 422:
+        entries = problem.get("errors")
+        if not entries or not all(isinstance(e.get("field"), str) and e.get("message") for e in entries):
+            complaints.append(f"errors {entries!r}")
+    return complaints
+
+
+def check(r: Result, case: Case, expect_401: bool) -> list[str]:
+    complaints = is_problem(r, case.method)
+    status, code, field_named = case.status, case.code, case.field_named
+    if expect_401 and status not in ({413}, {405}):
+        status, code, field_named = {401}, None, None  # the caller is checked before the body is read
+    if status is not None and r.status not in status:
+        complaints.append(f"status {r.status}, expected {sorted(status)}")
+    problem = r.json if isinstance(r.json, dict) else {}
+    if code is not None and status is not None and problem.get("code") != code:
+        complaints.append(f"code {problem.get('code')}, expected {code}")
+    if field_named is not None and r.status == 422:
+        fields = [e.get("field", "") for e in problem.get("errors", [])]
+        if not any(f == field_named or f.startswith(field_named + ".") for f in fields):
+            complaints.append(f"no error for {field_named} in {fields}")
+    return [f"{case.method} {case.path[:60]} [{case.name}]: {c} — {r.body[:200]!r}" for c in complaints]
+
+
+def run(api: ApiClient, cases: list[Case], token: str | None, expect_401: bool) -> list[str]:
+    failures: list[str] = []
+    for case in cases:
+        headers = dict(case.headers)
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        r = api.request(case.method, case.path, body=case.body, headers=headers)
+        failures += check(r, case, expect_401)
+    return failures
+
+
+SWEPT = [
+    pytest.param(route, signed_in, id=f"{route.method} {route.path} {'signed-in' if signed_in else 'anonymous'}")
+    for route in ROUTES
+    for signed_in in ([False, True] if route.auth != "none" else [False])
+]
+
+
+@pytest.mark.parametrize(("route", "signed_in"), SWEPT)
+def test_a_hostile_request_never_gets_a_500(sweep, route, signed_in):
+    token = sweep.fresh_token() if signed_in else None
+    needs_caller = route.auth != "none" and not signed_in
+
+    failures = run(sweep.api, route_cases(route), token, expect_401=needs_caller)
+
+    assert not failures, "\n".join(failures)
+
+
+def test_an_unknown_path_is_a_404_problem_whatever_is_sent(sweep):
+    token = sweep.fresh_token()
+    paths = ["/", "/v1", "/v1/me/extra", "/health/x", *(f"/no/such/{junk}" for junk in JUNK_IDS)]
+    cases = [Case(f"{method} {path[:20]}", method, path, status={404}) for path in paths for method in METHODS]
+    cases += [
+        Case(c.name, c.method, c.path, c.body, c.headers, status={404}, code="not_found")
+        for c in body_cases(ROUTES[0], "/no/such/x")
+    ]
+    cases.append(Case("2 MiB body", "POST", "/no/such/x", b"x" * (2 * MAX_BODY_BYTES), status={404}))
+
+    failures = run(sweep.api, cases, None, expect_401=False) + run(sweep.api, cases, token, expect_401=False)
+
+    assert not failures, "\n".join(failures)
+
+
+def test_the_checker_itself_refuses_a_500_a_chalice_body_and_a_bare_422():
+    case = Case("probe", "POST", "/probe")
+    plain = {"content-type": "application/json"}
+    chalice = Result(403, plain, b'{"Code": "ForbiddenError", "Message": "Forbidden"}', None)
+    problem = {"type": "t", "title": "t", "status": 422, "detail": "d", "code": "validation_error"}
+    bare_422 = Result(422, {"content-type": "application/problem+json"}, json.dumps(problem).encode(), problem)
+
+    assert check(Result(500, plain, b"{}", {}), case, expect_401=False)
+    assert check(Result(502, plain, b"", None), case, expect_401=False)
+    assert check(chalice, case, expect_401=False)
+    assert check(bare_422, case, expect_401=False)
+    assert check(Result(204, {}, b"", None), case, expect_401=False) == []
+
+
+def test_the_sweep_covers_every_declared_route_and_the_dev_routes():
+    swept = {(route.method, route.path) for route in ROUTES}
+    assert {("GET", "/dev/outbox"), ("POST", "/dev/tick"), ("GET", "/health")} <= swept
+    assert {("POST", "/v1/auth/register"), ("PATCH", "/v1/me")} <= swept
+
+
+def test_malformed_json_is_400_invalid_json_and_2_mib_is_413(sweep):
+    r = sweep.api.request("POST", "/v1/auth/login", body=b'{"email": ')
+    assert r.status == 400
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json["code"] == "invalid_json"
+    assert r.json["type"] == "https://app.vigil.test/docs#problem-invalid_json"
+
+    r = sweep.api.request("POST", "/v1/auth/login", body=b"[" + b"1," * MAX_BODY_BYTES + b"1]")
+    assert r.status == 413
+    assert r.json["code"] == "payload_too_large"
+
+
+def test_each_wrong_field_gets_its_own_422_entry(sweep):
+    r = sweep.api.post("/v1/auth/register", {"email": 1, "password": ["x"], "name": {"a": 1}, "extra": {"b": 2}})
+
+    assert r.status == 422
+    assert r.json["code"] == "validation_error"
+    fields = sorted(e["field"] for e in r.json["errors"])
+    assert fields == ["email", "extra", "name", "password"]
+    assert {"field": "extra", "message": "unknown field"} in r.json["errors"]

@@ -1,0 +1,224 @@
+"""GET /openapi.json and GET /docs: generated from the declared routes, valid, complete, offline."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+from pydantic import Field
+
+from chalicelib.api.docs import render_page
+from chalicelib.api.framework import Call, Out, Router, Schema, all_routes
+from chalicelib.api.openapi import build_openapi, problem_codes
+from chalicelib.wiring import routers
+
+EXTERNAL_ASSET = re.compile(r"""\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
+
+
+def declared(settings) -> list[Any]:
+    return all_routes(routers(settings))
+
+
+def resolve(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        section, name = node["$ref"].split("/")[-2:]
+        node = doc["components"][section][name]
+    return node
+
+
+def test_the_document_validates_as_openapi_3_1(api):
+    r = api.get("/openapi.json")
+
+    assert r.status == 200, r.body
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["cache-control"] == "public, max-age=300"
+    doc = r.json
+    assert doc["openapi"] == "3.1.0"
+    validate(doc, cls=OpenAPIV31SpecValidator)
+    assert doc["info"]["title"] == "Vigil API"
+    assert doc["info"]["version"] == "0.1.0"
+    assert doc["servers"] == [{"url": "https://app.vigil.test"}]
+    assert doc["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT access token or vgl_ API key",
+        "description": doc["components"]["securitySchemes"]["bearerAuth"]["description"],
+    }
+
+
+def test_it_lists_every_declared_route_and_no_dev_route(api, settings):
+    doc = api.get("/openapi.json").json
+
+    listed = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
+    assert listed == {(route.method, route.path) for route in declared(settings)}
+    assert ("POST", "/v1/auth/register") in listed
+    assert not [path for path in doc["paths"] if path.startswith("/dev")]
+    operation_ids = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
+    assert len(operation_ids) == len(set(operation_ids))
+
+
+def test_every_auth_route_has_security_and_every_body_route_a_request_body(api, settings):
+    doc = api.get("/openapi.json").json
+
+    for route in declared(settings):
+        op = doc["paths"][route.path][route.method.lower()]
+        if route.auth == "none":
+            assert "security" not in op, route.path
+        else:
+            assert op["security"] == [{"bearerAuth": []}], route.path
+            assert "401" in op["responses"], route.path
+        if route.body is not None:
+            body = op["requestBody"]
+            assert body["required"] is True
+            schema = resolve(doc, body["content"]["application/json"]["schema"])
+            assert set(schema["properties"]) == {f.alias or name for name, f in route.body.model_fields.items()}
+            assert {"400", "413", "422"} <= set(op["responses"]), route.path
+        else:
+            assert "requestBody" not in op, route.path
+        assert str(route.status) in op["responses"], route.path
+
+
+def test_every_error_response_is_a_problem(api):
+    doc = api.get("/openapi.json").json
+
+    problem = doc["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail", "code"}
+    assert "errors" in problem["properties"]
+    for path, ops in doc["paths"].items():
+        for op in ops.values():
+            for status, response in op["responses"].items():
+                if int(status) >= 400:
+                    content = resolve(doc, response)["content"]
+                    assert content["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}, (
+                        path,
+                        status,
+                    )
+
+
+def test_a_response_model_nests_its_models_in_components(api):
+    doc = api.get("/openapi.json").json
+
+    register = doc["paths"]["/v1/auth/register"]["post"]
+    created = register["responses"]["201"]["content"]["application/json"]["schema"]
+    tokens = resolve(doc, created)
+    assert tokens["properties"]["user"] == {"$ref": "#/components/schemas/UserOut"}
+    assert "UserOut" in doc["components"]["schemas"]
+    assert doc["paths"]["/v1/auth/logout"]["post"]["responses"]["204"] == {"description": "No Content"}
+
+
+def test_docs_renders_a_self_contained_reference(api, settings):
+    r = api.get("/docs")
+
+    assert r.status == 200, r.body
+    assert r.headers["content-type"].startswith("text/html")
+    assert r.headers["cache-control"] == "public, max-age=300"
+    page = r.text
+    assert page.startswith("<!doctype html>")
+    for route in declared(settings):
+        assert f"<code>{route.path}</code>" in page, route.path
+        assert route.summary in page
+    assert "<script" not in page.lower()
+    assert not EXTERNAL_ASSET.findall(page)
+    assert "/dev/outbox" not in page
+
+
+def test_every_problem_type_links_to_an_anchor_on_the_docs_page(api):
+    page = api.get("/docs").text
+    codes = {p.code for p in problem_codes()}
+    assert {"invalid_json", "validation_error", "unauthorized", "not_found", "payload_too_large"} <= codes
+
+    for code in codes:
+        assert f'id="problem-{code}"' in page, code
+    problem = api.get("/no/such/route").json
+    base, anchor = problem["type"].split("#")
+    assert base == "https://app.vigil.test/docs"
+    assert f'id="{anchor}"' in page
+
+
+# ---------------------------------------------------------------- the generator on a route of every shape
+
+
+class ThingQuery(Schema):
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = Field(default=None, description="From `next_cursor`.")
+
+
+class NoteIn(Schema):
+    text: str = Field(min_length=1, max_length=500, description="<img src=x onerror=alert(1)>")
+
+
+class ThingOut(Out):
+    id: str
+    notes: list[str]
+
+
+def make_router() -> Router:
+    router = Router("things</h2><script>alert(1)</script>")
+
+    @router.route("GET", "/v1/things", summary="List things", query=ThingQuery, response=list[ThingOut])
+    def list_things(call: Call) -> list[ThingOut]:
+        return []
+
+    @router.route(
+        "POST",
+        "/v1/things/{thing_id}/notes",
+        summary="<script>alert('summary')</script>",
+        auth="team",
+        body=NoteIn,
+        response=ThingOut,
+        status=201,
+        errors=(404, 409),
+    )
+    def add_note(call: Call, thing_id: str) -> ThingOut:
+        return ThingOut(id=thing_id, notes=[])
+
+    @router.route("DELETE", "/v1/things/{thing_id}", summary="Delete a thing", status=204)
+    def delete_thing(call: Call, thing_id: str) -> None:
+        return None
+
+    return router
+
+
+def test_the_generator_renders_params_queries_lists_and_no_content(settings):
+    doc = build_openapi(make_router().routes, settings)
+
+    validate(doc, cls=OpenAPIV31SpecValidator)
+    listing = doc["paths"]["/v1/things"]["get"]
+    assert listing["parameters"] == [
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
+        },
+        {
+            "name": "cursor",
+            "in": "query",
+            "required": False,
+            "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
+            "description": "From `next_cursor`.",
+        },
+    ]
+    assert listing["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/ThingOut"},
+    }
+    assert "422" in listing["responses"]
+    note = doc["paths"]["/v1/things/{thing_id}/notes"]["post"]
+    assert note["parameters"] == [{"name": "thing_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    assert set(note["responses"]) == {"201", "400", "401", "404", "409", "413", "415", "422"}
+    assert note["security"] == [{"bearerAuth": []}]
+    deleted = doc["paths"]["/v1/things/{thing_id}"]["delete"]
+    assert deleted["responses"]["204"] == {"description": "No Content"}
+    assert set(deleted["responses"]) == {"204", "401", "404"}
+
+
+def test_the_page_escapes_everything_the_document_holds(settings):
+    page = render_page(build_openapi(make_router().routes, settings))
+
+    assert "<script" not in page
+    assert "<img" not in page
+    assert "&lt;script&gt;alert(&#x27;summary&#x27;)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "<code>next_cursor</code>" in page  # code spans survive escaping as code

@@ -1,0 +1,107 @@
+"""Forgot / reset password: no email for strangers, single-use links, every session revoked."""
+
+from __future__ import annotations
+
+import time_machine
+
+from chalicelib.auth.models import OneTimeTokenModel
+
+PASSWORD = "correct horse battery staple 9"
+NEW_PASSWORD = "a whole new passphrase 42"
+
+
+def _register(api, email="alice@example.com"):
+    r = api.post("/v1/auth/register", {"email": email, "password": PASSWORD})
+    assert r.status == 201
+    return r.json
+
+
+def test_unknown_email_gets_202_and_no_email(api, outbox):
+    r = api.post("/v1/auth/forgot-password", {"email": "nobody@example.com"})
+    assert r.status == 202
+    assert outbox.all() == []
+    assert list(OneTimeTokenModel.scan()) == []
+
+
+def test_malformed_email_still_gets_202(api, outbox):
+    assert api.post("/v1/auth/forgot-password", {"email": "not an email"}).status == 202
+    assert outbox.all() == []
+
+
+def test_reset_link_works_once_and_revokes_every_session(api, outbox):
+    first = _register(api)
+    second = api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}).json
+    assert api.post("/v1/auth/forgot-password", {"email": "Alice@Example.com"}).status == 202
+    mail = outbox.to("alice@example.com")[0]
+    assert mail["subject"] == "Reset your Vigil password"
+    link = outbox.link("alice@example.com", "https://app.vigil.test/reset-password")
+    token = link.split("token=")[1]
+
+    r = api.post("/v1/auth/reset-password", {"token": token, "password": NEW_PASSWORD})
+    assert r.status == 204
+    again = api.post("/v1/auth/reset-password", {"token": token, "password": "yet another passphrase 7"})
+    assert again.status == 400
+    assert again.json["code"] == "invalid_token"
+
+    for tokens in (first, second):
+        assert api.get("/v1/me", token=tokens["access_token"]).status == 401
+        assert api.post("/v1/auth/refresh", {"refresh_token": tokens["refresh_token"]}).status == 401
+    assert api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}).status == 401
+    assert api.post("/v1/auth/login", {"email": "alice@example.com", "password": NEW_PASSWORD}).status == 200
+
+
+def test_reset_link_expires_after_an_hour(api, outbox):
+    with time_machine.travel("2026-11-30 12:00:00Z", tick=False) as traveller:
+        _register(api)
+        api.post("/v1/auth/forgot-password", {"email": "alice@example.com"})
+        token = outbox.link("alice@example.com", "https://app.vigil.test/reset-password").split("token=")[1]
+        traveller.shift(3601)
+        r = api.post("/v1/auth/reset-password", {"token": token, "password": NEW_PASSWORD})
+        assert r.status == 400
+    assert api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}).status == 200
+
+
+def test_reset_refuses_a_weak_password_and_keeps_the_link_usable(api, outbox):
+    _register(api)
+    api.post("/v1/auth/forgot-password", {"email": "alice@example.com"})
+    token = outbox.link("alice@example.com", "https://app.vigil.test/reset-password").split("token=")[1]
+    r = api.post("/v1/auth/reset-password", {"token": token, "password": "password1"})
+    assert r.status == 422
+    assert r.json["errors"][0]["field"] == "password"
+    assert api.post("/v1/auth/reset-password", {"token": token, "password": NEW_PASSWORD}).status == 204
+
+
+def test_a_verification_token_is_not_a_reset_token(api, outbox):
+    _register(api)
+    token = outbox.link("alice@example.com", "https://app.vigil.test/verify-email").split("token=")[1]
+    assert api.post("/v1/auth/reset-password", {"token": token, "password": NEW_PASSWORD}).status == 400
+
+
+def test_links_ignore_the_request_host_header(api, outbox):
+    api.post(
+        "/v1/auth/register",
+        {"email": "bob@example.com", "password": PASSWORD},
+        headers={"host": "evil.example", "x-forwarded-host": "evil.example"},
+    )
+    api.post("/v1/auth/forgot-password", {"email": "bob@example.com"}, headers={"host": "evil.example"})
+    for mail in outbox.to("bob@example.com"):
+        assert "evil.example" not in mail["text"] + mail["html"]
+        assert "https://app.vigil.test/" in mail["text"]
+
+
+def test_resend_verification_sends_a_fresh_link_and_the_old_one_still_works_once(api, outbox):
+    tokens = _register(api)
+    assert api.post("/v1/auth/resend-verification", token=tokens["access_token"]).status == 202
+    assert len(outbox.to("alice@example.com")) == 2
+    token = outbox.link("alice@example.com", "https://app.vigil.test/verify-email").split("token=")[1]
+    assert api.post("/v1/auth/verify-email", {"token": token}).status == 200
+    assert api.post("/v1/auth/resend-verification", token=tokens["access_token"]).status == 202
+    assert len(outbox.to("alice@example.com")) == 2  # verified: nothing more to send
+
+
+def test_verification_link_expires_after_24_hours(api, outbox):
+    with time_machine.travel("2026-11-30 12:00:00Z", tick=False) as traveller:
+        _register(api)
+        token = outbox.link("alice@example.com", "https://app.vigil.test/verify-email").split("token=")[1]
+        traveller.shift(24 * 3600 + 1)
+        assert api.post("/v1/auth/verify-email", {"token": token}).status == 400

@@ -1,0 +1,113 @@
+"""Test helpers: settings for tests, a JSON API client, the email outbox."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalice.config import Config
+from chalice.test import Client
+
+from chalicelib.local.gateway import VigilGateway
+from chalicelib.local.resources import create_resources
+from chalicelib.settings import Settings, load_settings
+from chalicelib.wiring import configure
+
+TEST_ENV = {
+    "VIGIL_STAGE": "test",
+    "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
+    "APP_URL": "https://app.vigil.test",
+    "TABLE_PREFIX": "test-",
+    "BCRYPT_ROUNDS": "4",
+    "AWS_REGION": "us-east-1",
+    "EMAIL_FROM": "Vigil <no-reply@vigil.test>",
+}
+
+
+def make_test_settings(**overrides: str) -> Settings:
+    return load_settings({**TEST_ENV, **overrides})
+
+
+def start_aws(settings: Settings) -> None:
+    """Configure Vigil for ``settings`` and create its resources in the (mocked) AWS."""
+    configure(settings)
+    create_resources(settings)
+
+
+@dataclass
+class Result:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    json: Any = field(default=None)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+
+class ApiClient:
+    """Drives the Chalice app in-process through Vigil's local gateway."""
+
+    def __init__(self, app: Any) -> None:
+        self._client = Client(app, stage_name="test")
+        self._client.http._local_gateway = VigilGateway(app, Config(chalice_stage="test"))
+        self.token: str | None = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        json_body: Any = None,
+        *,
+        body: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        token: str | None = None,
+    ) -> Result:
+        sent = {"content-type": "application/json"}
+        if token or self.token:
+            sent["authorization"] = f"Bearer {token or self.token}"
+        sent.update(headers or {})
+        if json_body is not None:
+            body = json.dumps(json_body)
+        response = self._client.http.request(method, path, headers=sent, body=body or b"")
+        raw = response.body if isinstance(response.body, bytes) else (response.body or "").encode()
+        out_headers = {k.lower(): v for k, v in response.headers.items()}
+        parsed = None
+        if raw and "json" in out_headers.get("content-type", ""):
+            parsed = json.loads(raw)
+        return Result(response.status_code, out_headers, raw, parsed)
+
+    def get(self, path: str, **kw: Any) -> Result:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, json_body: Any = None, **kw: Any) -> Result:
+        return self.request("POST", path, json_body, **kw)
+
+    def patch(self, path: str, json_body: Any = None, **kw: Any) -> Result:
+        return self.request("PATCH", path, json_body, **kw)
+
+    def delete(self, path: str, json_body: Any = None, **kw: Any) -> Result:
+        return self.request("DELETE", path, json_body, **kw)
+
+
+class Outbox:
+    """The emails sent so far (through the same reader as ``GET /dev/outbox``)."""
+
+    def all(self) -> list[dict[str, Any]]:
+        from chalicelib.local.outbox import read_outbox
+
+        return read_outbox()
+
+    def to(self, address: str) -> list[dict[str, Any]]:
+        return [m for m in self.all() if address in m["to"]]
+
+    def link(self, address: str, pattern: str) -> str:
+        """The first link matching ``pattern`` in the newest email to ``address``."""
+        messages = self.to(address)
+        assert messages, f"no email to {address}"
+        found = re.search(pattern + r"[^\s\"<>]*", messages[0]["text"])
+        assert found, f"no link like {pattern} in {messages[0]['text']!r}"
+        return found.group(0)

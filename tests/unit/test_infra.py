@@ -1,0 +1,347 @@
+"""The deploy template: generated from the code, in step with the local tables, and valid CloudFormation."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pynamodb.attributes import TTLAttribute, UnicodeAttribute
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
+
+from chalicelib import errors
+from chalicelib.aws import names
+from chalicelib.settings import Settings, load_settings
+from chalicelib.storage import schema
+from chalicelib.storage.base import BaseModel, all_models
+from infra import build, package
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE: dict[str, Any] = json.loads(build.OUTPUT.read_text())
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+TABLES = {name: r for name, r in RESOURCES.items() if r.get("Type") == "AWS::DynamoDB::Table"}
+MODELS = all_models()
+
+
+def substitute(value: dict[str, str], **variables: str) -> str:
+    """Resolve a plain ``Fn::Sub`` string the way CloudFormation would, for the variables given."""
+    text = value["Fn::Sub"]
+    resolved = re.sub(r"\$\{([^}!]+)\}", lambda m: variables[m.group(1).replace("AWS::", "")], text)
+    assert "${" not in resolved, resolved
+    return resolved
+
+
+# --- tables: one definition for infra/, the local stack and the tests ------------------------------------------
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.logical_name)
+def test_infra_defines_each_models_table_from_the_model(model) -> None:
+    resource = TABLES[schema.logical_id(model)]
+
+    expected = schema.table_properties(model, {"Fn::Sub": "${TablePrefix}" + model.logical_name})
+    assert resource["Properties"] == expected
+    assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+
+
+def test_infra_has_no_table_without_a_model() -> None:
+    assert set(TABLES) == {schema.logical_id(model) for model in MODELS}
+
+
+def _key_schema(keys: list[dict[str, str]]) -> list[tuple[str, str]]:
+    return sorted((k["KeyType"], k["AttributeName"]) for k in keys)
+
+
+def _projection(projection: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    return projection["ProjectionType"], tuple(sorted(projection.get("NonKeyAttributes", [])))
+
+
+def _live_shape(dynamodb: Any, name: str) -> dict[str, Any]:
+    table = dynamodb.describe_table(TableName=name)["Table"]
+    ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    stream = table.get("StreamSpecification") or {}
+    return {
+        "billing": table["BillingModeSummary"]["BillingMode"],
+        "keys": _key_schema(table["KeySchema"]),
+        "attributes": sorted((a["AttributeName"], a["AttributeType"]) for a in table["AttributeDefinitions"]),
+        "indexes": {
+            i["IndexName"]: (_key_schema(i["KeySchema"]), _projection(i["Projection"]))
+            for i in table.get("GlobalSecondaryIndexes", [])
+        },
+        "stream": stream.get("StreamViewType") if stream.get("StreamEnabled") else None,
+        "ttl": ttl.get("AttributeName") if ttl["TimeToLiveStatus"] == "ENABLED" else None,
+    }
+
+
+def _infra_shape(props: dict[str, Any]) -> dict[str, Any]:
+    ttl = props.get("TimeToLiveSpecification") or {}
+    return {
+        "billing": props["BillingMode"],
+        "keys": _key_schema(props["KeySchema"]),
+        "attributes": sorted((a["AttributeName"], a["AttributeType"]) for a in props["AttributeDefinitions"]),
+        "indexes": {
+            i["IndexName"]: (_key_schema(i["KeySchema"]), _projection(i["Projection"]))
+            for i in props.get("GlobalSecondaryIndexes", [])
+        },
+        "stream": (props.get("StreamSpecification") or {}).get("StreamViewType"),
+        "ttl": ttl.get("AttributeName") if ttl.get("Enabled") else None,
+    }
+
+
+def test_the_tables_tests_run_on_are_the_tables_infra_deploys(aws: Settings) -> None:
+    from chalicelib.aws.clients import client
+
+    dynamodb = client("dynamodb")
+    live = {
+        name: _live_shape(dynamodb, name)
+        for name in dynamodb.list_tables()["TableNames"]
+        if name.startswith(aws.table_prefix)
+    }
+    deployed = {
+        substitute(r["Properties"]["TableName"], TablePrefix=aws.table_prefix): _infra_shape(r["Properties"])
+        for r in TABLES.values()
+    }
+
+    assert live == deployed
+    # The comparison is not vacuous: keys, an index, a TTL all take part in it.
+    assert any(shape["indexes"] for shape in deployed.values())
+    assert any(shape["ttl"] for shape in deployed.values())
+
+
+class _ResultsByTeam(GlobalSecondaryIndex["_StreamedModel"]):
+    class Meta:
+        index_name = "team_id-index"
+        projection = IncludeProjection(["status"])
+
+    team_id = UnicodeAttribute(hash_key=True)
+    checked_at = UnicodeAttribute(range_key=True)
+
+
+class _StreamedModel(BaseModel):
+    """A table with everything the current models lack (a stream, an INCLUDE projection), never registered."""
+
+    class Meta:
+        stream_view_type = "NEW_AND_OLD_IMAGES"
+
+    monitor_id = UnicodeAttribute(hash_key=True)
+    checked_at = UnicodeAttribute(range_key=True)
+    team_id = UnicodeAttribute()
+    status = UnicodeAttribute()
+    expires_at = TTLAttribute()
+    by_team = _ResultsByTeam()
+
+
+_StreamedModel.logical_name = "probe_results"  # set after class creation, so the registry never sees it
+
+
+def test_streams_ttl_and_projections_reach_both_the_local_tables_and_infra(
+    aws: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.aws.clients import client
+
+    monkeypatch.setattr(schema, "all_models", lambda: [_StreamedModel])
+    (resource,) = schema.cfn_table_resources().values()
+
+    assert schema.create_tables(client("dynamodb"), aws.table_prefix) == [aws.table_prefix + "probe_results"]
+    live = _live_shape(client("dynamodb"), aws.table_prefix + "probe_results")
+    assert live == _infra_shape(resource["Properties"])
+    assert live["stream"] == "NEW_AND_OLD_IMAGES"
+    assert live["ttl"] == "expires_at"
+    assert live["indexes"]["team_id-index"][1] == ("INCLUDE", ("status",))
+
+
+# --- the rest of the template --------------------------------------------------------------------------------------
+
+
+def test_the_committed_template_is_what_the_code_generates() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.build", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_mode_fails_on_a_stale_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stale = tmp_path / "resources.json"
+    stale.write_text(build.render().replace('"PAY_PER_REQUEST"', '"PROVISIONED"', 1))
+    monkeypatch.setattr(build, "OUTPUT", stale)
+
+    assert build.main(["--check"]) == 1
+    assert build.main([]) == 0
+    assert build.main(["--check"]) == 0
+
+
+def test_queue_and_bucket_names_are_the_ones_the_app_uses() -> None:
+    settings = load_settings({"VIGIL_STAGE": "test", "TABLE_PREFIX": "vigil-prod-"})
+    region = "eu-west-1"
+
+    def name(resource: str, key: str) -> str:
+        return substitute(RESOURCES[resource]["Properties"][key], TablePrefix="vigil-prod-", Region=region)
+
+    queue = names.check_queue(settings, region)
+    assert name("CheckQueue", "QueueName") == queue
+    assert name("CheckDeadLetterQueue", "QueueName") == names.dead_letter_queue(queue)
+    assert name("StatusBucket", "BucketName") == names.status_bucket(settings)
+
+
+def test_every_dead_letter_queue_has_an_alarm() -> None:
+    queues = {name for name, r in RESOURCES.items() if r.get("Type") == "AWS::SQS::Queue"}
+    dead_letter = {q for q in queues if RESOURCES[q]["Properties"]["QueueName"]["Fn::Sub"].endswith("-dlq")}
+    alarmed = {
+        r["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for r in RESOURCES.values()
+        if r.get("Type") == "AWS::CloudWatch::Alarm"
+        and r["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    }
+
+    assert dead_letter == {"CheckDeadLetterQueue"}
+    assert alarmed == dead_letter
+    for q in queues - dead_letter:
+        redrive = RESOURCES[q]["Properties"]["RedrivePolicy"]
+        assert redrive["deadLetterTargetArn"]["Fn::GetAtt"][0] in dead_letter
+
+
+def test_the_status_bucket_is_private_and_cloudfront_reads_only_status_pages() -> None:
+    bucket = RESOURCES["StatusBucket"]["Properties"]
+    statements = RESOURCES["StatusBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    allows = [s for s in statements if s["Effect"] == "Allow"]
+
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert [(s["Principal"], s["Action"], s["Resource"]) for s in allows] == [
+        ({"Service": "cloudfront.amazonaws.com"}, "s3:GetObject", {"Fn::Sub": "${StatusBucket.Arn}/status/*"})
+    ]
+    assert "${StatusDistribution}" in allows[0]["Condition"]["StringEquals"]["AWS:SourceArn"]["Fn::Sub"]
+
+
+GATEWAY = RESOURCES[build.CHALICE_API]["Properties"]["DefinitionBody"]["x-amazon-apigateway-gateway-responses"]
+
+
+@pytest.mark.parametrize(
+    "kind", ["DEFAULT_4XX", "DEFAULT_5XX", "MISSING_AUTHENTICATION_TOKEN", "REQUEST_TOO_LARGE", "THROTTLED"]
+)
+def test_api_gateways_own_errors_answer_problem_json(kind: str) -> None:
+    response = GATEWAY[kind]
+    body = json.loads(substitute(response["responseTemplates"]["application/json"], AppUrl="https://app.example.com"))
+
+    assert response["responseParameters"]["gatewayresponse.header.Content-Type"] == "'application/problem+json'"
+    assert set(body) == {"type", "title", "status", "detail", "code"}
+    assert body["status"] == int(response["statusCode"])
+    assert body["type"] == f"https://app.example.com/docs#problem-{body['code']}"
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        ("MISSING_AUTHENTICATION_TOKEN", errors.NotFound),
+        ("REQUEST_TOO_LARGE", errors.PayloadTooLarge),
+        ("THROTTLED", errors.TooManyRequests),
+        ("DEFAULT_4XX", errors.BadRequest),
+    ],
+)
+def test_a_gateway_error_looks_like_the_apps_own(aws: Settings, kind: str, error: type[errors.VigilError]) -> None:
+    from chalicelib.api.framework import problem
+
+    response = GATEWAY[kind]
+    gateway_body = json.loads(substitute(response["responseTemplates"]["application/json"], AppUrl=aws.app_url))
+    app_error = error(1) if error is errors.TooManyRequests else error()
+    app_body = json.loads(problem(app_error).body)
+
+    assert {k: v for k, v in gateway_body.items() if k != "detail"} == {
+        k: v for k, v in app_body.items() if k != "detail"
+    }
+    if error is errors.TooManyRequests:
+        assert response["responseParameters"]["gatewayresponse.header.Retry-After"] == "'1'"
+
+
+def test_the_api_handler_may_not_scan_and_touches_only_its_own_tables() -> None:
+    statements = RESOURCES["ApiHandlerDataPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    actions = [a for s in statements for a in s["Action"]]
+    tables = next(s for s in statements if s["Sid"] == "Tables")
+
+    assert RESOURCES["ApiHandlerDataPolicy"]["Properties"]["Roles"] == [{"Ref": build.CHALICE_ROLE}]
+    assert "dynamodb:Scan" not in actions
+    assert not any(a.endswith(":*") or a == "*" for a in actions)
+    assert tables["Resource"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${TablePrefix}*"}
+    ]
+    assert {"ses:SendRawEmail", "sqs:SendMessage", "s3:PutObject"} <= set(actions)
+
+
+# --- .chalice/config.json and the secret ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_a_deployed_stage_starts_with_its_config_and_the_stacks_values(stage: str) -> None:
+    env = package.stage_environment(stage)
+    wired = build.api_environment()
+
+    assert "SECRET_KEY" not in env
+    assert wired["SECRET_KEY"] == {"Fn::Sub": "{{resolve:secretsmanager:vigil/${Stage}/secret-key}}"}
+    settings = load_settings(
+        {
+            **env,
+            "SECRET_KEY": "s" * 48,
+            "APP_URL": "https://app.example.com",
+            "EMAIL_FROM": "Vigil <no-reply@example.com>",
+            "AWS_LAMBDA_FUNCTION_NAME": f"vigil-{stage}",
+        }
+    )
+    assert settings.stage == stage
+    assert settings.table_prefix == f"vigil-{stage}-"
+    assert not settings.allow_private_targets
+
+
+def test_no_secret_is_committed_in_the_chalice_config() -> None:
+    text = (ROOT / ".chalice" / "config.json").read_text()
+
+    assert "SECRET_KEY" not in text
+    assert not re.search(r"(?i)secret|password|token", text)
+
+
+def test_the_printed_deploy_command_passes_every_required_parameter() -> None:
+    required = {name for name, p in TEMPLATE["Parameters"].items() if "Default" not in p}
+    command = package.deploy_commands("prod", ROOT / "out" / "prod")[-1]
+    passed = set(re.findall(r"(\w+)=", command.split("--parameter-overrides", 1)[1]))
+
+    assert required <= passed
+    assert "Stage=prod TablePrefix=vigil-prod-" in command
+
+
+# --- the packaged template ------------------------------------------------------------------------------------------
+
+
+def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(tmp_path: Path) -> None:
+    """One ``chalice package`` (about 10 s, offline) for prod with infra/ merged in, checked three ways."""
+    packaged = package.package("prod", tmp_path / "prod")
+    text = packaged.read_text()
+    merged = json.loads(text)["Resources"]
+
+    # 1. The names infra/ merges into are the ones Chalice generates; Chalice's routes survive the merge.
+    typeless = {name for name, r in RESOURCES.items() if "Type" not in r}
+    assert typeless == {build.CHALICE_API, build.CHALICE_FUNCTION}
+    assert merged[build.CHALICE_API]["Type"] == "AWS::Serverless::Api"
+    assert merged[build.CHALICE_FUNCTION]["Type"] == "AWS::Serverless::Function"
+    assert merged[build.CHALICE_ROLE]["Type"] == "AWS::IAM::Role"
+    assert merged[build.CHALICE_FUNCTION]["Properties"]["Role"] == {"Fn::GetAtt": [build.CHALICE_ROLE, "Arn"]}
+    body = merged[build.CHALICE_API]["Properties"]["DefinitionBody"]
+    assert "/v1/auth/login" in body["paths"]
+    assert body["x-amazon-apigateway-gateway-responses"] == GATEWAY
+
+    # 2. The secret comes from Secrets Manager; the values used only to import app.py stay out of the template.
+    variables = merged[build.CHALICE_FUNCTION]["Properties"]["Environment"]["Variables"]
+    assert variables["SECRET_KEY"] == build.api_environment()["SECRET_KEY"]
+    assert variables["VIGIL_STAGE"] == {"Ref": "Stage"}
+    assert variables["TABLE_PREFIX"] == {"Ref": "TablePrefix"}
+    assert "packaging.invalid" not in text
+
+    # 3. cfn-lint (with the SAM transform) finds nothing, warnings included.
+    package.lint(packaged)
