@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chalicelib import errors
 from chalicelib.auth.principal import Principal
-from chalicelib.observability import bind, logger, metrics, unbind_all
+from chalicelib.observability import bind, logger, metrics, tracer, unbind_all
 from chalicelib.settings import get_settings
 from chalicelib.storage.base import as_domain_error
 
@@ -334,6 +334,7 @@ def _dispatch(request: Any, path: str, methods: dict[str, Route], params: dict[s
     return response
 
 
+@tracer.capture_method(capture_response=False)
 def _run(
     route: Route,
     method: str,
