@@ -94,6 +94,11 @@ class Forbidden(VigilError):
     title = "Not allowed"
 
 
+class NotAMember(Forbidden):
+    code = "not_a_member"
+    title = "Not a member of this team"
+
+
 class NotFound(VigilError):
     status = 404
     code = "not_found"
@@ -115,6 +120,36 @@ class Conflict(VigilError):
 class EmailTaken(Conflict):
     code = "email_taken"
     title = "Email already registered"
+
+
+class LastTeam(Conflict):
+    code = "last_team"
+    title = "Your only team"
+
+
+class LastOwner(Conflict):
+    code = "last_owner"
+    title = "The team needs its owner"
+
+
+class AlreadyOwner(Conflict):
+    code = "already_owner"
+    title = "Already the owner"
+
+
+class AlreadyMember(Conflict):
+    code = "already_member"
+    title = "Already a member"
+
+
+class InvitationEmailMismatch(Forbidden):
+    code = "invitation_email_mismatch"
+    title = "The invitation is for another address"
+
+
+class EmailNotVerified(Forbidden):
+    code = "email_not_verified"
+    title = "Email address not verified"
 
 
 class Gone(VigilError):

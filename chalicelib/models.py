@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from chalicelib.auth.models import OneTimeTokenModel, SessionModel
 from chalicelib.ratelimit.models import CounterModel
-from chalicelib.teams.models import MembershipModel, TeamModel
+from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
 from chalicelib.users.models import UserEmailModel, UserModel
 
 __all__ = [
     "CounterModel",
+    "InvitationModel",
     "MembershipModel",
     "OneTimeTokenModel",
     "SessionModel",

@@ -26,9 +26,9 @@ def configure(settings: Settings | None = None) -> Settings:
 
 
 def routers(settings: Settings) -> list[Router]:
-    from chalicelib.api import auth, docs, health, me
+    from chalicelib.api import auth, docs, health, me, teams
 
-    found = [health.router, docs.router, auth.router, me.router]
+    found = [health.router, docs.router, auth.router, me.router, teams.router]
     if settings.is_local:
         from chalicelib.api import dev
 

@@ -100,9 +100,11 @@ class Route:
     content_type: str
     errors: tuple[int, ...]
     description: str = ""
+    permission: str | None = None
 
 
-Authenticator = Callable[[dict[str, str], AuthMode], Principal]
+# (headers, auth mode, permission, path params) → the caller, authorized for the route's team and permission.
+Authenticator = Callable[[dict[str, str], AuthMode, str | None, dict[str, str]], Principal]
 
 
 class Router:
@@ -129,7 +131,11 @@ class Router:
         content_type: str = JSON,
         errors: tuple[int, ...] = (),
         description: str = "",
+        permission: str | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        if (auth == "team") != (permission is not None):
+            raise ValueError(f"{method} {path}: a team route names its permission, and only a team route does")
+
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             route = Route(
                 method=method,
@@ -145,6 +151,7 @@ class Router:
                 content_type=content_type,
                 errors=errors,
                 description=description or (handler.__doc__ or "").strip(),
+                permission=permission,
             )
             methods = self._by_path.get(path)
             if methods is None:
@@ -352,7 +359,7 @@ def _run(
     if route.auth != "none":
         if not _authenticator:
             raise errors.ServiceUnavailable("Authentication is not configured.")
-        principal = _authenticator[0](headers, route.auth)
+        principal = _authenticator[0](headers, route.auth, route.permission, params)
         bind(user_id=principal.user_id, team_id=principal.team_id)
     query = validate(route.query, _query_dict(request), "query") if route.query else None
     body = None

@@ -46,3 +46,13 @@ def password_reset(app_url: str, token: str, minutes: int) -> Email:
     ]
     text = "\n\n".join([*lines, link, "If it was not you, ignore this email: your password stays as it is.", "— Vigil"])
     return Email("Reset your Vigil password", text, _html(lines, link, "Choose a new password"))
+
+
+def invitation_email(app_url: str, token: str, team: str, inviter: str, role: str, days: int) -> Email:
+    link = _link(app_url, "/invitations/accept", token)
+    lines = [
+        f"{inviter} invited you to join the team {team} on Vigil as {role}.",
+        f"This link works once, for this email address, and expires in {days} days.",
+    ]
+    text = "\n\n".join([*lines, link, "If you did not expect this, ignore this email.", "— Vigil"])
+    return Email(f"Join {team} on Vigil", text, _html(lines, link, "Accept the invitation"))

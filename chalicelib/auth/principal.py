@@ -11,4 +11,5 @@ class Principal:
     team_id: str
     session_id: str | None = None
     kind: str = "user"  # "user" (an access token) or "api_key"
+    role: str | None = None  # the role in team_id, read fresh on every request (team routes only)
     scopes: frozenset[str] = field(default_factory=frozenset)

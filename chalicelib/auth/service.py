@@ -120,8 +120,12 @@ def _live_session(session_id: str, user_id: str, now: datetime) -> SessionModel:
     return session
 
 
-def authenticate(headers: dict[str, str], mode: str) -> Principal:
-    """Resolve the caller from ``Authorization: Bearer <access token>``; the session must still be live."""
+def authenticate(headers: dict[str, str], mode: str, permission: str | None, params: dict[str, str]) -> Principal:
+    """Resolve the caller from ``Authorization: Bearer <access token>``; the session must still be live.
+
+    On team routes the caller is then authorized for the route's permission in its team
+    (:func:`chalicelib.teams.authz.authorize`).
+    """
     header = headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -132,7 +136,14 @@ def authenticate(headers: dict[str, str], mode: str) -> Principal:
     now = utcnow()
     claims = tokens.decode(get_settings(), token, tokens.ACCESS, now)
     session = _live_session(claims.session_id, claims.user_id, now)
-    return Principal(user_id=claims.user_id, team_id=claims.team_id or session.team_id, session_id=session.session_id)
+    principal = Principal(
+        user_id=claims.user_id, team_id=claims.team_id or session.team_id, session_id=session.session_id
+    )
+    if mode == "team" and permission is not None:
+        from chalicelib.teams.authz import authorize
+
+        principal = authorize(principal, permission, params.get("team_id"))
+    return principal
 
 
 # --- registration and sign-in --------------------------------------------------------------------

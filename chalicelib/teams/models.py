@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, UTCDateTimeAttribute, VersionAttribute
+from pynamodb.attributes import (
+    BooleanAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+    VersionAttribute,
+)
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 
 from chalicelib.storage.base import BaseModel
@@ -44,3 +50,35 @@ class MembershipModel(BaseModel):
     role = UnicodeAttribute()
     joined_at = UTCDateTimeAttribute()
     by_user = MembershipsByUser()
+
+
+class InvitationsByTeam(GlobalSecondaryIndex["InvitationModel"]):
+    class Meta:
+        index_name = "team_id-index"
+        projection = AllProjection()
+
+    team_id = UnicodeAttribute(hash_key=True)
+    invitation_id = UnicodeAttribute(range_key=True)
+
+
+class InvitationModel(BaseModel):
+    """An invitation by email.  The link's token is ``<invitation_id>.<secret>``; only SHA-256(secret) is stored."""
+
+    logical_name = "invitations"
+
+    class Meta:
+        pass
+
+    invitation_id = UnicodeAttribute(hash_key=True)
+    team_id = UnicodeAttribute()
+    email = UnicodeAttribute()
+    role = UnicodeAttribute()
+    secret_hash = UnicodeAttribute()
+    invited_by = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    valid_until = UTCDateTimeAttribute()
+    accepted_at = UTCDateTimeAttribute(null=True)
+    accepted_by = UnicodeAttribute(null=True)
+    revoked_at = UTCDateTimeAttribute(null=True)
+    expires_at = TTLAttribute()
+    by_team = InvitationsByTeam()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from chalicelib.errors import NotFound
-from chalicelib.teams.models import MembershipModel, TeamModel
+from chalicelib.errors import AlreadyOwner, Forbidden, LastOwner, LastTeam, NotFound
+from chalicelib.ids import new_id
+from chalicelib.storage.base import transaction
+from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
+from chalicelib.users.models import UserModel
 
 ROLES = ("owner", "admin", "member", "viewer")
 
@@ -45,3 +49,130 @@ def new_personal_team(team_id: str, user_id: str, name: str, now: datetime) -> t
     team = TeamModel(team_id, name=name, personal=True, plan="free", created_by=user_id, created_at=now, updated_at=now)
     membership = MembershipModel(team_id, user_id, role="owner", joined_at=now)
     return team, membership
+
+
+# --- teams ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Member:
+    user_id: str
+    email: str
+    name: str | None
+    role: str
+    joined_at: datetime
+
+
+# Other areas register a function here that deletes a team's data of theirs (monitors, channels, …).
+TEAM_PURGERS: list[Callable[[str], None]] = []
+
+
+def create_team(user_id: str, name: str, now: datetime) -> Team:
+    team = TeamModel(
+        new_id("team"), name=name, personal=False, plan="free", created_by=user_id, created_at=now, updated_at=now
+    )
+    with transaction() as tx:
+        tx.save(team, condition=TeamModel.team_id.does_not_exist())
+        tx.save(MembershipModel(team.team_id, user_id, role="owner", joined_at=now))
+    return to_team(team)
+
+
+def list_teams(user_id: str) -> list[tuple[Team, str]]:
+    """The user's teams with their role in each, oldest membership first."""
+    memberships = {m.team_id: m for m in MembershipModel.by_user.query(user_id)}
+    if not memberships:
+        return []
+    found = {t.team_id: t for t in TeamModel.batch_get(list(memberships))}
+    rows = [(to_team(found[tid]), m.role, m.joined_at) for tid, m in memberships.items() if tid in found]
+    return [(team, role) for team, role, _ in sorted(rows, key=lambda r: (r[2], r[0].id))]
+
+
+def rename_team(team_id: str, name: str, now: datetime) -> Team:
+    item = _load_team(team_id)
+    item.update(actions=[TeamModel.name.set(name), TeamModel.updated_at.set(now)])
+    return to_team(item)
+
+
+def delete_team(actor: str, team_id: str) -> None:
+    """Delete a team and all its data.  A user's last team cannot go: everyone keeps a team to act in."""
+    if len(list(MembershipModel.by_user.query(actor, limit=2))) < 2:
+        raise LastTeam("This is your only team; create or join another before deleting it.")
+    for purge in TEAM_PURGERS:
+        purge(team_id)
+    for invitation in InvitationModel.by_team.query(team_id):
+        invitation.delete()
+    for membership in MembershipModel.query(team_id):
+        membership.delete()
+    _load_team(team_id).delete()
+
+
+def _load_team(team_id: str) -> TeamModel:
+    try:
+        return TeamModel.get(team_id, consistent_read=True)
+    except TeamModel.DoesNotExist:
+        raise NotFound("No such team.") from None
+
+
+# --- members -------------------------------------------------------------------------------------
+
+
+def list_members(team_id: str) -> list[Member]:
+    memberships = list(MembershipModel.query(team_id))
+    found = {u.user_id: u for u in UserModel.batch_get([m.user_id for m in memberships])} if memberships else {}
+    members = [
+        Member(m.user_id, found[m.user_id].email, found[m.user_id].name, m.role, m.joined_at)
+        for m in memberships
+        if m.user_id in found
+    ]
+    return sorted(members, key=lambda m: (ROLES.index(m.role), m.joined_at))
+
+
+def _membership(team_id: str, user_id: str) -> MembershipModel:
+    try:
+        return MembershipModel.get(team_id, user_id, consistent_read=True)
+    except MembershipModel.DoesNotExist:
+        raise NotFound("No such member.") from None
+
+
+def change_role(actor_role: str, team_id: str, user_id: str, role: str) -> Member:
+    """Change a member's role.  Ownership moves only by transfer; an admin cannot touch the owner."""
+    target = _membership(team_id, user_id)
+    if role == "owner":
+        raise Forbidden("Ownership changes hands only through transfer-ownership.")
+    if target.role == "owner":
+        raise Forbidden("The owner's role changes only through transfer-ownership.")
+    if actor_role not in ("owner", "admin"):
+        raise Forbidden("Only owners and admins change roles.")
+    target.update(actions=[MembershipModel.role.set(role)], condition=MembershipModel.role == target.role)
+    return _member(target)
+
+
+def remove_member(actor: str, actor_role: str, team_id: str, user_id: str) -> None:
+    """Remove a member, or leave when ``user_id`` is the caller.  The owner cannot leave nor be removed."""
+    target = _membership(team_id, user_id)
+    if target.role == "owner":
+        if actor == user_id:
+            raise LastOwner("The owner cannot leave; transfer ownership first.")
+        raise Forbidden("The owner cannot be removed.")
+    if actor != user_id and actor_role not in ("owner", "admin"):
+        raise Forbidden("Only owners and admins remove members.")
+    target.delete(condition=MembershipModel.role == target.role)
+
+
+def transfer_ownership(actor: str, team_id: str, user_id: str) -> Member:
+    """The owner hands the team to another member, who becomes owner; the old owner becomes admin."""
+    if user_id == actor:
+        raise AlreadyOwner("You already own this team.")
+    target = _membership(team_id, user_id)
+    current = _membership(team_id, actor)
+    if current.role != "owner":
+        raise Forbidden("Only the owner transfers ownership.")
+    with transaction() as tx:
+        tx.update(current, actions=[MembershipModel.role.set("admin")], condition=MembershipModel.role == "owner")
+        tx.update(target, actions=[MembershipModel.role.set("owner")], condition=MembershipModel.role == target.role)
+    return _member(_membership(team_id, user_id))
+
+
+def _member(membership: MembershipModel) -> Member:
+    user = UserModel.get(membership.user_id)
+    return Member(membership.user_id, user.email, user.name, membership.role, membership.joined_at)

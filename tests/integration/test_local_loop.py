@@ -294,12 +294,16 @@ def test_add_chalice_app_finds_schedule_sqs_and_stream_handlers(loop, aws):
     client("dynamodb").put_item(TableName=table, Item={"pk": {"S": "m1"}})
     outcomes = loop.run_tick_now()
 
-    assert loop.drain(4)
+    assert loop.drain(10)
     assert [s.name for s in loop.schedules] == ["tick"]  # cron schedules do not run locally
     assert [(q.name, q.batch_size) for q in loop.queues] == [("jobs", 5)]
     assert [(s.name, s.table_name, s.starting_position) for s in loop.streams] == [("changes", table, "TRIM_HORIZON")]
     assert [o.name for o in outcomes] == ["tick"]
-    assert seen == {"tick": [{"force": True}], "jobs": ["job-1"], "changes": [("INSERT", {"pk": {"S": "m1"}})]}
+    # a minute boundary may pass during the test: the clock's own tick ({}) may then be there too
+    assert {"force": True} in seen["tick"]
+    assert all(detail in ({"force": True}, {}) for detail in seen["tick"])
+    assert seen["jobs"] == ["job-1"]
+    assert seen["changes"] == [("INSERT", {"pk": {"S": "m1"}})]
 
 
 def test_stop_ends_every_thread_promptly(loop):

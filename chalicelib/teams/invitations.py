@@ -1,0 +1,168 @@
+"""Invitations: a single-use link by email, bound to the invited address and the team.
+
+The link carries ``<invitation_id>.<secret>``: the id finds the item with a
+strongly consistent read, the secret (256 random bits) is compared with the
+stored SHA-256 in constant time.  Accepting is a transaction: the invitation is
+marked accepted (on condition that it is still pending) and the membership is
+created (on condition that it does not exist), so a link works exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pynamodb.exceptions import TransactWriteError
+
+from chalicelib import errors
+from chalicelib.auth.emails import Email, invitation_email
+from chalicelib.aws.mail import send_email
+from chalicelib.ids import new_id
+from chalicelib.observability import logger
+from chalicelib.settings import get_settings
+from chalicelib.storage.base import condition_failed, transaction
+from chalicelib.teams.models import InvitationModel, MembershipModel
+from chalicelib.teams.service import Team, get_team, role_of
+from chalicelib.users.models import UserModel
+
+VALID_DAYS = 7
+INVITABLE_ROLES = ("admin", "member", "viewer")
+
+
+@dataclass(frozen=True)
+class Invitation:
+    id: str
+    team_id: str
+    email: str
+    role: str
+    invited_by: str
+    created_at: datetime
+    expires_at: datetime
+
+
+def _to_invitation(item: InvitationModel) -> Invitation:
+    return Invitation(
+        id=item.invitation_id,
+        team_id=item.team_id,
+        email=item.email,
+        role=item.role,
+        invited_by=item.invited_by,
+        created_at=item.created_at,
+        expires_at=item.valid_until,
+    )
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _pending(item: InvitationModel, now: datetime) -> bool:
+    return item.accepted_at is None and item.revoked_at is None and item.valid_until > now
+
+
+def invite(team_id: str, inviter_id: str, email: str, role: str, now: datetime) -> Invitation:
+    """Invite an address; a pending invitation to the same address is replaced (its link stops working)."""
+    if role not in INVITABLE_ROLES:
+        raise errors.ValidationFailed.single("role", f"must be one of {', '.join(INVITABLE_ROLES)}")
+    if _member_with_email(team_id, email):
+        raise errors.AlreadyMember("This address already belongs to a member of the team.")
+    for old in InvitationModel.by_team.query(team_id, filter_condition=InvitationModel.email == email):
+        if _pending(old, now):
+            revoke(team_id, old.invitation_id, now)
+    secret = secrets.token_urlsafe(32)
+    item = InvitationModel(
+        new_id("inv"),
+        team_id=team_id,
+        email=email,
+        role=role,
+        secret_hash=_hash(secret),
+        invited_by=inviter_id,
+        created_at=now,
+        valid_until=now + timedelta(days=VALID_DAYS),
+        expires_at=now + timedelta(days=VALID_DAYS + 30),
+    )
+    item.save(condition=InvitationModel.invitation_id.does_not_exist())
+    _send(item, f"{item.invitation_id}.{secret}", inviter_id)
+    return _to_invitation(item)
+
+
+def _member_with_email(team_id: str, email: str) -> bool:
+    from chalicelib.users.models import UserEmailModel
+
+    try:
+        owner = UserEmailModel.get(email, consistent_read=True)
+    except UserEmailModel.DoesNotExist:
+        return False
+    return role_of(team_id, owner.user_id) is not None
+
+
+def _send(item: InvitationModel, token: str, inviter_id: str) -> None:
+    settings = get_settings()
+    team = get_team(item.team_id)
+    try:
+        inviter = UserModel.get(inviter_id)
+        inviter_name = inviter.name or inviter.email
+    except UserModel.DoesNotExist:
+        inviter_name = "A teammate"
+    message: Email = invitation_email(settings.app_url, token, team.name, inviter_name, item.role, VALID_DAYS)
+    try:
+        send_email(item.email, message.subject, message.text, message.html)
+    except Exception:  # noqa: BLE001 - the invitation stands; it can be sent again
+        logger.exception("invitation email could not be sent", extra={"invitation_id": item.invitation_id})
+
+
+def list_pending(team_id: str, now: datetime) -> list[Invitation]:
+    items = [i for i in InvitationModel.by_team.query(team_id) if _pending(i, now)]
+    return [_to_invitation(i) for i in sorted(items, key=lambda i: i.created_at, reverse=True)]
+
+
+def revoke(team_id: str, invitation_id: str, now: datetime) -> None:
+    item = _load(invitation_id)
+    if item is None or item.team_id != team_id or not _pending(item, now):
+        raise errors.NotFound("No such pending invitation.")
+    item.update(
+        actions=[InvitationModel.revoked_at.set(now)],
+        condition=InvitationModel.accepted_at.does_not_exist() & InvitationModel.revoked_at.does_not_exist(),
+    )
+
+
+def _load(invitation_id: str) -> InvitationModel | None:
+    try:
+        return InvitationModel.get(invitation_id, consistent_read=True)
+    except InvitationModel.DoesNotExist:
+        return None
+
+
+def accept(token: str, user_id: str, now: datetime) -> tuple[Team, str]:
+    """Join the team of an invitation.  The caller's verified email must be the invited address."""
+    invalid = errors.InvalidToken("This invitation is invalid, expired, revoked or already used.")
+    invitation_id, _, secret = token.partition(".")
+    item = _load(invitation_id) if invitation_id and secret and len(token) <= 200 else None
+    if item is None or not hmac.compare_digest(item.secret_hash, _hash(secret)) or not _pending(item, now):
+        raise invalid
+    user = UserModel.get(user_id, consistent_read=True)
+    if user.email_verified_at is None:
+        raise errors.EmailNotVerified("Verify your email address before accepting an invitation.")
+    if user.email != item.email:
+        raise errors.InvitationEmailMismatch("This invitation was sent to another email address.")
+    if role_of(item.team_id, user_id) is not None:
+        raise errors.AlreadyMember("You are already a member of this team.")
+    try:
+        with transaction() as tx:
+            tx.update(
+                item,
+                actions=[InvitationModel.accepted_at.set(now), InvitationModel.accepted_by.set(user_id)],
+                condition=InvitationModel.accepted_at.does_not_exist() & InvitationModel.revoked_at.does_not_exist(),
+            )
+            tx.save(
+                MembershipModel(item.team_id, user_id, role=item.role, joined_at=now),
+                condition=MembershipModel.user_id.does_not_exist(),
+            )
+    except TransactWriteError as exc:
+        if condition_failed(exc):
+            raise invalid from None
+        raise
+    return get_team(item.team_id), item.role

@@ -1,0 +1,172 @@
+"""Every team-owned route, every role, {own team, another team}, generated from the route declarations.
+
+Allowed by the role matrix → not 401/403/404; role too low → 403; any object of another team → 404,
+including ids smuggled in request bodies.  A new team route with a path parameter or a body the
+factories below do not know fails ``test_every_team_route_is_covered`` until it is added here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from chalicelib.api.framework import Route, all_routes
+from chalicelib.clock import utcnow
+from chalicelib.teams import authz
+from chalicelib.teams.models import MembershipModel
+from chalicelib.wiring import routers
+from tests.support import make_test_settings
+
+PASSWORD = "correct horse battery staple 9"
+ROLES = ("owner", "admin", "member", "viewer")
+TEAM_ROUTES = [r for r in all_routes(routers(make_test_settings())) if r.auth == "team"]
+
+
+@dataclass
+class World:
+    """Team A (ours: one user per role) and team B (another team, with its own members)."""
+
+    api: Any
+    teams: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)
+
+    def user(self, email: str) -> dict[str, Any]:
+        r = self.api.post("/v1/auth/register", {"email": email, "password": PASSWORD})
+        assert r.status == 201, r.body
+        return dict(r.json)
+
+    def join(self, team: str, user_id: str, role: str) -> None:
+        MembershipModel(self.teams[team], user_id, role=role, joined_at=utcnow()).save()
+
+    def member(self, team: str, role: str = "viewer") -> str:
+        """A fresh member of the team: the target of member routes."""
+        user = self.user(f"target-{len(self.tokens)}-{team}-{utcnow().timestamp()}@example.com")
+        self.join(team, user["user"]["id"], role)
+        self.tokens[f"target-{user['user']['id']}"] = user["access_token"]
+        return str(user["user"]["id"])
+
+    def invitation(self, team: str) -> str:
+        r = self.api.post(
+            f"/v1/teams/{self.teams[team]}/invitations",
+            {"email": f"invited-{utcnow().timestamp()}@example.com", "role": "member"},
+            token=self.tokens[f"owner-{team}"],
+        )
+        assert r.status == 201, r.body
+        return str(r.json["id"])
+
+
+def build_world(api: Any) -> World:
+    world = World(api)
+    for team in ("A", "B"):
+        owner = world.user(f"owner-{team.lower()}@example.com")
+        team_id = api.post("/v1/teams", {"name": f"Team {team}"}, token=owner["access_token"]).json["id"]
+        world.teams[team] = team_id
+        world.owners[team] = owner["user"]["id"]
+        world.tokens[f"owner-{team}"] = owner["access_token"]
+    for role in ROLES[1:]:
+        user = world.user(f"{role}-a@example.com")
+        world.join("A", user["user"]["id"], role)
+        world.tokens[f"{role}-A"] = user["access_token"]
+    # every caller acts in team A, as a frontend would after switching to it
+    for role in ROLES:
+        r = api.post("/v1/auth/switch-team", {"team_id": world.teams["A"]}, token=world.tokens[f"{role}-A"])
+        assert r.status == 200, r.body
+        world.tokens[f"{role}-A"] = r.json["access_token"]
+    return world
+
+
+# How to make an object of a team for each path parameter.
+FACTORIES: dict[str, Callable[[World, str], str]] = {
+    "team_id": lambda world, team: world.teams[team],
+    "user_id": lambda world, team: world.member(team),
+    "invitation_id": lambda world, team: world.invitation(team),
+}
+
+# A valid body per route; ``ids(team)`` makes objects of the team that body ids should name.
+BODIES: dict[tuple[str, str], Callable[[World, Callable[[str], str]], dict[str, Any]]] = {
+    ("PATCH", "/v1/teams/{team_id}"): lambda world, _: {"name": "Renamed"},
+    ("PATCH", "/v1/teams/{team_id}/members/{user_id}"): lambda world, _: {"role": "member"},
+    ("POST", "/v1/teams/{team_id}/transfer-ownership"): lambda world, ids: {"user_id": ids("user_id")},
+    ("POST", "/v1/teams/{team_id}/invitations"): lambda world, _: {"email": "new@example.com", "role": "viewer"},
+}
+BODY_IDS = {("POST", "/v1/teams/{team_id}/transfer-ownership")}  # bodies that name another object
+
+# Routes whose rule depends on the target: removing someone else needs MEMBERS (leaving needs only READ).
+PERMISSION_OVERRIDES = {("DELETE", "/v1/teams/{team_id}/members/{user_id}"): authz.MEMBERS}
+
+
+def _params(route: Route) -> list[str]:
+    return [part[1:-1] for part in route.path.split("/") if part.startswith("{")]
+
+
+def test_every_team_route_is_covered():
+    for route in TEAM_ROUTES:
+        for name in _params(route):
+            assert name in FACTORIES, f"{route.method} {route.path}: no factory for {{{name}}}"
+        if route.body is not None:
+            assert (route.method, route.path) in BODIES, f"{route.method} {route.path}: no sample body"
+    assert len(TEAM_ROUTES) >= 10
+
+
+CASES = [
+    pytest.param(route, role, where, id=f"{route.method} {route.path} as {role} on {where}")
+    for route in TEAM_ROUTES
+    for role in ROLES
+    for where in ("own", "other", "smuggled")
+    if where != "smuggled" or (route.method, route.path) in BODY_IDS
+]
+
+
+@pytest.mark.parametrize(("route", "role", "where"), CASES)
+def test_the_role_matrix_holds(api, route, role, where):
+    world = build_world(api)
+    path_team = "B" if where == "other" else "A"
+    body_team = "A" if where == "own" else "B"
+    path = route.path
+    for name in _params(route):
+        path = path.replace("{" + name + "}", FACTORIES[name](world, path_team))
+    body = None
+    if route.body is not None:
+        body = BODIES[(route.method, route.path)](world, lambda name: FACTORIES[name](world, body_team))
+
+    r = api.request(route.method, path, body, token=world.tokens[f"{role}-A"])
+
+    permission = PERMISSION_OVERRIDES.get((route.method, route.path), route.permission or "")
+    if where == "other":
+        assert r.status == 404, (r.status, r.body)
+    elif not authz.allowed(role, permission):
+        assert r.status == 403, (r.status, r.body)
+        assert r.json["code"] == "forbidden"
+    elif where == "smuggled":
+        assert r.status == 404, (r.status, r.body)
+    else:
+        assert r.status < 400 or r.status not in (401, 403, 404), (r.status, r.body)
+        assert r.status < 500
+
+
+def test_a_demotion_takes_effect_on_the_very_next_request(api):
+    world = build_world(api)
+    admin_token = world.tokens["admin-A"]
+    team = world.teams["A"]
+    assert api.get(f"/v1/teams/{team}/invitations", token=admin_token).status == 200
+    members = api.get(f"/v1/teams/{team}/members", token=world.tokens["owner-A"]).json["data"]
+    admin_id = next(m["user_id"] for m in members if m["role"] == "admin")
+    r = api.patch(f"/v1/teams/{team}/members/{admin_id}", {"role": "viewer"}, token=world.tokens["owner-A"])
+    assert r.status == 200, r.body
+    r = api.get(f"/v1/teams/{team}/invitations", token=admin_token)  # same, unexpired token
+    assert r.status == 403
+    assert api.get(f"/v1/teams/{team}", token=admin_token).json["role"] == "viewer"
+
+
+def test_a_removal_takes_effect_on_the_very_next_request(api):
+    world = build_world(api)
+    team = world.teams["A"]
+    members = api.get(f"/v1/teams/{team}/members", token=world.tokens["owner-A"]).json["data"]
+    member_id = next(m["user_id"] for m in members if m["role"] == "member")
+    assert api.get(f"/v1/teams/{team}", token=world.tokens["member-A"]).status == 200
+    assert api.delete(f"/v1/teams/{team}/members/{member_id}", token=world.tokens["owner-A"]).status == 204
+    assert api.get(f"/v1/teams/{team}", token=world.tokens["member-A"]).status == 404

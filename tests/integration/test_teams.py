@@ -1,0 +1,201 @@
+"""Teams: create, list, rename, delete; members and roles; ownership; invitations."""
+
+from __future__ import annotations
+
+import time_machine
+
+from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
+
+PASSWORD = "correct horse battery staple 9"
+
+
+def _user(api, email):
+    r = api.post("/v1/auth/register", {"email": email, "password": PASSWORD, "name": email.split("@")[0].title()})
+    assert r.status == 201, r.body
+    return r.json
+
+
+def _verify(api, outbox, email):
+    link = outbox.link(email, "https://app.vigil.test/verify-email")
+    assert api.post("/v1/auth/verify-email", {"token": link.split("token=")[1]}).status == 200
+
+
+def _invite(api, outbox, team_id, token, email, role="member"):
+    r = api.post(f"/v1/teams/{team_id}/invitations", {"email": email, "role": role}, token=token)
+    assert r.status == 201, r.body
+    link = outbox.link(email, "https://app.vigil.test/invitations/accept")
+    return r.json, link.split("token=")[1]
+
+
+def _team_with_bob(api, outbox, role="member"):
+    """Alice owns a team; Bob (verified) joined it with ``role``."""
+    alice = _user(api, "alice@example.com")
+    team = api.post("/v1/teams", {"name": "Acme"}, token=alice["access_token"]).json
+    bob = _user(api, "bob@example.com")
+    _verify(api, outbox, "bob@example.com")
+    _, token = _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com", role)
+    r = api.post("/v1/invitations/accept", {"token": token}, token=bob["access_token"])
+    assert r.status == 200, r.body
+    return alice, bob, team
+
+
+def test_it_creates_lists_renames_and_shows_teams(api):
+    alice = _user(api, "alice@example.com")
+    r = api.post("/v1/teams", {"name": "Acme"}, token=alice["access_token"])
+    assert r.status == 201
+    assert r.json["role"] == "owner"
+    teams = api.get("/v1/teams", token=alice["access_token"]).json["data"]
+    assert [(t["name"], t["role"]) for t in teams] == [("Alice's team", "owner"), ("Acme", "owner")]
+    r = api.patch(f"/v1/teams/{r.json['id']}", {"name": "Acme Inc"}, token=alice["access_token"])
+    assert r.json["name"] == "Acme Inc"
+
+
+def test_an_invitation_works_once_for_the_invited_verified_address(api, outbox):
+    alice, bob, team = _team_with_bob(api, outbox)
+    members = api.get(f"/v1/teams/{team['id']}/members", token=alice["access_token"]).json["data"]
+    assert [(m["email"], m["role"]) for m in members] == [("alice@example.com", "owner"), ("bob@example.com", "member")]
+    mail = outbox.to("bob@example.com")[0]
+    assert mail["subject"] == "Join Acme on Vigil"
+    assert "Alice invited you" in mail["text"]
+    token = outbox.link("bob@example.com", "https://app.vigil.test/invitations/accept").split("token=")[1]
+    again = api.post("/v1/invitations/accept", {"token": token}, token=bob["access_token"])
+    assert again.status == 400
+    assert api.get(f"/v1/teams/{team['id']}/invitations", token=alice["access_token"]).json["data"] == []
+    # only a hash of the secret is stored
+    secret = token.split(".")[1]
+    assert all(secret not in str(i.attribute_values) for i in InvitationModel.scan())
+
+
+def test_an_invitation_refuses_another_address_and_an_unverified_one(api, outbox):
+    alice = _user(api, "alice@example.com")
+    team = api.post("/v1/teams", {"name": "Acme"}, token=alice["access_token"]).json
+    carol = _user(api, "carol@example.com")
+    _, token = _invite(api, outbox, team["id"], alice["access_token"], "dave@example.com")
+    r = api.post("/v1/invitations/accept", {"token": token}, token=carol["access_token"])
+    assert r.status == 403
+    assert r.json["code"] == "email_not_verified"
+    _verify(api, outbox, "carol@example.com")
+    r = api.post("/v1/invitations/accept", {"token": token}, token=carol["access_token"])
+    assert r.status == 403
+    assert r.json["code"] == "invitation_email_mismatch"
+    assert MembershipModel.count(team["id"]) == 1
+
+
+def test_an_invitation_expires_after_7_days(api, outbox):
+    with time_machine.travel("2026-11-30 12:00:00Z", tick=False) as traveller:
+        alice = _user(api, "alice@example.com")
+        team = api.post("/v1/teams", {"name": "Acme"}, token=alice["access_token"]).json
+        bob = _user(api, "bob@example.com")
+        _verify(api, outbox, "bob@example.com")
+        _, token = _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com")
+        traveller.shift(7 * 24 * 3600 + 1)
+        r = api.post("/v1/auth/refresh", {"refresh_token": bob["refresh_token"]})
+        r = api.post("/v1/invitations/accept", {"token": token}, token=r.json["access_token"])
+        assert r.status == 400
+        assert r.json["code"] == "invalid_token"
+
+
+def test_a_revoked_or_tampered_invitation_does_not_work(api, outbox):
+    alice = _user(api, "alice@example.com")
+    team = api.post("/v1/teams", {"name": "Acme"}, token=alice["access_token"]).json
+    bob = _user(api, "bob@example.com")
+    _verify(api, outbox, "bob@example.com")
+    invitation, token = _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com")
+    tampered = token.split(".")[0] + ".AAAA" + token.split(".")[1][4:]
+    assert api.post("/v1/invitations/accept", {"token": tampered}, token=bob["access_token"]).status == 400
+    r = api.delete(f"/v1/teams/{team['id']}/invitations/{invitation['id']}", token=alice["access_token"])
+    assert r.status == 204
+    assert api.post("/v1/invitations/accept", {"token": token}, token=bob["access_token"]).status == 400
+
+
+def test_inviting_again_replaces_the_pending_link(api, outbox):
+    alice = _user(api, "alice@example.com")
+    team = api.post("/v1/teams", {"name": "Acme"}, token=alice["access_token"]).json
+    bob = _user(api, "bob@example.com")
+    _verify(api, outbox, "bob@example.com")
+    _, first = _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com")
+    _, second = _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com", "viewer")
+    assert len(api.get(f"/v1/teams/{team['id']}/invitations", token=alice["access_token"]).json["data"]) == 1
+    assert api.post("/v1/invitations/accept", {"token": first}, token=bob["access_token"]).status == 400
+    r = api.post("/v1/invitations/accept", {"token": second}, token=bob["access_token"])
+    assert r.json["role"] == "viewer"
+
+
+def test_inviting_a_member_or_as_owner_is_refused(api, outbox):
+    alice, _bob, team = _team_with_bob(api, outbox)
+    r = api.post(f"/v1/teams/{team['id']}/invitations", {"email": "bob@example.com"}, token=alice["access_token"])
+    assert r.status == 409
+    assert r.json["code"] == "already_member"
+    r = api.post(
+        f"/v1/teams/{team['id']}/invitations",
+        {"email": "x@example.com", "role": "owner"},
+        token=alice["access_token"],
+    )
+    assert r.status == 422
+    assert r.json["errors"][0]["field"] == "role"
+
+
+def test_the_owner_cannot_leave_but_others_can(api, outbox):
+    alice, bob, team = _team_with_bob(api, outbox)
+    r = api.delete(f"/v1/teams/{team['id']}/members/{alice['user']['id']}", token=alice["access_token"])
+    assert r.status == 409
+    assert r.json["code"] == "last_owner"
+    r = api.delete(f"/v1/teams/{team['id']}/members/{bob['user']['id']}", token=bob["access_token"])
+    assert r.status == 204
+    assert MembershipModel.count(team["id"]) == 1
+
+
+def test_an_admin_cannot_touch_the_owner_nor_grant_ownership(api, outbox):
+    alice, bob, team = _team_with_bob(api, outbox, role="admin")
+    owner = f"/v1/teams/{team['id']}/members/{alice['user']['id']}"
+    assert api.patch(owner, {"role": "viewer"}, token=bob["access_token"]).status == 403
+    assert api.delete(owner, token=bob["access_token"]).status == 403
+    r = api.patch(f"/v1/teams/{team['id']}/members/{bob['user']['id']}", {"role": "owner"}, token=bob["access_token"])
+    assert r.status == 422  # "owner" is not a role one can be given
+    r = api.post(
+        f"/v1/teams/{team['id']}/transfer-ownership", {"user_id": bob["user"]["id"]}, token=bob["access_token"]
+    )
+    assert r.status == 403
+    roles = {m.user_id: m.role for m in MembershipModel.query(team["id"])}
+    assert roles == {alice["user"]["id"]: "owner", bob["user"]["id"]: "admin"}
+
+
+def test_the_owner_transfers_ownership_and_becomes_admin(api, outbox):
+    alice, bob, team = _team_with_bob(api, outbox)
+    r = api.post(
+        f"/v1/teams/{team['id']}/transfer-ownership", {"user_id": bob["user"]["id"]}, token=alice["access_token"]
+    )
+    assert r.status == 200, r.body
+    assert r.json["role"] == "owner"
+    roles = {m.user_id: m.role for m in MembershipModel.query(team["id"])}
+    assert roles == {alice["user"]["id"]: "admin", bob["user"]["id"]: "owner"}
+    # alice may now leave; bob may not
+    assert (
+        api.delete(f"/v1/teams/{team['id']}/members/{alice['user']['id']}", token=alice["access_token"]).status == 204
+    )
+
+
+def test_deleting_a_team_removes_its_data_but_not_your_only_team(api, outbox):
+    alice, _bob, team = _team_with_bob(api, outbox)
+    _invite(api, outbox, team["id"], alice["access_token"], "zed@example.com")
+    r = api.delete(f"/v1/teams/{team['id']}", token=alice["access_token"])
+    assert r.status == 204
+    assert list(MembershipModel.query(team["id"])) == []
+    assert list(InvitationModel.by_team.query(team["id"])) == []
+    assert TeamModel.count(team["id"]) == 0
+    personal = alice["team"]["id"]
+    r = api.delete(f"/v1/teams/{personal}", token=alice["access_token"])
+    assert r.status == 409
+    assert r.json["code"] == "last_team"
+
+
+def test_a_removed_members_token_no_longer_acts_in_the_team(api, outbox):
+    alice, bob, team = _team_with_bob(api, outbox)
+    switched = api.post("/v1/auth/switch-team", {"team_id": team["id"]}, token=bob["access_token"]).json
+    assert api.get(f"/v1/teams/{team['id']}", token=switched["access_token"]).status == 200
+    api.delete(f"/v1/teams/{team['id']}/members/{bob['user']['id']}", token=alice["access_token"])
+    r = api.get(f"/v1/teams/{team['id']}", token=switched["access_token"])
+    assert r.status == 404
+    # on sign-in Bob lands in a team he still belongs to
+    r = api.post("/v1/auth/login", {"email": "bob@example.com", "password": PASSWORD})
+    assert r.json["team"]["id"] == bob["team"]["id"]
