@@ -186,6 +186,14 @@ class ValidationFailed(VigilError):
         return cls([FieldError(field, message)], code=code)
 
 
+class DestinationNotAllowed(ValidationFailed):
+    code = "destination_not_allowed"
+    title = "Destination not allowed"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__([FieldError(field, message)])
+
+
 class TooManyRequests(VigilError):
     status = 429
     code = "rate_limited"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chalicelib.auth.models import OneTimeTokenModel, SessionModel
+from chalicelib.monitors.models import MonitorModel, ResultModel, RollupModel
 from chalicelib.ratelimit.models import CounterModel
 from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
 from chalicelib.users.models import UserEmailModel, UserModel
@@ -11,7 +12,10 @@ __all__ = [
     "CounterModel",
     "InvitationModel",
     "MembershipModel",
+    "MonitorModel",
     "OneTimeTokenModel",
+    "ResultModel",
+    "RollupModel",
     "SessionModel",
     "TeamModel",
     "UserEmailModel",

@@ -20,15 +20,19 @@ def configure(settings: Settings | None = None) -> Settings:
 
     logger.setLevel(settings.log_level)
     from chalicelib.auth.service import authenticate
+    from chalicelib.monitors.service import purge_team
+    from chalicelib.teams.service import TEAM_PURGERS
 
     set_authenticator(authenticate)
+    if purge_team not in TEAM_PURGERS:
+        TEAM_PURGERS.append(purge_team)
     return settings
 
 
 def routers(settings: Settings) -> list[Router]:
-    from chalicelib.api import auth, docs, health, me, teams
+    from chalicelib.api import auth, docs, health, me, monitors, teams
 
-    found = [health.router, docs.router, auth.router, me.router, teams.router]
+    found = [health.router, docs.router, auth.router, me.router, teams.router, monitors.router]
     if settings.is_local:
         from chalicelib.api import dev
 

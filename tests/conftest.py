@@ -28,6 +28,7 @@ os.environ.update(
 
 import dataclasses  # noqa: E402
 import io  # noqa: E402
+import socket  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
@@ -35,6 +36,32 @@ from moto import mock_aws  # noqa: E402
 
 from chalicelib.settings import Settings, load_settings  # noqa: E402
 from tests.support import ApiClient, Outbox, make_test_settings, start_aws  # noqa: E402
+
+_LOOPBACK = ("127.", "::1", "localhost", "::ffff:127.")
+
+
+def _guarded(original):
+    def connect(sock, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if (
+            isinstance(host, str)
+            and sock.family in (socket.AF_INET, socket.AF_INET6)
+            and not host.startswith(_LOOPBACK)
+        ):
+            raise ConnectionRefusedError(f"tests may only reach loopback addresses, not {host}")
+        return original(sock, address)
+
+    return connect
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loopback_only() -> Iterator[None]:
+    """The network seam: a test that would reach anything but loopback fails instead of sending a packet."""
+    originals = socket.socket.connect, socket.socket.connect_ex
+    socket.socket.connect = _guarded(originals[0])  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded(originals[1])  # type: ignore[method-assign]
+    yield
+    socket.socket.connect, socket.socket.connect_ex = originals  # type: ignore[method-assign]
 
 
 @pytest.fixture

@@ -239,8 +239,11 @@ def validate(model: type[BaseModel], data: Any, prefix: str = "") -> Any:
 
 
 def _query_dict(request: Any) -> dict[str, Any]:
-    multi = getattr(request, "multi_value_query_params", None) or {}
-    return {k: (v if len(v) > 1 else v[0]) for k, v in multi.items()}
+    params = getattr(request, "query_params", None)
+    if not params:
+        return {}
+    # A repeated parameter arrives as a list, which a scalar field then refuses (422) rather than guessing.
+    return {k: (values if len(values) > 1 else values[0]) for k in params for values in [params.getlist(k)]}
 
 
 def _render(route: Route, result: Any) -> Response:

@@ -76,7 +76,7 @@ class Sweep:
 @pytest.fixture(scope="module")
 def sweep() -> Iterator[Sweep]:
     """One AWS, one app and one registered user for every case in this module."""
-    settings = make_test_settings()
+    settings = make_test_settings(ALLOW_PRIVATE_TARGETS="true")  # its monitor targets a closed loopback port
     with mock_aws():
         start_aws(settings)
         import app as app_module
@@ -96,7 +96,12 @@ def sweep() -> Iterator[Sweep]:
                 token=r.json["access_token"],
             )
             assert invited.status == 201, invited.body
-            yield Sweep(api, email, {"team_id": team_id, "user_id": user_id, "invitation_id": invited.json["id"]})
+            monitor = api.post(
+                "/v1/monitors", {"name": "sweep", "url": "http://127.0.0.1:9/"}, token=r.json["access_token"]
+            )
+            assert monitor.status == 201, monitor.body
+            ids = {"team_id": team_id, "user_id": user_id, "invitation_id": invited.json["id"]}
+            yield Sweep(api, email, {**ids, "monitor_id": monitor.json["id"]})
         finally:
             stack.register(None)
 

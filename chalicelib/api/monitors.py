@@ -1,0 +1,461 @@
+"""/v1/monitors/*: HTTP(S) monitors, their results and uptime, and one-off test checks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from chalicelib.api.framework import Call, Out, Reply, Router, Schema
+from chalicelib.checks.assertions import validate_assertion
+from chalicelib.checks.model import Assertion
+from chalicelib.clock import isoz, utcnow
+from chalicelib.monitors import results as monitor_results
+from chalicelib.monitors import service as monitors
+from chalicelib.monitors.checking import run_test_check
+from chalicelib.monitors.validation import validate_destination, validate_headers, validate_url
+from chalicelib.settings import get_settings
+from chalicelib.teams import authz
+
+router = Router("monitors")
+
+Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+Source = Literal["status_code", "response_time", "header", "body", "json_body", "ssl_expiry_days"]
+Comparison = Literal[
+    "equals", "not_equals", "greater_than", "less_than", "contains", "not_contains", "is_empty", "not_empty"
+]
+Status = Literal["pending", "up", "degraded", "down", "paused", "maintenance"]
+StatusPattern = Annotated[
+    str, Field(pattern=r"^([1-5]xx|[1-5][0-9][0-9])$", description='a code ("200") or a class ("2xx")')
+]
+Tag = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_.:/-]+$")]
+Interval = Annotated[int, Field(description="one of 30, 60, 120, 300, 600, 900, 1800, 3600")]
+
+
+class AssertionIn(Schema):
+    source: Source
+    property: str | None = Field(default=None, max_length=500, description="header name or JSONPath")
+    comparison: Comparison
+    target: str = Field(default="", max_length=1000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AssertionIn:
+        # The checker's own rules: what is accepted here is what it can evaluate (JSONPath compiled too).
+        validate_assertion(Assertion(self.source, self.comparison, self.target, self.property))
+        return self
+
+
+def _interval(value: int | None) -> int | None:
+    if value is not None and value not in monitors.INTERVALS:
+        raise ValueError(f"must be one of {', '.join(str(i) for i in monitors.INTERVALS)}")
+    return value
+
+
+class MonitorFields(Schema):
+    """Every settable field; create and patch differ only in which are required."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    url: str | None = Field(default=None, min_length=1, max_length=2048)
+    method: Method | None = None
+    headers: dict[str, str] | None = None
+    body: str | None = Field(default=None, max_length=65536)
+    interval_seconds: Interval | None = None
+    timeout_ms: int | None = Field(default=None, ge=1000, le=30000)
+    regions: list[str] | None = Field(default=None, min_length=1, max_length=20)
+    expected_status: list[StatusPattern] | None = Field(default=None, min_length=1, max_length=20)
+    follow_redirects: bool | None = None
+    verify_ssl: bool | None = None
+    assertions: list[AssertionIn] | None = Field(default=None, max_length=20)
+    degraded_after_ms: int | None = Field(default=None, ge=1, le=30000)
+    ssl_expiry_alert_days: int | None = Field(default=None, ge=0, le=365)
+    failure_threshold: int | None = Field(default=None, ge=1, le=10)
+    recovery_threshold: int | None = Field(default=None, ge=1, le=10)
+    confirmation_regions: int | None = Field(default=None, ge=1, le=20)
+    channel_ids: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(default=None, max_length=20)
+    tags: list[Tag] | None = Field(default=None, max_length=20)
+
+    @field_validator("interval_seconds")
+    @classmethod
+    def _known_interval(cls, value: int | None) -> int | None:
+        return _interval(value)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return validate_url(value) if value is not None else None
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return validate_headers(value) if value is not None else None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent, as the service's types."""
+        out: dict[str, Any] = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if name == "assertions" and value is not None:
+                value = tuple(a.model_dump() for a in value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            out[name] = value
+        return out
+
+
+NOT_NULL = (
+    "name",
+    "url",
+    "method",
+    "headers",
+    "interval_seconds",
+    "timeout_ms",
+    "regions",
+    "expected_status",
+    "follow_redirects",
+    "verify_ssl",
+    "assertions",
+    "ssl_expiry_alert_days",
+    "failure_threshold",
+    "recovery_threshold",
+    "channel_ids",
+    "tags",
+)
+
+
+class MonitorIn(MonitorFields):
+    name: str = Field(min_length=1, max_length=100)  # type: ignore[assignment]
+    url: str = Field(min_length=1, max_length=2048)  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> MonitorIn:
+        nulls = [n for n in NOT_NULL if n in self.model_fields_set and getattr(self, n) is None]
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null")
+        return self
+
+
+class MonitorPatch(MonitorFields):
+    @model_validator(mode="after")
+    def _no_nulls(self) -> MonitorPatch:
+        nulls = [n for n in NOT_NULL if n in self.model_fields_set and getattr(self, n) is None]
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null")
+        return self
+
+
+class ListQuery(Schema):
+    status: Status | None = None
+    tag: Tag | None = None
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=2048)
+
+
+class ResultsQuery(Schema):
+    region: str | None = Field(default=None, max_length=50)
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=2048)
+
+
+class UptimeQuery(Schema):
+    days: int = Field(default=90, ge=1, le=90)
+
+
+class AssertionOut(Out):
+    source: Source
+    property: str | None
+    comparison: Comparison
+    target: str
+
+
+class MonitorOut(Out):
+    id: str
+    team_id: str
+    name: str
+    url: str
+    method: Method
+    headers: dict[str, str] = Field(description="values of credential-like headers are masked")
+    body: str | None
+    interval_seconds: int
+    timeout_ms: int
+    regions: list[str]
+    expected_status: list[str]
+    follow_redirects: bool
+    verify_ssl: bool
+    assertions: list[AssertionOut]
+    degraded_after_ms: int | None
+    ssl_expiry_alert_days: int
+    failure_threshold: int
+    recovery_threshold: int
+    confirmation_regions: int
+    channel_ids: list[str]
+    tags: list[str]
+    status: Status
+    region_status: dict[str, Literal["up", "down", "pending"]]
+    last_checked_at: str | None
+    created_at: str
+    updated_at: str
+
+
+class MonitorList(Out):
+    data: list[MonitorOut]
+    next_cursor: str | None
+
+
+class TimingsOut(Out):
+    dns_ms: float | None
+    connect_ms: float | None
+    tls_ms: float | None
+    ttfb_ms: float | None
+    total_ms: float | None
+
+
+class ResultOut(Out):
+    checked_at: str
+    region: str
+    ok: bool
+    degraded: bool
+    status_code: int | None
+    response_time_ms: float | None
+    timings: TimingsOut
+    error: str | None
+    error_detail: str | None
+    ssl_expires_at: str | None
+    assertion_failures: list[str]
+
+
+class ResultList(Out):
+    data: list[ResultOut]
+    next_cursor: str | None
+
+
+class DayOut(Out):
+    date: str
+    checks: int
+    failures: int
+    uptime_pct: float | None
+    avg_response_ms: float | None
+
+
+class UptimeOut(Out):
+    uptime: dict[Literal["24h", "7d", "30d", "90d"], float | None]
+    days: list[DayOut]
+
+
+def monitor_out(monitor: monitors.Monitor) -> MonitorOut:
+    c = monitor.config
+    return MonitorOut(
+        id=monitor.id,
+        team_id=monitor.team_id,
+        name=c.name,
+        url=c.url,
+        method=c.method,  # type: ignore[arg-type]
+        headers=monitors.masked_headers(c.headers),
+        body=c.body,
+        interval_seconds=c.interval_seconds,
+        timeout_ms=c.timeout_ms,
+        regions=list(c.regions),
+        expected_status=list(c.expected_status),
+        follow_redirects=c.follow_redirects,
+        verify_ssl=c.verify_ssl,
+        assertions=[AssertionOut.model_validate(a) for a in c.assertions],
+        degraded_after_ms=c.degraded_after_ms,
+        ssl_expiry_alert_days=c.ssl_expiry_alert_days,
+        failure_threshold=c.failure_threshold,
+        recovery_threshold=c.recovery_threshold,
+        confirmation_regions=c.confirmation_regions or 1,
+        channel_ids=list(c.channel_ids),
+        tags=list(c.tags),
+        status=monitor.status,  # type: ignore[arg-type]
+        region_status=monitor.region_status,  # type: ignore[arg-type]
+        last_checked_at=isoz(monitor.last_checked_at),
+        created_at=isoz(monitor.created_at) or "",
+        updated_at=isoz(monitor.updated_at) or "",
+    )
+
+
+def _timings(values: dict[str, Any]) -> TimingsOut:
+    return TimingsOut(**{k: values.get(k) for k in ("dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "total_ms")})
+
+
+def result_out(result: Any) -> ResultOut:
+    """A stored result (ResultModel) or a fresh one (CheckResult) — the same shape."""
+    timings = result.timings
+    if hasattr(timings, "as_dict"):
+        timings = timings.as_dict()
+    elif not isinstance(timings, dict):
+        timings = vars(timings)
+    return ResultOut(
+        checked_at=isoz(result.checked_at) or "",
+        region=result.region,
+        ok=bool(result.ok),
+        degraded=bool(result.degraded),
+        status_code=int(result.status_code) if result.status_code is not None else None,
+        response_time_ms=float(result.response_time_ms) if result.response_time_ms is not None else None,
+        timings=_timings(dict(timings or {})),
+        error=result.error,
+        error_detail=result.error_detail,
+        ssl_expires_at=isoz(result.ssl_expires_at),
+        assertion_failures=list(result.assertion_failures or []),
+    )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@router.route(
+    "POST",
+    "/v1/monitors",
+    summary="Create a monitor",
+    auth="team",
+    permission=authz.WRITE,
+    body=MonitorIn,
+    response=MonitorOut,
+    status=201,
+    errors=(402, 404),
+)
+def create_monitor(call: Call) -> MonitorOut:
+    """Refuses targets that resolve to private, loopback, link-local or metadata addresses
+    (422 ``destination_not_allowed``)."""
+    changes = call.body.changes()
+    validate_destination(changes["url"])
+    config = monitors.MonitorConfig(**changes)
+    return monitor_out(monitors.create(call.user.team_id, config, get_settings().check_regions, utcnow()))
+
+
+@router.route(
+    "GET",
+    "/v1/monitors",
+    summary="List monitors",
+    auth="team",
+    permission=authz.READ,
+    query=ListQuery,
+    response=MonitorList,
+    errors=(400,),
+)
+def list_monitors(call: Call) -> MonitorList:
+    q = call.query
+    found, next_cursor = monitors.list_monitors(
+        call.user.team_id, status=q.status, tag=q.tag, limit=q.limit, after=q.cursor
+    )
+    return MonitorList(data=[monitor_out(m) for m in found], next_cursor=next_cursor)
+
+
+@router.route(
+    "GET", "/v1/monitors/{monitor_id}", summary="A monitor", auth="team", permission=authz.READ, response=MonitorOut
+)
+def get_monitor(call: Call, monitor_id: str) -> MonitorOut:
+    return monitor_out(monitors.get(call.user.team_id, monitor_id))
+
+
+@router.route(
+    "PATCH",
+    "/v1/monitors/{monitor_id}",
+    summary="Change a monitor",
+    auth="team",
+    permission=authz.WRITE,
+    body=MonitorPatch,
+    response=MonitorOut,
+    errors=(402, 409),
+)
+def patch_monitor(call: Call, monitor_id: str) -> MonitorOut:
+    """Send only the fields to change.  A masked header value sent back keeps the stored one."""
+    changes = call.body.changes()
+    if "url" in changes:
+        validate_destination(changes["url"])
+    team_id = call.user.team_id
+    return monitor_out(monitors.update(team_id, monitor_id, changes, get_settings().check_regions, utcnow()))
+
+
+@router.route(
+    "DELETE", "/v1/monitors/{monitor_id}", summary="Delete a monitor", auth="team", permission=authz.MANAGE, status=204
+)
+def delete_monitor(call: Call, monitor_id: str) -> Reply:
+    monitors.delete(call.user.team_id, monitor_id)
+    return Reply(status=204)
+
+
+@router.route(
+    "POST",
+    "/v1/monitors/{monitor_id}/pause",
+    summary="Pause a monitor",
+    auth="team",
+    permission=authz.WRITE,
+    response=MonitorOut,
+)
+def pause_monitor(call: Call, monitor_id: str) -> MonitorOut:
+    """A paused monitor is not checked and opens no incident."""
+    return monitor_out(monitors.set_paused(call.user.team_id, monitor_id, True, utcnow()))
+
+
+@router.route(
+    "POST",
+    "/v1/monitors/{monitor_id}/resume",
+    summary="Resume a monitor",
+    auth="team",
+    permission=authz.WRITE,
+    response=MonitorOut,
+)
+def resume_monitor(call: Call, monitor_id: str) -> MonitorOut:
+    return monitor_out(monitors.set_paused(call.user.team_id, monitor_id, False, utcnow()))
+
+
+@router.route(
+    "POST",
+    "/v1/monitors/{monitor_id}/test",
+    summary="Run one check now (not stored)",
+    auth="team",
+    permission=authz.WRITE,
+    response=ResultOut,
+)
+def test_monitor(call: Call, monitor_id: str) -> ResultOut:
+    """One check from one region, returned and not stored; the same SSRF guard applies."""
+    monitor = monitors.get(call.user.team_id, monitor_id)
+    return result_out(run_test_check(monitor))
+
+
+@router.route(
+    "GET",
+    "/v1/monitors/{monitor_id}/results",
+    summary="Check results, newest first",
+    auth="team",
+    permission=authz.READ,
+    query=ResultsQuery,
+    response=ResultList,
+    errors=(400,),
+)
+def list_results(call: Call, monitor_id: str) -> ResultList:
+    q = call.query
+    found, next_cursor = monitor_results.list_results(
+        call.user.team_id,
+        monitor_id,
+        region=q.region,
+        since=_utc(q.since),
+        until=_utc(q.until),
+        limit=q.limit,
+        after=q.cursor,
+    )
+    return ResultList(data=[result_out(r) for r in found], next_cursor=next_cursor)
+
+
+@router.route(
+    "GET",
+    "/v1/monitors/{monitor_id}/uptime",
+    summary="Uptime over 24 h to 90 days, and per day",
+    auth="team",
+    permission=authz.READ,
+    query=UptimeQuery,
+    response=UptimeOut,
+)
+def get_uptime(call: Call, monitor_id: str) -> UptimeOut:
+    """Read from daily (and hourly) rollups, never summed from raw results."""
+    found = monitor_results.uptime(call.user.team_id, monitor_id, call.query.days, utcnow())
+    return UptimeOut(
+        uptime=found.windows,  # type: ignore[arg-type]
+        days=[DayOut(**vars(day)) for day in found.days],
+    )

@@ -1,0 +1,1 @@
+"""Monitors: what to check, where, how often, and what counts as up."""

@@ -1,0 +1,39 @@
+"""From a monitor to a check: the spec the checker runs, and the one-off test check of the API."""
+
+from __future__ import annotations
+
+from chalicelib.checks.http import run_check
+from chalicelib.checks.model import Assertion, CheckResult, CheckSpec
+from chalicelib.monitors.service import Monitor
+from chalicelib.settings import get_settings
+
+TEST_CHECK_MAX_MS = 25_000  # API Gateway ends a request at 29 s
+
+
+def spec_from(monitor: Monitor, *, max_timeout_ms: int | None = None) -> CheckSpec:
+    c = monitor.config
+    timeout = min(c.timeout_ms, max_timeout_ms) if max_timeout_ms else c.timeout_ms
+    return CheckSpec(
+        url=c.url,
+        method=c.method,
+        headers=tuple(c.headers.items()),
+        body=c.body,
+        timeout_ms=timeout,
+        expected_status=tuple(c.expected_status),
+        follow_redirects=c.follow_redirects,
+        verify_ssl=c.verify_ssl,
+        assertions=tuple(
+            Assertion(
+                source=a["source"], comparison=a["comparison"], target=a.get("target", ""), property=a.get("property")
+            )
+            for a in c.assertions
+        ),
+        degraded_after_ms=c.degraded_after_ms,
+    )
+
+
+def run_test_check(monitor: Monitor) -> CheckResult:
+    """One check now, from the API's own region, through the same SSRF guard as every scheduled check."""
+    settings = get_settings()
+    spec = spec_from(monitor, max_timeout_ms=TEST_CHECK_MAX_MS)
+    return run_check(spec, region=settings.aws_region, allow_private=settings.allow_private_targets)

@@ -1,0 +1,124 @@
+"""Monitor tables: monitors (by team), check results (by monitor, TTL, stream) and rollups."""
+
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+    VersionAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+
+from chalicelib.storage.base import BaseModel
+
+
+class MonitorsBySchedule(GlobalSecondaryIndex["MonitorModel"]):
+    """The scheduler's index: ``schedule_key`` = ``<interval_seconds>:<phase>``; absent while paused (sparse)."""
+
+    class Meta:
+        index_name = "schedule-index"
+        projection = AllProjection()
+
+    schedule_key = UnicodeAttribute(hash_key=True)
+    monitor_id = UnicodeAttribute(range_key=True)
+
+
+class MonitorModel(BaseModel):
+    logical_name = "monitors"
+
+    class Meta:
+        pass
+
+    team_id = UnicodeAttribute(hash_key=True)
+    monitor_id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    url = UnicodeAttribute()
+    method = UnicodeAttribute(default="GET")
+    headers = MapAttribute[str, str](default=dict)
+    body = UnicodeAttribute(null=True)
+    interval_seconds = NumberAttribute()
+    timeout_ms = NumberAttribute()
+    regions = ListAttribute(of=UnicodeAttribute)
+    expected_status = ListAttribute(of=UnicodeAttribute)
+    follow_redirects = BooleanAttribute(default=True)
+    verify_ssl = BooleanAttribute(default=True)
+    assertions = JSONAttribute(default=list)
+    degraded_after_ms = NumberAttribute(null=True)
+    ssl_expiry_alert_days = NumberAttribute(default=14)
+    failure_threshold = NumberAttribute(default=2)
+    recovery_threshold = NumberAttribute(default=1)
+    confirmation_regions = NumberAttribute()
+    channel_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    tags = ListAttribute(of=UnicodeAttribute, default=list)
+    paused = BooleanAttribute(default=False)
+    status = UnicodeAttribute(default="pending")
+    region_status = MapAttribute[str, str](default=dict)
+    last_checked_at = UTCDateTimeAttribute(null=True)
+    schedule_key = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    version = VersionAttribute()
+    by_schedule = MonitorsBySchedule()
+
+
+class ResultModel(BaseModel):
+    """One check of one monitor from one region.  ``slot`` = ``<scheduled time ISO>#<region>``: deterministic,
+    so a redelivered job overwrites its own result instead of adding a second."""
+
+    logical_name = "check_results"
+
+    class Meta:
+        stream_view_type = "NEW_AND_OLD_IMAGES"
+
+    monitor_id = UnicodeAttribute(hash_key=True)
+    slot = UnicodeAttribute(range_key=True)
+    team_id = UnicodeAttribute()
+    region = UnicodeAttribute()
+    checked_at = UTCDateTimeAttribute()
+    ok = BooleanAttribute()
+    degraded = BooleanAttribute(default=False)
+    status_code = NumberAttribute(null=True)
+    response_time_ms = NumberAttribute(null=True)
+    timings = MapAttribute[str, float](default=dict)
+    error = UnicodeAttribute(null=True)
+    error_detail = UnicodeAttribute(null=True)
+    ssl_expires_at = UTCDateTimeAttribute(null=True)
+    assertion_failures = ListAttribute(of=UnicodeAttribute, default=list)
+    expires_at = TTLAttribute()
+
+
+class RollupModel(BaseModel):
+    """Per monitor: one item a day (``D#2026-11-30``) and one an hour (``H#2026-11-30T14``), counted as results
+    arrive, so uptime over 24 h … 90 d reads at most ~115 small items and never the raw results."""
+
+    logical_name = "rollups"
+
+    class Meta:
+        pass
+
+    monitor_id = UnicodeAttribute(hash_key=True)
+    period = UnicodeAttribute(range_key=True)
+    team_id = UnicodeAttribute()
+    checks = NumberAttribute(default=0)
+    failures = NumberAttribute(default=0)
+    latency_sum_ms = NumberAttribute(default=0)
+    latency_count = NumberAttribute(default=0)
+    # Latency histogram: checks whose response time was at most N ms (top-level numbers, so ADD works on them).
+    le_100 = NumberAttribute(default=0)
+    le_250 = NumberAttribute(default=0)
+    le_500 = NumberAttribute(default=0)
+    le_1000 = NumberAttribute(default=0)
+    le_2500 = NumberAttribute(default=0)
+    le_5000 = NumberAttribute(default=0)
+    le_10000 = NumberAttribute(default=0)
+    le_inf = NumberAttribute(default=0)
+    expires_at = TTLAttribute()
+
+
+HISTOGRAM_BOUNDS = (100, 250, 500, 1000, 2500, 5000, 10000)

@@ -1,0 +1,148 @@
+"""Check results and uptime: the read side, and the rollups that keep uptime cheap.
+
+Uptime is never summed from raw results: each result adds itself to an hourly
+and a daily rollup item (:func:`record`), and :func:`uptime` reads those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chalicelib.monitors.models import HISTOGRAM_BOUNDS, ResultModel, RollupModel
+from chalicelib.monitors.service import get as get_monitor
+from chalicelib.storage import cursor
+
+HOURLY_KEEP_DAYS = 3
+DAILY_KEEP_DAYS = 400
+
+
+@dataclass(frozen=True)
+class DayUptime:
+    date: str
+    checks: int
+    failures: int
+    uptime_pct: float | None
+    avg_response_ms: float | None
+
+
+@dataclass(frozen=True)
+class Uptime:
+    windows: dict[str, float | None]
+    days: list[DayUptime]
+
+
+def _slot_bound(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def list_results(
+    team_id: str,
+    monitor_id: str,
+    *,
+    region: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    after: str | None,
+) -> tuple[list[ResultModel], str | None]:
+    """Newest first.  The monitor must be the team's (404 otherwise); the cursor is bound to this query."""
+    get_monitor(team_id, monitor_id)
+    scope = f"results|{monitor_id}|{region or ''}|{since or ''}|{until or ''}"
+    start = cursor.decode(after, team_id=team_id, scope=scope) if after else None
+    low = _slot_bound(since) if since else "0"
+    high = _slot_bound(until) + "~" if until else "~"
+    query = ResultModel.query(
+        monitor_id,
+        range_key_condition=ResultModel.slot.between(low, high),
+        filter_condition=(ResultModel.region == region) if region else None,
+        scan_index_forward=False,
+        last_evaluated_key=start,
+        page_size=min(100, limit + 1),
+    )
+    page: list[ResultModel] = []
+    more = False
+    for item in query:
+        if len(page) == limit:
+            more = True
+            break
+        page.append(item)
+    next_cursor = None
+    if more:
+        key = {"monitor_id": {"S": monitor_id}, "slot": {"S": page[-1].slot}}
+        next_cursor = cursor.encode(key, team_id=team_id, scope=scope)
+    return page, next_cursor
+
+
+def _bucket(response_ms: float) -> str:
+    for bound in HISTOGRAM_BOUNDS:
+        if response_ms <= bound:
+            return f"le_{bound}"
+    return "le_inf"
+
+
+def record(team_id: str, monitor_id: str, checked_at: datetime, ok: bool, response_ms: float | None) -> None:
+    """Count one result into its hour and its day (atomic ADDs: concurrent workers never lose a count)."""
+    at = checked_at.astimezone(UTC)
+    for period, keep_days in ((f"H#{at:%Y-%m-%dT%H}", HOURLY_KEEP_DAYS), (f"D#{at:%Y-%m-%d}", DAILY_KEEP_DAYS)):
+        actions: list[Any] = [
+            RollupModel.team_id.set(team_id),
+            RollupModel.checks.add(1),
+            RollupModel.expires_at.set(at + timedelta(days=keep_days)),
+        ]
+        if not ok:
+            actions.append(RollupModel.failures.add(1))
+        if response_ms is not None:
+            actions += [
+                RollupModel.latency_sum_ms.add(round(response_ms, 1)),
+                RollupModel.latency_count.add(1),
+                getattr(RollupModel, _bucket(response_ms)).add(1),
+            ]
+        RollupModel(monitor_id, period).update(actions=actions)
+
+
+def _pct(checks: int, failures: int) -> float | None:
+    return round(100.0 * (checks - failures) / checks, 3) if checks else None
+
+
+def uptime(team_id: str, monitor_id: str, days: int, now: datetime) -> Uptime:
+    """Uptime over 24 h (hourly rollups), 7/30/90 days and per day (daily rollups): at most ~115 item reads."""
+    get_monitor(team_id, monitor_id)
+    today = now.astimezone(UTC).date()
+    span = max(days, 90)
+    first = today - timedelta(days=span - 1)
+    daily = {
+        item.period[2:]: item
+        for item in RollupModel.query(
+            monitor_id, range_key_condition=RollupModel.period.between(f"D#{first}", f"D#{today}")
+        )
+    }
+    hour_now = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    since = hour_now - timedelta(hours=23)
+    hourly = list(
+        RollupModel.query(
+            monitor_id,
+            range_key_condition=RollupModel.period.between(f"H#{since:%Y-%m-%dT%H}", f"H#{hour_now:%Y-%m-%dT%H}"),
+        )
+    )
+
+    def window(n: int) -> float | None:
+        items = [daily[d] for d in daily if d >= str(today - timedelta(days=n - 1))]
+        return _pct(sum(int(i.checks) for i in items), sum(int(i.failures) for i in items))
+
+    rows = []
+    for offset in range(days - 1, -1, -1):
+        date = str(today - timedelta(days=offset))
+        item = daily.get(date)
+        checks = int(item.checks) if item else 0
+        failures = int(item.failures) if item else 0
+        latency = (float(item.latency_sum_ms) / int(item.latency_count)) if item and item.latency_count else None
+        rows.append(DayUptime(date, checks, failures, _pct(checks, failures), round(latency, 1) if latency else None))
+    windows = {
+        "24h": _pct(sum(int(i.checks) for i in hourly), sum(int(i.failures) for i in hourly)),
+        "7d": window(7),
+        "30d": window(30),
+        "90d": window(90),
+    }
+    return Uptime(windows=windows, days=rows)

@@ -1,0 +1,274 @@
+"""Monitors: create, read, change, pause, delete, and the schedule key they live under.
+
+Every read and write is keyed by ``(team_id, monitor_id)``: a monitor of another
+team simply does not exist for the caller (404), by construction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from chalicelib import errors
+from chalicelib.ids import new_id
+from chalicelib.monitors.models import MonitorModel
+from chalicelib.storage import cursor
+
+INTERVALS = (30, 60, 120, 300, 600, 900, 1800, 3600)
+STATUSES = ("pending", "up", "degraded", "down", "paused", "maintenance")
+MASK = "********"
+SENSITIVE_HEADER_WORDS = ("auth", "token", "secret", "key", "cookie", "password", "session", "signature")
+
+# Other areas register a check that an alert channel id exists in a team (the alerts package does).
+CHANNEL_LOOKUPS: list[Callable[[str, str], bool]] = []
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """What a user sets.  Validated at the API edge; ``None`` fields take their defaults."""
+
+    name: str
+    url: str
+    method: str = "GET"
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str | None = None
+    interval_seconds: int = 60
+    timeout_ms: int = 10000
+    regions: tuple[str, ...] = ()
+    expected_status: tuple[str, ...] = ("2xx",)
+    follow_redirects: bool = True
+    verify_ssl: bool = True
+    assertions: tuple[dict[str, Any], ...] = ()
+    degraded_after_ms: int | None = None
+    ssl_expiry_alert_days: int = 14
+    failure_threshold: int = 2
+    recovery_threshold: int = 1
+    confirmation_regions: int | None = None
+    channel_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Monitor:
+    id: str
+    team_id: str
+    config: MonitorConfig
+    status: str
+    paused: bool
+    region_status: dict[str, str]
+    last_checked_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def schedule_key(monitor_id: str, interval_seconds: int) -> str:
+    """``<interval>:<phase>`` — the phase spreads monitors of one interval evenly over its minutes, stably."""
+    minutes = max(1, interval_seconds // 60)
+    phase = int(hashlib.sha256(monitor_id.encode()).hexdigest()[:8], 16) % minutes
+    return f"{interval_seconds}:{phase}"
+
+
+def is_sensitive_header(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in SENSITIVE_HEADER_WORDS)
+
+
+def masked_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {k: (MASK if is_sensitive_header(k) else v) for k, v in headers.items()}
+
+
+def to_monitor(item: MonitorModel) -> Monitor:
+    config = MonitorConfig(
+        name=item.name,
+        url=item.url,
+        method=item.method,
+        headers=dict(item.headers.as_dict() if hasattr(item.headers, "as_dict") else item.headers or {}),
+        body=item.body,
+        interval_seconds=int(item.interval_seconds),
+        timeout_ms=int(item.timeout_ms),
+        regions=_strs(item.regions),
+        expected_status=_strs(item.expected_status),
+        follow_redirects=bool(item.follow_redirects),
+        verify_ssl=bool(item.verify_ssl),
+        assertions=tuple(item.assertions or ()),
+        degraded_after_ms=int(item.degraded_after_ms) if item.degraded_after_ms is not None else None,
+        ssl_expiry_alert_days=int(item.ssl_expiry_alert_days),
+        failure_threshold=int(item.failure_threshold),
+        recovery_threshold=int(item.recovery_threshold),
+        confirmation_regions=int(item.confirmation_regions),
+        channel_ids=_strs(item.channel_ids),
+        tags=_strs(item.tags),
+    )
+    region_status = dict(item.region_status.as_dict() if hasattr(item.region_status, "as_dict") else {})
+    return Monitor(
+        id=item.monitor_id,
+        team_id=item.team_id,
+        config=config,
+        status="paused" if item.paused else item.status,
+        paused=bool(item.paused),
+        region_status={r: region_status.get(r, "pending") for r in config.regions},
+        last_checked_at=item.last_checked_at,
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+    )
+
+
+def _strs(values: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in values or ())
+
+
+def _as_list(values: tuple[str, ...]) -> Any:
+    return list(values)
+
+
+def _complete(config: MonitorConfig, all_regions: tuple[str, ...]) -> MonitorConfig:
+    """Fill defaults that depend on other fields and check the rules that span fields."""
+    regions = config.regions or all_regions
+    unknown = [r for r in regions if r not in all_regions]
+    if unknown:
+        raise errors.ValidationFailed.single(
+            "regions", f"unknown region(s) {', '.join(unknown)}; available: {', '.join(all_regions)}"
+        )
+    regions = tuple(dict.fromkeys(regions))
+    quorum = config.confirmation_regions or len(regions) // 2 + 1
+    problems = []
+    if quorum > len(regions):
+        problems.append(errors.FieldError("confirmation_regions", f"must be at most the {len(regions)} region(s)"))
+    if config.degraded_after_ms is not None and config.degraded_after_ms >= config.timeout_ms:
+        problems.append(errors.FieldError("degraded_after_ms", "must be less than timeout_ms"))
+    if problems:
+        raise errors.ValidationFailed(problems)
+    return replace(config, regions=regions, confirmation_regions=quorum)
+
+
+def _check_channels(team_id: str, channel_ids: tuple[str, ...]) -> None:
+    for channel_id in channel_ids:
+        if not any(lookup(team_id, channel_id) for lookup in CHANNEL_LOOKUPS):
+            raise errors.NotFound(f"No alert channel {channel_id} in this team.")
+
+
+def _apply(item: MonitorModel, config: MonitorConfig) -> None:
+    item.name = config.name
+    item.url = config.url
+    item.method = config.method
+    item.headers = dict(config.headers)  # type: ignore[assignment]
+    item.body = config.body
+    item.interval_seconds = config.interval_seconds
+    item.timeout_ms = config.timeout_ms
+    item.regions = _as_list(config.regions)
+    item.expected_status = _as_list(config.expected_status)
+    item.follow_redirects = config.follow_redirects
+    item.verify_ssl = config.verify_ssl
+    item.assertions = list(config.assertions)
+    item.degraded_after_ms = config.degraded_after_ms
+    item.ssl_expiry_alert_days = config.ssl_expiry_alert_days
+    item.failure_threshold = config.failure_threshold
+    item.recovery_threshold = config.recovery_threshold
+    item.confirmation_regions = config.confirmation_regions or 1
+    item.channel_ids = _as_list(config.channel_ids)
+    item.tags = _as_list(config.tags)
+    item.schedule_key = None if item.paused else schedule_key(item.monitor_id, config.interval_seconds)
+
+
+def create(team_id: str, config: MonitorConfig, all_regions: tuple[str, ...], now: datetime) -> Monitor:
+    config = _complete(config, all_regions)
+    _check_channels(team_id, config.channel_ids)
+    item = MonitorModel(team_id, new_id("mon"), status="pending", paused=False, created_at=now, updated_at=now)
+    _apply(item, config)
+    item.save(condition=MonitorModel.monitor_id.does_not_exist())
+    return to_monitor(item)
+
+
+def _load(team_id: str, monitor_id: str) -> MonitorModel:
+    if not monitor_id or len(monitor_id) > 100:
+        raise errors.NotFound("No such monitor.")
+    try:
+        return MonitorModel.get(team_id, monitor_id, consistent_read=True)
+    except MonitorModel.DoesNotExist:
+        raise errors.NotFound("No such monitor.") from None
+
+
+def get(team_id: str, monitor_id: str) -> Monitor:
+    return to_monitor(_load(team_id, monitor_id))
+
+
+def update(
+    team_id: str, monitor_id: str, changes: dict[str, Any], all_regions: tuple[str, ...], now: datetime
+) -> Monitor:
+    """Apply a partial change.  A header sent back masked keeps its stored value.  The schedule key moves in the
+    same write, so the next tick sees a new interval at once."""
+    item = _load(team_id, monitor_id)
+    current = to_monitor(item).config
+    if "headers" in changes and changes["headers"] is not None:
+        changes["headers"] = {
+            k: (current.headers.get(k, v) if v == MASK else v) for k, v in dict(changes["headers"]).items()
+        }
+        if any(v == MASK for v in changes["headers"].values()):
+            raise errors.ValidationFailed.single("headers", "a masked value can only keep an existing header")
+    if "regions" in changes and "confirmation_regions" not in changes:
+        changes["confirmation_regions"] = None  # back to the majority of the new regions
+    config = _complete(replace(current, **changes), all_regions)
+    if "channel_ids" in changes:
+        _check_channels(team_id, config.channel_ids)
+    _apply(item, config)
+    item.updated_at = now
+    item.save()
+    return to_monitor(item)
+
+
+def set_paused(team_id: str, monitor_id: str, paused: bool, now: datetime) -> Monitor:
+    """Pause or resume.  A paused monitor leaves the schedule index in the same write: it is not checked."""
+    item = _load(team_id, monitor_id)
+    item.paused = paused
+    item.schedule_key = None if paused else schedule_key(item.monitor_id, int(item.interval_seconds))
+    if not paused and item.status == "paused":
+        item.status = "pending"
+    item.updated_at = now
+    item.save()
+    return to_monitor(item)
+
+
+def delete(team_id: str, monitor_id: str) -> None:
+    _load(team_id, monitor_id).delete()
+
+
+def purge_team(team_id: str) -> None:
+    """Delete every monitor of a team (team deletion)."""
+    for item in MonitorModel.query(team_id):
+        item.delete()
+
+
+def list_monitors(
+    team_id: str, *, status: str | None, tag: str | None, limit: int, after: str | None
+) -> tuple[list[Monitor], str | None]:
+    """A page of the team's monitors, oldest first, filtered; the cursor is signed for this team and list."""
+    scope = f"monitors|{status or ''}|{tag or ''}"
+    start = cursor.decode(after, team_id=team_id, scope=scope) if after else None
+    condition: Any = None
+    if status == "paused":
+        condition = MonitorModel.paused == True  # noqa: E712 - a PynamoDB condition, not a comparison
+    elif status is not None:
+        condition = (MonitorModel.status == status) & (MonitorModel.paused == False)  # noqa: E712
+    if tag is not None:
+        tag_condition = MonitorModel.tags.contains(tag)
+        condition = tag_condition if condition is None else condition & tag_condition
+    query = MonitorModel.query(team_id, filter_condition=condition, last_evaluated_key=start, page_size=100)
+    page, more = _take(iter(query), limit)
+    next_cursor = None
+    if more and page:
+        last = page[-1]
+        key = {"team_id": {"S": last.team_id}, "monitor_id": {"S": last.monitor_id}}
+        next_cursor = cursor.encode(key, team_id=team_id, scope=scope)
+    return [to_monitor(item) for item in page], next_cursor
+
+
+def _take(items: Iterator[MonitorModel], limit: int) -> tuple[list[MonitorModel], bool]:
+    page: list[MonitorModel] = []
+    for item in items:
+        if len(page) == limit:
+            return page, True
+        page.append(item)
+    return page, False

@@ -1,0 +1,56 @@
+"""Validation of what a monitor may target and send (used by the API at create and update)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from chalicelib import errors
+from chalicelib.settings import get_settings
+
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+FORBIDDEN_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"}
+MAX_HEADERS = 30
+MAX_HEADER_BYTES = 8192
+
+
+def validate_url(url: str) -> str:
+    """Syntax only (http/https, a host, no credentials in the URL); raises ValueError for pydantic."""
+    from chalicelib.checks.ssrf import check_url_syntax
+
+    parts = urlsplit(url.strip())
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry credentials; send them in a header instead")
+    return check_url_syntax(url.strip())
+
+
+def validate_headers(headers: dict[str, str]) -> dict[str, str]:
+    if len(headers) > MAX_HEADERS:
+        raise ValueError(f"at most {MAX_HEADERS} headers")
+    total = 0
+    for name, value in headers.items():
+        if not HEADER_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid header name")
+        if name.lower() in FORBIDDEN_HEADERS:
+            raise ValueError(f"{name} is set by the checker and cannot be overridden")
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError(f"the value of {name} contains a line break")
+        total += len(name) + len(value)
+    if total > MAX_HEADER_BYTES:
+        raise ValueError(f"headers total more than {MAX_HEADER_BYTES} bytes")
+    return headers
+
+
+def validate_destination(url: str) -> None:
+    """Refuse a target that resolves to a blocked address (422 ``destination_not_allowed``).
+
+    A name that does not resolve yet is accepted: the check will report ``dns_failure`` until it does.
+    """
+    from chalicelib.checks import ssrf
+
+    try:
+        ssrf.resolve_allowed(url, allow_private=get_settings().allow_private_targets)
+    except ssrf.DestinationNotAllowed as exc:
+        raise errors.DestinationNotAllowed("url", str(exc)) from None
+    except ssrf.DnsFailure:
+        return

@@ -1,0 +1,57 @@
+"""Opaque, tamper-proof list cursors.
+
+A cursor is ``base64url(json) + "." + base64url(HMAC-SHA256)[:22]`` over the
+DynamoDB key to resume from, the team it was issued to and the list it belongs
+to.  Decoding checks all three, so an edited cursor, or one issued for another
+team or list, is a 400 ``invalid_cursor`` — never a read of someone else's data.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from chalicelib.errors import InvalidCursor
+from chalicelib.settings import get_settings
+
+MAX_CURSOR_LENGTH = 2048
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _sign(body: str) -> str:
+    key = get_settings().signing_key("cursor")
+    return _b64(hmac.new(key, body.encode("ascii"), hashlib.sha256).digest())[:22]
+
+
+def encode(key: dict[str, Any], *, team_id: str, scope: str) -> str:
+    body = _b64(json.dumps({"k": key, "t": team_id, "s": scope}, separators=(",", ":"), sort_keys=True).encode())
+    return f"{body}.{_sign(body)}"
+
+
+def decode(cursor: str, *, team_id: str, scope: str) -> dict[str, Any]:
+    invalid = InvalidCursor("The cursor is invalid; start again from the first page.")
+    if not cursor or len(cursor) > MAX_CURSOR_LENGTH or cursor.count(".") != 1:
+        raise invalid
+    body, signature = cursor.split(".")
+    if not hmac.compare_digest(_sign(body), signature):
+        raise invalid
+    try:
+        payload = json.loads(_unb64(body))
+    except (ValueError, UnicodeDecodeError):
+        raise invalid from None
+    if not isinstance(payload, dict) or payload.get("t") != team_id or payload.get("s") != scope:
+        raise invalid
+    key = payload.get("k")
+    if not isinstance(key, dict):
+        raise invalid
+    return key

@@ -1,0 +1,187 @@
+"""Bench: the checker's CPU cost per fresh-TLS check, beside a bare urllib3 loop making the same requests.
+
+Run by ``make bench`` (not by ``make test``).  The HTTPS server runs in another
+process so its CPU is not counted: ``time.process_time()`` here is the client's
+alone.  Checks run one after another (no burst of simultaneous starts, which
+inflates handshake times), alternating between the two clients in blocks so
+that drift in the machine's speed hits both alike.
+
+Targets (issue 4): the checker costs at most 1.3x the bare loop per check, and
+its measured ``tls_ms`` p95 is within 5 ms of the bare loop's.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import ssl
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
+from pathlib import Path
+
+import pytest
+import trustme
+import urllib3
+from urllib3.connection import HTTPSConnection
+
+from chalicelib.checks import tls
+from chalicelib.checks.http import ACCEPT_ENCODING, USER_AGENT, run_check
+from chalicelib.checks.model import CheckSpec
+
+CHECKS = 1000
+BLOCK = 100
+WARMUP = 50
+MAX_RATIO = 1.3
+MAX_TLS_P95_GAP_MS = 5.0
+BODY = b'{"status":"ok"}'
+
+
+def serve(cert_file: str, key_file: str, ports: Queue[int], stop: Event) -> None:
+    """The server process: one thread per connection, a fixed small JSON answer, then close."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert_file, key_file)
+    listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+    listener.settimeout(0.2)
+    ports.put(listener.getsockname()[1])
+    response = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        + f"Content-Length: {len(BODY)}\r\n\r\n".encode()
+        + BODY
+    )
+
+    def handle(conn: socket.socket) -> None:
+        try:
+            conn.settimeout(5)
+            with ctx.wrap_socket(conn, server_side=True) as tls_conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = tls_conn.recv(4096)
+                    if not chunk:
+                        return
+                    data += chunk
+                tls_conn.sendall(response)
+        except OSError:
+            conn.close()
+
+    while not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+    listener.close()
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def server_port(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    folder: Path = tmp_path_factory.mktemp("bench-certs")
+    cert = ca.issue_cert("localhost")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    for pem in cert.cert_chain_pems[1:]:
+        pem.write_to_path(str(cert_file), append=True)
+    cert.private_key_pem.write_to_path(str(key_file))
+    mp = multiprocessing.get_context("fork")
+    ports = mp.Queue()
+    stop = mp.Event()
+    process = mp.Process(target=serve, args=(str(cert_file), str(key_file), ports, stop), daemon=True)
+    process.start()
+    try:
+        yield ports.get(timeout=10)
+    finally:
+        stop.set()
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+
+
+class TimedHTTPSConnection(HTTPSConnection):
+    """urllib3's own connection, timing its TLS handshake the way the checker does: TCP done → handshake done."""
+
+    tcp_done = 0.0
+    tls_ms = 0.0
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        self.tcp_done = time.perf_counter()
+        return sock
+
+    def connect(self) -> None:
+        super().connect()
+        self.tls_ms = (time.perf_counter() - self.tcp_done) * 1000
+
+
+def bare_loop(port: int, context: ssl.SSLContext, count: int) -> tuple[float, list[float]]:
+    """CPU seconds and handshake times for ``count`` fresh-TLS GETs with urllib3 alone."""
+    headers = {"User-Agent": USER_AGENT, "Accept": "*/*", "Accept-Encoding": ACCEPT_ENCODING, "Connection": "close"}
+    handshakes = []
+    started = time.process_time()
+    for _ in range(count):
+        conn = TimedHTTPSConnection("localhost", port, timeout=10, ssl_context=context)
+        conn.request("GET", "/", headers=headers, preload_content=False)
+        response = conn.getresponse()
+        body = response.read()
+        conn.close()
+        assert response.status == 200
+        assert body == BODY
+        handshakes.append(conn.tls_ms)
+    return time.process_time() - started, handshakes
+
+
+def checker_loop(port: int, count: int) -> tuple[float, list[float]]:
+    spec = CheckSpec(url=f"https://localhost:{port}/", timeout_ms=10000)
+    handshakes = []
+    started = time.process_time()
+    for _ in range(count):
+        result = run_check(spec, region="us-east-1", allow_private=True)
+        assert result.ok, result
+        handshakes.append(result.timings.tls_ms)
+    return time.process_time() - started, handshakes
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[94]
+
+
+def test_checker_cpu_per_check_against_a_bare_urllib3_loop(ca: trustme.CA, server_port: int) -> None:
+    cadata = ca.cert_pem.bytes().decode()
+    tls.use_trust_store(cadata)
+    bare_context = ssl.create_default_context(cadata=cadata)
+    bare_context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        bare_loop(server_port, bare_context, WARMUP)
+        checker_loop(server_port, WARMUP)
+        bare_cpu = checker_cpu = 0.0
+        bare_tls: list[float] = []
+        checker_tls: list[float] = []
+        for _ in range(CHECKS // BLOCK):
+            cpu, times = bare_loop(server_port, bare_context, BLOCK)
+            bare_cpu += cpu
+            bare_tls += times
+            cpu, times = checker_loop(server_port, BLOCK)
+            checker_cpu += cpu
+            checker_tls += times
+    finally:
+        tls.use_trust_store(None)
+
+    bare_ms, checker_ms = bare_cpu * 1000 / CHECKS, checker_cpu * 1000 / CHECKS
+    ratio = checker_ms / bare_ms
+    print(
+        f"\n{CHECKS} fresh-TLS checks each (urllib3 {urllib3.__version__}):\n"
+        f"  bare urllib3 loop: {bare_ms:.3f} ms CPU per check, tls p95 {p95(bare_tls):.3f} ms "
+        f"(median {statistics.median(bare_tls):.3f})\n"
+        f"  checker:           {checker_ms:.3f} ms CPU per check, tls p95 {p95(checker_tls):.3f} ms "
+        f"(median {statistics.median(checker_tls):.3f})\n"
+        f"  ratio checker/bare: {ratio:.3f} (target <= {MAX_RATIO})"
+    )
+    assert ratio <= MAX_RATIO, f"the checker costs {ratio:.2f}x the bare loop per check"
+    assert p95(checker_tls) - p95(bare_tls) <= MAX_TLS_P95_GAP_MS

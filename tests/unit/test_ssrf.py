@@ -1,0 +1,275 @@
+"""The SSRF guard: the table of refused destinations, at create time (resolve_allowed) and at run time (run_check).
+
+Numeric spellings (decimal, hex, octal, short forms) go through the real system
+resolver, as they would in production: the guard must catch them by resolving,
+not by parsing.  None of them needs the network.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from chalicelib.checks import ssrf
+from chalicelib.checks.http import run_check
+from chalicelib.checks.model import CheckSpec
+
+BLOCKED = [
+    # loopback, in every spelling
+    "http://127.0.0.1/",
+    "http://127.1/",
+    "http://2130706433/",
+    "http://0x7f000001/",
+    "http://0177.0.0.1/",
+    "http://017700000001/",
+    "http://127.255.255.254:8080/",
+    "http://127.0.0.1:9001/2018-06-01/runtime/invocation/next",  # Lambda's runtime API
+    "http://[::1]/",
+    "http://[::ffff:127.0.0.1]/",
+    "http://[::ffff:7f00:1]/",
+    "https://localhost/",
+    "http://foo.localhost/",
+    "http://LOCALHOST./",
+    # private
+    "http://10.0.0.1/",
+    "http://10.255.255.255/",
+    "http://172.16.0.1/",
+    "http://172.31.255.254/",
+    "http://192.168.1.1/",
+    "http://[fc00::1]/",
+    "http://[fd12:3456:789a::1]/",
+    # link-local and cloud metadata
+    "http://169.254.169.254/latest/meta-data/",
+    "http://2852039166/",
+    "http://0xa9fea9fe/",
+    "http://0251.0376.0251.0376/",
+    "http://169.254.1.1/",
+    "http://[fe80::1]/",
+    "http://[fd00:ec2::254]/",
+    "http://[::ffff:169.254.169.254]/",
+    # carrier-grade NAT
+    "http://100.64.0.1/",
+    "http://100.127.255.254/",
+    # unspecified
+    "http://0.0.0.0/",
+    "http://0/",
+    "http://[::]/",
+    # multicast, broadcast, reserved
+    "http://224.0.0.1/",
+    "http://239.255.255.250/",
+    "http://[ff02::1]/",
+    "http://255.255.255.255/",
+    "http://240.0.0.1/",
+    # IETF, benchmarking and documentation ranges
+    "http://192.0.0.8/",
+    "http://198.18.0.1/",
+    "http://192.0.2.1/",
+    "http://198.51.100.7/",
+    "http://203.0.113.9/",
+    "http://[2001:db8::1]/",
+    # NAT64 with a blocked IPv4 inside, and local-use NAT64
+    "http://[64:ff9b::a9fe:a9fe]/",
+    "http://[64:ff9b::7f00:1]/",
+    "http://[64:ff9b::a00:1]/",
+    "http://[64:ff9b:1::1]/",
+    # 6to4 with a blocked IPv4 inside
+    "http://[2002:a9fe:a9fe::]/",
+    "http://[2002:7f00:1::]/",
+    "http://[2002:c0a8:101::1]/",
+    # Teredo, IPv4-compatible and IPv4-translated forms
+    "http://[2001::1]/",
+    "http://[::127.0.0.1]/",
+    "http://[::a9fe:a9fe]/",
+    "http://[::ffff:0:7f00:1]/",
+]
+
+REFUSED_SYNTAX = [
+    "file:///etc/passwd",
+    "gopher://127.0.0.1:70/_stats",
+    "ftp://example.com/file",
+    "dict://127.0.0.1:11211/stat",
+    "javascript:alert(1)",
+    "data:text/html,<h1>hi</h1>",
+    "ldap://example.com/",
+    "//example.com/",
+    "http:///path-only",
+    "http://user:secret@example.com/",
+    "http://example.com:0/",
+    "http://example.com:65536/",
+    "http://example.com:port/",
+    "http://exa mple.com/",
+    "http://example.com/\r\nX-Injected: 1",
+    "http://[fe80::1%25eth0]/",
+    "http://[not-v6]/",
+    "",
+]
+
+PUBLIC = [
+    ("http://1.1.1.1/", ["1.1.1.1"]),
+    ("https://8.8.8.8/dns-query", ["8.8.8.8"]),
+    ("https://[2606:4700:4700::1111]/", ["2606:4700:4700::1111"]),
+    ("http://[::ffff:1.1.1.1]/", ["::ffff:101:101"]),  # IPv4-mapped public: fine
+    ("http://[64:ff9b::101:101]/", ["64:ff9b::101:101"]),  # NAT64 of a public address: fine
+    ("http://[2002:101:101::1]/", ["2002:101:101::1"]),  # 6to4 of a public address: fine
+]
+
+
+class StubResolver:
+    """Answers from a table and counts every question."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.calls: list[str] = []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.calls.append(host)
+        if host not in self.answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return list(self.answers[host])
+
+
+@pytest.fixture
+def no_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if anything opens a socket: a refused destination must never be dialled."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the checker opened a socket for a refused destination")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.mark.parametrize("url", BLOCKED)
+def test_it_refuses_a_blocked_destination_at_create(url: str) -> None:
+    with pytest.raises(ssrf.DestinationNotAllowed) as caught:
+        ssrf.resolve_allowed(url, allow_private=False)
+    message = str(caught.value)
+    assert "cannot be monitored" in message
+    for leaked in ("127.0.0.1", "169.254", "10.0.0", "::1", "192.168"):
+        assert leaked not in message
+
+
+@pytest.mark.parametrize("url", BLOCKED)
+def test_it_refuses_a_blocked_destination_at_run_time_without_connecting(url: str, no_connections: None) -> None:
+    result = run_check(CheckSpec(url=url, timeout_ms=2000), region="us-east-1", allow_private=False)
+    assert (result.ok, result.error, result.status_code) == (False, "destination_not_allowed", None)
+    assert result.timings.connect_ms == 0
+    assert "127.0.0.1" not in (result.error_detail or "")
+    assert "169.254" not in (result.error_detail or "")
+
+
+def test_the_table_is_big_enough() -> None:
+    assert len(BLOCKED) + len(REFUSED_SYNTAX) >= 40
+    assert len(BLOCKED) >= 40
+
+
+@pytest.mark.parametrize("url", REFUSED_SYNTAX)
+def test_it_refuses_a_url_that_is_not_plain_http(url: str, no_connections: None) -> None:
+    with pytest.raises(ValueError):
+        ssrf.check_url_syntax(url)
+    with pytest.raises(ssrf.DestinationNotAllowed):
+        ssrf.resolve_allowed(url, allow_private=True)
+    result = run_check(CheckSpec(url=url), region="us-east-1", allow_private=True)
+    assert result.error == "destination_not_allowed"
+
+
+@pytest.mark.parametrize(("url", "addresses"), PUBLIC)
+def test_it_accepts_public_addresses(url: str, addresses: list[str]) -> None:
+    assert ssrf.resolve_allowed(url, allow_private=False) == addresses
+
+
+def test_it_accepts_a_name_whose_every_answer_is_public() -> None:
+    resolver = StubResolver({"example.com": ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:10c8"]})
+    assert ssrf.resolve_allowed("https://example.com/health", allow_private=False, resolver=resolver) == [
+        "93.184.215.14",
+        "2606:2800:21f:cb07:6820:80da:af6b:10c8",
+    ]
+    assert resolver.calls == ["example.com"]
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        ["1.1.1.1", "10.0.0.1"],
+        ["10.0.0.1", "1.1.1.1"],
+        ["2606:4700:4700::1111", "fd00:ec2::254"],
+        ["8.8.8.8", "::ffff:169.254.169.254"],
+        ["8.8.8.8", "not-an-address"],
+    ],
+)
+def test_it_refuses_a_name_when_any_answer_is_blocked(answers: list[str]) -> None:
+    resolver = StubResolver({"mixed.example": answers})
+    with pytest.raises(ssrf.DestinationNotAllowed) as caught:
+        ssrf.resolve_allowed("https://mixed.example/", allow_private=False, resolver=resolver)
+    assert answers[0] not in str(caught.value)
+    assert answers[1] not in str(caught.value)
+
+
+def test_allow_private_lifts_the_range_check() -> None:
+    resolver = StubResolver({"db.internal": ["10.0.0.5"]})
+    assert ssrf.resolve_allowed("http://db.internal:8080/", allow_private=True, resolver=resolver) == ["10.0.0.5"]
+    assert ssrf.resolve_allowed("http://127.0.0.1:8000/", allow_private=True) == ["127.0.0.1"]
+
+
+def test_a_name_that_does_not_resolve_is_a_dns_failure_not_a_refusal() -> None:
+    with pytest.raises(ssrf.DnsFailure):
+        ssrf.resolve_allowed("https://nowhere.example/", allow_private=False, resolver=StubResolver({}))
+    with pytest.raises(ssrf.DnsFailure):
+        ssrf.resolve_allowed(
+            "https://empty.example/", allow_private=False, resolver=StubResolver({"empty.example": []})
+        )
+
+
+def test_a_resolver_that_hangs_stops_at_the_timeout() -> None:
+    def slow(host: str, port: int) -> list[str]:
+        time.sleep(1.0)
+        return ["1.1.1.1"]
+
+    started = time.perf_counter()
+    with pytest.raises(ssrf.DnsTimeout):
+        ssrf.resolve_allowed("https://slow.example/", allow_private=False, resolver=slow, timeout=0.1)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_an_address_in_the_url_is_not_looked_up() -> None:
+    resolver = StubResolver({})
+    assert ssrf.resolve_allowed("http://1.1.1.1/", allow_private=False, resolver=resolver) == ["1.1.1.1"]
+    assert resolver.calls == []
+
+
+@pytest.mark.parametrize(
+    ("url", "normalized"),
+    [
+        ("HTTP://Example.COM", "http://example.com/"),
+        ("https://example.com:443/a?b=1#fragment", "https://example.com/a?b=1"),
+        ("http://example.com:8080/x", "http://example.com:8080/x"),
+        ("  https://example.com/padded  ", "https://example.com/padded"),
+        ("http://bücher.example/", "http://xn--bcher-kva.example/"),
+        ("http://example.com/café?q=ü", "http://example.com/caf%C3%A9?q=%C3%BC"),
+        ("http://[2606:4700:4700:0:0:0:0:1111]:8443/", "http://[2606:4700:4700::1111]:8443/"),
+    ],
+)
+def test_it_normalizes_urls(url: str, normalized: str) -> None:
+    assert ssrf.check_url_syntax(url) == normalized
+
+
+@pytest.mark.parametrize(
+    ("ip", "blocked"),
+    [
+        ("127.0.0.1", True),
+        ("::ffff:127.0.0.1", True),  # ipaddress alone does not call this loopback on 3.11
+        ("100.64.0.1", True),  # nor this private
+        ("64:ff9b::a9fe:a9fe", True),  # and calls this global
+        ("fe80::1%eth0", True),
+        ("[::1]", True),
+        ("garbage", True),
+        ("", True),
+        ("1.1.1.1", False),
+        ("2606:4700:4700::1111", False),
+        ("64:ff9b::808:808", False),
+    ],
+)
+def test_is_blocked_ip(ip: str, blocked: bool) -> None:
+    assert ssrf.is_blocked_ip(ip) is blocked
