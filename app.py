@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chalice import Chalice
 
-from chalicelib.wiring import configure, not_found, routers
+from chalicelib.wiring import configure, event_blueprints, not_found, routers
 
 settings = configure()
 app = Chalice(app_name="vigil")
@@ -13,3 +13,5 @@ app.api.binary_types = []  # every response is text (JSON, HTML, SVG, Atom)
 for router in routers(settings):
     app.register_blueprint(router.blueprint)
 app.register_blueprint(not_found())
+for blueprint in event_blueprints():
+    app.register_blueprint(blueprint)

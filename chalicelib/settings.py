@@ -31,6 +31,10 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     app_url: str = "http://127.0.0.1:8000"
     aws_region: str = "us-east-1"
+    home_region: str = "us-east-1"  # where the tables live; check workers in other regions reach them there
+    check_region: str | None = None  # the region a check worker labels its results with (CHECK_REGION)
+    result_retention_days: int = 30
+    results_stream_arn: str | None = None
     aws_endpoint_url: str | None = None
     table_prefix: str = "vigil-local-"
     email_from: str = "Vigil <no-reply@vigil.local>"
@@ -153,6 +157,10 @@ def load_settings(
         secret_key=secret_key,
         app_url=app_url,
         aws_region=get("AWS_REGION", get("AWS_DEFAULT_REGION", "us-east-1")),
+        home_region=get("HOME_REGION", get("AWS_REGION", get("AWS_DEFAULT_REGION", "us-east-1"))),
+        check_region=get("CHECK_REGION") or None,
+        results_stream_arn=get("RESULTS_STREAM_ARN") or None,
+        result_retention_days=_int("RESULT_RETENTION_DAYS", get("RESULT_RETENTION_DAYS", "30"), 1, 400),
         aws_endpoint_url=get("AWS_ENDPOINT_URL") or None,
         table_prefix=get("TABLE_PREFIX", f"vigil-{stage}-"),
         email_from=get("EMAIL_FROM", "Vigil <no-reply@vigil.local>"),

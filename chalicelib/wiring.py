@@ -42,3 +42,10 @@ def routers(settings: Settings) -> list[Router]:
 
 def not_found() -> Blueprint:
     return not_found_blueprint()
+
+
+def event_blueprints() -> list[Blueprint]:
+    """The event handlers Lambda runs beside the API (and the local event loop runs for it)."""
+    from chalicelib.events import results, schedule
+
+    return [schedule.blueprint, results.blueprint]

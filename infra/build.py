@@ -27,6 +27,8 @@ OUTPUT = Path(__file__).resolve().parent / "resources.json"
 CHALICE_API = "RestAPI"
 CHALICE_FUNCTION = "APIHandler"
 CHALICE_ROLE = "ApiHandlerRole"
+# Chalice's event handlers (chalicelib/events): each gets its own function and role in the package.
+EVENT_FUNCTIONS = ("Scheduler", "Rollups")
 
 # Queue names follow chalicelib/aws/names.py: {prefix}checks-{region} and its "-dlq".
 CHECK_QUEUE_NAME = "${TablePrefix}checks-${AWS::Region}"
@@ -153,7 +155,7 @@ def api_policy() -> dict[str, Any]:
         "Type": "AWS::IAM::Policy",
         "Properties": {
             "PolicyName": "vigil-api-data",
-            "Roles": [ref(CHALICE_ROLE)],
+            "Roles": [ref(CHALICE_ROLE), *(ref(f"{name}Role") for name in EVENT_FUNCTIONS)],
             "PolicyDocument": {
                 "Version": "2012-10-17",
                 "Statement": [
@@ -174,6 +176,18 @@ def api_policy() -> dict[str, Any]:
                             "dynamodb:UpdateItem",
                         ],
                         "Resource": [table],
+                    },
+                    {
+                        # The rollups handler reads the check results stream.
+                        "Sid": "Streams",
+                        "Effect": "Allow",
+                        "Action": [
+                            "dynamodb:DescribeStream",
+                            "dynamodb:GetRecords",
+                            "dynamodb:GetShardIterator",
+                            "dynamodb:ListStreams",
+                        ],
+                        "Resource": [arn("dynamodb", "table/${TablePrefix}*/stream/*")],
                     },
                     {
                         "Sid": "Email",
@@ -382,6 +396,27 @@ def build() -> dict[str, Any]:
     resources[CHALICE_FUNCTION] = {
         "DependsOn": ["ApiHandlerDataPolicy"],
         "Properties": {"Environment": {"Variables": api_environment()}},
+    }
+    for name in EVENT_FUNCTIONS:
+        resources[name] = {
+            "DependsOn": ["ApiHandlerDataPolicy"],
+            "Properties": {"Environment": {"Variables": api_environment()}},
+        }
+    # Chalice needs a literal stream ARN; the real one exists only once the table does.  Partial batch
+    # responses let one bad record retry alone (Chalice cannot set FunctionResponseTypes itself).
+    resources["Rollups"]["Properties"]["Events"] = {
+        "RollupsDynamodbEventSource": {
+            "Type": "DynamoDB",
+            "Properties": {
+                "Stream": {"Fn::GetAtt": ["CheckResultsTable", "StreamArn"]},
+                "BatchSize": 100,
+                "StartingPosition": "TRIM_HORIZON",
+                "MaximumBatchingWindowInSeconds": 1,
+                "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                "MaximumRetryAttempts": 10,
+                "BisectBatchOnFunctionError": True,
+            },
+        }
     }
     resources[CHALICE_API] = {
         "Properties": {"DefinitionBody": {"x-amazon-apigateway-gateway-responses": gateway_responses()}}

@@ -23,3 +23,12 @@ def email_identity(settings: Settings) -> str:
     from email.utils import parseaddr
 
     return parseaddr(settings.email_from)[1]
+
+
+def results_stream_arn(settings: Settings) -> str:
+    """The check results stream.  Deployed, RESULTS_STREAM_ARN is the table's real stream (the stack's output);
+    locally the event loop finds the stream from the table name in this ARN."""
+    if settings.results_stream_arn:
+        return settings.results_stream_arn
+    table = f"{settings.table_prefix}check_results"
+    return f"arn:aws:dynamodb:{settings.home_region}:000000000000:table/{table}/stream/latest"

@@ -49,7 +49,7 @@ def configure_storage(settings: Settings) -> None:
     """Point every model at the configured table prefix, region and endpoint."""
     for model in all_models():
         meta: Any = model.Meta
-        wanted = (settings.table_prefix + model.logical_name, settings.aws_region, settings.aws_endpoint_url)
+        wanted = (settings.table_prefix + model.logical_name, settings.home_region, settings.aws_endpoint_url)
         if (meta.table_name, meta.region, meta.host) == wanted and model._connection is not None:
             continue  # building a connection loads botocore's service model: ~40 ms a table
         meta.table_name, meta.region, meta.host = wanted
@@ -70,7 +70,7 @@ def transaction() -> Any:
     from chalicelib.settings import get_settings
 
     settings = get_settings()
-    key = (settings.aws_region, settings.aws_endpoint_url)
+    key = (settings.home_region, settings.aws_endpoint_url)
     if key not in _connections:
         _connections[key] = Connection(
             region=key[0], host=key[1], connect_timeout_seconds=2, read_timeout_seconds=5, max_retry_attempts=3

@@ -267,7 +267,8 @@ def test_the_api_handler_may_not_scan_and_touches_only_its_own_tables() -> None:
     actions = [a for s in statements for a in s["Action"]]
     tables = next(s for s in statements if s["Sid"] == "Tables")
 
-    assert RESOURCES["ApiHandlerDataPolicy"]["Properties"]["Roles"] == [{"Ref": build.CHALICE_ROLE}]
+    roles = [build.CHALICE_ROLE, *(f"{name}Role" for name in build.EVENT_FUNCTIONS)]
+    assert RESOURCES["ApiHandlerDataPolicy"]["Properties"]["Roles"] == [{"Ref": role} for role in roles]
     assert "dynamodb:Scan" not in actions
     assert not any(a.endswith(":*") or a == "*" for a in actions)
     assert tables["Resource"] == [
@@ -327,7 +328,13 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
 
     # 1. The names infra/ merges into are the ones Chalice generates; Chalice's routes survive the merge.
     typeless = {name for name, r in RESOURCES.items() if "Type" not in r}
-    assert typeless == {build.CHALICE_API, build.CHALICE_FUNCTION}
+    assert typeless == {build.CHALICE_API, build.CHALICE_FUNCTION, *build.EVENT_FUNCTIONS}
+    for name in build.EVENT_FUNCTIONS:
+        assert merged[name]["Type"] == "AWS::Serverless::Function"
+        assert merged[name]["Properties"]["Environment"]["Variables"]["TABLE_PREFIX"] == {"Ref": "TablePrefix"}
+    stream = merged["Rollups"]["Properties"]["Events"]["RollupsDynamodbEventSource"]["Properties"]
+    assert stream["Stream"] == {"Fn::GetAtt": ["CheckResultsTable", "StreamArn"]}
+    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert merged[build.CHALICE_API]["Type"] == "AWS::Serverless::Api"
     assert merged[build.CHALICE_FUNCTION]["Type"] == "AWS::Serverless::Function"
     assert merged[build.CHALICE_ROLE]["Type"] == "AWS::IAM::Role"

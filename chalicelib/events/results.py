@@ -1,0 +1,40 @@
+"""The check results stream → daily and hourly rollups (uptime and latency)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from chalice import Blueprint
+
+from chalicelib.aws.names import results_stream_arn
+from chalicelib.monitors import results
+from chalicelib.monitors.models import ResultModel
+from chalicelib.settings import get_settings
+from chalicelib.wiring import configure
+
+# Lambda imports this module directly (not app.py): configure settings and storage here too.
+configure()
+blueprint = Blueprint(__name__)
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
+
+def count_result(record: DynamoDBRecord) -> None:
+    """Only a new result counts: a redelivered job overwrites its own item (MODIFY) and TTL expiry is a REMOVE."""
+    if record.event_name is None or record.event_name.name != "INSERT" or record.dynamodb is None:
+        return
+    image = record.dynamodb.new_image
+    response = image.get("response_time_ms")
+    results.record(
+        team_id=str(image["team_id"]),
+        monitor_id=str(image["monitor_id"]),
+        checked_at=ResultModel.checked_at.deserialize(str(image["checked_at"])),
+        ok=bool(image["ok"]),
+        response_ms=float(response) if response is not None else None,
+    )
+
+
+@blueprint.on_dynamodb_record(stream_arn=results_stream_arn(get_settings()), batch_size=100, name="rollups")
+def rollups(event: Any) -> Any:
+    return process_partial_response(event=event.to_dict(), record_handler=count_result, processor=processor)

@@ -1,0 +1,33 @@
+"""The one-minute tick (EventBridge) → the scheduler."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from chalice import Blueprint, Rate
+
+from chalicelib.observability import metrics
+from chalicelib.scheduler.service import run_tick
+from chalicelib.wiring import configure
+
+# Lambda imports this module directly (not app.py): configure settings and storage here too.
+configure()
+blueprint = Blueprint(__name__)
+
+
+def _tick_time(event: dict[str, Any]) -> datetime:
+    raw = str(event.get("time") or "")
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return datetime.now(UTC)
+
+
+@blueprint.schedule(Rate(1, unit=Rate.MINUTES), name="scheduler")
+def scheduler(event: Any) -> dict[str, Any]:
+    """``detail.force`` (POST /dev/tick) runs every active monitor now."""
+    raw = event.to_dict()
+    report = run_tick(_tick_time(raw), force=bool((raw.get("detail") or {}).get("force")))
+    metrics.flush_metrics()
+    return vars(report)

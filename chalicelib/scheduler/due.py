@@ -1,0 +1,62 @@
+"""Which schedule keys are due at a tick, and when in the minute each monitor starts.  Pure functions.
+
+A monitor with interval I seconds lives under ``I:p`` where p = hash(id) mod (I/60)
+(see :func:`chalicelib.monitors.service.schedule_key`).  At minute t:
+
+1. for every interval I ≥ 60, the key ``I:(t mod I/60)`` is due — so each monitor is due
+   exactly once every I/60 minutes, and the monitors of one interval are spread evenly over them;
+2. ``30:0`` is due every minute and sent twice: at the tick and 30 s later;
+3. within its minute, a monitor starts at a stable offset (hash(id) mod 60 s, or mod 30 s for
+   30-second monitors), so a tick's checks do not all start at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from chalicelib.monitors.service import INTERVALS
+
+
+@dataclass(frozen=True)
+class DueKey:
+    key: str
+    interval_seconds: int
+    repeats: tuple[int, ...]  # second offsets of the sends within the minute: (0,) or (0, 30)
+
+
+def minute_of(tick: datetime) -> datetime:
+    return tick.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def due_keys(tick: datetime) -> list[DueKey]:
+    minute = int(minute_of(tick).timestamp()) // 60
+    keys = []
+    for interval in INTERVALS:
+        if interval < 60:
+            keys.append(DueKey(f"{interval}:0", interval, tuple(range(0, 60, interval))))
+        else:
+            minutes = interval // 60
+            keys.append(DueKey(f"{interval}:{minute % minutes}", interval, (0,)))
+    return keys
+
+
+def all_keys() -> list[DueKey]:
+    """Every key of every interval: a forced tick checks every active monitor now."""
+    keys = []
+    for interval in INTERVALS:
+        if interval < 60:
+            keys.append(DueKey(f"{interval}:0", interval, (0,)))
+        else:
+            keys += [DueKey(f"{interval}:{phase}", interval, (0,)) for phase in range(interval // 60)]
+    return keys
+
+
+def start_offset_seconds(monitor_id: str, interval_seconds: int) -> int:
+    span = min(60, interval_seconds)
+    return int(hashlib.sha256(f"start:{monitor_id}".encode()).hexdigest()[:8], 16) % span
+
+
+def planned_start(tick: datetime, monitor_id: str, interval_seconds: int, repeat: int) -> datetime:
+    return minute_of(tick) + timedelta(seconds=repeat + start_offset_seconds(monitor_id, interval_seconds))

@@ -1,0 +1,85 @@
+"""Check jobs and the SQS messages that carry them.
+
+One message carries many jobs (up to ~200 KB of JSON, gzipped and base64-encoded
+when that makes it smaller), each with the monitor's whole check config, so a
+worker reads nothing per check but one BatchGet to drop paused or deleted
+monitors.  A job's ``slot`` is the instant it was scheduled for: with the
+monitor and the region it makes the result's key, so a redelivered job
+overwrites its own result instead of adding one.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from chalicelib.checks.model import Assertion, CheckSpec
+
+FORMAT_VERSION = 1
+GZIP_PREFIX = "gz:"
+MAX_MESSAGE_BYTES = 200_000  # below SQS's 256 KiB limit for a message and for a whole batch
+
+
+@dataclass(frozen=True)
+class Job:
+    team_id: str
+    monitor_id: str
+    region: str
+    slot: datetime  # the planned start (UTC)
+    spec: CheckSpec
+
+    def to_json(self) -> dict[str, Any]:
+        spec = asdict(self.spec)
+        spec["headers"] = [list(h) for h in self.spec.headers]
+        return {
+            "team_id": self.team_id,
+            "monitor_id": self.monitor_id,
+            "region": self.region,
+            "slot": self.slot.isoformat(),
+            "spec": spec,
+        }
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Job:
+        spec = dict(data["spec"])
+        spec["headers"] = tuple((str(k), str(v)) for k, v in spec.get("headers", []))
+        spec["expected_status"] = tuple(spec.get("expected_status", ("2xx",)))
+        spec["assertions"] = tuple(Assertion(**a) for a in spec.get("assertions", []))
+        return Job(
+            team_id=str(data["team_id"]),
+            monitor_id=str(data["monitor_id"]),
+            region=str(data["region"]),
+            slot=datetime.fromisoformat(data["slot"]),
+            spec=CheckSpec(**spec),
+        )
+
+
+def encode_message(jobs: list[Job]) -> str:
+    raw = json.dumps({"v": FORMAT_VERSION, "jobs": [j.to_json() for j in jobs]}, separators=(",", ":"))
+    packed = GZIP_PREFIX + base64.b64encode(gzip.compress(raw.encode(), compresslevel=6)).decode("ascii")
+    return packed if len(packed) < len(raw) else raw
+
+
+def decode_message(body: str) -> list[dict[str, Any]]:
+    """The raw job dicts of a message (each is parsed on its own, so one bad job fails alone)."""
+    if body.startswith(GZIP_PREFIX):
+        body = gzip.decompress(base64.b64decode(body[len(GZIP_PREFIX) :])).decode("utf-8")
+    payload = json.loads(body)
+    if payload.get("v") != FORMAT_VERSION or not isinstance(payload.get("jobs"), list):
+        raise ValueError("not a Vigil check-job message")
+    return list(payload["jobs"])
+
+
+def pack(jobs: list[Job]) -> list[str]:
+    """Split jobs into as few message bodies as fit under the size limit (halving until each fits)."""
+    if not jobs:
+        return []
+    body = encode_message(jobs)
+    if len(body) <= MAX_MESSAGE_BYTES or len(jobs) == 1:
+        return [body]
+    half = len(jobs) // 2
+    return pack(jobs[:half]) + pack(jobs[half:])

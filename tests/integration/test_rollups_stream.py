@@ -1,0 +1,50 @@
+"""Results stream → rollups, through the real stream path on moto: new results count once, rewrites don't."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chalicelib.local.loop import EventLoop
+from chalicelib.monitors.models import ResultModel, RollupModel
+
+
+@pytest.fixture
+def loop(app, aws) -> Iterator[EventLoop]:
+    event_loop = EventLoop(aws.aws_region, retry_seconds=0.1)
+    event_loop.add_chalice_app(app, aws, new_tables=[f"{aws.table_prefix}check_results"])
+    event_loop.start()
+    yield event_loop
+    event_loop.stop()
+
+
+def result(at: datetime, ok: bool, ms: float, region: str = "us-east-1") -> ResultModel:
+    return ResultModel(
+        "mon_1",
+        f"{at:%Y-%m-%dT%H:%M:%S}#{region}",
+        team_id="team_1",
+        region=region,
+        checked_at=at,
+        ok=ok,
+        response_time_ms=ms,
+        expires_at=at + timedelta(days=30),
+    )
+
+
+def test_each_new_result_counts_once_in_its_hour_and_day(loop):
+    at = datetime(2026, 11, 30, 14, 5, tzinfo=UTC)
+    result(at, True, 120.0).save()
+    result(at, True, 120.0, "eu-west-1").save()
+    result(at + timedelta(minutes=1), False, 3000.0).save()
+    result(at, True, 120.0).save()  # a redelivered job rewrites its own result: MODIFY, not counted
+    assert loop.drain(10)
+    day = RollupModel.get("mon_1", "D#2026-11-30")
+    hour = RollupModel.get("mon_1", "H#2026-11-30T14")
+    for item in (day, hour):
+        assert (item.checks, item.failures) == (3, 1)
+        assert item.latency_sum_ms == 3240.0
+        assert (item.le_250, item.le_5000) == (2, 1)
+        assert item.team_id == "team_1"
+    assert day.expires_at > hour.expires_at

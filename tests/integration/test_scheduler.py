@@ -1,0 +1,130 @@
+"""The scheduler tick on moto: due monitors only, one job per region, many jobs per message, changes seen at once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chalicelib.aws import names
+from chalicelib.aws.clients import client
+from chalicelib.monitors.models import MonitorModel
+from chalicelib.scheduler.jobs import Job, decode_message
+from chalicelib.scheduler.service import run_tick
+
+PASSWORD = "correct horse battery staple 9"
+URL = "https://1.1.1.1/"  # never checked here: the scheduler only sends jobs
+TICK = datetime(2026, 11, 30, 12, 0, 5, tzinfo=UTC)  # minute 0 of the hour: every interval's phase 0 is due
+
+
+@pytest.fixture
+def alice(api):
+    r = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD})
+    api.token = r.json["access_token"]
+    return r.json
+
+
+def create(api, **fields):
+    r = api.post("/v1/monitors", {"name": "m", "url": URL, **fields})
+    assert r.status == 201, r.body
+    return r.json
+
+
+def drain(settings, region: str) -> list[tuple[Job, dict]]:
+    sqs = client("sqs")
+    url = sqs.get_queue_url(QueueName=names.check_queue(settings, region))["QueueUrl"]
+    jobs = []
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])
+        if not got.get("Messages"):
+            return jobs
+        for message in got["Messages"]:
+            jobs += [(Job.from_json(j), message) for j in decode_message(message["Body"])]
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def due_now(monitor_id: str, interval: int, team_id: str) -> bool:  # at TICK (minute 0)
+    return MonitorModel.get(team_id, monitor_id).schedule_key == f"{interval}:0"
+
+
+def test_a_tick_sends_one_job_per_region_to_each_regions_queue(api, alice, settings):
+    m = create(api, regions=["us-east-1", "eu-west-1"], headers={"X-Token": "abc"})
+    report = run_tick(TICK)
+    assert report.due_monitors == 1
+    assert report.jobs == 2
+    assert report.sqs_requests == 2  # one SendMessageBatch per region
+    for region in ("us-east-1", "eu-west-1"):
+        [(job, _)] = drain(settings, region)
+        assert job.monitor_id == m["id"]
+        assert job.team_id == alice["team"]["id"]
+        assert job.region == region
+        assert job.spec.url == URL
+        assert dict(job.spec.headers) == {"X-Token": "abc"}  # the worker reads nothing per check
+        assert TICK.replace(second=0) <= job.slot < TICK.replace(second=0) + timedelta(minutes=1)
+    assert drain(settings, "ap-southeast-1") == []
+
+
+def test_only_due_monitors_are_read_and_sent(api, alice, settings):
+    team = alice["team"]["id"]
+    hourly = [create(api, interval_seconds=3600, regions=["us-east-1"])["id"] for _ in range(12)]
+    keys = {m: MonitorModel.get(team, m).schedule_key for m in hourly}
+    phase = int(keys[hourly[0]].split(":")[1])
+    due = [m for m in hourly if keys[m] == f"3600:{phase}"]
+    assert 1 <= len(due) < len(hourly)
+    report = run_tick(TICK + timedelta(minutes=phase))
+    assert report.queries == 8  # one query per interval's due key, whatever the number of monitors
+    assert sorted(j.monitor_id for j, _ in drain(settings, "us-east-1")) == sorted(due)
+    assert report.due_monitors == len(due)
+
+
+def test_thirty_second_monitors_are_sent_twice_the_second_delayed(api, alice, settings):
+    create(api, interval_seconds=30, regions=["us-east-1"])
+    report = run_tick(TICK)
+    assert report.jobs == 2
+    sqs = client("sqs")
+    url = sqs.get_queue_url(QueueName=names.check_queue(settings, "us-east-1"))["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "1"
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
+    [(job, _)] = drain(settings, "us-east-1")
+    assert job.slot.second < 30
+
+
+def test_many_jobs_travel_in_few_messages(api, alice, settings):
+    for _ in range(150):
+        create(api, regions=["us-east-1"])
+    report = run_tick(TICK)
+    assert report.jobs == 150
+    assert report.messages == 1
+    assert report.sqs_requests == 1
+    assert len(drain(settings, "us-east-1")) == 150
+
+
+def test_pause_resume_interval_change_and_delete_are_seen_by_the_next_tick(api, alice, settings):
+    m = create(api, regions=["us-east-1"])
+    api.post(f"/v1/monitors/{m['id']}/pause")
+    assert run_tick(TICK).jobs == 0
+    api.post(f"/v1/monitors/{m['id']}/resume")
+    assert run_tick(TICK).jobs == 1
+    drain(settings, "us-east-1")
+    api.patch(f"/v1/monitors/{m['id']}", {"interval_seconds": 30})
+    assert run_tick(TICK).jobs == 2
+    drain(settings, "us-east-1")
+    api.delete(f"/v1/monitors/{m['id']}")
+    assert run_tick(TICK).jobs == 0
+
+
+def test_a_monitor_with_no_region_left_is_never_sent(api, alice, settings):
+    m = create(api, regions=["eu-west-1"])
+    report = run_tick(TICK)
+    assert report.regions == {"eu-west-1": 1}
+    assert drain(settings, "us-east-1") == []
+    assert [j.monitor_id for j, _ in drain(settings, "eu-west-1")] == [m["id"]]
+
+
+def test_a_forced_tick_sends_every_active_monitor(api, alice, settings):
+    team = alice["team"]["id"]
+    ids = [create(api, interval_seconds=3600, regions=["us-east-1"])["id"] for _ in range(6)]
+    assert not all(due_now(m, 3600, team) for m in ids)
+    run_tick(TICK, force=True)
+    assert sorted(j.monitor_id for j, _ in drain(settings, "us-east-1")) == sorted(ids)
