@@ -53,6 +53,18 @@ def outbox_available(settings: Settings) -> bool:
 # ---------------------------------------------------------------- start and stop
 
 
+def add_check_workers(loop: EventLoop, settings: Settings) -> None:
+    """One check worker per configured region, each fed by its region's queue, as the per-region stacks are."""
+    from chalicelib.aws import names
+    from chalicelib.aws.clients import client
+    from functions.checker.handler import make_handler
+
+    sqs = client("sqs")
+    for region in settings.check_regions:
+        url = sqs.get_queue_url(QueueName=names.check_queue(settings, region))["QueueUrl"]
+        loop.add_sqs(f"checker-{region}", url, make_handler(region), batch_size=10)
+
+
 def _prepare_environment() -> None:
     # The process environment configures the libraries, not Vigil (Vigil reads its Settings):
     # Powertools would print a metrics blob per request and look for an X-Ray daemon.
@@ -180,6 +192,7 @@ def _serve(settings: Settings, emulator_url: str | None) -> int:
     except LookupError as exc:  # a handler names a queue or table the resources do not create
         print(f"vigil: {exc}", file=sys.stderr)
         return 1
+    add_check_workers(loop, settings)
     try:
         server, server_thread = _start_api(app, settings)
     except OSError as exc:

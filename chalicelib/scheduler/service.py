@@ -60,7 +60,8 @@ def plan_jobs(tick: datetime, force: bool = False) -> tuple[dict[tuple[str, int]
         spec = spec_from(monitor)
         report.due_monitors += 1
         for repeat in due.repeats:
-            slot = planned_start(tick, monitor.id, due.interval_seconds, repeat)
+            # A forced tick (POST /dev/tick) means "check now", not "at your usual second of the minute".
+            slot = tick if force else planned_start(tick, monitor.id, due.interval_seconds, repeat)
             for region in monitor.config.regions:
                 groups[(region, repeat)].append(Job(monitor.team_id, monitor.id, region, slot, spec))
     return groups, report

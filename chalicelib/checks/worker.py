@@ -1,0 +1,347 @@
+"""The check worker: run the check jobs of one batch of SQS messages and store their results.
+
+For each message of the batch, in its own thread, so no message waits for another's minute:
+
+1. Decode the message and parse each job on its own; unparseable jobs fail the message (after the
+   good ones ran), so it is redelivered and, in the end, parked in the DLQ for a person to read.
+2. Drop the jobs this worker must not run: another region's, and those whose monitor was deleted,
+   paused or taken out of this region since the tick — one BatchGet over the message's monitors.
+   On a redelivery, also drop the jobs whose result is already stored (one BatchGet of result keys),
+   so a message that failed half-way does not check its targets twice; and a job that another
+   message of the same batch carries too (a duplicate delivery) runs once.
+3. Hand each job to the check pool (shared by the batch, bounded) at its planned start — the
+   scheduler spreads starts over the minute — in start order, so an early job never queues behind a
+   later one.  A start is never planned so late that the check could outlive the invocation: a
+   late job starts at once.
+4. Write the results as they arrive, in ``BatchWriteItem`` batches of 25, retrying unprocessed items
+   with backoff.  A result's key is (monitor, planned start, region): a duplicated message
+   overwrites its own results and never adds any.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chalicelib.checks.http import run_check
+from chalicelib.checks.model import CheckResult
+from chalicelib.monitors.models import MonitorModel, ResultModel
+from chalicelib.observability import logger
+from chalicelib.scheduler.jobs import Job, decode_message
+
+CHECK_CONCURRENCY = 32  # checks in flight per invocation: mostly waiting on the network, cheap in threads
+MESSAGE_CONCURRENCY = 10  # messages run side by side (an SQS batch without a batching window holds at most 10)
+FINISH_MARGIN_S = 5.0  # kept after the last check's own timeout, to write its result before Lambda stops us
+FLUSH_AFTER_S = 1.0  # a result waits at most about this long for 24 others before it is written anyway
+WRITE_BATCH = 25  # BatchWriteItem's limit
+WRITE_ATTEMPTS = 6
+WRITE_BACKOFF_S = 0.05  # doubled per attempt, with full jitter: 50 ms … 1.6 s
+MONITOR_FIELDS = ["team_id", "monitor_id", "paused", "regions"]
+
+
+class PoisonedJobs(ValueError):
+    """Some jobs of a message cannot be parsed: the message fails, whatever the others did."""
+
+
+class ResultsNotStored(RuntimeError):
+    """Some results could not be written even after retries: the message is redelivered."""
+
+
+def result_slot(job: Job, region: str) -> str:
+    """The result's sort key: the planned start (UTC, to the second) and the region that ran it."""
+    return f"{job.slot.astimezone(UTC):%Y-%m-%dT%H:%M:%S}#{region}"
+
+
+@dataclass
+class Tally:
+    """What one message (or a whole batch) did, for metrics and logs."""
+
+    jobs: int = 0
+    dropped: int = 0
+    already_done: int = 0
+    checks_run: int = 0
+    checks_failed: int = 0
+    stored: int = 0
+    max_late_s: float = 0.0
+
+    def add(self, other: Tally) -> None:
+        for name, value in asdict(other).items():
+            if name == "max_late_s":
+                self.max_late_s = max(self.max_late_s, value)
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
+
+@dataclass
+class _Outcome:
+    tally: Tally
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One invocation's worker: which region it checks from, and when it must be done."""
+
+    region: str
+    allow_private: bool
+    retention: timedelta
+    deadline: float  # time.monotonic() by which everything must be written
+
+    @classmethod
+    def for_invocation(cls, region: str, *, allow_private: bool, retention_days: int, remaining_s: float) -> Worker:
+        return cls(region, allow_private, timedelta(days=retention_days), time.monotonic() + remaining_s)
+
+    @contextmanager
+    def start(self, records: list[dict[str, Any]]) -> Iterator[BatchRun]:
+        """Start every message of the batch now; the caller then collects each record's outcome."""
+        with (
+            ThreadPoolExecutor(CHECK_CONCURRENCY, thread_name_prefix="vigil-check") as checks,
+            ThreadPoolExecutor(
+                max(1, min(len(records), MESSAGE_CONCURRENCY)), thread_name_prefix="vigil-message"
+            ) as messages,
+        ):
+            yield BatchRun(self, records, checks, messages)
+
+    # -- one message
+
+    def run_message(
+        self, body: str, receive_count: int, checks: ThreadPoolExecutor, tally: Tally, claim: Callable[[str], bool]
+    ) -> None:
+        """Run one message's jobs, counting into ``tally`` (kept even when the message fails).
+
+        ``claim(result key)`` is False when another message of the batch already runs that job.
+        """
+        jobs, poisoned = _parse(body)
+        tally.jobs = len(jobs) + len(poisoned)
+        live = self._live(jobs)
+        if receive_count > 1:
+            live = self._not_done(live, tally)
+        tally.dropped = len(jobs) - len(live) - tally.already_done
+        mine = [j for j in live if claim(f"{j.monitor_id}|{result_slot(j, self.region)}")]
+        tally.already_done += len(live) - len(mine)
+        live = mine
+        self._run(live, checks, tally)
+        if poisoned:
+            raise PoisonedJobs(f"{len(poisoned)} of {tally.jobs} jobs cannot be parsed; first: {poisoned[0]}")
+
+    def _live(self, jobs: list[Job]) -> list[Job]:
+        """The jobs whose monitor still exists, is not paused and still has this region."""
+        mine = [j for j in jobs if j.region == self.region]
+        if len(mine) < len(jobs):
+            # A queue feeding the wrong region's worker: a result labelled with this region would lie.
+            logger.error("jobs for another region", extra={"region": self.region, "count": len(jobs) - len(mine)})
+        if not mine:
+            return []
+        keys = {(j.team_id, j.monitor_id) for j in mine}
+        active = {
+            (m.team_id, m.monitor_id)
+            for m in MonitorModel.batch_get(keys, attributes_to_get=MONITOR_FIELDS)
+            if not m.paused and self.region in (m.regions or [])
+        }
+        return [j for j in mine if (j.team_id, j.monitor_id) in active]
+
+    def _not_done(self, jobs: list[Job], tally: Tally) -> list[Job]:
+        """A redelivered message: leave out the jobs whose result a previous delivery stored."""
+        if not jobs:
+            return []
+        keys = {(j.monitor_id, result_slot(j, self.region)) for j in jobs}
+        stored = {(r.monitor_id, r.slot) for r in ResultModel.batch_get(keys, attributes_to_get=["monitor_id", "slot"])}
+        todo = [j for j in jobs if (j.monitor_id, result_slot(j, self.region)) not in stored]
+        tally.already_done = len(jobs) - len(todo)
+        return todo
+
+    def _latest_start(self, job: Job) -> float:
+        return self.deadline - FINISH_MARGIN_S - job.spec.timeout_ms / 1000
+
+    def _delay(self, job: Job) -> float:
+        """Seconds to wait before starting ``job``: until its planned start, but never so long it cannot finish."""
+        until_slot = (job.slot - datetime.now(UTC)).total_seconds()
+        return min(until_slot, self._latest_start(job) - time.monotonic())
+
+    def _run(self, jobs: list[Job], checks: ThreadPoolExecutor, tally: Tally) -> None:
+        writer = _Writer(self, tally)
+        running: set[Future[tuple[Job, CheckResult]]] = set()
+        for job in sorted(jobs, key=lambda j: j.slot):
+            while (delay := self._delay(job)) > 0:
+                if running:
+                    done, running = wait(running, timeout=delay, return_when=FIRST_COMPLETED)
+                    writer.collect(done)
+                else:
+                    writer.flush()  # nothing else will arrive before this job starts
+                    time.sleep(delay)
+            running.add(checks.submit(self._check, job))
+        while running:
+            done, running = wait(running, timeout=FLUSH_AFTER_S, return_when=FIRST_COMPLETED)
+            writer.collect(done)
+        writer.flush()
+        writer.raise_if_failed()
+
+    def _check(self, job: Job) -> tuple[Job, CheckResult]:
+        return job, run_check(job.spec, region=self.region, allow_private=self.allow_private)
+
+    def result_item(self, job: Job, result: CheckResult) -> ResultModel:
+        return ResultModel(
+            job.monitor_id,
+            result_slot(job, self.region),
+            team_id=job.team_id,
+            region=self.region,
+            checked_at=result.checked_at,
+            ok=result.ok,
+            degraded=result.degraded,
+            status_code=result.status_code,
+            response_time_ms=result.response_time_ms,
+            timings=asdict(result.timings),
+            error=result.error,
+            error_detail=result.error_detail,
+            ssl_expires_at=result.ssl_expires_at,
+            assertion_failures=list(result.assertion_failures),
+            expires_at=result.checked_at + self.retention,
+        )
+
+
+def _parse(body: str) -> tuple[list[Job], list[str]]:
+    """The message's jobs, and a short reason for each job that cannot be parsed (never its content)."""
+    jobs: list[Job] = []
+    poisoned: list[str] = []
+    for index, raw in enumerate(decode_message(body)):
+        try:
+            job = Job.from_json(raw)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            poisoned.append(f"job {index}: {type(exc).__name__}")
+            continue
+        if job.slot.tzinfo is None:  # the scheduler writes UTC with its offset; a bare time is not ours
+            poisoned.append(f"job {index}: slot without a time zone")
+            continue
+        jobs.append(job)
+    return jobs, poisoned
+
+
+@dataclass
+class _Writer:
+    """A message's finished checks, written in batches as they arrive."""
+
+    worker: Worker
+    tally: Tally
+    pending: list[ResultModel] = field(default_factory=list)
+    oldest: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def collect(self, done: Iterable[Future[tuple[Job, CheckResult]]]) -> None:
+        for future in done:
+            try:
+                job, result = future.result()
+            except Exception as exc:  # noqa: BLE001 - a checker bug fails this message, not the batch
+                logger.exception("check crashed", extra={"region": self.worker.region})
+                self.errors.append(f"a check crashed: {type(exc).__name__}")
+                continue
+            self.tally.checks_run += 1
+            self.tally.checks_failed += not result.ok
+            late = (result.checked_at - job.slot).total_seconds()
+            self.tally.max_late_s = max(self.tally.max_late_s, late)
+            if not self.pending:
+                self.oldest = time.monotonic()
+            self.pending.append(self.worker.result_item(job, result))
+        while len(self.pending) >= WRITE_BATCH:
+            self._write(self.pending[:WRITE_BATCH])
+            del self.pending[:WRITE_BATCH]
+        if self.pending and time.monotonic() - self.oldest >= FLUSH_AFTER_S:
+            self.flush()
+
+    def flush(self) -> None:
+        while self.pending:
+            self._write(self.pending[:WRITE_BATCH])
+            del self.pending[:WRITE_BATCH]
+
+    def _write(self, items: list[ResultModel]) -> None:
+        try:
+            write_results(items)
+            self.tally.stored += len(items)
+        except Exception as exc:  # noqa: BLE001 - keep checking and writing; the message fails at the end
+            logger.exception("results not stored", extra={"region": self.worker.region, "count": len(items)})
+            self.errors.append(f"{len(items)} results not stored: {type(exc).__name__}")
+
+    def raise_if_failed(self) -> None:
+        if self.errors:
+            raise ResultsNotStored("; ".join(self.errors))
+
+
+def write_results(items: list[ResultModel]) -> None:
+    """One ``BatchWriteItem`` of up to 25 results, resubmitting unprocessed items with exponential backoff.
+
+    PynamoDB's ``Model.batch_write`` resubmits them at once, without backoff, which only adds to the
+    throttling that left them unprocessed.
+    """
+    connection = ResultModel._get_connection()
+    meta: Any = ResultModel.Meta
+    table = meta.table_name
+    puts = [item.serialize() for item in items]
+    attempts = WRITE_ATTEMPTS
+    for attempt in range(attempts):
+        response = connection.batch_write_item(put_items=puts) or {}
+        unprocessed = response.get("UnprocessedItems", {}).get(table, [])
+        if not unprocessed:
+            return
+        puts = [request["PutRequest"]["Item"] for request in unprocessed]
+        if attempt + 1 < attempts:
+            time.sleep(random.uniform(0, WRITE_BACKOFF_S * 2**attempt))  # noqa: S311 - jitter, not security
+    raise ResultsNotStored(f"{len(puts)} results still unprocessed after {attempts} attempts")
+
+
+class BatchRun:
+    """Every message of one invocation, started at once; ``outcome`` reports one record's."""
+
+    def __init__(
+        self, worker: Worker, records: list[dict[str, Any]], checks: ThreadPoolExecutor, messages: ThreadPoolExecutor
+    ) -> None:
+        self.worker = worker
+        self._claimed: set[str] = set()
+        self._lock = threading.Lock()
+        self._futures: dict[tuple[str, str], Future[_Outcome]] = {}
+        for record in records:
+            key = (str(record.get("messageId")), str(record.get("receiptHandle")))
+            if key not in self._futures:  # the very same delivery listed twice runs once
+                self._futures[key] = messages.submit(self._message, record, checks)
+
+    def _message(self, record: dict[str, Any], checks: ThreadPoolExecutor) -> _Outcome:
+        receive_count = int((record.get("attributes") or {}).get("ApproximateReceiveCount", "1"))
+        tally = Tally()
+        try:
+            self.worker.run_message(str(record.get("body", "")), receive_count, checks, tally, self._claim)
+            return _Outcome(tally)
+        except Exception as exc:  # noqa: BLE001 - each message fails alone, in the batch response
+            logger.warning(
+                "message failed",
+                extra={"region": self.worker.region, "message_id": record.get("messageId"), "error": str(exc)},
+            )
+            return _Outcome(tally, exc)
+
+    def _claim(self, key: str) -> bool:
+        """The first message of the batch to claim a job runs it; a duplicate's copy is skipped.
+
+        Safe: if the claimer then fails to store the result, its own record fails and is redelivered.
+        """
+        with self._lock:
+            if key in self._claimed:
+                return False
+            self._claimed.add(key)
+            return True
+
+    def outcome(self, message_id: str, receipt_handle: str) -> int:
+        """The number of results the message stored; raises its error if it failed."""
+        found = self._futures[(message_id, receipt_handle)].result()
+        if found.error is not None:
+            raise found.error
+        return found.tally.stored
+
+    def tally(self) -> Tally:
+        total = Tally()
+        for future in self._futures.values():
+            total.add(future.result().tally)
+        return total

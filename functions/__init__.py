@@ -1,0 +1,1 @@
+"""Lambdas deployed outside the Chalice app (they still run chalicelib's code)."""

@@ -1,0 +1,56 @@
+"""Through the local stack's event loop: one tick → every region's worker checks the target → results and rollups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from chalicelib.local import stack
+from chalicelib.local.loop import EventLoop
+from chalicelib.monitors.models import ResultModel, RollupModel
+from tests.support import make_test_settings
+
+PASSWORD = "correct horse battery staple 9"
+
+
+@pytest.fixture
+def settings():
+    return make_test_settings(ALLOW_PRIVATE_TARGETS="true")
+
+
+@pytest.fixture
+def loop(app, aws) -> Iterator[EventLoop]:
+    event_loop = EventLoop(aws.aws_region, retry_seconds=0.1)
+    event_loop.add_chalice_app(app, aws, new_tables=[f"{aws.table_prefix}check_results"])
+    stack.add_check_workers(event_loop, aws)
+    stack.register(event_loop)
+    event_loop.start()
+    yield event_loop
+    stack.register(None)
+    event_loop.stop()
+
+
+def test_a_monitor_in_three_regions_gets_results_from_all_three_after_one_tick(api, loop, httpserver):
+    httpserver.expect_request("/health").respond_with_json({"status": "ok"})
+    alice = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD}).json
+    api.token = alice["access_token"]
+    m = api.post("/v1/monitors", {"name": "Local", "url": httpserver.url_for("/health")}).json
+    assert len(m["regions"]) == 3
+
+    r = api.post("/dev/tick")
+    assert r.status == 200, r.body
+    assert r.json["handlers"] == ["scheduler"]
+    assert r.json["failed"] == []
+    assert loop.drain(20)
+
+    results = list(ResultModel.query(m["id"]))
+    assert sorted(r.region for r in results) == ["ap-southeast-1", "eu-west-1", "us-east-1"]
+    assert all(r.ok and r.status_code == 200 for r in results)
+    assert len(httpserver.log) == 3
+    via_api = api.get(f"/v1/monitors/{m['id']}/results").json["data"]
+    assert len(via_api) == 3
+    [day] = [item for item in RollupModel.query(m["id"]) if item.period.startswith("D#")]
+    assert (day.checks, day.failures) == (3, 0)
+    uptime = api.get(f"/v1/monitors/{m['id']}/uptime?days=1").json
+    assert uptime["uptime"]["24h"] == 100.0

@@ -1,0 +1,307 @@
+"""The check worker on moto against loopback targets: Lambda-shaped SQS events in, results and batch failures out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from chalice.local import LambdaContext
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from chalicelib.aws import names
+from chalicelib.aws.clients import client
+from chalicelib.local.loop import lambda_context, sqs_record
+from chalicelib.monitors.checking import spec_from
+from chalicelib.monitors.models import ResultModel
+from chalicelib.monitors.service import get as get_monitor
+from chalicelib.scheduler.jobs import Job, encode_message
+from chalicelib.settings import get_settings, use_settings
+from tests.support import make_test_settings
+
+PASSWORD = "correct horse battery staple 9"
+REGIONS = ["us-east-1", "eu-west-1"]
+
+
+@pytest.fixture
+def settings():
+    return make_test_settings(ALLOW_PRIVATE_TARGETS="true")  # loopback targets, as on a developer's machine
+
+
+@pytest.fixture
+def alice(api):
+    r = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD})
+    api.token = r.json["access_token"]
+    return r.json
+
+
+@pytest.fixture
+def make_handler(aws):
+    from functions.checker.handler import make_handler
+
+    return make_handler
+
+
+@pytest.fixture
+def target() -> Iterator[HTTPServer]:
+    """A threaded loopback server (pytest-httpserver's default serves one request at a time)."""
+    server = HTTPServer(threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+def create(api, url: str, regions: list[str] | None = None) -> dict[str, Any]:
+    r = api.post("/v1/monitors", {"name": "m", "url": url, "regions": regions or REGIONS})
+    assert r.status == 201, r.body
+    return r.json
+
+
+def job(monitor: dict[str, Any], region: str = "us-east-1", slot: datetime | None = None) -> Job:
+    spec = spec_from(get_monitor(monitor["team_id"], monitor["id"]))
+    planned = slot or datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    return Job(monitor["team_id"], monitor["id"], region, planned, spec)
+
+
+def record(body: str | list[Job], *, receive_count: int = 1, region: str = "us-east-1") -> dict[str, Any]:
+    """An SQS record as Lambda sends it (through the local loop's own converter)."""
+    text = body if isinstance(body, str) else encode_message(body)
+    message = {
+        "MessageId": str(uuid.uuid4()),
+        "ReceiptHandle": str(uuid.uuid4()),
+        "Body": text,
+        "MD5OfBody": hashlib.md5(text.encode()).hexdigest(),
+        "Attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": str(int(time.time() * 1000))},
+    }
+    return sqs_record(message, f"arn:aws:sqs:{region}:123456789012:test-checks-{region}")
+
+
+def invoke(make_handler, records: list[dict[str, Any]], region: str = "us-east-1", context: Any = None):
+    handler = make_handler(region)
+    return handler({"Records": records}, context or lambda_context(f"checker-{region}", region))
+
+
+def results(monitor_id: str) -> list[ResultModel]:
+    return list(ResultModel.query(monitor_id))
+
+
+def paths(server: HTTPServer) -> list[str]:
+    return [request.path for request, _ in server.log]
+
+
+def test_it_stores_one_result_per_job_under_its_monitor_slot_and_region(api, alice, target, make_handler):
+    target.expect_request("/up").respond_with_data("fine")
+    target.expect_request("/down").respond_with_data("broken", status=503)
+    up, down = create(api, target.url_for("/up")), create(api, target.url_for("/down"))
+    slot = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=2)
+
+    response = invoke(make_handler, [record([job(up, slot=slot), job(down, slot=slot)])])
+
+    assert response == {"batchItemFailures": []}
+    [stored] = results(up["id"])
+    assert stored.slot == f"{slot:%Y-%m-%dT%H:%M:%S}#us-east-1"
+    assert (stored.team_id, stored.region, stored.ok, stored.degraded) == (
+        alice["team"]["id"],
+        "us-east-1",
+        True,
+        False,
+    )
+    assert stored.status_code == 200
+    assert stored.error is None
+    assert stored.error_detail is None
+    assert stored.assertion_failures == []
+    assert set(stored.timings.as_dict()) == {"dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "total_ms"}
+    assert stored.response_time_ms == stored.timings.as_dict()["total_ms"]
+    assert slot <= stored.checked_at < datetime.now(UTC)
+    assert stored.expires_at == stored.checked_at.replace(microsecond=0) + timedelta(days=30)
+    [failed] = results(down["id"])
+    assert (failed.ok, failed.status_code, failed.error) == (False, 503, "status_mismatch")
+
+
+def test_a_duplicated_message_stores_each_result_once_and_a_redelivery_checks_nothing_again(
+    api, alice, target, make_handler, settings
+):
+    target.expect_request("/a").respond_with_data("ok")
+    target.expect_request("/b").respond_with_data("ok")
+    a, b = create(api, target.url_for("/a")), create(api, target.url_for("/b"))
+    planned = [job(a), job(b)]
+    body = encode_message(planned)
+    sqs = client("sqs")
+    url = sqs.get_queue_url(QueueName=names.check_queue(settings, "us-east-1"))["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for _ in range(2):  # SQS delivers at least once: the same body, twice
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+    assert len(got) == 2
+
+    assert invoke(make_handler, [sqs_record(m, arn) for m in got]) == {"batchItemFailures": []}
+    assert [r.slot for r in results(a["id"])] == [planned[0].slot.strftime("%Y-%m-%dT%H:%M:%S#us-east-1")]
+    assert len(results(b["id"])) == 1
+    assert len(target.log) == 2  # the copies arrived in one batch: each job ran once
+
+    # A redelivery (a timed-out invocation, a failed record) finds the results stored and checks nobody again.
+    assert invoke(make_handler, [record(body, receive_count=2)]) == {"batchItemFailures": []}
+    assert len(target.log) == 2
+    assert len(results(a["id"])) == len(results(b["id"])) == 1
+
+
+def test_a_poisoned_job_or_message_fails_only_its_own_record(api, alice, target, make_handler):
+    target.expect_request("/good").respond_with_data("ok")
+    target.expect_request("/beside-poison").respond_with_data("ok")
+    good, beside = create(api, target.url_for("/good")), create(api, target.url_for("/beside-poison"))
+    poisoned_body = json.dumps({"v": 1, "jobs": [{"team_id": "t", "monitor_id": "m"}, job(beside).to_json()]})
+    records = [record([job(good)]), record(poisoned_body), record("not a check-job message"), record('{"v":1}')]
+
+    response = invoke(make_handler, records)
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records[1:]]}
+    assert len(results(good["id"])) == 1
+    # The poisoned message's good job still ran: its check is not held hostage (a redelivery overwrites it).
+    assert len(results(beside["id"])) == 1
+
+
+def test_jobs_of_a_paused_or_deleted_monitor_are_dropped(api, alice, target, make_handler):
+    for path in ("/live", "/paused", "/deleted"):
+        target.expect_request(path).respond_with_data("ok")
+    live, paused, deleted = (create(api, target.url_for(p)) for p in ("/live", "/paused", "/deleted"))
+    jobs = [job(live), job(paused), job(deleted)]  # planned at the tick, before the changes below
+    assert api.post(f"/v1/monitors/{paused['id']}/pause").status == 200
+    assert api.delete(f"/v1/monitors/{deleted['id']}").status == 204
+
+    assert invoke(make_handler, [record(jobs)]) == {"batchItemFailures": []}
+
+    assert paths(target) == ["/live"]
+    assert len(results(live["id"])) == 1
+    assert results(paused["id"]) == []
+    assert results(deleted["id"]) == []
+
+
+def test_a_job_for_a_region_the_monitor_no_longer_has_is_dropped(api, alice, target, make_handler):
+    target.expect_request("/m").respond_with_data("ok")
+    m = create(api, target.url_for("/m"), regions=["us-east-1", "eu-west-1"])
+    planned = [job(m, "us-east-1"), job(m, "eu-west-1")]
+    assert api.patch(f"/v1/monitors/{m['id']}", {"regions": ["us-east-1"]}).status == 200
+
+    assert (
+        invoke(make_handler, [record([planned[1]], region="eu-west-1")], region="eu-west-1")["batchItemFailures"] == []
+    )
+    # A job routed to the wrong region's worker is not run there either: its result would carry the wrong region.
+    assert (
+        invoke(make_handler, [record([planned[0]], region="eu-west-1")], region="eu-west-1")["batchItemFailures"] == []
+    )
+    assert target.log == []
+    assert results(m["id"]) == []
+
+    assert invoke(make_handler, [record([planned[0]])], region="us-east-1")["batchItemFailures"] == []
+    assert [r.region for r in results(m["id"])] == ["us-east-1"]
+
+
+def test_a_messages_checks_run_concurrently(api, alice, target, make_handler):
+    def slow(request: Request) -> Response:
+        time.sleep(0.5)
+        return Response("ok")
+
+    target.expect_request("/slow").respond_with_handler(slow)
+    m = create(api, target.url_for("/slow"))
+    now = datetime.now(UTC).replace(microsecond=0)
+    jobs = [job(m, slot=now - timedelta(seconds=s)) for s in range(1, 11)]  # ten past slots: all start at once
+
+    started = time.monotonic()
+    assert invoke(make_handler, [record(jobs)]) == {"batchItemFailures": []}
+
+    assert time.monotonic() - started < 2.0  # one after another would take 5 s
+    assert len(target.log) == 10
+    assert len(results(m["id"])) == 10
+
+
+def test_a_job_starts_at_its_planned_time_not_before(api, alice, target, make_handler):
+    arrived: list[float] = []
+    lock = threading.Lock()
+
+    def stamp(request: Request) -> Response:
+        with lock:
+            arrived.append(time.time())
+        return Response("ok")
+
+    target.expect_request("/later").respond_with_handler(stamp)
+    m = create(api, target.url_for("/later"))
+    slot = datetime.now(UTC) + timedelta(seconds=1)
+
+    assert invoke(make_handler, [record([job(m, slot=slot)])]) == {"batchItemFailures": []}
+
+    [at] = arrived
+    assert slot.timestamp() <= at < slot.timestamp() + 0.5
+    [stored] = results(m["id"])
+    assert stored.checked_at >= slot
+
+
+def test_a_start_too_late_for_the_invocation_starts_at_once(api, alice, target, make_handler):
+    target.expect_request("/soon").respond_with_data("ok")
+    m = create(api, target.url_for("/soon"))
+    short = LambdaContext(function_name="vigil-test-checker", memory_size=512, max_runtime_ms=8_000)
+    slot = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=30)  # past the invocation's end
+
+    started = time.monotonic()
+    assert invoke(make_handler, [record([job(m, slot=slot)])], context=short) == {"batchItemFailures": []}
+
+    assert time.monotonic() - started < 2.0
+    [stored] = results(m["id"])
+    assert stored.slot == f"{slot:%Y-%m-%dT%H:%M:%S}#us-east-1"  # stored under its planned slot all the same
+
+
+def test_the_ssrf_guard_holds_at_run_time(api, alice, target, make_handler):
+    target.expect_request("/private").respond_with_data("secret")
+    m = create(api, target.url_for("/private"))  # accepted while private targets were allowed
+    allowed = get_settings()
+    use_settings(make_test_settings(ALLOW_PRIVATE_TARGETS="false"))
+    try:
+        assert invoke(make_handler, [record([job(m)])]) == {"batchItemFailures": []}
+    finally:
+        use_settings(allowed)
+
+    assert target.log == []
+    [stored] = results(m["id"])
+    assert (stored.ok, stored.error, stored.status_code) == (False, "destination_not_allowed", None)
+
+
+def test_unprocessed_results_are_resubmitted_and_a_write_that_never_lands_fails_the_record(
+    api, alice, target, make_handler, monkeypatch
+):
+    from chalicelib.checks import worker
+
+    target.expect_request("/m").respond_with_data("ok")
+    m = create(api, target.url_for("/m"))
+    connection = ResultModel._get_connection()
+    real = connection.batch_write_item
+    calls: list[int] = []
+
+    def throttled(put_items, **kw):  # DynamoDB under pressure: it takes the first item, hands back the rest
+        calls.append(len(put_items))
+        response = real(put_items=put_items[:1], **kw)
+        rest = [{"PutRequest": {"Item": item}} for item in put_items[1:]]
+        return {**response, "UnprocessedItems": {ResultModel.Meta.table_name: rest} if rest else {}}
+
+    monkeypatch.setattr(connection, "batch_write_item", throttled)
+    monkeypatch.setattr(worker, "WRITE_BACKOFF_S", 0.001)
+    now = datetime.now(UTC).replace(microsecond=0)
+    three = [job(m, slot=now - timedelta(seconds=s)) for s in (1, 2, 3)]
+
+    assert invoke(make_handler, [record(three)]) == {"batchItemFailures": []}
+    assert calls == [3, 2, 1]
+    assert len(results(m["id"])) == 3
+
+    monkeypatch.setattr(worker, "WRITE_ATTEMPTS", 2)
+    calls.clear()
+    many = record([job(m, slot=now - timedelta(seconds=s)) for s in (10, 11, 12)])
+    one = record([job(m, slot=now - timedelta(seconds=20))])  # fits in what DynamoDB takes
+    assert invoke(make_handler, [many, one]) == {"batchItemFailures": [{"itemIdentifier": many["messageId"]}]}
+    assert sorted(calls) == [1, 2, 3]  # two tries for the three, then their record fails
+    assert len(results(m["id"])) == 3 + 2 + 1  # the first batch, two of the three (one per try), the one
