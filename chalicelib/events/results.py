@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from chalice import Blueprint
 
 from chalicelib.aws.names import results_stream_arn
 from chalicelib.monitors import results
 from chalicelib.monitors.models import ResultModel
+from chalicelib.observability import logger
 from chalicelib.settings import get_settings
 from chalicelib.wiring import configure
 
 # Lambda imports this module directly (not app.py): configure settings and storage here too.
 configure()
 blueprint = Blueprint(__name__)
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 def count_result(record: DynamoDBRecord) -> None:
@@ -37,4 +36,17 @@ def count_result(record: DynamoDBRecord) -> None:
 
 @blueprint.on_dynamodb_record(stream_arn=results_stream_arn(get_settings()), batch_size=100, name="rollups")
 def rollups(event: Any) -> Any:
-    return process_partial_response(event=event.to_dict(), record_handler=count_result, processor=processor)
+    """Records in order; at the first failure, stop and report it.
+
+    Lambda resumes a stream from the first reported failure, so every record after it comes again:
+    processing them now would count those results twice.
+    """
+    for raw in event.to_dict().get("Records", []):
+        record = DynamoDBRecord(raw)
+        try:
+            count_result(record)
+        except Exception:  # noqa: BLE001 - reported to Lambda, which retries from this record
+            logger.exception("rollup failed; the stream resumes from this record")
+            sequence = record.dynamodb.sequence_number if record.dynamodb else None
+            return {"batchItemFailures": [{"itemIdentifier": sequence}]}
+    return {"batchItemFailures": []}

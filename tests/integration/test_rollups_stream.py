@@ -48,3 +48,31 @@ def test_each_new_result_counts_once_in_its_hour_and_day(loop):
         assert (item.le_250, item.le_5000) == (2, 1)
         assert item.team_id == "team_1"
     assert day.expires_at > hour.expires_at
+
+
+def _insert(sequence: str, image: dict) -> dict:
+    return {
+        "eventID": sequence,
+        "eventName": "INSERT",
+        "eventSource": "aws:dynamodb",
+        "dynamodb": {"SequenceNumber": sequence, "NewImage": image, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    }
+
+
+def test_a_failing_record_stops_the_batch_so_nothing_after_it_is_counted_twice(aws):
+    from chalicelib.events.results import rollups
+
+    good = {
+        "monitor_id": {"S": "mon_1"},
+        "team_id": {"S": "team_1"},
+        "checked_at": {"S": "2026-11-30T14:05:00.000000+0000"},
+        "ok": {"BOOL": True},
+        "response_time_ms": {"N": "80"},
+    }
+    broken = {k: v for k, v in good.items() if k != "team_id"}
+    event = {"Records": [_insert("1", good), _insert("2", broken), _insert("3", good)]}
+
+    response = rollups(event, None)  # as Lambda calls it
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "2"}]}
+    assert RollupModel.get("mon_1", "D#2026-11-30").checks == 1  # record 3 waits for the retry from record 2
