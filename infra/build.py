@@ -1,7 +1,9 @@
-"""Generate ``infra/resources.json``: the CloudFormation that ``chalice package --merge-template`` merges in.
+"""Generate ``infra/resources.json`` and ``infra/checker.json``, the two CloudFormation templates of a stage.
 
-``python -m infra.build`` writes the file; ``python -m infra.build --check`` exits 1 when the committed
-file differs from what the code would generate (CI and ``tests/unit/test_infra.py`` run it).
+``resources.json`` is what ``chalice package --merge-template`` merges into the home region's stack;
+``checker.json`` is a standalone SAM template for the check worker, deployed once in every check region.
+``python -m infra.build`` writes both; ``python -m infra.build --check`` exits 1 when a committed file
+differs from what the code would generate (CI and ``tests/unit/test_infra.py`` run it).
 
 Chalice's own output supplies the API (``RestAPI``), its function (``APIHandler``) and the function's role
 (``ApiHandlerRole``); Chalice merges dictionaries key by key, so this template adds to those resources
@@ -22,6 +24,7 @@ from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.storage.schema import cfn_table_resources
 
 OUTPUT = Path(__file__).resolve().parent / "resources.json"
+CHECKER_OUTPUT = Path(__file__).resolve().parent / "checker.json"
 
 # Names of the resources Chalice generates (checked against `chalice package` by tests/unit/test_infra.py).
 CHALICE_API = "RestAPI"
@@ -34,6 +37,23 @@ EVENT_FUNCTIONS = ("Scheduler", "Rollups")
 CHECK_QUEUE_NAME = "${TablePrefix}checks-${AWS::Region}"
 STATUS_BUCKET_NAME = "${TablePrefix}status-pages"  # names.status_bucket (the prefix is already lower case)
 SECRET_KEY_ID = "vigil/${Stage}/secret-key"  # a Secrets Manager secret the deployer creates once per stage
+SECRET_KEY_REF = "{{resolve:secretsmanager:" + SECRET_KEY_ID + "}}"
+
+# The check worker (functions/checker), one stack per check region.  An invocation waits for the last planned
+# start (up to 60 s after the tick), then that check's own timeout (at most 30 s), then the worker's
+# FINISH_MARGIN_S to store the result: about 95 s, so 120 s leaves room for slow result writes.
+CHECKER_FUNCTION = "Checker"
+CHECKER_HANDLER = "functions.checker.handler.handler"
+CHECKER_CODE_URI = "checker.zip"  # beside the template; `aws cloudformation package` uploads it and rewrites this
+CHECKER_TIMEOUT_S = 120
+CHECKER_MEMORY_MB = 1024  # checks wait on the network; memory buys the CPU for TLS and JSON assertions
+# AWS's guidance for an SQS event source: a visibility timeout of at least six times the function's timeout,
+# so that a message is not redelivered while Lambda is still retrying a throttled invocation.
+CHECK_QUEUE_VISIBILITY_S = 6 * CHECKER_TIMEOUT_S
+# Invocations in flight per region: each runs up to ten messages of many jobs, so 50 carry tens of thousands
+# of checks a minute, while a flood of messages cannot take the account's whole Lambda concurrency.
+CHECKER_MAX_CONCURRENCY = 50
+CHECKER_LOG_RETENTION_DAYS = 30
 
 # AWS managed CloudFront policies (fixed, documented IDs).
 CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
@@ -121,7 +141,7 @@ def api_environment() -> dict[str, Any]:
         "APP_URL": ref("AppUrl"),
         "EMAIL_FROM": ref("EmailFrom"),
         # Resolved by CloudFormation at deploy time: the secret is in no file, parameter or stack event.
-        "SECRET_KEY": sub("{{resolve:secretsmanager:" + SECRET_KEY_ID + "}}"),
+        "SECRET_KEY": sub(SECRET_KEY_REF),
     }
 
 
@@ -322,7 +342,10 @@ def status_pages() -> dict[str, Any]:
 
 
 def queues() -> dict[str, Any]:
-    """The home region's check queue and its dead-letter queue (other regions get theirs from checker stacks)."""
+    """A region's check queue and its dead-letter queue, in that region's checker stack.
+
+    Not in the home region's main stack: its checker stack creates the home region's queue, under the same name.
+    """
     return {
         "CheckDeadLetterQueue": {
             "Type": "AWS::SQS::Queue",
@@ -336,8 +359,7 @@ def queues() -> dict[str, Any]:
             "Type": "AWS::SQS::Queue",
             "Properties": {
                 "QueueName": sub(CHECK_QUEUE_NAME),
-                # Same as the local stack (chalicelib/local/resources.py).
-                "VisibilityTimeout": 120,
+                "VisibilityTimeout": CHECK_QUEUE_VISIBILITY_S,
                 "SqsManagedSseEnabled": True,
                 "RedrivePolicy": {
                     "deadLetterTargetArn": {"Fn::GetAtt": ["CheckDeadLetterQueue", "Arn"]},
@@ -388,7 +410,6 @@ def build() -> dict[str, Any]:
     resources: dict[str, Any] = {}
     resources.update(cfn_table_resources())
     resources.update(status_pages())
-    resources.update(queues())
     resources.update(alarms(resources))
     resources["ApiHandlerDataPolicy"] = api_policy()
     # Merged into Chalice's resources: the function's deployment-specific environment, and the API's
@@ -423,37 +444,213 @@ def build() -> dict[str, Any]:
     }
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": "Vigil: tables, queues, status pages, alarms and API settings (merged into Chalice's package).",
+        "Description": "Vigil: tables, status pages, alarms and API settings (merged into Chalice's package).",
         "Parameters": parameters(),
         "Conditions": {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [ref("AlarmEmail"), ""]}]}},
         "Resources": resources,
         "Outputs": {
             "StatusBucketName": {"Value": ref("StatusBucket")},
             "StatusDistributionDomain": {"Value": {"Fn::GetAtt": ["StatusDistribution", "DomainName"]}},
-            "CheckQueueUrl": {"Value": ref("CheckQueue")},
             "AlarmTopicArn": {"Value": ref("AlarmTopic")},
         },
     }
 
 
-def render() -> str:
-    return json.dumps(build(), indent=2) + "\n"
+def checker_parameters() -> dict[str, Any]:
+    shared = parameters()
+    return {
+        "Stage": shared["Stage"],
+        "TablePrefix": shared["TablePrefix"],
+        "HomeRegion": {
+            "Type": "String",
+            "AllowedPattern": "^[a-z]{2}(-[a-z]+)+-[0-9]$",
+            "Description": "The region of the stage's main stack, where the tables live.",
+        },
+        "AppUrl": shared["AppUrl"],
+        "EmailFrom": shared["EmailFrom"],
+        "AlarmEmail": shared["AlarmEmail"],
+        "LogLevel": {
+            "Type": "String",
+            "Default": "INFO",
+            "AllowedValues": ["DEBUG", "INFO", "WARNING", "ERROR"],
+            "Description": "The worker's log level (the stage's LOG_LEVEL in .chalice/config.json).",
+        },
+    }
+
+
+def checker_environment() -> dict[str, Any]:
+    """What the worker's settings need: a deployed stage refuses to start without SECRET_KEY, APP_URL, EMAIL_FROM."""
+    return {
+        "VIGIL_STAGE": ref("Stage"),
+        "TABLE_PREFIX": ref("TablePrefix"),
+        "HOME_REGION": ref("HomeRegion"),
+        "CHECK_REGION": ref("AWS::Region"),
+        "APP_URL": ref("AppUrl"),
+        "EMAIL_FROM": ref("EmailFrom"),
+        "LOG_LEVEL": ref("LogLevel"),
+        # Resolved in this stack's region: the secret is replicated there from the home region.
+        "SECRET_KEY": sub(SECRET_KEY_REF),
+    }
+
+
+def checker_role() -> dict[str, Any]:
+    """Only what the worker does: read monitors and stored results, write results, consume its own queue."""
+
+    def home_table(name: str) -> dict[str, str]:
+        return arn("dynamodb", f"table/${{TablePrefix}}{name}", region="${HomeRegion}")
+
+    statements = [
+        {
+            # The log group is this stack's (CheckerLogGroup), so the role needs no logs:CreateLogGroup.
+            "Sid": "Logs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [{"Fn::GetAtt": ["CheckerLogGroup", "Arn"]}],
+        },
+        {
+            # X-Ray has no resource-level permissions for these actions.
+            "Sid": "Tracing",
+            "Effect": "Allow",
+            "Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
+            "Resource": ["*"],
+        },
+        {
+            # Whether a job's monitor still runs here, and, on a redelivery, which results are already stored.
+            "Sid": "ReadMonitorsAndResults",
+            "Effect": "Allow",
+            "Action": ["dynamodb:BatchGetItem"],
+            "Resource": [home_table("monitors"), home_table("check_results")],
+        },
+        {
+            "Sid": "WriteResults",
+            "Effect": "Allow",
+            "Action": ["dynamodb:BatchWriteItem"],
+            "Resource": [home_table("check_results")],
+        },
+        {
+            # What Lambda's SQS event source does with the function's role (AWSLambdaSQSQueueExecutionRole).
+            "Sid": "CheckQueue",
+            "Effect": "Allow",
+            "Action": [
+                "sqs:ChangeMessageVisibility",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "sqs:ReceiveMessage",
+            ],
+            "Resource": [{"Fn::GetAtt": ["CheckQueue", "Arn"]}],
+        },
+    ]
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "Description": sub("Vigil ${Stage} check worker in ${AWS::Region}"),
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            },
+            "Policies": [
+                {
+                    "PolicyName": "vigil-checker",
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+                }
+            ],
+        },
+    }
+
+
+def build_checker(code_uri: str = CHECKER_CODE_URI) -> dict[str, Any]:
+    """The check worker's stack: deployed in every check region, including the home region."""
+    function_name = "${TablePrefix}checker"  # function names are per region: the same in every checker stack
+    resources: dict[str, Any] = queues()
+    resources.update(alarms(resources))
+    resources["CheckerLogGroup"] = {
+        "Type": "AWS::Logs::LogGroup",
+        "Properties": {
+            "LogGroupName": sub(f"/aws/lambda/{function_name}"),
+            "RetentionInDays": CHECKER_LOG_RETENTION_DAYS,
+        },
+    }
+    resources["CheckerRole"] = checker_role()
+    resources[CHECKER_FUNCTION] = {
+        "Type": "AWS::Serverless::Function",
+        # The log group first: the role cannot create it, so the first invocation's logs need it to exist.
+        "DependsOn": ["CheckerLogGroup"],
+        "Properties": {
+            "FunctionName": sub(function_name),
+            "Description": sub("Vigil ${Stage}: runs the checks the scheduler queues for ${AWS::Region}"),
+            "CodeUri": code_uri,
+            "Handler": CHECKER_HANDLER,
+            "Runtime": "python3.11",
+            # Chalice vendors x86_64 wheels (bcrypt, pydantic-core, cryptography) into the package.
+            "Architectures": ["x86_64"],
+            "Timeout": CHECKER_TIMEOUT_S,
+            "MemorySize": CHECKER_MEMORY_MB,
+            "Tracing": "Active",
+            "Role": {"Fn::GetAtt": ["CheckerRole", "Arn"]},
+            "Environment": {"Variables": checker_environment()},
+            "Events": {
+                "CheckQueueEvents": {
+                    "Type": "SQS",
+                    "Properties": {
+                        "Queue": {"Fn::GetAtt": ["CheckQueue", "Arn"]},
+                        "BatchSize": 10,
+                        # No batching window: a job waits for its planned start, never for a fuller batch.
+                        "MaximumBatchingWindowInSeconds": 0,
+                        # A poisoned job fails only its own message (Powertools BatchProcessor).
+                        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                        "ScalingConfig": {"MaximumConcurrency": CHECKER_MAX_CONCURRENCY},
+                    },
+                }
+            },
+        },
+    }
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Transform": "AWS::Serverless-2016-10-31",
+        "Description": "Vigil check worker: one region's check queue, its dead-letter queue and alarm, and the worker.",
+        "Parameters": checker_parameters(),
+        "Conditions": {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [ref("AlarmEmail"), ""]}]}},
+        "Resources": resources,
+        "Outputs": {
+            "CheckQueueUrl": {"Value": ref("CheckQueue")},
+            "CheckQueueArn": {"Value": {"Fn::GetAtt": ["CheckQueue", "Arn"]}},
+            "CheckDeadLetterQueueUrl": {"Value": ref("CheckDeadLetterQueue")},
+            "CheckerFunctionName": {"Value": ref(CHECKER_FUNCTION)},
+            "AlarmTopicArn": {"Value": ref("AlarmTopic")},
+        },
+    }
+
+
+def render(template: dict[str, Any] | None = None) -> str:
+    return json.dumps(build() if template is None else template, indent=2) + "\n"
+
+
+def outputs() -> list[tuple[Path, str]]:
+    """Every generated file and its wanted content (the paths are read at call time, so tests can redirect them)."""
+    return [(OUTPUT, render(build())), (CHECKER_OUTPUT, render(build_checker()))]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.build", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if infra/resources.json is out of date")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a generated template is out of date")
     args = parser.parse_args(argv)
-    wanted = render()
     if args.check:
-        current = OUTPUT.read_text() if OUTPUT.is_file() else ""
-        if current != wanted:
-            print(f"{OUTPUT} is out of date: run `make infra` and commit the result.", file=sys.stderr)
+        stale = [path for path, wanted in outputs() if (path.read_text() if path.is_file() else "") != wanted]
+        for path in stale:
+            print(f"{path} is out of date: run `make infra` and commit the result.", file=sys.stderr)
+        if stale:
             return 1
-        print(f"{OUTPUT} is up to date.")
+        print("infra templates are up to date.")
         return 0
-    OUTPUT.write_text(wanted)
-    print(f"wrote {OUTPUT}")
+    for path, wanted in outputs():
+        path.write_text(wanted)
+        print(f"wrote {path}")
     return 0
 
 

@@ -1,9 +1,12 @@
 """``python -m infra.package STAGE`` (``make package STAGE=dev|prod``): build the deployable template.
 
-1. Refuse a stale ``infra/resources.json`` (run ``make infra`` first).
+1. Refuse a stale ``infra/resources.json`` or ``infra/checker.json`` (run ``make infra`` first).
 2. Run ``chalice package`` for the stage with ``infra/resources.json`` merged in, into ``out/STAGE``.
-3. Lint the result (``sam.json``) with cfn-lint.
-4. Print the ``aws cloudformation package`` / ``deploy`` commands.  Nothing is deployed from here.
+3. Build the check worker's package: Chalice's ``deployment.zip`` plus the ``functions/`` tree, as
+   ``checker.zip``, and ``checker.json`` (``infra/checker.json`` pointing at it) beside it.
+4. Lint both templates (``sam.json``, ``checker.json``) with cfn-lint.
+5. Print the ``aws cloudformation package`` / ``deploy`` commands: the main stack in the home region, and a
+   checker stack in every check region.  Nothing is deployed from here.
 
 Chalice imports ``app.py`` to discover the routes, and a deployed stage's settings refuse to load without
 their secrets; the packaging process gets throwaway values for those.  They never reach the template:
@@ -23,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +127,44 @@ def _prune_build_cache() -> None:
                 stale.unlink(missing_ok=True)
 
 
+def package_checker(out: Path) -> Path:
+    """Build the check worker's package beside Chalice's; returns its template's path.
+
+    ``deployment.zip`` already holds ``app.py``, ``chalicelib`` and the vendored dependencies the worker
+    imports; only ``functions/`` is missing.  A copy gets it, so the API's package stays as Chalice made it.
+    """
+    deployment = out / "deployment.zip"
+    if not deployment.is_file():
+        raise PackageError(f"{deployment} is missing: `chalice package` did not write it")
+    archive = out / build.CHECKER_CODE_URI
+    shutil.copyfile(deployment, archive)
+    sources = sorted(
+        path
+        for path in (ROOT / "functions").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
+    if not any(path.name == "handler.py" for path in sources):
+        raise PackageError(f"functions/ has no handler.py: {build.CHECKER_HANDLER} cannot be packaged")
+    with zipfile.ZipFile(archive, "a") as zf:
+        present = set(zf.namelist())
+        for path in sources:
+            name = path.relative_to(ROOT).as_posix()
+            if name in present:
+                raise PackageError(f"{deployment.name} already holds {name}; refusing to shadow it")
+            # Fixed timestamps and modes, as Chalice's own entries have: the same code gives the same zip,
+            # so `aws cloudformation package` (which names the upload by its hash) updates no function needlessly.
+            entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            entry.external_attr = 0o100644 << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(entry, path.read_bytes())
+    template = json.loads(build.CHECKER_OUTPUT.read_text())
+    # Relative to the template's directory, which is how `aws cloudformation package` resolves it.
+    template["Resources"][build.CHECKER_FUNCTION]["Properties"]["CodeUri"] = archive.name
+    checker = out / "checker.json"
+    checker.write_text(json.dumps(template, indent=2) + "\n")
+    return checker
+
+
 def lint(template: Path) -> str:
     """cfn-lint the template; returns its report, raises on any finding (errors and warnings alike)."""
     result = _run([_tool("cfn-lint"), "--", str(template)], LINT_TIMEOUT_SECONDS)
@@ -145,12 +187,50 @@ def deploy_commands(stage: str, out: Path) -> list[str]:
         'AlarmEmail="${ALARM_EMAIL:-}"',
     ]
     return [
-        f"aws cloudformation package --template-file {template}/sam.json"
+        f'aws cloudformation package --region "$HOME_REGION" --template-file {template}/sam.json'
         f' --s3-bucket "$ARTIFACT_BUCKET" --output-template-file {template}/packaged.json',
-        f"aws cloudformation deploy --template-file {template}/packaged.json --stack-name {prefix.rstrip('-')}"
+        f'aws cloudformation deploy --region "$HOME_REGION" --template-file {template}/packaged.json'
+        f" --stack-name {prefix.rstrip('-')}"
         " --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND"
         f" --parameter-overrides {' '.join(overrides)}",
     ]
+
+
+def check_regions(stage: str) -> list[str]:
+    env = stage_environment(stage)
+    return [r.strip() for r in env.get("CHECK_REGIONS", ",".join(DEFAULT_REGIONS)).split(",") if r.strip()]
+
+
+def checker_deploy_commands(stage: str, out: Path) -> list[str]:
+    """Package and deploy the checker stack in each check region of the stage's config (home region included).
+
+    Lambda reads code only from a bucket in its own region, so each region is packaged into its own artifact
+    bucket, ``$ARTIFACT_BUCKET-<region>``.
+    """
+    env = stage_environment(stage)
+    prefix = env["TABLE_PREFIX"]
+    template = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+    overrides = [
+        f"Stage={shlex.quote(stage)}",
+        f"TablePrefix={shlex.quote(prefix)}",
+        'HomeRegion="$HOME_REGION"',
+        'AppUrl="$APP_URL"',
+        'EmailFrom="$EMAIL_FROM"',
+        'AlarmEmail="${ALARM_EMAIL:-}"',
+        f"LogLevel={shlex.quote(env.get('LOG_LEVEL', 'INFO'))}",
+    ]
+    commands = []
+    for region in check_regions(stage):
+        packaged = f"{template}/checker-{region}.json"
+        commands += [
+            f"aws cloudformation package --region {shlex.quote(region)} --template-file {template}/checker.json"
+            f' --s3-bucket "$ARTIFACT_BUCKET-{region}" --output-template-file {packaged}',
+            f"aws cloudformation deploy --region {shlex.quote(region)} --template-file {packaged}"
+            f" --stack-name {prefix}checker"
+            " --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND"
+            f" --parameter-overrides {' '.join(overrides)}",
+        ]
+    return commands
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,13 +246,22 @@ def main(argv: list[str] | None = None) -> int:
         if build.main(["--check"]) != 0:
             return 1
         template = package(args.stage, out)
+        checker = package_checker(out)
         print(f"packaged {args.stage} into {out}")
-        lint(template)
-        print(f"cfn-lint: {template.name} is clean")
+        for linted in (template, checker):
+            lint(linted)
+            print(f"cfn-lint: {linted.name} is clean")
     except PackageError as exc:
         print(exc, file=sys.stderr)
         return 1
-    print("\nTo deploy (see docs/deploy.md; APP_URL, EMAIL_FROM, ARTIFACT_BUCKET and optionally ALARM_EMAIL set):\n")
+    print(
+        "\nTo deploy (see docs/deploy.md; HOME_REGION, APP_URL, EMAIL_FROM, ARTIFACT_BUCKET and optionally"
+        " ALARM_EMAIL set):"
+    )
+    print("\n1. The check worker, one stack per check region (each needs the secret and $ARTIFACT_BUCKET-<region>):\n")
+    for command in checker_deploy_commands(args.stage, out):
+        print(f"  {command}\n")
+    print("2. The main stack, in the home region:\n")
     for command in deploy_commands(args.stage, out):
         print(f"  {command}\n")
     return 0

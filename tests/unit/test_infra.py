@@ -1,20 +1,24 @@
-"""The deploy template: generated from the code, in step with the local tables, and valid CloudFormation."""
+"""The deploy templates: generated from the code, in step with the local tables and the app, valid CloudFormation."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import annotated_types
 import pytest
 from pynamodb.attributes import TTLAttribute, UnicodeAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 
 from chalicelib import errors
 from chalicelib.aws import names
+from chalicelib.checks import worker
 from chalicelib.settings import Settings, load_settings
 from chalicelib.storage import schema
 from chalicelib.storage.base import BaseModel, all_models
@@ -25,6 +29,9 @@ TEMPLATE: dict[str, Any] = json.loads(build.OUTPUT.read_text())
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 TABLES = {name: r for name, r in RESOURCES.items() if r.get("Type") == "AWS::DynamoDB::Table"}
 MODELS = all_models()
+CHECKER: dict[str, Any] = json.loads(build.CHECKER_OUTPUT.read_text())
+CHECKER_RESOURCES: dict[str, Any] = CHECKER["Resources"]
+CHECKER_FUNCTION = CHECKER_RESOURCES[build.CHECKER_FUNCTION]["Properties"]
 
 
 def substitute(value: dict[str, str], **variables: str) -> str:
@@ -169,44 +176,73 @@ def test_the_committed_template_is_what_the_code_generates() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_check_mode_fails_on_a_stale_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    stale = tmp_path / "resources.json"
-    stale.write_text(build.render().replace('"PAY_PER_REQUEST"', '"PROVISIONED"', 1))
-    monkeypatch.setattr(build, "OUTPUT", stale)
+@pytest.mark.parametrize(
+    ("stale_one", "old", "new"),
+    [("OUTPUT", '"PAY_PER_REQUEST"', '"PROVISIONED"'), ("CHECKER_OUTPUT", '"Timeout": 120', '"Timeout": 60')],
+)
+def test_check_mode_fails_on_either_stale_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stale_one: str, old: str, new: str
+) -> None:
+    monkeypatch.setattr(build, "OUTPUT", tmp_path / "resources.json")
+    monkeypatch.setattr(build, "CHECKER_OUTPUT", tmp_path / "checker.json")
+    assert build.main([]) == 0
+    assert build.main(["--check"]) == 0
+    stale: Path = getattr(build, stale_one)
+    text = stale.read_text()
+    assert old in text
+    stale.write_text(text.replace(old, new, 1))
 
     assert build.main(["--check"]) == 1
     assert build.main([]) == 0
     assert build.main(["--check"]) == 0
 
 
-def test_queue_and_bucket_names_are_the_ones_the_app_uses() -> None:
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1", "ap-southeast-1"])
+def test_queue_and_bucket_names_are_the_ones_the_app_uses(region: str) -> None:
     settings = load_settings({"VIGIL_STAGE": "test", "TABLE_PREFIX": "vigil-prod-"})
-    region = "eu-west-1"
 
-    def name(resource: str, key: str) -> str:
-        return substitute(RESOURCES[resource]["Properties"][key], TablePrefix="vigil-prod-", Region=region)
+    def name(resources: dict[str, Any], resource: str, key: str) -> str:
+        return substitute(resources[resource]["Properties"][key], TablePrefix="vigil-prod-", Region=region)
 
     queue = names.check_queue(settings, region)
-    assert name("CheckQueue", "QueueName") == queue
-    assert name("CheckDeadLetterQueue", "QueueName") == names.dead_letter_queue(queue)
-    assert name("StatusBucket", "BucketName") == names.status_bucket(settings)
+    assert name(CHECKER_RESOURCES, "CheckQueue", "QueueName") == queue
+    assert name(CHECKER_RESOURCES, "CheckDeadLetterQueue", "QueueName") == names.dead_letter_queue(queue)
+    assert name(RESOURCES, "StatusBucket", "BucketName") == names.status_bucket(settings)
 
 
-def test_every_dead_letter_queue_has_an_alarm() -> None:
-    queues = {name for name, r in RESOURCES.items() if r.get("Type") == "AWS::SQS::Queue"}
-    dead_letter = {q for q in queues if RESOURCES[q]["Properties"]["QueueName"]["Fn::Sub"].endswith("-dlq")}
+def test_only_the_checker_stacks_create_check_queues() -> None:
+    """The home region runs a checker stack too: a queue in the main stack would collide with its queue's name."""
+    assert not [name for name, r in RESOURCES.items() if r.get("Type") == "AWS::SQS::Queue"]
+    assert "CheckQueueUrl" not in TEMPLATE["Outputs"]
+    assert "CheckQueueUrl" in CHECKER["Outputs"]
+    # The scheduler may still send to every region's queue, the home region's included.
+    statements = RESOURCES["ApiHandlerDataPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    send = next(s for s in statements if "sqs:SendMessage" in s["Action"])
+    assert send["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:sqs:*:${AWS::AccountId}:${TablePrefix}checks-*"}]
+
+
+@pytest.mark.parametrize("template", [TEMPLATE, CHECKER], ids=["main", "checker"])
+def test_every_dead_letter_queue_has_an_alarm(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    queues = {name for name, r in resources.items() if r.get("Type") == "AWS::SQS::Queue"}
+    dead_letter = {q for q in queues if resources[q]["Properties"]["QueueName"]["Fn::Sub"].endswith("-dlq")}
     alarmed = {
         r["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
-        for r in RESOURCES.values()
+        for r in resources.values()
         if r.get("Type") == "AWS::CloudWatch::Alarm"
         and r["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
     }
 
-    assert dead_letter == {"CheckDeadLetterQueue"}
+    assert dead_letter == ({"CheckDeadLetterQueue"} if template is CHECKER else set())
     assert alarmed == dead_letter
+    for q in dead_letter:
+        assert resources[q]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+        assert resources[f"{q}Alarm"]["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
     for q in queues - dead_letter:
-        redrive = RESOURCES[q]["Properties"]["RedrivePolicy"]
+        redrive = resources[q]["Properties"]["RedrivePolicy"]
         assert redrive["deadLetterTargetArn"]["Fn::GetAtt"][0] in dead_letter
+        assert redrive["maxReceiveCount"] == 5
+    assert resources["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
 
 
 def test_the_status_bucket_is_private_and_cloudfront_reads_only_status_pages() -> None:
@@ -275,6 +311,129 @@ def test_the_api_handler_may_not_scan_and_touches_only_its_own_tables() -> None:
         {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${TablePrefix}*"}
     ]
     assert {"ses:SendRawEmail", "sqs:SendMessage", "s3:PutObject"} <= set(actions)
+
+
+# --- the check worker's stack (infra/checker.json), one per check region ------------------------------------------
+
+
+def _max_check_timeout_s() -> float:
+    from chalicelib.api.monitors import MonitorFields
+
+    (limit,) = [m.le for m in MonitorFields.model_fields["timeout_ms"].metadata if isinstance(m, annotated_types.Le)]
+    assert isinstance(limit, int)
+    return limit / 1000
+
+
+def test_the_worker_has_time_for_the_last_start_and_sqs_waits_for_it() -> None:
+    timeout = CHECKER_FUNCTION["Timeout"]
+    queue = CHECKER_RESOURCES["CheckQueue"]["Properties"]
+
+    # The last job starts up to 60 s after the tick; then its own timeout, then the worker's margin.
+    assert 60 + _max_check_timeout_s() + worker.FINISH_MARGIN_S <= timeout <= 900
+    # AWS's guidance for SQS event sources: visibility at least six times the function timeout.
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+    assert queue["VisibilityTimeout"] <= 12 * 3600
+
+
+def test_the_worker_consumes_its_own_queue_with_partial_batch_failures() -> None:
+    (event,) = CHECKER_FUNCTION["Events"].values()
+    source = event["Properties"]
+
+    assert event["Type"] == "SQS"
+    assert source["Queue"] == {"Fn::GetAtt": ["CheckQueue", "Arn"]}
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert source["BatchSize"] == 10
+    assert source["MaximumBatchingWindowInSeconds"] == 0
+    assert 2 <= source["ScalingConfig"]["MaximumConcurrency"] <= 1000
+
+
+def test_the_worker_function_runs_the_handler_in_functions() -> None:
+    module, _, attribute = CHECKER_FUNCTION["Handler"].rpartition(".")
+
+    assert CHECKER_RESOURCES[build.CHECKER_FUNCTION]["Type"] == "AWS::Serverless::Function"
+    assert CHECKER["Transform"] == "AWS::Serverless-2016-10-31"
+    spec = importlib.util.find_spec(module)
+    assert spec is not None
+    assert spec.origin is not None
+    assert f"\n{attribute} = " in Path(spec.origin).read_text()
+    assert CHECKER_FUNCTION["Runtime"] == "python3.11"
+    assert CHECKER_FUNCTION["MemorySize"] == 1024
+    assert CHECKER_FUNCTION["Tracing"] == "Active"
+    assert CHECKER_FUNCTION["Role"] == {"Fn::GetAtt": ["CheckerRole", "Arn"]}
+    assert CHECKER_FUNCTION["CodeUri"] == build.CHECKER_CODE_URI
+
+
+def test_the_worker_starts_with_the_stacks_environment_labelled_with_its_region() -> None:
+    variables = CHECKER_FUNCTION["Environment"]["Variables"]
+    values = {"Stage": "prod", "TablePrefix": "vigil-prod-", "HomeRegion": "us-east-1", "AWS::Region": "eu-west-1"}
+    values |= {"AppUrl": "https://app.example.com", "EmailFrom": "Vigil <no-reply@example.com>", "LogLevel": "INFO"}
+    env = {name: values[value["Ref"]] for name, value in variables.items() if "Ref" in value}
+
+    # The same secret as the main stack's functions (replicated to this region), never a parameter.
+    assert variables["SECRET_KEY"] == build.api_environment()["SECRET_KEY"]
+    assert not {"SecretKey", "SECRET_KEY"} & set(CHECKER["Parameters"])
+    settings = load_settings(
+        {**env, "SECRET_KEY": "s" * 48, "AWS_REGION": "eu-west-1", "AWS_LAMBDA_FUNCTION_NAME": "vigil-prod-checker"}
+    )
+    assert settings.stage == "prod"
+    assert settings.table_prefix == "vigil-prod-"
+    assert settings.home_region == "us-east-1"
+    assert settings.check_region == "eu-west-1"
+
+
+def test_the_worker_role_reads_and_writes_only_what_the_worker_does() -> None:
+    from chalicelib.monitors.models import MonitorModel, ResultModel
+
+    role = CHECKER_RESOURCES["CheckerRole"]["Properties"]
+    (policy,) = role["Policies"]
+    statements = policy["PolicyDocument"]["Statement"]
+    actions = [a for s in statements for a in s["Action"]]
+    by_action = {a: s["Resource"] for s in statements for a in s["Action"]}
+
+    def home_table(model: type[BaseModel]) -> dict[str, str]:
+        resource = f"table/${{TablePrefix}}{model.logical_name}"
+        return {"Fn::Sub": f"arn:${{AWS::Partition}}:dynamodb:${{HomeRegion}}:${{AWS::AccountId}}:{resource}"}
+
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert not role.get("ManagedPolicyArns")
+    assert not any("*" in a for a in actions)
+    assert "dynamodb:Scan" not in actions
+    assert {a for a in actions if a.startswith("dynamodb:")} == {"dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"}
+    assert by_action["dynamodb:BatchGetItem"] == [home_table(MonitorModel), home_table(ResultModel)]
+    assert by_action["dynamodb:BatchWriteItem"] == [home_table(ResultModel)]
+    own_queue = [{"Fn::GetAtt": ["CheckQueue", "Arn"]}]
+    assert {a for a in actions if a.startswith("sqs:")} == {
+        "sqs:ChangeMessageVisibility",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:ReceiveMessage",
+    }
+    assert all(by_action[a] == own_queue for a in actions if a.startswith("sqs:"))
+    assert by_action["logs:PutLogEvents"] == [{"Fn::GetAtt": ["CheckerLogGroup", "Arn"]}]
+    # Only X-Ray, which has no resource-level permissions, gets "*".
+    assert {a for a, resource in by_action.items() if resource == ["*"]} == {
+        "xray:PutTelemetryRecords",
+        "xray:PutTraceSegments",
+    }
+
+
+def test_the_checker_template_passes_cfn_lint() -> None:
+    package.lint(build.CHECKER_OUTPUT)
+
+
+def test_the_printed_checker_commands_deploy_one_stack_per_check_region() -> None:
+    regions = package.check_regions("prod")
+    commands = package.checker_deploy_commands("prod", ROOT / "out" / "prod")
+    deploys = [c for c in commands if c.startswith("aws cloudformation deploy ")]
+    required = {name for name, p in CHECKER["Parameters"].items() if "Default" not in p}
+
+    assert regions == package.stage_environment("prod")["CHECK_REGIONS"].split(",")
+    assert [re.search(r"--region (\S+)", c).group(1) for c in deploys] == regions  # type: ignore[union-attr]
+    for command in deploys:
+        passed = set(re.findall(r"(\w+)=", command.split("--parameter-overrides", 1)[1]))
+        assert required <= passed
+        assert "--stack-name vigil-prod-checker " in command
+        assert "Stage=prod TablePrefix=vigil-prod- HomeRegion=" in command
 
 
 # --- .chalice/config.json and the secret ----------------------------------------------------------------------------
@@ -352,3 +511,12 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
 
     # 3. cfn-lint (with the SAM transform) finds nothing, warnings included.
     package.lint(packaged)
+
+    # 4. The check worker's package: Chalice's zip plus functions/, and a template pointing at it.
+    checker = package.package_checker(packaged.parent)
+    code_uri = json.loads(checker.read_text())["Resources"][build.CHECKER_FUNCTION]["Properties"]["CodeUri"]
+    with zipfile.ZipFile(checker.parent / code_uri) as zf:
+        contents = set(zf.namelist())
+    assert {"functions/checker/handler.py", "app.py", "chalicelib/checks/worker.py"} <= contents
+    assert any(name.startswith("aws_lambda_powertools/") for name in contents)
+    package.lint(checker)
