@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib import errors
+from chalicelib.checks.worker import LAMBDA_TIMEOUT_S
 from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.storage.schema import cfn_table_resources
 
@@ -45,7 +46,7 @@ SECRET_KEY_REF = "{{resolve:secretsmanager:" + SECRET_KEY_ID + "}}"
 CHECKER_FUNCTION = "Checker"
 CHECKER_HANDLER = "functions.checker.handler.handler"
 CHECKER_CODE_URI = "checker.zip"  # beside the template; `aws cloudformation package` uploads it and rewrites this
-CHECKER_TIMEOUT_S = 120
+CHECKER_TIMEOUT_S = LAMBDA_TIMEOUT_S  # one value for the deployed worker and the local stack
 CHECKER_MEMORY_MB = 1024  # checks wait on the network; memory buys the CPU for TLS and JSON assertions
 # AWS's guidance for an SQS event source: a visibility timeout of at least six times the function's timeout,
 # so that a message is not redelivered while Lambda is still retrying a throttled invocation.

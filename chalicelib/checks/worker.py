@@ -5,8 +5,9 @@ For each message of the batch, in its own thread, so no message waits for anothe
 1. Decode the message and parse each job on its own; unparseable jobs fail the message (after the
    good ones ran), so it is redelivered and, in the end, parked in the DLQ for a person to read.
 2. Drop the jobs this worker must not run: another region's, and those whose monitor was deleted,
-   paused or taken out of this region since the tick — one BatchGet over the message's monitors.
-   On a redelivery, also drop the jobs whose result is already stored (one BatchGet of result keys),
+   paused or taken out of this region since the tick — a BatchGet per 100 jobs in start order, each
+   looked up while the jobs before it run, so the minute's first checks never wait for its last.
+   On a redelivery, also drop the jobs whose result is already stored (a BatchGet of result keys),
    so a message that failed half-way does not check its targets twice; and a job that another
    message of the same batch carries too (a duplicate delivery) runs once.
 3. Hand each job to the check pool (shared by the batch, bounded) at its planned start — the
@@ -44,6 +45,10 @@ WRITE_BATCH = 25  # BatchWriteItem's limit
 WRITE_ATTEMPTS = 6
 WRITE_BACKOFF_S = 0.05  # doubled per attempt, with full jitter: 50 ms … 1.6 s
 MONITOR_FIELDS = ["team_id", "monitor_id", "paused", "regions"]
+LAMBDA_TIMEOUT_S = (
+    120  # the worker's Lambda timeout (infra/checker.json and the local stack use this): a minute of starts + checks
+)
+LOOKUP_CHUNK = 100  # jobs looked up (paused? deleted? already done?) at a time: one BatchGetItem's limit
 
 
 class PoisonedJobs(ValueError):
@@ -120,16 +125,42 @@ class Worker:
         """
         jobs, poisoned = _parse(body)
         tally.jobs = len(jobs) + len(poisoned)
-        live = self._live(jobs)
-        if receive_count > 1:
-            live = self._not_done(live, tally)
-        tally.dropped = len(jobs) - len(live) - tally.already_done
-        mine = [j for j in live if claim(f"{j.monitor_id}|{result_slot(j, self.region)}")]
-        tally.already_done += len(live) - len(mine)
-        live = mine
-        self._run(live, checks, tally)
+        jobs.sort(key=lambda j: j.slot)
+        with ThreadPoolExecutor(1, thread_name_prefix="vigil-lookup") as lookups:
+            self._run(self._runnable(jobs, receive_count, tally, claim, lookups), checks, tally)
         if poisoned:
             raise PoisonedJobs(f"{len(poisoned)} of {tally.jobs} jobs cannot be parsed; first: {poisoned[0]}")
+
+    def _runnable(
+        self,
+        jobs: list[Job],
+        receive_count: int,
+        tally: Tally,
+        claim: Callable[[str], bool],
+        lookups: ThreadPoolExecutor,
+    ) -> Iterator[Job]:
+        """The jobs to run, in start order, looked up ``LOOKUP_CHUNK`` at a time, the next chunk while this one runs.
+
+        A message carries a region's whole minute (1,000 jobs and more): looking all of them up first
+        would hold the minute's first checks behind every BatchGet of the message.
+        """
+        chunks = [jobs[i : i + LOOKUP_CHUNK] for i in range(0, len(jobs), LOOKUP_CHUNK)]
+        ahead = lookups.submit(self._keep, chunks[0], receive_count, tally, claim) if chunks else None
+        for index in range(len(chunks)):
+            current = ahead.result() if ahead else []
+            if index + 1 < len(chunks):
+                ahead = lookups.submit(self._keep, chunks[index + 1], receive_count, tally, claim)
+            yield from current
+
+    def _keep(self, jobs: list[Job], receive_count: int, tally: Tally, claim: Callable[[str], bool]) -> list[Job]:
+        live = self._live(jobs)
+        done = 0
+        if receive_count > 1:
+            live, done = self._not_done(live)
+        tally.dropped += len(jobs) - len(live) - done
+        mine = [j for j in live if claim(f"{j.monitor_id}|{result_slot(j, self.region)}")]
+        tally.already_done += done + len(live) - len(mine)
+        return mine
 
     def _live(self, jobs: list[Job]) -> list[Job]:
         """The jobs whose monitor still exists, is not paused and still has this region."""
@@ -147,15 +178,14 @@ class Worker:
         }
         return [j for j in mine if (j.team_id, j.monitor_id) in active]
 
-    def _not_done(self, jobs: list[Job], tally: Tally) -> list[Job]:
-        """A redelivered message: leave out the jobs whose result a previous delivery stored."""
+    def _not_done(self, jobs: list[Job]) -> tuple[list[Job], int]:
+        """A redelivered message: leave out the jobs whose result a previous delivery stored (and count them)."""
         if not jobs:
-            return []
+            return [], 0
         keys = {(j.monitor_id, result_slot(j, self.region)) for j in jobs}
         stored = {(r.monitor_id, r.slot) for r in ResultModel.batch_get(keys, attributes_to_get=["monitor_id", "slot"])}
         todo = [j for j in jobs if (j.monitor_id, result_slot(j, self.region)) not in stored]
-        tally.already_done = len(jobs) - len(todo)
-        return todo
+        return todo, len(jobs) - len(todo)
 
     def _latest_start(self, job: Job) -> float:
         return self.deadline - FINISH_MARGIN_S - job.spec.timeout_ms / 1000
@@ -165,22 +195,25 @@ class Worker:
         until_slot = (job.slot - datetime.now(UTC)).total_seconds()
         return min(until_slot, self._latest_start(job) - time.monotonic())
 
-    def _run(self, jobs: list[Job], checks: ThreadPoolExecutor, tally: Tally) -> None:
+    def _run(self, jobs: Iterable[Job], checks: ThreadPoolExecutor, tally: Tally) -> None:
+        """Start ``jobs`` (in start order) each at its planned start, and write their results as they finish."""
         writer = _Writer(self, tally)
         running: set[Future[tuple[Job, CheckResult]]] = set()
-        for job in sorted(jobs, key=lambda j: j.slot):
-            while (delay := self._delay(job)) > 0:
-                if running:
-                    done, running = wait(running, timeout=delay, return_when=FIRST_COMPLETED)
-                    writer.collect(done)
-                else:
-                    writer.flush()  # nothing else will arrive before this job starts
-                    time.sleep(delay)
-            running.add(checks.submit(self._check, job))
-        while running:
-            done, running = wait(running, timeout=FLUSH_AFTER_S, return_when=FIRST_COMPLETED)
-            writer.collect(done)
-        writer.flush()
+        try:
+            for job in jobs:
+                while (delay := self._delay(job)) > 0:
+                    if running:
+                        done, running = wait(running, timeout=delay, return_when=FIRST_COMPLETED)
+                        writer.collect(done)
+                    else:
+                        writer.flush()  # nothing else will arrive before this job starts
+                        time.sleep(delay)
+                running.add(checks.submit(self._check, job))
+        finally:  # a failed look-up fails the message, but the checks already running are still stored
+            while running:
+                done, running = wait(running, timeout=FLUSH_AFTER_S, return_when=FIRST_COMPLETED)
+                writer.collect(done)
+            writer.flush()
         writer.raise_if_failed()
 
     def _check(self, job: Job) -> tuple[Job, CheckResult]:

@@ -62,10 +62,10 @@ class Outcome:
 # ---------------------------------------------------------------- Lambda-shaped events
 
 
-def lambda_context(name: str, region: str) -> Any:
+def lambda_context(name: str, region: str, timeout_ms: int = LAMBDA_TIMEOUT_MS) -> Any:
     from chalice.local import LambdaContext
 
-    context = LambdaContext(function_name=f"vigil-local-{name}", memory_size=512, max_runtime_ms=LAMBDA_TIMEOUT_MS)
+    context = LambdaContext(function_name=f"vigil-local-{name}", memory_size=512, max_runtime_ms=timeout_ms)
     context.invoked_function_arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{context.function_name}"
     return context
 
@@ -195,6 +195,7 @@ class QueueSource:
     queue_url: str
     handler: Handler
     batch_size: int = 1
+    timeout_ms: int = LAMBDA_TIMEOUT_MS
     queue_arn: str | None = None
 
     def step(self, loop: EventLoop) -> float:
@@ -214,7 +215,8 @@ class QueueSource:
         return 0.0
 
     def _handle(self, loop: EventLoop, messages: list[dict[str, Any]], queue_arn: str) -> None:
-        outcome = loop.invoke(self.name, self.handler, {"Records": [sqs_record(m, queue_arn) for m in messages]})
+        event = {"Records": [sqs_record(m, queue_arn) for m in messages]}
+        outcome = loop.invoke(self.name, self.handler, event, timeout_ms=self.timeout_ms)
         ids = [m["MessageId"] for m in messages]
         # A handler that raised fails the whole batch: every message comes back after its visibility timeout.
         failed = set(ids) if not outcome.ok else set(failed_items(outcome.result, ids))
@@ -425,8 +427,11 @@ class EventLoop:
     def add_schedule(self, name: str, minutes: float, handler: Handler) -> None:
         self._add(ScheduleSource(name, minutes * 60, handler), self.schedules)
 
-    def add_sqs(self, name: str, queue_url: str, handler: Handler, batch_size: int = 1) -> None:
-        self._add(QueueSource(name, queue_url, handler, batch_size), self.queues)
+    def add_sqs(
+        self, name: str, queue_url: str, handler: Handler, batch_size: int = 1, timeout_ms: int = LAMBDA_TIMEOUT_MS
+    ) -> None:
+        """``timeout_ms``: the deployed function's timeout, which the handler reads from its context."""
+        self._add(QueueSource(name, queue_url, handler, batch_size, timeout_ms), self.queues)
 
     def add_stream(
         self, name: str, table_name: str, handler: Handler, batch_size: int = 100, starting_position: str = "LATEST"
@@ -503,13 +508,15 @@ class EventLoop:
             if pause > 0:
                 self._stop.wait(pause)
 
-    def invoke(self, name: str, handler: Handler, event: dict[str, Any]) -> Outcome:
+    def invoke(
+        self, name: str, handler: Handler, event: dict[str, Any], *, timeout_ms: int = LAMBDA_TIMEOUT_MS
+    ) -> Outcome:
         """Call one handler as Lambda would; an exception is logged and returned, never raised."""
         with self._lock:
             self._busy += 1
         started = time.perf_counter()
         try:
-            outcome = Outcome(name, ok=True, result=handler(event, lambda_context(name, self.region)))
+            outcome = Outcome(name, ok=True, result=handler(event, lambda_context(name, self.region, timeout_ms)))
         except Exception as exc:  # noqa: BLE001 - a handler's failure is the loop's normal business
             logger.exception("handler failed", extra={"handler": name})
             outcome = Outcome(name, ok=False, error=type(exc).__name__)

@@ -21,7 +21,7 @@ def create_resources(settings: Settings) -> dict[str, list[str]]:
         sqs.create_queue(
             QueueName=name,
             Attributes={
-                "VisibilityTimeout": "120",
+                "VisibilityTimeout": "180",  # above the worker's 120 s budget: no redelivery mid-run
                 "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
             },
         )

@@ -57,12 +57,14 @@ def add_check_workers(loop: EventLoop, settings: Settings) -> None:
     """One check worker per configured region, each fed by its region's queue, as the per-region stacks are."""
     from chalicelib.aws import names
     from chalicelib.aws.clients import client
+    from chalicelib.checks.worker import LAMBDA_TIMEOUT_S
     from functions.checker.handler import make_handler
 
     sqs = client("sqs")
     for region in settings.check_regions:
         url = sqs.get_queue_url(QueueName=names.check_queue(settings, region))["QueueUrl"]
-        loop.add_sqs(f"checker-{region}", url, make_handler(region), batch_size=10)
+        # The deployed checker's timeout: the worker holds a message's starts for up to a minute, then checks.
+        loop.add_sqs(f"checker-{region}", url, make_handler(region), batch_size=10, timeout_ms=LAMBDA_TIMEOUT_S * 1000)
 
 
 def _prepare_environment() -> None:

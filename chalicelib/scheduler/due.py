@@ -6,8 +6,8 @@ A monitor with interval I seconds lives under ``I:p`` where p = hash(id) mod (I/
 1. for every interval I ≥ 60, the key ``I:(t mod I/60)`` is due — so each monitor is due
    exactly once every I/60 minutes, and the monitors of one interval are spread evenly over them;
 2. ``30:0`` is due every minute and sent twice: at the tick and 30 s later;
-3. within its minute, a monitor starts at a stable offset (hash(id) mod 60 s, or mod 30 s for
-   30-second monitors), so a tick's checks do not all start at once.
+3. within its minute, a monitor starts at a stable offset between 5 s (the tick's own headroom) and
+   59 s (or 29 s for 30-second monitors), so a tick's checks do not all start at once.
 """
 
 from __future__ import annotations
@@ -53,9 +53,14 @@ def all_keys() -> list[DueKey]:
     return keys
 
 
+# Starts are planned no earlier than this after the tick: the tick itself (EventBridge's own delay, the queries,
+# the sends) takes that long, and a start planned inside it would begin late by construction.
+TICK_HEADROOM_SECONDS = 5
+
+
 def start_offset_seconds(monitor_id: str, interval_seconds: int) -> int:
-    span = min(60, interval_seconds)
-    return int(hashlib.sha256(f"start:{monitor_id}".encode()).hexdigest()[:8], 16) % span
+    span = min(60, interval_seconds) - TICK_HEADROOM_SECONDS
+    return TICK_HEADROOM_SECONDS + int(hashlib.sha256(f"start:{monitor_id}".encode()).hexdigest()[:8], 16) % span
 
 
 def planned_start(tick: datetime, monitor_id: str, interval_seconds: int, repeat: int) -> datetime:

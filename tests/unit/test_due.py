@@ -81,10 +81,10 @@ def test_the_load_per_tick_is_even_over_a_day():
 def test_starts_are_spread_over_the_minute_and_stable():
     tick = MIDNIGHT + timedelta(minutes=5, seconds=3)
     offsets = [start_offset_seconds(f"mon_{n}", 60) for n in range(600)]
-    assert min(offsets) == 0
+    assert min(offsets) == 5  # the tick's own headroom: nothing is planned while the tick is still sending
     assert max(offsets) == 59
-    assert max(Counter(offsets).values()) < 25  # ~10 a second, none crowded
+    assert max(Counter(offsets).values()) < 25  # ~11 a second, none crowded
     assert planned_start(tick, "mon_a", 60, 0) == planned_start(tick, "mon_a", 60, 0)
     assert planned_start(tick, "mon_a", 60, 0).minute == 5
-    assert all(start_offset_seconds(f"mon_{n}", 30) < 30 for n in range(100))
+    assert all(5 <= start_offset_seconds(f"mon_{n}", 30) < 30 for n in range(100))
     assert planned_start(tick, "mon_a", 30, 30) - planned_start(tick, "mon_a", 30, 0) == timedelta(seconds=30)
