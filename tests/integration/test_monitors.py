@@ -287,3 +287,12 @@ def test_uptime_reads_rollups(api, alice):
     assert body["uptime"]["30d"] == round(100 * 5 / 7, 3)
     assert body["uptime"]["24h"] == 100.0  # hourly rollups since 13:00 yesterday: only today's two checks
     assert list(ResultModel.query(m["id"])) == []  # nothing read from (or written to) raw results
+
+
+def test_a_channel_id_the_team_does_not_own_is_404_and_nothing_is_stored(api, alice):
+    r = api.post("/v1/monitors", {"name": "m", "url": URL, "channel_ids": ["ch_of_another_team"]})
+    assert r.status == 404
+    assert list(MonitorModel.query(alice["team"]["id"])) == []
+    m = create(api)
+    assert api.patch(f"/v1/monitors/{m['id']}", {"channel_ids": ["ch_of_another_team"]}).status == 404
+    assert api.get(f"/v1/monitors/{m['id']}").json["channel_ids"] == []
