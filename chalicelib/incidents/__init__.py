@@ -1,0 +1,1 @@
+"""Incidents: outages confirmed across regions, opened once and resolved once."""

@@ -1,0 +1,160 @@
+"""The incident state machine: pure, so it can be tested as a table of cases.
+
+Per monitor it keeps, for each region, the consecutive failures and successes and whether
+the region counts as down; from those it derives the monitor's status.  :func:`apply`
+folds one check result into the state:
+
+1. A result not newer than the last one applied for its region is ignored (duplicates and
+   out-of-order stream records change nothing).
+2. The region's counters move; it goes down after ``failure_threshold`` consecutive failures
+   and up again after ``recovery_threshold`` consecutive successes.
+3. The monitor is down when at least ``confirmation_regions`` regions are down.  A down region
+   below that quorum is an advisory (visible, named), not an outage.
+4. An incident opens when the quorum is reached and none is open, and resolves when it is
+   lost — never twice for one outage.  During maintenance the status is ``maintenance`` and no
+   incident opens; if the monitor is still down when the window ends, the next result opens it.
+5. An up monitor whose response was slower than ``degraded_after_ms`` is ``degraded``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Policy:
+    regions: tuple[str, ...]
+    failure_threshold: int = 2
+    recovery_threshold: int = 1
+    confirmation_regions: int = 2
+
+
+@dataclass(frozen=True)
+class Observation:
+    region: str
+    checked_at: datetime
+    ok: bool
+    degraded: bool = False
+    cause: str | None = None  # e.g. "HTTP 503", "timeout"
+
+
+@dataclass(frozen=True)
+class RegionState:
+    down: bool = False
+    failures: int = 0
+    successes: int = 0
+    checked: bool = False
+    last_checked_at: datetime | None = None
+    down_since: datetime | None = None
+    cause: str | None = None
+
+    @property
+    def label(self) -> str:
+        if not self.checked:
+            return "pending"
+        return "down" if self.down else "up"
+
+
+@dataclass(frozen=True)
+class MonitorState:
+    regions: dict[str, RegionState] = field(default_factory=dict)
+    incident_open: bool = False
+    degraded: bool = False
+    status: str = "pending"
+
+    def region(self, name: str) -> RegionState:
+        return self.regions.get(name, RegionState())
+
+
+@dataclass(frozen=True)
+class Event:
+    """What changed: ``region_down``, ``region_up``, ``incident_opened``, ``incident_resolved``, ``degraded``,
+    ``degraded_recovered``, ``status_changed``."""
+
+    kind: str
+    at: datetime
+    region: str | None = None
+    detail: str | None = None
+
+
+def _step_region(region: RegionState, obs: Observation, policy: Policy) -> RegionState:
+    if obs.ok:
+        successes = region.successes + 1
+        down = region.down and successes < policy.recovery_threshold
+        return replace(
+            region,
+            checked=True,
+            failures=0,
+            successes=successes,
+            down=down,
+            down_since=region.down_since if down else None,
+            cause=region.cause if down else None,
+            last_checked_at=obs.checked_at,
+        )
+    failures = region.failures + 1
+    down = region.down or failures >= policy.failure_threshold
+    return replace(
+        region,
+        checked=True,
+        failures=failures,
+        successes=0,
+        down=down,
+        down_since=(region.down_since or obs.checked_at) if down else None,
+        cause=obs.cause if down else region.cause,
+        last_checked_at=obs.checked_at,
+    )
+
+
+def down_regions(state: MonitorState, policy: Policy) -> list[str]:
+    return [r for r in policy.regions if state.region(r).down]
+
+
+def _status(state: MonitorState, policy: Policy, in_maintenance: bool) -> str:
+    if in_maintenance:
+        return "maintenance"
+    if state.incident_open:
+        return "down"
+    if not any(state.region(r).checked for r in policy.regions):
+        return "pending"
+    return "degraded" if state.degraded else "up"
+
+
+def apply(
+    state: MonitorState, obs: Observation, policy: Policy, *, in_maintenance: bool = False
+) -> tuple[MonitorState, list[Event]]:
+    """Fold one result into the state; returns the new state and what changed (in order)."""
+    if obs.region not in policy.regions:
+        return state, []
+    before = state.region(obs.region)
+    if before.last_checked_at is not None and obs.checked_at <= before.last_checked_at:
+        return state, []
+    after = _step_region(before, obs, policy)
+    events: list[Event] = []
+    if after.down and not before.down:
+        events.append(Event("region_down", obs.checked_at, obs.region, obs.cause))
+    if before.down and not after.down:
+        events.append(Event("region_up", obs.checked_at, obs.region))
+    new = replace(state, regions={**state.regions, obs.region: after})
+
+    quorum = len(down_regions(new, policy)) >= policy.confirmation_regions
+    if quorum and not new.incident_open and not in_maintenance:
+        new = replace(new, incident_open=True)
+        events.append(Event("incident_opened", obs.checked_at, detail=obs.cause or after.cause))
+    elif not quorum and new.incident_open:
+        new = replace(new, incident_open=False)
+        events.append(Event("incident_resolved", obs.checked_at))
+
+    if obs.ok and not new.incident_open:
+        if obs.degraded and not new.degraded:
+            new = replace(new, degraded=True)
+            events.append(Event("degraded", obs.checked_at, obs.region))
+        elif not obs.degraded and new.degraded:
+            new = replace(new, degraded=False)
+            events.append(Event("degraded_recovered", obs.checked_at, obs.region))
+
+    status = _status(new, policy, in_maintenance)
+    if status != state.status:
+        events.append(Event("status_changed", obs.checked_at, detail=status))
+        new = replace(new, status=status)
+    return new, events

@@ -1,0 +1,121 @@
+"""The incident state machine as tables of cases: quorum, advisories, thresholds, flapping, order, maintenance."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chalicelib.incidents.state import MonitorState, Observation, Policy, apply, down_regions
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+THREE = ("us", "eu", "ap")
+
+
+def run(policy: Policy, script: str, *, maintenance: set[int] | None = None):
+    """``script``: one step per minute, each ``<region><+|-|~>`` separated by spaces ("us- eu- ap+ us~").
+    ``-`` fails, ``+`` succeeds, ``~`` succeeds slowly (degraded).  Returns the final state and the event kinds."""
+    state = MonitorState()
+    kinds = []
+    for minute, step in enumerate(script.split()):
+        region, mark = step[:-1], step[-1]
+        obs = Observation(
+            region, T0 + timedelta(minutes=minute), ok=mark != "-", degraded=mark == "~", cause="HTTP 503"
+        )
+        state, events = apply(state, obs, policy, in_maintenance=minute in (maintenance or set()))
+        kinds += [e.kind for e in events if e.kind != "status_changed"]
+    return state, kinds
+
+
+@pytest.mark.parametrize(
+    ("policy", "script", "status", "kinds"),
+    [
+        # 2 of 3 regions down (2 failures each) → one incident
+        (Policy(THREE), "us- eu- us- eu-", "down", ["region_down", "region_down", "incident_opened"]),
+        # 1 of 3 down stays an advisory: a region is down, the monitor is not
+        (Policy(THREE), "us- us- us- eu+ ap+", "up", ["region_down"]),
+        # one failure is below the threshold: nothing
+        (Policy(THREE), "us- eu- us+ eu+", "up", []),
+        # recovery threshold 2: one success is not enough
+        (
+            Policy(THREE, recovery_threshold=2),
+            "us- eu- us- eu- us+",
+            "down",
+            ["region_down", "region_down", "incident_opened"],
+        ),
+        (
+            Policy(THREE, recovery_threshold=2),
+            "us- eu- us- eu- us+ us+",
+            "up",
+            ["region_down", "region_down", "incident_opened", "region_up", "incident_resolved"],
+        ),
+        # flapping (alternating) never reaches the failure threshold
+        (Policy(THREE), " ".join(["us- eu- us+ eu+"] * 10), "up", []),
+        # quorum of 1 with a single region
+        (
+            Policy(("us",), failure_threshold=1, confirmation_regions=1),
+            "us- us- us+",
+            "up",
+            ["region_down", "incident_opened", "region_up", "incident_resolved"],
+        ),
+        # a slow success is degraded, not down, and recovers on a fast one
+        (Policy(THREE), "us~ us+", "up", ["degraded", "degraded_recovered"]),
+        (Policy(THREE), "us~", "degraded", ["degraded"]),
+        # results for a region the monitor no longer has are ignored
+        (Policy(("us", "eu")), "ap- ap- ap-", "pending", []),
+    ],
+)
+def test_transitions(policy, script, status, kinds):
+    state, seen = run(policy, script)
+    assert state.status == status
+    assert seen == kinds
+
+
+def test_one_outage_opens_one_incident_however_long_it_lasts():
+    _, kinds = run(Policy(THREE), " ".join(["us- eu- ap-"] * 20))
+    assert kinds.count("incident_opened") == 1
+    assert kinds.count("incident_resolved") == 0
+
+
+def test_duplicates_and_late_results_change_nothing():
+    policy = Policy(THREE)
+    state = MonitorState()
+    late = Observation("us", T0, ok=False)
+    for minute, ok in enumerate([False, False]):
+        for region in ("us", "eu"):
+            state, _ = apply(state, Observation(region, T0 + timedelta(minutes=minute + 1), ok=ok), policy)
+    assert state.incident_open
+    for minute in (3, 4):
+        for region in ("us", "eu"):
+            state, _ = apply(state, Observation(region, T0 + timedelta(minutes=minute), ok=True), policy)
+    assert not state.incident_open
+    # a replay of an old failing result, and a duplicate of the last success: nothing reopens
+    for obs in (
+        late,
+        Observation("us", T0 + timedelta(minutes=1), ok=False),
+        Observation("us", T0 + timedelta(minutes=4), ok=True),
+    ):
+        again, events = apply(state, obs, policy)
+        assert (again, events) == (state, [])
+
+
+def test_maintenance_opens_nothing_and_an_outage_still_there_after_it_opens_then():
+    policy = Policy(THREE)
+    script = "us- eu- us- eu- us- eu-"
+    state, kinds = run(policy, script, maintenance={0, 1, 2, 3})
+    assert kinds == ["region_down", "region_down", "incident_opened"]
+    state, kinds = run(policy, script, maintenance={0, 1, 2, 3, 4, 5})
+    assert state.status == "maintenance"
+    assert "incident_opened" not in kinds
+    assert down_regions(state, policy) == ["us", "eu"]
+
+
+def test_the_status_follows_the_regions():
+    policy = Policy(THREE)
+    state = MonitorState()
+    assert state.status == "pending"
+    state, events = apply(state, Observation("us", T0, ok=True), policy)
+    assert state.status == "up"
+    assert [e.detail for e in events if e.kind == "status_changed"] == ["up"]
+    assert state.region("us").label == "up"
+    assert state.region("eu").label == "pending"
