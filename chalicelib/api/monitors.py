@@ -52,6 +52,26 @@ def _interval(value: int | None) -> int | None:
     return value
 
 
+NOT_NULL = (
+    "name",
+    "url",
+    "method",
+    "headers",
+    "interval_seconds",
+    "timeout_ms",
+    "regions",
+    "expected_status",
+    "follow_redirects",
+    "verify_ssl",
+    "assertions",
+    "ssl_expiry_alert_days",
+    "failure_threshold",
+    "recovery_threshold",
+    "channel_ids",
+    "tags",
+)
+
+
 class MonitorFields(Schema):
     """Every settable field; create and patch differ only in which are required."""
 
@@ -90,6 +110,13 @@ class MonitorFields(Schema):
     def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return validate_headers(value) if value is not None else None
 
+    @model_validator(mode="after")
+    def _no_nulls(self) -> MonitorFields:
+        nulls = [n for n in NOT_NULL if n in self.model_fields_set and getattr(self, n) is None]
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null")
+        return self
+
     def changes(self) -> dict[str, Any]:
         """The fields the client sent, as the service's types."""
         out: dict[str, Any] = {}
@@ -103,45 +130,13 @@ class MonitorFields(Schema):
         return out
 
 
-NOT_NULL = (
-    "name",
-    "url",
-    "method",
-    "headers",
-    "interval_seconds",
-    "timeout_ms",
-    "regions",
-    "expected_status",
-    "follow_redirects",
-    "verify_ssl",
-    "assertions",
-    "ssl_expiry_alert_days",
-    "failure_threshold",
-    "recovery_threshold",
-    "channel_ids",
-    "tags",
-)
-
-
 class MonitorIn(MonitorFields):
     name: str = Field(min_length=1, max_length=100)  # type: ignore[assignment]
     url: str = Field(min_length=1, max_length=2048)  # type: ignore[assignment]
 
-    @model_validator(mode="after")
-    def _no_nulls(self) -> MonitorIn:
-        nulls = [n for n in NOT_NULL if n in self.model_fields_set and getattr(self, n) is None]
-        if nulls:
-            raise ValueError(f"{', '.join(nulls)} cannot be null")
-        return self
-
 
 class MonitorPatch(MonitorFields):
-    @model_validator(mode="after")
-    def _no_nulls(self) -> MonitorPatch:
-        nulls = [n for n in NOT_NULL if n in self.model_fields_set and getattr(self, n) is None]
-        if nulls:
-            raise ValueError(f"{', '.join(nulls)} cannot be null")
-        return self
+    """Only the fields sent change."""
 
 
 class ListQuery(Schema):

@@ -13,7 +13,7 @@ from chalicelib import errors
 from chalicelib.auth import emails, passwords, tokens
 from chalicelib.auth.models import OneTimeTokenModel, SessionModel
 from chalicelib.auth.principal import Principal
-from chalicelib.aws.mail import send_email
+from chalicelib.aws.mail import deliver
 from chalicelib.clock import utcnow
 from chalicelib.ids import new_id
 from chalicelib.observability import logger
@@ -346,14 +346,7 @@ def _consume_token(token: str, purpose: str, now: datetime) -> OneTimeTokenModel
 def _send_verification(settings: Settings, user_id: str, email: str, now: datetime) -> None:
     token = _store_token(VERIFY_EMAIL, user_id, email, settings.verify_email_ttl_seconds, now)
     message = emails.verification(settings.app_url, token, settings.verify_email_ttl_seconds // 3600)
-    _deliver(email, message)
-
-
-def _deliver(to: str, message: emails.Email) -> None:
-    try:
-        send_email(to, message.subject, message.text, message.html)
-    except Exception:  # noqa: BLE001 - the account change stands; the user can ask for the email again
-        logger.exception("email could not be sent", extra={"subject": message.subject})
+    deliver(email, message)
 
 
 def verify_email(token: str, now: datetime) -> users.User:
@@ -392,7 +385,7 @@ def forgot_password(email: str, now: datetime) -> None:
         logger.info("password reset email withheld: too many requests", extra={"user_id": user.user_id})
         return
     token = _store_token(RESET_PASSWORD, user.user_id, email, settings.reset_password_ttl_seconds, now)
-    _deliver(email, emails.password_reset(settings.app_url, token, settings.reset_password_ttl_seconds // 60))
+    deliver(email, emails.password_reset(settings.app_url, token, settings.reset_password_ttl_seconds // 60))
 
 
 def reset_password(token: str, password: str, now: datetime) -> None:

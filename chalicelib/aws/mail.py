@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Protocol
 
 from chalicelib.aws.clients import client
 from chalicelib.observability import logger
@@ -33,3 +34,21 @@ def send_email(to: str, subject: str, text: str, html: str) -> str:
     )
     logger.info("email sent", extra={"subject": subject, "ses_message_id": response["MessageId"]})
     return str(response["MessageId"])
+
+
+class Message(Protocol):
+    @property
+    def subject(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def html(self) -> str: ...
+
+
+def deliver(to: str, message: Message, **log_keys: str) -> None:
+    """Send, and log a failure instead of raising: the change that asked for the email stands, and the
+    user can ask for it again (resend verification, forgot password, invite again)."""
+    try:
+        send_email(to, message.subject, message.text, message.html)
+    except Exception:  # noqa: BLE001 - any SES or network failure is logged, never fatal to the caller
+        logger.exception("email could not be sent", extra={"subject": message.subject, **log_keys})

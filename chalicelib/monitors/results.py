@@ -61,13 +61,7 @@ def list_results(
         last_evaluated_key=start,
         page_size=min(100, limit + 1),
     )
-    page: list[ResultModel] = []
-    more = False
-    for item in query:
-        if len(page) == limit:
-            more = True
-            break
-        page.append(item)
+    page, more = cursor.take(query, limit)
     next_cursor = None
     if more:
         key = {"monitor_id": {"S": monitor_id}, "slot": {"S": page[-1].slot}}

@@ -7,7 +7,7 @@ team simply does not exist for the caller (404), by construction.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -256,19 +256,10 @@ def list_monitors(
         tag_condition = MonitorModel.tags.contains(tag)
         condition = tag_condition if condition is None else condition & tag_condition
     query = MonitorModel.query(team_id, filter_condition=condition, last_evaluated_key=start, page_size=100)
-    page, more = _take(iter(query), limit)
+    page, more = cursor.take(query, limit)
     next_cursor = None
     if more and page:
         last = page[-1]
         key = {"team_id": {"S": last.team_id}, "monitor_id": {"S": last.monitor_id}}
         next_cursor = cursor.encode(key, team_id=team_id, scope=scope)
     return [to_monitor(item) for item in page], next_cursor
-
-
-def _take(items: Iterator[MonitorModel], limit: int) -> tuple[list[MonitorModel], bool]:
-    page: list[MonitorModel] = []
-    for item in items:
-        if len(page) == limit:
-            return page, True
-        page.append(item)
-    return page, False

@@ -12,12 +12,15 @@ import base64
 import hashlib
 import hmac
 import json
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from chalicelib.errors import InvalidCursor
 from chalicelib.settings import get_settings
 
 MAX_CURSOR_LENGTH = 2048
+
+T = TypeVar("T")
 
 
 def _b64(data: bytes) -> str:
@@ -55,3 +58,13 @@ def decode(cursor: str, *, team_id: str, scope: str) -> dict[str, Any]:
     if not isinstance(key, dict):
         raise invalid
     return key
+
+
+def take(items: Iterable[T], limit: int) -> tuple[list[T], bool]:
+    """Up to ``limit`` items, and whether there is at least one more (read lazily: one item past the page)."""
+    page: list[T] = []
+    for item in items:
+        if len(page) == limit:
+            return page, True
+        page.append(item)
+    return page, False

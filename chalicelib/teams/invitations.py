@@ -18,10 +18,9 @@ from datetime import datetime, timedelta
 from pynamodb.exceptions import TransactWriteError
 
 from chalicelib import errors
-from chalicelib.auth.emails import Email, invitation_email
-from chalicelib.aws.mail import send_email
+from chalicelib.auth.emails import invitation_email
+from chalicelib.aws.mail import deliver
 from chalicelib.ids import new_id
-from chalicelib.observability import logger
 from chalicelib.settings import get_settings
 from chalicelib.storage.base import condition_failed, transaction
 from chalicelib.teams.models import InvitationModel, MembershipModel
@@ -107,11 +106,8 @@ def _send(item: InvitationModel, token: str, inviter_id: str) -> None:
         inviter_name = inviter.name or inviter.email
     except UserModel.DoesNotExist:
         inviter_name = "A teammate"
-    message: Email = invitation_email(settings.app_url, token, team.name, inviter_name, item.role, VALID_DAYS)
-    try:
-        send_email(item.email, message.subject, message.text, message.html)
-    except Exception:  # noqa: BLE001 - the invitation stands; it can be sent again
-        logger.exception("invitation email could not be sent", extra={"invitation_id": item.invitation_id})
+    message = invitation_email(settings.app_url, token, team.name, inviter_name, item.role, VALID_DAYS)
+    deliver(item.email, message, invitation_id=item.invitation_id)
 
 
 def list_pending(team_id: str, now: datetime) -> list[Invitation]:
