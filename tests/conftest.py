@@ -35,7 +35,7 @@ import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from chalicelib.settings import Settings, load_settings  # noqa: E402
-from tests.support import ApiClient, Outbox, make_test_settings, start_aws  # noqa: E402
+from tests.support import ApiClient, Outbox, make_test_settings, sign_up, start_aws  # noqa: E402
 
 _LOOPBACK = ("127.", "::1", "localhost", "::ffff:127.")
 
@@ -102,6 +102,12 @@ def logs() -> Iterator[io.StringIO]:
     logger.addHandler(handler)
     yield buffer
     logger.removeHandler(handler)
+
+
+@pytest.fixture
+def alice(api: ApiClient) -> dict:
+    """Alice, registered and signed in: the client's requests are hers."""
+    return sign_up(api, "alice@example.com")
 
 
 @pytest.fixture

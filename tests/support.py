@@ -15,6 +15,8 @@ from chalicelib.local.resources import create_resources
 from chalicelib.settings import Settings, load_settings
 from chalicelib.wiring import configure
 
+PASSWORD = "correct horse battery staple 9"
+
 TEST_ENV = {
     "VIGIL_STAGE": "test",
     "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
@@ -111,3 +113,18 @@ class Outbox:
         found = re.search(pattern + r"[^\s\"<>]*", messages[0]["text"])
         assert found, f"no link like {pattern} in {messages[0]['text']!r}"
         return found.group(0)
+
+
+def sign_up(api: ApiClient, email: str, **extra: Any) -> dict[str, Any]:
+    """Register ``email`` and make it the client's caller; returns the registration body (tokens, user, team)."""
+    r = api.post("/v1/auth/register", {"email": email, "password": PASSWORD, **extra})
+    assert r.status == 201, r.body
+    api.token = r.json["access_token"]
+    return dict(r.json)
+
+
+def create_monitor(api: ApiClient, **fields: Any) -> dict[str, Any]:
+    """A monitor named "Homepage" with the given fields (``url`` at least); fails the test unless it is created."""
+    r = api.post("/v1/monitors", {"name": "Homepage", **fields})
+    assert r.status == 201, r.body
+    return dict(r.json)

@@ -7,19 +7,10 @@ import pytest
 from chalicelib.monitors.models import ResultModel
 from tests.support import make_test_settings
 
-PASSWORD = "correct horse battery staple 9"
-
 
 @pytest.fixture
 def settings():
     return make_test_settings(ALLOW_PRIVATE_TARGETS="true")  # the local stage lets a developer check loopback
-
-
-@pytest.fixture
-def alice(api):
-    r = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD})
-    api.token = r.json["access_token"]
-    return r.json
 
 
 def test_it_runs_one_check_and_stores_nothing(api, alice, httpserver):

@@ -9,22 +9,13 @@ import time_machine
 
 from chalicelib.monitors import results
 from chalicelib.monitors.models import MonitorModel, ResultModel
+from tests.support import PASSWORD, create_monitor
 
-PASSWORD = "correct horse battery staple 9"
 URL = "https://1.1.1.1/health"  # a public literal: no DNS needed, and no test ever checks it
 
 
-@pytest.fixture
-def alice(api):
-    r = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD})
-    api.token = r.json["access_token"]
-    return r.json
-
-
 def create(api, **fields):
-    r = api.post("/v1/monitors", {"name": "Homepage", "url": URL, **fields})
-    assert r.status == 201, r.body
-    return r.json
+    return create_monitor(api, **{"url": URL, **fields})
 
 
 def test_it_creates_a_monitor_with_the_documented_defaults(api, alice):

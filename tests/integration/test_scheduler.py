@@ -4,30 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.scheduler.jobs import Job, decode_message
 from chalicelib.scheduler.service import run_tick
+from tests.support import create_monitor
 
-PASSWORD = "correct horse battery staple 9"
 URL = "https://1.1.1.1/"  # never checked here: the scheduler only sends jobs
 TICK = datetime(2026, 11, 30, 12, 0, 5, tzinfo=UTC)  # minute 0 of the hour: every interval's phase 0 is due
 
 
-@pytest.fixture
-def alice(api):
-    r = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD})
-    api.token = r.json["access_token"]
-    return r.json
-
-
 def create(api, **fields):
-    r = api.post("/v1/monitors", {"name": "m", "url": URL, **fields})
-    assert r.status == 201, r.body
-    return r.json
+    return create_monitor(api, **{"url": URL, **fields})
 
 
 def drain(settings, region: str) -> list[tuple[Job, dict]]:
