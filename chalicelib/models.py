@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from chalicelib.auth.models import OneTimeTokenModel, SessionModel
+from chalicelib.incidents.models import (
+    EventModel,
+    IncidentModel,
+    MaintenanceWindowModel,
+    MonitorStateModel,
+)
 from chalicelib.monitors.models import MonitorModel, ResultModel, RollupModel
 from chalicelib.ratelimit.models import CounterModel
 from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
@@ -10,9 +16,13 @@ from chalicelib.users.models import UserEmailModel, UserModel
 
 __all__ = [
     "CounterModel",
+    "EventModel",
+    "IncidentModel",
     "InvitationModel",
+    "MaintenanceWindowModel",
     "MembershipModel",
     "MonitorModel",
+    "MonitorStateModel",
     "OneTimeTokenModel",
     "ResultModel",
     "RollupModel",

@@ -20,19 +20,34 @@ def configure(settings: Settings | None = None) -> Settings:
 
     logger.setLevel(settings.log_level)
     from chalicelib.auth.service import authenticate
-    from chalicelib.monitors.service import purge_team
+    from chalicelib.incidents import maintenance, tracker
+    from chalicelib.incidents import service as incidents
+    from chalicelib.monitors import service as monitors
     from chalicelib.teams.service import TEAM_PURGERS
 
     set_authenticator(authenticate)
-    if purge_team not in TEAM_PURGERS:
-        TEAM_PURGERS.append(purge_team)
+    # Incidents first: their purge finds the team's monitors to forget their incident state.
+    for purge in (incidents.purge_team, maintenance.purge_team, monitors.purge_team):
+        if purge not in TEAM_PURGERS:
+            TEAM_PURGERS.append(purge)
+    if tracker.forget_monitor not in monitors.ON_DELETE:
+        monitors.ON_DELETE.append(tracker.forget_monitor)
     return settings
 
 
 def routers(settings: Settings) -> list[Router]:
-    from chalicelib.api import auth, docs, health, me, monitors, teams
+    from chalicelib.api import auth, docs, health, incidents, maintenance, me, monitors, teams
 
-    found = [health.router, docs.router, auth.router, me.router, teams.router, monitors.router]
+    found = [
+        health.router,
+        docs.router,
+        auth.router,
+        me.router,
+        teams.router,
+        monitors.router,
+        incidents.router,
+        maintenance.router,
+    ]
     if settings.is_local:
         from chalicelib.api import dev
 
@@ -46,6 +61,6 @@ def not_found() -> Blueprint:
 
 def event_blueprints() -> list[Blueprint]:
     """The event handlers Lambda runs beside the API (and the local event loop runs for it)."""
-    from chalicelib.events import results, schedule
+    from chalicelib.events import incidents, results, schedule
 
-    return [schedule.blueprint, results.blueprint]
+    return [schedule.blueprint, results.blueprint, incidents.blueprint]

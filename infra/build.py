@@ -32,7 +32,9 @@ CHALICE_API = "RestAPI"
 CHALICE_FUNCTION = "APIHandler"
 CHALICE_ROLE = "ApiHandlerRole"
 # Chalice's event handlers (chalicelib/events): each gets its own function and role in the package.
-EVENT_FUNCTIONS = ("Scheduler", "Rollups")
+EVENT_FUNCTIONS = ("Scheduler", "Rollups", "Incidents")
+# Those fed by the check results stream (chalicelib/events/results.py and incidents.py).
+RESULTS_STREAM_FUNCTIONS = ("Rollups", "Incidents")
 
 # Queue names follow chalicelib/aws/names.py: {prefix}checks-{region} and its "-dlq".
 CHECK_QUEUE_NAME = "${TablePrefix}checks-${AWS::Region}"
@@ -199,7 +201,7 @@ def api_policy() -> dict[str, Any]:
                         "Resource": [table],
                     },
                     {
-                        # The rollups handler reads the check results stream.
+                        # The rollups and incident handlers read the check results stream.
                         "Sid": "Streams",
                         "Effect": "Allow",
                         "Action": [
@@ -426,20 +428,21 @@ def build() -> dict[str, Any]:
         }
     # Chalice needs a literal stream ARN; the real one exists only once the table does.  Partial batch
     # responses let one bad record retry alone (Chalice cannot set FunctionResponseTypes itself).
-    resources["Rollups"]["Properties"]["Events"] = {
-        "RollupsDynamodbEventSource": {
-            "Type": "DynamoDB",
-            "Properties": {
-                "Stream": {"Fn::GetAtt": ["CheckResultsTable", "StreamArn"]},
-                "BatchSize": 100,
-                "StartingPosition": "TRIM_HORIZON",
-                "MaximumBatchingWindowInSeconds": 1,
-                "FunctionResponseTypes": ["ReportBatchItemFailures"],
-                "MaximumRetryAttempts": 10,
-                "BisectBatchOnFunctionError": True,
-            },
+    for name in RESULTS_STREAM_FUNCTIONS:
+        resources[name]["Properties"]["Events"] = {
+            f"{name}DynamodbEventSource": {
+                "Type": "DynamoDB",
+                "Properties": {
+                    "Stream": {"Fn::GetAtt": ["CheckResultsTable", "StreamArn"]},
+                    "BatchSize": 100,
+                    "StartingPosition": "TRIM_HORIZON",
+                    "MaximumBatchingWindowInSeconds": 1,
+                    "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                    "MaximumRetryAttempts": 10,
+                    "BisectBatchOnFunctionError": True,
+                },
+            }
         }
-    }
     resources[CHALICE_API] = {
         "Properties": {"DefinitionBody": {"x-amazon-apigateway-gateway-responses": gateway_responses()}}
     }

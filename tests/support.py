@@ -54,6 +54,7 @@ class ApiClient:
     """Drives the Chalice app in-process through Vigil's local gateway."""
 
     def __init__(self, app: Any) -> None:
+        self.app = app
         self._client = Client(app, stage_name="test")
         self._client.http._local_gateway = VigilGateway(app, Config(chalice_stage="test"))
         self.token: str | None = None
@@ -90,6 +91,9 @@ class ApiClient:
 
     def patch(self, path: str, json_body: Any = None, **kw: Any) -> Result:
         return self.request("PATCH", path, json_body, **kw)
+
+    def put(self, path: str, json_body: Any = None, **kw: Any) -> Result:
+        return self.request("PUT", path, json_body, **kw)
 
     def delete(self, path: str, json_body: Any = None, **kw: Any) -> Result:
         return self.request("DELETE", path, json_body, **kw)

@@ -165,6 +165,12 @@ class AssertionOut(Out):
     target: str
 
 
+class AdvisoryOut(Out):
+    region: str
+    since: str | None
+    cause: str | None
+
+
 class MonitorOut(Out):
     id: str
     team_id: str
@@ -189,6 +195,9 @@ class MonitorOut(Out):
     tags: list[str]
     status: Status
     region_status: dict[str, Literal["up", "down", "pending"]]
+    advisories: list[AdvisoryOut] = Field(
+        description="regions down while the monitor is not (below confirmation_regions): which, since when, why"
+    )
     last_checked_at: str | None
     created_at: str
     updated_at: str
@@ -265,10 +274,18 @@ def monitor_out(monitor: monitors.Monitor) -> MonitorOut:
         tags=list(c.tags),
         status=monitor.status,  # type: ignore[arg-type]
         region_status=monitor.region_status,  # type: ignore[arg-type]
+        advisories=[
+            AdvisoryOut(region=a["region"], since=_isoz_text(a.get("since")), cause=a.get("cause"))
+            for a in monitor.advisories
+        ],
         last_checked_at=isoz(monitor.last_checked_at),
         created_at=isoz(monitor.created_at) or "",
         updated_at=isoz(monitor.updated_at) or "",
     )
+
+
+def _isoz_text(value: str | None) -> str | None:
+    return isoz(datetime.fromisoformat(value)) if value else None
 
 
 def _timings(values: dict[str, Any]) -> TimingsOut:
@@ -371,7 +388,7 @@ def patch_monitor(call: Call, monitor_id: str) -> MonitorOut:
     "DELETE", "/v1/monitors/{monitor_id}", summary="Delete a monitor", auth="team", permission=authz.MANAGE, status=204
 )
 def delete_monitor(call: Call, monitor_id: str) -> Reply:
-    monitors.delete(call.user.team_id, monitor_id)
+    monitors.delete(call.user.team_id, monitor_id, utcnow())
     return Reply(status=204)
 
 

@@ -13,6 +13,7 @@ folds one check result into the state:
 4. An incident opens when the quorum is reached and none is open, and resolves when it is
    lost — never twice for one outage.  During maintenance the status is ``maintenance`` and no
    incident opens; if the monitor is still down when the window ends, the next result opens it.
+   A result checked before the last resolution never opens one: a late result cannot reopen an outage.
 5. An up monitor whose response was slower than ``degraded_after_ms`` is ``degraded``.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class MonitorState:
     incident_open: bool = False
     degraded: bool = False
     status: str = "pending"
+    last_resolved_at: datetime | None = None
 
     def region(self, name: str) -> RegionState:
         return self.regions.get(name, RegionState())
@@ -138,11 +141,12 @@ def apply(
     new = replace(state, regions={**state.regions, obs.region: after})
 
     quorum = len(down_regions(new, policy)) >= policy.confirmation_regions
-    if quorum and not new.incident_open and not in_maintenance:
+    late = new.last_resolved_at is not None and obs.checked_at <= new.last_resolved_at
+    if quorum and not new.incident_open and not in_maintenance and not late:
         new = replace(new, incident_open=True)
         events.append(Event("incident_opened", obs.checked_at, detail=obs.cause or after.cause))
     elif not quorum and new.incident_open:
-        new = replace(new, incident_open=False)
+        new = replace(new, incident_open=False, last_resolved_at=obs.checked_at)
         events.append(Event("incident_resolved", obs.checked_at))
 
     if obs.ok and not new.incident_open:
@@ -158,3 +162,60 @@ def apply(
         events.append(Event("status_changed", obs.checked_at, detail=status))
         new = replace(new, status=status)
     return new, events
+
+
+# ---------------------------------------------------------------- storage form
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def dump(state: MonitorState) -> dict[str, Any]:
+    """The state as plain JSON (stored on the monitor's state item)."""
+    return {
+        "regions": {
+            name: {
+                "down": r.down,
+                "failures": r.failures,
+                "successes": r.successes,
+                "checked": r.checked,
+                "last_checked_at": _iso(r.last_checked_at),
+                "down_since": _iso(r.down_since),
+                "cause": r.cause,
+            }
+            for name, r in sorted(state.regions.items())
+        },
+        "incident_open": state.incident_open,
+        "degraded": state.degraded,
+        "status": state.status,
+        "last_resolved_at": _iso(state.last_resolved_at),
+    }
+
+
+def load(data: dict[str, Any] | None) -> MonitorState:
+    if not data:
+        return MonitorState()
+    regions = {
+        str(name): RegionState(
+            down=bool(r.get("down")),
+            failures=int(r.get("failures") or 0),
+            successes=int(r.get("successes") or 0),
+            checked=bool(r.get("checked")),
+            last_checked_at=_time(r.get("last_checked_at")),
+            down_since=_time(r.get("down_since")),
+            cause=r.get("cause"),
+        )
+        for name, r in (data.get("regions") or {}).items()
+    }
+    return MonitorState(
+        regions=regions,
+        incident_open=bool(data.get("incident_open")),
+        degraded=bool(data.get("degraded")),
+        status=str(data.get("status") or "pending"),
+        last_resolved_at=_time(data.get("last_resolved_at")),
+    )

@@ -59,6 +59,8 @@ class MonitorModel(BaseModel):
     paused = BooleanAttribute(default=False)
     status = UnicodeAttribute(default="pending")
     region_status = MapAttribute[str, str](default=dict)
+    # Regions down below the confirmation quorum: [{region, since, cause}] (written by the incident handler).
+    advisories = JSONAttribute(default=list)
     last_checked_at = UTCDateTimeAttribute(null=True)
     schedule_key = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()

@@ -12,18 +12,24 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from pynamodb.exceptions import PutError
+
 from chalicelib import errors
 from chalicelib.ids import new_id
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.storage import cursor
+from chalicelib.storage.base import condition_failed
 
 INTERVALS = (30, 60, 120, 300, 600, 900, 1800, 3600)
 STATUSES = ("pending", "up", "degraded", "down", "paused", "maintenance")
 MASK = "********"
+SAVE_ATTEMPTS = 4
 SENSITIVE_HEADER_WORDS = ("auth", "token", "secret", "key", "cookie", "password", "session", "signature")
 
 # Other areas register a check that an alert channel id exists in a team (the alerts package does).
 CHANNEL_LOOKUPS: list[Callable[[str, str], bool]] = []
+# And what to do once a monitor is deleted: (team_id, monitor_id, now) — the incident handler closes its outage.
+ON_DELETE: list[Callable[[str, str, datetime], None]] = []
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class Monitor:
     last_checked_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    advisories: tuple[dict[str, Any], ...] = ()
 
 
 def schedule_key(monitor_id: str, interval_seconds: int) -> str:
@@ -113,6 +120,7 @@ def to_monitor(item: MonitorModel) -> Monitor:
         last_checked_at=item.last_checked_at,
         created_at=item.created_at,
         updated_at=item.updated_at,
+        advisories=() if item.paused else tuple(item.advisories or ()),
     )
 
 
@@ -195,50 +203,70 @@ def get(team_id: str, monitor_id: str) -> Monitor:
     return to_monitor(_load(team_id, monitor_id))
 
 
+def _change(team_id: str, monitor_id: str, change: Callable[[MonitorModel], None]) -> MonitorModel:
+    """Load, change, save under the version.  The incident handler writes the monitor too (its status), so a
+    version conflict reloads and applies the change again: a user's edit never loses to a status update, and
+    the status is never written back stale."""
+    for attempt in range(SAVE_ATTEMPTS):
+        item = _load(team_id, monitor_id)
+        change(item)
+        try:
+            item.save()
+            return item
+        except PutError as exc:
+            if not condition_failed(exc) or attempt == SAVE_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def update(
     team_id: str, monitor_id: str, changes: dict[str, Any], all_regions: tuple[str, ...], now: datetime
 ) -> Monitor:
     """Apply a partial change.  A header sent back masked keeps its stored value.  The schedule key moves in the
     same write, so the next tick sees a new interval at once."""
-    item = _load(team_id, monitor_id)
-    current = to_monitor(item).config
-    if "headers" in changes and changes["headers"] is not None:
-        changes["headers"] = {
-            k: (current.headers.get(k, v) if v == MASK else v) for k, v in dict(changes["headers"]).items()
-        }
-        if any(v == MASK for v in changes["headers"].values()):
-            raise errors.ValidationFailed.single("headers", "a masked value can only keep an existing header")
-    if "regions" in changes and "confirmation_regions" not in changes:
-        changes["confirmation_regions"] = None  # back to the majority of the new regions
-    config = _complete(replace(current, **changes), all_regions)
-    if "channel_ids" in changes:
-        _check_channels(team_id, config.channel_ids)
-    _apply(item, config)
-    item.updated_at = now
-    item.save()
-    return to_monitor(item)
+
+    def change(item: MonitorModel) -> None:
+        current = to_monitor(item).config
+        wanted = dict(changes)
+        if "headers" in wanted and wanted["headers"] is not None:
+            wanted["headers"] = {
+                k: (current.headers.get(k, v) if v == MASK else v) for k, v in dict(wanted["headers"]).items()
+            }
+            if any(v == MASK for v in wanted["headers"].values()):
+                raise errors.ValidationFailed.single("headers", "a masked value can only keep an existing header")
+        if "regions" in wanted and "confirmation_regions" not in wanted:
+            wanted["confirmation_regions"] = None  # back to the majority of the new regions
+        config = _complete(replace(current, **wanted), all_regions)
+        if "channel_ids" in wanted:
+            _check_channels(team_id, config.channel_ids)
+        _apply(item, config)
+        item.updated_at = now
+
+    return to_monitor(_change(team_id, monitor_id, change))
 
 
 def set_paused(team_id: str, monitor_id: str, paused: bool, now: datetime) -> Monitor:
     """Pause or resume.  A paused monitor leaves the schedule index in the same write: it is not checked."""
-    item = _load(team_id, monitor_id)
-    item.paused = paused
-    item.schedule_key = None if paused else schedule_key(item.monitor_id, int(item.interval_seconds))
-    if not paused and item.status == "paused":
-        item.status = "pending"
-    item.updated_at = now
-    item.save()
-    return to_monitor(item)
+
+    def change(item: MonitorModel) -> None:
+        item.paused = paused
+        item.schedule_key = None if paused else schedule_key(item.monitor_id, int(item.interval_seconds))
+        item.updated_at = now
+
+    return to_monitor(_change(team_id, monitor_id, change))
 
 
-def delete(team_id: str, monitor_id: str) -> None:
-    _load(team_id, monitor_id).delete()
+def delete(team_id: str, monitor_id: str, now: datetime) -> None:
+    """The monitor goes first, so that no late result can bring its incident state back."""
+    _load(team_id, monitor_id).delete(add_version_condition=False)
+    for hook in ON_DELETE:
+        hook(team_id, monitor_id, now)
 
 
 def purge_team(team_id: str) -> None:
     """Delete every monitor of a team (team deletion)."""
     for item in MonitorModel.query(team_id):
-        item.delete()
+        item.delete(add_version_condition=False)
 
 
 def list_monitors(

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from chalicelib.api.framework import Route, all_routes
-from chalicelib.clock import utcnow
+from chalicelib.clock import isoz, utcnow
+from chalicelib.incidents.tracker import Result, apply_results
+from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.teams import authz
 from chalicelib.teams.models import MembershipModel
 from chalicelib.wiring import routers
@@ -91,12 +94,44 @@ def monitor(world: World, team: str) -> str:
     return str(r.json["id"])
 
 
+def incident(world: World, team: str) -> str:
+    """An incident opened the way the incident handler opens one: two failed minutes in every region."""
+    monitor_id, team_id, now = monitor(world, team), world.teams[team], utcnow()
+    failures = [
+        Result(team_id, monitor_id, region, now + timedelta(minutes=m), ok=False, status_code=503, error="timeout")
+        for m in (0, 1)
+        for region in DEFAULT_REGIONS
+    ]
+    (opened,) = apply_results(team_id, monitor_id, failures, now).opened
+    return opened
+
+
+def window(world: World, team: str) -> str:
+    r = world.api.post(
+        "/v1/maintenance-windows", window_body(monitor(world, team)), token=world.tokens[f"owner-{team}"]
+    )
+    assert r.status == 201, r.body
+    return str(r.json["id"])
+
+
+def window_body(monitor_id: str) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "title": "Upgrade",
+        "monitor_ids": [monitor_id],
+        "starts_at": isoz(now + timedelta(hours=1)),
+        "ends_at": isoz(now + timedelta(hours=2)),
+    }
+
+
 # How to make an object of a team for each path parameter.
 FACTORIES: dict[str, Callable[[World, str], str]] = {
     "team_id": lambda world, team: world.teams[team],
     "user_id": lambda world, team: world.member(team),
     "invitation_id": lambda world, team: world.invitation(team),
     "monitor_id": monitor,
+    "incident_id": incident,
+    "window_id": window,
 }
 
 # A valid body per route; ``ids(team)`` makes objects of the team that body ids should name.
@@ -107,8 +142,19 @@ BODIES: dict[tuple[str, str], Callable[[World, Callable[[str], str]], dict[str, 
     ("POST", "/v1/teams/{team_id}/invitations"): lambda world, _: {"email": "new@example.com", "role": "viewer"},
     ("POST", "/v1/monitors"): lambda world, _: {"name": "New", "url": TARGET},
     ("PATCH", "/v1/monitors/{monitor_id}"): lambda world, _: {"name": "Renamed"},
+    ("POST", "/v1/incidents/{incident_id}/notes"): lambda world, _: {"text": "Rolling back the deploy"},
+    ("PUT", "/v1/incidents/{incident_id}/postmortem"): lambda world, _: {
+        "cause": "A bad deploy",
+        "resolution": "Reverted",
+    },
+    ("POST", "/v1/maintenance-windows"): lambda world, ids: window_body(ids("monitor_id")),
+    ("PATCH", "/v1/maintenance-windows/{window_id}"): lambda world, ids: {"monitor_ids": [ids("monitor_id")]},
 }
-BODY_IDS = {("POST", "/v1/teams/{team_id}/transfer-ownership")}  # bodies that name another object
+BODY_IDS = {
+    ("POST", "/v1/teams/{team_id}/transfer-ownership"),
+    ("POST", "/v1/maintenance-windows"),
+    ("PATCH", "/v1/maintenance-windows/{window_id}"),
+}  # bodies that name another object
 
 # Routes whose rule depends on the target: removing someone else needs MEMBERS (leaving needs only READ).
 PERMISSION_OVERRIDES = {("DELETE", "/v1/teams/{team_id}/members/{user_id}"): authz.MEMBERS}

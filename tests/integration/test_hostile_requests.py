@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Annotated, Any
 
 import pytest
@@ -20,8 +21,11 @@ from moto import mock_aws
 from pydantic import TypeAdapter, ValidationError
 
 from chalicelib.api.framework import MAX_BODY_BYTES, METHODS, Route
+from chalicelib.clock import isoz, utcnow
+from chalicelib.incidents import tracker
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop
+from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.wiring import routers
 from tests.support import ApiClient, Result, make_test_settings, start_aws
 
@@ -100,8 +104,36 @@ def sweep() -> Iterator[Sweep]:
                 "/v1/monitors", {"name": "sweep", "url": "http://127.0.0.1:9/"}, token=r.json["access_token"]
             )
             assert monitor.status == 201, monitor.body
-            ids = {"team_id": team_id, "user_id": user_id, "invitation_id": invited.json["id"]}
-            yield Sweep(api, email, {**ids, "monitor_id": monitor.json["id"]})
+            token = r.json["access_token"]
+            now = utcnow()
+            failures = [
+                tracker.Result(
+                    team_id, monitor.json["id"], region, now + timedelta(minutes=m), ok=False, error="timeout"
+                )
+                for m in (0, 1)
+                for region in DEFAULT_REGIONS
+            ]
+            (incident_id,) = tracker.apply_results(team_id, monitor.json["id"], failures, now).opened
+            window = api.post(
+                "/v1/maintenance-windows",
+                {
+                    "title": "sweep",
+                    "monitor_ids": [monitor.json["id"]],
+                    "starts_at": isoz(now + timedelta(hours=1)),
+                    "ends_at": isoz(now + timedelta(hours=2)),
+                },
+                token=token,
+            )
+            assert window.status == 201, window.body
+            ids = {
+                "team_id": team_id,
+                "user_id": user_id,
+                "invitation_id": invited.json["id"],
+                "monitor_id": monitor.json["id"],
+                "incident_id": incident_id,
+                "window_id": window.json["id"],
+            }
+            yield Sweep(api, email, ids)
         finally:
             stack.register(None)
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chalicelib.incidents.state import MonitorState, Observation, Policy, apply, down_regions
+from chalicelib.incidents.state import MonitorState, Observation, Policy, apply, down_regions, dump, load
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 THREE = ("us", "eu", "ap")
@@ -119,3 +119,34 @@ def test_the_status_follows_the_regions():
     assert [e.detail for e in events if e.kind == "status_changed"] == ["up"]
     assert state.region("us").label == "up"
     assert state.region("eu").label == "pending"
+
+
+def test_a_late_result_from_another_region_never_reopens_a_resolved_outage():
+    """us and eu fail, the incident opens, both recover at 10:05; ap's failures from 10:02-10:03 arrive late."""
+    policy = Policy(THREE)
+    state = MonitorState()
+    at = [T0 + timedelta(minutes=m) for m in range(8)]
+    for minute in (0, 1):
+        for region in ("us", "eu"):
+            state, _ = apply(state, Observation(region, at[minute], ok=False), policy)
+    assert state.incident_open
+    state, _ = apply(state, Observation("us", at[5], ok=True), policy)
+    assert not state.incident_open
+    assert state.last_resolved_at == at[5]
+    kinds = []
+    for minute in (2, 3):  # late: checked before the resolution, delivered after it
+        state, events = apply(state, Observation("ap", at[minute], ok=False), policy)
+        kinds += [e.kind for e in events]
+    assert kinds == ["region_down"]  # ap is down and eu still is: the quorum holds, but only in the past
+    assert not state.incident_open
+    # a failure checked after the resolution, with the quorum still there, is a new outage
+    state, events = apply(state, Observation("ap", at[6], ok=False), policy)
+    assert [e.kind for e in events] == ["incident_opened", "status_changed"]
+
+
+def test_the_stored_form_round_trips():
+    state, _ = run(Policy(THREE), "us- eu- us- eu- us+ ap~")
+    assert state.regions
+    assert state.last_resolved_at is not None
+    assert load(dump(state)) == state
+    assert load(None) == MonitorState()

@@ -491,9 +491,10 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
     for name in build.EVENT_FUNCTIONS:
         assert merged[name]["Type"] == "AWS::Serverless::Function"
         assert merged[name]["Properties"]["Environment"]["Variables"]["TABLE_PREFIX"] == {"Ref": "TablePrefix"}
-    stream = merged["Rollups"]["Properties"]["Events"]["RollupsDynamodbEventSource"]["Properties"]
-    assert stream["Stream"] == {"Fn::GetAtt": ["CheckResultsTable", "StreamArn"]}
-    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    for name in build.RESULTS_STREAM_FUNCTIONS:
+        (source,) = merged[name]["Properties"]["Events"].values()  # Chalice's literal-ARN source was replaced
+        assert source["Properties"]["Stream"] == {"Fn::GetAtt": ["CheckResultsTable", "StreamArn"]}
+        assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert merged[build.CHALICE_API]["Type"] == "AWS::Serverless::Api"
     assert merged[build.CHALICE_FUNCTION]["Type"] == "AWS::Serverless::Function"
     assert merged[build.CHALICE_ROLE]["Type"] == "AWS::IAM::Role"

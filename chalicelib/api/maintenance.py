@@ -1,0 +1,173 @@
+"""/v1/maintenance-windows/*: while a window is open its monitors' checks go on, but no incident opens."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from chalicelib.api.framework import Call, Out, Reply, Router, Schema
+from chalicelib.clock import isoz, utcnow
+from chalicelib.incidents import maintenance
+from chalicelib.teams import authz
+
+router = Router("maintenance windows")
+
+MonitorId = Annotated[str, Field(min_length=1, max_length=100)]
+Instant = Annotated[datetime, Field(description="ISO 8601 with a time zone (Z or an offset)")]
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone (Z or an offset)")
+    return value.astimezone(UTC)
+
+
+class WindowFields(Schema):
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    monitor_ids: list[MonitorId] | None = Field(default=None, min_length=1, max_length=maintenance.MAX_MONITORS)
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return _utc(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> WindowFields:
+        nulls = [n for n in ("title", "monitor_ids", "starts_at", "ends_at") if n in self.model_fields_set]
+        nulls = [n for n in nulls if getattr(self, n) is None]
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class WindowIn(WindowFields):
+    title: str = Field(min_length=1, max_length=200)  # type: ignore[assignment]
+    monitor_ids: list[MonitorId] = Field(min_length=1, max_length=maintenance.MAX_MONITORS)  # type: ignore[assignment]
+    starts_at: Instant  # type: ignore[assignment]
+    ends_at: Instant  # type: ignore[assignment]
+
+
+class WindowPatch(WindowFields):
+    """Only the fields sent change."""
+
+
+class ListQuery(Schema):
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=2048)
+
+
+class WindowOut(Out):
+    id: str
+    team_id: str
+    title: str
+    description: str | None
+    monitor_ids: list[str]
+    starts_at: str
+    ends_at: str
+    status: Literal["scheduled", "in_progress", "completed"]
+    created_by: str
+    created_at: str
+    updated_at: str
+
+
+class WindowList(Out):
+    data: list[WindowOut]
+    next_cursor: str | None
+
+
+def window_out(window: maintenance.Window) -> WindowOut:
+    return WindowOut(
+        id=window.id,
+        team_id=window.team_id,
+        title=window.title,
+        description=window.description,
+        monitor_ids=list(window.monitor_ids),
+        starts_at=isoz(window.starts_at) or "",
+        ends_at=isoz(window.ends_at) or "",
+        status=window.status(utcnow()),  # type: ignore[arg-type]
+        created_by=window.created_by,
+        created_at=isoz(window.created_at) or "",
+        updated_at=isoz(window.updated_at) or "",
+    )
+
+
+@router.route(
+    "POST",
+    "/v1/maintenance-windows",
+    summary="Schedule a maintenance window",
+    auth="team",
+    permission=authz.WRITE,
+    body=WindowIn,
+    response=WindowOut,
+    status=201,
+    errors=(404,),
+)
+def create_window(call: Call) -> WindowOut:
+    """Every monitor must be the team's (404 otherwise); the window must end after it starts, in the future,
+    and last at most 90 days."""
+    user = call.user
+    fields = {"description": None, **call.body.changes()}
+    return window_out(maintenance.create(user.team_id, user.user_id, fields, utcnow()))
+
+
+@router.route(
+    "GET",
+    "/v1/maintenance-windows",
+    summary="List maintenance windows, newest first",
+    auth="team",
+    permission=authz.READ,
+    query=ListQuery,
+    response=WindowList,
+    errors=(400,),
+)
+def list_windows(call: Call) -> WindowList:
+    found, next_cursor = maintenance.list_windows(call.user.team_id, limit=call.query.limit, after=call.query.cursor)
+    return WindowList(data=[window_out(w) for w in found], next_cursor=next_cursor)
+
+
+@router.route(
+    "GET",
+    "/v1/maintenance-windows/{window_id}",
+    summary="A maintenance window",
+    auth="team",
+    permission=authz.READ,
+    response=WindowOut,
+)
+def get_window(call: Call, window_id: str) -> WindowOut:
+    return window_out(maintenance.get(call.user.team_id, window_id))
+
+
+@router.route(
+    "PATCH",
+    "/v1/maintenance-windows/{window_id}",
+    summary="Change a maintenance window",
+    auth="team",
+    permission=authz.WRITE,
+    body=WindowPatch,
+    response=WindowOut,
+    errors=(409,),
+)
+def patch_window(call: Call, window_id: str) -> WindowOut:
+    """Send only the fields to change; ending a window early is setting ``ends_at`` to now."""
+    return window_out(maintenance.update(call.user.team_id, window_id, call.body.changes(), utcnow()))
+
+
+@router.route(
+    "DELETE",
+    "/v1/maintenance-windows/{window_id}",
+    summary="Delete a maintenance window",
+    auth="team",
+    permission=authz.WRITE,
+    status=204,
+)
+def delete_window(call: Call, window_id: str) -> Reply:
+    maintenance.delete(call.user.team_id, window_id)
+    return Reply(status=204)

@@ -1,0 +1,79 @@
+"""The check results stream → the incident handler (``incidents.tracker``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from chalice import Blueprint
+
+from chalicelib.aws.names import results_stream_arn
+from chalicelib.clock import utcnow
+from chalicelib.incidents.tracker import Result, apply_results
+from chalicelib.monitors.models import ResultModel
+from chalicelib.observability import logger, metrics
+from chalicelib.settings import get_settings
+from chalicelib.wiring import configure
+
+# Lambda imports this module directly (not app.py): configure settings and storage here too.
+configure()
+blueprint = Blueprint(__name__)
+
+
+def to_result(image: dict[str, Any]) -> Result:
+    """A stream image (DynamoDB JSON) → the handler's view of a result."""
+    item = ResultModel.from_raw_data(image)
+    return Result(
+        team_id=item.team_id,
+        monitor_id=item.monitor_id,
+        region=item.region,
+        checked_at=item.checked_at,
+        ok=bool(item.ok),
+        degraded=bool(item.degraded),
+        status_code=int(item.status_code) if item.status_code is not None else None,
+        error=item.error,
+        assertion_failures=tuple(str(f) for f in item.assertion_failures or ()),
+        ssl_expires_at=item.ssl_expires_at,
+    )
+
+
+def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Group the batch by monitor and apply each monitor's results in check-time order.
+
+    New results (INSERT) and rewritten ones (MODIFY: a redelivered job) count; TTL expiry (REMOVE) does not.
+    When a monitor fails, Lambda is told to resume from its first record: everything after comes again, which
+    is harmless, since a result already applied changes nothing the second time.
+    """
+    by_monitor: dict[tuple[str, str], list[Result]] = defaultdict(list)
+    first_sequence: dict[tuple[str, str], tuple[int, str]] = {}
+    for index, record in enumerate(records):
+        if record.get("eventName") not in ("INSERT", "MODIFY"):
+            continue
+        change = record.get("dynamodb") or {}
+        try:
+            result = to_result(change["NewImage"])
+        except Exception:  # noqa: BLE001 - a malformed image will never parse: skip it, loudly
+            logger.exception("unreadable check result in the stream", extra={"event_id": record.get("eventID")})
+            metrics.add_metric(name="UnreadableResults", unit="Count", value=1)
+            continue
+        key = (result.team_id, result.monitor_id)
+        by_monitor[key].append(result)
+        first_sequence.setdefault(key, (index, str(change.get("SequenceNumber", ""))))
+    failed: list[tuple[int, str]] = []
+    now = utcnow()
+    for key, results in by_monitor.items():
+        try:
+            apply_results(key[0], key[1], results, now)
+        except Exception:  # noqa: BLE001 - reported to Lambda, which retries from this monitor's first record
+            logger.exception("applying results failed", extra={"team_id": key[0], "monitor_id": key[1]})
+            failed.append(first_sequence[key])
+    if failed:
+        return {"batchItemFailures": [{"itemIdentifier": min(failed)[1]}]}
+    return {"batchItemFailures": []}
+
+
+@blueprint.on_dynamodb_record(stream_arn=results_stream_arn(get_settings()), batch_size=100, name="incidents")
+def incidents(event: Any) -> Any:
+    response = handle(event.to_dict().get("Records", []))
+    metrics.flush_metrics()
+    return response

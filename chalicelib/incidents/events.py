@@ -1,0 +1,94 @@
+"""The event log: an incident's timeline, and what the alert handler notifies about.
+
+Every change to an incident is one :class:`EventModel` item under the incident's id; monitor events outside an
+incident (degraded, certificate expiring) live under the monitor's id and expire.  The table's stream is the
+alert handler's input, so writing the timeline entry *is* emitting the event, in the same transaction as the
+change itself.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chalicelib.incidents.models import EventModel
+
+# The types, as stored and as streamed.  An incident's timeline shows the part after "incident.".
+OPENED = "incident.opened"
+REGION_DOWN = "incident.region_down"
+REGION_UP = "incident.region_up"
+ACKNOWLEDGED = "incident.acknowledged"
+NOTE = "incident.note"
+POSTMORTEM = "incident.postmortem_updated"
+RESOLVED = "incident.resolved"
+DEGRADED = "monitor.degraded"
+DEGRADED_RECOVERED = "monitor.degraded_recovered"
+SSL_EXPIRING = "ssl.expiring"
+
+TIMELINE_TYPES = (OPENED, REGION_DOWN, REGION_UP, ACKNOWLEDGED, NOTE, POSTMORTEM, RESOLVED)
+# At one instant, the order a reader expects: regions go down, the incident opens, regions come back, it resolves.
+_RANK = {REGION_DOWN: 1, OPENED: 2, REGION_UP: 3, RESOLVED: 4}
+MONITOR_EVENT_DAYS = 90
+
+
+def _key(at: datetime, kind: str, discriminator: str) -> str:
+    stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{stamp}#{_RANK.get(kind, 5)}#{kind}#{discriminator}"
+
+
+def incident_event(
+    incident: Any,
+    kind: str,
+    at: datetime,
+    *,
+    discriminator: str,
+    by: str | None = None,
+    text: str | None = None,
+    region: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> EventModel:
+    """A timeline entry.  ``discriminator`` makes the key unique at one instant; the incident handler passes a
+    deterministic one (a replay rewrites the same item), the API a fresh id."""
+    return EventModel(
+        incident.incident_id,
+        _key(at, kind, discriminator),
+        team_id=incident.team_id,
+        type=kind,
+        at=at,
+        monitor_id=incident.monitor_id,
+        incident_id=incident.incident_id,
+        by=by,
+        text=text,
+        region=region,
+        data=data or {},
+    )
+
+
+def monitor_event(
+    team_id: str,
+    monitor_id: str,
+    kind: str,
+    at: datetime,
+    *,
+    discriminator: str = "",
+    text: str | None = None,
+    region: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> EventModel:
+    return EventModel(
+        monitor_id,
+        _key(at, kind, discriminator),
+        team_id=team_id,
+        type=kind,
+        at=at,
+        monitor_id=monitor_id,
+        text=text,
+        region=region,
+        data=data or {},
+        expires_at=at + timedelta(days=MONITOR_EVENT_DAYS),
+    )
+
+
+def timeline(incident_id: str) -> list[EventModel]:
+    """An incident's entries, oldest first (one query; an incident has tens of entries, not thousands)."""
+    return [e for e in EventModel.query(incident_id, consistent_read=True) if e.type in TIMELINE_TYPES]

@@ -1,0 +1,233 @@
+"""Incidents as responders see them: list, read with the timeline, acknowledge, annotate, resolve, postmortem.
+
+Every change is one transaction: the incident (conditional on its version) and its timeline entry, which is
+also the event the alert handler notifies the team about.  Every read and write is keyed by the team.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pynamodb.exceptions import TransactWriteError
+
+from chalicelib import errors
+from chalicelib.ids import new_id
+from chalicelib.incidents import events
+from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel
+from chalicelib.monitors.models import MonitorModel
+from chalicelib.storage import cursor
+from chalicelib.storage.base import condition_failed, transaction
+
+STATUSES = ("open", "acknowledged", "resolved")
+ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    at: datetime
+    type: str  # opened, region_down, region_up, acknowledged, note, postmortem_updated, resolved
+    by: str | None
+    text: str | None
+    region: str | None
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: str
+    team_id: str
+    monitor_id: str
+    status: str
+    cause: str | None
+    started_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    affected_regions: tuple[str, ...]
+    postmortem: dict[str, Any] | None
+    updated_at: datetime
+    timeline: tuple[Entry, ...] = ()
+
+
+def _entry(item: EventModel) -> Entry:
+    return Entry(
+        id=item.key,
+        at=item.at,
+        type=item.type.split(".", 1)[1],
+        by=item.by,
+        text=item.text,
+        region=item.region,
+    )
+
+
+def _incident(item: IncidentModel, timeline: list[EventModel] | None = None) -> Incident:
+    return Incident(
+        id=item.incident_id,
+        team_id=item.team_id,
+        monitor_id=item.monitor_id,
+        status=item.status,
+        cause=item.cause,
+        started_at=item.started_at,
+        acknowledged_at=item.acknowledged_at,
+        acknowledged_by=item.acknowledged_by,
+        resolved_at=item.resolved_at,
+        resolved_by=item.resolved_by,
+        affected_regions=tuple(str(r) for r in item.affected_regions or ()),
+        postmortem=dict(item.postmortem) if item.postmortem else None,
+        updated_at=item.updated_at,
+        timeline=tuple(_entry(e) for e in timeline or ()),
+    )
+
+
+def _load(team_id: str, incident_id: str) -> IncidentModel:
+    if not incident_id or len(incident_id) > 100:
+        raise errors.NotFound("No such incident.")
+    try:
+        return IncidentModel.get(team_id, incident_id, consistent_read=True)
+    except IncidentModel.DoesNotExist:
+        raise errors.NotFound("No such incident.") from None
+
+
+def get(team_id: str, incident_id: str) -> Incident:
+    item = _load(team_id, incident_id)
+    return _incident(item, events.timeline(item.incident_id))
+
+
+def list_incidents(
+    team_id: str, *, status: str | None, monitor_id: str | None, limit: int, after: str | None
+) -> tuple[list[Incident], str | None]:
+    """Newest first.  A status filter reads the team-status index, a monitor filter the monitor index (never
+    the team's whole history); the cursor is signed for this team and this filter."""
+    scope = f"incidents|{status or ''}|{monitor_id or ''}"
+    start = cursor.decode(after, team_id=team_id, scope=scope) if after else None
+    page_size = min(100, limit + 1)
+    query: Any
+    if monitor_id is not None:
+        condition: Any = IncidentModel.team_id == team_id
+        if status is not None:
+            condition &= IncidentModel.status == status
+        query = IncidentModel.by_monitor.query(
+            monitor_id,
+            filter_condition=condition,
+            scan_index_forward=False,
+            last_evaluated_key=start,
+            page_size=page_size,
+        )
+    elif status is not None:
+        query = IncidentModel.by_status.query(
+            f"{team_id}#{status}", scan_index_forward=False, last_evaluated_key=start, page_size=page_size
+        )
+    else:
+        query = IncidentModel.query(team_id, scan_index_forward=False, last_evaluated_key=start, page_size=page_size)
+    page, more = cursor.take(query, limit)
+    next_cursor = None
+    if more and page:
+        last = page[-1]
+        key: dict[str, Any] = {"team_id": {"S": last.team_id}, "incident_id": {"S": last.incident_id}}
+        if monitor_id is not None:
+            key["monitor_id"] = {"S": last.monitor_id}
+        elif status is not None:
+            key["team_status"] = {"S": last.team_status}
+        next_cursor = cursor.encode(key, team_id=team_id, scope=scope)
+    return [_incident(item) for item in page], next_cursor
+
+
+def _change(
+    team_id: str,
+    incident_id: str,
+    change: Callable[[IncidentModel], EventModel | None],
+) -> tuple[IncidentModel, EventModel | None]:
+    """Load, change, write the incident and its timeline entry together; a lost race reloads and retries."""
+    for attempt in range(ATTEMPTS):
+        item = _load(team_id, incident_id)
+        entry = change(item)
+        if entry is None:
+            return item, None
+        try:
+            with transaction() as t:
+                t.save(item)
+                t.save(entry, condition=EventModel.key.does_not_exist())
+            return item, entry
+        except TransactWriteError as exc:
+            if not condition_failed(exc) or attempt == ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _set_status(item: IncidentModel, status: str) -> None:
+    item.status = status
+    item.team_status = f"{item.team_id}#{status}"
+
+
+def acknowledge(team_id: str, incident_id: str, user_id: str, now: datetime) -> Incident:
+    """Open → acknowledged (once: acknowledging again changes nothing).  A resolved incident → 409."""
+
+    def change(item: IncidentModel) -> EventModel | None:
+        if item.status == "resolved":
+            raise errors.Conflict("The incident is already resolved.")
+        if item.status == "acknowledged":
+            return None
+        _set_status(item, "acknowledged")
+        item.acknowledged_at, item.acknowledged_by, item.updated_at = now, user_id, now
+        return events.incident_event(
+            item, events.ACKNOWLEDGED, now, discriminator=new_id("evt"), by=user_id, text="Acknowledged"
+        )
+
+    item, _ = _change(team_id, incident_id, change)
+    return get(team_id, item.incident_id)
+
+
+def resolve(team_id: str, incident_id: str, user_id: str, now: datetime) -> Incident:
+    """Resolve by hand.  If the monitor is still down, it stays down, and no new incident opens until it has
+    recovered and failed again: the outage is the one just resolved.  Resolving twice changes nothing."""
+
+    def change(item: IncidentModel) -> EventModel | None:
+        if item.status == "resolved":
+            return None
+        _set_status(item, "resolved")
+        item.resolved_at, item.resolved_by, item.updated_at = now, user_id, now
+        return events.incident_event(
+            item, events.RESOLVED, now, discriminator=new_id("evt"), by=user_id, text="Resolved by hand"
+        )
+
+    item, _ = _change(team_id, incident_id, change)
+    return get(team_id, item.incident_id)
+
+
+def add_note(team_id: str, incident_id: str, user_id: str, text: str, now: datetime) -> Entry:
+    def change(item: IncidentModel) -> EventModel:
+        item.updated_at = now
+        return events.incident_event(item, events.NOTE, now, discriminator=new_id("evt"), by=user_id, text=text)
+
+    _, entry = _change(team_id, incident_id, change)
+    assert entry is not None
+    return _entry(entry)
+
+
+def set_postmortem(team_id: str, incident_id: str, user_id: str, postmortem: dict[str, Any], now: datetime) -> Incident:
+    """Write (or rewrite) the postmortem; the timeline records each update."""
+
+    def change(item: IncidentModel) -> EventModel | None:
+        if item.postmortem == postmortem:
+            return None
+        first = item.postmortem is None
+        item.postmortem, item.updated_at = postmortem, now
+        text = "Postmortem written" if first else "Postmortem updated"
+        return events.incident_event(item, events.POSTMORTEM, now, discriminator=new_id("evt"), by=user_id, text=text)
+
+    item, _ = _change(team_id, incident_id, change)
+    return get(team_id, item.incident_id)
+
+
+def purge_team(team_id: str) -> None:
+    """Team deletion: its incidents and their timelines, and its monitors' incident state."""
+    for monitor in MonitorModel.query(team_id, attributes_to_get=["team_id", "monitor_id"]):
+        MonitorStateModel(monitor.monitor_id).delete(add_version_condition=False)
+    for item in IncidentModel.query(team_id):
+        for entry in EventModel.query(item.incident_id):
+            entry.delete()
+        item.delete(add_version_condition=False)

@@ -1,0 +1,392 @@
+"""The incident handler's core: fold a monitor's new check results into its state, and write what follows.
+
+For each monitor, :func:`apply_results` loads the monitor, its state item, its open incident and the maintenance
+windows over the results' span; folds the results in check-time order through :func:`incidents.state.apply`; and
+writes, in **one transaction**:
+
+- the state item, conditional on its version (a concurrent handler or a retry that applied the same results
+  first makes this one start over from the new state, where those results are no longer newer: no-ops);
+- the monitor's ``status``, ``region_status``, ``last_checked_at`` and ``advisories``;
+- the incident (created under an id derived from the monitor and the time the quorum was reached, so even a
+  replay that slipped past the state could only rewrite the same incident), and its timeline entries;
+- monitor events (degraded, certificate expiring).
+
+A result older than the last applied for its region changes nothing, so duplicated, replayed and out-of-order
+stream records are harmless; a result checked before the last resolution never opens an incident.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pynamodb.exceptions import TransactWriteError
+
+from chalicelib.checks import model as check
+from chalicelib.ids import derived_id
+from chalicelib.incidents import events
+from chalicelib.incidents.maintenance import Window, open_windows
+from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel
+from chalicelib.incidents.state import Event, Observation, Policy, apply, down_regions, dump, load
+from chalicelib.monitors.models import MonitorModel
+from chalicelib.observability import logger, metrics
+from chalicelib.storage.base import condition_failed, transaction
+
+ATTEMPTS = 6
+MAX_WRITES = 60  # items per transaction (DynamoDB allows 100); more results are applied in several
+SSL_THRESHOLDS = (7, 3, 1)  # days, besides the monitor's own ssl_expiry_alert_days
+
+CAUSES = {
+    check.TIMEOUT: "timeout",
+    check.DNS_FAILURE: "DNS lookup failed",
+    check.CONNECTION_REFUSED: "connection refused",
+    check.CONNECTION_RESET: "connection reset",
+    check.CONNECTION_FAILED: "connection failed",
+    check.TLS_ERROR: "TLS handshake failed",
+    check.CERTIFICATE_EXPIRED: "certificate expired",
+    check.CERTIFICATE_INVALID: "certificate invalid",
+    check.INVALID_RESPONSE: "invalid response",
+    check.TOO_MANY_REDIRECTS: "too many redirects",
+    check.BODY_TOO_LARGE: "response too large",
+    check.DESTINATION_NOT_ALLOWED: "destination not allowed",
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the handler reads of a stored check result."""
+
+    team_id: str
+    monitor_id: str
+    region: str
+    checked_at: datetime
+    ok: bool
+    degraded: bool = False
+    status_code: int | None = None
+    error: str | None = None
+    assertion_failures: tuple[str, ...] = ()
+    ssl_expires_at: datetime | None = None
+
+
+def _assertion_subject(failure: str) -> str:
+    """``json_body $.status equals 'ok' (got "down")`` → ``$.status``; ``status_code less_than '300' …`` →
+    ``status_code``."""
+    cut = min((i for c in check.COMPARISONS if (i := failure.find(f" {c}")) > 0), default=len(failure))
+    subject = failure[:cut]
+    for source in check.SOURCES_WITH_PROPERTY:
+        if subject.startswith(source + " "):
+            return subject[len(source) + 1 :]
+    return subject
+
+
+def cause_of(result: Result) -> str | None:
+    """A short, stable reason: "HTTP 503", "timeout", "assertion failed: $.status"."""
+    if result.ok:
+        return None
+    if result.error == check.STATUS_MISMATCH and result.status_code is not None:
+        return f"HTTP {result.status_code}"
+    if result.error == check.ASSERTION_FAILED:
+        if result.assertion_failures:
+            return f"assertion failed: {_assertion_subject(result.assertion_failures[0])}"
+        return "assertion failed"
+    return CAUSES.get(result.error or "", result.error or "check failed")
+
+
+@dataclass
+class _Pending:
+    """What one transaction will write: besides the state and the monitor, the incidents changed (an outage can
+    open and resolve within one batch, and the next one open) and the events."""
+
+    incidents: dict[str, IncidentModel] = field(default_factory=dict)
+    items: list[EventModel] = field(default_factory=list)
+
+    def size(self) -> int:
+        return 2 + len(self.incidents) + len(self.items)
+
+
+@dataclass
+class Applied:
+    results: int = 0
+    opened: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+
+
+class _Run:
+    """One attempt at applying a monitor's results (restarted from fresh reads on a lost race)."""
+
+    def __init__(self, monitor: MonitorModel, item: MonitorStateModel, windows: list[Window], now: datetime):
+        self.monitor = monitor
+        self.item = item
+        self.windows = windows
+        self.now = now
+        self.policy = Policy(
+            regions=tuple(str(r) for r in monitor.regions),
+            failure_threshold=int(monitor.failure_threshold),
+            recovery_threshold=int(monitor.recovery_threshold),
+            confirmation_regions=int(monitor.confirmation_regions),
+        )
+        self.state = load(item.state)
+        self.incident = _open_incident(monitor.team_id, item.incident_id)  # the outage's, until it is over
+        self.pending = _Pending()
+        self.applied = Applied()
+        self.dirty = False
+
+    # -- folding
+
+    def fold(self, result: Result) -> None:
+        obs = Observation(result.region, result.checked_at, result.ok, result.degraded, cause_of(result))
+        in_maintenance = any(w.covers(self.monitor.monitor_id, result.checked_at) for w in self.windows)
+        state, changes = apply(self.state, obs, self.policy, in_maintenance=in_maintenance)
+        if state == self.state:
+            return
+        self.state = state
+        self.dirty = True
+        self.applied.results += 1
+        for change in changes:
+            self._on(change, obs)
+        self._ssl(result)
+
+    def _on(self, change: Event, obs: Observation) -> None:
+        m = self.monitor
+        if change.kind == "incident_opened":
+            self._open(change)
+        elif change.kind == "incident_resolved":
+            self._resolve(change)
+        elif change.kind in ("region_down", "region_up") and self._incident_is_open():
+            incident = self.incident
+            assert incident is not None
+            region = change.region or ""
+            kind = events.REGION_DOWN if change.kind == "region_down" else events.REGION_UP
+            text = f"Down in {region}: {change.detail}" if change.kind == "region_down" else f"Up in {region}"
+            self._timeline(kind, change.at, region, text, discriminator=region)
+            if change.kind == "region_down" and region not in incident.affected_regions:
+                incident.affected_regions = [*incident.affected_regions, region]  # type: ignore[list-item]
+                self._touch()
+        elif change.kind in ("degraded", "degraded_recovered"):
+            kind = events.DEGRADED if change.kind == "degraded" else events.DEGRADED_RECOVERED
+            text = (
+                f"Slower than {m.degraded_after_ms} ms in {change.region}"
+                if change.kind == "degraded"
+                else f"Back under {m.degraded_after_ms} ms in {change.region}"
+            )
+            self.pending.items.append(
+                events.monitor_event(m.team_id, m.monitor_id, kind, change.at, text=text, region=change.region)
+            )
+            self.applied.events.append(kind)
+
+    def _incident_is_open(self) -> bool:
+        return self.incident is not None and self.incident.status != "resolved"
+
+    def _touch(self) -> None:
+        assert self.incident is not None
+        self.incident.updated_at = self.now
+        self.pending.incidents[self.incident.incident_id] = self.incident
+
+    def _timeline(self, kind: str, at: datetime, region: str | None, text: str, *, discriminator: str) -> None:
+        assert self.incident is not None
+        self.pending.items.append(
+            events.incident_event(self.incident, kind, at, discriminator=discriminator, text=text, region=region)
+        )
+        self.applied.events.append(kind)
+
+    def _open(self, change: Event) -> None:
+        m = self.monitor
+        down = down_regions(self.state, self.policy)
+        incident_id = derived_id("inc", change.at, m.monitor_id)
+        incident = IncidentModel(
+            m.team_id,
+            incident_id,
+            team_status=f"{m.team_id}#open",
+            monitor_id=m.monitor_id,
+            status="open",
+            cause=change.detail,
+            started_at=change.at,
+            affected_regions=down,
+            updated_at=self.now,
+        )
+        self.incident = incident
+        self._touch()
+        self.item.incident_id = incident_id
+        for region in down:
+            since = self.state.region(region).down_since or change.at
+            cause = self.state.region(region).cause
+            self._timeline(events.REGION_DOWN, since, region, f"Down in {region}: {cause}", discriminator=region)
+        total = len(self.policy.regions)
+        text = f"Down in {len(down)} of {total} regions: {change.detail}"
+        self._timeline(events.OPENED, change.at, None, text, discriminator="")
+        self.applied.opened.append(incident_id)
+
+    def _resolve(self, change: Event) -> None:
+        incident = self.incident
+        self.item.incident_id = None
+        if incident is None or incident.status == "resolved":  # resolved by hand already: nothing to add
+            self.incident = None
+            return
+        incident.status = "resolved"
+        incident.team_status = f"{incident.team_id}#resolved"
+        incident.resolved_at = change.at
+        incident.resolved_by = None
+        self._touch()
+        self._timeline(events.RESOLVED, change.at, None, "Recovered", discriminator="")
+        self.applied.resolved.append(incident.incident_id)
+        self.incident = None
+
+    def _ssl(self, result: Result) -> None:
+        """One ``ssl.expiring`` per certificate per threshold: the tightest threshold crossed, once."""
+        days = int(self.monitor.ssl_expiry_alert_days or 0)
+        expires = result.ssl_expires_at
+        if days <= 0 or expires is None:
+            return
+        left = (expires - result.checked_at).total_seconds() / 86400
+        thresholds = sorted({days, *(t for t in SSL_THRESHOLDS if t < days)}, reverse=True)
+        crossed = [t for t in thresholds if left <= t]
+        cert = expires.astimezone(UTC).isoformat()
+        alerts: dict[str, list[int]] = dict(self.item.ssl_alerts or {})
+        done = set(alerts.get(cert, []))
+        if not crossed or set(crossed) <= done:
+            return
+        threshold = min(crossed)
+        alerts[cert] = sorted(done | set(crossed), reverse=True)
+        # Remember the latest certificates only: a renewed certificate is a new key.
+        self.item.ssl_alerts = dict(sorted(alerts.items())[-3:])
+        m = self.monitor
+        whole_days = max(0, int(left))
+        self.pending.items.append(
+            events.monitor_event(
+                m.team_id,
+                m.monitor_id,
+                events.SSL_EXPIRING,
+                result.checked_at,
+                discriminator=f"{cert}#{threshold}",
+                text=f"The certificate expires in {whole_days} day{'s' if whole_days != 1 else ''}",
+                region=result.region,
+                data={"expires_at": cert, "days_left": whole_days, "threshold_days": threshold},
+            )
+        )
+        self.applied.events.append(events.SSL_EXPIRING)
+
+    # -- writing
+
+    def flush(self) -> None:
+        if not self.dirty:
+            return
+        m, item, state = self.monitor, self.item, self.state
+        item.state = dump(state)
+        item.updated_at = self.now
+        checked = [r.last_checked_at for r in state.regions.values() if r.last_checked_at is not None]
+        advisories = [] if state.incident_open else self._advisories()
+        with transaction() as t:
+            t.save(item)
+            t.update(
+                m,
+                actions=[
+                    MonitorModel.status.set(state.status),
+                    MonitorModel.region_status.set({r: state.region(r).label for r in self.policy.regions}),
+                    MonitorModel.last_checked_at.set(max(checked))
+                    if checked
+                    else MonitorModel.last_checked_at.remove(),
+                    MonitorModel.advisories.set(advisories),
+                ],
+                condition=MonitorModel.monitor_id.exists(),
+                add_version_condition=False,  # a user's edit stays valid; it reloads if this lands first
+            )
+            for incident in self.pending.incidents.values():
+                t.save(incident)
+            for event in self.pending.items:
+                t.save(event)
+        self.pending = _Pending()
+        self.dirty = False
+
+    def _advisories(self) -> list[dict[str, Any]]:
+        out = []
+        for region in down_regions(self.state, self.policy):
+            r = self.state.region(region)
+            since = r.down_since.astimezone(UTC).isoformat() if r.down_since else None
+            out.append({"region": region, "since": since, "cause": r.cause})
+        return out
+
+    def pending_size(self) -> int:
+        return self.pending.size()
+
+
+def _open_incident(team_id: str, incident_id: str | None) -> IncidentModel | None:
+    if not incident_id:
+        return None
+    try:
+        return IncidentModel.get(team_id, incident_id, consistent_read=True)
+    except IncidentModel.DoesNotExist:
+        return None
+
+
+def _lost_race(exc: Exception) -> bool:
+    reasons = getattr(exc, "cancellation_reasons", None) or []
+    return condition_failed(exc) or any(r is not None and r.code == "TransactionConflict" for r in reasons)
+
+
+def _attempt(team_id: str, monitor_id: str, results: list[Result], now: datetime) -> Applied | None:
+    try:
+        monitor = MonitorModel.get(team_id, monitor_id, consistent_read=True)
+    except MonitorModel.DoesNotExist:
+        return None  # deleted since: its late results change nothing
+    if monitor.paused:
+        return None  # a paused monitor opens no incident (results of checks already in flight)
+    try:
+        item = MonitorStateModel.get(monitor_id, consistent_read=True)
+    except MonitorStateModel.DoesNotExist:
+        item = MonitorStateModel(monitor_id, team_id=team_id, updated_at=now)
+    windows = open_windows(team_id, monitor_id, results[0].checked_at, results[-1].checked_at)
+    run = _Run(monitor, item, windows, now)
+    for result in results:
+        run.fold(result)
+        if run.pending_size() >= MAX_WRITES:
+            run.flush()
+    run.flush()
+    return run.applied
+
+
+def apply_results(team_id: str, monitor_id: str, results: Iterable[Result], now: datetime) -> Applied:
+    """Apply one monitor's results (any order, duplicates welcome).  Returns what changed."""
+    ordered = sorted(results, key=lambda r: (r.checked_at, r.region))
+    if not ordered:
+        return Applied()
+    for attempt in range(ATTEMPTS):
+        try:
+            applied = _attempt(team_id, monitor_id, ordered, now) or Applied()
+        except TransactWriteError as exc:
+            if not _lost_race(exc) or attempt == ATTEMPTS - 1:
+                raise
+            metrics.add_metric(name="IncidentStateRaces", unit="Count", value=1)
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not a secret
+            continue
+        for incident_id in applied.opened:
+            logger.info("incident opened", extra={"monitor_id": monitor_id, "incident_id": incident_id})
+        for incident_id in applied.resolved:
+            logger.info("incident resolved", extra={"monitor_id": monitor_id, "incident_id": incident_id})
+        return applied
+    raise AssertionError("unreachable")
+
+
+def forget_monitor(team_id: str, monitor_id: str, now: datetime) -> None:
+    """A deleted monitor's outage ends with it: its open incident resolves, and its state goes."""
+    try:
+        item = MonitorStateModel.get(monitor_id, consistent_read=True)
+    except MonitorStateModel.DoesNotExist:
+        return
+    incident = _open_incident(team_id, item.incident_id)
+    with transaction() as t:
+        t.delete(item, add_version_condition=False)
+        if incident is not None and incident.status != "resolved":
+            incident.status = "resolved"
+            incident.team_status = f"{team_id}#resolved"
+            incident.resolved_at = incident.updated_at = now
+            t.save(incident)
+            t.save(
+                events.incident_event(
+                    incident, events.RESOLVED, now, discriminator="monitor-deleted", text="The monitor was deleted"
+                )
+            )

@@ -1,0 +1,164 @@
+"""The incident API: list with filters and cursors, read with the timeline, acknowledge, notes, resolve, postmortem
+— each change on the timeline and emitted as an event; roles and teams as the contract says."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from chalicelib.clock import utcnow
+from chalicelib.incidents.models import EventModel
+from chalicelib.incidents.tracker import Result, apply_results
+from chalicelib.settings import DEFAULT_REGIONS
+from chalicelib.teams.models import MembershipModel
+from tests.support import ApiClient, create_monitor, sign_up
+
+URL = "https://shop.example.invalid/"
+
+
+def outage(monitor: dict[str, Any], minutes: int = 5, cause: str = "timeout") -> str:
+    """Two failed minutes everywhere (from ``minutes`` ago), applied as the incident handler applies them."""
+    start = utcnow() - timedelta(minutes=minutes)
+    results = [
+        Result(monitor["team_id"], monitor["id"], region, start + timedelta(minutes=m), ok=False, error=cause)
+        for m in (0, 1)
+        for region in DEFAULT_REGIONS
+    ]
+    (opened,) = apply_results(monitor["team_id"], monitor["id"], results, utcnow()).opened
+    return opened
+
+
+def recover(monitor: dict[str, Any], minutes_ago: int = 0) -> None:
+    at = utcnow() - timedelta(minutes=minutes_ago)
+    results = [Result(monitor["team_id"], monitor["id"], region, at, ok=True) for region in DEFAULT_REGIONS]
+    apply_results(monitor["team_id"], monitor["id"], results, utcnow())
+
+
+def emitted(incident_id: str) -> list[tuple[str, str | None]]:
+    return [(e.type, e.by) for e in EventModel.query(incident_id)]
+
+
+def test_acknowledge_note_postmortem_resolve_each_go_on_the_timeline_and_are_emitted(api, alice):
+    monitor = create_monitor(api, url=URL)
+    incident_id = outage(monitor)
+    me = alice["user"]["id"]
+
+    r = api.post(f"/v1/incidents/{incident_id}/acknowledge")
+    assert r.status == 200, r.body
+    assert (r.json["status"], r.json["acknowledged_by"]) == ("acknowledged", me)
+    assert r.json["acknowledged_at"] is not None
+    assert api.post(f"/v1/incidents/{incident_id}/acknowledge").status == 200  # again: nothing new
+
+    r = api.post(f"/v1/incidents/{incident_id}/notes", {"text": "Rolling back the 14:02 deploy"})
+    assert r.status == 201, r.body
+    assert (r.json["type"], r.json["by"], r.json["text"]) == ("note", me, "Rolling back the 14:02 deploy")
+
+    postmortem = {"cause": "A bad deploy", "resolution": "Reverted", "impact": "Checkout down 9 min"}
+    r = api.put(f"/v1/incidents/{incident_id}/postmortem", postmortem)
+    assert r.status == 200, r.body
+    assert r.json["postmortem"] == {**postmortem, "action_items": []}
+
+    r = api.post(f"/v1/incidents/{incident_id}/resolve")
+    assert r.status == 200, r.body
+    assert (r.json["status"], r.json["resolved_by"]) == ("resolved", me)
+    assert api.post(f"/v1/incidents/{incident_id}/resolve").status == 200  # again: nothing new
+
+    body = api.get(f"/v1/incidents/{incident_id}").json
+    kinds = [(e["type"], e["by"]) for e in body["timeline"]]
+    assert kinds[-4:] == [("acknowledged", me), ("note", me), ("postmortem_updated", me), ("resolved", me)]
+    assert [k for k, _ in kinds[:4]] == ["region_down", "region_down", "region_down", "opened"]
+    assert body["timeline"][-3]["text"] == "Rolling back the 14:02 deploy"
+    assert body["cause"] == "timeout"
+    assert set(body) >= {"id", "monitor_id", "team_id", "status", "cause", "started_at", "acknowledged_at"}
+    # The same entries are the events the alert handler reads, once each.
+    assert [e for e in emitted(incident_id) if e[1] is not None] == [
+        ("incident.acknowledged", me),
+        ("incident.note", me),
+        ("incident.postmortem_updated", me),
+        ("incident.resolved", me),
+    ]
+
+
+def test_a_resolved_incident_cannot_be_acknowledged_but_takes_notes_and_a_postmortem(api, alice):
+    monitor = create_monitor(api, url=URL)
+    incident_id = outage(monitor, minutes=10)
+    recover(monitor)
+    assert api.get(f"/v1/incidents/{incident_id}").json["resolved_by"] is None  # Vigil resolved it
+    r = api.post(f"/v1/incidents/{incident_id}/acknowledge")
+    assert r.status == 409
+    assert r.json["code"] == "conflict"
+    assert api.post(f"/v1/incidents/{incident_id}/notes", {"text": "Caused by the CDN"}).status == 201
+    r = api.put(f"/v1/incidents/{incident_id}/postmortem", {"cause": "CDN", "resolution": "Failover"})
+    assert r.status == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("notes", {"text": ""}, "text"),
+        ("notes", {"text": "x" * 5001}, "text"),
+        ("notes", {}, "text"),
+        ("postmortem", {"cause": "x"}, "resolution"),
+        ("postmortem", {"cause": "x", "resolution": "y", "action_items": "do it"}, "action_items"),
+    ],
+)
+def test_bad_bodies_are_422_naming_the_field(api, alice, path, body, field):
+    incident_id = outage(create_monitor(api, url=URL))
+    method = api.put if path == "postmortem" else api.post
+    r = method(f"/v1/incidents/{incident_id}/{path}", body)
+    assert r.status == 422, r.body
+    assert [e["field"] for e in r.json["errors"]] == [field]
+
+
+def test_list_filters_by_status_and_monitor_newest_first_with_signed_cursors(api, alice):
+    shop = create_monitor(api, url=URL)
+    blog = create_monitor(api, url="https://blog.example.invalid/")
+    first = outage(shop, minutes=30)
+    recover(shop, minutes_ago=20)
+    second = outage(shop, minutes=10)
+    third = outage(blog, minutes=8)
+
+    def ids(query: str = "") -> list[str]:
+        r = api.get(f"/v1/incidents{query}")
+        assert r.status == 200, r.body
+        return [i["id"] for i in r.json["data"]]
+
+    assert ids() == [third, second, first]
+    assert ids("?status=open") == [third, second]
+    assert ids("?status=resolved") == [first]
+    assert ids(f"?monitor_id={shop['id']}") == [second, first]
+    assert ids(f"?monitor_id={shop['id']}&status=open") == [second]
+    assert ids("?monitor_id=mon_unknown") == []
+    assert "timeline" not in api.get("/v1/incidents").json["data"][0]
+
+    page = api.get("/v1/incidents?status=open&limit=1").json
+    assert [i["id"] for i in page["data"]] == [third]
+    rest = api.get(f"/v1/incidents?status=open&limit=1&cursor={page['next_cursor']}").json
+    assert ([i["id"] for i in rest["data"]], rest["next_cursor"]) == ([second], None)
+    # a cursor is bound to its filter, and tamper-proof
+    assert api.get(f"/v1/incidents?status=resolved&cursor={page['next_cursor']}").status == 400
+    assert api.get(f"/v1/incidents?status=open&cursor={page['next_cursor'][:-2]}xx").status == 400
+    assert api.get("/v1/incidents?status=closed").status == 422
+
+
+def test_another_team_sees_nothing_and_a_viewer_reads_but_does_not_change(api, alice):
+    incident_id = outage(create_monitor(api, url=URL))
+    owner_token = api.token
+    other = ApiClient(api.app)
+    sign_up(other, "mallory@example.com")
+    assert other.get(f"/v1/incidents/{incident_id}").status == 404
+    assert other.post(f"/v1/incidents/{incident_id}/acknowledge").status == 404
+    assert other.get("/v1/incidents").json["data"] == []
+
+    viewer = ApiClient(api.app)
+    user = sign_up(viewer, "victor@example.com")["user"]
+    MembershipModel(alice["team"]["id"], user["id"], role="viewer", joined_at=utcnow()).save()
+    r = viewer.post("/v1/auth/switch-team", {"team_id": alice["team"]["id"]})
+    viewer.token = r.json["access_token"]
+    assert viewer.get(f"/v1/incidents/{incident_id}").status == 200
+    assert viewer.post(f"/v1/incidents/{incident_id}/acknowledge").status == 403
+    assert viewer.post(f"/v1/incidents/{incident_id}/notes", {"text": "hi"}).status == 403
+    api.token = owner_token
+    assert [e for e in emitted(incident_id) if e[1] is not None] == []  # nothing was changed

@@ -1,0 +1,394 @@
+"""The incident handler on the check results stream: confirmed outages open one incident, recovery resolves it,
+replays and duplicates change nothing; degraded, advisories, maintenance, certificate expiry, deleted monitors."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from chalicelib.clock import isoz, utcnow
+from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel
+from chalicelib.local.loop import EventLoop
+from chalicelib.monitors.models import MonitorModel, ResultModel
+from tests.support import create_monitor
+
+REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
+URL = "https://shop.example.invalid/"
+
+
+def start() -> datetime:
+    """Now, to the minute: results are recent, so maintenance windows made through the API (which must end in
+    the future) can cover them."""
+    return utcnow().replace(second=0, microsecond=0)
+
+
+def result(monitor: dict, at: datetime, region: str, ok: bool = True, **fields: Any) -> ResultModel:
+    defaults: dict[str, Any] = {"status_code": 200 if ok else 503, "response_time_ms": 120.0}
+    if not ok:
+        defaults["error"] = "status_mismatch"
+    return ResultModel(
+        monitor["id"],
+        f"{at:%Y-%m-%dT%H:%M:%S}#{region}",
+        team_id=monitor["team_id"],
+        region=region,
+        checked_at=at,
+        ok=ok,
+        expires_at=at + timedelta(days=30),
+        **{**defaults, **fields},
+    )
+
+
+def minute(monitor: dict, at: datetime, ok: bool = True, regions: tuple[str, ...] = REGIONS, **fields: Any):
+    return [result(monitor, at, region, ok, **fields) for region in regions]
+
+
+_sequence = iter(range(10**6, 10**7))
+
+
+def records(items: list[ResultModel], event: str = "INSERT") -> list[dict[str, Any]]:
+    """Stream records as Lambda delivers them (NEW_AND_OLD_IMAGES)."""
+    out = []
+    for item in items:
+        sequence = str(next(_sequence))
+        out.append(
+            {
+                "eventID": sequence,
+                "eventName": event,
+                "eventSource": "aws:dynamodb",
+                "dynamodb": {
+                    "SequenceNumber": sequence,
+                    "Keys": {"monitor_id": {"S": item.monitor_id}, "slot": {"S": item.slot}},
+                    "NewImage": item.serialize(),
+                    "StreamViewType": "NEW_AND_OLD_IMAGES",
+                },
+            }
+        )
+    return out
+
+
+def handle(batch: list[dict[str, Any]]) -> Any:
+    # Imported late, as Lambda would: the module reads the settings (the stream's ARN) when imported.
+    from chalicelib.events.incidents import handle as handle_records
+
+    return handle_records(batch)
+
+
+def feed(*batches: list[ResultModel]) -> None:
+    for batch in batches:
+        assert handle(records(batch)) == {"batchItemFailures": []}
+
+
+def team_incidents(monitor: dict) -> list[IncidentModel]:
+    return list(IncidentModel.query(monitor["team_id"]))
+
+
+def everything(monitor: dict) -> dict[str, Any]:
+    """A snapshot of what the handler writes, to show that a replay changes none of it."""
+    state = MonitorStateModel.get(monitor["id"])
+    stored = MonitorModel.get(monitor["team_id"], monitor["id"])
+    found = team_incidents(monitor)
+    entries = [e.key for i in found for e in EventModel.query(i.incident_id)]
+    entries += [e.key for e in EventModel.query(monitor["id"])]
+    return {
+        "state": (state.version, state.state),
+        "monitor": (stored.version, stored.status, stored.region_status.as_dict()),
+        "incidents": [(i.incident_id, i.version, i.status) for i in found],
+        "events": sorted(entries),
+    }
+
+
+# --------------------------------------------------------------------- the real stream path
+
+
+@pytest.fixture
+def loop(app, aws) -> Iterator[EventLoop]:
+    event_loop = EventLoop(aws.aws_region, retry_seconds=0.1)
+    event_loop.add_chalice_app(app, aws, new_tables=[f"{aws.table_prefix}check_results"])
+    event_loop.start()
+    yield event_loop
+    event_loop.stop()
+
+
+def test_through_the_stream_an_outage_everywhere_opens_one_incident_and_recovery_resolves_it(api, alice, loop):
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    for m in range(3):
+        for item in minute(monitor, t0 + timedelta(minutes=m), ok=False):
+            item.save()
+    assert loop.drain(15)
+
+    (incident,) = team_incidents(monitor)
+    assert incident.status == "open"
+    assert incident.cause == "HTTP 503"
+    assert sorted(incident.affected_regions) == sorted(REGIONS)
+    assert incident.started_at == t0 + timedelta(minutes=1)  # the second failure confirmed it
+    shown = api.get(f"/v1/monitors/{monitor['id']}").json
+    assert shown["status"] == "down"
+    assert shown["region_status"] == dict.fromkeys(REGIONS, "down")
+    assert shown["last_checked_at"] == isoz(t0 + timedelta(minutes=2))
+
+    for item in minute(monitor, t0 + timedelta(minutes=3)):
+        item.save()
+    assert loop.drain(15)
+    (incident,) = team_incidents(monitor)
+    assert incident.status == "resolved"
+    assert incident.resolved_at == t0 + timedelta(minutes=3)
+    assert incident.resolved_by is None
+    shown = api.get(f"/v1/monitors/{monitor['id']}").json
+    assert shown["status"] == "up"
+    assert shown["region_status"] == dict.fromkeys(REGIONS, "up")
+
+    # The same results again, as a replayed stream batch: nothing changes.
+    before = everything(monitor)
+    stored = list(ResultModel.query(monitor["id"]))
+    assert len(stored) == 12
+    from chalicelib.events.incidents import incidents
+
+    event = {"Records": records(stored)}
+    assert incidents(event, None) == {"batchItemFailures": []}  # as Lambda calls it
+    assert everything(monitor) == before
+
+
+# --------------------------------------------------------------------- the handler, record by record
+
+
+def test_the_timeline_tells_the_outage(api, alice, aws):
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    us, eu, ap = REGIONS
+    feed(
+        minute(monitor, t0, ok=False),
+        [result(monitor, t0 + timedelta(minutes=1), us, False), result(monitor, t0 + timedelta(minutes=1), eu, False)],
+        [result(monitor, t0 + timedelta(minutes=1), ap, False, status_code=None, error="timeout")],
+        minute(monitor, t0 + timedelta(minutes=2)),
+    )
+    (incident,) = team_incidents(monitor)
+    body = api.get(f"/v1/incidents/{incident.incident_id}").json
+    assert [(e["type"], e["region"]) for e in body["timeline"]] == [
+        # at one instant: regions down (by name), then the opening
+        ("region_down", ap),
+        ("region_down", eu),
+        ("region_down", us),
+        ("opened", None),
+        ("region_up", ap),
+        ("region_up", eu),
+        ("resolved", None),  # the quorum is lost with the second region up
+    ]
+    assert body["timeline"][0]["text"] == f"Down in {ap}: timeout"
+    assert body["timeline"][3]["text"] == "Down in 2 of 3 regions: HTTP 503"
+    assert all(e["by"] is None for e in body["timeline"])
+    assert body["status"] == "resolved"
+    assert body["affected_regions"] == [us, eu, ap]
+
+
+@pytest.mark.parametrize(
+    ("fields", "cause"),
+    [
+        ({"error": "status_mismatch", "status_code": 503}, "HTTP 503"),
+        ({"error": "timeout", "status_code": None}, "timeout"),
+        (
+            {
+                "error": "assertion_failed",
+                "status_code": 200,
+                "assertion_failures": ["json_body $.status equals 'ok' (got \"down\")"],
+            },
+            "assertion failed: $.status",
+        ),
+        ({"error": "connection_refused", "status_code": None}, "connection refused"),
+    ],
+)
+def test_the_cause_says_what_failed(api, alice, aws, fields, cause):
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    feed(minute(monitor, t0, ok=False, **fields), minute(monitor, t0 + timedelta(minutes=1), ok=False, **fields))
+    (incident,) = team_incidents(monitor)
+    assert incident.cause == cause
+
+
+def test_duplicated_and_out_of_order_records_open_one_incident(api, alice, aws):
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    items = [i for m in range(4) for i in minute(monitor, t0 + timedelta(minutes=m), ok=False)]
+    batch = records(list(reversed(items))) + records(items) + records(items[:5], event="MODIFY")
+    assert handle(batch) == {"batchItemFailures": []}
+    assert handle(batch) == {"batchItemFailures": []}
+    (incident,) = team_incidents(monitor)
+    assert incident.started_at == t0 + timedelta(minutes=1)  # applied in check-time order despite the batch
+
+
+def test_concurrent_handlers_open_one_incident(api, alice, aws):
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    items = [i for m in range(3) for i in minute(monitor, t0 + timedelta(minutes=m), ok=False)]
+    batch = records(items)
+    outcomes: list[Any] = []
+    threads = [threading.Thread(target=lambda: outcomes.append(handle(batch))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == [{"batchItemFailures": []}] * 4
+    (incident,) = team_incidents(monitor)
+    opened = [e for e in EventModel.query(incident.incident_id) if e.type == "incident.opened"]
+    assert len(opened) == 1
+
+
+def test_ttl_deletions_are_ignored(api, alice, aws):
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    feed(minute(monitor, t0))
+    before = everything(monitor)
+    expired = records(minute(monitor, t0 + timedelta(minutes=1), ok=False), event="REMOVE")
+    for record in expired:
+        record["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+        record["dynamodb"]["OldImage"] = record["dynamodb"].pop("NewImage")
+    assert handle(expired + expired) == {"batchItemFailures": []}
+    assert everything(monitor) == before
+
+
+def test_one_region_down_is_an_advisory_not_an_incident(api, alice, aws):
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    us, eu, ap = REGIONS
+    for m in range(3):
+        at = t0 + timedelta(minutes=m)
+        feed([result(monitor, at, us, False), result(monitor, at, eu), result(monitor, at, ap)])
+    assert team_incidents(monitor) == []
+    shown = api.get(f"/v1/monitors/{monitor['id']}").json
+    assert shown["status"] == "up"
+    assert shown["region_status"] == {us: "down", eu: "up", ap: "up"}
+    assert shown["advisories"] == [{"region": us, "since": isoz(t0 + timedelta(minutes=1)), "cause": "HTTP 503"}]
+    feed([result(monitor, t0 + timedelta(minutes=3), us)])
+    assert api.get(f"/v1/monitors/{monitor['id']}").json["advisories"] == []
+
+
+def test_a_slow_response_is_degraded_with_its_own_events_not_an_incident(api, alice, aws):
+    monitor = create_monitor(api, url=URL, degraded_after_ms=500)
+    t0 = start()
+    feed(minute(monitor, t0, response_time_ms=900.0, degraded=True))
+    assert api.get(f"/v1/monitors/{monitor['id']}").json["status"] == "degraded"
+    feed(minute(monitor, t0 + timedelta(minutes=1), response_time_ms=900.0, degraded=True))
+    feed(minute(monitor, t0 + timedelta(minutes=2)))
+    assert api.get(f"/v1/monitors/{monitor['id']}").json["status"] == "up"
+    assert team_incidents(monitor) == []
+    kinds = [e.type for e in EventModel.query(monitor["id"])]
+    assert kinds == ["monitor.degraded", "monitor.degraded_recovered"]
+
+
+def test_no_incident_in_maintenance_and_one_when_it_ends_if_still_down(api, alice, aws):
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    r = api.post(
+        "/v1/maintenance-windows",
+        {
+            "title": "Database upgrade",
+            "monitor_ids": [monitor["id"]],
+            "starts_at": isoz(t0 - timedelta(minutes=1)),
+            "ends_at": isoz(t0 + timedelta(minutes=5)),
+        },
+    )
+    assert r.status == 201, r.body
+    for m in range(5):
+        feed(minute(monitor, t0 + timedelta(minutes=m), ok=False))
+    assert team_incidents(monitor) == []
+    shown = api.get(f"/v1/monitors/{monitor['id']}").json
+    assert shown["status"] == "maintenance"
+    assert shown["region_status"] == dict.fromkeys(REGIONS, "down")  # checks went on
+
+    feed(minute(monitor, t0 + timedelta(minutes=5), ok=False))  # the window is over, the target still down
+    (incident,) = team_incidents(monitor)
+    assert incident.started_at == t0 + timedelta(minutes=5)
+    assert api.get(f"/v1/monitors/{monitor['id']}").json["status"] == "down"
+
+
+def test_a_late_result_never_reopens_a_resolved_outage(api, alice, aws):
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    us, eu, ap = REGIONS
+    feed(
+        [result(monitor, t0 + timedelta(minutes=m), r, False) for m in (0, 1) for r in (us, eu)],
+        [result(monitor, t0 + timedelta(minutes=5), r) for r in (us, eu)],
+        [result(monitor, t0 + timedelta(minutes=m), ap, False) for m in (2, 3)],  # checked before, arriving late
+    )
+    (incident,) = team_incidents(monitor)
+    assert incident.status == "resolved"
+
+
+def test_a_certificate_expiring_is_one_event_per_threshold_not_one_per_check(api, alice, aws):
+    monitor = create_monitor(api, url=URL, ssl_expiry_alert_days=14)
+    t0 = start()
+    expires = t0 + timedelta(days=10)
+    for m in range(5):
+        feed(minute(monitor, t0 + timedelta(minutes=m), ssl_expires_at=expires))
+    assert [e.data["threshold_days"] for e in EventModel.query(monitor["id"])] == [14]
+    feed(minute(monitor, t0 + timedelta(days=4), ssl_expires_at=expires))  # 6 days left: the 7-day threshold
+    feed(minute(monitor, t0 + timedelta(days=4, minutes=1), ssl_expires_at=expires))
+    renewed = t0 + timedelta(days=94)
+    feed(minute(monitor, t0 + timedelta(days=4, minutes=2), ssl_expires_at=renewed))  # renewed: nothing to say
+    found = list(EventModel.query(monitor["id"]))
+    assert [(e.type, e.data["threshold_days"], e.data["days_left"]) for e in found] == [
+        ("ssl.expiring", 14, 10),
+        ("ssl.expiring", 7, 6),
+    ]
+    assert found[0].data["expires_at"] == expires.isoformat()
+
+
+def test_a_monitor_resolved_by_hand_while_down_opens_no_new_incident_until_it_fails_again(api, alice, aws):
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    feed(minute(monitor, t0, ok=False), minute(monitor, t0 + timedelta(minutes=1), ok=False))
+    (incident,) = team_incidents(monitor)
+    r = api.post(f"/v1/incidents/{incident.incident_id}/resolve")
+    assert r.status == 200, r.body
+    assert r.json["resolved_by"] == alice["user"]["id"]
+    feed(minute(monitor, t0 + timedelta(minutes=2), ok=False))
+    assert len(team_incidents(monitor)) == 1
+    assert api.get(f"/v1/monitors/{monitor['id']}").json["status"] == "down"  # it is still down
+    feed(minute(monitor, t0 + timedelta(minutes=3)))  # recovers: no second "resolved"
+    kinds = [e.type for e in EventModel.query(incident.incident_id)]
+    assert kinds.count("incident.resolved") == 1
+    feed(minute(monitor, t0 + timedelta(minutes=4), ok=False), minute(monitor, t0 + timedelta(minutes=5), ok=False))
+    assert [i.status for i in team_incidents(monitor)] == ["resolved", "open"]
+
+
+def test_deleting_a_monitor_resolves_its_incident_and_its_late_results_change_nothing(api, alice, aws):
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    feed(minute(monitor, t0, ok=False), minute(monitor, t0 + timedelta(minutes=1), ok=False))
+    assert api.delete(f"/v1/monitors/{monitor['id']}").status == 204
+    (incident,) = team_incidents(monitor)
+    assert incident.status == "resolved"
+    feed(minute(monitor, t0 + timedelta(minutes=2), ok=False))
+    assert [i.status for i in team_incidents(monitor)] == ["resolved"]
+    assert list(MonitorStateModel.query(monitor["id"])) == []
+
+
+def test_a_paused_monitor_opens_no_incident(api, alice, aws):
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    assert api.post(f"/v1/monitors/{monitor['id']}/pause").status == 200
+    feed(minute(monitor, t0, ok=False), minute(monitor, t0 + timedelta(minutes=1), ok=False))
+    assert team_incidents(monitor) == []
+    assert api.get(f"/v1/monitors/{monitor['id']}").json["status"] == "paused"
+
+
+def test_a_user_edit_and_a_status_update_both_land(api, alice, aws):
+    """The handler writes the monitor without the user's version check; the user's save reloads on conflict."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    feed(minute(monitor, t0, ok=False), minute(monitor, t0 + timedelta(minutes=1), ok=False))
+    r = api.patch(f"/v1/monitors/{monitor['id']}", {"name": "Shop"})
+    assert r.status == 200, r.body
+    assert (r.json["name"], r.json["status"]) == ("Shop", "down")
+
+
+def test_results_far_apart_in_one_batch_are_written_in_several_transactions(api, alice, aws):
+    monitor = create_monitor(api, url=URL, failure_threshold=1, confirmation_regions=1)
+    t0 = start()
+    items = [i for m in range(40) for i in minute(monitor, t0 + timedelta(minutes=m), ok=m % 2 == 0)]
+    assert handle(records(items)) == {"batchItemFailures": []}
+    assert len(team_incidents(monitor)) == 20  # threshold 1, quorum 1: every failing minute is an outage

@@ -1,0 +1,123 @@
+"""The maintenance windows API: validation, the team's own monitors only, status over time, paging."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from chalicelib.clock import isoz, utcnow
+from tests.support import ApiClient, create_monitor, sign_up
+
+URL = "https://shop.example.invalid/"
+
+
+def window(monitor_ids: list[str], start_in: timedelta = timedelta(hours=1), length: timedelta = timedelta(hours=2)):
+    now = utcnow().replace(microsecond=0)
+    return {
+        "title": "Database upgrade",
+        "description": "Postgres 17",
+        "monitor_ids": monitor_ids,
+        "starts_at": isoz(now + start_in),
+        "ends_at": isoz(now + start_in + length),
+    }
+
+
+def test_create_read_change_delete(api, alice):
+    monitor = create_monitor(api, url=URL)
+    body = window([monitor["id"], monitor["id"]])
+    r = api.post("/v1/maintenance-windows", body)
+    assert r.status == 201, r.body
+    created = r.json
+    assert created["monitor_ids"] == [monitor["id"]]  # duplicates dropped
+    assert (created["title"], created["description"], created["status"]) == (
+        "Database upgrade",
+        "Postgres 17",
+        "scheduled",
+    )
+    assert (created["starts_at"], created["ends_at"]) == (body["starts_at"], body["ends_at"])
+    assert created["created_by"] == alice["user"]["id"]
+    assert api.get(f"/v1/maintenance-windows/{created['id']}").json == created
+
+    r = api.patch(f"/v1/maintenance-windows/{created['id']}", {"title": "Upgrade", "description": None})
+    assert r.status == 200, r.body
+    assert (r.json["title"], r.json["description"], r.json["starts_at"]) == ("Upgrade", None, body["starts_at"])
+
+    assert api.delete(f"/v1/maintenance-windows/{created['id']}").status == 204
+    assert api.get(f"/v1/maintenance-windows/{created['id']}").status == 404
+
+
+def test_the_status_goes_scheduled_in_progress_completed(api, alice):
+    monitor = create_monitor(api, url=URL)
+    created = api.post("/v1/maintenance-windows", window([monitor["id"]])).json
+    path = f"/v1/maintenance-windows/{created['id']}"
+    assert api.get(path).json["status"] == "scheduled"
+    current = api.post("/v1/maintenance-windows", window([monitor["id"]], start_in=-timedelta(hours=1))).json
+    assert current["status"] == "in_progress"
+    # ending a window early: its end moves to now, which may be in the past by the time it is read
+    r = api.patch(path, {"starts_at": isoz(utcnow() - timedelta(hours=1)), "ends_at": isoz(utcnow())})
+    assert r.status == 200, r.body
+    assert r.json["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"title": ""}, "title"),
+        ({"monitor_ids": []}, "monitor_ids"),
+        ({"starts_at": "tomorrow"}, "starts_at"),
+        ({"starts_at": "2026-12-01T10:00:00"}, "starts_at"),  # no time zone
+        ({"ends_at": None}, "ends_at"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_fields_are_422_naming_the_field(api, alice, change, field):
+    monitor = create_monitor(api, url=URL)
+    r = api.post("/v1/maintenance-windows", {**window([monitor["id"]]), **change})
+    assert r.status == 422, r.body
+    assert field in [e["field"] for e in r.json["errors"]] or field in r.json["detail"]
+
+
+@pytest.mark.parametrize(
+    ("start_in", "length", "message"),
+    [
+        (timedelta(hours=1), timedelta(0), "must be after starts_at"),
+        (timedelta(hours=1), timedelta(hours=-1), "must be after starts_at"),
+        (timedelta(days=-3), timedelta(days=1), "must be in the future"),
+        (timedelta(hours=1), timedelta(days=91), "at most 90 days"),
+    ],
+)
+def test_the_times_must_make_a_window(api, alice, start_in, length, message):
+    monitor = create_monitor(api, url=URL)
+    r = api.post("/v1/maintenance-windows", window([monitor["id"]], start_in, length))
+    assert r.status == 422, r.body
+    assert r.json["errors"][0]["field"] == "ends_at"
+    assert message in r.json["errors"][0]["message"]
+
+
+def test_only_the_teams_own_monitors_and_windows(api, alice):
+    mine = create_monitor(api, url=URL)
+    other = ApiClient(api.app)
+    sign_up(other, "mallory@example.com")
+    theirs = create_monitor(other, url=URL)
+    r = api.post("/v1/maintenance-windows", window([mine["id"], theirs["id"]]))
+    assert r.status == 404
+    assert theirs["id"] in r.json["detail"]
+    created = api.post("/v1/maintenance-windows", window([mine["id"]])).json
+    assert other.get(f"/v1/maintenance-windows/{created['id']}").status == 404
+    assert other.patch(f"/v1/maintenance-windows/{created['id']}", {"title": "x"}).status == 404
+    assert other.delete(f"/v1/maintenance-windows/{created['id']}").status == 404
+    assert other.get("/v1/maintenance-windows").json["data"] == []
+    r = api.patch(f"/v1/maintenance-windows/{created['id']}", {"monitor_ids": [theirs["id"]]})
+    assert r.status == 404
+    assert api.get(f"/v1/maintenance-windows/{created['id']}").json["monitor_ids"] == [mine["id"]]
+
+
+def test_the_list_is_newest_first_and_pages_with_a_signed_cursor(api, alice):
+    monitor = create_monitor(api, url=URL)
+    made = [api.post("/v1/maintenance-windows", window([monitor["id"]])).json["id"] for _ in range(3)]
+    page = api.get("/v1/maintenance-windows?limit=2").json
+    assert [w["id"] for w in page["data"]] == made[:0:-1]
+    rest = api.get(f"/v1/maintenance-windows?limit=2&cursor={page['next_cursor']}").json
+    assert ([w["id"] for w in rest["data"]], rest["next_cursor"]) == ([made[0]], None)
+    assert api.get(f"/v1/maintenance-windows?cursor={page['next_cursor']}x").status == 400
