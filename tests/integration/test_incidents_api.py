@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib.clock import utcnow
-from chalicelib.incidents.models import EventModel
+from chalicelib.clock import isoz, utcnow
+from chalicelib.incidents.models import EventModel, IncidentModel, MaintenanceWindowModel, MonitorStateModel
 from chalicelib.incidents.tracker import Result, apply_results
+from chalicelib.monitors.models import MonitorModel
 from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.teams.models import MembershipModel
 from tests.support import ApiClient, create_monitor, sign_up
@@ -162,3 +163,27 @@ def test_another_team_sees_nothing_and_a_viewer_reads_but_does_not_change(api, a
     assert viewer.post(f"/v1/incidents/{incident_id}/notes", {"text": "hi"}).status == 403
     api.token = owner_token
     assert [e for e in emitted(incident_id) if e[1] is not None] == []  # nothing was changed
+
+
+def test_deleting_a_team_deletes_its_incidents_timelines_state_and_windows(api, alice):
+    team_id = api.post("/v1/teams", {"name": "Shop"}).json["id"]
+    api.token = api.post("/v1/auth/switch-team", {"team_id": team_id}).json["access_token"]
+    monitor = create_monitor(api, url=URL)
+    incident_id = outage(monitor)
+    now = utcnow()
+    r = api.post(
+        "/v1/maintenance-windows",
+        {
+            "title": "w",
+            "monitor_ids": [monitor["id"]],
+            "starts_at": isoz(now),
+            "ends_at": isoz(now + timedelta(hours=1)),
+        },
+    )
+    assert r.status == 201, r.body
+    assert api.delete(f"/v1/teams/{team_id}").status == 204
+    assert list(IncidentModel.query(team_id)) == []
+    assert list(EventModel.query(incident_id)) == []
+    assert list(MonitorStateModel.query(monitor["id"])) == []
+    assert list(MaintenanceWindowModel.query(team_id)) == []
+    assert list(MonitorModel.query(team_id)) == []
