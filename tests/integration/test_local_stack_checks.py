@@ -54,3 +54,27 @@ def test_a_monitor_in_three_regions_gets_results_from_all_three_after_one_tick(a
     assert (day.checks, day.failures) == (3, 0)
     uptime = api.get(f"/v1/monitors/{m['id']}/uptime?days=1").json
     assert uptime["uptime"]["24h"] == 100.0
+
+
+def test_a_target_down_everywhere_opens_an_incident_and_its_recovery_resolves_it(api, loop, httpserver):
+    """The whole pipeline: tick → queues → workers in three regions → results stream → incident handler."""
+    httpserver.expect_ordered_request("/health").respond_with_data("down", status=503)
+    httpserver.expect_ordered_request("/health").respond_with_data("down", status=503)
+    httpserver.expect_ordered_request("/health").respond_with_data("down", status=503)
+    alice = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD}).json
+    api.token = alice["access_token"]
+    fields = {"name": "Local", "url": httpserver.url_for("/health"), "failure_threshold": 1}
+    m = api.post("/v1/monitors", fields).json
+
+    assert api.post("/dev/tick").status == 200
+    assert loop.drain(20)
+    [incident] = api.get("/v1/incidents").json["data"]
+    assert (incident["status"], incident["cause"], incident["monitor_id"]) == ("open", "HTTP 503", m["id"])
+    assert api.get(f"/v1/monitors/{m['id']}").json["status"] == "down"
+
+    httpserver.expect_request("/health").respond_with_json({"status": "ok"})
+    assert api.post("/dev/tick").status == 200
+    assert loop.drain(20)
+    [incident] = api.get("/v1/incidents").json["data"]
+    assert incident["status"] == "resolved"
+    assert api.get(f"/v1/monitors/{m['id']}").json["status"] == "up"
