@@ -31,3 +31,8 @@ def derived_id(prefix: str, at: datetime, *parts: str) -> str:
     millis = int(at.timestamp() * 1000)
     digest = hashlib.sha256("|".join([at.isoformat(), *parts]).encode()).digest()
     return f"{prefix}_{_b32(millis, 10)}{_b32(int.from_bytes(digest[:10], 'big'), 16)}"
+
+
+def id_floor(prefix: str, at: datetime) -> str:
+    """The smallest id of ``prefix`` made at ``at`` or later (for range queries over time-sorted ids)."""
+    return f"{prefix}_{_b32(int(at.timestamp() * 1000), 10)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chalicelib.alerts.models import AlertMarkModel, ChannelModel, DeliveryModel
 from chalicelib.auth.models import OneTimeTokenModel, SessionModel
 from chalicelib.incidents.models import (
     EventModel,
@@ -15,7 +16,10 @@ from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
 from chalicelib.users.models import UserEmailModel, UserModel
 
 __all__ = [
+    "AlertMarkModel",
+    "ChannelModel",
     "CounterModel",
+    "DeliveryModel",
     "EventModel",
     "IncidentModel",
     "InvitationModel",

@@ -18,6 +18,7 @@ from pathlib import Path
 STAGES = ("local", "test", "dev", "prod")
 LOCAL_STAGES = ("local", "test")
 DEFAULT_REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 
 
 class SettingsError(RuntimeError):
@@ -51,6 +52,7 @@ class Settings:
     port: int = 8000
     log_level: str = "INFO"
     cors_allow_origin: str | None = None
+    pagerduty_events_url: str = PAGERDUTY_EVENTS_URL
 
     @property
     def is_local(self) -> bool:
@@ -179,6 +181,7 @@ def load_settings(
         port=_int("PORT", get("PORT", "8000"), 1, 65535),
         log_level=log_level,
         cors_allow_origin=get("CORS_ALLOW_ORIGIN") or None,
+        pagerduty_events_url=get("PAGERDUTY_EVENTS_URL", PAGERDUTY_EVENTS_URL),
     )
 
 

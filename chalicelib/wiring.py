@@ -19,6 +19,7 @@ def configure(settings: Settings | None = None) -> Settings:
     from chalicelib.observability import logger
 
     logger.setLevel(settings.log_level)
+    from chalicelib.alerts import channels
     from chalicelib.auth.service import authenticate
     from chalicelib.incidents import maintenance, tracker
     from chalicelib.incidents import service as incidents
@@ -27,16 +28,18 @@ def configure(settings: Settings | None = None) -> Settings:
 
     set_authenticator(authenticate)
     # Incidents first: their purge finds the team's monitors to forget their incident state.
-    for purge in (incidents.purge_team, maintenance.purge_team, monitors.purge_team):
+    for purge in (incidents.purge_team, maintenance.purge_team, channels.purge_team, monitors.purge_team):
         if purge not in TEAM_PURGERS:
             TEAM_PURGERS.append(purge)
+    if channels.exists not in monitors.CHANNEL_LOOKUPS:
+        monitors.CHANNEL_LOOKUPS.append(channels.exists)
     if tracker.forget_monitor not in monitors.ON_DELETE:
         monitors.ON_DELETE.append(tracker.forget_monitor)
     return settings
 
 
 def routers(settings: Settings) -> list[Router]:
-    from chalicelib.api import auth, docs, health, incidents, maintenance, me, monitors, teams
+    from chalicelib.api import auth, channels, docs, health, incidents, maintenance, me, monitors, teams
 
     found = [
         health.router,
@@ -47,6 +50,7 @@ def routers(settings: Settings) -> list[Router]:
         monitors.router,
         incidents.router,
         maintenance.router,
+        channels.router,
     ]
     if settings.is_local:
         from chalicelib.api import dev
@@ -61,6 +65,6 @@ def not_found() -> Blueprint:
 
 def event_blueprints() -> list[Blueprint]:
     """The event handlers Lambda runs beside the API (and the local event loop runs for it)."""
-    from chalicelib.events import incidents, results, schedule
+    from chalicelib.events import alerts, incidents, results, schedule
 
-    return [schedule.blueprint, results.blueprint, incidents.blueprint]
+    return [schedule.blueprint, results.blueprint, incidents.blueprint, alerts.blueprint]

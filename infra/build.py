@@ -32,9 +32,13 @@ CHALICE_API = "RestAPI"
 CHALICE_FUNCTION = "APIHandler"
 CHALICE_ROLE = "ApiHandlerRole"
 # Chalice's event handlers (chalicelib/events): each gets its own function and role in the package.
-EVENT_FUNCTIONS = ("Scheduler", "Rollups", "Incidents")
-# Those fed by the check results stream (chalicelib/events/results.py and incidents.py).
-RESULTS_STREAM_FUNCTIONS = ("Rollups", "Incidents")
+EVENT_FUNCTIONS = ("Scheduler", "Rollups", "Incidents", "Alerts", "AlertDeliveries")
+# The stream handlers and the table whose stream each reads (chalicelib/events/results, incidents, alerts).
+STREAM_FUNCTIONS = {"Rollups": "CheckResultsTable", "Incidents": "CheckResultsTable", "Alerts": "EventsTable"}
+ALERT_QUEUE_NAME = "${TablePrefix}alerts"  # names.alert_queue
+ALERT_FUNCTION = "AlertDeliveries"  # its SQS consumer
+# AWS's guidance for an SQS event source: a visibility timeout of six times the function's (lambda_timeout 25 s).
+ALERT_QUEUE_VISIBILITY_S = 6 * 25
 
 # Queue names follow chalicelib/aws/names.py: {prefix}checks-{region} and its "-dlq".
 CHECK_QUEUE_NAME = "${TablePrefix}checks-${AWS::Region}"
@@ -201,7 +205,8 @@ def api_policy() -> dict[str, Any]:
                         "Resource": [table],
                     },
                     {
-                        # The rollups and incident handlers read the check results stream.
+                        # The rollups and incident handlers read the check results stream, the alert handler the
+                        # events stream.
                         "Sid": "Streams",
                         "Effect": "Allow",
                         "Action": [
@@ -217,6 +222,27 @@ def api_policy() -> dict[str, Any]:
                         "Effect": "Allow",
                         "Action": ["ses:SendRawEmail"],
                         "Resource": [arn("ses", "identity/*")],
+                    },
+                    {
+                        # Deliveries and group flushes: sent by the alert handler, consumed by its deliverer.
+                        "Sid": "AlertQueue",
+                        "Effect": "Allow",
+                        "Action": [
+                            "sqs:ChangeMessageVisibility",
+                            "sqs:DeleteMessage",
+                            "sqs:GetQueueAttributes",
+                            "sqs:GetQueueUrl",
+                            "sqs:ReceiveMessage",
+                            "sqs:SendMessage",
+                        ],
+                        "Resource": [{"Fn::GetAtt": ["AlertQueue", "Arn"]}],
+                    },
+                    {
+                        # SMS alerts go to phone numbers directly, which IAM can only express as "*".
+                        "Sid": "Sms",
+                        "Effect": "Allow",
+                        "Action": ["sns:Publish"],
+                        "Resource": ["*"],
                     },
                     {
                         # Every region's check queue: per-region checker stacks create theirs under the same prefix.
@@ -373,6 +399,32 @@ def queues() -> dict[str, Any]:
     }
 
 
+def alert_queue() -> dict[str, Any]:
+    """The alerts queue (one message per delivery attempt; delays are retries and groups) and its DLQ."""
+    return {
+        "AlertDeadLetterQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": sub(ALERT_QUEUE_NAME + "-dlq"),
+                "MessageRetentionPeriod": 14 * 24 * 3600,
+                "SqsManagedSseEnabled": True,
+            },
+        },
+        "AlertQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": sub(ALERT_QUEUE_NAME),
+                "VisibilityTimeout": ALERT_QUEUE_VISIBILITY_S,
+                "SqsManagedSseEnabled": True,
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": {"Fn::GetAtt": ["AlertDeadLetterQueue", "Arn"]},
+                    "maxReceiveCount": 5,
+                },
+            },
+        },
+    }
+
+
 def alarms(resources: dict[str, Any]) -> dict[str, Any]:
     """An SNS topic, and an alarm on every dead-letter queue: a message there is work that was given up on."""
     out: dict[str, Any] = {
@@ -413,6 +465,7 @@ def build() -> dict[str, Any]:
     resources: dict[str, Any] = {}
     resources.update(cfn_table_resources())
     resources.update(status_pages())
+    resources.update(alert_queue())
     resources.update(alarms(resources))
     resources["ApiHandlerDataPolicy"] = api_policy()
     # Merged into Chalice's resources: the function's deployment-specific environment, and the API's
@@ -428,12 +481,12 @@ def build() -> dict[str, Any]:
         }
     # Chalice needs a literal stream ARN; the real one exists only once the table does.  Partial batch
     # responses let one bad record retry alone (Chalice cannot set FunctionResponseTypes itself).
-    for name in RESULTS_STREAM_FUNCTIONS:
+    for name, table in STREAM_FUNCTIONS.items():
         resources[name]["Properties"]["Events"] = {
             f"{name}DynamodbEventSource": {
                 "Type": "DynamoDB",
                 "Properties": {
-                    "Stream": {"Fn::GetAtt": ["CheckResultsTable", "StreamArn"]},
+                    "Stream": {"Fn::GetAtt": [table, "StreamArn"]},
                     "BatchSize": 100,
                     "StartingPosition": "TRIM_HORIZON",
                     "MaximumBatchingWindowInSeconds": 1,
@@ -443,6 +496,15 @@ def build() -> dict[str, Any]:
                 },
             }
         }
+    # Chalice names the queue by ARN from the stage's TABLE_PREFIX (the same name AlertQueue gets from the
+    # TablePrefix parameter); the mapping must wait for the queue, and report failures message by message.
+    resources[ALERT_FUNCTION]["DependsOn"] = ["ApiHandlerDataPolicy", "AlertQueue"]
+    resources[ALERT_FUNCTION]["Properties"]["Events"] = {
+        f"{ALERT_FUNCTION}SqsEventSource": {
+            "Type": "SQS",
+            "Properties": {"BatchSize": 10, "FunctionResponseTypes": ["ReportBatchItemFailures"]},
+        }
+    }
     resources[CHALICE_API] = {
         "Properties": {"DefinitionBody": {"x-amazon-apigateway-gateway-responses": gateway_responses()}}
     }

@@ -25,6 +25,17 @@ def email_identity(settings: Settings) -> str:
     return parseaddr(settings.email_from)[1]
 
 
+def alert_queue(settings: Settings) -> str:
+    """The queue of alert deliveries: one message per attempt, and group flushes."""
+    return f"{settings.table_prefix}alerts"
+
+
+def events_stream_arn(settings: Settings) -> str:
+    """The events table's stream (incident timelines and monitor events), which the alert handler reads.
+    Deployed, the template wires the real ARN; locally the event loop finds the stream from the table name."""
+    return f"arn:aws:dynamodb:{settings.home_region}:000000000000:table/{settings.table_prefix}events/stream/latest"
+
+
 def results_stream_arn(settings: Settings) -> str:
     """The check results stream.  Deployed, RESULTS_STREAM_ARN is the table's real stream (the stack's output);
     locally the event loop finds the stream from the table name in this ARN."""

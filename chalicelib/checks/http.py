@@ -436,6 +436,7 @@ def _result(
         degraded=degraded,
         body_excerpt=_excerpt(hop.body) if got_response else None,
         final_url=final_url,
+        response_headers=tuple(hop.headers.items()),
     )
 
 

@@ -104,3 +104,4 @@ class CheckResult:
     degraded: bool  # ok, but slower than degraded_after_ms
     body_excerpt: str | None  # at most 1 KB of the decompressed body, for debugging only
     final_url: str | None  # the last URL requested
+    response_headers: tuple[tuple[str, str], ...] = ()  # of the final hop, names in lower case

@@ -11,7 +11,8 @@ from chalicelib.storage.schema import create_tables
 
 
 def create_resources(settings: Settings) -> dict[str, list[str]]:
-    """Tables, region queues (each with its DLQ), the status bucket and the SES identity.  Idempotent."""
+    """Tables, region queues and the alerts queue (each with its DLQ), the status bucket and the SES identity.
+    Idempotent."""
     created = {"tables": create_tables(client("dynamodb"), settings.table_prefix), "queues": [], "buckets": []}
     sqs = client("sqs")
     for region in settings.check_regions:
@@ -26,6 +27,17 @@ def create_resources(settings: Settings) -> dict[str, list[str]]:
             },
         )
         created["queues"].append(name)
+    name = names.alert_queue(settings)
+    dlq_url = sqs.create_queue(QueueName=names.dead_letter_queue(name))["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": "150",  # as deployed: six times the deliverer's 25 s timeout
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+        },
+    )
+    created["queues"].append(name)
     s3 = client("s3")
     bucket = names.status_bucket(settings)
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}

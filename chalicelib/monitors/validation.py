@@ -41,7 +41,7 @@ def validate_headers(headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-def validate_destination(url: str) -> None:
+def validate_destination(url: str, field: str = "url") -> None:
     """Refuse a target that resolves to a blocked address (422 ``destination_not_allowed``).
 
     A name that does not resolve yet is accepted: the check will report ``dns_failure`` until it does.
@@ -51,6 +51,6 @@ def validate_destination(url: str) -> None:
     try:
         ssrf.resolve_allowed(url, allow_private=get_settings().allow_private_targets)
     except ssrf.DestinationNotAllowed as exc:
-        raise errors.DestinationNotAllowed("url", str(exc)) from None
+        raise errors.DestinationNotAllowed(field, str(exc)) from None
     except ssrf.DnsFailure:
         return

@@ -124,6 +124,13 @@ def window_body(monitor_id: str) -> dict[str, Any]:
     }
 
 
+def channel(world: World, team: str) -> str:
+    body = {"name": "Ops", "type": "email", "config": {"addresses": ["ops@example.com"]}}
+    r = world.api.post("/v1/alert-channels", body, token=world.tokens[f"owner-{team}"])
+    assert r.status == 201, r.body
+    return str(r.json["id"])
+
+
 # How to make an object of a team for each path parameter.
 FACTORIES: dict[str, Callable[[World, str], str]] = {
     "team_id": lambda world, team: world.teams[team],
@@ -132,6 +139,7 @@ FACTORIES: dict[str, Callable[[World, str], str]] = {
     "monitor_id": monitor,
     "incident_id": incident,
     "window_id": window,
+    "channel_id": channel,
 }
 
 # A valid body per route; ``ids(team)`` makes objects of the team that body ids should name.
@@ -140,7 +148,7 @@ BODIES: dict[tuple[str, str], Callable[[World, Callable[[str], str]], dict[str, 
     ("PATCH", "/v1/teams/{team_id}/members/{user_id}"): lambda world, _: {"role": "member"},
     ("POST", "/v1/teams/{team_id}/transfer-ownership"): lambda world, ids: {"user_id": ids("user_id")},
     ("POST", "/v1/teams/{team_id}/invitations"): lambda world, _: {"email": "new@example.com", "role": "viewer"},
-    ("POST", "/v1/monitors"): lambda world, _: {"name": "New", "url": TARGET},
+    ("POST", "/v1/monitors"): lambda world, ids: {"name": "New", "url": TARGET, "channel_ids": [ids("channel_id")]},
     ("PATCH", "/v1/monitors/{monitor_id}"): lambda world, _: {"name": "Renamed"},
     ("POST", "/v1/incidents/{incident_id}/notes"): lambda world, _: {"text": "Rolling back the deploy"},
     ("PUT", "/v1/incidents/{incident_id}/postmortem"): lambda world, _: {
@@ -149,11 +157,18 @@ BODIES: dict[tuple[str, str], Callable[[World, Callable[[str], str]], dict[str, 
     },
     ("POST", "/v1/maintenance-windows"): lambda world, ids: window_body(ids("monitor_id")),
     ("PATCH", "/v1/maintenance-windows/{window_id}"): lambda world, ids: {"monitor_ids": [ids("monitor_id")]},
+    ("POST", "/v1/alert-channels"): lambda world, _: {
+        "name": "Pager",
+        "type": "sms",
+        "config": {"phone_numbers": ["+14155550123"]},
+    },
+    ("PATCH", "/v1/alert-channels/{channel_id}"): lambda world, _: {"name": "Renamed"},
 }
 BODY_IDS = {
     ("POST", "/v1/teams/{team_id}/transfer-ownership"),
     ("POST", "/v1/maintenance-windows"),
     ("PATCH", "/v1/maintenance-windows/{window_id}"),
+    ("POST", "/v1/monitors"),
 }  # bodies that name another object
 
 # Routes whose rule depends on the target: removing someone else needs MEMBERS (leaving needs only READ).

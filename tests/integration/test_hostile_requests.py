@@ -125,6 +125,12 @@ def sweep() -> Iterator[Sweep]:
                 token=token,
             )
             assert window.status == 201, window.body
+            alert_channel = api.post(
+                "/v1/alert-channels",
+                {"name": "sweep", "type": "email", "config": {"addresses": ["ops@example.com"]}},
+                token=token,
+            )
+            assert alert_channel.status == 201, alert_channel.body
             ids = {
                 "team_id": team_id,
                 "user_id": user_id,
@@ -132,6 +138,7 @@ def sweep() -> Iterator[Sweep]:
                 "monitor_id": monitor.json["id"],
                 "incident_id": incident_id,
                 "window_id": window.json["id"],
+                "channel_id": alert_channel.json["id"],
             }
             yield Sweep(api, email, ids)
         finally:

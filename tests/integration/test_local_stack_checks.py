@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -63,14 +64,23 @@ def test_a_target_down_everywhere_opens_an_incident_and_its_recovery_resolves_it
     httpserver.expect_ordered_request("/health").respond_with_data("down", status=503)
     alice = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD}).json
     api.token = alice["access_token"]
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    hook = api.post(
+        "/v1/alert-channels", {"name": "Hook", "type": "webhook", "config": {"url": httpserver.url_for("/hook")}}
+    )
+    assert hook.status == 201, hook.body
     fields = {"name": "Local", "url": httpserver.url_for("/health"), "failure_threshold": 1}
-    m = api.post("/v1/monitors", fields).json
+    m = api.post("/v1/monitors", {**fields, "channel_ids": [hook.json["id"]]}).json
 
     assert api.post("/dev/tick").status == 200
     assert loop.drain(20)
     [incident] = api.get("/v1/incidents").json["data"]
     assert (incident["status"], incident["cause"], incident["monitor_id"]) == ("open", "HTTP 503", m["id"])
     assert api.get(f"/v1/monitors/{m['id']}").json["status"] == "down"
+    # … and the alert went out: events stream → alert handler → alerts queue → a signed webhook
+    (alert,) = [r for r, _ in httpserver.log if r.path == "/hook"]
+    assert json.loads(alert.get_data())["type"] == "incident.opened"
+    assert alert.headers["webhook-signature"].startswith("v1,")
 
     httpserver.expect_request("/health").respond_with_json({"status": "ok"})
     assert api.post("/dev/tick").status == 200

@@ -212,12 +212,14 @@ def test_queue_and_bucket_names_are_the_ones_the_app_uses(region: str) -> None:
 
 def test_only_the_checker_stacks_create_check_queues() -> None:
     """The home region runs a checker stack too: a queue in the main stack would collide with its queue's name."""
-    assert not [name for name, r in RESOURCES.items() if r.get("Type") == "AWS::SQS::Queue"]
+    queues = [r["Properties"]["QueueName"]["Fn::Sub"] for r in RESOURCES.values() if r.get("Type") == "AWS::SQS::Queue"]
+    assert not [name for name in queues if "checks" in name]
+    assert sorted(queues) == ["${TablePrefix}alerts", "${TablePrefix}alerts-dlq"]  # the alert handler's, home only
     assert "CheckQueueUrl" not in TEMPLATE["Outputs"]
     assert "CheckQueueUrl" in CHECKER["Outputs"]
     # The scheduler may still send to every region's queue, the home region's included.
     statements = RESOURCES["ApiHandlerDataPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    send = next(s for s in statements if "sqs:SendMessage" in s["Action"])
+    send = next(s for s in statements if s["Sid"] == "CheckQueues")
     assert send["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:sqs:*:${AWS::AccountId}:${TablePrefix}checks-*"}]
 
 
@@ -233,7 +235,7 @@ def test_every_dead_letter_queue_has_an_alarm(template: dict[str, Any]) -> None:
         and r["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
     }
 
-    assert dead_letter == ({"CheckDeadLetterQueue"} if template is CHECKER else set())
+    assert dead_letter == ({"CheckDeadLetterQueue"} if template is CHECKER else {"AlertDeadLetterQueue"})
     assert alarmed == dead_letter
     for q in dead_letter:
         assert resources[q]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
@@ -491,10 +493,14 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
     for name in build.EVENT_FUNCTIONS:
         assert merged[name]["Type"] == "AWS::Serverless::Function"
         assert merged[name]["Properties"]["Environment"]["Variables"]["TABLE_PREFIX"] == {"Ref": "TablePrefix"}
-    for name in build.RESULTS_STREAM_FUNCTIONS:
+    for name, table in build.STREAM_FUNCTIONS.items():
         (source,) = merged[name]["Properties"]["Events"].values()  # Chalice's literal-ARN source was replaced
-        assert source["Properties"]["Stream"] == {"Fn::GetAtt": ["CheckResultsTable", "StreamArn"]}
+        assert source["Properties"]["Stream"] == {"Fn::GetAtt": [table, "StreamArn"]}
         assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    (source,) = merged[build.ALERT_FUNCTION]["Properties"]["Events"].values()
+    assert source["Properties"]["Queue"]["Fn::Sub"].endswith(":vigil-prod-alerts")  # the stack's AlertQueue
+    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert "AlertQueue" in merged[build.ALERT_FUNCTION]["DependsOn"]
     assert merged[build.CHALICE_API]["Type"] == "AWS::Serverless::Api"
     assert merged[build.CHALICE_FUNCTION]["Type"] == "AWS::Serverless::Function"
     assert merged[build.CHALICE_ROLE]["Type"] == "AWS::IAM::Role"

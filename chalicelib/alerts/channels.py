@@ -1,0 +1,210 @@
+"""Alert channels: create (secrets generated and shown once), read (secrets masked), change, delete, list.
+
+A channel's URL passes the SSRF guard when it is set and again at every send.  Every read and write is keyed
+by the team.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from chalicelib import errors
+from chalicelib.alerts.kinds import KINDS
+from chalicelib.alerts.models import ChannelModel, DeliveryModel
+from chalicelib.ids import new_id
+from chalicelib.monitors.models import MonitorModel
+from chalicelib.storage import cursor
+
+
+@dataclass(frozen=True)
+class Channel:
+    id: str
+    team_id: str
+    type: str
+    name: str
+    config: dict[str, Any] = field(repr=False)  # as stored: secrets included
+    enabled: bool
+    disabled_reason: str | None
+    notify_on: tuple[str, ...]
+    cooldown_seconds: int
+    created_at: datetime
+    updated_at: datetime
+
+    def public_config(self) -> dict[str, Any]:
+        return KINDS[self.type].masked(self.config)
+
+
+def to_channel(item: ChannelModel) -> Channel:
+    return Channel(
+        id=item.channel_id,
+        team_id=item.team_id,
+        type=item.type,
+        name=item.name,
+        config=dict(item.config or {}),
+        enabled=bool(item.enabled),
+        disabled_reason=item.disabled_reason,
+        notify_on=tuple(str(n) for n in item.notify_on or ()),
+        cooldown_seconds=int(item.cooldown_seconds),
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+    )
+
+
+def _config(kind_name: str, raw: Any, current: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validate a kind's config (422 naming ``config.<field>``) and let the kind prepare what it stores."""
+    kind = KINDS[kind_name]
+    try:
+        parsed = kind.config_model.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            errors.FieldError(".".join(["config", *(str(p) for p in e["loc"])]), e["msg"].removeprefix("Value error, "))
+            for e in exc.errors()
+        ]
+        raise errors.ValidationFailed(problems) from None
+    try:
+        return kind.prepare(parsed.model_dump(), current)
+    except ValueError as exc:
+        raise errors.ValidationFailed.single("config", str(exc)) from None
+
+
+def create(team_id: str, fields: dict[str, Any], now: datetime) -> tuple[Channel, dict[str, Any]]:
+    """Returns the channel and what is shown only now (a webhook's signing secret)."""
+    config, once = _config(fields["type"], fields["config"], None)
+    item = ChannelModel(
+        team_id,
+        new_id("ch"),
+        type=fields["type"],
+        name=fields["name"],
+        config=config,
+        enabled=fields.get("enabled", True),
+        notify_on=list(fields.get("notify_on") or ["down", "up"]),
+        cooldown_seconds=fields.get("cooldown_seconds", 300),
+        created_at=now,
+        updated_at=now,
+    )
+    item.save(condition=ChannelModel.channel_id.does_not_exist())
+    return to_channel(item), once
+
+
+def _load(team_id: str, channel_id: str) -> ChannelModel:
+    if not channel_id or len(channel_id) > 100:
+        raise errors.NotFound("No such alert channel.")
+    try:
+        return ChannelModel.get(team_id, channel_id, consistent_read=True)
+    except ChannelModel.DoesNotExist:
+        raise errors.NotFound("No such alert channel.") from None
+
+
+def get(team_id: str, channel_id: str) -> Channel:
+    return to_channel(_load(team_id, channel_id))
+
+
+def exists(team_id: str, channel_id: str) -> bool:
+    """For monitors' ``channel_ids``: a channel of this team?"""
+    try:
+        _load(team_id, channel_id)
+    except errors.NotFound:
+        return False
+    return True
+
+
+def update(team_id: str, channel_id: str, changes: dict[str, Any], now: datetime) -> Channel:
+    """A partial change.  The type is fixed; a new config replaces the old one (masked values sent back keep
+    the stored secret).  Re-enabling a channel clears why it was disabled.  A stale concurrent edit → 409."""
+    item = _load(team_id, channel_id)
+    if "type" in changes and changes["type"] != item.type:
+        raise errors.ValidationFailed.single("type", "a channel's type cannot change; create another channel")
+    if "config" in changes:
+        item.config, _ = _config(item.type, changes["config"], dict(item.config or {}))
+    for name in ("name", "enabled", "cooldown_seconds"):
+        if name in changes:
+            setattr(item, name, changes[name])
+    if "notify_on" in changes:
+        item.notify_on = list(changes["notify_on"])  # type: ignore[assignment]
+    if changes.get("enabled"):
+        item.disabled_reason = None
+    item.updated_at = now
+    item.save()
+    return to_channel(item)
+
+
+def disable(team_id: str, channel_id: str, reason: str, now: datetime) -> bool:
+    """Turn a channel off (a receiver answered 410 Gone).  True if this call did it."""
+    try:
+        ChannelModel(team_id, channel_id).update(
+            actions=[
+                ChannelModel.enabled.set(False),
+                ChannelModel.disabled_reason.set(reason),
+                ChannelModel.updated_at.set(now),
+            ],
+            condition=ChannelModel.channel_id.exists() & (ChannelModel.enabled == True),  # noqa: E712
+            add_version_condition=False,
+        )
+    except Exception as exc:
+        from chalicelib.storage.base import condition_failed
+
+        if condition_failed(exc):
+            return False
+        raise
+    return True
+
+
+def delete(team_id: str, channel_id: str) -> None:
+    """Delete the channel and unlink it from the team's monitors."""
+    _load(team_id, channel_id).delete(add_version_condition=False)
+    for monitor in MonitorModel.query(team_id, filter_condition=MonitorModel.channel_ids.contains(channel_id)):
+        remaining = [c for c in monitor.channel_ids if c != channel_id]
+        monitor.update(actions=[MonitorModel.channel_ids.set(remaining)], add_version_condition=False)
+
+
+def purge_team(team_id: str) -> None:
+    for item in ChannelModel.query(team_id):
+        item.delete(add_version_condition=False)
+
+
+def list_channels(team_id: str, *, limit: int, after: str | None) -> tuple[list[Channel], str | None]:
+    scope = "alert-channels"
+    start = cursor.decode(after, team_id=team_id, scope=scope) if after else None
+    query = ChannelModel.query(team_id, last_evaluated_key=start, page_size=min(100, limit + 1))
+    page, more = cursor.take(query, limit)
+    next_cursor = None
+    if more and page:
+        key = {"team_id": {"S": team_id}, "channel_id": {"S": page[-1].channel_id}}
+        next_cursor = cursor.encode(key, team_id=team_id, scope=scope)
+    return [to_channel(item) for item in page], next_cursor
+
+
+def list_deliveries(
+    team_id: str, channel_id: str, *, limit: int, after: str | None
+) -> tuple[list[DeliveryModel], str | None]:
+    """Newest first; only for a channel of the caller's team (404 otherwise)."""
+    _load(team_id, channel_id)
+    scope = f"deliveries|{channel_id}"
+    start = cursor.decode(after, team_id=team_id, scope=scope) if after else None
+    query = DeliveryModel.query(
+        channel_id, scan_index_forward=False, last_evaluated_key=start, page_size=min(100, limit + 1)
+    )
+    page, more = cursor.take(query, limit)
+    next_cursor = None
+    if more and page:
+        key = {"target": {"S": channel_id}, "delivery_id": {"S": page[-1].delivery_id}}
+        next_cursor = cursor.encode(key, team_id=team_id, scope=scope)
+    return page, next_cursor
+
+
+def send_test(team_id: str, channel_id: str, now: datetime) -> DeliveryModel:
+    """Send a test notification now, once (no retries), and return its delivery record."""
+    from chalicelib.alerts import delivery
+
+    channel = _load(team_id, channel_id)
+    delivery_id = new_id("dlv")
+    delivery.create(
+        channel.channel_id, delivery_id, team_id=team_id, event="test", critical=False, source={"test": True}, now=now
+    )
+    found = delivery.attempt(channel.channel_id, delivery_id, 1, now, max_attempts=1)
+    assert found is not None  # just created: the first attempt is always this one
+    return found

@@ -1,0 +1,220 @@
+"""Chat incoming webhooks: Slack (Block Kit), Discord (embeds), Microsoft Teams (an Adaptive Card).
+
+Each URL is itself the credential: masked on read, and only the service's own host is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+
+from chalicelib.alerts import http
+from chalicelib.alerts.kinds.base import Kind, Sent, mask_url
+from chalicelib.alerts.notification import Notification
+from chalicelib.api.framework import Schema
+from chalicelib.monitors.service import MASK
+from chalicelib.monitors.validation import validate_destination, validate_url
+
+COLOURS = {  # down red, recovered green, everything else amber
+    "incident.opened": 0xD92D20,
+    "incident.resolved": 0x12B76A,
+    "test": 0x2E90FA,
+}
+AMBER = 0xF79009
+
+
+def _colour(notification: Notification) -> int:
+    return COLOURS.get(notification.type, AMBER)
+
+
+def _hook_url(value: str, hosts: tuple[str, ...], path: str, example: str) -> str:
+    url = validate_url(value)
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or not any(host == h or (h.startswith(".") and host.endswith(h)) for h in hosts):
+        raise ValueError(f"must be an incoming webhook URL like {example}")
+    if not parts.path.startswith(path):
+        raise ValueError(f"must be an incoming webhook URL like {example}")
+    return url
+
+
+def _details(notification: Notification) -> list[tuple[str, str]]:
+    out = []
+    for item in notification.items:
+        incident = item.incident or {}
+        detail = incident.get("cause") or ""
+        regions = ", ".join(incident.get("affected_regions") or [])
+        out.append((item.monitor["name"], " · ".join(p for p in (detail, regions) if p) or "—"))
+    return out
+
+
+class _Chat(Kind):
+    hosts: tuple[str, ...] = ()
+
+    def prepare(self, config: dict[str, Any], current: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        url = config["webhook_url"]
+        if url == mask_url(url) and current is not None:  # the masked URL sent back keeps the stored one
+            return dict(current), {}
+        validate_destination(url, "config.webhook_url")
+        return {"webhook_url": url}, {}
+
+    def masked(self, config: dict[str, Any]) -> dict[str, Any]:
+        return {"webhook_url": mask_url(config["webhook_url"])}
+
+    def secrets(self, config: dict[str, Any]) -> list[str]:
+        return [config["webhook_url"], urlsplit(config["webhook_url"]).path]
+
+    def send(self, message: dict[str, Any], config: dict[str, Any], delivery_id: str, now: datetime) -> Sent:
+        body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+        return Sent.from_response(http.post(config["webhook_url"], body, {}, self.secrets(config)))
+
+
+# ------------------------------------------------------------------------------------------------------- Slack
+
+
+class SlackConfig(Schema):
+    webhook_url: str = Field(min_length=1, max_length=2048)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if MASK in value:
+            return value
+        return _hook_url(value, ("hooks.slack.com",), "/", "https://hooks.slack.com/services/…")
+
+
+def slack_message(notification: Notification) -> dict[str, Any]:
+    headline = notification.headline()
+    fields = [
+        {"type": "mrkdwn", "text": f"*{_escape(name)}*\n{_escape(detail)}"} for name, detail in _details(notification)
+    ]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": headline[:150], "emoji": True}},
+    ]
+    for start in range(0, min(len(fields), 40), 10):  # Slack allows 10 fields per section
+        blocks.append({"type": "section", "fields": fields[start : start + 10]})
+    update = notification.update or {}
+    if update.get("text"):
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _escape(str(update["text"]))[:2900]}})
+    blocks.append(
+        {
+            "type": "actions",
+            "elements": [
+                {"type": "button", "text": {"type": "plain_text", "text": "Open in Vigil"}, "url": notification.link()}
+            ],
+        }
+    )
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Vigil · {notification.type}"}]})
+    return {"text": headline, "blocks": blocks}
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class Slack(_Chat):
+    name = "slack"
+    config_model = SlackConfig
+
+    def build(self, notification: Notification, config: dict[str, Any], delivery_id: str) -> dict[str, Any]:
+        return slack_message(notification)
+
+
+# ----------------------------------------------------------------------------------------------------- Discord
+
+
+class DiscordConfig(Schema):
+    webhook_url: str = Field(min_length=1, max_length=2048)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if MASK in value:
+            return value
+        return _hook_url(
+            value, ("discord.com", "discordapp.com"), "/api/webhooks/", "https://discord.com/api/webhooks/…"
+        )
+
+
+def discord_message(notification: Notification) -> dict[str, Any]:
+    update = notification.update or {}
+    embed: dict[str, Any] = {
+        "title": notification.headline()[:256],
+        "url": notification.link(),
+        "color": _colour(notification),
+        "fields": [
+            {"name": name[:256], "value": detail[:1024], "inline": False} for name, detail in _details(notification)
+        ][:25],
+        "timestamp": notification.payload()["timestamp"],
+        "footer": {"text": "Vigil"},
+    }
+    if update.get("text"):
+        embed["description"] = str(update["text"])[:4096]
+    # No mentions: a monitor's name must never ping @everyone.
+    return {"username": "Vigil", "embeds": [embed], "allowed_mentions": {"parse": []}}
+
+
+class Discord(_Chat):
+    name = "discord"
+    config_model = DiscordConfig
+
+    def build(self, notification: Notification, config: dict[str, Any], delivery_id: str) -> dict[str, Any]:
+        return discord_message(notification)
+
+
+# ------------------------------------------------------------------------------------------------------- Teams
+
+
+class TeamsConfig(Schema):
+    webhook_url: str = Field(min_length=1, max_length=2048)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if MASK in value:
+            return value
+        # Workflows (Power Automate) URLs, and the older Office 365 connector URLs.
+        return _hook_url(
+            value,
+            (".logic.azure.com", ".webhook.office.com", ".powerplatform.com"),
+            "/",
+            "https://prod-00.westus.logic.azure.com/workflows/…",
+        )
+
+
+def teams_message(notification: Notification) -> dict[str, Any]:
+    update = notification.update or {}
+    body: list[dict[str, Any]] = [
+        {"type": "TextBlock", "size": "Large", "weight": "Bolder", "wrap": True, "text": notification.headline()},
+        {
+            "type": "FactSet",
+            "facts": [{"title": name, "value": detail} for name, detail in _details(notification)][:30],
+        },
+    ]
+    if update.get("text"):
+        body.append({"type": "TextBlock", "wrap": True, "text": str(update["text"])})
+    card = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": body,
+        "actions": [{"type": "Action.OpenUrl", "title": "Open in Vigil", "url": notification.link()}],
+    }
+    return {
+        "type": "message",
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}
+        ],
+    }
+
+
+class Teams(_Chat):
+    name = "teams"
+    config_model = TeamsConfig
+
+    def build(self, notification: Notification, config: dict[str, Any], delivery_id: str) -> dict[str, Any]:
+        return teams_message(notification)

@@ -1,0 +1,54 @@
+"""SMS through SNS: one short text."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from chalicelib.alerts.kinds.base import Kind, Sent
+from chalicelib.alerts.notification import Notification
+from chalicelib.api.framework import Schema
+from chalicelib.aws.clients import client
+
+Phone = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164, e.g. +14155550123")]
+MAX_LENGTH = 160
+
+
+class SmsConfig(Schema):
+    phone_numbers: list[Phone] = Field(min_length=1, max_length=5)
+
+
+def render(notification: Notification) -> str:
+    text = f"Vigil: {notification.headline()}"
+    return text if len(text) <= MAX_LENGTH else text[: MAX_LENGTH - 1] + "…"
+
+
+class Sms(Kind):
+    name = "sms"
+    config_model = SmsConfig
+    # A text costs money and wakes people: only what a person must act on.
+    payload_types = (
+        "incident.opened",
+        "incident.resolved",
+        "ssl.expiring",
+        "monitor.degraded",
+        "incident.acknowledged",
+    )
+
+    def build(self, notification: Notification, config: dict[str, Any], delivery_id: str) -> str:
+        return render(notification)
+
+    def send(self, message: str, config: dict[str, Any], delivery_id: str, now: datetime) -> Sent:
+        sns = client("sns")
+        for number in config["phone_numbers"]:
+            try:
+                sns.publish(
+                    PhoneNumber=number,
+                    Message=message,
+                    MessageAttributes={"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}},
+                )
+            except Exception as exc:  # noqa: BLE001 - recorded on the delivery, retried
+                return Sent(ok=False, error=f"sns_error ({type(exc).__name__})")
+        return Sent(ok=True)

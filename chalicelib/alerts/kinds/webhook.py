@@ -1,0 +1,97 @@
+"""Webhooks signed per the Standard Webhooks spec (https://www.standardwebhooks.com).
+
+``webhook-id`` is the delivery's id, the same on every retry, so receivers can drop duplicates;
+``webhook-signature`` is ``v1,`` + base64(HMAC-SHA256(secret, "{id}.{timestamp}.{body}")), over the exact bytes sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from chalicelib.alerts import http
+from chalicelib.alerts.kinds.base import Kind, Sent
+from chalicelib.alerts.notification import Notification
+from chalicelib.api.framework import Schema
+from chalicelib.monitors.service import MASK, masked_headers
+from chalicelib.monitors.validation import validate_destination, validate_headers, validate_url
+
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 32
+
+
+class WebhookConfig(Schema):
+    url: str = Field(min_length=1, max_length=2048)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return validate_url(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        lowered = {k.lower() for k in value}
+        if lowered & {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type"}:
+            raise ValueError("webhook-* and Content-Type are set by Vigil")
+        return validate_headers(value)
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def body_of(notification: Notification) -> bytes:
+    return json.dumps(notification.payload(), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Webhook(Kind):
+    name = "webhook"
+    config_model = WebhookConfig
+    groupable = False  # machines want one event per incident, to correlate by its id
+
+    def prepare(self, config: dict[str, Any], current: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        validate_destination(config["url"], "config.url")
+        headers = dict(config.get("headers") or {})
+        if current is not None:  # a masked header sent back keeps its stored value
+            kept = current.get("headers") or {}
+            headers = {k: (kept.get(k, v) if v == MASK else v) for k, v in headers.items()}
+        if any(v == MASK for v in headers.values()):
+            raise ValueError("a masked header value can only keep an existing header")
+        if current is not None:
+            return {"url": config["url"], "headers": headers, "secret": current["secret"]}, {}
+        secret = new_secret()
+        return {"url": config["url"], "headers": headers, "secret": secret}, {"secret": secret}
+
+    def masked(self, config: dict[str, Any]) -> dict[str, Any]:
+        return {"url": config["url"], "headers": masked_headers(config.get("headers") or {})}
+
+    def secrets(self, config: dict[str, Any]) -> list[str]:
+        return [config.get("secret", ""), *(config.get("headers") or {}).values()]
+
+    def build(self, notification: Notification, config: dict[str, Any], delivery_id: str) -> bytes:
+        return body_of(notification)
+
+    def send(self, message: bytes, config: dict[str, Any], delivery_id: str, now: datetime) -> Sent:
+        timestamp = int(now.timestamp())
+        headers = {
+            **(config.get("headers") or {}),
+            "webhook-id": delivery_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature(config["secret"], delivery_id, timestamp, message),
+        }
+        return Sent.from_response(http.post(config["url"], message, headers, self.secrets(config)))

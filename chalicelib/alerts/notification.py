@@ -1,0 +1,193 @@
+"""What a notification says, independent of the channel: built from events, then rendered by each kind.
+
+The payload's parts are snapshots made for the outside world: an incident's public fields and a monitor's
+name, URL (credential-like query values masked) and regions — never its headers or body.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from chalicelib.clock import isoz
+from chalicelib.monitors.service import MASK, is_sensitive_header
+
+# Event types (chalicelib.incidents.events) → payload types (API.md "Webhook body").
+PAYLOAD_TYPES = {
+    "incident.opened": "incident.opened",
+    "incident.resolved": "incident.resolved",
+    "incident.acknowledged": "incident.acknowledged",
+    "incident.note": "incident.updated",
+    "incident.postmortem_updated": "incident.updated",
+    "monitor.degraded": "monitor.degraded",
+    "ssl.expiring": "ssl.expiring",
+}
+# Payload types → the channel's ``notify_on`` names.
+NOTIFY_ON = {
+    "incident.opened": "down",
+    "incident.resolved": "up",
+    "monitor.degraded": "degraded",
+    "ssl.expiring": "ssl_expiring",
+    "incident.acknowledged": "incident_updated",
+    "incident.updated": "incident_updated",
+}
+CRITICAL = ("incident.opened", "incident.resolved")
+NOTIFY_ON_CHOICES = ("down", "up", "degraded", "ssl_expiring", "incident_updated")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One monitor (and its incident, when there is one) in a notification."""
+
+    monitor: dict[str, Any]
+    incident: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Notification:
+    type: str  # a payload type, or "test"
+    timestamp: datetime
+    items: tuple[Item, ...]
+    app_url: str
+    update: dict[str, Any] | None = None  # incident.acknowledged / incident.updated: {kind, text, by}
+    certificate: dict[str, Any] | None = None  # ssl.expiring: {expires_at, days_left}
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def grouped(self) -> bool:
+        return len(self.items) > 1
+
+    @property
+    def critical(self) -> bool:
+        return self.type in CRITICAL
+
+    @property
+    def first(self) -> Item:
+        return self.items[0]
+
+    def link(self) -> str:
+        if self.grouped or self.first.incident is None:
+            return (
+                f"{self.app_url}/incidents" if self.grouped else f"{self.app_url}/monitors/{self.first.monitor['id']}"
+            )
+        return str(self.first.incident["url"])
+
+    def headline(self) -> str:
+        """One line a person understands at a glance (email subject, SMS, chat fallback text)."""
+        names = [item.monitor["name"] for item in self.items]
+        if self.type == "test":
+            return "Test notification from Vigil"
+        if self.grouped:
+            verb = "are down" if self.type == "incident.opened" else "recovered"
+            return f"{len(names)} monitors {verb}: {_list(names)}"
+        name = names[0]
+        incident = self.first.incident or {}
+        if self.type == "incident.opened":
+            return f"{name} is down: {incident.get('cause') or 'check failed'}"
+        if self.type == "incident.resolved":
+            return f"{name} recovered{_after(incident)}"
+        if self.type == "incident.acknowledged":
+            return f"{name}: incident acknowledged by {(self.update or {}).get('by') or 'a teammate'}"
+        if self.type == "incident.updated":
+            kind = (self.update or {}).get("kind")
+            what = "note" if kind == "note" else "postmortem update"
+            return f"{name}: {what} from {(self.update or {}).get('by') or 'a teammate'}"
+        if self.type == "monitor.degraded":
+            return f"{name} is slow (degraded)"
+        if self.type == "ssl.expiring":
+            days = (self.certificate or {}).get("days_left")
+            return f"The certificate of {name} expires in {days} day{'s' if days != 1 else ''}"
+        return f"{name}: {self.type}"
+
+    def payload(self) -> dict[str, Any]:
+        """The webhook body (API.md): ``{"type", "timestamp", "data": {"incident", "monitor"}}``."""
+        data: dict[str, Any] = {"incident": self.first.incident, "monitor": self.first.monitor}
+        if self.update is not None:
+            data["update"] = self.update
+        if self.certificate is not None:
+            data["certificate"] = self.certificate
+        data.update(self.extra)
+        return {"type": self.type, "timestamp": isoz(self.timestamp), "data": data}
+
+
+def _list(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+
+
+def _after(incident: dict[str, Any]) -> str:
+    started, resolved = incident.get("started_at"), incident.get("resolved_at")
+    if not started or not resolved:
+        return ""
+    seconds = int((_parse(resolved) - _parse(started)).total_seconds())
+    return f" after {duration(seconds)}"
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def duration(seconds: int) -> str:
+    if seconds < 60:
+        return f"{max(seconds, 0)} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def public_url(url: str) -> str:
+    """The monitor's URL with credential-like query values masked (``?token=…`` → ``?token=********``)."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    query = [
+        (k, MASK if is_sensitive_header(k) or k.lower() in ("sig", "code", "pass") else v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+
+
+def monitor_snapshot(monitor: Any) -> dict[str, Any]:
+    """A monitor as a notification shows it (a MonitorModel, or None once deleted)."""
+    return {
+        "id": monitor.monitor_id,
+        "name": monitor.name,
+        "url": public_url(monitor.url),
+        "method": monitor.method,
+        "regions": [str(r) for r in monitor.regions],
+        "status": "paused" if monitor.paused else monitor.status,
+        "tags": [str(t) for t in monitor.tags or ()],
+    }
+
+
+def deleted_monitor(monitor_id: str) -> dict[str, Any]:
+    return {
+        "id": monitor_id,
+        "name": "(deleted monitor)",
+        "url": None,
+        "method": None,
+        "regions": [],
+        "status": None,
+        "tags": [],
+    }
+
+
+def incident_snapshot(incident: Any, app_url: str) -> dict[str, Any]:
+    return {
+        "id": incident.incident_id,
+        "status": incident.status,
+        "cause": incident.cause,
+        "started_at": isoz(incident.started_at),
+        "acknowledged_at": isoz(incident.acknowledged_at),
+        "resolved_at": isoz(incident.resolved_at),
+        "affected_regions": [str(r) for r in incident.affected_regions or ()],
+        "url": f"{app_url}/incidents/{incident.incident_id}",
+    }
+
+
+def utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)

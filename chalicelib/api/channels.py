@@ -1,0 +1,250 @@
+"""/v1/alert-channels/*: where alerts go (email, SMS, signed webhooks, Slack, Discord, Teams, PagerDuty)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from chalicelib.alerts import channels
+from chalicelib.alerts.kinds import KINDS
+from chalicelib.alerts.models import DeliveryModel
+from chalicelib.alerts.notification import NOTIFY_ON_CHOICES
+from chalicelib.api.framework import Call, Out, Reply, Router, Schema
+from chalicelib.clock import isoz, utcnow
+from chalicelib.teams import authz
+
+router = Router("alert channels")
+
+ChannelType = Literal["email", "sms", "webhook", "slack", "discord", "teams", "pagerduty"]
+NotifyOn = Literal["down", "up", "degraded", "ssl_expiring", "incident_updated"]
+CONFIG_HELP = (
+    'email: {"addresses": [...]}; sms: {"phone_numbers": ["+E.164"]}; webhook: {"url", "headers"}; '
+    'slack | discord | teams: {"webhook_url"}; pagerduty: {"routing_key"}'
+)
+assert set(KINDS) == set(ChannelType.__args__)  # type: ignore[attr-defined]
+assert set(NOTIFY_ON_CHOICES) == set(NotifyOn.__args__)  # type: ignore[attr-defined]
+
+
+class ChannelFields(Schema):
+    type: ChannelType | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    config: dict[str, Any] | None = Field(default=None, description=CONFIG_HELP)
+    enabled: bool | None = None
+    notify_on: list[NotifyOn] | None = Field(default=None, min_length=1, max_length=5)
+    cooldown_seconds: int | None = Field(default=None, ge=0, le=86400)
+
+    @field_validator("notify_on")
+    @classmethod
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        return list(dict.fromkeys(value)) if value is not None else None
+
+    def changes(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in self.model_fields_set}
+        nulls = [name for name, value in out.items() if value is None]
+        if nulls:
+            from chalicelib import errors
+
+            raise errors.ValidationFailed([errors.FieldError(name, "cannot be null") for name in nulls])
+        return out
+
+
+class ChannelIn(ChannelFields):
+    type: ChannelType  # type: ignore[assignment]
+    name: str = Field(min_length=1, max_length=100)  # type: ignore[assignment]
+    config: dict[str, Any] = Field(description=CONFIG_HELP)  # type: ignore[assignment]
+
+
+class ChannelPatch(ChannelFields):
+    """Only the fields sent change; ``config`` is replaced whole (masked values sent back keep the secret)."""
+
+
+class ListQuery(Schema):
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=2048)
+
+
+class ChannelOut(Out):
+    id: str
+    team_id: str
+    type: ChannelType
+    name: str
+    config: dict[str, Any] = Field(description="secrets and URLs that are credentials are masked")
+    enabled: bool
+    disabled_reason: str | None
+    notify_on: list[NotifyOn]
+    cooldown_seconds: int
+    created_at: str
+    updated_at: str
+
+
+class CreatedChannelOut(ChannelOut):
+    secret: str | None = Field(
+        description="a webhook's signing secret (whsec_…): shown in this response only, never again"
+    )
+
+
+class ChannelList(Out):
+    data: list[ChannelOut]
+    next_cursor: str | None
+
+
+class AttemptOut(Out):
+    attempt: int
+    at: str
+    outcome: str
+    response_status: int | None
+    latency_ms: float | None
+    error: str | None
+    excerpt: str | None = Field(description="at most 1 KB of the response, with credentials redacted")
+
+
+class DeliveryOut(Out):
+    id: str
+    at: str
+    event: str
+    status: Literal["pending", "sending", "retrying", "delivered", "failed", "suppressed"]
+    attempts: int
+    response_status: int | None
+    error: str | None
+    next_attempt_at: str | None
+    incident_ids: list[str]
+    log: list[AttemptOut]
+
+
+class DeliveryList(Out):
+    data: list[DeliveryOut]
+    next_cursor: str | None
+
+
+def channel_out(channel: channels.Channel) -> dict[str, Any]:
+    return {
+        "id": channel.id,
+        "team_id": channel.team_id,
+        "type": channel.type,
+        "name": channel.name,
+        "config": channel.public_config(),
+        "enabled": channel.enabled,
+        "disabled_reason": channel.disabled_reason,
+        "notify_on": list(channel.notify_on),
+        "cooldown_seconds": channel.cooldown_seconds,
+        "created_at": isoz(channel.created_at) or "",
+        "updated_at": isoz(channel.updated_at) or "",
+    }
+
+
+def delivery_out(item: DeliveryModel) -> DeliveryOut:
+    return DeliveryOut(
+        id=item.delivery_id,
+        at=isoz(item.created_at) or "",
+        event=item.event,
+        status=item.status,  # type: ignore[arg-type]
+        attempts=int(item.attempts),
+        response_status=int(item.response_status) if item.response_status is not None else None,
+        error=item.error,
+        next_attempt_at=isoz(item.next_attempt_at),
+        incident_ids=[str(i) for i in item.incident_ids or ()],
+        log=[AttemptOut.model_validate(entry) for entry in item.log or ()],
+    )
+
+
+@router.route(
+    "POST",
+    "/v1/alert-channels",
+    summary="Create an alert channel",
+    auth="team",
+    permission=authz.MANAGE,
+    body=ChannelIn,
+    response=CreatedChannelOut,
+    status=201,
+)
+def create_channel(call: Call) -> CreatedChannelOut:
+    """URLs must pass the same destination rules as monitors; Slack accepts only ``https://hooks.slack.com/…``.
+    A webhook's signing secret is generated and returned here, once."""
+    channel, once = channels.create(call.user.team_id, call.body.changes(), utcnow())
+    return CreatedChannelOut(**channel_out(channel), secret=once.get("secret"))
+
+
+@router.route(
+    "GET",
+    "/v1/alert-channels",
+    summary="List alert channels",
+    auth="team",
+    permission=authz.READ,
+    query=ListQuery,
+    response=ChannelList,
+    errors=(400,),
+)
+def list_channels(call: Call) -> ChannelList:
+    found, next_cursor = channels.list_channels(call.user.team_id, limit=call.query.limit, after=call.query.cursor)
+    return ChannelList(data=[ChannelOut(**channel_out(c)) for c in found], next_cursor=next_cursor)
+
+
+@router.route(
+    "GET",
+    "/v1/alert-channels/{channel_id}",
+    summary="An alert channel",
+    auth="team",
+    permission=authz.READ,
+    response=ChannelOut,
+)
+def get_channel(call: Call, channel_id: str) -> ChannelOut:
+    return ChannelOut(**channel_out(channels.get(call.user.team_id, channel_id)))
+
+
+@router.route(
+    "PATCH",
+    "/v1/alert-channels/{channel_id}",
+    summary="Change an alert channel",
+    auth="team",
+    permission=authz.MANAGE,
+    body=ChannelPatch,
+    response=ChannelOut,
+    errors=(409,),
+)
+def patch_channel(call: Call, channel_id: str) -> ChannelOut:
+    return ChannelOut(**channel_out(channels.update(call.user.team_id, channel_id, call.body.changes(), utcnow())))
+
+
+@router.route(
+    "DELETE",
+    "/v1/alert-channels/{channel_id}",
+    summary="Delete an alert channel",
+    auth="team",
+    permission=authz.MANAGE,
+    status=204,
+)
+def delete_channel(call: Call, channel_id: str) -> Reply:
+    """Monitors that named it stop naming it."""
+    channels.delete(call.user.team_id, channel_id)
+    return Reply(status=204)
+
+
+@router.route(
+    "POST",
+    "/v1/alert-channels/{channel_id}/test",
+    summary="Send a test notification",
+    auth="team",
+    permission=authz.MANAGE,
+    response=DeliveryOut,
+)
+def test_channel(call: Call, channel_id: str) -> DeliveryOut:
+    """Sent now, once (no retries); the answer is its delivery record."""
+    return delivery_out(channels.send_test(call.user.team_id, channel_id, utcnow()))
+
+
+@router.route(
+    "GET",
+    "/v1/alert-channels/{channel_id}/deliveries",
+    summary="A channel's deliveries, newest first (kept 30 days)",
+    auth="team",
+    permission=authz.READ,
+    query=ListQuery,
+    response=DeliveryList,
+    errors=(400,),
+)
+def list_deliveries(call: Call, channel_id: str) -> DeliveryList:
+    found, next_cursor = channels.list_deliveries(
+        call.user.team_id, channel_id, limit=call.query.limit, after=call.query.cursor
+    )
+    return DeliveryList(data=[delivery_out(d) for d in found], next_cursor=next_cursor)

@@ -1,0 +1,85 @@
+"""The alert handler: the events stream → deliveries planned; the alerts queue → deliveries sent."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from chalice import Blueprint
+
+from chalicelib.alerts import delivery, dispatch
+from chalicelib.aws import names
+from chalicelib.clock import utcnow
+from chalicelib.incidents.models import EventModel
+from chalicelib.observability import logger, metrics
+from chalicelib.settings import get_settings
+from chalicelib.wiring import configure
+
+# Lambda imports this module directly (not app.py): configure settings and storage here too.
+configure()
+blueprint = Blueprint(__name__)
+
+
+def plan_records(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """New events only (an incident's timeline is never rewritten; REMOVEs are team deletions).  Planning is
+    idempotent, so at the first failure Lambda is told to resume from that record."""
+    for record in records:
+        change = record.get("dynamodb") or {}
+        if record.get("eventName") != "INSERT" or "NewImage" not in change:
+            continue
+        try:
+            event = EventModel.from_raw_data(change["NewImage"])
+            dispatch.plan(event, utcnow())
+        except Exception:  # noqa: BLE001 - reported to Lambda, which retries from this record
+            logger.exception("planning alerts failed", extra={"event_id": record.get("eventID")})
+            return {"batchItemFailures": [{"itemIdentifier": change.get("SequenceNumber")}]}
+    return {"batchItemFailures": []}
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def handle_message(body: dict[str, Any]) -> None:
+    now = utcnow()
+    if body.get("op") == "flush":
+        at = _time(body["at"]) or now
+        dispatch.flush(body["key"], body["target"], body["team_id"], body["event"], at, now)
+    elif body.get("op") == "deliver":
+        delivery.attempt(
+            body["target"], body["delivery_id"], int(body["attempt"]), now, not_before=_time(body.get("not_before"))
+        )
+    else:
+        logger.warning("unknown alert message", extra={"op": body.get("op")})
+
+
+def handle_messages(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each message on its own thread: one slow or broken receiver (10 s at most) never delays another."""
+
+    def run(record: dict[str, Any]) -> str | None:
+        try:
+            handle_message(json.loads(record["body"]))
+        except Exception:  # noqa: BLE001 - SQS delivers the message again (then its dead-letter queue)
+            logger.exception("alert message failed", extra={"message_id": record.get("messageId")})
+            return str(record.get("messageId"))
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, len(records))) as pool:
+        failed = [m for m in pool.map(run, records) if m is not None]
+    return {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
+
+
+@blueprint.on_dynamodb_record(stream_arn=names.events_stream_arn(get_settings()), batch_size=100, name="alerts")
+def alerts(event: Any) -> Any:
+    response = plan_records(event.to_dict().get("Records", []))
+    metrics.flush_metrics()
+    return response
+
+
+@blueprint.on_sqs_message(queue=names.alert_queue(get_settings()), batch_size=10, name="alert_deliveries")
+def alert_deliveries(event: Any) -> Any:
+    response = handle_messages(event.to_dict().get("Records", []))
+    metrics.flush_metrics()
+    return response

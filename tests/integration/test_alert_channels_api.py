@@ -1,0 +1,98 @@
+"""The alert channels API: secrets shown once and masked after, validation per kind, the SSRF guard, teams."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from chalicelib.alerts.models import ChannelModel
+from tests.support import ApiClient, create_monitor, sign_up
+
+
+def channel(api: ApiClient, **fields: Any) -> dict[str, Any]:
+    r = api.post("/v1/alert-channels", {"name": "Ops", **fields})
+    assert r.status == 201, r.body
+    return dict(r.json)
+
+
+def test_secrets_are_shown_once_and_masked_after(api, alice):
+    hook = channel(
+        api, type="webhook", config={"url": "https://hooks.example.invalid/", "headers": {"X-Api-Key": "k-123456"}}
+    )
+    slack = channel(api, type="slack", config={"webhook_url": "https://hooks.slack.com/services/T000/B000/XXXXSECRET"})
+    pager = channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
+    assert "secret" not in api.get(f"/v1/alert-channels/{hook['id']}").json
+    listed = json.dumps(api.get("/v1/alert-channels").json)
+    for secret in (hook["secret"], "k-123456", "XXXXSECRET", "R0UTINGKEY0123456789abcd"):
+        assert secret not in listed
+    assert api.get(f"/v1/alert-channels/{slack['id']}").json["config"] == {
+        "webhook_url": "https://hooks.slack.com/services/********"
+    }
+    assert api.get(f"/v1/alert-channels/{pager['id']}").json["config"] == {"routing_key": "R0UT********"}
+    # sending the masked values back keeps the stored secrets
+    shown = api.get(f"/v1/alert-channels/{hook['id']}").json["config"]
+    assert shown["headers"] == {"X-Api-Key": "********"}
+    assert api.patch(f"/v1/alert-channels/{hook['id']}", {"config": shown, "name": "Renamed"}).status == 200
+    stored = ChannelModel.get(alice["team"]["id"], hook["id"]).config
+    assert (stored["headers"], stored["secret"]) == ({"X-Api-Key": "k-123456"}, hook["secret"])
+    assert (
+        api.patch(
+            f"/v1/alert-channels/{slack['id']}",
+            {"config": {"webhook_url": "https://hooks.slack.com/services/********"}},
+        ).status
+        == 200
+    )
+    assert ChannelModel.get(alice["team"]["id"], slack["id"]).config["webhook_url"].endswith("XXXXSECRET")
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"type": "slack", "config": {"webhook_url": "https://example.com/services/x"}}, "config.webhook_url"),
+        ({"type": "slack", "config": {"webhook_url": "http://hooks.slack.com/services/x"}}, "config.webhook_url"),
+        ({"type": "discord", "config": {"webhook_url": "https://discord.com/other"}}, "config.webhook_url"),
+        ({"type": "email", "config": {"addresses": ["not-an-address"]}}, "config.addresses"),
+        ({"type": "email", "config": {}}, "config.addresses"),
+        ({"type": "sms", "config": {"phone_numbers": ["555-0123"]}}, "config.phone_numbers.0"),
+        ({"type": "webhook", "config": {"url": "ftp://x.example/"}}, "config.url"),
+        (
+            {"type": "webhook", "config": {"url": "https://x.example/", "headers": {"webhook-id": "x"}}},
+            "config.headers",
+        ),
+        ({"type": "webhook", "config": {"url": "https://x.example/", "extra": 1}}, "config.extra"),
+        ({"type": "carrier-pigeon", "config": {}}, "type"),
+        ({"type": "email", "config": {"addresses": ["a@b.co"]}, "notify_on": ["sometimes"]}, "notify_on.0"),
+    ],
+)
+def test_bad_channels_are_422_naming_the_field(api, alice, fields, field):
+    r = api.post("/v1/alert-channels", {"name": "x", **fields})
+    assert r.status == 422, r.body
+    assert field in [e["field"] for e in r.json["errors"]]
+
+
+def test_urls_pass_the_ssrf_guard(api, alice):
+    r = api.post("/v1/alert-channels", {"name": "x", "type": "webhook", "config": {"url": "http://127.0.0.1:9/"}})
+    assert r.status == 422
+    assert (r.json["code"], r.json["errors"][0]["field"]) == ("destination_not_allowed", "config.url")
+
+
+def test_channels_belong_to_their_team(api, alice):
+    mine = channel(api, type="email", config={"addresses": ["ops@example.com"]})
+    other = ApiClient(api.app)
+    sign_up(other, "mallory@example.com")
+    for method, path in (
+        ("GET", ""),
+        ("PATCH", ""),
+        ("DELETE", ""),
+        ("POST", "/test"),
+        ("GET", "/deliveries"),
+    ):
+        body = {"name": "x"} if method == "PATCH" else None
+        assert other.request(method, f"/v1/alert-channels/{mine['id']}{path}", body).status == 404
+    r = other.post("/v1/monitors", {"name": "m", "url": "https://x.example.invalid/", "channel_ids": [mine["id"]]})
+    assert r.status == 404
+    monitor = create_monitor(api, url="https://x.example.invalid/", channel_ids=[mine["id"]])
+    assert api.delete(f"/v1/alert-channels/{mine['id']}").status == 204
+    assert api.get(f"/v1/monitors/{monitor['id']}").json["channel_ids"] == []

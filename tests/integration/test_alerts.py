@@ -1,0 +1,471 @@
+"""Alerts end to end on moto and a loopback receiver: events stream → planning → the alerts queue → delivery.
+
+Time moves with time-machine; moto's SQS honours DelaySeconds on that clock, so a retry or a group's send
+becomes visible exactly when it is due.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import time_machine
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.sns.models import sns_backends
+from standardwebhooks.webhooks import Webhook
+
+from chalicelib.alerts.models import DeliveryModel
+from chalicelib.aws import names
+from chalicelib.aws.clients import client
+from chalicelib.clock import utcnow
+from chalicelib.incidents import service as incidents
+from chalicelib.incidents.models import EventModel
+from chalicelib.incidents.tracker import Result, apply_results
+from chalicelib.settings import DEFAULT_REGIONS, get_settings
+from chalicelib.teams.models import MembershipModel
+from chalicelib.users.models import UserModel
+from tests.support import ApiClient, create_monitor, make_test_settings, sign_up
+
+
+@pytest.fixture
+def settings(httpserver):
+    return make_test_settings(ALLOW_PRIVATE_TARGETS="true", PAGERDUTY_EVENTS_URL=httpserver.url_for("/pagerduty"))
+
+
+@pytest.fixture
+def clock() -> Iterator[Any]:
+    # Forward to 5 s into the next minute (never back: tokens already issued must not be from the future).
+    start = utcnow().replace(second=5, microsecond=0) + timedelta(minutes=1)
+    with time_machine.travel(start, tick=True) as traveller:
+        yield traveller
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def planned(events: list[EventModel], times: int = 1) -> None:
+    """Hand the events to the alert handler as the events stream would (``times`` deliveries of the batch)."""
+    from chalicelib.events.alerts import plan_records
+
+    records = [
+        {
+            "eventID": f"{e.subject}{e.key}",
+            "eventName": "INSERT",
+            "dynamodb": {"SequenceNumber": str(i), "NewImage": e.serialize(), "StreamViewType": "NEW_IMAGE"},
+        }
+        for i, e in enumerate(events)
+    ]
+    for _ in range(times):
+        assert plan_records(records) == {"batchItemFailures": []}
+
+
+def pump() -> int:
+    """Run every message now visible on the alerts queue (as Lambda would); returns how many ran."""
+    from chalicelib.events.alerts import handle_messages
+
+    sqs = client("sqs")
+    url = sqs.get_queue_url(QueueName=names.alert_queue(get_settings()))["QueueUrl"]
+    ran = 0
+    for _ in range(100):
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return ran
+        records = [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]
+        assert handle_messages(records) == {"batchItemFailures": []}
+        for m in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        ran += len(messages)
+    raise AssertionError("the alerts queue never emptied")
+
+
+def settle(clock: Any, rounds: int = 6) -> None:
+    """Pump, letting the few seconds pass that a later notification waits for an earlier one of its incident."""
+    for _ in range(rounds):
+        pump()
+        clock.shift(timedelta(seconds=6))
+
+
+_seen: set[tuple[str, str]] = set()
+
+
+def new_events(subject: str) -> list[EventModel]:
+    found = [e for e in EventModel.query(subject) if (e.subject, e.key) not in _seen]
+    _seen.update((e.subject, e.key) for e in found)
+    return found
+
+
+def outage(monitor: dict[str, Any], at: datetime) -> str:
+    """Two failed minutes everywhere, ending at ``at``; the opening's events go to the alert handler."""
+    results = [
+        Result(monitor["team_id"], monitor["id"], r, at - timedelta(minutes=m), ok=False, status_code=503)
+        for m in (1, 0)
+        for r in DEFAULT_REGIONS
+    ]
+    results = [Result(**{**vars(r), "error": "status_mismatch"}) for r in results]
+    (incident_id,) = apply_results(monitor["team_id"], monitor["id"], results, utcnow()).opened
+    planned(new_events(incident_id))
+    return incident_id
+
+
+def recover(monitor: dict[str, Any], incident_id: str, at: datetime) -> None:
+    results = [Result(monitor["team_id"], monitor["id"], r, at, ok=True) for r in DEFAULT_REGIONS]
+    apply_results(monitor["team_id"], monitor["id"], results, utcnow())
+    planned(new_events(incident_id))
+
+
+def channel(api: ApiClient, **fields: Any) -> dict[str, Any]:
+    r = api.post("/v1/alert-channels", {"name": "Ops", **fields})
+    assert r.status == 201, r.body
+    return dict(r.json)
+
+
+def deliveries(channel_id: str) -> list[DeliveryModel]:
+    return list(DeliveryModel.query(channel_id))
+
+
+def received(httpserver, path: str = "/hook") -> list[Any]:
+    return [request for request, _ in httpserver.log if request.path == path]
+
+
+def alerts_to(outbox: Any, address: str) -> list[dict[str, Any]]:
+    return [m for m in outbox.to(address) if m["subject"].startswith("[Vigil]")]
+
+
+def verify(alice: dict[str, Any]) -> None:
+    user = UserModel.get(alice["user"]["id"])
+    user.update(actions=[UserModel.email_verified_at.set(utcnow())])
+
+
+def member(api: ApiClient, alice: dict[str, Any], email: str, **prefs: Any) -> dict[str, Any]:
+    other = ApiClient(api.app)
+    joined = sign_up(other, email)
+    MembershipModel(alice["team"]["id"], joined["user"]["id"], role="member", joined_at=utcnow()).save()
+    user = UserModel.get(joined["user"]["id"])
+    actions = [UserModel.email_verified_at.set(utcnow())]
+    actions += [getattr(UserModel, name).set(value) for name, value in prefs.items()]
+    user.update(actions=actions)
+    return joined
+
+
+# ------------------------------------------------------------------------------------------------ webhooks
+
+
+def test_a_signed_webhook_per_transition_verified_by_the_reference_library(api, alice, httpserver, clock):
+    httpserver.expect_request("/hook", method="POST").respond_with_data("thanks, token=abcdef123456 ok")
+    hook = channel(
+        api,
+        type="webhook",
+        config={"url": httpserver.url_for("/hook"), "headers": {"X-Team": "ops", "Authorization": "Bearer hook-key"}},
+    )
+    secret = hook["secret"]
+    assert secret.startswith("whsec_")
+    monitor = create_monitor(
+        api,
+        url="https://shop.example.invalid/health?token=monitor-token",
+        headers={"Authorization": "Bearer monitor-secret"},
+        channel_ids=[hook["id"]],
+    )
+    incident_id = outage(monitor, utcnow())
+    assert pump() == 1
+
+    (request,) = received(httpserver)
+    body = request.get_data()
+    payload = Webhook(secret).verify(body, dict(request.headers))  # raises unless the signature holds
+    assert payload["type"] == "incident.opened"
+    assert payload["data"]["incident"]["id"] == incident_id
+    assert payload["data"]["incident"]["cause"] == "HTTP 503"
+    assert payload["data"]["monitor"]["id"] == monitor["id"]
+    assert "headers" not in payload["data"]["monitor"]
+    for secret_text in (b"monitor-secret", b"monitor-token", b"hook-key"):
+        assert secret_text not in body
+    assert request.headers["X-Team"] == "ops"
+    assert request.headers["Authorization"] == "Bearer hook-key"
+    (delivery,) = deliveries(hook["id"])
+    assert request.headers["webhook-id"] == delivery.delivery_id
+
+    listed = api.get(f"/v1/alert-channels/{hook['id']}/deliveries").json["data"]
+    assert [(d["event"], d["status"], d["attempts"], d["response_status"]) for d in listed] == [
+        ("incident.opened", "delivered", 1, 200)
+    ]
+    assert "abcdef123456" not in json.dumps(listed)  # the response excerpt is redacted
+    assert "[redacted]" in listed[0]["log"][0]["excerpt"]
+
+    recover(monitor, incident_id, utcnow() + timedelta(minutes=1))
+    assert pump() == 1
+    second = received(httpserver)[-1]
+    assert Webhook(secret).verify(second.get_data(), dict(second.headers))["type"] == "incident.resolved"
+
+
+def test_the_same_stream_record_three_times_is_one_delivery_per_channel(api, alice, httpserver, clock):
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    httpserver.expect_request("/pagerduty").respond_with_json({"status": "success"}, status=202)
+    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    pager = channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
+    monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"], pager["id"]])
+    incident_id = outage(monitor, utcnow())
+    planned(list(EventModel.query(incident_id)), times=3)  # the same records twice more, and again
+    pump()
+    assert len(received(httpserver)) == 1
+    assert len(received(httpserver, "/pagerduty")) == 1
+    assert [len(deliveries(c["id"])) for c in (hook, pager)] == [1, 1]
+
+
+def test_500_then_200_is_retried_on_schedule_then_delivered(api, alice, httpserver, clock):
+    httpserver.expect_ordered_request("/hook").respond_with_data("busy", status=500)
+    httpserver.expect_ordered_request("/hook").respond_with_data("ok")
+    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
+    outage(monitor, utcnow())
+    first_at = utcnow()
+    assert pump() == 1
+    (delivery,) = deliveries(hook["id"])
+    assert (delivery.status, delivery.attempts, delivery.response_status) == ("retrying", 1, 500)
+    wait = (delivery.next_attempt_at - first_at).total_seconds()
+    assert 14 <= wait <= 31  # the first backoff step: 30 s with jitter over its second half
+    assert pump() == 0  # not yet
+    clock.move_to(delivery.next_attempt_at + timedelta(seconds=1))
+    assert pump() == 1
+    (delivery,) = deliveries(hook["id"])
+    assert (delivery.status, delivery.attempts, delivery.response_status) == ("delivered", 2, 200)
+    assert [entry["outcome"] for entry in delivery.log] == ["retrying", "delivered"]
+    requests = received(httpserver)
+    assert [r.headers["webhook-id"] for r in requests] == [delivery.delivery_id] * 2  # the same id on a retry
+
+
+def test_429_with_retry_after_is_not_retried_before_it(api, alice, httpserver, clock):
+    httpserver.expect_ordered_request("/hook").respond_with_data(
+        "slow down", status=429, headers={"Retry-After": "120"}
+    )
+    httpserver.expect_ordered_request("/hook").respond_with_data("ok")
+    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
+    outage(monitor, utcnow())
+    start = utcnow()
+    pump()
+    (delivery,) = deliveries(hook["id"])
+    assert delivery.next_attempt_at >= start + timedelta(seconds=120)
+    clock.move_to(start + timedelta(seconds=110))
+    assert pump() == 0
+    assert len(received(httpserver)) == 1
+    clock.move_to(delivery.next_attempt_at + timedelta(seconds=1))
+    assert pump() == 1
+    assert deliveries(hook["id"])[0].status == "delivered"
+
+
+def test_410_disables_the_channel_and_tells_the_admins(api, alice, httpserver, outbox, clock):
+    httpserver.expect_request("/hook").respond_with_data("gone", status=410)
+    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
+    incident_id = outage(monitor, utcnow())
+    pump()
+    (delivery,) = deliveries(hook["id"])
+    assert (delivery.status, delivery.attempts, delivery.response_status) == ("failed", 1, 410)
+    shown = api.get(f"/v1/alert-channels/{hook['id']}").json
+    assert shown["enabled"] is False
+    assert "410" in shown["disabled_reason"]
+    (mail,) = [m for m in outbox.to("alice@example.com") if "turned off" in m["subject"]]
+    assert "Ops" in mail["subject"]
+    recover(monitor, incident_id, utcnow() + timedelta(minutes=1))  # a disabled channel is not sent to
+    pump()
+    assert len(received(httpserver)) == 1
+
+
+def test_a_3xx_is_a_failure_and_is_not_followed(api, alice, httpserver, clock):
+    httpserver.expect_request("/hook").respond_with_data("", status=301, headers={"Location": "/elsewhere"})
+    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    r = api.post(f"/v1/alert-channels/{hook['id']}/test")
+    assert r.status == 200, r.body
+    assert (r.json["status"], r.json["response_status"], r.json["attempts"]) == ("failed", 301, 1)
+    assert [req.path for req in received(httpserver, "/elsewhere")] == []
+
+
+# --------------------------------------------------------------------------------------------- grouping
+
+
+def test_twenty_monitors_down_in_the_same_minute_make_one_message_per_channel(api, alice, httpserver, outbox, clock):
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    verify(alice)
+    mail = channel(api, type="email", config={"addresses": ["oncall@example.com"]})
+    text = channel(api, type="sms", config={"phone_numbers": ["+14155550123"]})
+    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    ids = [mail["id"], text["id"], hook["id"]]
+    monitors = [
+        create_monitor(api, url=f"https://s{i}.example.invalid/", name=f"Service {i:02}", channel_ids=ids)
+        for i in range(20)
+    ]
+    clock.move_to(utcnow().replace(second=20))  # the fixture starts at second 5: still this minute
+    at = utcnow()
+    for monitor in monitors:
+        outage(monitor, at)
+    pump()
+    assert len(received(httpserver)) == 20  # machines get one signed event per incident, at once
+    assert outbox.to("oncall@example.com") == []  # people get the group, after its minute
+    clock.move_to(at.replace(second=0) + timedelta(seconds=75))
+    pump()
+    (grouped,) = outbox.to("oncall@example.com")
+    assert grouped["subject"].startswith("[Vigil] 20 monitors are down: Service 00, Service 01")
+    for i in range(20):
+        assert f"Service {i:02}" in grouped["text"]
+    sms = list(sns_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sms_messages.values())
+    assert [(number, message[:29]) for number, message in sms] == [("+14155550123", "Vigil: 20 monitors are down: ")]
+    (member_mail,) = alerts_to(outbox, "alice@example.com")  # the team's members: one email too
+    assert "20 monitors are down" in member_mail["subject"]
+    assert [len(deliveries(c)) for c in ids] == [1, 1, 20]
+
+
+def test_a_down_after_its_group_went_out_goes_on_its_own(api, alice, outbox, clock):
+    mail = channel(api, type="email", config={"addresses": ["oncall@example.com"]})
+    first = create_monitor(api, url="https://a.example.invalid/", name="A", channel_ids=[mail["id"]])
+    late = create_monitor(api, url="https://b.example.invalid/", name="B", channel_ids=[mail["id"]])
+    clock.move_to(utcnow().replace(second=10))
+    at = utcnow()
+    outage(first, at)
+    clock.move_to(at + timedelta(seconds=70))
+    pump()
+    outage(late, at)  # checked in the same minute, but its records arrive after the group was sent
+    pump()
+    assert [m["subject"] for m in outbox.to("oncall@example.com")] == [
+        "[Vigil] B is down: HTTP 503",
+        "[Vigil] A is down: HTTP 503",
+    ]
+
+
+# ------------------------------------------------------------------------------------- cooldown, filters
+
+
+def test_a_flapping_monitor_is_told_once_per_cooldown_and_only_recoveries_of_what_was_told(
+    api, alice, httpserver, clock
+):
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")}, cooldown_seconds=600)
+    monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
+    start = utcnow()
+    first = outage(monitor, start)
+    recover(monitor, first, start + timedelta(minutes=1))
+    second = outage(monitor, start + timedelta(minutes=3))
+    recover(monitor, second, start + timedelta(minutes=4))
+    settle(clock)
+    sent = [json.loads(r.get_data())["type"] for r in received(httpserver)]
+    assert sent == ["incident.opened", "incident.resolved"]
+    listed = api.get(f"/v1/alert-channels/{hook['id']}/deliveries").json["data"]
+    assert sorted((d["status"], d["error"]) for d in listed) == [
+        ("delivered", None),
+        ("delivered", None),
+        ("suppressed", "cooldown (600 s)"),
+        ("suppressed", "cooldown (600 s)"),
+    ]
+
+
+def test_notify_on_filters_what_a_channel_receives(api, alice, httpserver, clock):
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")}, notify_on=["up"])
+    monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
+    incident_id = outage(monitor, utcnow())
+    recover(monitor, incident_id, utcnow() + timedelta(minutes=1))
+    pump()
+    # "up" only, and the recovery of an outage the channel was not told of is not news to it
+    assert received(httpserver) == []
+
+
+def test_pagerduty_triggers_acknowledges_and_resolves_one_incident(api, alice, httpserver, clock):
+    httpserver.expect_request("/pagerduty").respond_with_json({"status": "success"}, status=202)
+    pager = channel(
+        api,
+        type="pagerduty",
+        config={"routing_key": "R0UTINGKEY0123456789abcd"},
+        notify_on=["down", "up", "incident_updated"],
+    )
+    monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[pager["id"]])
+    incident_id = outage(monitor, utcnow())
+    incidents.acknowledge(monitor["team_id"], incident_id, alice["user"]["id"], utcnow())
+    incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "looking", utcnow())
+    planned(new_events(incident_id))
+    recover(monitor, incident_id, utcnow() + timedelta(minutes=1))
+    settle(clock)
+    sent = [json.loads(r.get_data()) for r in received(httpserver, "/pagerduty")]
+    assert [(e["event_action"], e["dedup_key"]) for e in sent] == [
+        ("trigger", incident_id),
+        ("acknowledge", incident_id),
+        ("resolve", incident_id),
+    ]  # a note has no PagerDuty action: not sent
+
+
+# ------------------------------------------------------------------------------------- team members
+
+
+def test_members_by_preference_quiet_hours_and_critical_only_across_time_zones(api, alice, outbox):
+    bob = member(
+        api, alice, "bob@example.com", timezone="Asia/Tokyo", quiet_hours_start="22:00", quiet_hours_end="07:00"
+    )
+    member(api, alice, "carol@example.com", critical_only=True)
+    verify(alice)
+    monitor = create_monitor(api, url="https://shop.example.invalid/")  # no channels: members only
+    # 13:30 UTC is 22:30 on the next day in Tokyo: Bob's quiet hours
+    with time_machine.travel(datetime.fromisoformat("2026-12-01T13:30:05+00:00"), tick=True) as clock:
+        incident_id = outage(monitor, utcnow())
+        clock.move_to(datetime.fromisoformat("2026-12-01T13:31:15+00:00"))
+        pump()
+        for address in ("alice@example.com", "bob@example.com", "carol@example.com"):
+            assert [m["subject"] for m in alerts_to(outbox, address)] == ["[Vigil] Homepage is down: HTTP 503"]
+
+        incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "Rolling back", utcnow())
+        planned(new_events(incident_id))
+        pump()
+        assert len(alerts_to(outbox, "alice@example.com")) == 2  # not quiet
+        assert len(alerts_to(outbox, "carol@example.com")) == 1  # critical only: no note
+        assert len(alerts_to(outbox, "bob@example.com")) == 1  # held back
+        (held,) = [d for d in DeliveryModel.query(f"member:{bob['user']['id']}") if d.event == "incident.updated"]
+        assert held.next_attempt_at == datetime.fromisoformat("2026-12-01T22:00:00+00:00")  # 07:00 in Tokyo
+
+        clock.move_to(datetime.fromisoformat("2026-12-01T21:50:00+00:00"))
+        assert pump() >= 1  # the hold hops through the queue (SQS delays at most 15 minutes)
+        assert len(alerts_to(outbox, "bob@example.com")) == 1
+        clock.move_to(datetime.fromisoformat("2026-12-01T22:00:30+00:00"))
+        pump()
+        notes = alerts_to(outbox, "bob@example.com")
+        assert len(notes) == 2
+        assert notes[0]["subject"] == "[Vigil] Homepage: note from alice@example.com"
+        assert "Rolling back" in notes[0]["text"]
+
+
+def test_unverified_members_get_no_email(api, alice, outbox, clock):
+    monitor = create_monitor(api, url="https://shop.example.invalid/")
+    outage(monitor, utcnow())
+    clock.move_to(utcnow() + timedelta(minutes=2))
+    pump()
+    assert alerts_to(outbox, "alice@example.com") == []
+
+
+# ------------------------------------------------------------------------------------------ the API
+
+
+def test_a_test_notification_is_sent_now_and_recorded(api, alice, httpserver):
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    r = api.post(f"/v1/alert-channels/{hook['id']}/test")
+    assert r.status == 200, r.body
+    assert (r.json["event"], r.json["status"], r.json["response_status"]) == ("test", "delivered", 200)
+    (request,) = received(httpserver)
+    assert Webhook(hook["secret"]).verify(request.get_data(), dict(request.headers))["type"] == "test"
+    assert api.get(f"/v1/alert-channels/{hook['id']}/deliveries").json["data"][0]["id"] == r.json["id"]
+
+
+def test_a_recovery_never_overtakes_its_outage(api, alice, httpserver, clock):
+    """PagerDuty drops a resolve for an incident it never saw triggered: the resolve waits for the trigger."""
+    httpserver.expect_ordered_request("/pagerduty").respond_with_data("busy", status=503)
+    httpserver.expect_request("/pagerduty").respond_with_json({"status": "success"}, status=202)
+    pager = channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
+    monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[pager["id"]])
+    incident_id = outage(monitor, utcnow())
+    pump()
+    recover(monitor, incident_id, utcnow() + timedelta(minutes=1))
+    settle(clock, rounds=2)
+    assert [json.loads(r.get_data())["event_action"] for r in received(httpserver, "/pagerduty")] == ["trigger"]
+    trigger = next(d for d in deliveries(pager["id"]) if d.event == "incident.opened")
+    clock.move_to(trigger.next_attempt_at + timedelta(seconds=1))
+    settle(clock)
+    actions = [json.loads(r.get_data())["event_action"] for r in received(httpserver, "/pagerduty")]
+    assert actions == ["trigger", "trigger", "resolve"]
