@@ -469,3 +469,59 @@ def test_a_recovery_never_overtakes_its_outage(api, alice, httpserver, clock):
     settle(clock)
     actions = [json.loads(r.get_data())["event_action"] for r in received(httpserver, "/pagerduty")]
     assert actions == ["trigger", "trigger", "resolve"]
+
+
+def test_the_ssrf_guard_holds_at_every_send(api, alice, httpserver, settings):
+    """A URL accepted earlier is checked again when sent to: here private targets stop being allowed."""
+    from dataclasses import replace
+
+    from chalicelib.settings import use_settings
+
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    use_settings(replace(settings, allow_private_targets_requested=False))
+    try:
+        r = api.post(f"/v1/alert-channels/{hook['id']}/test")
+    finally:
+        use_settings(settings)
+    assert (r.json["status"], r.json["error"], r.json["response_status"]) == ("failed", "destination_not_allowed", None)
+    assert received(httpserver) == []
+
+
+def test_one_slow_receiver_does_not_delay_another(api, alice, httpserver, clock):
+    import time
+
+    from pytest_httpserver import HTTPServer
+    from werkzeug import Response
+
+    seen: dict[str, float] = {}
+
+    def slow(request: Any) -> Any:
+        time.sleep(2)
+        seen["slow_done"] = time.monotonic()
+        return Response("ok")
+
+    def fast(request: Any) -> Any:
+        seen["fast_arrived"] = time.monotonic()
+        return Response("ok")
+
+    slow_server = HTTPServer()  # its own server: the test server answers one request at a time
+    slow_server.expect_request("/slow").respond_with_handler(slow)
+    slow_server.start()
+    try:
+        httpserver.expect_request("/hook").respond_with_handler(fast)
+        slow_channel = channel(api, type="webhook", config={"url": slow_server.url_for("/slow")})
+        fast_channel = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+        ids = [slow_channel["id"], fast_channel["id"]]
+        monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=ids)
+        outage(monitor, utcnow())
+        pump()
+    finally:
+        slow_server.stop()
+    (slow_delivery,) = deliveries(slow_channel["id"])
+    (fast_delivery,) = deliveries(fast_channel["id"])
+    assert (slow_delivery.status, fast_delivery.status) == ("delivered", "delivered")
+    assert fast_delivery.log[0]["latency_ms"] < 1000 <= slow_delivery.log[0]["latency_ms"]
+    assert seen["fast_arrived"] < seen["slow_done"] - 1  # sent while the slow one was still waiting
+    kept = slow_delivery.expires_at - slow_delivery.created_at  # TTL: whole seconds
+    assert timedelta(days=30) - timedelta(seconds=1) < kept <= timedelta(days=30)  # kept 30 days
