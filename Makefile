@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: dev test lint format typecheck bench package infra clean
+.PHONY: dev test lint format typecheck bench package infra clean browser
+CHROMIUM := /usr/bin/chromium
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +19,7 @@ dev: $(STAMP)
 	$(BIN)/python -m chalicelib.local
 
 ## make test: lint, then the whole suite
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck browser
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) tests/unit tests/integration
 
 lint: $(STAMP)
@@ -31,6 +32,12 @@ format: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy chalicelib $(wildcard functions/*.py functions/*/*.py)
+
+## The status page is checked in a real headless browser: Debian's Chromium (never a browser download).
+browser:
+	@test -x $(CHROMIUM) || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -p no:xdist -s tests/load

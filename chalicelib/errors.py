@@ -122,6 +122,11 @@ class EmailTaken(Conflict):
     title = "Email already registered"
 
 
+class SlugTaken(Conflict):
+    code = "slug_taken"
+    title = "Slug already taken"
+
+
 class LastTeam(Conflict):
     code = "last_team"
     title = "Your only team"

@@ -12,6 +12,7 @@ from chalicelib.incidents.models import (
 )
 from chalicelib.monitors.models import MonitorModel, ResultModel, RollupModel
 from chalicelib.ratelimit.models import CounterModel
+from chalicelib.status_pages.models import SlugModel, StatusPageModel
 from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
 from chalicelib.users.models import UserEmailModel, UserModel
 
@@ -31,6 +32,8 @@ __all__ = [
     "ResultModel",
     "RollupModel",
     "SessionModel",
+    "SlugModel",
+    "StatusPageModel",
     "TeamModel",
     "UserEmailModel",
     "UserModel",

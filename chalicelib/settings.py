@@ -53,6 +53,7 @@ class Settings:
     log_level: str = "INFO"
     cors_allow_origin: str | None = None
     pagerduty_events_url: str = PAGERDUTY_EVENTS_URL
+    status_base_url: str = "http://127.0.0.1:8000/status"
 
     @property
     def is_local(self) -> bool:
@@ -182,6 +183,7 @@ def load_settings(
         log_level=log_level,
         cors_allow_origin=get("CORS_ALLOW_ORIGIN") or None,
         pagerduty_events_url=get("PAGERDUTY_EVENTS_URL", PAGERDUTY_EVENTS_URL),
+        status_base_url=get("STATUS_BASE_URL", f"{app_url.rstrip('/')}/status"),
     )
 
 

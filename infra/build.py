@@ -32,9 +32,14 @@ CHALICE_API = "RestAPI"
 CHALICE_FUNCTION = "APIHandler"
 CHALICE_ROLE = "ApiHandlerRole"
 # Chalice's event handlers (chalicelib/events): each gets its own function and role in the package.
-EVENT_FUNCTIONS = ("Scheduler", "Rollups", "Incidents", "Alerts", "AlertDeliveries")
+EVENT_FUNCTIONS = ("Scheduler", "Rollups", "Incidents", "Alerts", "AlertDeliveries", "StatusPages")
 # The stream handlers and the table whose stream each reads (chalicelib/events/results, incidents, alerts).
-STREAM_FUNCTIONS = {"Rollups": "CheckResultsTable", "Incidents": "CheckResultsTable", "Alerts": "EventsTable"}
+STREAM_FUNCTIONS = {
+    "Rollups": "CheckResultsTable",
+    "Incidents": "CheckResultsTable",
+    "Alerts": "EventsTable",
+    "StatusPages": "EventsTable",
+}
 ALERT_QUEUE_NAME = "${TablePrefix}alerts"  # names.alert_queue
 ALERT_FUNCTION = "AlertDeliveries"  # its SQS consumer
 # AWS's guidance for an SQS event source: a visibility timeout of six times the function's (lambda_timeout 25 s).

@@ -24,6 +24,7 @@ RESOLVED = "incident.resolved"
 DEGRADED = "monitor.degraded"
 DEGRADED_RECOVERED = "monitor.degraded_recovered"
 SSL_EXPIRING = "ssl.expiring"
+STATUS_CHANGED = "monitor.status_changed"
 
 TIMELINE_TYPES = (OPENED, REGION_DOWN, REGION_UP, ACKNOWLEDGED, NOTE, POSTMORTEM, RESOLVED)
 # At one instant, the order a reader expects: regions go down, the incident opens, regions come back, it resolves.

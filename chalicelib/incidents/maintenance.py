@@ -7,6 +7,7 @@ with the first result after the end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +18,8 @@ from chalicelib.incidents.models import MaintenanceWindowModel
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.storage import cursor
 
+# After a window is created, changed or deleted: (team_id, the monitors it names, before and after).
+ON_CHANGE: list[Callable[[str, set[str]], None]] = []
 MAX_DURATION = timedelta(days=90)
 MAX_MONITORS = 100
 
@@ -83,6 +86,7 @@ def create(team_id: str, user_id: str, fields: dict[str, Any], now: datetime) ->
     _check(team_id, fields, now, creating=True)
     item = MaintenanceWindowModel(team_id, new_id("mw"), created_by=user_id, created_at=now, updated_at=now, **fields)
     item.save(condition=MaintenanceWindowModel.window_id.does_not_exist())
+    _changed(team_id, set(fields["monitor_ids"]))
     return _window(item)
 
 
@@ -117,11 +121,19 @@ def update(team_id: str, window_id: str, changes: dict[str, Any], now: datetime)
         setattr(item, name, value)
     item.updated_at = now
     item.save()
+    _changed(team_id, set(current.monitor_ids) | set(fields["monitor_ids"]))
     return _window(item)
 
 
 def delete(team_id: str, window_id: str) -> None:
-    _load(team_id, window_id).delete(add_version_condition=False)
+    item = _load(team_id, window_id)
+    item.delete(add_version_condition=False)
+    _changed(team_id, {str(m) for m in item.monitor_ids or ()})
+
+
+def _changed(team_id: str, monitor_ids: set[str]) -> None:
+    for hook in ON_CHANGE:
+        hook(team_id, monitor_ids)
 
 
 def purge_team(team_id: str) -> None:

@@ -167,6 +167,17 @@ class _Run:
             if change.kind == "region_down" and region not in incident.affected_regions:
                 incident.affected_regions = [*incident.affected_regions, region]  # type: ignore[list-item]
                 self._touch()
+        elif change.kind == "status_changed":  # status pages republish on it
+            self.pending.items.append(
+                events.monitor_event(
+                    m.team_id,
+                    m.monitor_id,
+                    events.STATUS_CHANGED,
+                    change.at,
+                    text=f"Status: {change.detail}",
+                    data={"status": change.detail},
+                )
+            )
         elif change.kind in ("degraded", "degraded_recovered"):
             kind = events.DEGRADED if change.kind == "degraded" else events.DEGRADED_RECOVERED
             text = (

@@ -13,7 +13,7 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
     VersionAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 
 from chalicelib.storage.base import BaseModel
 
@@ -27,6 +27,16 @@ class MonitorsBySchedule(GlobalSecondaryIndex["MonitorModel"]):
 
     schedule_key = UnicodeAttribute(hash_key=True)
     monitor_id = UnicodeAttribute(range_key=True)
+
+
+class MonitorsById(GlobalSecondaryIndex["MonitorModel"]):
+    """A monitor's team from its id alone (public badges).  Keys only: status writes never touch it."""
+
+    class Meta:
+        index_name = "monitor-index"
+        projection = KeysOnlyProjection()
+
+    monitor_id = UnicodeAttribute(hash_key=True)
 
 
 class MonitorModel(BaseModel):
@@ -67,6 +77,7 @@ class MonitorModel(BaseModel):
     updated_at = UTCDateTimeAttribute()
     version = VersionAttribute()
     by_schedule = MonitorsBySchedule()
+    by_id = MonitorsById()
 
 
 class ResultModel(BaseModel):

@@ -131,6 +131,26 @@ def channel(world: World, team: str) -> str:
     return str(r.json["id"])
 
 
+def status_page(world: World, team: str) -> str:
+    slug = f"page-{team.lower()}-{int(utcnow().timestamp() * 1000)}"
+    r = world.api.post("/v1/status-pages", {"name": "Status", "slug": slug}, token=world.tokens[f"owner-{team}"])
+    assert r.status == 201, r.body
+    return str(r.json["id"])
+
+
+def on_page(world: World, team: str) -> str:
+    """A monitor already shown on the team's page (the component route removes it)."""
+    monitor_id = monitor(world, team)
+    pages = world.api.get("/v1/status-pages", token=world.tokens[f"owner-{team}"]).json["data"]
+    r = world.api.post(
+        f"/v1/status-pages/{pages[-1]['id']}/components",
+        {"monitor_id": monitor_id},
+        token=world.tokens[f"owner-{team}"],
+    )
+    assert r.status == 201, r.body
+    return monitor_id
+
+
 # How to make an object of a team for each path parameter.
 FACTORIES: dict[str, Callable[[World, str], str]] = {
     "team_id": lambda world, team: world.teams[team],
@@ -140,6 +160,12 @@ FACTORIES: dict[str, Callable[[World, str], str]] = {
     "incident_id": incident,
     "window_id": window,
     "channel_id": channel,
+    "page_id": status_page,
+}
+
+# Where one route needs its object made differently (the monitor removed from a page must be on it).
+ROUTE_FACTORIES: dict[tuple[str, str], dict[str, Callable[[World, str], str]]] = {
+    ("DELETE", "/v1/status-pages/{page_id}/components/{monitor_id}"): {"monitor_id": on_page},
 }
 
 # A valid body per route; ``ids(team)`` makes objects of the team that body ids should name.
@@ -163,12 +189,22 @@ BODIES: dict[tuple[str, str], Callable[[World, Callable[[str], str]], dict[str, 
         "config": {"phone_numbers": ["+14155550123"]},
     },
     ("PATCH", "/v1/alert-channels/{channel_id}"): lambda world, _: {"name": "Renamed"},
+    ("POST", "/v1/status-pages"): lambda world, ids: {
+        "name": "Status",
+        "slug": f"new-{int(utcnow().timestamp() * 1000)}",
+        "components": [{"monitor_id": ids("monitor_id")}],
+    },
+    ("PATCH", "/v1/status-pages/{page_id}"): lambda world, ids: {"components": [{"monitor_id": ids("monitor_id")}]},
+    ("POST", "/v1/status-pages/{page_id}/components"): lambda world, ids: {"monitor_id": ids("monitor_id")},
 }
 BODY_IDS = {
     ("POST", "/v1/teams/{team_id}/transfer-ownership"),
     ("POST", "/v1/maintenance-windows"),
     ("PATCH", "/v1/maintenance-windows/{window_id}"),
     ("POST", "/v1/monitors"),
+    ("POST", "/v1/status-pages"),
+    ("PATCH", "/v1/status-pages/{page_id}"),
+    ("POST", "/v1/status-pages/{page_id}/components"),
 }  # bodies that name another object
 
 # Routes whose rule depends on the target: removing someone else needs MEMBERS (leaving needs only READ).
@@ -203,8 +239,9 @@ def test_the_role_matrix_holds(api, route, role, where):
     path_team = "B" if where == "other" else "A"
     body_team = "A" if where == "own" else "B"
     path = route.path
+    factories = {**FACTORIES, **ROUTE_FACTORIES.get((route.method, route.path), {})}
     for name in _params(route):
-        path = path.replace("{" + name + "}", FACTORIES[name](world, path_team))
+        path = path.replace("{" + name + "}", factories[name](world, path_team))
     body = None
     if route.body is not None:
         body = BODIES[(route.method, route.path)](world, lambda name: FACTORIES[name](world, body_team))

@@ -131,6 +131,16 @@ def sweep() -> Iterator[Sweep]:
                 token=token,
             )
             assert alert_channel.status == 201, alert_channel.body
+            status_page = api.post(
+                "/v1/status-pages",
+                {
+                    "name": "sweep",
+                    "slug": f"sweep-{uuid.uuid4().hex[:8]}",
+                    "components": [{"monitor_id": monitor.json["id"]}],
+                },
+                token=token,
+            )
+            assert status_page.status == 201, status_page.body
             ids = {
                 "team_id": team_id,
                 "user_id": user_id,
@@ -139,6 +149,9 @@ def sweep() -> Iterator[Sweep]:
                 "incident_id": incident_id,
                 "window_id": window.json["id"],
                 "channel_id": alert_channel.json["id"],
+                "page_id": status_page.json["id"],
+                "slug": status_page.json["slug"],
+                "badge": monitor.json["id"] + ".svg",
             }
             yield Sweep(api, email, ids)
         finally:

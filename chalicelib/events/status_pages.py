@@ -1,0 +1,49 @@
+"""The events stream → status pages republished (an incident opened, acknowledged or resolved; a status change)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint
+
+from chalicelib.aws import names
+from chalicelib.incidents import events
+from chalicelib.observability import logger, metrics
+from chalicelib.settings import get_settings
+from chalicelib.status_pages.publish import republish_for
+from chalicelib.wiring import configure
+
+# Lambda imports this module directly (not app.py): configure settings and storage here too.
+configure()
+blueprint = Blueprint(__name__)
+
+PUBLIC_EVENTS = (events.OPENED, events.ACKNOWLEDGED, events.RESOLVED, events.STATUS_CHANGED)
+
+
+def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each affected team's pages once per batch, however many events touched them.  Publishing is idempotent
+    (it renders the current state), so on failure the whole batch may simply come again."""
+    touched: dict[str, set[str]] = {}
+    for record in records:
+        image = (record.get("dynamodb") or {}).get("NewImage") or {}
+        if record.get("eventName") != "INSERT" or image.get("type", {}).get("S") not in PUBLIC_EVENTS:
+            continue
+        team_id, monitor_id = image["team_id"]["S"], image["monitor_id"]["S"]
+        touched.setdefault(team_id, set()).add(monitor_id)
+    published = 0
+    for team_id, monitor_ids in touched.items():
+        try:
+            published += republish_for(team_id, monitor_ids)
+        except Exception:
+            logger.exception("status page publishing failed", extra={"team_id": team_id})
+            raise
+    if published:
+        metrics.add_metric(name="StatusPagesPublished", unit="Count", value=published)
+    return {"batchItemFailures": []}
+
+
+@blueprint.on_dynamodb_record(stream_arn=names.events_stream_arn(get_settings()), batch_size=100, name="status_pages")
+def status_pages(event: Any) -> Any:
+    response = handle(event.to_dict().get("Records", []))
+    metrics.flush_metrics()
+    return response

@@ -1,0 +1,98 @@
+"""Publishing: render a page's three objects into the status bucket that CloudFront serves (``status/{slug}/…``).
+
+Called on every change that alters a page — its own edits, maintenance windows, and (from the events stream)
+incidents opening, being acknowledged or resolving, and monitors changing status.  An unpublished or deleted
+page's objects are removed.  Publishing is best effort at the edge of a request: a failure is logged, and the
+next change publishes the page again.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from chalicelib.aws import names
+from chalicelib.aws.clients import client
+from chalicelib.clock import utcnow
+from chalicelib.observability import logger
+from chalicelib.settings import get_settings
+from chalicelib.status_pages import document, render
+from chalicelib.status_pages.models import StatusPageModel
+
+CACHE_CONTROL = "public, max-age=30, s-maxage=60, stale-while-revalidate=300"
+OBJECTS = {
+    "index.html": "text/html; charset=utf-8",
+    "index.json": "application/json; charset=utf-8",
+    "feed.atom": "application/atom+xml; charset=utf-8",
+}
+
+
+def page_url(slug: str) -> str:
+    return f"{get_settings().status_base_url.rstrip('/')}/{slug}"
+
+
+def rendered(page: StatusPageModel, now: datetime) -> dict[str, str]:
+    """The three views of a page, rendered from one public document."""
+    doc = document.build(page, now)
+    url = page_url(page.slug)
+    feed = f"{url}/feed.atom"
+    return {
+        "index.html": render.html_page(doc, feed),
+        "index.json": json.dumps(doc, separators=(",", ":"), ensure_ascii=False),
+        "feed.atom": render.atom_feed(doc, document.feed_entries(page, now), url, feed),
+    }
+
+
+def _key(slug: str, name: str) -> str:
+    return f"status/{slug}/{name}"
+
+
+def publish(page: StatusPageModel, old_slug: str | None = None) -> None:
+    s3 = client("s3")
+    bucket = names.status_bucket(get_settings())
+    if old_slug and old_slug != page.slug:
+        unpublish(old_slug)
+    if not page.published:
+        unpublish(page.slug)
+        return
+    for name, body in rendered(page, utcnow()).items():
+        s3.put_object(
+            Bucket=bucket,
+            Key=_key(page.slug, name),
+            Body=body.encode("utf-8"),
+            ContentType=OBJECTS[name],
+            CacheControl=CACHE_CONTROL,
+        )
+    logger.info("status page published", extra={"page_id": page.page_id, "slug": page.slug})
+
+
+def unpublish(slug: str) -> None:
+    client("s3").delete_objects(
+        Bucket=names.status_bucket(get_settings()),
+        Delete={"Objects": [{"Key": _key(slug, name)} for name in OBJECTS], "Quiet": True},
+    )
+
+
+def publish_quietly(page: StatusPageModel, old_slug: str | None = None) -> None:
+    """For request paths: the change stands even if S3 fails; the next change publishes again."""
+    try:
+        publish(page, old_slug)
+    except Exception:  # noqa: BLE001 - logged; never fails the change that asked for it
+        logger.exception("status page publishing failed", extra={"page_id": page.page_id})
+
+
+def unpublish_quietly(page: StatusPageModel) -> None:
+    try:
+        unpublish(page.slug)
+    except Exception:  # noqa: BLE001 - logged; a stale page is a lesser evil than a failed delete
+        logger.exception("status page unpublishing failed", extra={"page_id": page.page_id})
+
+
+def republish_for(team_id: str, monitor_ids: set[str]) -> int:
+    """Publish every page of the team that shows one of these monitors; returns how many."""
+    from chalicelib.status_pages.service import pages_showing
+
+    pages = pages_showing(team_id, monitor_ids)
+    for page in pages:
+        publish(page)
+    return len(pages)

@@ -1,0 +1,235 @@
+"""Status pages, the admin side: create, read, change, delete, components.
+
+A slug is unique across the service: the page and its slug item are written in one transaction whose slug put is
+conditional, so of two concurrent creates one gets 409.  Components may only name the team's own monitors (404).
+Every change republishes the page (``publish``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pynamodb.exceptions import TransactWriteError
+
+from chalicelib import errors
+from chalicelib.ids import new_id
+from chalicelib.monitors.models import MonitorModel
+from chalicelib.status_pages.models import SlugModel, StatusPageModel
+from chalicelib.storage import cursor
+from chalicelib.storage.base import condition_failed, transaction
+
+MAX_COMPONENTS = 50
+RESERVED_SLUGS = frozenset({"api", "app", "admin", "assets", "docs", "status", "static", "vigil", "www", "help"})
+
+# What to do after a page changed: (page, previous slug or None) — publishing registers itself here.
+ON_CHANGE: list[Callable[[StatusPageModel, str | None], None]] = []
+ON_DELETE: list[Callable[[StatusPageModel], None]] = []
+
+
+@dataclass(frozen=True)
+class Component:
+    monitor_id: str
+    display_name: str
+    group: str | None
+
+
+def components_of(item: StatusPageModel) -> list[Component]:
+    return [Component(str(c["monitor_id"]), str(c["display_name"]), c.get("group")) for c in item.components or ()]
+
+
+def _as_json(components: list[Component]) -> list[dict[str, Any]]:
+    return [{"monitor_id": c.monitor_id, "display_name": c.display_name, "group": c.group} for c in components]
+
+
+def _check_monitors(team_id: str, monitor_ids: list[str]) -> None:
+    if not monitor_ids:
+        return
+    keys = [(team_id, m) for m in dict.fromkeys(monitor_ids)]
+    found = {m.monitor_id for m in MonitorModel.batch_get(keys, attributes_to_get=["team_id", "monitor_id"])}
+    for monitor_id in monitor_ids:
+        if monitor_id not in found:
+            raise errors.NotFound(f"No monitor {monitor_id} in this team.")
+
+
+def _components(raw: list[dict[str, Any]], team_id: str, existing: int = 0) -> list[Component]:
+    """Validated components; one without a display name gets a neutral one (a monitor's own name is internal)."""
+    seen: set[str] = set()
+    out = []
+    for index, c in enumerate(raw):
+        monitor_id = c["monitor_id"]
+        if monitor_id in seen:
+            raise errors.ValidationFailed.single(f"components.{index}.monitor_id", "this monitor is already listed")
+        seen.add(monitor_id)
+        name = c.get("display_name") or f"Service {existing + index + 1}"
+        out.append(Component(monitor_id, name, c.get("group") or None))
+    if len(out) + existing > MAX_COMPONENTS:
+        raise errors.ValidationFailed.single("components", f"a page shows at most {MAX_COMPONENTS} components")
+    _check_monitors(team_id, [c.monitor_id for c in out])
+    return out
+
+
+def _save_new_slug(item: StatusPageModel, old_slug: str | None, *, creating: bool) -> None:
+    try:
+        with transaction() as t:
+            t.save(
+                SlugModel(item.slug, team_id=item.team_id, page_id=item.page_id),
+                condition=SlugModel.slug.does_not_exist(),
+            )
+            if old_slug is not None:
+                t.delete(SlugModel(old_slug), condition=SlugModel.page_id == item.page_id)
+            if creating:
+                t.save(item, condition=StatusPageModel.page_id.does_not_exist())
+            else:
+                t.save(item)
+    except TransactWriteError as exc:
+        reasons = getattr(exc, "cancellation_reasons", None) or []
+        if reasons and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed":
+            raise errors.SlugTaken(f"The slug {item.slug!r} is taken; choose another.") from None
+        if condition_failed(exc):
+            raise errors.Conflict("The page was changed by another request; reload it and try again.") from None
+        raise
+
+
+def create(team_id: str, fields: dict[str, Any], now: datetime) -> StatusPageModel:
+    slug = fields["slug"]
+    if slug in RESERVED_SLUGS:
+        raise errors.SlugTaken(f"The slug {slug!r} is reserved; choose another.")
+    components = _components(fields.get("components") or [], team_id)
+    item = StatusPageModel(
+        team_id,
+        new_id("sp"),
+        name=fields["name"],
+        slug=slug,
+        description=fields.get("description"),
+        published=fields.get("published", True),
+        components=_as_json(components),
+        custom_domain=fields.get("custom_domain"),
+        created_at=now,
+        updated_at=now,
+    )
+    _save_new_slug(item, None, creating=True)
+    _changed(item, None)
+    return item
+
+
+def _load(team_id: str, page_id: str) -> StatusPageModel:
+    if not page_id or len(page_id) > 100:
+        raise errors.NotFound("No such status page.")
+    try:
+        return StatusPageModel.get(team_id, page_id, consistent_read=True)
+    except StatusPageModel.DoesNotExist:
+        raise errors.NotFound("No such status page.") from None
+
+
+def get(team_id: str, page_id: str) -> StatusPageModel:
+    return _load(team_id, page_id)
+
+
+def by_slug(slug: str) -> StatusPageModel | None:
+    """The page behind a public slug (None when unknown)."""
+    if not slug or len(slug) > 63:
+        return None
+    try:
+        claim = SlugModel.get(slug)
+    except SlugModel.DoesNotExist:
+        return None
+    try:
+        return StatusPageModel.get(claim.team_id, claim.page_id)
+    except StatusPageModel.DoesNotExist:
+        return None
+
+
+def update(team_id: str, page_id: str, changes: dict[str, Any], now: datetime) -> StatusPageModel:
+    item = _load(team_id, page_id)
+    old_slug = item.slug
+    for name in ("name", "description", "published", "custom_domain"):
+        if name in changes:
+            setattr(item, name, changes[name])
+    if "components" in changes:
+        item.components = _as_json(_components(changes["components"], team_id))
+    item.updated_at = now
+    if "slug" in changes and changes["slug"] != old_slug:
+        if changes["slug"] in RESERVED_SLUGS:
+            raise errors.SlugTaken(f"The slug {changes['slug']!r} is reserved; choose another.")
+        item.slug = changes["slug"]
+        _save_new_slug(item, old_slug, creating=False)
+        _changed(item, old_slug)
+    else:
+        item.save()
+        _changed(item, None)
+    return item
+
+
+def add_component(team_id: str, page_id: str, component: dict[str, Any], now: datetime) -> StatusPageModel:
+    item = _load(team_id, page_id)
+    current = components_of(item)
+    if any(c.monitor_id == component["monitor_id"] for c in current):
+        raise errors.ValidationFailed.single("monitor_id", "this monitor is already on the page")
+    (added,) = _components([component], team_id, existing=len(current))
+    item.components = _as_json([*current, added])
+    item.updated_at = now
+    item.save()
+    _changed(item, None)
+    return item
+
+
+def remove_component(team_id: str, page_id: str, monitor_id: str, now: datetime) -> None:
+    item = _load(team_id, page_id)
+    current = components_of(item)
+    if not any(c.monitor_id == monitor_id for c in current):
+        raise errors.NotFound("That monitor is not on this page.")
+    item.components = _as_json([c for c in current if c.monitor_id != monitor_id])
+    item.updated_at = now
+    item.save()
+    _changed(item, None)
+
+
+def delete(team_id: str, page_id: str) -> None:
+    item = _load(team_id, page_id)
+    with transaction() as t:
+        t.delete(item, add_version_condition=False)
+        t.delete(SlugModel(item.slug), condition=SlugModel.page_id == item.page_id)
+    for hook in ON_DELETE:
+        hook(item)
+
+
+def list_pages(team_id: str, *, limit: int, after: str | None) -> tuple[list[StatusPageModel], str | None]:
+    scope = "status-pages"
+    start = cursor.decode(after, team_id=team_id, scope=scope) if after else None
+    query = StatusPageModel.query(team_id, last_evaluated_key=start, page_size=min(100, limit + 1))
+    page, more = cursor.take(query, limit)
+    next_cursor = None
+    if more and page:
+        key = {"team_id": {"S": team_id}, "page_id": {"S": page[-1].page_id}}
+        next_cursor = cursor.encode(key, team_id=team_id, scope=scope)
+    return page, next_cursor
+
+
+def pages_showing(team_id: str, monitor_ids: set[str]) -> list[StatusPageModel]:
+    """The team's pages that show any of these monitors (a team has a handful of pages)."""
+    return [p for p in StatusPageModel.query(team_id) if any(c.monitor_id in monitor_ids for c in components_of(p))]
+
+
+def forget_monitor(team_id: str, monitor_id: str, now: datetime) -> None:
+    """A deleted monitor leaves every page that showed it."""
+    for page in pages_showing(team_id, {monitor_id}):
+        page.components = _as_json([c for c in components_of(page) if c.monitor_id != monitor_id])
+        page.updated_at = now
+        page.save(add_version_condition=False)
+        _changed(page, None)
+
+
+def purge_team(team_id: str) -> None:
+    for page in StatusPageModel.query(team_id):
+        SlugModel(page.slug).delete(condition=SlugModel.page_id == page.page_id)
+        page.delete(add_version_condition=False)
+        for hook in ON_DELETE:
+            hook(page)
+
+
+def _changed(item: StatusPageModel, old_slug: str | None) -> None:
+    for hook in ON_CHANGE:
+        hook(item, old_slug)

@@ -1,0 +1,363 @@
+"""Status pages: the admin API, the public views (JSON as API.md says, HTML, Atom, badges) that never show
+private data, the 90-day bars from rollups only, and publishing to the bucket on every change."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from chalicelib import errors
+from chalicelib.aws import names
+from chalicelib.aws.clients import client
+from chalicelib.clock import isoz, utcnow
+from chalicelib.incidents.models import EventModel
+from chalicelib.incidents.tracker import Result, apply_results
+from chalicelib.monitors.models import ResultModel, RollupModel
+from chalicelib.settings import DEFAULT_REGIONS, get_settings
+from chalicelib.status_pages import service as pages
+from chalicelib.status_pages.document import overall
+from tests.support import ApiClient, create_monitor, make_test_settings, sign_up
+
+URL = "https://shop.example.invalid/"
+
+
+@pytest.fixture
+def settings():
+    return make_test_settings(ALLOW_PRIVATE_TARGETS="true")
+
+
+def page(api: ApiClient, **fields: Any) -> dict[str, Any]:
+    r = api.post("/v1/status-pages", {"name": "Acme", "slug": "acme", **fields})
+    assert r.status == 201, r.body
+    return dict(r.json)
+
+
+def public(api: ApiClient, slug: str = "acme") -> dict[str, Any]:
+    r = api.get(f"/v1/public/status-pages/{slug}", token="")
+    assert r.status == 200, r.body
+    return dict(r.json)
+
+
+def fail(monitor: dict[str, Any], minutes_ago: int = 5) -> str:
+    start = utcnow() - timedelta(minutes=minutes_ago)
+    results = [
+        Result(monitor["team_id"], monitor["id"], r, start + timedelta(minutes=m), ok=False, error="timeout")
+        for m in (0, 1)
+        for r in DEFAULT_REGIONS
+    ]
+    (opened,) = apply_results(monitor["team_id"], monitor["id"], results, utcnow()).opened
+    return opened
+
+
+def recover(monitor: dict[str, Any]) -> None:
+    results = [Result(monitor["team_id"], monitor["id"], r, utcnow(), ok=True) for r in DEFAULT_REGIONS]
+    apply_results(monitor["team_id"], monitor["id"], results, utcnow())
+
+
+# ------------------------------------------------------------------------------------------------- admin
+
+
+def test_create_read_change_and_components(api, alice):
+    shop = create_monitor(api, url=URL, name="shop-internal")
+    blog = create_monitor(api, url="https://blog.example.invalid/")
+    created = page(api, description="Acme's services", components=[{"monitor_id": shop["id"], "display_name": "Shop"}])
+    assert created["components"] == [{"monitor_id": shop["id"], "display_name": "Shop", "group": None}]
+    assert created["url"] == "https://app.vigil.test/status/acme"  # STATUS_BASE_URL: APP_URL + /status by default
+    assert created["published"] is True
+    r = api.post(f"/v1/status-pages/{created['id']}/components", {"monitor_id": blog["id"], "group": "Content"})
+    assert r.status == 201, r.body
+    assert r.json["components"][1] == {"monitor_id": blog["id"], "display_name": "Service 2", "group": "Content"}
+    assert api.post(f"/v1/status-pages/{created['id']}/components", {"monitor_id": blog["id"]}).status == 422
+    r = api.delete(f"/v1/status-pages/{created['id']}/components/{shop['id']}")
+    assert r.status == 204
+    assert [c["monitor_id"] for c in api.get(f"/v1/status-pages/{created['id']}").json["components"]] == [blog["id"]]
+    assert api.delete(f"/v1/status-pages/{created['id']}/components/{shop['id']}").status == 404
+    assert [p["id"] for p in api.get("/v1/status-pages").json["data"]] == [created["id"]]
+
+
+def test_a_slug_is_unique_across_the_service_even_under_concurrent_creates(api, alice):
+    page(api)
+    other = ApiClient(api.app)
+    mallory = sign_up(other, "mallory@example.com")
+    r = other.post("/v1/status-pages", {"name": "Not Acme", "slug": "acme"})
+    assert (r.status, r.json["code"]) == (409, "slug_taken")
+    assert other.post("/v1/status-pages", {"name": "x", "slug": "status"}).status == 409  # reserved
+
+    outcomes: list[str] = []
+
+    def create() -> None:
+        try:
+            pages.create(mallory["team"]["id"], {"name": "Race", "slug": "race"}, utcnow())
+            outcomes.append("created")
+        except errors.SlugTaken:
+            outcomes.append("taken")
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["created"] + ["taken"] * 5
+
+
+def test_renaming_or_deleting_a_page_frees_its_slug(api, alice):
+    created = page(api)
+    r = api.patch(f"/v1/status-pages/{created['id']}", {"slug": "acme-corp"})
+    assert r.status == 200, r.body
+    assert api.get("/v1/public/status-pages/acme", token="").status == 404
+    assert public(api, "acme-corp")["name"] == "Acme"
+    second = page(api, name="Second")  # "acme" again
+    assert api.delete(f"/v1/status-pages/{second['id']}").status == 204
+    assert api.get("/v1/public/status-pages/acme", token="").status == 404
+    page(api, name="Third")
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"slug": "A"}, "slug"),
+        ({"slug": "has space"}, "slug"),
+        ({"slug": "-edge"}, "slug"),
+        ({"name": ""}, "name"),
+        ({"custom_domain": "not a domain"}, "custom_domain"),
+        ({"components": [{"monitor_id": "m", "colour": "red"}]}, "components.0.colour"),
+    ],
+)
+def test_bad_pages_are_422_naming_the_field(api, alice, fields, field):
+    r = api.post("/v1/status-pages", {"name": "Acme", "slug": "acme", **fields})
+    assert r.status == 422, r.body
+    assert field in [e["field"] for e in r.json["errors"]]
+
+
+def test_components_name_only_the_teams_own_monitors(api, alice):
+    other = ApiClient(api.app)
+    sign_up(other, "mallory@example.com")
+    theirs = create_monitor(other, url=URL)
+    r = api.post("/v1/status-pages", {"name": "Acme", "slug": "acme", "components": [{"monitor_id": theirs["id"]}]})
+    assert r.status == 404
+    created = page(api)
+    assert api.post(f"/v1/status-pages/{created['id']}/components", {"monitor_id": theirs["id"]}).status == 404
+    assert other.get(f"/v1/status-pages/{created['id']}").status == 404
+
+
+def test_unpublished_and_unknown_pages_are_404_everywhere(api, alice):
+    monitor = create_monitor(api, url=URL)
+    created = page(api, components=[{"monitor_id": monitor["id"], "display_name": "Shop"}], published=False)
+    for path in ("/v1/public/status-pages/acme", "/status/acme", "/status/acme/feed.atom", "/status/nope"):
+        r = api.get(path, token="")
+        assert r.status == 404, path
+        assert r.headers["content-type"] == "application/problem+json"
+    assert api.get(f"/v1/public/badges/{monitor['id']}.svg", token="").status == 404
+    api.patch(f"/v1/status-pages/{created['id']}", {"published": True})
+    assert api.get(f"/v1/public/badges/{monitor['id']}.svg", token="").status == 200
+    assert api.get(f"/v1/public/badges/{monitor['id']}", token="").status == 404
+
+
+# ---------------------------------------------------------------------------------------------- public
+
+
+def test_the_json_document_is_the_contract(api, alice):
+    shop = create_monitor(api, url=URL)
+    blog = create_monitor(api, url="https://blog.example.invalid/")
+    page(
+        api,
+        description="Acme's services",
+        components=[
+            {"monitor_id": shop["id"], "display_name": "Shop", "group": "Commerce"},
+            {"monitor_id": blog["id"], "display_name": "Blog"},
+        ],
+    )
+    doc = public(api)
+    assert set(doc) >= {
+        "name",
+        "description",
+        "overall_status",
+        "components",
+        "active_incidents",
+        "recent_incidents",
+        "maintenance",
+        "updated_at",
+    }
+    assert (doc["name"], doc["description"], doc["overall_status"]) == ("Acme", "Acme's services", "operational")
+    first = doc["components"][0]
+    assert set(first) == {"name", "group", "status", "uptime_90d", "days"}
+    assert (first["name"], first["group"], first["status"]) == ("Shop", "Commerce", "operational")
+    assert len(first["days"]) == 90
+    assert set(first["days"][0]) == {"date", "uptime_pct"}
+
+    incident_id = fail(shop)
+    doc = public(api)
+    assert doc["overall_status"] == "partial_outage"  # one of two components down
+    assert [c["status"] for c in doc["components"]] == ["major_outage", "operational"]
+    (active,) = doc["active_incidents"]
+    assert (active["id"], active["status"], active["components"]) == (incident_id, "investigating", ["Shop"])
+    fail(blog)
+    assert public(api)["overall_status"] == "major_outage"  # every component down
+    recover(shop)
+    recover(blog)
+    doc = public(api)
+    assert doc["overall_status"] == "operational"
+    assert doc["active_incidents"] == []
+    assert [i["status"] for i in doc["recent_incidents"]] == ["resolved", "resolved"]
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        ([], "operational"),
+        (["operational", "operational"], "operational"),
+        (["operational", "degraded"], "degraded"),
+        (["operational", "maintenance"], "maintenance"),
+        (["degraded", "maintenance"], "degraded"),
+        (["major_outage", "operational", "degraded"], "partial_outage"),
+        (["major_outage", "major_outage"], "major_outage"),
+        (["major_outage", "maintenance"], "partial_outage"),
+    ],
+)
+def test_overall_status_is_the_worst_of_the_components(statuses, expected):
+    assert overall(statuses) == expected
+
+
+def test_maintenance_shows_as_scheduled_then_in_progress(api, alice):
+    shop = create_monitor(api, url=URL)
+    page(api, components=[{"monitor_id": shop["id"], "display_name": "Shop"}])
+    now = utcnow()
+    for start, title in ((timedelta(hours=2), "Upgrade"), (timedelta(minutes=-5), "Migration")):
+        body = {"title": title, "monitor_ids": [shop["id"]], "starts_at": isoz(now + start)}
+        body["ends_at"] = isoz(now + start + timedelta(hours=1))
+        assert api.post("/v1/maintenance-windows", body).status == 201
+    shown = public(api)["maintenance"]
+    assert [(m["title"], m["status"], m["components"]) for m in shown] == [
+        ("Migration", "in_progress", ["Shop"]),
+        ("Upgrade", "scheduled", ["Shop"]),
+    ]
+
+
+def test_the_90_day_bars_read_the_daily_rollups_only(api, alice):
+    shop = create_monitor(api, url=URL)
+    page(api, components=[{"monitor_id": shop["id"], "display_name": "Shop"}])
+    today = utcnow().date()
+    for days_ago, checks, failures in ((0, 1440, 0), (1, 1440, 144), (89, 100, 50), (90, 100, 100)):
+        day = today - timedelta(days=days_ago)
+        expires = utcnow() + timedelta(days=400)
+        RollupModel(
+            shop["id"], f"D#{day}", team_id=shop["team_id"], checks=checks, failures=failures, expires_at=expires
+        ).save()
+    assert list(ResultModel.query(shop["id"])) == []  # no raw results at all: the bars come from rollups
+    (component,) = public(api)["components"]
+    by_day = {d["date"]: d["uptime_pct"] for d in component["days"]}
+    assert by_day[str(today)] == 100.0
+    assert by_day[str(today - timedelta(days=1))] == 90.0
+    assert by_day[str(today - timedelta(days=89))] == 50.0
+    assert str(today - timedelta(days=90)) not in by_day  # the 91st day is out of the window
+    assert by_day[str(today - timedelta(days=2))] is None  # no data that day
+    assert component["uptime_90d"] == round(100 * (1 - 194 / 2980), 3)
+
+
+IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+
+
+def test_no_view_shows_a_url_a_header_an_internal_name_or_an_ip(api, alice):
+    monitor = create_monitor(
+        api,
+        url="http://127.0.0.1:9/private/health?token=QUERYSECRET123",
+        name="db-primary-internal",
+        headers={"Authorization": "Bearer HEADERSECRET456", "X-Env": "HEADERVALUE789"},
+    )
+    page(api, components=[{"monitor_id": monitor["id"], "display_name": "Checkout"}])
+    fail(monitor)
+    body = api.get("/v1/public/status-pages/acme", token="").body.decode()
+    views = {
+        "json": body,
+        "html": api.get("/status/acme", token="").body.decode(),
+        "feed": api.get("/status/acme/feed.atom", token="").body.decode(),
+        "badge": api.get(f"/v1/public/badges/{monitor['id']}.svg", token="").body.decode(),
+    }
+    assert "Checkout" in views["html"]
+    assert "Checkout" in views["badge"]
+    assert "<entry>" in views["feed"]
+    for name, text in views.items():
+        for secret in ("QUERYSECRET123", "HEADERSECRET456", "HEADERVALUE789", "db-primary-internal", "/private/health"):
+            assert secret not in text, (name, secret)
+        assert "127.0.0.1" not in text
+        assert IPV4.findall(text) == [], name
+        assert "timeout" not in text.lower(), name  # the incident's cause is not told either
+
+
+def test_public_views_are_cacheable_and_revalidate(api, alice):
+    page(api)
+    r = api.get("/status/acme", token="")
+    assert r.status == 200
+    assert r.headers["content-type"].startswith("text/html")
+    assert "max-age" in r.headers["cache-control"]
+    again = api.get("/status/acme", token="", headers={"If-None-Match": r.headers["etag"]})
+    assert (again.status, again.body) == (304, b"")
+    assert api.get("/status/acme/feed.atom", token="").headers["content-type"].startswith("application/atom+xml")
+
+
+# ------------------------------------------------------------------------------------------ publishing
+
+
+def _objects(slug: str) -> dict[str, str]:
+    s3 = client("s3")
+    bucket = names.status_bucket(get_settings())
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"status/{slug}/").get("Contents", [])
+    return {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read().decode() for o in listed}
+
+
+def _clear(slug: str) -> None:
+    s3 = client("s3")
+    bucket = names.status_bucket(get_settings())
+    for key in _objects(slug):
+        s3.delete_object(Bucket=bucket, Key=key)
+
+
+def _stream(subject: str) -> list[dict[str, Any]]:
+    return [
+        {"eventName": "INSERT", "dynamodb": {"NewImage": e.serialize(), "SequenceNumber": str(i)}}
+        for i, e in enumerate(EventModel.query(subject))
+    ]
+
+
+def test_publishing_writes_the_three_objects_when_an_incident_opens_and_again_when_it_resolves(api, alice):
+    from chalicelib.events.status_pages import handle
+
+    monitor = create_monitor(api, url=URL)
+    page(api, components=[{"monitor_id": monitor["id"], "display_name": "Shop"}])
+    keys = {"status/acme/index.html", "status/acme/index.json", "status/acme/feed.atom"}
+    assert set(_objects("acme")) == keys  # published on creation
+    _clear("acme")
+
+    incident_id = fail(monitor)
+    assert handle(_stream(incident_id) + _stream(monitor["id"])) == {"batchItemFailures": []}
+    objects = _objects("acme")
+    assert set(objects) == keys
+    assert json.loads(objects["status/acme/index.json"])["active_incidents"][0]["id"] == incident_id
+    assert "Major outage" in objects["status/acme/index.html"]
+    _clear("acme")
+
+    recover(monitor)
+    assert handle(_stream(incident_id)[-1:]) == {"batchItemFailures": []}  # the "resolved" entry
+    objects = _objects("acme")
+    assert set(objects) == keys
+    doc = json.loads(objects["status/acme/index.json"])
+    assert (doc["overall_status"], doc["active_incidents"]) == ("operational", [])
+    assert doc["recent_incidents"][0]["id"] == incident_id
+    assert incident_id in objects["status/acme/feed.atom"]
+
+
+def test_unpublishing_or_deleting_removes_the_objects(api, alice):
+    created = page(api)
+    assert _objects("acme")
+    api.patch(f"/v1/status-pages/{created['id']}", {"published": False})
+    assert _objects("acme") == {}
+    api.patch(f"/v1/status-pages/{created['id']}", {"published": True, "slug": "acme-2"})
+    assert _objects("acme") == {}
+    assert len(_objects("acme-2")) == 3
+    api.delete(f"/v1/status-pages/{created['id']}")
+    assert _objects("acme-2") == {}
