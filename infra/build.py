@@ -67,6 +67,18 @@ CHECK_QUEUE_VISIBILITY_S = 6 * CHECKER_TIMEOUT_S
 CHECKER_MAX_CONCURRENCY = 50
 CHECKER_LOG_RETENTION_DAYS = 30
 
+STATUS_INDEX_FUNCTION = """function handler(event) {
+  var request = event.request;
+  var uri = request.uri;
+  if (uri.endsWith('/')) {
+    request.uri = uri + 'index.html';
+  } else if (uri.lastIndexOf('.') < uri.lastIndexOf('/')) {
+    request.uri = uri + '/index.html';
+  }
+  return request;
+}
+"""
+
 # AWS managed CloudFront policies (fixed, documented IDs).
 CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
 SECURITY_HEADERS = "67f7725c-6f97-4210-82d7-5512b31e9d03"
@@ -342,6 +354,17 @@ def status_pages() -> dict[str, Any]:
                 }
             },
         },
+        "StatusIndexFunction": {
+            # https://DOMAIN/acme and https://DOMAIN/acme/ serve status/acme/index.html (S3 has no index documents
+            # behind Origin Access Control); index.json and feed.atom pass through.
+            "Type": "AWS::CloudFront::Function",
+            "Properties": {
+                "Name": sub("${TablePrefix}status-index-${AWS::Region}"),
+                "AutoPublish": True,
+                "FunctionConfig": {"Comment": "Status page index documents", "Runtime": "cloudfront-js-2.0"},
+                "FunctionCode": STATUS_INDEX_FUNCTION,
+            },
+        },
         "StatusDistribution": {
             "Type": "AWS::CloudFront::Distribution",
             "Properties": {
@@ -368,6 +391,12 @@ def status_pages() -> dict[str, Any]:
                         "Compress": True,
                         "CachePolicyId": CACHING_OPTIMIZED,
                         "ResponseHeadersPolicyId": SECURITY_HEADERS,
+                        "FunctionAssociations": [
+                            {
+                                "EventType": "viewer-request",
+                                "FunctionARN": {"Fn::GetAtt": ["StatusIndexFunction", "FunctionARN"]},
+                            }
+                        ],
                     },
                 }
             },
