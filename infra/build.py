@@ -166,6 +166,8 @@ def api_environment() -> dict[str, Any]:
         "EMAIL_FROM": ref("EmailFrom"),
         # Resolved by CloudFormation at deploy time: the secret is in no file, parameter or stack event.
         "SECRET_KEY": sub(SECRET_KEY_REF),
+        # Where the published status pages are (links in pages, feeds and the admin API).
+        "STATUS_BASE_URL": sub("https://${StatusDistribution.DomainName}"),
     }
 
 
