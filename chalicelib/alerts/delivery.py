@@ -229,7 +229,10 @@ def compose(delivery: DeliveryModel, now: datetime) -> n.Notification:
                 found = IncidentModel.get(team_id, incident_id)
             except IncidentModel.DoesNotExist:
                 continue  # its team or monitor was deleted since
-            items.append(n.Item(_monitor(team_id, found.monitor_id), n.incident_snapshot(found, app_url)))
+            monitor = _monitor(team_id, found.monitor_id)
+            if monitor["url"] is None:
+                continue  # deleted while its group waited: nobody needs telling about it
+            items.append(n.Item(monitor, n.incident_snapshot(found, app_url)))
         items.sort(key=lambda item: (str(item.monitor["name"]).lower(), item.monitor["id"]))
         return n.Notification(delivery.event, _dt(source.get("at")) or now, tuple(items), app_url)
     event = EventModel.get(source["subject"], source["key"])
@@ -379,7 +382,15 @@ def attempt(
     if isinstance(found, str):
         _finish(delivery, number, "failed", Sent(ok=False, error=found), now)
         return delivery
-    sent = _send(found, delivery, now)
+    try:
+        notification = compose(delivery, now)
+    except Exception:  # noqa: BLE001 - recorded on the delivery (and retried), never lost silently
+        logger.exception("alert could not be composed", extra={"delivery_id": delivery.delivery_id})
+        notification = None
+    if notification is not None and not notification.items:
+        _finish(delivery, number, "suppressed", Sent(ok=False, error="monitor_deleted"), now)
+        return delivery
+    sent = _send(found, delivery, notification, now) if notification else Sent(ok=False, error="compose_failed")
     if sent.ok:
         _finish(delivery, number, "delivered", sent, now)
         metrics.add_metric(name="AlertsDelivered", unit="Count", value=1)
@@ -398,10 +409,10 @@ def attempt(
     return delivery
 
 
-def _send(target: Target, delivery: DeliveryModel, now: datetime) -> Sent:
+def _send(target: Target, delivery: DeliveryModel, notification: n.Notification, now: datetime) -> Sent:
     kind = target.kind
     try:
-        message = kind.build(compose(delivery, now), target.config, delivery.delivery_id)
+        message = kind.build(notification, target.config, delivery.delivery_id)
         return kind.send(message, target.config, delivery.delivery_id, now)
     except Exception as exc:  # noqa: BLE001 - recorded on the delivery (and retried), never lost silently
         logger.exception("alert delivery failed", extra={"delivery_id": delivery.delivery_id})

@@ -37,8 +37,8 @@ class Target:
     is_channel: bool
 
 
-def _channels(team_id: str, monitor: MonitorModel | None, payload: str) -> list[Target]:
-    if monitor is None or not monitor.channel_ids:
+def _channels(team_id: str, monitor: MonitorModel, payload: str) -> list[Target]:
+    if not monitor.channel_ids:
         return []
     keys = [(team_id, str(c)) for c in dict.fromkeys(monitor.channel_ids)]
     found = []
@@ -73,9 +73,9 @@ def plan(event: EventModel, now: datetime) -> list[str]:
     if payload is None:
         return []
     try:
-        monitor: MonitorModel | None = MonitorModel.get(event.team_id, event.monitor_id)
+        monitor = MonitorModel.get(event.team_id, event.monitor_id)
     except MonitorModel.DoesNotExist:
-        monitor = None
+        return []  # deleted (its incident resolves with it): whoever deleted it needs no alert about it
     targets = _channels(event.team_id, monitor, payload)
     if event.type.startswith("incident."):
         targets += _members(event.team_id, payload)

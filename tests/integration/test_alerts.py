@@ -525,3 +525,23 @@ def test_one_slow_receiver_does_not_delay_another(api, alice, httpserver, clock)
     assert seen["fast_arrived"] < seen["slow_done"] - 1  # sent while the slow one was still waiting
     kept = slow_delivery.expires_at - slow_delivery.created_at  # TTL: whole seconds
     assert timedelta(days=30) - timedelta(seconds=1) < kept <= timedelta(days=30)  # kept 30 days
+
+
+def test_deleting_a_monitor_alerts_nobody_about_it(api, alice, httpserver, outbox, clock):
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    verify(alice)
+    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
+    incident_id = outage(monitor, utcnow())
+    pump()
+    assert api.delete(f"/v1/monitors/{monitor['id']}").status == 204  # resolves its incident
+    resolved = new_events(incident_id)
+    assert [e.type for e in resolved] == ["incident.resolved"]
+    planned(resolved)
+    clock.shift(timedelta(minutes=2))
+    pump()
+    assert len(received(httpserver)) == 1  # the down went at once; no "resolved" for a deleted monitor
+    # the members' grouped "down" was still waiting for its minute to end: not sent about a deleted monitor
+    assert alerts_to(outbox, "alice@example.com") == []
+    member_deliveries = list(DeliveryModel.query(f"member:{alice['user']['id']}"))
+    assert [(d.status, d.error) for d in member_deliveries] == [("suppressed", "monitor_deleted")]
