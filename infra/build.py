@@ -32,7 +32,15 @@ CHALICE_API = "RestAPI"
 CHALICE_FUNCTION = "APIHandler"
 CHALICE_ROLE = "ApiHandlerRole"
 # Chalice's event handlers (chalicelib/events): each gets its own function and role in the package.
-EVENT_FUNCTIONS = ("Scheduler", "Rollups", "Incidents", "Alerts", "AlertDeliveries", "StatusPages")
+EVENT_FUNCTIONS = (
+    "Scheduler",
+    "Rollups",
+    "Incidents",
+    "Alerts",
+    "AlertDeliveries",
+    "StatusPages",
+    "StatusPagesRefresh",
+)
 # The stream handlers and the table whose stream each reads (chalicelib/events/results, incidents, alerts).
 STREAM_FUNCTIONS = {
     "Rollups": "CheckResultsTable",

@@ -18,6 +18,7 @@ from chalicelib.alerts.models import ChannelModel, DeliveryModel
 from chalicelib.ids import new_id
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.storage import cursor
+from chalicelib.storage.base import condition_failed
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,15 @@ def delete(team_id: str, channel_id: str) -> None:
     _load(team_id, channel_id).delete(add_version_condition=False)
     for monitor in MonitorModel.query(team_id, filter_condition=MonitorModel.channel_ids.contains(channel_id)):
         remaining = [c for c in monitor.channel_ids if c != channel_id]
-        monitor.update(actions=[MonitorModel.channel_ids.set(remaining)], add_version_condition=False)
+        try:
+            monitor.update(
+                actions=[MonitorModel.channel_ids.set(remaining)],
+                condition=MonitorModel.monitor_id.exists(),  # never recreate a monitor deleted meanwhile
+                add_version_condition=False,
+            )
+        except Exception as exc:
+            if not condition_failed(exc):
+                raise
 
 
 def purge_team(team_id: str) -> None:

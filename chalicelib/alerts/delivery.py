@@ -35,6 +35,7 @@ from chalicelib.users.models import UserModel
 MAX_ATTEMPTS = 6
 BACKOFF_BASE_S = 30  # then 60, 120, 240, 480 (each with jitter): about 15 minutes in all
 MAX_DELAY_S = 900  # SQS's DelaySeconds limit; longer waits hop through the queue
+MAX_RETRY_AFTER_S = 3600  # a receiver asking for more than an hour gets its retry in an hour
 KEEP_DAYS = 30
 STALE_SENDING = timedelta(minutes=5)  # a claim older than this died with its Lambda: the attempt may be retried
 ORDER_WAIT_S = 5  # a later notification of an incident waits this long for an earlier one still in flight
@@ -134,17 +135,17 @@ def backoff_seconds(failed_attempt: int, rng: random.Random | None = None) -> fl
 
 
 def retry_after_seconds(value: str | None, now: datetime) -> float:
-    """``Retry-After``: seconds, or an HTTP date.  Unreadable or absent → 0."""
+    """``Retry-After``: seconds, or an HTTP date; at most an hour.  Unreadable or absent → 0."""
     if not value:
         return 0.0
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return float(min(int(value), MAX_RETRY_AFTER_S))
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return max(0.0, min(float(MAX_RETRY_AFTER_S), (when - now).total_seconds()))
+    except (TypeError, ValueError, OverflowError, IndexError):
         return 0.0
-    return max(0.0, (when - now).total_seconds())
 
 
 # -------------------------------------------------------------------------------------- quiet hours (members)
@@ -298,8 +299,14 @@ def _earlier_in_flight(delivery: DeliveryModel, now: datetime) -> bool:
 
 
 def _claim(delivery: DeliveryModel, attempt: int, now: datetime) -> bool:
-    fresh = DeliveryModel.status.is_in("pending", "retrying")
-    stale = (DeliveryModel.status == "sending") & (DeliveryModel.sending_at < now - STALE_SENDING)
+    """Take attempt ``attempt``: the next one of a waiting delivery, or this same one again when the Lambda that
+    claimed it died mid-send (its claim is older than ``STALE_SENDING``)."""
+    fresh = (DeliveryModel.attempts == attempt - 1) & DeliveryModel.status.is_in("pending", "retrying")
+    stale = (
+        (DeliveryModel.attempts == attempt)
+        & (DeliveryModel.status == "sending")
+        & (DeliveryModel.sending_at < now - STALE_SENDING)
+    )
     try:
         delivery.update(
             actions=[
@@ -308,7 +315,7 @@ def _claim(delivery: DeliveryModel, attempt: int, now: datetime) -> bool:
                 DeliveryModel.sending_at.set(now),
                 DeliveryModel.updated_at.set(now),
             ],
-            condition=(DeliveryModel.attempts == attempt - 1) & (fresh | stale),
+            condition=fresh | stale,
         )
     except Exception as exc:
         if condition_failed(exc):
@@ -339,6 +346,9 @@ def _finish(delivery: DeliveryModel, attempt: int, status: str, sent: Sent, now:
         if sent.status is not None
         else DeliveryModel.response_status.remove()
     )
+    if sent.reached:
+        reached: set[str] = {str(r) for r in delivery.sent_to or ()} | set(sent.reached)
+        actions.append(DeliveryModel.sent_to.set(sorted(reached)))  # type: ignore[arg-type]
     if more.get("next_attempt_at") is not None:
         actions.append(DeliveryModel.next_attempt_at.set(more["next_attempt_at"]))
     else:
@@ -378,6 +388,9 @@ def attempt(
         enqueue_attempt(target, delivery_id, number, now, now + timedelta(seconds=ORDER_WAIT_S))
         return None
     if not _claim(delivery, number, now):
+        if delivery.status == "sending" and int(delivery.attempts) == number:
+            # Another invocation holds this attempt (or died holding it): look again once a claim would be stale.
+            enqueue_attempt(target, delivery_id, number, now, now + STALE_SENDING + timedelta(seconds=5))
         return None
     if isinstance(found, str):
         _finish(delivery, number, "failed", Sent(ok=False, error=found), now)
@@ -412,8 +425,9 @@ def attempt(
 def _send(target: Target, delivery: DeliveryModel, notification: n.Notification, now: datetime) -> Sent:
     kind = target.kind
     try:
-        message = kind.build(notification, target.config, delivery.delivery_id)
-        return kind.send(message, target.config, delivery.delivery_id, now)
+        config = kind.remaining(target.config, [str(r) for r in delivery.sent_to or ()])
+        message = kind.build(notification, config, delivery.delivery_id)
+        return kind.send(message, config, delivery.delivery_id, now)
     except Exception as exc:  # noqa: BLE001 - recorded on the delivery (and retried), never lost silently
         logger.exception("alert delivery failed", extra={"delivery_id": delivery.delivery_id})
         return Sent(ok=False, error=type(exc).__name__)

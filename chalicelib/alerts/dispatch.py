@@ -198,11 +198,12 @@ def _join_group(target: Target, event: EventModel, payload: str, now: datetime) 
             monitor_ids=[event.monitor_id],
         )
         return "queued"
-    if set(mark.members or ()) == {incident_id}:  # the group's first member (or its replay): schedule the send
-        due = minute + timedelta(seconds=60 + GROUP_GRACE_S)
-        message: dict[str, Any] = {"op": "flush", "key": key, "target": target.id, "team_id": event.team_id}
-        message |= {"event": payload, "at": minute.isoformat()}
-        delivery.enqueue(message, (due - now).total_seconds())
+    # Every member schedules the send (sending is idempotent): were only the first to, a crash between its join
+    # and its enqueue would lose the group, since a retry would no longer find itself first.
+    due = minute + timedelta(seconds=60 + GROUP_GRACE_S)
+    message: dict[str, Any] = {"op": "flush", "key": key, "target": target.id, "team_id": event.team_id}
+    message |= {"event": payload, "at": minute.isoformat()}
+    delivery.enqueue(message, (due - now).total_seconds())
     return "grouped"
 
 

@@ -60,6 +60,7 @@ class DeliveryModel(BaseModel):
     status = UnicodeAttribute()  # pending | sending | retrying | delivered | failed | suppressed
     attempts = NumberAttribute(default=0)
     log = JSONAttribute(default=list)  # [{attempt, at, outcome, response_status, latency_ms, error, excerpt}]
+    sent_to = ListAttribute(of=UnicodeAttribute, default=list)  # recipients already reached (email, SMS)
     response_status = NumberAttribute(null=True)
     error = UnicodeAttribute(null=True)
     next_attempt_at = UTCDateTimeAttribute(null=True)

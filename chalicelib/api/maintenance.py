@@ -25,8 +25,10 @@ def _utc(value: datetime) -> datetime:
 
 
 class WindowFields(Schema):
-    title: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=5000)
+    title: str | None = Field(
+        default=None, min_length=1, max_length=200, description="public: shown on status pages showing its monitors"
+    )
+    description: str | None = Field(default=None, max_length=5000, description="public, as the title is")
     monitor_ids: list[MonitorId] | None = Field(default=None, min_length=1, max_length=maintenance.MAX_MONITORS)
     starts_at: Instant | None = None
     ends_at: Instant | None = None

@@ -1,7 +1,7 @@
 """Public, unauthenticated, cacheable views of published status pages: JSON, HTML, Atom, SVG badges.
 
-Rendered by the same code that publishes to the status bucket, so the API (locally, the only server of pages)
-and CloudFront serve the same content.  Unpublished or unknown → 404.
+The page views are the objects published to the status bucket — what CloudFront serves — so a request costs
+three small reads, not a rendering; locally the API is how they are seen.  Unpublished or unknown → 404.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from chalicelib.clock import utcnow
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.status_pages import document, render, service
 from chalicelib.status_pages.models import StatusPageModel
-from chalicelib.status_pages.publish import CACHE_CONTROL, OBJECTS, rendered
+from chalicelib.status_pages.publish import CACHE_CONTROL, OBJECTS, publish_quietly, published, rendered
 
 router = Router("public")
 NOT_FOUND = "No such status page."
@@ -38,7 +38,13 @@ def _reply(call: Call, body: str, content_type: str) -> Reply:
 
 
 def _view(call: Call, slug: str, name: str) -> Reply:
-    return _reply(call, rendered(_page(slug), utcnow())[name], OBJECTS[name])
+    """What was published (what CloudFront serves); rendered now only if it is missing (then published)."""
+    page = _page(slug)
+    body = published(page.slug, name)
+    if body is None:
+        publish_quietly(page)
+        body = rendered(page, utcnow())[name]
+    return _reply(call, body, OBJECTS[name])
 
 
 @router.route(

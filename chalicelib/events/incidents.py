@@ -9,7 +9,7 @@ from chalice import Blueprint
 
 from chalicelib.aws.names import results_stream_arn
 from chalicelib.clock import utcnow
-from chalicelib.incidents.tracker import Result, apply_results
+from chalicelib.incidents.tracker import Result, apply_many
 from chalicelib.monitors.models import ResultModel
 from chalicelib.observability import logger, metrics
 from chalicelib.settings import get_settings
@@ -60,12 +60,13 @@ def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
         by_monitor[key].append(result)
         first_sequence.setdefault(key, (index, str(change.get("SequenceNumber", ""))))
     failed: list[tuple[int, str]] = []
-    now = utcnow()
-    for key, results in by_monitor.items():
-        try:
-            apply_results(key[0], key[1], results, now)
-        except Exception:  # noqa: BLE001 - reported to Lambda, which retries from this monitor's first record
-            logger.exception("applying results failed", extra={"team_id": key[0], "monitor_id": key[1]})
+    for key, error in apply_many(dict(by_monitor), utcnow()).items():
+        if error is not None:  # reported to Lambda, which retries from this monitor's first record
+            logger.error(
+                "applying results failed",
+                extra={"team_id": key[0], "monitor_id": key[1], "error": type(error).__name__},
+                exc_info=error,
+            )
             failed.append(first_sequence[key])
     if failed:
         return {"batchItemFailures": [{"itemIdentifier": min(failed)[1]}]}

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice import Blueprint
+from chalice import Blueprint, Rate
 
 from chalicelib.aws import names
 from chalicelib.incidents import events
 from chalicelib.observability import logger, metrics
 from chalicelib.settings import get_settings
-from chalicelib.status_pages.publish import republish_for
+from chalicelib.status_pages.publish import refresh_all, republish_for
 from chalicelib.wiring import configure
 
 # Lambda imports this module directly (not app.py): configure settings and storage here too.
@@ -40,6 +40,15 @@ def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
     if published:
         metrics.add_metric(name="StatusPagesPublished", unit="Count", value=published)
     return {"batchItemFailures": []}
+
+
+@blueprint.schedule(Rate(1, unit=Rate.HOURS), name="status_pages_refresh")
+def status_pages_refresh(event: Any) -> dict[str, int]:
+    """Hourly: the 90-day bars and uptime percentages move with time, not only with events."""
+    done, failed = refresh_all()
+    metrics.add_metric(name="StatusPagesRefreshed", unit="Count", value=done)
+    metrics.flush_metrics()
+    return {"published": done, "failed": failed}
 
 
 @blueprint.on_dynamodb_record(stream_arn=names.events_stream_arn(get_settings()), batch_size=100, name="status_pages")

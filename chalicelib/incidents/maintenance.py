@@ -61,7 +61,8 @@ def _window(item: MaintenanceWindowModel) -> Window:
     )
 
 
-def _check(team_id: str, fields: dict[str, Any], now: datetime, *, creating: bool) -> None:
+def _check(team_id: str, fields: dict[str, Any], now: datetime, *, creating: bool, kept: tuple[str, ...] = ()) -> None:
+    """``kept``: monitors the window already names, not checked again (one may have been deleted since)."""
     problems = []
     starts, ends = fields["starts_at"], fields["ends_at"]
     if ends <= starts:
@@ -72,8 +73,10 @@ def _check(team_id: str, fields: dict[str, Any], now: datetime, *, creating: boo
         problems.append(errors.FieldError("ends_at", "must be in the future"))
     if problems:
         raise errors.ValidationFailed(problems)
-    monitor_ids = fields["monitor_ids"]
+    monitor_ids = [m for m in fields["monitor_ids"] if m not in kept]
     keys = [(team_id, m) for m in dict.fromkeys(monitor_ids)]
+    if not keys:
+        return
     found = {item.monitor_id for item in MonitorModel.batch_get(keys, attributes_to_get=["team_id", "monitor_id"])}
     for monitor_id in monitor_ids:
         if monitor_id not in found:
@@ -116,7 +119,7 @@ def update(team_id: str, window_id: str, changes: dict[str, Any], now: datetime)
         **changes,
     }
     fields["monitor_ids"] = list(dict.fromkeys(fields["monitor_ids"]))
-    _check(team_id, fields, now, creating=False)
+    _check(team_id, fields, now, creating=False, kept=current.monitor_ids)
     for name, value in fields.items():
         setattr(item, name, value)
     item.updated_at = now
@@ -156,13 +159,13 @@ def list_windows(team_id: str, *, limit: int, after: str | None) -> tuple[list[W
     return [_window(item) for item in page], next_cursor
 
 
-def open_windows(team_id: str, monitor_id: str, since: datetime, until: datetime) -> list[Window]:
-    """The team's windows for this monitor that overlap ``[since, until]``: one query of the windows that have
-    not ended by ``since`` (the index is sorted by end time)."""
+def open_windows(team_id: str, since: datetime, until: datetime, monitor_id: str | None = None) -> list[Window]:
+    """The team's windows (for this monitor, if named) that overlap ``[since, until]``: one query of the windows
+    that have not ended by ``since`` (the index is sorted by end time)."""
+    condition = MaintenanceWindowModel.starts_at <= until
+    if monitor_id is not None:
+        condition &= MaintenanceWindowModel.monitor_ids.contains(monitor_id)
     query = MaintenanceWindowModel.by_end.query(
-        team_id,
-        range_key_condition=MaintenanceWindowModel.ends_at > since,
-        filter_condition=(MaintenanceWindowModel.starts_at <= until)
-        & MaintenanceWindowModel.monitor_ids.contains(monitor_id),
+        team_id, range_key_condition=MaintenanceWindowModel.ends_at > since, filter_condition=condition
     )
     return [_window(item) for item in query]

@@ -19,7 +19,7 @@ from chalicelib.incidents import events
 from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.storage import cursor
-from chalicelib.storage.base import condition_failed, transaction
+from chalicelib.storage.base import lost_race, transaction
 
 STATUSES = ("open", "acknowledged", "resolved")
 ATTEMPTS = 4
@@ -153,7 +153,7 @@ def _change(
                 t.save(entry, condition=EventModel.key.does_not_exist())
             return item, entry
         except TransactWriteError as exc:
-            if not condition_failed(exc) or attempt == ATTEMPTS - 1:
+            if not lost_race(exc) or attempt == ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
 

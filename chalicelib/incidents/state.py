@@ -14,7 +14,8 @@ folds one check result into the state:
    lost — never twice for one outage.  During maintenance the status is ``maintenance`` and no
    incident opens; if the monitor is still down when the window ends, the next result opens it.
    A result checked before the last resolution never opens one: a late result cannot reopen an outage.
-5. An up monitor whose response was slower than ``degraded_after_ms`` is ``degraded``.
+5. An up monitor whose response was slower than ``degraded_after_ms`` is ``degraded`` (not while in maintenance:
+   a slow response in a window is expected, and no alert may go out; after it, the next slow one tells).
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def apply(
         new = replace(new, incident_open=False, last_resolved_at=obs.checked_at)
         events.append(Event("incident_resolved", obs.checked_at))
 
-    if obs.ok and not new.incident_open:
+    if obs.ok and not new.incident_open and not in_maintenance:  # slowness in a window is expected, and untold
         if obs.degraded and not new.degraded:
             new = replace(new, degraded=True)
             events.append(Event("degraded", obs.checked_at, obs.region))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 
 from chalicelib.checks import model as check
 from chalicelib.ids import derived_id
@@ -34,7 +34,7 @@ from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateM
 from chalicelib.incidents.state import Event, Observation, Policy, apply, down_regions, dump, load
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.observability import logger, metrics
-from chalicelib.storage.base import condition_failed, transaction
+from chalicelib.storage.base import condition_failed, lost_race, transaction
 
 ATTEMPTS = 6
 MAX_WRITES = 60  # items per transaction (DynamoDB allows 100); more results are applied in several
@@ -119,7 +119,14 @@ class Applied:
 class _Run:
     """One attempt at applying a monitor's results (restarted from fresh reads on a lost race)."""
 
-    def __init__(self, monitor: MonitorModel, item: MonitorStateModel, windows: list[Window], now: datetime):
+    def __init__(
+        self,
+        monitor: MonitorModel,
+        item: MonitorStateModel,
+        windows: list[Window],
+        now: datetime,
+        incident: IncidentModel | None,
+    ):
         self.monitor = monitor
         self.item = item
         self.windows = windows
@@ -131,7 +138,7 @@ class _Run:
             confirmation_regions=int(monitor.confirmation_regions),
         )
         self.state = load(item.state)
-        self.incident = _open_incident(monitor.team_id, item.incident_id)  # the outage's, until it is over
+        self.incident = incident  # the outage's, until it is over
         self.pending = _Pending()
         self.applied = Applied()
         self.dirty = False
@@ -149,7 +156,8 @@ class _Run:
         self.applied.results += 1
         for change in changes:
             self._on(change, obs)
-        self._ssl(result)
+        if not in_maintenance:  # no alert during a window: a certificate still expiring after it is told then
+            self._ssl(result)
 
     def _on(self, change: Event, obs: Observation) -> None:
         m = self.monitor
@@ -291,25 +299,40 @@ class _Run:
         item.updated_at = self.now
         checked = [r.last_checked_at for r in state.regions.values() if r.last_checked_at is not None]
         advisories = [] if state.incident_open else self._advisories()
-        with transaction() as t:
-            t.save(item)
-            t.update(
-                m,
-                actions=[
-                    MonitorModel.status.set(state.status),
-                    MonitorModel.region_status.set({r: state.region(r).label for r in self.policy.regions}),
-                    MonitorModel.last_checked_at.set(max(checked))
-                    if checked
-                    else MonitorModel.last_checked_at.remove(),
-                    MonitorModel.advisories.set(advisories),
-                ],
-                condition=MonitorModel.monitor_id.exists(),
-                add_version_condition=False,  # a user's edit stays valid; it reloads if this lands first
-            )
-            for incident in self.pending.incidents.values():
-                t.save(incident)
-            for event in self.pending.items:
-                t.save(event)
+        version = int(item.version or 0) + 1  # the state's version once this write lands
+        projection: list[Any] = [
+            MonitorModel.status.set(state.status),
+            MonitorModel.region_status.set({r: state.region(r).label for r in self.policy.regions}),
+            MonitorModel.last_checked_at.set(max(checked)) if checked else MonitorModel.last_checked_at.remove(),
+            MonitorModel.advisories.set(advisories),
+            MonitorModel.state_version.set(version),
+        ]
+        # The monitor is written without the user's version condition (an edit stays valid; it reloads if this
+        # lands first), and only by a newer state than the one it shows.
+        newer = MonitorModel.monitor_id.exists() & (
+            MonitorModel.state_version.does_not_exist() | (MonitorModel.state_version < version)
+        )
+        if self.pending.incidents or self.pending.items:
+            # An incident or an event: all of it, or none of it.
+            with transaction() as t:
+                t.save(item)
+                # Atomic with the state: always the newest view (no state_version test, which a state item
+                # recreated from version 1 would fail forever).
+                t.update(m, actions=projection, condition=MonitorModel.monitor_id.exists(), add_version_condition=False)
+                for incident in self.pending.incidents.values():
+                    t.save(incident)
+                for event in self.pending.items:
+                    t.save(event)
+        else:
+            # Counters only (most results): the state under its version, then the monitor's view of it.  Two
+            # plain writes cost less than a transaction's doubled units; if the second is lost (a crash) or
+            # overtaken (a newer state's), the next result writes it again.
+            item.save()
+            try:
+                m.update(actions=projection, condition=newer, add_version_condition=False)
+            except UpdateError as exc:
+                if not condition_failed(exc):
+                    raise
         self.pending = _Pending()
         self.dirty = False
 
@@ -334,24 +357,54 @@ def _open_incident(team_id: str, incident_id: str | None) -> IncidentModel | Non
         return None
 
 
-def _lost_race(exc: Exception) -> bool:
-    reasons = getattr(exc, "cancellation_reasons", None) or []
-    return condition_failed(exc) or any(r is not None and r.code == "TransactionConflict" for r in reasons)
+@dataclass
+class _Loaded:
+    """A batch's reads, made together: its monitors, their state items and open incidents (one BatchGetItem
+    each), and each team's maintenance windows over the batch (one query per team)."""
+
+    monitors: dict[tuple[str, str], MonitorModel]
+    states: dict[str, MonitorStateModel]
+    incidents: dict[tuple[str, str], IncidentModel]
+    windows: dict[str, list[Window]]
 
 
-def _attempt(team_id: str, monitor_id: str, results: list[Result], now: datetime) -> Applied | None:
-    try:
-        monitor = MonitorModel.get(team_id, monitor_id, consistent_read=True)
-    except MonitorModel.DoesNotExist:
+def _preload(groups: dict[tuple[str, str], list[Result]]) -> _Loaded:
+    keys = list(groups)
+    monitors = {(m.team_id, m.monitor_id): m for m in MonitorModel.batch_get(keys, consistent_read=True)}
+    states = {
+        s.monitor_id: s
+        for s in MonitorStateModel.batch_get([k[1] for k in keys if k in monitors], consistent_read=True)
+    }
+    open_keys = [(s.team_id, s.incident_id) for s in states.values() if s.incident_id]
+    incidents = (
+        {(i.team_id, i.incident_id): i for i in IncidentModel.batch_get(open_keys, consistent_read=True)}
+        if open_keys
+        else {}
+    )
+    spans: dict[str, tuple[datetime, datetime]] = {}
+    for (team_id, _), results in groups.items():
+        low, high = min(r.checked_at for r in results), max(r.checked_at for r in results)
+        if team_id in spans:
+            low, high = min(low, spans[team_id][0]), max(high, spans[team_id][1])
+        spans[team_id] = (low, high)
+    windows = {team_id: open_windows(team_id, low, high) for team_id, (low, high) in spans.items()}
+    return _Loaded(monitors, states, incidents, windows)
+
+
+def _attempt(
+    team_id: str, monitor_id: str, results: list[Result], now: datetime, loaded: _Loaded | None = None
+) -> Applied | None:
+    if loaded is None:
+        loaded = _preload({(team_id, monitor_id): results})
+    monitor = loaded.monitors.get((team_id, monitor_id))
+    if monitor is None:
         return None  # deleted since: its late results change nothing
     if monitor.paused:
         return None  # a paused monitor opens no incident (results of checks already in flight)
-    try:
-        item = MonitorStateModel.get(monitor_id, consistent_read=True)
-    except MonitorStateModel.DoesNotExist:
-        item = MonitorStateModel(monitor_id, team_id=team_id, updated_at=now)
-    windows = open_windows(team_id, monitor_id, results[0].checked_at, results[-1].checked_at)
-    run = _Run(monitor, item, windows, now)
+    item = loaded.states.get(monitor_id) or MonitorStateModel(monitor_id, team_id=team_id, updated_at=now)
+    incident = loaded.incidents.get((team_id, item.incident_id)) if item.incident_id else None
+    windows = [w for w in loaded.windows.get(team_id, []) if monitor_id in w.monitor_ids]
+    run = _Run(monitor, item, windows, now, incident)
     for result in results:
         run.fold(result)
         if run.pending_size() >= MAX_WRITES:
@@ -368,22 +421,76 @@ def apply_results(team_id: str, monitor_id: str, results: Iterable[Result], now:
     for attempt in range(ATTEMPTS):
         try:
             applied = _attempt(team_id, monitor_id, ordered, now) or Applied()
-        except TransactWriteError as exc:
-            if not _lost_race(exc) or attempt == ATTEMPTS - 1:
+        except (TransactWriteError, PutError) as exc:
+            if not lost_race(exc) or attempt == ATTEMPTS - 1:
                 raise
             metrics.add_metric(name="IncidentStateRaces", unit="Count", value=1)
             time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not a secret
             continue
-        for incident_id in applied.opened:
-            logger.info("incident opened", extra={"monitor_id": monitor_id, "incident_id": incident_id})
-        for incident_id in applied.resolved:
-            logger.info("incident resolved", extra={"monitor_id": monitor_id, "incident_id": incident_id})
+        _log(monitor_id, applied)
         return applied
     raise AssertionError("unreachable")
 
 
+def _log(monitor_id: str, applied: Applied) -> None:
+    for incident_id in applied.opened:
+        logger.info("incident opened", extra={"monitor_id": monitor_id, "incident_id": incident_id})
+    for incident_id in applied.resolved:
+        logger.info("incident resolved", extra={"monitor_id": monitor_id, "incident_id": incident_id})
+
+
+def apply_many(groups: dict[tuple[str, str], list[Result]], now: datetime) -> dict[tuple[str, str], Exception | None]:
+    """Apply a stream batch: ``{(team_id, monitor_id): results}``.  The reads are made for the whole batch at
+    once; a monitor that loses a race is applied again on its own, from fresh reads.  Returns each monitor's
+    failure (None when applied)."""
+    ordered = {
+        key: sorted(results, key=lambda r: (r.checked_at, r.region)) for key, results in groups.items() if results
+    }
+    outcome: dict[tuple[str, str], Exception | None] = {}
+    try:
+        loaded: _Loaded | None = _preload(ordered)
+    except Exception:  # noqa: BLE001 - fall back to one monitor at a time (which reports its own failure)
+        logger.exception("batch reads failed; applying monitor by monitor")
+        loaded = None
+    for (team_id, monitor_id), results in ordered.items():
+        try:
+            if loaded is None:
+                raise _Reload
+            applied = _attempt(team_id, monitor_id, results, now, loaded) or Applied()
+            _log(monitor_id, applied)
+            outcome[(team_id, monitor_id)] = None
+        except (TransactWriteError, PutError, _Reload) as exc:
+            if not isinstance(exc, _Reload) and not lost_race(exc):
+                outcome[(team_id, monitor_id)] = exc
+                continue
+            try:
+                apply_results(team_id, monitor_id, results, now)
+                outcome[(team_id, monitor_id)] = None
+            except Exception as retry_exc:  # noqa: BLE001 - reported per monitor
+                outcome[(team_id, monitor_id)] = retry_exc
+        except Exception as exc:  # noqa: BLE001 - reported per monitor
+            outcome[(team_id, monitor_id)] = exc
+    return outcome
+
+
+class _Reload(Exception):
+    """Apply this monitor from its own fresh reads."""
+
+
 def forget_monitor(team_id: str, monitor_id: str, now: datetime) -> None:
-    """A deleted monitor's outage ends with it: its open incident resolves, and its state goes."""
+    """A deleted monitor's outage ends with it: its open incident resolves, and its state goes.  A concurrent
+    change (an acknowledgement, the handler's last write) makes it reload and try again."""
+    for attempt in range(ATTEMPTS):
+        try:
+            _forget_once(team_id, monitor_id, now)
+            return
+        except TransactWriteError as exc:
+            if not lost_race(exc) or attempt == ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not a secret
+
+
+def _forget_once(team_id: str, monitor_id: str, now: datetime) -> None:
     try:
         item = MonitorStateModel.get(monitor_id, consistent_read=True)
     except MonitorStateModel.DoesNotExist:

@@ -438,16 +438,21 @@ class EventLoop:
     ) -> None:
         self._add(StreamSource(name, table_name, handler, batch_size, starting_position), self.streams)
 
-    def add_chalice_app(self, app: Any, settings: Settings, new_tables: Iterable[str] = ()) -> None:
-        """Register every scheduled, SQS and DynamoDB stream handler of a Chalice app.
+    def add_chalice_app(
+        self, app: Any, settings: Settings, new_tables: Iterable[str] = (), only: Iterable[str] | None = None
+    ) -> None:
+        """Register every scheduled, SQS and DynamoDB stream handler of a Chalice app (or ``only`` those named).
 
         Streams of tables created by this run are read from their beginning, so
         nothing written before the loop's first read is missed.
         """
+        wanted = set(only) if only is not None else None
         from chalice.app import DynamoDBEventConfig, ScheduledEventConfig, SQSEventConfig
 
         fresh = set(new_tables)
         for config in app.event_sources:
+            if wanted is not None and config.name not in wanted:
+                continue
             handler = app.handler_map[config.name]
             if isinstance(config, ScheduledEventConfig):
                 self._add_chalice_schedule(config.name, config.schedule_expression, handler)

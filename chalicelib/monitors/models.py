@@ -71,6 +71,7 @@ class MonitorModel(BaseModel):
     region_status = MapAttribute[str, str](default=dict)
     # Regions down below the confirmation quorum: [{region, since, cause}] (written by the incident handler).
     advisories = JSONAttribute(default=list)
+    state_version = NumberAttribute(null=True)  # the incident state these status fields show (newer wins)
     last_checked_at = UTCDateTimeAttribute(null=True)
     schedule_key = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()

@@ -9,8 +9,20 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
     VersionAttribute,
 )
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 
 from chalicelib.storage.base import BaseModel
+
+
+class PublishedPages(GlobalSecondaryIndex["StatusPageModel"]):
+    """Every published page (``listed`` is set only while published): what the hourly refresh republishes."""
+
+    class Meta:
+        index_name = "listed-index"
+        projection = KeysOnlyProjection()
+
+    listed = UnicodeAttribute(hash_key=True)
+    page_id = UnicodeAttribute(range_key=True)
 
 
 class StatusPageModel(BaseModel):
@@ -27,9 +39,11 @@ class StatusPageModel(BaseModel):
     published = BooleanAttribute(default=True)
     components = JSONAttribute(default=list)  # [{monitor_id, display_name, group}], in page order
     custom_domain = UnicodeAttribute(null=True)
+    listed = UnicodeAttribute(null=True)  # "published" while published (the sparse index above)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
     version = VersionAttribute()
+    by_listed = PublishedPages()
 
 
 class SlugModel(BaseModel):

@@ -88,6 +88,31 @@ def unpublish_quietly(page: StatusPageModel) -> None:
         logger.exception("status page unpublishing failed", extra={"page_id": page.page_id})
 
 
+def published(slug: str, name: str) -> str | None:
+    """A published object's text, or None when it is not there."""
+    try:
+        found = client("s3").get_object(Bucket=names.status_bucket(get_settings()), Key=_key(slug, name))
+    except client("s3").exceptions.NoSuchKey:
+        return None
+    return str(found["Body"].read().decode("utf-8"))
+
+
+def refresh_all() -> tuple[int, int]:
+    """Republish every published page (hourly: the 90-day bars and uptime move with time, not only with events).
+    One page failing does not stop the others.  Returns (published, failed)."""
+    from chalicelib.status_pages.service import published_pages
+
+    done = failed = 0
+    for page in published_pages():
+        try:
+            publish(page)
+            done += 1
+        except Exception:  # noqa: BLE001 - logged; the next hour tries again
+            logger.exception("status page refresh failed", extra={"page_id": page.page_id})
+            failed += 1
+    return done, failed
+
+
 def republish_for(team_id: str, monitor_ids: set[str]) -> int:
     """Publish every page of the team that shows one of these monitors; returns how many."""
     from chalicelib.status_pages.service import pages_showing

@@ -56,6 +56,8 @@ h3{font-size:1rem;margin:1rem 0 .5rem;color:var(--muted)}
 .bars{display:block;width:100%;height:2.25rem;margin:.5rem 0 .25rem}
 .meta{display:flex;justify-content:space-between;color:var(--muted);font-size:.875rem}
 .incident{background:var(--panel)}
+.incident h3{margin:0 0 .25rem;color:var(--text)}
+.incident p{margin:.25rem 0}
 .incident ol{margin:.5rem 0 0;padding-left:1.25rem}
 .muted{color:var(--muted)}
 footer{margin-top:3rem;color:var(--muted);font-size:.875rem}

@@ -22,6 +22,7 @@ from chalicelib.storage import cursor
 from chalicelib.storage.base import condition_failed, transaction
 
 MAX_COMPONENTS = 50
+LISTED = "published"
 RESERVED_SLUGS = frozenset({"api", "app", "admin", "assets", "docs", "status", "static", "vigil", "www", "help"})
 
 # What to do after a page changed: (page, previous slug or None) — publishing registers itself here.
@@ -85,8 +86,11 @@ def _save_new_slug(item: StatusPageModel, old_slug: str | None, *, creating: boo
             else:
                 t.save(item)
     except TransactWriteError as exc:
+        # PynamoDB sends a transaction's deletes before its puts: the slug's put follows the old slug's delete.
         reasons = getattr(exc, "cancellation_reasons", None) or []
-        if reasons and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed":
+        index = 0 if old_slug is None else 1
+        claim_reason = reasons[index] if len(reasons) > index else None
+        if claim_reason is not None and claim_reason.code == "ConditionalCheckFailed":
             raise errors.SlugTaken(f"The slug {item.slug!r} is taken; choose another.") from None
         if condition_failed(exc):
             raise errors.Conflict("The page was changed by another request; reload it and try again.") from None
@@ -110,6 +114,7 @@ def create(team_id: str, fields: dict[str, Any], now: datetime) -> StatusPageMod
         created_at=now,
         updated_at=now,
     )
+    item.listed = LISTED if item.published else None
     _save_new_slug(item, None, creating=True)
     _changed(item, None)
     return item
@@ -150,6 +155,7 @@ def update(team_id: str, page_id: str, changes: dict[str, Any], now: datetime) -
             setattr(item, name, changes[name])
     if "components" in changes:
         item.components = _as_json(_components(changes["components"], team_id))
+    item.listed = LISTED if item.published else None
     item.updated_at = now
     if "slug" in changes and changes["slug"] != old_slug:
         if changes["slug"] in RESERVED_SLUGS:
@@ -208,18 +214,33 @@ def list_pages(team_id: str, *, limit: int, after: str | None) -> tuple[list[Sta
     return page, next_cursor
 
 
+def published_pages() -> list[StatusPageModel]:
+    """Every published page, of every team (the hourly refresh: its bars and uptime move with the days)."""
+    keys = [(k.team_id, k.page_id) for k in StatusPageModel.by_listed.query(LISTED)]
+    return list(StatusPageModel.batch_get(keys)) if keys else []
+
+
 def pages_showing(team_id: str, monitor_ids: set[str]) -> list[StatusPageModel]:
     """The team's pages that show any of these monitors (a team has a handful of pages)."""
     return [p for p in StatusPageModel.query(team_id) if any(c.monitor_id in monitor_ids for c in components_of(p))]
 
 
 def forget_monitor(team_id: str, monitor_id: str, now: datetime) -> None:
-    """A deleted monitor leaves every page that showed it."""
-    for page in pages_showing(team_id, {monitor_id}):
-        page.components = _as_json([c for c in components_of(page) if c.monitor_id != monitor_id])
-        page.updated_at = now
-        page.save(add_version_condition=False)
-        _changed(page, None)
+    """A deleted monitor leaves every page that showed it (under the page's version: a concurrent edit of the
+    page reloads it, so neither change is lost)."""
+    for found in pages_showing(team_id, {monitor_id}):
+        for attempt in range(4):
+            page = _load(team_id, found.page_id)
+            page.components = _as_json([c for c in components_of(page) if c.monitor_id != monitor_id])
+            page.updated_at = now
+            try:
+                page.save()
+            except Exception as exc:
+                if not condition_failed(exc) or attempt == 3:
+                    raise
+                continue
+            _changed(page, None)
+            break
 
 
 def purge_team(team_id: str) -> None:

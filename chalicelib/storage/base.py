@@ -87,6 +87,12 @@ def condition_failed(exc: Exception) -> bool:
     return any(r is not None and r.code == "ConditionalCheckFailed" for r in reasons)
 
 
+def lost_race(exc: Exception) -> bool:
+    """A conditional write or transaction that lost to a concurrent one: worth reloading and trying again."""
+    reasons = getattr(exc, "cancellation_reasons", None) or []
+    return condition_failed(exc) or any(r is not None and r.code == "TransactionConflict" for r in reasons)
+
+
 def as_domain_error(exc: Exception) -> Exception | None:
     """Storage failures that have a meaning for the caller: a lost race is a 409, an overloaded table a 503."""
     from pynamodb.exceptions import PynamoDBException

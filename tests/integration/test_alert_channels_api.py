@@ -96,3 +96,32 @@ def test_channels_belong_to_their_team(api, alice):
     monitor = create_monitor(api, url="https://x.example.invalid/", channel_ids=[mine["id"]])
     assert api.delete(f"/v1/alert-channels/{mine['id']}").status == 204
     assert api.get(f"/v1/monitors/{monitor['id']}").json["channel_ids"] == []
+
+
+def test_a_webhook_url_with_a_token_is_masked_and_kept_when_sent_back(api, alice):
+    hook = channel(api, type="webhook", config={"url": "https://hooks.example.invalid/in?token=supersecret123&v=2"})
+    shown = api.get(f"/v1/alert-channels/{hook['id']}").json["config"]
+    assert shown["url"] == "https://hooks.example.invalid/in?token=********&v=2"
+    assert "supersecret123" not in json.dumps(hook)
+    assert api.patch(f"/v1/alert-channels/{hook['id']}", {"config": shown}).status == 200
+    stored = ChannelModel.get(alice["team"]["id"], hook["id"]).config["url"]
+    assert stored == "https://hooks.example.invalid/in?token=supersecret123&v=2"
+    r = api.patch(
+        f"/v1/alert-channels/{hook['id']}", {"config": {"url": "https://other.example.invalid/?token=********"}}
+    )
+    assert r.status == 422
+
+
+def test_a_masked_chat_url_only_ever_keeps_the_stored_one(api, alice):
+    r = api.post(
+        "/v1/alert-channels",
+        {"name": "x", "type": "slack", "config": {"webhook_url": "https://evil.example.com/a/********"}},
+    )
+    assert r.status == 422
+    slack = channel(api, type="slack", config={"webhook_url": "https://hooks.slack.com/services/T0/B0/SECRETXYZ"})
+    r = api.patch(
+        f"/v1/alert-channels/{slack['id']}", {"config": {"webhook_url": "https://evil.example.com/services/********"}}
+    )
+    assert r.status == 422
+    stored = ChannelModel.get(alice["team"]["id"], slack["id"]).config["webhook_url"]
+    assert stored == "https://hooks.slack.com/services/T0/B0/SECRETXYZ"

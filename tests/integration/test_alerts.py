@@ -545,3 +545,57 @@ def test_deleting_a_monitor_alerts_nobody_about_it(api, alice, httpserver, outbo
     assert alerts_to(outbox, "alice@example.com") == []
     member_deliveries = list(DeliveryModel.query(f"member:{alice['user']['id']}"))
     assert [(d.status, d.error) for d in member_deliveries] == [("suppressed", "monitor_deleted")]
+
+
+def test_an_attempt_whose_lambda_died_is_taken_again_once_stale(api, alice, httpserver, clock):
+    """The Lambda claimed attempt 1 and died before recording it; SQS delivers the message again."""
+    from chalicelib.alerts import delivery as deliveries_module
+    from chalicelib.events.alerts import handle_messages
+
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
+    outage(monitor, utcnow())
+    sqs = client("sqs")
+    url = sqs.get_queue_url(QueueName=names.alert_queue(get_settings()))["QueueUrl"]
+    (message,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    (stuck,) = deliveries(hook["id"])
+    assert deliveries_module._claim(stuck, 1, utcnow())  # … and then the Lambda died
+    record = {"messageId": message["MessageId"], "body": message["Body"]}
+    assert handle_messages([record]) == {"batchItemFailures": []}  # the redelivery: held, not lost
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    assert received(httpserver) == []
+    clock.shift(timedelta(minutes=5, seconds=10))
+    pump()
+    (done,) = deliveries(hook["id"])
+    assert (done.status, done.attempts) == ("delivered", 1)
+    assert len(received(httpserver)) == 1
+
+
+def test_an_absurd_retry_after_is_capped_at_an_hour(api, alice, httpserver, clock):
+    httpserver.expect_request("/hook").respond_with_data("later", status=429, headers={"Retry-After": "99999999999999"})
+    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
+    outage(monitor, utcnow())
+    pump()
+    (waiting,) = deliveries(hook["id"])
+    assert waiting.status == "retrying"
+    assert timedelta(minutes=59) < waiting.next_attempt_at - utcnow() <= timedelta(hours=1)
+
+
+def test_a_retry_goes_only_to_the_recipients_not_reached(api, alice, outbox, clock):
+    addresses = ["first@example.com", "second@example.com"]
+    mail = channel(api, type="email", config={"addresses": addresses}, notify_on=["incident_updated"])
+    monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[mail["id"]])
+    incident_id = outage(monitor, utcnow())
+    incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "Rolling back", utcnow())
+    planned(new_events(incident_id))
+    (note,) = deliveries(mail["id"])
+    # as if an earlier attempt had reached the first address, then failed on the second
+    note.update(actions=[DeliveryModel.sent_to.set(["first@example.com"])])
+    pump()
+    assert alerts_to(outbox, "first@example.com") == []
+    assert [m["subject"] for m in alerts_to(outbox, "second@example.com")] == [
+        "[Vigil] Homepage: note from alice@example.com"
+    ]
+    assert deliveries(mail["id"])[0].status == "delivered"

@@ -41,7 +41,7 @@ def test_a_monitor_in_three_regions_gets_results_from_all_three_after_one_tick(a
 
     r = api.post("/dev/tick")
     assert r.status == 200, r.body
-    assert r.json["handlers"] == ["scheduler"]
+    assert r.json["handlers"] == ["scheduler", "status_pages_refresh"]  # every schedule runs now
     assert r.json["failed"] == []
     assert loop.drain(20)
 

@@ -121,3 +121,13 @@ def test_the_list_is_newest_first_and_pages_with_a_signed_cursor(api, alice):
     rest = api.get(f"/v1/maintenance-windows?limit=2&cursor={page['next_cursor']}").json
     assert ([w["id"] for w in rest["data"]], rest["next_cursor"]) == ([made[0]], None)
     assert api.get(f"/v1/maintenance-windows?cursor={page['next_cursor']}x").status == 400
+
+
+def test_a_window_stays_editable_after_one_of_its_monitors_is_deleted(api, alice):
+    kept = create_monitor(api, url=URL)
+    gone = create_monitor(api, url="https://gone.example.invalid/")
+    created = api.post("/v1/maintenance-windows", window([kept["id"], gone["id"]])).json
+    assert api.delete(f"/v1/monitors/{gone['id']}").status == 204
+    r = api.patch(f"/v1/maintenance-windows/{created['id']}", {"title": "Renamed"})
+    assert r.status == 200, r.body
+    assert r.json["title"] == "Renamed"

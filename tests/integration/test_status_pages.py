@@ -21,6 +21,7 @@ from chalicelib.monitors.models import ResultModel, RollupModel
 from chalicelib.settings import DEFAULT_REGIONS, get_settings
 from chalicelib.status_pages import service as pages
 from chalicelib.status_pages.document import overall
+from chalicelib.status_pages.publish import refresh_all
 from tests.support import ApiClient, create_monitor, make_test_settings, sign_up
 
 URL = "https://shop.example.invalid/"
@@ -51,12 +52,21 @@ def fail(monitor: dict[str, Any], minutes_ago: int = 5) -> str:
         for r in DEFAULT_REGIONS
     ]
     (opened,) = apply_results(monitor["team_id"], monitor["id"], results, utcnow()).opened
+    streamed(opened, monitor["id"])
     return opened
 
 
 def recover(monitor: dict[str, Any]) -> None:
     results = [Result(monitor["team_id"], monitor["id"], r, utcnow(), ok=True) for r in DEFAULT_REGIONS]
-    apply_results(monitor["team_id"], monitor["id"], results, utcnow())
+    applied = apply_results(monitor["team_id"], monitor["id"], results, utcnow())
+    streamed(*applied.resolved, monitor["id"])
+
+
+def streamed(*subjects: str) -> None:
+    """Hand the events of these subjects to the status page publisher, as the events stream does."""
+    from chalicelib.events.status_pages import handle
+
+    assert handle([r for subject in subjects for r in _stream(subject)]) == {"batchItemFailures": []}
 
 
 # ------------------------------------------------------------------------------------------------- admin
@@ -249,6 +259,7 @@ def test_the_90_day_bars_read_the_daily_rollups_only(api, alice):
             shop["id"], f"D#{day}", team_id=shop["team_id"], checks=checks, failures=failures, expires_at=expires
         ).save()
     assert list(ResultModel.query(shop["id"])) == []  # no raw results at all: the bars come from rollups
+    assert refresh_all() == (1, 0)  # the hourly refresh republishes every published page
     (component,) = public(api)["components"]
     by_day = {d["date"]: d["uptime_pct"] for d in component["days"]}
     assert by_day[str(today)] == 100.0
@@ -333,7 +344,13 @@ def test_publishing_writes_the_three_objects_when_an_incident_opens_and_again_wh
     assert set(_objects("acme")) == keys  # published on creation
     _clear("acme")
 
-    incident_id = fail(monitor)
+    results = [
+        Result(monitor["team_id"], monitor["id"], r, utcnow() - timedelta(minutes=5 - m), ok=False, error="timeout")
+        for m in (0, 1)
+        for r in DEFAULT_REGIONS
+    ]
+    (incident_id,) = apply_results(monitor["team_id"], monitor["id"], results, utcnow()).opened
+    assert _objects("acme") == {}  # nothing yet: the stream has not told the publisher
     assert handle(_stream(incident_id) + _stream(monitor["id"])) == {"batchItemFailures": []}
     objects = _objects("acme")
     assert set(objects) == keys
@@ -341,7 +358,9 @@ def test_publishing_writes_the_three_objects_when_an_incident_opens_and_again_wh
     assert "Major outage" in objects["status/acme/index.html"]
     _clear("acme")
 
-    recover(monitor)
+    results = [Result(monitor["team_id"], monitor["id"], r, utcnow(), ok=True) for r in DEFAULT_REGIONS]
+    apply_results(monitor["team_id"], monitor["id"], results, utcnow())
+    assert _objects("acme") == {}
     assert handle(_stream(incident_id)[-1:]) == {"batchItemFailures": []}  # the "resolved" entry
     objects = _objects("acme")
     assert set(objects) == keys
@@ -361,3 +380,19 @@ def test_unpublishing_or_deleting_removes_the_objects(api, alice):
     assert len(_objects("acme-2")) == 3
     api.delete(f"/v1/status-pages/{created['id']}")
     assert _objects("acme-2") == {}
+
+
+def test_renaming_to_a_taken_slug_is_slug_taken(api, alice):
+    page(api)
+    second = page(api, slug="second")
+    r = api.patch(f"/v1/status-pages/{second['id']}", {"slug": "acme"})
+    assert (r.status, r.json["code"]) == (409, "slug_taken")
+    assert api.get(f"/v1/status-pages/{second['id']}").json["slug"] == "second"
+
+
+def test_deleting_a_monitor_takes_it_off_its_pages(api, alice):
+    shop = create_monitor(api, url=URL)
+    created = page(api, components=[{"monitor_id": shop["id"], "display_name": "Shop"}])
+    assert api.delete(f"/v1/monitors/{shop['id']}").status == 204
+    assert api.get(f"/v1/status-pages/{created['id']}").json["components"] == []
+    assert public(api)["components"] == []

@@ -150,3 +150,10 @@ def test_the_stored_form_round_trips():
     assert state.last_resolved_at is not None
     assert load(dump(state)) == state
     assert load(None) == MonitorState()
+
+
+def test_slowness_in_a_maintenance_window_is_not_degraded_and_is_told_after_it():
+    policy = Policy(THREE)
+    state, kinds = run(policy, "us~ us~ us~", maintenance={0, 1})
+    assert kinds == ["degraded"]  # only the slow result after the window
+    assert state.status == "degraded"

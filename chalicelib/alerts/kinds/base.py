@@ -23,6 +23,7 @@ class Sent:
     excerpt: str | None = None
     retry_after: str | None = None
     gone: bool = False  # 410: the receiver says this endpoint is gone for good
+    reached: tuple[str, ...] = ()  # recipients this attempt reached (a retry sends only to the others)
 
     @property
     def retryable(self) -> bool:
@@ -60,6 +61,10 @@ class Kind:
 
     def masked(self, config: dict[str, Any]) -> dict[str, Any]:
         return dict(config)
+
+    def remaining(self, config: dict[str, Any], reached: list[str]) -> dict[str, Any]:
+        """The config for a retry: kinds with many recipients leave out those already reached."""
+        return config
 
     def secrets(self, config: dict[str, Any]) -> list[str]:
         return []

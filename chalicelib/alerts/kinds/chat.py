@@ -57,7 +57,9 @@ class _Chat(Kind):
 
     def prepare(self, config: dict[str, Any], current: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
         url = config["webhook_url"]
-        if url == mask_url(url) and current is not None:  # the masked URL sent back keeps the stored one
+        if MASK in url:  # only ever the masked form of the stored URL, which keeps it (the validator let it by)
+            if current is None or url != mask_url(current["webhook_url"]):
+                raise ValueError("send the full webhook URL (a masked one can only keep the stored URL)")
             return dict(current), {}
         validate_destination(url, "config.webhook_url")
         return {"webhook_url": url}, {}

@@ -84,13 +84,17 @@ class Email(Kind):
     def build(self, notification: Notification, config: dict[str, Any], delivery_id: str) -> EmailContent:
         return render(notification)
 
+    def remaining(self, config: dict[str, Any], reached: list[str]) -> dict[str, Any]:
+        return {**config, "addresses": [a for a in config["addresses"] if a not in reached]}
+
     def send(self, message: EmailContent, config: dict[str, Any], delivery_id: str, now: datetime) -> Sent:
-        failed = []
+        failed, reached = [], []
         for address in config["addresses"]:
             try:
                 send_email(address, message.subject, message.text, message.html)
-            except Exception as exc:  # noqa: BLE001 - recorded on the delivery, retried
+                reached.append(address)
+            except Exception as exc:  # noqa: BLE001 - recorded on the delivery; the retry skips those reached
                 failed.append(type(exc).__name__)
         if failed:
-            return Sent(ok=False, error=f"ses_error ({failed[0]})")
-        return Sent(ok=True)
+            return Sent(ok=False, error=f"ses_error ({failed[0]})", reached=tuple(reached))
+        return Sent(ok=True, reached=tuple(reached))

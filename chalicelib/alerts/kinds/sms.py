@@ -40,8 +40,12 @@ class Sms(Kind):
     def build(self, notification: Notification, config: dict[str, Any], delivery_id: str) -> str:
         return render(notification)
 
+    def remaining(self, config: dict[str, Any], reached: list[str]) -> dict[str, Any]:
+        return {**config, "phone_numbers": [n for n in config["phone_numbers"] if n not in reached]}
+
     def send(self, message: str, config: dict[str, Any], delivery_id: str, now: datetime) -> Sent:
         sns = client("sns")
+        failed, reached = [], []
         for number in config["phone_numbers"]:
             try:
                 sns.publish(
@@ -49,6 +53,9 @@ class Sms(Kind):
                     Message=message,
                     MessageAttributes={"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}},
                 )
-            except Exception as exc:  # noqa: BLE001 - recorded on the delivery, retried
-                return Sent(ok=False, error=f"sns_error ({type(exc).__name__})")
-        return Sent(ok=True)
+                reached.append(number)
+            except Exception as exc:  # noqa: BLE001 - recorded on the delivery; the retry skips those reached
+                failed.append(type(exc).__name__)
+        if failed:
+            return Sent(ok=False, error=f"sns_error ({failed[0]})", reached=tuple(reached))
+        return Sent(ok=True, reached=tuple(reached))

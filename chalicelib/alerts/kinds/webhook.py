@@ -13,12 +13,13 @@ import json
 import secrets
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, field_validator
 
 from chalicelib.alerts import http
 from chalicelib.alerts.kinds.base import Kind, Sent
-from chalicelib.alerts.notification import Notification
+from chalicelib.alerts.notification import Notification, public_url
 from chalicelib.api.framework import Schema
 from chalicelib.monitors.service import MASK, masked_headers
 from chalicelib.monitors.validation import validate_destination, validate_headers, validate_url
@@ -65,6 +66,10 @@ class Webhook(Kind):
     groupable = False  # machines want one event per incident, to correlate by its id
 
     def prepare(self, config: dict[str, Any], current: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        if current is not None and config["url"] == public_url(current["url"]):
+            config = {**config, "url": current["url"]}  # the masked URL sent back keeps the stored one
+        elif MASK in config["url"]:
+            raise ValueError("send the full URL (a masked one can only keep the stored URL)")
         validate_destination(config["url"], "config.url")
         headers = dict(config.get("headers") or {})
         if current is not None:  # a masked header sent back keeps its stored value
@@ -78,10 +83,11 @@ class Webhook(Kind):
         return {"url": config["url"], "headers": headers, "secret": secret}, {"secret": secret}
 
     def masked(self, config: dict[str, Any]) -> dict[str, Any]:
-        return {"url": config["url"], "headers": masked_headers(config.get("headers") or {})}
+        return {"url": public_url(config["url"]), "headers": masked_headers(config.get("headers") or {})}
 
     def secrets(self, config: dict[str, Any]) -> list[str]:
-        return [config.get("secret", ""), *(config.get("headers") or {}).values()]
+        query = [v for _, v in parse_qsl(urlsplit(config["url"]).query) if len(v) >= 6]
+        return [config.get("secret", ""), *(config.get("headers") or {}).values(), *query]
 
     def build(self, notification: Notification, config: dict[str, Any], delivery_id: str) -> bytes:
         return body_of(notification)
