@@ -176,14 +176,14 @@ def purge_team(team_id: str) -> None:
 
 
 def list_channels(team_id: str, *, limit: int, after: str | None) -> tuple[list[Channel], str | None]:
-    scope = "alert-channels"
-    start = cursor.decode(after, team_id=team_id, scope=scope) if after else None
-    query = ChannelModel.query(team_id, last_evaluated_key=start, page_size=min(100, limit + 1))
-    page, more = cursor.take(query, limit)
-    next_cursor = None
-    if more and page:
-        key = {"team_id": {"S": team_id}, "channel_id": {"S": page[-1].channel_id}}
-        next_cursor = cursor.encode(key, team_id=team_id, scope=scope)
+    page, next_cursor = cursor.paginate(
+        lambda start: ChannelModel.query(team_id, last_evaluated_key=start, page_size=cursor.page_size(limit)),
+        team_id=team_id,
+        scope="alert-channels",
+        limit=limit,
+        after=after,
+        key=("team_id", "channel_id"),
+    )
     return [to_channel(item) for item in page], next_cursor
 
 
@@ -192,17 +192,16 @@ def list_deliveries(
 ) -> tuple[list[DeliveryModel], str | None]:
     """Newest first; only for a channel of the caller's team (404 otherwise)."""
     _load(team_id, channel_id)
-    scope = f"deliveries|{channel_id}"
-    start = cursor.decode(after, team_id=team_id, scope=scope) if after else None
-    query = DeliveryModel.query(
-        channel_id, scan_index_forward=False, last_evaluated_key=start, page_size=min(100, limit + 1)
+    return cursor.paginate(
+        lambda start: DeliveryModel.query(
+            channel_id, scan_index_forward=False, last_evaluated_key=start, page_size=cursor.page_size(limit)
+        ),
+        team_id=team_id,
+        scope=f"deliveries|{channel_id}",
+        limit=limit,
+        after=after,
+        key=("target", "delivery_id"),
     )
-    page, more = cursor.take(query, limit)
-    next_cursor = None
-    if more and page:
-        key = {"target": {"S": channel_id}, "delivery_id": {"S": page[-1].delivery_id}}
-        next_cursor = cursor.encode(key, team_id=team_id, scope=scope)
-    return page, next_cursor
 
 
 def send_test(team_id: str, channel_id: str, now: datetime) -> DeliveryModel:

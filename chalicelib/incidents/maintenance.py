@@ -146,16 +146,16 @@ def purge_team(team_id: str) -> None:
 
 def list_windows(team_id: str, *, limit: int, after: str | None) -> tuple[list[Window], str | None]:
     """Newest first (by creation); the cursor is signed for this team and list."""
-    scope = "maintenance"
-    start = cursor.decode(after, team_id=team_id, scope=scope) if after else None
-    query = MaintenanceWindowModel.query(
-        team_id, scan_index_forward=False, last_evaluated_key=start, page_size=min(100, limit + 1)
+    page, next_cursor = cursor.paginate(
+        lambda start: MaintenanceWindowModel.query(
+            team_id, scan_index_forward=False, last_evaluated_key=start, page_size=cursor.page_size(limit)
+        ),
+        team_id=team_id,
+        scope="maintenance",
+        limit=limit,
+        after=after,
+        key=("team_id", "window_id"),
     )
-    page, more = cursor.take(query, limit)
-    next_cursor = None
-    if more and page:
-        key = {"team_id": {"S": team_id}, "window_id": {"S": page[-1].window_id}}
-        next_cursor = cursor.encode(key, team_id=team_id, scope=scope)
     return [_window(item) for item in page], next_cursor
 
 

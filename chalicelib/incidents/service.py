@@ -102,37 +102,34 @@ def list_incidents(
 ) -> tuple[list[Incident], str | None]:
     """Newest first.  A status filter reads the team-status index, a monitor filter the monitor index (never
     the team's whole history); the cursor is signed for this team and this filter."""
-    scope = f"incidents|{status or ''}|{monitor_id or ''}"
-    start = cursor.decode(after, team_id=team_id, scope=scope) if after else None
-    page_size = min(100, limit + 1)
-    query: Any
-    if monitor_id is not None:
-        condition: Any = IncidentModel.team_id == team_id
-        if status is not None:
-            condition &= IncidentModel.status == status
-        query = IncidentModel.by_monitor.query(
-            monitor_id,
-            filter_condition=condition,
-            scan_index_forward=False,
-            last_evaluated_key=start,
-            page_size=page_size,
-        )
-    elif status is not None:
-        query = IncidentModel.by_status.query(
-            f"{team_id}#{status}", scan_index_forward=False, last_evaluated_key=start, page_size=page_size
-        )
-    else:
-        query = IncidentModel.query(team_id, scan_index_forward=False, last_evaluated_key=start, page_size=page_size)
-    page, more = cursor.take(query, limit)
-    next_cursor = None
-    if more and page:
-        last = page[-1]
-        key: dict[str, Any] = {"team_id": {"S": last.team_id}, "incident_id": {"S": last.incident_id}}
+    size = cursor.page_size(limit)
+    key: tuple[str, ...] = ("team_id", "incident_id")
+
+    def run(start: dict[str, Any] | None) -> Any:
         if monitor_id is not None:
-            key["monitor_id"] = {"S": last.monitor_id}
-        elif status is not None:
-            key["team_status"] = {"S": last.team_status}
-        next_cursor = cursor.encode(key, team_id=team_id, scope=scope)
+            condition: Any = IncidentModel.team_id == team_id
+            if status is not None:
+                condition &= IncidentModel.status == status
+            return IncidentModel.by_monitor.query(
+                monitor_id,
+                filter_condition=condition,
+                scan_index_forward=False,
+                last_evaluated_key=start,
+                page_size=size,
+            )
+        if status is not None:
+            return IncidentModel.by_status.query(
+                f"{team_id}#{status}", scan_index_forward=False, last_evaluated_key=start, page_size=size
+            )
+        return IncidentModel.query(team_id, scan_index_forward=False, last_evaluated_key=start, page_size=size)
+
+    if monitor_id is not None:
+        key += ("monitor_id",)
+    elif status is not None:
+        key += ("team_status",)
+    page, next_cursor = cursor.paginate(
+        run, team_id=team_id, scope=f"incidents|{status or ''}|{monitor_id or ''}", limit=limit, after=after, key=key
+    )
     return [_incident(item) for item in page], next_cursor
 
 

@@ -49,24 +49,23 @@ def list_results(
 ) -> tuple[list[ResultModel], str | None]:
     """Newest first.  The monitor must be the team's (404 otherwise); the cursor is bound to this query."""
     get_monitor(team_id, monitor_id)
-    scope = f"results|{monitor_id}|{region or ''}|{since or ''}|{until or ''}"
-    start = cursor.decode(after, team_id=team_id, scope=scope) if after else None
     low = _slot_bound(since) if since else "0"
     high = _slot_bound(until) + "~" if until else "~"
-    query = ResultModel.query(
-        monitor_id,
-        range_key_condition=ResultModel.slot.between(low, high),
-        filter_condition=(ResultModel.region == region) if region else None,
-        scan_index_forward=False,
-        last_evaluated_key=start,
-        page_size=min(100, limit + 1),
+    return cursor.paginate(
+        lambda start: ResultModel.query(
+            monitor_id,
+            range_key_condition=ResultModel.slot.between(low, high),
+            filter_condition=(ResultModel.region == region) if region else None,
+            scan_index_forward=False,
+            last_evaluated_key=start,
+            page_size=cursor.page_size(limit),
+        ),
+        team_id=team_id,
+        scope=f"results|{monitor_id}|{region or ''}|{since or ''}|{until or ''}",
+        limit=limit,
+        after=after,
+        key=("monitor_id", "slot"),
     )
-    page, more = cursor.take(query, limit)
-    next_cursor = None
-    if more:
-        key = {"monitor_id": {"S": monitor_id}, "slot": {"S": page[-1].slot}}
-        next_cursor = cursor.encode(key, team_id=team_id, scope=scope)
-    return page, next_cursor
 
 
 def _bucket(response_ms: float) -> str:

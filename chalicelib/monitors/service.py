@@ -273,8 +273,6 @@ def list_monitors(
     team_id: str, *, status: str | None, tag: str | None, limit: int, after: str | None
 ) -> tuple[list[Monitor], str | None]:
     """A page of the team's monitors, oldest first, filtered; the cursor is signed for this team and list."""
-    scope = f"monitors|{status or ''}|{tag or ''}"
-    start = cursor.decode(after, team_id=team_id, scope=scope) if after else None
     condition: Any = None
     if status == "paused":
         condition = MonitorModel.paused == True  # noqa: E712 - a PynamoDB condition, not a comparison
@@ -283,11 +281,12 @@ def list_monitors(
     if tag is not None:
         tag_condition = MonitorModel.tags.contains(tag)
         condition = tag_condition if condition is None else condition & tag_condition
-    query = MonitorModel.query(team_id, filter_condition=condition, last_evaluated_key=start, page_size=100)
-    page, more = cursor.take(query, limit)
-    next_cursor = None
-    if more and page:
-        last = page[-1]
-        key = {"team_id": {"S": last.team_id}, "monitor_id": {"S": last.monitor_id}}
-        next_cursor = cursor.encode(key, team_id=team_id, scope=scope)
+    page, next_cursor = cursor.paginate(
+        lambda start: MonitorModel.query(team_id, filter_condition=condition, last_evaluated_key=start, page_size=100),
+        team_id=team_id,
+        scope=f"monitors|{status or ''}|{tag or ''}",
+        limit=limit,
+        after=after,
+        key=("team_id", "monitor_id"),
+    )
     return [to_monitor(item) for item in page], next_cursor

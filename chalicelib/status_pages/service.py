@@ -203,15 +203,14 @@ def delete(team_id: str, page_id: str) -> None:
 
 
 def list_pages(team_id: str, *, limit: int, after: str | None) -> tuple[list[StatusPageModel], str | None]:
-    scope = "status-pages"
-    start = cursor.decode(after, team_id=team_id, scope=scope) if after else None
-    query = StatusPageModel.query(team_id, last_evaluated_key=start, page_size=min(100, limit + 1))
-    page, more = cursor.take(query, limit)
-    next_cursor = None
-    if more and page:
-        key = {"team_id": {"S": team_id}, "page_id": {"S": page[-1].page_id}}
-        next_cursor = cursor.encode(key, team_id=team_id, scope=scope)
-    return page, next_cursor
+    return cursor.paginate(
+        lambda start: StatusPageModel.query(team_id, last_evaluated_key=start, page_size=cursor.page_size(limit)),
+        team_id=team_id,
+        scope="status-pages",
+        limit=limit,
+        after=after,
+        key=("team_id", "page_id"),
+    )
 
 
 def published_pages() -> list[StatusPageModel]:

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from chalicelib.errors import InvalidCursor
@@ -58,6 +58,31 @@ def decode(cursor: str, *, team_id: str, scope: str) -> dict[str, Any]:
     if not isinstance(key, dict):
         raise invalid
     return key
+
+
+def page_size(limit: int) -> int:
+    """What to ask DynamoDB for: the page and one more item (to know whether there is a next page)."""
+    return min(100, limit + 1)
+
+
+def paginate(
+    run: Callable[[dict[str, Any] | None], Iterable[T]],
+    *,
+    team_id: str,
+    scope: str,
+    limit: int,
+    after: str | None,
+    key: tuple[str, ...],
+) -> tuple[list[T], str | None]:
+    """One page of a list.  ``run(start)`` runs the query from the decoded cursor's key (None: the beginning);
+    ``key`` names the (string) attributes DynamoDB needs to resume after an item: the table's keys, and the
+    index's when the query reads one.  Returns the page and the next page's cursor (None on the last page)."""
+    start = decode(after, team_id=team_id, scope=scope) if after else None
+    page, more = take(run(start), limit)
+    if not (more and page):
+        return page, None
+    last = page[-1]
+    return page, encode({name: {"S": str(getattr(last, name))} for name in key}, team_id=team_id, scope=scope)
 
 
 def take(items: Iterable[T], limit: int) -> tuple[list[T], bool]:
