@@ -18,7 +18,7 @@ from chalicelib.alerts.models import ChannelModel, DeliveryModel
 from chalicelib.ids import new_id
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.storage import cursor
-from chalicelib.storage.base import condition_failed
+from chalicelib.storage.base import condition_failed, load_team_item
 
 
 @dataclass(frozen=True)
@@ -92,12 +92,7 @@ def create(team_id: str, fields: dict[str, Any], now: datetime) -> tuple[Channel
 
 
 def _load(team_id: str, channel_id: str) -> ChannelModel:
-    if not channel_id or len(channel_id) > 100:
-        raise errors.NotFound("No such alert channel.")
-    try:
-        return ChannelModel.get(team_id, channel_id, consistent_read=True)
-    except ChannelModel.DoesNotExist:
-        raise errors.NotFound("No such alert channel.") from None
+    return load_team_item(ChannelModel, team_id, channel_id, "alert channel")
 
 
 def get(team_id: str, channel_id: str) -> Channel:

@@ -17,6 +17,7 @@ from chalicelib.ids import new_id
 from chalicelib.incidents.models import MaintenanceWindowModel
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.storage import cursor
+from chalicelib.storage.base import load_team_item
 
 # After a window is created, changed or deleted: (team_id, the monitors it names, before and after).
 ON_CHANGE: list[Callable[[str, set[str]], None]] = []
@@ -94,12 +95,7 @@ def create(team_id: str, user_id: str, fields: dict[str, Any], now: datetime) ->
 
 
 def _load(team_id: str, window_id: str) -> MaintenanceWindowModel:
-    if not window_id or len(window_id) > 100:
-        raise errors.NotFound("No such maintenance window.")
-    try:
-        return MaintenanceWindowModel.get(team_id, window_id, consistent_read=True)
-    except MaintenanceWindowModel.DoesNotExist:
-        raise errors.NotFound("No such maintenance window.") from None
+    return load_team_item(MaintenanceWindowModel, team_id, window_id, "maintenance window")
 
 
 def get(team_id: str, window_id: str) -> Window:

@@ -19,7 +19,7 @@ from chalicelib.incidents import events
 from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.storage import cursor
-from chalicelib.storage.base import lost_race, transaction
+from chalicelib.storage.base import load_team_item, lost_race, transaction
 
 STATUSES = ("open", "acknowledged", "resolved")
 ATTEMPTS = 4
@@ -84,12 +84,7 @@ def _incident(item: IncidentModel, timeline: list[EventModel] | None = None) -> 
 
 
 def _load(team_id: str, incident_id: str) -> IncidentModel:
-    if not incident_id or len(incident_id) > 100:
-        raise errors.NotFound("No such incident.")
-    try:
-        return IncidentModel.get(team_id, incident_id, consistent_read=True)
-    except IncidentModel.DoesNotExist:
-        raise errors.NotFound("No such incident.") from None
+    return load_team_item(IncidentModel, team_id, incident_id, "incident")
 
 
 def get(team_id: str, incident_id: str) -> Incident:

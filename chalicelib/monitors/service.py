@@ -18,7 +18,7 @@ from chalicelib import errors
 from chalicelib.ids import new_id
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.storage import cursor
-from chalicelib.storage.base import condition_failed
+from chalicelib.storage.base import condition_failed, load_team_item
 
 INTERVALS = (30, 60, 120, 300, 600, 900, 1800, 3600)
 STATUSES = ("pending", "up", "degraded", "down", "paused", "maintenance")
@@ -191,12 +191,7 @@ def create(team_id: str, config: MonitorConfig, all_regions: tuple[str, ...], no
 
 
 def _load(team_id: str, monitor_id: str) -> MonitorModel:
-    if not monitor_id or len(monitor_id) > 100:
-        raise errors.NotFound("No such monitor.")
-    try:
-        return MonitorModel.get(team_id, monitor_id, consistent_read=True)
-    except MonitorModel.DoesNotExist:
-        raise errors.NotFound("No such monitor.") from None
+    return load_team_item(MonitorModel, team_id, monitor_id, "monitor")
 
 
 def get(team_id: str, monitor_id: str) -> Monitor:

@@ -19,7 +19,7 @@ from chalicelib.ids import new_id
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.status_pages.models import SlugModel, StatusPageModel
 from chalicelib.storage import cursor
-from chalicelib.storage.base import condition_failed, transaction
+from chalicelib.storage.base import condition_failed, load_team_item, transaction
 
 MAX_COMPONENTS = 50
 LISTED = "published"
@@ -121,12 +121,7 @@ def create(team_id: str, fields: dict[str, Any], now: datetime) -> StatusPageMod
 
 
 def _load(team_id: str, page_id: str) -> StatusPageModel:
-    if not page_id or len(page_id) > 100:
-        raise errors.NotFound("No such status page.")
-    try:
-        return StatusPageModel.get(team_id, page_id, consistent_read=True)
-    except StatusPageModel.DoesNotExist:
-        raise errors.NotFound("No such status page.") from None
+    return load_team_item(StatusPageModel, team_id, page_id, "status page")
 
 
 def get(team_id: str, page_id: str) -> StatusPageModel:

@@ -9,13 +9,15 @@ local stack, the tests and ``infra/`` all derive their tables from these models
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pynamodb.models import Model
 
 from chalicelib.settings import Settings
 
 REGISTRY: list[type[BaseModel]] = []
+M = TypeVar("M", bound=Model)
+MAX_ID_LENGTH = 100
 
 
 class BaseModel(Model):
@@ -85,6 +87,19 @@ def condition_failed(exc: Exception) -> bool:
         return True
     reasons = getattr(exc, "cancellation_reasons", None) or []
     return any(r is not None and r.code == "ConditionalCheckFailed" for r in reasons)
+
+
+def load_team_item(model: type[M], team_id: str, item_id: str, what: str) -> M:
+    """A team's item by its id, read consistently, or 404 ``No such <what>.``: another team's item does not exist
+    for the caller, by construction.  An id that cannot be one (empty, too long) is 404 without a read."""
+    from chalicelib import errors
+
+    if not item_id or len(item_id) > MAX_ID_LENGTH:
+        raise errors.NotFound(f"No such {what}.")
+    try:
+        return model.get(team_id, item_id, consistent_read=True)
+    except model.DoesNotExist:
+        raise errors.NotFound(f"No such {what}.") from None
 
 
 def lost_race(exc: Exception) -> bool:
