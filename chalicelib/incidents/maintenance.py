@@ -15,7 +15,7 @@ from typing import Any
 from chalicelib import errors
 from chalicelib.ids import new_id
 from chalicelib.incidents.models import MaintenanceWindowModel
-from chalicelib.monitors.models import MonitorModel
+from chalicelib.monitors.service import require_team_monitors
 from chalicelib.storage import cursor
 from chalicelib.storage.base import load_team_item
 
@@ -74,14 +74,7 @@ def _check(team_id: str, fields: dict[str, Any], now: datetime, *, creating: boo
         problems.append(errors.FieldError("ends_at", "must be in the future"))
     if problems:
         raise errors.ValidationFailed(problems)
-    monitor_ids = [m for m in fields["monitor_ids"] if m not in kept]
-    keys = [(team_id, m) for m in dict.fromkeys(monitor_ids)]
-    if not keys:
-        return
-    found = {item.monitor_id for item in MonitorModel.batch_get(keys, attributes_to_get=["team_id", "monitor_id"])}
-    for monitor_id in monitor_ids:
-        if monitor_id not in found:
-            raise errors.NotFound(f"No monitor {monitor_id} in this team.")
+    require_team_monitors(team_id, [m for m in fields["monitor_ids"] if m not in kept])
 
 
 def create(team_id: str, user_id: str, fields: dict[str, Any], now: datetime) -> Window:

@@ -152,6 +152,17 @@ def _complete(config: MonitorConfig, all_regions: tuple[str, ...]) -> MonitorCon
     return replace(config, regions=regions, confirmation_regions=quorum)
 
 
+def require_team_monitors(team_id: str, monitor_ids: list[str]) -> None:
+    """404 naming the first id that is not a monitor of this team (one BatchGetItem for all of them)."""
+    keys = [(team_id, m) for m in dict.fromkeys(monitor_ids)]
+    if not keys:
+        return
+    found = {m.monitor_id for m in MonitorModel.batch_get(keys, attributes_to_get=["team_id", "monitor_id"])}
+    for monitor_id in monitor_ids:
+        if monitor_id not in found:
+            raise errors.NotFound(f"No monitor {monitor_id} in this team.")
+
+
 def _check_channels(team_id: str, channel_ids: tuple[str, ...]) -> None:
     for channel_id in channel_ids:
         if not any(lookup(team_id, channel_id) for lookup in CHANNEL_LOOKUPS):

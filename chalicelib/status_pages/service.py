@@ -16,7 +16,7 @@ from pynamodb.exceptions import TransactWriteError
 
 from chalicelib import errors
 from chalicelib.ids import new_id
-from chalicelib.monitors.models import MonitorModel
+from chalicelib.monitors.service import require_team_monitors
 from chalicelib.status_pages.models import SlugModel, StatusPageModel
 from chalicelib.storage import cursor
 from chalicelib.storage.base import condition_failed, load_team_item, transaction
@@ -45,16 +45,6 @@ def _as_json(components: list[Component]) -> list[dict[str, Any]]:
     return [{"monitor_id": c.monitor_id, "display_name": c.display_name, "group": c.group} for c in components]
 
 
-def _check_monitors(team_id: str, monitor_ids: list[str]) -> None:
-    if not monitor_ids:
-        return
-    keys = [(team_id, m) for m in dict.fromkeys(monitor_ids)]
-    found = {m.monitor_id for m in MonitorModel.batch_get(keys, attributes_to_get=["team_id", "monitor_id"])}
-    for monitor_id in monitor_ids:
-        if monitor_id not in found:
-            raise errors.NotFound(f"No monitor {monitor_id} in this team.")
-
-
 def _components(raw: list[dict[str, Any]], team_id: str, existing: int = 0) -> list[Component]:
     """Validated components; one without a display name gets a neutral one (a monitor's own name is internal)."""
     seen: set[str] = set()
@@ -68,7 +58,7 @@ def _components(raw: list[dict[str, Any]], team_id: str, existing: int = 0) -> l
         out.append(Component(monitor_id, name, c.get("group") or None))
     if len(out) + existing > MAX_COMPONENTS:
         raise errors.ValidationFailed.single("components", f"a page shows at most {MAX_COMPONENTS} components")
-    _check_monitors(team_id, [c.monitor_id for c in out])
+    require_team_monitors(team_id, [c.monitor_id for c in out])
     return out
 
 
