@@ -11,15 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pynamodb.exceptions import TransactWriteError
-
 from chalicelib import errors
 from chalicelib.ids import new_id
 from chalicelib.incidents import events
 from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.storage import cursor
-from chalicelib.storage.base import load_team_item, lost_race, transaction
+from chalicelib.storage.base import load_team_item, retry_lost_races, transaction
 
 STATUSES = ("open", "acknowledged", "resolved")
 ATTEMPTS = 4
@@ -134,20 +132,17 @@ def _change(
     change: Callable[[IncidentModel], EventModel | None],
 ) -> tuple[IncidentModel, EventModel | None]:
     """Load, change, write the incident and its timeline entry together; a lost race reloads and retries."""
-    for attempt in range(ATTEMPTS):
+
+    def attempt() -> tuple[IncidentModel, EventModel | None]:
         item = _load(team_id, incident_id)
         entry = change(item)
-        if entry is None:
-            return item, None
-        try:
+        if entry is not None:
             with transaction() as t:
                 t.save(item)
                 t.save(entry, condition=EventModel.key.does_not_exist())
-            return item, entry
-        except TransactWriteError as exc:
-            if not lost_race(exc) or attempt == ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+        return item, entry
+
+    return retry_lost_races(attempt, attempts=ATTEMPTS)
 
 
 def _set_status(item: IncidentModel, status: str) -> None:

@@ -17,8 +17,6 @@ stream records are harmless; a result checked before the last resolution never o
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +32,7 @@ from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateM
 from chalicelib.incidents.state import Event, Observation, Policy, apply, down_regions, dump, load
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.observability import logger, metrics
-from chalicelib.storage.base import condition_failed, lost_race, transaction
+from chalicelib.storage.base import condition_failed, lost_race, retry_lost_races, transaction
 
 ATTEMPTS = 6
 MAX_WRITES = 60  # items per transaction (DynamoDB allows 100); more results are applied in several
@@ -418,18 +416,13 @@ def apply_results(team_id: str, monitor_id: str, results: Iterable[Result], now:
     ordered = sorted(results, key=lambda r: (r.checked_at, r.region))
     if not ordered:
         return Applied()
-    for attempt in range(ATTEMPTS):
-        try:
-            applied = _attempt(team_id, monitor_id, ordered, now) or Applied()
-        except (TransactWriteError, PutError) as exc:
-            if not lost_race(exc) or attempt == ATTEMPTS - 1:
-                raise
-            metrics.add_metric(name="IncidentStateRaces", unit="Count", value=1)
-            time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not a secret
-            continue
-        _log(monitor_id, applied)
-        return applied
-    raise AssertionError("unreachable")
+    applied = retry_lost_races(
+        lambda: _attempt(team_id, monitor_id, ordered, now) or Applied(),
+        attempts=ATTEMPTS,
+        on_retry=lambda: metrics.add_metric(name="IncidentStateRaces", unit="Count", value=1),
+    )
+    _log(monitor_id, applied)
+    return applied
 
 
 def _log(monitor_id: str, applied: Applied) -> None:
@@ -480,14 +473,7 @@ class _Reload(Exception):
 def forget_monitor(team_id: str, monitor_id: str, now: datetime) -> None:
     """A deleted monitor's outage ends with it: its open incident resolves, and its state goes.  A concurrent
     change (an acknowledgement, the handler's last write) makes it reload and try again."""
-    for attempt in range(ATTEMPTS):
-        try:
-            _forget_once(team_id, monitor_id, now)
-            return
-        except TransactWriteError as exc:
-            if not lost_race(exc) or attempt == ATTEMPTS - 1:
-                raise
-            time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not a secret
+    retry_lost_races(lambda: _forget_once(team_id, monitor_id, now), attempts=ATTEMPTS)
 
 
 def _forget_once(team_id: str, monitor_id: str, now: datetime) -> None:

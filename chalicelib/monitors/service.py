@@ -12,13 +12,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from pynamodb.exceptions import PutError
-
 from chalicelib import errors
 from chalicelib.ids import new_id
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.storage import cursor
-from chalicelib.storage.base import condition_failed, load_team_item
+from chalicelib.storage.base import load_team_item, retry_lost_races
 
 INTERVALS = (30, 60, 120, 300, 600, 900, 1800, 3600)
 STATUSES = ("pending", "up", "degraded", "down", "paused", "maintenance")
@@ -213,16 +211,14 @@ def _change(team_id: str, monitor_id: str, change: Callable[[MonitorModel], None
     """Load, change, save under the version.  The incident handler writes the monitor too (its status), so a
     version conflict reloads and applies the change again: a user's edit never loses to a status update, and
     the status is never written back stale."""
-    for attempt in range(SAVE_ATTEMPTS):
+
+    def attempt() -> MonitorModel:
         item = _load(team_id, monitor_id)
         change(item)
-        try:
-            item.save()
-            return item
-        except PutError as exc:
-            if not condition_failed(exc) or attempt == SAVE_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+        item.save()
+        return item
+
+    return retry_lost_races(attempt, attempts=SAVE_ATTEMPTS)
 
 
 def update(

@@ -19,7 +19,7 @@ from chalicelib.ids import new_id
 from chalicelib.monitors.service import require_team_monitors
 from chalicelib.status_pages.models import SlugModel, StatusPageModel
 from chalicelib.storage import cursor
-from chalicelib.storage.base import condition_failed, load_team_item, transaction
+from chalicelib.storage.base import condition_failed, load_team_item, retry_lost_races, transaction
 
 MAX_COMPONENTS = 50
 LISTED = "published"
@@ -213,18 +213,15 @@ def forget_monitor(team_id: str, monitor_id: str, now: datetime) -> None:
     """A deleted monitor leaves every page that showed it (under the page's version: a concurrent edit of the
     page reloads it, so neither change is lost)."""
     for found in pages_showing(team_id, {monitor_id}):
-        for attempt in range(4):
-            page = _load(team_id, found.page_id)
+
+        def attempt(page_id: str = found.page_id) -> StatusPageModel:
+            page = _load(team_id, page_id)
             page.components = _as_json([c for c in components_of(page) if c.monitor_id != monitor_id])
             page.updated_at = now
-            try:
-                page.save()
-            except Exception as exc:
-                if not condition_failed(exc) or attempt == 3:
-                    raise
-                continue
-            _changed(page, None)
-            break
+            page.save()
+            return page
+
+        _changed(retry_lost_races(attempt), None)
 
 
 def purge_team(team_id: str) -> None:

@@ -9,6 +9,9 @@ local stack, the tests and ``infra/`` all derive their tables from these models
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from pynamodb.models import Model
@@ -17,6 +20,7 @@ from chalicelib.settings import Settings
 
 REGISTRY: list[type[BaseModel]] = []
 M = TypeVar("M", bound=Model)
+T = TypeVar("T")
 MAX_ID_LENGTH = 100
 
 
@@ -106,6 +110,21 @@ def lost_race(exc: Exception) -> bool:
     """A conditional write or transaction that lost to a concurrent one: worth reloading and trying again."""
     reasons = getattr(exc, "cancellation_reasons", None) or []
     return condition_failed(exc) or any(r is not None and r.code == "TransactionConflict" for r in reasons)
+
+
+def retry_lost_races(attempt: Callable[[], T], *, attempts: int = 4, on_retry: Callable[[], None] | None = None) -> T:
+    """Run ``attempt`` — which reads what it needs afresh — again when it loses a race to a concurrent write,
+    after a short jittered pause.  Any other failure, and the last lost race, are raised."""
+    for n in range(attempts):
+        try:
+            return attempt()
+        except Exception as exc:
+            if not lost_race(exc) or n == attempts - 1:
+                raise
+            if on_retry is not None:
+                on_retry()
+            time.sleep(random.uniform(0, 0.05 * 2**n))  # noqa: S311 - jitter, not a secret
+    raise AssertionError("unreachable")
 
 
 def as_domain_error(exc: Exception) -> Exception | None:
