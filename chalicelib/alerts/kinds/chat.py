@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -31,15 +31,28 @@ def _colour(notification: Notification) -> int:
     return COLOURS.get(notification.type, AMBER)
 
 
-def _hook_url(value: str, hosts: tuple[str, ...], path: str, example: str) -> str:
-    url = validate_url(value)
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme != "https" or not any(host == h or (h.startswith(".") and host.endswith(h)) for h in hosts):
-        raise ValueError(f"must be an incoming webhook URL like {example}")
-    if not parts.path.startswith(path):
-        raise ValueError(f"must be an incoming webhook URL like {example}")
-    return url
+class _HookConfig(Schema):
+    """A chat service's incoming webhook URL: https, on one of ``HOSTS`` (".x.com": any subdomain), under ``PATH``.
+    A masked value passes here; the kind's ``prepare`` lets it only keep the stored URL."""
+
+    HOSTS: ClassVar[tuple[str, ...]]
+    PATH: ClassVar[str] = "/"
+    EXAMPLE: ClassVar[str]
+
+    webhook_url: str = Field(min_length=1, max_length=2048)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if MASK in value:
+            return value
+        url = validate_url(value)
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        on_host = any(host == h or (h.startswith(".") and host.endswith(h)) for h in cls.HOSTS)
+        if parts.scheme != "https" or not on_host or not parts.path.startswith(cls.PATH):
+            raise ValueError(f"must be an incoming webhook URL like {cls.EXAMPLE}")
+        return url
 
 
 def _details(notification: Notification) -> list[tuple[str, str]]:
@@ -78,15 +91,9 @@ class _Chat(Kind):
 # ------------------------------------------------------------------------------------------------------- Slack
 
 
-class SlackConfig(Schema):
-    webhook_url: str = Field(min_length=1, max_length=2048)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if MASK in value:
-            return value
-        return _hook_url(value, ("hooks.slack.com",), "/", "https://hooks.slack.com/services/…")
+class SlackConfig(_HookConfig):
+    HOSTS = ("hooks.slack.com",)
+    EXAMPLE = "https://hooks.slack.com/services/…"
 
 
 def slack_message(notification: Notification) -> dict[str, Any]:
@@ -129,17 +136,10 @@ class Slack(_Chat):
 # ----------------------------------------------------------------------------------------------------- Discord
 
 
-class DiscordConfig(Schema):
-    webhook_url: str = Field(min_length=1, max_length=2048)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if MASK in value:
-            return value
-        return _hook_url(
-            value, ("discord.com", "discordapp.com"), "/api/webhooks/", "https://discord.com/api/webhooks/…"
-        )
+class DiscordConfig(_HookConfig):
+    HOSTS = ("discord.com", "discordapp.com")
+    PATH = "/api/webhooks/"
+    EXAMPLE = "https://discord.com/api/webhooks/…"
 
 
 def discord_message(notification: Notification) -> dict[str, Any]:
@@ -171,21 +171,10 @@ class Discord(_Chat):
 # ------------------------------------------------------------------------------------------------------- Teams
 
 
-class TeamsConfig(Schema):
-    webhook_url: str = Field(min_length=1, max_length=2048)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if MASK in value:
-            return value
-        # Workflows (Power Automate) URLs, and the older Office 365 connector URLs.
-        return _hook_url(
-            value,
-            (".logic.azure.com", ".webhook.office.com", ".powerplatform.com"),
-            "/",
-            "https://prod-00.westus.logic.azure.com/workflows/…",
-        )
+class TeamsConfig(_HookConfig):
+    # Workflows (Power Automate) URLs, and the older Office 365 connector URLs.
+    HOSTS = (".logic.azure.com", ".webhook.office.com", ".powerplatform.com")
+    EXAMPLE = "https://prod-00.westus.logic.azure.com/workflows/…"
 
 
 def teams_message(notification: Notification) -> dict[str, Any]:
