@@ -210,4 +210,5 @@ def send_test(team_id: str, channel_id: str, now: datetime) -> DeliveryModel:
     )
     found = delivery.attempt(channel.channel_id, delivery_id, 1, now, max_attempts=1)
     assert found is not None  # just created: the first attempt is always this one
+    found.refresh(consistent_read=True)  # the attempt's record
     return found

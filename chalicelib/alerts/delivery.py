@@ -366,8 +366,8 @@ def attempt(
     max_attempts: int = MAX_ATTEMPTS,
     rng: random.Random | None = None,
 ) -> DeliveryModel | None:
-    """Run attempt ``number`` of a delivery (from its queue message).  Returns the delivery as recorded, or None
-    when there was nothing to do (a duplicate message, a delivery already finished)."""
+    """Run attempt ``number`` of a delivery (from its queue message).  Returns the delivery (as loaded: refresh it
+    to read the attempt's record), or None when there was nothing to do (a duplicate message, a finished one)."""
     if not_before is not None and now < not_before:  # a wait longer than SQS can delay: hop again
         enqueue_attempt(target, delivery_id, number, now, not_before)
         return None
@@ -418,7 +418,6 @@ def attempt(
     else:
         _finish(delivery, number, "failed", sent, now)
         metrics.add_metric(name="AlertsFailed", unit="Count", value=1)
-    delivery.refresh(consistent_read=True)
     return delivery
 
 

@@ -83,35 +83,24 @@ def plan(event: EventModel, now: datetime) -> list[str]:
 
 
 def _plan_one(target: Target, event: EventModel, payload: str, now: datetime) -> str:
+    # The delivery of this event to this target, suppressed or sent.
+    fields: dict[str, Any] = {
+        "team_id": event.team_id,
+        "event": payload,
+        "critical": payload in CRITICAL,
+        "source": {"subject": event.subject, "key": event.key},
+        "now": now,
+        "incident_ids": [event.incident_id] if event.incident_id else [],
+        "monitor_ids": [event.monitor_id],
+    }
     if not _cooled_down(target, event, payload):
         if target.is_channel:  # visible in the channel's deliveries, so a quiet channel can be explained
-            delivery.create(
-                target.id,
-                _delivery_id(event, target),
-                team_id=event.team_id,
-                event=payload,
-                critical=payload in CRITICAL,
-                source={"subject": event.subject, "key": event.key},
-                now=now,
-                incident_ids=[event.incident_id] if event.incident_id else [],
-                monitor_ids=[event.monitor_id],
-                status="suppressed",
-                error=f"cooldown ({target.cooldown_s} s)",
-            )
+            error = f"cooldown ({target.cooldown_s} s)"
+            delivery.create(target.id, _delivery_id(event, target), status="suppressed", error=error, **fields)
         return "suppressed"
     if payload in CRITICAL and target.kind.groupable and event.incident_id:
         return _join_group(target, event, payload, now)
-    delivery.create_and_send(
-        target.id,
-        _delivery_id(event, target),
-        team_id=event.team_id,
-        event=payload,
-        critical=payload in CRITICAL,
-        source={"subject": event.subject, "key": event.key},
-        now=now,
-        incident_ids=[event.incident_id] if event.incident_id else [],
-        monitor_ids=[event.monitor_id],
-    )
+    delivery.create_and_send(target.id, _delivery_id(event, target), **fields)
     return "queued"
 
 
