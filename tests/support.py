@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from chalice.config import Config
 from chalice.test import Client
 
+from chalicelib.clock import utcnow
 from chalicelib.local.gateway import VigilGateway
 from chalicelib.local.resources import create_resources
 from chalicelib.settings import Settings, load_settings
@@ -132,3 +134,29 @@ def create_monitor(api: ApiClient, **fields: Any) -> dict[str, Any]:
     r = api.post("/v1/monitors", {"name": "Homepage", **fields})
     assert r.status == 201, r.body
     return dict(r.json)
+
+
+def open_incident(team_id: str, monitor_id: str, first: datetime, **fields: Any) -> str:
+    """Two failed minutes in every region from ``first``, applied as the incident handler applies results from the
+    stream (``fields``: the failure, e.g. ``error="timeout"``).  Returns the incident that opened."""
+    from chalicelib.incidents.tracker import Result as Check
+    from chalicelib.incidents.tracker import apply_results
+    from chalicelib.settings import DEFAULT_REGIONS
+
+    failures = [
+        Check(team_id, monitor_id, region, first + timedelta(minutes=m), ok=False, **fields)
+        for m in (0, 1)
+        for region in DEFAULT_REGIONS
+    ]
+    (opened,) = apply_results(team_id, monitor_id, failures, utcnow()).opened
+    return opened
+
+
+def recover(team_id: str, monitor_id: str, at: datetime) -> list[str]:
+    """A passing check in every region at ``at``; returns the incidents that resolved."""
+    from chalicelib.incidents.tracker import Result as Check
+    from chalicelib.incidents.tracker import apply_results
+    from chalicelib.settings import DEFAULT_REGIONS
+
+    checks = [Check(team_id, monitor_id, region, at, ok=True) for region in DEFAULT_REGIONS]
+    return apply_results(team_id, monitor_id, checks, utcnow()).resolved

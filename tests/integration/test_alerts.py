@@ -23,11 +23,11 @@ from chalicelib.aws.clients import client
 from chalicelib.clock import utcnow
 from chalicelib.incidents import service as incidents
 from chalicelib.incidents.models import EventModel
-from chalicelib.incidents.tracker import Result, apply_results
-from chalicelib.settings import DEFAULT_REGIONS, get_settings
+from chalicelib.settings import get_settings
 from chalicelib.teams.models import MembershipModel
 from chalicelib.users.models import UserModel
-from tests.support import ApiClient, create_monitor, make_test_settings, sign_up
+from tests.support import ApiClient, create_monitor, make_test_settings, open_incident, sign_up
+from tests.support import recover as recover_everywhere
 
 
 @pytest.fixture
@@ -99,20 +99,14 @@ def new_events(subject: str) -> list[EventModel]:
 
 def outage(monitor: dict[str, Any], at: datetime) -> str:
     """Two failed minutes everywhere, ending at ``at``; the opening's events go to the alert handler."""
-    results = [
-        Result(monitor["team_id"], monitor["id"], r, at - timedelta(minutes=m), ok=False, status_code=503)
-        for m in (1, 0)
-        for r in DEFAULT_REGIONS
-    ]
-    results = [Result(**{**vars(r), "error": "status_mismatch"}) for r in results]
-    (incident_id,) = apply_results(monitor["team_id"], monitor["id"], results, utcnow()).opened
+    first = at - timedelta(minutes=1)
+    incident_id = open_incident(monitor["team_id"], monitor["id"], first, status_code=503, error="status_mismatch")
     planned(new_events(incident_id))
     return incident_id
 
 
 def recover(monitor: dict[str, Any], incident_id: str, at: datetime) -> None:
-    results = [Result(monitor["team_id"], monitor["id"], r, at, ok=True) for r in DEFAULT_REGIONS]
-    apply_results(monitor["team_id"], monitor["id"], results, utcnow())
+    recover_everywhere(monitor["team_id"], monitor["id"], at)
     planned(new_events(incident_id))
 
 

@@ -16,12 +16,10 @@ import pytest
 
 from chalicelib.api.framework import Route, all_routes
 from chalicelib.clock import isoz, utcnow
-from chalicelib.incidents.tracker import Result, apply_results
-from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.teams import authz
 from chalicelib.teams.models import MembershipModel
 from chalicelib.wiring import routers
-from tests.support import make_test_settings
+from tests.support import make_test_settings, open_incident
 
 PASSWORD = "correct horse battery staple 9"
 TARGET = "http://127.0.0.1:9/"  # nothing listens on the discard port: a test check fails fast, on loopback
@@ -96,14 +94,7 @@ def monitor(world: World, team: str) -> str:
 
 def incident(world: World, team: str) -> str:
     """An incident opened the way the incident handler opens one: two failed minutes in every region."""
-    monitor_id, team_id, now = monitor(world, team), world.teams[team], utcnow()
-    failures = [
-        Result(team_id, monitor_id, region, now + timedelta(minutes=m), ok=False, status_code=503, error="timeout")
-        for m in (0, 1)
-        for region in DEFAULT_REGIONS
-    ]
-    (opened,) = apply_results(team_id, monitor_id, failures, now).opened
-    return opened
+    return open_incident(world.teams[team], monitor(world, team), utcnow(), status_code=503, error="timeout")
 
 
 def window(world: World, team: str) -> str:

@@ -22,12 +22,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from chalicelib.api.framework import MAX_BODY_BYTES, METHODS, Route
 from chalicelib.clock import isoz, utcnow
-from chalicelib.incidents import tracker
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop
-from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.wiring import routers
-from tests.support import ApiClient, Result, make_test_settings, start_aws
+from tests.support import ApiClient, Result, make_test_settings, open_incident, start_aws
 
 PASSWORD = "correct horse battery staple 9"
 JUNK_IDS = ["x", "../../etc", "%00", "i" * 300, "ünïcødé-☃-😀"]
@@ -106,14 +104,7 @@ def sweep() -> Iterator[Sweep]:
             assert monitor.status == 201, monitor.body
             token = r.json["access_token"]
             now = utcnow()
-            failures = [
-                tracker.Result(
-                    team_id, monitor.json["id"], region, now + timedelta(minutes=m), ok=False, error="timeout"
-                )
-                for m in (0, 1)
-                for region in DEFAULT_REGIONS
-            ]
-            (incident_id,) = tracker.apply_results(team_id, monitor.json["id"], failures, now).opened
+            incident_id = open_incident(team_id, monitor.json["id"], now, error="timeout")
             window = api.post(
                 "/v1/maintenance-windows",
                 {

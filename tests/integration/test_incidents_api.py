@@ -10,31 +10,21 @@ import pytest
 
 from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents.models import EventModel, IncidentModel, MaintenanceWindowModel, MonitorStateModel
-from chalicelib.incidents.tracker import Result, apply_results
 from chalicelib.monitors.models import MonitorModel
-from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.teams.models import MembershipModel
-from tests.support import ApiClient, create_monitor, sign_up
+from tests.support import ApiClient, create_monitor, open_incident, sign_up
+from tests.support import recover as recover_everywhere
 
 URL = "https://shop.example.invalid/"
 
 
 def outage(monitor: dict[str, Any], minutes: int = 5, cause: str = "timeout") -> str:
     """Two failed minutes everywhere (from ``minutes`` ago), applied as the incident handler applies them."""
-    start = utcnow() - timedelta(minutes=minutes)
-    results = [
-        Result(monitor["team_id"], monitor["id"], region, start + timedelta(minutes=m), ok=False, error=cause)
-        for m in (0, 1)
-        for region in DEFAULT_REGIONS
-    ]
-    (opened,) = apply_results(monitor["team_id"], monitor["id"], results, utcnow()).opened
-    return opened
+    return open_incident(monitor["team_id"], monitor["id"], utcnow() - timedelta(minutes=minutes), error=cause)
 
 
 def recover(monitor: dict[str, Any], minutes_ago: int = 0) -> None:
-    at = utcnow() - timedelta(minutes=minutes_ago)
-    results = [Result(monitor["team_id"], monitor["id"], region, at, ok=True) for region in DEFAULT_REGIONS]
-    apply_results(monitor["team_id"], monitor["id"], results, utcnow())
+    recover_everywhere(monitor["team_id"], monitor["id"], utcnow() - timedelta(minutes=minutes_ago))
 
 
 def emitted(incident_id: str) -> list[tuple[str, str | None]]:

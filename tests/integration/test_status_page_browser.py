@@ -15,12 +15,10 @@ from typing import Any
 import pytest
 
 from chalicelib.clock import isoz, utcnow
-from chalicelib.incidents.tracker import Result, apply_results
 from chalicelib.monitors.models import RollupModel
-from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.status_pages import service as pages
 from chalicelib.status_pages.publish import rendered
-from tests.support import create_monitor
+from tests.support import create_monitor, open_incident, recover
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -46,16 +44,6 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-def _failures(monitor: dict[str, Any], minutes_ago: int) -> None:
-    start = utcnow() - timedelta(minutes=minutes_ago)
-    results = [
-        Result(monitor["team_id"], monitor["id"], r, start + timedelta(minutes=m), ok=False, status_code=503)
-        for m in (0, 1)
-        for r in DEFAULT_REGIONS
-    ]
-    apply_results(monitor["team_id"], monitor["id"], results, utcnow())
-
-
 def _page_html(api: Any) -> str:
     """A page with everything on it: groups, an outage, maintenance, a past incident, 90 days of bars."""
     shop = create_monitor(api, url="https://shop.example.invalid/")
@@ -75,14 +63,9 @@ def _page_html(api: Any) -> str:
                 failures=failures,
                 expires_at=expires,
             ).save()
-    _failures(blog, 90)
-    apply_results(
-        blog["team_id"],
-        blog["id"],
-        [Result(blog["team_id"], blog["id"], r, utcnow() - timedelta(minutes=60), ok=True) for r in DEFAULT_REGIONS],
-        utcnow(),
-    )
-    _failures(api_monitor, 5)
+    open_incident(blog["team_id"], blog["id"], utcnow() - timedelta(minutes=90), status_code=503)
+    recover(blog["team_id"], blog["id"], utcnow() - timedelta(minutes=60))
+    open_incident(api_monitor["team_id"], api_monitor["id"], utcnow() - timedelta(minutes=5), status_code=503)
     now = utcnow()
     window = {"title": "Database upgrade", "description": "Writes may pause for a minute.", "monitor_ids": [shop["id"]]}
     window |= {"starts_at": isoz(now + timedelta(days=1)), "ends_at": isoz(now + timedelta(days=1, hours=1))}

@@ -16,13 +16,13 @@ from chalicelib.aws import names
 from chalicelib.aws.clients import client
 from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents.models import EventModel
-from chalicelib.incidents.tracker import Result, apply_results
 from chalicelib.monitors.models import ResultModel, RollupModel
-from chalicelib.settings import DEFAULT_REGIONS, get_settings
+from chalicelib.settings import get_settings
 from chalicelib.status_pages import service as pages
 from chalicelib.status_pages.document import overall
 from chalicelib.status_pages.publish import refresh_all
-from tests.support import ApiClient, create_monitor, make_test_settings, sign_up
+from tests.support import ApiClient, create_monitor, make_test_settings, open_incident, sign_up
+from tests.support import recover as recover_everywhere
 
 URL = "https://shop.example.invalid/"
 
@@ -45,21 +45,14 @@ def public(api: ApiClient, slug: str = "acme") -> dict[str, Any]:
 
 
 def fail(monitor: dict[str, Any], minutes_ago: int = 5) -> str:
-    start = utcnow() - timedelta(minutes=minutes_ago)
-    results = [
-        Result(monitor["team_id"], monitor["id"], r, start + timedelta(minutes=m), ok=False, error="timeout")
-        for m in (0, 1)
-        for r in DEFAULT_REGIONS
-    ]
-    (opened,) = apply_results(monitor["team_id"], monitor["id"], results, utcnow()).opened
+    first = utcnow() - timedelta(minutes=minutes_ago)
+    opened = open_incident(monitor["team_id"], monitor["id"], first, error="timeout")
     streamed(opened, monitor["id"])
     return opened
 
 
 def recover(monitor: dict[str, Any]) -> None:
-    results = [Result(monitor["team_id"], monitor["id"], r, utcnow(), ok=True) for r in DEFAULT_REGIONS]
-    applied = apply_results(monitor["team_id"], monitor["id"], results, utcnow())
-    streamed(*applied.resolved, monitor["id"])
+    streamed(*recover_everywhere(monitor["team_id"], monitor["id"], utcnow()), monitor["id"])
 
 
 def streamed(*subjects: str) -> None:
@@ -344,12 +337,7 @@ def test_publishing_writes_the_three_objects_when_an_incident_opens_and_again_wh
     assert set(_objects("acme")) == keys  # published on creation
     _clear("acme")
 
-    results = [
-        Result(monitor["team_id"], monitor["id"], r, utcnow() - timedelta(minutes=5 - m), ok=False, error="timeout")
-        for m in (0, 1)
-        for r in DEFAULT_REGIONS
-    ]
-    (incident_id,) = apply_results(monitor["team_id"], monitor["id"], results, utcnow()).opened
+    incident_id = open_incident(monitor["team_id"], monitor["id"], utcnow() - timedelta(minutes=5), error="timeout")
     assert _objects("acme") == {}  # nothing yet: the stream has not told the publisher
     assert handle(_stream(incident_id) + _stream(monitor["id"])) == {"batchItemFailures": []}
     objects = _objects("acme")
@@ -358,8 +346,7 @@ def test_publishing_writes_the_three_objects_when_an_incident_opens_and_again_wh
     assert "Major outage" in objects["status/acme/index.html"]
     _clear("acme")
 
-    results = [Result(monitor["team_id"], monitor["id"], r, utcnow(), ok=True) for r in DEFAULT_REGIONS]
-    apply_results(monitor["team_id"], monitor["id"], results, utcnow())
+    recover_everywhere(monitor["team_id"], monitor["id"], utcnow())
     assert _objects("acme") == {}
     assert handle(_stream(incident_id)[-1:]) == {"batchItemFailures": []}  # the "resolved" entry
     objects = _objects("acme")
