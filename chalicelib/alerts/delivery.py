@@ -245,7 +245,10 @@ def compose(delivery: DeliveryModel, now: datetime) -> n.Notification:
     if event.type == "ssl.expiring":
         data = dict(event.data or {})
         certificate = {"expires_at": isoz(_dt(data.get("expires_at"))), "days_left": data.get("days_left")}
-    item = n.Item(_monitor(team_id, event.monitor_id), _incident(team_id, event.incident_id, app_url))
+    monitor = _monitor(team_id, event.monitor_id)
+    if monitor["url"] is None:  # deleted: the name and settings its incident's resolution kept
+        monitor |= dict((event.data or {}).get("monitor") or {})
+    item = n.Item(monitor, _incident(team_id, event.incident_id, app_url))
     return n.Notification(delivery.event, event.at, (item,), app_url, update=update, certificate=certificate)
 
 

@@ -37,10 +37,10 @@ class Target:
     is_channel: bool
 
 
-def _channels(team_id: str, monitor: MonitorModel, payload: str) -> list[Target]:
-    if not monitor.channel_ids:
+def _channels(team_id: str, channel_ids: Any, payload: str) -> list[Target]:
+    if not channel_ids:
         return []
-    keys = [(team_id, str(c)) for c in dict.fromkeys(monitor.channel_ids)]
+    keys = [(team_id, str(c)) for c in dict.fromkeys(channel_ids)]
     found = []
     for channel in ChannelModel.batch_get(keys):
         kind = KINDS.get(channel.type)
@@ -49,6 +49,17 @@ def _channels(team_id: str, monitor: MonitorModel, payload: str) -> list[Target]
         if kind.supports(payload):
             found.append(Target(channel.channel_id, kind, int(channel.cooldown_seconds), True))
     return sorted(found, key=lambda t: t.id)
+
+
+def _closers(event: EventModel, payload: str) -> list[Target]:
+    """A deleted monitor's incident resolves with it.  Whoever deleted it needs no message about it, and people
+    are not told; but machines that opened something for the outage (a PagerDuty incident, a receiver's ticket)
+    are told it is over, so nothing stays open there forever — the channels it had, as its resolution keeps
+    them, that were told of this outage (the cooldown mark names it)."""
+    if payload != "incident.resolved":
+        return []
+    channel_ids = (event.data or {}).get("channel_ids") or []
+    return [t for t in _channels(event.team_id, channel_ids, payload) if not t.kind.groupable]
 
 
 def _members(team_id: str, payload: str) -> list[Target]:
@@ -75,8 +86,8 @@ def plan(event: EventModel, now: datetime) -> list[str]:
     try:
         monitor = MonitorModel.get(event.team_id, event.monitor_id)
     except MonitorModel.DoesNotExist:
-        return []  # deleted (its incident resolves with it): whoever deleted it needs no alert about it
-    targets = _channels(event.team_id, monitor, payload)
+        return [f"{target.id}:{_plan_one(target, event, payload, now)}" for target in _closers(event, payload)]
+    targets = _channels(event.team_id, monitor.channel_ids, payload)
     if event.type.startswith("incident."):
         targets += _members(event.team_id, payload)
     return [f"{target.id}:{_plan_one(target, event, payload, now)}" for target in targets]

@@ -470,13 +470,24 @@ class _Reload(Exception):
     """Apply this monitor from its own fresh reads."""
 
 
-def forget_monitor(team_id: str, monitor_id: str, now: datetime) -> None:
+def forget_monitor(monitor: MonitorModel, now: datetime) -> None:
     """A deleted monitor's outage ends with it: its open incident resolves, and its state goes.  A concurrent
-    change (an acknowledgement, the handler's last write) makes it reload and try again."""
-    retry_lost_races(lambda: _forget_once(team_id, monitor_id, now), attempts=ATTEMPTS)
+    change (an acknowledgement, the handler's last write) makes it reload and try again.  The resolution keeps
+    what the alert handler needs to close the outage where machines opened it (the monitor item is gone): its
+    channels and its name — never its URL or headers."""
+    left = {
+        "monitor": {
+            "name": monitor.name,
+            "method": monitor.method,
+            "regions": [str(r) for r in monitor.regions],
+            "tags": [str(t) for t in monitor.tags or ()],
+        },
+        "channel_ids": [str(c) for c in monitor.channel_ids or ()],
+    }
+    retry_lost_races(lambda: _forget_once(monitor.team_id, monitor.monitor_id, now, left), attempts=ATTEMPTS)
 
 
-def _forget_once(team_id: str, monitor_id: str, now: datetime) -> None:
+def _forget_once(team_id: str, monitor_id: str, now: datetime, left: dict[str, Any]) -> None:
     try:
         item = MonitorStateModel.get(monitor_id, consistent_read=True)
     except MonitorStateModel.DoesNotExist:
@@ -491,6 +502,11 @@ def _forget_once(team_id: str, monitor_id: str, now: datetime) -> None:
             t.save(incident)
             t.save(
                 events.incident_event(
-                    incident, events.RESOLVED, now, discriminator="monitor-deleted", text="The monitor was deleted"
+                    incident,
+                    events.RESOLVED,
+                    now,
+                    discriminator="monitor-deleted",
+                    data=left,
+                    text="The monitor was deleted",
                 )
             )

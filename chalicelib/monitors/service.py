@@ -26,8 +26,8 @@ SENSITIVE_HEADER_WORDS = ("auth", "token", "secret", "key", "cookie", "password"
 
 # Other areas register a check that an alert channel id exists in a team (the alerts package does).
 CHANNEL_LOOKUPS: list[Callable[[str, str], bool]] = []
-# And what to do once a monitor is deleted: (team_id, monitor_id, now) — the incident handler closes its outage.
-ON_DELETE: list[Callable[[str, str, datetime], None]] = []
+# And what to do once a monitor is deleted: (the deleted item, now) — the incident handler closes its outage.
+ON_DELETE: list[Callable[[MonitorModel, datetime], None]] = []
 
 
 @dataclass(frozen=True)
@@ -260,9 +260,10 @@ def set_paused(team_id: str, monitor_id: str, paused: bool, now: datetime) -> Mo
 
 def delete(team_id: str, monitor_id: str, now: datetime) -> None:
     """The monitor goes first, so that no late result can bring its incident state back."""
-    _load(team_id, monitor_id).delete(add_version_condition=False)
+    item = _load(team_id, monitor_id)
+    item.delete(add_version_condition=False)
     for hook in ON_DELETE:
-        hook(team_id, monitor_id, now)
+        hook(item, now)
 
 
 def purge_team(team_id: str) -> None:

@@ -16,6 +16,7 @@ from pynamodb.exceptions import TransactWriteError
 
 from chalicelib import errors
 from chalicelib.ids import new_id
+from chalicelib.monitors.models import MonitorModel
 from chalicelib.monitors.service import require_team_monitors
 from chalicelib.status_pages.models import SlugModel, StatusPageModel
 from chalicelib.storage import cursor
@@ -209,9 +210,10 @@ def pages_showing(team_id: str, monitor_ids: set[str]) -> list[StatusPageModel]:
     return [p for p in StatusPageModel.query(team_id) if any(c.monitor_id in monitor_ids for c in components_of(p))]
 
 
-def forget_monitor(team_id: str, monitor_id: str, now: datetime) -> None:
+def forget_monitor(monitor: MonitorModel, now: datetime) -> None:
     """A deleted monitor leaves every page that showed it (under the page's version: a concurrent edit of the
     page reloads it, so neither change is lost)."""
+    team_id, monitor_id = monitor.team_id, monitor.monitor_id
     for found in pages_showing(team_id, {monitor_id}):
 
         def attempt(page_id: str = found.page_id) -> StatusPageModel:

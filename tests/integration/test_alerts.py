@@ -521,21 +521,51 @@ def test_one_slow_receiver_does_not_delay_another(api, alice, httpserver, clock)
     assert timedelta(days=30) - timedelta(seconds=1) < kept <= timedelta(days=30)  # kept 30 days
 
 
-def test_deleting_a_monitor_alerts_nobody_about_it(api, alice, httpserver, outbox, clock):
+def test_deleting_a_monitor_while_down_closes_the_outage_for_machines_and_tells_people_nothing(
+    api, alice, httpserver, outbox, clock
+):
     httpserver.expect_request("/hook").respond_with_data("ok")
+    httpserver.expect_request("/quiet-hook").respond_with_data("ok")
+    httpserver.expect_request("/pagerduty").respond_with_json({"status": "success"}, status=202)
     verify(alice)
     hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
-    monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
+    # told of recoveries only: it never heard of this outage, so it is not told of its end either
+    quiet = channel(api, type="webhook", config={"url": httpserver.url_for("/quiet-hook")}, notify_on=["up"])
+    pager = channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
+    monitor = create_monitor(
+        api,
+        name="Checkout API",
+        url="https://shop.example.invalid/health?token=monitor-token",
+        headers={"Authorization": "Bearer monitor-secret"},
+        channel_ids=[hook["id"], quiet["id"], pager["id"]],
+    )
     incident_id = outage(monitor, utcnow())
     pump()
     assert api.delete(f"/v1/monitors/{monitor['id']}").status == 204  # resolves its incident
     resolved = new_events(incident_id)
     assert [e.type for e in resolved] == ["incident.resolved"]
-    planned(resolved)
-    clock.shift(timedelta(minutes=2))
+    planned(resolved, times=3)
+    settle(clock)
+    clock.shift(timedelta(minutes=2))  # past the members' group's minute
     pump()
-    assert len(received(httpserver)) == 1  # the down went at once; no "resolved" for a deleted monitor
-    # the members' grouped "down" was still waiting for its minute to end: not sent about a deleted monitor
+
+    # machines close what they opened: the receiver's resolution and PagerDuty's resolve, once each
+    bodies = [json.loads(r.get_data()) for r in received(httpserver)]
+    assert [(b["type"], b["data"]["incident"]["id"]) for b in bodies] == [
+        ("incident.opened", incident_id),
+        ("incident.resolved", incident_id),
+    ]
+    gone = bodies[1]["data"]["monitor"]
+    assert (gone["id"], gone["name"], gone["url"]) == (monitor["id"], "Checkout API", None)
+    assert bodies[1]["data"]["incident"]["status"] == "resolved"
+    sent = [json.loads(r.get_data()) for r in received(httpserver, "/pagerduty")]
+    assert [(e["event_action"], e["dedup_key"]) for e in sent] == [("trigger", incident_id), ("resolve", incident_id)]
+    assert received(httpserver, "/quiet-hook") == []
+    everything = b"".join(r.get_data() for r, _ in httpserver.log)
+    assert b"monitor-token" not in everything
+    assert b"monitor-secret" not in everything
+    # people are told nothing: the members' grouped "down" was still waiting for its minute to end, and goes
+    # unsent about a deleted monitor; its end is not mailed either
     assert alerts_to(outbox, "alice@example.com") == []
     member_deliveries = list(DeliveryModel.query(f"member:{alice['user']['id']}"))
     assert [(d.status, d.error) for d in member_deliveries] == [("suppressed", "monitor_deleted")]
