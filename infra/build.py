@@ -87,6 +87,8 @@ STATUS_INDEX_FUNCTION = """function handler(event) {
 }
 """
 
+NOT_FOUND_CACHE_S = 30  # how long CloudFront remembers that a status page is missing
+
 # AWS managed CloudFront policies (fixed, documented IDs).
 CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
 SECURITY_HEADERS = "67f7725c-6f97-4210-82d7-5512b31e9d03"
@@ -392,6 +394,18 @@ def status_pages() -> dict[str, Any]:
                             "S3OriginConfig": {"OriginAccessIdentity": ""},
                             "OriginAccessControlId": {"Fn::GetAtt": ["StatusOriginAccessControl", "Id"]},
                         }
+                    ],
+                    # Behind Origin Access Control the bucket answers 403 for a key it lacks: an unknown or
+                    # unpublished page is a 404 with our own page (published hourly by the refresh), cached briefly
+                    # so that a page published a minute later is seen.
+                    "CustomErrorResponses": [
+                        {
+                            "ErrorCode": code,
+                            "ResponseCode": 404,
+                            "ResponsePagePath": "/404.html",
+                            "ErrorCachingMinTTL": NOT_FOUND_CACHE_S,
+                        }
+                        for code in (403, 404)
                     ],
                     "DefaultCacheBehavior": {
                         "TargetOriginId": "status-pages",

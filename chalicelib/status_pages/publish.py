@@ -43,6 +43,21 @@ def rendered(page: StatusPageModel, now: datetime) -> dict[str, str]:
     }
 
 
+# CloudFront's error page for a missing object (the bucket answers 403 to CloudFront for a key it lacks).
+NOT_FOUND_KEY = "status/404.html"
+
+
+def publish_not_found() -> None:
+    """The "no such status page" page, in the bucket for CloudFront's error responses."""
+    client("s3").put_object(
+        Bucket=names.status_bucket(get_settings()),
+        Key=NOT_FOUND_KEY,
+        Body=render.not_found_page().encode("utf-8"),
+        ContentType=OBJECTS["index.html"],
+        CacheControl=CACHE_CONTROL,
+    )
+
+
 def _key(slug: str, name: str) -> str:
     return f"status/{slug}/{name}"
 
@@ -103,6 +118,10 @@ def refresh_all() -> tuple[int, int]:
     from chalicelib.status_pages.service import published_pages
 
     done = failed = 0
+    try:
+        publish_not_found()
+    except Exception:  # noqa: BLE001 - logged; the pages go on
+        logger.exception("status page 404 publishing failed")
     for page in published_pages():
         try:
             publish(page)

@@ -176,15 +176,10 @@ def html_page(doc: dict[str, Any], feed_url: str) -> str:
         if recent
         else '<p class="muted">No incidents in the last 14 days.</p>'
     )
-    return (
-        "<!doctype html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(name)} status: {escape(headline)}</title>"
-        f'<meta name="description" content="{escape(description)}">'
+    feed_link = (
         f'<link rel="alternate" type="application/atom+xml" title="{escape(name)} incidents" href="{escape(feed_url)}">'
-        f"<style>{CSS}</style></head>"
-        '<body><a class="skip" href="#content">Skip to the status</a><div class="wrap">'
+    )
+    body = (
         f"<header><h1>{escape(name)} status</h1>"
         f"{'<p>' + escape(doc['description']) + '</p>' if doc.get('description') else ''}</header>"
         '<main id="content">'
@@ -195,7 +190,31 @@ def html_page(doc: dict[str, Any], feed_url: str) -> str:
         "</main>"
         f'<footer><p>Updated {_when(doc["updated_at"])}. <a href="{escape(feed_url)}">Subscribe to incidents (Atom)</a>'
         " · Powered by Vigil</p></footer>"
-        "</div></body></html>\n"
+    )
+    return _html(f"{name} status: {headline}", description, body, feed_link, skip="Skip to the status")
+
+
+def not_found_page() -> str:
+    """What the status domain answers for a page that does not exist or is not published (CloudFront's error
+    page for the bucket's 403/404): it says so, and names no page."""
+    body = (
+        "<header><h1>Status page not found</h1></header>"
+        '<main id="content"><p>There is no published status page at this address. Check the link, or ask the '
+        "team that runs the service for its status page address.</p></main>"
+        "<footer><p>Powered by Vigil</p></footer>"
+    )
+    return _html("Status page not found", "There is no published status page at this address.", body)
+
+
+def _html(title: str, description: str, body: str, head: str = "", skip: str = "Skip to the content") -> str:
+    return (
+        "<!doctype html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title>"
+        f'<meta name="description" content="{escape(description)}">'
+        f"{head}<style>{CSS}</style></head>"
+        f'<body><a class="skip" href="#content">{escape(skip)}</a><div class="wrap">{body}</div></body></html>\n'
     )
 
 

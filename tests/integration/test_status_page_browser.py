@@ -18,6 +18,7 @@ from chalicelib.clock import isoz, utcnow
 from chalicelib.monitors.models import RollupModel
 from chalicelib.status_pages import service as pages
 from chalicelib.status_pages.publish import rendered
+from chalicelib.status_pages.render import not_found_page
 from tests.support import create_monitor, open_incident, recover
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -114,15 +115,29 @@ def test_the_status_page_renders_without_javascript_is_accessible_and_reads_on_a
     tab.screenshot(path=str(ARTIFACTS / "status-page-phone.png"), full_page=True)
 
     # 3. axe-core (bundled by axe-playwright-python): no serious or critical violation.
+    assert _serious_violations(tab, "status-page-axe.json") == []
+
+    # 4. The page CloudFront shows for a missing one: as accessible, and as self-contained.
+    httpserver.expect_request("/status/nope").respond_with_data(
+        not_found_page(), status=404, content_type="text/html; charset=utf-8"
+    )
+    requested.clear()
+    tab.on("request", lambda request: requested.append(request.url))
+    tab.goto(httpserver.url_for("/status/nope"))
+    assert tab.locator("h1").inner_text() == "Status page not found"
+    assert requested == [httpserver.url_for("/status/nope")]
+    assert _serious_violations(tab, "status-page-404-axe.json") == []
+    phone.close()
+
+
+def _serious_violations(tab: Any, report: str) -> list[str]:
     from axe_playwright_python.sync_playwright import Axe
 
     results = Axe().run(tab)
-    (ARTIFACTS / "status-page-axe.json").write_text(json.dumps(results.response, indent=2))
-    serious = [
+    (ARTIFACTS / report).write_text(json.dumps(results.response, indent=2))
+    assert results.response["passes"], "axe ran no checks"
+    return [
         f"{v['id']}: {v['help']} ({len(v['nodes'])} nodes)"
         for v in results.response["violations"]
         if v.get("impact") in ("serious", "critical")
     ]
-    assert serious == []
-    assert results.response["passes"], "axe ran no checks"
-    phone.close()

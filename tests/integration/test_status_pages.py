@@ -161,6 +161,23 @@ def test_unpublished_and_unknown_pages_are_404_everywhere(api, alice):
     assert api.get(f"/v1/public/badges/{monitor['id']}", token="").status == 404
 
 
+def test_the_hourly_refresh_publishes_the_page_cloudfront_shows_for_a_missing_one(api, alice):
+    from chalicelib.aws import names
+    from chalicelib.aws.clients import client
+    from chalicelib.status_pages.publish import NOT_FOUND_KEY
+
+    page(api, components=[], published=False)
+    assert refresh_all() == (0, 0)
+    found = client("s3").get_object(Bucket=names.status_bucket(get_settings()), Key=NOT_FOUND_KEY)
+    html = found["Body"].read().decode()
+    assert found["ContentType"] == "text/html; charset=utf-8"
+    assert "max-age" in found["CacheControl"]
+    assert "<title>Status page not found</title>" in html
+    assert '<html lang="en">' in html
+    assert '<main id="content">' in html
+    assert "acme" not in html.lower()  # it names no page, published or not
+
+
 # ---------------------------------------------------------------------------------------------- public
 
 

@@ -260,6 +260,20 @@ def test_the_status_bucket_is_private_and_cloudfront_reads_only_status_pages() -
     assert "${StatusDistribution}" in allows[0]["Condition"]["StringEquals"]["AWS:SourceArn"]["Fn::Sub"]
 
 
+def test_a_missing_status_page_is_a_404_with_the_page_the_refresh_publishes() -> None:
+    from chalicelib.status_pages.publish import NOT_FOUND_KEY
+
+    config = RESOURCES["StatusDistribution"]["Properties"]["DistributionConfig"]
+    (origin,) = config["Origins"]
+    errors = {e["ErrorCode"]: e for e in config["CustomErrorResponses"]}
+
+    assert set(errors) == {403, 404}  # the bucket says 403 to CloudFront for a key it lacks
+    for error in errors.values():
+        assert error["ResponseCode"] == 404
+        assert origin["OriginPath"] + error["ResponsePagePath"] == "/" + NOT_FOUND_KEY
+        assert 0 < error["ErrorCachingMinTTL"] <= 60  # a page published a minute later is seen
+
+
 GATEWAY = RESOURCES[build.CHALICE_API]["Properties"]["DefinitionBody"]["x-amazon-apigateway-gateway-responses"]
 
 
