@@ -465,6 +465,82 @@ def test_a_recovery_never_overtakes_its_outage(api, alice, httpserver, clock):
     assert actions == ["trigger", "trigger", "resolve"]
 
 
+CHAT_HOOKS = {
+    "slack": "https://hooks.slack.com:{port}/services/T0001/B0001/XXXXXXXXXXXXXXXXXXXXXXXX",
+    "discord": "https://discord.com:{port}/api/webhooks/123456789/abcdefghijklmnop",
+    "teams": "https://prod-00.westus.logic.azure.com:{port}/workflows/0a1b2c/triggers/manual/paths/invoke?sig=s3cr3tsig",
+}
+
+
+@pytest.fixture
+def chat_services(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Slack, Discord and Teams on loopback, under their own names and over verified TLS: DNS answers 127.0.0.1
+    for their hosts and a test CA signed their certificate (the network seam; everything above it is real)."""
+    import ssl
+
+    import trustme
+    from pytest_httpserver import HTTPServer
+
+    from chalicelib.checks import ssrf, tls
+
+    hosts = [str(url.split("/")[2].split(":")[0]) for url in CHAT_HOOKS.values()]
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*hosts).configure_cert(context)
+    real = ssrf.system_resolver
+    monkeypatch.setattr(
+        ssrf, "system_resolver", lambda host, port: ["127.0.0.1"] if host in hosts else real(host, port)
+    )
+    tls.use_trust_store(ca.cert_pem.bytes().decode())
+    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.clear()
+        server.stop()
+        tls.use_trust_store(None)
+
+
+def test_slack_discord_and_teams_get_their_messages_at_their_own_hosts_over_tls(api, alice, chat_services, clock):
+    from urllib.parse import urlsplit
+
+    for url in CHAT_HOOKS.values():
+        chat_services.expect_request(urlsplit(url).path, method="POST").respond_with_data("ok")
+    made = {
+        kind: channel(api, type=kind, config={"webhook_url": url.format(port=chat_services.port)})
+        for kind, url in CHAT_HOOKS.items()
+    }
+    assert all("s3cr3tsig" not in json.dumps(c) and "XXXXXXXX" not in json.dumps(c) for c in made.values())
+    ids = [c["id"] for c in made.values()]
+    monitors = [
+        create_monitor(api, url=f"https://s{i}.example.invalid/", name=f"Service {i}", channel_ids=ids) for i in (1, 2)
+    ]
+    clock.move_to(utcnow().replace(second=20))
+    at = utcnow()
+    for monitor in monitors:
+        outage(monitor, at)
+    clock.move_to(at.replace(second=0) + timedelta(seconds=75))  # people's channels: one message for the minute
+    pump()
+
+    sent = {urlsplit(r.url).path: (r, json.loads(r.get_data())) for r, _ in chat_services.log}
+    assert len(chat_services.log) == 3
+    slack_request, slack = sent[urlsplit(CHAT_HOOKS["slack"]).path]
+    assert slack_request.host == f"hooks.slack.com:{chat_services.port}"  # its own name, verified by TLS
+    assert slack_request.headers["Content-Type"] == "application/json"
+    assert slack["text"].startswith("2 monitors are down")
+    assert "Service 1" in json.dumps(slack["blocks"])
+    assert "Service 2" in json.dumps(slack["blocks"])
+    _, discord = sent[urlsplit(CHAT_HOOKS["discord"]).path]
+    assert "2 monitors are down" in discord["embeds"][0]["title"]
+    teams_request, teams = sent[urlsplit(CHAT_HOOKS["teams"]).path]
+    assert teams_request.args["sig"] == "s3cr3tsig"  # the query is part of the credential: sent as stored
+    assert teams["attachments"][0]["contentType"] == "application/vnd.microsoft.card.adaptive"
+    for channel_id in ids:
+        (done,) = deliveries(channel_id)
+        assert (done.status, done.response_status) == ("delivered", 200)
+
+
 def test_the_ssrf_guard_holds_at_every_send(api, alice, httpserver, settings):
     """A URL accepted earlier is checked again when sent to: here private targets stop being allowed."""
     from dataclasses import replace
