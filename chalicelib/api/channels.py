@@ -27,6 +27,8 @@ assert set(NOTIFY_ON_CHOICES) == set(NotifyOn.__args__)  # type: ignore[attr-def
 
 
 class ChannelFields(Schema):
+    NOT_NULL = ("type", "name", "config", "enabled", "notify_on", "cooldown_seconds")
+
     type: ChannelType | None = None
     name: str | None = Field(default=None, min_length=1, max_length=100)
     config: dict[str, Any] | None = Field(default=None, description=CONFIG_HELP)
@@ -40,13 +42,7 @@ class ChannelFields(Schema):
         return list(dict.fromkeys(value)) if value is not None else None
 
     def changes(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in self.model_fields_set}
-        nulls = [name for name, value in out.items() if value is None]
-        if nulls:
-            from chalicelib import errors
-
-            raise errors.ValidationFailed([errors.FieldError(name, "cannot be null") for name in nulls])
-        return out
+        return {name: getattr(self, name) for name in self.model_fields_set}
 
 
 class ChannelIn(ChannelFields):

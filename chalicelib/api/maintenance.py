@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field
 
-from chalicelib.api.framework import Call, Out, Reply, Router, Schema
+from chalicelib.api.framework import Call, Out, Reply, Router, Schema, ZonedTime
 from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents import maintenance
 from chalicelib.teams import authz
@@ -15,36 +14,18 @@ from chalicelib.teams import authz
 router = Router("maintenance windows")
 
 MonitorId = Annotated[str, Field(min_length=1, max_length=100)]
-Instant = Annotated[datetime, Field(description="ISO 8601 with a time zone (Z or an offset)")]
-
-
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("needs a time zone (Z or an offset)")
-    return value.astimezone(UTC)
 
 
 class WindowFields(Schema):
+    NOT_NULL = ("title", "monitor_ids", "starts_at", "ends_at")
+
     title: str | None = Field(
         default=None, min_length=1, max_length=200, description="public: shown on status pages showing its monitors"
     )
     description: str | None = Field(default=None, max_length=5000, description="public, as the title is")
     monitor_ids: list[MonitorId] | None = Field(default=None, min_length=1, max_length=maintenance.MAX_MONITORS)
-    starts_at: Instant | None = None
-    ends_at: Instant | None = None
-
-    @field_validator("starts_at", "ends_at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        return _utc(value) if value is not None else None
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> WindowFields:
-        nulls = [n for n in ("title", "monitor_ids", "starts_at", "ends_at") if n in self.model_fields_set]
-        nulls = [n for n in nulls if getattr(self, n) is None]
-        if nulls:
-            raise ValueError(f"{', '.join(nulls)} cannot be null")
-        return self
+    starts_at: ZonedTime | None = None
+    ends_at: ZonedTime | None = None
 
     def changes(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.model_fields_set}
@@ -53,8 +34,8 @@ class WindowFields(Schema):
 class WindowIn(WindowFields):
     title: str = Field(min_length=1, max_length=200)  # type: ignore[assignment]
     monitor_ids: list[MonitorId] = Field(min_length=1, max_length=maintenance.MAX_MONITORS)  # type: ignore[assignment]
-    starts_at: Instant  # type: ignore[assignment]
-    ends_at: Instant  # type: ignore[assignment]
+    starts_at: ZonedTime  # type: ignore[assignment]
+    ends_at: ZonedTime  # type: ignore[assignment]
 
 
 class WindowPatch(WindowFields):

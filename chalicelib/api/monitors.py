@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from chalicelib.api.framework import Call, Out, Reply, Router, Schema
+from chalicelib.api.framework import Call, Out, Reply, Router, Schema, UtcTime
 from chalicelib.checks.assertions import validate_assertion
 from chalicelib.checks.model import Assertion
 from chalicelib.clock import isoz, utcnow
@@ -73,6 +73,7 @@ NOT_NULL = (
 
 
 class MonitorFields(Schema):
+    NOT_NULL = NOT_NULL
     """Every settable field; create and patch differ only in which are required."""
 
     name: str | None = Field(default=None, min_length=1, max_length=100)
@@ -110,13 +111,6 @@ class MonitorFields(Schema):
     def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return validate_headers(value) if value is not None else None
 
-    @model_validator(mode="after")
-    def _no_nulls(self) -> MonitorFields:
-        nulls = [n for n in NOT_NULL if n in self.model_fields_set and getattr(self, n) is None]
-        if nulls:
-            raise ValueError(f"{', '.join(nulls)} cannot be null")
-        return self
-
     def changes(self) -> dict[str, Any]:
         """The fields the client sent, as the service's types."""
         out: dict[str, Any] = {}
@@ -148,8 +142,8 @@ class ListQuery(Schema):
 
 class ResultsQuery(Schema):
     region: str | None = Field(default=None, max_length=50)
-    since: datetime | None = None
-    until: datetime | None = None
+    since: UtcTime | None = None
+    until: UtcTime | None = None
     limit: int = Field(default=50, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=2048)
 
@@ -314,12 +308,6 @@ def result_out(result: Any) -> ResultOut:
     )
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 @router.route(
     "POST",
     "/v1/monitors",
@@ -447,8 +435,8 @@ def list_results(call: Call, monitor_id: str) -> ResultList:
         call.user.team_id,
         monitor_id,
         region=q.region,
-        since=_utc(q.since),
-        until=_utc(q.until),
+        since=q.since,
+        until=q.until,
         limit=q.limit,
         after=q.cursor,
     )

@@ -38,6 +38,8 @@ class ComponentIn(Schema):
 
 
 class PageFields(Schema):
+    NOT_NULL = ("name", "slug", "published", "components")
+
     name: str | None = Field(default=None, min_length=1, max_length=100)
     slug: Slug | None = None
     description: str | None = Field(default=None, max_length=1000)
@@ -46,13 +48,9 @@ class PageFields(Schema):
     custom_domain: Domain | None = None
 
     def changes(self) -> dict[str, Any]:
-        from chalicelib import errors
-
         out: dict[str, Any] = {}
         for name in self.model_fields_set:
             value = getattr(self, name)
-            if value is None and name in ("name", "slug", "published", "components"):
-                raise errors.ValidationFailed.single(name, "cannot be null")
             if name == "components":
                 value = [c.model_dump() for c in value]
             out[name] = value

@@ -360,3 +360,20 @@ def test_each_wrong_field_gets_its_own_422_entry(sweep):
     fields = sorted(e["field"] for e in r.json["errors"])
     assert fields == ["email", "extra", "name", "password"]
     assert {"field": "extra", "message": "unknown field"} in r.json["errors"]
+
+
+@pytest.mark.parametrize(
+    ("path", "id_name", "nulls"),
+    [
+        ("/v1/monitors/{}", "monitor_id", ["name", "url", "interval_seconds"]),
+        ("/v1/maintenance-windows/{}", "window_id", ["title", "ends_at"]),
+        ("/v1/status-pages/{}", "page_id", ["name", "slug", "components"]),
+        ("/v1/alert-channels/{}", "channel_id", ["name", "config", "cooldown_seconds"]),
+    ],
+)
+def test_each_field_a_patch_sets_to_null_is_named(sweep, path, id_name, nulls):
+    r = sweep.api.patch(path.format(sweep.ids[id_name]), dict.fromkeys(nulls), token=sweep.fresh_token())
+
+    assert r.status == 422, r.body
+    assert sorted(e["field"] for e in r.json["errors"]) == sorted(nulls)
+    assert {e["message"] for e in r.json["errors"]} == {"cannot be null"}

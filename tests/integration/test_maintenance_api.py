@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import quote
 
 import pytest
 
@@ -131,3 +132,15 @@ def test_a_window_stays_editable_after_one_of_its_monitors_is_deleted(api, alice
     r = api.patch(f"/v1/maintenance-windows/{created['id']}", {"title": "Renamed"})
     assert r.status == 200, r.body
     assert r.json["title"] == "Renamed"
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_at_the_edge_of_the_calendar_is_422_not_a_crash(api, alice, when):
+    monitor = create_monitor(api, url="https://shop.example.invalid/")
+    body = {"title": "Edge", "monitor_ids": [monitor["id"]], "starts_at": when, "ends_at": "2030-01-01T00:00:00Z"}
+    r = api.post("/v1/maintenance-windows", body)
+    assert r.status == 422, r.body
+    assert r.json["errors"] == [{"field": "starts_at", "message": "is out of range"}]
+    r = api.get(f"/v1/monitors/{monitor['id']}/results?since={quote(when)}")
+    assert r.status == 422, r.body
+    assert r.json["errors"][0]["field"] == "since"
