@@ -10,7 +10,7 @@ from chalicelib.alerts import channels
 from chalicelib.alerts.kinds import KINDS
 from chalicelib.alerts.models import DeliveryModel
 from chalicelib.alerts.notification import NOTIFY_ON_CHOICES
-from chalicelib.api.framework import Call, Out, Reply, Router, Schema
+from chalicelib.api.framework import Call, Line, Out, Reply, Router, Schema
 from chalicelib.clock import isoz, utcnow
 from chalicelib.teams import authz
 
@@ -30,7 +30,7 @@ class ChannelFields(Schema):
     NOT_NULL = ("type", "name", "config", "enabled", "notify_on", "cooldown_seconds")
 
     type: ChannelType | None = None
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: Line | None = Field(default=None, min_length=1, max_length=100)
     config: dict[str, Any] | None = Field(default=None, description=CONFIG_HELP)
     enabled: bool | None = None
     notify_on: list[NotifyOn] | None = Field(default=None, min_length=1, max_length=5)
@@ -47,7 +47,7 @@ class ChannelFields(Schema):
 
 class ChannelIn(ChannelFields):
     type: ChannelType  # type: ignore[assignment]
-    name: str = Field(min_length=1, max_length=100)  # type: ignore[assignment]
+    name: Line = Field(min_length=1, max_length=100)  # type: ignore[assignment]
     config: dict[str, Any] = Field(description=CONFIG_HELP)  # type: ignore[assignment]
 
 

@@ -19,6 +19,7 @@ client.  The same declarations feed the OpenAPI document (``openapi.py``).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,29 @@ class Schema(BaseModel):
         if value is None and info.field_name in cls.NOT_NULL:
             raise ValueError("cannot be null")
         return value
+
+
+_CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff"
+_NOT_IN_A_LINE = re.compile(f"[{_CONTROLS}\t\n\r]")
+_NOT_IN_TEXT = re.compile(f"[{_CONTROLS}]")
+
+
+def _line(value: str) -> str:
+    if _NOT_IN_A_LINE.search(value):
+        raise ValueError("must be one line of text, without control characters")
+    return value
+
+
+def _text(value: str) -> str:
+    if _NOT_IN_TEXT.search(value):
+        raise ValueError("must be text, without control characters")
+    return value
+
+
+# Names and titles people read (in pages, feeds, badges, emails, chat): one line, no control characters; and
+# longer text (descriptions), where tabs and line breaks are fine.
+Line = Annotated[str, AfterValidator(_line)]
+Text = Annotated[str, AfterValidator(_text)]
 
 
 def _in_utc(value: datetime) -> datetime:

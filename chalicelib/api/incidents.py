@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from chalicelib.api.framework import Call, Out, Router, Schema
+from chalicelib.api.framework import Call, Line, Out, Router, Schema, Text
 from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents import service as incidents
 from chalicelib.teams import authz
@@ -24,15 +24,18 @@ class ListQuery(Schema):
     cursor: str | None = Field(default=None, max_length=2048)
 
 
+ActionItem = Annotated[Line, Field(min_length=1, max_length=1000)]
+
+
 class NoteIn(Schema):
-    text: str = Field(min_length=1, max_length=5000)
+    text: Text = Field(min_length=1, max_length=5000)
 
 
 class PostmortemIn(Schema):
-    cause: str = Field(min_length=1, max_length=10000)
-    resolution: str = Field(min_length=1, max_length=10000)
-    impact: str | None = Field(default=None, max_length=10000)
-    action_items: list[str] = Field(default_factory=list, max_length=50)
+    cause: Text = Field(min_length=1, max_length=10000)
+    resolution: Text = Field(min_length=1, max_length=10000)
+    impact: Text | None = Field(default=None, max_length=10000)
+    action_items: list[ActionItem] = Field(default_factory=list, max_length=50)
 
 
 class EntryOut(Out):

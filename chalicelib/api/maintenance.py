@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from chalicelib.api.framework import Call, Out, Reply, Router, Schema, ZonedTime
+from chalicelib.api.framework import Call, Line, Out, Reply, Router, Schema, Text, ZonedTime
 from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents import maintenance
 from chalicelib.teams import authz
@@ -19,10 +19,10 @@ MonitorId = Annotated[str, Field(min_length=1, max_length=100)]
 class WindowFields(Schema):
     NOT_NULL = ("title", "monitor_ids", "starts_at", "ends_at")
 
-    title: str | None = Field(
+    title: Line | None = Field(
         default=None, min_length=1, max_length=200, description="public: shown on status pages showing its monitors"
     )
-    description: str | None = Field(default=None, max_length=5000, description="public, as the title is")
+    description: Text | None = Field(default=None, max_length=5000, description="public, as the title is")
     monitor_ids: list[MonitorId] | None = Field(default=None, min_length=1, max_length=maintenance.MAX_MONITORS)
     starts_at: ZonedTime | None = None
     ends_at: ZonedTime | None = None
@@ -32,7 +32,7 @@ class WindowFields(Schema):
 
 
 class WindowIn(WindowFields):
-    title: str = Field(min_length=1, max_length=200)  # type: ignore[assignment]
+    title: Line = Field(min_length=1, max_length=200)  # type: ignore[assignment]
     monitor_ids: list[MonitorId] = Field(min_length=1, max_length=maintenance.MAX_MONITORS)  # type: ignore[assignment]
     starts_at: ZonedTime  # type: ignore[assignment]
     ends_at: ZonedTime  # type: ignore[assignment]

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from chalicelib.api.framework import Call, Out, Reply, Router, Schema, UtcTime
+from chalicelib.api.framework import Call, Line, Out, Reply, Router, Schema, UtcTime
 from chalicelib.checks.assertions import validate_assertion
 from chalicelib.checks.model import Assertion
 from chalicelib.clock import isoz, utcnow
@@ -76,7 +76,7 @@ class MonitorFields(Schema):
     NOT_NULL = NOT_NULL
     """Every settable field; create and patch differ only in which are required."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: Line | None = Field(default=None, min_length=1, max_length=100)
     url: str | None = Field(default=None, min_length=1, max_length=2048)
     method: Method | None = None
     headers: dict[str, str] | None = None
@@ -125,7 +125,7 @@ class MonitorFields(Schema):
 
 
 class MonitorIn(MonitorFields):
-    name: str = Field(min_length=1, max_length=100)  # type: ignore[assignment]
+    name: Line = Field(min_length=1, max_length=100)  # type: ignore[assignment]
     url: str = Field(min_length=1, max_length=2048)  # type: ignore[assignment]
 
 

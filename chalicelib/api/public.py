@@ -99,6 +99,8 @@ def status_badge(call: Call, badge: str) -> Reply:
     if not badge.endswith(".svg") or len(badge) > 120:
         raise missing
     monitor_id = badge.removesuffix(".svg")
+    if not monitor_id:
+        raise missing
     keys = list(MonitorModel.by_id.query(monitor_id, limit=1))
     if not keys:
         raise missing

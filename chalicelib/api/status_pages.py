@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from chalicelib.api.framework import Call, Out, Reply, Router, Schema
+from chalicelib.api.framework import Call, Line, Out, Reply, Router, Schema, Text
 from chalicelib.clock import isoz, utcnow
 from chalicelib.status_pages import service as pages
 from chalicelib.status_pages.models import StatusPageModel
@@ -31,18 +31,18 @@ Domain = Annotated[
 
 class ComponentIn(Schema):
     monitor_id: str = Field(min_length=1, max_length=100)
-    display_name: str | None = Field(
+    display_name: Line | None = Field(
         default=None, min_length=1, max_length=100, description="shown to the public (the monitor's name is not)"
     )
-    group: str | None = Field(default=None, min_length=1, max_length=100)
+    group: Line | None = Field(default=None, min_length=1, max_length=100)
 
 
 class PageFields(Schema):
     NOT_NULL = ("name", "slug", "published", "components")
 
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: Line | None = Field(default=None, min_length=1, max_length=100)
     slug: Slug | None = None
-    description: str | None = Field(default=None, max_length=1000)
+    description: Text | None = Field(default=None, max_length=1000)
     published: bool | None = None
     components: list[ComponentIn] | None = Field(default=None, max_length=pages.MAX_COMPONENTS)
     custom_domain: Domain | None = None
@@ -58,7 +58,7 @@ class PageFields(Schema):
 
 
 class PageIn(PageFields):
-    name: str = Field(min_length=1, max_length=100)  # type: ignore[assignment]
+    name: Line = Field(min_length=1, max_length=100)  # type: ignore[assignment]
     slug: Slug  # type: ignore[assignment]
 
 

@@ -6,6 +6,7 @@ also the event the alert handler notifies the team about.  Every read and write 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ from chalicelib.storage.base import load_team_item, retry_lost_races, transactio
 
 STATUSES = ("open", "acknowledged", "resolved")
 ATTEMPTS = 4
+POSTMORTEM_MAX_BYTES = 200_000  # as stored (JSON, non-ASCII escaped): half an item, the timeline is elsewhere
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,12 @@ def add_note(team_id: str, incident_id: str, user_id: str, text: str, now: datet
 
 
 def set_postmortem(team_id: str, incident_id: str, user_id: str, postmortem: dict[str, Any], now: datetime) -> Incident:
-    """Write (or rewrite) the postmortem; the timeline records each update."""
+    """Write (or rewrite) the postmortem; the timeline records each update.  It is kept in the incident's own
+    item, which DynamoDB caps at 400 KB: one longer than ``POSTMORTEM_MAX_BYTES`` as stored is refused."""
+    if len(json.dumps(postmortem)) > POSTMORTEM_MAX_BYTES:
+        raise errors.ValidationFailed.single(
+            "body", f"the postmortem is too long: at most {POSTMORTEM_MAX_BYTES // 1000} KB in all"
+        )
 
     def change(item: IncidentModel) -> EventModel | None:
         if item.postmortem == postmortem:

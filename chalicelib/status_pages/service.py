@@ -7,6 +7,7 @@ Every change republishes the page (``publish``).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,18 +47,21 @@ def _as_json(components: list[Component]) -> list[dict[str, Any]]:
     return [{"monitor_id": c.monitor_id, "display_name": c.display_name, "group": c.group} for c in components]
 
 
-def _components(raw: list[dict[str, Any]], team_id: str, existing: int = 0) -> list[Component]:
-    """Validated components; one without a display name gets a neutral one (a monitor's own name is internal)."""
+def _components(raw: list[dict[str, Any]], team_id: str, existing: tuple[Component, ...] = ()) -> list[Component]:
+    """Validated components; one without a display name gets a neutral one (a monitor's own name is internal):
+    "Service N", the first N no other component of the page is called."""
     seen: set[str] = set()
+    names = {c.display_name for c in existing} | {str(c["display_name"]) for c in raw if c.get("display_name")}
+    numbers = (f"Service {n}" for n in itertools.count(1))
     out = []
     for index, c in enumerate(raw):
         monitor_id = c["monitor_id"]
         if monitor_id in seen:
             raise errors.ValidationFailed.single(f"components.{index}.monitor_id", "this monitor is already listed")
         seen.add(monitor_id)
-        name = c.get("display_name") or f"Service {existing + index + 1}"
+        name = c.get("display_name") or next(n for n in numbers if n not in names)
         out.append(Component(monitor_id, name, c.get("group") or None))
-    if len(out) + existing > MAX_COMPONENTS:
+    if len(out) + len(existing) > MAX_COMPONENTS:
         raise errors.ValidationFailed.single("components", f"a page shows at most {MAX_COMPONENTS} components")
     require_team_monitors(team_id, [c.monitor_id for c in out])
     return out
@@ -160,7 +164,7 @@ def add_component(team_id: str, page_id: str, component: dict[str, Any], now: da
     current = components_of(item)
     if any(c.monitor_id == component["monitor_id"] for c in current):
         raise errors.ValidationFailed.single("monitor_id", "this monitor is already on the page")
-    (added,) = _components([component], team_id, existing=len(current))
+    (added,) = _components([component], team_id, existing=tuple(current))
     item.components = _as_json([*current, added])
     item.updated_at = now
     item.save()

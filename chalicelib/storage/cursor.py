@@ -43,7 +43,7 @@ def encode(key: dict[str, Any], *, team_id: str, scope: str) -> str:
 
 def decode(cursor: str, *, team_id: str, scope: str) -> dict[str, Any]:
     invalid = InvalidCursor("The cursor is invalid; start again from the first page.")
-    if not cursor or len(cursor) > MAX_CURSOR_LENGTH or cursor.count(".") != 1:
+    if not cursor or len(cursor) > MAX_CURSOR_LENGTH or cursor.count(".") != 1 or not cursor.isascii():
         raise invalid
     body, signature = cursor.split(".")
     if not hmac.compare_digest(_sign(body), signature):

@@ -377,3 +377,21 @@ def test_each_field_a_patch_sets_to_null_is_named(sweep, path, id_name, nulls):
     assert r.status == 422, r.body
     assert sorted(e["field"] for e in r.json["errors"]) == sorted(nulls)
     assert {e["message"] for e in r.json["errors"]} == {"cannot be null"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/monitors",
+        "/v1/incidents",
+        "/v1/maintenance-windows",
+        "/v1/status-pages",
+        "/v1/alert-channels",
+        "/v1/alert-channels/{channel_id}/deliveries",
+    ],
+)
+def test_a_cursor_with_characters_no_cursor_has_is_400(sweep, path):
+    r = sweep.api.get(path.format(**sweep.ids) + "?cursor=%C3%A9.abc", token=sweep.fresh_token())
+
+    assert r.status == 400, r.body
+    assert r.json["code"] == "invalid_cursor"

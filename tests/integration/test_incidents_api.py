@@ -93,6 +93,11 @@ def test_a_resolved_incident_cannot_be_acknowledged_but_takes_notes_and_a_postmo
         ("notes", {}, "text"),
         ("postmortem", {"cause": "x"}, "resolution"),
         ("postmortem", {"cause": "x", "resolution": "y", "action_items": "do it"}, "action_items"),
+        ("postmortem", {"cause": "x", "resolution": "y", "action_items": ["a" * 1001]}, "action_items.0"),
+        ("postmortem", {"cause": "x", "resolution": "y", "action_items": ["two\nlines"]}, "action_items.0"),
+        ("notes", {"text": "bell\x07"}, "text"),
+        # valid part by part, but over what an incident's item can hold in all (non-ASCII is stored escaped)
+        ("postmortem", {"cause": "x", "resolution": "y", "action_items": ["é" * 1000] * 50}, "body"),
     ],
 )
 def test_bad_bodies_are_422_naming_the_field(api, alice, path, body, field):

@@ -74,13 +74,23 @@ def test_create_read_change_and_components(api, alice):
     assert created["published"] is True
     r = api.post(f"/v1/status-pages/{created['id']}/components", {"monitor_id": blog["id"], "group": "Content"})
     assert r.status == 201, r.body
-    assert r.json["components"][1] == {"monitor_id": blog["id"], "display_name": "Service 2", "group": "Content"}
+    assert r.json["components"][1] == {"monitor_id": blog["id"], "display_name": "Service 1", "group": "Content"}
     assert api.post(f"/v1/status-pages/{created['id']}/components", {"monitor_id": blog["id"]}).status == 422
     r = api.delete(f"/v1/status-pages/{created['id']}/components/{shop['id']}")
     assert r.status == 204
     assert [c["monitor_id"] for c in api.get(f"/v1/status-pages/{created['id']}").json["components"]] == [blog["id"]]
     assert api.delete(f"/v1/status-pages/{created['id']}/components/{shop['id']}").status == 404
     assert [p["id"] for p in api.get("/v1/status-pages").json["data"]] == [created["id"]]
+
+
+def test_a_default_component_name_is_one_no_other_component_has(api, alice):
+    a, b, c = (create_monitor(api, url=f"https://{n}.example.invalid/") for n in "abc")
+    created = page(api, components=[{"monitor_id": a["id"]}, {"monitor_id": b["id"], "display_name": "Service 3"}])
+    assert [c["display_name"] for c in created["components"]] == ["Service 1", "Service 3"]
+    api.post(f"/v1/status-pages/{created['id']}/components", {"monitor_id": c["id"]})
+    assert api.delete(f"/v1/status-pages/{created['id']}/components/{a['id']}").status == 204
+    r = api.post(f"/v1/status-pages/{created['id']}/components", {"monitor_id": a["id"]})
+    assert [c["display_name"] for c in r.json["components"]] == ["Service 3", "Service 2", "Service 1"]
 
 
 def test_a_slug_is_unique_across_the_service_even_under_concurrent_creates(api, alice):
@@ -129,6 +139,11 @@ def test_renaming_or_deleting_a_page_frees_its_slug(api, alice):
         ({"name": ""}, "name"),
         ({"custom_domain": "not a domain"}, "custom_domain"),
         ({"components": [{"monitor_id": "m", "colour": "red"}]}, "components.0.colour"),
+        ({"name": "Acme\x01"}, "name"),
+        ({"name": "Acme\nInc"}, "name"),
+        ({"description": "ok\nbut a bell\x07"}, "description"),
+        ({"components": [{"monitor_id": "m", "display_name": "API\x0b"}]}, "components.0.display_name"),
+        ({"components": [{"monitor_id": "m", "group": "Core\x7f"}]}, "components.0.group"),
     ],
 )
 def test_bad_pages_are_422_naming_the_field(api, alice, fields, field):
@@ -151,7 +166,8 @@ def test_components_name_only_the_teams_own_monitors(api, alice):
 def test_unpublished_and_unknown_pages_are_404_everywhere(api, alice):
     monitor = create_monitor(api, url=URL)
     created = page(api, components=[{"monitor_id": monitor["id"], "display_name": "Shop"}], published=False)
-    for path in ("/v1/public/status-pages/acme", "/status/acme", "/status/acme/feed.atom", "/status/nope"):
+    paths = ("/v1/public/status-pages/acme", "/status/acme", "/status/acme/feed.atom", "/status/nope")
+    for path in (*paths, "/v1/public/badges/.svg", "/v1/public/badges/%C3%A9.svg"):
         r = api.get(path, token="")
         assert r.status == 404, path
         assert r.headers["content-type"] == "application/problem+json"
@@ -176,6 +192,24 @@ def test_the_hourly_refresh_publishes_the_page_cloudfront_shows_for_a_missing_on
     assert '<html lang="en">' in html
     assert '<main id="content">' in html
     assert "acme" not in html.lower()  # it names no page, published or not
+
+
+def test_text_stored_before_it_was_refused_never_breaks_the_feed_or_a_badge():
+    """Control characters are refused at the API; any already stored are left out of the XML views."""
+    from xml.etree import ElementTree
+
+    from chalicelib.status_pages import render
+
+    doc = {"name": "Acme\x01", "updated_at": "2026-12-01T00:00:00Z"}
+    entry = {"id": "inc_1", "title": "API\x1b is down", "status": "investigating", "started_at": "2026-12-01T00:00:00Z"}
+    entry |= {
+        "resolved_at": None,
+        "updates": [{"at": "2026-12-01T00:00:00Z", "status": "investigating", "text": "\x00"}],
+    }
+    feed = ElementTree.fromstring(render.atom_feed(doc, [entry], "https://s.example/acme", "https://s.example/f"))
+    assert feed.find("{http://www.w3.org/2005/Atom}title").text == "Acme incidents"
+    badge = ElementTree.fromstring(render.badge("API\x01\ud800", "operational"))
+    assert badge.find("{http://www.w3.org/2000/svg}title").text == "API: up"
 
 
 # ---------------------------------------------------------------------------------------------- public
