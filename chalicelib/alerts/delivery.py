@@ -352,6 +352,8 @@ def _finish(delivery: DeliveryModel, attempt: int, status: str, sent: Sent, now:
     if sent.reached:
         reached: set[str] = {str(r) for r in delivery.sent_to or ()} | set(sent.reached)
         actions.append(DeliveryModel.sent_to.set(sorted(reached)))  # type: ignore[arg-type]
+    if status == "retrying" and delivery.message is not None:
+        actions.append(DeliveryModel.message.set(delivery.message))
     if more.get("next_attempt_at") is not None:
         actions.append(DeliveryModel.next_attempt_at.set(more["next_attempt_at"]))
     else:
@@ -398,15 +400,13 @@ def attempt(
     if isinstance(found, str):
         _finish(delivery, number, "failed", Sent(ok=False, error=found), now)
         return delivery
-    try:
-        notification = compose(delivery, now)
-    except Exception:  # noqa: BLE001 - recorded on the delivery (and retried), never lost silently
-        logger.exception("alert could not be composed", extra={"delivery_id": delivery.delivery_id})
-        notification = None
+    notification = _message(delivery, now)
     if notification is not None and not notification.items:
         _finish(delivery, number, "suppressed", Sent(ok=False, error="monitor_deleted"), now)
         return delivery
     sent = _send(found, delivery, notification, now) if notification else Sent(ok=False, error="compose_failed")
+    if notification is not None and delivery.message is None:
+        delivery.message = notification.to_json()  # kept by _finish: a retry sends these same bytes
     if sent.ok:
         _finish(delivery, number, "delivered", sent, now)
         metrics.add_metric(name="AlertsDelivered", unit="Count", value=1)
@@ -422,6 +422,18 @@ def attempt(
         _finish(delivery, number, "failed", sent, now)
         metrics.add_metric(name="AlertsFailed", unit="Count", value=1)
     return delivery
+
+
+def _message(delivery: DeliveryModel, now: datetime) -> n.Notification | None:
+    """What this delivery says: as its first attempt sent it (a retry of a webhook is the same signed body under
+    the same ``webhook-id``), or composed now for a first attempt.  None if it cannot be composed."""
+    if delivery.message:
+        return n.Notification.from_json(dict(delivery.message))
+    try:
+        return compose(delivery, now)
+    except Exception:  # noqa: BLE001 - recorded on the delivery (and retried), never lost silently
+        logger.exception("alert could not be composed", extra={"delivery_id": delivery.delivery_id})
+        return None
 
 
 def _send(target: Target, delivery: DeliveryModel, notification: n.Notification, now: datetime) -> Sent:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from chalicelib.checks import model as check
 from chalicelib.checks.http import run_check
@@ -35,12 +36,20 @@ class Response:
 
 
 def redact(text: str | None, secrets: list[str]) -> str | None:
-    """At most 1 KB, with the channel's own secrets and anything credential-like replaced."""
+    """At most 1 KB, with the channel's own secrets — as sent, JSON-escaped or percent-encoded — and anything
+    credential-like replaced.  The excerpt is cut at 1 KB before it gets here: a secret's beginning at its very
+    end (the rest cut off) is replaced too."""
     if text is None:
         return None
-    for secret in sorted((s for s in secrets if s and len(s) >= 6), key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
+    forms = {f for s in secrets if s and len(s) >= 6 for f in (s, s.replace("/", "\\/"), quote(s, safe=""), quote(s))}
+    ordered = sorted(forms, key=len, reverse=True)
+    for form in ordered:
+        text = text.replace(form, REDACTED)
     text = _SECRETISH.sub(lambda m: m.group(1) + REDACTED, text)
+    for form in ordered:
+        cut = next((k for k in range(len(form) - 1, 3, -1) if text.endswith(form[:k])), 0)
+        if cut:
+            text = text[:-cut] + REDACTED
     return text.encode()[:EXCERPT_BYTES].decode("utf-8", "ignore")
 
 

@@ -61,6 +61,7 @@ class DeliveryModel(BaseModel):
     attempts = NumberAttribute(default=0)
     log = JSONAttribute(default=list)  # [{attempt, at, outcome, response_status, latency_ms, error, excerpt}]
     sent_to = ListAttribute(of=UnicodeAttribute, default=list)  # recipients already reached (email, SMS)
+    message = JSONAttribute(null=True)  # the notification as the first attempt sent it: retries send the same
     response_status = NumberAttribute(null=True)
     error = UnicodeAttribute(null=True)
     next_attempt_at = UTCDateTimeAttribute(null=True)

@@ -55,6 +55,29 @@ class Notification:
     certificate: dict[str, Any] | None = None  # ssl.expiring: {expires_at, days_left}
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "timestamp": self.timestamp.astimezone(UTC).isoformat(),
+            "items": [{"monitor": i.monitor, "incident": i.incident} for i in self.items],
+            "app_url": self.app_url,
+            "update": self.update,
+            "certificate": self.certificate,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Notification:
+        return cls(
+            type=data["type"],
+            timestamp=datetime.fromisoformat(data["timestamp"]),
+            items=tuple(Item(dict(i["monitor"]), i["incident"] and dict(i["incident"])) for i in data["items"]),
+            app_url=data["app_url"],
+            update=data.get("update"),
+            certificate=data.get("certificate"),
+            extra=dict(data.get("extra") or {}),
+        )
+
     @property
     def grouped(self) -> bool:
         return len(self.items) > 1

@@ -99,7 +99,10 @@ class DeliveryOut(Out):
     id: str
     at: str
     event: str
-    status: Literal["pending", "sending", "retrying", "delivered", "failed", "suppressed"]
+    status: Literal["retrying", "delivered", "failed", "suppressed"] = Field(
+        description="retrying: not final yet (queued, being sent, or waiting for its next attempt — see attempts "
+        "and next_attempt_at)"
+    )
     attempts: int
     response_status: int | None
     error: str | None
@@ -129,12 +132,15 @@ def channel_out(channel: channels.Channel) -> dict[str, Any]:
     }
 
 
+FINAL = ("delivered", "failed", "suppressed")
+
+
 def delivery_out(item: DeliveryModel) -> DeliveryOut:
     return DeliveryOut(
         id=item.delivery_id,
         at=isoz(item.created_at) or "",
         event=item.event,
-        status=item.status,  # type: ignore[arg-type]
+        status=item.status if item.status in FINAL else "retrying",  # type: ignore[arg-type]
         attempts=int(item.attempts),
         response_status=int(item.response_status) if item.response_status is not None else None,
         error=item.error,

@@ -9,6 +9,7 @@ from chalicelib import errors
 from chalicelib.settings import get_settings
 
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")  # RFC 9110 field-value: visible, space, tab, obs-text
 FORBIDDEN_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"}
 MAX_HEADERS = 30
 MAX_HEADER_BYTES = 8192
@@ -35,6 +36,8 @@ def validate_headers(headers: dict[str, str]) -> dict[str, str]:
             raise ValueError(f"{name} is set by the checker and cannot be overridden")
         if any(c in value for c in "\r\n\0"):
             raise ValueError(f"the value of {name} contains a line break")
+        if not HEADER_VALUE.match(value):
+            raise ValueError(f"the value of {name} has characters a header cannot carry (control or non-Latin-1)")
         total += len(name) + len(value)
     if total > MAX_HEADER_BYTES:
         raise ValueError(f"headers total more than {MAX_HEADER_BYTES} bytes")

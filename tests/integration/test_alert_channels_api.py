@@ -63,6 +63,17 @@ def test_secrets_are_shown_once_and_masked_after(api, alice):
         ),
         ({"type": "webhook", "config": {"url": "https://x.example/", "extra": 1}}, "config.extra"),
         ({"type": "carrier-pigeon", "config": {}}, "type"),
+        ({"type": "email", "config": {"addresses": ["a@b.co,evil@d.co"]}}, "config.addresses"),
+        ({"type": "email", "config": {"addresses": ["a\u0000@b.co"]}}, "config.addresses"),
+        (
+            {"type": "webhook", "config": {"url": "https://x.example/", "headers": {"X-Note": "caf\u2603"}}},
+            "config.headers",
+        ),
+        (
+            {"type": "webhook", "config": {"url": "https://x.example/", "headers": {"X-Note": "a\u0007"}}},
+            "config.headers",
+        ),
+        ({"type": "pagerduty", "config": {"routing_key": "R0UT********"}}, "config"),
         ({"type": "email", "config": {"addresses": ["a@b.co"]}, "notify_on": ["sometimes"]}, "notify_on.0"),
     ],
 )
@@ -125,3 +136,31 @@ def test_a_masked_chat_url_only_ever_keeps_the_stored_one(api, alice):
     assert r.status == 422
     stored = ChannelModel.get(alice["team"]["id"], slack["id"]).config["webhook_url"]
     assert stored == "https://hooks.slack.com/services/T0/B0/SECRETXYZ"
+
+
+def test_every_webhook_header_value_is_masked_and_kept_only_for_the_same_receiver(api, alice):
+    headers = {"X-Hub-Sig": "sig-0123456789", "X-Team": "ops"}
+    hook = channel(api, type="webhook", config={"url": "https://hooks.example.invalid/in", "headers": headers})
+    shown = api.get(f"/v1/alert-channels/{hook['id']}").json["config"]
+    assert shown["headers"] == {"X-Hub-Sig": "********", "X-Team": "********"}  # any name can be a credential
+    assert "sig-0123456789" not in json.dumps(api.get("/v1/alert-channels").json)
+    # the same receiver: the masked values keep the stored ones
+    same = {"url": "https://hooks.example.invalid/other-path", "headers": shown["headers"]}
+    assert api.patch(f"/v1/alert-channels/{hook['id']}", {"config": same}).status == 200
+    assert ChannelModel.get(alice["team"]["id"], hook["id"]).config["headers"] == headers
+    # another host: a stored credential never follows the channel there
+    moved = {"url": "https://collector.example.invalid/in", "headers": shown["headers"]}
+    r = api.patch(f"/v1/alert-channels/{hook['id']}", {"config": moved})
+    assert r.status == 422, r.body
+    assert r.json["errors"][0]["field"] == "config"
+    stored = ChannelModel.get(alice["team"]["id"], hook["id"]).config
+    assert (stored["url"], stored["headers"]) == ("https://hooks.example.invalid/other-path", headers)
+
+
+def test_a_pagerduty_key_sent_back_masked_is_kept(api, alice):
+    pager = channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
+    shown = api.get(f"/v1/alert-channels/{pager['id']}").json["config"]
+    assert api.patch(f"/v1/alert-channels/{pager['id']}", {"config": shown, "name": "Pager"}).status == 200
+    assert ChannelModel.get(alice["team"]["id"], pager["id"]).config["routing_key"] == "R0UTINGKEY0123456789abcd"
+    r = api.patch(f"/v1/alert-channels/{pager['id']}", {"config": {"routing_key": "XXXX********"}})
+    assert r.status == 422, r.body

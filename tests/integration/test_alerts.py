@@ -212,11 +212,14 @@ def test_500_then_200_is_retried_on_schedule_then_delivered(api, alice, httpserv
     httpserver.expect_ordered_request("/hook").respond_with_data("ok")
     hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
-    outage(monitor, utcnow())
+    incident_id = outage(monitor, utcnow())
     first_at = utcnow()
     assert pump() == 1
     (delivery,) = deliveries(hook["id"])
     assert (delivery.status, delivery.attempts, delivery.response_status) == ("retrying", 1, 500)
+    r = api.get(f"/v1/alert-channels/{hook['id']}/deliveries")
+    assert [(d["status"], d["attempts"]) for d in r.json["data"]] == [("retrying", 1)]
+    incidents.acknowledge(monitor["team_id"], incident_id, alice["user"]["id"], utcnow())  # between the attempts
     wait = (delivery.next_attempt_at - first_at).total_seconds()
     assert 14 <= wait <= 31  # the first backoff step: 30 s with jitter over its second half
     assert pump() == 0  # not yet
@@ -227,6 +230,9 @@ def test_500_then_200_is_retried_on_schedule_then_delivered(api, alice, httpserv
     assert [entry["outcome"] for entry in delivery.log] == ["retrying", "delivered"]
     requests = received(httpserver)
     assert [r.headers["webhook-id"] for r in requests] == [delivery.delivery_id] * 2  # the same id on a retry
+    # … carrying the same message: what the incident was when first sent, not what it became since
+    assert requests[0].get_data() == requests[1].get_data()
+    assert json.loads(requests[1].get_data())["data"]["incident"]["status"] == "open"
 
 
 def test_429_with_retry_after_is_not_retried_before_it(api, alice, httpserver, clock):

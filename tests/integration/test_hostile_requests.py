@@ -391,7 +391,11 @@ def test_each_field_a_patch_sets_to_null_is_named(sweep, path, id_name, nulls):
     ],
 )
 def test_a_cursor_with_characters_no_cursor_has_is_400(sweep, path):
-    r = sweep.api.get(path.format(**sweep.ids) + "?cursor=%C3%A9.abc", token=sweep.fresh_token())
+    token = sweep.fresh_token()
+    body = {"name": "cursor", "type": "email", "config": {"addresses": ["ops@example.com"]}}
+    channel = sweep.api.post("/v1/alert-channels", body, token=token)  # its own: the sweep deletes what it finds
+    assert channel.status == 201, channel.body
+    r = sweep.api.get(path.format(channel_id=channel.json["id"]) + "?cursor=%C3%A9.abc", token=token)
 
     assert r.status == 400, r.body
     assert r.json["code"] == "invalid_cursor"

@@ -260,3 +260,26 @@ def test_backoff_doubles_with_jitter_and_retry_after_is_read_both_ways():
     assert retry_after_seconds("Mon, 30 Nov 2026 14:02:00 GMT", now) == 120
     assert retry_after_seconds("soon", now) == 0
     assert retry_after_seconds(None, now + timedelta(0)) == 0
+
+
+def test_a_secret_in_a_response_is_redacted_however_it_comes_back() -> None:
+    from chalicelib.alerts.http import redact
+    from chalicelib.alerts.kinds import KINDS
+
+    token = "tok0123456789abcdefghij"
+    cut = redact("x" * 991 + " unknown subscription " + token[:12], [token])  # the 1 KB excerpt cut it
+    assert "tok0" not in cut
+    assert cut.endswith("[redacted]")
+    slack = KINDS["slack"].secrets(
+        {"webhook_url": "https://hooks.slack.com/services/T0001ABC/B0001ABC/XXXXXXXXXXXXXXXXXXXXXXXX"}
+    )
+    echoed = '{"path":"\\/services\\/T0001ABC\\/B0001ABC\\/XXXXXXXXXXXXXXXXXXXXXXXX"}'  # slashes JSON-escaped
+    assert "XXXXXXXX" not in redact(echoed, slack)
+    assert "XXXXXXXX" not in redact("token XXXXXXXXXXXXXXXXXXXXXXXX is revoked", slack)  # the token alone
+    teams = KINDS["teams"].secrets(
+        {
+            "webhook_url": "https://prod-00.westus.logic.azure.com/workflows/0a1b2c3d/triggers/manual/paths/invoke?sig=s3cr3tsig123"
+        }
+    )
+    assert "s3cr3tsig123" not in redact("bad sig s3cr3tsig123", teams)
+    assert "%2Fservices%2F" not in redact("echo %2Fservices%2FT0001ABC%2FB0001ABC%2FXXXXXXXXXXXXXXXXXXXXXXXX", slack)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, field_validator
 
@@ -25,6 +25,10 @@ COLOURS = {  # down red, recovered green, everything else amber
     "test": 0x2E90FA,
 }
 AMBER = 0xF79009
+
+
+# The fixed words of the services' webhook paths (not secrets; the rest of a path is).
+URL_WORDS = {"services", "webhooks", "workflows", "triggers", "manual", "paths", "invoke", "webhookb2"}
 
 
 def _colour(notification: Notification) -> int:
@@ -81,7 +85,12 @@ class _Chat(Kind):
         return {"webhook_url": mask_url(config["webhook_url"])}
 
     def secrets(self, config: dict[str, Any]) -> list[str]:
-        return [config["webhook_url"], urlsplit(config["webhook_url"]).path]
+        """The URL is the credential, and a receiver may echo any part of it: the URL, its path, each of the
+        path's tokens and each query value (the masked URL shows only the first segment, never a token)."""
+        url = config["webhook_url"]
+        parts = urlsplit(url)
+        segments = [s for s in parts.path.split("/")[2:] if len(s) >= 6 and s.lower() not in URL_WORDS]
+        return [url, parts.path, *segments, *(v for _, v in parse_qsl(parts.query) if len(v) >= 6)]
 
     def send(self, message: dict[str, Any], config: dict[str, Any], delivery_id: str, now: datetime) -> Sent:
         body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()

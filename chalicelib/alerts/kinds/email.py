@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, field_validator
 
 from chalicelib.alerts.kinds.base import Kind, Sent
@@ -23,11 +24,13 @@ class EmailConfig(Schema):
     @field_validator("addresses")
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
+        out = []
         for address in value:
-            local, _, domain = address.rpartition("@")
-            if not local or "." not in domain or any(c.isspace() for c in address):
-                raise ValueError(f"{address!r} is not an email address")
-        return list(dict.fromkeys(a.strip().lower() for a in value))
+            try:  # the sign-up validator: one address, nothing a mail header would read as two
+                out.append(validate_email(address.strip(), check_deliverability=False).normalized.lower())
+            except EmailNotValidError as exc:
+                raise ValueError(f"{address!r} is not an email address: {exc}") from None
+        return list(dict.fromkeys(out))
 
 
 @dataclass(frozen=True)

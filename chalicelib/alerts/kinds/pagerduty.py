@@ -20,7 +20,11 @@ ACTIONS = {"incident.opened": "trigger", "incident.acknowledged": "acknowledge",
 
 
 class PagerDutyConfig(Schema):
-    routing_key: str = Field(min_length=20, max_length=64, pattern=r"^[A-Za-z0-9*]+$", description="an integration key")
+    routing_key: str = Field(
+        max_length=64,
+        pattern=r"^(?:[A-Za-z0-9]{20,64}|[A-Za-z0-9]{1,8}\*+)$",
+        description="an integration key (its masked form, as read, keeps the stored one)",
+    )
 
 
 def pagerduty_event(notification: Notification, routing_key: str) -> dict[str, Any]:
@@ -72,8 +76,8 @@ class PagerDuty(Kind):
     )
 
     def prepare(self, config: dict[str, Any], current: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-        if MASK in config["routing_key"]:
-            if current is None:
+        if "*" in config["routing_key"]:  # only the masked form of the stored key, which keeps it
+            if current is None or config["routing_key"] != self.masked(current)["routing_key"]:
                 raise ValueError("routing_key: send the integration key itself")
             return dict(current), {}
         return {"routing_key": config["routing_key"]}, {}

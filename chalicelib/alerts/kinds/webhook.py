@@ -21,7 +21,7 @@ from chalicelib.alerts import http
 from chalicelib.alerts.kinds.base import Kind, Sent
 from chalicelib.alerts.notification import Notification, public_url
 from chalicelib.api.framework import Schema
-from chalicelib.monitors.service import MASK, masked_headers
+from chalicelib.monitors.service import MASK
 from chalicelib.monitors.validation import validate_destination, validate_headers, validate_url
 
 SECRET_PREFIX = "whsec_"
@@ -44,6 +44,11 @@ class WebhookConfig(Schema):
         if lowered & {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type"}:
             raise ValueError("webhook-* and Content-Type are set by Vigil")
         return validate_headers(value)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
 
 
 def new_secret() -> str:
@@ -72,18 +77,24 @@ class Webhook(Kind):
             raise ValueError("send the full URL (a masked one can only keep the stored URL)")
         validate_destination(config["url"], "config.url")
         headers = dict(config.get("headers") or {})
-        if current is not None:  # a masked header sent back keeps its stored value
+        if current is not None and _origin(config["url"]) == _origin(current["url"]):
+            # a masked header sent back keeps its stored value — only for the same receiver: a stored
+            # credential never follows the channel to another host
             kept = current.get("headers") or {}
             headers = {k: (kept.get(k, v) if v == MASK else v) for k, v in headers.items()}
         if any(v == MASK for v in headers.values()):
-            raise ValueError("a masked header value can only keep an existing header")
+            raise ValueError(
+                "a masked header value only keeps an existing header of the same receiver (scheme, host and port); "
+                "send the value itself"
+            )
         if current is not None:
             return {"url": config["url"], "headers": headers, "secret": current["secret"]}, {}
         secret = new_secret()
         return {"url": config["url"], "headers": headers, "secret": secret}, {"secret": secret}
 
     def masked(self, config: dict[str, Any]) -> dict[str, Any]:
-        return {"url": public_url(config["url"]), "headers": masked_headers(config.get("headers") or {})}
+        # every header value: a receiver's credential can have any name (X-Hub-Sig, X-Shared, …)
+        return {"url": public_url(config["url"]), "headers": dict.fromkeys(config.get("headers") or {}, MASK)}
 
     def secrets(self, config: dict[str, Any]) -> list[str]:
         query = [v for _, v in parse_qsl(urlsplit(config["url"]).query) if len(v) >= 6]
