@@ -21,6 +21,7 @@ from chalicelib.status_pages.service import components_of
 DAYS = 90
 RECENT_DAYS = 14
 FEED_DAYS = 90
+FEED_ENTRIES = 50
 
 # A monitor's status → its component's.  A monitor never checked yet, or paused, shows as operational:
 # "unknown" would alarm visitors about something the team did on purpose.
@@ -190,7 +191,10 @@ def feed_entries(page: StatusPageModel, now: datetime) -> list[dict[str, Any]]:
     components = components_of(page)
     names = {c.monitor_id: c.display_name for c in components}
     since = id_floor("inc", now - timedelta(days=FEED_DAYS))
-    found = IncidentModel.query(
-        page.team_id, range_key_condition=IncidentModel.incident_id >= since, scan_index_forward=False, limit=50
-    )
-    return [_public_incident(i, names) for i in found if i.monitor_id in names]
+    found: list[IncidentModel] = []
+    for monitor_id in names:  # each component's own (the team's other monitors' incidents never crowd them out)
+        found += IncidentModel.by_monitor.query(
+            monitor_id, IncidentModel.incident_id >= since, scan_index_forward=False, limit=FEED_ENTRIES
+        )
+    newest = sorted(found, key=lambda i: i.incident_id, reverse=True)[:FEED_ENTRIES]
+    return [_public_incident(i, names) for i in newest if i.team_id == page.team_id]

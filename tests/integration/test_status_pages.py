@@ -379,6 +379,41 @@ def _stream(subject: str) -> list[dict[str, Any]]:
     ]
 
 
+def test_the_feed_lists_the_pages_incidents_however_many_the_teams_other_monitors_had(api, alice):
+    from chalicelib.ids import derived_id
+    from chalicelib.incidents.models import IncidentModel
+
+    shown = create_monitor(api, url=URL)
+    hidden = create_monitor(api, url="https://internal.example.invalid/")
+    page(api, components=[{"monitor_id": shown["id"], "display_name": "Shop"}])
+
+    def resolved(monitor: dict[str, Any], days_ago: float) -> str:
+        at = utcnow() - timedelta(days=days_ago)
+        incident_id = derived_id("inc", at, monitor["id"])
+        IncidentModel(
+            monitor["team_id"], incident_id, team_status=f"{monitor['team_id']}#resolved", monitor_id=monitor["id"]
+        ).update(
+            actions=[
+                IncidentModel.status.set("resolved"),
+                IncidentModel.started_at.set(at),
+                IncidentModel.resolved_at.set(at + timedelta(minutes=5)),
+                IncidentModel.updated_at.set(at + timedelta(minutes=5)),
+                IncidentModel.team_status.set(f"{monitor['team_id']}#resolved"),
+                IncidentModel.monitor_id.set(monitor["id"]),
+            ]
+        )
+        return incident_id
+
+    mine = resolved(shown, days_ago=5)
+    for i in range(60):  # the team's other monitor flapped a lot since
+        resolved(hidden, days_ago=4 - i / 20)
+    assert refresh_all() == (1, 0)
+    feed = api.get("/status/acme/feed.atom", token="").body.decode()
+    assert feed.count("<entry>") == 1
+    assert mine in feed
+    assert "Shop was down" in feed
+
+
 def test_publishing_writes_the_three_objects_when_an_incident_opens_and_again_when_it_resolves(api, alice):
     from chalicelib.events.status_pages import handle
 
