@@ -47,6 +47,7 @@ def configure(settings: Settings | None = None) -> Settings:
     if channels.exists not in monitors.CHANNEL_LOOKUPS:
         monitors.CHANNEL_LOOKUPS.append(channels.exists)
     _hook(monitors.ON_DELETE, tracker.forget_monitor)
+    _hook(monitors.ON_PAUSE, tracker.pause_changed)
     _hook(monitors.ON_DELETE, status_pages.forget_monitor)
     return settings
 

@@ -55,6 +55,15 @@ def _guarded(original):
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _atomic_dynamodb() -> None:
+    """moto, like DynamoDB, applies one request at a time (chalicelib.local.atomic): concurrent threads race
+    as they would in production, not through the emulator's missing lock."""
+    from chalicelib.local.atomic import make_dynamodb_atomic
+
+    make_dynamodb_atomic()
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _loopback_only() -> Iterator[None]:
     """The network seam: a test that would reach anything but loopback fails instead of sending a packet."""
     originals = socket.socket.connect, socket.socket.connect_ex

@@ -231,8 +231,8 @@ def compose(delivery: DeliveryModel, now: datetime) -> n.Notification:
             except IncidentModel.DoesNotExist:
                 continue  # its team or monitor was deleted since
             monitor = _monitor(team_id, found.monitor_id)
-            if monitor["url"] is None:
-                continue  # deleted while its group waited: nobody needs telling about it
+            if monitor["url"] is None or monitor["status"] == "paused":
+                continue  # deleted or paused while its group waited (its outage ended so): nobody needs telling
             items.append(n.Item(monitor, n.incident_snapshot(found, app_url)))
         items.sort(key=lambda item: (str(item.monitor["name"]).lower(), item.monitor["id"]))
         return n.Notification(delivery.event, _dt(source.get("at")) or now, tuple(items), app_url)
@@ -402,7 +402,7 @@ def attempt(
         return delivery
     notification = _message(delivery, now)
     if notification is not None and not notification.items:
-        _finish(delivery, number, "suppressed", Sent(ok=False, error="monitor_deleted"), now)
+        _finish(delivery, number, "suppressed", Sent(ok=False, error="monitor_deleted_or_paused"), now)
         return delivery
     sent = _send(found, delivery, notification, now) if notification else Sent(ok=False, error="compose_failed")
     if notification is not None and delivery.message is None:

@@ -52,10 +52,11 @@ def _channels(team_id: str, channel_ids: Any, payload: str) -> list[Target]:
 
 
 def _closers(event: EventModel, payload: str) -> list[Target]:
-    """A deleted monitor's incident resolves with it.  Whoever deleted it needs no message about it, and people
-    are not told; but machines that opened something for the outage (a PagerDuty incident, a receiver's ticket)
-    are told it is over, so nothing stays open there forever — the channels it had, as its resolution keeps
-    them, that were told of this outage (the cooldown mark names it)."""
+    """A monitor deleted or paused while down: its incident resolves, since no check will ever end it.  Whoever
+    did it needs no message about it, and people are not told; but machines that opened something for the
+    outage (a PagerDuty incident, a receiver's ticket) are told it is over, so nothing stays open there forever —
+    the channels it had, as its resolution keeps them, that were told of this outage (the cooldown mark names
+    it)."""
     if payload != "incident.resolved":
         return []
     channel_ids = (event.data or {}).get("channel_ids") or []
@@ -83,10 +84,12 @@ def plan(event: EventModel, now: datetime) -> list[str]:
     payload = PAYLOAD_TYPES.get(event.type)
     if payload is None:
         return []
+    if (event.data or {}).get("ended_by"):  # an outage ended by deleting or pausing its monitor
+        return [f"{target.id}:{_plan_one(target, event, payload, now)}" for target in _closers(event, payload)]
     try:
         monitor = MonitorModel.get(event.team_id, event.monitor_id)
     except MonitorModel.DoesNotExist:
-        return [f"{target.id}:{_plan_one(target, event, payload, now)}" for target in _closers(event, payload)]
+        return []  # deleted: its incident's resolution (above) says what there is to say
     targets = _channels(event.team_id, monitor.channel_ids, payload)
     if event.type.startswith("incident."):
         targets += _members(event.team_id, payload)

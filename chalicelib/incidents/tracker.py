@@ -471,11 +471,29 @@ class _Reload(Exception):
 
 
 def forget_monitor(monitor: MonitorModel, now: datetime) -> None:
-    """A deleted monitor's outage ends with it: its open incident resolves, and its state goes.  A concurrent
-    change (an acknowledgement, the handler's last write) makes it reload and try again.  The resolution keeps
-    what the alert handler needs to close the outage where machines opened it (the monitor item is gone): its
-    channels and its name — never its URL or headers."""
+    """A deleted monitor's outage ends with it: its open incident resolves, and its state goes."""
+    _end(monitor, now, "deleted")
+
+
+def pause_changed(monitor: MonitorModel, now: datetime) -> None:
+    """Paused, a monitor is not checked, so no result could ever resolve its outage: it resolves now, and its
+    state starts afresh (pending) when it is resumed.  Either way its status changes for its status pages."""
+    if monitor.paused:
+        _end(monitor, now, "paused")
+    else:
+        event = events.monitor_event(
+            monitor.team_id, monitor.monitor_id, events.STATUS_CHANGED, now, text="Resumed", data={"status": "pending"}
+        )
+        event.save()
+
+
+def _end(monitor: MonitorModel, now: datetime, reason: str) -> None:
+    """End what the incident handler keeps for a monitor (deleted or paused).  A concurrent change (an
+    acknowledgement, the handler's last write) makes it reload and try again.  The resolution says why, and
+    keeps what the alert handler needs to close the outage where machines opened it (a deleted monitor's item
+    is gone): its channels and its name — never its URL or headers."""
     left = {
+        "ended_by": reason,
         "monitor": {
             "name": monitor.name,
             "method": monitor.method,
@@ -484,17 +502,21 @@ def forget_monitor(monitor: MonitorModel, now: datetime) -> None:
         },
         "channel_ids": [str(c) for c in monitor.channel_ids or ()],
     }
-    retry_lost_races(lambda: _forget_once(monitor.team_id, monitor.monitor_id, now, left), attempts=ATTEMPTS)
+    retry_lost_races(lambda: _end_once(monitor, now, left), attempts=ATTEMPTS)
 
 
-def _forget_once(team_id: str, monitor_id: str, now: datetime, left: dict[str, Any]) -> None:
+def _end_once(monitor: MonitorModel, now: datetime, left: dict[str, Any]) -> None:
+    team_id, monitor_id, reason = monitor.team_id, monitor.monitor_id, left["ended_by"]
     try:
-        item = MonitorStateModel.get(monitor_id, consistent_read=True)
+        item: MonitorStateModel | None = MonitorStateModel.get(monitor_id, consistent_read=True)
     except MonitorStateModel.DoesNotExist:
+        item = None
+    if item is None and reason == "deleted":
         return
-    incident = _open_incident(team_id, item.incident_id)
+    incident = _open_incident(team_id, item.incident_id) if item is not None else None
     with transaction() as t:
-        t.delete(item, add_version_condition=False)
+        if item is not None:
+            t.delete(item, add_version_condition=False)
         if incident is not None and incident.status != "resolved":
             incident.status = "resolved"
             incident.team_status = f"{team_id}#resolved"
@@ -505,8 +527,26 @@ def _forget_once(team_id: str, monitor_id: str, now: datetime, left: dict[str, A
                     incident,
                     events.RESOLVED,
                     now,
-                    discriminator="monitor-deleted",
+                    discriminator=f"monitor-{reason}",
                     data=left,
-                    text="The monitor was deleted",
+                    text=f"The monitor was {reason}",
+                )
+            )
+        if reason == "paused":
+            # Its view starts afresh (the state that wrote it is gone, so no version to compare with).
+            t.update(
+                monitor,
+                actions=[
+                    MonitorModel.status.set("pending"),
+                    MonitorModel.region_status.set({}),
+                    MonitorModel.advisories.set([]),
+                    MonitorModel.state_version.remove(),
+                ],
+                condition=MonitorModel.monitor_id.exists(),
+                add_version_condition=False,
+            )
+            t.save(
+                events.monitor_event(
+                    team_id, monitor_id, events.STATUS_CHANGED, now, text="Paused", data={"status": "paused"}
                 )
             )

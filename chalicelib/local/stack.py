@@ -102,6 +102,9 @@ def _start_emulator() -> tuple[Any, str]:
 
     from moto.server import ThreadedMotoServer
 
+    from chalicelib.local.atomic import make_dynamodb_atomic
+
+    make_dynamodb_atomic()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per emulated AWS call otherwise
     emulator = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     emulator.start()

@@ -28,6 +28,8 @@ SENSITIVE_HEADER_WORDS = ("auth", "token", "secret", "key", "cookie", "password"
 CHANNEL_LOOKUPS: list[Callable[[str, str], bool]] = []
 # And what to do once a monitor is deleted: (the deleted item, now) — the incident handler closes its outage.
 ON_DELETE: list[Callable[[MonitorModel, datetime], None]] = []
+# And once it is paused or resumed (the item as saved): the incident handler ends or restarts its outage state.
+ON_PAUSE: list[Callable[[MonitorModel, datetime], None]] = []
 
 
 @dataclass(frozen=True)
@@ -255,7 +257,10 @@ def set_paused(team_id: str, monitor_id: str, paused: bool, now: datetime) -> Mo
         item.schedule_key = None if paused else schedule_key(item.monitor_id, int(item.interval_seconds))
         item.updated_at = now
 
-    return to_monitor(_change(team_id, monitor_id, change))
+    item = _change(team_id, monitor_id, change)
+    for hook in ON_PAUSE:  # even if it already was: a hook that failed the first time gets another go
+        hook(item, now)
+    return to_monitor(item)
 
 
 def delete(team_id: str, monitor_id: str, now: datetime) -> None:

@@ -530,7 +530,9 @@ def test_slack_discord_and_teams_get_their_messages_at_their_own_hosts_over_tls(
     pump()
 
     sent = {urlsplit(r.url).path: (r, json.loads(r.get_data())) for r, _ in chat_services.log}
-    assert len(chat_services.log) == 3
+    logs = {c: [(d.status, d.event, d.log) for d in deliveries(c)] for c in ids}
+    assert sorted(urlsplit(r.url).path for r, _ in chat_services.log) == sorted(sent), logs
+    assert len(sent) == 3, logs
     slack_request, slack = sent[urlsplit(CHAT_HOOKS["slack"]).path]
     assert slack_request.host == f"hooks.slack.com:{chat_services.port}"  # its own name, verified by TLS
     assert slack_request.headers["Content-Type"] == "application/json"
@@ -603,8 +605,9 @@ def test_one_slow_receiver_does_not_delay_another(api, alice, httpserver, clock)
     assert timedelta(days=30) - timedelta(seconds=1) < kept <= timedelta(days=30)  # kept 30 days
 
 
-def test_deleting_a_monitor_while_down_closes_the_outage_for_machines_and_tells_people_nothing(
-    api, alice, httpserver, outbox, clock
+@pytest.mark.parametrize("end", ["delete", "pause"])
+def test_a_monitor_deleted_or_paused_while_down_closes_the_outage_for_machines_and_tells_people_nothing(
+    api, alice, httpserver, outbox, clock, end
 ):
     httpserver.expect_request("/hook").respond_with_data("ok")
     httpserver.expect_request("/quiet-hook").respond_with_data("ok")
@@ -623,7 +626,10 @@ def test_deleting_a_monitor_while_down_closes_the_outage_for_machines_and_tells_
     )
     incident_id = outage(monitor, utcnow())
     pump()
-    assert api.delete(f"/v1/monitors/{monitor['id']}").status == 204  # resolves its incident
+    if end == "delete":
+        assert api.delete(f"/v1/monitors/{monitor['id']}").status == 204  # resolves its incident
+    else:
+        assert api.post(f"/v1/monitors/{monitor['id']}/pause").status == 200  # so does pausing it
     resolved = new_events(incident_id)
     assert [e.type for e in resolved] == ["incident.resolved"]
     planned(resolved, times=3)
@@ -638,7 +644,8 @@ def test_deleting_a_monitor_while_down_closes_the_outage_for_machines_and_tells_
         ("incident.resolved", incident_id),
     ]
     gone = bodies[1]["data"]["monitor"]
-    assert (gone["id"], gone["name"], gone["url"]) == (monitor["id"], "Checkout API", None)
+    assert (gone["id"], gone["name"]) == (monitor["id"], "Checkout API")
+    assert gone["url"] == (None if end == "delete" else "https://shop.example.invalid/health?token=********")
     assert bodies[1]["data"]["incident"]["status"] == "resolved"
     sent = [json.loads(r.get_data()) for r in received(httpserver, "/pagerduty")]
     assert [(e["event_action"], e["dedup_key"]) for e in sent] == [("trigger", incident_id), ("resolve", incident_id)]
@@ -647,10 +654,10 @@ def test_deleting_a_monitor_while_down_closes_the_outage_for_machines_and_tells_
     assert b"monitor-token" not in everything
     assert b"monitor-secret" not in everything
     # people are told nothing: the members' grouped "down" was still waiting for its minute to end, and goes
-    # unsent about a deleted monitor; its end is not mailed either
+    # unsent about a deleted or paused monitor; its end is not mailed either
     assert alerts_to(outbox, "alice@example.com") == []
     member_deliveries = list(DeliveryModel.query(f"member:{alice['user']['id']}"))
-    assert [(d.status, d.error) for d in member_deliveries] == [("suppressed", "monitor_deleted")]
+    assert [(d.status, d.error) for d in member_deliveries] == [("suppressed", "monitor_deleted_or_paused")]
 
 
 def test_an_attempt_whose_lambda_died_is_taken_again_once_stale(api, alice, httpserver, clock):

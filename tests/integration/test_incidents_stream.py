@@ -382,6 +382,32 @@ def test_a_paused_monitor_opens_no_incident(api, alice, aws):
     assert api.get(f"/v1/monitors/{monitor['id']}").json["status"] == "paused"
 
 
+def test_pausing_a_down_monitor_resolves_its_incident_and_resuming_starts_afresh(api, alice, aws):
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    feed(minute(monitor, t0, ok=False), minute(monitor, t0 + timedelta(minutes=1), ok=False))
+    (incident,) = team_incidents(monitor)
+    assert api.post(f"/v1/monitors/{monitor['id']}/pause").status == 200
+    (incident,) = team_incidents(monitor)
+    assert incident.status == "resolved"  # no check will ever end it now
+    timeline = [(e.type, e.text) for e in EventModel.query(incident.incident_id)]
+    assert ("incident.resolved", "The monitor was paused") in timeline
+    changes = [e.data["status"] for e in EventModel.query(monitor["id"]) if e.type == "monitor.status_changed"]
+    assert "paused" in changes  # its status pages republish
+    feed(minute(monitor, t0 + timedelta(minutes=2), ok=False))  # a check already in flight: changes nothing
+    assert [i.status for i in team_incidents(monitor)] == ["resolved"]
+
+    r = api.post(f"/v1/monitors/{monitor['id']}/resume")
+    assert (r.status, r.json["status"], set(r.json["region_status"].values())) == (200, "pending", {"pending"})
+    # afresh: one failed minute is not an outage (the counts before the pause are gone) …
+    feed(minute(monitor, t0 + timedelta(minutes=10), ok=False))
+    assert len(team_incidents(monitor)) == 1
+    # … two are: a new incident
+    feed(minute(monitor, t0 + timedelta(minutes=11), ok=False))
+    assert sorted(i.status for i in team_incidents(monitor)) == ["open", "resolved"]
+    assert api.get(f"/v1/monitors/{monitor['id']}").json["status"] == "down"
+
+
 def test_a_user_edit_and_a_status_update_both_land(api, alice, aws):
     """The handler writes the monitor without the user's version check; the user's save reloads on conflict."""
     monitor = create_monitor(api, url=URL)

@@ -443,6 +443,22 @@ def test_publishing_writes_the_three_objects_when_an_incident_opens_and_again_wh
     assert incident_id in objects["status/acme/feed.atom"]
 
 
+def test_pausing_a_down_monitor_republishes_its_pages_without_the_outage(api, alice):
+    from chalicelib.events.status_pages import handle
+
+    monitor = create_monitor(api, url=URL)
+    page(api, components=[{"monitor_id": monitor["id"], "display_name": "Shop"}])
+    incident_id = open_incident(monitor["team_id"], monitor["id"], utcnow() - timedelta(minutes=5), error="timeout")
+    assert handle(_stream(incident_id) + _stream(monitor["id"])) == {"batchItemFailures": []}
+    _clear("acme")
+
+    assert api.post(f"/v1/monitors/{monitor['id']}/pause").status == 200
+    assert handle(_stream(incident_id) + _stream(monitor["id"])) == {"batchItemFailures": []}
+    doc = json.loads(_objects("acme")["status/acme/index.json"])
+    assert doc["active_incidents"] == []  # the page no longer says "down" of a component nobody checks
+    assert [i["id"] for i in doc["recent_incidents"]] == [incident_id]
+
+
 def test_unpublishing_or_deleting_removes_the_objects(api, alice):
     created = page(api)
     assert _objects("acme")
