@@ -179,6 +179,8 @@ class ScheduleSource:
     next_at: float | None = None
 
     def step(self, loop: EventLoop) -> float:
+        if not loop.wall_clock:
+            return 1.0
         now = time.time()
         if self.next_at is None:
             self.next_at = next_fire(now, self.period_seconds)
@@ -408,8 +410,13 @@ def resolve_table(stream_arn: str, settings: Settings) -> str:
 class EventLoop:
     """Drives scheduled, SQS and DynamoDB stream handlers, one daemon thread per source."""
 
-    def __init__(self, region: str, *, retry_seconds: float = 1.0, stream_max_retries: int = 3) -> None:
+    def __init__(
+        self, region: str, *, retry_seconds: float = 1.0, stream_max_retries: int = 3, wall_clock: bool = True
+    ) -> None:
+        """``wall_clock=False``: schedules run only when asked (``POST /dev/tick``), never on the minute by
+        themselves — for a test that must not see a second tick when it happens to cross a minute."""
         self.region = region
+        self.wall_clock = wall_clock
         self.retry_seconds = retry_seconds
         self.stream_max_retries = stream_max_retries
         self.schedules: list[ScheduleSource] = []

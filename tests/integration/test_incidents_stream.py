@@ -106,7 +106,7 @@ def everything(monitor: dict) -> dict[str, Any]:
 
 @pytest.fixture
 def loop(app, aws) -> Iterator[EventLoop]:
-    event_loop = EventLoop(aws.aws_region, retry_seconds=0.1)
+    event_loop = EventLoop(aws.aws_region, retry_seconds=0.1, wall_clock=False)
     event_loop.add_chalice_app(app, aws, new_tables=[f"{aws.table_prefix}check_results"])
     event_loop.start()
     yield event_loop

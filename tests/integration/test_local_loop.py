@@ -266,6 +266,20 @@ def test_a_schedule_fires_at_the_clock_boundary(loop):
     assert event["time"].endswith("Z")
 
 
+def test_without_the_wall_clock_a_schedule_fires_only_when_asked(aws):
+    manual = EventLoop(aws.aws_region, retry_seconds=0.1, wall_clock=False)
+    handler = Recorder()
+    manual.add_schedule("every-second", 1 / 60, handler)
+    manual.start()
+    try:
+        time.sleep(2.2)  # two boundaries of a one-second schedule pass
+        assert handler.events == []
+        manual.run_tick_now()
+        assert [e["detail"] for e in handler.events] == [{"force": True}]
+    finally:
+        manual.stop()
+
+
 def test_add_chalice_app_finds_schedule_sqs_and_stream_handlers(loop, aws):
     table = make_stream_table()
     seen: dict[str, list[Any]] = {"tick": [], "jobs": [], "changes": []}

@@ -22,7 +22,7 @@ def settings():
 
 @pytest.fixture
 def loop(app, aws) -> Iterator[EventLoop]:
-    event_loop = EventLoop(aws.aws_region, retry_seconds=0.1)
+    event_loop = EventLoop(aws.aws_region, retry_seconds=0.1, wall_clock=False)
     event_loop.add_chalice_app(app, aws, new_tables=[f"{aws.table_prefix}check_results"])
     stack.add_check_workers(event_loop, aws)
     stack.register(event_loop)
