@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -401,6 +401,8 @@ def attempt(
         _finish(delivery, number, "failed", Sent(ok=False, error=found), now)
         return delivery
     notification = _message(delivery, now)
+    if notification is not None and delivery.message and found.kind.groupable:
+        notification = _still_down(notification, delivery.team_id)
     if notification is not None and not notification.items:
         _finish(delivery, number, "suppressed", Sent(ok=False, error="monitor_deleted_or_paused"), now)
         return delivery
@@ -434,6 +436,16 @@ def _message(delivery: DeliveryModel, now: datetime) -> n.Notification | None:
     except Exception:  # noqa: BLE001 - recorded on the delivery (and retried), never lost silently
         logger.exception("alert could not be composed", extra={"delivery_id": delivery.delivery_id})
         return None
+
+
+def _still_down(notification: n.Notification, team_id: str) -> n.Notification:
+    """A retry of a "down" for people leaves out monitors deleted or paused since the first attempt: their
+    outage ended so, and people get no "up" for it (machines do: they get the down, then its resolution)."""
+    if notification.type != "incident.opened":
+        return notification
+    keys = [(team_id, str(item.monitor["id"])) for item in notification.items]
+    live = {m.monitor_id for m in MonitorModel.batch_get(keys) if not m.paused}
+    return replace(notification, items=tuple(i for i in notification.items if i.monitor["id"] in live))
 
 
 def _send(target: Target, delivery: DeliveryModel, notification: n.Notification, now: datetime) -> Sent:

@@ -307,16 +307,18 @@ class _Run:
         ]
         # The monitor is written without the user's version condition (an edit stays valid; it reloads if this
         # lands first), and only by a newer state than the one it shows.
-        newer = MonitorModel.monitor_id.exists() & (
-            MonitorModel.state_version.does_not_exist() | (MonitorModel.state_version < version)
+        # Never a paused monitor's: a pause that landed since this batch read it wins (its outage ended with it).
+        unpaused = MonitorModel.monitor_id.exists() & (
+            MonitorModel.paused.does_not_exist() | (MonitorModel.paused == False)  # noqa: E712 - a condition
         )
+        newer = unpaused & (MonitorModel.state_version.does_not_exist() | (MonitorModel.state_version < version))
         if self.pending.incidents or self.pending.items:
             # An incident or an event: all of it, or none of it.
             with transaction() as t:
                 t.save(item)
                 # Atomic with the state: always the newest view (no state_version test, which a state item
                 # recreated from version 1 would fail forever).
-                t.update(m, actions=projection, condition=MonitorModel.monitor_id.exists(), add_version_condition=False)
+                t.update(m, actions=projection, condition=unpaused, add_version_condition=False)
                 for incident in self.pending.incidents.values():
                     t.save(incident)
                 for event in self.pending.items:
@@ -480,11 +482,20 @@ def pause_changed(monitor: MonitorModel, now: datetime) -> None:
     state starts afresh (pending) when it is resumed.  Either way its status changes for its status pages."""
     if monitor.paused:
         _end(monitor, now, "paused")
-    else:
-        event = events.monitor_event(
-            monitor.team_id, monitor.monitor_id, events.STATUS_CHANGED, now, text="Resumed", data={"status": "pending"}
+        return
+    # Afresh: counts a handler batch wrote while the pause landed (its monitor write refused) do not carry over.
+    with transaction() as t:
+        t.delete(MonitorStateModel(monitor.monitor_id), add_version_condition=False)
+        t.save(
+            events.monitor_event(
+                monitor.team_id,
+                monitor.monitor_id,
+                events.STATUS_CHANGED,
+                now,
+                text="Resumed",
+                data={"status": "pending"},
+            )
         )
-        event.save()
 
 
 def _end(monitor: MonitorModel, now: datetime, reason: str) -> None:

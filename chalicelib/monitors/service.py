@@ -260,7 +260,7 @@ def set_paused(team_id: str, monitor_id: str, paused: bool, now: datetime) -> Mo
     item = _change(team_id, monitor_id, change)
     for hook in ON_PAUSE:  # even if it already was: a hook that failed the first time gets another go
         hook(item, now)
-    return to_monitor(item)
+    return to_monitor(_load(team_id, monitor_id) if ON_PAUSE else item)  # as the hooks left it
 
 
 def delete(team_id: str, monitor_id: str, now: datetime) -> None:

@@ -549,6 +549,29 @@ def test_slack_discord_and_teams_get_their_messages_at_their_own_hosts_over_tls(
         assert (done.status, done.response_status) == ("delivered", 200)
 
 
+def test_a_retried_down_for_people_leaves_out_a_monitor_paused_since(api, alice, chat_services, clock):
+    from urllib.parse import urlsplit
+
+    path = urlsplit(CHAT_HOOKS["slack"]).path
+    chat_services.expect_ordered_request(path, method="POST").respond_with_data("busy", status=500)
+    chat_services.expect_ordered_request(path, method="POST").respond_with_data("ok")
+    slack = channel(api, type="slack", config={"webhook_url": CHAT_HOOKS["slack"].format(port=chat_services.port)})
+    monitor = create_monitor(api, url="https://shop.example.invalid/", name="Checkout", channel_ids=[slack["id"]])
+    clock.move_to(utcnow().replace(second=20))
+    at = utcnow()
+    outage(monitor, at)
+    clock.move_to(at.replace(second=0) + timedelta(seconds=75))
+    pump()
+    (delivery,) = deliveries(slack["id"])
+    assert (delivery.status, delivery.response_status) == ("retrying", 500)
+    assert api.post(f"/v1/monitors/{monitor['id']}/pause").status == 200  # its outage ends: no "up" for people
+    clock.move_to(delivery.next_attempt_at + timedelta(seconds=1))
+    pump()
+    (delivery,) = deliveries(slack["id"])
+    assert (delivery.status, delivery.error) == ("suppressed", "monitor_deleted_or_paused")
+    assert len(chat_services.log) == 1  # the failed first attempt only: no "down" for a paused monitor
+
+
 def test_the_ssrf_guard_holds_at_every_send(api, alice, httpserver, settings):
     """A URL accepted earlier is checked again when sent to: here private targets stop being allowed."""
     from dataclasses import replace

@@ -408,6 +408,37 @@ def test_pausing_a_down_monitor_resolves_its_incident_and_resuming_starts_afresh
     assert api.get(f"/v1/monitors/{monitor['id']}").json["status"] == "down"
 
 
+@pytest.mark.parametrize("down_before", [False, True])
+def test_a_pause_landing_while_a_batch_is_applied_wins(api, alice, aws, monkeypatch, down_before):
+    """The user pauses after the handler read the monitor (not paused yet) and before it writes: the handler's
+    write loses, it reloads, and the paused monitor gets no incident (nor a second one for its outage)."""
+    from chalicelib.monitors import service as monitors
+
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    if down_before:
+        feed(minute(monitor, t0, ok=False), minute(monitor, t0 + timedelta(minutes=1), ok=False))
+        t0 += timedelta(minutes=2)
+    # The interleaving: the handler has read the monitor; the pause lands just before it reads the state (so it
+    # finds none, the pause having ended it) — the worst moment.
+    read_states = MonitorStateModel.batch_get
+
+    def pause_then_read(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(MonitorStateModel, "batch_get", read_states)
+        monitors.set_paused(monitor["team_id"], monitor["id"], True, utcnow())
+        return read_states(*args, **kwargs)
+
+    monkeypatch.setattr(MonitorStateModel, "batch_get", pause_then_read)
+    feed(minute(monitor, t0, ok=False) + minute(monitor, t0 + timedelta(minutes=1), ok=False))
+    assert [i.status for i in team_incidents(monitor)] == (["resolved"] if down_before else [])
+    stored = MonitorModel.get(monitor["team_id"], monitor["id"])
+    assert (stored.paused, stored.status) == (True, "pending")
+    r = api.post(f"/v1/monitors/{monitor['id']}/resume")
+    assert (r.json["status"], set(r.json["region_status"].values())) == ("pending", {"pending"})
+    feed(minute(monitor, t0 + timedelta(minutes=10), ok=False))  # afresh: one failed minute is no outage
+    assert len(team_incidents(monitor)) == (1 if down_before else 0)
+
+
 def test_a_user_edit_and_a_status_update_both_land(api, alice, aws):
     """The handler writes the monitor without the user's version check; the user's save reloads on conflict."""
     monitor = create_monitor(api, url=URL)
