@@ -19,7 +19,6 @@ client.  The same declarations feed the OpenAPI document (``openapi.py``).
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from chalicelib.auth.principal import Principal
 from chalicelib.observability import bind, logger, metrics, tracer, unbind_all
 from chalicelib.settings import get_settings
 from chalicelib.storage.base import as_domain_error
+from chalicelib.text import NOT_A_LINE, NOT_TEXT
 
 MAX_BODY_BYTES = 1024 * 1024
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -58,19 +58,14 @@ class Schema(BaseModel):
         return value
 
 
-_CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff"
-_NOT_IN_A_LINE = re.compile(f"[{_CONTROLS}\t\n\r]")
-_NOT_IN_TEXT = re.compile(f"[{_CONTROLS}]")
-
-
 def _line(value: str) -> str:
-    if _NOT_IN_A_LINE.search(value):
+    if NOT_A_LINE.search(value):
         raise ValueError("must be one line of text, without control characters")
     return value
 
 
 def _text(value: str) -> str:
-    if _NOT_IN_TEXT.search(value):
+    if NOT_TEXT.search(value):
         raise ValueError("must be text, without control characters")
     return value
 

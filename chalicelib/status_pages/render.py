@@ -7,22 +7,18 @@ landmarks and headings give the structure, and the layout is one readable column
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from html import escape as html_escape
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
 from chalicelib.status_pages.document import LABELS, OVERALL_TEXT
-
-# What XML 1.0 (and so an Atom feed or an SVG badge) cannot carry: C0 controls but tab and line breaks, DEL and
-# C1 (legal in XML but invisible noise), lone surrogates and the two non-characters.  The API refuses them in
-# a page's text; this keeps any that were stored before from breaking every subscriber's feed.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+from chalicelib.text import NOT_TEXT
 
 
 def escape(value: str, quote: bool = True) -> str:
-    return html_escape(_NOT_XML.sub("", value), quote)
+    """HTML-escaped, without the characters text may not carry (any stored before the API refused them)."""
+    return html_escape(NOT_TEXT.sub("", value), quote)
 
 
 # Text-on-colour pairs with a contrast of at least 4.5:1 (white on each).
@@ -231,7 +227,7 @@ def _html(title: str, description: str, body: str, head: str = "", skip: str = "
 
 def atom_feed(doc: dict[str, Any], entries: list[dict[str, Any]], page_url: str, feed_url: str) -> str:
     def text(value: str) -> str:
-        return xml_escape(_NOT_XML.sub("", value), {'"': "&quot;"})
+        return xml_escape(NOT_TEXT.sub("", value), {'"': "&quot;"})
 
     items = []
     for i in entries:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -32,6 +33,21 @@ class Sent:
         if self.status is None:
             return self.error != "destination_not_allowed"
         return self.status >= 500 or self.status in (408, 429)
+
+    @classmethod
+    def to_each(cls, recipients: list[str], send_one: Callable[[str], object], service: str) -> Sent:
+        """Send to every recipient (email addresses, phone numbers): the ones reached are recorded, so a retry
+        sends only to the others; the first failure names the attempt's error."""
+        failed, reached = [], []
+        for recipient in recipients:
+            try:
+                send_one(recipient)
+                reached.append(recipient)
+            except Exception as exc:  # noqa: BLE001 - recorded on the delivery; the retry skips those reached
+                failed.append(type(exc).__name__)
+        if failed:
+            return cls(ok=False, error=f"{service}_error ({failed[0]})", reached=tuple(reached))
+        return cls(ok=True, reached=tuple(reached))
 
     @classmethod
     def from_response(cls, response: Response) -> Sent:

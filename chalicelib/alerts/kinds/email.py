@@ -91,13 +91,8 @@ class Email(Kind):
         return {**config, "addresses": [a for a in config["addresses"] if a not in reached]}
 
     def send(self, message: EmailContent, config: dict[str, Any], delivery_id: str, now: datetime) -> Sent:
-        failed, reached = [], []
-        for address in config["addresses"]:
-            try:
-                send_email(address, message.subject, message.text, message.html)
-                reached.append(address)
-            except Exception as exc:  # noqa: BLE001 - recorded on the delivery; the retry skips those reached
-                failed.append(type(exc).__name__)
-        if failed:
-            return Sent(ok=False, error=f"ses_error ({failed[0]})", reached=tuple(reached))
-        return Sent(ok=True, reached=tuple(reached))
+        return Sent.to_each(
+            config["addresses"],
+            lambda address: send_email(address, message.subject, message.text, message.html),
+            "ses",
+        )

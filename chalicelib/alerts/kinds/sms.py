@@ -45,17 +45,9 @@ class Sms(Kind):
 
     def send(self, message: str, config: dict[str, Any], delivery_id: str, now: datetime) -> Sent:
         sns = client("sns")
-        failed, reached = [], []
-        for number in config["phone_numbers"]:
-            try:
-                sns.publish(
-                    PhoneNumber=number,
-                    Message=message,
-                    MessageAttributes={"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}},
-                )
-                reached.append(number)
-            except Exception as exc:  # noqa: BLE001 - recorded on the delivery; the retry skips those reached
-                failed.append(type(exc).__name__)
-        if failed:
-            return Sent(ok=False, error=f"sns_error ({failed[0]})", reached=tuple(reached))
-        return Sent(ok=True, reached=tuple(reached))
+        kind = {"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}}
+        return Sent.to_each(
+            config["phone_numbers"],
+            lambda number: sns.publish(PhoneNumber=number, Message=message, MessageAttributes=kind),
+            "sns",
+        )
