@@ -92,10 +92,14 @@ def _save_new_slug(item: StatusPageModel, old_slug: str | None, *, creating: boo
         raise
 
 
-def create(team_id: str, fields: dict[str, Any], now: datetime) -> StatusPageModel:
-    slug = fields["slug"]
+def _free_of_reserved(slug: str) -> str:
     if slug in RESERVED_SLUGS:
         raise errors.SlugTaken(f"The slug {slug!r} is reserved; choose another.")
+    return slug
+
+
+def create(team_id: str, fields: dict[str, Any], now: datetime) -> StatusPageModel:
+    slug = _free_of_reserved(fields["slug"])
     components = _components(fields.get("components") or [], team_id)
     item = StatusPageModel(
         team_id,
@@ -148,9 +152,7 @@ def update(team_id: str, page_id: str, changes: dict[str, Any], now: datetime) -
     item.listed = LISTED if item.published else None
     item.updated_at = now
     if "slug" in changes and changes["slug"] != old_slug:
-        if changes["slug"] in RESERVED_SLUGS:
-            raise errors.SlugTaken(f"The slug {changes['slug']!r} is reserved; choose another.")
-        item.slug = changes["slug"]
+        item.slug = _free_of_reserved(changes["slug"])
         _save_new_slug(item, old_slug, creating=False)
         _changed(item, old_slug)
     else:
