@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from chalicelib.clock import isoz
-from chalicelib.monitors.service import MASK, is_sensitive_header
+from chalicelib.masking import MASK, is_sensitive_header
 
 # Event types (chalicelib.incidents.events) → payload types (API.md "Webhook body").
 PAYLOAD_TYPES = {

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from chalicelib.api.framework import Call, Out, Reply, Router, Schema
+from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.api.schemas import TokensOut, UserOut, tokens_out, user_out
 from chalicelib.auth import service
 from chalicelib.clock import utcnow
+from chalicelib.schema import Schema
 
 router = Router("auth")
 

@@ -10,8 +10,9 @@ from chalicelib.alerts import channels
 from chalicelib.alerts.kinds import KINDS
 from chalicelib.alerts.models import DeliveryModel
 from chalicelib.alerts.notification import NOTIFY_ON_CHOICES
-from chalicelib.api.framework import Call, Line, Out, Reply, Router, Schema
+from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.clock import isoz, utcnow
+from chalicelib.schema import Line, Schema
 from chalicelib.teams import authz
 
 router = Router("alert channels")

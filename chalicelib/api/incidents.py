@@ -6,9 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from chalicelib.api.framework import Call, Line, Out, Router, Schema, Text
+from chalicelib.api.framework import Call, Out, Router
 from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents import service as incidents
+from chalicelib.schema import Line, Schema, Text
 from chalicelib.teams import authz
 
 router = Router("incidents")

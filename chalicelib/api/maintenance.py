@@ -6,9 +6,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from chalicelib.api.framework import Call, Line, Out, Reply, Router, Schema, Text, ZonedTime
+from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents import maintenance
+from chalicelib.schema import Line, Schema, Text, ZonedTime
 from chalicelib.teams import authz
 
 router = Router("maintenance windows")

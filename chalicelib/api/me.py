@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from chalicelib.api.framework import Call, Router, Schema
+from chalicelib.api.framework import Call, Router
 from chalicelib.api.schemas import NotificationPreferences, UserOut, user_out
 from chalicelib.clock import utcnow
+from chalicelib.schema import Schema
 from chalicelib.users import service as users
 
 router = Router("me")

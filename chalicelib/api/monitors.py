@@ -7,14 +7,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from chalicelib.api.framework import Call, Line, Out, Reply, Router, Schema, UtcTime
+from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.checks.assertions import validate_assertion
 from chalicelib.checks.model import Assertion
 from chalicelib.clock import isoz, utcnow
+from chalicelib.masking import masked_headers
 from chalicelib.monitors import results as monitor_results
 from chalicelib.monitors import service as monitors
 from chalicelib.monitors.checking import run_test_check
 from chalicelib.monitors.validation import validate_destination, validate_headers, validate_url
+from chalicelib.schema import Line, Schema, UtcTime
 from chalicelib.settings import get_settings
 from chalicelib.teams import authz
 
@@ -250,7 +252,7 @@ def monitor_out(monitor: monitors.Monitor) -> MonitorOut:
         name=c.name,
         url=c.url,
         method=c.method,  # type: ignore[arg-type]
-        headers=monitors.masked_headers(c.headers),
+        headers=masked_headers(c.headers),
         body=c.body,
         interval_seconds=c.interval_seconds,
         timeout_ms=c.timeout_ms,

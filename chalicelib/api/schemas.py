@@ -6,9 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from chalicelib.api.framework import Out, Schema
+from chalicelib.api.framework import Out
 from chalicelib.auth.service import SignIn
 from chalicelib.clock import isoz
+from chalicelib.schema import Schema
 from chalicelib.teams.service import Team
 from chalicelib.users.service import User
 

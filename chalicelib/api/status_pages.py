@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from chalicelib.api.framework import Call, Line, Out, Reply, Router, Schema, Text
+from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.clock import isoz, utcnow
+from chalicelib.schema import Line, Schema, Text
 from chalicelib.status_pages import service as pages
 from chalicelib.status_pages.models import StatusPageModel
 from chalicelib.status_pages.publish import page_url

@@ -6,9 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from chalicelib.api.framework import Call, Out, Reply, Router, Schema
+from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.api.schemas import TeamOut, team_out
 from chalicelib.clock import isoz, utcnow
+from chalicelib.schema import Schema
 from chalicelib.teams import authz, invitations
 from chalicelib.teams import service as teams
 

@@ -14,15 +14,14 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.ids import new_id
+from chalicelib.masking import MaskedWithoutValue, restore_masked
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.storage import cursor
 from chalicelib.storage.base import load_team_item, retry_lost_races
 
 INTERVALS = (30, 60, 120, 300, 600, 900, 1800, 3600)
 STATUSES = ("pending", "up", "degraded", "down", "paused", "maintenance")
-MASK = "********"
 SAVE_ATTEMPTS = 4
-SENSITIVE_HEADER_WORDS = ("auth", "token", "secret", "key", "cookie", "password", "session", "signature")
 
 # Other areas register a check that an alert channel id exists in a team (the alerts package does).
 CHANNEL_LOOKUPS: list[Callable[[str, str], bool]] = []
@@ -76,15 +75,6 @@ def schedule_key(monitor_id: str, interval_seconds: int) -> str:
     minutes = max(1, interval_seconds // 60)
     phase = int(hashlib.sha256(monitor_id.encode()).hexdigest()[:8], 16) % minutes
     return f"{interval_seconds}:{phase}"
-
-
-def is_sensitive_header(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in SENSITIVE_HEADER_WORDS)
-
-
-def masked_headers(headers: dict[str, str]) -> dict[str, str]:
-    return {k: (MASK if is_sensitive_header(k) else v) for k, v in headers.items()}
 
 
 def to_monitor(item: MonitorModel) -> Monitor:
@@ -233,11 +223,12 @@ def update(
         current = to_monitor(item).config
         wanted = dict(changes)
         if "headers" in wanted and wanted["headers"] is not None:
-            wanted["headers"] = {
-                k: (current.headers.get(k, v) if v == MASK else v) for k, v in dict(wanted["headers"]).items()
-            }
-            if any(v == MASK for v in wanted["headers"].values()):
-                raise errors.ValidationFailed.single("headers", "a masked value can only keep an existing header")
+            try:
+                wanted["headers"] = restore_masked(dict(wanted["headers"]), current.headers)
+            except MaskedWithoutValue:
+                raise errors.ValidationFailed.single(
+                    "headers", "a masked value can only keep an existing header"
+                ) from None
         if "regions" in wanted and "confirmation_regions" not in wanted:
             wanted["confirmation_regions"] = None  # back to the majority of the new regions
         config = _complete(replace(current, **wanted), all_regions)

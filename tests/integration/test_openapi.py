@@ -10,8 +10,9 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from pydantic import Field
 
 from chalicelib.api.docs import render_page
-from chalicelib.api.framework import Call, Out, Router, Schema, all_routes
+from chalicelib.api.framework import Call, Out, Router, all_routes
 from chalicelib.api.openapi import build_openapi, problem_codes
+from chalicelib.schema import Schema
 from chalicelib.wiring import routers
 
 EXTERNAL_ASSET = re.compile(r"""\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 
 from chalicelib.alerts.http import Response, redact
 from chalicelib.alerts.notification import Notification
-from chalicelib.api.framework import Schema
-from chalicelib.monitors.service import MASK
+from chalicelib.masking import MASK
+from chalicelib.schema import Schema
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from pydantic import Field, field_validator
 from chalicelib.alerts import http
 from chalicelib.alerts.kinds.base import Kind, Sent, mask_url
 from chalicelib.alerts.notification import Notification
-from chalicelib.api.framework import Schema
-from chalicelib.monitors.service import MASK
+from chalicelib.masking import MASK
 from chalicelib.monitors.validation import validate_destination, validate_url
+from chalicelib.schema import Schema
 
 COLOURS = {  # down red, recovered green, everything else amber
     "incident.opened": 0xD92D20,

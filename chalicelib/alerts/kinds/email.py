@@ -12,8 +12,8 @@ from pydantic import Field, field_validator
 
 from chalicelib.alerts.kinds.base import Kind, Sent
 from chalicelib.alerts.notification import Notification
-from chalicelib.api.framework import Schema
 from chalicelib.aws.mail import send_email
+from chalicelib.schema import Schema
 
 Address = Annotated[str, Field(min_length=3, max_length=320)]
 

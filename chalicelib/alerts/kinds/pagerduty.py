@@ -12,8 +12,8 @@ from pydantic import Field
 from chalicelib.alerts import http
 from chalicelib.alerts.kinds.base import Kind, Sent
 from chalicelib.alerts.notification import Notification
-from chalicelib.api.framework import Schema
-from chalicelib.monitors.service import MASK
+from chalicelib.masking import MASK
+from chalicelib.schema import Schema
 from chalicelib.settings import get_settings
 
 ACTIONS = {"incident.opened": "trigger", "incident.acknowledged": "acknowledge", "incident.resolved": "resolve"}

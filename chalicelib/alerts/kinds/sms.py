@@ -9,8 +9,8 @@ from pydantic import Field
 
 from chalicelib.alerts.kinds.base import Kind, Sent
 from chalicelib.alerts.notification import Notification
-from chalicelib.api.framework import Schema
 from chalicelib.aws.clients import client
+from chalicelib.schema import Schema
 
 Phone = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164, e.g. +14155550123")]
 MAX_LENGTH = 160

@@ -20,9 +20,9 @@ from pydantic import Field, field_validator
 from chalicelib.alerts import http
 from chalicelib.alerts.kinds.base import Kind, Sent
 from chalicelib.alerts.notification import Notification, public_url
-from chalicelib.api.framework import Schema
-from chalicelib.monitors.service import MASK
+from chalicelib.masking import MASK, MaskedWithoutValue, restore_masked
 from chalicelib.monitors.validation import validate_destination, validate_headers, validate_url
+from chalicelib.schema import Schema
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -76,17 +76,17 @@ class Webhook(Kind):
         elif MASK in config["url"]:
             raise ValueError("send the full URL (a masked one can only keep the stored URL)")
         validate_destination(config["url"], "config.url")
-        headers = dict(config.get("headers") or {})
-        if current is not None and _origin(config["url"]) == _origin(current["url"]):
-            # a masked header sent back keeps its stored value — only for the same receiver: a stored
-            # credential never follows the channel to another host
-            kept = current.get("headers") or {}
-            headers = {k: (kept.get(k, v) if v == MASK else v) for k, v in headers.items()}
-        if any(v == MASK for v in headers.values()):
+        # a masked header sent back keeps its stored value — only for the same receiver: a stored credential never
+        # follows the channel to another host
+        same_receiver = current is not None and _origin(config["url"]) == _origin(current["url"])
+        kept = (current or {}).get("headers") or {} if same_receiver else {}
+        try:
+            headers = restore_masked(dict(config.get("headers") or {}), kept)
+        except MaskedWithoutValue:
             raise ValueError(
                 "a masked header value only keeps an existing header of the same receiver (scheme, host and port); "
                 "send the value itself"
-            )
+            ) from None
         if current is not None:
             return {"url": config["url"], "headers": headers, "secret": current["secret"]}, {}
         secret = new_secret()
