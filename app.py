@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from chalice import Chalice
 
-from chalicelib.wiring import configure, event_blueprints, not_found, routers
+from chalicelib.api.routes import routers
+from chalicelib.wiring import configure, event_blueprints, not_found
 
 settings = configure()
 app = Chalice(app_name="vigil")

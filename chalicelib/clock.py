@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 
 def utcnow() -> datetime:
@@ -18,3 +19,9 @@ def isoz(value: datetime | None) -> str | None:
 
 def epoch(value: datetime) -> int:
     return int(value.timestamp())
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A time as stored or sent (ISO 8601, ``Z`` or an offset), or None when absent; a malformed one raises
+    ``ValueError``."""
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None

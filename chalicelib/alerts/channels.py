@@ -16,9 +16,8 @@ from chalicelib import errors
 from chalicelib.alerts.kinds import KINDS
 from chalicelib.alerts.models import ChannelModel, DeliveryModel
 from chalicelib.ids import new_id
-from chalicelib.monitors.models import MonitorModel
 from chalicelib.storage import cursor
-from chalicelib.storage.base import condition_failed, load_team_item
+from chalicelib.storage.base import load_team_item
 
 
 @dataclass(frozen=True)
@@ -99,13 +98,18 @@ def get(team_id: str, channel_id: str) -> Channel:
     return to_channel(_load(team_id, channel_id))
 
 
-def exists(team_id: str, channel_id: str) -> bool:
-    """For monitors' ``channel_ids``: a channel of this team?"""
-    try:
-        _load(team_id, channel_id)
-    except errors.NotFound:
-        return False
-    return True
+def require_team_channels(team_id: str, channel_ids: tuple[str, ...] | list[str]) -> None:
+    """404 naming the first id that is not an alert channel of this team (one BatchGetItem for all of them)."""
+    keys = [(team_id, c) for c in dict.fromkeys(channel_ids)]
+    if not keys:
+        return
+    found = {
+        c.channel_id
+        for c in ChannelModel.batch_get(keys, consistent_read=True, attributes_to_get=["team_id", "channel_id"])
+    }
+    for channel_id in channel_ids:
+        if channel_id not in found:
+            raise errors.NotFound(f"No alert channel {channel_id} in this team.")
 
 
 def update(team_id: str, channel_id: str, changes: dict[str, Any], now: datetime) -> Channel:
@@ -150,19 +154,7 @@ def disable(team_id: str, channel_id: str, reason: str, now: datetime) -> bool:
 
 
 def delete(team_id: str, channel_id: str) -> None:
-    """Delete the channel and unlink it from the team's monitors."""
     _load(team_id, channel_id).delete(add_version_condition=False)
-    for monitor in MonitorModel.query(team_id, filter_condition=MonitorModel.channel_ids.contains(channel_id)):
-        remaining = [c for c in monitor.channel_ids if c != channel_id]
-        try:
-            monitor.update(
-                actions=[MonitorModel.channel_ids.set(remaining)],
-                condition=MonitorModel.monitor_id.exists(),  # never recreate a monitor deleted meanwhile
-                add_version_condition=False,
-            )
-        except Exception as exc:
-            if not condition_failed(exc):
-                raise
 
 
 def purge_team(team_id: str) -> None:

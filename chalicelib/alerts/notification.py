@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from chalicelib.clock import isoz
+from chalicelib.clock import isoz, parse_time
 from chalicelib.masking import MASK, is_sensitive_header
 
 # Event types (chalicelib.incidents.events) → payload types (API.md "Webhook body").
@@ -142,14 +142,11 @@ def _list(names: list[str], limit: int = 5) -> str:
 
 def _after(incident: dict[str, Any]) -> str:
     started, resolved = incident.get("started_at"), incident.get("resolved_at")
-    if not started or not resolved:
+    started_at, resolved_at = parse_time(started), parse_time(resolved)
+    if not started_at or not resolved_at:
         return ""
-    seconds = int((_parse(resolved) - _parse(started)).total_seconds())
+    seconds = int((resolved_at - started_at).total_seconds())
     return f" after {duration(seconds)}"
-
-
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def duration(seconds: int) -> str:

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from chalicelib import lifecycle
 from chalicelib.alerts import channels
 from chalicelib.alerts.kinds import KINDS
 from chalicelib.alerts.models import DeliveryModel
@@ -219,7 +220,7 @@ def patch_channel(call: Call, channel_id: str) -> ChannelOut:
 )
 def delete_channel(call: Call, channel_id: str) -> Reply:
     """Monitors that named it stop naming it."""
-    channels.delete(call.user.team_id, channel_id)
+    lifecycle.delete_channel(call.user.team_id, channel_id)
     return Reply(status=204)
 
 

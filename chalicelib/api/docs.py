@@ -77,7 +77,7 @@ def docs_page(call: Call) -> Reply:
 
 @functools.lru_cache(maxsize=4)
 def _document(settings: Settings) -> dict[str, Any]:
-    from chalicelib.wiring import routers  # wiring imports this module: import it when first needed
+    from chalicelib.api.routes import routers  # which lists this module: import it when first needed
 
     return build_openapi(all_routes(routers(settings)), settings)
 

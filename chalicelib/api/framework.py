@@ -28,8 +28,9 @@ from chalice import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chalicelib import errors
-from chalicelib.auth.principal import Principal
+from chalicelib.auth.service import authenticate
 from chalicelib.observability import bind, logger, metrics, tracer, unbind_all
+from chalicelib.principal import Principal
 from chalicelib.settings import get_settings
 from chalicelib.storage.base import as_domain_error
 
@@ -98,7 +99,6 @@ class Route:
 
 
 # (headers, auth mode, permission, path params) → the caller, authorized for the route's team and permission.
-Authenticator = Callable[[dict[str, str], AuthMode, str | None, dict[str, str]], Principal]
 
 
 class Router:
@@ -167,13 +167,6 @@ class Router:
 
         view.__name__ = "route_" + "".join(c if c.isalnum() else "_" for c in path)
         blueprint.route(path, methods=METHODS, content_types=["*/*"])(view)
-
-
-_authenticator: list[Authenticator] = []
-
-
-def set_authenticator(authenticator: Authenticator) -> None:
-    _authenticator[:] = [authenticator]
 
 
 def problem(err: errors.VigilError, instance: str = "") -> Response:
@@ -354,9 +347,7 @@ def _run(
         raise errors.PayloadTooLarge(f"The request body is over {MAX_BODY_BYTES} bytes.")
     principal = None
     if route.auth != "none":
-        if not _authenticator:
-            raise errors.ServiceUnavailable("Authentication is not configured.")
-        principal = _authenticator[0](headers, route.auth, route.permission, params)
+        principal = authenticate(headers, route.auth, route.permission, params)
         bind(user_id=principal.user_id, team_id=principal.team_id)
     query = validate(route.query, _query_dict(request), "query") if route.query else None
     body = None

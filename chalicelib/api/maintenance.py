@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from chalicelib import lifecycle
 from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents import maintenance
@@ -99,7 +100,7 @@ def create_window(call: Call) -> WindowOut:
     and last at most 90 days."""
     user = call.user
     fields = {"description": None, **call.body.changes()}
-    return window_out(maintenance.create(user.team_id, user.user_id, fields, utcnow()))
+    return window_out(lifecycle.create_window(user.team_id, user.user_id, fields, utcnow()))
 
 
 @router.route(
@@ -141,7 +142,7 @@ def get_window(call: Call, window_id: str) -> WindowOut:
 )
 def patch_window(call: Call, window_id: str) -> WindowOut:
     """Send only the fields to change; ending a window early is setting ``ends_at`` to now."""
-    return window_out(maintenance.update(call.user.team_id, window_id, call.body.changes(), utcnow()))
+    return window_out(lifecycle.update_window(call.user.team_id, window_id, call.body.changes(), utcnow()))
 
 
 @router.route(
@@ -153,5 +154,5 @@ def patch_window(call: Call, window_id: str) -> WindowOut:
     status=204,
 )
 def delete_window(call: Call, window_id: str) -> Reply:
-    maintenance.delete(call.user.team_id, window_id)
+    lifecycle.delete_window(call.user.team_id, window_id)
     return Reply(status=204)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from chalicelib import lifecycle
 from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.checks.assertions import validate_assertion
 from chalicelib.checks.model import Assertion
-from chalicelib.clock import isoz, utcnow
+from chalicelib.clock import isoz, parse_time, utcnow
 from chalicelib.masking import masked_headers
 from chalicelib.monitors import results as monitor_results
 from chalicelib.monitors import service as monitors
@@ -281,7 +281,7 @@ def monitor_out(monitor: monitors.Monitor) -> MonitorOut:
 
 
 def _isoz_text(value: str | None) -> str | None:
-    return isoz(datetime.fromisoformat(value)) if value else None
+    return isoz(parse_time(value))
 
 
 def _timings(values: dict[str, Any]) -> TimingsOut:
@@ -327,7 +327,7 @@ def create_monitor(call: Call) -> MonitorOut:
     changes = call.body.changes()
     validate_destination(changes["url"])
     config = monitors.MonitorConfig(**changes)
-    return monitor_out(monitors.create(call.user.team_id, config, get_settings().check_regions, utcnow()))
+    return monitor_out(lifecycle.create_monitor(call.user.team_id, config, get_settings().check_regions, utcnow()))
 
 
 @router.route(
@@ -371,14 +371,14 @@ def patch_monitor(call: Call, monitor_id: str) -> MonitorOut:
     if "url" in changes:
         validate_destination(changes["url"])
     team_id = call.user.team_id
-    return monitor_out(monitors.update(team_id, monitor_id, changes, get_settings().check_regions, utcnow()))
+    return monitor_out(lifecycle.update_monitor(team_id, monitor_id, changes, get_settings().check_regions, utcnow()))
 
 
 @router.route(
     "DELETE", "/v1/monitors/{monitor_id}", summary="Delete a monitor", auth="team", permission=authz.MANAGE, status=204
 )
 def delete_monitor(call: Call, monitor_id: str) -> Reply:
-    monitors.delete(call.user.team_id, monitor_id, utcnow())
+    lifecycle.delete_monitor(call.user.team_id, monitor_id, utcnow())
     return Reply(status=204)
 
 
@@ -392,7 +392,7 @@ def delete_monitor(call: Call, monitor_id: str) -> Reply:
 )
 def pause_monitor(call: Call, monitor_id: str) -> MonitorOut:
     """A paused monitor is not checked and opens no incident."""
-    return monitor_out(monitors.set_paused(call.user.team_id, monitor_id, True, utcnow()))
+    return monitor_out(lifecycle.set_monitor_paused(call.user.team_id, monitor_id, True, utcnow()))
 
 
 @router.route(
@@ -404,7 +404,7 @@ def pause_monitor(call: Call, monitor_id: str) -> MonitorOut:
     response=MonitorOut,
 )
 def resume_monitor(call: Call, monitor_id: str) -> MonitorOut:
-    return monitor_out(monitors.set_paused(call.user.team_id, monitor_id, False, utcnow()))
+    return monitor_out(lifecycle.set_monitor_paused(call.user.team_id, monitor_id, False, utcnow()))
 
 
 @router.route(

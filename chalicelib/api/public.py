@@ -12,7 +12,6 @@ from typing import Any
 from chalicelib import errors
 from chalicelib.api.framework import Call, Reply, Router
 from chalicelib.clock import utcnow
-from chalicelib.monitors.models import MonitorModel
 from chalicelib.status_pages import document, render, service
 from chalicelib.status_pages.models import StatusPageModel
 from chalicelib.status_pages.publish import CACHE_CONTROL, OBJECTS, publish_quietly, published, rendered
@@ -101,15 +100,7 @@ def status_badge(call: Call, badge: str) -> Reply:
     monitor_id = badge.removesuffix(".svg")
     if not monitor_id:
         raise missing
-    keys = list(MonitorModel.by_id.query(monitor_id, limit=1))
-    if not keys:
+    shown = document.badge(monitor_id)
+    if shown is None:
         raise missing
-    team_id = keys[0].team_id
-    for page in service.pages_showing(team_id, {monitor_id}):
-        if page.published:
-            component = next(c for c in service.components_of(page) if c.monitor_id == monitor_id)
-            monitor = MonitorModel.get(team_id, monitor_id)
-            state = "paused" if monitor.paused else monitor.status
-            status = document.COMPONENT_STATUS.get(state, "operational")
-            return _reply(call, render.badge(component.display_name, status), "image/svg+xml")
-    raise missing
+    return _reply(call, render.badge(*shown), "image/svg+xml")

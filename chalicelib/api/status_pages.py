@@ -12,6 +12,7 @@ from chalicelib.schema import Line, Schema, Text
 from chalicelib.status_pages import service as pages
 from chalicelib.status_pages.models import StatusPageModel
 from chalicelib.status_pages.publish import page_url
+from chalicelib.status_pages.store import components_of
 from chalicelib.teams import authz
 
 router = Router("status pages")
@@ -105,7 +106,7 @@ def page_out(item: StatusPageModel) -> PageOut:
         slug=item.slug,
         description=item.description,
         published=bool(item.published),
-        components=[ComponentOut(**vars(c)) for c in pages.components_of(item)],
+        components=[ComponentOut(**vars(c)) for c in components_of(item)],
         custom_domain=item.custom_domain,
         url=f"https://{item.custom_domain}/" if item.custom_domain else page_url(item.slug),
         created_at=isoz(item.created_at) or "",

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from chalicelib import lifecycle
 from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.api.schemas import TeamOut, team_out
 from chalicelib.clock import isoz, utcnow
@@ -146,7 +147,7 @@ def rename_team(call: Call, team_id: str) -> TeamWithRole:
 )
 def delete_team(call: Call, team_id: str) -> Reply:
     """Owner only.  Your only team cannot be deleted (409 ``last_team``)."""
-    teams.delete_team(call.user.user_id, team_id)
+    lifecycle.delete_team(call.user.user_id, team_id)
     return Reply(status=204)
 
 

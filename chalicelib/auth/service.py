@@ -9,14 +9,14 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
-from chalicelib import errors
-from chalicelib.auth import emails, passwords, tokens
+from chalicelib import emails, errors
+from chalicelib.auth import passwords, tokens
 from chalicelib.auth.models import OneTimeTokenModel, SessionModel
-from chalicelib.auth.principal import Principal
 from chalicelib.aws.mail import deliver
 from chalicelib.clock import utcnow
 from chalicelib.ids import new_id
 from chalicelib.observability import logger
+from chalicelib.principal import Principal
 from chalicelib.ratelimit import service as ratelimit
 from chalicelib.settings import Settings, get_settings
 from chalicelib.storage.base import condition_failed, transaction

@@ -7,6 +7,7 @@ from typing import Any
 
 from chalice import Blueprint, Rate
 
+from chalicelib.clock import parse_time, utcnow
 from chalicelib.observability import metrics
 from chalicelib.scheduler.service import run_tick
 from chalicelib.wiring import configure
@@ -17,11 +18,10 @@ blueprint = Blueprint(__name__)
 
 
 def _tick_time(event: dict[str, Any]) -> datetime:
-    raw = str(event.get("time") or "")
     try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(UTC)
+        return (parse_time(event.get("time")) or utcnow()).astimezone(UTC)
     except ValueError:
-        return datetime.now(UTC)
+        return utcnow()
 
 
 @blueprint.schedule(Rate(1, unit=Rate.MINUTES), name="scheduler")

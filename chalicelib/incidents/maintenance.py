@@ -7,7 +7,6 @@ with the first result after the end.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,8 +18,6 @@ from chalicelib.monitors.service import require_team_monitors
 from chalicelib.storage import cursor
 from chalicelib.storage.base import load_team_item
 
-# After a window is created, changed or deleted: (team_id, the monitors it names, before and after).
-ON_CHANGE: list[Callable[[str, set[str]], None]] = []
 MAX_DURATION = timedelta(days=90)
 MAX_MONITORS = 100
 
@@ -83,7 +80,6 @@ def create(team_id: str, user_id: str, fields: dict[str, Any], now: datetime) ->
     _check(team_id, fields, now, creating=True)
     item = MaintenanceWindowModel(team_id, new_id("mw"), created_by=user_id, created_at=now, updated_at=now, **fields)
     item.save(condition=MaintenanceWindowModel.window_id.does_not_exist())
-    _changed(team_id, set(fields["monitor_ids"]))
     return _window(item)
 
 
@@ -95,8 +91,9 @@ def get(team_id: str, window_id: str) -> Window:
     return _window(_load(team_id, window_id))
 
 
-def update(team_id: str, window_id: str, changes: dict[str, Any], now: datetime) -> Window:
-    """A partial change; the result must still be a valid window.  A stale concurrent edit → 409."""
+def update(team_id: str, window_id: str, changes: dict[str, Any], now: datetime) -> tuple[Window, Window]:
+    """A partial change; the result must still be a valid window.  A stale concurrent edit → 409.  Returns the
+    window before and after the change."""
     item = _load(team_id, window_id)
     current = _window(item)
     fields = {
@@ -113,19 +110,14 @@ def update(team_id: str, window_id: str, changes: dict[str, Any], now: datetime)
         setattr(item, name, value)
     item.updated_at = now
     item.save()
-    _changed(team_id, set(current.monitor_ids) | set(fields["monitor_ids"]))
-    return _window(item)
+    return current, _window(item)
 
 
-def delete(team_id: str, window_id: str) -> None:
+def delete(team_id: str, window_id: str) -> Window:
+    """Delete the window; returns it as it was."""
     item = _load(team_id, window_id)
     item.delete(add_version_condition=False)
-    _changed(team_id, {str(m) for m in item.monitor_ids or ()})
-
-
-def _changed(team_id: str, monitor_ids: set[str]) -> None:
-    for hook in ON_CHANGE:
-        hook(team_id, monitor_ids)
+    return _window(item)
 
 
 def purge_team(team_id: str) -> None:
@@ -146,6 +138,12 @@ def list_windows(team_id: str, *, limit: int, after: str | None) -> tuple[list[W
         key=("team_id", "window_id"),
     )
     return [_window(item) for item in page], next_cursor
+
+
+def not_ended(team_id: str, now: datetime) -> list[Window]:
+    """The team's windows in progress or to come (the index sorted by end time: never its history)."""
+    query = MaintenanceWindowModel.by_end.query(team_id, range_key_condition=MaintenanceWindowModel.ends_at > now)
+    return [_window(item) for item in query]
 
 
 def open_windows(team_id: str, since: datetime, until: datetime, monitor_id: str | None = None) -> list[Window]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pynamodb.attributes import (
     JSONAttribute,
     ListAttribute,
@@ -79,6 +81,21 @@ class IncidentModel(BaseModel):
     version = VersionAttribute()
     by_status = IncidentsByStatus()
     by_monitor = IncidentsByMonitor()
+
+    def set_status(self, status: str) -> None:
+        """The status and the key of the team's by-status index move together, always."""
+        self.status = status
+        self.team_status = status_key(self.team_id, status)
+
+    def resolve(self, at: datetime, by: str | None, now: datetime) -> None:
+        """Resolved at ``at`` (a recovery's check time, or now) by a person, or by Vigil (None)."""
+        self.set_status("resolved")
+        self.resolved_at, self.resolved_by, self.updated_at = at, by, now
+
+
+def status_key(team_id: str, status: str) -> str:
+    """The by-status index's partition key: one team's incidents of one status."""
+    return f"{team_id}#{status}"
 
 
 class EventModel(BaseModel):

@@ -13,10 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.ids import new_id
+from chalicelib.ids import id_floor, new_id
 from chalicelib.incidents import events
-from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel
-from chalicelib.monitors.models import MonitorModel
+from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel, status_key
 from chalicelib.storage import cursor
 from chalicelib.storage.base import load_team_item, retry_lost_races, transaction
 
@@ -114,7 +113,7 @@ def list_incidents(
             )
         if status is not None:
             return IncidentModel.by_status.query(
-                f"{team_id}#{status}", scan_index_forward=False, last_evaluated_key=start, page_size=size
+                status_key(team_id, status), scan_index_forward=False, last_evaluated_key=start, page_size=size
             )
         return IncidentModel.query(team_id, scan_index_forward=False, last_evaluated_key=start, page_size=size)
 
@@ -126,6 +125,34 @@ def list_incidents(
         run, team_id=team_id, scope=f"incidents|{status or ''}|{monitor_id or ''}", limit=limit, after=after, key=key
     )
     return [_incident(item) for item in page], next_cursor
+
+
+def unresolved(team_id: str) -> list[Incident]:
+    """The team's open and acknowledged incidents (the by-status index: never its history)."""
+    return [
+        _incident(item)
+        for status in ("open", "acknowledged")
+        for item in IncidentModel.by_status.query(status_key(team_id, status))
+    ]
+
+
+def started_since(team_id: str, since: datetime) -> list[Incident]:
+    """The team's incidents started since ``since``, newest first."""
+    floor = id_floor("inc", since)
+    query = IncidentModel.query(
+        team_id, range_key_condition=IncidentModel.incident_id >= floor, scan_index_forward=False
+    )
+    return [_incident(item) for item in query]
+
+
+def of_monitor_since(monitor_id: str, since: datetime, limit: int) -> list[Incident]:
+    """A monitor's incidents started since ``since``, newest first, at most ``limit`` (of any team: the caller
+    checks the team)."""
+    floor = id_floor("inc", since)
+    query = IncidentModel.by_monitor.query(
+        monitor_id, IncidentModel.incident_id >= floor, scan_index_forward=False, limit=limit
+    )
+    return [_incident(item) for item in query]
 
 
 def _change(
@@ -147,11 +174,6 @@ def _change(
     return retry_lost_races(attempt, attempts=ATTEMPTS)
 
 
-def _set_status(item: IncidentModel, status: str) -> None:
-    item.status = status
-    item.team_status = f"{item.team_id}#{status}"
-
-
 def acknowledge(team_id: str, incident_id: str, user_id: str, now: datetime) -> Incident:
     """Open → acknowledged (once: acknowledging again changes nothing).  A resolved incident → 409."""
 
@@ -160,7 +182,7 @@ def acknowledge(team_id: str, incident_id: str, user_id: str, now: datetime) -> 
             raise errors.Conflict("The incident is already resolved.")
         if item.status == "acknowledged":
             return None
-        _set_status(item, "acknowledged")
+        item.set_status("acknowledged")
         item.acknowledged_at, item.acknowledged_by, item.updated_at = now, user_id, now
         return events.incident_event(
             item, events.ACKNOWLEDGED, now, discriminator=new_id("evt"), by=user_id, text="Acknowledged"
@@ -177,8 +199,7 @@ def resolve(team_id: str, incident_id: str, user_id: str, now: datetime) -> Inci
     def change(item: IncidentModel) -> EventModel | None:
         if item.status == "resolved":
             return None
-        _set_status(item, "resolved")
-        item.resolved_at, item.resolved_by, item.updated_at = now, user_id, now
+        item.resolve(now, user_id, now)
         return events.incident_event(
             item, events.RESOLVED, now, discriminator=new_id("evt"), by=user_id, text="Resolved by hand"
         )
@@ -217,10 +238,10 @@ def set_postmortem(team_id: str, incident_id: str, user_id: str, postmortem: dic
     return get(team_id, item.incident_id)
 
 
-def purge_team(team_id: str) -> None:
+def purge_team(team_id: str, monitor_ids: list[str]) -> None:
     """Team deletion: its incidents and their timelines, and its monitors' incident state."""
-    for monitor in MonitorModel.query(team_id, attributes_to_get=["team_id", "monitor_id"]):
-        MonitorStateModel(monitor.monitor_id).delete(add_version_condition=False)
+    for monitor_id in monitor_ids:
+        MonitorStateModel(monitor_id).delete(add_version_condition=False)
     for item in IncidentModel.query(team_id):
         for entry in EventModel.query(item.incident_id):
             entry.delete()

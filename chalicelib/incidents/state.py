@@ -24,6 +24,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from chalicelib.clock import parse_time
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -172,10 +174,6 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _time(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
-
-
 def dump(state: MonitorState) -> dict[str, Any]:
     """The state as plain JSON (stored on the monitor's state item)."""
     return {
@@ -207,8 +205,8 @@ def load(data: dict[str, Any] | None) -> MonitorState:
             failures=int(r.get("failures") or 0),
             successes=int(r.get("successes") or 0),
             checked=bool(r.get("checked")),
-            last_checked_at=_time(r.get("last_checked_at")),
-            down_since=_time(r.get("down_since")),
+            last_checked_at=parse_time(r.get("last_checked_at")),
+            down_since=parse_time(r.get("down_since")),
             cause=r.get("cause"),
         )
         for name, r in (data.get("regions") or {}).items()
@@ -218,5 +216,5 @@ def load(data: dict[str, Any] | None) -> MonitorState:
         incident_open=bool(data.get("incident_open")),
         degraded=bool(data.get("degraded")),
         status=str(data.get("status") or "pending"),
-        last_resolved_at=_time(data.get("last_resolved_at")),
+        last_resolved_at=parse_time(data.get("last_resolved_at")),
     )

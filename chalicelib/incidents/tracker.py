@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 
@@ -28,11 +28,14 @@ from chalicelib.checks import model as check
 from chalicelib.ids import derived_id
 from chalicelib.incidents import events
 from chalicelib.incidents.maintenance import Window, open_windows
-from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel
+from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel, status_key
 from chalicelib.incidents.state import Event, Observation, Policy, apply, down_regions, dump, load
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.observability import logger, metrics
 from chalicelib.storage.base import condition_failed, lost_race, retry_lost_races, transaction
+
+if TYPE_CHECKING:
+    from chalicelib.monitors.service import Monitor
 
 ATTEMPTS = 6
 MAX_WRITES = 60  # items per transaction (DynamoDB allows 100); more results are applied in several
@@ -218,7 +221,7 @@ class _Run:
         incident = IncidentModel(
             m.team_id,
             incident_id,
-            team_status=f"{m.team_id}#open",
+            team_status=status_key(m.team_id, "open"),
             monitor_id=m.monitor_id,
             status="open",
             cause=change.detail,
@@ -244,10 +247,7 @@ class _Run:
         if incident is None or incident.status == "resolved":  # resolved by hand already: nothing to add
             self.incident = None
             return
-        incident.status = "resolved"
-        incident.team_status = f"{incident.team_id}#resolved"
-        incident.resolved_at = change.at
-        incident.resolved_by = None
+        incident.resolve(change.at, None, self.now)
         self._touch()
         self._timeline(events.RESOLVED, change.at, None, "Recovered", discriminator="")
         self.applied.resolved.append(incident.incident_id)
@@ -472,12 +472,12 @@ class _Reload(Exception):
     """Apply this monitor from its own fresh reads."""
 
 
-def forget_monitor(monitor: MonitorModel, now: datetime) -> None:
+def forget_monitor(monitor: Monitor, now: datetime) -> None:
     """A deleted monitor's outage ends with it: its open incident resolves, and its state goes."""
     _end(monitor, now, "deleted")
 
 
-def pause_changed(monitor: MonitorModel, now: datetime) -> None:
+def pause_changed(monitor: Monitor, now: datetime) -> None:
     """Paused, a monitor is not checked, so no result could ever resolve its outage: it resolves now, and its
     state starts afresh (pending) when it is resumed.  Either way its status changes for its status pages."""
     if monitor.paused:
@@ -485,11 +485,11 @@ def pause_changed(monitor: MonitorModel, now: datetime) -> None:
         return
     # Afresh: counts a handler batch wrote while the pause landed (its monitor write refused) do not carry over.
     with transaction() as t:
-        t.delete(MonitorStateModel(monitor.monitor_id), add_version_condition=False)
+        t.delete(MonitorStateModel(monitor.id), add_version_condition=False)
         t.save(
             events.monitor_event(
                 monitor.team_id,
-                monitor.monitor_id,
+                monitor.id,
                 events.STATUS_CHANGED,
                 now,
                 text="Resumed",
@@ -498,7 +498,7 @@ def pause_changed(monitor: MonitorModel, now: datetime) -> None:
         )
 
 
-def _end(monitor: MonitorModel, now: datetime, reason: str) -> None:
+def _end(monitor: Monitor, now: datetime, reason: str) -> None:
     """End what the incident handler keeps for a monitor (deleted or paused).  A concurrent change (an
     acknowledgement, the handler's last write) makes it reload and try again.  The resolution says why, and
     keeps what the alert handler needs to close the outage where machines opened it (a deleted monitor's item
@@ -506,18 +506,25 @@ def _end(monitor: MonitorModel, now: datetime, reason: str) -> None:
     left = {
         "ended_by": reason,
         "monitor": {
-            "name": monitor.name,
-            "method": monitor.method,
-            "regions": [str(r) for r in monitor.regions],
-            "tags": [str(t) for t in monitor.tags or ()],
+            "name": monitor.config.name,
+            "method": monitor.config.method,
+            "regions": list(monitor.config.regions),
+            "tags": list(monitor.config.tags),
         },
-        "channel_ids": [str(c) for c in monitor.channel_ids or ()],
+        "channel_ids": list(monitor.config.channel_ids),
     }
     retry_lost_races(lambda: _end_once(monitor, now, left), attempts=ATTEMPTS)
 
 
-def _end_once(monitor: MonitorModel, now: datetime, left: dict[str, Any]) -> None:
-    team_id, monitor_id, reason = monitor.team_id, monitor.monitor_id, left["ended_by"]
+def _monitor_item(team_id: str, monitor_id: str) -> MonitorModel | None:
+    try:
+        return MonitorModel.get(team_id, monitor_id, consistent_read=True)
+    except MonitorModel.DoesNotExist:
+        return None
+
+
+def _end_once(monitor: Monitor, now: datetime, left: dict[str, Any]) -> None:
+    team_id, monitor_id, reason = monitor.team_id, monitor.id, left["ended_by"]
     try:
         item: MonitorStateModel | None = MonitorStateModel.get(monitor_id, consistent_read=True)
     except MonitorStateModel.DoesNotExist:
@@ -525,13 +532,13 @@ def _end_once(monitor: MonitorModel, now: datetime, left: dict[str, Any]) -> Non
     if item is None and reason == "deleted":
         return
     incident = _open_incident(team_id, item.incident_id) if item is not None else None
+    # Loaded, so that its version moves on (an update of an item not loaded would set its version back to 1).
+    paused_item = _monitor_item(team_id, monitor_id) if reason == "paused" else None
     with transaction() as t:
         if item is not None:
             t.delete(item, add_version_condition=False)
         if incident is not None and incident.status != "resolved":
-            incident.status = "resolved"
-            incident.team_status = f"{team_id}#resolved"
-            incident.resolved_at = incident.updated_at = now
+            incident.resolve(now, None, now)
             t.save(incident)
             t.save(
                 events.incident_event(
@@ -543,10 +550,10 @@ def _end_once(monitor: MonitorModel, now: datetime, left: dict[str, Any]) -> Non
                     text=f"The monitor was {reason}",
                 )
             )
-        if reason == "paused":
+        if paused_item is not None:
             # Its view starts afresh (the state that wrote it is gone, so no version to compare with).
             t.update(
-                monitor,
+                paused_item,
                 actions=[
                     MonitorModel.status.set("pending"),
                     MonitorModel.region_status.set({}),

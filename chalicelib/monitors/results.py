@@ -7,7 +7,7 @@ and a daily rollup item (:func:`record`), and :func:`uptime` reads those.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from chalicelib.monitors.models import HISTOGRAM_BOUNDS, ResultModel, RollupModel
@@ -95,22 +95,41 @@ def record(team_id: str, monitor_id: str, checked_at: datetime, ok: bool, respon
         RollupModel(monitor_id, period).update(actions=actions)
 
 
-def _pct(checks: int, failures: int) -> float | None:
+def pct(checks: int, failures: int) -> float | None:
+    """The share of checks that passed, in percent to three decimals (None without checks)."""
     return round(100.0 * (checks - failures) / checks, 3) if checks else None
+
+
+def daily(monitor_id: str, today: date, days: int) -> list[DayUptime]:
+    """The last ``days`` days up to ``today``, oldest first, from the daily rollups only (one query of at most
+    ``days`` small items); a day without checks is there with zero checks."""
+    first = today - timedelta(days=days - 1)
+    found = {
+        item.period[2:]: item
+        for item in RollupModel.query(
+            monitor_id, range_key_condition=RollupModel.period.between(f"D#{first}", f"D#{today}")
+        )
+    }
+    rows = []
+    for offset in range(days - 1, -1, -1):
+        day = str(today - timedelta(days=offset))
+        item = found.get(day)
+        checks = int(item.checks) if item else 0
+        failures = int(item.failures) if item else 0
+        latency = (float(item.latency_sum_ms) / int(item.latency_count)) if item and item.latency_count else None
+        rows.append(DayUptime(day, checks, failures, pct(checks, failures), round(latency, 1) if latency else None))
+    return rows
+
+
+def total(rows: list[DayUptime]) -> float | None:
+    return pct(sum(r.checks for r in rows), sum(r.failures for r in rows))
 
 
 def uptime(team_id: str, monitor_id: str, days: int, now: datetime) -> Uptime:
     """Uptime over 24 h (hourly rollups), 7/30/90 days and per day (daily rollups): at most ~115 item reads."""
     get_monitor(team_id, monitor_id)
     today = now.astimezone(UTC).date()
-    span = max(days, 90)
-    first = today - timedelta(days=span - 1)
-    daily = {
-        item.period[2:]: item
-        for item in RollupModel.query(
-            monitor_id, range_key_condition=RollupModel.period.between(f"D#{first}", f"D#{today}")
-        )
-    }
+    rows = daily(monitor_id, today, max(days, 90))
     hour_now = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     since = hour_now - timedelta(hours=23)
     hourly = list(
@@ -120,22 +139,10 @@ def uptime(team_id: str, monitor_id: str, days: int, now: datetime) -> Uptime:
         )
     )
 
-    def window(n: int) -> float | None:
-        items = [daily[d] for d in daily if d >= str(today - timedelta(days=n - 1))]
-        return _pct(sum(int(i.checks) for i in items), sum(int(i.failures) for i in items))
-
-    rows = []
-    for offset in range(days - 1, -1, -1):
-        date = str(today - timedelta(days=offset))
-        item = daily.get(date)
-        checks = int(item.checks) if item else 0
-        failures = int(item.failures) if item else 0
-        latency = (float(item.latency_sum_ms) / int(item.latency_count)) if item and item.latency_count else None
-        rows.append(DayUptime(date, checks, failures, _pct(checks, failures), round(latency, 1) if latency else None))
     windows = {
-        "24h": _pct(sum(int(i.checks) for i in hourly), sum(int(i.failures) for i in hourly)),
-        "7d": window(7),
-        "30d": window(30),
-        "90d": window(90),
+        "24h": pct(sum(int(i.checks) for i in hourly), sum(int(i.failures) for i in hourly)),
+        "7d": total(rows[-7:]),
+        "30d": total(rows[-30:]),
+        "90d": total(rows[-90:]),
     }
-    return Uptime(windows=windows, days=rows)
+    return Uptime(windows=windows, days=rows[-days:])

@@ -17,18 +17,11 @@ from chalicelib.ids import new_id
 from chalicelib.masking import MaskedWithoutValue, restore_masked
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.storage import cursor
-from chalicelib.storage.base import load_team_item, retry_lost_races
+from chalicelib.storage.base import condition_failed, load_team_item, retry_lost_races
 
 INTERVALS = (30, 60, 120, 300, 600, 900, 1800, 3600)
 STATUSES = ("pending", "up", "degraded", "down", "paused", "maintenance")
 SAVE_ATTEMPTS = 4
-
-# Other areas register a check that an alert channel id exists in a team (the alerts package does).
-CHANNEL_LOOKUPS: list[Callable[[str, str], bool]] = []
-# And what to do once a monitor is deleted: (the deleted item, now) — the incident handler closes its outage.
-ON_DELETE: list[Callable[[MonitorModel, datetime], None]] = []
-# And once it is paused or resumed (the item as saved): the incident handler ends or restarts its outage state.
-ON_PAUSE: list[Callable[[MonitorModel, datetime], None]] = []
 
 
 @dataclass(frozen=True)
@@ -122,7 +115,7 @@ def _as_list(values: tuple[str, ...]) -> Any:
     return list(values)
 
 
-def _complete(config: MonitorConfig, all_regions: tuple[str, ...]) -> MonitorConfig:
+def complete(config: MonitorConfig, all_regions: tuple[str, ...]) -> MonitorConfig:
     """Fill defaults that depend on other fields and check the rules that span fields."""
     regions = config.regions or all_regions
     unknown = [r for r in regions if r not in all_regions]
@@ -153,12 +146,6 @@ def require_team_monitors(team_id: str, monitor_ids: list[str]) -> None:
             raise errors.NotFound(f"No monitor {monitor_id} in this team.")
 
 
-def _check_channels(team_id: str, channel_ids: tuple[str, ...]) -> None:
-    for channel_id in channel_ids:
-        if not any(lookup(team_id, channel_id) for lookup in CHANNEL_LOOKUPS):
-            raise errors.NotFound(f"No alert channel {channel_id} in this team.")
-
-
 def _apply(item: MonitorModel, config: MonitorConfig) -> None:
     item.name = config.name
     item.url = config.url
@@ -183,8 +170,7 @@ def _apply(item: MonitorModel, config: MonitorConfig) -> None:
 
 
 def create(team_id: str, config: MonitorConfig, all_regions: tuple[str, ...], now: datetime) -> Monitor:
-    config = _complete(config, all_regions)
-    _check_channels(team_id, config.channel_ids)
+    config = complete(config, all_regions)
     item = MonitorModel(team_id, new_id("mon"), status="pending", paused=False, created_at=now, updated_at=now)
     _apply(item, config)
     item.save(condition=MonitorModel.monitor_id.does_not_exist())
@@ -197,6 +183,18 @@ def _load(team_id: str, monitor_id: str) -> MonitorModel:
 
 def get(team_id: str, monitor_id: str) -> Monitor:
     return to_monitor(_load(team_id, monitor_id))
+
+
+def get_many(team_id: str, monitor_ids: list[str]) -> dict[str, Monitor]:
+    """The team's monitors among these ids, by id (one BatchGetItem per 100); ids of none are left out."""
+    keys = [(team_id, m) for m in dict.fromkeys(monitor_ids)]
+    return {item.monitor_id: to_monitor(item) for item in MonitorModel.batch_get(keys)} if keys else {}
+
+
+def team_of(monitor_id: str) -> str | None:
+    """The team a monitor belongs to (the public badge knows only the monitor's id), or None."""
+    found = list(MonitorModel.by_id.query(monitor_id, limit=1))
+    return found[0].team_id if found else None
 
 
 def _change(team_id: str, monitor_id: str, change: Callable[[MonitorModel], None]) -> MonitorModel:
@@ -231,9 +229,7 @@ def update(
                 ) from None
         if "regions" in wanted and "confirmation_regions" not in wanted:
             wanted["confirmation_regions"] = None  # back to the majority of the new regions
-        config = _complete(replace(current, **wanted), all_regions)
-        if "channel_ids" in wanted:
-            _check_channels(team_id, config.channel_ids)
+        config = complete(replace(current, **wanted), all_regions)
         _apply(item, config)
         item.updated_at = now
 
@@ -248,18 +244,33 @@ def set_paused(team_id: str, monitor_id: str, paused: bool, now: datetime) -> Mo
         item.schedule_key = None if paused else schedule_key(item.monitor_id, int(item.interval_seconds))
         item.updated_at = now
 
-    item = _change(team_id, monitor_id, change)
-    for hook in ON_PAUSE:  # even if it already was: a hook that failed the first time gets another go
-        hook(item, now)
-    return to_monitor(_load(team_id, monitor_id) if ON_PAUSE else item)  # as the hooks left it
+    return to_monitor(_change(team_id, monitor_id, change))
 
 
-def delete(team_id: str, monitor_id: str, now: datetime) -> None:
-    """The monitor goes first, so that no late result can bring its incident state back."""
+def delete(team_id: str, monitor_id: str) -> Monitor:
+    """Delete the monitor; returns it as it was."""
     item = _load(team_id, monitor_id)
     item.delete(add_version_condition=False)
-    for hook in ON_DELETE:
-        hook(item, now)
+    return to_monitor(item)
+
+
+def unlink_channel(team_id: str, channel_id: str) -> None:
+    """A deleted alert channel leaves every monitor of the team that named it."""
+    for monitor in MonitorModel.query(team_id, filter_condition=MonitorModel.channel_ids.contains(channel_id)):
+        remaining = [c for c in monitor.channel_ids if c != channel_id]
+        try:
+            monitor.update(
+                actions=[MonitorModel.channel_ids.set(remaining)],
+                condition=MonitorModel.monitor_id.exists(),  # never recreate a monitor deleted meanwhile
+                add_version_condition=False,
+            )
+        except Exception as exc:
+            if not condition_failed(exc):
+                raise
+
+
+def team_monitor_ids(team_id: str) -> list[str]:
+    return [m.monitor_id for m in MonitorModel.query(team_id, attributes_to_get=["team_id", "monitor_id"])]
 
 
 def purge_team(team_id: str) -> None:

@@ -7,16 +7,19 @@ name, error text, cause or an address.  The HTML page, the Atom feed and the bad
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.clock import isoz
-from chalicelib.ids import id_floor
+from chalicelib.incidents import maintenance
+from chalicelib.incidents import service as incidents
 from chalicelib.incidents.events import timeline
-from chalicelib.incidents.models import IncidentModel, MaintenanceWindowModel
-from chalicelib.monitors.models import MonitorModel, RollupModel
+from chalicelib.incidents.service import Incident
+from chalicelib.monitors import results
+from chalicelib.monitors.service import get_many as get_monitors
+from chalicelib.monitors.service import team_of
 from chalicelib.status_pages.models import StatusPageModel
-from chalicelib.status_pages.service import components_of
+from chalicelib.status_pages.store import components_of, pages_showing
 
 DAYS = 90
 RECENT_DAYS = 14
@@ -63,37 +66,13 @@ def overall(statuses: list[str]) -> str:
     return "operational"
 
 
-def _pct(checks: int, failures: int) -> float | None:
-    return round(100.0 * (checks - failures) / checks, 3) if checks else None
-
-
-def _days(monitor_id: str, today: date) -> tuple[float | None, list[dict[str, Any]]]:
-    """90 days of daily uptime, from the daily rollups only (one query of at most 90 small items)."""
-    first = today - timedelta(days=DAYS - 1)
-    found = {
-        item.period[2:]: item
-        for item in RollupModel.query(
-            monitor_id, range_key_condition=RollupModel.period.between(f"D#{first}", f"D#{today}")
-        )
-    }
-    days = []
-    checks = failures = 0
-    for offset in range(DAYS - 1, -1, -1):
-        day = str(today - timedelta(days=offset))
-        item = found.get(day)
-        c, f = (int(item.checks), int(item.failures)) if item else (0, 0)
-        checks, failures = checks + c, failures + f
-        days.append({"date": day, "uptime_pct": _pct(c, f)})
-    return _pct(checks, failures), days
-
-
-def _public_incident(item: IncidentModel, names: dict[str, str], with_updates: bool = True) -> dict[str, Any]:
+def _public_incident(item: Incident, names: dict[str, str], with_updates: bool = True) -> dict[str, Any]:
     """An incident in Vigil's words: which component, since when, and what the team has done — never its cause,
     its affected regions or the team's notes."""
     name = names.get(item.monitor_id, "A service")
     updates = []
     if with_updates:
-        for entry in timeline(item.incident_id):
+        for entry in timeline(item.id):
             if entry.type == "incident.opened":
                 updates.append(("investigating", entry.at, f"{name} is not responding. We are investigating."))
             elif entry.type == "incident.acknowledged":
@@ -102,7 +81,7 @@ def _public_incident(item: IncidentModel, names: dict[str, str], with_updates: b
                 updates.append(("resolved", entry.at, f"{name} is working again."))
     status = {"open": "investigating", "acknowledged": "identified", "resolved": "resolved"}[item.status]
     return {
-        "id": item.incident_id,
+        "id": item.id,
         "title": f"{name} is down" if item.status != "resolved" else f"{name} was down",
         "status": status,
         "impact": "major_outage",
@@ -116,8 +95,7 @@ def _public_incident(item: IncidentModel, names: dict[str, str], with_updates: b
 def build(page: StatusPageModel, now: datetime) -> dict[str, Any]:
     team_id = page.team_id
     components = components_of(page)
-    ids = [c.monitor_id for c in components]
-    monitors = {m.monitor_id: m for m in (MonitorModel.batch_get([(team_id, i) for i in ids]) if ids else [])}
+    monitors = get_monitors(team_id, [c.monitor_id for c in components])
     names = {c.monitor_id: c.display_name for c in components}
     today = now.astimezone(UTC).date()
     shown: list[dict[str, Any]] = []
@@ -125,53 +103,45 @@ def build(page: StatusPageModel, now: datetime) -> dict[str, Any]:
         monitor = monitors.get(c.monitor_id)
         if monitor is None:
             continue  # deleted since: it leaves the page
-        status = COMPONENT_STATUS.get("paused" if monitor.paused else monitor.status, "operational")
-        uptime, days = _days(c.monitor_id, today)
-        shown.append({"name": c.display_name, "group": c.group, "status": status, "uptime_90d": uptime, "days": days})
+        days = results.daily(c.monitor_id, today, DAYS)
+        shown.append(
+            {
+                "name": c.display_name,
+                "group": c.group,
+                "status": COMPONENT_STATUS.get(monitor.status, "operational"),
+                "uptime_90d": results.total(days),
+                "days": [{"date": d.date, "uptime_pct": d.uptime_pct} for d in days],
+            }
+        )
 
     on_page = set(monitors)
-    active = [
-        item
-        for status in ("open", "acknowledged")
-        for item in IncidentModel.by_status.query(f"{team_id}#{status}")
-        if item.monitor_id in on_page
-    ]
-    since = id_floor("inc", now - timedelta(days=RECENT_DAYS))
+    active = [i for i in incidents.unresolved(team_id) if i.monitor_id in on_page]
     recent = [
-        item
-        for item in IncidentModel.query(
-            team_id, range_key_condition=IncidentModel.incident_id >= since, scan_index_forward=False
-        )
-        if item.monitor_id in on_page and item.status == "resolved"
+        i
+        for i in incidents.started_since(team_id, now - timedelta(days=RECENT_DAYS))
+        if i.monitor_id in on_page and i.status == "resolved"
     ]
-    windows = [
-        w
-        for w in MaintenanceWindowModel.by_end.query(team_id, range_key_condition=MaintenanceWindowModel.ends_at > now)
-        if on_page & set(w.monitor_ids or ())
-    ]
-    maintenance = [
-        {
-            "id": w.window_id,
-            "title": w.title,
-            "description": w.description,
-            "status": "in_progress" if w.starts_at <= now else "scheduled",
-            "starts_at": isoz(w.starts_at),
-            "ends_at": isoz(w.ends_at),
-            "components": [names[str(m)] for m in w.monitor_ids if m in on_page],
-        }
-        for w in sorted(windows, key=lambda w: w.starts_at)
-    ]
+    windows = [w for w in maintenance.not_ended(team_id, now) if on_page & set(w.monitor_ids)]
     return {
         "name": page.name,
         "slug": page.slug,
         "description": page.description,
         "overall_status": overall([c["status"] for c in shown]),
         "components": shown,
-        "active_incidents": [
-            _public_incident(i, names) for i in sorted(active, key=lambda i: i.incident_id, reverse=True)
-        ],
+        "active_incidents": [_public_incident(i, names) for i in sorted(active, key=lambda i: i.id, reverse=True)],
         "recent_incidents": [_public_incident(i, names) for i in recent],
-        "maintenance": maintenance,
+        "maintenance": [
+            {
+                "id": w.id,
+                "title": w.title,
+                "description": w.description,
+                "status": "in_progress" if w.starts_at <= now else "scheduled",
+                "starts_at": isoz(w.starts_at),
+                "ends_at": isoz(w.ends_at),
+                "components": [names[m] for m in w.monitor_ids if m in on_page],
+            }
+            for w in sorted(windows, key=lambda w: w.starts_at)
+        ],
         # When what the page shows last changed (its data, not this rendering): stable, so ETags are too.
         "updated_at": isoz(
             max(
@@ -186,15 +156,28 @@ def build(page: StatusPageModel, now: datetime) -> dict[str, Any]:
     }
 
 
+def badge(monitor_id: str) -> tuple[str, str] | None:
+    """A badge's label and status: the monitor's display name and component status on a published page of its
+    team (None when no published page shows it)."""
+    team_id = team_of(monitor_id)
+    if team_id is None:
+        return None
+    for page in pages_showing(team_id, {monitor_id}):
+        if page.published:
+            component = next(c for c in components_of(page) if c.monitor_id == monitor_id)
+            monitor = get_monitors(team_id, [monitor_id]).get(monitor_id)
+            if monitor is None:  # deleted since the page was read
+                return None
+            return component.display_name, COMPONENT_STATUS.get(monitor.status, "operational")
+    return None
+
+
 def feed_entries(page: StatusPageModel, now: datetime) -> list[dict[str, Any]]:
     """Incident history for the Atom feed: the page's incidents of the last 90 days, newest first."""
-    components = components_of(page)
-    names = {c.monitor_id: c.display_name for c in components}
-    since = id_floor("inc", now - timedelta(days=FEED_DAYS))
-    found: list[IncidentModel] = []
+    names = {c.monitor_id: c.display_name for c in components_of(page)}
+    since = now - timedelta(days=FEED_DAYS)
+    found: list[Incident] = []
     for monitor_id in names:  # each component's own (the team's other monitors' incidents never crowd them out)
-        found += IncidentModel.by_monitor.query(
-            monitor_id, IncidentModel.incident_id >= since, scan_index_forward=False, limit=FEED_ENTRIES
-        )
-    newest = sorted(found, key=lambda i: i.incident_id, reverse=True)[:FEED_ENTRIES]
+        found += incidents.of_monitor_since(monitor_id, since, FEED_ENTRIES)
+    newest = sorted(found, key=lambda i: i.id, reverse=True)[:FEED_ENTRIES]
     return [_public_incident(i, names) for i in newest if i.team_id == page.team_id]

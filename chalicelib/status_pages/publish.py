@@ -18,6 +18,7 @@ from chalicelib.observability import logger
 from chalicelib.settings import get_settings
 from chalicelib.status_pages import document, render
 from chalicelib.status_pages.models import StatusPageModel
+from chalicelib.status_pages.store import pages_showing, published_pages
 
 CACHE_CONTROL = "public, max-age=30, s-maxage=60, stale-while-revalidate=300"
 OBJECTS = {
@@ -115,8 +116,6 @@ def published(slug: str, name: str) -> str | None:
 def refresh_all() -> tuple[int, int]:
     """Republish every published page (hourly: the 90-day bars and uptime move with time, not only with events).
     One page failing does not stop the others.  Returns (published, failed)."""
-    from chalicelib.status_pages.service import published_pages
-
     done = failed = 0
     try:
         publish_not_found()
@@ -134,8 +133,6 @@ def refresh_all() -> tuple[int, int]:
 
 def republish_for(team_id: str, monitor_ids: set[str]) -> int:
     """Publish every page of the team that shows one of these monitors; returns how many."""
-    from chalicelib.status_pages.service import pages_showing
-
     pages = pages_showing(team_id, monitor_ids)
     for page in pages:
         publish(page)

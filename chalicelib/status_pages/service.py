@@ -8,8 +8,6 @@ Every change republishes the page (``publish``).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,34 +15,15 @@ from pynamodb.exceptions import TransactWriteError
 
 from chalicelib import errors
 from chalicelib.ids import new_id
-from chalicelib.monitors.models import MonitorModel
 from chalicelib.monitors.service import require_team_monitors
+from chalicelib.status_pages import publish
 from chalicelib.status_pages.models import SlugModel, StatusPageModel
+from chalicelib.status_pages.store import LISTED, Component, as_json, components_of, pages_showing
 from chalicelib.storage import cursor
 from chalicelib.storage.base import condition_failed, load_team_item, retry_lost_races, transaction
 
 MAX_COMPONENTS = 50
-LISTED = "published"
 RESERVED_SLUGS = frozenset({"api", "app", "admin", "assets", "docs", "status", "static", "vigil", "www", "help"})
-
-# What to do after a page changed: (page, previous slug or None) — publishing registers itself here.
-ON_CHANGE: list[Callable[[StatusPageModel, str | None], None]] = []
-ON_DELETE: list[Callable[[StatusPageModel], None]] = []
-
-
-@dataclass(frozen=True)
-class Component:
-    monitor_id: str
-    display_name: str
-    group: str | None
-
-
-def components_of(item: StatusPageModel) -> list[Component]:
-    return [Component(str(c["monitor_id"]), str(c["display_name"]), c.get("group")) for c in item.components or ()]
-
-
-def _as_json(components: list[Component]) -> list[dict[str, Any]]:
-    return [{"monitor_id": c.monitor_id, "display_name": c.display_name, "group": c.group} for c in components]
 
 
 def _components(raw: list[dict[str, Any]], team_id: str, existing: tuple[Component, ...] = ()) -> list[Component]:
@@ -108,7 +87,7 @@ def create(team_id: str, fields: dict[str, Any], now: datetime) -> StatusPageMod
         slug=slug,
         description=fields.get("description"),
         published=fields.get("published", True),
-        components=_as_json(components),
+        components=as_json(components),
         custom_domain=fields.get("custom_domain"),
         created_at=now,
         updated_at=now,
@@ -148,7 +127,7 @@ def update(team_id: str, page_id: str, changes: dict[str, Any], now: datetime) -
         if name in changes:
             setattr(item, name, changes[name])
     if "components" in changes:
-        item.components = _as_json(_components(changes["components"], team_id))
+        item.components = as_json(_components(changes["components"], team_id))
     item.listed = LISTED if item.published else None
     item.updated_at = now
     if "slug" in changes and changes["slug"] != old_slug:
@@ -167,7 +146,7 @@ def add_component(team_id: str, page_id: str, component: dict[str, Any], now: da
     if any(c.monitor_id == component["monitor_id"] for c in current):
         raise errors.ValidationFailed.single("monitor_id", "this monitor is already on the page")
     (added,) = _components([component], team_id, existing=tuple(current))
-    item.components = _as_json([*current, added])
+    item.components = as_json([*current, added])
     item.updated_at = now
     item.save()
     _changed(item, None)
@@ -179,7 +158,7 @@ def remove_component(team_id: str, page_id: str, monitor_id: str, now: datetime)
     current = components_of(item)
     if not any(c.monitor_id == monitor_id for c in current):
         raise errors.NotFound("That monitor is not on this page.")
-    item.components = _as_json([c for c in current if c.monitor_id != monitor_id])
+    item.components = as_json([c for c in current if c.monitor_id != monitor_id])
     item.updated_at = now
     item.save()
     _changed(item, None)
@@ -190,8 +169,7 @@ def delete(team_id: str, page_id: str) -> None:
     with transaction() as t:
         t.delete(item, add_version_condition=False)
         t.delete(SlugModel(item.slug), condition=SlugModel.page_id == item.page_id)
-    for hook in ON_DELETE:
-        hook(item)
+    publish.unpublish_quietly(item)
 
 
 def list_pages(team_id: str, *, limit: int, after: str | None) -> tuple[list[StatusPageModel], str | None]:
@@ -205,26 +183,14 @@ def list_pages(team_id: str, *, limit: int, after: str | None) -> tuple[list[Sta
     )
 
 
-def published_pages() -> list[StatusPageModel]:
-    """Every published page, of every team (the hourly refresh: its bars and uptime move with the days)."""
-    keys = [(k.team_id, k.page_id) for k in StatusPageModel.by_listed.query(LISTED)]
-    return list(StatusPageModel.batch_get(keys)) if keys else []
-
-
-def pages_showing(team_id: str, monitor_ids: set[str]) -> list[StatusPageModel]:
-    """The team's pages that show any of these monitors (a team has a handful of pages)."""
-    return [p for p in StatusPageModel.query(team_id) if any(c.monitor_id in monitor_ids for c in components_of(p))]
-
-
-def forget_monitor(monitor: MonitorModel, now: datetime) -> None:
+def forget_monitor(team_id: str, monitor_id: str, now: datetime) -> None:
     """A deleted monitor leaves every page that showed it (under the page's version: a concurrent edit of the
     page reloads it, so neither change is lost)."""
-    team_id, monitor_id = monitor.team_id, monitor.monitor_id
     for found in pages_showing(team_id, {monitor_id}):
 
         def attempt(page_id: str = found.page_id) -> StatusPageModel:
             page = _load(team_id, page_id)
-            page.components = _as_json([c for c in components_of(page) if c.monitor_id != monitor_id])
+            page.components = as_json([c for c in components_of(page) if c.monitor_id != monitor_id])
             page.updated_at = now
             page.save()
             return page
@@ -236,10 +202,8 @@ def purge_team(team_id: str) -> None:
     for page in StatusPageModel.query(team_id):
         SlugModel(page.slug).delete(condition=SlugModel.page_id == page.page_id)
         page.delete(add_version_condition=False)
-        for hook in ON_DELETE:
-            hook(page)
+        publish.unpublish_quietly(page)
 
 
 def _changed(item: StatusPageModel, old_slug: str | None) -> None:
-    for hook in ON_CHANGE:
-        hook(item, old_slug)
+    publish.publish_quietly(item, old_slug)

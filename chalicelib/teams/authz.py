@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from chalicelib import errors
-from chalicelib.auth.principal import Principal
+from chalicelib.principal import Principal
 from chalicelib.teams.service import role_of
 
 READ = "read"  # monitors, results, incidents, status pages, maintenance, channels (secrets masked), members

@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from pynamodb.exceptions import TransactWriteError
 
 from chalicelib import errors
-from chalicelib.auth.emails import invitation_email
 from chalicelib.aws.mail import deliver
+from chalicelib.emails import invitation_email
 from chalicelib.ids import new_id
 from chalicelib.settings import get_settings
 from chalicelib.storage.base import condition_failed, transaction

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -63,10 +62,6 @@ class Member:
     joined_at: datetime
 
 
-# Other areas register a function here that deletes a team's data of theirs (monitors, channels, …).
-TEAM_PURGERS: list[Callable[[str], None]] = []
-
-
 def create_team(user_id: str, name: str, now: datetime) -> Team:
     team = TeamModel(
         new_id("team"), name=name, personal=False, plan="free", created_by=user_id, created_at=now, updated_at=now
@@ -93,12 +88,14 @@ def rename_team(team_id: str, name: str, now: datetime) -> Team:
     return to_team(item)
 
 
-def delete_team(actor: str, team_id: str) -> None:
-    """Delete a team and all its data.  A user's last team cannot go: everyone keeps a team to act in."""
-    if len(list(MembershipModel.by_user.query(actor, limit=2))) < 2:
+def require_another_team(user_id: str) -> None:
+    """A user's last team cannot go: everyone keeps a team to act in (409 ``last_team``)."""
+    if len(list(MembershipModel.by_user.query(user_id, limit=2))) < 2:
         raise LastTeam("This is your only team; create or join another before deleting it.")
-    for purge in TEAM_PURGERS:
-        purge(team_id)
+
+
+def delete_team(team_id: str) -> None:
+    """The team, its members and its invitations (``lifecycle.delete_team`` deletes what other areas keep first)."""
     for invitation in InvitationModel.by_team.query(team_id):
         invitation.delete()
     for membership in MembershipModel.query(team_id):

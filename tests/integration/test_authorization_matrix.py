@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from chalicelib.api.framework import Route, all_routes
+from chalicelib.api.routes import routers
 from chalicelib.clock import isoz, utcnow
 from chalicelib.teams import authz
 from chalicelib.teams.models import MembershipModel
-from chalicelib.wiring import routers
 from tests.support import make_test_settings, open_incident
 
 PASSWORD = "correct horse battery staple 9"

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from chalicelib.api.routes import routers
 from chalicelib.aws.mail import send_email
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop
 from chalicelib.settings import load_settings, use_settings
-from chalicelib.wiring import routers
 
 PROD_ENV = {
     "VIGIL_STAGE": "prod",

@@ -21,10 +21,10 @@ from moto import mock_aws
 from pydantic import TypeAdapter, ValidationError
 
 from chalicelib.api.framework import MAX_BODY_BYTES, METHODS, Route
+from chalicelib.api.routes import routers
 from chalicelib.clock import isoz, utcnow
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop
-from chalicelib.wiring import routers
 from tests.support import ApiClient, Result, make_test_settings, open_incident, start_aws
 
 PASSWORD = "correct horse battery staple 9"

@@ -412,7 +412,7 @@ def test_pausing_a_down_monitor_resolves_its_incident_and_resuming_starts_afresh
 def test_a_pause_landing_while_a_batch_is_applied_wins(api, alice, aws, monkeypatch, down_before):
     """The user pauses after the handler read the monitor (not paused yet) and before it writes: the handler's
     write loses, it reloads, and the paused monitor gets no incident (nor a second one for its outage)."""
-    from chalicelib.monitors import service as monitors
+    from chalicelib import lifecycle
 
     monitor = create_monitor(api, url=URL)
     t0 = start()
@@ -425,7 +425,7 @@ def test_a_pause_landing_while_a_batch_is_applied_wins(api, alice, aws, monkeypa
 
     def pause_then_read(*args: Any, **kwargs: Any) -> Any:
         monkeypatch.setattr(MonitorStateModel, "batch_get", read_states)
-        monitors.set_paused(monitor["team_id"], monitor["id"], True, utcnow())
+        lifecycle.set_monitor_paused(monitor["team_id"], monitor["id"], True, utcnow())
         return read_states(*args, **kwargs)
 
     monkeypatch.setattr(MonitorStateModel, "batch_get", pause_then_read)

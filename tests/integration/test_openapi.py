@@ -12,8 +12,8 @@ from pydantic import Field
 from chalicelib.api.docs import render_page
 from chalicelib.api.framework import Call, Out, Router, all_routes
 from chalicelib.api.openapi import build_openapi, problem_codes
+from chalicelib.api.routes import routers
 from chalicelib.schema import Schema
-from chalicelib.wiring import routers
 
 EXTERNAL_ASSET = re.compile(r"""\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 

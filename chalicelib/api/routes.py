@@ -1,0 +1,41 @@
+"""Every router the API serves, in one list: the app registers them, the docs and OpenAPI document describe them."""
+
+from __future__ import annotations
+
+from chalicelib.api.framework import Router
+from chalicelib.settings import Settings
+
+
+def routers(settings: Settings) -> list[Router]:
+    from chalicelib.api import (
+        auth,
+        channels,
+        docs,
+        health,
+        incidents,
+        maintenance,
+        me,
+        monitors,
+        public,
+        status_pages,
+        teams,
+    )
+
+    found = [
+        health.router,
+        docs.router,
+        auth.router,
+        me.router,
+        teams.router,
+        monitors.router,
+        incidents.router,
+        maintenance.router,
+        channels.router,
+        status_pages.router,
+        public.router,
+    ]
+    if settings.is_local:
+        from chalicelib.api import dev
+
+        found.append(dev.router)
+    return found

@@ -1,0 +1,123 @@
+"""The use cases that cross areas, each in the order that matters, readable in one place.
+
+An area's service changes what that area owns; when a change must reach other areas (a deleted monitor's
+incident resolves and it leaves its status pages; a deleted team takes everything with it), the edges call the
+use case here instead of the area's service.  Nothing is registered at import: every effect is an explicit call.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from chalicelib.alerts import channels
+from chalicelib.incidents import maintenance, tracker
+from chalicelib.incidents import service as incidents
+from chalicelib.monitors import service as monitors
+from chalicelib.observability import logger
+from chalicelib.status_pages import publish
+from chalicelib.status_pages import service as status_pages
+from chalicelib.teams import service as teams
+
+# --------------------------------------------------------------------------------------------- monitors
+
+
+def create_monitor(
+    team_id: str, config: monitors.MonitorConfig, all_regions: tuple[str, ...], now: datetime
+) -> monitors.Monitor:
+    """1. The config is completed and validated (422); 2. its channels must be the team's (404); 3. it is saved."""
+    complete = monitors.complete(config, all_regions)
+    channels.require_team_channels(team_id, complete.channel_ids)
+    return monitors.create(team_id, complete, all_regions, now)
+
+
+def update_monitor(
+    team_id: str, monitor_id: str, changes: dict[str, Any], all_regions: tuple[str, ...], now: datetime
+) -> monitors.Monitor:
+    """Channels it is to notify must be the team's (404), then the change is applied under the version."""
+    if changes.get("channel_ids") is not None:
+        channels.require_team_channels(team_id, changes["channel_ids"])
+    return monitors.update(team_id, monitor_id, changes, all_regions, now)
+
+
+def set_monitor_paused(team_id: str, monitor_id: str, paused: bool, now: datetime) -> monitors.Monitor:
+    """Pause or resume.
+
+    1. The monitor leaves (or rejoins) the schedule in the same write.
+    2. The incident handler ends its outage (paused: no check could ever resolve it) or starts its state afresh
+       (resumed) — even if it already was paused: a step that failed the first time gets another go.
+    3. The monitor is returned as the incident handler left it.
+    """
+    monitor = monitors.set_paused(team_id, monitor_id, paused, now)
+    tracker.pause_changed(monitor, now)
+    return monitors.get(team_id, monitor_id)
+
+
+def delete_monitor(team_id: str, monitor_id: str, now: datetime) -> None:
+    """Delete a monitor.
+
+    1. The monitor goes first, so that no late result can bring its incident state back.
+    2. Its open incident resolves (machines told of the outage are told it ended) and its state goes.
+    3. It leaves every status page that showed it; those pages republish.
+    """
+    monitor = monitors.delete(team_id, monitor_id)
+    tracker.forget_monitor(monitor, now)
+    status_pages.forget_monitor(team_id, monitor_id, now)
+
+
+# --------------------------------------------------------------------------------------------- channels
+
+
+def delete_channel(team_id: str, channel_id: str) -> None:
+    """The channel goes, then every monitor of the team that named it forgets it."""
+    channels.delete(team_id, channel_id)
+    monitors.unlink_channel(team_id, channel_id)
+
+
+# --------------------------------------------------------------------------------------------- maintenance
+
+
+def create_window(team_id: str, user_id: str, fields: dict[str, Any], now: datetime) -> maintenance.Window:
+    window = maintenance.create(team_id, user_id, fields, now)
+    _republish_quietly(team_id, set(window.monitor_ids))
+    return window
+
+
+def update_window(team_id: str, window_id: str, changes: dict[str, Any], now: datetime) -> maintenance.Window:
+    """The pages of the monitors it named before and names now show the change."""
+    before, after = maintenance.update(team_id, window_id, changes, now)
+    _republish_quietly(team_id, set(before.monitor_ids) | set(after.monitor_ids))
+    return after
+
+
+def delete_window(team_id: str, window_id: str) -> None:
+    window = maintenance.delete(team_id, window_id)
+    _republish_quietly(team_id, set(window.monitor_ids))
+
+
+def _republish_quietly(team_id: str, monitor_ids: set[str]) -> None:
+    """A maintenance window changed: the pages showing its monitors show it (best effort, logged)."""
+    try:
+        publish.republish_for(team_id, monitor_ids)
+    except Exception:  # noqa: BLE001 - the window change stands; the next change publishes again
+        logger.exception("status page publishing failed", extra={"team_id": team_id})
+
+
+# --------------------------------------------------------------------------------------------- teams
+
+
+def delete_team(actor: str, team_id: str) -> None:
+    """Delete a team and all its data.
+
+    1. A user's last team cannot go (409): everyone keeps a team to act in.
+    2. Incidents first: their purge needs the team's monitors, to forget their incident state.
+    3. Maintenance windows, alert channels, status pages (unpublished), then the monitors themselves.
+    4. Last, the team with its members and invitations.
+    """
+    teams.require_another_team(actor)
+    incidents.purge_team(team_id, monitors.team_monitor_ids(team_id))
+    maintenance.purge_team(team_id)
+    channels.purge_team(team_id)
+    status_pages.purge_team(team_id)
+    monitors.purge_team(team_id)
+    teams.delete_team(team_id)
