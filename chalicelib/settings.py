@@ -43,7 +43,7 @@ class Variable:
 
 
 # Every setting, written once: load_settings takes its defaults from here, and the README's Configuration table is
-# rendered from here (tests/unit/test_settings_table.py checks README.md against it).
+# rendered from here (tests/unit/test_settings_table.py checks README.md and .env.example against it).
 VARIABLES: tuple[Variable, ...] = (
     Variable(
         "VIGIL_STAGE",
