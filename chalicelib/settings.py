@@ -5,6 +5,9 @@ Nothing else in Vigil reads ``os.environ``: everything comes from the frozen
 stage a ``.env`` file in the working directory is merged in (the process
 environment wins).  A deployed stage that lacks a required secret refuses to
 start and names the variable.
+
+Every variable is written once, in :data:`VARIABLES`: its default, and what
+the README's Configuration table says of it (:func:`configuration_table`).
 """
 
 from __future__ import annotations
@@ -26,34 +29,213 @@ class SettingsError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Variable:
+    """One environment variable Vigil reads: a row of :data:`VARIABLES` (and of the README's Configuration table)."""
+
+    name: str
+    attribute: str  # the Settings field it fills
+    default: str | None  # the text used when the variable is unset; None: unset; "{NAME}" stands for NAME's value
+    meaning: str  # the README's "meaning" column
+    shown: str | None = None  # the README's "default" column, when not the default itself; "{default}" stands for it
+    fallbacks: tuple[str, ...] = ()  # variables read, in order, when this one is unset, before the default
+    required_deployed: bool = False  # a deployed stage refuses to start without it
+    dev_default: str | None = None  # what make dev (and .env.example) sets instead of the default
+
+
+# Every setting, written once: load_settings takes its defaults from here, and the README's Configuration table is
+# rendered from here (tests/unit/test_settings_table.py checks README.md and .env.example against it).
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "VIGIL_STAGE",
+        "stage",
+        default="local",
+        shown="{default} (outside Lambda)",
+        meaning="`local`, `test`, `dev` or `prod`; `dev`/`prod` are deployed stages",
+    ),
+    Variable(
+        "SECRET_KEY",
+        "secret_key",
+        default=None,
+        shown="random per run locally",
+        required_deployed=True,
+        meaning="≥ 32 chars; JWT and cursor keys are derived from it",
+    ),
+    Variable(
+        "APP_URL",
+        "app_url",
+        default="http://127.0.0.1:8000",
+        required_deployed=True,
+        meaning="base of every link in email; https in deployed stages",
+    ),
+    Variable(
+        "EMAIL_FROM",
+        "email_from",
+        default="Vigil <no-reply@vigil.local>",
+        required_deployed=True,
+        meaning="sender; a verified SES identity",
+    ),
+    Variable("CHECK_REGIONS", "check_regions", default=",".join(DEFAULT_REGIONS), meaning="regions that run checks"),
+    Variable(
+        "ALLOW_PRIVATE_TARGETS",
+        "allow_private_targets_requested",
+        default="false",
+        dev_default="true",
+        meaning="allow private/loopback targets; ignored in deployed stages",
+    ),
+    Variable(
+        "TABLE_PREFIX",
+        "table_prefix",
+        default="vigil-{VIGIL_STAGE}-",
+        shown="`vigil-<stage>-`",
+        meaning="prefix of table, queue and bucket names",
+    ),
+    Variable(
+        "AWS_REGION",
+        "aws_region",
+        default="us-east-1",
+        fallbacks=("AWS_DEFAULT_REGION",),
+        meaning="region of the queues and SES (Lambda sets it to the function's region)",
+    ),
+    Variable(
+        "HOME_REGION",
+        "home_region",
+        default="{AWS_REGION}",
+        shown="`AWS_REGION`",
+        meaning="region of the tables; regional check workers write there",
+    ),
+    Variable(
+        "CHECK_REGION",
+        "check_region",
+        default=None,
+        shown="the function's region",
+        meaning="the region label a check worker puts on its results",
+    ),
+    Variable(
+        "RESULT_RETENTION_DAYS",
+        "result_retention_days",
+        default="30",
+        meaning="days check results are kept (DynamoDB TTL)",
+    ),
+    Variable(
+        "RESULTS_STREAM_ARN",
+        "results_stream_arn",
+        default=None,
+        shown="derived locally",
+        meaning="the check results stream the rollups and incident handlers read (the stack wires it)",
+    ),
+    Variable(
+        "AWS_ENDPOINT_URL",
+        "aws_endpoint_url",
+        default=None,
+        meaning="send every AWS call to an emulator (LocalStack, DynamoDB Local) or another endpoint",
+    ),
+    Variable("PORT", "port", default="8000", meaning="port of the local API"),
+    Variable(
+        "ACCESS_TOKEN_TTL_SECONDS",
+        "access_token_ttl_seconds",
+        default="900",
+        meaning="access token lifetime, 60–900",  # noqa: RUF001 (the README writes ranges with an en dash)
+    ),
+    Variable(
+        "REFRESH_TOKEN_TTL_SECONDS",
+        "refresh_token_ttl_seconds",
+        default="2592000",
+        meaning="refresh token (session) lifetime",
+    ),
+    Variable("BCRYPT_ROUNDS", "bcrypt_rounds", default="12", meaning="bcrypt cost; ≥ 12 in deployed stages"),
+    Variable(
+        "LOGIN_FAILURES_PER_ACCOUNT",
+        "login_failures_per_account",
+        default="5",
+        meaning="failed sign-ins per account per window before 429",
+    ),
+    Variable(
+        "LOGIN_FAILURES_PER_IP",
+        "login_failures_per_ip",
+        default="30",
+        meaning="failed sign-ins per client IP per window before 429",
+    ),
+    Variable(
+        "LOGIN_FAILURE_WINDOW_SECONDS",
+        "login_failure_window_seconds",
+        default="900",
+        meaning="the window in which failed sign-ins are counted",
+    ),
+    Variable("CORS_ALLOW_ORIGIN", "cors_allow_origin", default=None, meaning="the frontend's origin, for CORS"),
+    Variable(
+        "STATUS_BASE_URL",
+        "status_base_url",
+        default="{APP_URL}/status",
+        shown="`APP_URL` + `/status`",
+        meaning="where status pages are public (the CloudFront or custom domain); links in pages and feeds",
+    ),
+    Variable(
+        "PAGERDUTY_EVENTS_URL",
+        "pagerduty_events_url",
+        default=PAGERDUTY_EVENTS_URL,
+        shown="PagerDuty's Events API v2",
+        meaning="where PagerDuty channels send (tests point it at a loopback receiver)",
+    ),
+    Variable("LOG_LEVEL", "log_level", default="INFO", meaning="`DEBUG`, `INFO`, `WARNING`, `ERROR`"),
+    Variable(
+        "VIGIL_VERSION",
+        "version",
+        default="0.1.0",
+        meaning="the version `GET /health` and the OpenAPI document report",
+    ),
+)
+VARIABLES_BY_NAME = {variable.name: variable for variable in VARIABLES}
+
+
+def configuration_table() -> str:
+    """The README's Configuration table (markdown), rendered from :data:`VARIABLES`."""
+
+    def default(variable: Variable) -> str:
+        own = "unset" if variable.default is None else f"`{variable.default}`"
+        text = own if variable.shown is None else variable.shown.replace("{default}", own)
+        if variable.fallbacks:
+            text = f"{', '.join(f'`{name}`' for name in variable.fallbacks)} if set, else {text}"
+        if variable.dev_default is not None:
+            text += f" (`make dev` sets `{variable.dev_default}`)"
+        if variable.required_deployed:
+            text += "; **required** deployed"
+        return text
+
+    rows = [f"| `{v.name}` | {default(v)} | {v.meaning} |" for v in VARIABLES]
+    return "\n".join(["| variable | default | meaning |", "|---|---|---|", *rows]) + "\n"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
-    stage: str = "local"
-    version: str = "0.1.0"
-    secret_key: str = field(default="", repr=False)
-    app_url: str = "http://127.0.0.1:8000"
-    aws_region: str = "us-east-1"
-    home_region: str = "us-east-1"  # where the tables live; check workers in other regions reach them there
-    check_region: str | None = None  # the region a check worker labels its results with (CHECK_REGION)
-    result_retention_days: int = 30
-    results_stream_arn: str | None = None
-    aws_endpoint_url: str | None = None
-    table_prefix: str = "vigil-local-"
-    email_from: str = "Vigil <no-reply@vigil.local>"
-    check_regions: tuple[str, ...] = DEFAULT_REGIONS
-    allow_private_targets_requested: bool = False
-    access_token_ttl_seconds: int = 900
-    refresh_token_ttl_seconds: int = 30 * 24 * 3600
-    verify_email_ttl_seconds: int = 24 * 3600
-    reset_password_ttl_seconds: int = 3600
-    bcrypt_rounds: int = 12
-    login_failures_per_account: int = 5
-    login_failures_per_ip: int = 30
-    login_failure_window_seconds: int = 900
-    port: int = 8000
-    log_level: str = "INFO"
-    cors_allow_origin: str | None = None
-    pagerduty_events_url: str = PAGERDUTY_EVENTS_URL
-    status_base_url: str = "http://127.0.0.1:8000/status"
+    """What Vigil runs with.  Only :func:`load_settings` builds one: the defaults are in :data:`VARIABLES`."""
+
+    stage: str
+    version: str
+    secret_key: str = field(repr=False)
+    app_url: str
+    aws_region: str
+    home_region: str  # where the tables live; check workers in other regions reach them there
+    check_region: str | None  # the region a check worker labels its results with (CHECK_REGION)
+    result_retention_days: int
+    results_stream_arn: str | None
+    aws_endpoint_url: str | None
+    table_prefix: str
+    email_from: str
+    check_regions: tuple[str, ...]
+    allow_private_targets_requested: bool
+    access_token_ttl_seconds: int
+    refresh_token_ttl_seconds: int
+    verify_email_ttl_seconds: int = 24 * 3600  # not a setting: no variable changes it
+    reset_password_ttl_seconds: int = 3600  # not a setting: no variable changes it
+    bcrypt_rounds: int
+    login_failures_per_account: int
+    login_failures_per_ip: int
+    login_failure_window_seconds: int
+    port: int
+    log_level: str
+    cors_allow_origin: str | None
+    pagerduty_events_url: str
+    status_base_url: str
 
     @property
     def is_local(self) -> bool:
@@ -91,6 +273,12 @@ def _int(name: str, raw: str, minimum: int, maximum: int) -> int:
     return value
 
 
+def _default(name: str, **values: str) -> str:
+    """The table's default for ``name`` ("" when unset), with the other settings it names filled in from ``values``."""
+    default = VARIABLES_BY_NAME[name].default
+    return "" if default is None else default.format(**values)
+
+
 def _read_dotenv(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
@@ -113,7 +301,7 @@ def load_settings(
     """
     env = dict(os.environ if environ is None else environ)
     in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
-    stage = env.get("VIGIL_STAGE", "" if in_lambda else "local").strip()
+    stage = env.get("VIGIL_STAGE", "" if in_lambda else _default("VIGIL_STAGE")).strip()
     if stage not in STAGES:
         raise SettingsError(f"VIGIL_STAGE must be one of {', '.join(STAGES)}, not {stage!r}")
     if in_lambda and stage in LOCAL_STAGES:
@@ -122,13 +310,18 @@ def load_settings(
         # Precedence: the process environment, then .env, then the caller's defaults (make dev's).
         env = {**(defaults or {}), **_read_dotenv(dotenv or Path.cwd() / ".env"), **env}
 
-    def get(name: str, default: str = "") -> str:
-        return env.get(name, default).strip()
+    def get(name: str, **values: str) -> str:
+        """The variable as set (or its first fallback that is), else its default, filled in from ``values``."""
+        variable = VARIABLES_BY_NAME[name]
+        for source in (name, *variable.fallbacks):
+            if source in env:
+                return env[source].strip()
+        return _default(name, **values)
 
     deployed = stage not in LOCAL_STAGES
     secret_key = get("SECRET_KEY")
     if deployed:
-        missing = [n for n in ("SECRET_KEY", "APP_URL", "EMAIL_FROM") if not get(n)]
+        missing = [v.name for v in VARIABLES if v.required_deployed and not env.get(v.name, "").strip()]
         if missing:
             raise SettingsError(f"missing required setting(s) for stage {stage}: {', '.join(missing)}")
     if not secret_key:
@@ -137,53 +330,54 @@ def load_settings(
     if len(secret_key) < 32:
         raise SettingsError("SECRET_KEY must be at least 32 characters")
 
-    regions = tuple(r.strip() for r in get("CHECK_REGIONS", ",".join(DEFAULT_REGIONS)).split(",") if r.strip())
+    regions = tuple(r.strip() for r in get("CHECK_REGIONS").split(",") if r.strip())
     if not regions:
         raise SettingsError("CHECK_REGIONS must name at least one region")
 
-    bcrypt_rounds = _int("BCRYPT_ROUNDS", get("BCRYPT_ROUNDS", "12"), 4, 16)
+    bcrypt_rounds = _int("BCRYPT_ROUNDS", get("BCRYPT_ROUNDS"), 4, 16)
     if deployed and bcrypt_rounds < 12:
         raise SettingsError("BCRYPT_ROUNDS must be at least 12 in a deployed stage")
-    access_ttl = _int("ACCESS_TOKEN_TTL_SECONDS", get("ACCESS_TOKEN_TTL_SECONDS", "900"), 60, 900)
-    log_level = get("LOG_LEVEL", "INFO").upper()
+    access_ttl = _int("ACCESS_TOKEN_TTL_SECONDS", get("ACCESS_TOKEN_TTL_SECONDS"), 60, 900)
+    log_level = get("LOG_LEVEL").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}")
-    app_url = get("APP_URL", "http://127.0.0.1:8000").rstrip("/")
+    app_url = get("APP_URL").rstrip("/")
     if not app_url.startswith(("http://", "https://")):
         raise SettingsError("APP_URL must be an http(s) URL")
     if deployed and not app_url.startswith("https://"):
         raise SettingsError("APP_URL must be https in a deployed stage")
+    aws_region = get("AWS_REGION")
 
     return Settings(
         stage=stage,
-        version=get("VIGIL_VERSION", "0.1.0"),
+        version=get("VIGIL_VERSION"),
         secret_key=secret_key,
         app_url=app_url,
-        aws_region=get("AWS_REGION", get("AWS_DEFAULT_REGION", "us-east-1")),
-        home_region=get("HOME_REGION", get("AWS_REGION", get("AWS_DEFAULT_REGION", "us-east-1"))),
+        aws_region=aws_region,
+        home_region=get("HOME_REGION", AWS_REGION=aws_region),
         check_region=get("CHECK_REGION") or None,
         results_stream_arn=get("RESULTS_STREAM_ARN") or None,
-        result_retention_days=_int("RESULT_RETENTION_DAYS", get("RESULT_RETENTION_DAYS", "30"), 1, 400),
+        result_retention_days=_int("RESULT_RETENTION_DAYS", get("RESULT_RETENTION_DAYS"), 1, 400),
         aws_endpoint_url=get("AWS_ENDPOINT_URL") or None,
-        table_prefix=get("TABLE_PREFIX", f"vigil-{stage}-"),
-        email_from=get("EMAIL_FROM", "Vigil <no-reply@vigil.local>"),
+        table_prefix=get("TABLE_PREFIX", VIGIL_STAGE=stage),
+        email_from=get("EMAIL_FROM"),
         check_regions=regions,
-        allow_private_targets_requested=_bool("ALLOW_PRIVATE_TARGETS", get("ALLOW_PRIVATE_TARGETS", "false")),
+        allow_private_targets_requested=_bool("ALLOW_PRIVATE_TARGETS", get("ALLOW_PRIVATE_TARGETS")),
         access_token_ttl_seconds=access_ttl,
         refresh_token_ttl_seconds=_int(
-            "REFRESH_TOKEN_TTL_SECONDS", get("REFRESH_TOKEN_TTL_SECONDS", str(30 * 24 * 3600)), 3600, 90 * 24 * 3600
+            "REFRESH_TOKEN_TTL_SECONDS", get("REFRESH_TOKEN_TTL_SECONDS"), 3600, 90 * 24 * 3600
         ),
         bcrypt_rounds=bcrypt_rounds,
-        login_failures_per_account=_int("LOGIN_FAILURES_PER_ACCOUNT", get("LOGIN_FAILURES_PER_ACCOUNT", "5"), 1, 1000),
-        login_failures_per_ip=_int("LOGIN_FAILURES_PER_IP", get("LOGIN_FAILURES_PER_IP", "30"), 1, 100000),
+        login_failures_per_account=_int("LOGIN_FAILURES_PER_ACCOUNT", get("LOGIN_FAILURES_PER_ACCOUNT"), 1, 1000),
+        login_failures_per_ip=_int("LOGIN_FAILURES_PER_IP", get("LOGIN_FAILURES_PER_IP"), 1, 100000),
         login_failure_window_seconds=_int(
-            "LOGIN_FAILURE_WINDOW_SECONDS", get("LOGIN_FAILURE_WINDOW_SECONDS", "900"), 10, 86400
+            "LOGIN_FAILURE_WINDOW_SECONDS", get("LOGIN_FAILURE_WINDOW_SECONDS"), 10, 86400
         ),
-        port=_int("PORT", get("PORT", "8000"), 1, 65535),
+        port=_int("PORT", get("PORT"), 1, 65535),
         log_level=log_level,
         cors_allow_origin=get("CORS_ALLOW_ORIGIN") or None,
-        pagerduty_events_url=get("PAGERDUTY_EVENTS_URL", PAGERDUTY_EVENTS_URL),
-        status_base_url=get("STATUS_BASE_URL", f"{app_url.rstrip('/')}/status"),
+        pagerduty_events_url=get("PAGERDUTY_EVENTS_URL"),
+        status_base_url=get("STATUS_BASE_URL", APP_URL=app_url),
     )
 
 
