@@ -20,7 +20,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.settings import Settings, SettingsError, load_settings
+from chalicelib.settings import VARIABLES, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from chalicelib.local.loop import EventLoop
@@ -75,7 +75,8 @@ def _prepare_environment() -> None:
 
 
 # make dev's defaults: below .env and the shell, so ALLOW_PRIVATE_TARGETS=false in either turns it off.
-DEV_DEFAULTS = {"ALLOW_PRIVATE_TARGETS": "true"}
+# make dev's defaults, from the settings table (a laptop may target local services).
+DEV_DEFAULTS = {v.name: v.dev_default for v in VARIABLES if v.dev_default is not None}
 
 
 def _point_botocore_at(settings: Settings, embedded: bool) -> None:
