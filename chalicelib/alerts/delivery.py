@@ -9,7 +9,6 @@ receiver's ``Retry-After``; a 410 disables the channel and tells the team's admi
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -20,8 +19,7 @@ from zoneinfo import ZoneInfo
 from chalicelib.alerts import notification as n
 from chalicelib.alerts.kinds import KINDS, Kind, Sent
 from chalicelib.alerts.models import ChannelModel, DeliveryModel
-from chalicelib.aws import names
-from chalicelib.aws.clients import client
+from chalicelib.alerts.queue import MAX_DELAY_S, enqueue_attempt
 from chalicelib.aws.mail import deliver as deliver_email
 from chalicelib.clock import isoz
 from chalicelib.ids import id_floor
@@ -34,43 +32,12 @@ from chalicelib.users.models import UserModel
 
 MAX_ATTEMPTS = 6
 BACKOFF_BASE_S = 30  # then 60, 120, 240, 480 (each with jitter): about 15 minutes in all
-MAX_DELAY_S = 900  # SQS's DelaySeconds limit; longer waits hop through the queue
 MAX_RETRY_AFTER_S = 3600  # a receiver asking for more than an hour gets its retry in an hour
 KEEP_DAYS = 30
 STALE_SENDING = timedelta(minutes=5)  # a claim older than this died with its Lambda: the attempt may be retried
 ORDER_WAIT_S = 5  # a later notification of an incident waits this long for an earlier one still in flight
 ORDER_WINDOW = timedelta(minutes=20)  # … unless that one has not moved for this long (retries span ~15 min)
 MEMBER_PREFIX = "member:"
-
-
-# --------------------------------------------------------------------------------------------- the queue
-
-
-_queue_urls: dict[str, str] = {}
-
-
-def _queue_url() -> str:
-    name = names.alert_queue(get_settings())
-    if name not in _queue_urls:
-        _queue_urls[name] = client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
-    return _queue_urls[name]
-
-
-def enqueue(message: dict[str, Any], delay_s: float = 0) -> None:
-    client("sqs").send_message(
-        QueueUrl=_queue_url(),
-        MessageBody=json.dumps(message, separators=(",", ":")),
-        DelaySeconds=max(0, min(MAX_DELAY_S, int(delay_s))),
-    )
-
-
-def enqueue_attempt(target: str, delivery_id: str, attempt: int, now: datetime, not_before: datetime | None = None):
-    message: dict[str, Any] = {"op": "deliver", "target": target, "delivery_id": delivery_id, "attempt": attempt}
-    delay = 0.0
-    if not_before is not None:
-        message["not_before"] = not_before.astimezone(UTC).isoformat()
-        delay = (not_before - now).total_seconds()
-    enqueue(message, delay)
 
 
 # ---------------------------------------------------------------------------------------------- creation

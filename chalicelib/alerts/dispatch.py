@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chalicelib.alerts import delivery
+from chalicelib.alerts import delivery, queue
 from chalicelib.alerts.kinds import KINDS, Kind
 from chalicelib.alerts.models import AlertMarkModel, ChannelModel
 from chalicelib.alerts.notification import CRITICAL, NOTIFY_ON, PAYLOAD_TYPES
@@ -204,9 +204,7 @@ def _join_group(target: Target, event: EventModel, payload: str, now: datetime) 
     # Every member schedules the send (sending is idempotent): were only the first to, a crash between its join
     # and its enqueue would lose the group, since a retry would no longer find itself first.
     due = minute + timedelta(seconds=60 + GROUP_GRACE_S)
-    message: dict[str, Any] = {"op": "flush", "key": key, "target": target.id, "team_id": event.team_id}
-    message |= {"event": payload, "at": minute.isoformat()}
-    delivery.enqueue(message, (due - now).total_seconds())
+    queue.enqueue(queue.Flush(key, target.id, event.team_id, payload, minute), (due - now).total_seconds())
     return "grouped"
 
 

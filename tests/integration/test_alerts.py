@@ -735,3 +735,15 @@ def test_a_retry_goes_only_to_the_recipients_not_reached(api, alice, outbox, clo
         "[Vigil] Homepage: note from alice@example.com"
     ]
     assert deliveries(mail["id"])[0].status == "delivered"
+
+
+def test_a_malformed_message_is_reported_and_one_of_an_unknown_kind_dropped(aws):
+    from chalicelib.events.alerts import handle_messages
+
+    records = [
+        {"messageId": "m1", "body": '{"op":"deliver","target":"ch_1","delivery_id":"dlv_1"}'},
+        {"messageId": "m2", "body": "not json"},
+        {"messageId": "m3", "body": '{"op":"resend","target":"ch_1"}'},
+        {"messageId": "m4", "body": '{"op":"deliver","target":"ch_1","delivery_id":"dlv_gone","attempt":1}'},
+    ]
+    assert handle_messages(records) == {"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}
