@@ -201,14 +201,14 @@ def list_deliveries(
 
 def send_test(team_id: str, channel_id: str, now: datetime) -> DeliveryModel:
     """Send a test notification now, once (no retries), and return its delivery record."""
-    from chalicelib.alerts import delivery
+    from chalicelib.alerts import attempts, deliveries
 
     channel = _load(team_id, channel_id)
     delivery_id = new_id("dlv")
-    delivery.create(
+    deliveries.create(
         channel.channel_id, delivery_id, team_id=team_id, event="test", critical=False, source={"test": True}, now=now
     )
-    found = delivery.attempt(channel.channel_id, delivery_id, 1, now, max_attempts=1)
+    found = attempts.attempt(channel.channel_id, delivery_id, 1, now, max_attempts=1)
     assert found is not None  # just created: the first attempt is always this one
     found.refresh(consistent_read=True)  # the attempt's record
     return found

@@ -7,7 +7,7 @@ from typing import Any
 
 from chalice import Blueprint
 
-from chalicelib.alerts import delivery, dispatch, queue
+from chalicelib.alerts import attempts, dispatch, queue
 from chalicelib.aws import names
 from chalicelib.clock import utcnow
 from chalicelib.incidents.models import EventModel
@@ -48,7 +48,7 @@ def handle_message(body: str) -> None:
     if isinstance(message, queue.Flush):
         dispatch.flush(message.key, message.target, message.team_id, message.event, message.at, now)
     else:
-        delivery.attempt(message.target, message.delivery_id, message.attempt, now, not_before=message.not_before)
+        attempts.attempt(message.target, message.delivery_id, message.attempt, now, not_before=message.not_before)
 
 
 def handle_messages(records: list[dict[str, Any]]) -> dict[str, Any]:
