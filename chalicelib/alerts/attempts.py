@@ -15,6 +15,8 @@ An attempt:
 6. records the outcome: delivered; a 410 fails it and turns the channel off; a failure worth retrying (5xx,
    408, 429, no response) is retried with backoff and jitter, never sooner than ``Retry-After``, until
    ``MAX_ATTEMPTS``; any other answer is final.
+
+A test notification is a new delivery and its one attempt, never retried, run while the caller waits.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from chalicelib.alerts import channels, deliveries
 from chalicelib.alerts import notification as n
 from chalicelib.alerts.compose import compose
 from chalicelib.alerts.deliveries import MEMBER_PREFIX
@@ -34,7 +37,7 @@ from chalicelib.alerts.queue import enqueue_attempt
 from chalicelib.alerts.quiet_hours import quiet_until
 from chalicelib.alerts.retry import MAX_ATTEMPTS, backoff_seconds, retry_after_seconds
 from chalicelib.clock import isoz
-from chalicelib.ids import id_floor
+from chalicelib.ids import id_floor, new_id
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.observability import logger, metrics
 from chalicelib.storage.base import condition_failed
@@ -243,3 +246,19 @@ def _send(target: Target, delivery: DeliveryModel, notification: n.Notification,
     except Exception as exc:  # noqa: BLE001 - recorded on the delivery (and retried), never lost silently
         logger.exception("alert delivery failed", extra={"delivery_id": delivery.delivery_id})
         return Sent(ok=False, error=type(exc).__name__)
+
+
+# ---------------------------------------------------------------------------------------- a test notification
+
+
+def send_test(team_id: str, channel_id: str, now: datetime) -> DeliveryModel:
+    """Send a test notification now, once (no retries), and return its delivery record."""
+    channel = channels.get(team_id, channel_id)
+    delivery_id = new_id("dlv")
+    deliveries.create(
+        channel.id, delivery_id, team_id=team_id, event="test", critical=False, source={"test": True}, now=now
+    )
+    found = attempt(channel.id, delivery_id, 1, now, max_attempts=1)
+    assert found is not None  # just created: the first attempt is always this one
+    found.refresh(consistent_read=True)  # the attempt's record
+    return found

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from chalicelib.alerts import channels
+from chalicelib.alerts import attempts, channels
 from chalicelib.alerts.kinds import KINDS
 from chalicelib.alerts.models import DeliveryModel
 from chalicelib.alerts.notification import NOTIFY_ON_CHOICES
@@ -232,7 +232,7 @@ def delete_channel(call: Call, channel_id: str) -> Reply:
 )
 def test_channel(call: Call, channel_id: str) -> DeliveryOut:
     """Sent now, once (no retries); the answer is its delivery record."""
-    return delivery_out(channels.send_test(call.user.team_id, channel_id, utcnow()))
+    return delivery_out(attempts.send_test(call.user.team_id, channel_id, utcnow()))
 
 
 @router.route(
