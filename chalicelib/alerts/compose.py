@@ -1,7 +1,8 @@
 """Composing the notification a delivery carries, from the stored records as they are when it is sent.
 
-A delivery stores only where its news comes from (``source``), never the news itself, so its first attempt
-says what is true then: the incident as it is now, a monitor's current name.  The source is one of:
+A delivery is created knowing only where its news comes from (``source``), so its first attempt says what is
+true when it is sent: the incident as it is now, a monitor's current name (a retry resends what that attempt
+sent).  The source is one of:
 
 1. a test (``{"test": true}``): a fixed example monitor and incident;
 2. a group (``{"incidents": [...], "at": ...}``): each incident still there, with its monitor, leaving out

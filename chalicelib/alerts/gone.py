@@ -1,7 +1,7 @@
 """A channel whose receiver is gone: a 410 answer turns the channel off and tells the team's admins by email.
 
-410 Gone means the receiver will never accept again (a deleted Slack app, a retired webhook), so retrying is
-pointless and every later alert would fail the same way.  The channel is disabled once (a conditional update:
+410 Gone means the receiver will never accept again, so retrying is pointless and every later alert would fail
+the same way.  The channel is disabled once (a conditional update:
 of two concurrent 410s only one sends the emails) and stays off until someone fixes and re-enables it.
 """
 
