@@ -17,7 +17,7 @@ from chalicelib.alerts.kinds import KINDS
 from chalicelib.alerts.models import ChannelModel, DeliveryModel
 from chalicelib.ids import new_id
 from chalicelib.storage import cursor
-from chalicelib.storage.base import load_team_item
+from chalicelib.storage.base import condition_failed, load_team_item
 
 
 @dataclass(frozen=True)
@@ -145,8 +145,6 @@ def disable(team_id: str, channel_id: str, reason: str, now: datetime) -> bool:
             add_version_condition=False,
         )
     except Exception as exc:
-        from chalicelib.storage.base import condition_failed
-
         if condition_failed(exc):
             return False
         raise
@@ -189,18 +187,3 @@ def list_deliveries(
         after=after,
         key=("target", "delivery_id"),
     )
-
-
-def send_test(team_id: str, channel_id: str, now: datetime) -> DeliveryModel:
-    """Send a test notification now, once (no retries), and return its delivery record."""
-    from chalicelib.alerts import delivery
-
-    channel = _load(team_id, channel_id)
-    delivery_id = new_id("dlv")
-    delivery.create(
-        channel.channel_id, delivery_id, team_id=team_id, event="test", critical=False, source={"test": True}, now=now
-    )
-    found = delivery.attempt(channel.channel_id, delivery_id, 1, now, max_attempts=1)
-    assert found is not None  # just created: the first attempt is always this one
-    found.refresh(consistent_read=True)  # the attempt's record
-    return found

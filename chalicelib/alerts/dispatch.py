@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chalicelib.alerts import delivery
+from chalicelib.alerts import deliveries, queue
 from chalicelib.alerts.kinds import KINDS, Kind
 from chalicelib.alerts.models import AlertMarkModel, ChannelModel
 from chalicelib.alerts.notification import CRITICAL, NOTIFY_ON, PAYLOAD_TYPES
@@ -75,7 +75,7 @@ def _members(team_id: str, payload: str) -> list[Target]:
             continue
         if user.critical_only and payload not in CRITICAL:
             continue
-        found.append(Target(delivery.MEMBER_PREFIX + user.user_id, KINDS["email"], MEMBER_COOLDOWN_S, False))
+        found.append(Target(deliveries.MEMBER_PREFIX + user.user_id, KINDS["email"], MEMBER_COOLDOWN_S, False))
     return sorted(found, key=lambda t: t.id)
 
 
@@ -110,11 +110,11 @@ def _plan_one(target: Target, event: EventModel, payload: str, now: datetime) ->
     if not _cooled_down(target, event, payload):
         if target.is_channel:  # visible in the channel's deliveries, so a quiet channel can be explained
             error = f"cooldown ({target.cooldown_s} s)"
-            delivery.create(target.id, _delivery_id(event, target), status="suppressed", error=error, **fields)
+            deliveries.create(target.id, _delivery_id(event, target), status="suppressed", error=error, **fields)
         return "suppressed"
     if payload in CRITICAL and target.kind.groupable and event.incident_id:
         return _join_group(target, event, payload, now)
-    delivery.create_and_send(target.id, _delivery_id(event, target), **fields)
+    deliveries.create_and_send(target.id, _delivery_id(event, target), **fields)
     return "queued"
 
 
@@ -189,7 +189,7 @@ def _join_group(target: Target, event: EventModel, payload: str, now: datetime) 
         if incident_id in (AlertMarkModel.get(key, consistent_read=True).members or set()):
             return "grouped"  # this record again, after its group went out
         # Too late for its minute's group (it went out already): on its own.
-        delivery.create_and_send(
+        deliveries.create_and_send(
             target.id,
             derived_id("dlv", event.at, key, incident_id),
             team_id=event.team_id,
@@ -204,9 +204,7 @@ def _join_group(target: Target, event: EventModel, payload: str, now: datetime) 
     # Every member schedules the send (sending is idempotent): were only the first to, a crash between its join
     # and its enqueue would lose the group, since a retry would no longer find itself first.
     due = minute + timedelta(seconds=60 + GROUP_GRACE_S)
-    message: dict[str, Any] = {"op": "flush", "key": key, "target": target.id, "team_id": event.team_id}
-    message |= {"event": payload, "at": minute.isoformat()}
-    delivery.enqueue(message, (due - now).total_seconds())
+    queue.enqueue(queue.Flush(key, target.id, event.team_id, payload, minute), (due - now).total_seconds())
     return "grouped"
 
 
@@ -228,7 +226,7 @@ def flush(key: str, target: str, team_id: str, payload: str, at: datetime, now: 
     members = sorted(mark.members or ())
     if not members:
         return
-    delivery.create_and_send(
+    deliveries.create_and_send(
         target,
         derived_id("dlv", at, key),
         team_id=team_id,

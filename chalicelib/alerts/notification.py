@@ -34,7 +34,7 @@ NOTIFY_ON = {
     "incident.updated": "incident_updated",
 }
 CRITICAL = ("incident.opened", "incident.resolved")
-NOTIFY_ON_CHOICES = ("down", "up", "degraded", "ssl_expiring", "incident_updated")
+NOTIFY_ON_CHOICES = tuple(dict.fromkeys(NOTIFY_ON.values()))  # what a channel's notify_on may name, in this order
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import Any
 
 from chalice import Blueprint
 
-from chalicelib.alerts import delivery, dispatch
+from chalicelib.alerts import attempts, dispatch, queue
 from chalicelib.aws import names
 from chalicelib.clock import utcnow
 from chalicelib.incidents.models import EventModel
@@ -38,21 +36,19 @@ def plan_records(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"batchItemFailures": []}
 
 
-def _time(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
-
-
-def handle_message(body: dict[str, Any]) -> None:
+def handle_message(body: str) -> None:
+    """Run one message of the alerts queue.  A malformed one raises (reported, retried, then dead-lettered);
+    one of an unknown kind is logged and dropped."""
+    try:
+        message = queue.decode_message(body)
+    except queue.UnknownOp as exc:
+        logger.warning("unknown alert message", extra={"op": exc.op})
+        return
     now = utcnow()
-    if body.get("op") == "flush":
-        at = _time(body["at"]) or now
-        dispatch.flush(body["key"], body["target"], body["team_id"], body["event"], at, now)
-    elif body.get("op") == "deliver":
-        delivery.attempt(
-            body["target"], body["delivery_id"], int(body["attempt"]), now, not_before=_time(body.get("not_before"))
-        )
+    if isinstance(message, queue.Flush):
+        dispatch.flush(message.key, message.target, message.team_id, message.event, message.at, now)
     else:
-        logger.warning("unknown alert message", extra={"op": body.get("op")})
+        attempts.attempt(message.target, message.delivery_id, message.attempt, now, not_before=message.not_before)
 
 
 def handle_messages(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -60,7 +56,7 @@ def handle_messages(records: list[dict[str, Any]]) -> dict[str, Any]:
 
     def run(record: dict[str, Any]) -> str | None:
         try:
-            handle_message(json.loads(record["body"]))
+            handle_message(record["body"])
         except Exception:  # noqa: BLE001 - SQS delivers the message again (then its dead-letter queue)
             logger.exception("alert message failed", extra={"message_id": record.get("messageId")})
             return str(record.get("messageId"))

@@ -164,3 +164,15 @@ def test_a_pagerduty_key_sent_back_masked_is_kept(api, alice):
     assert ChannelModel.get(alice["team"]["id"], pager["id"]).config["routing_key"] == "R0UTINGKEY0123456789abcd"
     r = api.patch(f"/v1/alert-channels/{pager['id']}", {"config": {"routing_key": "XXXX********"}})
     assert r.status == 422, r.body
+
+
+def test_the_api_offers_every_registered_kind_and_notify_on_name(api, alice):
+    from chalicelib.alerts.kinds import KINDS
+    from chalicelib.alerts.notification import NOTIFY_ON_CHOICES
+
+    schemas = api.get("/openapi.json").json["components"]["schemas"]
+    assert schemas["ChannelIn"]["properties"]["type"]["enum"] == list(KINDS)
+    assert schemas["ChannelOut"]["properties"]["notify_on"]["items"]["enum"] == list(NOTIFY_ON_CHOICES)
+    r = api.post("/v1/alert-channels", {"name": "Ops", "type": "carrier-pigeon", "config": {}})
+    assert r.status == 422, r.body
+    assert r.json["errors"][0]["field"] == "type"

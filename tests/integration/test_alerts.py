@@ -685,7 +685,7 @@ def test_a_monitor_deleted_or_paused_while_down_closes_the_outage_for_machines_a
 
 def test_an_attempt_whose_lambda_died_is_taken_again_once_stale(api, alice, httpserver, clock):
     """The Lambda claimed attempt 1 and died before recording it; SQS delivers the message again."""
-    from chalicelib.alerts import delivery as deliveries_module
+    from chalicelib.alerts import attempts
     from chalicelib.events.alerts import handle_messages
 
     httpserver.expect_request("/hook").respond_with_data("ok")
@@ -696,7 +696,7 @@ def test_an_attempt_whose_lambda_died_is_taken_again_once_stale(api, alice, http
     url = sqs.get_queue_url(QueueName=names.alert_queue(get_settings()))["QueueUrl"]
     (message,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     (stuck,) = deliveries(hook["id"])
-    assert deliveries_module._claim(stuck, 1, utcnow())  # … and then the Lambda died
+    assert attempts._claim(stuck, 1, utcnow())  # … and then the Lambda died
     record = {"messageId": message["MessageId"], "body": message["Body"]}
     assert handle_messages([record]) == {"batchItemFailures": []}  # the redelivery: held, not lost
     sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
@@ -735,3 +735,15 @@ def test_a_retry_goes_only_to_the_recipients_not_reached(api, alice, outbox, clo
         "[Vigil] Homepage: note from alice@example.com"
     ]
     assert deliveries(mail["id"])[0].status == "delivered"
+
+
+def test_a_malformed_message_is_reported_and_one_of_an_unknown_kind_dropped(aws):
+    from chalicelib.events.alerts import handle_messages
+
+    records = [
+        {"messageId": "m1", "body": '{"op":"deliver","target":"ch_1","delivery_id":"dlv_1"}'},
+        {"messageId": "m2", "body": "not json"},
+        {"messageId": "m3", "body": '{"op":"resend","target":"ch_1"}'},
+        {"messageId": "m4", "body": '{"op":"deliver","target":"ch_1","delivery_id":"dlv_gone","attempt":1}'},
+    ]
+    assert handle_messages(records) == {"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}

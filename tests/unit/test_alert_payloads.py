@@ -10,13 +10,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from chalicelib.alerts.delivery import backoff_seconds, quiet_until, retry_after_seconds
 from chalicelib.alerts.kinds.chat import discord_message, slack_message, teams_message
 from chalicelib.alerts.kinds.email import render as email
 from chalicelib.alerts.kinds.pagerduty import pagerduty_event
 from chalicelib.alerts.kinds.sms import render as sms
 from chalicelib.alerts.kinds.webhook import body_of, signature
 from chalicelib.alerts.notification import Item, Notification, public_url
+from chalicelib.alerts.quiet_hours import quiet_until
+from chalicelib.alerts.retry import backoff_seconds, retry_after_seconds
 
 AT = datetime(2026, 11, 30, 14, 2, tzinfo=UTC)
 MONITOR = {
