@@ -82,12 +82,6 @@ class InvalidCredentials(Unauthorized):
     title = "Invalid email or password"
 
 
-class PaymentRequired(VigilError):
-    status = 402
-    code = "plan_limit_exceeded"
-    title = "Plan limit exceeded"
-
-
 class Forbidden(VigilError):
     status = 403
     code = "forbidden"
@@ -155,12 +149,6 @@ class InvitationEmailMismatch(Forbidden):
 class EmailNotVerified(Forbidden):
     code = "email_not_verified"
     title = "Email address not verified"
-
-
-class Gone(VigilError):
-    status = 410
-    code = "gone"
-    title = "Gone"
 
 
 class PayloadTooLarge(VigilError):

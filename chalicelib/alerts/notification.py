@@ -207,7 +207,3 @@ def incident_snapshot(incident: Any, app_url: str) -> dict[str, Any]:
         "affected_regions": [str(r) for r in incident.affected_regions or ()],
         "url": f"{app_url}/incidents/{incident.incident_id}",
     }
-
-
-def utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)

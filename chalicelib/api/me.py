@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from chalicelib.api.framework import Call, Router
+from chalicelib.api.framework import Call, Reply, Router
 from chalicelib.api.schemas import NotificationPreferences, UserOut, user_out
+from chalicelib.auth import service as auth
 from chalicelib.clock import utcnow
 from chalicelib.schema import Schema
 from chalicelib.users import service as users
@@ -48,3 +49,16 @@ def patch_me(call: Call) -> UserOut:
         changes["quiet_hours"] = users.QuietHours(quiet.start, quiet.end) if quiet else None
     user = users.update_settings(call.user.user_id, utcnow(), **changes)  # type: ignore[arg-type]
     return user_out(user, call.user.team_id)
+
+
+class PasswordChange(Schema):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+@router.route("POST", "/v1/me/password", summary="Change your password", body=PasswordChange, status=204, errors=(422,))
+def change_password(call: Call) -> Reply:
+    """The current password proves it is you (422 naming ``current_password`` when wrong); the new one follows
+    the sign-up rules.  Every other session of yours is signed out; this one goes on."""
+    auth.change_password(call.user, call.body.current_password, call.body.new_password, utcnow())
+    return Reply(status=204)
