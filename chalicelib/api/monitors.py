@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from chalicelib import lifecycle
 from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.checks.assertions import validate_assertion
-from chalicelib.checks.model import Assertion
+from chalicelib.checks.model import Assertion, CheckResult
 from chalicelib.clock import isoz, parse_time, utcnow
 from chalicelib.masking import masked_headers
 from chalicelib.monitors import results as monitor_results
@@ -288,25 +288,21 @@ def _timings(values: dict[str, Any]) -> TimingsOut:
     return TimingsOut(**{k: values.get(k) for k in ("dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "total_ms")})
 
 
-def result_out(result: Any) -> ResultOut:
-    """A stored result (ResultModel) or a fresh one (CheckResult) — the same shape."""
-    timings = result.timings
-    if hasattr(timings, "as_dict"):
-        timings = timings.as_dict()
-    elif not isinstance(timings, dict):
-        timings = vars(timings)
+def result_out(result: CheckResult) -> ResultOut:
+    """A stored result or a fresh one (``/test``): the same shape."""
+    timings = vars(result.timings)
     return ResultOut(
         checked_at=isoz(result.checked_at) or "",
         region=result.region,
-        ok=bool(result.ok),
-        degraded=bool(result.degraded),
-        status_code=int(result.status_code) if result.status_code is not None else None,
-        response_time_ms=float(result.response_time_ms) if result.response_time_ms is not None else None,
+        ok=result.ok,
+        degraded=result.degraded,
+        status_code=result.status_code,
+        response_time_ms=result.response_time_ms,
         timings=_timings(dict(timings or {})),
         error=result.error,
         error_detail=result.error_detail,
         ssl_expires_at=isoz(result.ssl_expires_at),
-        assertion_failures=list(result.assertion_failures or []),
+        assertion_failures=list(result.assertion_failures),
     )
 
 

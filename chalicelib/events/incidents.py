@@ -10,7 +10,7 @@ from chalice import Blueprint
 from chalicelib.aws.names import results_stream_arn
 from chalicelib.clock import utcnow
 from chalicelib.incidents.tracker import Result, apply_many
-from chalicelib.monitors.models import ResultModel
+from chalicelib.monitors.results import from_stream_image
 from chalicelib.observability import logger, metrics
 from chalicelib.settings import get_settings
 from chalicelib.wiring import configure
@@ -22,18 +22,19 @@ blueprint = Blueprint(__name__)
 
 def to_result(image: dict[str, Any]) -> Result:
     """A stream image (DynamoDB JSON) → the handler's view of a result."""
-    item = ResultModel.from_raw_data(image)
+    stored = from_stream_image(image)
+    result = stored.result
     return Result(
-        team_id=item.team_id,
-        monitor_id=item.monitor_id,
-        region=item.region,
-        checked_at=item.checked_at,
-        ok=bool(item.ok),
-        degraded=bool(item.degraded),
-        status_code=int(item.status_code) if item.status_code is not None else None,
-        error=item.error,
-        assertion_failures=tuple(str(f) for f in item.assertion_failures or ()),
-        ssl_expires_at=item.ssl_expires_at,
+        team_id=stored.team_id,
+        monitor_id=stored.monitor_id,
+        region=result.region,
+        checked_at=result.checked_at,
+        ok=result.ok,
+        degraded=result.degraded,
+        status_code=result.status_code,
+        error=result.error,
+        assertion_failures=result.assertion_failures,
+        ssl_expires_at=result.ssl_expires_at,
     )
 
 

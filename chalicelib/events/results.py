@@ -9,7 +9,6 @@ from chalice import Blueprint
 
 from chalicelib.aws.names import results_stream_arn
 from chalicelib.monitors import results
-from chalicelib.monitors.models import ResultModel
 from chalicelib.observability import logger
 from chalicelib.settings import get_settings
 from chalicelib.wiring import configure
@@ -23,14 +22,13 @@ def count_result(record: DynamoDBRecord) -> None:
     """Only a new result counts: a redelivered job overwrites its own item (MODIFY) and TTL expiry is a REMOVE."""
     if record.event_name is None or record.event_name.name != "INSERT" or record.dynamodb is None:
         return
-    image = record.dynamodb.new_image
-    response = image.get("response_time_ms")
+    stored = results.from_stream_image(record.dynamodb.raw_event["NewImage"])
     results.record(
-        team_id=str(image["team_id"]),
-        monitor_id=str(image["monitor_id"]),
-        checked_at=ResultModel.checked_at.deserialize(str(image["checked_at"])),
-        ok=bool(image["ok"]),
-        response_ms=float(response) if response is not None else None,
+        team_id=stored.team_id,
+        monitor_id=stored.monitor_id,
+        checked_at=stored.result.checked_at,
+        ok=stored.result.ok,
+        response_ms=stored.result.response_time_ms,
     )
 
 

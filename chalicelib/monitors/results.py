@@ -6,15 +6,18 @@ and a daily rollup item (:func:`record`), and :func:`uptime` reads those.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from chalicelib.checks.model import CheckResult, Timings
 from chalicelib.monitors.models import HISTOGRAM_BOUNDS, ResultModel, RollupModel
 from chalicelib.monitors.service import get as get_monitor
 from chalicelib.storage import cursor
 
 HOURLY_KEEP_DAYS = 3
+TIMING_FIELDS = tuple(f.name for f in fields(Timings))
+STREAM_REQUIRED = ("team_id", "monitor_id", "checked_at", "ok")
 DAILY_KEEP_DAYS = 400
 
 
@@ -33,6 +36,44 @@ class Uptime:
     days: list[DayUptime]
 
 
+@dataclass(frozen=True)
+class StoredResult:
+    """A stored check result and the monitor (and team) it belongs to."""
+
+    team_id: str
+    monitor_id: str
+    result: CheckResult
+
+
+def _check_result(item: ResultModel) -> CheckResult:
+    timings = item.timings.as_dict() if hasattr(item.timings, "as_dict") else dict(item.timings or {})
+    return CheckResult(
+        ok=bool(item.ok),
+        checked_at=item.checked_at,
+        region=item.region,
+        status_code=int(item.status_code) if item.status_code is not None else None,
+        response_time_ms=float(item.response_time_ms) if item.response_time_ms is not None else None,
+        timings=Timings(**{k: float(v) for k, v in timings.items() if k in TIMING_FIELDS}),
+        error=item.error,
+        error_detail=item.error_detail,
+        ssl_expires_at=item.ssl_expires_at,
+        assertion_failures=tuple(str(f) for f in item.assertion_failures or ()),
+        degraded=bool(item.degraded),
+        body_excerpt=None,  # never stored
+        final_url=None,
+    )
+
+
+def from_stream_image(image: dict[str, Any]) -> StoredResult:
+    """A result as the results stream carries it (DynamoDB JSON); one without what every reader needs raises
+    ``ValueError`` (a stream handler reports it rather than count it for nobody)."""
+    missing = [name for name in STREAM_REQUIRED if name not in image]
+    if missing:
+        raise ValueError(f"a check result without {', '.join(missing)}")
+    item = ResultModel.from_raw_data(image)
+    return StoredResult(item.team_id, item.monitor_id, _check_result(item))
+
+
 def _slot_bound(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
@@ -46,12 +87,12 @@ def list_results(
     until: datetime | None,
     limit: int,
     after: str | None,
-) -> tuple[list[ResultModel], str | None]:
+) -> tuple[list[CheckResult], str | None]:
     """Newest first.  The monitor must be the team's (404 otherwise); the cursor is bound to this query."""
     get_monitor(team_id, monitor_id)
     low = _slot_bound(since) if since else "0"
     high = _slot_bound(until) + "~" if until else "~"
-    return cursor.paginate(
+    page, next_cursor = cursor.paginate(
         lambda start: ResultModel.query(
             monitor_id,
             range_key_condition=ResultModel.slot.between(low, high),
@@ -66,6 +107,7 @@ def list_results(
         after=after,
         key=("monitor_id", "slot"),
     )
+    return [_check_result(item) for item in page], next_cursor
 
 
 def _bucket(response_ms: float) -> str:
