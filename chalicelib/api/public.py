@@ -13,14 +13,14 @@ from chalicelib import errors
 from chalicelib.api.framework import Call, Reply, Router
 from chalicelib.clock import utcnow
 from chalicelib.status_pages import document, render, service
-from chalicelib.status_pages.models import StatusPageModel
 from chalicelib.status_pages.publish import CACHE_CONTROL, OBJECTS, publish_quietly, published, rendered
+from chalicelib.status_pages.store import Page
 
 router = Router("public")
 NOT_FOUND = "No such status page."
 
 
-def _page(slug: str) -> StatusPageModel:
+def _page(slug: str) -> Page:
     page = service.by_slug(slug)
     if page is None or not page.published:
         raise errors.NotFound(NOT_FOUND)

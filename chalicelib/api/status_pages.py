@@ -10,9 +10,8 @@ from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.clock import isoz, utcnow
 from chalicelib.schema import Line, Schema, Text
 from chalicelib.status_pages import service as pages
-from chalicelib.status_pages.models import StatusPageModel
 from chalicelib.status_pages.publish import page_url
-from chalicelib.status_pages.store import components_of
+from chalicelib.status_pages.store import Page
 from chalicelib.teams import authz
 
 router = Router("status pages")
@@ -98,19 +97,19 @@ class PageList(Out):
     next_cursor: str | None
 
 
-def page_out(item: StatusPageModel) -> PageOut:
+def page_out(page: Page) -> PageOut:
     return PageOut(
-        id=item.page_id,
-        team_id=item.team_id,
-        name=item.name,
-        slug=item.slug,
-        description=item.description,
-        published=bool(item.published),
-        components=[ComponentOut(**vars(c)) for c in components_of(item)],
-        custom_domain=item.custom_domain,
-        url=f"https://{item.custom_domain}/" if item.custom_domain else page_url(item.slug),
-        created_at=isoz(item.created_at) or "",
-        updated_at=isoz(item.updated_at) or "",
+        id=page.id,
+        team_id=page.team_id,
+        name=page.name,
+        slug=page.slug,
+        description=page.description,
+        published=page.published,
+        components=[ComponentOut(**vars(c)) for c in page.components],
+        custom_domain=page.custom_domain,
+        url=f"https://{page.custom_domain}/" if page.custom_domain else page_url(page.slug),
+        created_at=isoz(page.created_at) or "",
+        updated_at=isoz(page.updated_at) or "",
     )
 
 

@@ -18,8 +18,7 @@ from chalicelib.incidents.service import Incident
 from chalicelib.monitors import results
 from chalicelib.monitors.service import get_many as get_monitors
 from chalicelib.monitors.service import team_of
-from chalicelib.status_pages.models import StatusPageModel
-from chalicelib.status_pages.store import components_of, pages_showing
+from chalicelib.status_pages.store import Page, pages_showing
 
 DAYS = 90
 RECENT_DAYS = 14
@@ -92,9 +91,9 @@ def _public_incident(item: Incident, names: dict[str, str], with_updates: bool =
     }
 
 
-def build(page: StatusPageModel, now: datetime) -> dict[str, Any]:
+def build(page: Page, now: datetime) -> dict[str, Any]:
     team_id = page.team_id
-    components = components_of(page)
+    components = page.components
     monitors = get_monitors(team_id, [c.monitor_id for c in components])
     names = {c.monitor_id: c.display_name for c in components}
     today = now.astimezone(UTC).date()
@@ -164,7 +163,7 @@ def badge(monitor_id: str) -> tuple[str, str] | None:
         return None
     for page in pages_showing(team_id, {monitor_id}):
         if page.published:
-            component = next(c for c in components_of(page) if c.monitor_id == monitor_id)
+            component = next(c for c in page.components if c.monitor_id == monitor_id)
             monitor = get_monitors(team_id, [monitor_id]).get(monitor_id)
             if monitor is None:  # deleted since the page was read
                 return None
@@ -172,9 +171,9 @@ def badge(monitor_id: str) -> tuple[str, str] | None:
     return None
 
 
-def feed_entries(page: StatusPageModel, now: datetime) -> list[dict[str, Any]]:
+def feed_entries(page: Page, now: datetime) -> list[dict[str, Any]]:
     """Incident history for the Atom feed: the page's incidents of the last 90 days, newest first."""
-    names = {c.monitor_id: c.display_name for c in components_of(page)}
+    names = {c.monitor_id: c.display_name for c in page.components}
     since = now - timedelta(days=FEED_DAYS)
     found: list[Incident] = []
     for monitor_id in names:  # each component's own (the team's other monitors' incidents never crowd them out)

@@ -17,8 +17,7 @@ from chalicelib.clock import utcnow
 from chalicelib.observability import logger
 from chalicelib.settings import get_settings
 from chalicelib.status_pages import document, render
-from chalicelib.status_pages.models import StatusPageModel
-from chalicelib.status_pages.store import pages_showing, published_pages
+from chalicelib.status_pages.store import Page, pages_showing, published_pages
 
 CACHE_CONTROL = "public, max-age=30, s-maxage=60, stale-while-revalidate=300"
 OBJECTS = {
@@ -32,7 +31,7 @@ def page_url(slug: str) -> str:
     return f"{get_settings().status_base_url.rstrip('/')}/{slug}"
 
 
-def rendered(page: StatusPageModel, now: datetime) -> dict[str, str]:
+def rendered(page: Page, now: datetime) -> dict[str, str]:
     """The three views of a page, rendered from one public document."""
     doc = document.build(page, now)
     url = page_url(page.slug)
@@ -63,7 +62,7 @@ def _key(slug: str, name: str) -> str:
     return f"status/{slug}/{name}"
 
 
-def publish(page: StatusPageModel, old_slug: str | None = None) -> None:
+def publish(page: Page, old_slug: str | None = None) -> None:
     s3 = client("s3")
     bucket = names.status_bucket(get_settings())
     if old_slug and old_slug != page.slug:
@@ -79,7 +78,7 @@ def publish(page: StatusPageModel, old_slug: str | None = None) -> None:
             ContentType=OBJECTS[name],
             CacheControl=CACHE_CONTROL,
         )
-    logger.info("status page published", extra={"page_id": page.page_id, "slug": page.slug})
+    logger.info("status page published", extra={"page_id": page.id, "slug": page.slug})
 
 
 def unpublish(slug: str) -> None:
@@ -89,19 +88,19 @@ def unpublish(slug: str) -> None:
     )
 
 
-def publish_quietly(page: StatusPageModel, old_slug: str | None = None) -> None:
+def publish_quietly(page: Page, old_slug: str | None = None) -> None:
     """For request paths: the change stands even if S3 fails; the next change publishes again."""
     try:
         publish(page, old_slug)
     except Exception:  # noqa: BLE001 - logged; never fails the change that asked for it
-        logger.exception("status page publishing failed", extra={"page_id": page.page_id})
+        logger.exception("status page publishing failed", extra={"page_id": page.id})
 
 
-def unpublish_quietly(page: StatusPageModel) -> None:
+def unpublish_quietly(page: Page) -> None:
     try:
         unpublish(page.slug)
     except Exception:  # noqa: BLE001 - logged; a stale page is a lesser evil than a failed delete
-        logger.exception("status page unpublishing failed", extra={"page_id": page.page_id})
+        logger.exception("status page unpublishing failed", extra={"page_id": page.id})
 
 
 def published(slug: str, name: str) -> str | None:
@@ -126,7 +125,7 @@ def refresh_all() -> tuple[int, int]:
             publish(page)
             done += 1
         except Exception:  # noqa: BLE001 - logged; the next hour tries again
-            logger.exception("status page refresh failed", extra={"page_id": page.page_id})
+            logger.exception("status page refresh failed", extra={"page_id": page.id})
             failed += 1
     return done, failed
 

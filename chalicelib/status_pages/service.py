@@ -18,7 +18,7 @@ from chalicelib.ids import new_id
 from chalicelib.monitors.service import require_team_monitors
 from chalicelib.status_pages import publish
 from chalicelib.status_pages.models import SlugModel, StatusPageModel
-from chalicelib.status_pages.store import LISTED, Component, as_json, components_of, pages_showing
+from chalicelib.status_pages.store import LISTED, Component, Page, as_json, components_of, pages_showing, to_page
 from chalicelib.storage import cursor
 from chalicelib.storage.base import condition_failed, load_team_item, retry_lost_races, transaction
 
@@ -77,7 +77,7 @@ def _free_of_reserved(slug: str) -> str:
     return slug
 
 
-def create(team_id: str, fields: dict[str, Any], now: datetime) -> StatusPageModel:
+def create(team_id: str, fields: dict[str, Any], now: datetime) -> Page:
     slug = _free_of_reserved(fields["slug"])
     components = _components(fields.get("components") or [], team_id)
     item = StatusPageModel(
@@ -94,19 +94,18 @@ def create(team_id: str, fields: dict[str, Any], now: datetime) -> StatusPageMod
     )
     item.listed = LISTED if item.published else None
     _save_new_slug(item, None, creating=True)
-    _changed(item, None)
-    return item
+    return _changed(item, None)
 
 
 def _load(team_id: str, page_id: str) -> StatusPageModel:
     return load_team_item(StatusPageModel, team_id, page_id, "status page")
 
 
-def get(team_id: str, page_id: str) -> StatusPageModel:
-    return _load(team_id, page_id)
+def get(team_id: str, page_id: str) -> Page:
+    return to_page(_load(team_id, page_id))
 
 
-def by_slug(slug: str) -> StatusPageModel | None:
+def by_slug(slug: str) -> Page | None:
     """The page behind a public slug (None when unknown)."""
     if not slug or len(slug) > 63:
         return None
@@ -115,12 +114,12 @@ def by_slug(slug: str) -> StatusPageModel | None:
     except SlugModel.DoesNotExist:
         return None
     try:
-        return StatusPageModel.get(claim.team_id, claim.page_id)
+        return to_page(StatusPageModel.get(claim.team_id, claim.page_id))
     except StatusPageModel.DoesNotExist:
         return None
 
 
-def update(team_id: str, page_id: str, changes: dict[str, Any], now: datetime) -> StatusPageModel:
+def update(team_id: str, page_id: str, changes: dict[str, Any], now: datetime) -> Page:
     item = _load(team_id, page_id)
     old_slug = item.slug
     for name in ("name", "description", "published", "custom_domain"):
@@ -133,14 +132,12 @@ def update(team_id: str, page_id: str, changes: dict[str, Any], now: datetime) -
     if "slug" in changes and changes["slug"] != old_slug:
         item.slug = _free_of_reserved(changes["slug"])
         _save_new_slug(item, old_slug, creating=False)
-        _changed(item, old_slug)
-    else:
-        item.save()
-        _changed(item, None)
-    return item
+        return _changed(item, old_slug)
+    item.save()
+    return _changed(item, None)
 
 
-def add_component(team_id: str, page_id: str, component: dict[str, Any], now: datetime) -> StatusPageModel:
+def add_component(team_id: str, page_id: str, component: dict[str, Any], now: datetime) -> Page:
     item = _load(team_id, page_id)
     current = components_of(item)
     if any(c.monitor_id == component["monitor_id"] for c in current):
@@ -149,8 +146,7 @@ def add_component(team_id: str, page_id: str, component: dict[str, Any], now: da
     item.components = as_json([*current, added])
     item.updated_at = now
     item.save()
-    _changed(item, None)
-    return item
+    return _changed(item, None)
 
 
 def remove_component(team_id: str, page_id: str, monitor_id: str, now: datetime) -> None:
@@ -169,11 +165,11 @@ def delete(team_id: str, page_id: str) -> None:
     with transaction() as t:
         t.delete(item, add_version_condition=False)
         t.delete(SlugModel(item.slug), condition=SlugModel.page_id == item.page_id)
-    publish.unpublish_quietly(item)
+    publish.unpublish_quietly(to_page(item))
 
 
-def list_pages(team_id: str, *, limit: int, after: str | None) -> tuple[list[StatusPageModel], str | None]:
-    return cursor.paginate(
+def list_pages(team_id: str, *, limit: int, after: str | None) -> tuple[list[Page], str | None]:
+    page, next_cursor = cursor.paginate(
         lambda start: StatusPageModel.query(team_id, last_evaluated_key=start, page_size=cursor.page_size(limit)),
         team_id=team_id,
         scope="status-pages",
@@ -181,6 +177,7 @@ def list_pages(team_id: str, *, limit: int, after: str | None) -> tuple[list[Sta
         after=after,
         key=("team_id", "page_id"),
     )
+    return [to_page(item) for item in page], next_cursor
 
 
 def forget_monitor(team_id: str, monitor_id: str, now: datetime) -> None:
@@ -188,7 +185,7 @@ def forget_monitor(team_id: str, monitor_id: str, now: datetime) -> None:
     page reloads it, so neither change is lost)."""
     for found in pages_showing(team_id, {monitor_id}):
 
-        def attempt(page_id: str = found.page_id) -> StatusPageModel:
+        def attempt(page_id: str = found.id) -> StatusPageModel:
             page = _load(team_id, page_id)
             page.components = as_json([c for c in components_of(page) if c.monitor_id != monitor_id])
             page.updated_at = now
@@ -202,8 +199,11 @@ def purge_team(team_id: str) -> None:
     for page in StatusPageModel.query(team_id):
         SlugModel(page.slug).delete(condition=SlugModel.page_id == page.page_id)
         page.delete(add_version_condition=False)
-        publish.unpublish_quietly(page)
+        publish.unpublish_quietly(to_page(page))
 
 
-def _changed(item: StatusPageModel, old_slug: str | None) -> None:
-    publish.publish_quietly(item, old_slug)
+def _changed(item: StatusPageModel, old_slug: str | None) -> Page:
+    """The page as saved, published (best effort)."""
+    page = to_page(item)
+    publish.publish_quietly(page, old_slug)
+    return page
