@@ -251,7 +251,7 @@ def _send(target: Target, delivery: DeliveryModel, notification: n.Notification,
 # ---------------------------------------------------------------------------------------- a test notification
 
 
-def send_test(team_id: str, channel_id: str, now: datetime) -> DeliveryModel:
+def send_test(team_id: str, channel_id: str, now: datetime) -> deliveries.Delivery:
     """Send a test notification now, once (no retries), and return its delivery record."""
     channel = channels.get(team_id, channel_id)
     delivery_id = new_id("dlv")
@@ -261,4 +261,4 @@ def send_test(team_id: str, channel_id: str, now: datetime) -> DeliveryModel:
     found = attempt(channel.id, delivery_id, 1, now, max_attempts=1)
     assert found is not None  # just created: the first attempt is always this one
     found.refresh(consistent_read=True)  # the attempt's record
-    return found
+    return deliveries.to_delivery(found)

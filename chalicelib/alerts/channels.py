@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from chalicelib import errors
+from chalicelib.alerts.deliveries import Delivery, to_delivery
 from chalicelib.alerts.kinds import KINDS
 from chalicelib.alerts.models import ChannelModel, DeliveryModel
 from chalicelib.ids import new_id
@@ -174,10 +175,10 @@ def list_channels(team_id: str, *, limit: int, after: str | None) -> tuple[list[
 
 def list_deliveries(
     team_id: str, channel_id: str, *, limit: int, after: str | None
-) -> tuple[list[DeliveryModel], str | None]:
+) -> tuple[list[Delivery], str | None]:
     """Newest first; only for a channel of the caller's team (404 otherwise)."""
     _load(team_id, channel_id)
-    return cursor.paginate(
+    page, next_cursor = cursor.paginate(
         lambda start: DeliveryModel.query(
             channel_id, scan_index_forward=False, last_evaluated_key=start, page_size=cursor.page_size(limit)
         ),
@@ -187,3 +188,4 @@ def list_deliveries(
         after=after,
         key=("target", "delivery_id"),
     )
+    return [to_delivery(item) for item in page], next_cursor

@@ -9,6 +9,7 @@ channel's delivery log.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,39 @@ from chalicelib.storage.base import condition_failed
 
 KEEP_DAYS = 30
 MEMBER_PREFIX = "member:"
+FINAL = ("delivered", "failed", "suppressed")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A delivery as the channel's log shows it.  ``status`` is one of the contract's four: a delivery not final
+    yet (pending, being sent, waiting for its next attempt) reads ``retrying``."""
+
+    id: str
+    created_at: datetime
+    event: str
+    status: str
+    attempts: int
+    response_status: int | None
+    error: str | None
+    next_attempt_at: datetime | None
+    incident_ids: tuple[str, ...]
+    log: tuple[dict[str, Any], ...]
+
+
+def to_delivery(item: DeliveryModel) -> Delivery:
+    return Delivery(
+        id=item.delivery_id,
+        created_at=item.created_at,
+        event=item.event,
+        status=item.status if item.status in FINAL else "retrying",
+        attempts=int(item.attempts),
+        response_status=int(item.response_status) if item.response_status is not None else None,
+        error=item.error,
+        next_attempt_at=item.next_attempt_at,
+        incident_ids=tuple(str(i) for i in item.incident_ids or ()),
+        log=tuple(dict(entry) for entry in item.log or ()),
+    )
 
 
 def create(

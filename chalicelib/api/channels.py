@@ -8,8 +8,8 @@ from pydantic import Field, field_validator
 
 from chalicelib import lifecycle
 from chalicelib.alerts import attempts, channels
+from chalicelib.alerts.deliveries import Delivery
 from chalicelib.alerts.kinds import KINDS
-from chalicelib.alerts.models import DeliveryModel
 from chalicelib.alerts.notification import NOTIFY_ON_CHOICES
 from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.clock import isoz, utcnow
@@ -136,21 +136,18 @@ def channel_out(channel: channels.Channel) -> dict[str, Any]:
     }
 
 
-FINAL = ("delivered", "failed", "suppressed")
-
-
-def delivery_out(item: DeliveryModel) -> DeliveryOut:
+def delivery_out(delivery: Delivery) -> DeliveryOut:
     return DeliveryOut(
-        id=item.delivery_id,
-        at=isoz(item.created_at) or "",
-        event=item.event,
-        status=item.status if item.status in FINAL else "retrying",  # type: ignore[arg-type]
-        attempts=int(item.attempts),
-        response_status=int(item.response_status) if item.response_status is not None else None,
-        error=item.error,
-        next_attempt_at=isoz(item.next_attempt_at),
-        incident_ids=[str(i) for i in item.incident_ids or ()],
-        log=[AttemptOut.model_validate(entry) for entry in item.log or ()],
+        id=delivery.id,
+        at=isoz(delivery.created_at) or "",
+        event=delivery.event,
+        status=delivery.status,  # type: ignore[arg-type]
+        attempts=delivery.attempts,
+        response_status=delivery.response_status,
+        error=delivery.error,
+        next_attempt_at=isoz(delivery.next_attempt_at),
+        incident_ids=list(delivery.incident_ids),
+        log=[AttemptOut.model_validate(entry) for entry in delivery.log],
     )
 
 
