@@ -191,6 +191,12 @@ def get_many(team_id: str, monitor_ids: list[str]) -> dict[str, Monitor]:
     return {item.monitor_id: to_monitor(item) for item in MonitorModel.batch_get(keys)} if keys else {}
 
 
+def scheduled(key: str) -> list[Monitor]:
+    """The active monitors under one schedule key (``<interval>:<phase>``: the sparse index holds only those
+    that are checked)."""
+    return [to_monitor(item) for item in MonitorModel.by_schedule.query(key, page_size=500) if not item.paused]
+
+
 def team_of(monitor_id: str) -> str | None:
     """The team a monitor belongs to (the public badge knows only the monitor's id), or None."""
     found = list(MonitorModel.by_id.query(monitor_id, limit=1))

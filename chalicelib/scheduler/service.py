@@ -18,8 +18,7 @@ from typing import Any
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
 from chalicelib.monitors.checking import spec_from
-from chalicelib.monitors.models import MonitorModel
-from chalicelib.monitors.service import to_monitor
+from chalicelib.monitors.service import Monitor, scheduled
 from chalicelib.observability import logger, metrics
 from chalicelib.scheduler.due import DueKey, all_keys, due_keys, planned_start
 from chalicelib.scheduler.jobs import Job, pack
@@ -40,13 +39,11 @@ class TickReport:
     regions: dict[str, int] = field(default_factory=dict)
 
 
-def _due_monitors(keys: list[DueKey], report: TickReport) -> list[tuple[DueKey, MonitorModel]]:
+def _due_monitors(keys: list[DueKey], report: TickReport) -> list[tuple[DueKey, Monitor]]:
     found = []
     for due in keys:
         report.queries += 1
-        for item in MonitorModel.by_schedule.query(due.key, page_size=500):
-            if not item.paused:
-                found.append((due, item))
+        found += [(due, monitor) for monitor in scheduled(due.key)]
     return found
 
 
@@ -55,8 +52,7 @@ def plan_jobs(tick: datetime, force: bool = False) -> tuple[dict[tuple[str, int]
     report = TickReport(tick=tick.isoformat())
     keys = all_keys() if force else due_keys(tick)
     groups: dict[tuple[str, int], list[Job]] = defaultdict(list)
-    for due, item in _due_monitors(keys, report):
-        monitor = to_monitor(item)
+    for due, monitor in _due_monitors(keys, report):
         spec = spec_from(monitor)
         report.due_monitors += 1
         for repeat in due.repeats:
