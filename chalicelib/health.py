@@ -6,19 +6,10 @@ from collections.abc import Callable
 from typing import Literal
 
 from chalicelib.observability import logger
-from chalicelib.users.models import UserModel
+from chalicelib.users import service as users
 
 
-def _dynamodb() -> None:
-    # A point read of a key that cannot exist: proves the table, the
-    # credentials and the network path, at the cost of one read unit.
-    try:
-        UserModel.get("usr_health_probe")
-    except UserModel.DoesNotExist:
-        return
-
-
-CHECKS: dict[str, Callable[[], None]] = {"dynamodb": _dynamodb}
+CHECKS: dict[str, Callable[[], None]] = {"dynamodb": users.probe}
 
 
 def run_checks() -> dict[str, Literal["ok", "failing"]]:

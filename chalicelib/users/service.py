@@ -96,3 +96,12 @@ def update_settings(
 
 
 UNSET = _UNSET
+
+
+def probe() -> None:
+    """A point read of a user that cannot exist: proves the table, the credentials and the network path, at the
+    cost of one read unit (the health check)."""
+    try:
+        UserModel.get("usr_health_probe")
+    except UserModel.DoesNotExist:
+        return
