@@ -7,6 +7,7 @@ from typing import Any
 from chalice import Blueprint
 
 from chalicelib.api.framework import Router, not_found_blueprint, set_authenticator
+from chalicelib.models import ALL_MODELS
 from chalicelib.settings import Settings, get_settings
 from chalicelib.storage.base import configure_storage
 
@@ -16,7 +17,7 @@ def configure(settings: Settings | None = None) -> Settings:
     from chalicelib.settings import use_settings
 
     settings = use_settings(settings) if settings else get_settings()
-    configure_storage(settings)
+    configure_storage(settings, ALL_MODELS)
     reset_clients()
     from chalicelib.observability import logger
 

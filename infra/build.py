@@ -21,6 +21,7 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.checks.worker import LAMBDA_TIMEOUT_S
+from chalicelib.models import ALL_MODELS
 from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.storage.schema import cfn_table_resources
 
@@ -521,7 +522,7 @@ def alarms(resources: dict[str, Any]) -> dict[str, Any]:
 
 def build() -> dict[str, Any]:
     resources: dict[str, Any] = {}
-    resources.update(cfn_table_resources())
+    resources.update(cfn_table_resources(ALL_MODELS))
     resources.update(status_pages())
     resources.update(alert_queue())
     resources.update(alarms(resources))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
+import pkgutil
 import re
 import subprocess
 import sys
@@ -16,19 +18,21 @@ import pytest
 from pynamodb.attributes import TTLAttribute, UnicodeAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 
+import chalicelib
 from chalicelib import errors
 from chalicelib.aws import names
 from chalicelib.checks import worker
+from chalicelib.models import ALL_MODELS
 from chalicelib.settings import Settings, load_settings
 from chalicelib.storage import schema
-from chalicelib.storage.base import BaseModel, all_models
+from chalicelib.storage.base import REGISTRY, BaseModel
 from infra import build, package
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE: dict[str, Any] = json.loads(build.OUTPUT.read_text())
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 TABLES = {name: r for name, r in RESOURCES.items() if r.get("Type") == "AWS::DynamoDB::Table"}
-MODELS = all_models()
+MODELS = ALL_MODELS
 CHECKER: dict[str, Any] = json.loads(build.CHECKER_OUTPUT.read_text())
 CHECKER_RESOURCES: dict[str, Any] = CHECKER["Resources"]
 CHECKER_FUNCTION = CHECKER_RESOURCES[build.CHECKER_FUNCTION]["Properties"]
@@ -56,6 +60,16 @@ def test_infra_defines_each_models_table_from_the_model(model) -> None:
 
 def test_infra_has_no_table_without_a_model() -> None:
     assert set(TABLES) == {schema.logical_id(model) for model in MODELS}
+
+
+def test_the_manifest_lists_every_areas_table_models() -> None:
+    """A model left out of chalicelib.models would get no table in infra/, the local stack or the tests."""
+    for area in pkgutil.iter_modules(chalicelib.__path__):
+        if area.ispkg and importlib.util.find_spec(f"chalicelib.{area.name}.models"):
+            importlib.import_module(f"chalicelib.{area.name}.models")
+
+    assert len(set(MODELS)) == len(MODELS)
+    assert set(REGISTRY) == set(MODELS)
 
 
 def _key_schema(keys: list[dict[str, str]]) -> list[tuple[str, str]]:
@@ -144,15 +158,14 @@ class _StreamedModel(BaseModel):
 _StreamedModel.logical_name = "probe_results"  # set after class creation, so the registry never sees it
 
 
-def test_streams_ttl_and_projections_reach_both_the_local_tables_and_infra(
-    aws: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_streams_ttl_and_projections_reach_both_the_local_tables_and_infra(aws: Settings) -> None:
     from chalicelib.aws.clients import client
 
-    monkeypatch.setattr(schema, "all_models", lambda: [_StreamedModel])
-    (resource,) = schema.cfn_table_resources().values()
+    (resource,) = schema.cfn_table_resources([_StreamedModel]).values()
 
-    assert schema.create_tables(client("dynamodb"), aws.table_prefix) == [aws.table_prefix + "probe_results"]
+    assert schema.create_tables(client("dynamodb"), aws.table_prefix, [_StreamedModel]) == [
+        aws.table_prefix + "probe_results"
+    ]
     live = _live_shape(client("dynamodb"), aws.table_prefix + "probe_results")
     assert live == _infra_shape(resource["Properties"])
     assert live["stream"] == "NEW_AND_OLD_IMAGES"
