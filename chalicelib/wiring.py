@@ -7,21 +7,13 @@ from typing import Any
 from chalice import Blueprint
 
 from chalicelib.api.framework import Router, not_found_blueprint, set_authenticator
+from chalicelib.bootstrap import configure_core
 from chalicelib.models import ALL_MODELS
-from chalicelib.settings import Settings, get_settings
-from chalicelib.storage.base import configure_storage
+from chalicelib.settings import Settings
 
 
 def configure(settings: Settings | None = None) -> Settings:
-    from chalicelib.aws.clients import reset_clients
-    from chalicelib.settings import use_settings
-
-    settings = use_settings(settings) if settings else get_settings()
-    configure_storage(settings, ALL_MODELS)
-    reset_clients()
-    from chalicelib.observability import logger
-
-    logger.setLevel(settings.log_level)
+    settings = configure_core(settings, models=ALL_MODELS)
     from chalicelib.alerts import channels
     from chalicelib.auth.service import authenticate
     from chalicelib.incidents import maintenance, tracker
