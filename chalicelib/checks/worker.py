@@ -32,10 +32,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.checks.http import run_check
+from chalicelib.checks.jobs import Job, decode_message
 from chalicelib.checks.model import CheckResult
 from chalicelib.monitors.models import MonitorModel, ResultModel
 from chalicelib.observability import logger
-from chalicelib.scheduler.jobs import Job, decode_message
 
 CHECK_CONCURRENCY = 32  # checks in flight per invocation: mostly waiting on the network, cheap in threads
 MESSAGE_CONCURRENCY = 10  # messages run side by side (an SQS batch without a batching window holds at most 10)

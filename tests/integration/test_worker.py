@@ -18,11 +18,11 @@ from werkzeug import Request, Response
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
+from chalicelib.checks.jobs import Job, encode_message
 from chalicelib.local.loop import lambda_context, sqs_record
 from chalicelib.monitors.checking import spec_from
 from chalicelib.monitors.models import ResultModel
 from chalicelib.monitors.service import get as get_monitor
-from chalicelib.scheduler.jobs import Job, encode_message
 from chalicelib.settings import get_settings, use_settings
 from tests.support import make_test_settings
 
