@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.checks.worker import LAMBDA_TIMEOUT_S
 from chalicelib.models import ALL_MODELS
 from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.storage.schema import cfn_table_resources
+from functions.checker.worker import LAMBDA_TIMEOUT_S
 
 OUTPUT = Path(__file__).resolve().parent / "resources.json"
 CHECKER_OUTPUT = Path(__file__).resolve().parent / "checker.json"

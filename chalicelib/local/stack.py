@@ -57,8 +57,8 @@ def add_check_workers(loop: EventLoop, settings: Settings) -> None:
     """One check worker per configured region, each fed by its region's queue, as the per-region stacks are."""
     from chalicelib.aws import names
     from chalicelib.aws.clients import client
-    from chalicelib.checks.worker import LAMBDA_TIMEOUT_S
     from functions.checker.handler import make_handler
+    from functions.checker.worker import LAMBDA_TIMEOUT_S
 
     sqs = client("sqs")
     for region in settings.check_regions:

@@ -275,7 +275,7 @@ def test_the_ssrf_guard_holds_at_run_time(api, alice, target, make_handler):
 def test_unprocessed_results_are_resubmitted_and_a_write_that_never_lands_fails_the_record(
     api, alice, target, make_handler, monkeypatch
 ):
-    from chalicelib.checks import worker
+    from functions.checker import worker
 
     target.expect_request("/m").respond_with_data("ok")
     m = create(api, target.url_for("/m"))

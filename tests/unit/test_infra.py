@@ -21,11 +21,11 @@ from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 import chalicelib
 from chalicelib import errors
 from chalicelib.aws import names
-from chalicelib.checks import worker
 from chalicelib.models import ALL_MODELS
 from chalicelib.settings import Settings, load_settings
 from chalicelib.storage import schema
 from chalicelib.storage.base import REGISTRY, BaseModel
+from functions.checker import worker
 from infra import build, package
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -551,6 +551,11 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
     code_uri = json.loads(checker.read_text())["Resources"][build.CHECKER_FUNCTION]["Properties"]["CodeUri"]
     with zipfile.ZipFile(checker.parent / code_uri) as zf:
         contents = set(zf.namelist())
-    assert {"functions/checker/handler.py", "app.py", "chalicelib/checks/worker.py"} <= contents
+    assert {
+        "functions/checker/handler.py",
+        "app.py",
+        "functions/checker/worker.py",
+        "chalicelib/checks/http.py",
+    } <= contents
     assert any(name.startswith("aws_lambda_powertools/") for name in contents)
     package.lint(checker)
