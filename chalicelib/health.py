@@ -8,7 +8,6 @@ from typing import Literal
 from chalicelib.observability import logger
 from chalicelib.users import service as users
 
-
 CHECKS: dict[str, Callable[[], None]] = {"dynamodb": users.probe}
 
 

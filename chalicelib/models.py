@@ -1,4 +1,9 @@
-"""Imports every table model so the storage registry knows them all."""
+"""The table manifest: every area's PynamoDB models, in one list.
+
+The storage layer imports no area: whoever configures or creates tables hands it the models. The API and its
+event handlers configure all of them (``chalicelib.wiring``), ``infra/`` and the local stack create all of them,
+and the check worker names only the two it reads and writes.
+"""
 
 from __future__ import annotations
 
@@ -13,28 +18,35 @@ from chalicelib.incidents.models import (
 from chalicelib.monitors.models import MonitorModel, ResultModel, RollupModel
 from chalicelib.ratelimit.models import CounterModel
 from chalicelib.status_pages.models import SlugModel, StatusPageModel
+from chalicelib.storage.base import BaseModel
 from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
 from chalicelib.users.models import UserEmailModel, UserModel
 
-__all__ = [
-    "AlertMarkModel",
-    "ChannelModel",
-    "CounterModel",
-    "DeliveryModel",
-    "EventModel",
-    "IncidentModel",
-    "InvitationModel",
-    "MaintenanceWindowModel",
-    "MembershipModel",
-    "MonitorModel",
-    "MonitorStateModel",
-    "OneTimeTokenModel",
-    "ResultModel",
-    "RollupModel",
-    "SessionModel",
-    "SlugModel",
-    "StatusPageModel",
-    "TeamModel",
-    "UserEmailModel",
-    "UserModel",
-]
+# By logical name: infra/resources.json lists the tables in this order.
+ALL_MODELS: tuple[type[BaseModel], ...] = tuple(
+    sorted(
+        (
+            AlertMarkModel,
+            ChannelModel,
+            CounterModel,
+            DeliveryModel,
+            EventModel,
+            IncidentModel,
+            InvitationModel,
+            MaintenanceWindowModel,
+            MembershipModel,
+            MonitorModel,
+            MonitorStateModel,
+            OneTimeTokenModel,
+            ResultModel,
+            RollupModel,
+            SessionModel,
+            SlugModel,
+            StatusPageModel,
+            TeamModel,
+            UserEmailModel,
+            UserModel,
+        ),
+        key=lambda model: model.logical_name,
+    )
+)

@@ -5,22 +5,15 @@ from __future__ import annotations
 from chalice import Blueprint
 
 from chalicelib.api.framework import not_found_blueprint
-from chalicelib.settings import Settings, get_settings
-from chalicelib.storage.base import configure_storage
+from chalicelib.bootstrap import configure_core
+from chalicelib.models import ALL_MODELS
+from chalicelib.settings import Settings
 
 
 def configure(settings: Settings | None = None) -> Settings:
-    """Once per process: settings, storage, AWS clients, log level.  Nothing else: cross-area effects are explicit
-    calls in :mod:`chalicelib.lifecycle`."""
-    from chalicelib.aws.clients import reset_clients
-    from chalicelib.observability import logger
-    from chalicelib.settings import use_settings
-
-    settings = use_settings(settings) if settings else get_settings()
-    configure_storage(settings)
-    reset_clients()
-    logger.setLevel(settings.log_level)
-    return settings
+    """Once per process, every table: settings, storage, AWS clients, log level.  Nothing else: cross-area effects
+    are explicit calls in :mod:`chalicelib.lifecycle`."""
+    return configure_core(settings, models=ALL_MODELS)
 
 
 def not_found() -> Blueprint:

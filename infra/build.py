@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.checks.worker import LAMBDA_TIMEOUT_S
+from chalicelib.models import ALL_MODELS
 from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.storage.schema import cfn_table_resources
+from functions.checker.worker import LAMBDA_TIMEOUT_S
 
 OUTPUT = Path(__file__).resolve().parent / "resources.json"
 CHECKER_OUTPUT = Path(__file__).resolve().parent / "checker.json"
@@ -64,6 +65,9 @@ SECRET_KEY_REF = "{{resolve:secretsmanager:" + SECRET_KEY_ID + "}}"
 # FINISH_MARGIN_S to store the result: about 95 s, so 120 s leaves room for slow result writes.
 CHECKER_FUNCTION = "Checker"
 CHECKER_HANDLER = "functions.checker.handler.handler"
+CHECKER_RUNTIME = "python3.11"
+# Its package takes its wheels from Chalice's build (infra/package.py), and Chalice vendors x86_64 wheels.
+CHECKER_ARCHITECTURE = "x86_64"
 CHECKER_CODE_URI = "checker.zip"  # beside the template; `aws cloudformation package` uploads it and rewrites this
 CHECKER_TIMEOUT_S = LAMBDA_TIMEOUT_S  # one value for the deployed worker and the local stack
 CHECKER_MEMORY_MB = 1024  # checks wait on the network; memory buys the CPU for TLS and JSON assertions
@@ -521,7 +525,7 @@ def alarms(resources: dict[str, Any]) -> dict[str, Any]:
 
 def build() -> dict[str, Any]:
     resources: dict[str, Any] = {}
-    resources.update(cfn_table_resources())
+    resources.update(cfn_table_resources(ALL_MODELS))
     resources.update(status_pages())
     resources.update(alert_queue())
     resources.update(alarms(resources))
@@ -710,9 +714,8 @@ def build_checker(code_uri: str = CHECKER_CODE_URI) -> dict[str, Any]:
             "Description": sub("Vigil ${Stage}: runs the checks the scheduler queues for ${AWS::Region}"),
             "CodeUri": code_uri,
             "Handler": CHECKER_HANDLER,
-            "Runtime": "python3.11",
-            # Chalice vendors x86_64 wheels (bcrypt, pydantic-core, cryptography) into the package.
-            "Architectures": ["x86_64"],
+            "Runtime": CHECKER_RUNTIME,
+            "Architectures": [CHECKER_ARCHITECTURE],
             "Timeout": CHECKER_TIMEOUT_S,
             "MemorySize": CHECKER_MEMORY_MB,
             "Tracing": "Active",

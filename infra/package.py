@@ -2,8 +2,9 @@
 
 1. Refuse a stale ``infra/resources.json`` or ``infra/checker.json`` (run ``make infra`` first).
 2. Run ``chalice package`` for the stage with ``infra/resources.json`` merged in, into ``out/STAGE``.
-3. Build the check worker's package: Chalice's ``deployment.zip`` plus the ``functions/`` tree, as
-   ``checker.zip``, and ``checker.json`` (``infra/checker.json`` pointing at it) beside it.
+3. Build the check worker's own package, ``checker.zip``: ``functions/checker``, the ``chalicelib`` modules
+   it imports and the distributions of ``functions/checker/requirements.txt`` (taken from Chalice's
+   ``deployment.zip``, wheels built for Lambda), and ``checker.json`` (``infra/checker.json`` pointing at it).
 4. Lint both templates (``sam.json``, ``checker.json``) with cfn-lint.
 5. Print the ``aws cloudformation package`` / ``deploy`` commands: the main stack in the home region, and a
    checker stack in every check region.  Nothing is deployed from here.
@@ -17,7 +18,10 @@ wires in the real ones (stack parameters and the Secrets Manager reference).
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
+import csv
+import io
 import json
 import os
 import secrets
@@ -27,8 +31,13 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable, Collection, Iterable, Mapping
+from email.parser import Parser
 from pathlib import Path
 from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from chalicelib.settings import DEFAULT_REGIONS
 from infra import build
@@ -37,6 +46,26 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / ".chalice" / "config.json"
 PACKAGE_TIMEOUT_SECONDS = 600  # a cold pip cache may have to fetch every wheel
 LINT_TIMEOUT_SECONDS = 300
+
+CHECKER_REQUIREMENTS = ROOT / "functions" / "checker" / "requirements.txt"
+CHECKER_ENTRY = build.CHECKER_HANDLER.rpartition(".")[0]  # functions.checker.handler
+VIGIL_PACKAGES = ("chalicelib", "functions")
+# Modules the checker's code imports that its package leaves out, and why.
+NOT_SHIPPED = {
+    "boto3": "the Lambda runtime provides it (requirements.txt leaves it out for the API too)",
+    "dotenv": "only a local stage reads a .env (chalicelib.settings)",
+}
+# The runtime the checker's wheels are for, to evaluate their dependencies' environment markers.
+LAMBDA_MARKERS = {
+    "python_version": build.CHECKER_RUNTIME.removeprefix("python"),
+    "python_full_version": build.CHECKER_RUNTIME.removeprefix("python") + ".0",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "os_name": "posix",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": build.CHECKER_ARCHITECTURE,
+}
 
 
 class PackageError(RuntimeError):
@@ -127,36 +156,167 @@ def _prune_build_cache() -> None:
                 stale.unlink(missing_ok=True)
 
 
-def package_checker(out: Path) -> Path:
-    """Build the check worker's package beside Chalice's; returns its template's path.
+def pinned(requirements: Path) -> dict[str, str]:
+    """A requirements file's distributions and versions; every line must pin one with ``==``."""
+    pins: dict[str, str] = {}
+    for line in requirements.read_text().splitlines():
+        text = line.partition("#")[0].strip()
+        if not text:
+            continue
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            raise PackageError(f"{requirements.name}: cannot read {text!r}") from None
+        specs = list(requirement.specifier)
+        if len(specs) != 1 or specs[0].operator != "==" or requirement.marker:
+            raise PackageError(f"{requirements.name}: {text!r} must pin one version with ==")
+        pins[canonicalize_name(requirement.name)] = specs[0].version
+    return pins
 
-    ``deployment.zip`` already holds ``app.py``, ``chalicelib`` and the vendored dependencies the worker
-    imports; only ``functions/`` is missing.  A copy gets it, so the API's package stays as Chalice made it.
+
+def _module_source(name: str) -> str | None:
+    base = Path(*name.split("."))
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if (ROOT / candidate).is_file():
+            return candidate.as_posix()
+    return None
+
+
+def _imported_names(source: str, package: str) -> Iterable[str]:
+    """Every name an import statement of ``source`` may load (``from a import b`` may load ``a.b``)."""
+    for node in ast.walk(ast.parse((ROOT / source).read_text(), source)):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(part for part in (base, node.module or "") if part)
+            yield module
+            yield from (f"{module}.{alias.name}" for alias in node.names)
+
+
+def vigil_imports(entry: str = CHECKER_ENTRY) -> tuple[list[str], set[str]]:
+    """The source files of Vigil's modules ``entry`` imports, directly or not, and the names their imports of
+    other (third-party) modules may load; the standard library is left out.
+
+    Read from the source, not by importing it: a module a function imports only when it runs must ship too.
+    """
+    found: dict[str, str] = {}
+    others: set[str] = set()
+    todo = [entry]
+    while todo:
+        name = todo.pop()
+        source = _module_source(name) if name else None
+        if name in found or source is None:
+            continue
+        found[name] = source
+        parent = name.rpartition(".")[0]
+        todo.append(parent)  # a package's __init__ runs before its modules
+        for imported in _imported_names(source, name if source.endswith("__init__.py") else parent):
+            top = imported.partition(".")[0]
+            if top in VIGIL_PACKAGES:
+                todo.append(imported)
+            elif top not in sys.stdlib_module_names:
+                others.add(imported)
+    if entry not in found:
+        raise PackageError(f"{entry} has no source under {ROOT}: {build.CHECKER_HANDLER} cannot be packaged")
+    return sorted(found.values()), others
+
+
+def dist_infos(names: Iterable[str]) -> set[str]:
+    """The ``*.dist-info`` folders among a site's file names."""
+    return {name.split("/", 1)[0] for name in names if name.split("/", 1)[0].endswith(".dist-info")}
+
+
+def distribution_files(folders: Collection[str], read: Callable[[str], str], pins: Mapping[str, str]) -> list[str]:
+    """The files of the ``pins`` distributions and of everything they require on Lambda, by their ``RECORD``.
+
+    ``folders`` are the ``*.dist-info`` folders of a site (Chalice's ``deployment.zip``, or a virtualenv) and
+    ``read`` reads one of its files.  A pinned distribution must be there at its pinned version.
+    """
+    installed: dict[str, tuple[str, str]] = {}
+    for folder in folders:
+        name, _, version = folder.removesuffix(".dist-info").rpartition("-")
+        installed[canonicalize_name(name)] = (folder, version)
+    for name, version in pins.items():
+        if installed.get(name, ("", ""))[1] != version:
+            raise PackageError(f"{name}=={version} is not among the built distributions ({installed.get(name)})")
+    todo = [(name, "") for name in pins]
+    done: set[tuple[str, str]] = set()
+    files: set[str] = set()
+    while todo:
+        name, extra = todo.pop()
+        if (name, extra) in done:
+            continue
+        done.add((name, extra))
+        if name not in installed:
+            raise PackageError(f"{name} is required but not among the built distributions")
+        folder = installed[name][0]
+        metadata = Parser().parsestr(read(f"{folder}/METADATA"))
+        for text in metadata.get_all("Requires-Dist") or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({**LAMBDA_MARKERS, "extra": extra}):
+                needed = canonicalize_name(requirement.name)
+                todo += [(needed, ""), *((needed, e) for e in requirement.extras)]
+        for row in csv.reader(io.StringIO(read(f"{folder}/RECORD"))):
+            path = row[0] if row else ""
+            if path and not path.startswith(("../", "/")) and "__pycache__" not in path.split("/"):
+                files.add(path)
+    return sorted(files)
+
+
+def top_level(path: str) -> str:
+    """The importable name (or dist-info folder) a site file belongs to: ``six.py`` → ``six``, ``a/b.py`` → ``a``."""
+    first = path.split("/", 1)[0]
+    return first if "/" in path else first.split(".", 1)[0]
+
+
+def checker_files(folders: Collection[str], read: Callable[[str], str]) -> tuple[list[str], list[str]]:
+    """The check worker's package: Vigil's source files it imports, and its requirements' files from the site.
+
+    Every third-party module Vigil's files import must come with a requirement (or be in ``NOT_SHIPPED``): a
+    missing one would stop checking in every region.
+    """
+    sources, imported = vigil_imports()
+    third_party = distribution_files(folders, read, pinned(CHECKER_REQUIREMENTS))
+    needed = {name.partition(".")[0] for name in imported}
+    missing = sorted(needed - {top_level(path) for path in third_party} - NOT_SHIPPED.keys())
+    if missing:
+        raise PackageError(
+            f"the checker imports {', '.join(missing)}: add {'it' if len(missing) == 1 else 'them'} to"
+            f" {CHECKER_REQUIREMENTS.relative_to(ROOT)} (pinned as in requirements.txt)"
+        )
+    return sources, third_party
+
+
+def _entry(name: str, mode: int) -> zipfile.ZipInfo:
+    # Fixed timestamps, as Chalice's own entries have: the same code gives the same zip, so
+    # `aws cloudformation package` (which names the upload by its hash) updates no function needlessly.
+    entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    entry.external_attr = mode << 16
+    entry.compress_type = zipfile.ZIP_DEFLATED
+    return entry
+
+
+def package_checker(out: Path) -> Path:
+    """Build the check worker's own package beside Chalice's; returns its template's path.
+
+    Its dependencies come out of ``deployment.zip``: the wheels Chalice built for Lambda, the very files the
+    API runs.  Nothing else of that zip does (no ``app.py``, API, accounts, alerts or Chalice).
     """
     deployment = out / "deployment.zip"
     if not deployment.is_file():
         raise PackageError(f"{deployment} is missing: `chalice package` did not write it")
     archive = out / build.CHECKER_CODE_URI
-    shutil.copyfile(deployment, archive)
-    sources = sorted(
-        path
-        for path in (ROOT / "functions").rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
-    )
-    if not any(path.name == "handler.py" for path in sources):
-        raise PackageError(f"functions/ has no handler.py: {build.CHECKER_HANDLER} cannot be packaged")
-    with zipfile.ZipFile(archive, "a") as zf:
-        present = set(zf.namelist())
-        for path in sources:
-            name = path.relative_to(ROOT).as_posix()
-            if name in present:
-                raise PackageError(f"{deployment.name} already holds {name}; refusing to shadow it")
-            # Fixed timestamps and modes, as Chalice's own entries have: the same code gives the same zip,
-            # so `aws cloudformation package` (which names the upload by its hash) updates no function needlessly.
-            entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            entry.external_attr = 0o100644 << 16
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(entry, path.read_bytes())
+    with zipfile.ZipFile(deployment) as built, zipfile.ZipFile(archive, "w") as zf:
+        sources, third_party = checker_files(dist_infos(built.namelist()), lambda name: built.read(name).decode())
+        for name in sources:
+            zf.writestr(_entry(name, 0o100644), (ROOT / name).read_bytes())
+        for name in third_party:
+            try:
+                info = built.getinfo(name)
+            except KeyError:
+                raise PackageError(f"{deployment.name} lacks {name}, which its distribution's RECORD lists") from None
+            zf.writestr(_entry(name, info.external_attr >> 16 or 0o100644), built.read(info))
     template = json.loads(build.CHECKER_OUTPUT.read_text())
     # Relative to the template's directory, which is how `aws cloudformation package` resolves it.
     template["Resources"][build.CHECKER_FUNCTION]["Properties"]["CodeUri"] = archive.name

@@ -38,10 +38,11 @@ from chalicelib.alerts.quiet_hours import quiet_until
 from chalicelib.alerts.retry import MAX_ATTEMPTS, backoff_seconds, retry_after_seconds
 from chalicelib.clock import isoz
 from chalicelib.ids import id_floor, new_id
-from chalicelib.monitors.models import MonitorModel
+from chalicelib.monitors import service as monitors
 from chalicelib.observability import logger, metrics
 from chalicelib.storage.base import condition_failed
-from chalicelib.users.models import UserModel
+from chalicelib.users import service as users
+from chalicelib.users.service import User
 
 STALE_SENDING = timedelta(minutes=5)  # a claim older than this died with its Lambda: the attempt may be retried
 ORDER_WAIT_S = 5  # a later notification of an incident waits this long for an earlier one still in flight
@@ -53,15 +54,14 @@ class Target:
     kind: Kind
     config: dict[str, Any]
     channel: ChannelModel | None = None
-    user: UserModel | None = None
+    user: User | None = None
 
 
 def _target(delivery: DeliveryModel) -> Target | str:
     """The kind and config to send with, or why there is nothing to send to."""
     if delivery.target.startswith(MEMBER_PREFIX):
-        try:
-            user = UserModel.get(delivery.target.removeprefix(MEMBER_PREFIX))
-        except UserModel.DoesNotExist:
+        user = users.find(delivery.target.removeprefix(MEMBER_PREFIX))
+        if user is None:
             return "member_gone"
         return Target(KINDS["email"], {"addresses": [user.email]}, user=user)
     try:
@@ -232,8 +232,8 @@ def _still_down(notification: n.Notification, team_id: str) -> n.Notification:
     outage ended so, and people get no "up" for it (machines do: they get the down, then its resolution)."""
     if notification.type != "incident.opened":
         return notification
-    keys = [(team_id, str(item.monitor["id"])) for item in notification.items]
-    live = {m.monitor_id for m in MonitorModel.batch_get(keys) if not m.paused}
+    found = monitors.get_many(team_id, [str(item.monitor["id"]) for item in notification.items])
+    live = {monitor_id for monitor_id, monitor in found.items() if not monitor.paused}
     return replace(notification, items=tuple(i for i in notification.items if i.monitor["id"] in live))
 
 

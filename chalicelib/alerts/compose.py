@@ -19,36 +19,28 @@ from typing import Any
 from chalicelib.alerts import notification as n
 from chalicelib.alerts.models import DeliveryModel
 from chalicelib.clock import isoz, parse_time
-from chalicelib.incidents.models import EventModel, IncidentModel
-from chalicelib.monitors.models import MonitorModel
+from chalicelib.incidents import service as incidents
+from chalicelib.incidents.events import get_event
+from chalicelib.monitors import service as monitors
 from chalicelib.settings import get_settings
-from chalicelib.users.models import UserModel
+from chalicelib.users import service as users
 
 
 def _user_label(user_id: str | None) -> str | None:
     if not user_id:
         return None
-    try:
-        user = UserModel.get(user_id)
-    except UserModel.DoesNotExist:
-        return "a former member"
-    return user.name or user.email
+    user = users.find(user_id)
+    return (user.name or user.email) if user is not None else "a former member"
 
 
 def _monitor(team_id: str, monitor_id: str) -> dict[str, Any]:
-    try:
-        return n.monitor_snapshot(MonitorModel.get(team_id, monitor_id))
-    except MonitorModel.DoesNotExist:
-        return n.deleted_monitor(monitor_id)
+    found = monitors.get_many(team_id, [monitor_id]).get(monitor_id)
+    return n.monitor_snapshot(found) if found is not None else n.deleted_monitor(monitor_id)
 
 
 def _incident(team_id: str, incident_id: str | None, app_url: str) -> dict[str, Any] | None:
-    if not incident_id:
-        return None
-    try:
-        return n.incident_snapshot(IncidentModel.get(team_id, incident_id), app_url)
-    except IncidentModel.DoesNotExist:
-        return None
+    found = incidents.find(team_id, incident_id) if incident_id else None
+    return n.incident_snapshot(found, app_url) if found is not None else None
 
 
 def compose(delivery: DeliveryModel, now: datetime) -> n.Notification:
@@ -73,9 +65,8 @@ def compose(delivery: DeliveryModel, now: datetime) -> n.Notification:
     if "incidents" in source:  # a group: many monitors down (or back) together
         items = []
         for incident_id in sorted(source["incidents"]):
-            try:
-                found = IncidentModel.get(team_id, incident_id)
-            except IncidentModel.DoesNotExist:
+            found = incidents.find(team_id, incident_id)
+            if found is None:
                 continue  # its team or monitor was deleted since
             monitor = _monitor(team_id, found.monitor_id)
             if monitor["url"] is None or monitor["status"] == "paused":
@@ -83,17 +74,17 @@ def compose(delivery: DeliveryModel, now: datetime) -> n.Notification:
             items.append(n.Item(monitor, n.incident_snapshot(found, app_url)))
         items.sort(key=lambda item: (str(item.monitor["name"]).lower(), item.monitor["id"]))
         return n.Notification(delivery.event, parse_time(source.get("at")) or now, tuple(items), app_url)
-    event = EventModel.get(source["subject"], source["key"])
+    event = get_event(source["subject"], source["key"])
     kind = event.type.split(".", 1)[1]
     update = None
     if event.type in ("incident.acknowledged", "incident.note", "incident.postmortem_updated"):
         update = {"kind": kind, "text": event.text, "by": _user_label(event.by)}
     certificate = None
     if event.type == "ssl.expiring":
-        data = dict(event.data or {})
+        data = event.data
         certificate = {"expires_at": isoz(parse_time(data.get("expires_at"))), "days_left": data.get("days_left")}
     monitor = _monitor(team_id, event.monitor_id)
     if monitor["url"] is None:  # deleted: the name and settings its incident's resolution kept
-        monitor |= dict((event.data or {}).get("monitor") or {})
+        monitor |= dict(event.data.get("monitor") or {})
     item = n.Item(monitor, _incident(team_id, event.incident_id, app_url))
     return n.Notification(delivery.event, event.at, (item,), app_url, update=update, certificate=certificate)

@@ -18,11 +18,11 @@ from chalicelib.alerts.kinds import KINDS, Kind
 from chalicelib.alerts.models import AlertMarkModel, ChannelModel
 from chalicelib.alerts.notification import CRITICAL, NOTIFY_ON, PAYLOAD_TYPES
 from chalicelib.ids import derived_id
-from chalicelib.incidents.models import EventModel
-from chalicelib.monitors.models import MonitorModel
+from chalicelib.incidents.events import Event
+from chalicelib.monitors import service as monitors
 from chalicelib.storage.base import condition_failed
-from chalicelib.teams.models import MembershipModel
-from chalicelib.users.models import UserModel
+from chalicelib.teams import service as teams
+from chalicelib.users import service as users
 
 GROUP_GRACE_S = 10  # a group is sent this long after its minute ends (results of that minute still arriving)
 MEMBER_COOLDOWN_S = 300
@@ -51,7 +51,7 @@ def _channels(team_id: str, channel_ids: Any, payload: str) -> list[Target]:
     return sorted(found, key=lambda t: t.id)
 
 
-def _closers(event: EventModel, payload: str) -> list[Target]:
+def _closers(event: Event, payload: str) -> list[Target]:
     """A monitor deleted or paused while down: its incident resolves, since no check will ever end it.  Whoever
     did it needs no message about it, and people are not told; but machines that opened something for the
     outage (a PagerDuty incident, a receiver's ticket) are told it is over, so nothing stays open there forever —
@@ -59,44 +59,40 @@ def _closers(event: EventModel, payload: str) -> list[Target]:
     it)."""
     if payload != "incident.resolved":
         return []
-    channel_ids = (event.data or {}).get("channel_ids") or []
+    channel_ids = event.data.get("channel_ids") or []
     return [t for t in _channels(event.team_id, channel_ids, payload) if not t.kind.groupable]
 
 
 def _members(team_id: str, payload: str) -> list[Target]:
     """Incident news for the team's members, by email: verified addresses only; ``critical_only`` members get
     only down and up.  Quiet hours are applied when the email is due to go (it is held until they end)."""
-    user_ids = [m.user_id for m in MembershipModel.query(team_id)]
-    if not user_ids:
-        return []
     found = []
-    for user in UserModel.batch_get(user_ids):
-        if user.email_verified_at is None:
+    for user in users.get_many(teams.member_ids(team_id)):
+        if not user.email_verified:
             continue
         if user.critical_only and payload not in CRITICAL:
             continue
-        found.append(Target(deliveries.MEMBER_PREFIX + user.user_id, KINDS["email"], MEMBER_COOLDOWN_S, False))
+        found.append(Target(deliveries.MEMBER_PREFIX + user.id, KINDS["email"], MEMBER_COOLDOWN_S, False))
     return sorted(found, key=lambda t: t.id)
 
 
-def plan(event: EventModel, now: datetime) -> list[str]:
+def plan(event: Event, now: datetime) -> list[str]:
     """Plan the deliveries of one event.  Idempotent.  Returns what was planned, per target (for logs)."""
     payload = PAYLOAD_TYPES.get(event.type)
     if payload is None:
         return []
-    if (event.data or {}).get("ended_by"):  # an outage ended by deleting or pausing its monitor
+    if event.data.get("ended_by"):  # an outage ended by deleting or pausing its monitor
         return [f"{target.id}:{_plan_one(target, event, payload, now)}" for target in _closers(event, payload)]
-    try:
-        monitor = MonitorModel.get(event.team_id, event.monitor_id)
-    except MonitorModel.DoesNotExist:
+    monitor = monitors.get_many(event.team_id, [event.monitor_id]).get(event.monitor_id)
+    if monitor is None:
         return []  # deleted: its incident's resolution (above) says what there is to say
-    targets = _channels(event.team_id, monitor.channel_ids, payload)
+    targets = _channels(event.team_id, monitor.config.channel_ids, payload)
     if event.type.startswith("incident."):
         targets += _members(event.team_id, payload)
     return [f"{target.id}:{_plan_one(target, event, payload, now)}" for target in targets]
 
 
-def _plan_one(target: Target, event: EventModel, payload: str, now: datetime) -> str:
+def _plan_one(target: Target, event: Event, payload: str, now: datetime) -> str:
     # The delivery of this event to this target, suppressed or sent.
     fields: dict[str, Any] = {
         "team_id": event.team_id,
@@ -118,14 +114,14 @@ def _plan_one(target: Target, event: EventModel, payload: str, now: datetime) ->
     return "queued"
 
 
-def _delivery_id(event: EventModel, target: Target) -> str:
+def _delivery_id(event: Event, target: Target) -> str:
     return derived_id("dlv", event.at, event.subject, event.key, target.id)
 
 
 # ------------------------------------------------------------------------------------------------ cooldown
 
 
-def _cooled_down(target: Target, event: EventModel, payload: str) -> bool:
+def _cooled_down(target: Target, event: Event, payload: str) -> bool:
     """A channel tells of a monitor going down at most once per cooldown; it tells of the recovery only if it
     told of that outage.  The same event arriving again passes again (the mark names its incident)."""
     key = f"cool#{target.id}#{event.monitor_id}"
@@ -141,7 +137,7 @@ def _cooled_down(target: Target, event: EventModel, payload: str) -> bool:
     return True
 
 
-def _claim(key: str, event: EventModel, cooldown_s: int, holder: str | None) -> bool:
+def _claim(key: str, event: Event, cooldown_s: int, holder: str | None) -> bool:
     at = event.at.astimezone(UTC)
     mark = AlertMarkModel(key)
     free = AlertMarkModel.until.does_not_exist() | (AlertMarkModel.until <= at)
@@ -169,7 +165,7 @@ def group_key(target_id: str, payload: str, at: datetime) -> str:
     return f"group#{target_id}#{payload}#{at.astimezone(UTC):%Y-%m-%dT%H:%M}"
 
 
-def _join_group(target: Target, event: EventModel, payload: str, now: datetime) -> str:
+def _join_group(target: Target, event: Event, payload: str, now: datetime) -> str:
     incident_id = str(event.incident_id)
     minute = event.at.astimezone(UTC).replace(second=0, microsecond=0)
     key = group_key(target.id, payload, minute)

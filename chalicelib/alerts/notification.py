@@ -12,7 +12,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from chalicelib.clock import isoz, parse_time
+from chalicelib.incidents.service import Incident
 from chalicelib.masking import MASK, is_sensitive_header
+from chalicelib.monitors.service import Monitor
 
 # Event types (chalicelib.incidents.events) → payload types (API.md "Webhook body").
 PAYLOAD_TYPES = {
@@ -171,16 +173,16 @@ def public_url(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
 
 
-def monitor_snapshot(monitor: Any) -> dict[str, Any]:
-    """A monitor as a notification shows it (a MonitorModel, or None once deleted)."""
+def monitor_snapshot(monitor: Monitor) -> dict[str, Any]:
+    """A monitor as a notification shows it (credential-like URL query values masked)."""
     return {
-        "id": monitor.monitor_id,
-        "name": monitor.name,
-        "url": public_url(monitor.url),
-        "method": monitor.method,
-        "regions": [str(r) for r in monitor.regions],
-        "status": "paused" if monitor.paused else monitor.status,
-        "tags": [str(t) for t in monitor.tags or ()],
+        "id": monitor.id,
+        "name": monitor.config.name,
+        "url": public_url(monitor.config.url),
+        "method": monitor.config.method,
+        "regions": list(monitor.config.regions),
+        "status": monitor.status,
+        "tags": list(monitor.config.tags),
     }
 
 
@@ -196,14 +198,14 @@ def deleted_monitor(monitor_id: str) -> dict[str, Any]:
     }
 
 
-def incident_snapshot(incident: Any, app_url: str) -> dict[str, Any]:
+def incident_snapshot(incident: Incident, app_url: str) -> dict[str, Any]:
     return {
-        "id": incident.incident_id,
+        "id": incident.id,
         "status": incident.status,
         "cause": incident.cause,
         "started_at": isoz(incident.started_at),
         "acknowledged_at": isoz(incident.acknowledged_at),
         "resolved_at": isoz(incident.resolved_at),
-        "affected_regions": [str(r) for r in incident.affected_regions or ()],
-        "url": f"{app_url}/incidents/{incident.incident_id}",
+        "affected_regions": list(incident.affected_regions),
+        "url": f"{app_url}/incidents/{incident.id}",
     }

@@ -9,14 +9,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from chalicelib.users.models import UserModel
+from chalicelib.users.service import User
 
 
-def quiet_until(user: UserModel, now: datetime) -> datetime | None:
+def quiet_until(user: User, now: datetime) -> datetime | None:
     """When the member's quiet hours end, if ``now`` is inside them (in the member's time zone)."""
-    start, end = user.quiet_hours_start, user.quiet_hours_end
-    if not start or not end:
+    if user.quiet_hours is None:
         return None
+    start, end = user.quiet_hours.start, user.quiet_hours.end
     try:
         zone = ZoneInfo(user.timezone or "UTC")
     except (KeyError, ValueError):

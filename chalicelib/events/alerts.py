@@ -9,14 +9,15 @@ from chalice import Blueprint
 
 from chalicelib.alerts import attempts, dispatch, queue
 from chalicelib.aws import names
+from chalicelib.bootstrap import configure_core
 from chalicelib.clock import utcnow
-from chalicelib.incidents.models import EventModel
+from chalicelib.incidents.events import from_stream_image
+from chalicelib.models import ALL_MODELS
 from chalicelib.observability import logger, metrics
 from chalicelib.settings import get_settings
-from chalicelib.wiring import configure
 
 # Lambda imports this module directly (not app.py): configure settings and storage here too.
-configure()
+configure_core(models=ALL_MODELS)
 blueprint = Blueprint(__name__)
 
 
@@ -28,7 +29,7 @@ def plan_records(records: list[dict[str, Any]]) -> dict[str, Any]:
         if record.get("eventName") != "INSERT" or "NewImage" not in change:
             continue
         try:
-            event = EventModel.from_raw_data(change["NewImage"])
+            event = from_stream_image(change["NewImage"])
             dispatch.plan(event, utcnow())
         except Exception:  # noqa: BLE001 - reported to Lambda, which retries from this record
             logger.exception("planning alerts failed", extra={"event_id": record.get("eventID")})

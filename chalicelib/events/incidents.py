@@ -8,15 +8,16 @@ from typing import Any
 from chalice import Blueprint
 
 from chalicelib.aws.names import results_stream_arn
+from chalicelib.bootstrap import configure_core
 from chalicelib.clock import utcnow
 from chalicelib.incidents.tracker import Result, apply_many
+from chalicelib.models import ALL_MODELS
 from chalicelib.monitors.results import from_stream_image
 from chalicelib.observability import logger, metrics
 from chalicelib.settings import get_settings
-from chalicelib.wiring import configure
 
 # Lambda imports this module directly (not app.py): configure settings and storage here too.
-configure()
+configure_core(models=ALL_MODELS)
 blueprint = Blueprint(__name__)
 
 

@@ -8,13 +8,14 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from chalice import Blueprint
 
 from chalicelib.aws.names import results_stream_arn
+from chalicelib.bootstrap import configure_core
+from chalicelib.models import ALL_MODELS
 from chalicelib.monitors import results
 from chalicelib.observability import logger
 from chalicelib.settings import get_settings
-from chalicelib.wiring import configure
 
 # Lambda imports this module directly (not app.py): configure settings and storage here too.
-configure()
+configure_core(models=ALL_MODELS)
 blueprint = Blueprint(__name__)
 
 

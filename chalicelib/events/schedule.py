@@ -7,13 +7,14 @@ from typing import Any
 
 from chalice import Blueprint, Rate
 
+from chalicelib.bootstrap import configure_core
 from chalicelib.clock import parse_time, utcnow
+from chalicelib.models import ALL_MODELS
 from chalicelib.observability import metrics
 from chalicelib.scheduler.service import run_tick
-from chalicelib.wiring import configure
 
 # Lambda imports this module directly (not app.py): configure settings and storage here too.
-configure()
+configure_core(models=ALL_MODELS)
 blueprint = Blueprint(__name__)
 
 

@@ -7,14 +7,15 @@ from typing import Any
 from chalice import Blueprint, Rate
 
 from chalicelib.aws import names
+from chalicelib.bootstrap import configure_core
 from chalicelib.incidents import events
+from chalicelib.models import ALL_MODELS
 from chalicelib.observability import logger, metrics
 from chalicelib.settings import get_settings
 from chalicelib.status_pages.publish import refresh_all, republish_for
-from chalicelib.wiring import configure
 
 # Lambda imports this module directly (not app.py): configure settings and storage here too.
-configure()
+configure_core(models=ALL_MODELS)
 blueprint = Blueprint(__name__)
 
 PUBLIC_EVENTS = (events.OPENED, events.ACKNOWLEDGED, events.RESOLVED, events.STATUS_CHANGED)

@@ -8,6 +8,7 @@ change itself.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -88,6 +89,49 @@ def monitor_event(
         data=data or {},
         expires_at=at + timedelta(days=MONITOR_EVENT_DAYS),
     )
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of the event log: an incident's timeline entry, or a monitor's event outside incidents.  The
+    alert handler reads them from the log's stream."""
+
+    subject: str
+    key: str
+    team_id: str
+    type: str
+    at: datetime
+    monitor_id: str
+    incident_id: str | None
+    by: str | None
+    text: str | None
+    region: str | None
+    data: dict[str, Any]
+
+
+def to_event(item: EventModel) -> Event:
+    return Event(
+        subject=item.subject,
+        key=item.key,
+        team_id=item.team_id,
+        type=item.type,
+        at=item.at,
+        monitor_id=item.monitor_id,
+        incident_id=item.incident_id,
+        by=item.by,
+        text=item.text,
+        region=item.region,
+        data=dict(item.data or {}),
+    )
+
+
+def from_stream_image(image: dict[str, Any]) -> Event:
+    """An event as the log's stream carries it (DynamoDB JSON)."""
+    return to_event(EventModel.from_raw_data(image))
+
+
+def get_event(subject: str, key: str) -> Event:
+    return to_event(EventModel.get(subject, key))
 
 
 def timeline(incident_id: str) -> list[EventModel]:

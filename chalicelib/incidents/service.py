@@ -91,6 +91,14 @@ def get(team_id: str, incident_id: str) -> Incident:
     return _incident(item, events.timeline(item.incident_id))
 
 
+def find(team_id: str, incident_id: str) -> Incident | None:
+    """An incident without its timeline, or None when there is none (its team or monitor was deleted)."""
+    try:
+        return _incident(IncidentModel.get(team_id, incident_id))
+    except IncidentModel.DoesNotExist:
+        return None
+
+
 def list_incidents(
     team_id: str, *, status: str | None, monitor_id: str | None, limit: int, after: str | None
 ) -> tuple[list[Incident], str | None]:

@@ -6,6 +6,7 @@ import json
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
+from chalicelib.models import ALL_MODELS
 from chalicelib.settings import Settings
 from chalicelib.storage.schema import create_tables
 
@@ -13,7 +14,8 @@ from chalicelib.storage.schema import create_tables
 def create_resources(settings: Settings) -> dict[str, list[str]]:
     """Tables, region queues and the alerts queue (each with its DLQ), the status bucket and the SES identity.
     Idempotent."""
-    created = {"tables": create_tables(client("dynamodb"), settings.table_prefix), "queues": [], "buckets": []}
+    tables = create_tables(client("dynamodb"), settings.table_prefix, ALL_MODELS)
+    created: dict[str, list[str]] = {"tables": tables, "queues": [], "buckets": []}
     sqs = client("sqs")
     for region in settings.check_regions:
         name = names.check_queue(settings, region)

@@ -57,8 +57,8 @@ def add_check_workers(loop: EventLoop, settings: Settings) -> None:
     """One check worker per configured region, each fed by its region's queue, as the per-region stacks are."""
     from chalicelib.aws import names
     from chalicelib.aws.clients import client
-    from chalicelib.checks.worker import LAMBDA_TIMEOUT_S
     from functions.checker.handler import make_handler
+    from functions.checker.worker import LAMBDA_TIMEOUT_S
 
     sqs = client("sqs")
     for region in settings.check_regions:
@@ -179,18 +179,19 @@ def run() -> int:
 
 
 def _serve(settings: Settings, emulator_url: str | None) -> int:
+    from chalicelib.bootstrap import configure_core
     from chalicelib.local.loop import EventLoop
     from chalicelib.local.resources import create_resources
+    from chalicelib.models import ALL_MODELS
     from chalicelib.observability import logger
-    from chalicelib.wiring import configure
 
     if emulator_url:
         settings = dataclasses.replace(settings, aws_endpoint_url=emulator_url)
     _point_botocore_at(settings, embedded=emulator_url is not None)
     logger.setLevel(settings.log_level)
-    configure(settings)
+    configure_core(settings, models=ALL_MODELS)
     created = create_resources(settings)
-    from app import app  # after configure(): app.py configures from the settings in place
+    from app import app  # after configure_core(): app.py configures from the settings in place
 
     loop = EventLoop(settings.aws_region)
     try:

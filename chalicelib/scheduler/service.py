@@ -17,11 +17,11 @@ from typing import Any
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
+from chalicelib.checks.jobs import Job, pack
 from chalicelib.monitors.checking import spec_from
 from chalicelib.monitors.service import Monitor, scheduled
 from chalicelib.observability import logger, metrics
 from chalicelib.scheduler.due import DueKey, all_keys, due_keys, planned_start
-from chalicelib.scheduler.jobs import Job, pack
 from chalicelib.settings import get_settings
 
 SQS_BATCH = 10

@@ -1,8 +1,9 @@
-"""The storage layer's base model and its one registry of tables.
+"""The storage layer's base model, and how tables are pointed at the configured endpoint.
 
-Every table is a PynamoDB model declared once.  Its logical name (``users``) is
+Every table is a PynamoDB model declared once, in its area.  Its logical name (``users``) is
 fixed in code; the physical name is ``TABLE_PREFIX + logical name``, set with
-the endpoint and region by :func:`configure_storage` from the settings.  The
+the endpoint and region by :func:`configure_storage` from the settings, for the models it is
+handed: storage imports no area (the full list is :mod:`chalicelib.models`).  The
 local stack, the tests and ``infra/`` all derive their tables from these models
 (see :mod:`chalicelib.storage.schema`).
 """
@@ -11,14 +12,14 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 from pynamodb.models import Model
 
 from chalicelib.settings import Settings
 
-REGISTRY: list[type[BaseModel]] = []
+REGISTRY: list[type[BaseModel]] = []  # every table model imported so far (the manifest test compares)
 M = TypeVar("M", bound=Model)
 T = TypeVar("T")
 MAX_ID_LENGTH = 100
@@ -44,16 +45,9 @@ class BaseModel(Model):
             REGISTRY.append(cls)
 
 
-def all_models() -> list[type[BaseModel]]:
-    # Importing the domain model modules registers them.
-    from chalicelib import models  # noqa: F401
-
-    return sorted(REGISTRY, key=lambda m: m.logical_name)
-
-
-def configure_storage(settings: Settings) -> None:
-    """Point every model at the configured table prefix, region and endpoint."""
-    for model in all_models():
+def configure_storage(settings: Settings, models: Iterable[type[BaseModel]]) -> None:
+    """Point each of ``models`` at the configured table prefix, region and endpoint."""
+    for model in models:
         meta: Any = model.Meta
         wanted = (settings.table_prefix + model.logical_name, settings.home_region, settings.aws_endpoint_url)
         if (meta.table_name, meta.region, meta.host) == wanted and model._connection is not None:

@@ -9,9 +9,10 @@ same dictionaries (:func:`create_tables`), so the two cannot drift without
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from chalicelib.storage.base import BaseModel, all_models
+from chalicelib.storage.base import BaseModel
 
 
 def logical_id(model: type[BaseModel]) -> str:
@@ -53,8 +54,8 @@ def table_properties(model: type[BaseModel], table_name: Any) -> dict[str, Any]:
     return props
 
 
-def cfn_table_resources() -> dict[str, Any]:
-    """The CloudFormation resources for every table, named from the TablePrefix parameter."""
+def cfn_table_resources(models: Iterable[type[BaseModel]]) -> dict[str, Any]:
+    """The CloudFormation resources for the tables of ``models``, named from the TablePrefix parameter."""
     return {
         logical_id(model): {
             "Type": "AWS::DynamoDB::Table",
@@ -62,7 +63,7 @@ def cfn_table_resources() -> dict[str, Any]:
             "UpdateReplacePolicy": "Retain",
             "Properties": table_properties(model, {"Fn::Sub": "${TablePrefix}" + model.logical_name}),
         }
-        for model in all_models()
+        for model in models
     }
 
 
@@ -78,11 +79,11 @@ def create_table_kwargs(props: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def create_tables(dynamodb: Any, prefix: str) -> list[str]:
-    """Create every table (idempotently) through a boto3 DynamoDB client."""
+def create_tables(dynamodb: Any, prefix: str, models: Iterable[type[BaseModel]]) -> list[str]:
+    """Create the tables of ``models`` (idempotently) through a boto3 DynamoDB client."""
     existing = set(dynamodb.list_tables().get("TableNames", []))
     created = []
-    for model in all_models():
+    for model in models:
         props = table_properties(model, prefix + model.logical_name)
         name = props["TableName"]
         if name in existing:

@@ -113,6 +113,11 @@ def _load_team(team_id: str) -> TeamModel:
 # --- members -------------------------------------------------------------------------------------
 
 
+def member_ids(team_id: str) -> list[str]:
+    """The ids of the team's members."""
+    return [m.user_id for m in MembershipModel.query(team_id)]
+
+
 def list_members(team_id: str) -> list[Member]:
     memberships = list(MembershipModel.query(team_id))
     found = {u.user_id: u for u in UserModel.batch_get([m.user_id for m in memberships])} if memberships else {}

@@ -57,6 +57,20 @@ def get_user(user_id: str) -> User:
     return to_user(load(user_id))
 
 
+def find(user_id: str) -> User | None:
+    """A user, or None once the account is gone (read as alerts read it: eventually consistent)."""
+    try:
+        return to_user(UserModel.get(user_id))
+    except UserModel.DoesNotExist:
+        return None
+
+
+def get_many(user_ids: list[str]) -> list[User]:
+    """These users (one BatchGetItem per 100); ids of none are left out."""
+    ids = list(dict.fromkeys(user_ids))
+    return [to_user(item) for item in UserModel.batch_get(ids)] if ids else []
+
+
 def check_timezone(name: str, field: str = "timezone") -> str:
     try:
         ZoneInfo(name)

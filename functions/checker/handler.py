@@ -1,7 +1,7 @@
 """The check worker's Lambda handler: an SQS batch of check-job messages → results, with partial batch failures.
 
 Deployed once per region as ``functions.checker.handler.handler``; the local stack builds one per
-simulated region with :func:`make_handler`.  The work itself is :mod:`chalicelib.checks.worker`.
+simulated region with :func:`make_handler`.  The work itself is :mod:`functions.checker.worker`.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from chalicelib.checks.worker import Worker
+from chalicelib.bootstrap import configure_core
 from chalicelib.observability import logger, metrics, tracer
 from chalicelib.settings import get_settings
-from chalicelib.wiring import configure
+from functions.checker.worker import TABLES, Worker
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 DEFAULT_BUDGET_S = 60.0  # when called without a Lambda context
 
-configure()  # once per cold start: settings, tables, clients
+configure_core(models=TABLES)  # once per cold start: settings, the worker's two tables, clients
 
 
 def make_handler(region: str | None = None) -> Handler:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
+from chalicelib.checks.jobs import Job, decode_message
 from chalicelib.monitors.models import MonitorModel
-from chalicelib.scheduler.jobs import Job, decode_message
 from chalicelib.scheduler.service import run_tick
 from tests.support import create_monitor
 

@@ -18,11 +18,11 @@ from werkzeug import Request, Response
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
+from chalicelib.checks.jobs import Job, encode_message
 from chalicelib.local.loop import lambda_context, sqs_record
 from chalicelib.monitors.checking import spec_from
 from chalicelib.monitors.models import ResultModel
 from chalicelib.monitors.service import get as get_monitor
-from chalicelib.scheduler.jobs import Job, encode_message
 from chalicelib.settings import get_settings, use_settings
 from tests.support import make_test_settings
 
@@ -275,7 +275,7 @@ def test_the_ssrf_guard_holds_at_run_time(api, alice, target, make_handler):
 def test_unprocessed_results_are_resubmitted_and_a_write_that_never_lands_fails_the_record(
     api, alice, target, make_handler, monkeypatch
 ):
-    from chalicelib.checks import worker
+    from functions.checker import worker
 
     target.expect_request("/m").respond_with_data("ok")
     m = create(api, target.url_for("/m"))

@@ -18,6 +18,7 @@ from chalicelib.alerts.kinds.webhook import body_of, signature
 from chalicelib.alerts.notification import Item, Notification, public_url
 from chalicelib.alerts.quiet_hours import quiet_until
 from chalicelib.alerts.retry import backoff_seconds, retry_after_seconds
+from chalicelib.users.service import QuietHours
 
 AT = datetime(2026, 11, 30, 14, 2, tzinfo=UTC)
 MONITOR = {
@@ -224,7 +225,7 @@ def test_a_monitor_url_shows_no_credential_query_values():
 
 
 def member(tz: str, start: str | None = "22:00", end: str | None = "07:00") -> SimpleNamespace:
-    return SimpleNamespace(timezone=tz, quiet_hours_start=start, quiet_hours_end=end)
+    return SimpleNamespace(timezone=tz, quiet_hours=QuietHours(start, end) if start and end else None)
 
 
 @pytest.mark.parametrize(

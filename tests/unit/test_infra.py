@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import importlib.util
 import json
+import os
+import pkgutil
 import re
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,19 +21,22 @@ import pytest
 from pynamodb.attributes import TTLAttribute, UnicodeAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 
+import chalicelib
 from chalicelib import errors
 from chalicelib.aws import names
-from chalicelib.checks import worker
+from chalicelib.models import ALL_MODELS
 from chalicelib.settings import Settings, load_settings
 from chalicelib.storage import schema
-from chalicelib.storage.base import BaseModel, all_models
+from chalicelib.storage.base import REGISTRY, BaseModel
+from functions.checker import worker
 from infra import build, package
+from tests.support import TEST_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE: dict[str, Any] = json.loads(build.OUTPUT.read_text())
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 TABLES = {name: r for name, r in RESOURCES.items() if r.get("Type") == "AWS::DynamoDB::Table"}
-MODELS = all_models()
+MODELS = ALL_MODELS
 CHECKER: dict[str, Any] = json.loads(build.CHECKER_OUTPUT.read_text())
 CHECKER_RESOURCES: dict[str, Any] = CHECKER["Resources"]
 CHECKER_FUNCTION = CHECKER_RESOURCES[build.CHECKER_FUNCTION]["Properties"]
@@ -56,6 +64,16 @@ def test_infra_defines_each_models_table_from_the_model(model) -> None:
 
 def test_infra_has_no_table_without_a_model() -> None:
     assert set(TABLES) == {schema.logical_id(model) for model in MODELS}
+
+
+def test_the_manifest_lists_every_areas_table_models() -> None:
+    """A model left out of chalicelib.models would get no table in infra/, the local stack or the tests."""
+    for area in pkgutil.iter_modules(chalicelib.__path__):
+        if area.ispkg and importlib.util.find_spec(f"chalicelib.{area.name}.models"):
+            importlib.import_module(f"chalicelib.{area.name}.models")
+
+    assert len(set(MODELS)) == len(MODELS)
+    assert set(REGISTRY) == set(MODELS)
 
 
 def _key_schema(keys: list[dict[str, str]]) -> list[tuple[str, str]]:
@@ -144,15 +162,14 @@ class _StreamedModel(BaseModel):
 _StreamedModel.logical_name = "probe_results"  # set after class creation, so the registry never sees it
 
 
-def test_streams_ttl_and_projections_reach_both_the_local_tables_and_infra(
-    aws: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_streams_ttl_and_projections_reach_both_the_local_tables_and_infra(aws: Settings) -> None:
     from chalicelib.aws.clients import client
 
-    monkeypatch.setattr(schema, "all_models", lambda: [_StreamedModel])
-    (resource,) = schema.cfn_table_resources().values()
+    (resource,) = schema.cfn_table_resources([_StreamedModel]).values()
 
-    assert schema.create_tables(client("dynamodb"), aws.table_prefix) == [aws.table_prefix + "probe_results"]
+    assert schema.create_tables(client("dynamodb"), aws.table_prefix, [_StreamedModel]) == [
+        aws.table_prefix + "probe_results"
+    ]
     live = _live_shape(client("dynamodb"), aws.table_prefix + "probe_results")
     assert live == _infra_shape(resource["Properties"])
     assert live["stream"] == "NEW_AND_OLD_IMAGES"
@@ -492,6 +509,108 @@ def test_the_printed_deploy_command_passes_every_required_parameter() -> None:
     assert "Stage=prod TablePrefix=vigil-prod-" in command
 
 
+# --- the check worker's own package (offline: this virtualenv's distributions stand in for Chalice's build) ------
+
+SITE = Path(sysconfig.get_paths()["purelib"])
+# What checking never runs: the API, accounts, alerts, their composition root, Chalice and the API's libraries.
+NOT_FOR_CHECKING = ("app.py", "chalicelib/api/", "chalicelib/auth/", "chalicelib/alerts/", "chalicelib/wiring.py")
+NOT_FOR_CHECKING_DISTRIBUTIONS = {"chalice", "bcrypt", "zxcvbn", "stripe", "pyjwt", "jwt", "pydantic"}
+
+
+def _site_read(name: str) -> str:
+    return (SITE / name).read_text()
+
+
+def _site_checker_files() -> tuple[list[str], list[str]]:
+    return package.checker_files(package.dist_infos(p.name for p in SITE.iterdir()), _site_read)
+
+
+def _not_for_checking(names: list[str]) -> list[str]:
+    return [
+        name
+        for name in names
+        if name.startswith(NOT_FOR_CHECKING)
+        or package.top_level(name).partition("-")[0].lower() in NOT_FOR_CHECKING_DISTRIBUTIONS
+    ]
+
+
+def test_the_checkers_requirements_are_pinned_as_the_apis() -> None:
+    checker = package.pinned(package.CHECKER_REQUIREMENTS)
+
+    assert checker.items() <= package.pinned(ROOT / "requirements.txt").items()
+    assert {"pynamodb", "urllib3", "aws-lambda-powertools"} <= checker.keys()
+
+
+def test_the_checker_package_holds_checking_and_no_api_auth_alerts_or_chalice() -> None:
+    sources, third_party = _site_checker_files()
+
+    assert _not_for_checking(sources + third_party) == []
+    assert {
+        "functions/checker/handler.py",
+        "functions/checker/worker.py",
+        "chalicelib/checks/http.py",
+        "chalicelib/checks/jobs.py",
+        "chalicelib/monitors/models.py",
+        "chalicelib/errors.py",  # imported inside a function of storage: read from the source, not by importing
+    } <= set(sources)
+    assert {"pynamodb/models.py", "urllib3/__init__.py", "cryptography/x509/__init__.py"} <= set(third_party)
+    # The filter is not vacuous: the API's package would fail it.
+    assert _not_for_checking(["app.py", "chalicelib/auth/service.py", "bcrypt/__init__.py", "stripe-16.1.0.dist-info/"])
+
+
+def test_a_checker_import_no_requirement_provides_fails_the_packaging(monkeypatch: pytest.MonkeyPatch) -> None:
+    sources, imported = package.vigil_imports()
+    monkeypatch.setattr(package, "vigil_imports", lambda: (sources, {*imported, "stripe.webhook"}))
+
+    with pytest.raises(package.PackageError, match=r"imports stripe: add it to functions/checker/requirements.txt"):
+        _site_checker_files()
+
+
+def test_the_checker_package_imports_on_its_own(tmp_path: Path) -> None:
+    """Its modules, and everything its code imports, load from the package alone (boto3 from a stand-in for the
+    Lambda runtime), in an interpreter that sees no site-packages: nothing the checker needs was left out."""
+    sources, third_party = _site_checker_files()
+    needed, imported = package.vigil_imports()
+    boto3 = package.distribution_files(
+        package.dist_infos(p.name for p in SITE.iterdir()), _site_read, {"boto3": importlib.metadata.version("boto3")}
+    )
+    task, runtime = tmp_path / "task", tmp_path / "runtime"
+    for folder, listed, origin in ((task, sources, ROOT), (task, third_party, SITE), (runtime, boto3, SITE)):
+        for name in listed:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).symlink_to(origin / name)
+    modules = [source.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for source in needed]
+    modules += sorted(name for name in imported if name.partition(".")[0] not in package.NOT_SHIPPED.keys() - {"boto3"})
+    script = """
+import importlib, json, sys
+sys.path[:0] = sys.argv[1:3]
+for name in json.loads(sys.argv[3]):
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as exc:  # `from a import b` where b is a name in a, not a module
+        parent, _, attribute = name.rpartition(".")
+        if exc.name != name or not parent or not hasattr(importlib.import_module(parent), attribute):
+            raise
+print(json.dumps(sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())})))
+"""
+    env = {key: value for key, value in {**os.environ, **TEST_ENV}.items() if key != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", script, str(task), str(runtime), json.dumps(modules)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    files = json.loads(result.stdout.splitlines()[-1])
+    assert not [f for f in files if f.startswith((str(SITE), str(ROOT)))]
+    assert any(f.startswith(str(task / "pynamodb")) for f in files)
+    assert any(f.startswith(str(task / "functions" / "checker")) for f in files)
+
+
 # --- the packaged template ------------------------------------------------------------------------------------------
 
 
@@ -533,11 +652,16 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
     # 3. cfn-lint (with the SAM transform) finds nothing, warnings included.
     package.lint(packaged)
 
-    # 4. The check worker's package: Chalice's zip plus functions/, and a template pointing at it.
+    # 4. The check worker's own package, its wheels out of Chalice's zip, and a template pointing at it.
     checker = package.package_checker(packaged.parent)
     code_uri = json.loads(checker.read_text())["Resources"][build.CHECKER_FUNCTION]["Properties"]["CodeUri"]
     with zipfile.ZipFile(checker.parent / code_uri) as zf:
-        contents = set(zf.namelist())
-    assert {"functions/checker/handler.py", "app.py", "chalicelib/checks/worker.py"} <= contents
+        contents = zf.namelist()
+    with zipfile.ZipFile(packaged.parent / "deployment.zip") as zf:
+        api_contents = zf.namelist()
+    assert {"functions/checker/handler.py", "functions/checker/worker.py", "chalicelib/checks/http.py"} <= set(contents)
     assert any(name.startswith("aws_lambda_powertools/") for name in contents)
+    assert _not_for_checking(contents) == []
+    assert _not_for_checking(api_contents)
+    assert set(contents) - set(api_contents) == {name for name in contents if name.startswith("functions/")}
     package.lint(checker)

@@ -1,5 +1,8 @@
 """The check worker: run the check jobs of one batch of SQS messages and store their results.
 
+The probes and the job contract are :mod:`chalicelib.checks`; this is the orchestration around them, beside
+its entry point (:mod:`functions.checker.handler`), with the only two tables it touches (:data:`TABLES`).
+
 For each message of the batch, in its own thread, so no message waits for another's minute:
 
 1. Decode the message and parse each job on its own; unparseable jobs fail the message (after the
@@ -32,10 +35,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.checks.http import run_check
+from chalicelib.checks.jobs import Job, decode_message
 from chalicelib.checks.model import CheckResult
 from chalicelib.monitors.models import MonitorModel, ResultModel
 from chalicelib.observability import logger
-from chalicelib.scheduler.jobs import Job, decode_message
 
 CHECK_CONCURRENCY = 32  # checks in flight per invocation: mostly waiting on the network, cheap in threads
 MESSAGE_CONCURRENCY = 10  # messages run side by side (an SQS batch without a batching window holds at most 10)
@@ -49,6 +52,7 @@ LAMBDA_TIMEOUT_S = (
     120  # the worker's Lambda timeout (infra/checker.json and the local stack use this): a minute of starts + checks
 )
 LOOKUP_CHUNK = 100  # jobs looked up (paused? deleted? already done?) at a time: one BatchGetItem's limit
+TABLES = (MonitorModel, ResultModel)  # read to drop paused or deleted monitors' jobs; results written
 
 
 class PoisonedJobs(ValueError):

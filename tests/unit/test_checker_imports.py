@@ -1,0 +1,49 @@
+"""The regional check worker loads only what checking needs: a heavy import or a typo in the API cannot stop it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import TEST_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+HANDLER = "functions.checker.handler"
+# The API, its framework and accounts, the alerts, and the composition root that imports them all.
+NOT_FOR_CHECKING = (
+    "chalice",
+    "chalicelib.api",
+    "chalicelib.auth",
+    "chalicelib.alerts",
+    "chalicelib.wiring",
+    "bcrypt",
+    "zxcvbn",
+)
+
+
+def loaded_by_importing(module: str) -> list[str]:
+    """Every module a fresh interpreter holds after importing ``module`` (configured as the tests are)."""
+    code = f"import json, sys; import {module}; print(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, **TEST_ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return list(json.loads(result.stdout.splitlines()[-1]))
+
+
+def test_importing_the_checker_loads_no_api_auth_alerts_or_chalice() -> None:
+    loaded = loaded_by_importing(HANDLER)
+
+    found = [name for name in loaded if any(name == top or name.startswith(top + ".") for top in NOT_FOR_CHECKING)]
+    assert found == []
+    # Not vacuous: the probes, the job contract and the tables it needs are there.
+    assert {"chalicelib.checks.http", "chalicelib.checks.jobs", "chalicelib.monitors.models"} <= set(loaded)
