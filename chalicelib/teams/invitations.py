@@ -25,7 +25,7 @@ from chalicelib.settings import get_settings
 from chalicelib.storage.base import condition_failed, transaction
 from chalicelib.teams.models import InvitationModel, MembershipModel
 from chalicelib.teams.service import Team, get_team, role_of
-from chalicelib.users.models import UserModel
+from chalicelib.users import service as users
 
 VALID_DAYS = 7
 INVITABLE_ROLES = ("admin", "member", "viewer")
@@ -101,11 +101,8 @@ def _member_with_email(team_id: str, email: str) -> bool:
 def _send(item: InvitationModel, token: str, inviter_id: str) -> None:
     settings = get_settings()
     team = get_team(item.team_id)
-    try:
-        inviter = UserModel.get(inviter_id)
-        inviter_name = inviter.name or inviter.email
-    except UserModel.DoesNotExist:
-        inviter_name = "A teammate"
+    inviter = users.find(inviter_id)
+    inviter_name = (inviter.name or inviter.email) if inviter is not None else "A teammate"
     message = invitation_email(settings.app_url, token, team.name, inviter_name, item.role, VALID_DAYS)
     deliver(item.email, message, invitation_id=item.invitation_id)
 
@@ -139,8 +136,8 @@ def accept(token: str, user_id: str, now: datetime) -> tuple[Team, str]:
     item = _load(invitation_id) if invitation_id and secret and len(token) <= 200 else None
     if item is None or not hmac.compare_digest(item.secret_hash, _hash(secret)) or not _pending(item, now):
         raise invalid
-    user = UserModel.get(user_id, consistent_read=True)
-    if user.email_verified_at is None:
+    user = users.get_user(user_id)
+    if not user.email_verified:
         raise errors.EmailNotVerified("Verify your email address before accepting an invitation.")
     if user.email != item.email:
         raise errors.InvitationEmailMismatch("This invitation was sent to another email address.")

@@ -9,7 +9,7 @@ from chalicelib.errors import AlreadyOwner, Forbidden, LastOwner, LastTeam, NotF
 from chalicelib.ids import new_id
 from chalicelib.storage.base import transaction
 from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
-from chalicelib.users.models import UserModel
+from chalicelib.users import service as users
 
 ROLES = ("owner", "admin", "member", "viewer")
 
@@ -120,7 +120,7 @@ def member_ids(team_id: str) -> list[str]:
 
 def list_members(team_id: str) -> list[Member]:
     memberships = list(MembershipModel.query(team_id))
-    found = {u.user_id: u for u in UserModel.batch_get([m.user_id for m in memberships])} if memberships else {}
+    found = {u.id: u for u in users.get_many([m.user_id for m in memberships])}
     members = [
         Member(m.user_id, found[m.user_id].email, found[m.user_id].name, m.role, m.joined_at)
         for m in memberships
@@ -176,5 +176,5 @@ def transfer_ownership(actor: str, team_id: str, user_id: str) -> Member:
 
 
 def _member(membership: MembershipModel) -> Member:
-    user = UserModel.get(membership.user_id)
+    user = users.get_user(membership.user_id)
     return Member(membership.user_id, user.email, user.name, membership.role, membership.joined_at)
