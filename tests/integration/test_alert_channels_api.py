@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from chalicelib.alerts.models import ChannelModel
-from tests.support import ApiClient, create_monitor, sign_up
+from tests.support import ApiClient, create_monitor
 
 
 def channel(api: ApiClient, **fields: Any) -> dict[str, Any]:
@@ -89,10 +89,9 @@ def test_urls_pass_the_ssrf_guard(api, alice):
     assert (r.json["code"], r.json["errors"][0]["field"]) == ("destination_not_allowed", "config.url")
 
 
-def test_channels_belong_to_their_team(api, alice):
+def test_channels_belong_to_their_team(api, alice, charlie):
     mine = channel(api, type="email", config={"addresses": ["ops@example.com"]})
-    other = ApiClient(api.app)
-    sign_up(other, "mallory@example.com")
+    other = api.acting_as(charlie)
     for method, path in (
         ("GET", ""),
         ("PATCH", ""),

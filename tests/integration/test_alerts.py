@@ -24,9 +24,8 @@ from chalicelib.clock import utcnow
 from chalicelib.incidents import service as incidents
 from chalicelib.incidents.models import EventModel
 from chalicelib.settings import get_settings
-from chalicelib.teams.models import MembershipModel
 from chalicelib.users.models import UserModel
-from tests.support import ApiClient, create_monitor, make_test_settings, open_incident, sign_up
+from tests.support import ApiClient, create_monitor, make_test_settings, open_incident
 from tests.support import recover as recover_everywhere
 
 
@@ -128,20 +127,13 @@ def alerts_to(outbox: Any, address: str) -> list[dict[str, Any]]:
     return [m for m in outbox.to(address) if m["subject"].startswith("[Vigil]")]
 
 
-def verify(alice: dict[str, Any]) -> None:
-    user = UserModel.get(alice["user"]["id"])
-    user.update(actions=[UserModel.email_verified_at.set(utcnow())])
-
-
-def member(api: ApiClient, alice: dict[str, Any], email: str, **prefs: Any) -> dict[str, Any]:
-    other = ApiClient(api.app)
-    joined = sign_up(other, email)
-    MembershipModel(alice["team"]["id"], joined["user"]["id"], role="member", joined_at=utcnow()).save()
-    user = UserModel.get(joined["user"]["id"])
+def verify(person: dict[str, Any], **prefs: Any) -> dict[str, Any]:
+    """``person`` verified their email address and chose these notification preferences."""
+    user = UserModel.get(person["user"]["id"])
     actions = [UserModel.email_verified_at.set(utcnow())]
     actions += [getattr(UserModel, name).set(value) for name, value in prefs.items()]
     user.update(actions=actions)
-    return joined
+    return person
 
 
 # ------------------------------------------------------------------------------------------------ webhooks
@@ -396,11 +388,9 @@ def test_pagerduty_triggers_acknowledges_and_resolves_one_incident(api, alice, h
 # ------------------------------------------------------------------------------------- team members
 
 
-def test_members_by_preference_quiet_hours_and_critical_only_across_time_zones(api, alice, outbox):
-    bob = member(
-        api, alice, "bob@example.com", timezone="Asia/Tokyo", quiet_hours_start="22:00", quiet_hours_end="07:00"
-    )
-    member(api, alice, "carol@example.com", critical_only=True)
+def test_members_by_preference_quiet_hours_and_critical_only_across_time_zones(api, alice, bob, teammate, outbox):
+    verify(bob, timezone="Asia/Tokyo", quiet_hours_start="22:00", quiet_hours_end="07:00")
+    verify(teammate("carol@example.com"), critical_only=True)
     verify(alice)
     monitor = create_monitor(api, url="https://shop.example.invalid/")  # no channels: members only
     # 13:30 UTC is 22:30 on the next day in Tokyo: Bob's quiet hours

@@ -19,9 +19,8 @@ from chalicelib.clock import isoz, utcnow
 from chalicelib.teams import authz
 from chalicelib.teams.models import MembershipModel
 from chalicelib.wiring import routers
-from tests.support import make_test_settings, open_incident
+from tests.support import make_test_settings, open_incident, register
 
-PASSWORD = "correct horse battery staple 9"
 TARGET = "http://127.0.0.1:9/"  # nothing listens on the discard port: a test check fails fast, on loopback
 ROLES = ("owner", "admin", "member", "viewer")
 TEAM_ROUTES = [r for r in all_routes(routers(make_test_settings())) if r.auth == "team"]
@@ -42,9 +41,7 @@ class World:
     owners: dict[str, str] = field(default_factory=dict)
 
     def user(self, email: str) -> dict[str, Any]:
-        r = self.api.post("/v1/auth/register", {"email": email, "password": PASSWORD})
-        assert r.status == 201, r.body
-        return dict(r.json)
+        return register(self.api, email)
 
     def join(self, team: str, user_id: str, role: str) -> None:
         MembershipModel(self.teams[team], user_id, role=role, joined_at=utcnow()).save()

@@ -25,9 +25,8 @@ from chalicelib.clock import isoz, utcnow
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop
 from chalicelib.wiring import routers
-from tests.support import ApiClient, Result, make_test_settings, open_incident, start_aws
+from tests.support import PASSWORD, ApiClient, Result, make_test_settings, open_incident, register, start_aws
 
-PASSWORD = "correct horse battery staple 9"
 JUNK_IDS = ["x", "../../etc", "%00", "i" * 300, "ünïcødé-☃-😀"]
 PATH_PARAM = re.compile(r"{([^}]+)}")
 ROUTES: list[Route] = [route for router in routers(make_test_settings()) for route in router.routes]
@@ -89,20 +88,19 @@ def sweep() -> Iterator[Sweep]:
         try:
             api = ApiClient(app_module.app)
             email = f"sweep-{uuid.uuid4().hex[:12]}@example.com"
-            r = api.post("/v1/auth/register", {"email": email, "password": PASSWORD})
-            assert r.status == 201, r.body
-            team_id, user_id = r.json["team"]["id"], r.json["user"]["id"]
+            user = register(api, email)
+            team_id, user_id = user["team"]["id"], user["user"]["id"]
             invited = api.post(
                 f"/v1/teams/{team_id}/invitations",
                 {"email": "invitee@example.com", "role": "member"},
-                token=r.json["access_token"],
+                token=user["access_token"],
             )
             assert invited.status == 201, invited.body
             monitor = api.post(
-                "/v1/monitors", {"name": "sweep", "url": "http://127.0.0.1:9/"}, token=r.json["access_token"]
+                "/v1/monitors", {"name": "sweep", "url": "http://127.0.0.1:9/"}, token=user["access_token"]
             )
             assert monitor.status == 201, monitor.body
-            token = r.json["access_token"]
+            token = user["access_token"]
             now = utcnow()
             incident_id = open_incident(team_id, monitor.json["id"], now, error="timeout")
             window = api.post(

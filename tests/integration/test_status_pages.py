@@ -21,7 +21,7 @@ from chalicelib.settings import get_settings
 from chalicelib.status_pages import service as pages
 from chalicelib.status_pages.document import overall
 from chalicelib.status_pages.publish import refresh_all
-from tests.support import ApiClient, create_monitor, make_test_settings, open_incident, sign_up
+from tests.support import ApiClient, create_monitor, make_test_settings, open_incident
 from tests.support import recover as recover_everywhere
 
 URL = "https://shop.example.invalid/"
@@ -93,10 +93,9 @@ def test_a_default_component_name_is_one_no_other_component_has(api, alice):
     assert [c["display_name"] for c in r.json["components"]] == ["Service 3", "Service 2", "Service 1"]
 
 
-def test_a_slug_is_unique_across_the_service_even_under_concurrent_creates(api, alice):
+def test_a_slug_is_unique_across_the_service_even_under_concurrent_creates(api, alice, charlie):
     page(api)
-    other = ApiClient(api.app)
-    mallory = sign_up(other, "mallory@example.com")
+    other = api.acting_as(charlie)
     r = other.post("/v1/status-pages", {"name": "Not Acme", "slug": "acme"})
     assert (r.status, r.json["code"]) == (409, "slug_taken")
     assert other.post("/v1/status-pages", {"name": "x", "slug": "status"}).status == 409  # reserved
@@ -105,7 +104,7 @@ def test_a_slug_is_unique_across_the_service_even_under_concurrent_creates(api, 
 
     def create() -> None:
         try:
-            pages.create(mallory["team"]["id"], {"name": "Race", "slug": "race"}, utcnow())
+            pages.create(charlie["team"]["id"], {"name": "Race", "slug": "race"}, utcnow())
             outcomes.append("created")
         except errors.SlugTaken:
             outcomes.append("taken")
@@ -152,9 +151,8 @@ def test_bad_pages_are_422_naming_the_field(api, alice, fields, field):
     assert field in [e["field"] for e in r.json["errors"]]
 
 
-def test_components_name_only_the_teams_own_monitors(api, alice):
-    other = ApiClient(api.app)
-    sign_up(other, "mallory@example.com")
+def test_components_name_only_the_teams_own_monitors(api, alice, charlie):
+    other = api.acting_as(charlie)
     theirs = create_monitor(other, url=URL)
     r = api.post("/v1/status-pages", {"name": "Acme", "slug": "acme", "components": [{"monitor_id": theirs["id"]}]})
     assert r.status == 404

@@ -26,20 +26,12 @@ from chalicelib.scheduler.jobs import Job, encode_message
 from chalicelib.settings import get_settings, use_settings
 from tests.support import make_test_settings
 
-PASSWORD = "correct horse battery staple 9"
 REGIONS = ["us-east-1", "eu-west-1"]
 
 
 @pytest.fixture
 def settings():
     return make_test_settings(ALLOW_PRIVATE_TARGETS="true")  # loopback targets, as on a developer's machine
-
-
-@pytest.fixture
-def alice(api):
-    r = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD})
-    api.token = r.json["access_token"]
-    return r.json
 
 
 @pytest.fixture
