@@ -155,13 +155,6 @@ def join_team(api: ApiClient, team_id: str, person: dict[str, Any], role: str) -
     return dict(r.json)
 
 
-def create_monitor(api: ApiClient, **fields: Any) -> dict[str, Any]:
-    """A monitor named "Homepage" with the given fields (``url`` at least); fails the test unless it is created."""
-    r = api.post("/v1/monitors", {"name": "Homepage", **fields})
-    assert r.status == 201, r.body
-    return dict(r.json)
-
-
 def open_incident(team_id: str, monitor_id: str, first: datetime, **fields: Any) -> str:
     """Two failed minutes in every region from ``first``, applied as the incident handler applies results from the
     stream (``fields``: the failure, e.g. ``error="timeout"``).  Returns the incident that opened."""

@@ -25,7 +25,8 @@ from chalicelib.incidents import service as incidents
 from chalicelib.incidents.models import EventModel
 from chalicelib.settings import get_settings
 from chalicelib.users.models import UserModel
-from tests.support import ApiClient, create_monitor, make_test_settings, open_incident
+from tests.factories import create_channel, create_monitor
+from tests.support import make_test_settings, open_incident
 from tests.support import recover as recover_everywhere
 
 
@@ -109,12 +110,6 @@ def recover(monitor: dict[str, Any], incident_id: str, at: datetime) -> None:
     planned(new_events(incident_id))
 
 
-def channel(api: ApiClient, **fields: Any) -> dict[str, Any]:
-    r = api.post("/v1/alert-channels", {"name": "Ops", **fields})
-    assert r.status == 201, r.body
-    return dict(r.json)
-
-
 def deliveries(channel_id: str) -> list[DeliveryModel]:
     return list(DeliveryModel.query(channel_id))
 
@@ -141,7 +136,7 @@ def verify(person: dict[str, Any], **prefs: Any) -> dict[str, Any]:
 
 def test_a_signed_webhook_per_transition_verified_by_the_reference_library(api, alice, httpserver, clock):
     httpserver.expect_request("/hook", method="POST").respond_with_data("thanks, token=abcdef123456 ok")
-    hook = channel(
+    hook = create_channel(
         api,
         type="webhook",
         config={"url": httpserver.url_for("/hook"), "headers": {"X-Team": "ops", "Authorization": "Bearer hook-key"}},
@@ -188,8 +183,8 @@ def test_a_signed_webhook_per_transition_verified_by_the_reference_library(api, 
 def test_the_same_stream_record_three_times_is_one_delivery_per_channel(api, alice, httpserver, clock):
     httpserver.expect_request("/hook").respond_with_data("ok")
     httpserver.expect_request("/pagerduty").respond_with_json({"status": "success"}, status=202)
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
-    pager = channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    pager = create_channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"], pager["id"]])
     incident_id = outage(monitor, utcnow())
     planned(list(EventModel.query(incident_id)), times=3)  # the same records twice more, and again
@@ -202,7 +197,7 @@ def test_the_same_stream_record_three_times_is_one_delivery_per_channel(api, ali
 def test_500_then_200_is_retried_on_schedule_then_delivered(api, alice, httpserver, clock):
     httpserver.expect_ordered_request("/hook").respond_with_data("busy", status=500)
     httpserver.expect_ordered_request("/hook").respond_with_data("ok")
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
     incident_id = outage(monitor, utcnow())
     first_at = utcnow()
@@ -232,7 +227,7 @@ def test_429_with_retry_after_is_not_retried_before_it(api, alice, httpserver, c
         "slow down", status=429, headers={"Retry-After": "120"}
     )
     httpserver.expect_ordered_request("/hook").respond_with_data("ok")
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
     outage(monitor, utcnow())
     start = utcnow()
@@ -249,7 +244,7 @@ def test_429_with_retry_after_is_not_retried_before_it(api, alice, httpserver, c
 
 def test_410_disables_the_channel_and_tells_the_admins(api, alice, httpserver, outbox, clock):
     httpserver.expect_request("/hook").respond_with_data("gone", status=410)
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
     incident_id = outage(monitor, utcnow())
     pump()
@@ -267,7 +262,7 @@ def test_410_disables_the_channel_and_tells_the_admins(api, alice, httpserver, o
 
 def test_a_3xx_is_a_failure_and_is_not_followed(api, alice, httpserver, clock):
     httpserver.expect_request("/hook").respond_with_data("", status=301, headers={"Location": "/elsewhere"})
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     r = api.post(f"/v1/alert-channels/{hook['id']}/test")
     assert r.status == 200, r.body
     assert (r.json["status"], r.json["response_status"], r.json["attempts"]) == ("failed", 301, 1)
@@ -280,9 +275,9 @@ def test_a_3xx_is_a_failure_and_is_not_followed(api, alice, httpserver, clock):
 def test_twenty_monitors_down_in_the_same_minute_make_one_message_per_channel(api, alice, httpserver, outbox, clock):
     httpserver.expect_request("/hook").respond_with_data("ok")
     verify(alice)
-    mail = channel(api, type="email", config={"addresses": ["oncall@example.com"]})
-    text = channel(api, type="sms", config={"phone_numbers": ["+14155550123"]})
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    mail = create_channel(api, type="email", config={"addresses": ["oncall@example.com"]})
+    text = create_channel(api, type="sms", config={"phone_numbers": ["+14155550123"]})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     ids = [mail["id"], text["id"], hook["id"]]
     monitors = [
         create_monitor(api, url=f"https://s{i}.example.invalid/", name=f"Service {i:02}", channel_ids=ids)
@@ -309,7 +304,7 @@ def test_twenty_monitors_down_in_the_same_minute_make_one_message_per_channel(ap
 
 
 def test_a_down_after_its_group_went_out_goes_on_its_own(api, alice, outbox, clock):
-    mail = channel(api, type="email", config={"addresses": ["oncall@example.com"]})
+    mail = create_channel(api, type="email", config={"addresses": ["oncall@example.com"]})
     first = create_monitor(api, url="https://a.example.invalid/", name="A", channel_ids=[mail["id"]])
     late = create_monitor(api, url="https://b.example.invalid/", name="B", channel_ids=[mail["id"]])
     clock.move_to(utcnow().replace(second=10))
@@ -332,7 +327,7 @@ def test_a_flapping_monitor_is_told_once_per_cooldown_and_only_recoveries_of_wha
     api, alice, httpserver, clock
 ):
     httpserver.expect_request("/hook").respond_with_data("ok")
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")}, cooldown_seconds=600)
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")}, cooldown_seconds=600)
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
     start = utcnow()
     first = outage(monitor, start)
@@ -353,7 +348,7 @@ def test_a_flapping_monitor_is_told_once_per_cooldown_and_only_recoveries_of_wha
 
 def test_notify_on_filters_what_a_channel_receives(api, alice, httpserver, clock):
     httpserver.expect_request("/hook").respond_with_data("ok")
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")}, notify_on=["up"])
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")}, notify_on=["up"])
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
     incident_id = outage(monitor, utcnow())
     recover(monitor, incident_id, utcnow() + timedelta(minutes=1))
@@ -364,7 +359,7 @@ def test_notify_on_filters_what_a_channel_receives(api, alice, httpserver, clock
 
 def test_pagerduty_triggers_acknowledges_and_resolves_one_incident(api, alice, httpserver, clock):
     httpserver.expect_request("/pagerduty").respond_with_json({"status": "success"}, status=202)
-    pager = channel(
+    pager = create_channel(
         api,
         type="pagerduty",
         config={"routing_key": "R0UTINGKEY0123456789abcd"},
@@ -434,7 +429,7 @@ def test_unverified_members_get_no_email(api, alice, outbox, clock):
 
 def test_a_test_notification_is_sent_now_and_recorded(api, alice, httpserver):
     httpserver.expect_request("/hook").respond_with_data("ok")
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     r = api.post(f"/v1/alert-channels/{hook['id']}/test")
     assert r.status == 200, r.body
     assert (r.json["event"], r.json["status"], r.json["response_status"]) == ("test", "delivered", 200)
@@ -447,7 +442,7 @@ def test_a_recovery_never_overtakes_its_outage(api, alice, httpserver, clock):
     """PagerDuty drops a resolve for an incident it never saw triggered: the resolve waits for the trigger."""
     httpserver.expect_ordered_request("/pagerduty").respond_with_data("busy", status=503)
     httpserver.expect_request("/pagerduty").respond_with_json({"status": "success"}, status=202)
-    pager = channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
+    pager = create_channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[pager["id"]])
     incident_id = outage(monitor, utcnow())
     pump()
@@ -504,7 +499,7 @@ def test_slack_discord_and_teams_get_their_messages_at_their_own_hosts_over_tls(
     for url in CHAT_HOOKS.values():
         chat_services.expect_request(urlsplit(url).path, method="POST").respond_with_data("ok")
     made = {
-        kind: channel(api, type=kind, config={"webhook_url": url.format(port=chat_services.port)})
+        kind: create_channel(api, type=kind, config={"webhook_url": url.format(port=chat_services.port)})
         for kind, url in CHAT_HOOKS.items()
     }
     assert all("s3cr3tsig" not in json.dumps(c) and "XXXXXXXX" not in json.dumps(c) for c in made.values())
@@ -545,7 +540,9 @@ def test_a_retried_down_for_people_leaves_out_a_monitor_paused_since(api, alice,
     path = urlsplit(CHAT_HOOKS["slack"]).path
     chat_services.expect_ordered_request(path, method="POST").respond_with_data("busy", status=500)
     chat_services.expect_ordered_request(path, method="POST").respond_with_data("ok")
-    slack = channel(api, type="slack", config={"webhook_url": CHAT_HOOKS["slack"].format(port=chat_services.port)})
+    slack = create_channel(
+        api, type="slack", config={"webhook_url": CHAT_HOOKS["slack"].format(port=chat_services.port)}
+    )
     monitor = create_monitor(api, url="https://shop.example.invalid/", name="Checkout", channel_ids=[slack["id"]])
     clock.move_to(utcnow().replace(second=20))
     at = utcnow()
@@ -569,7 +566,7 @@ def test_the_ssrf_guard_holds_at_every_send(api, alice, httpserver, settings):
     from chalicelib.settings import use_settings
 
     httpserver.expect_request("/hook").respond_with_data("ok")
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     use_settings(replace(settings, allow_private_targets_requested=False))
     try:
         r = api.post(f"/v1/alert-channels/{hook['id']}/test")
@@ -601,8 +598,8 @@ def test_one_slow_receiver_does_not_delay_another(api, alice, httpserver, clock)
     slow_server.start()
     try:
         httpserver.expect_request("/hook").respond_with_handler(fast)
-        slow_channel = channel(api, type="webhook", config={"url": slow_server.url_for("/slow")})
-        fast_channel = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+        slow_channel = create_channel(api, type="webhook", config={"url": slow_server.url_for("/slow")})
+        fast_channel = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
         ids = [slow_channel["id"], fast_channel["id"]]
         monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=ids)
         outage(monitor, utcnow())
@@ -626,10 +623,10 @@ def test_a_monitor_deleted_or_paused_while_down_closes_the_outage_for_machines_a
     httpserver.expect_request("/quiet-hook").respond_with_data("ok")
     httpserver.expect_request("/pagerduty").respond_with_json({"status": "success"}, status=202)
     verify(alice)
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     # told of recoveries only: it never heard of this outage, so it is not told of its end either
-    quiet = channel(api, type="webhook", config={"url": httpserver.url_for("/quiet-hook")}, notify_on=["up"])
-    pager = channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
+    quiet = create_channel(api, type="webhook", config={"url": httpserver.url_for("/quiet-hook")}, notify_on=["up"])
+    pager = create_channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
     monitor = create_monitor(
         api,
         name="Checkout API",
@@ -679,7 +676,7 @@ def test_an_attempt_whose_lambda_died_is_taken_again_once_stale(api, alice, http
     from chalicelib.events.alerts import handle_messages
 
     httpserver.expect_request("/hook").respond_with_data("ok")
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
     outage(monitor, utcnow())
     sqs = client("sqs")
@@ -700,7 +697,7 @@ def test_an_attempt_whose_lambda_died_is_taken_again_once_stale(api, alice, http
 
 def test_an_absurd_retry_after_is_capped_at_an_hour(api, alice, httpserver, clock):
     httpserver.expect_request("/hook").respond_with_data("later", status=429, headers={"Retry-After": "99999999999999"})
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
     outage(monitor, utcnow())
     pump()
@@ -711,7 +708,7 @@ def test_an_absurd_retry_after_is_capped_at_an_hour(api, alice, httpserver, cloc
 
 def test_a_retry_goes_only_to_the_recipients_not_reached(api, alice, outbox, clock):
     addresses = ["first@example.com", "second@example.com"]
-    mail = channel(api, type="email", config={"addresses": addresses}, notify_on=["incident_updated"])
+    mail = create_channel(api, type="email", config={"addresses": addresses}, notify_on=["incident_updated"])
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[mail["id"]])
     incident_id = outage(monitor, utcnow())
     incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "Rolling back", utcnow())

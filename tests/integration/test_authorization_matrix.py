@@ -19,6 +19,7 @@ from chalicelib.clock import isoz, utcnow
 from chalicelib.teams import authz
 from chalicelib.teams.models import MembershipModel
 from chalicelib.wiring import routers
+from tests.factories import create_channel, create_monitor, create_status_page
 from tests.support import make_test_settings, open_incident, register
 
 TARGET = "http://127.0.0.1:9/"  # nothing listens on the discard port: a test check fails fast, on loopback
@@ -53,6 +54,10 @@ class World:
         self.tokens[f"target-{user['user']['id']}"] = user["access_token"]
         return str(user["user"]["id"])
 
+    def owner(self, team: str) -> Any:
+        """The client, acting as the team's owner."""
+        return self.api.acting_as(self.tokens[f"owner-{team}"])
+
     def invitation(self, team: str) -> str:
         r = self.api.post(
             f"/v1/teams/{self.teams[team]}/invitations",
@@ -84,9 +89,7 @@ def build_world(api: Any) -> World:
 
 
 def monitor(world: World, team: str) -> str:
-    r = world.api.post("/v1/monitors", {"name": "m", "url": TARGET}, token=world.tokens[f"owner-{team}"])
-    assert r.status == 201, r.body
-    return str(r.json["id"])
+    return str(create_monitor(world.owner(team), name="m", url=TARGET)["id"])
 
 
 def incident(world: World, team: str) -> str:
@@ -113,17 +116,12 @@ def window_body(monitor_id: str) -> dict[str, Any]:
 
 
 def channel(world: World, team: str) -> str:
-    body = {"name": "Ops", "type": "email", "config": {"addresses": ["ops@example.com"]}}
-    r = world.api.post("/v1/alert-channels", body, token=world.tokens[f"owner-{team}"])
-    assert r.status == 201, r.body
-    return str(r.json["id"])
+    return str(create_channel(world.owner(team))["id"])
 
 
 def status_page(world: World, team: str) -> str:
     slug = f"page-{team.lower()}-{int(utcnow().timestamp() * 1000)}"
-    r = world.api.post("/v1/status-pages", {"name": "Status", "slug": slug}, token=world.tokens[f"owner-{team}"])
-    assert r.status == 201, r.body
-    return str(r.json["id"])
+    return str(create_status_page(world.owner(team), name="Status", slug=slug)["id"])
 
 
 def on_page(world: World, team: str) -> str:

@@ -11,7 +11,8 @@ import pytest
 from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents.models import EventModel, IncidentModel, MaintenanceWindowModel, MonitorStateModel
 from chalicelib.monitors.models import MonitorModel
-from tests.support import create_monitor, open_incident
+from tests.factories import create_monitor
+from tests.support import open_incident
 from tests.support import recover as recover_everywhere
 
 URL = "https://shop.example.invalid/"

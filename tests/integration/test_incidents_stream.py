@@ -14,7 +14,7 @@ from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel
 from chalicelib.local.loop import EventLoop
 from chalicelib.monitors.models import MonitorModel, ResultModel
-from tests.support import create_monitor
+from tests.factories import create_monitor
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 URL = "https://shop.example.invalid/"

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pytest
 
 from chalicelib.clock import isoz, utcnow
-from tests.support import create_monitor
+from tests.factories import create_monitor
 
 URL = "https://shop.example.invalid/"
 

@@ -9,7 +9,8 @@ import time_machine
 
 from chalicelib.monitors import results
 from chalicelib.monitors.models import MonitorModel, ResultModel
-from tests.support import PASSWORD, create_monitor
+from tests.factories import create_monitor
+from tests.support import PASSWORD
 
 URL = "https://1.1.1.1/health"  # a public literal: no DNS needed, and no test ever checks it
 

@@ -24,6 +24,7 @@ from chalicelib.monitors.models import ResultModel
 from chalicelib.monitors.service import get as get_monitor
 from chalicelib.scheduler.jobs import Job, encode_message
 from chalicelib.settings import get_settings, use_settings
+from tests.factories import create_monitor
 from tests.support import make_test_settings
 
 REGIONS = ["us-east-1", "eu-west-1"]
@@ -52,9 +53,7 @@ def target() -> Iterator[HTTPServer]:
 
 
 def create(api, url: str, regions: list[str] | None = None) -> dict[str, Any]:
-    r = api.post("/v1/monitors", {"name": "m", "url": url, "regions": regions or REGIONS})
-    assert r.status == 201, r.body
-    return r.json
+    return create_monitor(api, name="m", url=url, regions=regions or REGIONS)
 
 
 def job(monitor: dict[str, Any], region: str = "us-east-1", slot: datetime | None = None) -> Job:

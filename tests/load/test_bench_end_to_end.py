@@ -33,6 +33,7 @@ from chalicelib.monitors.models import MonitorModel, ResultModel, RollupModel
 from chalicelib.monitors.service import schedule_key
 from chalicelib.observability import logger
 from chalicelib.scheduler.due import planned_start
+from tests.factories import create_monitor
 from tests.support import make_test_settings, sign_up
 
 MONITORS = 1000
@@ -106,9 +107,7 @@ def quiet() -> Iterator[None]:
 def _seed(api: Any, target: Target) -> list[MonitorModel]:
     """One monitor through the API (the shape a real one has), then its copies with batch_write."""
     sign_up(api, "bench@example.com")
-    created = api.post("/v1/monitors", {"name": "Bench 0", "url": target.url("/m/0"), "interval_seconds": INTERVAL})
-    assert created.status == 201, created.body
-    first = created.json
+    first = create_monitor(api, name="Bench 0", url=target.url("/m/0"), interval_seconds=INTERVAL)
     assert len(first["regions"]) == 3
     assert first["interval_seconds"] == INTERVAL
     template = MonitorModel.get(first["team_id"], first["id"])
