@@ -25,6 +25,7 @@ from chalicelib.incidents import service as incidents
 from chalicelib.incidents.models import EventModel
 from chalicelib.settings import get_settings
 from chalicelib.users.models import UserModel
+from tests.events import sqs_records, stream_records
 from tests.factories import create_channel, create_monitor
 from tests.support import make_test_settings, open_incident
 from tests.support import recover as recover_everywhere
@@ -50,14 +51,7 @@ def planned(events: list[EventModel], times: int = 1) -> None:
     """Hand the events to the alert handler as the events stream would (``times`` deliveries of the batch)."""
     from chalicelib.events.alerts import plan_records
 
-    records = [
-        {
-            "eventID": f"{e.subject}{e.key}",
-            "eventName": "INSERT",
-            "dynamodb": {"SequenceNumber": str(i), "NewImage": e.serialize(), "StreamViewType": "NEW_IMAGE"},
-        }
-        for i, e in enumerate(events)
-    ]
+    records = stream_records(events)
     for _ in range(times):
         assert plan_records(records) == {"batchItemFailures": []}
 
@@ -73,8 +67,7 @@ def pump() -> int:
         messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
         if not messages:
             return ran
-        records = [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]
-        assert handle_messages(records) == {"batchItemFailures": []}
+        assert handle_messages(sqs_records(messages, url)) == {"batchItemFailures": []}
         for m in messages:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
         ran += len(messages)
@@ -684,8 +677,7 @@ def test_an_attempt_whose_lambda_died_is_taken_again_once_stale(api, alice, http
     (message,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     (stuck,) = deliveries(hook["id"])
     assert deliveries_module._claim(stuck, 1, utcnow())  # … and then the Lambda died
-    record = {"messageId": message["MessageId"], "body": message["Body"]}
-    assert handle_messages([record]) == {"batchItemFailures": []}  # the redelivery: held, not lost
+    assert handle_messages(sqs_records([message], url)) == {"batchItemFailures": []}  # the redelivery: held, not lost
     sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     assert received(httpserver) == []
     clock.shift(timedelta(minutes=5, seconds=10))

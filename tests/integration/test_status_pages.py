@@ -21,6 +21,7 @@ from chalicelib.settings import get_settings
 from chalicelib.status_pages import service as pages
 from chalicelib.status_pages.document import overall
 from chalicelib.status_pages.publish import refresh_all
+from tests.events import stream_records
 from tests.factories import create_monitor, create_status_page
 from tests.support import ApiClient, make_test_settings, open_incident
 from tests.support import recover as recover_everywhere
@@ -372,10 +373,8 @@ def _clear(slug: str) -> None:
 
 
 def _stream(subject: str) -> list[dict[str, Any]]:
-    return [
-        {"eventName": "INSERT", "dynamodb": {"NewImage": e.serialize(), "SequenceNumber": str(i)}}
-        for i, e in enumerate(EventModel.query(subject))
-    ]
+    """The events stream's records of every event of ``subject``."""
+    return stream_records(EventModel.query(subject))
 
 
 def test_the_feed_lists_the_pages_incidents_however_many_the_teams_other_monitors_had(api, alice):
