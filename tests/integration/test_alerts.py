@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -81,26 +82,28 @@ def settle(clock: Any, rounds: int = 6) -> None:
         clock.shift(timedelta(seconds=6))
 
 
-_seen: set[tuple[str, str]] = set()
-
-
-def new_events(subject: str) -> list[EventModel]:
-    found = [e for e in EventModel.query(subject) if (e.subject, e.key) not in _seen]
-    _seen.update((e.subject, e.key) for e in found)
-    return found
+@contextmanager
+def new_events(subject: str) -> Iterator[list[EventModel]]:
+    """The events the block adds to ``subject``'s timeline (in the list once the block is over)."""
+    before = {e.key for e in EventModel.query(subject)}
+    added: list[EventModel] = []
+    yield added
+    added.extend(e for e in EventModel.query(subject) if e.key not in before)
 
 
 def outage(monitor: dict[str, Any], at: datetime) -> str:
-    """Two failed minutes everywhere, ending at ``at``; the opening's events go to the alert handler."""
+    """Two failed minutes everywhere, ending at ``at``; the opening's events (all the new incident has) go to the
+    alert handler."""
     first = at - timedelta(minutes=1)
     incident_id = open_incident(monitor["team_id"], monitor["id"], first, status_code=503, error="status_mismatch")
-    planned(new_events(incident_id))
+    planned(list(EventModel.query(incident_id)))
     return incident_id
 
 
 def recover(monitor: dict[str, Any], incident_id: str, at: datetime) -> None:
-    recover_everywhere(monitor["team_id"], monitor["id"], at)
-    planned(new_events(incident_id))
+    with new_events(incident_id) as resolution:
+        recover_everywhere(monitor["team_id"], monitor["id"], at)
+    planned(resolution)
 
 
 def deliveries(channel_id: str) -> list[DeliveryModel]:
@@ -360,9 +363,10 @@ def test_pagerduty_triggers_acknowledges_and_resolves_one_incident(api, alice, h
     )
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[pager["id"]])
     incident_id = outage(monitor, utcnow())
-    incidents.acknowledge(monitor["team_id"], incident_id, alice["user"]["id"], utcnow())
-    incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "looking", utcnow())
-    planned(new_events(incident_id))
+    with new_events(incident_id) as updates:
+        incidents.acknowledge(monitor["team_id"], incident_id, alice["user"]["id"], utcnow())
+        incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "looking", utcnow())
+    planned(updates)
     recover(monitor, incident_id, utcnow() + timedelta(minutes=1))
     settle(clock)
     sent = [json.loads(r.get_data()) for r in received(httpserver, "/pagerduty")]
@@ -389,8 +393,9 @@ def test_members_by_preference_quiet_hours_and_critical_only_across_time_zones(a
         for address in ("alice@example.com", "bob@example.com", "carol@example.com"):
             assert [m["subject"] for m in alerts_to(outbox, address)] == ["[Vigil] Homepage is down: HTTP 503"]
 
-        incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "Rolling back", utcnow())
-        planned(new_events(incident_id))
+        with new_events(incident_id) as note:
+            incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "Rolling back", utcnow())
+        planned(note)
         pump()
         assert len(alerts_to(outbox, "alice@example.com")) == 2  # not quiet
         assert len(alerts_to(outbox, "carol@example.com")) == 1  # critical only: no note
@@ -628,12 +633,12 @@ def test_a_monitor_deleted_or_paused_while_down_closes_the_outage_for_machines_a
         channel_ids=[hook["id"], quiet["id"], pager["id"]],
     )
     incident_id = outage(monitor, utcnow())
-    pump()
-    if end == "delete":
-        assert api.delete(f"/v1/monitors/{monitor['id']}").status == 204  # resolves its incident
-    else:
-        assert api.post(f"/v1/monitors/{monitor['id']}/pause").status == 200  # so does pausing it
-    resolved = new_events(incident_id)
+    with new_events(incident_id) as resolved:
+        pump()
+        if end == "delete":
+            assert api.delete(f"/v1/monitors/{monitor['id']}").status == 204  # resolves its incident
+        else:
+            assert api.post(f"/v1/monitors/{monitor['id']}/pause").status == 200  # so does pausing it
     assert [e.type for e in resolved] == ["incident.resolved"]
     planned(resolved, times=3)
     settle(clock)
@@ -703,8 +708,9 @@ def test_a_retry_goes_only_to_the_recipients_not_reached(api, alice, outbox, clo
     mail = create_channel(api, type="email", config={"addresses": addresses}, notify_on=["incident_updated"])
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[mail["id"]])
     incident_id = outage(monitor, utcnow())
-    incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "Rolling back", utcnow())
-    planned(new_events(incident_id))
+    with new_events(incident_id) as note:
+        incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "Rolling back", utcnow())
+    planned(note)
     (note,) = deliveries(mail["id"])
     # as if an earlier attempt had reached the first address, then failed on the second
     note.update(actions=[DeliveryModel.sent_to.set(["first@example.com"])])
