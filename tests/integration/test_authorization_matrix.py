@@ -20,7 +20,7 @@ from chalicelib.teams import authz
 from chalicelib.teams.models import MembershipModel
 from chalicelib.wiring import routers
 from tests.factories import create_channel, create_monitor, create_status_page
-from tests.support import make_test_settings, open_incident, register
+from tests.support import join_team, make_test_settings, open_incident, register
 
 TARGET = "http://127.0.0.1:9/"  # nothing listens on the discard port: a test check fails fast, on loopback
 ROLES = ("owner", "admin", "member", "viewer")
@@ -76,12 +76,11 @@ def build_world(api: Any) -> World:
         world.teams[team] = team_id
         world.owners[team] = owner["user"]["id"]
         world.tokens[f"owner-{team}"] = owner["access_token"]
+    # every caller acts in its team, as a frontend would after switching to it: the others join team A and switch
     for role in ROLES[1:]:
         user = world.user(f"{role}-a@example.com")
-        world.join("A", user["user"]["id"], role)
-        world.tokens[f"{role}-A"] = user["access_token"]
-    # every caller acts in its team, as a frontend would after switching to it
-    for key, team in [(f"{role}-A", "A") for role in ROLES] + [("owner-B", "B")]:
+        world.tokens[f"{role}-A"] = join_team(api, world.teams["A"], user, role)["access_token"]
+    for key, team in [("owner-A", "A"), ("owner-B", "B")]:
         r = api.post("/v1/auth/switch-team", {"team_id": world.teams[team]}, token=world.tokens[key])
         assert r.status == 200, r.body
         world.tokens[key] = r.json["access_token"]
