@@ -1,7 +1,11 @@
-"""Shared fixtures: a moto-backed AWS per test, the app, and a test client.
+"""Shared fixtures: a moto-backed AWS per test, the app, a test client, and the product's people.
 
 Patch only at the network or clock seam: AWS is moto (in-process), HTTP
 targets are real loopback servers, time is time-machine.
+
+People: ``alice`` owns her team and the client acts as her; ``bob`` is in Alice's team with a lower role
+(``teammate`` makes him, or anyone else, with another); ``charlie`` is of another team.  To act as someone
+else, pass ``token=person["access_token"]`` or use ``api.acting_as(person)``.
 """
 
 from __future__ import annotations
@@ -29,13 +33,22 @@ os.environ.update(
 import dataclasses  # noqa: E402
 import io  # noqa: E402
 import socket  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from chalicelib.settings import Settings, load_settings  # noqa: E402
-from tests.support import ApiClient, Outbox, make_test_settings, sign_up, start_aws  # noqa: E402
+from tests.support import (  # noqa: E402
+    ApiClient,
+    Outbox,
+    join_team,
+    make_test_settings,
+    register,
+    sign_up,
+    start_aws,
+)
 
 _LOOPBACK = ("127.", "::1", "localhost", "::ffff:127.")
 
@@ -115,8 +128,32 @@ def logs() -> Iterator[io.StringIO]:
 
 @pytest.fixture
 def alice(api: ApiClient) -> dict:
-    """Alice, registered and signed in: the client's requests are hers."""
+    """Alice, registered and signed in: the client's requests are hers.  She owns her (personal) team."""
     return sign_up(api, "alice@example.com")
+
+
+@pytest.fixture
+def teammate(api: ApiClient, alice: dict) -> Callable[..., dict[str, Any]]:
+    """Makes someone of Alice's team: ``teammate("carol@example.com", role="viewer")``.  They register (so they
+    have a personal team too), join Alice's team with ``role`` and act in it: the returned sign-in (tokens, user,
+    team) is for her team.  The client still acts as Alice."""
+
+    def make(email: str = "bob@example.com", role: str = "member", **registration: Any) -> dict[str, Any]:
+        return join_team(api, alice["team"]["id"], register(api, email, **registration), role)
+
+    return make
+
+
+@pytest.fixture
+def bob(teammate: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """Bob, a member of Alice's team, acting in it (for another role: ``teammate(role=...)``)."""
+    return teammate("bob@example.com", role="member")
+
+
+@pytest.fixture
+def charlie(api: ApiClient) -> dict[str, Any]:
+    """Charlie, of another team (his own): registered; the client still acts as whoever it did."""
+    return register(api, "charlie@example.com")
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
-"""Test helpers: settings for tests, a JSON API client, the email outbox."""
+"""Test helpers: settings for tests, a JSON API client, the email outbox, people and incidents."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import dataclass, field
@@ -100,6 +101,13 @@ class ApiClient:
     def delete(self, path: str, json_body: Any = None, **kw: Any) -> Result:
         return self.request("DELETE", path, json_body, **kw)
 
+    def acting_as(self, person: dict[str, Any] | str | None) -> ApiClient:
+        """A client of the same app whose requests are ``person``'s (a sign-in body or an access token); this
+        one still acts as whoever it did."""
+        other = copy.copy(self)
+        other.token = person["access_token"] if isinstance(person, dict) else person
+        return other
+
 
 class Outbox:
     """The emails sent so far (through the same reader as ``GET /dev/outbox``)."""
@@ -121,18 +129,29 @@ class Outbox:
         return found.group(0)
 
 
-def sign_up(api: ApiClient, email: str, **extra: Any) -> dict[str, Any]:
-    """Register ``email`` and make it the client's caller; returns the registration body (tokens, user, team)."""
+def register(api: ApiClient, email: str, **extra: Any) -> dict[str, Any]:
+    """Register ``email`` (with ``PASSWORD``); returns the registration body (tokens, user, their personal team).
+    The client still acts as whoever it did."""
     r = api.post("/v1/auth/register", {"email": email, "password": PASSWORD, **extra})
     assert r.status == 201, r.body
-    api.token = r.json["access_token"]
     return dict(r.json)
 
 
-def create_monitor(api: ApiClient, **fields: Any) -> dict[str, Any]:
-    """A monitor named "Homepage" with the given fields (``url`` at least); fails the test unless it is created."""
-    r = api.post("/v1/monitors", {"name": "Homepage", **fields})
-    assert r.status == 201, r.body
+def sign_up(api: ApiClient, email: str, **extra: Any) -> dict[str, Any]:
+    """Register ``email`` and make it the client's caller; returns the registration body (tokens, user, team)."""
+    person = register(api, email, **extra)
+    api.token = person["access_token"]
+    return person
+
+
+def join_team(api: ApiClient, team_id: str, person: dict[str, Any], role: str) -> dict[str, Any]:
+    """``person`` becomes a member of the team with ``role`` (the membership an accepted invitation stores) and
+    switches to it; returns their sign-in for that team.  The client still acts as whoever it did."""
+    from chalicelib.teams.models import MembershipModel
+
+    MembershipModel(team_id, person["user"]["id"], role=role, joined_at=utcnow()).save()
+    r = api.post("/v1/auth/switch-team", {"team_id": team_id}, token=person["access_token"])
+    assert r.status == 200, r.body
     return dict(r.json)
 
 

@@ -9,8 +9,7 @@ import time_machine
 from chalicelib.auth import passwords
 from chalicelib.auth.models import OneTimeTokenModel, SessionModel
 from chalicelib.users.models import UserModel
-
-PASSWORD = "correct horse battery staple 9"
+from tests.support import PASSWORD
 
 
 def register(api, email="alice@example.com", password=PASSWORD, **extra):
@@ -127,9 +126,9 @@ def test_passwords_past_72_bytes_are_not_truncated(api, settings):
 
 
 def test_production_cost_is_at_least_12():
-    stored = passwords.hash_password("correct horse battery staple 9", 12)
+    stored = passwords.hash_password(PASSWORD, 12)
     assert passwords.cost_of(stored) >= 12
-    assert passwords.verify_password("correct horse battery staple 9", stored)
+    assert passwords.verify_password(PASSWORD, stored)
 
 
 def test_unknown_email_and_wrong_password_answer_alike(api):

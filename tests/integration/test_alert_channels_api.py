@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from chalicelib.alerts.models import ChannelModel
-from tests.support import ApiClient, create_monitor, sign_up
-
-
-def channel(api: ApiClient, **fields: Any) -> dict[str, Any]:
-    r = api.post("/v1/alert-channels", {"name": "Ops", **fields})
-    assert r.status == 201, r.body
-    return dict(r.json)
+from tests.factories import create_channel, create_monitor
 
 
 def test_secrets_are_shown_once_and_masked_after(api, alice):
-    hook = channel(
+    hook = create_channel(
         api, type="webhook", config={"url": "https://hooks.example.invalid/", "headers": {"X-Api-Key": "k-123456"}}
     )
-    slack = channel(api, type="slack", config={"webhook_url": "https://hooks.slack.com/services/T000/B000/XXXXSECRET"})
-    pager = channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
+    slack = create_channel(
+        api, type="slack", config={"webhook_url": "https://hooks.slack.com/services/T000/B000/XXXXSECRET"}
+    )
+    pager = create_channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
     assert "secret" not in api.get(f"/v1/alert-channels/{hook['id']}").json
     listed = json.dumps(api.get("/v1/alert-channels").json)
     for secret in (hook["secret"], "k-123456", "XXXXSECRET", "R0UTINGKEY0123456789abcd"):
@@ -89,10 +84,9 @@ def test_urls_pass_the_ssrf_guard(api, alice):
     assert (r.json["code"], r.json["errors"][0]["field"]) == ("destination_not_allowed", "config.url")
 
 
-def test_channels_belong_to_their_team(api, alice):
-    mine = channel(api, type="email", config={"addresses": ["ops@example.com"]})
-    other = ApiClient(api.app)
-    sign_up(other, "mallory@example.com")
+def test_channels_belong_to_their_team(api, alice, charlie):
+    mine = create_channel(api, type="email", config={"addresses": ["ops@example.com"]})
+    other = api.acting_as(charlie)
     for method, path in (
         ("GET", ""),
         ("PATCH", ""),
@@ -110,7 +104,9 @@ def test_channels_belong_to_their_team(api, alice):
 
 
 def test_a_webhook_url_with_a_token_is_masked_and_kept_when_sent_back(api, alice):
-    hook = channel(api, type="webhook", config={"url": "https://hooks.example.invalid/in?token=supersecret123&v=2"})
+    hook = create_channel(
+        api, type="webhook", config={"url": "https://hooks.example.invalid/in?token=supersecret123&v=2"}
+    )
     shown = api.get(f"/v1/alert-channels/{hook['id']}").json["config"]
     assert shown["url"] == "https://hooks.example.invalid/in?token=********&v=2"
     assert "supersecret123" not in json.dumps(hook)
@@ -129,7 +125,9 @@ def test_a_masked_chat_url_only_ever_keeps_the_stored_one(api, alice):
         {"name": "x", "type": "slack", "config": {"webhook_url": "https://evil.example.com/a/********"}},
     )
     assert r.status == 422
-    slack = channel(api, type="slack", config={"webhook_url": "https://hooks.slack.com/services/T0/B0/SECRETXYZ"})
+    slack = create_channel(
+        api, type="slack", config={"webhook_url": "https://hooks.slack.com/services/T0/B0/SECRETXYZ"}
+    )
     r = api.patch(
         f"/v1/alert-channels/{slack['id']}", {"config": {"webhook_url": "https://evil.example.com/services/********"}}
     )
@@ -140,7 +138,7 @@ def test_a_masked_chat_url_only_ever_keeps_the_stored_one(api, alice):
 
 def test_every_webhook_header_value_is_masked_and_kept_only_for_the_same_receiver(api, alice):
     headers = {"X-Hub-Sig": "sig-0123456789", "X-Team": "ops"}
-    hook = channel(api, type="webhook", config={"url": "https://hooks.example.invalid/in", "headers": headers})
+    hook = create_channel(api, type="webhook", config={"url": "https://hooks.example.invalid/in", "headers": headers})
     shown = api.get(f"/v1/alert-channels/{hook['id']}").json["config"]
     assert shown["headers"] == {"X-Hub-Sig": "********", "X-Team": "********"}  # any name can be a credential
     assert "sig-0123456789" not in json.dumps(api.get("/v1/alert-channels").json)
@@ -158,7 +156,7 @@ def test_every_webhook_header_value_is_masked_and_kept_only_for_the_same_receive
 
 
 def test_a_pagerduty_key_sent_back_masked_is_kept(api, alice):
-    pager = channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
+    pager = create_channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
     shown = api.get(f"/v1/alert-channels/{pager['id']}").json["config"]
     assert api.patch(f"/v1/alert-channels/{pager['id']}", {"config": shown, "name": "Pager"}).status == 200
     assert ChannelModel.get(alice["team"]["id"], pager["id"]).config["routing_key"] == "R0UTINGKEY0123456789abcd"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,9 +25,10 @@ from chalicelib.clock import utcnow
 from chalicelib.incidents import service as incidents
 from chalicelib.incidents.models import EventModel
 from chalicelib.settings import get_settings
-from chalicelib.teams.models import MembershipModel
 from chalicelib.users.models import UserModel
-from tests.support import ApiClient, create_monitor, make_test_settings, open_incident, sign_up
+from tests.events import sqs_records, stream_records
+from tests.factories import create_channel, create_monitor
+from tests.support import make_test_settings, open_incident
 from tests.support import recover as recover_everywhere
 
 
@@ -50,14 +52,7 @@ def planned(events: list[EventModel], times: int = 1) -> None:
     """Hand the events to the alert handler as the events stream would (``times`` deliveries of the batch)."""
     from chalicelib.events.alerts import plan_records
 
-    records = [
-        {
-            "eventID": f"{e.subject}{e.key}",
-            "eventName": "INSERT",
-            "dynamodb": {"SequenceNumber": str(i), "NewImage": e.serialize(), "StreamViewType": "NEW_IMAGE"},
-        }
-        for i, e in enumerate(events)
-    ]
+    records = stream_records(events)
     for _ in range(times):
         assert plan_records(records) == {"batchItemFailures": []}
 
@@ -73,8 +68,7 @@ def pump() -> int:
         messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
         if not messages:
             return ran
-        records = [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]
-        assert handle_messages(records) == {"batchItemFailures": []}
+        assert handle_messages(sqs_records(messages, url)) == {"batchItemFailures": []}
         for m in messages:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
         ran += len(messages)
@@ -88,32 +82,28 @@ def settle(clock: Any, rounds: int = 6) -> None:
         clock.shift(timedelta(seconds=6))
 
 
-_seen: set[tuple[str, str]] = set()
-
-
-def new_events(subject: str) -> list[EventModel]:
-    found = [e for e in EventModel.query(subject) if (e.subject, e.key) not in _seen]
-    _seen.update((e.subject, e.key) for e in found)
-    return found
+@contextmanager
+def new_events(subject: str) -> Iterator[list[EventModel]]:
+    """The events the block adds to ``subject``'s timeline (in the list once the block is over)."""
+    before = {e.key for e in EventModel.query(subject)}
+    added: list[EventModel] = []
+    yield added
+    added.extend(e for e in EventModel.query(subject) if e.key not in before)
 
 
 def outage(monitor: dict[str, Any], at: datetime) -> str:
-    """Two failed minutes everywhere, ending at ``at``; the opening's events go to the alert handler."""
+    """Two failed minutes everywhere, ending at ``at``; the opening's events (all the new incident has) go to the
+    alert handler."""
     first = at - timedelta(minutes=1)
     incident_id = open_incident(monitor["team_id"], monitor["id"], first, status_code=503, error="status_mismatch")
-    planned(new_events(incident_id))
+    planned(list(EventModel.query(incident_id)))
     return incident_id
 
 
 def recover(monitor: dict[str, Any], incident_id: str, at: datetime) -> None:
-    recover_everywhere(monitor["team_id"], monitor["id"], at)
-    planned(new_events(incident_id))
-
-
-def channel(api: ApiClient, **fields: Any) -> dict[str, Any]:
-    r = api.post("/v1/alert-channels", {"name": "Ops", **fields})
-    assert r.status == 201, r.body
-    return dict(r.json)
+    with new_events(incident_id) as resolution:
+        recover_everywhere(monitor["team_id"], monitor["id"], at)
+    planned(resolution)
 
 
 def deliveries(channel_id: str) -> list[DeliveryModel]:
@@ -128,20 +118,13 @@ def alerts_to(outbox: Any, address: str) -> list[dict[str, Any]]:
     return [m for m in outbox.to(address) if m["subject"].startswith("[Vigil]")]
 
 
-def verify(alice: dict[str, Any]) -> None:
-    user = UserModel.get(alice["user"]["id"])
-    user.update(actions=[UserModel.email_verified_at.set(utcnow())])
-
-
-def member(api: ApiClient, alice: dict[str, Any], email: str, **prefs: Any) -> dict[str, Any]:
-    other = ApiClient(api.app)
-    joined = sign_up(other, email)
-    MembershipModel(alice["team"]["id"], joined["user"]["id"], role="member", joined_at=utcnow()).save()
-    user = UserModel.get(joined["user"]["id"])
+def verify(person: dict[str, Any], **prefs: Any) -> dict[str, Any]:
+    """``person`` verified their email address and chose these notification preferences."""
+    user = UserModel.get(person["user"]["id"])
     actions = [UserModel.email_verified_at.set(utcnow())]
     actions += [getattr(UserModel, name).set(value) for name, value in prefs.items()]
     user.update(actions=actions)
-    return joined
+    return person
 
 
 # ------------------------------------------------------------------------------------------------ webhooks
@@ -149,7 +132,7 @@ def member(api: ApiClient, alice: dict[str, Any], email: str, **prefs: Any) -> d
 
 def test_a_signed_webhook_per_transition_verified_by_the_reference_library(api, alice, httpserver, clock):
     httpserver.expect_request("/hook", method="POST").respond_with_data("thanks, token=abcdef123456 ok")
-    hook = channel(
+    hook = create_channel(
         api,
         type="webhook",
         config={"url": httpserver.url_for("/hook"), "headers": {"X-Team": "ops", "Authorization": "Bearer hook-key"}},
@@ -196,8 +179,8 @@ def test_a_signed_webhook_per_transition_verified_by_the_reference_library(api, 
 def test_the_same_stream_record_three_times_is_one_delivery_per_channel(api, alice, httpserver, clock):
     httpserver.expect_request("/hook").respond_with_data("ok")
     httpserver.expect_request("/pagerduty").respond_with_json({"status": "success"}, status=202)
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
-    pager = channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    pager = create_channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"], pager["id"]])
     incident_id = outage(monitor, utcnow())
     planned(list(EventModel.query(incident_id)), times=3)  # the same records twice more, and again
@@ -210,7 +193,7 @@ def test_the_same_stream_record_three_times_is_one_delivery_per_channel(api, ali
 def test_500_then_200_is_retried_on_schedule_then_delivered(api, alice, httpserver, clock):
     httpserver.expect_ordered_request("/hook").respond_with_data("busy", status=500)
     httpserver.expect_ordered_request("/hook").respond_with_data("ok")
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
     incident_id = outage(monitor, utcnow())
     first_at = utcnow()
@@ -240,7 +223,7 @@ def test_429_with_retry_after_is_not_retried_before_it(api, alice, httpserver, c
         "slow down", status=429, headers={"Retry-After": "120"}
     )
     httpserver.expect_ordered_request("/hook").respond_with_data("ok")
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
     outage(monitor, utcnow())
     start = utcnow()
@@ -257,7 +240,7 @@ def test_429_with_retry_after_is_not_retried_before_it(api, alice, httpserver, c
 
 def test_410_disables_the_channel_and_tells_the_admins(api, alice, httpserver, outbox, clock):
     httpserver.expect_request("/hook").respond_with_data("gone", status=410)
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
     incident_id = outage(monitor, utcnow())
     pump()
@@ -275,7 +258,7 @@ def test_410_disables_the_channel_and_tells_the_admins(api, alice, httpserver, o
 
 def test_a_3xx_is_a_failure_and_is_not_followed(api, alice, httpserver, clock):
     httpserver.expect_request("/hook").respond_with_data("", status=301, headers={"Location": "/elsewhere"})
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     r = api.post(f"/v1/alert-channels/{hook['id']}/test")
     assert r.status == 200, r.body
     assert (r.json["status"], r.json["response_status"], r.json["attempts"]) == ("failed", 301, 1)
@@ -288,9 +271,9 @@ def test_a_3xx_is_a_failure_and_is_not_followed(api, alice, httpserver, clock):
 def test_twenty_monitors_down_in_the_same_minute_make_one_message_per_channel(api, alice, httpserver, outbox, clock):
     httpserver.expect_request("/hook").respond_with_data("ok")
     verify(alice)
-    mail = channel(api, type="email", config={"addresses": ["oncall@example.com"]})
-    text = channel(api, type="sms", config={"phone_numbers": ["+14155550123"]})
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    mail = create_channel(api, type="email", config={"addresses": ["oncall@example.com"]})
+    text = create_channel(api, type="sms", config={"phone_numbers": ["+14155550123"]})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     ids = [mail["id"], text["id"], hook["id"]]
     monitors = [
         create_monitor(api, url=f"https://s{i}.example.invalid/", name=f"Service {i:02}", channel_ids=ids)
@@ -317,7 +300,7 @@ def test_twenty_monitors_down_in_the_same_minute_make_one_message_per_channel(ap
 
 
 def test_a_down_after_its_group_went_out_goes_on_its_own(api, alice, outbox, clock):
-    mail = channel(api, type="email", config={"addresses": ["oncall@example.com"]})
+    mail = create_channel(api, type="email", config={"addresses": ["oncall@example.com"]})
     first = create_monitor(api, url="https://a.example.invalid/", name="A", channel_ids=[mail["id"]])
     late = create_monitor(api, url="https://b.example.invalid/", name="B", channel_ids=[mail["id"]])
     clock.move_to(utcnow().replace(second=10))
@@ -340,7 +323,7 @@ def test_a_flapping_monitor_is_told_once_per_cooldown_and_only_recoveries_of_wha
     api, alice, httpserver, clock
 ):
     httpserver.expect_request("/hook").respond_with_data("ok")
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")}, cooldown_seconds=600)
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")}, cooldown_seconds=600)
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
     start = utcnow()
     first = outage(monitor, start)
@@ -361,7 +344,7 @@ def test_a_flapping_monitor_is_told_once_per_cooldown_and_only_recoveries_of_wha
 
 def test_notify_on_filters_what_a_channel_receives(api, alice, httpserver, clock):
     httpserver.expect_request("/hook").respond_with_data("ok")
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")}, notify_on=["up"])
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")}, notify_on=["up"])
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
     incident_id = outage(monitor, utcnow())
     recover(monitor, incident_id, utcnow() + timedelta(minutes=1))
@@ -372,7 +355,7 @@ def test_notify_on_filters_what_a_channel_receives(api, alice, httpserver, clock
 
 def test_pagerduty_triggers_acknowledges_and_resolves_one_incident(api, alice, httpserver, clock):
     httpserver.expect_request("/pagerduty").respond_with_json({"status": "success"}, status=202)
-    pager = channel(
+    pager = create_channel(
         api,
         type="pagerduty",
         config={"routing_key": "R0UTINGKEY0123456789abcd"},
@@ -380,9 +363,10 @@ def test_pagerduty_triggers_acknowledges_and_resolves_one_incident(api, alice, h
     )
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[pager["id"]])
     incident_id = outage(monitor, utcnow())
-    incidents.acknowledge(monitor["team_id"], incident_id, alice["user"]["id"], utcnow())
-    incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "looking", utcnow())
-    planned(new_events(incident_id))
+    with new_events(incident_id) as updates:
+        incidents.acknowledge(monitor["team_id"], incident_id, alice["user"]["id"], utcnow())
+        incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "looking", utcnow())
+    planned(updates)
     recover(monitor, incident_id, utcnow() + timedelta(minutes=1))
     settle(clock)
     sent = [json.loads(r.get_data()) for r in received(httpserver, "/pagerduty")]
@@ -396,11 +380,9 @@ def test_pagerduty_triggers_acknowledges_and_resolves_one_incident(api, alice, h
 # ------------------------------------------------------------------------------------- team members
 
 
-def test_members_by_preference_quiet_hours_and_critical_only_across_time_zones(api, alice, outbox):
-    bob = member(
-        api, alice, "bob@example.com", timezone="Asia/Tokyo", quiet_hours_start="22:00", quiet_hours_end="07:00"
-    )
-    member(api, alice, "carol@example.com", critical_only=True)
+def test_members_by_preference_quiet_hours_and_critical_only_across_time_zones(api, alice, bob, teammate, outbox):
+    verify(bob, timezone="Asia/Tokyo", quiet_hours_start="22:00", quiet_hours_end="07:00")
+    verify(teammate("carol@example.com"), critical_only=True)
     verify(alice)
     monitor = create_monitor(api, url="https://shop.example.invalid/")  # no channels: members only
     # 13:30 UTC is 22:30 on the next day in Tokyo: Bob's quiet hours
@@ -411,8 +393,9 @@ def test_members_by_preference_quiet_hours_and_critical_only_across_time_zones(a
         for address in ("alice@example.com", "bob@example.com", "carol@example.com"):
             assert [m["subject"] for m in alerts_to(outbox, address)] == ["[Vigil] Homepage is down: HTTP 503"]
 
-        incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "Rolling back", utcnow())
-        planned(new_events(incident_id))
+        with new_events(incident_id) as note:
+            incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "Rolling back", utcnow())
+        planned(note)
         pump()
         assert len(alerts_to(outbox, "alice@example.com")) == 2  # not quiet
         assert len(alerts_to(outbox, "carol@example.com")) == 1  # critical only: no note
@@ -444,7 +427,7 @@ def test_unverified_members_get_no_email(api, alice, outbox, clock):
 
 def test_a_test_notification_is_sent_now_and_recorded(api, alice, httpserver):
     httpserver.expect_request("/hook").respond_with_data("ok")
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     r = api.post(f"/v1/alert-channels/{hook['id']}/test")
     assert r.status == 200, r.body
     assert (r.json["event"], r.json["status"], r.json["response_status"]) == ("test", "delivered", 200)
@@ -457,7 +440,7 @@ def test_a_recovery_never_overtakes_its_outage(api, alice, httpserver, clock):
     """PagerDuty drops a resolve for an incident it never saw triggered: the resolve waits for the trigger."""
     httpserver.expect_ordered_request("/pagerduty").respond_with_data("busy", status=503)
     httpserver.expect_request("/pagerduty").respond_with_json({"status": "success"}, status=202)
-    pager = channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
+    pager = create_channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[pager["id"]])
     incident_id = outage(monitor, utcnow())
     pump()
@@ -514,7 +497,7 @@ def test_slack_discord_and_teams_get_their_messages_at_their_own_hosts_over_tls(
     for url in CHAT_HOOKS.values():
         chat_services.expect_request(urlsplit(url).path, method="POST").respond_with_data("ok")
     made = {
-        kind: channel(api, type=kind, config={"webhook_url": url.format(port=chat_services.port)})
+        kind: create_channel(api, type=kind, config={"webhook_url": url.format(port=chat_services.port)})
         for kind, url in CHAT_HOOKS.items()
     }
     assert all("s3cr3tsig" not in json.dumps(c) and "XXXXXXXX" not in json.dumps(c) for c in made.values())
@@ -555,7 +538,9 @@ def test_a_retried_down_for_people_leaves_out_a_monitor_paused_since(api, alice,
     path = urlsplit(CHAT_HOOKS["slack"]).path
     chat_services.expect_ordered_request(path, method="POST").respond_with_data("busy", status=500)
     chat_services.expect_ordered_request(path, method="POST").respond_with_data("ok")
-    slack = channel(api, type="slack", config={"webhook_url": CHAT_HOOKS["slack"].format(port=chat_services.port)})
+    slack = create_channel(
+        api, type="slack", config={"webhook_url": CHAT_HOOKS["slack"].format(port=chat_services.port)}
+    )
     monitor = create_monitor(api, url="https://shop.example.invalid/", name="Checkout", channel_ids=[slack["id"]])
     clock.move_to(utcnow().replace(second=20))
     at = utcnow()
@@ -579,7 +564,7 @@ def test_the_ssrf_guard_holds_at_every_send(api, alice, httpserver, settings):
     from chalicelib.settings import use_settings
 
     httpserver.expect_request("/hook").respond_with_data("ok")
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     use_settings(replace(settings, allow_private_targets_requested=False))
     try:
         r = api.post(f"/v1/alert-channels/{hook['id']}/test")
@@ -611,8 +596,8 @@ def test_one_slow_receiver_does_not_delay_another(api, alice, httpserver, clock)
     slow_server.start()
     try:
         httpserver.expect_request("/hook").respond_with_handler(fast)
-        slow_channel = channel(api, type="webhook", config={"url": slow_server.url_for("/slow")})
-        fast_channel = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+        slow_channel = create_channel(api, type="webhook", config={"url": slow_server.url_for("/slow")})
+        fast_channel = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
         ids = [slow_channel["id"], fast_channel["id"]]
         monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=ids)
         outage(monitor, utcnow())
@@ -636,10 +621,10 @@ def test_a_monitor_deleted_or_paused_while_down_closes_the_outage_for_machines_a
     httpserver.expect_request("/quiet-hook").respond_with_data("ok")
     httpserver.expect_request("/pagerduty").respond_with_json({"status": "success"}, status=202)
     verify(alice)
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     # told of recoveries only: it never heard of this outage, so it is not told of its end either
-    quiet = channel(api, type="webhook", config={"url": httpserver.url_for("/quiet-hook")}, notify_on=["up"])
-    pager = channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
+    quiet = create_channel(api, type="webhook", config={"url": httpserver.url_for("/quiet-hook")}, notify_on=["up"])
+    pager = create_channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
     monitor = create_monitor(
         api,
         name="Checkout API",
@@ -648,12 +633,12 @@ def test_a_monitor_deleted_or_paused_while_down_closes_the_outage_for_machines_a
         channel_ids=[hook["id"], quiet["id"], pager["id"]],
     )
     incident_id = outage(monitor, utcnow())
-    pump()
-    if end == "delete":
-        assert api.delete(f"/v1/monitors/{monitor['id']}").status == 204  # resolves its incident
-    else:
-        assert api.post(f"/v1/monitors/{monitor['id']}/pause").status == 200  # so does pausing it
-    resolved = new_events(incident_id)
+    with new_events(incident_id) as resolved:
+        pump()
+        if end == "delete":
+            assert api.delete(f"/v1/monitors/{monitor['id']}").status == 204  # resolves its incident
+        else:
+            assert api.post(f"/v1/monitors/{monitor['id']}/pause").status == 200  # so does pausing it
     assert [e.type for e in resolved] == ["incident.resolved"]
     planned(resolved, times=3)
     settle(clock)
@@ -689,7 +674,7 @@ def test_an_attempt_whose_lambda_died_is_taken_again_once_stale(api, alice, http
     from chalicelib.events.alerts import handle_messages
 
     httpserver.expect_request("/hook").respond_with_data("ok")
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
     outage(monitor, utcnow())
     sqs = client("sqs")
@@ -697,8 +682,7 @@ def test_an_attempt_whose_lambda_died_is_taken_again_once_stale(api, alice, http
     (message,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     (stuck,) = deliveries(hook["id"])
     assert attempts._claim(stuck, 1, utcnow())  # … and then the Lambda died
-    record = {"messageId": message["MessageId"], "body": message["Body"]}
-    assert handle_messages([record]) == {"batchItemFailures": []}  # the redelivery: held, not lost
+    assert handle_messages(sqs_records([message], url)) == {"batchItemFailures": []}  # the redelivery: held, not lost
     sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     assert received(httpserver) == []
     clock.shift(timedelta(minutes=5, seconds=10))
@@ -710,7 +694,7 @@ def test_an_attempt_whose_lambda_died_is_taken_again_once_stale(api, alice, http
 
 def test_an_absurd_retry_after_is_capped_at_an_hour(api, alice, httpserver, clock):
     httpserver.expect_request("/hook").respond_with_data("later", status=429, headers={"Retry-After": "99999999999999"})
-    hook = channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
     outage(monitor, utcnow())
     pump()
@@ -721,11 +705,12 @@ def test_an_absurd_retry_after_is_capped_at_an_hour(api, alice, httpserver, cloc
 
 def test_a_retry_goes_only_to_the_recipients_not_reached(api, alice, outbox, clock):
     addresses = ["first@example.com", "second@example.com"]
-    mail = channel(api, type="email", config={"addresses": addresses}, notify_on=["incident_updated"])
+    mail = create_channel(api, type="email", config={"addresses": addresses}, notify_on=["incident_updated"])
     monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[mail["id"]])
     incident_id = outage(monitor, utcnow())
-    incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "Rolling back", utcnow())
-    planned(new_events(incident_id))
+    with new_events(incident_id) as note:
+        incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "Rolling back", utcnow())
+    planned(note)
     (note,) = deliveries(mail["id"])
     # as if an earlier attempt had reached the first address, then failed on the second
     note.update(actions=[DeliveryModel.sent_to.set(["first@example.com"])])

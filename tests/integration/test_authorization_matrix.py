@@ -19,9 +19,9 @@ from chalicelib.api.routes import routers
 from chalicelib.clock import isoz, utcnow
 from chalicelib.teams import authz
 from chalicelib.teams.models import MembershipModel
-from tests.support import make_test_settings, open_incident
+from tests.factories import create_channel, create_monitor, create_status_page
+from tests.support import join_team, make_test_settings, open_incident, register
 
-PASSWORD = "correct horse battery staple 9"
 TARGET = "http://127.0.0.1:9/"  # nothing listens on the discard port: a test check fails fast, on loopback
 ROLES = ("owner", "admin", "member", "viewer")
 TEAM_ROUTES = [r for r in all_routes(routers(make_test_settings())) if r.auth == "team"]
@@ -42,9 +42,7 @@ class World:
     owners: dict[str, str] = field(default_factory=dict)
 
     def user(self, email: str) -> dict[str, Any]:
-        r = self.api.post("/v1/auth/register", {"email": email, "password": PASSWORD})
-        assert r.status == 201, r.body
-        return dict(r.json)
+        return register(self.api, email)
 
     def join(self, team: str, user_id: str, role: str) -> None:
         MembershipModel(self.teams[team], user_id, role=role, joined_at=utcnow()).save()
@@ -55,6 +53,10 @@ class World:
         self.join(team, user["user"]["id"], role)
         self.tokens[f"target-{user['user']['id']}"] = user["access_token"]
         return str(user["user"]["id"])
+
+    def owner(self, team: str) -> Any:
+        """The client, acting as the team's owner."""
+        return self.api.acting_as(self.tokens[f"owner-{team}"])
 
     def invitation(self, team: str) -> str:
         r = self.api.post(
@@ -74,12 +76,11 @@ def build_world(api: Any) -> World:
         world.teams[team] = team_id
         world.owners[team] = owner["user"]["id"]
         world.tokens[f"owner-{team}"] = owner["access_token"]
+    # every caller acts in its team, as a frontend would after switching to it: the others join team A and switch
     for role in ROLES[1:]:
         user = world.user(f"{role}-a@example.com")
-        world.join("A", user["user"]["id"], role)
-        world.tokens[f"{role}-A"] = user["access_token"]
-    # every caller acts in its team, as a frontend would after switching to it
-    for key, team in [(f"{role}-A", "A") for role in ROLES] + [("owner-B", "B")]:
+        world.tokens[f"{role}-A"] = join_team(api, world.teams["A"], user, role)["access_token"]
+    for key, team in [("owner-A", "A"), ("owner-B", "B")]:
         r = api.post("/v1/auth/switch-team", {"team_id": world.teams[team]}, token=world.tokens[key])
         assert r.status == 200, r.body
         world.tokens[key] = r.json["access_token"]
@@ -87,9 +88,7 @@ def build_world(api: Any) -> World:
 
 
 def monitor(world: World, team: str) -> str:
-    r = world.api.post("/v1/monitors", {"name": "m", "url": TARGET}, token=world.tokens[f"owner-{team}"])
-    assert r.status == 201, r.body
-    return str(r.json["id"])
+    return str(create_monitor(world.owner(team), name="m", url=TARGET)["id"])
 
 
 def incident(world: World, team: str) -> str:
@@ -116,17 +115,12 @@ def window_body(monitor_id: str) -> dict[str, Any]:
 
 
 def channel(world: World, team: str) -> str:
-    body = {"name": "Ops", "type": "email", "config": {"addresses": ["ops@example.com"]}}
-    r = world.api.post("/v1/alert-channels", body, token=world.tokens[f"owner-{team}"])
-    assert r.status == 201, r.body
-    return str(r.json["id"])
+    return str(create_channel(world.owner(team))["id"])
 
 
 def status_page(world: World, team: str) -> str:
     slug = f"page-{team.lower()}-{int(utcnow().timestamp() * 1000)}"
-    r = world.api.post("/v1/status-pages", {"name": "Status", "slug": slug}, token=world.tokens[f"owner-{team}"])
-    assert r.status == 201, r.body
-    return str(r.json["id"])
+    return str(create_status_page(world.owner(team), name="Status", slug=slug)["id"])
 
 
 def on_page(world: World, team: str) -> str:

@@ -8,13 +8,13 @@ import json
 import jwt
 import pytest
 
-PASSWORD = "correct horse battery staple 9"
+from tests.support import register
 
 
 @pytest.fixture
 def tokens(api):
-    r = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD})
-    return r.json
+    """Alice's sign-in; the client itself sends no token unless told to."""
+    return register(api, "alice@example.com")
 
 
 def _b64(data: dict) -> str:

@@ -25,9 +25,9 @@ from chalicelib.api.routes import routers
 from chalicelib.clock import isoz, utcnow
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop
-from tests.support import ApiClient, Result, make_test_settings, open_incident, start_aws
+from tests.factories import create_channel, create_monitor, create_status_page
+from tests.support import PASSWORD, ApiClient, Result, make_test_settings, open_incident, register, start_aws
 
-PASSWORD = "correct horse battery staple 9"
 JUNK_IDS = ["x", "../../etc", "%00", "i" * 300, "ünïcødé-☃-😀"]
 PATH_PARAM = re.compile(r"{([^}]+)}")
 ROUTES: list[Route] = [route for router in routers(make_test_settings()) for route in router.routes]
@@ -89,60 +89,45 @@ def sweep() -> Iterator[Sweep]:
         try:
             api = ApiClient(app_module.app)
             email = f"sweep-{uuid.uuid4().hex[:12]}@example.com"
-            r = api.post("/v1/auth/register", {"email": email, "password": PASSWORD})
-            assert r.status == 201, r.body
-            team_id, user_id = r.json["team"]["id"], r.json["user"]["id"]
+            user = register(api, email)
+            team_id, user_id = user["team"]["id"], user["user"]["id"]
             invited = api.post(
                 f"/v1/teams/{team_id}/invitations",
                 {"email": "invitee@example.com", "role": "member"},
-                token=r.json["access_token"],
+                token=user["access_token"],
             )
             assert invited.status == 201, invited.body
-            monitor = api.post(
-                "/v1/monitors", {"name": "sweep", "url": "http://127.0.0.1:9/"}, token=r.json["access_token"]
-            )
-            assert monitor.status == 201, monitor.body
-            token = r.json["access_token"]
+            owner = api.acting_as(user)
+            monitor = create_monitor(owner, name="sweep", url="http://127.0.0.1:9/")
+            token = user["access_token"]
             now = utcnow()
-            incident_id = open_incident(team_id, monitor.json["id"], now, error="timeout")
+            incident_id = open_incident(team_id, monitor["id"], now, error="timeout")
             window = api.post(
                 "/v1/maintenance-windows",
                 {
                     "title": "sweep",
-                    "monitor_ids": [monitor.json["id"]],
+                    "monitor_ids": [monitor["id"]],
                     "starts_at": isoz(now + timedelta(hours=1)),
                     "ends_at": isoz(now + timedelta(hours=2)),
                 },
                 token=token,
             )
             assert window.status == 201, window.body
-            alert_channel = api.post(
-                "/v1/alert-channels",
-                {"name": "sweep", "type": "email", "config": {"addresses": ["ops@example.com"]}},
-                token=token,
+            alert_channel = create_channel(owner, name="sweep")
+            status_page = create_status_page(
+                owner, name="sweep", slug=f"sweep-{uuid.uuid4().hex[:8]}", components=[{"monitor_id": monitor["id"]}]
             )
-            assert alert_channel.status == 201, alert_channel.body
-            status_page = api.post(
-                "/v1/status-pages",
-                {
-                    "name": "sweep",
-                    "slug": f"sweep-{uuid.uuid4().hex[:8]}",
-                    "components": [{"monitor_id": monitor.json["id"]}],
-                },
-                token=token,
-            )
-            assert status_page.status == 201, status_page.body
             ids = {
                 "team_id": team_id,
                 "user_id": user_id,
                 "invitation_id": invited.json["id"],
-                "monitor_id": monitor.json["id"],
+                "monitor_id": monitor["id"],
                 "incident_id": incident_id,
                 "window_id": window.json["id"],
-                "channel_id": alert_channel.json["id"],
-                "page_id": status_page.json["id"],
-                "slug": status_page.json["slug"],
-                "badge": monitor.json["id"] + ".svg",
+                "channel_id": alert_channel["id"],
+                "page_id": status_page["id"],
+                "slug": status_page["slug"],
+                "badge": monitor["id"] + ".svg",
             }
             yield Sweep(api, email, ids)
         finally:
@@ -392,10 +377,8 @@ def test_each_field_a_patch_sets_to_null_is_named(sweep, path, id_name, nulls):
 )
 def test_a_cursor_with_characters_no_cursor_has_is_400(sweep, path):
     token = sweep.fresh_token()
-    body = {"name": "cursor", "type": "email", "config": {"addresses": ["ops@example.com"]}}
-    channel = sweep.api.post("/v1/alert-channels", body, token=token)  # its own: the sweep deletes what it finds
-    assert channel.status == 201, channel.body
-    r = sweep.api.get(path.format(channel_id=channel.json["id"]) + "?cursor=%C3%A9.abc", token=token)
+    channel = create_channel(sweep.api.acting_as(token), name="cursor")  # its own: the sweep deletes what it finds
+    r = sweep.api.get(path.format(channel_id=channel["id"]) + "?cursor=%C3%A9.abc", token=token)
 
     assert r.status == 400, r.body
     assert r.json["code"] == "invalid_cursor"

@@ -11,8 +11,8 @@ import pytest
 from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents.models import EventModel, IncidentModel, MaintenanceWindowModel, MonitorStateModel
 from chalicelib.monitors.models import MonitorModel
-from chalicelib.teams.models import MembershipModel
-from tests.support import ApiClient, create_monitor, open_incident, sign_up
+from tests.factories import create_monitor
+from tests.support import open_incident
 from tests.support import recover as recover_everywhere
 
 URL = "https://shop.example.invalid/"
@@ -139,20 +139,15 @@ def test_list_filters_by_status_and_monitor_newest_first_with_signed_cursors(api
     assert api.get("/v1/incidents?status=closed").status == 422
 
 
-def test_another_team_sees_nothing_and_a_viewer_reads_but_does_not_change(api, alice):
+def test_another_team_sees_nothing_and_a_viewer_reads_but_does_not_change(api, alice, charlie, teammate):
     incident_id = outage(create_monitor(api, url=URL))
     owner_token = api.token
-    other = ApiClient(api.app)
-    sign_up(other, "mallory@example.com")
+    other = api.acting_as(charlie)
     assert other.get(f"/v1/incidents/{incident_id}").status == 404
     assert other.post(f"/v1/incidents/{incident_id}/acknowledge").status == 404
     assert other.get("/v1/incidents").json["data"] == []
 
-    viewer = ApiClient(api.app)
-    user = sign_up(viewer, "victor@example.com")["user"]
-    MembershipModel(alice["team"]["id"], user["id"], role="viewer", joined_at=utcnow()).save()
-    r = viewer.post("/v1/auth/switch-team", {"team_id": alice["team"]["id"]})
-    viewer.token = r.json["access_token"]
+    viewer = api.acting_as(teammate("bob@example.com", role="viewer"))
     assert viewer.get(f"/v1/incidents/{incident_id}").status == 200
     assert viewer.post(f"/v1/incidents/{incident_id}/acknowledge").status == 403
     assert viewer.post(f"/v1/incidents/{incident_id}/notes", {"text": "hi"}).status == 403

@@ -14,7 +14,8 @@ from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel
 from chalicelib.local.loop import EventLoop
 from chalicelib.monitors.models import MonitorModel, ResultModel
-from tests.support import create_monitor
+from tests.events import lambda_event, stream_records
+from tests.factories import create_monitor
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 URL = "https://shop.example.invalid/"
@@ -46,30 +47,6 @@ def minute(monitor: dict, at: datetime, ok: bool = True, regions: tuple[str, ...
     return [result(monitor, at, region, ok, **fields) for region in regions]
 
 
-_sequence = iter(range(10**6, 10**7))
-
-
-def records(items: list[ResultModel], event: str = "INSERT") -> list[dict[str, Any]]:
-    """Stream records as Lambda delivers them (NEW_AND_OLD_IMAGES)."""
-    out = []
-    for item in items:
-        sequence = str(next(_sequence))
-        out.append(
-            {
-                "eventID": sequence,
-                "eventName": event,
-                "eventSource": "aws:dynamodb",
-                "dynamodb": {
-                    "SequenceNumber": sequence,
-                    "Keys": {"monitor_id": {"S": item.monitor_id}, "slot": {"S": item.slot}},
-                    "NewImage": item.serialize(),
-                    "StreamViewType": "NEW_AND_OLD_IMAGES",
-                },
-            }
-        )
-    return out
-
-
 def handle(batch: list[dict[str, Any]]) -> Any:
     # Imported late, as Lambda would: the module reads the settings (the stream's ARN) when imported.
     from chalicelib.events.incidents import handle as handle_records
@@ -79,7 +56,7 @@ def handle(batch: list[dict[str, Any]]) -> Any:
 
 def feed(*batches: list[ResultModel]) -> None:
     for batch in batches:
-        assert handle(records(batch)) == {"batchItemFailures": []}
+        assert handle(stream_records(batch)) == {"batchItemFailures": []}
 
 
 def team_incidents(monitor: dict) -> list[IncidentModel]:
@@ -148,7 +125,7 @@ def test_through_the_stream_an_outage_everywhere_opens_one_incident_and_recovery
     assert len(stored) == 12
     from chalicelib.events.incidents import incidents
 
-    event = {"Records": records(stored)}
+    event = lambda_event(stream_records(stored))
     assert incidents(event, None) == {"batchItemFailures": []}  # as Lambda calls it
     assert everything(monitor) == before
 
@@ -213,7 +190,7 @@ def test_duplicated_and_out_of_order_records_open_one_incident(api, alice, aws):
     monitor = create_monitor(api, url=URL)
     t0 = start()
     items = [i for m in range(4) for i in minute(monitor, t0 + timedelta(minutes=m), ok=False)]
-    batch = records(list(reversed(items))) + records(items) + records(items[:5], event="MODIFY")
+    batch = stream_records(reversed(items)) + stream_records(items) + stream_records(items[:5], event_name="MODIFY")
     assert handle(batch) == {"batchItemFailures": []}
     assert handle(batch) == {"batchItemFailures": []}
     (incident,) = team_incidents(monitor)
@@ -224,7 +201,7 @@ def test_concurrent_handlers_open_one_incident(api, alice, aws):
     monitor = create_monitor(api, url=URL)
     t0 = start()
     items = [i for m in range(3) for i in minute(monitor, t0 + timedelta(minutes=m), ok=False)]
-    batch = records(items)
+    batch = stream_records(items)
     outcomes: list[Any] = []
     threads = [threading.Thread(target=lambda: outcomes.append(handle(batch))) for _ in range(4)]
     for thread in threads:
@@ -242,10 +219,7 @@ def test_ttl_deletions_are_ignored(api, alice, aws):
     t0 = start()
     feed(minute(monitor, t0))
     before = everything(monitor)
-    expired = records(minute(monitor, t0 + timedelta(minutes=1), ok=False), event="REMOVE")
-    for record in expired:
-        record["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
-        record["dynamodb"]["OldImage"] = record["dynamodb"].pop("NewImage")
+    expired = stream_records(minute(monitor, t0 + timedelta(minutes=1), ok=False), event_name="REMOVE", by_ttl=True)
     assert handle(expired + expired) == {"batchItemFailures": []}
     assert everything(monitor) == before
 
@@ -453,5 +427,5 @@ def test_results_far_apart_in_one_batch_are_written_in_several_transactions(api,
     monitor = create_monitor(api, url=URL, failure_threshold=1, confirmation_regions=1)
     t0 = start()
     items = [i for m in range(40) for i in minute(monitor, t0 + timedelta(minutes=m), ok=m % 2 == 0)]
-    assert handle(records(items)) == {"batchItemFailures": []}
+    assert handle(stream_records(items)) == {"batchItemFailures": []}
     assert len(team_incidents(monitor)) == 20  # threshold 1, quorum 1: every failing minute is an outage

@@ -10,9 +10,8 @@ import pytest
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop
 from chalicelib.monitors.models import ResultModel, RollupModel
+from tests.factories import create_channel, create_monitor
 from tests.support import make_test_settings
-
-PASSWORD = "correct horse battery staple 9"
 
 
 @pytest.fixture
@@ -32,11 +31,9 @@ def loop(app, aws) -> Iterator[EventLoop]:
     event_loop.stop()
 
 
-def test_a_monitor_in_three_regions_gets_results_from_all_three_after_one_tick(api, loop, httpserver):
+def test_a_monitor_in_three_regions_gets_results_from_all_three_after_one_tick(api, loop, alice, httpserver):
     httpserver.expect_request("/health").respond_with_json({"status": "ok"})
-    alice = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD}).json
-    api.token = alice["access_token"]
-    m = api.post("/v1/monitors", {"name": "Local", "url": httpserver.url_for("/health")}).json
+    m = create_monitor(api, name="Local", url=httpserver.url_for("/health"))
     assert len(m["regions"]) == 3
 
     r = api.post("/dev/tick")
@@ -57,20 +54,15 @@ def test_a_monitor_in_three_regions_gets_results_from_all_three_after_one_tick(a
     assert uptime["uptime"]["24h"] == 100.0
 
 
-def test_a_target_down_everywhere_opens_an_incident_and_its_recovery_resolves_it(api, loop, httpserver):
+def test_a_target_down_everywhere_opens_an_incident_and_its_recovery_resolves_it(api, loop, alice, httpserver):
     """The whole pipeline: tick → queues → workers in three regions → results stream → incident handler."""
     httpserver.expect_ordered_request("/health").respond_with_data("down", status=503)
     httpserver.expect_ordered_request("/health").respond_with_data("down", status=503)
     httpserver.expect_ordered_request("/health").respond_with_data("down", status=503)
-    alice = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD}).json
-    api.token = alice["access_token"]
     httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
-    hook = api.post(
-        "/v1/alert-channels", {"name": "Hook", "type": "webhook", "config": {"url": httpserver.url_for("/hook")}}
-    )
-    assert hook.status == 201, hook.body
+    hook = create_channel(api, name="Hook", type="webhook", config={"url": httpserver.url_for("/hook")})
     fields = {"name": "Local", "url": httpserver.url_for("/health"), "failure_threshold": 1}
-    m = api.post("/v1/monitors", {**fields, "channel_ids": [hook.json["id"]]}).json
+    m = create_monitor(api, **fields, channel_ids=[hook["id"]])
 
     assert api.post("/dev/tick").status == 200
     assert loop.drain(20)

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pytest
 
 from chalicelib.clock import isoz, utcnow
-from tests.support import ApiClient, create_monitor, sign_up
+from tests.factories import create_monitor
 
 URL = "https://shop.example.invalid/"
 
@@ -96,10 +96,9 @@ def test_the_times_must_make_a_window(api, alice, start_in, length, message):
     assert message in r.json["errors"][0]["message"]
 
 
-def test_only_the_teams_own_monitors_and_windows(api, alice):
+def test_only_the_teams_own_monitors_and_windows(api, alice, charlie):
     mine = create_monitor(api, url=URL)
-    other = ApiClient(api.app)
-    sign_up(other, "mallory@example.com")
+    other = api.acting_as(charlie)
     theirs = create_monitor(other, url=URL)
     r = api.post("/v1/maintenance-windows", window([mine["id"], theirs["id"]]))
     assert r.status == 404

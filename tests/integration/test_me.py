@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chalicelib.teams.models import MembershipModel, TeamModel
-
-PASSWORD = "correct horse battery staple 9"
-
-
-def _alice(api):
-    r = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD, "name": "Alice"})
-    api.token = r.json["access_token"]
-    return r.json
+from tests.support import sign_up
 
 
-def test_it_shows_the_account(api):
-    tokens = _alice(api)
+@pytest.fixture
+def alice(api):
+    """Alice as everywhere, with her name on the account."""
+    return sign_up(api, "alice@example.com", name="Alice")
+
+
+def test_it_shows_the_account(api, alice):
     r = api.get("/v1/me")
     assert r.status == 200
     assert set(r.json) >= {
@@ -28,12 +28,11 @@ def test_it_shows_the_account(api):
         "created_at",
     }
     assert r.json["notification_preferences"] == {"critical_only": False, "quiet_hours": None}
-    assert r.json["current_team_id"] == tokens["team"]["id"]
+    assert r.json["current_team_id"] == alice["team"]["id"]
     assert r.json["created_at"].endswith("Z")
 
 
-def test_it_updates_settings(api):
-    _alice(api)
+def test_it_updates_settings(api, alice):
     r = api.patch(
         "/v1/me",
         {
@@ -55,8 +54,7 @@ def test_it_updates_settings(api):
     assert r.json["name"] == "Alice A."  # untouched fields stay
 
 
-def test_it_refuses_bad_settings_field_by_field(api):
-    _alice(api)
+def test_it_refuses_bad_settings_field_by_field(api, alice):
     r = api.patch("/v1/me", {"timezone": "Nowhere/Special"})
     assert r.status == 422
     assert r.json["errors"] == [{"field": "timezone", "message": r.json["errors"][0]["message"]}]
@@ -70,22 +68,20 @@ def test_it_refuses_bad_settings_field_by_field(api):
     assert api.get("/v1/me").json["email"] == "alice@example.com"
 
 
-def test_switch_team_acts_in_the_other_team_and_refuses_strangers(api, aws):
-    tokens = _alice(api)
-    bob = api.post("/v1/auth/register", {"email": "bob@example.com", "password": PASSWORD}).json
-    # Bob's team adds Alice (teams API arrives with the teams issue; the membership is what matters here)
+def test_switch_team_acts_in_the_other_team_and_refuses_strangers(api, aws, alice, charlie):
+    # Charlie's team adds Alice (teams API arrives with the teams issue; the membership is what matters here)
     from chalicelib.clock import utcnow
 
-    MembershipModel(bob["team"]["id"], tokens["user"]["id"], role="member", joined_at=utcnow()).save()
-    r = api.post("/v1/auth/switch-team", {"team_id": bob["team"]["id"]})
+    MembershipModel(charlie["team"]["id"], alice["user"]["id"], role="member", joined_at=utcnow()).save()
+    r = api.post("/v1/auth/switch-team", {"team_id": charlie["team"]["id"]})
     assert r.status == 200, r.json
-    assert r.json["team"]["id"] == bob["team"]["id"]
-    assert api.get("/v1/me", token=r.json["access_token"]).json["current_team_id"] == bob["team"]["id"]
+    assert r.json["team"]["id"] == charlie["team"]["id"]
+    assert api.get("/v1/me", token=r.json["access_token"]).json["current_team_id"] == charlie["team"]["id"]
     # the pre-switch refresh token is spent
-    assert api.post("/v1/auth/refresh", {"refresh_token": tokens["refresh_token"]}).status == 401
+    assert api.post("/v1/auth/refresh", {"refresh_token": alice["refresh_token"]}).status == 401
 
-    charlie_team = TeamModel("team_charlie", name="C", created_by="usr_c", created_at=utcnow(), updated_at=utcnow())
-    charlie_team.save()
-    r = api.post("/v1/auth/switch-team", {"team_id": "team_charlie"}, token=bob["access_token"])
+    strangers = TeamModel("team_dave", name="D", created_by="usr_d", created_at=utcnow(), updated_at=utcnow())
+    strangers.save()
+    r = api.post("/v1/auth/switch-team", {"team_id": "team_dave"}, token=charlie["access_token"])
     assert r.status == 404
     assert r.json["code"] == "not_found"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.monitors.models import ResultModel
+from tests.factories import create_monitor
 from tests.support import make_test_settings
 
 
@@ -15,15 +16,13 @@ def settings():
 
 def test_it_runs_one_check_and_stores_nothing(api, alice, httpserver):
     httpserver.expect_request("/health", headers={"X-Probe": "vigil"}).respond_with_json({"status": "ok"})
-    m = api.post(
-        "/v1/monitors",
-        {
-            "name": "Local",
-            "url": httpserver.url_for("/health"),
-            "headers": {"X-Probe": "vigil"},
-            "assertions": [{"source": "json_body", "property": "$.status", "comparison": "equals", "target": "ok"}],
-        },
-    ).json
+    m = create_monitor(
+        api,
+        name="Local",
+        url=httpserver.url_for("/health"),
+        headers={"X-Probe": "vigil"},
+        assertions=[{"source": "json_body", "property": "$.status", "comparison": "equals", "target": "ok"}],
+    )
     r = api.post(f"/v1/monitors/{m['id']}/test")
     assert r.status == 200, r.body
     result = r.json
@@ -40,14 +39,12 @@ def test_it_runs_one_check_and_stores_nothing(api, alice, httpserver):
 
 def test_a_failing_assertion_is_reported(api, alice, httpserver):
     httpserver.expect_request("/health").respond_with_json({"status": "degraded"})
-    m = api.post(
-        "/v1/monitors",
-        {
-            "name": "Local",
-            "url": httpserver.url_for("/health"),
-            "assertions": [{"source": "json_body", "property": "$.status", "comparison": "equals", "target": "ok"}],
-        },
-    ).json
+    m = create_monitor(
+        api,
+        name="Local",
+        url=httpserver.url_for("/health"),
+        assertions=[{"source": "json_body", "property": "$.status", "comparison": "equals", "target": "ok"}],
+    )
     result = api.post(f"/v1/monitors/{m['id']}/test").json
     assert result["ok"] is False
     assert result["error"] == "assertion_failed"
@@ -55,7 +52,7 @@ def test_a_failing_assertion_is_reported(api, alice, httpserver):
 
 
 def test_a_closed_port_is_connection_refused(api, alice):
-    m = api.post("/v1/monitors", {"name": "Closed", "url": "http://127.0.0.1:9/"}).json
+    m = create_monitor(api, name="Closed", url="http://127.0.0.1:9/")
     result = api.post(f"/v1/monitors/{m['id']}/test").json
     assert result["ok"] is False
     assert result["error"] == "connection_refused"

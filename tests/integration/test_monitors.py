@@ -9,7 +9,8 @@ import time_machine
 
 from chalicelib.monitors import results
 from chalicelib.monitors.models import MonitorModel, ResultModel
-from tests.support import PASSWORD, create_monitor
+from tests.factories import create_monitor
+from tests.support import PASSWORD
 
 URL = "https://1.1.1.1/health"  # a public literal: no DNS needed, and no test ever checks it
 
@@ -112,7 +113,7 @@ def test_a_name_that_does_not_resolve_yet_is_accepted(api, alice):
     assert create(api, url="https://not-yet-live.example.invalid/")["url"].startswith("https://not-yet-live")
 
 
-def test_pagination_is_signed_and_bound_to_team_and_list(api, alice):
+def test_pagination_is_signed_and_bound_to_team_and_list(api, alice, charlie):
     ids = [create(api, name=f"m{i}")["id"] for i in range(5)]
     first = api.get("/v1/monitors?limit=2").json
     assert [m["id"] for m in first["data"]] == ids[:2]
@@ -129,8 +130,7 @@ def test_pagination_is_signed_and_bound_to_team_and_list(api, alice):
         assert r.json["code"] == "invalid_cursor"
     # a cursor of another list (filtered) or of another team is refused
     assert api.get(f"/v1/monitors?limit=2&tag=x&cursor={first['next_cursor']}").status == 400
-    bob = api.post("/v1/auth/register", {"email": "bob@example.com", "password": PASSWORD}).json
-    r = api.get(f"/v1/monitors?limit=2&cursor={first['next_cursor']}", token=bob["access_token"])
+    r = api.get(f"/v1/monitors?limit=2&cursor={first['next_cursor']}", token=charlie["access_token"])
     assert r.status == 400
 
 
@@ -188,10 +188,9 @@ def test_delete_needs_an_admin_and_removes_the_monitor(api, alice):
     assert api.delete(f"/v1/monitors/{m['id']}").status == 404
 
 
-def test_another_teams_monitor_is_404_everywhere(api, alice):
+def test_another_teams_monitor_is_404_everywhere(api, alice, charlie):
     m = create(api)
-    bob = api.post("/v1/auth/register", {"email": "bob@example.com", "password": PASSWORD}).json
-    api.token = bob["access_token"]
+    api.token = charlie["access_token"]
     for method, path, body in [
         ("GET", "", None),
         ("PATCH", "", {"name": "mine"}),

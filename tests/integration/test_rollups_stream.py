@@ -9,6 +9,7 @@ import pytest
 
 from chalicelib.local.loop import EventLoop
 from chalicelib.monitors.models import ResultModel, RollupModel
+from tests.events import lambda_event, stream_record
 
 
 @pytest.fixture
@@ -50,15 +51,6 @@ def test_each_new_result_counts_once_in_its_hour_and_day(loop):
     assert day.expires_at > hour.expires_at
 
 
-def _insert(sequence: str, image: dict) -> dict:
-    return {
-        "eventID": sequence,
-        "eventName": "INSERT",
-        "eventSource": "aws:dynamodb",
-        "dynamodb": {"SequenceNumber": sequence, "NewImage": image, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    }
-
-
 def test_a_failing_record_stops_the_batch_so_nothing_after_it_is_counted_twice(aws):
     from chalicelib.events.results import rollups
 
@@ -70,7 +62,9 @@ def test_a_failing_record_stops_the_batch_so_nothing_after_it_is_counted_twice(a
         "response_time_ms": {"N": "80"},
     }
     broken = {k: v for k, v in good.items() if k != "team_id"}
-    event = {"Records": [_insert("1", good), _insert("2", broken), _insert("3", good)]}
+    event = lambda_event(
+        [stream_record(good, sequence="1"), stream_record(broken, sequence="2"), stream_record(good, sequence="3")]
+    )
 
     response = rollups(event, None)  # as Lambda calls it
 

@@ -9,7 +9,7 @@ from chalicelib.aws.clients import client
 from chalicelib.checks.jobs import Job, decode_message
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.scheduler.service import run_tick
-from tests.support import create_monitor
+from tests.factories import create_monitor
 
 URL = "https://1.1.1.1/"  # never checked here: the scheduler only sends jobs
 TICK = datetime(2026, 11, 30, 12, 0, 5, tzinfo=UTC)  # minute 0 of the hour: every interval's phase 0 is due

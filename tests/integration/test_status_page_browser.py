@@ -19,7 +19,8 @@ from chalicelib.monitors.models import RollupModel
 from chalicelib.status_pages import service as pages
 from chalicelib.status_pages.publish import rendered
 from chalicelib.status_pages.render import not_found_page
-from tests.support import create_monitor, open_incident, recover
+from tests.factories import create_monitor
+from tests.support import open_incident, recover
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"

@@ -21,7 +21,9 @@ from chalicelib.settings import get_settings
 from chalicelib.status_pages import service as pages
 from chalicelib.status_pages.document import overall
 from chalicelib.status_pages.publish import refresh_all
-from tests.support import ApiClient, create_monitor, make_test_settings, open_incident, sign_up
+from tests.events import stream_records
+from tests.factories import create_monitor, create_status_page
+from tests.support import ApiClient, make_test_settings, open_incident
 from tests.support import recover as recover_everywhere
 
 URL = "https://shop.example.invalid/"
@@ -30,12 +32,6 @@ URL = "https://shop.example.invalid/"
 @pytest.fixture
 def settings():
     return make_test_settings(ALLOW_PRIVATE_TARGETS="true")
-
-
-def page(api: ApiClient, **fields: Any) -> dict[str, Any]:
-    r = api.post("/v1/status-pages", {"name": "Acme", "slug": "acme", **fields})
-    assert r.status == 201, r.body
-    return dict(r.json)
 
 
 def public(api: ApiClient, slug: str = "acme") -> dict[str, Any]:
@@ -68,7 +64,9 @@ def streamed(*subjects: str) -> None:
 def test_create_read_change_and_components(api, alice):
     shop = create_monitor(api, url=URL, name="shop-internal")
     blog = create_monitor(api, url="https://blog.example.invalid/")
-    created = page(api, description="Acme's services", components=[{"monitor_id": shop["id"], "display_name": "Shop"}])
+    created = create_status_page(
+        api, description="Acme's services", components=[{"monitor_id": shop["id"], "display_name": "Shop"}]
+    )
     assert created["components"] == [{"monitor_id": shop["id"], "display_name": "Shop", "group": None}]
     assert created["url"] == "https://app.vigil.test/status/acme"  # STATUS_BASE_URL: APP_URL + /status by default
     assert created["published"] is True
@@ -85,7 +83,9 @@ def test_create_read_change_and_components(api, alice):
 
 def test_a_default_component_name_is_one_no_other_component_has(api, alice):
     a, b, c = (create_monitor(api, url=f"https://{n}.example.invalid/") for n in "abc")
-    created = page(api, components=[{"monitor_id": a["id"]}, {"monitor_id": b["id"], "display_name": "Service 3"}])
+    created = create_status_page(
+        api, components=[{"monitor_id": a["id"]}, {"monitor_id": b["id"], "display_name": "Service 3"}]
+    )
     assert [c["display_name"] for c in created["components"]] == ["Service 1", "Service 3"]
     api.post(f"/v1/status-pages/{created['id']}/components", {"monitor_id": c["id"]})
     assert api.delete(f"/v1/status-pages/{created['id']}/components/{a['id']}").status == 204
@@ -93,10 +93,9 @@ def test_a_default_component_name_is_one_no_other_component_has(api, alice):
     assert [c["display_name"] for c in r.json["components"]] == ["Service 3", "Service 2", "Service 1"]
 
 
-def test_a_slug_is_unique_across_the_service_even_under_concurrent_creates(api, alice):
-    page(api)
-    other = ApiClient(api.app)
-    mallory = sign_up(other, "mallory@example.com")
+def test_a_slug_is_unique_across_the_service_even_under_concurrent_creates(api, alice, charlie):
+    create_status_page(api)
+    other = api.acting_as(charlie)
     r = other.post("/v1/status-pages", {"name": "Not Acme", "slug": "acme"})
     assert (r.status, r.json["code"]) == (409, "slug_taken")
     assert other.post("/v1/status-pages", {"name": "x", "slug": "status"}).status == 409  # reserved
@@ -105,7 +104,7 @@ def test_a_slug_is_unique_across_the_service_even_under_concurrent_creates(api, 
 
     def create() -> None:
         try:
-            pages.create(mallory["team"]["id"], {"name": "Race", "slug": "race"}, utcnow())
+            pages.create(charlie["team"]["id"], {"name": "Race", "slug": "race"}, utcnow())
             outcomes.append("created")
         except errors.SlugTaken:
             outcomes.append("taken")
@@ -119,15 +118,15 @@ def test_a_slug_is_unique_across_the_service_even_under_concurrent_creates(api, 
 
 
 def test_renaming_or_deleting_a_page_frees_its_slug(api, alice):
-    created = page(api)
+    created = create_status_page(api)
     r = api.patch(f"/v1/status-pages/{created['id']}", {"slug": "acme-corp"})
     assert r.status == 200, r.body
     assert api.get("/v1/public/status-pages/acme", token="").status == 404
     assert public(api, "acme-corp")["name"] == "Acme"
-    second = page(api, name="Second")  # "acme" again
+    second = create_status_page(api, name="Second")  # "acme" again
     assert api.delete(f"/v1/status-pages/{second['id']}").status == 204
     assert api.get("/v1/public/status-pages/acme", token="").status == 404
-    page(api, name="Third")
+    create_status_page(api, name="Third")
 
 
 @pytest.mark.parametrize(
@@ -152,20 +151,21 @@ def test_bad_pages_are_422_naming_the_field(api, alice, fields, field):
     assert field in [e["field"] for e in r.json["errors"]]
 
 
-def test_components_name_only_the_teams_own_monitors(api, alice):
-    other = ApiClient(api.app)
-    sign_up(other, "mallory@example.com")
+def test_components_name_only_the_teams_own_monitors(api, alice, charlie):
+    other = api.acting_as(charlie)
     theirs = create_monitor(other, url=URL)
     r = api.post("/v1/status-pages", {"name": "Acme", "slug": "acme", "components": [{"monitor_id": theirs["id"]}]})
     assert r.status == 404
-    created = page(api)
+    created = create_status_page(api)
     assert api.post(f"/v1/status-pages/{created['id']}/components", {"monitor_id": theirs["id"]}).status == 404
     assert other.get(f"/v1/status-pages/{created['id']}").status == 404
 
 
 def test_unpublished_and_unknown_pages_are_404_everywhere(api, alice):
     monitor = create_monitor(api, url=URL)
-    created = page(api, components=[{"monitor_id": monitor["id"], "display_name": "Shop"}], published=False)
+    created = create_status_page(
+        api, components=[{"monitor_id": monitor["id"], "display_name": "Shop"}], published=False
+    )
     paths = ("/v1/public/status-pages/acme", "/status/acme", "/status/acme/feed.atom", "/status/nope")
     for path in (*paths, "/v1/public/badges/.svg", "/v1/public/badges/%C3%A9.svg"):
         r = api.get(path, token="")
@@ -182,7 +182,7 @@ def test_the_hourly_refresh_publishes_the_page_cloudfront_shows_for_a_missing_on
     from chalicelib.aws.clients import client
     from chalicelib.status_pages.publish import NOT_FOUND_KEY
 
-    page(api, components=[], published=False)
+    create_status_page(api, components=[], published=False)
     assert refresh_all() == (0, 0)
     found = client("s3").get_object(Bucket=names.status_bucket(get_settings()), Key=NOT_FOUND_KEY)
     html = found["Body"].read().decode()
@@ -218,7 +218,7 @@ def test_text_stored_before_it_was_refused_never_breaks_the_feed_or_a_badge():
 def test_the_json_document_is_the_contract(api, alice):
     shop = create_monitor(api, url=URL)
     blog = create_monitor(api, url="https://blog.example.invalid/")
-    page(
+    create_status_page(
         api,
         description="Acme's services",
         components=[
@@ -279,7 +279,7 @@ def test_overall_status_is_the_worst_of_the_components(statuses, expected):
 
 def test_maintenance_shows_as_scheduled_then_in_progress(api, alice):
     shop = create_monitor(api, url=URL)
-    page(api, components=[{"monitor_id": shop["id"], "display_name": "Shop"}])
+    create_status_page(api, components=[{"monitor_id": shop["id"], "display_name": "Shop"}])
     now = utcnow()
     for start, title in ((timedelta(hours=2), "Upgrade"), (timedelta(minutes=-5), "Migration")):
         body = {"title": title, "monitor_ids": [shop["id"]], "starts_at": isoz(now + start)}
@@ -294,7 +294,7 @@ def test_maintenance_shows_as_scheduled_then_in_progress(api, alice):
 
 def test_the_90_day_bars_read_the_daily_rollups_only(api, alice):
     shop = create_monitor(api, url=URL)
-    page(api, components=[{"monitor_id": shop["id"], "display_name": "Shop"}])
+    create_status_page(api, components=[{"monitor_id": shop["id"], "display_name": "Shop"}])
     today = utcnow().date()
     for days_ago, checks, failures in ((0, 1440, 0), (1, 1440, 144), (89, 100, 50), (90, 100, 100)):
         day = today - timedelta(days=days_ago)
@@ -324,7 +324,7 @@ def test_no_view_shows_a_url_a_header_an_internal_name_or_an_ip(api, alice):
         name="db-primary-internal",
         headers={"Authorization": "Bearer HEADERSECRET456", "X-Env": "HEADERVALUE789"},
     )
-    page(api, components=[{"monitor_id": monitor["id"], "display_name": "Checkout"}])
+    create_status_page(api, components=[{"monitor_id": monitor["id"], "display_name": "Checkout"}])
     fail(monitor)
     body = api.get("/v1/public/status-pages/acme", token="").body.decode()
     views = {
@@ -345,7 +345,7 @@ def test_no_view_shows_a_url_a_header_an_internal_name_or_an_ip(api, alice):
 
 
 def test_public_views_are_cacheable_and_revalidate(api, alice):
-    page(api)
+    create_status_page(api)
     r = api.get("/status/acme", token="")
     assert r.status == 200
     assert r.headers["content-type"].startswith("text/html")
@@ -373,10 +373,8 @@ def _clear(slug: str) -> None:
 
 
 def _stream(subject: str) -> list[dict[str, Any]]:
-    return [
-        {"eventName": "INSERT", "dynamodb": {"NewImage": e.serialize(), "SequenceNumber": str(i)}}
-        for i, e in enumerate(EventModel.query(subject))
-    ]
+    """The events stream's records of every event of ``subject``."""
+    return stream_records(EventModel.query(subject))
 
 
 def test_the_feed_lists_the_pages_incidents_however_many_the_teams_other_monitors_had(api, alice):
@@ -385,7 +383,7 @@ def test_the_feed_lists_the_pages_incidents_however_many_the_teams_other_monitor
 
     shown = create_monitor(api, url=URL)
     hidden = create_monitor(api, url="https://internal.example.invalid/")
-    page(api, components=[{"monitor_id": shown["id"], "display_name": "Shop"}])
+    create_status_page(api, components=[{"monitor_id": shown["id"], "display_name": "Shop"}])
 
     def resolved(monitor: dict[str, Any], days_ago: float) -> str:
         at = utcnow() - timedelta(days=days_ago)
@@ -418,7 +416,7 @@ def test_publishing_writes_the_three_objects_when_an_incident_opens_and_again_wh
     from chalicelib.events.status_pages import handle
 
     monitor = create_monitor(api, url=URL)
-    page(api, components=[{"monitor_id": monitor["id"], "display_name": "Shop"}])
+    create_status_page(api, components=[{"monitor_id": monitor["id"], "display_name": "Shop"}])
     keys = {"status/acme/index.html", "status/acme/index.json", "status/acme/feed.atom"}
     assert set(_objects("acme")) == keys  # published on creation
     _clear("acme")
@@ -447,7 +445,7 @@ def test_pausing_a_down_monitor_republishes_its_pages_without_the_outage(api, al
     from chalicelib.events.status_pages import handle
 
     monitor = create_monitor(api, url=URL)
-    page(api, components=[{"monitor_id": monitor["id"], "display_name": "Shop"}])
+    create_status_page(api, components=[{"monitor_id": monitor["id"], "display_name": "Shop"}])
     incident_id = open_incident(monitor["team_id"], monitor["id"], utcnow() - timedelta(minutes=5), error="timeout")
     assert handle(_stream(incident_id) + _stream(monitor["id"])) == {"batchItemFailures": []}
     _clear("acme")
@@ -460,7 +458,7 @@ def test_pausing_a_down_monitor_republishes_its_pages_without_the_outage(api, al
 
 
 def test_unpublishing_or_deleting_removes_the_objects(api, alice):
-    created = page(api)
+    created = create_status_page(api)
     assert _objects("acme")
     api.patch(f"/v1/status-pages/{created['id']}", {"published": False})
     assert _objects("acme") == {}
@@ -472,8 +470,8 @@ def test_unpublishing_or_deleting_removes_the_objects(api, alice):
 
 
 def test_renaming_to_a_taken_slug_is_slug_taken(api, alice):
-    page(api)
-    second = page(api, slug="second")
+    create_status_page(api)
+    second = create_status_page(api, slug="second")
     r = api.patch(f"/v1/status-pages/{second['id']}", {"slug": "acme"})
     assert (r.status, r.json["code"]) == (409, "slug_taken")
     assert api.get(f"/v1/status-pages/{second['id']}").json["slug"] == "second"
@@ -481,7 +479,7 @@ def test_renaming_to_a_taken_slug_is_slug_taken(api, alice):
 
 def test_deleting_a_monitor_takes_it_off_its_pages(api, alice):
     shop = create_monitor(api, url=URL)
-    created = page(api, components=[{"monitor_id": shop["id"], "display_name": "Shop"}])
+    created = create_status_page(api, components=[{"monitor_id": shop["id"], "display_name": "Shop"}])
     assert api.delete(f"/v1/monitors/{shop['id']}").status == 204
     assert api.get(f"/v1/status-pages/{created['id']}").json["components"] == []
     assert public(api)["components"] == []

@@ -5,14 +5,12 @@ from __future__ import annotations
 import time_machine
 
 from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
-
-PASSWORD = "correct horse battery staple 9"
+from tests.support import PASSWORD, register
 
 
 def _user(api, email):
-    r = api.post("/v1/auth/register", {"email": email, "password": PASSWORD, "name": email.split("@")[0].title()})
-    assert r.status == 201, r.body
-    return r.json
+    """Someone registered under their own name (an invitation and a team's default name show it)."""
+    return register(api, email, name=email.split("@")[0].title())
 
 
 def _verify(api, outbox, email):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,27 +17,21 @@ from werkzeug import Request, Response
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
 from chalicelib.checks.jobs import Job, encode_message
-from chalicelib.local.loop import lambda_context, sqs_record
+from chalicelib.local.loop import lambda_context
 from chalicelib.monitors.checking import spec_from
 from chalicelib.monitors.models import ResultModel
 from chalicelib.monitors.service import get as get_monitor
 from chalicelib.settings import get_settings, use_settings
+from tests.events import lambda_event, sqs_record, sqs_records
+from tests.factories import create_monitor
 from tests.support import make_test_settings
 
-PASSWORD = "correct horse battery staple 9"
 REGIONS = ["us-east-1", "eu-west-1"]
 
 
 @pytest.fixture
 def settings():
     return make_test_settings(ALLOW_PRIVATE_TARGETS="true")  # loopback targets, as on a developer's machine
-
-
-@pytest.fixture
-def alice(api):
-    r = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD})
-    api.token = r.json["access_token"]
-    return r.json
 
 
 @pytest.fixture
@@ -60,9 +52,7 @@ def target() -> Iterator[HTTPServer]:
 
 
 def create(api, url: str, regions: list[str] | None = None) -> dict[str, Any]:
-    r = api.post("/v1/monitors", {"name": "m", "url": url, "regions": regions or REGIONS})
-    assert r.status == 201, r.body
-    return r.json
+    return create_monitor(api, name="m", url=url, regions=regions or REGIONS)
 
 
 def job(monitor: dict[str, Any], region: str = "us-east-1", slot: datetime | None = None) -> Job:
@@ -72,21 +62,15 @@ def job(monitor: dict[str, Any], region: str = "us-east-1", slot: datetime | Non
 
 
 def record(body: str | list[Job], *, receive_count: int = 1, region: str = "us-east-1") -> dict[str, Any]:
-    """An SQS record as Lambda sends it (through the local loop's own converter)."""
+    """A message of check jobs (or any body) from ``region``'s check queue, as Lambda hands it to the worker."""
     text = body if isinstance(body, str) else encode_message(body)
-    message = {
-        "MessageId": str(uuid.uuid4()),
-        "ReceiptHandle": str(uuid.uuid4()),
-        "Body": text,
-        "MD5OfBody": hashlib.md5(text.encode()).hexdigest(),
-        "Attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": str(int(time.time() * 1000))},
-    }
-    return sqs_record(message, f"arn:aws:sqs:{region}:123456789012:test-checks-{region}")
+    arn = f"arn:aws:sqs:{region}:123456789012:test-checks-{region}"
+    return sqs_record(text, receive_count=receive_count, queue_arn=arn)
 
 
 def invoke(make_handler, records: list[dict[str, Any]], region: str = "us-east-1", context: Any = None):
     handler = make_handler(region)
-    return handler({"Records": records}, context or lambda_context(f"checker-{region}", region))
+    return handler(lambda_event(records), context or lambda_context(f"checker-{region}", region))
 
 
 def results(monitor_id: str) -> list[ResultModel]:
@@ -136,13 +120,12 @@ def test_a_duplicated_message_stores_each_result_once_and_a_redelivery_checks_no
     body = encode_message(planned)
     sqs = client("sqs")
     url = sqs.get_queue_url(QueueName=names.check_queue(settings, "us-east-1"))["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     for _ in range(2):  # SQS delivers at least once: the same body, twice
         sqs.send_message(QueueUrl=url, MessageBody=body)
     got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
     assert len(got) == 2
 
-    assert invoke(make_handler, [sqs_record(m, arn) for m in got]) == {"batchItemFailures": []}
+    assert invoke(make_handler, sqs_records(got, url)) == {"batchItemFailures": []}
     assert [r.slot for r in results(a["id"])] == [planned[0].slot.strftime("%Y-%m-%dT%H:%M:%S#us-east-1")]
     assert len(results(b["id"])) == 1
     assert len(target.log) == 2  # the copies arrived in one batch: each job ran once

@@ -33,7 +33,8 @@ from chalicelib.monitors.models import MonitorModel, ResultModel, RollupModel
 from chalicelib.monitors.service import schedule_key
 from chalicelib.observability import logger
 from chalicelib.scheduler.due import planned_start
-from tests.support import make_test_settings
+from tests.factories import create_monitor
+from tests.support import make_test_settings, sign_up
 
 MONITORS = 1000
 INTERVAL = 60
@@ -41,7 +42,6 @@ TICKS = 3
 MAX_P99_LATE_S = 2.0
 HEAD_S = 10  # lateness is also shown for the starts planned this long or more after their tick
 EARLY_TOLERANCE_S = 0.0  # a start before its planned second is early, by any margin
-PASSWORD = "correct horse battery staple 9"
 
 
 class Target(ThreadingHTTPServer):
@@ -106,11 +106,8 @@ def quiet() -> Iterator[None]:
 
 def _seed(api: Any, target: Target) -> list[MonitorModel]:
     """One monitor through the API (the shape a real one has), then its copies with batch_write."""
-    user = api.post("/v1/auth/register", {"email": "bench@example.com", "password": PASSWORD}).json
-    api.token = user["access_token"]
-    created = api.post("/v1/monitors", {"name": "Bench 0", "url": target.url("/m/0"), "interval_seconds": INTERVAL})
-    assert created.status == 201, created.body
-    first = created.json
+    sign_up(api, "bench@example.com")
+    first = create_monitor(api, name="Bench 0", url=target.url("/m/0"), interval_seconds=INTERVAL)
     assert len(first["regions"]) == 3
     assert first["interval_seconds"] == INTERVAL
     template = MonitorModel.get(first["team_id"], first["id"])

@@ -20,6 +20,7 @@ from moto import mock_aws
 from pynamodb.connection.base import Connection
 
 from chalicelib.monitors.models import MonitorModel, ResultModel
+from tests.events import stream_record
 from tests.support import make_test_settings, start_aws
 
 MONITORS = int(os.environ.get("BENCH_MONITORS", "300"))
@@ -50,10 +51,6 @@ def _seed(team_id: str, now: datetime) -> list[str]:
     return ids
 
 
-def _record(item: ResultModel, n: int) -> dict[str, Any]:
-    return {"eventName": "INSERT", "dynamodb": {"SequenceNumber": str(n), "NewImage": item.serialize()}}
-
-
 @pytest.mark.timeout(900)
 def test_incident_handler_requests_and_time_per_result(capsys):
     settings = make_test_settings()
@@ -81,7 +78,7 @@ def test_incident_handler_requests_and_time_per_result(capsys):
                         response_time_ms=120.0,
                         expires_at=at + timedelta(days=30),
                     )
-                    records.append(_record(item, len(records)))
+                    records.append(stream_record(item, sequence=len(records)))
 
         calls: Counter[str] = Counter()
         write_items = 0
