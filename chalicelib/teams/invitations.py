@@ -89,13 +89,8 @@ def invite(team_id: str, inviter_id: str, email: str, role: str, now: datetime) 
 
 
 def _member_with_email(team_id: str, email: str) -> bool:
-    from chalicelib.users.models import UserEmailModel
-
-    try:
-        owner = UserEmailModel.get(email, consistent_read=True)
-    except UserEmailModel.DoesNotExist:
-        return False
-    return role_of(team_id, owner.user_id) is not None
+    user_id = users.id_by_email(email)
+    return user_id is not None and role_of(team_id, user_id) is not None
 
 
 def _send(item: InvitationModel, token: str, inviter_id: str) -> None:

@@ -113,6 +113,13 @@ def _load_team(team_id: str) -> TeamModel:
 # --- members -------------------------------------------------------------------------------------
 
 
+def any_team_of(user_id: str) -> str | None:
+    """One team the user belongs to, or None."""
+    for membership in MembershipModel.by_user.query(user_id, limit=1):
+        return str(membership.team_id)
+    return None
+
+
 def member_ids(team_id: str) -> list[str]:
     """The ids of the team's members."""
     return [m.user_id for m in MembershipModel.query(team_id)]

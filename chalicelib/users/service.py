@@ -7,7 +7,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from chalicelib.errors import NotFound, ValidationFailed
-from chalicelib.users.models import UserModel
+from chalicelib.users.models import UserEmailModel, UserModel
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,14 @@ def find(user_id: str) -> User | None:
     try:
         return to_user(UserModel.get(user_id))
     except UserModel.DoesNotExist:
+        return None
+
+
+def id_by_email(email: str) -> str | None:
+    """The id of the account holding this (normalised) address, or None."""
+    try:
+        return str(UserEmailModel.get(email, consistent_read=True).user_id)
+    except UserEmailModel.DoesNotExist:
         return None
 
 
