@@ -146,6 +146,12 @@ class InvitationEmailMismatch(Forbidden):
     title = "The invitation is for another address"
 
 
+class PaymentRequired(VigilError):
+    status = 402
+    code = "plan_limit_exceeded"
+    title = "Plan limit exceeded"
+
+
 class EmailNotVerified(Forbidden):
     code = "email_not_verified"
     title = "Email address not verified"

@@ -7,6 +7,8 @@ use case here instead of the area's service.  Nothing is registered at import: e
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -26,18 +28,21 @@ def create_monitor(
     team_id: str, config: monitors.MonitorConfig, all_regions: tuple[str, ...], now: datetime
 ) -> monitors.Monitor:
     """1. The config is completed and validated (422); 2. its channels must be the team's (404); 3. it is saved."""
-    complete = monitors.complete(config, all_regions)
-    channels.require_team_channels(team_id, complete.channel_ids)
-    return monitors.create(team_id, complete, all_regions, now)
+    return monitors.create(team_id, config, all_regions, now, check_channels=_team_channels(team_id))
 
 
 def update_monitor(
     team_id: str, monitor_id: str, changes: dict[str, Any], all_regions: tuple[str, ...], now: datetime
 ) -> monitors.Monitor:
-    """Channels it is to notify must be the team's (404), then the change is applied under the version."""
-    if changes.get("channel_ids") is not None:
-        channels.require_team_channels(team_id, changes["channel_ids"])
-    return monitors.update(team_id, monitor_id, changes, all_regions, now)
+    """1. The monitor is loaded (404); 2. the change completed and validated (422); 3. new channels must be the
+    team's (404); 4. it is saved under its version (a lost race reloads and goes again from 1)."""
+    return monitors.update(team_id, monitor_id, changes, all_regions, now, check_channels=_team_channels(team_id))
+
+
+def _team_channels(team_id: str) -> Callable[[tuple[str, ...]], None]:
+    """The check a monitor's ``channel_ids`` pass: every one an alert channel of the team (404 naming the first
+    that is not)."""
+    return functools.partial(channels.require_team_channels, team_id)
 
 
 def set_monitor_paused(team_id: str, monitor_id: str, paused: bool, now: datetime) -> monitors.Monitor:

@@ -56,7 +56,9 @@ class PasswordChange(Schema):
     new_password: str = Field(min_length=1, max_length=1024)
 
 
-@router.route("POST", "/v1/me/password", summary="Change your password", body=PasswordChange, status=204, errors=(422,))
+@router.route(
+    "POST", "/v1/me/password", summary="Change your password", body=PasswordChange, status=204, errors=(422, 429)
+)
 def change_password(call: Call) -> Reply:
     """The current password proves it is you (422 naming ``current_password`` when wrong); the new one follows
     the sign-up rules.  Every other session of yours is signed out; this one goes on."""

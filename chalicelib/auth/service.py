@@ -245,13 +245,12 @@ def _find_by_email(email: str) -> UserModel | None:
 
 def _usable_team(user: UserModel) -> str:
     """The user's current team if they still belong to it, else any team they belong to."""
-    from chalicelib.teams.models import MembershipModel
-
     if user.current_team_id and teams.role_of(user.current_team_id, user.user_id):
         return str(user.current_team_id)
-    for membership in MembershipModel.by_user.query(user.user_id, limit=1):
-        return str(membership.team_id)
-    raise errors.Forbidden("This account belongs to no team.")
+    team_id = teams.any_team_of(user.user_id)
+    if team_id is None:
+        raise errors.Forbidden("This account belongs to no team.")
+    return team_id
 
 
 def refresh(refresh_token: str, now: datetime) -> SignIn:
@@ -406,10 +405,20 @@ def reset_password(token: str, password: str, now: datetime) -> None:
 
 
 def change_password(principal: Principal, current: str, new: str, now: datetime) -> None:
-    """Change the password knowing the current one; the user's other sessions are revoked."""
+    """Change the password knowing the current one; the user's other sessions are revoked.
+
+    A wrong current password counts as a failed sign-in of the account: a stolen access token cannot be used to
+    guess the password without limit (429 with ``Retry-After`` at the limit, before any password is checked).
+    """
     settings = get_settings()
+    window = settings.login_failure_window_seconds
     user = users.load(principal.user_id)
+    key, limit = _login_limits(settings, user.email, "")[0]
+    seen = ratelimit.peek(key, window, now)
+    if seen.count >= limit:
+        raise errors.TooManyRequests(seen.resets_in, "Too many failed password attempts; try again later.")
     if not passwords.verify_password(current, user.password_hash):
+        ratelimit.hit(key, window, now)
         raise errors.ValidationFailed.single("current_password", "is wrong")
     passwords.check_policy(new, field="new_password", user_inputs=(user.email,))
     user.update(

@@ -169,8 +169,18 @@ def _apply(item: MonitorModel, config: MonitorConfig) -> None:
     item.schedule_key = None if item.paused else schedule_key(item.monitor_id, config.interval_seconds)
 
 
-def create(team_id: str, config: MonitorConfig, all_regions: tuple[str, ...], now: datetime) -> Monitor:
+def create(
+    team_id: str,
+    config: MonitorConfig,
+    all_regions: tuple[str, ...],
+    now: datetime,
+    *,
+    check_channels: Callable[[tuple[str, ...]], None],
+) -> Monitor:
+    """Save a new monitor: its config completed and validated (422), then ``check_channels`` (the caller's: the
+    ids must be the team's alert channels, 404), then the write."""
     config = complete(config, all_regions)
+    check_channels(config.channel_ids)
     item = MonitorModel(team_id, new_id("mon"), status="pending", paused=False, created_at=now, updated_at=now)
     _apply(item, config)
     item.save(condition=MonitorModel.monitor_id.does_not_exist())
@@ -218,10 +228,17 @@ def _change(team_id: str, monitor_id: str, change: Callable[[MonitorModel], None
 
 
 def update(
-    team_id: str, monitor_id: str, changes: dict[str, Any], all_regions: tuple[str, ...], now: datetime
+    team_id: str,
+    monitor_id: str,
+    changes: dict[str, Any],
+    all_regions: tuple[str, ...],
+    now: datetime,
+    *,
+    check_channels: Callable[[tuple[str, ...]], None],
 ) -> Monitor:
-    """Apply a partial change.  A header sent back masked keeps its stored value.  The schedule key moves in the
-    same write, so the next tick sees a new interval at once."""
+    """Apply a partial change: the monitor is loaded (404), the change completed and validated (422), new channel
+    ids checked by ``check_channels`` (404), then saved.  A header sent back masked keeps its stored value.  The
+    schedule key moves in the same write, so the next tick sees a new interval at once."""
 
     def change(item: MonitorModel) -> None:
         current = to_monitor(item).config
@@ -236,6 +253,8 @@ def update(
         if "regions" in wanted and "confirmation_regions" not in wanted:
             wanted["confirmation_regions"] = None  # back to the majority of the new regions
         config = complete(replace(current, **wanted), all_regions)
+        if "channel_ids" in wanted:
+            check_channels(config.channel_ids)
         _apply(item, config)
         item.updated_at = now
 

@@ -38,3 +38,16 @@ def test_the_new_password_follows_the_sign_up_rules(api, alice):
 
 def test_it_needs_a_signed_in_caller(api):
     assert api.post("/v1/me/password", {"current_password": PASSWORD, "new_password": NEW}).status == 401
+
+
+def test_guessing_the_current_password_is_limited_like_signing_in(api, alice, settings):
+    """A stolen access token must not become a way to guess the password without limit."""
+    for _ in range(settings.login_failures_per_account):
+        assert api.post("/v1/me/password", {"current_password": "a wrong guess 123", "new_password": NEW}).status == 422
+
+    r = api.post("/v1/me/password", {"current_password": PASSWORD, "new_password": NEW})  # even the right one, now
+
+    assert r.status == 429
+    assert int(r.headers["retry-after"]) > 0
+    assert api.post("/v1/auth/login", {"email": "alice@example.com", "password": NEW}).status == 429
+    assert api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}).status == 429

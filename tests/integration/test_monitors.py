@@ -286,3 +286,17 @@ def test_a_channel_id_the_team_does_not_own_is_404_and_nothing_is_stored(api, al
     m = create(api)
     assert api.patch(f"/v1/monitors/{m['id']}", {"channel_ids": ["ch_of_another_team"]}).status == 404
     assert api.get(f"/v1/monitors/{m['id']}").json["channel_ids"] == []
+
+
+def test_a_change_is_checked_in_order_the_monitor_then_its_fields_then_its_channels(api, alice):
+    """404 for a monitor that is not there, then 422 for a bad field, and only then 404 for a channel."""
+    m = create(api)
+
+    r = api.patch("/v1/monitors/mon_nope", {"channel_ids": ["ch_nope"]})
+    assert (r.status, r.json["detail"]) == (404, "No such monitor.")
+    r = api.patch(f"/v1/monitors/{m['id']}", {"regions": ["mars-north-1"], "channel_ids": ["ch_nope"]})
+    assert r.status == 422
+    assert [e["field"] for e in r.json["errors"]] == ["regions"]
+    r = api.post("/v1/monitors", {"name": "m", "url": URL, "regions": ["mars-north-1"], "channel_ids": ["ch_nope"]})
+    assert r.status == 422
+    assert [i.monitor_id for i in MonitorModel.query(alice["team"]["id"])] == [m["id"]]

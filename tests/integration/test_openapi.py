@@ -225,3 +225,13 @@ def test_the_page_escapes_everything_the_document_holds(settings):
     assert "&lt;script&gt;alert(&#x27;summary&#x27;)&lt;/script&gt;" in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "<code>next_cursor</code>" in page  # code spans survive escaping as code
+
+
+def test_every_declared_error_status_names_the_codes_it_can_carry(api):
+    """A 402 says ``plan_limit_exceeded`` (API.md), a 429 ``rate_limited``: a status with no code is a declaration
+    nothing can answer."""
+    doc = api.get("/openapi.json").json
+    declared = {status for path in doc["paths"].values() for op in path.values() for status in op["responses"]}
+    codes = {str(p.status) for p in problem_codes()}
+    assert {s for s in declared if s.startswith(("4", "5")) and s not in codes} == set()
+    assert "`plan_limit_exceeded`" in doc["components"]["responses"]["PaymentRequired"]["description"]
