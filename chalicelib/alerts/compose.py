@@ -34,7 +34,7 @@ def _user_label(user_id: str | None) -> str | None:
 
 
 def _monitor(team_id: str, monitor_id: str) -> dict[str, Any]:
-    found = monitors.get_many(team_id, [monitor_id]).get(monitor_id)
+    found = monitors.find(team_id, monitor_id)
     return n.monitor_snapshot(found) if found is not None else n.deleted_monitor(monitor_id)
 
 

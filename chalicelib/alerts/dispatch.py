@@ -83,7 +83,7 @@ def plan(event: Event, now: datetime) -> list[str]:
         return []
     if event.data.get("ended_by"):  # an outage ended by deleting or pausing its monitor
         return [f"{target.id}:{_plan_one(target, event, payload, now)}" for target in _closers(event, payload)]
-    monitor = monitors.get_many(event.team_id, [event.monitor_id]).get(event.monitor_id)
+    monitor = monitors.find(event.team_id, event.monitor_id)
     if monitor is None:
         return []  # deleted: its incident's resolution (above) says what there is to say
     targets = _channels(event.team_id, monitor.config.channel_ids, payload)

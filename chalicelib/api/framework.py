@@ -98,9 +98,6 @@ class Route:
     permission: str | None = None
 
 
-# (headers, auth mode, permission, path params) → the caller, authorized for the route's team and permission.
-
-
 class Router:
     """A Chalice blueprint whose routes are declared with their models."""
 

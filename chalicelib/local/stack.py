@@ -74,8 +74,8 @@ def _prepare_environment() -> None:
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 
-# make dev's defaults: below .env and the shell, so ALLOW_PRIVATE_TARGETS=false in either turns it off.
-# make dev's defaults, from the settings table (a laptop may target local services).
+# make dev's defaults, from the settings table (a laptop may target local services): below .env and the shell,
+# so ALLOW_PRIVATE_TARGETS=false in either turns it off.
 DEV_DEFAULTS = {v.name: v.dev_default for v in VARIABLES if v.dev_default is not None}
 
 

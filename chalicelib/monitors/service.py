@@ -195,6 +195,11 @@ def get(team_id: str, monitor_id: str) -> Monitor:
     return to_monitor(_load(team_id, monitor_id))
 
 
+def find(team_id: str, monitor_id: str) -> Monitor | None:
+    """The team's monitor, or None once deleted (an eventually consistent read: for notifications and pages)."""
+    return get_many(team_id, [monitor_id]).get(monitor_id)
+
+
 def get_many(team_id: str, monitor_ids: list[str]) -> dict[str, Monitor]:
     """The team's monitors among these ids, by id (one BatchGetItem per 100); ids of none are left out."""
     keys = [(team_id, m) for m in dict.fromkeys(monitor_ids)]

@@ -16,6 +16,7 @@ from chalicelib.incidents import service as incidents
 from chalicelib.incidents.events import timeline
 from chalicelib.incidents.service import Incident
 from chalicelib.monitors import results
+from chalicelib.monitors.service import find as find_monitor
 from chalicelib.monitors.service import get_many as get_monitors
 from chalicelib.monitors.service import team_of
 from chalicelib.status_pages.store import Page, pages_showing
@@ -164,7 +165,7 @@ def badge(monitor_id: str) -> tuple[str, str] | None:
     for page in pages_showing(team_id, {monitor_id}):
         if page.published:
             component = next(c for c in page.components if c.monitor_id == monitor_id)
-            monitor = get_monitors(team_id, [monitor_id]).get(monitor_id)
+            monitor = find_monitor(team_id, monitor_id)
             if monitor is None:  # deleted since the page was read
                 return None
             return component.display_name, COMPONENT_STATUS.get(monitor.status, "operational")
