@@ -115,7 +115,7 @@ def _as_list(values: tuple[str, ...]) -> Any:
     return list(values)
 
 
-def complete(config: MonitorConfig, all_regions: tuple[str, ...]) -> MonitorConfig:
+def _complete(config: MonitorConfig, all_regions: tuple[str, ...]) -> MonitorConfig:
     """Fill defaults that depend on other fields and check the rules that span fields."""
     regions = config.regions or all_regions
     unknown = [r for r in regions if r not in all_regions]
@@ -179,7 +179,7 @@ def create(
 ) -> Monitor:
     """Save a new monitor: its config completed and validated (422), then ``check_channels`` (the caller's: the
     ids must be the team's alert channels, 404), then the write."""
-    config = complete(config, all_regions)
+    config = _complete(config, all_regions)
     check_channels(config.channel_ids)
     item = MonitorModel(team_id, new_id("mon"), status="pending", paused=False, created_at=now, updated_at=now)
     _apply(item, config)
@@ -257,7 +257,7 @@ def update(
                 ) from None
         if "regions" in wanted and "confirmation_regions" not in wanted:
             wanted["confirmation_regions"] = None  # back to the majority of the new regions
-        config = complete(replace(current, **wanted), all_regions)
+        config = _complete(replace(current, **wanted), all_regions)
         if "channel_ids" in wanted:
             check_channels(config.channel_ids)
         _apply(item, config)
