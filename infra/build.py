@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from chalicelib import errors
+from chalicelib.events.filters import filter_criteria
 from chalicelib.models import ALL_MODELS
 from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.storage.schema import cfn_table_resources
@@ -124,6 +126,11 @@ GATEWAY_RESPONSES: tuple[tuple[str, tuple[int, str, str], str], ...] = (
     ("INTEGRATION_TIMEOUT", GATEWAY_TIMEOUT, "Vigil took too long to answer; try again."),
     ("INTEGRATION_FAILURE", GATEWAY_TIMEOUT, "Vigil could not answer this request; try again shortly."),
 )
+
+
+def _handler(function: str) -> str:
+    """The Chalice handler behind a function resource (``StatusPages`` → ``status_pages``)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", function).lower()
 
 
 def sub(text: str) -> dict[str, str]:
@@ -553,6 +560,7 @@ def build() -> dict[str, Any]:
                     "StartingPosition": "TRIM_HORIZON",
                     "MaximumBatchingWindowInSeconds": 1,
                     "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                    "FilterCriteria": filter_criteria(_handler(name)),
                     "MaximumRetryAttempts": 10,
                     "BisectBatchOnFunctionError": True,
                 },

@@ -11,6 +11,7 @@ from chalicelib.alerts import attempts, dispatch, queue
 from chalicelib.aws import names
 from chalicelib.bootstrap import configure_core
 from chalicelib.clock import utcnow
+from chalicelib.events.filters import wanted
 from chalicelib.incidents.events import from_stream_image
 from chalicelib.models import ALL_MODELS
 from chalicelib.observability import logger, metrics
@@ -26,7 +27,7 @@ def plan_records(records: list[dict[str, Any]]) -> dict[str, Any]:
     idempotent, so at the first failure Lambda is told to resume from that record."""
     for record in records:
         change = record.get("dynamodb") or {}
-        if record.get("eventName") != "INSERT" or "NewImage" not in change:
+        if not wanted("alerts", record.get("eventName")) or "NewImage" not in change:
             continue
         try:
             event = from_stream_image(change["NewImage"])

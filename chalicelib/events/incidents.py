@@ -10,6 +10,7 @@ from chalice import Blueprint
 from chalicelib.aws.names import results_stream_arn
 from chalicelib.bootstrap import configure_core
 from chalicelib.clock import utcnow
+from chalicelib.events.filters import wanted
 from chalicelib.incidents.tracker import Result, apply_many
 from chalicelib.models import ALL_MODELS
 from chalicelib.monitors.results import from_stream_image
@@ -49,7 +50,7 @@ def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
     by_monitor: dict[tuple[str, str], list[Result]] = defaultdict(list)
     first_sequence: dict[tuple[str, str], tuple[int, str]] = {}
     for index, record in enumerate(records):
-        if record.get("eventName") not in ("INSERT", "MODIFY"):
+        if not wanted("incidents", record.get("eventName")):
             continue
         change = record.get("dynamodb") or {}
         try:

@@ -9,6 +9,7 @@ from chalice import Blueprint
 
 from chalicelib.aws.names import results_stream_arn
 from chalicelib.bootstrap import configure_core
+from chalicelib.events.filters import wanted
 from chalicelib.models import ALL_MODELS
 from chalicelib.monitors import results
 from chalicelib.observability import logger
@@ -21,7 +22,7 @@ blueprint = Blueprint(__name__)
 
 def count_result(record: DynamoDBRecord) -> None:
     """Only a new result counts: a redelivered job overwrites its own item (MODIFY) and TTL expiry is a REMOVE."""
-    if record.event_name is None or record.event_name.name != "INSERT" or record.dynamodb is None:
+    if record.dynamodb is None or not wanted("rollups", record.event_name.name if record.event_name else None):
         return
     stored = results.from_stream_image(record.dynamodb.raw_event["NewImage"])
     results.record(

@@ -8,6 +8,7 @@ from chalice import Blueprint, Rate
 
 from chalicelib.aws import names
 from chalicelib.bootstrap import configure_core
+from chalicelib.events.filters import wanted
 from chalicelib.incidents import events
 from chalicelib.models import ALL_MODELS
 from chalicelib.observability import logger, metrics
@@ -27,7 +28,7 @@ def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
     touched: dict[str, set[str]] = {}
     for record in records:
         image = (record.get("dynamodb") or {}).get("NewImage") or {}
-        if record.get("eventName") != "INSERT" or image.get("type", {}).get("S") not in PUBLIC_EVENTS:
+        if not wanted("status_pages", record.get("eventName")) or image.get("type", {}).get("S") not in PUBLIC_EVENTS:
             continue
         team_id, monitor_id = image["team_id"]["S"], image["monitor_id"]["S"]
         touched.setdefault(team_id, set()).add(monitor_id)

@@ -665,3 +665,19 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
     assert _not_for_checking(api_contents)
     assert set(contents) - set(api_contents) == {name for name in contents if name.startswith("functions/")}
     package.lint(checker)
+
+
+def test_each_stream_mapping_invokes_its_function_only_for_the_records_its_handler_acts_on() -> None:
+    """A check result's TTL expiry (one REMOVE per check) must not invoke the rollups or incident handlers."""
+    from chalicelib.events.filters import STREAM_EVENTS, filter_criteria, wanted
+
+    assert {re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in build.STREAM_FUNCTIONS} == set(STREAM_EVENTS)
+    for name in build.STREAM_FUNCTIONS:
+        handler = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+        (source,) = RESOURCES[name]["Properties"]["Events"].values()
+        assert source["Properties"]["FilterCriteria"] == filter_criteria(handler)
+        (rule,) = source["Properties"]["FilterCriteria"]["Filters"]
+        passed = set(json.loads(rule["Pattern"])["eventName"])
+        assert "REMOVE" not in passed
+        assert passed == {e for e in ("INSERT", "MODIFY", "REMOVE") if wanted(handler, e)}
+    assert STREAM_EVENTS["rollups"] == ("INSERT",)  # a rewrite (a redelivered job) must not count twice
