@@ -60,7 +60,8 @@ class PasswordChange(Schema):
     "POST", "/v1/me/password", summary="Change your password", body=PasswordChange, status=204, errors=(422, 429)
 )
 def change_password(call: Call) -> Reply:
-    """The current password proves it is you (422 naming ``current_password`` when wrong); the new one follows
-    the sign-up rules.  Every other session of yours is signed out; this one goes on."""
+    """The current password proves it is you (422 naming ``current_password`` when wrong; attempts count with the
+    account's sign-in attempts, 429 over the limit); the new one follows the sign-up rules.  Every other session
+    of yours is signed out; this one goes on."""
     auth.change_password(call.user, call.body.current_password, call.body.new_password, utcnow())
     return Reply(status=204)

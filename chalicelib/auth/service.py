@@ -407,19 +407,20 @@ def reset_password(token: str, password: str, now: datetime) -> None:
 def change_password(principal: Principal, current: str, new: str, now: datetime) -> None:
     """Change the password knowing the current one; the user's other sessions are revoked.
 
-    A wrong current password counts as a failed sign-in of the account: a stolen access token cannot be used to
-    guess the password without limit (429 with ``Retry-After`` at the limit, before any password is checked).
+    Every attempt counts as a sign-in attempt of the account before any password is checked (one atomic count,
+    so parallel requests cannot slip past it): a stolen access token cannot guess the password without limit
+    (429 with ``Retry-After`` over the limit).  The right password clears the count, as signing in does.
     """
     settings = get_settings()
     window = settings.login_failure_window_seconds
     user = users.load(principal.user_id)
     key, limit = _login_limits(settings, user.email, "")[0]
-    seen = ratelimit.peek(key, window, now)
-    if seen.count >= limit:
+    seen = ratelimit.hit(key, window, now)
+    if seen.count > limit:
         raise errors.TooManyRequests(seen.resets_in, "Too many failed password attempts; try again later.")
     if not passwords.verify_password(current, user.password_hash):
-        ratelimit.hit(key, window, now)
         raise errors.ValidationFailed.single("current_password", "is wrong")
+    ratelimit.clear(key, window, now)
     passwords.check_policy(new, field="new_password", user_inputs=(user.email,))
     user.update(
         actions=[

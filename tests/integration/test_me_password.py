@@ -51,3 +51,40 @@ def test_guessing_the_current_password_is_limited_like_signing_in(api, alice, se
     assert int(r.headers["retry-after"]) > 0
     assert api.post("/v1/auth/login", {"email": "alice@example.com", "password": NEW}).status == 429
     assert api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}).status == 429
+
+
+def test_parallel_guesses_are_counted_before_any_is_checked(api, alice, settings):
+    """Guesses sent at once must not all read the count before any of them adds to it: only as many as the limit
+    are checked (422); the rest are refused unchecked (429)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib import errors
+    from chalicelib.auth import service as auth
+    from chalicelib.clock import utcnow
+
+    principal = auth.authenticate({"authorization": f"Bearer {api.token}"}, "user", None, {})
+
+    def guess(n: int) -> str:
+        try:
+            auth.change_password(principal, f"wrong guess number {n}", NEW, utcnow())
+        except errors.TooManyRequests:
+            return "429"
+        except errors.ValidationFailed:
+            return "422"
+        return "204"
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        outcomes = list(pool.map(guess, range(20)))
+
+    assert outcomes.count("422") == settings.login_failures_per_account
+    assert outcomes.count("429") == 20 - settings.login_failures_per_account
+
+
+def test_the_right_password_clears_the_count(api, alice, settings):
+    for _ in range(settings.login_failures_per_account - 1):
+        assert api.post("/v1/me/password", {"current_password": "a wrong guess 123", "new_password": NEW}).status == 422
+
+    assert api.post("/v1/me/password", {"current_password": PASSWORD, "new_password": NEW}).status == 204
+
+    assert api.post("/v1/auth/login", {"email": "alice@example.com", "password": "mistyped it 42"}).status == 401
+    assert api.post("/v1/auth/login", {"email": "alice@example.com", "password": NEW}).status == 200
