@@ -236,10 +236,12 @@ def login(email: str, password: str, client_ip: str, now: datetime) -> SignIn:
 
 
 def _find_by_email(email: str) -> UserModel | None:
+    user_id = users.id_by_email(email)
+    if user_id is None:
+        return None
     try:
-        owner = UserEmailModel.get(email, consistent_read=True)
-        return UserModel.get(owner.user_id, consistent_read=True)
-    except (UserEmailModel.DoesNotExist, UserModel.DoesNotExist):
+        return UserModel.get(user_id, consistent_read=True)
+    except UserModel.DoesNotExist:
         return None
 
 
