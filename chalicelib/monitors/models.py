@@ -89,6 +89,10 @@ class ResultModel(BaseModel):
 
     class Meta:
         stream_view_type = "NEW_AND_OLD_IMAGES"
+        # Telemetry kept for the plan's retention (TTL), the largest table by far: backing it up continuously
+        # would cost about as much as storing it.  What must outlive a restore is counted in the rollups and
+        # told by the incidents, which are backed up.
+        point_in_time_recovery = False
 
     monitor_id = UnicodeAttribute(hash_key=True)
     slot = UnicodeAttribute(range_key=True)

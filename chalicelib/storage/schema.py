@@ -49,7 +49,10 @@ def table_properties(model: type[BaseModel], table_name: Any) -> dict[str, Any]:
     ttl = model._ttl_attribute()
     if ttl is not None:
         props["TimeToLiveSpecification"] = {"AttributeName": ttl.attr_name, "Enabled": True}
-    props["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
+    # Every table can be restored to any second of the last 35 days, unless its model says its items are
+    # short-lived telemetry that is cheaper to lose than to back up (``Meta.point_in_time_recovery = False``).
+    pitr = bool(getattr(model.Meta, "point_in_time_recovery", True))
+    props["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": pitr}
     props["SSESpecification"] = {"SSEEnabled": True}
     return props
 

@@ -681,3 +681,15 @@ def test_each_stream_mapping_invokes_its_function_only_for_the_records_its_handl
         assert "REMOVE" not in passed
         assert passed == {e for e in ("INSERT", "MODIFY", "REMOVE") if wanted(handler, e)}
     assert STREAM_EVENTS["rollups"] == ("INSERT",)  # a rewrite (a redelivered job) must not count twice
+
+
+def test_every_table_is_backed_up_but_the_check_results() -> None:
+    """Point-in-time recovery on every table, except the short-lived, TTL'd check results (issue 13's cost)."""
+    from chalicelib.models import ALL_MODELS
+    from chalicelib.monitors.models import ResultModel
+    from chalicelib.storage.schema import logical_id
+
+    for model in ALL_MODELS:
+        spec = RESOURCES[logical_id(model)]["Properties"]["PointInTimeRecoverySpecification"]
+        assert spec == {"PointInTimeRecoveryEnabled": model is not ResultModel}, model.__name__
+    assert ResultModel._ttl_attribute() is not None  # its items expire: nothing there outlives the retention
