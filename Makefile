@@ -40,8 +40,12 @@ browser:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
 
+## make bench: the benchmarks; the end-to-end bench's machine-readable figures come last (out/bench-figures.txt)
+BENCH_FIGURES ?= out/bench-figures.txt
 bench: $(STAMP)
-	$(BIN)/python -m pytest -p no:xdist -s tests/load
+	@rm -f $(BENCH_FIGURES)
+	BENCH_FIGURES=$(BENCH_FIGURES) $(BIN)/python -m pytest -p no:xdist -s tests/load; status=$$?; \
+	  cat $(BENCH_FIGURES) 2>/dev/null; exit $$status
 
 infra: $(STAMP)
 	$(BIN)/python -m infra.build

@@ -1,0 +1,190 @@
+"""The end-to-end bench's loopback world: the monitored targets, the alert webhook receiver, and what a check sends.
+
+:class:`Target` answers every check path at once (``/m/<n>``), or 503 once the bench takes a path down; it counts the
+bytes of every request it reads (what a check sends its target: the internet egress of a check) and keeps every
+webhook it receives on ``/hook`` with its arrival time.  :func:`tls_bytes` measures what one HTTPS check sends
+over a fresh connection (handshake included), through a counting relay in front of a loopback TLS server.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import ssl
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class Target(ThreadingHTTPServer):
+    """Every path answers at once; a path taken down answers 503 from the instant it went down."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _TargetHandler)
+        self.lock = threading.Lock()
+        self.arrivals: dict[str, list[float]] = defaultdict(list)
+        self.request_bytes = 0  # request lines and headers of every check read
+        self.down_since: dict[str, float] = {}
+        self.hooks: list[tuple[float, dict[str, Any]]] = []
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+    def take_down(self, paths: list[str], at: float) -> None:
+        with self.lock:
+            self.down_since.update(dict.fromkeys(paths, at))
+
+    def is_down(self, path: str, now: float) -> bool:
+        since = self.down_since.get(path)
+        return since is not None and now >= since
+
+
+class _TargetHandler(BaseHTTPRequestHandler):
+    server: Target
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        arrived = time.time()
+        size = len(self.raw_requestline) + sum(len(k) + len(v) + 4 for k, v in self.headers.items()) + 2
+        with self.server.lock:
+            self.server.arrivals[self.path].append(arrived)
+            self.server.request_bytes += size
+            down = self.server.is_down(self.path, arrived)
+        body = b'{"status":"down"}' if down else b'{"status":"ok"}'
+        self.send_response(503 if down else 200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        arrived = time.time()
+        raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with self.server.lock:
+            self.server.hooks.append((arrived, json.loads(raw or b"{}")))
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+        pass  # one line per check otherwise
+
+
+# ---------------------------------------------------------------------------------------------- HTTPS
+
+
+class _TlsTarget(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _TlsHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body = b'{"status":"ok"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+        pass
+
+
+@contextmanager
+def _serving(server: ThreadingHTTPServer) -> Iterator[None]:
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Relay:
+    """Accepts one connection at a time and passes bytes both ways to ``upstream``, counting the client's."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sent = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.listener.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            with client, socket.create_connection(self.upstream) as server:
+                self._pump(client, server)
+
+    def _pump(self, client: socket.socket, server: socket.socket) -> None:
+        while True:
+            ready, _, _ = select.select([client, server], [], [], 5)
+            if not ready:
+                return
+            for sock in ready:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                if sock is client:
+                    self.sent += len(data)
+                    server.sendall(data)
+                else:
+                    client.sendall(data)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2)
+        self.listener.close()
+
+
+def tls_bytes(checks: int = 20) -> tuple[float, float]:
+    """What one HTTPS check sends over a fresh connection, and what the same request sends in plain HTTP:
+    bytes the client wrote, on average, through a counting relay to a loopback TLS server (a trustme CA)."""
+    import trustme
+
+    from chalicelib.checks import tls
+    from chalicelib.checks.http import run_check
+    from chalicelib.checks.model import CheckSpec
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    server = _TlsTarget(("127.0.0.1", 0), _TlsHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    plain = _TlsTarget(("127.0.0.1", 0), _TlsHandler)
+    tls.use_trust_store(ca.cert_pem.bytes().decode())
+    try:
+        with _serving(server), _serving(plain):
+            sent = []
+            for upstream, scheme in ((server.server_address, "https"), (plain.server_address, "http")):
+                relay = _Relay((str(upstream[0]), int(upstream[1])))
+                try:
+                    spec = CheckSpec(url=f"{scheme}://localhost:{relay.port}/m/1234", timeout_ms=10000)
+                    for _ in range(checks):
+                        result = run_check(spec, region="us-east-1", allow_private=True)
+                        assert result.ok, result
+                    time.sleep(0.2)  # the last connection's closing bytes
+                    sent.append(relay.sent / checks)
+                finally:
+                    relay.close()
+    finally:
+        tls.use_trust_store(None)
+    return sent[0], sent[1]
