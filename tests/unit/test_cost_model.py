@@ -128,7 +128,8 @@ def test_tables_and_their_indexes_are_read_from_the_deploy_template():
         ("schedule-index", "ALL"),
     }
     assert tables["check_results"].ttl == "expires_at"
-    assert tables["check_results"].pitr
+    assert not tables["check_results"].pitr  # telemetry: point-in-time recovery off (docs/decisions.md)
+    assert monitors.pitr
 
 
 def test_each_functions_memory_architecture_and_tracing_come_from_the_templates():
