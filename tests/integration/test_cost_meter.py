@@ -132,3 +132,56 @@ def test_the_schedulers_batch_to_another_regions_queue_is_payload_and_cross_regi
     )
     assert cost.sqs_units(call.payload_bytes) == 2
     assert call.cross_region_bytes == call.request_bytes + call.response_bytes > 71_000
+
+
+def test_a_batch_is_sized_item_by_item_from_what_it_put_deleted_and_read(aws, metered):
+    m, dynamodb, _ = metered
+    table = f"{aws.table_prefix}monitors"
+    old = _monitor(monitor_id={"S": "mon_old"}, schedule_key={"S": "60:1"})
+    dynamodb.put_item(TableName=table, Item=old)  # the bench's own: not counted
+    new = [_monitor(monitor_id={"S": f"mon_{n}"}, url={"S": "x" * 1500 * n}) for n in (1, 2)]
+    keys = [{k: i[k] for k in ("team_id", "monitor_id")} for i in (old, *new)]
+
+    def work() -> None:
+        requests = [{"PutRequest": {"Item": i}} for i in new] + [{"DeleteRequest": {"Key": keys[0]}}]
+        dynamodb.batch_write_item(RequestItems={table: requests})
+        dynamodb.batch_get_item(RequestItems={table: {"Keys": keys}})  # the deleted one is read for nothing
+
+    _as(m, "rollups", work)
+    batch_write, batch_get = m.calls
+    sizes = [item_size(i) for i in new]
+    assert batch_write.writes == (
+        Write("monitors", 0, sizes[0], indexes=(("monitor-index", item_size(keys[1])),)),
+        Write("monitors", 0, sizes[1], indexes=(("monitor-index", item_size(keys[2])),)),
+        Write(
+            "monitors",
+            item_size(old),
+            0,
+            indexes=(("monitor-index", item_size(keys[0])), ("schedule-index", item_size(old))),
+        ),
+    )
+    assert [w.units for w in batch_write.writes] == [2, 3, 1]  # 1.5 and 3 KB, then a small delete
+    assert sorted(r.size for r in batch_get.reads) == sorted([0, *sizes])
+    assert [r.units for r in batch_get.reads] == [0.5, 0.5, 0.5]
+    assert not m.errors
+
+
+def test_a_functions_log_lines_and_prints_are_counted_and_nothing_else(metered, capsys):
+    from chalicelib.observability import logger
+
+    m, _, _ = metered
+
+    def work() -> None:
+        logger.info("check batch", extra={"region": "eu-west-1"})
+        print('{"_aws":{"CloudWatchMetrics":[]}}')  # what a metrics flush prints
+
+    with m.capturing_logs(logger, "INFO"):
+        _as(m, "checker-eu-west-1", work)
+        logger.info("the bench's own line")
+        print("the bench's own print")
+    line = m.log_bytes["checker-eu-west-1"]
+    assert line > len('{"_aws":{"CloudWatchMetrics":[]}}\n') + len("check batch")
+    assert set(m.log_bytes) == {"checker-eu-west-1"}
+    out = capsys.readouterr().out
+    assert "the bench's own print" in out
+    assert "check batch" not in out  # counted, not shown

@@ -449,11 +449,12 @@ def _dynamodb_lines(run: Run, per: float) -> list[Line]:
         if call.service not in ("dynamodb", "dynamodb-streams"):
             continue
         function = function_of(call.function)
-        if call.service == "dynamodb-streams":
-            free["Streams read by Lambda" if call.operation == "GetRecords" else "control"] += 1
+        if call.service == "dynamodb-streams" and call.operation == "GetRecords":
+            free["Streams read by Lambda" if function.startswith(POLLER) else "unpriced"] += 1
             continue
-        if not call.writes and not call.reads and call.operation.startswith(("Describe", "List")):
-            free["control"] += 1
+        if not call.writes and not call.reads:
+            control = call.operation.startswith(("Describe", "List", "GetShardIterator"))
+            free["control" if control else "unpriced"] += 1
             continue
         for w in call.writes:
             wru[(w.table, function)] += w.units
@@ -475,6 +476,9 @@ def _dynamodb_lines(run: Run, per: float) -> list[Line]:
     if free["control"]:
         quantity = free["control"] * per
         lines.append(Line("DynamoDB control plane requests", "the rest", quantity, "dynamodb_control", "measured"))
+    if free["unpriced"]:
+        quantity = free["unpriced"] * per
+        lines.append(Line("not priced: other DynamoDB requests", "the rest", quantity, "unpriced", "measured"))
     return lines
 
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -116,6 +118,7 @@ class Meter:
         self.left_out: Counter[str] = Counter()
         self.errors: list[str] = []
         self.log_bytes: dict[str, int] = defaultdict(int)
+        self.own_time_s: dict[str, float] = defaultdict(float)  # the meter's own time in each function's requests
         self._lock = threading.Lock()
 
     # -- the window
@@ -125,6 +128,7 @@ class Meter:
         self.calls, self.invocations, self.errors = [], [], []
         self.left_out.clear()
         self.log_bytes.clear()
+        self.own_time_s.clear()
         _active = self
 
     def stop(self) -> None:
@@ -164,16 +168,18 @@ class Meter:
         handler = logger.registered_handler
         sink = _Sink(self)
         local_stack = _NotLocalStack()
+        underlying = logging.getLogger(logger.name)  # Powertools' own logging.Logger
         old_level, old_disabled = logger.log_level, os.environ.get("POWERTOOLS_METRICS_DISABLED")
-        old_stream = handler.setStream(sink)
+        old_stream, old_propagate = handler.setStream(sink), underlying.propagate
         handler.addFilter(local_stack)
+        underlying.propagate = False  # nor kept by pytest's log capture: thousands of lines a minute
         logger.setLevel(level)
         os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"
         from chalicelib.observability import metrics
 
         metrics.clear_metrics()
         try:
-            with contextlib.redirect_stdout(_Tee(sink, old_stream)):
+            with contextlib.redirect_stdout(_Tee(sink, sys.stdout)):
                 yield
         finally:
             metrics.clear_metrics()
@@ -183,6 +189,7 @@ class Meter:
                 os.environ["POWERTOOLS_METRICS_DISABLED"] = old_disabled
             handler.removeFilter(local_stack)
             handler.setStream(old_stream)
+            underlying.propagate = old_propagate
             logger.setLevel(old_level)
 
     # -- requests
@@ -191,7 +198,8 @@ class Meter:
         state["function"] = who()
         state["request_bytes"] = _body_size(request.get("body")) + _headers_size(request.get("headers") or {})
         if service == "dynamodb" and operation in WRITES:
-            state["writes"] = [(*planned, self._item(planned[0], planned[1])) for planned in self._planned(state)]
+            planned = self._planned(operation, state.get("params") or {})
+            state["writes"] = [(*p, self._item(p[0], p[1])) for p in planned]
 
     def after(self, service: str, operation: str, response: Any, parsed: dict[str, Any], state: dict[str, Any]) -> None:
         function = state.get("function")
@@ -251,33 +259,42 @@ class Meter:
             names |= {str(body["TableName"]) for body in entry.values()}
         return "+".join(sorted(n.removeprefix(self.prefix) for n in names))
 
-    def _planned(self, state: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], bool]]:
-        """(physical table, key, transactional) of each item a write request touches."""
-        params = state.get("params") or {}
+    def _planned(self, operation: str, params: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], bool, str, Any]]:
+        """(physical table, key, transactional, kind, the item sent by a put) of each item a write request touches."""
         if "TableName" in params:  # PutItem, UpdateItem, DeleteItem
             table = str(params["TableName"])
             key = params.get("Key") or self._schema(table).key_of(params["Item"])
-            yield table, key, False
+            yield table, key, False, operation.removesuffix("Item"), params.get("Item")
         for table, requests in (params.get("RequestItems") or {}).items():  # BatchWriteItem
             for request in requests:
-                yield table, _request_key(self._schema(table), request), False
+                put = (request.get("PutRequest") or {}).get("Item")
+                yield table, _request_key(self._schema(table), request), False, "Put" if put else "Delete", put
         for entry in params.get("TransactItems") or []:
-            body = next(iter(entry.values()))
+            kind, body = next(iter(entry.items()))
             table = str(body["TableName"])
-            yield table, body.get("Key") or self._schema(table).key_of(body["Item"]), True
+            yield table, body.get("Key") or self._schema(table).key_of(body["Item"]), True, kind, body.get("Item")
 
     def _writes(self, planned: list[tuple[Any, ...]], parsed: dict[str, Any], ok: bool) -> tuple[Write, ...]:
+        """What each write changed.  A put stores the item it sent and a delete nothing; an update is read back
+        from the table; a failed condition (or a condition check) pays for the item as it was."""
         unprocessed = {
             (table, _frozen(_request_key(self._schema(table), request)))
             for table, requests in (parsed.get("UnprocessedItems") or {}).items()
             for request in requests
         }
         writes = []
-        for table, key, transactional, old in planned:
+        for table, key, transactional, kind, sent, old in planned:
             if (table, _frozen(key)) in unprocessed:
                 continue  # not written, not billed: the caller sends it again
             schema = self._schema(table)
-            new = self._item(table, key) if ok else old  # a failed condition pays for the item it read
+            if not ok or kind == "ConditionCheck":
+                new = old
+            elif kind == "Put":
+                new = sent
+            elif kind == "Delete":
+                new = None
+            else:
+                new = self._item(table, key)
             ttl_s = None
             if new and schema.ttl and "N" in new.get(schema.ttl, {}):
                 ttl_s = float(new[schema.ttl]["N"]) - time.time()
@@ -287,18 +304,24 @@ class Meter:
         return tuple(writes)
 
     def _reads(self, operation: str, params: dict[str, Any], parsed: dict[str, Any]) -> tuple[Read, ...]:
+        """What each read consumed: whole items (or index entries), whatever a projection returned of them."""
         if operation == "GetItem":
             table = str(params["TableName"])
-            size = item_size(self._item(table, params["Key"]))
-            return (Read(self._schema(table).name, None, size, bool(params.get("ConsistentRead"))),)
+            found = parsed.get("Item") if not _projected(params) else self._item(table, params["Key"])
+            return (Read(self._schema(table).name, None, item_size(found), bool(params.get("ConsistentRead"))),)
         if operation == "BatchGetItem":
             reads = []
             for table, request in (params.get("RequestItems") or {}).items():
+                schema = self._schema(table)
                 left = {_frozen(k) for k in (parsed.get("UnprocessedKeys") or {}).get(table, {}).get("Keys", [])}
-                name, consistent = self._schema(table).name, bool(request.get("ConsistentRead"))
+                projected, consistent = _projected(request), bool(request.get("ConsistentRead"))
+                items = [] if projected else (parsed.get("Responses") or {}).get(table, [])
+                returned = {_frozen(schema.key_of(i)): i for i in items}
                 for key in request["Keys"]:
-                    if _frozen(key) not in left:
-                        reads.append(Read(name, None, item_size(self._item(table, key)), consistent))
+                    if _frozen(key) in left:
+                        continue  # not read, not billed: the caller asks again
+                    found = self._item(table, key) if projected else returned.get(_frozen(key))
+                    reads.append(Read(schema.name, None, item_size(found), consistent))
             return tuple(reads)
         if operation in ("Query", "Scan"):
             return (self._page(params, parsed),)
@@ -319,8 +342,12 @@ class Meter:
         table = str(params["TableName"])
         schema = self._schema(table)
         index = next((i for i in schema.indexes if i.name == params.get("IndexName")), None)
+        projected = _projected(params)
         size = 0
         for returned in parsed.get("Items") or []:
+            if not projected:  # the whole item, or the whole index entry
+                size += item_size(returned)
+                continue
             # A projection that leaves out the table's keys cannot be looked up: what it returned is all we know.
             has_keys = all(k in returned for k in schema.keys)
             full = (self._item(table, schema.key_of(returned)) if has_keys else None) or returned
@@ -410,9 +437,11 @@ def _on_before(model: Any, params: dict[str, Any], context: dict[str, Any], **_:
     meter, state = _active, context.get(STATE)
     if meter is None or state is None:
         return
+    started = time.perf_counter()
     try:
         state["streaming"] = bool(model.has_streaming_output)
         meter.before(model.service_model.service_id.hyphenize(), model.name, params, state)
+        state["own_s"] = time.perf_counter() - started
     except Exception as exc:
         meter.failed(f"{model.name} before: {type(exc).__name__}: {exc}")
         context.pop(STATE, None)
@@ -422,8 +451,11 @@ def _on_after(http_response: Any, parsed: dict[str, Any], model: Any, context: d
     meter, state = _active, context.pop(STATE, None)
     if meter is None or state is None or "function" not in state:
         return
+    started = time.perf_counter()
     try:
         meter.after(model.service_model.service_id.hyphenize(), model.name, http_response, parsed, state)
+        with meter._lock:
+            meter.own_time_s[str(state["function"])] += state.get("own_s", 0.0) + time.perf_counter() - started
     except Exception as exc:
         meter.failed(f"{model.name} after: {type(exc).__name__}: {exc}")
 
@@ -436,6 +468,14 @@ HOOKS = [
 
 
 # ---------------------------------------------------------------------------------------------- sizes
+
+
+def _projected(params: dict[str, Any]) -> bool:
+    """Whether a read asks for some attributes only (it is still billed for whole items)."""
+    return bool(params.get("ProjectionExpression") or params.get("AttributesToGet")) or params.get("Select") in (
+        "SPECIFIC_ATTRIBUTES",
+        "COUNT",
+    )
 
 
 def _request_key(schema: TableSchema, request: dict[str, Any]) -> dict[str, Any]:

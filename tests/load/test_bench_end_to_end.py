@@ -81,9 +81,10 @@ def target() -> Iterator[Target]:
 
 @pytest.fixture
 def quiet() -> Iterator[None]:
-    """The loop logs a line per handler run and the worker one per batch: the meter takes the functions' lines
-    (counted, not shown) while it runs; the level is put back after."""
+    """The API logs a line per request while the bench seeds, the loop one per handler run: none is shown (the meter
+    counts the functions' lines at the deployed level while it runs); the level is put back after."""
     level = logger.log_level
+    logger.setLevel("WARNING")
     yield
     logger.setLevel(level)
 
@@ -362,6 +363,9 @@ def _invocation_notes(run: cost.Run, meter: Meter) -> str:
     checker = by_function.get(cost.CHECKER, [])
     if checker:
         out.append(f"  checks per checker invocation: {run.checks / len(checker):,.0f}")
+    if meter.own_time_s:
+        spent = ", ".join(f"{name} {s:.2f} s" for name, s in sorted(meter.own_time_s.items(), key=lambda i: -i[1])[:6])
+        out.append(f"the meter's own time, by function: {spent}")
     if meter.left_out:
         out.append("not billed: " + "; ".join(f"{n} {why}" for why, n in sorted(meter.left_out.items())))
     return "\n".join(out)

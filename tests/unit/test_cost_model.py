@@ -284,3 +284,15 @@ def test_the_table_shows_the_total_the_month_at_ten_thousand_monitors_and_egress
     assert "month at 10,000 monitors x 60 s x 3 regions" in text
     assert text.splitlines()[-1].startswith("internet egress")
     assert f"prices of {cost.PRICES_TAKEN}" in text
+
+
+def test_a_request_the_model_cannot_price_is_listed_not_hidden():
+    calls = [
+        Call("dynamodb", "ExecuteStatement", "incidents"),
+        Call("dynamodb", "DescribeTable", "poller:rollups"),
+        Call("sns", "Publish", "alert_deliveries"),
+    ]
+    priced = {line.item: line for line in cost.cost_lines(_run(calls=calls))}
+    assert priced["not priced: other DynamoDB requests"].quantity == 0.001
+    assert priced["not priced: sns Publish"].quantity == 0.001
+    assert priced["DynamoDB control plane requests"].usd_per_million == 0.0
