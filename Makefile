@@ -40,7 +40,7 @@ browser:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
 
-## make bench: the benchmarks; the end-to-end bench's machine-readable figures come last (out/bench-figures.txt)
+## make bench: the benchmarks; the cost bench's machine-readable figures come last (out/bench-figures.txt)
 BENCH_FIGURES ?= out/bench-figures.txt
 bench: $(STAMP)
 	@rm -f $(BENCH_FIGURES)
