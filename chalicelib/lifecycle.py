@@ -84,6 +84,7 @@ def delete_channel(team_id: str, channel_id: str) -> None:
 
 def create_window(team_id: str, user_id: str, fields: dict[str, Any], now: datetime) -> maintenance.Window:
     window = maintenance.create(team_id, user_id, fields, now)
+    _sync_maintenance(team_id, set(window.monitor_ids), now)
     _republish_quietly(team_id, set(window.monitor_ids))
     return window
 
@@ -91,13 +92,28 @@ def create_window(team_id: str, user_id: str, fields: dict[str, Any], now: datet
 def update_window(team_id: str, window_id: str, changes: dict[str, Any], now: datetime) -> maintenance.Window:
     """The pages of the monitors it named before and names now show the change."""
     before, after = maintenance.update(team_id, window_id, changes, now)
+    _sync_maintenance(team_id, set(before.monitor_ids) | set(after.monitor_ids), now)
     _republish_quietly(team_id, set(before.monitor_ids) | set(after.monitor_ids))
     return after
 
 
-def delete_window(team_id: str, window_id: str) -> None:
+def delete_window(team_id: str, window_id: str, now: datetime) -> None:
     window = maintenance.delete(team_id, window_id)
+    _sync_maintenance(team_id, set(window.monitor_ids), now)
     _republish_quietly(team_id, set(window.monitor_ids))
+
+
+def _sync_maintenance(team_id: str, monitor_ids: set[str], now: datetime) -> None:
+    """Each monitor the change touched carries the spans of all its windows not ended, read after the change.
+
+    Two changes racing for one monitor can leave it one change behind until the next: then only the status label
+    ``maintenance`` waits for a result the worker marks anyway (a failure), since the incident handler reads the
+    windows themselves before it opens anything."""
+    spans: dict[str, list[tuple[datetime, datetime]]] = {m: [] for m in monitor_ids}
+    for window in maintenance.not_ended(team_id, now):
+        for monitor_id in set(window.monitor_ids) & monitor_ids:
+            spans[monitor_id].append((window.starts_at, window.ends_at))
+    monitors.set_maintenance(team_id, spans)
 
 
 def _republish_quietly(team_id: str, monitor_ids: set[str]) -> None:

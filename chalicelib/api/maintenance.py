@@ -154,5 +154,5 @@ def patch_window(call: Call, window_id: str) -> WindowOut:
     status=204,
 )
 def delete_window(call: Call, window_id: str) -> Reply:
-    lifecycle.delete_window(call.user.team_id, window_id)
+    lifecycle.delete_window(call.user.team_id, window_id, utcnow())
     return Reply(status=204)

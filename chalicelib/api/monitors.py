@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -244,7 +245,16 @@ class UptimeOut(Out):
     days: list[DayOut]
 
 
-def monitor_out(monitor: monitors.Monitor) -> MonitorOut:
+def _last_checked(monitor: monitors.Monitor, latest: dict[str, datetime]) -> datetime | None:
+    """The later of what the incident handler last wrote and the monitor's newest stored result."""
+    times = [t for t in (monitor.last_checked_at, latest.get(monitor.id)) if t is not None]
+    return max(times) if times else None
+
+
+def monitor_out(monitor: monitors.Monitor, latest: dict[str, datetime] | None = None) -> MonitorOut:
+    """``latest``: each monitor's newest check (``results.latest_checks``), read for it when not given."""
+    if latest is None:
+        latest = monitor_results.latest_checks([monitor.id])
     c = monitor.config
     return MonitorOut(
         id=monitor.id,
@@ -274,7 +284,7 @@ def monitor_out(monitor: monitors.Monitor) -> MonitorOut:
             AdvisoryOut(region=a["region"], since=_isoz_text(a.get("since")), cause=a.get("cause"))
             for a in monitor.advisories
         ],
-        last_checked_at=isoz(monitor.last_checked_at),
+        last_checked_at=isoz(_last_checked(monitor, latest)),
         created_at=isoz(monitor.created_at) or "",
         updated_at=isoz(monitor.updated_at) or "",
     )
@@ -341,7 +351,8 @@ def list_monitors(call: Call) -> MonitorList:
     found, next_cursor = monitors.list_monitors(
         call.user.team_id, status=q.status, tag=q.tag, limit=q.limit, after=q.cursor
     )
-    return MonitorList(data=[monitor_out(m) for m in found], next_cursor=next_cursor)
+    latest = monitor_results.latest_checks([m.id for m in found])
+    return MonitorList(data=[monitor_out(m, latest) for m in found], next_cursor=next_cursor)
 
 
 @router.route(

@@ -27,7 +27,7 @@ def plan_records(records: list[dict[str, Any]]) -> dict[str, Any]:
     idempotent, so at the first failure Lambda is told to resume from that record."""
     for record in records:
         change = record.get("dynamodb") or {}
-        if not wanted("alerts", record.get("eventName")) or "NewImage" not in change:
+        if not wanted("alerts", record) or "NewImage" not in change:
             continue
         try:
             event = from_stream_image(change["NewImage"])

@@ -50,7 +50,7 @@ def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
     by_monitor: dict[tuple[str, str], list[Result]] = defaultdict(list)
     first_sequence: dict[tuple[str, str], tuple[int, str]] = {}
     for index, record in enumerate(records):
-        if not wanted("incidents", record.get("eventName")):
+        if not wanted("incidents", record):
             continue
         change = record.get("dynamodb") or {}
         try:

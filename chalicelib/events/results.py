@@ -22,7 +22,7 @@ blueprint = Blueprint(__name__)
 
 def count_result(record: DynamoDBRecord) -> None:
     """Only a new result counts: a redelivered job overwrites its own item (MODIFY) and TTL expiry is a REMOVE."""
-    if record.dynamodb is None or not wanted("rollups", record.event_name.name if record.event_name else None):
+    if record.dynamodb is None or not wanted("rollups", record.raw_event):
         return
     stored = results.from_stream_image(record.dynamodb.raw_event["NewImage"])
     results.record(

@@ -28,7 +28,7 @@ def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
     touched: dict[str, set[str]] = {}
     for record in records:
         image = (record.get("dynamodb") or {}).get("NewImage") or {}
-        if not wanted("status_pages", record.get("eventName")) or image.get("type", {}).get("S") not in PUBLIC_EVENTS:
+        if not wanted("status_pages", record) or image.get("type", {}).get("S") not in PUBLIC_EVENTS:
             continue
         team_id, monitor_id = image["team_id"]["S"], image["monitor_id"]["S"]
         touched.setdefault(team_id, set()).add(monitor_id)

@@ -10,6 +10,9 @@ folds one check result into the state:
    and up again after ``recovery_threshold`` consecutive successes.
 3. The monitor is down when at least ``confirmation_regions`` regions are down.  A down region
    below that quorum is an advisory (visible, named), not an outage.
+   A failure that follows its region's last failure by more than one and a half intervals starts a new run of
+   failures (when the policy knows the interval): the results between were up ones that the worker did not
+   mark (``checks.marking``), or checks that never ran.
 4. An incident opens when the quorum is reached and none is open, and resolves when it is
    lost — never twice for one outage.  During maintenance the status is ``maintenance`` and no
    incident opens; if the monitor is still down when the window ends, the next result opens it.
@@ -33,6 +36,7 @@ class Policy:
     failure_threshold: int = 2
     recovery_threshold: int = 1
     confirmation_regions: int = 2
+    interval_seconds: int | None = None  # the check interval: a longer gap between failures breaks their run
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,14 @@ def _step_region(region: RegionState, obs: Observation, policy: Policy) -> Regio
             last_checked_at=obs.checked_at,
         )
     failures = region.failures + 1
+    if (
+        not region.down
+        and region.failures
+        and policy.interval_seconds
+        and region.last_checked_at is not None
+        and (obs.checked_at - region.last_checked_at).total_seconds() > 1.5 * policy.interval_seconds
+    ):
+        failures = 1  # the up results between were not seen: a new run of failures
     down = region.down or failures >= policy.failure_threshold
     return replace(
         region,
@@ -110,6 +122,33 @@ def _step_region(region: RegionState, obs: Observation, policy: Policy) -> Regio
         cause=obs.cause if down else region.cause,
         last_checked_at=obs.checked_at,
     )
+
+
+def steady_regions(state: MonitorState, policy: Policy) -> list[str]:
+    """The regions checked, up and with no failure counted: there, an up result changes nothing material."""
+    return [r for r in policy.regions if (s := state.region(r)).checked and not s.down and s.failures == 0]
+
+
+def material(state: MonitorState) -> tuple[Any, ...]:
+    """What of the state matters beyond the moment of the last check: what decides the next transitions and what
+    is shown.  A result that leaves this unchanged (an up check in a steady region, another failure of a region
+    already down) need not be written: only each region's last check time and an up region's count of
+    successes have moved."""
+    regions = tuple(
+        sorted(
+            (
+                name,
+                r.down,
+                0 if r.down else r.failures,
+                r.successes if r.down else 0,
+                r.checked,
+                r.down_since,
+                r.cause,
+            )
+            for name, r in state.regions.items()
+        )
+    )
+    return (regions, state.incident_open, state.degraded, state.status, state.last_resolved_at)
 
 
 def down_regions(state: MonitorState, policy: Policy) -> list[str]:

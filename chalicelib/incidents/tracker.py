@@ -6,13 +6,19 @@ writes, in **one transaction**:
 
 - the state item, conditional on its version (a concurrent handler or a retry that applied the same results
   first makes this one start over from the new state, where those results are no longer newer: no-ops);
-- the monitor's ``status``, ``region_status``, ``last_checked_at`` and ``advisories``;
+- the monitor's ``status``, ``region_status``, ``last_checked_at``, ``advisories`` and ``steady_regions`` (what the
+  worker marks results by, ``checks.marking``);
 - the incident (created under an id derived from the monitor and the time the quorum was reached, so even a
   replay that slipped past the state could only rewrite the same incident), and its timeline entries;
 - monitor events (degraded, certificate expiring).
 
 A result older than the last applied for its region changes nothing, so duplicated, replayed and out-of-order
 stream records are harmless; a result checked before the last resolution never opens an incident.
+
+Nothing is written for a result that changes nothing material (``incidents.state.material``: another failure of a
+region already down, an up check while the status is degraded…): only its check time would move, and the monitor's
+``last_checked_at`` is read from the results themselves (``monitors.results.latest_checks``).  The worker leaves
+out the results that could not change anything at all (``checks.marking``), so most never come here.
 """
 
 from __future__ import annotations
@@ -29,7 +35,17 @@ from chalicelib.ids import derived_id
 from chalicelib.incidents import events
 from chalicelib.incidents.maintenance import Window, open_windows
 from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel, status_key
-from chalicelib.incidents.state import Event, Observation, Policy, apply, down_regions, dump, load
+from chalicelib.incidents.state import (
+    Event,
+    Observation,
+    Policy,
+    apply,
+    down_regions,
+    dump,
+    load,
+    material,
+    steady_regions,
+)
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.observability import logger, metrics
 from chalicelib.storage.base import condition_failed, lost_race, retry_lost_races, transaction
@@ -137,6 +153,7 @@ class _Run:
             failure_threshold=int(monitor.failure_threshold),
             recovery_threshold=int(monitor.recovery_threshold),
             confirmation_regions=int(monitor.confirmation_regions),
+            interval_seconds=int(monitor.interval_seconds),
         )
         self.state = load(item.state)
         self.incident = incident  # the outage's, until it is over
@@ -152,9 +169,11 @@ class _Run:
         state, changes = apply(self.state, obs, self.policy, in_maintenance=in_maintenance)
         if state == self.state:
             return
-        self.state = state
-        self.dirty = True
+        moved = bool(changes) or material(state) != material(self.state)
+        self.state = state  # the check time moves on in memory: a later result of the batch is compared with it
         self.applied.results += 1
+        if moved:
+            self.dirty = True
         for change in changes:
             self._on(change, obs)
         if not in_maintenance:  # no alert during a window: a certificate still expiring after it is told then
@@ -271,6 +290,7 @@ class _Run:
         alerts[cert] = sorted(done | set(crossed), reverse=True)
         # Remember the latest certificates only: a renewed certificate is a new key.
         self.item.ssl_alerts = dict(sorted(alerts.items())[-3:])
+        self.dirty = True
         m = self.monitor
         whole_days = max(0, int(left))
         self.pending.items.append(
@@ -303,6 +323,7 @@ class _Run:
             MonitorModel.region_status.set({r: state.region(r).label for r in self.policy.regions}),
             MonitorModel.last_checked_at.set(max(checked)) if checked else MonitorModel.last_checked_at.remove(),
             MonitorModel.advisories.set(advisories),
+            MonitorModel.steady_regions.set(steady_regions(state, self.policy)),  # type: ignore[arg-type]
             MonitorModel.state_version.set(version),
         ]
         # The monitor is written without the user's version condition (an edit stays valid; it reloads if this
@@ -558,6 +579,7 @@ def _end_once(monitor: Monitor, now: datetime, left: dict[str, Any]) -> None:
                     MonitorModel.status.set("pending"),
                     MonitorModel.region_status.set({}),
                     MonitorModel.advisories.set([]),
+                    MonitorModel.steady_regions.set([]),
                     MonitorModel.state_version.remove(),
                 ],
                 condition=MonitorModel.monitor_id.exists(),

@@ -72,6 +72,11 @@ class MonitorModel(BaseModel):
     # Regions down below the confirmation quorum: [{region, since, cause}] (written by the incident handler).
     advisories = JSONAttribute(default=list)
     state_version = NumberAttribute(null=True)  # the incident state these status fields show (newer wins)
+    # For the worker's marking (``checks.marking``): the regions the incident handler last saw checked, up and
+    # with no failure counted (written by it), and the [start, end) of each maintenance window not ended
+    # (written with the windows, ``lifecycle``).
+    steady_regions = ListAttribute(of=UnicodeAttribute, default=list)
+    maintenance = JSONAttribute(default=list)
     last_checked_at = UTCDateTimeAttribute(null=True)
     schedule_key = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
@@ -108,6 +113,8 @@ class ResultModel(BaseModel):
     error_detail = UnicodeAttribute(null=True)
     ssl_expires_at = UTCDateTimeAttribute(null=True)
     assertion_failures = ListAttribute(of=UnicodeAttribute, default=list)
+    # The incident handler's mapping passes only marked results (``checks.marking``); absent when not marked.
+    marked = BooleanAttribute(null=True)
     expires_at = TTLAttribute()
 
 

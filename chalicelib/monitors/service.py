@@ -299,6 +299,26 @@ def unlink_channel(team_id: str, channel_id: str) -> None:
                 raise
 
 
+def set_maintenance(team_id: str, spans: dict[str, list[tuple[datetime, datetime]]]) -> None:
+    """Write on each monitor the [start, end) of its maintenance windows not ended: the worker reads them to mark
+    the results the incident handler must see (``checks.marking``).  A monitor deleted meanwhile stays deleted."""
+    if not spans:
+        return
+    for monitor in MonitorModel.batch_get([(team_id, m) for m in spans]):
+        value = [[start.isoformat(), end.isoformat()] for start, end in sorted(spans[monitor.monitor_id])]
+        if value == list(monitor.maintenance or []):
+            continue
+        try:
+            monitor.update(
+                actions=[MonitorModel.maintenance.set(value)],
+                condition=MonitorModel.monitor_id.exists(),
+                add_version_condition=False,
+            )
+        except Exception as exc:
+            if not condition_failed(exc):
+                raise
+
+
 def team_monitor_ids(team_id: str) -> list[str]:
     return [m.monitor_id for m in MonitorModel.query(team_id, attributes_to_get=["team_id", "monitor_id"])]
 

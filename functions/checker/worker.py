@@ -19,7 +19,8 @@ For each message of the batch, in its own thread, so no message waits for anothe
    late job starts at once.
 4. Write the results as they arrive, in ``BatchWriteItem`` batches of 25, retrying unprocessed items
    with backoff.  A result's key is (monitor, planned start, region): a duplicated message
-   overwrites its own results and never adds any.
+   overwrites its own results and never adds any.  A result the incident handler must see is marked
+   (:mod:`chalicelib.checks.marking`), from what the look-up of step 2 read of the monitor.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 
 from chalicelib.checks.http import run_check
 from chalicelib.checks.jobs import Job, decode_message
+from chalicelib.checks.marking import UNKNOWN, Watch, matters
 from chalicelib.checks.model import CheckResult
 from chalicelib.monitors.models import MonitorModel, ResultModel
 from chalicelib.observability import logger
@@ -47,7 +49,17 @@ FLUSH_AFTER_S = 1.0  # a result waits at most about this long for 24 others befo
 WRITE_BATCH = 25  # BatchWriteItem's limit
 WRITE_ATTEMPTS = 6
 WRITE_BACKOFF_S = 0.05  # doubled per attempt, with full jitter: 50 ms … 1.6 s
-MONITOR_FIELDS = ["team_id", "monitor_id", "paused", "regions"]
+# What the look-up reads: to drop paused or deleted monitors' jobs, and to mark results (``checks.marking``).
+MONITOR_FIELDS = [
+    "team_id",
+    "monitor_id",
+    "paused",
+    "regions",
+    "status",
+    "steady_regions",
+    "maintenance",
+    "ssl_expiry_alert_days",
+]
 LAMBDA_TIMEOUT_S = (
     120  # the worker's Lambda timeout (infra/checker.json and the local stack use this): a minute of starts + checks
 )
@@ -130,8 +142,9 @@ class Worker:
         jobs, poisoned = _parse(body)
         tally.jobs = len(jobs) + len(poisoned)
         jobs.sort(key=lambda j: j.slot)
+        watches: dict[tuple[str, str], Watch] = {}
         with ThreadPoolExecutor(1, thread_name_prefix="vigil-lookup") as lookups:
-            self._run(self._runnable(jobs, receive_count, tally, claim, lookups), checks, tally)
+            self._run(self._runnable(jobs, receive_count, tally, claim, lookups, watches), checks, tally, watches)
         if poisoned:
             raise PoisonedJobs(f"{len(poisoned)} of {tally.jobs} jobs cannot be parsed; first: {poisoned[0]}")
 
@@ -142,6 +155,7 @@ class Worker:
         tally: Tally,
         claim: Callable[[str], bool],
         lookups: ThreadPoolExecutor,
+        watches: dict[tuple[str, str], Watch],
     ) -> Iterator[Job]:
         """The jobs to run, in start order, looked up ``LOOKUP_CHUNK`` at a time, the next chunk while this one runs.
 
@@ -149,15 +163,22 @@ class Worker:
         would hold the minute's first checks behind every BatchGet of the message.
         """
         chunks = [jobs[i : i + LOOKUP_CHUNK] for i in range(0, len(jobs), LOOKUP_CHUNK)]
-        ahead = lookups.submit(self._keep, chunks[0], receive_count, tally, claim) if chunks else None
+        ahead = lookups.submit(self._keep, chunks[0], receive_count, tally, claim, watches) if chunks else None
         for index in range(len(chunks)):
             current = ahead.result() if ahead else []
             if index + 1 < len(chunks):
-                ahead = lookups.submit(self._keep, chunks[index + 1], receive_count, tally, claim)
+                ahead = lookups.submit(self._keep, chunks[index + 1], receive_count, tally, claim, watches)
             yield from current
 
-    def _keep(self, jobs: list[Job], receive_count: int, tally: Tally, claim: Callable[[str], bool]) -> list[Job]:
-        live = self._live(jobs)
+    def _keep(
+        self,
+        jobs: list[Job],
+        receive_count: int,
+        tally: Tally,
+        claim: Callable[[str], bool],
+        watches: dict[tuple[str, str], Watch],
+    ) -> list[Job]:
+        live = self._live(jobs, watches)
         done = 0
         if receive_count > 1:
             live, done = self._not_done(live)
@@ -166,8 +187,9 @@ class Worker:
         tally.already_done += done + len(live) - len(mine)
         return mine
 
-    def _live(self, jobs: list[Job]) -> list[Job]:
-        """The jobs whose monitor still exists, is not paused and still has this region."""
+    def _live(self, jobs: list[Job], watches: dict[tuple[str, str], Watch]) -> list[Job]:
+        """The jobs whose monitor still exists, is not paused and still has this region; ``watches`` gets what
+        marks their results."""
         mine = [j for j in jobs if j.region == self.region]
         if len(mine) < len(jobs):
             # A queue feeding the wrong region's worker: a result labelled with this region would lie.
@@ -175,11 +197,11 @@ class Worker:
         if not mine:
             return []
         keys = {(j.team_id, j.monitor_id) for j in mine}
-        active = {
-            (m.team_id, m.monitor_id)
-            for m in MonitorModel.batch_get(keys, attributes_to_get=MONITOR_FIELDS)
-            if not m.paused and self.region in (m.regions or [])
-        }
+        active = set()
+        for m in MonitorModel.batch_get(keys, attributes_to_get=MONITOR_FIELDS):
+            if not m.paused and self.region in (m.regions or []):
+                active.add((m.team_id, m.monitor_id))
+                watches[(m.team_id, m.monitor_id)] = watch_of(m)
         return [j for j in mine if (j.team_id, j.monitor_id) in active]
 
     def _not_done(self, jobs: list[Job]) -> tuple[list[Job], int]:
@@ -199,9 +221,11 @@ class Worker:
         until_slot = (job.slot - datetime.now(UTC)).total_seconds()
         return min(until_slot, self._latest_start(job) - time.monotonic())
 
-    def _run(self, jobs: Iterable[Job], checks: ThreadPoolExecutor, tally: Tally) -> None:
+    def _run(
+        self, jobs: Iterable[Job], checks: ThreadPoolExecutor, tally: Tally, watches: dict[tuple[str, str], Watch]
+    ) -> None:
         """Start ``jobs`` (in start order) each at its planned start, and write their results as they finish."""
-        writer = _Writer(self, tally)
+        writer = _Writer(self, tally, watches)
         running: set[Future[tuple[Job, CheckResult]]] = set()
         try:
             for job in jobs:
@@ -223,7 +247,7 @@ class Worker:
     def _check(self, job: Job) -> tuple[Job, CheckResult]:
         return job, run_check(job.spec, region=self.region, allow_private=self.allow_private)
 
-    def result_item(self, job: Job, result: CheckResult) -> ResultModel:
+    def result_item(self, job: Job, result: CheckResult, watch: Watch = UNKNOWN) -> ResultModel:
         return ResultModel(
             job.monitor_id,
             result_slot(job, self.region),
@@ -239,8 +263,27 @@ class Worker:
             error_detail=result.error_detail,
             ssl_expires_at=result.ssl_expires_at,
             assertion_failures=list(result.assertion_failures),
+            marked=True if matters(result, watch) else None,
             expires_at=result.checked_at + self.retention,
         )
+
+
+def watch_of(monitor: MonitorModel) -> Watch:
+    """What the look-up read of a monitor, as the marking rules need it (a span it cannot read is left out)."""
+    spans = []
+    for span in monitor.maintenance or ():
+        try:
+            start, end = (datetime.fromisoformat(str(v)) for v in span)
+        except (TypeError, ValueError):
+            continue
+        spans.append((start, end))
+    return Watch(
+        status=str(monitor.status or "pending"),
+        steady_regions=frozenset(str(r) for r in monitor.steady_regions or ()),
+        maintenance=tuple(spans),
+        ssl_expiry_alert_days=int(monitor.ssl_expiry_alert_days or 0),
+        known=True,
+    )
 
 
 def _parse(body: str) -> tuple[list[Job], list[str]]:
@@ -266,6 +309,7 @@ class _Writer:
 
     worker: Worker
     tally: Tally
+    watches: dict[tuple[str, str], Watch]
     pending: list[ResultModel] = field(default_factory=list)
     oldest: float = 0.0
     errors: list[str] = field(default_factory=list)
@@ -284,7 +328,8 @@ class _Writer:
             self.tally.max_late_s = max(self.tally.max_late_s, late)
             if not self.pending:
                 self.oldest = time.monotonic()
-            self.pending.append(self.worker.result_item(job, result))
+            watch = self.watches.get((job.team_id, job.monitor_id), UNKNOWN)
+            self.pending.append(self.worker.result_item(job, result, watch))
         while len(self.pending) >= WRITE_BATCH:
             self._write(self.pending[:WRITE_BATCH])
             del self.pending[:WRITE_BATCH]

@@ -28,7 +28,9 @@ def start() -> datetime:
 
 
 def result(monitor: dict, at: datetime, region: str, ok: bool = True, **fields: Any) -> ResultModel:
-    defaults: dict[str, Any] = {"status_code": 200 if ok else 503, "response_time_ms": 120.0}
+    # Marked, as the worker marks every result that can change something (``checks.marking``): these tests
+    # are about what the handler does with them.
+    defaults: dict[str, Any] = {"status_code": 200 if ok else 503, "response_time_ms": 120.0, "marked": True}
     if not ok:
         defaults["error"] = "status_mismatch"
     return ResultModel(
@@ -131,6 +133,54 @@ def test_through_the_stream_an_outage_everywhere_opens_one_incident_and_recovery
 
 
 # --------------------------------------------------------------------- the handler, record by record
+
+
+def test_results_the_worker_left_unmarked_never_reach_the_handler(api, alice, loop):
+    """Only marked results pass the mapping's filter (``events.filters``): unmarked failures change nothing, and
+    the monitor still shows when it was last checked, from the results themselves."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    for m in range(3):
+        for item in minute(monitor, t0 + timedelta(minutes=m), ok=False, marked=None):
+            item.save()
+    assert loop.drain(15)
+    assert team_incidents(monitor) == []
+    with pytest.raises(MonitorStateModel.DoesNotExist):
+        MonitorStateModel.get(monitor["id"])
+    shown = api.get(f"/v1/monitors/{monitor['id']}").json
+    assert shown["status"] == "pending"
+    assert shown["last_checked_at"] == isoz(t0 + timedelta(minutes=2))
+    listed = api.get("/v1/monitors").json["data"]
+    assert [m["last_checked_at"] for m in listed] == [isoz(t0 + timedelta(minutes=2))]
+
+
+def test_a_result_that_changes_nothing_material_writes_nothing(api, alice, aws):
+    """Up checks of a steady monitor (had the worker marked them anyway) and repeated failures of a region already
+    down move only check times: neither the state nor the monitor is written.  A first failure is written, and
+    takes its region out of ``steady_regions`` so that the worker marks what follows."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    feed(minute(monitor, t0))
+    stored = MonitorModel.get(monitor["team_id"], monitor["id"])
+    assert (stored.status, sorted(stored.steady_regions)) == ("up", sorted(REGIONS))
+    before = everything(monitor)
+
+    feed(minute(monitor, t0 + timedelta(minutes=1)), minute(monitor, t0 + timedelta(minutes=2)))
+    assert everything(monitor) == before
+
+    feed([result(monitor, t0 + timedelta(minutes=3), "eu-west-1", ok=False)])
+    after = everything(monitor)
+    assert after["state"][0] == before["state"][0] + 1
+    stored = MonitorModel.get(monitor["team_id"], monitor["id"])
+    assert sorted(stored.steady_regions) == sorted(set(REGIONS) - {"eu-west-1"})
+    assert stored.last_checked_at == t0 + timedelta(minutes=3)
+
+    down = [result(monitor, t0 + timedelta(minutes=4), "eu-west-1", ok=False)]
+    feed(down)
+    advisory = everything(monitor)
+    assert advisory != after  # the region went down: an advisory
+    feed([result(monitor, t0 + timedelta(minutes=m), "eu-west-1", ok=False) for m in (5, 6)])
+    assert everything(monitor) == advisory
 
 
 def test_the_timeline_tells_the_outage(api, alice, aws):

@@ -143,3 +143,35 @@ def test_a_time_at_the_edge_of_the_calendar_is_422_not_a_crash(api, alice, when)
     r = api.get(f"/v1/monitors/{monitor['id']}/results?since={quote(when)}")
     assert r.status == 422, r.body
     assert r.json["errors"][0]["field"] == "since"
+
+
+def spans(monitor: dict) -> list[list[str]]:
+    from chalicelib.monitors.models import MonitorModel
+
+    return list(MonitorModel.get(monitor["team_id"], monitor["id"]).maintenance)
+
+
+def test_each_monitor_carries_its_windows_spans_for_the_worker(api, alice):
+    """The worker marks the results of checks inside a window from these (``checks.marking``)."""
+    from datetime import datetime
+
+    first, second = create_monitor(api, url=URL), create_monitor(api, url=URL)
+    body = window([first["id"], second["id"]])
+    created = api.post("/v1/maintenance-windows", body).json
+    span = [datetime.fromisoformat(body["starts_at"]).isoformat(), datetime.fromisoformat(body["ends_at"]).isoformat()]
+    assert spans(first) == [span]
+    assert spans(second) == [span]
+
+    later = window([first["id"]], start_in=timedelta(days=1))
+    api.post("/v1/maintenance-windows", later)
+    assert len(spans(first)) == 2
+    assert spans(second) == [span]
+
+    moved = api.patch(f"/v1/maintenance-windows/{created['id']}", {"monitor_ids": [first["id"]]})
+    assert moved.status == 200, moved.body
+    assert span in spans(first)
+    assert spans(second) == []  # no longer named: no longer marked
+
+    assert api.delete(f"/v1/maintenance-windows/{created['id']}").status == 204
+    assert span not in spans(first)
+    assert len(spans(first)) == 1

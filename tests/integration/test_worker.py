@@ -110,6 +110,46 @@ def test_it_stores_one_result_per_job_under_its_monitor_slot_and_region(api, ali
     assert (failed.ok, failed.status_code, failed.error) == (False, 503, "status_mismatch")
 
 
+def steady(monitor: dict[str, Any], regions: list[str], **fields: Any) -> None:
+    """What the incident handler writes once it has seen the monitor up in ``regions``."""
+    from chalicelib.monitors.models import MonitorModel
+
+    item = MonitorModel.get(monitor["team_id"], monitor["id"])
+    actions = [MonitorModel.status.set("up"), MonitorModel.steady_regions.set(regions)]
+    actions += [getattr(MonitorModel, name).set(value) for name, value in fields.items()]
+    item.update(actions=actions, add_version_condition=False)
+
+
+def test_it_marks_the_results_the_incident_handler_must_see(api, alice, target, make_handler):
+    """From what the look-up read of each monitor (``checks.marking``): an up check of a steady monitor is left
+    unmarked; a failure, a monitor not yet steady, a region not steady, a check inside a window are marked."""
+    target.expect_request("/up").respond_with_data("fine")
+    target.expect_request("/down").respond_with_data("broken", status=503)
+    now = datetime.now(UTC).replace(microsecond=0)
+    fine, failing, pending, unsteady, windowed = (
+        create(api, target.url_for(path)) for path in ("/up", "/down", "/up", "/up", "/up")
+    )
+    for monitor in (fine, failing):
+        steady(monitor, REGIONS)
+    steady(unsteady, ["eu-west-1"])
+    window = [(now - timedelta(minutes=5)).isoformat(), (now + timedelta(hours=1)).isoformat()]
+    steady(windowed, REGIONS, maintenance=[window])
+    slot = now - timedelta(seconds=1)
+    monitors = (fine, failing, pending, unsteady, windowed)
+
+    response = invoke(make_handler, [record([job(m, slot=slot) for m in monitors])])
+
+    assert response == {"batchItemFailures": []}
+    marked = {m["id"]: [r.marked for r in results(m["id"])] for m in monitors}
+    assert marked == {
+        fine["id"]: [None],  # absent: the attribute is written only on marked results
+        failing["id"]: [True],
+        pending["id"]: [True],
+        unsteady["id"]: [True],
+        windowed["id"]: [True],
+    }
+
+
 def test_a_duplicated_message_stores_each_result_once_and_a_redelivery_checks_nothing_again(
     api, alice, target, make_handler, settings
 ):

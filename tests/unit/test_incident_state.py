@@ -6,7 +6,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chalicelib.incidents.state import MonitorState, Observation, Policy, apply, down_regions, dump, load
+from chalicelib.incidents.state import (
+    MonitorState,
+    Observation,
+    Policy,
+    apply,
+    down_regions,
+    dump,
+    load,
+    material,
+    steady_regions,
+)
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 THREE = ("us", "eu", "ap")
@@ -157,3 +167,48 @@ def test_slowness_in_a_maintenance_window_is_not_degraded_and_is_told_after_it()
     state, kinds = run(policy, "us~ us~ us~", maintenance={0, 1})
     assert kinds == ["degraded"]  # only the slow result after the window
     assert state.status == "degraded"
+
+
+def test_a_failure_long_after_its_regions_last_one_starts_a_new_run() -> None:
+    """The up checks between were not marked (``checks.marking``): two failures 3 minutes apart at a 60 s interval
+    are not consecutive, so they never take the region down; a minute apart they do."""
+    policy = Policy(("us",), failure_threshold=2, confirmation_regions=1, interval_seconds=60)
+
+    def fail(state: MonitorState, minute: int) -> MonitorState:
+        return apply(state, Observation("us", T0 + timedelta(minutes=minute), ok=False, cause="timeout"), policy)[0]
+
+    apart = fail(fail(MonitorState(), 0), 3)
+    assert apart.region("us").failures == 1
+    assert not apart.region("us").down
+    assert fail(fail(MonitorState(), 0), 1).region("us").down
+    # Without the interval (a policy that does not know it) the run is not broken.
+    unknown = Policy(("us",), failure_threshold=2, confirmation_regions=1)
+    state = apply(MonitorState(), Observation("us", T0, ok=False), unknown)[0]
+    assert apply(state, Observation("us", T0 + timedelta(minutes=3), ok=False), unknown)[0].region("us").down
+    # A region already down stays down, however far apart its failures are.
+    down = fail(fail(MonitorState(), 0), 1)
+    assert fail(down, 10).region("us").down
+
+
+def test_what_is_material_ignores_the_check_time_and_an_up_regions_successes() -> None:
+    """An up check in a steady region, or another failure of a region already down, changes nothing that needs
+    writing; a first failure, a recovery step, a status change do."""
+    policy = Policy(("us", "eu"), failure_threshold=2, recovery_threshold=2, confirmation_regions=1)
+
+    def step(state: MonitorState, minute: int, region: str, ok: bool) -> MonitorState:
+        obs = Observation(region, T0 + timedelta(minutes=minute), ok=ok, cause="HTTP 503")
+        return apply(state, obs, policy)[0]
+
+    up = step(step(MonitorState(), 0, "us", True), 0, "eu", True)
+    assert steady_regions(up, policy) == ["us", "eu"]
+    assert material(step(up, 1, "us", True)) == material(up)
+    failing = step(up, 1, "us", False)
+    assert material(failing) != material(up)
+    assert steady_regions(failing, policy) == ["eu"]
+    down = step(failing, 2, "us", False)
+    assert material(down) != material(failing)
+    assert material(step(down, 3, "us", False)) == material(down)
+    recovering = step(down, 3, "us", True)
+    assert material(recovering) != material(down)  # one of the two successes a recovery needs
+    assert steady_regions(recovering, policy) == ["eu"]
+    assert steady_regions(step(recovering, 4, "us", True), policy) == ["us", "eu"]

@@ -668,19 +668,35 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
 
 
 def test_each_stream_mapping_invokes_its_function_only_for_the_records_its_handler_acts_on() -> None:
-    """A check result's TTL expiry (one REMOVE per check) must not invoke the rollups or incident handlers."""
-    from chalicelib.events.filters import STREAM_EVENTS, filter_criteria, wanted
+    """A check result's TTL expiry (one REMOVE per check) must not invoke the rollups or incident handlers, nor an
+    unmarked result the incident handler."""
+    from chalicelib.events.filters import STREAM_FILTERS, filter_criteria, wanted
 
-    assert {re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in build.STREAM_FUNCTIONS} == set(STREAM_EVENTS)
+    assert {re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in build.STREAM_FUNCTIONS} == set(STREAM_FILTERS)
     for name in build.STREAM_FUNCTIONS:
         handler = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
         (source,) = RESOURCES[name]["Properties"]["Events"].values()
         assert source["Properties"]["FilterCriteria"] == filter_criteria(handler)
         (rule,) = source["Properties"]["FilterCriteria"]["Filters"]
-        passed = set(json.loads(rule["Pattern"])["eventName"])
-        assert "REMOVE" not in passed
-        assert passed == {e for e in ("INSERT", "MODIFY", "REMOVE") if wanted(handler, e)}
-    assert STREAM_EVENTS["rollups"] == ("INSERT",)  # a rewrite (a redelivered job) must not count twice
+        pattern = json.loads(rule["Pattern"])
+        assert pattern == STREAM_FILTERS[handler]
+        assert "REMOVE" not in pattern["eventName"]
+    assert STREAM_FILTERS["rollups"] == {"eventName": ["INSERT"]}  # a rewrite (a redelivered job) must not count twice
+
+    def record(event: str, **image: dict) -> dict:
+        return {"eventName": event, "dynamodb": {"NewImage": image, "SequenceNumber": "1"}}
+
+    marked, unmarked = {"marked": {"BOOL": True}}, {"ok": {"BOOL": True}}
+    assert wanted("incidents", record("INSERT", **marked))
+    assert wanted("incidents", record("MODIFY", **marked))
+    assert not wanted("incidents", record("INSERT", **unmarked))
+    assert not wanted("incidents", record("INSERT", marked={"BOOL": False}))
+    assert not wanted("incidents", record("INSERT", marked={"N": "1"}))
+    assert not wanted("incidents", record("REMOVE", **marked))
+    assert not wanted("incidents", {"eventName": "INSERT"})
+    assert wanted("rollups", record("INSERT", **unmarked))
+    assert not wanted("rollups", record("MODIFY", **unmarked))
+    assert not wanted("rollups", record("REMOVE"))
 
 
 def test_every_table_is_backed_up_but_the_check_results() -> None:

@@ -1,0 +1,62 @@
+"""Which check results the incident handler must see: the worker marks them, the stream mapping passes only those.
+
+Almost every result is an up check of a monitor that is up everywhere: it cannot open, resolve or move anything
+the incident handler keeps, so sending it there would only cost an invocation and the reads to find that out
+(issue 13).  The worker marks a result when it *can* matter, from what the incident handler last wrote on the
+monitor — read in the worker's look-up just before the check runs:
+
+- the result is a failure, or slower than the monitor's ``degraded_after_ms``;
+- the monitor is not ``up`` (pending, down, degraded, in maintenance): every result may change that;
+- its region is not steady — not in ``steady_regions``, the regions the handler last saw checked, up and with no
+  failure counted (a first failure below the threshold, a recovery not yet confirmed);
+- the check started inside one of the monitor's maintenance windows (the status becomes ``maintenance``);
+- its certificate expires within the monitor's ``ssl_expiry_alert_days`` (an ``ssl.expiring`` may be due).
+
+The rest is marked too when the worker knows nothing of the monitor's state (a monitor the handler never wrote).
+
+What the look-up read can be a little behind the handler (its last result still in the stream): a first
+failure's region is then still listed as steady, and the next result — an up one — goes unmarked.  The handler
+therefore treats a failure that follows its region's last failure by more than one and a half intervals as a
+new run of failures (``incidents.state``), as if the unseen up result had been applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from chalicelib.checks.model import CheckResult
+
+UP = "up"
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What the incident handler last wrote on a monitor that decides whether a result can matter."""
+
+    status: str = "pending"
+    steady_regions: frozenset[str] = frozenset()
+    maintenance: tuple[tuple[datetime, datetime], ...] = ()  # [start, end) of each window not ended
+    ssl_expiry_alert_days: int = 0
+    known: bool = field(default=False)  # False: nothing read; every result is marked
+
+    def in_maintenance(self, at: datetime) -> bool:
+        return any(start <= at < end for start, end in self.maintenance)
+
+
+UNKNOWN = Watch()
+
+
+def matters(result: CheckResult, watch: Watch) -> bool:
+    """Whether the incident handler must see ``result`` (see the module's rules)."""
+    if not watch.known or not result.ok or result.degraded:
+        return True
+    if watch.status != UP or result.region not in watch.steady_regions:
+        return True
+    if watch.in_maintenance(result.checked_at):
+        return True
+    if watch.ssl_expiry_alert_days > 0 and result.ssl_expires_at is not None:
+        days_left = (result.ssl_expires_at - result.checked_at).total_seconds() / 86400
+        if days_left <= watch.ssl_expiry_alert_days:
+            return True
+    return False

@@ -1,0 +1,77 @@
+"""The worker's marking rules (``checks.marking``): which results the incident handler must see."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chalicelib.checks.marking import UNKNOWN, Watch, matters
+from chalicelib.checks.model import CheckResult, Timings
+
+AT = datetime(2026, 12, 6, 12, 0, 30, tzinfo=UTC)
+STEADY = Watch(status="up", steady_regions=frozenset({"us-east-1", "eu-west-1"}), ssl_expiry_alert_days=14, known=True)
+
+
+def check(ok: bool = True, region: str = "us-east-1", **fields) -> CheckResult:
+    values = {
+        "ok": ok,
+        "checked_at": AT,
+        "region": region,
+        "status_code": 200 if ok else 503,
+        "response_time_ms": 80.0,
+        "timings": Timings(),
+        "error": None if ok else "status_mismatch",
+        "error_detail": None,
+        "ssl_expires_at": AT + timedelta(days=60),
+        "assertion_failures": (),
+        "degraded": False,
+        "body_excerpt": None,
+        "final_url": None,
+    }
+    return CheckResult(**{**values, **fields})
+
+
+@pytest.mark.parametrize(
+    ("case", "result", "watch", "marked"),
+    [
+        ("an up check of a steady monitor", check(), STEADY, False),
+        ("a failure", check(ok=False), STEADY, True),
+        ("a slow check", check(degraded=True), STEADY, True),
+        ("a region not steady (a failure counted, or down)", check(region="ap-southeast-1"), STEADY, True),
+        ("a monitor pending", check(), replace(STEADY, status="pending"), True),
+        ("a monitor down", check(), replace(STEADY, status="down"), True),
+        ("a monitor degraded", check(), replace(STEADY, status="degraded"), True),
+        ("a monitor in maintenance (its window may have ended)", check(), replace(STEADY, status="maintenance"), True),
+        (
+            "a check inside a maintenance window",
+            check(),
+            replace(STEADY, maintenance=((AT - timedelta(minutes=1), AT + timedelta(hours=1)),)),
+            True,
+        ),
+        (
+            "a window that ended at the check's start",
+            check(),
+            replace(STEADY, maintenance=((AT - timedelta(hours=1), AT),)),
+            False,
+        ),
+        (
+            "a window still to come",
+            check(),
+            replace(STEADY, maintenance=((AT + timedelta(seconds=1), AT + timedelta(hours=1)),)),
+            False,
+        ),
+        ("a certificate expiring within the alert days", check(ssl_expires_at=AT + timedelta(days=13)), STEADY, True),
+        ("a certificate expiring later", check(ssl_expires_at=AT + timedelta(days=15)), STEADY, False),
+        (
+            "certificate alerts turned off",
+            check(ssl_expires_at=AT + timedelta(days=1)),
+            replace(STEADY, ssl_expiry_alert_days=0),
+            False,
+        ),
+        ("nothing known of the monitor", check(), UNKNOWN, True),
+    ],
+)
+def test_a_result_is_marked_when_it_can_change_something(case, result, watch, marked) -> None:
+    assert matters(result, watch) is marked, case
