@@ -15,7 +15,14 @@ from chalicelib.incidents.models import (
     MaintenanceWindowModel,
     MonitorStateModel,
 )
-from chalicelib.monitors.models import MonitorModel, ResultModel, RollupModel
+from chalicelib.monitors.models import (
+    MonitorModel,
+    PackModel,
+    PeriodModel,
+    ProgressModel,
+    ResultModel,
+    RollupModel,
+)
 from chalicelib.ratelimit.models import CounterModel
 from chalicelib.status_pages.models import SlugModel, StatusPageModel
 from chalicelib.storage.base import BaseModel
@@ -38,6 +45,9 @@ ALL_MODELS: tuple[type[BaseModel], ...] = tuple(
             MonitorModel,
             MonitorStateModel,
             OneTimeTokenModel,
+            PackModel,
+            PeriodModel,
+            ProgressModel,
             ResultModel,
             RollupModel,
             SessionModel,

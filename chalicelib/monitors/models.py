@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pynamodb.attributes import (
+    BinaryAttribute,
     BooleanAttribute,
     JSONAttribute,
     ListAttribute,
@@ -116,6 +117,60 @@ class ResultModel(BaseModel):
     # The incident handler's mapping passes only marked results (``checks.marking``); absent when not marked.
     marked = BooleanAttribute(null=True)
     expires_at = TTLAttribute()
+
+
+class PackModel(BaseModel):
+    """One region's checks of one bucket of monitors in one minute, packed (``monitors.packs``): written by the
+    check worker, regrouped per monitor by the aggregator, read for a monitor's most recent results."""
+
+    logical_name = "result_packs"
+
+    class Meta:
+        stream_view_type = "NEW_IMAGE"
+        point_in_time_recovery = False  # a staging area of days: the periods and rollups are what is kept
+
+    bucket = UnicodeAttribute(hash_key=True)
+    key = UnicodeAttribute(range_key=True)  # <minute>#<region>#<writer>
+    body = BinaryAttribute(legacy_encoding=False)
+    checks = NumberAttribute()  # how many results the body holds
+    # Set only when true, so that the event source mappings' filters can test them: a result the incident handler
+    # must see (``checks.marking``); written after its period was aggregated (re-aggregated on its own).
+    marked = BooleanAttribute(null=True)
+    late = BooleanAttribute(null=True)
+    expires_at = TTLAttribute()
+
+
+class PeriodModel(BaseModel):
+    """One monitor's checks of one period (every region), packed: what ``GET /v1/monitors/{id}/results`` reads
+    once the aggregator has taken the period (its packs before that)."""
+
+    logical_name = "result_periods"
+
+    class Meta:
+        # Telemetry kept for the plan's retention (TTL): backing it up continuously would cost about as much as
+        # storing it.  What must outlive a restore is counted in the rollups and told by the incidents.
+        point_in_time_recovery = False
+
+    monitor_id = UnicodeAttribute(hash_key=True)
+    period = UnicodeAttribute(range_key=True)  # its start, ``2026-12-06T14:10``
+    team_id = UnicodeAttribute()
+    body = BinaryAttribute(legacy_encoding=False)
+    checks = NumberAttribute()  # how many results the body holds
+    expires_at = TTLAttribute()
+
+
+class ProgressModel(BaseModel):
+    """How far the check pipeline got, one small item per name: ``checks#<region>``, the latest minute whose
+    check message a worker of that region finished (every result stored: a monitor's ``last_checked_at`` is its
+    latest planned start up to there); ``aggregated``, the end of the last period the aggregator took."""
+
+    logical_name = "check_progress"
+
+    class Meta:
+        point_in_time_recovery = False  # rewritten every minute; nothing to restore
+
+    name = UnicodeAttribute(hash_key=True)
+    through = UTCDateTimeAttribute()
 
 
 class RollupModel(BaseModel):

@@ -699,13 +699,16 @@ def test_each_stream_mapping_invokes_its_function_only_for_the_records_its_handl
     assert not wanted("rollups", record("REMOVE"))
 
 
-def test_every_table_is_backed_up_but_the_check_results() -> None:
-    """Point-in-time recovery on every table, except the short-lived, TTL'd check results (issue 13's cost)."""
+def test_every_table_is_backed_up_but_the_check_telemetry() -> None:
+    """Point-in-time recovery on every table, except the short-lived, TTL'd check results and packs and the
+    workers' progress (issue 13's cost)."""
     from chalicelib.models import ALL_MODELS
-    from chalicelib.monitors.models import ResultModel
+    from chalicelib.monitors.models import PackModel, PeriodModel, ProgressModel, ResultModel
     from chalicelib.storage.schema import logical_id
 
+    telemetry = {ResultModel, PackModel, PeriodModel, ProgressModel}
     for model in ALL_MODELS:
         spec = RESOURCES[logical_id(model)]["Properties"]["PointInTimeRecoverySpecification"]
-        assert spec == {"PointInTimeRecoveryEnabled": model is not ResultModel}, model.__name__
-    assert ResultModel._ttl_attribute() is not None  # its items expire: nothing there outlives the retention
+        assert spec == {"PointInTimeRecoveryEnabled": model not in telemetry}, model.__name__
+    for model in telemetry - {ProgressModel}:
+        assert model._ttl_attribute() is not None  # their items expire: nothing there outlives the retention
