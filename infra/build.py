@@ -651,17 +651,30 @@ def checker_role() -> dict[str, Any]:
             "Resource": ["*"],
         },
         {
-            # Whether a job's monitor still runs here, and, on a redelivery, which results are already stored.
-            "Sid": "ReadMonitorsAndResults",
+            # Whether a job's monitor still runs here (and what marks its results).
+            "Sid": "ReadMonitors",
             "Effect": "Allow",
             "Action": ["dynamodb:BatchGetItem"],
-            "Resource": [home_table("monitors"), home_table("check_results")],
+            "Resource": [home_table("monitors")],
+        },
+        {
+            # On a redelivery, which results an earlier delivery stored (its packs).
+            "Sid": "ReadPacks",
+            "Effect": "Allow",
+            "Action": ["dynamodb:Query"],
+            "Resource": [home_table("result_packs")],
         },
         {
             "Sid": "WriteResults",
             "Effect": "Allow",
             "Action": ["dynamodb:BatchWriteItem"],
-            "Resource": [home_table("check_results")],
+            "Resource": [home_table("check_results"), home_table("result_packs")],
+        },
+        {
+            "Sid": "WriteProgress",
+            "Effect": "Allow",
+            "Action": ["dynamodb:UpdateItem"],
+            "Resource": [home_table("check_progress")],
         },
         {
             # What Lambda's SQS event source does with the function's role (AWSLambdaSQSQueueExecutionRole).

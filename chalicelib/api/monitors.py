@@ -17,6 +17,7 @@ from chalicelib.monitors import results as monitor_results
 from chalicelib.monitors import service as monitors
 from chalicelib.monitors.checking import run_test_check
 from chalicelib.monitors.validation import validate_destination, validate_headers, validate_url
+from chalicelib.scheduler import due
 from chalicelib.schema import Line, Schema, UtcTime
 from chalicelib.settings import get_settings
 from chalicelib.teams import authz
@@ -245,16 +246,34 @@ class UptimeOut(Out):
     days: list[DayOut]
 
 
+def last_checks(found: list[monitors.Monitor], now: datetime) -> dict[str, datetime]:
+    """When each monitor was last checked, derived from its schedule and how far each of its regions' workers
+    got (``monitors.results.progress``): the incident handler writes a monitor only when something material
+    changes, so no check writes it (issue 13).  Not for a paused monitor, nor before its creation."""
+    reached = monitor_results.progress([r for m in found for r in m.config.regions])
+    out = {}
+    for m in found:
+        starts = [
+            due.last_planned_start(m.id, m.config.interval_seconds, reached[r], now)
+            for r in m.config.regions
+            if r in reached
+        ]
+        latest = max((s for s in starts if s >= m.created_at), default=None)
+        if latest is not None and not m.paused:
+            out[m.id] = latest
+    return out
+
+
 def _last_checked(monitor: monitors.Monitor, latest: dict[str, datetime]) -> datetime | None:
-    """The later of what the incident handler last wrote and the monitor's newest stored result."""
+    """The later of what the incident handler last wrote and the derived time of the last check."""
     times = [t for t in (monitor.last_checked_at, latest.get(monitor.id)) if t is not None]
     return max(times) if times else None
 
 
 def monitor_out(monitor: monitors.Monitor, latest: dict[str, datetime] | None = None) -> MonitorOut:
-    """``latest``: each monitor's newest check (``results.latest_checks``), read for it when not given."""
+    """``latest``: when each monitor was last checked (:func:`last_checks`), read for it when not given."""
     if latest is None:
-        latest = monitor_results.latest_checks([monitor.id])
+        latest = last_checks([monitor], utcnow())
     c = monitor.config
     return MonitorOut(
         id=monitor.id,
@@ -351,7 +370,7 @@ def list_monitors(call: Call) -> MonitorList:
     found, next_cursor = monitors.list_monitors(
         call.user.team_id, status=q.status, tag=q.tag, limit=q.limit, after=q.cursor
     )
-    latest = monitor_results.latest_checks([m.id for m in found])
+    latest = last_checks(found, utcnow())
     return MonitorList(data=[monitor_out(m, latest) for m in found], next_cursor=next_cursor)
 
 

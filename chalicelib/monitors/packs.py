@@ -98,7 +98,7 @@ def _row(p: Packed, with_ids: bool) -> list[Any]:
     timings = asdict(r.timings)
     row: list[Any] = [
         slot,
-        round((r.checked_at.timestamp() - slot) * 1000),  # the actual start, in ms after the planned one
+        (r.checked_at - datetime.fromtimestamp(slot, UTC)) // timedelta(milliseconds=1),  # ms after the planned start
         1 if r.ok else 0,
         r.status_code,
         _num(r.response_time_ms),

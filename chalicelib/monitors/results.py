@@ -6,13 +6,12 @@ and a daily rollup item (:func:`record`), and :func:`uptime` reads those.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from chalicelib.checks.model import CheckResult, Timings
-from chalicelib.monitors.models import HISTOGRAM_BOUNDS, ResultModel, RollupModel
+from chalicelib.monitors.models import HISTOGRAM_BOUNDS, ProgressModel, ResultModel, RollupModel
 from chalicelib.monitors.service import get as get_monitor
 from chalicelib.storage import cursor
 
@@ -111,25 +110,10 @@ def list_results(
     return [_check_result(item) for item in page], next_cursor
 
 
-LATEST_LOOKUPS = 8  # a page of monitors' newest results, read side by side
-
-
-def _latest(monitor_id: str) -> datetime | None:
-    newest = ResultModel.query(monitor_id, scan_index_forward=False, limit=1, attributes_to_get=["checked_at"])
-    return next((item.checked_at for item in newest), None)
-
-
-def latest_checks(monitor_ids: list[str]) -> dict[str, datetime]:
-    """When each monitor was last checked, from its newest stored result (one small query each).
-
-    The incident handler writes a monitor only when something material changes, so the time of its last check
-    is read here rather than written on the monitor by every check (issue 13)."""
-    if len(monitor_ids) <= 1:
-        found = {m: _latest(m) for m in monitor_ids}
-    else:
-        with ThreadPoolExecutor(min(LATEST_LOOKUPS, len(monitor_ids)), thread_name_prefix="vigil-latest") as pool:
-            found = dict(zip(monitor_ids, pool.map(_latest, monitor_ids), strict=True))
-    return {m: at for m, at in found.items() if at is not None}
+def progress(regions: list[str]) -> dict[str, datetime]:
+    """Per region, the latest minute whose check message a worker finished (one small read for all)."""
+    names = [f"checks#{r}" for r in sorted(set(regions))]
+    return {item.name.split("#", 1)[1]: item.through for item in ProgressModel.batch_get(names)} if names else {}
 
 
 def _bucket(response_ms: float) -> str:

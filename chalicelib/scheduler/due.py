@@ -65,3 +65,21 @@ def start_offset_seconds(monitor_id: str, interval_seconds: int) -> int:
 
 def planned_start(tick: datetime, monitor_id: str, interval_seconds: int, repeat: int) -> datetime:
     return minute_of(tick) + timedelta(seconds=repeat + start_offset_seconds(monitor_id, interval_seconds))
+
+
+def last_planned_start(monitor_id: str, interval_seconds: int, through: datetime, now: datetime) -> datetime:
+    """The monitor's latest planned start in a minute up to ``through`` and not after ``now``: with the workers'
+    progress as ``through``, when it was last checked (``last_checked_at``)."""
+    minute = minute_of(through)
+    offset = timedelta(seconds=start_offset_seconds(monitor_id, interval_seconds))
+    if interval_seconds < 60:
+        start = minute + offset + timedelta(seconds=60 - interval_seconds)
+        step = timedelta(seconds=interval_seconds)
+    else:
+        minutes = interval_seconds // 60
+        phase = int(hashlib.sha256(monitor_id.encode()).hexdigest()[:8], 16) % minutes  # monitors.schedule_key's
+        start = minute - timedelta(minutes=(int(minute.timestamp()) // 60 - phase) % minutes) + offset
+        step = timedelta(seconds=interval_seconds)
+    while start > now:  # a message of the minute finished before this monitor's start came
+        start -= step
+    return start

@@ -21,6 +21,10 @@ For each message of the batch, in its own thread, so no message waits for anothe
    with backoff.  A result's key is (monitor, planned start, region): a duplicated message
    overwrites its own results and never adds any.  A result the incident handler must see is marked
    (:mod:`chalicelib.checks.marking`), from what the look-up of step 2 read of the monitor.
+5. Pack the results too (:mod:`chalicelib.monitors.packs`): one item per bucket of monitors and minute, written
+   at most :data:`PACK_FLUSH_S` after its oldest result, under a key naming this delivery of the message, so a
+   redelivery can tell what an earlier one stored.  When the message is done, the region's progress moves to its
+   minute (what a monitor's ``last_checked_at`` is read from).
 """
 
 from __future__ import annotations
@@ -39,8 +43,11 @@ from chalicelib.checks.http import run_check
 from chalicelib.checks.jobs import Job, decode_message
 from chalicelib.checks.marking import UNKNOWN, Watch, matters
 from chalicelib.checks.model import CheckResult
-from chalicelib.monitors.models import MonitorModel, ResultModel
+from chalicelib.monitors import packs
+from chalicelib.monitors.models import MonitorModel, PackModel, ProgressModel, ResultModel
+from chalicelib.monitors.packs import Packed
 from chalicelib.observability import logger
+from chalicelib.storage.base import condition_failed
 
 CHECK_CONCURRENCY = 32  # checks in flight per invocation: mostly waiting on the network, cheap in threads
 MESSAGE_CONCURRENCY = 10  # messages run side by side (an SQS batch without a batching window holds at most 10)
@@ -64,7 +71,9 @@ LAMBDA_TIMEOUT_S = (
     120  # the worker's Lambda timeout (infra/checker.json and the local stack use this): a minute of starts + checks
 )
 LOOKUP_CHUNK = 100  # jobs looked up (paused? deleted? already done?) at a time: one BatchGetItem's limit
-TABLES = (MonitorModel, ResultModel)  # read to drop paused or deleted monitors' jobs; results written
+PACK_FLUSH_S = 15.0  # a result waits at most about this long before its pack is written (readable within a minute)
+# Monitors read to drop paused or deleted monitors' jobs and mark results; results, packs and progress written.
+TABLES = (MonitorModel, ResultModel, PackModel, ProgressModel)
 
 
 class PoisonedJobs(ValueError):
@@ -133,7 +142,13 @@ class Worker:
     # -- one message
 
     def run_message(
-        self, body: str, receive_count: int, checks: ThreadPoolExecutor, tally: Tally, claim: Callable[[str], bool]
+        self,
+        body: str,
+        receive_count: int,
+        checks: ThreadPoolExecutor,
+        tally: Tally,
+        claim: Callable[[str], bool],
+        message_id: str = "",
     ) -> None:
         """Run one message's jobs, counting into ``tally`` (kept even when the message fails).
 
@@ -143,10 +158,31 @@ class Worker:
         tally.jobs = len(jobs) + len(poisoned)
         jobs.sort(key=lambda j: j.slot)
         watches: dict[tuple[str, str], Watch] = {}
+        packer = _Packer(self, f"{message_id or 'm'}.{receive_count}")
+        done = _Done(self.region)
         with ThreadPoolExecutor(1, thread_name_prefix="vigil-lookup") as lookups:
-            self._run(self._runnable(jobs, receive_count, tally, claim, lookups, watches), checks, tally, watches)
+            self._run(
+                self._runnable(jobs, receive_count, tally, claim, lookups, watches, done),
+                checks,
+                tally,
+                watches,
+                packer,
+            )
         if poisoned:
             raise PoisonedJobs(f"{len(poisoned)} of {tally.jobs} jobs cannot be parsed; first: {poisoned[0]}")
+        if jobs:
+            self.progress(max(packs.minute_of(j.slot) for j in jobs))
+
+    def progress(self, minute: datetime) -> None:
+        """Every result of a message of ``minute`` is stored: the region's progress moves there (never back)."""
+        try:
+            ProgressModel(f"checks#{self.region}").update(
+                actions=[ProgressModel.through.set(minute)],
+                condition=ProgressModel.through.does_not_exist() | (ProgressModel.through < minute),
+            )
+        except Exception as exc:  # noqa: BLE001 - the results are stored; only last_checked_at waits for the next
+            if not condition_failed(exc):
+                logger.warning("progress not written", extra={"region": self.region, "error": type(exc).__name__})
 
     def _runnable(
         self,
@@ -156,6 +192,7 @@ class Worker:
         claim: Callable[[str], bool],
         lookups: ThreadPoolExecutor,
         watches: dict[tuple[str, str], Watch],
+        done: _Done,
     ) -> Iterator[Job]:
         """The jobs to run, in start order, looked up ``LOOKUP_CHUNK`` at a time, the next chunk while this one runs.
 
@@ -163,11 +200,11 @@ class Worker:
         would hold the minute's first checks behind every BatchGet of the message.
         """
         chunks = [jobs[i : i + LOOKUP_CHUNK] for i in range(0, len(jobs), LOOKUP_CHUNK)]
-        ahead = lookups.submit(self._keep, chunks[0], receive_count, tally, claim, watches) if chunks else None
+        ahead = lookups.submit(self._keep, chunks[0], receive_count, tally, claim, watches, done) if chunks else None
         for index in range(len(chunks)):
             current = ahead.result() if ahead else []
             if index + 1 < len(chunks):
-                ahead = lookups.submit(self._keep, chunks[index + 1], receive_count, tally, claim, watches)
+                ahead = lookups.submit(self._keep, chunks[index + 1], receive_count, tally, claim, watches, done)
             yield from current
 
     def _keep(
@@ -177,11 +214,13 @@ class Worker:
         tally: Tally,
         claim: Callable[[str], bool],
         watches: dict[tuple[str, str], Watch],
+        stored: _Done,
     ) -> list[Job]:
         live = self._live(jobs, watches)
         done = 0
         if receive_count > 1:
-            live, done = self._not_done(live)
+            todo = [j for j in live if not stored.has(j)]
+            live, done = todo, len(live) - len(todo)
         tally.dropped += len(jobs) - len(live) - done
         mine = [j for j in live if claim(f"{j.monitor_id}|{result_slot(j, self.region)}")]
         tally.already_done += done + len(live) - len(mine)
@@ -204,15 +243,6 @@ class Worker:
                 watches[(m.team_id, m.monitor_id)] = watch_of(m)
         return [j for j in mine if (j.team_id, j.monitor_id) in active]
 
-    def _not_done(self, jobs: list[Job]) -> tuple[list[Job], int]:
-        """A redelivered message: leave out the jobs whose result a previous delivery stored (and count them)."""
-        if not jobs:
-            return [], 0
-        keys = {(j.monitor_id, result_slot(j, self.region)) for j in jobs}
-        stored = {(r.monitor_id, r.slot) for r in ResultModel.batch_get(keys, attributes_to_get=["monitor_id", "slot"])}
-        todo = [j for j in jobs if (j.monitor_id, result_slot(j, self.region)) not in stored]
-        return todo, len(jobs) - len(todo)
-
     def _latest_start(self, job: Job) -> float:
         return self.deadline - FINISH_MARGIN_S - job.spec.timeout_ms / 1000
 
@@ -222,16 +252,22 @@ class Worker:
         return min(until_slot, self._latest_start(job) - time.monotonic())
 
     def _run(
-        self, jobs: Iterable[Job], checks: ThreadPoolExecutor, tally: Tally, watches: dict[tuple[str, str], Watch]
+        self,
+        jobs: Iterable[Job],
+        checks: ThreadPoolExecutor,
+        tally: Tally,
+        watches: dict[tuple[str, str], Watch],
+        packer: _Packer,
     ) -> None:
         """Start ``jobs`` (in start order) each at its planned start, and write their results as they finish."""
-        writer = _Writer(self, tally, watches)
+        writer = _Writer(self, tally, watches, packer)
         running: set[Future[tuple[Job, CheckResult]]] = set()
         try:
             for job in jobs:
                 while (delay := self._delay(job)) > 0:
                     if running:
-                        done, running = wait(running, timeout=delay, return_when=FIRST_COMPLETED)
+                        timeout = min(delay, PACK_FLUSH_S)
+                        done, running = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
                         writer.collect(done)
                     else:
                         writer.flush()  # nothing else will arrive before this job starts
@@ -310,6 +346,7 @@ class _Writer:
     worker: Worker
     tally: Tally
     watches: dict[tuple[str, str], Watch]
+    packer: _Packer
     pending: list[ResultModel] = field(default_factory=list)
     oldest: float = 0.0
     errors: list[str] = field(default_factory=list)
@@ -329,17 +366,30 @@ class _Writer:
             if not self.pending:
                 self.oldest = time.monotonic()
             watch = self.watches.get((job.team_id, job.monitor_id), UNKNOWN)
-            self.pending.append(self.worker.result_item(job, result, watch))
+            item = self.worker.result_item(job, result, watch)
+            self.pending.append(item)
+            self.packer.add(job, result, bool(item.marked))
         while len(self.pending) >= WRITE_BATCH:
             self._write(self.pending[:WRITE_BATCH])
             del self.pending[:WRITE_BATCH]
         if self.pending and time.monotonic() - self.oldest >= FLUSH_AFTER_S:
-            self.flush()
+            self.flush(packs_too=False)
+        if self.packer.due():
+            self._pack()
 
-    def flush(self) -> None:
+    def flush(self, *, packs_too: bool = True) -> None:
         while self.pending:
             self._write(self.pending[:WRITE_BATCH])
             del self.pending[:WRITE_BATCH]
+        if packs_too:
+            self._pack()
+
+    def _pack(self) -> None:
+        try:
+            self.packer.flush()
+        except Exception as exc:  # noqa: BLE001 - keep checking and writing; the message fails at the end
+            logger.exception("packs not stored", extra={"region": self.worker.region})
+            self.errors.append(f"packs not stored: {type(exc).__name__}")
 
     def _write(self, items: list[ResultModel]) -> None:
         try:
@@ -354,14 +404,81 @@ class _Writer:
             raise ResultsNotStored("; ".join(self.errors))
 
 
+@dataclass
+class _Done:
+    """The checks already stored, for a redelivered message: the region's packs of the job's bucket and minute
+    (whichever delivery or copy of the message wrote them), read once per bucket and minute."""
+
+    region: str
+    seen: dict[tuple[str, datetime], set[tuple[str, int]]] = field(default_factory=dict)
+
+    def has(self, job: Job) -> bool:
+        bucket, minute = packs.bucket_of(job.monitor_id), packs.minute_of(job.slot)
+        if (bucket, minute) not in self.seen:
+            prefix = f"{packs.minute_key(minute)}#{self.region}#"
+            found: set[tuple[str, int]] = set()
+            for item in PackModel.query(bucket, PackModel.key.startswith(prefix), consistent_read=True):
+                found |= {(p.monitor_id, int(p.slot.timestamp())) for p in packs.decode_pack(item.body)}
+            self.seen[(bucket, minute)] = found
+        return (job.monitor_id, int(job.slot.timestamp())) in self.seen[(bucket, minute)]
+
+
+class _Packer:
+    """A message's results, packed per bucket and minute and written in ``BatchWriteItem`` batches."""
+
+    def __init__(self, worker: Worker, writer: str):
+        self.worker = worker
+        self.writer = writer  # <message id>.<delivery>: an earlier delivery's packs keep their own keys
+        self.sequence = 0
+        self.buffers: dict[tuple[str, datetime], list[Packed]] = {}
+        self.oldest = 0.0
+
+    def add(self, job: Job, result: CheckResult, marked: bool) -> None:
+        if not self.buffers:
+            self.oldest = time.monotonic()
+        slot = job.slot.astimezone(UTC).replace(microsecond=0)
+        packed = Packed(job.team_id, job.monitor_id, self.worker.region, slot, result, marked)
+        self.buffers.setdefault((packs.bucket_of(job.monitor_id), packs.minute_of(slot)), []).append(packed)
+
+    def due(self) -> bool:
+        full = any(len(b) >= packs.MAX_PACK_RESULTS for b in self.buffers.values())
+        return bool(self.buffers) and (full or time.monotonic() - self.oldest >= PACK_FLUSH_S)
+
+    def flush(self) -> None:
+        items = []
+        now = datetime.now(UTC)
+        for (bucket, minute), results in sorted(self.buffers.items()):
+            for start in range(0, len(results), packs.MAX_PACK_RESULTS):
+                part = results[start : start + packs.MAX_PACK_RESULTS]
+                self.sequence += 1
+                items.append(
+                    PackModel(
+                        bucket,
+                        packs.pack_key(minute, self.worker.region, f"{self.writer}.{self.sequence}"),
+                        body=packs.encode_pack(part),
+                        checks=len(part),
+                        marked=True if any(p.marked for p in part) else None,
+                        late=True if packs.is_late(minute, now) else None,
+                        expires_at=minute + packs.PACK_KEEP,
+                    )
+                )
+        for start in range(0, len(items), WRITE_BATCH):
+            write_items(PackModel, items[start : start + WRITE_BATCH])
+        self.buffers.clear()
+
+
 def write_results(items: list[ResultModel]) -> None:
+    write_items(ResultModel, items)
+
+
+def write_items(model: type[ResultModel] | type[PackModel], items: list[Any]) -> None:
     """One ``BatchWriteItem`` of up to 25 results, resubmitting unprocessed items with exponential backoff.
 
     PynamoDB's ``Model.batch_write`` resubmits them at once, without backoff, which only adds to the
     throttling that left them unprocessed.
     """
-    connection = ResultModel._get_connection()
-    meta: Any = ResultModel.Meta
+    connection = model._get_connection()
+    meta: Any = model.Meta
     table = meta.table_name
     puts = [item.serialize() for item in items]
     attempts = WRITE_ATTEMPTS
@@ -395,7 +512,14 @@ class BatchRun:
         receive_count = int((record.get("attributes") or {}).get("ApproximateReceiveCount", "1"))
         tally = Tally()
         try:
-            self.worker.run_message(str(record.get("body", "")), receive_count, checks, tally, self._claim)
+            self.worker.run_message(
+                str(record.get("body", "")),
+                receive_count,
+                checks,
+                tally,
+                self._claim,
+                message_id=str(record.get("messageId") or ""),
+            )
             return _Outcome(tally)
         except Exception as exc:  # noqa: BLE001 - each message fails alone, in the batch response
             logger.warning(

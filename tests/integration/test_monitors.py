@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
+from chalicelib.clock import isoz
 from chalicelib.monitors import results
 from chalicelib.monitors.models import MonitorModel, ResultModel
 from tests.factories import create_monitor
@@ -300,3 +301,38 @@ def test_a_change_is_checked_in_order_the_monitor_then_its_fields_then_its_chann
     r = api.post("/v1/monitors", {"name": "m", "url": URL, "regions": ["mars-north-1"], "channel_ids": ["ch_nope"]})
     assert r.status == 422
     assert [i.monitor_id for i in MonitorModel.query(alice["team"]["id"])] == [m["id"]]
+
+
+def test_last_checked_at_is_derived_from_the_schedule_and_the_workers_progress(api, alice):
+    """No check writes the monitor (issue 13): the time of its last check is its latest planned start in a minute
+    every result of which its region's workers stored, and never before it existed, nor while it is paused."""
+    from chalicelib.monitors.models import ProgressModel
+    from chalicelib.scheduler.due import start_offset_seconds
+
+    created = datetime(2026, 12, 6, 14, 0, 30, tzinfo=UTC)
+    with time_machine.travel(created, tick=False):
+        token = api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}).json["access_token"]
+        m = api.post("/v1/monitors", {"name": "m", "url": URL, "regions": ["us-east-1", "eu-west-1"]}, token=token)
+    monitor = m.json
+    offset = timedelta(seconds=start_offset_seconds(monitor["id"], 60))
+
+    def shown(at: datetime) -> str | None:
+        with time_machine.travel(at, tick=False):
+            one = api.get(f"/v1/monitors/{monitor['id']}", token=token).json["last_checked_at"]
+            [listed] = api.get("/v1/monitors", token=token).json["data"]
+            assert listed["last_checked_at"] == one
+            return one
+
+    assert shown(created + timedelta(minutes=10)) is None  # no worker has finished anything
+    ProgressModel("checks#us-east-1", through=datetime(2026, 12, 6, 14, 5, tzinfo=UTC)).save()
+    ProgressModel("checks#eu-west-1", through=datetime(2026, 12, 6, 14, 7, tzinfo=UTC)).save()
+    assert shown(datetime(2026, 12, 6, 14, 9, tzinfo=UTC)) == isoz(datetime(2026, 12, 6, 14, 7, tzinfo=UTC) + offset)
+    ProgressModel("checks#eu-west-1", through=datetime(2026, 12, 6, 13, 59, tzinfo=UTC)).save()
+    assert shown(datetime(2026, 12, 6, 14, 9, tzinfo=UTC)) == isoz(datetime(2026, 12, 6, 14, 5, tzinfo=UTC) + offset)
+    ProgressModel("checks#us-east-1", through=datetime(2026, 12, 6, 13, 58, tzinfo=UTC)).save()
+    assert shown(datetime(2026, 12, 6, 14, 9, tzinfo=UTC)) is None  # before it existed
+
+    ProgressModel("checks#us-east-1", through=datetime(2026, 12, 6, 14, 5, tzinfo=UTC)).save()
+    with time_machine.travel(created + timedelta(minutes=9), tick=False):
+        assert api.post(f"/v1/monitors/{monitor['id']}/pause", token=token).status == 200
+    assert shown(datetime(2026, 12, 6, 14, 9, tzinfo=UTC)) is None

@@ -77,6 +77,26 @@ def results(monitor_id: str) -> list[ResultModel]:
     return list(ResultModel.query(monitor_id))
 
 
+def packed(monitor_id: str) -> list[Any]:
+    """The monitor's checks as the packs of its bucket hold them (every pack, every write)."""
+    from chalicelib.monitors import packs
+    from chalicelib.monitors.models import PackModel
+
+    found = []
+    for item in PackModel.query(packs.bucket_of(monitor_id)):
+        found += [p for p in packs.decode_pack(item.body) if p.monitor_id == monitor_id]
+    return found
+
+
+def progress(region: str) -> datetime | None:
+    from chalicelib.monitors.models import ProgressModel
+
+    try:
+        return ProgressModel.get(f"checks#{region}").through
+    except ProgressModel.DoesNotExist:
+        return None
+
+
 def paths(server: HTTPServer) -> list[str]:
     return [request.path for request, _ in server.log]
 
@@ -150,6 +170,63 @@ def test_it_marks_the_results_the_incident_handler_must_see(api, alice, target, 
     }
 
 
+def test_it_packs_results_per_bucket_and_minute_and_moves_the_regions_progress(api, alice, target, make_handler):
+    """Many checks per item (issue 13): one pack per bucket of monitors and minute, marked when a result in it is,
+    under a key naming the minute, the region and this delivery; then the region's progress is that minute."""
+    from chalicelib.monitors import packs
+    from chalicelib.monitors.models import PackModel
+
+    target.expect_request("/up").respond_with_data("fine")
+    target.expect_request("/down").respond_with_data("broken", status=503)
+    monitors = [create(api, target.url_for("/up")) for _ in range(6)] + [create(api, target.url_for("/down"))]
+    for m in monitors[:6]:
+        steady(m, REGIONS)
+    slot = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    message = record([job(m, slot=slot) for m in monitors])
+
+    assert invoke(make_handler, [message]) == {"batchItemFailures": []}
+
+    items = [item for b in {packs.bucket_of(m["id"]) for m in monitors} for item in PackModel.query(b)]
+    assert sorted(item.bucket for item in items) == sorted({packs.bucket_of(m["id"]) for m in monitors})
+    minute = packs.minute_key(packs.minute_of(slot))
+    for item in items:
+        assert item.key.startswith(f"{minute}#us-east-1#{message['messageId']}.1.")
+        held = packs.decode_pack(item.body)
+        assert item.checks == len(held)
+        assert {packs.bucket_of(p.monitor_id) for p in held} == {item.bucket}
+        assert item.marked is (True if any(p.marked for p in held) else None)
+        assert item.late is None
+        assert item.expires_at == packs.minute_of(slot) + packs.PACK_KEEP
+    for m in monitors:
+        [check] = packed(m["id"])
+        assert (check.team_id, check.region, check.slot) == (alice["team"]["id"], "us-east-1", slot)
+        assert check.result.ok is (m is not monitors[-1])
+        assert check.marked is (m is monitors[-1])
+        [stored] = results(m["id"])
+        assert stored.checked_at.replace(microsecond=stored.checked_at.microsecond // 1000 * 1000) == (
+            check.result.checked_at
+        )
+    assert progress("us-east-1") == packs.minute_of(slot)
+    assert progress("eu-west-1") is None
+
+
+def test_the_progress_never_moves_back_and_a_failed_message_does_not_move_it(api, alice, target, make_handler):
+    target.expect_request("/up").respond_with_data("fine")
+    m = create(api, target.url_for("/up"))
+    now = datetime.now(UTC).replace(microsecond=0)
+    reached = (now - timedelta(minutes=3)).replace(second=0)
+    assert invoke(make_handler, [record([job(m, slot=reached)])]) == {"batchItemFailures": []}
+    assert invoke(make_handler, [record([job(m, slot=now - timedelta(minutes=5))])]) == {"batchItemFailures": []}
+    assert progress("us-east-1") == reached
+
+    # A message whose other job cannot be parsed fails (after its good job ran): its minute is not reached.
+    poisoned = record(json.dumps({"v": 1, "jobs": [job(m, slot=now - timedelta(seconds=1)).to_json(), {"x": 1}]}))
+    fine = record([job(m, slot=reached + timedelta(seconds=30))])
+    assert invoke(make_handler, [poisoned, fine]) == {"batchItemFailures": [{"itemIdentifier": poisoned["messageId"]}]}
+    assert len(packed(m["id"])) == 4  # the poisoned message's good job ran and was stored
+    assert progress("us-east-1") == reached
+
+
 def test_a_duplicated_message_stores_each_result_once_and_a_redelivery_checks_nothing_again(
     api, alice, target, make_handler, settings
 ):
@@ -170,7 +247,8 @@ def test_a_duplicated_message_stores_each_result_once_and_a_redelivery_checks_no
     assert len(results(b["id"])) == 1
     assert len(target.log) == 2  # the copies arrived in one batch: each job ran once
 
-    # A redelivery (a timed-out invocation, a failed record) finds the results stored and checks nobody again.
+    # A redelivery (a timed-out invocation, a failed record) finds the results stored (in the packs, whichever
+    # copy wrote them) and checks nobody again.
     assert invoke(make_handler, [record(body, receive_count=2)]) == {"batchItemFailures": []}
     assert len(target.log) == 2
     assert len(results(a["id"])) == len(results(b["id"])) == 1

@@ -88,3 +88,32 @@ def test_starts_are_spread_over_the_minute_and_stable():
     assert planned_start(tick, "mon_a", 60, 0).minute == 5
     assert all(5 <= start_offset_seconds(f"mon_{n}", 30) < 30 for n in range(100))
     assert planned_start(tick, "mon_a", 30, 30) - planned_start(tick, "mon_a", 30, 0) == timedelta(seconds=30)
+
+
+def test_the_last_planned_start_up_to_a_minute_follows_the_schedule() -> None:
+    """What ``last_checked_at`` is derived from: the monitor's planned start in the latest minute its region's
+    workers finished (or the one before, for an interval of minutes, or when that start is still to come)."""
+    from chalicelib.monitors.service import schedule_key
+    from chalicelib.scheduler.due import last_planned_start, start_offset_seconds
+
+    through = datetime(2026, 12, 6, 14, 17, tzinfo=UTC)
+    later = through + timedelta(minutes=5)
+    one = "mon_a"
+    offset = timedelta(seconds=start_offset_seconds(one, 60))
+    assert last_planned_start(one, 60, through + timedelta(seconds=42), later) == through + offset
+    # The start in that minute is still to come: the one before.
+    assert last_planned_start(one, 60, through, through + offset - timedelta(seconds=1)) == (
+        through + offset - timedelta(minutes=1)
+    )
+    # Every 30 s: the minute's second start.
+    assert last_planned_start(one, 30, through, later) == through + timedelta(
+        seconds=30 + start_offset_seconds(one, 30)
+    )
+    # Every 5 minutes: the latest minute of its phase up to there.
+    for monitor in ("mon_a", "mon_b", "mon_c", "mon_d", "mon_e"):
+        phase = int(schedule_key(monitor, 300).split(":")[1])
+        start = last_planned_start(monitor, 300, through, later)
+        minute = start.replace(second=0)
+        assert (int(minute.timestamp()) // 60) % 5 == phase
+        assert through - timedelta(minutes=5) < minute <= through
+        assert start - minute == timedelta(seconds=start_offset_seconds(monitor, 300))

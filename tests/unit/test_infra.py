@@ -415,7 +415,7 @@ def test_the_worker_starts_with_the_stacks_environment_labelled_with_its_region(
 
 
 def test_the_worker_role_reads_and_writes_only_what_the_worker_does() -> None:
-    from chalicelib.monitors.models import MonitorModel, ResultModel
+    from chalicelib.monitors.models import MonitorModel, PackModel, ProgressModel, ResultModel
 
     role = CHECKER_RESOURCES["CheckerRole"]["Properties"]
     (policy,) = role["Policies"]
@@ -431,9 +431,16 @@ def test_the_worker_role_reads_and_writes_only_what_the_worker_does() -> None:
     assert not role.get("ManagedPolicyArns")
     assert not any("*" in a for a in actions)
     assert "dynamodb:Scan" not in actions
-    assert {a for a in actions if a.startswith("dynamodb:")} == {"dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"}
-    assert by_action["dynamodb:BatchGetItem"] == [home_table(MonitorModel), home_table(ResultModel)]
-    assert by_action["dynamodb:BatchWriteItem"] == [home_table(ResultModel)]
+    assert {a for a in actions if a.startswith("dynamodb:")} == {
+        "dynamodb:BatchGetItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+    }
+    assert by_action["dynamodb:BatchGetItem"] == [home_table(MonitorModel)]
+    assert by_action["dynamodb:Query"] == [home_table(PackModel)]  # a redelivery: what is stored already
+    assert by_action["dynamodb:BatchWriteItem"] == [home_table(ResultModel), home_table(PackModel)]
+    assert by_action["dynamodb:UpdateItem"] == [home_table(ProgressModel)]
     own_queue = [{"Fn::GetAtt": ["CheckQueue", "Arn"]}]
     assert {a for a in actions if a.startswith("sqs:")} == {
         "sqs:ChangeMessageVisibility",
