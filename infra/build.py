@@ -47,7 +47,7 @@ EVENT_FUNCTIONS = (
 # The stream handlers and the table whose stream each reads (chalicelib/events/results, incidents, alerts).
 STREAM_FUNCTIONS = {
     "Rollups": "CheckResultsTable",
-    "Incidents": "CheckResultsTable",
+    "Incidents": "ResultPacksTable",
     "Alerts": "EventsTable",
     "StatusPages": "EventsTable",
 }

@@ -43,3 +43,10 @@ def results_stream_arn(settings: Settings) -> str:
         return settings.results_stream_arn
     table = f"{settings.table_prefix}check_results"
     return f"arn:aws:dynamodb:{settings.home_region}:000000000000:table/{table}/stream/latest"
+
+
+def packs_stream_arn(settings: Settings) -> str:
+    """The result packs' stream (``monitors.packs``), which the incident handler reads.  Deployed, the template
+    wires the real ARN; locally the event loop finds the stream from the table name."""
+    table = f"{settings.table_prefix}result_packs"
+    return f"arn:aws:dynamodb:{settings.home_region}:000000000000:table/{table}/stream/latest"

@@ -1,19 +1,20 @@
-"""The check results stream → the incident handler (``incidents.tracker``)."""
+"""The result packs' stream → the incident handler (``incidents.tracker``), for the results the worker marked."""
 
 from __future__ import annotations
 
+import base64
 from collections import defaultdict
 from typing import Any
 
 from chalice import Blueprint
 
-from chalicelib.aws.names import results_stream_arn
+from chalicelib.aws.names import packs_stream_arn
 from chalicelib.bootstrap import configure_core
 from chalicelib.clock import utcnow
 from chalicelib.events.filters import wanted
 from chalicelib.incidents.tracker import Result, apply_many
 from chalicelib.models import ALL_MODELS
-from chalicelib.monitors.results import from_stream_image
+from chalicelib.monitors.packs import Packed, decode_pack
 from chalicelib.observability import logger, metrics
 from chalicelib.settings import get_settings
 
@@ -22,14 +23,13 @@ configure_core(models=ALL_MODELS)
 blueprint = Blueprint(__name__)
 
 
-def to_result(image: dict[str, Any]) -> Result:
-    """A stream image (DynamoDB JSON) → the handler's view of a result."""
-    stored = from_stream_image(image)
-    result = stored.result
+def to_result(packed: Packed) -> Result:
+    """A packed check → the handler's view of a result."""
+    result = packed.result
     return Result(
-        team_id=stored.team_id,
-        monitor_id=stored.monitor_id,
-        region=result.region,
+        team_id=packed.team_id,
+        monitor_id=packed.monitor_id,
+        region=packed.region,
         checked_at=result.checked_at,
         ok=result.ok,
         degraded=result.degraded,
@@ -40,10 +40,18 @@ def to_result(image: dict[str, Any]) -> Result:
     )
 
 
-def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Group the batch by monitor and apply each monitor's results in check-time order.
+def marked_results(image: dict[str, Any]) -> list[Result]:
+    """The marked results of a pack as the stream carries it (DynamoDB JSON: a binary value is base64 text on
+    Lambda's wire, bytes when read with boto3, as the local stack does)."""
+    body = image["body"]["B"]
+    blob = base64.b64decode(body) if isinstance(body, str) else bytes(body)
+    return [to_result(p) for p in decode_pack(blob) if p.marked]
 
-    New results (INSERT) and rewritten ones (MODIFY: a redelivered job) count; TTL expiry (REMOVE) does not.
+
+def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Group the marked results of the batch's packs by monitor and apply each monitor's in check-time order.
+
+    New packs (INSERT) and rewritten ones (MODIFY) count; TTL expiry (REMOVE) does not.
     When a monitor fails, Lambda is told to resume from its first record: everything after comes again, which
     is harmless, since a result already applied changes nothing the second time.
     """
@@ -54,14 +62,15 @@ def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         change = record.get("dynamodb") or {}
         try:
-            result = to_result(change["NewImage"])
-        except Exception:  # noqa: BLE001 - a malformed image will never parse: skip it, loudly
-            logger.exception("unreadable check result in the stream", extra={"event_id": record.get("eventID")})
+            found = marked_results(change["NewImage"])
+        except Exception:  # noqa: BLE001 - a malformed pack will never parse: skip it, loudly
+            logger.exception("unreadable results pack in the stream", extra={"event_id": record.get("eventID")})
             metrics.add_metric(name="UnreadableResults", unit="Count", value=1)
             continue
-        key = (result.team_id, result.monitor_id)
-        by_monitor[key].append(result)
-        first_sequence.setdefault(key, (index, str(change.get("SequenceNumber", ""))))
+        for result in found:
+            key = (result.team_id, result.monitor_id)
+            by_monitor[key].append(result)
+            first_sequence.setdefault(key, (index, str(change.get("SequenceNumber", ""))))
     failed: list[tuple[int, str]] = []
     for key, error in apply_many(dict(by_monitor), utcnow()).items():
         if error is not None:  # reported to Lambda, which retries from this monitor's first record
@@ -76,7 +85,7 @@ def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"batchItemFailures": []}
 
 
-@blueprint.on_dynamodb_record(stream_arn=results_stream_arn(get_settings()), batch_size=100, name="incidents")
+@blueprint.on_dynamodb_record(stream_arn=packs_stream_arn(get_settings()), batch_size=100, name="incidents")
 def incidents(event: Any) -> Any:
     response = handle(event.to_dict().get("Records", []))
     metrics.flush_metrics()

@@ -10,10 +10,13 @@ from typing import Any
 
 import pytest
 
+from chalicelib.checks.model import CheckResult, Timings
 from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel
 from chalicelib.local.loop import EventLoop
-from chalicelib.monitors.models import MonitorModel, ResultModel
+from chalicelib.monitors import packs
+from chalicelib.monitors.models import MonitorModel, PackModel
+from chalicelib.monitors.packs import Packed
 from tests.events import lambda_event, stream_records
 from tests.factories import create_monitor
 
@@ -27,21 +30,36 @@ def start() -> datetime:
     return utcnow().replace(second=0, microsecond=0)
 
 
-def result(monitor: dict, at: datetime, region: str, ok: bool = True, **fields: Any) -> ResultModel:
-    # Marked, as the worker marks every result that can change something (``checks.marking``): these tests
-    # are about what the handler does with them.
-    defaults: dict[str, Any] = {"status_code": 200 if ok else 503, "response_time_ms": 120.0, "marked": True}
-    if not ok:
-        defaults["error"] = "status_mismatch"
-    return ResultModel(
-        monitor["id"],
-        f"{at:%Y-%m-%dT%H:%M:%S}#{region}",
-        team_id=monitor["team_id"],
-        region=region,
-        checked_at=at,
-        ok=ok,
-        expires_at=at + timedelta(days=30),
-        **{**defaults, **fields},
+def result(monitor: dict, at: datetime, region: str, ok: bool = True, **fields: Any) -> PackModel:
+    """One check as the worker stores it: a pack (``monitors.packs``) holding just that check, marked as the
+    worker marks every result that can change something (``checks.marking``) unless ``marked=None``: these tests
+    are about what the handler does with them.  The same check always makes the same item."""
+    marked = fields.pop("marked", True)
+    values: dict[str, Any] = {
+        "ok": ok,
+        "checked_at": at,
+        "region": region,
+        "status_code": 200 if ok else 503,
+        "response_time_ms": 120.0,
+        "timings": Timings(),
+        "error": None if ok else "status_mismatch",
+        "error_detail": None,
+        "ssl_expires_at": None,
+        "assertion_failures": (),
+        "degraded": False,
+        "body_excerpt": None,
+        "final_url": None,
+    }
+    values.update({k: tuple(v) if k == "assertion_failures" else v for k, v in fields.items()})
+    check = Packed(monitor["team_id"], monitor["id"], region, at, CheckResult(**values), bool(marked))
+    minute_at = packs.minute_of(at)
+    return PackModel(
+        packs.bucket_of(monitor["id"]),
+        packs.pack_key(minute_at, region, f"{monitor['id']}.{at:%S}"),
+        body=packs.encode_pack([check]),
+        checks=1,
+        marked=True if marked else None,
+        expires_at=minute_at + packs.PACK_KEEP,
     )
 
 
@@ -56,7 +74,7 @@ def handle(batch: list[dict[str, Any]]) -> Any:
     return handle_records(batch)
 
 
-def feed(*batches: list[ResultModel]) -> None:
+def feed(*batches: list[PackModel]) -> None:
     for batch in batches:
         assert handle(stream_records(batch)) == {"batchItemFailures": []}
 
@@ -86,7 +104,7 @@ def everything(monitor: dict) -> dict[str, Any]:
 @pytest.fixture
 def loop(app, aws) -> Iterator[EventLoop]:
     event_loop = EventLoop(aws.aws_region, retry_seconds=0.1, wall_clock=False)
-    event_loop.add_chalice_app(app, aws, new_tables=[f"{aws.table_prefix}check_results"])
+    event_loop.add_chalice_app(app, aws, new_tables=[f"{aws.table_prefix}result_packs"])
     event_loop.start()
     yield event_loop
     event_loop.stop()
@@ -123,7 +141,7 @@ def test_through_the_stream_an_outage_everywhere_opens_one_incident_and_recovery
 
     # The same results again, as a replayed stream batch: nothing changes.
     before = everything(monitor)
-    stored = list(ResultModel.query(monitor["id"]))
+    stored = list(PackModel.query(packs.bucket_of(monitor["id"])))
     assert len(stored) == 12
     from chalicelib.events.incidents import incidents
 
