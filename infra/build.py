@@ -68,8 +68,9 @@ SECRET_KEY_REF = "{{resolve:secretsmanager:" + SECRET_KEY_ID + "}}"
 CHECKER_FUNCTION = "Checker"
 CHECKER_HANDLER = "functions.checker.handler.handler"
 CHECKER_RUNTIME = "python3.11"
-# Its package takes its wheels from Chalice's build (infra/package.py), and Chalice vendors x86_64 wheels.
-CHECKER_ARCHITECTURE = "x86_64"
+# Graviton: about 20 % less per GB-s than x86_64.  infra/package.py resolves the worker's wheels for it (Chalice's
+# own build, which the API runs, is x86_64).
+CHECKER_ARCHITECTURE = "arm64"
 CHECKER_CODE_URI = "checker.zip"  # beside the template; `aws cloudformation package` uploads it and rewrites this
 CHECKER_TIMEOUT_S = LAMBDA_TIMEOUT_S  # one value for the deployed worker and the local stack
 CHECKER_MEMORY_MB = 1024  # checks wait on the network; memory buys the CPU for TLS and JSON assertions

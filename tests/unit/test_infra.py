@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import pkgutil
+import platform
 import re
 import subprocess
 import sys
@@ -390,6 +391,7 @@ def test_the_worker_function_runs_the_handler_in_functions() -> None:
     assert spec.origin is not None
     assert f"\n{attribute} = " in Path(spec.origin).read_text()
     assert CHECKER_FUNCTION["Runtime"] == "python3.11"
+    assert CHECKER_FUNCTION["Architectures"] == ["arm64"]
     assert CHECKER_FUNCTION["MemorySize"] == 1024
     assert CHECKER_FUNCTION["Tracing"] == "Active"
     assert CHECKER_FUNCTION["Role"] == {"Fn::GetAtt": ["CheckerRole", "Arn"]}
@@ -509,7 +511,7 @@ def test_the_printed_deploy_command_passes_every_required_parameter() -> None:
     assert "Stage=prod TablePrefix=vigil-prod-" in command
 
 
-# --- the check worker's own package (offline: this virtualenv's distributions stand in for Chalice's build) ------
+# --- the check worker's own package (offline: this virtualenv's distributions stand in for the Lambda build) ------
 
 SITE = Path(sysconfig.get_paths()["purelib"])
 # What checking never runs: the API, accounts, alerts, their composition root, Chalice and the API's libraries.
@@ -564,6 +566,56 @@ def test_a_checker_import_no_requirement_provides_fails_the_packaging(monkeypatc
 
     with pytest.raises(package.PackageError, match=r"imports stripe: add it to functions/checker/requirements.txt"):
         _site_checker_files()
+
+
+def test_pip_resolves_the_checkers_wheels_for_arm64_lambda_and_installs_them_offline(tmp_path: Path) -> None:
+    download, install = package.pip_commands(package.CHECKER_REQUIREMENTS, tmp_path / "wheels", tmp_path / "site")
+
+    def option(command: list[str], name: str) -> str:
+        return command[command.index(name) + 1]
+
+    for command in (download, install):
+        assert command[:3] == [sys.executable, "-m", "pip"]
+        assert option(command, "--platform") == "manylinux2014_aarch64"  # glibc 2.17: python3.11 runs on AL2
+        assert option(command, "--python-version") == "3.11"
+        assert option(command, "--implementation") == "cp"
+        assert option(command, "--abi") == "cp311"
+        assert "--only-binary=:all:" in command  # never an sdist built for this machine
+        assert option(command, "-r") == str(package.CHECKER_REQUIREMENTS)
+    assert download[3] == "download"
+    assert option(download, "--dest") == str(tmp_path / "wheels")
+    # The install reads nothing but the wheelhouse: no index, none of pip's configuration.
+    assert install[3:5] == ["--isolated", "install"]
+    assert "--no-index" in install
+    assert option(install, "--find-links") == str(tmp_path / "wheels")
+    assert option(install, "--target") == str(tmp_path / "site")
+    assert package.pip_platform("x86_64")[1] == "manylinux2014_x86_64"
+    # Dependencies' markers are read as the Lambda machine would: Python calls arm64 "aarch64".
+    assert package.LAMBDA_MARKERS["platform_machine"] == "aarch64"
+    assert package.CHECKER_WHEELHOUSE.name == "checker-arm64-py3.11"
+
+
+ELF_HEADER = b"\x7fELF\x02\x01\x01" + bytes(11)  # 64-bit, little-endian; e_machine follows at byte 18
+
+
+@pytest.mark.parametrize(
+    ("data", "machine"),
+    [(ELF_HEADER + (183).to_bytes(2, "little"), 183), (ELF_HEADER + (62).to_bytes(2, "little"), 62), (b"#!", None)],
+)
+def test_native_code_for_another_machine_is_found_by_its_elf_header(data: bytes, machine: int | None) -> None:
+    assert package.elf_machine(data) == machine
+    foreign = package.foreign_native_code({"lib.so": data}, "arm64")
+    assert foreign == ([] if machine in (None, 183) else ["lib.so"])
+
+
+def test_a_checker_package_carrying_another_machines_native_code_is_refused(tmp_path: Path) -> None:
+    """This virtualenv's wheels are this machine's: packaged for the other Lambda architecture, they are refused."""
+    here = {"x86_64": "x86_64", "aarch64": "arm64"}[platform.machine()]
+    other = next(name for name in package.LAMBDA_PLATFORMS if name != here)
+
+    with pytest.raises(package.PackageError, match=rf"another machine than {other}: .*cryptography/hazmat"):
+        package.write_checker_zip(SITE, tmp_path / "checker.zip", architecture=other)
+    assert not (tmp_path / "checker.zip").exists()
 
 
 def test_the_checker_package_imports_on_its_own(tmp_path: Path) -> None:
@@ -652,18 +704,25 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
     # 3. cfn-lint (with the SAM transform) finds nothing, warnings included.
     package.lint(packaged)
 
-    # 4. The check worker's own package, its wheels out of Chalice's zip, and a template pointing at it.
+    # 4. The check worker's own package, its wheels resolved by pip for arm64, and a template pointing at it.
     checker = package.package_checker(packaged.parent)
     code_uri = json.loads(checker.read_text())["Resources"][build.CHECKER_FUNCTION]["Properties"]["CodeUri"]
     with zipfile.ZipFile(checker.parent / code_uri) as zf:
         contents = zf.namelist()
+        rust = zf.read("cryptography/hazmat/bindings/_rust.abi3.so")
+        (wheel,) = [name for name in contents if re.fullmatch(r"cryptography-[^/]+\.dist-info/WHEEL", name)]
+        tags = re.findall(r"^Tag: (\S+)$", zf.read(wheel).decode(), re.MULTILINE)
     with zipfile.ZipFile(packaged.parent / "deployment.zip") as zf:
         api_contents = zf.namelist()
     assert {"functions/checker/handler.py", "functions/checker/worker.py", "chalicelib/checks/http.py"} <= set(contents)
     assert any(name.startswith("aws_lambda_powertools/") for name in contents)
     assert _not_for_checking(contents) == []
     assert _not_for_checking(api_contents)
-    assert set(contents) - set(api_contents) == {name for name in contents if name.startswith("functions/")}
+    # The same Vigil code as the API runs; cryptography's native code is the Graviton build (EM_AARCH64).
+    assert {name for name in contents if name.startswith("chalicelib/")} <= set(api_contents)
+    assert package.elf_machine(rust) == 183
+    assert tags
+    assert all(tag.endswith(("manylinux2014_aarch64", "manylinux_2_17_aarch64")) for tag in tags)
     package.lint(checker)
 
 
