@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib import errors
+from chalicelib.checks.jobs import SQS_MAX_MESSAGE_BYTES
 from chalicelib.events.filters import filter_criteria
 from chalicelib.models import ALL_MODELS
 from chalicelib.settings import DEFAULT_REGIONS
@@ -451,6 +452,7 @@ def queues() -> dict[str, Any]:
             "Properties": {
                 "QueueName": sub(CHECK_QUEUE_NAME + "-dlq"),
                 "MessageRetentionPeriod": 14 * 24 * 3600,
+                "MaximumMessageSize": SQS_MAX_MESSAGE_BYTES,
                 "SqsManagedSseEnabled": True,
             },
         },
@@ -459,6 +461,8 @@ def queues() -> dict[str, Any]:
             "Properties": {
                 "QueueName": sub(CHECK_QUEUE_NAME),
                 "VisibilityTimeout": CHECK_QUEUE_VISIBILITY_S,
+                # Stated, not left to the default: a queue created while SQS's limit was 256 KiB keeps that.
+                "MaximumMessageSize": SQS_MAX_MESSAGE_BYTES,
                 "SqsManagedSseEnabled": True,
                 "RedrivePolicy": {
                     "deadLetterTargetArn": {"Fn::GetAtt": ["CheckDeadLetterQueue", "Arn"]},

@@ -369,6 +369,20 @@ def test_the_worker_has_time_for_the_last_start_and_sqs_waits_for_it() -> None:
     assert queue["VisibilityTimeout"] <= 12 * 3600
 
 
+def test_the_check_queues_take_messages_up_to_sqs_limit_of_1_mib_deployed_and_locally(aws: Settings) -> None:
+    from chalicelib.aws.clients import client
+    from chalicelib.checks.jobs import MAX_MESSAGE_BYTES
+
+    sqs = client("sqs")
+    queue = names.check_queue(aws, "eu-west-1")
+    local = sqs.get_queue_attributes(QueueUrl=sqs.get_queue_url(QueueName=queue)["QueueUrl"], AttributeNames=["All"])
+
+    for name in ("CheckQueue", "CheckDeadLetterQueue"):  # a redriven message must fit its dead-letter queue too
+        assert CHECKER_RESOURCES[name]["Properties"]["MaximumMessageSize"] == 1_048_576
+    assert local["Attributes"]["MaximumMessageSize"] == "1048576"
+    assert MAX_MESSAGE_BYTES < 1_048_576
+
+
 def test_the_worker_consumes_its_own_queue_with_partial_batch_failures() -> None:
     (event,) = CHECKER_FUNCTION["Events"].values()
     source = event["Properties"]
