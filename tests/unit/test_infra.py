@@ -390,7 +390,9 @@ def test_the_worker_consumes_its_own_queue_with_partial_batch_failures() -> None
     assert event["Type"] == "SQS"
     assert source["Queue"] == {"Fn::GetAtt": ["CheckQueue", "Arn"]}
     assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert source["BatchSize"] == 10
+    # One message an invocation, at once: the checks an invocation runs are one message's, which its memory is
+    # sized for, and the tick's first starts (5 s after it) wait for no batching window.
+    assert source["BatchSize"] == 1
     assert source["MaximumBatchingWindowInSeconds"] == 0
     assert 2 <= source["ScalingConfig"]["MaximumConcurrency"] <= 1000
 
@@ -406,10 +408,28 @@ def test_the_worker_function_runs_the_handler_in_functions() -> None:
     assert f"\n{attribute} = " in Path(spec.origin).read_text()
     assert CHECKER_FUNCTION["Runtime"] == "python3.11"
     assert CHECKER_FUNCTION["Architectures"] == ["arm64"]
-    assert CHECKER_FUNCTION["MemorySize"] == 1024
     assert CHECKER_FUNCTION["Tracing"] == "Active"
     assert CHECKER_FUNCTION["Role"] == {"Fn::GetAtt": ["CheckerRole", "Arn"]}
     assert CHECKER_FUNCTION["CodeUri"] == build.CHECKER_CODE_URI
+
+
+def test_the_worker_is_sized_for_one_full_message_from_its_measured_cpu() -> None:
+    """Its CPU share (memory / 1,769 MB) covers the most checks one invocation runs, at under 40 % over the minute,
+    with the smallest 64 MB step that does; never below what the bench saw it hold resident."""
+    from chalicelib.checks.jobs import MAX_JOBS_PER_MESSAGE
+
+    (event,) = CHECKER_FUNCTION["Events"].values()
+    memory = CHECKER_FUNCTION["MemorySize"]
+    checks = event["Properties"]["BatchSize"] * MAX_JOBS_PER_MESSAGE
+    cpu_s = checks * build.CHECKER_X86_CPU_MS_PER_CHECK * build.CHECKER_ARM64_CPU_FACTOR / 1000
+
+    assert checks == build.CHECKER_CHECKS_PER_INVOCATION == 2000
+    assert cpu_s / 60 <= 0.4 * memory / 1769
+    assert cpu_s / 60 > 0.4 * (memory - 64) / 1769
+    assert memory % 64 == 0
+    assert memory >= build.CHECKER_MIN_MEMORY_MB >= build.CHECKER_RSS_MB + 32 * 2  # 32 checks' 1 MiB bodies, twice
+    assert memory == 512
+    assert build.checker_memory_mb(10) == build.CHECKER_MIN_MEMORY_MB
 
 
 def test_the_worker_starts_with_the_stacks_environment_labelled_with_its_region() -> None:
