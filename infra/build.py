@@ -114,7 +114,7 @@ CHECKER_MEMORY_MB = checker_memory_mb()
 # Invocations in flight per region: each holds one message for about 65 s, so 50 carry about 45 messages, 90,000
 # checks, a minute, while a flood of messages cannot take the account's whole Lambda concurrency.
 CHECKER_MAX_CONCURRENCY = 50
-CHECKER_LOG_RETENTION_DAYS = 30
+LOG_RETENTION_DAYS = 30  # every function's log group, the worker's and Chalice's (Lambda's own never expire)
 
 STATUS_INDEX_FUNCTION = """function handler(event) {
   var request = event.request;
@@ -616,6 +616,15 @@ def build() -> dict[str, Any]:
     resources[CHALICE_API] = {
         "Properties": {"DefinitionBody": {"x-amazon-apigateway-gateway-responses": gateway_responses()}}
     }
+    # Each function's log group, with a retention: left to Lambda, it is made at the first invocation and never
+    # expires.  Named after the function's generated name, so created just after it (it cannot come first).
+    # Chalice's own `log_retention_in_days` would do the same, but names the API's group after `ApiHandler`, a
+    # resource its template calls `APIHandler`.
+    for name in (CHALICE_FUNCTION, *EVENT_FUNCTIONS):
+        resources[f"{name}LogGroup"] = {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {"LogGroupName": sub(f"/aws/lambda/${{{name}}}"), "RetentionInDays": LOG_RETENTION_DAYS},
+        }
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "Vigil: tables, status pages, alarms and API settings (merged into Chalice's package).",
@@ -747,7 +756,7 @@ def build_checker(code_uri: str = CHECKER_CODE_URI) -> dict[str, Any]:
         "Type": "AWS::Logs::LogGroup",
         "Properties": {
             "LogGroupName": sub(f"/aws/lambda/{function_name}"),
-            "RetentionInDays": CHECKER_LOG_RETENTION_DAYS,
+            "RetentionInDays": LOG_RETENTION_DAYS,
         },
     }
     resources["CheckerRole"] = checker_role()

@@ -529,6 +529,35 @@ def test_a_deployed_stage_starts_with_its_config_and_the_stacks_values(stage: st
     assert not settings.allow_private_targets
 
 
+@pytest.mark.parametrize(
+    ("function", "memory", "tracing"),
+    [
+        ("api_handler", 1769, True),  # bcrypt at cost 12: one whole vCPU
+        ("scheduler", 1769, True),  # the tick's reads and sends, on one thread, before the first start
+        ("rollups", 512, False),  # one record a check: writes, mostly waiting on DynamoDB
+        ("incidents", 512, False),
+        ("alerts", 256, True),  # a record per incident change: rare
+        ("status_pages", 256, True),
+    ],
+)
+def test_each_chalice_function_gets_the_memory_and_tracing_its_work_needs(function, memory, tracing) -> None:
+    from chalice.config import Config
+
+    disk = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    for stage in package.stages():
+        config = Config(chalice_stage=stage, function_name=function, config_from_disk=disk)
+        assert (config.lambda_memory_size, bool(config.xray_enabled)) == (memory, tracing)
+
+
+def test_every_function_log_group_expires() -> None:
+    """Lambda's own log groups never expire: each function of both stacks gets one with a retention."""
+    for name in (build.CHALICE_FUNCTION, *build.EVENT_FUNCTIONS):
+        group = RESOURCES[f"{name}LogGroup"]
+        assert group["Type"] == "AWS::Logs::LogGroup"
+        assert group["Properties"] == {"LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{name}}}"}, "RetentionInDays": 30}
+    assert CHECKER_RESOURCES["CheckerLogGroup"]["Properties"]["RetentionInDays"] == 30
+
+
 def test_no_secret_is_committed_in_the_chalice_config() -> None:
     text = (ROOT / ".chalice" / "config.json").read_text()
 
@@ -727,6 +756,18 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
     body = merged[build.CHALICE_API]["Properties"]["DefinitionBody"]
     assert "/v1/auth/login" in body["paths"]
     assert body["x-amazon-apigateway-gateway-responses"] == GATEWAY
+
+    # Every function Chalice generates has its log group, with a retention, and the memory and tracing asked for.
+    functions = {name for name, r in merged.items() if r["Type"] == "AWS::Serverless::Function"}
+    assert functions == {build.CHALICE_FUNCTION, *build.EVENT_FUNCTIONS}
+    for name in functions:
+        assert merged[f"{name}LogGroup"]["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{name}}}"}
+        assert merged[f"{name}LogGroup"]["Properties"]["RetentionInDays"] == 30
+    assert (merged["Rollups"]["Properties"]["MemorySize"], merged["Rollups"]["Properties"]["Tracing"]) == (
+        512,
+        "PassThrough",
+    )
+    assert merged["Alerts"]["Properties"]["Tracing"] == "Active"
 
     # 2. The secret comes from Secrets Manager; the values used only to import app.py stay out of the template.
     variables = merged[build.CHALICE_FUNCTION]["Properties"]["Environment"]["Variables"]
