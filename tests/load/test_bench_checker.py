@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import socket
 import ssl
 import statistics
@@ -42,7 +41,7 @@ from chalicelib.checks.http import ACCEPT_ENCODING, USER_AGENT, run_check
 from chalicelib.checks.jobs import MAX_JOBS_PER_MESSAGE
 from chalicelib.checks.model import CheckSpec
 from infra import build
-from tests.support import TEST_ENV
+from tests.load.conftest import process_env
 
 CHECKS = 1000
 BLOCK = 100
@@ -203,51 +202,10 @@ WORKER_CHECKS = MAX_JOBS_PER_MESSAGE  # a full message: what one deployed invoca
 WORKER_SECONDS = 55  # starts on the whole seconds 5..59 of the minute, as the scheduler plans them (~36 a second)
 
 
-def serve_aws(port: int, stop: Event) -> None:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    stop.wait()
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def aws_endpoint() -> Iterator[str]:
-    """A moto server in another process, so that its CPU is not the worker's."""
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        port = probe.getsockname()[1]
-    mp = multiprocessing.get_context("fork")
-    stop = mp.Event()
-    process = mp.Process(target=serve_aws, args=(port, stop), daemon=True)
-    process.start()
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "the moto server did not start"
-            time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop.set()
-        process.join(5)
-        if process.is_alive():
-            process.kill()
-
-
 def test_the_worker_cpu_and_memory_per_check_all_in(ca: trustme.CA, server_port: int, aws_endpoint: str) -> None:
     env = {
-        **os.environ,
-        **TEST_ENV,
-        "AWS_ENDPOINT_URL": aws_endpoint,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
+        **process_env(aws_endpoint),
         "ALLOW_PRIVATE_TARGETS": "true",
-        "LOG_LEVEL": "WARNING",
-        "POWERTOOLS_TRACE_DISABLED": "true",  # as outside Lambda anyway; deployed, X-Ray samples ~5 %
     }
     config = {"port": server_port, "cadata": ca.cert_pem.bytes().decode(), "checks": WORKER_CHECKS}
     config["seconds"] = WORKER_SECONDS
