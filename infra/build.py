@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from chalicelib import errors
+from chalicelib.checks.jobs import MAX_JOBS_PER_MESSAGE, SQS_MAX_MESSAGE_BYTES
 from chalicelib.events.filters import filter_criteria
 from chalicelib.models import ALL_MODELS
 from chalicelib.settings import DEFAULT_REGIONS
@@ -68,18 +70,51 @@ SECRET_KEY_REF = "{{resolve:secretsmanager:" + SECRET_KEY_ID + "}}"
 CHECKER_FUNCTION = "Checker"
 CHECKER_HANDLER = "functions.checker.handler.handler"
 CHECKER_RUNTIME = "python3.11"
-# Its package takes its wheels from Chalice's build (infra/package.py), and Chalice vendors x86_64 wheels.
-CHECKER_ARCHITECTURE = "x86_64"
+# Graviton: about 20 % less per GB-s than x86_64.  infra/package.py resolves the worker's wheels for it (Chalice's
+# own build, which the API runs, is x86_64).
+CHECKER_ARCHITECTURE = "arm64"
 CHECKER_CODE_URI = "checker.zip"  # beside the template; `aws cloudformation package` uploads it and rewrites this
 CHECKER_TIMEOUT_S = LAMBDA_TIMEOUT_S  # one value for the deployed worker and the local stack
-CHECKER_MEMORY_MB = 1024  # checks wait on the network; memory buys the CPU for TLS and JSON assertions
 # AWS's guidance for an SQS event source: a visibility timeout of at least six times the function's timeout,
 # so that a message is not redelivered while Lambda is still retrying a throttled invocation.
 CHECK_QUEUE_VISIBILITY_S = 6 * CHECKER_TIMEOUT_S
-# Invocations in flight per region: each runs up to ten messages of many jobs, so 50 carry tens of thousands
-# of checks a minute, while a flood of messages cannot take the account's whole Lambda concurrency.
+# One message an invocation, and no batching window: an invocation runs a known number of checks (at most
+# MAX_JOBS_PER_MESSAGE), which its memory is sized for; more messages are more invocations side by side, each with
+# its own CPU, never more checks on one.  A window would wait for messages the tick's starts cannot wait for.
+CHECKER_BATCH_SIZE = 1
+CHECKER_CHECKS_PER_INVOCATION = CHECKER_BATCH_SIZE * MAX_JOBS_PER_MESSAGE
+# Its memory buys its CPU (Lambda: 1 vCPU at 1,769 MB), and an invocation is held, and billed, for its whole
+# minute whatever it runs: sized for one full message's checks from their measured CPU, nothing more.
+#   1. CPU per check, all in (the check, TLS, the look-ups, the result writes): 1.9-2.2 ms measured on this
+#      x86_64 Xeon (tests/load/test_bench_checker.py, one invocation of 2,000 and of 3,000 fresh-TLS checks to a
+#      loopback target); taken as 2.5 ms for real chains and bodies; the bench fails above it.
+#   2. On arm64, assumed 1.3x that (Graviton2 runs CPython and OpenSSL somewhat slower per core): 3.25 ms.
+#   3. At most CHECKER_CHECKS_PER_INVOCATION = 2,000 checks: 6.5 s of CPU in the minute, 0.11 vCPU on average.
+#   4. At most 40 % of its CPU share over the minute (each second's starts come at once): 0.27 vCPU = 479 MB,
+#      rounded up to 64 MB steps: 512 MB (37 %).
+#   5. Never below CHECKER_MIN_MEMORY_MB: the bench's worker peaked at 121 MB resident (62 MB once loaded, 32
+#      check threads in TLS), and 32 checks may each hold a 1 MiB body besides.
+# A full message then costs 0.5 GB x ~65 s / 2,000 = 0.016 GB-s a check: $0.22 per million at arm64's price.
+LAMBDA_MB_PER_VCPU = 1769
+CHECKER_X86_CPU_MS_PER_CHECK = 2.5
+CHECKER_ARM64_CPU_FACTOR = 1.3
+CHECKER_CPU_SHARE = 0.4
+CHECKER_RSS_MB = 160  # the bench fails above it
+CHECKER_MIN_MEMORY_MB = 256
+
+
+def checker_memory_mb(checks: int = CHECKER_CHECKS_PER_INVOCATION) -> int:
+    """The worker's memory for ``checks`` checks in its minute (steps 1-5 above)."""
+    cpu_s = checks * CHECKER_X86_CPU_MS_PER_CHECK * CHECKER_ARM64_CPU_FACTOR / 1000
+    vcpu = cpu_s / 60 / CHECKER_CPU_SHARE
+    return max(CHECKER_MIN_MEMORY_MB, math.ceil(vcpu * LAMBDA_MB_PER_VCPU / 64) * 64)
+
+
+CHECKER_MEMORY_MB = checker_memory_mb()
+# Invocations in flight per region: each holds one message for about 65 s, so 50 carry about 45 messages, 90,000
+# checks, a minute, while a flood of messages cannot take the account's whole Lambda concurrency.
 CHECKER_MAX_CONCURRENCY = 50
-CHECKER_LOG_RETENTION_DAYS = 30
+LOG_RETENTION_DAYS = 30  # every function's log group, the worker's and Chalice's (Lambda's own never expire)
 
 STATUS_INDEX_FUNCTION = """function handler(event) {
   var request = event.request;
@@ -450,6 +485,7 @@ def queues() -> dict[str, Any]:
             "Properties": {
                 "QueueName": sub(CHECK_QUEUE_NAME + "-dlq"),
                 "MessageRetentionPeriod": 14 * 24 * 3600,
+                "MaximumMessageSize": SQS_MAX_MESSAGE_BYTES,
                 "SqsManagedSseEnabled": True,
             },
         },
@@ -458,6 +494,8 @@ def queues() -> dict[str, Any]:
             "Properties": {
                 "QueueName": sub(CHECK_QUEUE_NAME),
                 "VisibilityTimeout": CHECK_QUEUE_VISIBILITY_S,
+                # Stated, not left to the default: a queue created while SQS's limit was 256 KiB keeps that.
+                "MaximumMessageSize": SQS_MAX_MESSAGE_BYTES,
                 "SqsManagedSseEnabled": True,
                 "RedrivePolicy": {
                     "deadLetterTargetArn": {"Fn::GetAtt": ["CheckDeadLetterQueue", "Arn"]},
@@ -578,6 +616,15 @@ def build() -> dict[str, Any]:
     resources[CHALICE_API] = {
         "Properties": {"DefinitionBody": {"x-amazon-apigateway-gateway-responses": gateway_responses()}}
     }
+    # Each function's log group, with a retention: left to Lambda, it is made at the first invocation and never
+    # expires.  Named after the function's generated name, so created just after it (it cannot come first).
+    # Chalice's own `log_retention_in_days` would do the same, but names the API's group after `ApiHandler`, a
+    # resource its template calls `APIHandler`.
+    for name in (CHALICE_FUNCTION, *EVENT_FUNCTIONS):
+        resources[f"{name}LogGroup"] = {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {"LogGroupName": sub(f"/aws/lambda/${{{name}}}"), "RetentionInDays": LOG_RETENTION_DAYS},
+        }
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "Vigil: tables, status pages, alarms and API settings (merged into Chalice's package).",
@@ -722,7 +769,7 @@ def build_checker(code_uri: str = CHECKER_CODE_URI) -> dict[str, Any]:
         "Type": "AWS::Logs::LogGroup",
         "Properties": {
             "LogGroupName": sub(f"/aws/lambda/{function_name}"),
-            "RetentionInDays": CHECKER_LOG_RETENTION_DAYS,
+            "RetentionInDays": LOG_RETENTION_DAYS,
         },
     }
     resources["CheckerRole"] = checker_role()
@@ -747,7 +794,7 @@ def build_checker(code_uri: str = CHECKER_CODE_URI) -> dict[str, Any]:
                     "Type": "SQS",
                     "Properties": {
                         "Queue": {"Fn::GetAtt": ["CheckQueue", "Arn"]},
-                        "BatchSize": 10,
+                        "BatchSize": CHECKER_BATCH_SIZE,
                         # No batching window: a job waits for its planned start, never for a fuller batch.
                         "MaximumBatchingWindowInSeconds": 0,
                         # A poisoned job fails only its own message (Powertools BatchProcessor).

@@ -3,8 +3,9 @@
 1. Refuse a stale ``infra/resources.json`` or ``infra/checker.json`` (run ``make infra`` first).
 2. Run ``chalice package`` for the stage with ``infra/resources.json`` merged in, into ``out/STAGE``.
 3. Build the check worker's own package, ``checker.zip``: ``functions/checker``, the ``chalicelib`` modules
-   it imports and the distributions of ``functions/checker/requirements.txt`` (taken from Chalice's
-   ``deployment.zip``, wheels built for Lambda), and ``checker.json`` (``infra/checker.json`` pointing at it).
+   it imports and the distributions of ``functions/checker/requirements.txt``, resolved by pip for the
+   worker's own Lambda platform (``build.CHECKER_ARCHITECTURE``, arm64), and ``checker.json``
+   (``infra/checker.json`` pointing at it).
 4. Lint both templates (``sam.json``, ``checker.json``) with cfn-lint.
 5. Print the ``aws cloudformation package`` / ``deploy`` commands: the main stack in the home region, and a
    checker stack in every check region.  Nothing is deployed from here.
@@ -29,6 +30,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -55,6 +57,18 @@ NOT_SHIPPED = {
     "boto3": "the Lambda runtime provides it (requirements.txt leaves it out for the API too)",
     "dotenv": "only a local stage reads a .env (chalicelib.settings)",
 }
+# Per Lambda architecture: pip's platform tag, Python's platform.machine() and the ELF e_machine of its native
+# code.  manylinux2014 (glibc 2.17): the python3.11 runtime runs on Amazon Linux 2 (glibc 2.26), so a wheel
+# built for a newer glibc would import there only to fail.
+LAMBDA_PLATFORMS = {
+    "arm64": ("manylinux2014_aarch64", "aarch64", 183),  # EM_AARCH64
+    "x86_64": ("manylinux2014_x86_64", "x86_64", 62),  # EM_X86_64
+}
+CHECKER_PYTHON = build.CHECKER_RUNTIME.removeprefix("python")  # 3.11
+# Wheels pip downloaded for the checker's platform, kept beside Chalice's own build cache: once they are
+# there, packaging is offline (pip installs from them with --no-index).
+CHECKER_WHEELHOUSE = ROOT / ".chalice" / "deployments" / f"checker-{build.CHECKER_ARCHITECTURE}-py{CHECKER_PYTHON}"
+PIP_TIMEOUT_SECONDS = 600
 # The runtime the checker's wheels are for, to evaluate their dependencies' environment markers.
 LAMBDA_MARKERS = {
     "python_version": build.CHECKER_RUNTIME.removeprefix("python"),
@@ -64,7 +78,7 @@ LAMBDA_MARKERS = {
     "os_name": "posix",
     "sys_platform": "linux",
     "platform_system": "Linux",
-    "platform_machine": build.CHECKER_ARCHITECTURE,
+    "platform_machine": LAMBDA_PLATFORMS[build.CHECKER_ARCHITECTURE][1],
 }
 
 
@@ -297,26 +311,121 @@ def _entry(name: str, mode: int) -> zipfile.ZipInfo:
     return entry
 
 
+def pip_platform(architecture: str = build.CHECKER_ARCHITECTURE, python: str = CHECKER_PYTHON) -> list[str]:
+    """pip's options selecting wheels for a Lambda runtime, whatever machine and Python run pip.
+
+    Binary wheels only: pip cannot build an sdist for another machine, and a wheel built for this one would
+    carry the wrong native code.
+    """
+    return [
+        "--platform",
+        LAMBDA_PLATFORMS[architecture][0],
+        "--implementation",
+        "cp",
+        "--python-version",
+        python,
+        "--abi",
+        "cp" + python.replace(".", ""),
+        "--only-binary=:all:",
+    ]
+
+
+def pip_commands(requirements: Path, wheelhouse: Path, site: Path) -> tuple[list[str], list[str]]:
+    """Download ``requirements`` (and what they require) into ``wheelhouse``; install them from it into ``site``.
+
+    The install reads nothing but the wheelhouse (``--no-index``, and ``--isolated`` from pip's configuration
+    and environment), so what is packaged is what the wheelhouse holds; the download uses pip's configuration
+    (index, certificates, proxy) as any install here does.
+    """
+    pip = [sys.executable, "-m", "pip"]
+    quiet = ["--quiet", "--disable-pip-version-check"]
+    download = [*pip, "download", *quiet, "--dest", str(wheelhouse), *pip_platform(), "-r", str(requirements)]
+    install = [
+        *pip,
+        "--isolated",
+        "install",
+        *quiet,
+        "--no-index",
+        "--find-links",
+        str(wheelhouse),
+        "--target",
+        str(site),
+        "--no-compile",
+        *pip_platform(),
+        "-r",
+        str(requirements),
+    ]
+    return download, install
+
+
+def install_checker_requirements(site: Path, wheelhouse: Path = CHECKER_WHEELHOUSE) -> None:
+    """Install the checker's requirements, built for its Lambda platform, into the empty folder ``site``.
+
+    From the wheelhouse alone when it holds them all (offline); otherwise pip downloads what is missing first.
+    """
+    download, install = pip_commands(CHECKER_REQUIREMENTS, wheelhouse, site)
+    if wheelhouse.is_dir() and _run(install, PIP_TIMEOUT_SECONDS).returncode == 0:
+        return
+    for partial in site.iterdir():  # what a failed install left
+        if partial.is_dir():
+            shutil.rmtree(partial)
+        else:
+            partial.unlink()
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    fetched = _run(download, PIP_TIMEOUT_SECONDS)
+    if fetched.returncode != 0:
+        raise PackageError(f"pip could not download the checker's wheels:\n{fetched.stdout}{fetched.stderr}")
+    installed = _run(install, PIP_TIMEOUT_SECONDS)
+    if installed.returncode != 0:
+        raise PackageError(f"pip could not install the checker's wheels:\n{installed.stdout}{installed.stderr}")
+
+
+def elf_machine(data: bytes) -> int | None:
+    """The ``e_machine`` of an ELF file's header (little-endian, as on both Lambda machines), or None if not ELF."""
+    if len(data) < 20 or not data.startswith(b"\x7fELF"):
+        return None
+    return int.from_bytes(data[18:20], "little")
+
+
+def foreign_native_code(files: Mapping[str, bytes], architecture: str = build.CHECKER_ARCHITECTURE) -> list[str]:
+    """The files that are native code for another machine than the Lambda architecture's."""
+    wanted = LAMBDA_PLATFORMS[architecture][2]
+    return sorted(name for name, data in files.items() if elf_machine(data) not in (None, wanted))
+
+
+def write_checker_zip(site: Path, archive: Path, architecture: str = build.CHECKER_ARCHITECTURE) -> list[str]:
+    """Write ``archive`` from Vigil's sources and the checker's distributions in ``site``; returns its names.
+
+    Refuses native code built for another machine: the worker would fail to import it in every region.
+    """
+    sources, third_party = checker_files(dist_infos(p.name for p in site.iterdir()), lambda n: (site / n).read_text())
+    missing = [name for name in third_party if not (site / name).is_file()]
+    if missing:
+        raise PackageError(f"{site} lacks {missing[0]}, which its distribution's RECORD lists")
+    contents = {name: (ROOT / name).read_bytes() for name in sources}
+    contents |= {name: (site / name).read_bytes() for name in third_party}
+    foreign = foreign_native_code(contents, architecture)
+    if foreign:
+        raise PackageError(f"native code for another machine than {architecture}: {', '.join(foreign)}")
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, data in contents.items():
+            executable = name in third_party and (site / name).stat().st_mode & 0o111
+            zf.writestr(_entry(name, 0o100755 if executable else 0o100644), data)
+    return list(contents)
+
+
 def package_checker(out: Path) -> Path:
     """Build the check worker's own package beside Chalice's; returns its template's path.
 
-    Its dependencies come out of ``deployment.zip``: the wheels Chalice built for Lambda, the very files the
-    API runs.  Nothing else of that zip does (no ``app.py``, API, accounts, alerts or Chalice).
+    Its dependencies are resolved on their own, for the worker's architecture (arm64, where Chalice's
+    ``deployment.zip`` carries x86_64 wheels).  Nothing else of the API's package goes in (no ``app.py``, API,
+    accounts, alerts or Chalice).
     """
-    deployment = out / "deployment.zip"
-    if not deployment.is_file():
-        raise PackageError(f"{deployment} is missing: `chalice package` did not write it")
+    out.mkdir(parents=True, exist_ok=True)
     archive = out / build.CHECKER_CODE_URI
-    with zipfile.ZipFile(deployment) as built, zipfile.ZipFile(archive, "w") as zf:
-        sources, third_party = checker_files(dist_infos(built.namelist()), lambda name: built.read(name).decode())
-        for name in sources:
-            zf.writestr(_entry(name, 0o100644), (ROOT / name).read_bytes())
-        for name in third_party:
-            try:
-                info = built.getinfo(name)
-            except KeyError:
-                raise PackageError(f"{deployment.name} lacks {name}, which its distribution's RECORD lists") from None
-            zf.writestr(_entry(name, info.external_attr >> 16 or 0o100644), built.read(info))
+    with tempfile.TemporaryDirectory(prefix="checker-site-") as site:
+        install_checker_requirements(Path(site))
+        write_checker_zip(Path(site), archive)
     template = json.loads(build.CHECKER_OUTPUT.read_text())
     # Relative to the template's directory, which is how `aws cloudformation package` resolves it.
     template["Resources"][build.CHECKER_FUNCTION]["Properties"]["CodeUri"] = archive.name

@@ -1,9 +1,10 @@
 """Check jobs and the SQS messages that carry them.
 
-One message carries many jobs (up to ~200 KB of JSON, gzipped and base64-encoded
-when that makes it smaller), each with the monitor's whole check config, so a
-worker reads nothing per check but one BatchGet to drop paused or deleted
-monitors.  A job's ``slot`` is the instant it was scheduled for: with the
+One message carries many jobs (up to 2,000 and ~1 MB of JSON, gzipped and
+base64-encoded when that makes it smaller), each with the monitor's whole check
+config, so a worker reads nothing per check but one BatchGet to drop paused or
+deleted monitors.  A message is one worker invocation, which ``infra/build.py``
+sizes for a full one.  A job's ``slot`` is the instant it was scheduled for: with the
 monitor and the region it makes the result's key, so a redelivered job
 overwrites its own result instead of adding one.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import itertools
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -21,7 +23,11 @@ from chalicelib.checks.model import Assertion, CheckSpec
 
 FORMAT_VERSION = 1
 GZIP_PREFIX = "gz:"
-MAX_MESSAGE_BYTES = 200_000  # below SQS's 256 KiB limit for a message and for a whole batch
+# The worker's event source hands it one message an invocation: a message's jobs are the checks one invocation
+# runs in its minute, and infra/build.py sizes the worker's memory (its CPU) for this many.
+MAX_JOBS_PER_MESSAGE = 2000
+SQS_MAX_MESSAGE_BYTES = 1_048_576  # SQS's limit for a message and for a whole SendMessageBatch (1 MiB since 2025)
+MAX_MESSAGE_BYTES = 1_000_000  # below it
 
 
 @dataclass(frozen=True)
@@ -75,11 +81,19 @@ def decode_message(body: str) -> list[dict[str, Any]]:
 
 
 def pack(jobs: list[Job]) -> list[str]:
-    """Split jobs into as few message bodies as fit under the size limit (halving until each fits)."""
+    """Split jobs into as few message bodies as hold at most ``MAX_JOBS_PER_MESSAGE`` each, of equal counts (so
+    every invocation of a tick runs about as many checks), then halve any body over the size limit until it fits.
+    """
     if not jobs:
         return []
+    messages = -(-len(jobs) // MAX_JOBS_PER_MESSAGE)
+    bounds = [len(jobs) * i // messages for i in range(messages + 1)]
+    return [body for start, end in itertools.pairwise(bounds) for body in _fit(jobs[start:end])]
+
+
+def _fit(jobs: list[Job]) -> list[str]:
     body = encode_message(jobs)
     if len(body) <= MAX_MESSAGE_BYTES or len(jobs) == 1:
         return [body]
     half = len(jobs) // 2
-    return pack(jobs[:half]) + pack(jobs[half:])
+    return _fit(jobs[:half]) + _fit(jobs[half:])

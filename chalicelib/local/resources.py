@@ -6,6 +6,7 @@ import json
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
+from chalicelib.checks.jobs import SQS_MAX_MESSAGE_BYTES
 from chalicelib.models import ALL_MODELS
 from chalicelib.settings import Settings
 from chalicelib.storage.schema import create_tables
@@ -25,6 +26,7 @@ def create_resources(settings: Settings) -> dict[str, list[str]]:
             QueueName=name,
             Attributes={
                 "VisibilityTimeout": "180",  # above the worker's 120 s budget: no redelivery mid-run
+                "MaximumMessageSize": str(SQS_MAX_MESSAGE_BYTES),  # as deployed (an emulator may default lower)
                 "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
             },
         )

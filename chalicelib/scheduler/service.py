@@ -17,7 +17,7 @@ from typing import Any
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
-from chalicelib.checks.jobs import Job, pack
+from chalicelib.checks.jobs import SQS_MAX_MESSAGE_BYTES, Job, pack
 from chalicelib.monitors.checking import spec_from
 from chalicelib.monitors.service import Monitor, scheduled
 from chalicelib.observability import logger, metrics
@@ -25,7 +25,7 @@ from chalicelib.scheduler.due import DueKey, all_keys, due_keys, planned_start
 from chalicelib.settings import get_settings
 
 SQS_BATCH = 10
-SQS_BATCH_BYTES = 250_000
+SQS_BATCH_BYTES = SQS_MAX_MESSAGE_BYTES  # SendMessageBatch's limit for its messages together
 
 
 @dataclass

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
-from chalicelib.checks.jobs import Job, decode_message
+from chalicelib.checks.jobs import MAX_MESSAGE_BYTES, Job, decode_message
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.scheduler.service import run_tick
 from tests.factories import create_monitor
@@ -87,6 +88,21 @@ def test_many_jobs_travel_in_few_messages(api, alice, settings):
     assert report.messages == 1
     assert report.sqs_requests == 1
     assert len(drain(settings, "us-east-1")) == 150
+
+
+def test_jobs_too_big_for_one_message_travel_in_messages_over_the_old_256_kib_limit(api, alice, settings):
+    """~60 KB a job (a random body does not compress): 20 go in two ~600 KB messages, one SendMessageBatch each."""
+    for _ in range(20):
+        create(api, regions=["us-east-1"], method="POST", body=secrets.token_urlsafe(45_000))
+
+    report = run_tick(TICK)
+    received = drain(settings, "us-east-1")
+
+    assert (report.jobs, report.messages, report.sqs_requests) == (20, 2, 2)
+    sizes = {message["MessageId"]: len(message["Body"]) for _, message in received}
+    assert len(sizes) == 2
+    assert all(256 * 1024 < size <= MAX_MESSAGE_BYTES for size in sizes.values())
+    assert len(received) == 20
 
 
 def test_pause_resume_interval_change_and_delete_are_seen_by_the_next_tick(api, alice, settings):

@@ -8,14 +8,22 @@ that drift in the machine's speed hits both alike.
 
 Targets (issue 4): the checker costs at most 1.3x the bare loop per check, and
 its measured ``tls_ms`` p95 is within 5 ms of the bare loop's.
+
+The second bench runs one whole worker invocation (``tests/load/checker_run.py``) in a process of its own,
+its tables on a moto server in a third: CPU per check with everything the worker does around a check (the
+message, the look-ups, the result writes), and the memory it holds.  ``infra/build.py`` sizes the deployed
+worker from these two figures; the bench fails if they outgrow what it assumed.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import socket
 import ssl
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +38,10 @@ from urllib3.connection import HTTPSConnection
 
 from chalicelib.checks import tls
 from chalicelib.checks.http import ACCEPT_ENCODING, USER_AGENT, run_check
+from chalicelib.checks.jobs import MAX_JOBS_PER_MESSAGE
 from chalicelib.checks.model import CheckSpec
+from infra import build
+from tests.load.conftest import process_env
 
 CHECKS = 1000
 BLOCK = 100
@@ -185,3 +196,44 @@ def test_checker_cpu_per_check_against_a_bare_urllib3_loop(ca: trustme.CA, serve
     )
     assert ratio <= MAX_RATIO, f"the checker costs {ratio:.2f}x the bare loop per check"
     assert p95(checker_tls) - p95(bare_tls) <= MAX_TLS_P95_GAP_MS
+
+
+WORKER_CHECKS = MAX_JOBS_PER_MESSAGE  # a full message: what one deployed invocation runs
+WORKER_SECONDS = 55  # starts on the whole seconds 5..59 of the minute, as the scheduler plans them (~36 a second)
+
+
+def test_the_worker_cpu_and_memory_per_check_all_in(ca: trustme.CA, server_port: int, aws_endpoint: str) -> None:
+    env = {
+        **process_env(aws_endpoint),
+        "ALLOW_PRIVATE_TARGETS": "true",
+    }
+    config = {"port": server_port, "cadata": ca.cert_pem.bytes().decode(), "checks": WORKER_CHECKS}
+    config["seconds"] = WORKER_SECONDS
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.load.checker_run", json.dumps(config)],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WORKER_SECONDS + 50,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = json.loads(result.stdout.splitlines()[-1])
+    cpu_ms = run["cpu_s"] * 1000 / run["checks"]
+    print(
+        f"\none worker invocation, {run['checks']} fresh-TLS checks in {run['messages']} message(s) over"
+        f" {WORKER_SECONDS} s, results written to moto:\n"
+        f"  CPU {cpu_ms:.3f} ms per check, all in ({run['cpu_s']:.2f} s in {run['wall_s']:.1f} s wall)\n"
+        f"  memory: {run['rss_started_mb']:.0f} MB at start, {run['rss_loaded_mb']:.0f} MB with the handler loaded,"
+        f" {run['rss_peak_mb']:.0f} MB at the peak; {run['threads_peak']} threads at the peak\n"
+        f"  lateness p50 {run['late_p50_s']:.3f} s, p99 {run['late_p99_s']:.3f} s;"
+        f" {run['stored']} stored, {run['ok']} ok\n"
+        f"  infra/build.py assumes {build.CHECKER_X86_CPU_MS_PER_CHECK} ms here and"
+        f" {build.CHECKER_RSS_MB} MB of memory for a {build.CHECKER_MEMORY_MB} MB worker"
+    )
+    assert (run["messages"], run["failures"]) == (1, [])
+    assert run["stored"] == run["ok"] == WORKER_CHECKS
+    assert run["late_p99_s"] <= 2.0
+    assert cpu_ms <= build.CHECKER_X86_CPU_MS_PER_CHECK, "the worker's sizing (infra/build.py) assumed less CPU"
+    assert run["rss_peak_mb"] <= build.CHECKER_RSS_MB, "the worker's sizing (infra/build.py) assumed less memory"

@@ -134,8 +134,8 @@ def test_tables_and_their_indexes_are_read_from_the_deploy_template():
 
 def test_each_functions_memory_architecture_and_tracing_come_from_the_templates():
     configs = cost.function_configs(["rollups", "checker-eu-west-1"])
-    assert configs["checker"] == FunctionConfig(1024, "x86_64", True)  # infra/checker.json
-    assert configs["rollups"] == FunctionConfig(1769, "x86_64", True)  # .chalice/config.json, stage prod
+    assert configs["checker"] == FunctionConfig(512, "arm64", True)  # infra/checker.json
+    assert configs["rollups"] == FunctionConfig(512, "x86_64", False)  # .chalice/config.json's own for rollups
     assert set(configs) == {"checker", "rollups"}
 
 

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import pkgutil
+import platform
 import re
 import subprocess
 import sys
@@ -368,6 +369,20 @@ def test_the_worker_has_time_for_the_last_start_and_sqs_waits_for_it() -> None:
     assert queue["VisibilityTimeout"] <= 12 * 3600
 
 
+def test_the_check_queues_take_messages_up_to_sqs_limit_of_1_mib_deployed_and_locally(aws: Settings) -> None:
+    from chalicelib.aws.clients import client
+    from chalicelib.checks.jobs import MAX_MESSAGE_BYTES
+
+    sqs = client("sqs")
+    queue = names.check_queue(aws, "eu-west-1")
+    local = sqs.get_queue_attributes(QueueUrl=sqs.get_queue_url(QueueName=queue)["QueueUrl"], AttributeNames=["All"])
+
+    for name in ("CheckQueue", "CheckDeadLetterQueue"):  # a redriven message must fit its dead-letter queue too
+        assert CHECKER_RESOURCES[name]["Properties"]["MaximumMessageSize"] == 1_048_576
+    assert local["Attributes"]["MaximumMessageSize"] == "1048576"
+    assert MAX_MESSAGE_BYTES < 1_048_576
+
+
 def test_the_worker_consumes_its_own_queue_with_partial_batch_failures() -> None:
     (event,) = CHECKER_FUNCTION["Events"].values()
     source = event["Properties"]
@@ -375,7 +390,9 @@ def test_the_worker_consumes_its_own_queue_with_partial_batch_failures() -> None
     assert event["Type"] == "SQS"
     assert source["Queue"] == {"Fn::GetAtt": ["CheckQueue", "Arn"]}
     assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert source["BatchSize"] == 10
+    # One message an invocation, at once: the checks an invocation runs are one message's, which its memory is
+    # sized for, and the tick's first starts (5 s after it) wait for no batching window.
+    assert source["BatchSize"] == 1
     assert source["MaximumBatchingWindowInSeconds"] == 0
     assert 2 <= source["ScalingConfig"]["MaximumConcurrency"] <= 1000
 
@@ -390,10 +407,29 @@ def test_the_worker_function_runs_the_handler_in_functions() -> None:
     assert spec.origin is not None
     assert f"\n{attribute} = " in Path(spec.origin).read_text()
     assert CHECKER_FUNCTION["Runtime"] == "python3.11"
-    assert CHECKER_FUNCTION["MemorySize"] == 1024
+    assert CHECKER_FUNCTION["Architectures"] == ["arm64"]
     assert CHECKER_FUNCTION["Tracing"] == "Active"
     assert CHECKER_FUNCTION["Role"] == {"Fn::GetAtt": ["CheckerRole", "Arn"]}
     assert CHECKER_FUNCTION["CodeUri"] == build.CHECKER_CODE_URI
+
+
+def test_the_worker_is_sized_for_one_full_message_from_its_measured_cpu() -> None:
+    """Its CPU share (memory / 1,769 MB) covers the most checks one invocation runs, at under 40 % over the minute,
+    with the smallest 64 MB step that does; never below what the bench saw it hold resident."""
+    from chalicelib.checks.jobs import MAX_JOBS_PER_MESSAGE
+
+    (event,) = CHECKER_FUNCTION["Events"].values()
+    memory = CHECKER_FUNCTION["MemorySize"]
+    checks = event["Properties"]["BatchSize"] * MAX_JOBS_PER_MESSAGE
+    cpu_s = checks * build.CHECKER_X86_CPU_MS_PER_CHECK * build.CHECKER_ARM64_CPU_FACTOR / 1000
+
+    assert checks == build.CHECKER_CHECKS_PER_INVOCATION == 2000
+    assert cpu_s / 60 <= 0.4 * memory / 1769
+    assert cpu_s / 60 > 0.4 * (memory - 64) / 1769
+    assert memory % 64 == 0
+    assert memory >= build.CHECKER_MIN_MEMORY_MB >= build.CHECKER_RSS_MB + 32 * 2  # 32 checks' 1 MiB bodies, twice
+    assert memory == 512
+    assert build.checker_memory_mb(10) == build.CHECKER_MIN_MEMORY_MB
 
 
 def test_the_worker_starts_with_the_stacks_environment_labelled_with_its_region() -> None:
@@ -500,6 +536,35 @@ def test_a_deployed_stage_starts_with_its_config_and_the_stacks_values(stage: st
     assert not settings.allow_private_targets
 
 
+@pytest.mark.parametrize(
+    ("function", "memory", "tracing"),
+    [
+        ("api_handler", 1769, True),  # bcrypt at cost 12: one whole vCPU
+        ("scheduler", 1769, True),  # the tick's reads and sends, on one thread, before the first start
+        ("rollups", 512, False),  # one record a check: writes, mostly waiting on DynamoDB
+        ("incidents", 512, False),
+        ("alerts", 256, True),  # a record per incident change: rare
+        ("status_pages", 256, True),
+    ],
+)
+def test_each_chalice_function_gets_the_memory_and_tracing_its_work_needs(function, memory, tracing) -> None:
+    from chalice.config import Config
+
+    disk = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    for stage in package.stages():
+        config = Config(chalice_stage=stage, function_name=function, config_from_disk=disk)
+        assert (config.lambda_memory_size, bool(config.xray_enabled)) == (memory, tracing)
+
+
+def test_every_function_log_group_expires() -> None:
+    """Lambda's own log groups never expire: each function of both stacks gets one with a retention."""
+    for name in (build.CHALICE_FUNCTION, *build.EVENT_FUNCTIONS):
+        group = RESOURCES[f"{name}LogGroup"]
+        assert group["Type"] == "AWS::Logs::LogGroup"
+        assert group["Properties"] == {"LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{name}}}"}, "RetentionInDays": 30}
+    assert CHECKER_RESOURCES["CheckerLogGroup"]["Properties"]["RetentionInDays"] == 30
+
+
 def test_no_secret_is_committed_in_the_chalice_config() -> None:
     text = (ROOT / ".chalice" / "config.json").read_text()
 
@@ -516,7 +581,7 @@ def test_the_printed_deploy_command_passes_every_required_parameter() -> None:
     assert "Stage=prod TablePrefix=vigil-prod-" in command
 
 
-# --- the check worker's own package (offline: this virtualenv's distributions stand in for Chalice's build) ------
+# --- the check worker's own package (offline: this virtualenv's distributions stand in for the Lambda build) ------
 
 SITE = Path(sysconfig.get_paths()["purelib"])
 # What checking never runs: the API, accounts, alerts, their composition root, Chalice and the API's libraries.
@@ -571,6 +636,56 @@ def test_a_checker_import_no_requirement_provides_fails_the_packaging(monkeypatc
 
     with pytest.raises(package.PackageError, match=r"imports stripe: add it to functions/checker/requirements.txt"):
         _site_checker_files()
+
+
+def test_pip_resolves_the_checkers_wheels_for_arm64_lambda_and_installs_them_offline(tmp_path: Path) -> None:
+    download, install = package.pip_commands(package.CHECKER_REQUIREMENTS, tmp_path / "wheels", tmp_path / "site")
+
+    def option(command: list[str], name: str) -> str:
+        return command[command.index(name) + 1]
+
+    for command in (download, install):
+        assert command[:3] == [sys.executable, "-m", "pip"]
+        assert option(command, "--platform") == "manylinux2014_aarch64"  # glibc 2.17: python3.11 runs on AL2
+        assert option(command, "--python-version") == "3.11"
+        assert option(command, "--implementation") == "cp"
+        assert option(command, "--abi") == "cp311"
+        assert "--only-binary=:all:" in command  # never an sdist built for this machine
+        assert option(command, "-r") == str(package.CHECKER_REQUIREMENTS)
+    assert download[3] == "download"
+    assert option(download, "--dest") == str(tmp_path / "wheels")
+    # The install reads nothing but the wheelhouse: no index, none of pip's configuration.
+    assert install[3:5] == ["--isolated", "install"]
+    assert "--no-index" in install
+    assert option(install, "--find-links") == str(tmp_path / "wheels")
+    assert option(install, "--target") == str(tmp_path / "site")
+    assert package.pip_platform("x86_64")[1] == "manylinux2014_x86_64"
+    # Dependencies' markers are read as the Lambda machine would: Python calls arm64 "aarch64".
+    assert package.LAMBDA_MARKERS["platform_machine"] == "aarch64"
+    assert package.CHECKER_WHEELHOUSE.name == "checker-arm64-py3.11"
+
+
+ELF_HEADER = b"\x7fELF\x02\x01\x01" + bytes(11)  # 64-bit, little-endian; e_machine follows at byte 18
+
+
+@pytest.mark.parametrize(
+    ("data", "machine"),
+    [(ELF_HEADER + (183).to_bytes(2, "little"), 183), (ELF_HEADER + (62).to_bytes(2, "little"), 62), (b"#!", None)],
+)
+def test_native_code_for_another_machine_is_found_by_its_elf_header(data: bytes, machine: int | None) -> None:
+    assert package.elf_machine(data) == machine
+    foreign = package.foreign_native_code({"lib.so": data}, "arm64")
+    assert foreign == ([] if machine in (None, 183) else ["lib.so"])
+
+
+def test_a_checker_package_carrying_another_machines_native_code_is_refused(tmp_path: Path) -> None:
+    """This virtualenv's wheels are this machine's: packaged for the other Lambda architecture, they are refused."""
+    here = {"x86_64": "x86_64", "aarch64": "arm64"}[platform.machine()]
+    other = next(name for name in package.LAMBDA_PLATFORMS if name != here)
+
+    with pytest.raises(package.PackageError, match=rf"another machine than {other}: .*cryptography/hazmat"):
+        package.write_checker_zip(SITE, tmp_path / "checker.zip", architecture=other)
+    assert not (tmp_path / "checker.zip").exists()
 
 
 def test_the_checker_package_imports_on_its_own(tmp_path: Path) -> None:
@@ -649,6 +764,18 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
     assert "/v1/auth/login" in body["paths"]
     assert body["x-amazon-apigateway-gateway-responses"] == GATEWAY
 
+    # Every function Chalice generates has its log group, with a retention, and the memory and tracing asked for.
+    functions = {name for name, r in merged.items() if r["Type"] == "AWS::Serverless::Function"}
+    assert functions == {build.CHALICE_FUNCTION, *build.EVENT_FUNCTIONS}
+    for name in functions:
+        assert merged[f"{name}LogGroup"]["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{name}}}"}
+        assert merged[f"{name}LogGroup"]["Properties"]["RetentionInDays"] == 30
+    assert (merged["Rollups"]["Properties"]["MemorySize"], merged["Rollups"]["Properties"]["Tracing"]) == (
+        512,
+        "PassThrough",
+    )
+    assert merged["Alerts"]["Properties"]["Tracing"] == "Active"
+
     # 2. The secret comes from Secrets Manager; the values used only to import app.py stay out of the template.
     variables = merged[build.CHALICE_FUNCTION]["Properties"]["Environment"]["Variables"]
     assert variables["SECRET_KEY"] == build.api_environment()["SECRET_KEY"]
@@ -659,18 +786,25 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
     # 3. cfn-lint (with the SAM transform) finds nothing, warnings included.
     package.lint(packaged)
 
-    # 4. The check worker's own package, its wheels out of Chalice's zip, and a template pointing at it.
+    # 4. The check worker's own package, its wheels resolved by pip for arm64, and a template pointing at it.
     checker = package.package_checker(packaged.parent)
     code_uri = json.loads(checker.read_text())["Resources"][build.CHECKER_FUNCTION]["Properties"]["CodeUri"]
     with zipfile.ZipFile(checker.parent / code_uri) as zf:
         contents = zf.namelist()
+        rust = zf.read("cryptography/hazmat/bindings/_rust.abi3.so")
+        (wheel,) = [name for name in contents if re.fullmatch(r"cryptography-[^/]+\.dist-info/WHEEL", name)]
+        tags = re.findall(r"^Tag: (\S+)$", zf.read(wheel).decode(), re.MULTILINE)
     with zipfile.ZipFile(packaged.parent / "deployment.zip") as zf:
         api_contents = zf.namelist()
     assert {"functions/checker/handler.py", "functions/checker/worker.py", "chalicelib/checks/http.py"} <= set(contents)
     assert any(name.startswith("aws_lambda_powertools/") for name in contents)
     assert _not_for_checking(contents) == []
     assert _not_for_checking(api_contents)
-    assert set(contents) - set(api_contents) == {name for name in contents if name.startswith("functions/")}
+    # The same Vigil code as the API runs; cryptography's native code is the Graviton build (EM_AARCH64).
+    assert {name for name in contents if name.startswith("chalicelib/")} <= set(api_contents)
+    assert package.elf_machine(rust) == 183
+    assert tags
+    assert all(tag.endswith(("manylinux2014_aarch64", "manylinux_2_17_aarch64")) for tag in tags)
     package.lint(checker)
 
 

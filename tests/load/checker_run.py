@@ -1,0 +1,148 @@
+"""One check-worker invocation in a process of its own: its CPU and memory per check, everything included.
+
+Run by ``tests/load/test_bench_checker.py`` as ``python -m tests.load.checker_run CONFIG``, with the settings in
+the environment (the tables on a moto server in another process) and CONFIG a JSON object: the loopback HTTPS
+target's ``port`` and its CA's PEM (``cadata``), how many ``checks`` and over how many ``seconds`` they start.
+
+1. Load what the deployed worker loads, ``functions.checker.handler``, and nothing of the tests or Chalice.
+2. Create the worker's two tables and one monitor per check (a live monitor in this region), untimed.
+3. Invoke the handler once with a Lambda-shaped SQS event of those jobs, packed as the scheduler packs them
+   (``pack``), the starts spread over whole seconds as the scheduler plans them (many checks a second).
+4. Print one JSON line: the process's CPU and wall time over the invocation alone, its resident memory after
+   loading and at its peak, the checks run and stored, and the start lateness of the stored results.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+REGION = "us-east-1"
+TIMEOUT_MS = 120_000
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+class Context:
+    """What the worker reads of Lambda's context: the time it has left."""
+
+    def __init__(self) -> None:
+        self.deadline = time.monotonic() + TIMEOUT_MS / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.deadline - time.monotonic()) * 1000)
+
+
+def main(config: dict[str, Any]) -> dict[str, Any]:
+    started_kb = rss_kb()
+    from functions.checker.handler import make_handler
+
+    loaded_kb = rss_kb()
+
+    from chalicelib.aws.clients import client
+    from chalicelib.checks import tls
+    from chalicelib.checks.jobs import Job, pack
+    from chalicelib.checks.model import CheckSpec
+    from chalicelib.settings import get_settings
+    from chalicelib.storage.schema import create_tables
+    from functions.checker.worker import TABLES
+
+    settings = get_settings()
+    dynamodb = client("dynamodb")
+    create_tables(dynamodb, settings.table_prefix, TABLES)
+    checks, seconds, port = int(config["checks"]), int(config["seconds"]), int(config["port"])
+    team = "team_bench"
+    monitors = [f"mon_{i:06d}" for i in range(checks)]
+    table = settings.table_prefix + "monitors"
+    for i in range(0, checks, 25):
+        items = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "team_id": {"S": team},
+                        "monitor_id": {"S": m},
+                        "regions": {"L": [{"S": REGION}]},
+                        "paused": {"BOOL": False},
+                    }
+                }
+            }
+            for m in monitors[i : i + 25]
+        ]
+        dynamodb.batch_write_item(RequestItems={table: items})
+    tls.use_trust_store(config["cadata"])
+
+    first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    jobs = [
+        Job(team, m, REGION, first + timedelta(seconds=i % seconds), CheckSpec(url=f"https://localhost:{port}/{m}"))
+        for i, m in enumerate(monitors)
+    ]
+    arn = f"arn:aws:sqs:{REGION}:123456789012:bench-checks-{REGION}"
+    records = [
+        {
+            "messageId": str(uuid.uuid4()),
+            "receiptHandle": str(uuid.uuid4()),
+            "body": body,
+            "attributes": {"ApproximateReceiveCount": "1"},
+            "eventSource": "aws:sqs",
+            "eventSourceARN": arn,
+            "awsRegion": REGION,
+        }
+        for body in pack(jobs)
+    ]
+    handler = make_handler(REGION)
+
+    cpu, wall, threads = time.process_time(), time.monotonic(), threading.active_count()
+    peak_threads = [threads]
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.wait(0.5):
+            peak_threads[0] = max(peak_threads[0], threading.active_count())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    response = handler({"Records": records}, Context())
+    cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+    sampling.set()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+
+    results = []
+    pages = dynamodb.get_paginator("scan").paginate(TableName=settings.table_prefix + "check_results")
+    for page in pages:
+        results += page["Items"]
+    late = sorted(
+        (
+            datetime.fromisoformat(r["checked_at"]["S"])
+            - datetime.fromisoformat(r["slot"]["S"].split("#")[0] + "+00:00")
+        ).total_seconds()
+        for r in results
+    )
+    return {
+        "checks": checks,
+        "messages": len(records),
+        "failures": response.get("batchItemFailures", []),
+        "stored": len(results),
+        "ok": sum(r["ok"]["BOOL"] for r in results),
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "rss_started_mb": started_kb / 1024,
+        "rss_loaded_mb": loaded_kb / 1024,
+        "rss_peak_mb": peak_kb / 1024,
+        "threads_peak": peak_threads[0],
+        "late_p50_s": statistics.median(late) if late else None,
+        "late_p99_s": late[int(len(late) * 0.99)] if late else None,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(json.loads(sys.argv[1]))))

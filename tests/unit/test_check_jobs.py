@@ -1,0 +1,58 @@
+"""The check-job messages: how a region's jobs are split into SQS messages, and that a message reads back whole."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chalicelib.checks import jobs
+from chalicelib.checks.jobs import MAX_JOBS_PER_MESSAGE, MAX_MESSAGE_BYTES, Job, decode_message, pack
+from chalicelib.checks.model import CheckSpec
+
+TICK = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+def make_jobs(count: int, body: str | None = None) -> list[Job]:
+    spec = CheckSpec(url="https://shop.example.com/health", method="POST" if body else "GET", body=body)
+    slots = [TICK + timedelta(seconds=5 + i % 55) for i in range(count)]
+    return [Job("team_1", f"mon_{i:06d}", "eu-west-1", slot, spec) for i, slot in enumerate(slots)]
+
+
+def counts(bodies: list[str]) -> list[int]:
+    return [len(decode_message(body)) for body in bodies]
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [
+        (0, []),
+        (1, [1]),
+        (MAX_JOBS_PER_MESSAGE, [MAX_JOBS_PER_MESSAGE]),
+        (MAX_JOBS_PER_MESSAGE + 1, [1000, 1001]),  # two messages of equal counts, not a full one and a straggler
+        (3 * MAX_JOBS_PER_MESSAGE + 2, [1500, 1501, 1500, 1501]),
+    ],
+)
+def test_a_message_holds_at_most_the_jobs_one_invocation_is_sized_for_split_evenly(count, expected):
+    bodies = pack(make_jobs(count))
+
+    assert counts(bodies) == expected
+    assert [Job.from_json(raw).monitor_id for body in bodies for raw in decode_message(body)] == [
+        j.monitor_id for j in make_jobs(count)
+    ]
+
+
+def test_jobs_too_big_for_one_message_are_halved_until_each_fits():
+    # Random bodies do not compress: ~60 KB a job, so 20 of them cannot travel together under 1 MB.
+    big = make_jobs(20, body=secrets.token_urlsafe(45_000))
+
+    bodies = pack(big)
+
+    assert counts(bodies) == [10, 10]
+    assert all(262_144 < len(body) <= MAX_MESSAGE_BYTES for body in bodies)  # over SQS's old 256 KiB limit
+
+
+def test_the_limits_fit_sqs():
+    assert MAX_MESSAGE_BYTES < jobs.SQS_MAX_MESSAGE_BYTES == 1_048_576
+    assert MAX_JOBS_PER_MESSAGE == 2000
