@@ -11,14 +11,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from chalicelib.checks.model import CheckResult, Timings
-from chalicelib.monitors.models import HISTOGRAM_BOUNDS, ProgressModel, ResultModel, RollupModel
+from chalicelib.monitors.models import ProgressModel, ResultModel, RollupModel
+from chalicelib.monitors.rollups import DAILY_KEEP, HOURLY_KEEP, increments
 from chalicelib.monitors.service import get as get_monitor
 from chalicelib.storage import cursor
 
-HOURLY_KEEP_DAYS = 3
 TIMING_FIELDS = tuple(f.name for f in fields(Timings))
 STREAM_REQUIRED = ("team_id", "monitor_id", "checked_at", "ok")
-DAILY_KEEP_DAYS = 400
 
 
 @dataclass(frozen=True)
@@ -116,30 +115,12 @@ def progress(regions: list[str]) -> dict[str, datetime]:
     return {item.name.split("#", 1)[1]: item.through for item in ProgressModel.batch_get(names)} if names else {}
 
 
-def _bucket(response_ms: float) -> str:
-    for bound in HISTOGRAM_BOUNDS:
-        if response_ms <= bound:
-            return f"le_{bound}"
-    return "le_inf"
-
-
 def record(team_id: str, monitor_id: str, checked_at: datetime, ok: bool, response_ms: float | None) -> None:
     """Count one result into its hour and its day (atomic ADDs: concurrent workers never lose a count)."""
     at = checked_at.astimezone(UTC)
-    for period, keep_days in ((f"H#{at:%Y-%m-%dT%H}", HOURLY_KEEP_DAYS), (f"D#{at:%Y-%m-%d}", DAILY_KEEP_DAYS)):
-        actions: list[Any] = [
-            RollupModel.team_id.set(team_id),
-            RollupModel.checks.add(1),
-            RollupModel.expires_at.set(at + timedelta(days=keep_days)),
-        ]
-        if not ok:
-            actions.append(RollupModel.failures.add(1))
-        if response_ms is not None:
-            actions += [
-                RollupModel.latency_sum_ms.add(round(response_ms, 1)),
-                RollupModel.latency_count.add(1),
-                getattr(RollupModel, _bucket(response_ms)).add(1),
-            ]
+    for period, keep in ((f"H#{at:%Y-%m-%dT%H}", HOURLY_KEEP), (f"D#{at:%Y-%m-%d}", DAILY_KEEP)):
+        actions: list[Any] = [RollupModel.team_id.set(team_id), RollupModel.expires_at.set(at + keep)]
+        actions += [getattr(RollupModel, name).add(value) for name, value in increments(ok, response_ms).items()]
         RollupModel(monitor_id, period).update(actions=actions)
 
 
