@@ -174,8 +174,9 @@ class ProgressModel(BaseModel):
 
 
 class RollupModel(BaseModel):
-    """Per monitor: one item a day (``D#2026-11-30``) and one an hour (``H#2026-11-30T14``), counted as results
-    arrive, so uptime over 24 h … 90 d reads at most ~115 small items and never the raw results."""
+    """Per monitor: one item a day (``D#2026-11-30``) and one an hour (``H#2026-11-30T14``), computed from the
+    packed checks by the aggregator (``monitors.aggregate``), so uptime over 24 h … 90 d reads at most ~115 small
+    items and never the checks themselves."""
 
     logical_name = "rollups"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from chalicelib.checks.model import CheckResult
@@ -21,6 +21,14 @@ COUNTERS = ("checks", "failures", "latency_sum_ms", "latency_count", *HISTOGRAM_
 # minute: the day's first hour must outlive its last minute by that, and a day more.
 HOURLY_KEEP = PACK_KEEP + timedelta(days=1)
 DAILY_KEEP = timedelta(days=400)
+
+
+def hour_key(hour: datetime) -> str:
+    return f"H#{hour:%Y-%m-%dT%H}"
+
+
+def day_key(day: date) -> str:
+    return f"D#{day:%Y-%m-%d}"
 
 
 def histogram_field(response_ms: float) -> str:
@@ -56,7 +64,7 @@ class Tally:
 
     @classmethod
     def of_item(cls, item: RollupModel) -> Tally:
-        return cls({name: float(getattr(item, name) or 0) for name in COUNTERS})
+        return cls({name: float(value) for name in COUNTERS if (value := getattr(item, name))})
 
     def add(self, result: CheckResult) -> None:
         for name, value in increments(result.ok, result.response_time_ms).items():

@@ -1,0 +1,232 @@
+"""The aggregator (``monitors.aggregate``) on moto: packs → each monitor's periods, hours and days.
+
+Packs are written as the worker writes them (``tests.packed``); every pass is run with an explicit ``now``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chalicelib.monitors import aggregate, packs
+from chalicelib.monitors.models import PackModel, PeriodModel, ProgressModel, RollupModel
+from chalicelib.monitors.rollups import Tally
+from tests.events import stream_record
+from tests.packed import check, failing, minutes, write_packs
+
+T0 = datetime(2026, 12, 6, 14, 0, tzinfo=UTC)  # a pass at 15:03 takes 14:00 … 14:50, the hour of 14
+RETENTION = timedelta(days=30)
+HOUR = timedelta(hours=1)
+
+
+def monitor_in(bucket: str, name: str = "shop") -> dict[str, str]:
+    """A monitor (as the API shows it) whose id falls in ``bucket``."""
+    n = next(n for n in range(10_000) if packs.bucket_of(f"mon_{name}{n}") == bucket)
+    return {"id": f"mon_{name}{n}", "team_id": "team_alice"}
+
+
+SHOP, BLOG = monitor_in("03", "shop"), monitor_in("11", "blog")
+DOCS = monitor_in("03", "docs")  # SHOP's bucket: one pack holds both
+
+
+def periods(monitor: dict) -> dict[str, list]:
+    return {
+        item.period: packs.decode_period(item.team_id, item.monitor_id, item.body)
+        for item in PeriodModel.query(monitor["id"])
+    }
+
+
+def rollup(monitor: dict, period: str) -> RollupModel:
+    return RollupModel.get(monitor["id"], period)
+
+
+def stored() -> dict[str, list]:
+    """Every period and rollup item, as DynamoDB holds them."""
+    return {
+        "periods": sorted((json.dumps(i.to_dynamodb_dict(), sort_keys=True, default=str)) for i in PeriodModel.scan()),
+        "rollups": sorted((json.dumps(i.to_dynamodb_dict(), sort_keys=True, default=str)) for i in RollupModel.scan()),
+    }
+
+
+def test_a_period_holds_each_monitors_checks_of_every_region_once(aws):
+    checks = [check(SHOP, at, region) for at in minutes(T0 + timedelta(seconds=5), 10) for region in ("us", "eu")]
+    checks += [check(DOCS, T0 + timedelta(minutes=3), "eu", ok=False, ms=None)]
+    write_packs(checks)
+
+    assert aggregate.take_period("03", T0 + timedelta(minutes=7), RETENTION, T0 + timedelta(minutes=13)) == {
+        SHOP["id"],
+        DOCS["id"],
+    }
+
+    assert periods(SHOP) == {"2026-12-06T14:00": packs.dedupe(c for c in checks if c.monitor_id == SHOP["id"])}
+    assert periods(DOCS) == {"2026-12-06T14:00": [checks[-1]]}
+    item = PeriodModel.get(SHOP["id"], "2026-12-06T14:00")
+    assert (item.team_id, item.checks) == ("team_alice", 20)
+    assert item.expires_at == T0 + timedelta(minutes=10) + RETENTION  # the plan's retention, then gone
+    assert list(RollupModel.scan()) == []  # 14:00 does not close its hour
+
+
+def test_the_last_period_of_an_hour_computes_its_rollups_and_the_days_from_the_checks(aws):
+    hourly = monitor_in("03", "hourly")  # checked once an hour, in a period that does not close it
+    checks = [
+        check(SHOP, at, region, ok=(i % 7 != 3), ms=40.0 + 30 * i)
+        for i, at in enumerate(minutes(T0, 60))
+        for region in ("us", "eu")
+    ]
+    checks += [check(hourly, T0 + timedelta(minutes=7), "us", ms=None, ok=False)]
+    earlier = [check(SHOP, T0 - timedelta(hours=2) + timedelta(minutes=5), "us", ms=900.0)]
+    write_packs(checks + earlier)
+
+    assert aggregate.run_pass(T0 - HOUR + timedelta(minutes=3), RETENTION) == 6  # 12:00 … 12:50
+    assert aggregate.run_pass(T0 + HOUR + timedelta(minutes=3), RETENTION) == 12  # 13:00 … 14:50
+
+    shop = [c for c in checks if c.monitor_id == SHOP["id"]]
+    hour = rollup(SHOP, "H#2026-12-06T14")
+    assert Tally.of_item(hour) == Tally.of(c.result for c in shop)
+    assert (hour.checks, hour.failures, hour.latency_count) == (120, 18, 120)
+    assert hour.latency_sum_ms == sum(c.result.response_time_ms for c in shop)
+    assert (hour.le_100, hour.le_250, hour.le_500, hour.le_1000, hour.le_2500) == (6, 10, 16, 34, 54)
+    assert hour.team_id == "team_alice"
+    assert hour.expires_at == T0 + HOUR + aggregate.HOURLY_KEEP
+    day = rollup(SHOP, "D#2026-12-06")
+    assert Tally.of_item(day) == Tally.of(c.result for c in shop + earlier)  # every check of the day, once
+    assert day.expires_at == datetime(2026, 12, 7, tzinfo=UTC) + aggregate.DAILY_KEEP
+    assert (rollup(hourly, "H#2026-12-06T14").checks, rollup(hourly, "H#2026-12-06T14").failures) == (1, 1)
+    assert rollup(hourly, "D#2026-12-06").checks == 1
+    assert RollupModel.get(SHOP["id"], "H#2026-12-06T12").checks == 1
+    assert ProgressModel.get("aggregated").through == T0 + HOUR
+
+
+def test_a_replayed_pass_or_period_writes_the_same_items(aws):
+    write_packs(
+        check(m, at, r)
+        for m in (SHOP, BLOG, DOCS)
+        for at in minutes(T0, 60, timedelta(minutes=2))
+        for r in ("us", "eu")
+    )
+    assert aggregate.run_pass(T0 + HOUR + timedelta(minutes=3), RETENTION) == 6
+    first = stored()
+
+    ProgressModel("aggregated").delete()  # as if the watermark's write was lost: the next pass takes it all again
+    assert aggregate.run_pass(T0 + HOUR + timedelta(minutes=3), RETENTION) == 6
+    aggregate.take_period("03", T0 + timedelta(minutes=50), RETENTION, T0 + 2 * HOUR)
+
+    assert stored() == first
+    assert rollup(SHOP, "D#2026-12-06").checks == 60
+
+
+def test_a_check_in_two_packs_counts_once(aws):
+    twice = check(SHOP, T0 + timedelta(minutes=4), "us", ok=False)
+    write_packs([twice, check(SHOP, T0 + timedelta(minutes=5), "us")], writer="w1")
+    write_packs([twice], writer="w2")  # its message was delivered again, to another worker
+
+    aggregate.run_pass(T0 + HOUR + timedelta(minutes=3), RETENTION)
+
+    assert [p.slot for p in periods(SHOP)["2026-12-06T14:00"]] == [T0 + timedelta(minutes=5), T0 + timedelta(minutes=4)]
+    for key in ("H#2026-12-06T14", "D#2026-12-06"):
+        assert (rollup(SHOP, key).checks, rollup(SHOP, key).failures) == (2, 1)
+
+
+def test_a_pass_takes_only_the_periods_due_and_goes_on_from_its_watermark(aws):
+    write_packs([check(SHOP, T0 + timedelta(minutes=12), "us")])
+    # No watermark yet: the first pass starts an hour back, and takes a period 3 minutes after it closed.
+    assert aggregate.run_pass(T0 + timedelta(minutes=22, seconds=59), RETENTION) == 5  # 13:20 … 14:00
+    assert ProgressModel.get("aggregated").through == T0 + timedelta(minutes=10)
+    assert aggregate.run_pass(T0 + timedelta(minutes=23), RETENTION) == 1  # 14:10
+    assert list(periods(SHOP)) == ["2026-12-06T14:10"]
+    assert aggregate.run_pass(T0 + timedelta(minutes=24), RETENTION) == 0
+
+    many = aggregate.run_pass(T0 + timedelta(days=1), RETENTION)  # a day behind: six hours a pass
+    assert many == aggregate.MAX_PERIODS_PER_PASS
+    assert ProgressModel.get("aggregated").through == T0 + timedelta(minutes=20) + 6 * HOUR
+
+
+def test_a_failing_bucket_keeps_the_watermark_before_its_period_and_the_next_pass_takes_it(aws):
+    shop = [check(SHOP, at, "us") for at in minutes(T0, 12, timedelta(minutes=5))]
+    blog = [check(BLOG, at, "eu") for at in minutes(T0, 12, timedelta(minutes=5))]
+    write_packs(shop + blog)
+    ProgressModel("aggregated", through=T0 - HOUR).save()
+    now = T0 + HOUR + timedelta(minutes=3)
+
+    with failing(PackModel, "Query", "03", "2026-12-06T14:00") as failed, pytest.raises(aggregate.PassFailed) as raised:
+        aggregate.run_pass(now, RETENTION)
+    assert failed  # DynamoDB failed the bucket's query
+    assert (raised.value.period, raised.value.buckets) == (T0, ["03"])
+    assert ProgressModel.get("aggregated").through == T0  # 13:00 … 13:50 taken; 14:00 not past
+    assert list(periods(BLOG)) == ["2026-12-06T14:00"]  # the other buckets were taken all the same
+    assert periods(SHOP) == {}
+
+    assert aggregate.run_pass(now, RETENTION) == 6  # the next pass (or Lambda's retry)
+    assert sum(len(found) for found in periods(SHOP).values()) == 12
+    assert rollup(SHOP, "D#2026-12-06").checks == rollup(BLOG, "D#2026-12-06").checks == 12
+
+
+def test_a_concurrent_pass_that_went_further_is_never_moved_back(aws):
+    ahead = T0 + 2 * HOUR
+    client = ProgressModel._get_connection().connection.client
+
+    def another_pass_first(**_):  # the other pass's write lands just before this one's
+        client.meta.events.unregister("before-call.dynamodb.PutItem", another_pass_first)
+        ProgressModel("aggregated", through=ahead).save()
+
+    ProgressModel("aggregated", through=T0).save()
+    client.meta.events.register_first("before-call.dynamodb.PutItem", another_pass_first)
+    try:
+        assert aggregate.run_pass(T0 + HOUR, RETENTION) == 1  # it took 14:00, then saw the other pass ahead
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.PutItem", another_pass_first)
+    assert ProgressModel.get("aggregated").through == ahead
+
+
+def test_an_unreadable_pack_is_logged_and_skipped_and_the_others_count(aws, logs):
+    write_packs([check(SHOP, T0 + timedelta(minutes=1), "us")])
+    PackModel("03", "2026-12-06T14:02#us#w9", body=b"not a pack", checks=1, expires_at=T0 + packs.PACK_KEEP).save()
+
+    assert aggregate.take_period("03", T0, RETENTION, T0 + timedelta(minutes=13)) == {SHOP["id"]}
+
+    assert [p.slot for p in periods(SHOP)["2026-12-06T14:00"]] == [T0 + timedelta(minutes=1)]
+    [line] = [json.loads(x) for x in logs.getvalue().splitlines() if "unreadable results pack" in x]
+    assert (line["bucket"], line["key"], line["level"]) == ("03", "2026-12-06T14:02#us#w9", "ERROR")
+
+
+def test_a_late_pack_is_taken_again_with_its_hour_and_its_day(aws):
+    write_packs([check(SHOP, T0 + timedelta(minutes=25), "us")])
+    aggregate.run_pass(T0 + HOUR + timedelta(minutes=3), RETENTION)
+    assert rollup(SHOP, "D#2026-12-06").checks == 1
+
+    late = write_packs([check(SHOP, T0 + timedelta(minutes=26), "eu", ok=False)], late=True)
+    on_time = write_packs([check(BLOG, T0 + timedelta(minutes=47), "eu")])  # not late: the next pass's
+    records = [stream_record(item, sequence=n) for n, item in enumerate(late + on_time, 1)]
+
+    assert aggregate.retake(records, T0 + HOUR + timedelta(minutes=4), RETENTION) == {"batchItemFailures": []}
+
+    assert [(p.slot.minute, p.result.ok) for p in periods(SHOP)["2026-12-06T14:20"]] == [(26, False), (25, True)]
+    for key in ("H#2026-12-06T14", "D#2026-12-06"):
+        assert (rollup(SHOP, key).checks, rollup(SHOP, key).failures) == (2, 1)
+    assert periods(BLOG) == {}
+
+
+def test_a_late_pack_of_an_open_hour_leaves_the_hour_to_the_pass(aws):
+    late = write_packs([check(SHOP, T0 + timedelta(minutes=5), "us")], late=True)
+    assert aggregate.retake([stream_record(late[0])], T0 + timedelta(minutes=13), RETENTION)["batchItemFailures"] == []
+    assert list(periods(SHOP)) == ["2026-12-06T14:00"]
+    assert list(RollupModel.scan()) == []
+
+
+def test_a_late_period_that_fails_is_reported_from_its_first_record(aws):
+    shop = write_packs([check(SHOP, T0 + timedelta(minutes=5), "us")], late=True)
+    blog = write_packs([check(BLOG, T0 + timedelta(minutes=5), "us")], late=True)
+    shop_again = write_packs([check(SHOP, T0 + timedelta(minutes=6), "eu")], late=True, writer="w2")
+    records = [stream_record(item, sequence=n) for n, item in enumerate(shop + blog + shop_again, 1)]
+    now = T0 + HOUR
+
+    with failing(PackModel, "Query", "11"):
+        assert aggregate.retake(records, now, RETENTION) == {"batchItemFailures": [{"itemIdentifier": "2"}]}
+    assert len(periods(SHOP)["2026-12-06T14:00"]) == 2  # taken once, with both of its packs
+    with failing(PackModel, "Query", "03") as failed:
+        assert aggregate.retake(records, now, RETENTION) == {"batchItemFailures": [{"itemIdentifier": "1"}]}
+    assert len(failed) == 1  # records 1 and 3 are one period: taken (and failed) once
+    assert aggregate.retake(records, now, RETENTION) == {"batchItemFailures": []}
+    assert len(periods(BLOG)["2026-12-06T14:00"]) == 1
