@@ -1,5 +1,5 @@
-"""Checks as the check worker stores them: packs (``monitors.packs``), written straight to the table; and a seam
-at DynamoDB's wire, to fail its requests.
+"""Checks as the check worker stores them: packs (``monitors.packs``), written straight to the table; and two
+seams at DynamoDB's wire, to fail its requests and to count what its reads cost.
 
 ``check(monitor, slot, …)`` makes one check of a monitor (a dict with ``id`` and ``team_id``, as the API returns
 it); ``write_packs(checks)`` writes them as the worker does: one pack per (bucket, minute, region).
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -99,3 +100,40 @@ def failing(model: type[BaseModel], operation: str, *values: str) -> Iterator[li
         yield failed
     finally:
         client.meta.events.unregister(event, fail)
+
+
+@dataclass(frozen=True)
+class Read:
+    operation: str
+    items: int
+    size: int  # bytes, by DynamoDB's rules (``tests.load.cost.item_size``)
+    units: float  # what DynamoDB bills for it (RRU)
+
+
+@contextmanager
+def reads(model: type[BaseModel]) -> Iterator[list[Read]]:
+    """Every read DynamoDB answers on ``model``'s table while the block runs, sized from the items it returned
+    (no projections here: a query reads what it returns)."""
+    from tests.load.cost import item_size, read_units
+
+    client = model._get_connection().connection.client
+    seen: list[Read] = []
+
+    def keep(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["vigil_consistent"] = bool(params.get("ConsistentRead"))
+
+    def count(parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        items = parsed.get("Items") or ([parsed["Item"]] if parsed.get("Item") else [])
+        size = sum(item_size(item) for item in items)
+        units = read_units(size, consistent=context.get("vigil_consistent", False))
+        seen.append(Read(model.name, len(items), size, units))
+
+    hooks = [(f"before-parameter-build.dynamodb.{op}", keep) for op in ("Query", "GetItem")]
+    hooks += [(f"after-call.dynamodb.{op}", count) for op in ("Query", "GetItem")]
+    for event, hook in hooks:
+        client.meta.events.register(event, hook)
+    try:
+        yield seen
+    finally:
+        for event, hook in hooks:
+            client.meta.events.unregister(event, hook)

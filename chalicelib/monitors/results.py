@@ -1,19 +1,36 @@
-"""Check results and uptime: the read side, and the rollups that keep uptime cheap.
+"""Check results and uptime: the read side.
 
-Uptime is never summed from raw results: each result adds itself to an hourly
-and a daily rollup item (:func:`record`), and :func:`uptime` reads those.
+A monitor's checks are read from its periods, and from its bucket's packs where the aggregator has not taken
+them yet (``monitors.aggregate``).  Uptime is never summed from the checks: it reads the hourly and daily
+rollups (while the results stream still counts each result into them, :func:`record`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
+from itertools import chain, groupby
 from typing import Any
 
 from chalicelib.checks.model import CheckResult, Timings
-from chalicelib.monitors.models import ProgressModel, ResultModel, RollupModel
+from chalicelib.monitors import aggregate
+from chalicelib.monitors.models import PackModel, PeriodModel, ProgressModel, ResultModel, RollupModel
+from chalicelib.monitors.packs import (
+    PERIOD,
+    Packed,
+    bucket_of,
+    decode_pack,
+    decode_period,
+    dedupe,
+    minute_key,
+    minute_of,
+    period_of,
+    region_of_key,
+)
 from chalicelib.monitors.rollups import DAILY_KEEP, HOURLY_KEEP, increments
 from chalicelib.monitors.service import get as get_monitor
+from chalicelib.observability import logger
 from chalicelib.storage import cursor
 
 TIMING_FIELDS = tuple(f.name for f in fields(Timings))
@@ -73,8 +90,37 @@ def from_stream_image(image: dict[str, Any]) -> StoredResult:
     return StoredResult(item.team_id, item.monitor_id, _check_result(item))
 
 
-def _slot_bound(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+RESULTS_SCOPE = "results|packed"  # a cursor of the per-result table (a DynamoDB key) is no position here: 400
+PACK_PAGE = 12  # packs a query page: a few minutes of a bucket (a pack per region and worker)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Which checks a list shows: planned from ``low`` to ``high`` (seconds, both included), and before the
+    position a cursor holds (``after``: the planned start and region of the last one shown)."""
+
+    low: int | None
+    high: int | None
+    after: tuple[int, str] | None
+
+    def holds(self, p: Packed, region: str | None) -> bool:
+        slot = int(p.slot.timestamp())
+        return (
+            (region is None or p.region == region)
+            and (self.low is None or slot >= self.low)
+            and (self.high is None or slot <= self.high)
+            and (self.after is None or (slot, p.region) < self.after)
+        )
+
+    @property
+    def bottom(self) -> datetime | None:
+        return datetime.fromtimestamp(self.low, UTC) if self.low is not None else None
+
+    @property
+    def top(self) -> datetime | None:
+        tops = [t for t in (self.high, self.after[0] if self.after else None) if t is not None]
+        return datetime.fromtimestamp(min(tops), UTC) if tops else None
 
 
 def list_results(
@@ -87,26 +133,90 @@ def list_results(
     limit: int,
     after: str | None,
 ) -> tuple[list[CheckResult], str | None]:
-    """Newest first.  The monitor must be the team's (404 otherwise); the cursor is bound to this query."""
-    get_monitor(team_id, monitor_id)
-    low = _slot_bound(since) if since else "0"
-    high = _slot_bound(until) + "~" if until else "~"
-    page, next_cursor = cursor.paginate(
-        lambda start: ResultModel.query(
-            monitor_id,
-            range_key_condition=ResultModel.slot.between(low, high),
-            filter_condition=(ResultModel.region == region) if region else None,
-            scan_index_forward=False,
-            last_evaluated_key=start,
-            page_size=cursor.page_size(limit),
-        ),
-        team_id=team_id,
-        scope=f"results|{monitor_id}|{region or ''}|{since or ''}|{until or ''}",
-        limit=limit,
-        after=after,
-        key=("monitor_id", "slot"),
+    """Newest first, one result per check.  The monitor must be the team's (404 otherwise); the cursor is bound
+    to this query and holds the last result's position (its planned start and region).
+
+    The monitor's checks are in its periods before the aggregator's watermark and in its bucket's packs from
+    there (``monitors.aggregate``): a check is listed as soon as the worker wrote its pack.  Items are read
+    newest first, and no further than the page needs."""
+    monitor = get_monitor(team_id, monitor_id)
+    scope = f"{RESULTS_SCOPE}|{monitor_id}|{region or ''}|{since or ''}|{until or ''}"
+    position = None
+    if after:
+        found = cursor.decode_position(after, team_id=team_id, scope=scope, fields={"slot": int, "region": str})
+        position = (int(found["slot"]), str(found["region"]))
+    if until is not None and until < EPOCH:
+        return [], None  # nothing was checked before 1970
+    low = int(since.timestamp()) if since is not None and since > EPOCH else None
+    window = Window(low, int(until.timestamp()) if until is not None else None, position)
+    wanted = limit + 1  # one more: whether there is a next page
+    per_item = max(1, PERIOD // timedelta(seconds=monitor.config.interval_seconds))
+    per_item *= 1 if region else max(1, len(monitor.config.regions))
+    mark = aggregate.watermark()
+    newest_first = chain(
+        _from_packs(monitor_id, region, window, mark),
+        _from_periods(monitor_id, region, window, mark, page=min(100, -(-wanted // per_item))),
     )
-    return [_check_result(item) for item in page], next_cursor
+    page, more = cursor.take(newest_first, limit)
+    if not (more and page):
+        return [p.result for p in page], None
+    last = {"slot": int(page[-1].slot.timestamp()), "region": page[-1].region}
+    return [p.result for p in page], cursor.encode(last, team_id=team_id, scope=scope)
+
+
+def _from_packs(monitor_id: str, region: str | None, window: Window, mark: datetime | None) -> Iterator[Packed]:
+    """The monitor's checks in its bucket's packs of the minutes from the watermark on, newest first: a minute's
+    packs are read whole (one per region and worker), then its checks are given in order."""
+    floors = [t for t in (mark, window.bottom) if t is not None]
+    low = minute_key(max(floors)) if floors else "0"
+    high = minute_key(minute_of(window.top)) + "~" if window.top else "~"
+    if low > high:
+        return
+    found = PackModel.query(
+        bucket_of(monitor_id),
+        range_key_condition=PackModel.key.between(low, high),
+        scan_index_forward=False,
+        page_size=PACK_PAGE,
+    )
+    for _, items in groupby(found, key=lambda item: item.key.split("#", 1)[0]):
+        checks: list[Packed] = []
+        for item in items:
+            if region is None or region_of_key(item.key) == region:
+                checks += [p for p in _unpacked(item) if p.monitor_id == monitor_id]
+        yield from (p for p in dedupe(checks) if window.holds(p, region))
+
+
+def _from_periods(
+    monitor_id: str, region: str | None, window: Window, mark: datetime | None, *, page: int
+) -> Iterator[Packed]:
+    """The monitor's checks in its periods before the watermark, newest first (``page`` periods a query page)."""
+    if mark is None:
+        return  # no period taken yet: every check is still in the packs
+    high = mark - PERIOD if window.top is None else min(mark - PERIOD, period_of(window.top))
+    low = period_of(window.bottom) if window.bottom else None
+    if low is not None and low > high:
+        return
+    for item in PeriodModel.query(
+        monitor_id,
+        range_key_condition=PeriodModel.period.between(minute_key(low) if low else "0", minute_key(high)),
+        scan_index_forward=False,
+        page_size=page,
+    ):
+        try:
+            checks = decode_period(item.team_id, monitor_id, item.body)
+        except Exception:  # noqa: BLE001 - one unreadable item hides its own checks, not the others'
+            where = {"monitor_id": monitor_id, "period": item.period}
+            logger.exception("unreadable results period skipped", extra=where)
+            continue
+        yield from (p for p in dedupe(checks) if window.holds(p, region))
+
+
+def _unpacked(item: PackModel) -> list[Packed]:
+    try:
+        return decode_pack(item.body)
+    except Exception:  # noqa: BLE001 - one unreadable pack hides its own checks, not the others'
+        logger.exception("unreadable results pack skipped", extra={"bucket": item.bucket, "key": item.key})
+        return []
 
 
 def progress(regions: list[str]) -> dict[str, datetime]:

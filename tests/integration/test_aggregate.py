@@ -1,20 +1,27 @@
-"""The aggregator (``monitors.aggregate``) on moto: packs → each monitor's periods, hours and days.
+"""The aggregator (``monitors.aggregate``) on moto: packs → each monitor's periods, hours and days; and the
+results API, which reads the periods and the packs not taken yet.
 
 Packs are written as the worker writes them (``tests.packed``); every pass is run with an explicit ``now``.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
-from chalicelib.monitors import aggregate, packs
+from chalicelib import clock
+from chalicelib.monitors import aggregate, packs, results
 from chalicelib.monitors.models import PackModel, PeriodModel, ProgressModel, RollupModel
 from chalicelib.monitors.rollups import Tally
+from chalicelib.storage import cursor as signed
 from tests.events import stream_record
-from tests.packed import check, failing, minutes, write_packs
+from tests.factories import create_monitor
+from tests.packed import check, failing, minutes, reads, write_packs
 
 T0 = datetime(2026, 12, 6, 14, 0, tzinfo=UTC)  # a pass at 15:03 takes 14:00 … 14:50, the hour of 14
 RETENTION = timedelta(days=30)
@@ -230,3 +237,127 @@ def test_a_late_period_that_fails_is_reported_from_its_first_record(aws):
     assert len(failed) == 1  # records 1 and 3 are one period: taken (and failed) once
     assert aggregate.retake(records, now, RETENTION) == {"batchItemFailures": []}
     assert len(periods(BLOG)["2026-12-06T14:00"]) == 1
+
+
+# ---------------------------------------------------------------------------------------------- read through the API
+
+URL = "https://1.1.1.1/health"  # a public literal: never checked here
+
+
+@pytest.fixture
+def shop(api, alice) -> dict:
+    return create_monitor(api, url=URL, regions=["us-east-1", "eu-west-1"])
+
+
+def listed(api, monitor: dict, **query: Any) -> dict:
+    r = api.get(f"/v1/monitors/{monitor['id']}/results?{urlencode(query)}")
+    assert r.status == 200, r.body
+    return r.json
+
+
+def every_page(api, monitor: dict, **query: Any) -> list[list[dict]]:
+    pages, after = [], None
+    while True:
+        body = listed(api, monitor, **query, **({"cursor": after} if after else {}))
+        pages.append(body["data"])
+        if not (after := body["next_cursor"]):
+            return pages
+
+
+def test_a_check_is_listed_as_soon_as_its_pack_is_written_and_the_same_once_its_period_is_taken(api, shop):
+    slot = T0 + timedelta(minutes=3)
+    write_packs([check(shop, slot, "eu-west-1", ok=False, ms=812.3, checked_at=slot + timedelta(milliseconds=412))])
+
+    before = listed(api, shop)
+    assert before == {
+        "data": [
+            {
+                "checked_at": "2026-12-06T14:03:00Z",
+                "region": "eu-west-1",
+                "ok": False,
+                "degraded": False,
+                "status_code": 503,
+                "response_time_ms": 812.3,
+                "timings": {"dns_ms": 1.0, "connect_ms": 2.0, "tls_ms": 3.0, "ttfb_ms": 100.0, "total_ms": 812.3},
+                "error": "status_mismatch",
+                "error_detail": "expected 2xx, got 503",
+                "ssl_expires_at": None,
+                "assertion_failures": [],
+            }
+        ],
+        "next_cursor": None,
+    }
+    assert aggregate.run_pass(T0 + timedelta(minutes=13), RETENTION) == 6  # 13:10 … 14:00
+    assert list(periods(shop)) == ["2026-12-06T14:00"]
+    assert listed(api, shop) == before
+
+
+def test_a_check_in_two_packs_is_listed_once(api, shop):
+    twice = check(shop, T0 + timedelta(minutes=4), "us-east-1")
+    write_packs([twice], writer="w1")
+    write_packs([twice], writer="w2")
+    assert len(listed(api, shop)["data"]) == 1
+    aggregate.run_pass(T0 + timedelta(minutes=13), RETENTION)
+    assert len(listed(api, shop)["data"]) == 1
+
+
+def test_pages_run_from_the_packs_into_the_periods_with_no_check_lost_or_repeated(api, shop):
+    checks = [check(shop, at, r) for at in minutes(T0, 30) for r in ("us-east-1", "eu-west-1")]
+    write_packs(checks)
+    assert aggregate.run_pass(T0 + timedelta(minutes=23), RETENTION) == 6  # 14:00 … 14:19 taken, 14:20 … in packs
+    expected = [(c.slot, c.region) for c in packs.dedupe(checks)]
+
+    def shown(pages: list[list[dict]]) -> list[tuple[datetime, str]]:
+        return [(clock.parse_time(r["checked_at"]), r["region"]) for page in pages for r in page]
+
+    pages = every_page(api, shop, limit=7)
+    assert [len(p) for p in pages] == [7] * 8 + [4]
+    assert shown(pages) == expected
+
+    window = {"region": "eu-west-1", "since": "2026-12-06T14:15:00Z", "until": "2026-12-06T14:24:59Z", "limit": 3}
+    pages = every_page(api, shop, **window)
+    assert shown(pages) == [(T0 + timedelta(minutes=m), "eu-west-1") for m in range(24, 14, -1)]
+
+    assert listed(api, shop, until="1969-12-31T23:59:59Z")["data"] == []
+    assert listed(api, shop, since="2026-12-06T14:30:00Z")["data"] == []
+
+
+def test_a_page_reads_only_the_periods_it_needs(api, shop):
+    write_packs(
+        check(shop, at, r) for at in minutes(T0, 6 * 60, timedelta(minutes=1)) for r in ("us-east-1", "eu-west-1")
+    )
+    ProgressModel("aggregated", through=T0).save()
+    assert aggregate.run_pass(T0 + timedelta(hours=6, minutes=3), RETENTION) == 36
+    with reads(PeriodModel) as period_reads, reads(PackModel) as pack_reads:
+        assert len(listed(api, shop, limit=50)["data"]) == 50
+    assert sum(r.items for r in period_reads) == 3  # 20 checks a period: 3 periods hold the page and one more
+    assert [r.items for r in pack_reads] == [0]  # none since the watermark
+
+
+def test_a_cursor_edited_or_used_for_another_list_is_400(api, alice, shop, charlie):
+    write_packs(check(shop, at, "us-east-1") for at in minutes(T0, 5))
+    other = create_monitor(api, url=URL)
+    cursor = listed(api, shop, limit=2)["next_cursor"]
+    body, signature = cursor.split(".")
+    forged = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    forged["k"]["slot"] += 3600
+    forged_body = base64.urlsafe_b64encode(json.dumps(forged, separators=(",", ":")).encode()).rstrip(b"=").decode()
+
+    # Signed for this very list, but not a position this code writes (a time as text: an older format, say).
+    scope = f"{results.RESULTS_SCOPE}|{shop['id']}|||"
+    odd = signed.encode(
+        {"slot": "2026-12-06T14:03:00", "region": "us-east-1"}, team_id=alice["team"]["id"], scope=scope
+    )
+
+    for path, query in [
+        (shop["id"], {"cursor": odd}),
+        (shop["id"], {"cursor": f"{forged_body}.{signature}"}),  # edited
+        (shop["id"], {"cursor": cursor, "region": "us-east-1"}),  # another query of the same monitor
+        (other["id"], {"cursor": cursor}),  # another monitor
+        (shop["id"], {"cursor": cursor + "x"}),
+    ]:
+        r = api.get(f"/v1/monitors/{path}/results?{urlencode(query)}")
+        assert (r.status, r.json["code"]) == (400, "invalid_cursor"), query
+    assert api.get(f"/v1/monitors/{shop['id']}/results?{urlencode({'cursor': cursor})}").status == 200
+    r = api.get(f"/v1/monitors/{shop['id']}/results", token=charlie["access_token"])
+    assert r.status == 404  # not his monitor, whatever he holds

@@ -11,9 +11,11 @@ from chalicelib.clock import isoz
 from chalicelib.monitors import results
 from chalicelib.monitors.models import MonitorModel, ResultModel
 from tests.factories import create_monitor
+from tests.packed import check, write_packs
 from tests.support import PASSWORD
 
 URL = "https://1.1.1.1/health"  # a public literal: no DNS needed, and no test ever checks it
+REGIONS = ("us-east-1", "eu-west-1")
 
 
 def create(api, **fields):
@@ -208,29 +210,10 @@ def test_another_teams_monitor_is_404_everywhere(api, alice, charlie):
     assert MonitorModel.get(alice["team"]["id"], m["id"]).name == "Homepage"
 
 
-def _result(monitor_id, team_id, at, region, ok=True, ms=120.0):
-    ResultModel(
-        monitor_id,
-        f"{at:%Y-%m-%dT%H:%M:%S}#{region}",
-        team_id=team_id,
-        region=region,
-        checked_at=at,
-        ok=ok,
-        status_code=200 if ok else 503,
-        response_time_ms=ms,
-        timings={"dns_ms": 1.0, "connect_ms": 2.0, "tls_ms": 3.0, "ttfb_ms": 100.0, "total_ms": ms},
-        error=None if ok else "status_mismatch",
-        expires_at=at + timedelta(days=30),
-    ).save()
-
-
 def test_results_are_newest_first_filtered_and_paginated(api, alice):
     m = create(api)
-    team = alice["team"]["id"]
     base = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-    for i in range(4):
-        for region in ("us-east-1", "eu-west-1"):
-            _result(m["id"], team, base + timedelta(minutes=i), region, ok=i != 2)
+    write_packs(check(m, base + timedelta(minutes=i), region, ok=i != 2) for i in range(4) for region in REGIONS)
     page = api.get(f"/v1/monitors/{m['id']}/results?limit=3").json
     assert [r["checked_at"] for r in page["data"]] == ["2026-11-30T12:03:00Z"] * 2 + ["2026-11-30T12:02:00Z"]
     rest = api.get(f"/v1/monitors/{m['id']}/results?limit=10&cursor={page['next_cursor']}").json
