@@ -1,8 +1,9 @@
 """Check results and uptime: the read side.
 
 A monitor's checks are read from its periods, and from its bucket's packs where the aggregator has not taken
-them yet (``monitors.aggregate``).  Uptime is never summed from the checks: it reads the hourly and daily
-rollups (while the results stream still counts each result into them, :func:`record`).
+them yet (``monitors.aggregate``).  Uptime reads the hourly and daily rollups the aggregator computes, and counts
+only the hours it has not rolled up yet from their periods: never a past day's checks.  (:func:`record` counts a
+result into the rollups for the per-result stream, while it lasts.)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from chalicelib.monitors.packs import (
     period_of,
     region_of_key,
 )
-from chalicelib.monitors.rollups import DAILY_KEEP, HOURLY_KEEP, increments
+from chalicelib.monitors.rollups import DAILY_KEEP, HOURLY_KEEP, Tally, day_key, hour_key, increments
 from chalicelib.monitors.service import get as get_monitor
 from chalicelib.observability import logger
 from chalicelib.storage import cursor
@@ -93,6 +94,7 @@ def from_stream_image(image: dict[str, Any]) -> StoredResult:
 RESULTS_SCOPE = "results|packed"  # a cursor of the per-result table (a DynamoDB key) is no position here: 400
 PACK_PAGE = 12  # packs a query page: a few minutes of a bucket (a pack per region and worker)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -202,13 +204,17 @@ def _from_periods(
         scan_index_forward=False,
         page_size=page,
     ):
-        try:
-            checks = decode_period(item.team_id, monitor_id, item.body)
-        except Exception:  # noqa: BLE001 - one unreadable item hides its own checks, not the others'
-            where = {"monitor_id": monitor_id, "period": item.period}
-            logger.exception("unreadable results period skipped", extra=where)
-            continue
-        yield from (p for p in dedupe(checks) if window.holds(p, region))
+        yield from (p for p in dedupe(_period_checks(item)) if window.holds(p, region))
+
+
+def _period_checks(item: PeriodModel) -> list[Packed]:
+    try:
+        return decode_period(item.team_id, item.monitor_id, item.body)
+    except Exception:  # noqa: BLE001 - one unreadable item hides its own checks, not the others'
+        logger.exception(
+            "unreadable results period skipped", extra={"monitor_id": item.monitor_id, "period": item.period}
+        )
+        return []
 
 
 def _unpacked(item: PackModel) -> list[Packed]:
@@ -239,25 +245,14 @@ def pct(checks: int, failures: int) -> float | None:
     return round(100.0 * (checks - failures) / checks, 3) if checks else None
 
 
-def daily(monitor_id: str, today: date, days: int) -> list[DayUptime]:
-    """The last ``days`` days up to ``today``, oldest first, from the daily rollups only (one query of at most
-    ``days`` small items); a day without checks is there with zero checks."""
-    first = today - timedelta(days=days - 1)
-    found = {
-        item.period[2:]: item
-        for item in RollupModel.query(
-            monitor_id, range_key_condition=RollupModel.period.between(f"D#{first}", f"D#{today}")
-        )
-    }
-    rows = []
-    for offset in range(days - 1, -1, -1):
-        day = str(today - timedelta(days=offset))
-        item = found.get(day)
-        checks = int(item.checks) if item else 0
-        failures = int(item.failures) if item else 0
-        latency = (float(item.latency_sum_ms) / int(item.latency_count)) if item and item.latency_count else None
-        rows.append(DayUptime(day, checks, failures, pct(checks, failures), round(latency, 1) if latency else None))
-    return rows
+def daily(monitor_id: str, now: datetime, days: int) -> list[DayUptime]:
+    """The last ``days`` days up to ``now``'s, oldest first; a day without checks is there with zero checks.
+
+    Past days and today's rolled-up hours from the daily rollups (one query of at most ``days`` small items); the
+    hours the aggregator has not rolled up yet from their periods (:func:`_not_rolled_up`)."""
+    current = _hour(now)
+    recent = _not_rolled_up(monitor_id, now, _hours(monitor_id, current - HOUR, current))
+    return _days(monitor_id, current.date(), days, recent)
 
 
 def total(rows: list[DayUptime]) -> float | None:
@@ -265,23 +260,66 @@ def total(rows: list[DayUptime]) -> float | None:
 
 
 def uptime(team_id: str, monitor_id: str, days: int, now: datetime) -> Uptime:
-    """Uptime over 24 h (hourly rollups), 7/30/90 days and per day (daily rollups): at most ~115 item reads."""
+    """Uptime over 24 h (the last 23 hourly rollups and the hour going on), 7/30/90 days and per day (the daily
+    rollups): at most ~115 small items and this hour's few periods."""
     get_monitor(team_id, monitor_id)
-    today = now.astimezone(UTC).date()
-    rows = daily(monitor_id, today, max(days, 90))
-    hour_now = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    since = hour_now - timedelta(hours=23)
-    hourly = list(
-        RollupModel.query(
-            monitor_id,
-            range_key_condition=RollupModel.period.between(f"H#{since:%Y-%m-%dT%H}", f"H#{hour_now:%Y-%m-%dT%H}"),
-        )
-    )
-
+    current = _hour(now)
+    hourly = _hours(monitor_id, current - 23 * HOUR, current)
+    recent = _not_rolled_up(monitor_id, now, hourly)
+    rows = _days(monitor_id, current.date(), max(days, 90), recent)
+    last_day = Tally()
+    for tally in (*hourly.values(), *recent.values()):
+        last_day += tally
     windows = {
-        "24h": pct(sum(int(i.checks) for i in hourly), sum(int(i.failures) for i in hourly)),
+        "24h": pct(last_day.checks, last_day.failures),
         "7d": total(rows[-7:]),
         "30d": total(rows[-30:]),
         "90d": total(rows[-90:]),
     }
     return Uptime(windows=windows, days=rows[-days:])
+
+
+def _hour(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _hours(monitor_id: str, first: datetime, last: datetime) -> dict[datetime, Tally]:
+    """The monitor's hourly rollups from the hour ``first`` to the hour ``last``, by hour."""
+    found = RollupModel.query(
+        monitor_id, range_key_condition=RollupModel.period.between(hour_key(first), hour_key(last))
+    )
+    return {datetime.strptime(item.period, "H#%Y-%m-%dT%H").replace(tzinfo=UTC): Tally.of_item(item) for item in found}
+
+
+def _not_rolled_up(monitor_id: str, now: datetime, rolled: dict[datetime, Tally]) -> dict[datetime, Tally]:
+    """The hours the rollups do not count yet, counted from the monitor's periods: the hour going on, and the one
+    before until the aggregator has taken its last period (a few minutes into this one); at most 12 small items.
+
+    Checks still only in packs (the last ten minutes or so) are not counted yet."""
+    current = _hour(now)
+    tallies = {hour: Tally() for hour in (current - HOUR, current) if hour not in rolled}
+    if not tallies:
+        return {}
+    periods = PeriodModel.period.between(minute_key(min(tallies)), minute_key(current + HOUR - PERIOD))
+    for item in PeriodModel.query(monitor_id, range_key_condition=periods):
+        hour = _hour(datetime.strptime(item.period, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC))
+        if hour in tallies:
+            tallies[hour] += Tally.of(p.result for p in _period_checks(item))
+    return tallies
+
+
+def _days(monitor_id: str, today: date, days: int, recent: dict[datetime, Tally]) -> list[DayUptime]:
+    first = today - timedelta(days=days - 1)
+    found = RollupModel.query(
+        monitor_id, range_key_condition=RollupModel.period.between(day_key(first), day_key(today))
+    )
+    tallies = {item.period[2:]: Tally.of_item(item) for item in found}
+    for hour, tally in recent.items():
+        tallies[str(hour.date())] = tallies.get(str(hour.date()), Tally())
+        tallies[str(hour.date())] += tally
+    rows = []
+    for offset in range(days - 1, -1, -1):
+        day = str(today - timedelta(days=offset))
+        t = tallies.get(day, Tally())
+        rows.append(DayUptime(day, t.checks, t.failures, pct(t.checks, t.failures), t.average_ms))
+    return rows

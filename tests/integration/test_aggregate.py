@@ -1,5 +1,5 @@
-"""The aggregator (``monitors.aggregate``) on moto: packs → each monitor's periods, hours and days; and the
-results API, which reads the periods and the packs not taken yet.
+"""The aggregator (``monitors.aggregate``) on moto: packs → each monitor's periods, hours and days; the results
+API, which reads the periods and the packs not taken yet; and uptime, from the rollups and the hours not rolled up.
 
 Packs are written as the worker writes them (``tests.packed``); every pass is run with an explicit ``now``.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -15,13 +16,14 @@ from urllib.parse import urlencode
 import pytest
 
 from chalicelib import clock
-from chalicelib.monitors import aggregate, packs, results
-from chalicelib.monitors.models import PackModel, PeriodModel, ProgressModel, RollupModel
+from chalicelib.checks.model import Timings
+from chalicelib.monitors import aggregate, packs, results, rollups
+from chalicelib.monitors.models import MonitorModel, PackModel, PeriodModel, ProgressModel, RollupModel
 from chalicelib.monitors.rollups import Tally
 from chalicelib.storage import cursor as signed
 from tests.events import stream_record
 from tests.factories import create_monitor
-from tests.packed import check, failing, minutes, reads, write_packs
+from tests.packed import aggregated, check, failing, minutes, reads, write_packs
 
 T0 = datetime(2026, 12, 6, 14, 0, tzinfo=UTC)  # a pass at 15:03 takes 14:00 … 14:50, the hour of 14
 RETENTION = timedelta(days=30)
@@ -361,3 +363,111 @@ def test_a_cursor_edited_or_used_for_another_list_is_400(api, alice, shop, charl
     assert api.get(f"/v1/monitors/{shop['id']}/results?{urlencode({'cursor': cursor})}").status == 200
     r = api.get(f"/v1/monitors/{shop['id']}/results", token=charlie["access_token"])
     assert r.status == 404  # not his monitor, whatever he holds
+
+
+# ---------------------------------------------------------------------------------------------- uptime
+
+
+def bars(monitor: dict, now: datetime, days: int = 2) -> list[tuple[str, int, int]]:
+    return [(d.date, d.checks, d.failures) for d in results.daily(monitor["id"], now, days)]
+
+
+def test_the_bars_count_the_hours_not_rolled_up_from_their_periods_and_no_check_twice(aws):
+    checks = [check(SHOP, at, "us", ok=at.minute % 20 != 7) for at in minutes(T0 - HOUR, 100)]  # 13:00 … 14:39
+    write_packs(checks)
+    ProgressModel("aggregated", through=T0 - HOUR).save()
+
+    aggregate.run_pass(T0 - timedelta(minutes=2), RETENTION)  # 13:00 … 13:40: the hour of 13 not rolled up
+    assert list(RollupModel.scan()) == []
+    assert bars(SHOP, T0 + timedelta(minutes=1)) == [("2026-12-05", 0, 0), ("2026-12-06", 50, 3)]
+    aggregate.run_pass(T0 + timedelta(minutes=3), RETENTION)  # 13:50, and the hour of 13 rolled up
+    assert bars(SHOP, T0 + timedelta(minutes=3)) == [("2026-12-05", 0, 0), ("2026-12-06", 60, 3)]
+    aggregate.run_pass(T0 + timedelta(minutes=43), RETENTION)  # 14:00 … 14:30
+    assert bars(SHOP, T0 + timedelta(minutes=43)) == [("2026-12-05", 0, 0), ("2026-12-06", 100, 5)]
+    assert results.daily(SHOP["id"], T0 + timedelta(minutes=43), 1)[0].avg_response_ms == 120.0
+
+
+def test_the_last_hour_of_a_day_not_rolled_up_yet_counts_in_its_own_day(aws):
+    evening = datetime(2026, 12, 5, 23, 0, tzinfo=UTC)
+    write_packs(check(SHOP, at, "us") for at in minutes(evening, 60))
+    ProgressModel("aggregated", through=evening).save()
+    aggregate.run_pass(evening + timedelta(minutes=45), RETENTION)  # 23:00 … 23:30 taken
+    assert bars(SHOP, evening + timedelta(minutes=62)) == [("2026-12-05", 40, 0), ("2026-12-06", 0, 0)]
+
+
+def test_uptime_over_24_hours_adds_the_hour_going_on_to_the_last_23_hours(api, alice):
+    shop = create_monitor(api, url=URL)
+    now = T0 + timedelta(minutes=35)
+    yesterday = [check(shop, now - timedelta(hours=23, minutes=30), "us", ok=False)]  # 15:05: in the 24 h
+    too_old = [check(shop, now - timedelta(hours=25), "us", ok=False)]
+    this_hour = [check(shop, at, "us") for at in minutes(T0, 20)]  # in periods only
+    write_packs(yesterday + too_old + this_hour)
+    aggregated(yesterday + too_old + this_hour, now)
+
+    found = results.uptime(shop["team_id"], shop["id"], 1, now)
+
+    assert found.windows["24h"] == round(100 * 20 / 21, 3)
+    assert [(d.checks, d.failures) for d in found.days] == [(20, 0)]
+
+
+def test_the_90_day_bars_read_no_more_than_5_units_and_uptime_6(api, alice):
+    """The status page's 90 bars: 90 daily rollups, the last hour's rollup and this hour's periods (five by :53),
+    for a monitor checked every 30 s from three regions, every histogram bucket in use: the largest items.
+    Uptime reads the monitor and the last 23 hours' rollups too."""
+    shop = create_monitor(api, url=URL)
+    now = T0 + timedelta(minutes=53)
+    counters = {"failures": 17, "latency_sum_ms": 1_557_792.4, "latency_count": 8631}
+    day = Tally({"checks": 8640, **counters, **{name: 1000 + i for i, name in enumerate(rollups.HISTOGRAM_FIELDS)}})
+    hour = Tally({name: value / 24 for name, value in day.counts.items()})
+    for n in range(1, 90):
+        at = datetime.combine(T0.date() - timedelta(days=n), datetime.min.time(), UTC)
+        keep = at + rollups.DAILY_KEEP
+        RollupModel(
+            shop["id"], rollups.day_key(at.date()), team_id=shop["team_id"], expires_at=keep, **day.attributes()
+        ).save()
+    for n in range(2, 24):
+        at = T0 - n * HOUR
+        keep = at + rollups.HOURLY_KEEP
+        RollupModel(
+            shop["id"], rollups.hour_key(at), team_id=shop["team_id"], expires_at=keep, **hour.attributes()
+        ).save()
+    write_packs(realistic(shop, T0 - HOUR, T0 + timedelta(minutes=50)))
+    ProgressModel("aggregated", through=T0 - HOUR).save()
+    assert aggregate.run_pass(now, RETENTION) == 6 + 5
+
+    with reads(RollupModel) as rollup_reads, reads(PeriodModel) as period_reads:
+        shown = results.daily(shop["id"], now, 90)
+    # Today: 00:00 … 12:00 as written above, 13:00 rolled up from its checks, 14:00 … 14:49 from the periods.
+    assert [(d.checks, d.failures) for d in shown[-2:]] == [(8640, 17), (13 * 360 + 120 * 3 + 100 * 3, 1 + 1)]
+    assert [r.items for r in period_reads] == [5]  # 60 checks each, about 1.5 KB
+    assert sum(r.units for r in rollup_reads + period_reads) <= 5
+
+    with reads(MonitorModel) as monitor_reads, reads(RollupModel) as rollup_reads, reads(PeriodModel) as period_reads:
+        results.uptime(shop["team_id"], shop["id"], 90, now)
+    assert [r.items for r in rollup_reads] == [23, 90]
+    assert sum(r.units for r in monitor_reads + rollup_reads + period_reads) <= 6
+
+
+def realistic(monitor: dict, start: datetime, end: datetime) -> list:
+    """Checks every 30 s from three regions, with varied timings, as a real HTTPS target gives."""
+    rng = random.Random(7)
+    found = []
+    for at in minutes(start, int((end - start) / timedelta(seconds=30)), timedelta(seconds=30)):
+        for region in ("us-east-1", "eu-west-1", "ap-southeast-1"):
+            dns, connect, tls, ttfb = (
+                round(rng.uniform(a, b), 1) for a, b in ((0.5, 30), (5, 90), (10, 120), (20, 400))
+            )
+            total = round(dns + connect + tls + ttfb + rng.uniform(0, 40), 1)
+            found.append(
+                check(
+                    monitor,
+                    at,
+                    region,
+                    ms=total,
+                    ok=at.minute != 17 or at.second or region != "us-east-1",
+                    checked_at=at + timedelta(milliseconds=rng.randrange(0, 900)),
+                    timings=Timings(dns_ms=dns, connect_ms=connect, tls_ms=tls, ttfb_ms=ttfb, total_ms=total),
+                    ssl_expires_at=datetime(2027, 3, 1, 12, tzinfo=UTC),
+                )
+            )
+    return found
