@@ -4,7 +4,8 @@ The check worker writes packs: one region's checks of a bucket of monitors in on
 A scheduled pass (:func:`run_pass`) takes each period a few minutes after it closed; the packs stream brings the
 packs written after that, which :func:`retake` takes again.  Every write is a PUT of a value computed from the
 packs themselves, never an increment: a pass replayed, retried after a partial failure or run twice at once writes
-the same items again, and a check in two packs (a message delivered twice) is counted once.
+the same items again, and a check in two packs (a message delivered twice) is counted once.  No PUT replaces an
+item holding more checks (:func:`put_all`): a take from an older view of the packs never undoes a newer one.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from chalicelib.storage.base import condition_failed
 PROGRESS = "aggregated"  # the ProgressModel item: the end of the last period taken
 MAX_PERIODS_PER_PASS = 36  # six hours of catch-up a pass; the next pass goes on from there
 DAY_THREADS = 16  # a day is summed from its hours with a query per monitor, side by side
+WRITE_THREADS = 16  # conditional PUTs (no batch takes a condition), side by side
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
@@ -93,20 +95,19 @@ def take_period(bucket: str, period: datetime, retention: timedelta, now: dateti
 
 def _take(bucket: str, period: datetime, retention: timedelta, *, roll: bool) -> set[str]:
     """1. Read the period's packs (every page, consistently) and keep one result per check.
-    2. PUT one period item per monitor: its checks of every region, replacing what an earlier take wrote.
+    2. PUT one period item per monitor: its checks of every region, replacing what an earlier take wrote
+       (unless that held more checks: :func:`put_all`).
     3. With ``roll``: read the hour's packs and PUT the hour's rollup of each monitor in them (all of them when
        the period closes the hour: a monitor checked hourly may have no check in this period; else those of this
        period), then sum each of those monitors' day from its hours and PUT it."""
     checks = by_monitor(read_checks(bucket, period, period + PERIOD))
     key, expires_at = minute_key(period), period + PERIOD + retention
-    with PeriodModel.batch_write() as batch:
-        for monitor_id, found in checks.items():
-            body = encode_period(found)
-            batch.save(
-                PeriodModel(
-                    monitor_id, key, team_id=found[0].team_id, body=body, checks=len(found), expires_at=expires_at
-                )
-            )
+    put_all(
+        PeriodModel(
+            m, key, team_id=found[0].team_id, body=encode_period(found), checks=len(found), expires_at=expires_at
+        )
+        for m, found in checks.items()
+    )
     if roll:
         hour = period.replace(minute=0)
         hourly = by_monitor(read_checks(bucket, hour, hour + HOUR))
@@ -121,20 +122,18 @@ def _take(bucket: str, period: datetime, retention: timedelta, *, roll: bool) ->
 
 def roll_up(hour: datetime, checks: dict[str, list[Packed]]) -> None:
     """PUT each monitor's rollup of ``hour`` from all its checks of the hour, then its day's from its hours."""
-    with RollupModel.batch_write() as batch:
-        for monitor_id, found in checks.items():
-            tally = Tally.of(p.result for p in found)
-            batch.save(_rollup(monitor_id, hour_key(hour), found[0].team_id, tally, hour + HOUR + HOURLY_KEEP))
+    put_all(
+        _rollup(m, hour_key(hour), found[0].team_id, Tally.of(p.result for p in found), hour + HOUR + HOURLY_KEEP)
+        for m, found in checks.items()
+    )
     day = hour.date()
     teams = {monitor_id: found[0].team_id for monitor_id, found in checks.items()}
     if not teams:
         return
-    with ThreadPoolExecutor(min(DAY_THREADS, len(teams)), thread_name_prefix="vigil-days") as pool:
+    with ThreadPoolExecutor(min(DAY_THREADS, len(teams)), thread_name_prefix="vigil-aggregate") as pool:
         days = dict(zip(teams, pool.map(lambda m: sum_day(m, day), teams), strict=True))
     end_of_day = datetime(day.year, day.month, day.day, tzinfo=UTC) + DAY
-    with RollupModel.batch_write() as batch:
-        for monitor_id, tally in days.items():
-            batch.save(_rollup(monitor_id, day_key(day), teams[monitor_id], tally, end_of_day + DAILY_KEEP))
+    put_all(_rollup(m, day_key(day), teams[m], tally, end_of_day + DAILY_KEEP) for m, tally in days.items())
 
 
 def sum_day(monitor_id: str, day: date) -> Tally:
@@ -151,6 +150,27 @@ def sum_day(monitor_id: str, day: date) -> Tally:
 
 def _rollup(monitor_id: str, period: str, team_id: str, tally: Tally, expires_at: datetime) -> RollupModel:
     return RollupModel(monitor_id, period, team_id=team_id, expires_at=expires_at, **tally.attributes())
+
+
+def put_all(items: Iterable[PeriodModel | RollupModel]) -> None:
+    """PUT each item, side by side, unless the one it replaces holds more checks.
+
+    Packs only grow (until they expire), so of two takes of the same packs the one with more checks read them
+    later: a pass's take never undoes a late pack's take that landed during it, nor a take of packs partly expired
+    what was taken while they were all there."""
+    found = list(items)
+    if found:
+        with ThreadPoolExecutor(min(WRITE_THREADS, len(found)), thread_name_prefix="vigil-aggregate") as pool:
+            list(pool.map(_put_unless_fewer, found))
+
+
+def _put_unless_fewer(item: PeriodModel | RollupModel) -> None:
+    model = type(item)
+    try:
+        item.save(condition=model.checks.does_not_exist() | (model.checks <= item.checks))
+    except Exception as exc:
+        if not condition_failed(exc):
+            raise
 
 
 # ---------------------------------------------------------------------------------------------- the pass

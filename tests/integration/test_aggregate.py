@@ -217,6 +217,38 @@ def test_a_late_pack_is_taken_again_with_its_hour_and_its_day(aws):
     assert periods(BLOG) == {}
 
 
+def test_a_late_packs_take_that_lands_during_a_pass_is_not_undone_by_the_pass(aws):
+    write_packs([check(SHOP, T0 + timedelta(minutes=5), "us")])
+    ProgressModel("aggregated", through=T0).save()
+    client = PeriodModel._get_connection().connection.client
+
+    def late_pack_taken_first(**_: Any) -> None:  # between the pass's read of the packs and its write
+        client.meta.events.unregister("before-call.dynamodb.PutItem", late_pack_taken_first)
+        write_packs([check(SHOP, T0 + timedelta(minutes=6), "eu", ok=False)], late=True)
+        aggregate.take_period("03", T0, RETENTION, T0 + timedelta(minutes=13))  # the packs stream's take
+
+    client.meta.events.register_first("before-call.dynamodb.PutItem", late_pack_taken_first)
+    try:
+        assert aggregate.run_pass(T0 + timedelta(minutes=13), RETENTION) == 1
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.PutItem", late_pack_taken_first)
+
+    assert [p.slot.minute for p in periods(SHOP)["2026-12-06T14:00"]] == [6, 5]
+
+
+def test_a_period_taken_again_once_some_of_its_packs_expired_keeps_its_checks(aws):
+    write_packs([check(SHOP, T0 + timedelta(minutes=5), "us", ok=False)])
+    write_packs([check(SHOP, T0 + timedelta(minutes=5), "eu")], writer="w2")
+    aggregate.run_pass(T0 + HOUR + timedelta(minutes=3), RETENTION)
+    PackModel.get("03", "2026-12-06T14:05#us#w1").delete()  # its TTL ran out
+
+    aggregate.take_period("03", T0, RETENTION, T0 + timedelta(days=3))  # a late pack's take, say
+
+    assert len(periods(SHOP)["2026-12-06T14:00"]) == 2
+    for key in ("H#2026-12-06T14", "D#2026-12-06"):
+        assert (rollup(SHOP, key).checks, rollup(SHOP, key).failures) == (2, 1)
+
+
 def test_a_late_pack_of_an_open_hour_leaves_the_hour_to_the_pass(aws):
     late = write_packs([check(SHOP, T0 + timedelta(minutes=5), "us")], late=True)
     assert aggregate.retake([stream_record(late[0])], T0 + timedelta(minutes=13), RETENTION)["batchItemFailures"] == []
