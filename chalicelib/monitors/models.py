@@ -174,8 +174,9 @@ class ProgressModel(BaseModel):
 
 
 class RollupModel(BaseModel):
-    """Per monitor: one item a day (``D#2026-11-30``) and one an hour (``H#2026-11-30T14``), counted as results
-    arrive, so uptime over 24 h … 90 d reads at most ~115 small items and never the raw results."""
+    """Per monitor: one item a day (``D#2026-11-30``) and one an hour (``H#2026-11-30T14``), computed from the
+    packed checks by the aggregator (``monitors.aggregate``), so uptime over 24 h … 90 d reads at most ~115 small
+    items and never the checks themselves."""
 
     logical_name = "rollups"
 
@@ -186,18 +187,19 @@ class RollupModel(BaseModel):
     period = UnicodeAttribute(range_key=True)
     team_id = UnicodeAttribute()
     checks = NumberAttribute(default=0)
-    failures = NumberAttribute(default=0)
-    latency_sum_ms = NumberAttribute(default=0)
-    latency_count = NumberAttribute(default=0)
+    # The counters below are written only when not zero (``monitors.rollups``), and read as 0 when absent.
+    failures = NumberAttribute(default=0, null=True)
+    latency_sum_ms = NumberAttribute(default=0, null=True)
+    latency_count = NumberAttribute(default=0, null=True)
     # Latency histogram: checks whose response time was at most N ms (top-level numbers, so ADD works on them).
-    le_100 = NumberAttribute(default=0)
-    le_250 = NumberAttribute(default=0)
-    le_500 = NumberAttribute(default=0)
-    le_1000 = NumberAttribute(default=0)
-    le_2500 = NumberAttribute(default=0)
-    le_5000 = NumberAttribute(default=0)
-    le_10000 = NumberAttribute(default=0)
-    le_inf = NumberAttribute(default=0)
+    le_100 = NumberAttribute(default=0, null=True)
+    le_250 = NumberAttribute(default=0, null=True)
+    le_500 = NumberAttribute(default=0, null=True)
+    le_1000 = NumberAttribute(default=0, null=True)
+    le_2500 = NumberAttribute(default=0, null=True)
+    le_5000 = NumberAttribute(default=0, null=True)
+    le_10000 = NumberAttribute(default=0, null=True)
+    le_inf = NumberAttribute(default=0, null=True)
     expires_at = TTLAttribute()
 
 

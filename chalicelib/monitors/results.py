@@ -1,24 +1,41 @@
-"""Check results and uptime: the read side, and the rollups that keep uptime cheap.
+"""Check results and uptime: the read side.
 
-Uptime is never summed from raw results: each result adds itself to an hourly
-and a daily rollup item (:func:`record`), and :func:`uptime` reads those.
+A monitor's checks are read from its periods, and from its bucket's packs where the aggregator has not taken
+them yet (``monitors.aggregate``).  Uptime reads the hourly and daily rollups the aggregator computes, and counts
+only the hours it has not rolled up yet from their periods: never a past day's checks.  (:func:`record` counts a
+result into the rollups for the per-result stream, while it lasts.)
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
+from itertools import chain, groupby
 from typing import Any
 
 from chalicelib.checks.model import CheckResult, Timings
-from chalicelib.monitors.models import HISTOGRAM_BOUNDS, ProgressModel, ResultModel, RollupModel
+from chalicelib.monitors import aggregate
+from chalicelib.monitors.models import PackModel, PeriodModel, ProgressModel, ResultModel, RollupModel
+from chalicelib.monitors.packs import (
+    PERIOD,
+    Packed,
+    bucket_of,
+    decode_pack,
+    decode_period,
+    dedupe,
+    minute_key,
+    minute_of,
+    period_of,
+    region_of_key,
+)
+from chalicelib.monitors.rollups import DAILY_KEEP, HOURLY_KEEP, Tally, day_key, hour_key, increments
 from chalicelib.monitors.service import get as get_monitor
+from chalicelib.observability import logger
 from chalicelib.storage import cursor
 
-HOURLY_KEEP_DAYS = 3
 TIMING_FIELDS = tuple(f.name for f in fields(Timings))
 STREAM_REQUIRED = ("team_id", "monitor_id", "checked_at", "ok")
-DAILY_KEEP_DAYS = 400
 
 
 @dataclass(frozen=True)
@@ -74,8 +91,38 @@ def from_stream_image(image: dict[str, Any]) -> StoredResult:
     return StoredResult(item.team_id, item.monitor_id, _check_result(item))
 
 
-def _slot_bound(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+RESULTS_SCOPE = "results|packed"  # a cursor of the per-result table (a DynamoDB key) is no position here: 400
+PACK_PAGE = 12  # packs a query page: a few minutes of a bucket (a pack per region and worker)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Which checks a list shows: planned from ``low`` to ``high`` (seconds, both included), and before the
+    position a cursor holds (``after``: the planned start and region of the last one shown)."""
+
+    low: int | None
+    high: int | None
+    after: tuple[int, str] | None
+
+    def holds(self, p: Packed, region: str | None) -> bool:
+        slot = int(p.slot.timestamp())
+        return (
+            (region is None or p.region == region)
+            and (self.low is None or slot >= self.low)
+            and (self.high is None or slot <= self.high)
+            and (self.after is None or (slot, p.region) < self.after)
+        )
+
+    @property
+    def bottom(self) -> datetime | None:
+        return datetime.fromtimestamp(self.low, UTC) if self.low is not None else None
+
+    @property
+    def top(self) -> datetime | None:
+        tops = [t for t in (self.high, self.after[0] if self.after else None) if t is not None]
+        return datetime.fromtimestamp(min(tops), UTC) if tops else None
 
 
 def list_results(
@@ -88,26 +135,94 @@ def list_results(
     limit: int,
     after: str | None,
 ) -> tuple[list[CheckResult], str | None]:
-    """Newest first.  The monitor must be the team's (404 otherwise); the cursor is bound to this query."""
-    get_monitor(team_id, monitor_id)
-    low = _slot_bound(since) if since else "0"
-    high = _slot_bound(until) + "~" if until else "~"
-    page, next_cursor = cursor.paginate(
-        lambda start: ResultModel.query(
-            monitor_id,
-            range_key_condition=ResultModel.slot.between(low, high),
-            filter_condition=(ResultModel.region == region) if region else None,
-            scan_index_forward=False,
-            last_evaluated_key=start,
-            page_size=cursor.page_size(limit),
-        ),
-        team_id=team_id,
-        scope=f"results|{monitor_id}|{region or ''}|{since or ''}|{until or ''}",
-        limit=limit,
-        after=after,
-        key=("monitor_id", "slot"),
+    """Newest first, one result per check.  The monitor must be the team's (404 otherwise); the cursor is bound
+    to this query and holds the last result's position (its planned start and region).
+
+    The monitor's checks are in its periods before the aggregator's watermark and in its bucket's packs from
+    there (``monitors.aggregate``): a check is listed as soon as the worker wrote its pack.  Items are read
+    newest first, and no further than the page needs."""
+    monitor = get_monitor(team_id, monitor_id)
+    scope = f"{RESULTS_SCOPE}|{monitor_id}|{region or ''}|{since or ''}|{until or ''}"
+    position = None
+    if after:
+        found = cursor.decode_position(after, team_id=team_id, scope=scope, fields={"slot": int, "region": str})
+        position = (int(found["slot"]), str(found["region"]))
+    if until is not None and until < EPOCH:
+        return [], None  # nothing was checked before 1970
+    low = int(since.timestamp()) if since is not None and since > EPOCH else None
+    window = Window(low, int(until.timestamp()) if until is not None else None, position)
+    wanted = limit + 1  # one more: whether there is a next page
+    per_item = max(1, PERIOD // timedelta(seconds=monitor.config.interval_seconds))
+    per_item *= 1 if region else max(1, len(monitor.config.regions))
+    mark = aggregate.watermark()
+    newest_first = chain(
+        _from_packs(monitor_id, region, window, mark),
+        _from_periods(monitor_id, region, window, mark, page=min(100, -(-wanted // per_item))),
     )
-    return [_check_result(item) for item in page], next_cursor
+    page, more = cursor.take(newest_first, limit)
+    if not (more and page):
+        return [p.result for p in page], None
+    last = {"slot": int(page[-1].slot.timestamp()), "region": page[-1].region}
+    return [p.result for p in page], cursor.encode(last, team_id=team_id, scope=scope)
+
+
+def _from_packs(monitor_id: str, region: str | None, window: Window, mark: datetime | None) -> Iterator[Packed]:
+    """The monitor's checks in its bucket's packs of the minutes from the watermark on, newest first: a minute's
+    packs are read whole (one per region and worker), then its checks are given in order."""
+    floors = [t for t in (mark, window.bottom) if t is not None]
+    low = minute_key(max(floors)) if floors else "0"
+    high = minute_key(minute_of(window.top)) + "~" if window.top else "~"
+    if low > high:
+        return
+    found = PackModel.query(
+        bucket_of(monitor_id),
+        range_key_condition=PackModel.key.between(low, high),
+        scan_index_forward=False,
+        page_size=PACK_PAGE,
+    )
+    for _, items in groupby(found, key=lambda item: item.key.split("#", 1)[0]):
+        checks: list[Packed] = []
+        for item in items:
+            if region is None or region_of_key(item.key) == region:
+                checks += [p for p in _unpacked(item) if p.monitor_id == monitor_id]
+        yield from (p for p in dedupe(checks) if window.holds(p, region))
+
+
+def _from_periods(
+    monitor_id: str, region: str | None, window: Window, mark: datetime | None, *, page: int
+) -> Iterator[Packed]:
+    """The monitor's checks in its periods before the watermark, newest first (``page`` periods a query page)."""
+    if mark is None:
+        return  # no period taken yet: every check is still in the packs
+    high = mark - PERIOD if window.top is None else min(mark - PERIOD, period_of(window.top))
+    low = period_of(window.bottom) if window.bottom else None
+    if low is not None and low > high:
+        return
+    for item in PeriodModel.query(
+        monitor_id,
+        range_key_condition=PeriodModel.period.between(minute_key(low) if low else "0", minute_key(high)),
+        scan_index_forward=False,
+        page_size=page,
+    ):
+        yield from (p for p in dedupe(_period_checks(item)) if window.holds(p, region))
+
+
+def _period_checks(item: PeriodModel) -> list[Packed]:
+    try:
+        return decode_period(item.team_id, item.monitor_id, item.body)
+    except Exception:  # noqa: BLE001 - one unreadable item hides its own checks, not the others'
+        logger.exception(
+            "unreadable results period skipped", extra={"monitor_id": item.monitor_id, "period": item.period}
+        )
+        return []
+
+
+def _unpacked(item: PackModel) -> list[Packed]:
+    try:
+        return decode_pack(item.body)
+    except Exception:  # noqa: BLE001 - one unreadable pack hides its own checks, not the others'
+        logger.exception("unreadable results pack skipped", extra={"bucket": item.bucket, "key": item.key})
+        return []
 
 
 def progress(regions: list[str]) -> dict[str, datetime]:
@@ -116,30 +231,12 @@ def progress(regions: list[str]) -> dict[str, datetime]:
     return {item.name.split("#", 1)[1]: item.through for item in ProgressModel.batch_get(names)} if names else {}
 
 
-def _bucket(response_ms: float) -> str:
-    for bound in HISTOGRAM_BOUNDS:
-        if response_ms <= bound:
-            return f"le_{bound}"
-    return "le_inf"
-
-
 def record(team_id: str, monitor_id: str, checked_at: datetime, ok: bool, response_ms: float | None) -> None:
     """Count one result into its hour and its day (atomic ADDs: concurrent workers never lose a count)."""
     at = checked_at.astimezone(UTC)
-    for period, keep_days in ((f"H#{at:%Y-%m-%dT%H}", HOURLY_KEEP_DAYS), (f"D#{at:%Y-%m-%d}", DAILY_KEEP_DAYS)):
-        actions: list[Any] = [
-            RollupModel.team_id.set(team_id),
-            RollupModel.checks.add(1),
-            RollupModel.expires_at.set(at + timedelta(days=keep_days)),
-        ]
-        if not ok:
-            actions.append(RollupModel.failures.add(1))
-        if response_ms is not None:
-            actions += [
-                RollupModel.latency_sum_ms.add(round(response_ms, 1)),
-                RollupModel.latency_count.add(1),
-                getattr(RollupModel, _bucket(response_ms)).add(1),
-            ]
+    for period, keep in ((f"H#{at:%Y-%m-%dT%H}", HOURLY_KEEP), (f"D#{at:%Y-%m-%d}", DAILY_KEEP)):
+        actions: list[Any] = [RollupModel.team_id.set(team_id), RollupModel.expires_at.set(at + keep)]
+        actions += [getattr(RollupModel, name).add(value) for name, value in increments(ok, response_ms).items()]
         RollupModel(monitor_id, period).update(actions=actions)
 
 
@@ -148,25 +245,14 @@ def pct(checks: int, failures: int) -> float | None:
     return round(100.0 * (checks - failures) / checks, 3) if checks else None
 
 
-def daily(monitor_id: str, today: date, days: int) -> list[DayUptime]:
-    """The last ``days`` days up to ``today``, oldest first, from the daily rollups only (one query of at most
-    ``days`` small items); a day without checks is there with zero checks."""
-    first = today - timedelta(days=days - 1)
-    found = {
-        item.period[2:]: item
-        for item in RollupModel.query(
-            monitor_id, range_key_condition=RollupModel.period.between(f"D#{first}", f"D#{today}")
-        )
-    }
-    rows = []
-    for offset in range(days - 1, -1, -1):
-        day = str(today - timedelta(days=offset))
-        item = found.get(day)
-        checks = int(item.checks) if item else 0
-        failures = int(item.failures) if item else 0
-        latency = (float(item.latency_sum_ms) / int(item.latency_count)) if item and item.latency_count else None
-        rows.append(DayUptime(day, checks, failures, pct(checks, failures), round(latency, 1) if latency else None))
-    return rows
+def daily(monitor_id: str, now: datetime, days: int) -> list[DayUptime]:
+    """The last ``days`` days up to ``now``'s, oldest first; a day without checks is there with zero checks.
+
+    Past days and today's rolled-up hours from the daily rollups (one query of at most ``days`` small items); the
+    hours the aggregator has not rolled up yet from their periods (:func:`_not_rolled_up`)."""
+    current = _hour(now)
+    recent = _not_rolled_up(monitor_id, now, _hours(monitor_id, current - HOUR, current))
+    return _days(monitor_id, current.date(), days, recent)
 
 
 def total(rows: list[DayUptime]) -> float | None:
@@ -174,23 +260,66 @@ def total(rows: list[DayUptime]) -> float | None:
 
 
 def uptime(team_id: str, monitor_id: str, days: int, now: datetime) -> Uptime:
-    """Uptime over 24 h (hourly rollups), 7/30/90 days and per day (daily rollups): at most ~115 item reads."""
+    """Uptime over 24 h (the last 23 hourly rollups and the hour going on), 7/30/90 days and per day (the daily
+    rollups): at most ~115 small items and this hour's few periods."""
     get_monitor(team_id, monitor_id)
-    today = now.astimezone(UTC).date()
-    rows = daily(monitor_id, today, max(days, 90))
-    hour_now = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    since = hour_now - timedelta(hours=23)
-    hourly = list(
-        RollupModel.query(
-            monitor_id,
-            range_key_condition=RollupModel.period.between(f"H#{since:%Y-%m-%dT%H}", f"H#{hour_now:%Y-%m-%dT%H}"),
-        )
-    )
-
+    current = _hour(now)
+    hourly = _hours(monitor_id, current - 23 * HOUR, current)
+    recent = _not_rolled_up(monitor_id, now, hourly)
+    rows = _days(monitor_id, current.date(), max(days, 90), recent)
+    last_day = Tally()
+    for tally in (*hourly.values(), *recent.values()):
+        last_day += tally
     windows = {
-        "24h": pct(sum(int(i.checks) for i in hourly), sum(int(i.failures) for i in hourly)),
+        "24h": pct(last_day.checks, last_day.failures),
         "7d": total(rows[-7:]),
         "30d": total(rows[-30:]),
         "90d": total(rows[-90:]),
     }
     return Uptime(windows=windows, days=rows[-days:])
+
+
+def _hour(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _hours(monitor_id: str, first: datetime, last: datetime) -> dict[datetime, Tally]:
+    """The monitor's hourly rollups from the hour ``first`` to the hour ``last``, by hour."""
+    found = RollupModel.query(
+        monitor_id, range_key_condition=RollupModel.period.between(hour_key(first), hour_key(last))
+    )
+    return {datetime.strptime(item.period, "H#%Y-%m-%dT%H").replace(tzinfo=UTC): Tally.of_item(item) for item in found}
+
+
+def _not_rolled_up(monitor_id: str, now: datetime, rolled: dict[datetime, Tally]) -> dict[datetime, Tally]:
+    """The hours the rollups do not count yet, counted from the monitor's periods: the hour going on, and the one
+    before until the aggregator has taken its last period (a few minutes into this one); at most 12 small items.
+
+    Checks still only in packs (the last ten minutes or so) are not counted yet."""
+    current = _hour(now)
+    tallies = {hour: Tally() for hour in (current - HOUR, current) if hour not in rolled}
+    if not tallies:
+        return {}
+    periods = PeriodModel.period.between(minute_key(min(tallies)), minute_key(current + HOUR - PERIOD))
+    for item in PeriodModel.query(monitor_id, range_key_condition=periods):
+        hour = _hour(datetime.strptime(item.period, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC))
+        if hour in tallies:
+            tallies[hour] += Tally.of(p.result for p in _period_checks(item))
+    return tallies
+
+
+def _days(monitor_id: str, today: date, days: int, recent: dict[datetime, Tally]) -> list[DayUptime]:
+    first = today - timedelta(days=days - 1)
+    found = RollupModel.query(
+        monitor_id, range_key_condition=RollupModel.period.between(day_key(first), day_key(today))
+    )
+    tallies = {item.period[2:]: Tally.of_item(item) for item in found}
+    for hour, tally in recent.items():
+        tallies[str(hour.date())] = tallies.get(str(hour.date()), Tally())
+        tallies[str(hour.date())] += tally
+    rows = []
+    for offset in range(days - 1, -1, -1):
+        day = str(today - timedelta(days=offset))
+        t = tallies.get(day, Tally())
+        rows.append(DayUptime(day, t.checks, t.failures, pct(t.checks, t.failures), t.average_ms))
+    return rows

@@ -7,7 +7,7 @@ name, error text, cause or an address.  The HTML page, the Atom feed and the bad
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.clock import isoz
@@ -97,13 +97,12 @@ def build(page: Page, now: datetime) -> dict[str, Any]:
     components = page.components
     monitors = get_monitors(team_id, [c.monitor_id for c in components])
     names = {c.monitor_id: c.display_name for c in components}
-    today = now.astimezone(UTC).date()
     shown: list[dict[str, Any]] = []
     for c in components:
         monitor = monitors.get(c.monitor_id)
         if monitor is None:
             continue  # deleted since: it leaves the page
-        days = results.daily(c.monitor_id, today, DAYS)
+        days = results.daily(c.monitor_id, now, DAYS)
         shown.append(
             {
                 "name": c.display_name,

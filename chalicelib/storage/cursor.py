@@ -1,9 +1,11 @@
 """Opaque, tamper-proof list cursors.
 
-A cursor is ``base64url(json) + "." + base64url(HMAC-SHA256)[:22]`` over the
-DynamoDB key to resume from, the team it was issued to and the list it belongs
-to.  Decoding checks all three, so an edited cursor, or one issued for another
-team or list, is a 400 ``invalid_cursor`` — never a read of someone else's data.
+A cursor is ``base64url(json) + "." + base64url(HMAC-SHA256)[:22]`` over where
+to resume — the DynamoDB key of a one-query list (:func:`paginate`), or a position
+in a list read from several (:func:`decode_position`) — the team it was issued to
+and the list it belongs to.  Decoding checks all three, so an edited cursor, or one
+issued for another team or list, is a 400 ``invalid_cursor`` — never a read of
+someone else's data.
 """
 
 from __future__ import annotations
@@ -41,8 +43,12 @@ def encode(key: dict[str, Any], *, team_id: str, scope: str) -> str:
     return f"{body}.{_sign(body)}"
 
 
+def _invalid() -> InvalidCursor:
+    return InvalidCursor("The cursor is invalid; start again from the first page.")
+
+
 def decode(cursor: str, *, team_id: str, scope: str) -> dict[str, Any]:
-    invalid = InvalidCursor("The cursor is invalid; start again from the first page.")
+    invalid = _invalid()
     if not cursor or len(cursor) > MAX_CURSOR_LENGTH or cursor.count(".") != 1 or not cursor.isascii():
         raise invalid
     body, signature = cursor.split(".")
@@ -58,6 +64,14 @@ def decode(cursor: str, *, team_id: str, scope: str) -> dict[str, Any]:
     if not isinstance(key, dict):
         raise invalid
     return key
+
+
+def decode_position(cursor: str, *, team_id: str, scope: str, fields: dict[str, type]) -> dict[str, Any]:
+    """A position :func:`encode` wrote (a dict of plain values): exactly ``fields``, each of its type, or a 400."""
+    position = decode(cursor, team_id=team_id, scope=scope)
+    if set(position) != set(fields) or any(type(position[name]) is not kind for name, kind in fields.items()):
+        raise _invalid()
+    return position
 
 
 def page_size(limit: int) -> int:

@@ -8,12 +8,13 @@ import pytest
 import time_machine
 
 from chalicelib.clock import isoz
-from chalicelib.monitors import results
-from chalicelib.monitors.models import MonitorModel, ResultModel
+from chalicelib.monitors.models import MonitorModel, PackModel
 from tests.factories import create_monitor
+from tests.packed import aggregated, check, reads, write_packs
 from tests.support import PASSWORD
 
 URL = "https://1.1.1.1/health"  # a public literal: no DNS needed, and no test ever checks it
+REGIONS = ("us-east-1", "eu-west-1")
 
 
 def create(api, **fields):
@@ -208,29 +209,10 @@ def test_another_teams_monitor_is_404_everywhere(api, alice, charlie):
     assert MonitorModel.get(alice["team"]["id"], m["id"]).name == "Homepage"
 
 
-def _result(monitor_id, team_id, at, region, ok=True, ms=120.0):
-    ResultModel(
-        monitor_id,
-        f"{at:%Y-%m-%dT%H:%M:%S}#{region}",
-        team_id=team_id,
-        region=region,
-        checked_at=at,
-        ok=ok,
-        status_code=200 if ok else 503,
-        response_time_ms=ms,
-        timings={"dns_ms": 1.0, "connect_ms": 2.0, "tls_ms": 3.0, "ttfb_ms": 100.0, "total_ms": ms},
-        error=None if ok else "status_mismatch",
-        expires_at=at + timedelta(days=30),
-    ).save()
-
-
 def test_results_are_newest_first_filtered_and_paginated(api, alice):
     m = create(api)
-    team = alice["team"]["id"]
     base = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-    for i in range(4):
-        for region in ("us-east-1", "eu-west-1"):
-            _result(m["id"], team, base + timedelta(minutes=i), region, ok=i != 2)
+    write_packs(check(m, base + timedelta(minutes=i), region, ok=i != 2) for i in range(4) for region in REGIONS)
     page = api.get(f"/v1/monitors/{m['id']}/results?limit=3").json
     assert [r["checked_at"] for r in page["data"]] == ["2026-11-30T12:03:00Z"] * 2 + ["2026-11-30T12:02:00Z"]
     rest = api.get(f"/v1/monitors/{m['id']}/results?limit=10&cursor={page['next_cursor']}").json
@@ -250,18 +232,22 @@ def test_results_are_newest_first_filtered_and_paginated(api, alice):
 
 def test_uptime_reads_rollups(api, alice):
     m = create(api)
-    team = alice["team"]["id"]
-    now = datetime(2026, 11, 30, 12, 30, tzinfo=UTC)
+    now = datetime(2026, 11, 30, 12, 45, tzinfo=UTC)
     # yesterday: 4 checks, 1 failure; today: 2 checks, no failure; 10 days ago: 1 failure out of 1
-    for at, ok in (
-        [(now - timedelta(days=1, minutes=i), i != 0) for i in range(4)]
-        + [(now - timedelta(minutes=i), True) for i in range(2)]
-        + [(now - timedelta(days=10), False)]
-    ):
-        results.record(team, m["id"], at, ok, 200.0)
+    checks = [
+        check(m, at, ok=ok, ms=200.0)
+        for at, ok in (
+            [(now - timedelta(days=1, minutes=16 + i), i != 0) for i in range(4)]
+            + [(now - timedelta(minutes=16 + i), True) for i in range(2)]
+            + [(now - timedelta(days=10), False)]
+        )
+    ]
+    write_packs(checks)
+    aggregated(checks, now)
     with time_machine.travel(now, tick=False):
         token = api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}).json["access_token"]
-        r = api.get(f"/v1/monitors/{m['id']}/uptime?days=30", token=token)
+        with reads(PackModel) as from_packs:
+            r = api.get(f"/v1/monitors/{m['id']}/uptime?days=30", token=token)
     assert r.status == 200, r.body
     body = r.json
     assert len(body["days"]) == 30
@@ -276,8 +262,8 @@ def test_uptime_reads_rollups(api, alice):
     assert body["days"][0]["uptime_pct"] is None
     assert body["uptime"]["7d"] == round(100 * 5 / 6, 3)
     assert body["uptime"]["30d"] == round(100 * 5 / 7, 3)
-    assert body["uptime"]["24h"] == 100.0  # hourly rollups since 13:00 yesterday: only today's two checks
-    assert list(ResultModel.query(m["id"])) == []  # nothing read from (or written to) raw results
+    assert body["uptime"]["24h"] == 100.0  # since 13:00 yesterday: only today's two checks
+    assert from_packs == []  # nothing summed from the checks as the worker wrote them
 
 
 def test_a_channel_id_the_team_does_not_own_is_404_and_nothing_is_stored(api, alice):

@@ -1,0 +1,505 @@
+"""The aggregator (``monitors.aggregate``) on moto: packs → each monitor's periods, hours and days; the results
+API, which reads the periods and the packs not taken yet; and uptime, from the rollups and the hours not rolled up.
+
+Packs are written as the worker writes them (``tests.packed``); every pass is run with an explicit ``now``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from chalicelib import clock
+from chalicelib.checks.model import Timings
+from chalicelib.monitors import aggregate, packs, results, rollups
+from chalicelib.monitors.models import MonitorModel, PackModel, PeriodModel, ProgressModel, RollupModel
+from chalicelib.monitors.rollups import Tally
+from chalicelib.storage import cursor as signed
+from tests.events import stream_record
+from tests.factories import create_monitor
+from tests.packed import aggregated, check, failing, minutes, reads, write_packs
+
+T0 = datetime(2026, 12, 6, 14, 0, tzinfo=UTC)  # a pass at 15:03 takes 14:00 … 14:50, the hour of 14
+RETENTION = timedelta(days=30)
+HOUR = timedelta(hours=1)
+
+
+def monitor_in(bucket: str, name: str = "shop") -> dict[str, str]:
+    """A monitor (as the API shows it) whose id falls in ``bucket``."""
+    n = next(n for n in range(10_000) if packs.bucket_of(f"mon_{name}{n}") == bucket)
+    return {"id": f"mon_{name}{n}", "team_id": "team_alice"}
+
+
+SHOP, BLOG = monitor_in("03", "shop"), monitor_in("11", "blog")
+DOCS = monitor_in("03", "docs")  # SHOP's bucket: one pack holds both
+
+
+def periods(monitor: dict) -> dict[str, list]:
+    return {
+        item.period: packs.decode_period(item.team_id, item.monitor_id, item.body)
+        for item in PeriodModel.query(monitor["id"])
+    }
+
+
+def rollup(monitor: dict, period: str) -> RollupModel:
+    return RollupModel.get(monitor["id"], period)
+
+
+def stored() -> dict[str, list]:
+    """Every period and rollup item, as DynamoDB holds them."""
+    return {
+        "periods": sorted((json.dumps(i.to_dynamodb_dict(), sort_keys=True, default=str)) for i in PeriodModel.scan()),
+        "rollups": sorted((json.dumps(i.to_dynamodb_dict(), sort_keys=True, default=str)) for i in RollupModel.scan()),
+    }
+
+
+def test_a_period_holds_each_monitors_checks_of_every_region_once(aws):
+    checks = [check(SHOP, at, region) for at in minutes(T0 + timedelta(seconds=5), 10) for region in ("us", "eu")]
+    checks += [check(DOCS, T0 + timedelta(minutes=3), "eu", ok=False, ms=None)]
+    write_packs(checks)
+
+    assert aggregate.take_period("03", T0 + timedelta(minutes=7), RETENTION, T0 + timedelta(minutes=13)) == {
+        SHOP["id"],
+        DOCS["id"],
+    }
+
+    assert periods(SHOP) == {"2026-12-06T14:00": packs.dedupe(c for c in checks if c.monitor_id == SHOP["id"])}
+    assert periods(DOCS) == {"2026-12-06T14:00": [checks[-1]]}
+    item = PeriodModel.get(SHOP["id"], "2026-12-06T14:00")
+    assert (item.team_id, item.checks) == ("team_alice", 20)
+    assert item.expires_at == T0 + timedelta(minutes=10) + RETENTION  # the plan's retention, then gone
+    assert list(RollupModel.scan()) == []  # 14:00 does not close its hour
+
+
+def test_the_last_period_of_an_hour_computes_its_rollups_and_the_days_from_the_checks(aws):
+    hourly = monitor_in("03", "hourly")  # checked once an hour, in a period that does not close it
+    checks = [
+        check(SHOP, at, region, ok=(i % 7 != 3), ms=40.0 + 30 * i)
+        for i, at in enumerate(minutes(T0, 60))
+        for region in ("us", "eu")
+    ]
+    checks += [check(hourly, T0 + timedelta(minutes=7), "us", ms=None, ok=False)]
+    earlier = [check(SHOP, T0 - timedelta(hours=2) + timedelta(minutes=5), "us", ms=900.0)]
+    write_packs(checks + earlier)
+
+    assert aggregate.run_pass(T0 - HOUR + timedelta(minutes=3), RETENTION) == 6  # 12:00 … 12:50
+    assert aggregate.run_pass(T0 + HOUR + timedelta(minutes=3), RETENTION) == 12  # 13:00 … 14:50
+
+    shop = [c for c in checks if c.monitor_id == SHOP["id"]]
+    hour = rollup(SHOP, "H#2026-12-06T14")
+    assert Tally.of_item(hour) == Tally.of(c.result for c in shop)
+    assert (hour.checks, hour.failures, hour.latency_count) == (120, 18, 120)
+    assert hour.latency_sum_ms == sum(c.result.response_time_ms for c in shop)
+    assert (hour.le_100, hour.le_250, hour.le_500, hour.le_1000, hour.le_2500) == (6, 10, 16, 34, 54)
+    assert hour.team_id == "team_alice"
+    assert hour.expires_at == T0 + HOUR + aggregate.HOURLY_KEEP
+    day = rollup(SHOP, "D#2026-12-06")
+    assert Tally.of_item(day) == Tally.of(c.result for c in shop + earlier)  # every check of the day, once
+    assert day.expires_at == datetime(2026, 12, 7, tzinfo=UTC) + aggregate.DAILY_KEEP
+    assert (rollup(hourly, "H#2026-12-06T14").checks, rollup(hourly, "H#2026-12-06T14").failures) == (1, 1)
+    assert rollup(hourly, "D#2026-12-06").checks == 1
+    assert RollupModel.get(SHOP["id"], "H#2026-12-06T12").checks == 1
+    assert ProgressModel.get("aggregated").through == T0 + HOUR
+
+
+def test_a_replayed_pass_or_period_writes_the_same_items(aws):
+    write_packs(
+        check(m, at, r)
+        for m in (SHOP, BLOG, DOCS)
+        for at in minutes(T0, 60, timedelta(minutes=2))
+        for r in ("us", "eu")
+    )
+    assert aggregate.run_pass(T0 + HOUR + timedelta(minutes=3), RETENTION) == 6
+    first = stored()
+
+    ProgressModel("aggregated").delete()  # as if the watermark's write was lost: the next pass takes it all again
+    assert aggregate.run_pass(T0 + HOUR + timedelta(minutes=3), RETENTION) == 6
+    aggregate.take_period("03", T0 + timedelta(minutes=50), RETENTION, T0 + 2 * HOUR)
+
+    assert stored() == first
+    assert rollup(SHOP, "D#2026-12-06").checks == 60
+
+
+def test_a_check_in_two_packs_counts_once(aws):
+    twice = check(SHOP, T0 + timedelta(minutes=4), "us", ok=False)
+    write_packs([twice, check(SHOP, T0 + timedelta(minutes=5), "us")], writer="w1")
+    write_packs([twice], writer="w2")  # its message was delivered again, to another worker
+
+    aggregate.run_pass(T0 + HOUR + timedelta(minutes=3), RETENTION)
+
+    assert [p.slot for p in periods(SHOP)["2026-12-06T14:00"]] == [T0 + timedelta(minutes=5), T0 + timedelta(minutes=4)]
+    for key in ("H#2026-12-06T14", "D#2026-12-06"):
+        assert (rollup(SHOP, key).checks, rollup(SHOP, key).failures) == (2, 1)
+
+
+def test_a_pass_takes_only_the_periods_due_and_goes_on_from_its_watermark(aws):
+    write_packs([check(SHOP, T0 + timedelta(minutes=12), "us")])
+    # No watermark yet: the first pass starts an hour back, and takes a period 3 minutes after it closed.
+    assert aggregate.run_pass(T0 + timedelta(minutes=22, seconds=59), RETENTION) == 5  # 13:20 … 14:00
+    assert ProgressModel.get("aggregated").through == T0 + timedelta(minutes=10)
+    assert aggregate.run_pass(T0 + timedelta(minutes=23), RETENTION) == 1  # 14:10
+    assert list(periods(SHOP)) == ["2026-12-06T14:10"]
+    assert aggregate.run_pass(T0 + timedelta(minutes=24), RETENTION) == 0
+
+    many = aggregate.run_pass(T0 + timedelta(days=1), RETENTION)  # a day behind: six hours a pass
+    assert many == aggregate.MAX_PERIODS_PER_PASS
+    assert ProgressModel.get("aggregated").through == T0 + timedelta(minutes=20) + 6 * HOUR
+
+
+def test_a_failing_bucket_keeps_the_watermark_before_its_period_and_the_next_pass_takes_it(aws):
+    shop = [check(SHOP, at, "us") for at in minutes(T0, 12, timedelta(minutes=5))]
+    blog = [check(BLOG, at, "eu") for at in minutes(T0, 12, timedelta(minutes=5))]
+    write_packs(shop + blog)
+    ProgressModel("aggregated", through=T0 - HOUR).save()
+    now = T0 + HOUR + timedelta(minutes=3)
+
+    with failing(PackModel, "Query", "03", "2026-12-06T14:00") as failed, pytest.raises(aggregate.PassFailed) as raised:
+        aggregate.run_pass(now, RETENTION)
+    assert failed  # DynamoDB failed the bucket's query
+    assert (raised.value.period, raised.value.buckets) == (T0, ["03"])
+    assert ProgressModel.get("aggregated").through == T0  # 13:00 … 13:50 taken; 14:00 not past
+    assert list(periods(BLOG)) == ["2026-12-06T14:00"]  # the other buckets were taken all the same
+    assert periods(SHOP) == {}
+
+    assert aggregate.run_pass(now, RETENTION) == 6  # the next pass (or Lambda's retry)
+    assert sum(len(found) for found in periods(SHOP).values()) == 12
+    assert rollup(SHOP, "D#2026-12-06").checks == rollup(BLOG, "D#2026-12-06").checks == 12
+
+
+def test_a_concurrent_pass_that_went_further_is_never_moved_back(aws):
+    ahead = T0 + 2 * HOUR
+    client = ProgressModel._get_connection().connection.client
+
+    def another_pass_first(**_):  # the other pass's write lands just before this one's
+        client.meta.events.unregister("before-call.dynamodb.PutItem", another_pass_first)
+        ProgressModel("aggregated", through=ahead).save()
+
+    ProgressModel("aggregated", through=T0).save()
+    client.meta.events.register_first("before-call.dynamodb.PutItem", another_pass_first)
+    try:
+        assert aggregate.run_pass(T0 + HOUR, RETENTION) == 1  # it took 14:00, then saw the other pass ahead
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.PutItem", another_pass_first)
+    assert ProgressModel.get("aggregated").through == ahead
+
+
+def test_an_unreadable_pack_is_logged_and_skipped_and_the_others_count(aws, logs):
+    write_packs([check(SHOP, T0 + timedelta(minutes=1), "us")])
+    PackModel("03", "2026-12-06T14:02#us#w9", body=b"not a pack", checks=1, expires_at=T0 + packs.PACK_KEEP).save()
+
+    assert aggregate.take_period("03", T0, RETENTION, T0 + timedelta(minutes=13)) == {SHOP["id"]}
+
+    assert [p.slot for p in periods(SHOP)["2026-12-06T14:00"]] == [T0 + timedelta(minutes=1)]
+    [line] = [json.loads(x) for x in logs.getvalue().splitlines() if "unreadable results pack" in x]
+    assert (line["bucket"], line["key"], line["level"]) == ("03", "2026-12-06T14:02#us#w9", "ERROR")
+
+
+def test_a_late_pack_is_taken_again_with_its_hour_and_its_day(aws):
+    write_packs([check(SHOP, T0 + timedelta(minutes=25), "us")])
+    aggregate.run_pass(T0 + HOUR + timedelta(minutes=3), RETENTION)
+    assert rollup(SHOP, "D#2026-12-06").checks == 1
+
+    late = write_packs([check(SHOP, T0 + timedelta(minutes=26), "eu", ok=False)], late=True)
+    on_time = write_packs([check(BLOG, T0 + timedelta(minutes=47), "eu")])  # not late: the next pass's
+    records = [stream_record(item, sequence=n) for n, item in enumerate(late + on_time, 1)]
+
+    assert aggregate.retake(records, T0 + HOUR + timedelta(minutes=4), RETENTION) == {"batchItemFailures": []}
+
+    assert [(p.slot.minute, p.result.ok) for p in periods(SHOP)["2026-12-06T14:20"]] == [(26, False), (25, True)]
+    for key in ("H#2026-12-06T14", "D#2026-12-06"):
+        assert (rollup(SHOP, key).checks, rollup(SHOP, key).failures) == (2, 1)
+    assert periods(BLOG) == {}
+
+
+def test_a_late_packs_take_that_lands_during_a_pass_is_not_undone_by_the_pass(aws):
+    write_packs([check(SHOP, T0 + timedelta(minutes=5), "us")])
+    ProgressModel("aggregated", through=T0).save()
+    client = PeriodModel._get_connection().connection.client
+
+    def late_pack_taken_first(**_: Any) -> None:  # between the pass's read of the packs and its write
+        client.meta.events.unregister("before-call.dynamodb.PutItem", late_pack_taken_first)
+        write_packs([check(SHOP, T0 + timedelta(minutes=6), "eu", ok=False)], late=True)
+        aggregate.take_period("03", T0, RETENTION, T0 + timedelta(minutes=13))  # the packs stream's take
+
+    client.meta.events.register_first("before-call.dynamodb.PutItem", late_pack_taken_first)
+    try:
+        assert aggregate.run_pass(T0 + timedelta(minutes=13), RETENTION) == 1
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.PutItem", late_pack_taken_first)
+
+    assert [p.slot.minute for p in periods(SHOP)["2026-12-06T14:00"]] == [6, 5]
+
+
+def test_a_period_taken_again_once_some_of_its_packs_expired_keeps_its_checks(aws):
+    write_packs([check(SHOP, T0 + timedelta(minutes=5), "us", ok=False)])
+    write_packs([check(SHOP, T0 + timedelta(minutes=5), "eu")], writer="w2")
+    aggregate.run_pass(T0 + HOUR + timedelta(minutes=3), RETENTION)
+    PackModel.get("03", "2026-12-06T14:05#us#w1").delete()  # its TTL ran out
+
+    aggregate.take_period("03", T0, RETENTION, T0 + timedelta(days=3))  # a late pack's take, say
+
+    assert len(periods(SHOP)["2026-12-06T14:00"]) == 2
+    for key in ("H#2026-12-06T14", "D#2026-12-06"):
+        assert (rollup(SHOP, key).checks, rollup(SHOP, key).failures) == (2, 1)
+
+
+def test_a_late_pack_of_an_open_hour_leaves_the_hour_to_the_pass(aws):
+    late = write_packs([check(SHOP, T0 + timedelta(minutes=5), "us")], late=True)
+    assert aggregate.retake([stream_record(late[0])], T0 + timedelta(minutes=13), RETENTION)["batchItemFailures"] == []
+    assert list(periods(SHOP)) == ["2026-12-06T14:00"]
+    assert list(RollupModel.scan()) == []
+
+
+def test_a_late_period_that_fails_is_reported_from_its_first_record(aws):
+    shop = write_packs([check(SHOP, T0 + timedelta(minutes=5), "us")], late=True)
+    blog = write_packs([check(BLOG, T0 + timedelta(minutes=5), "us")], late=True)
+    shop_again = write_packs([check(SHOP, T0 + timedelta(minutes=6), "eu")], late=True, writer="w2")
+    records = [stream_record(item, sequence=n) for n, item in enumerate(shop + blog + shop_again, 1)]
+    now = T0 + HOUR
+
+    with failing(PackModel, "Query", "11"):
+        assert aggregate.retake(records, now, RETENTION) == {"batchItemFailures": [{"itemIdentifier": "2"}]}
+    assert len(periods(SHOP)["2026-12-06T14:00"]) == 2  # taken once, with both of its packs
+    with failing(PackModel, "Query", "03") as failed:
+        assert aggregate.retake(records, now, RETENTION) == {"batchItemFailures": [{"itemIdentifier": "1"}]}
+    assert len(failed) == 1  # records 1 and 3 are one period: taken (and failed) once
+    assert aggregate.retake(records, now, RETENTION) == {"batchItemFailures": []}
+    assert len(periods(BLOG)["2026-12-06T14:00"]) == 1
+
+
+# ---------------------------------------------------------------------------------------------- read through the API
+
+URL = "https://1.1.1.1/health"  # a public literal: never checked here
+
+
+@pytest.fixture
+def shop(api, alice) -> dict:
+    return create_monitor(api, url=URL, regions=["us-east-1", "eu-west-1"])
+
+
+def listed(api, monitor: dict, **query: Any) -> dict:
+    r = api.get(f"/v1/monitors/{monitor['id']}/results?{urlencode(query)}")
+    assert r.status == 200, r.body
+    return r.json
+
+
+def every_page(api, monitor: dict, **query: Any) -> list[list[dict]]:
+    pages, after = [], None
+    while True:
+        body = listed(api, monitor, **query, **({"cursor": after} if after else {}))
+        pages.append(body["data"])
+        if not (after := body["next_cursor"]):
+            return pages
+
+
+def test_a_check_is_listed_as_soon_as_its_pack_is_written_and_the_same_once_its_period_is_taken(api, shop):
+    slot = T0 + timedelta(minutes=3)
+    write_packs([check(shop, slot, "eu-west-1", ok=False, ms=812.3, checked_at=slot + timedelta(milliseconds=412))])
+
+    before = listed(api, shop)
+    assert before == {
+        "data": [
+            {
+                "checked_at": "2026-12-06T14:03:00Z",
+                "region": "eu-west-1",
+                "ok": False,
+                "degraded": False,
+                "status_code": 503,
+                "response_time_ms": 812.3,
+                "timings": {"dns_ms": 1.0, "connect_ms": 2.0, "tls_ms": 3.0, "ttfb_ms": 100.0, "total_ms": 812.3},
+                "error": "status_mismatch",
+                "error_detail": "expected 2xx, got 503",
+                "ssl_expires_at": None,
+                "assertion_failures": [],
+            }
+        ],
+        "next_cursor": None,
+    }
+    assert aggregate.run_pass(T0 + timedelta(minutes=13), RETENTION) == 6  # 13:10 … 14:00
+    assert list(periods(shop)) == ["2026-12-06T14:00"]
+    assert listed(api, shop) == before
+
+
+def test_a_check_in_two_packs_is_listed_once(api, shop):
+    twice = check(shop, T0 + timedelta(minutes=4), "us-east-1")
+    write_packs([twice], writer="w1")
+    write_packs([twice], writer="w2")
+    assert len(listed(api, shop)["data"]) == 1
+    aggregate.run_pass(T0 + timedelta(minutes=13), RETENTION)
+    assert len(listed(api, shop)["data"]) == 1
+
+
+def test_pages_run_from_the_packs_into_the_periods_with_no_check_lost_or_repeated(api, shop):
+    checks = [check(shop, at, r) for at in minutes(T0, 30) for r in ("us-east-1", "eu-west-1")]
+    write_packs(checks)
+    assert aggregate.run_pass(T0 + timedelta(minutes=23), RETENTION) == 6  # 14:00 … 14:19 taken, 14:20 … in packs
+    expected = [(c.slot, c.region) for c in packs.dedupe(checks)]
+
+    def shown(pages: list[list[dict]]) -> list[tuple[datetime, str]]:
+        return [(clock.parse_time(r["checked_at"]), r["region"]) for page in pages for r in page]
+
+    pages = every_page(api, shop, limit=7)
+    assert [len(p) for p in pages] == [7] * 8 + [4]
+    assert shown(pages) == expected
+
+    window = {"region": "eu-west-1", "since": "2026-12-06T14:15:00Z", "until": "2026-12-06T14:24:59Z", "limit": 3}
+    pages = every_page(api, shop, **window)
+    assert shown(pages) == [(T0 + timedelta(minutes=m), "eu-west-1") for m in range(24, 14, -1)]
+
+    assert listed(api, shop, until="1969-12-31T23:59:59Z")["data"] == []
+    assert listed(api, shop, since="2026-12-06T14:30:00Z")["data"] == []
+
+
+def test_a_page_reads_only_the_periods_it_needs(api, shop):
+    write_packs(
+        check(shop, at, r) for at in minutes(T0, 6 * 60, timedelta(minutes=1)) for r in ("us-east-1", "eu-west-1")
+    )
+    ProgressModel("aggregated", through=T0).save()
+    assert aggregate.run_pass(T0 + timedelta(hours=6, minutes=3), RETENTION) == 36
+    with reads(PeriodModel) as period_reads, reads(PackModel) as pack_reads:
+        assert len(listed(api, shop, limit=50)["data"]) == 50
+    assert sum(r.items for r in period_reads) == 3  # 20 checks a period: 3 periods hold the page and one more
+    assert [r.items for r in pack_reads] == [0]  # none since the watermark
+
+
+def test_a_cursor_edited_or_used_for_another_list_is_400(api, alice, shop, charlie):
+    write_packs(check(shop, at, "us-east-1") for at in minutes(T0, 5))
+    other = create_monitor(api, url=URL)
+    cursor = listed(api, shop, limit=2)["next_cursor"]
+    body, signature = cursor.split(".")
+    forged = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    forged["k"]["slot"] += 3600
+    forged_body = base64.urlsafe_b64encode(json.dumps(forged, separators=(",", ":")).encode()).rstrip(b"=").decode()
+
+    # Signed for this very list, but not a position this code writes (a time as text: an older format, say).
+    scope = f"{results.RESULTS_SCOPE}|{shop['id']}|||"
+    odd = signed.encode(
+        {"slot": "2026-12-06T14:03:00", "region": "us-east-1"}, team_id=alice["team"]["id"], scope=scope
+    )
+
+    for path, query in [
+        (shop["id"], {"cursor": odd}),
+        (shop["id"], {"cursor": f"{forged_body}.{signature}"}),  # edited
+        (shop["id"], {"cursor": cursor, "region": "us-east-1"}),  # another query of the same monitor
+        (other["id"], {"cursor": cursor}),  # another monitor
+        (shop["id"], {"cursor": cursor + "x"}),
+    ]:
+        r = api.get(f"/v1/monitors/{path}/results?{urlencode(query)}")
+        assert (r.status, r.json["code"]) == (400, "invalid_cursor"), query
+    assert api.get(f"/v1/monitors/{shop['id']}/results?{urlencode({'cursor': cursor})}").status == 200
+    r = api.get(f"/v1/monitors/{shop['id']}/results", token=charlie["access_token"])
+    assert r.status == 404  # not his monitor, whatever he holds
+
+
+# ---------------------------------------------------------------------------------------------- uptime
+
+
+def bars(monitor: dict, now: datetime, days: int = 2) -> list[tuple[str, int, int]]:
+    return [(d.date, d.checks, d.failures) for d in results.daily(monitor["id"], now, days)]
+
+
+def test_the_bars_count_the_hours_not_rolled_up_from_their_periods_and_no_check_twice(aws):
+    checks = [check(SHOP, at, "us", ok=at.minute % 20 != 7) for at in minutes(T0 - HOUR, 100)]  # 13:00 … 14:39
+    write_packs(checks)
+    ProgressModel("aggregated", through=T0 - HOUR).save()
+
+    aggregate.run_pass(T0 - timedelta(minutes=2), RETENTION)  # 13:00 … 13:40: the hour of 13 not rolled up
+    assert list(RollupModel.scan()) == []
+    assert bars(SHOP, T0 + timedelta(minutes=1)) == [("2026-12-05", 0, 0), ("2026-12-06", 50, 3)]
+    aggregate.run_pass(T0 + timedelta(minutes=3), RETENTION)  # 13:50, and the hour of 13 rolled up
+    assert bars(SHOP, T0 + timedelta(minutes=3)) == [("2026-12-05", 0, 0), ("2026-12-06", 60, 3)]
+    aggregate.run_pass(T0 + timedelta(minutes=43), RETENTION)  # 14:00 … 14:30
+    assert bars(SHOP, T0 + timedelta(minutes=43)) == [("2026-12-05", 0, 0), ("2026-12-06", 100, 5)]
+    assert results.daily(SHOP["id"], T0 + timedelta(minutes=43), 1)[0].avg_response_ms == 120.0
+
+
+def test_the_last_hour_of_a_day_not_rolled_up_yet_counts_in_its_own_day(aws):
+    evening = datetime(2026, 12, 5, 23, 0, tzinfo=UTC)
+    write_packs(check(SHOP, at, "us") for at in minutes(evening, 60))
+    ProgressModel("aggregated", through=evening).save()
+    aggregate.run_pass(evening + timedelta(minutes=45), RETENTION)  # 23:00 … 23:30 taken
+    assert bars(SHOP, evening + timedelta(minutes=62)) == [("2026-12-05", 40, 0), ("2026-12-06", 0, 0)]
+
+
+def test_uptime_over_24_hours_adds_the_hour_going_on_to_the_last_23_hours(api, alice):
+    shop = create_monitor(api, url=URL)
+    now = T0 + timedelta(minutes=35)
+    yesterday = [check(shop, now - timedelta(hours=23, minutes=30), "us", ok=False)]  # 15:05: in the 24 h
+    too_old = [check(shop, now - timedelta(hours=25), "us", ok=False)]
+    this_hour = [check(shop, at, "us") for at in minutes(T0, 20)]  # in periods only
+    write_packs(yesterday + too_old + this_hour)
+    aggregated(yesterday + too_old + this_hour, now)
+
+    found = results.uptime(shop["team_id"], shop["id"], 1, now)
+
+    assert found.windows["24h"] == round(100 * 20 / 21, 3)
+    assert [(d.checks, d.failures) for d in found.days] == [(20, 0)]
+
+
+def test_the_90_day_bars_read_no_more_than_5_units_and_uptime_6(api, alice):
+    """The status page's 90 bars: 90 daily rollups, the last hour's rollup and this hour's periods (five by :53),
+    for a monitor checked every 30 s from three regions, every histogram bucket in use: the largest items.
+    Uptime reads the monitor and the last 23 hours' rollups too."""
+    shop = create_monitor(api, url=URL)
+    now = T0 + timedelta(minutes=53)
+    counters = {"failures": 17, "latency_sum_ms": 1_557_792.4, "latency_count": 8631}
+    day = Tally({"checks": 8640, **counters, **{name: 1000 + i for i, name in enumerate(rollups.HISTOGRAM_FIELDS)}})
+    hour = Tally({name: value / 24 for name, value in day.counts.items()})
+    for n in range(1, 90):
+        at = datetime.combine(T0.date() - timedelta(days=n), datetime.min.time(), UTC)
+        keep = at + rollups.DAILY_KEEP
+        RollupModel(
+            shop["id"], rollups.day_key(at.date()), team_id=shop["team_id"], expires_at=keep, **day.attributes()
+        ).save()
+    for n in range(2, 24):
+        at = T0 - n * HOUR
+        keep = at + rollups.HOURLY_KEEP
+        RollupModel(
+            shop["id"], rollups.hour_key(at), team_id=shop["team_id"], expires_at=keep, **hour.attributes()
+        ).save()
+    write_packs(realistic(shop, T0 - HOUR, T0 + timedelta(minutes=50)))
+    ProgressModel("aggregated", through=T0 - HOUR).save()
+    assert aggregate.run_pass(now, RETENTION) == 6 + 5
+
+    with reads(RollupModel) as rollup_reads, reads(PeriodModel) as period_reads:
+        shown = results.daily(shop["id"], now, 90)
+    # Today: 00:00 … 12:00 as written above, 13:00 rolled up from its checks, 14:00 … 14:49 from the periods.
+    assert [(d.checks, d.failures) for d in shown[-2:]] == [(8640, 17), (13 * 360 + 120 * 3 + 100 * 3, 1 + 1)]
+    assert [r.items for r in period_reads] == [5]  # 60 checks each, about 1.5 KB
+    assert sum(r.units for r in rollup_reads + period_reads) <= 5
+
+    with reads(MonitorModel) as monitor_reads, reads(RollupModel) as rollup_reads, reads(PeriodModel) as period_reads:
+        results.uptime(shop["team_id"], shop["id"], 90, now)
+    assert [r.items for r in rollup_reads] == [23, 90]
+    assert sum(r.units for r in monitor_reads + rollup_reads + period_reads) <= 6
+
+
+def realistic(monitor: dict, start: datetime, end: datetime) -> list:
+    """Checks every 30 s from three regions, with varied timings, as a real HTTPS target gives."""
+    rng = random.Random(7)
+    found = []
+    for at in minutes(start, int((end - start) / timedelta(seconds=30)), timedelta(seconds=30)):
+        for region in ("us-east-1", "eu-west-1", "ap-southeast-1"):
+            dns, connect, tls, ttfb = (
+                round(rng.uniform(a, b), 1) for a, b in ((0.5, 30), (5, 90), (10, 120), (20, 400))
+            )
+            total = round(dns + connect + tls + ttfb + rng.uniform(0, 40), 1)
+            found.append(
+                check(
+                    monitor,
+                    at,
+                    region,
+                    ms=total,
+                    ok=at.minute != 17 or at.second or region != "us-east-1",
+                    checked_at=at + timedelta(milliseconds=rng.randrange(0, 900)),
+                    timings=Timings(dns_ms=dns, connect_ms=connect, tls_ms=tls, ttfb_ms=ttfb, total_ms=total),
+                    ssl_expires_at=datetime(2027, 3, 1, 12, tzinfo=UTC),
+                )
+            )
+    return found
