@@ -176,10 +176,13 @@ def _put_unless_fewer(item: PeriodModel | RollupModel) -> None:
 # ---------------------------------------------------------------------------------------------- the pass
 
 
-def watermark() -> datetime | None:
-    """The end of the last period every bucket of which was taken (None before the first pass)."""
+def watermark(*, consistent: bool = True) -> datetime | None:
+    """The end of the last period every bucket of which was taken (None before the first pass).
+
+    A reader may read it eventually consistent (half the price): a watermark a moment old is still one before
+    which every period was taken, and the packs after it are all still there."""
     try:
-        return ProgressModel.get(PROGRESS, consistent_read=True).through
+        return ProgressModel.get(PROGRESS, consistent_read=consistent).through
     except ProgressModel.DoesNotExist:
         return None
 

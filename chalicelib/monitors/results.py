@@ -154,7 +154,7 @@ def list_results(
     wanted = limit + 1  # one more: whether there is a next page
     per_item = max(1, PERIOD // timedelta(seconds=monitor.config.interval_seconds))
     per_item *= 1 if region else max(1, len(monitor.config.regions))
-    mark = aggregate.watermark()
+    mark = aggregate.watermark(consistent=False)
     newest_first = chain(
         _from_packs(monitor_id, region, window, mark),
         _from_periods(monitor_id, region, window, mark, page=min(100, -(-wanted // per_item))),

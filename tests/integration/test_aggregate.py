@@ -362,10 +362,11 @@ def test_a_page_reads_only_the_periods_it_needs(api, shop):
     )
     ProgressModel("aggregated", through=T0).save()
     assert aggregate.run_pass(T0 + timedelta(hours=6, minutes=3), RETENTION) == 36
-    with reads(PeriodModel) as period_reads, reads(PackModel) as pack_reads:
+    with reads(PeriodModel) as period_reads, reads(PackModel) as pack_reads, reads(ProgressModel) as mark_reads:
         assert len(listed(api, shop, limit=50)["data"]) == 50
     assert sum(r.items for r in period_reads) == 3  # 20 checks a period: 3 periods hold the page and one more
     assert [r.items for r in pack_reads] == [0]  # none since the watermark
+    assert [r.units for r in mark_reads] == [0.5]  # the watermark, read eventually consistent
 
 
 def test_a_cursor_edited_or_used_for_another_list_is_400(api, alice, shop, charlie):
