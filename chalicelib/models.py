@@ -20,7 +20,6 @@ from chalicelib.monitors.models import (
     PackModel,
     PeriodModel,
     ProgressModel,
-    ResultModel,
     RollupModel,
 )
 from chalicelib.ratelimit.models import CounterModel
@@ -48,7 +47,6 @@ ALL_MODELS: tuple[type[BaseModel], ...] = tuple(
             PackModel,
             PeriodModel,
             ProgressModel,
-            ResultModel,
             RollupModel,
             SessionModel,
             SlugModel,

@@ -121,7 +121,7 @@ VARIABLES: tuple[Variable, ...] = (
         "results_stream_arn",
         default=None,
         shown="derived locally",
-        meaning="the check results stream the rollups and incident handlers read (the stack wires it)",
+        meaning="the result packs' stream the aggregator and the incident handler read (the stack wires it)",
     ),
     Variable(
         "AWS_ENDPOINT_URL",

@@ -39,16 +39,17 @@ CHALICE_ROLE = "ApiHandlerRole"
 # Chalice's event handlers (chalicelib/events): each gets its own function and role in the package.
 EVENT_FUNCTIONS = (
     "Scheduler",
-    "Rollups",
+    "Aggregator",
+    "Retake",
     "Incidents",
     "Alerts",
     "AlertDeliveries",
     "StatusPages",
     "StatusPagesRefresh",
 )
-# The stream handlers and the table whose stream each reads (chalicelib/events/results, incidents, alerts).
+# The stream handlers and the table whose stream each reads (chalicelib/events/aggregate, incidents, alerts).
 STREAM_FUNCTIONS = {
-    "Rollups": "CheckResultsTable",
+    "Retake": "ResultPacksTable",
     "Incidents": "ResultPacksTable",
     "Alerts": "EventsTable",
     "StatusPages": "EventsTable",
@@ -280,8 +281,8 @@ def api_policy() -> dict[str, Any]:
                         "Resource": [table],
                     },
                     {
-                        # The rollups and incident handlers read the check results stream, the alert handler the
-                        # events stream.
+                        # The aggregator's late takes and the incident handler read the result packs' stream, the
+                        # alert and status page handlers the events stream.
                         "Sid": "Streams",
                         "Effect": "Allow",
                         "Action": [
@@ -318,6 +319,13 @@ def api_policy() -> dict[str, Any]:
                         "Effect": "Allow",
                         "Action": ["sns:Publish"],
                         "Resource": ["*"],
+                    },
+                    {
+                        # Stream batches and aggregator passes given up on (Lambda sends them with this role).
+                        "Sid": "HandlerFailures",
+                        "Effect": "Allow",
+                        "Action": ["sqs:SendMessage"],
+                        "Resource": [{"Fn::GetAtt": [HANDLER_FAILURES, "Arn"]}],
                     },
                     {
                         # Every region's check queue: per-region checker stacks create theirs under the same prefix.
@@ -532,6 +540,38 @@ def alert_queue() -> dict[str, Any]:
     }
 
 
+HANDLER_FAILURES = "HandlerFailuresDeadLetterQueue"
+SCHEDULED_WITH_FAILURES = ("Aggregator",)  # scheduled handlers whose failures are parked (and alarmed)
+
+
+def handler_failures() -> dict[str, Any]:
+    """Where what a handler could not apply is parked, with an alarm (``alarms``): a stream batch given up on
+    after its retries (a check result the incident handler or the aggregator could not apply), and an
+    aggregator pass that failed three times (the next pass takes its periods again, from the watermark)."""
+    return {
+        HANDLER_FAILURES: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": sub("${TablePrefix}handler-failures-dlq"),
+                "MessageRetentionPeriod": 14 * 24 * 3600,
+                "SqsManagedSseEnabled": True,
+            },
+        },
+        **{
+            f"{name}EventInvokeConfig": {
+                "Type": "AWS::Lambda::EventInvokeConfig",
+                "Properties": {
+                    "FunctionName": ref(name),
+                    "Qualifier": "$LATEST",
+                    "MaximumRetryAttempts": 2,
+                    "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": [HANDLER_FAILURES, "Arn"]}}},
+                },
+            }
+            for name in SCHEDULED_WITH_FAILURES
+        },
+    }
+
+
 def alarms(resources: dict[str, Any]) -> dict[str, Any]:
     """An SNS topic, and an alarm on every dead-letter queue: a message there is work that was given up on."""
     out: dict[str, Any] = {
@@ -551,7 +591,7 @@ def alarms(resources: dict[str, Any]) -> dict[str, Any]:
         out[name + "Alarm"] = {
             "Type": "AWS::CloudWatch::Alarm",
             "Properties": {
-                "AlarmDescription": sub(f"Messages in ${{{name}.QueueName}}: jobs that failed five times."),
+                "AlarmDescription": sub(f"Messages in ${{{name}.QueueName}}: work given up on after its retries."),
                 "Namespace": "AWS/SQS",
                 "MetricName": "ApproximateNumberOfMessagesVisible",
                 "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [name, "QueueName"]}}],
@@ -573,6 +613,7 @@ def build() -> dict[str, Any]:
     resources.update(cfn_table_resources(ALL_MODELS))
     resources.update(status_pages())
     resources.update(alert_queue())
+    resources.update(handler_failures())
     resources.update(alarms(resources))
     resources["ApiHandlerDataPolicy"] = api_policy()
     # Merged into Chalice's resources: the function's deployment-specific environment, and the API's
@@ -601,6 +642,8 @@ def build() -> dict[str, Any]:
                     "FilterCriteria": filter_criteria(_handler(name)),
                     "MaximumRetryAttempts": 10,
                     "BisectBatchOnFunctionError": True,
+                    # A batch given up on is parked, with an alarm: a record is never dropped unseen.
+                    "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": [HANDLER_FAILURES, "Arn"]}}},
                 },
             }
         }
@@ -715,7 +758,7 @@ def checker_role() -> dict[str, Any]:
             "Sid": "WriteResults",
             "Effect": "Allow",
             "Action": ["dynamodb:BatchWriteItem"],
-            "Resource": [home_table("check_results"), home_table("result_packs")],
+            "Resource": [home_table("result_packs")],
         },
         {
             "Sid": "WriteProgress",

@@ -148,3 +148,11 @@ def reads(model: type[BaseModel]) -> Iterator[list[Read]]:
     finally:
         for event, hook in hooks:
             client.meta.events.unregister(event, hook)
+
+
+def checks_of(monitor_id: str) -> list[Packed]:
+    """Every check of a monitor its bucket's packs hold (one per check, newest first)."""
+    held = []
+    for item in PackModel.query(packs.bucket_of(monitor_id), consistent_read=True):
+        held += [p for p in packs.decode_pack(item.body) if p.monitor_id == monitor_id]
+    return packs.dedupe(held)

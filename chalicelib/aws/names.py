@@ -37,16 +37,10 @@ def events_stream_arn(settings: Settings) -> str:
 
 
 def results_stream_arn(settings: Settings) -> str:
-    """The check results stream.  Deployed, RESULTS_STREAM_ARN is the table's real stream (the stack's output);
-    locally the event loop finds the stream from the table name in this ARN."""
+    """The check results' stream: the result packs' (``monitors.packs``), which the aggregator's late takes and the
+    incident handler read.  Deployed, the template wires the real ARN (RESULTS_STREAM_ARN only gives Chalice a
+    literal); locally the event loop finds the stream from the table name in this ARN."""
     if settings.results_stream_arn:
         return settings.results_stream_arn
-    table = f"{settings.table_prefix}check_results"
-    return f"arn:aws:dynamodb:{settings.home_region}:000000000000:table/{table}/stream/latest"
-
-
-def packs_stream_arn(settings: Settings) -> str:
-    """The result packs' stream (``monitors.packs``), which the incident handler reads.  Deployed, the template
-    wires the real ARN; locally the event loop finds the stream from the table name."""
     table = f"{settings.table_prefix}result_packs"
     return f"arn:aws:dynamodb:{settings.home_region}:000000000000:table/{table}/stream/latest"

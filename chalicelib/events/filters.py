@@ -2,7 +2,7 @@
 
 The handlers skip every other record, and the deployed event source mappings drop them before Lambda is invoked
 (``infra/build.py`` writes these as ``FilterCriteria``): a record no handler wants — a check result's TTL expiry,
-say, one for every check, or an up result that cannot change an incident — costs no invocation.  One definition
+say, one for every pack, or a pack of up results that cannot change an incident — costs no invocation.  One definition
 serves both, so they cannot drift apart: :func:`wanted` evaluates the very pattern the mapping is given.
 """
 
@@ -14,11 +14,11 @@ from typing import Any
 # Lambda's filter syntax (a subset of EventBridge patterns): each key names a field of the stream record, a list
 # holds the values it may have, a dict goes one level down.
 STREAM_FILTERS: dict[str, dict[str, Any]] = {
-    # A new result counts once: a redelivered job's rewrite (MODIFY) and TTL expiry do not.
-    "rollups": {"eventName": ["INSERT"]},
-    # A rewrite is applied again, harmlessly; TTL expiry (REMOVE) never; only results the worker marked as able
-    # to change something (``checks.marking``).
+    # Packs holding a result the worker marked as able to change something (``checks.marking``); a rewrite is
+    # applied again, harmlessly; TTL expiry (REMOVE) never.
     "incidents": {"eventName": ["INSERT", "MODIFY"], "dynamodb": {"NewImage": {"marked": {"BOOL": [True]}}}},
+    # Packs written after their period was taken (``monitors.aggregate.retake``): most packs never invoke it.
+    "retake": {"eventName": ["INSERT", "MODIFY"], "dynamodb": {"NewImage": {"late": {"BOOL": [True]}}}},
     "alerts": {"eventName": ["INSERT"]},  # an event is planned once; REMOVEs are team deletions
     "status_pages": {"eventName": ["INSERT"]},
 }

@@ -8,7 +8,7 @@ from typing import Any
 
 from chalice import Blueprint
 
-from chalicelib.aws.names import packs_stream_arn
+from chalicelib.aws.names import results_stream_arn
 from chalicelib.bootstrap import configure_core
 from chalicelib.clock import utcnow
 from chalicelib.events.filters import wanted
@@ -85,7 +85,7 @@ def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"batchItemFailures": []}
 
 
-@blueprint.on_dynamodb_record(stream_arn=packs_stream_arn(get_settings()), batch_size=100, name="incidents")
+@blueprint.on_dynamodb_record(stream_arn=results_stream_arn(get_settings()), batch_size=100, name="incidents")
 def incidents(event: Any) -> Any:
     response = handle(event.to_dict().get("Records", []))
     metrics.flush_metrics()

@@ -1,4 +1,5 @@
-"""Monitor tables: monitors (by team), check results (by monitor, TTL, stream) and rollups."""
+"""Monitor tables: monitors (by team), check results (packed: packs by bucket, periods by monitor), the check
+pipeline's progress, and rollups."""
 
 from __future__ import annotations
 
@@ -85,38 +86,6 @@ class MonitorModel(BaseModel):
     version = VersionAttribute()
     by_schedule = MonitorsBySchedule()
     by_id = MonitorsById()
-
-
-class ResultModel(BaseModel):
-    """One check of one monitor from one region.  ``slot`` = ``<scheduled time ISO>#<region>``: deterministic,
-    so a redelivered job overwrites its own result instead of adding a second."""
-
-    logical_name = "check_results"
-
-    class Meta:
-        stream_view_type = "NEW_AND_OLD_IMAGES"
-        # Telemetry kept for the plan's retention (TTL), the largest table by far: backing it up continuously
-        # would cost about as much as storing it.  What must outlive a restore is counted in the rollups and
-        # told by the incidents, which are backed up.
-        point_in_time_recovery = False
-
-    monitor_id = UnicodeAttribute(hash_key=True)
-    slot = UnicodeAttribute(range_key=True)
-    team_id = UnicodeAttribute()
-    region = UnicodeAttribute()
-    checked_at = UTCDateTimeAttribute()
-    ok = BooleanAttribute()
-    degraded = BooleanAttribute(default=False)
-    status_code = NumberAttribute(null=True)
-    response_time_ms = NumberAttribute(null=True)
-    timings = MapAttribute[str, float](default=dict)
-    error = UnicodeAttribute(null=True)
-    error_detail = UnicodeAttribute(null=True)
-    ssl_expires_at = UTCDateTimeAttribute(null=True)
-    assertion_failures = ListAttribute(of=UnicodeAttribute, default=list)
-    # The incident handler's mapping passes only marked results (``checks.marking``); absent when not marked.
-    marked = BooleanAttribute(null=True)
-    expires_at = TTLAttribute()
 
 
 class PackModel(BaseModel):

@@ -2,21 +2,19 @@
 
 A monitor's checks are read from its periods, and from its bucket's packs where the aggregator has not taken
 them yet (``monitors.aggregate``).  Uptime reads the hourly and daily rollups the aggregator computes, and counts
-only the hours it has not rolled up yet from their periods: never a past day's checks.  (:func:`record` counts a
-result into the rollups for the per-result stream, while it lasts.)
+only the hours it has not rolled up yet from their periods: never a past day's checks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import chain, groupby
-from typing import Any
 
-from chalicelib.checks.model import CheckResult, Timings
+from chalicelib.checks.model import CheckResult
 from chalicelib.monitors import aggregate
-from chalicelib.monitors.models import PackModel, PeriodModel, ProgressModel, ResultModel, RollupModel
+from chalicelib.monitors.models import PackModel, PeriodModel, ProgressModel, RollupModel
 from chalicelib.monitors.packs import (
     PERIOD,
     Packed,
@@ -29,13 +27,10 @@ from chalicelib.monitors.packs import (
     period_of,
     region_of_key,
 )
-from chalicelib.monitors.rollups import DAILY_KEEP, HOURLY_KEEP, Tally, day_key, hour_key, increments
+from chalicelib.monitors.rollups import Tally, day_key, hour_key
 from chalicelib.monitors.service import get as get_monitor
 from chalicelib.observability import logger
 from chalicelib.storage import cursor
-
-TIMING_FIELDS = tuple(f.name for f in fields(Timings))
-STREAM_REQUIRED = ("team_id", "monitor_id", "checked_at", "ok")
 
 
 @dataclass(frozen=True)
@@ -51,44 +46,6 @@ class DayUptime:
 class Uptime:
     windows: dict[str, float | None]
     days: list[DayUptime]
-
-
-@dataclass(frozen=True)
-class StoredResult:
-    """A stored check result and the monitor (and team) it belongs to."""
-
-    team_id: str
-    monitor_id: str
-    result: CheckResult
-
-
-def _check_result(item: ResultModel) -> CheckResult:
-    timings = item.timings.as_dict() if hasattr(item.timings, "as_dict") else dict(item.timings or {})
-    return CheckResult(
-        ok=bool(item.ok),
-        checked_at=item.checked_at,
-        region=item.region,
-        status_code=int(item.status_code) if item.status_code is not None else None,
-        response_time_ms=float(item.response_time_ms) if item.response_time_ms is not None else None,
-        timings=Timings(**{k: float(v) for k, v in timings.items() if k in TIMING_FIELDS}),
-        error=item.error,
-        error_detail=item.error_detail,
-        ssl_expires_at=item.ssl_expires_at,
-        assertion_failures=tuple(str(f) for f in item.assertion_failures or ()),
-        degraded=bool(item.degraded),
-        body_excerpt=None,  # never stored
-        final_url=None,
-    )
-
-
-def from_stream_image(image: dict[str, Any]) -> StoredResult:
-    """A result as the results stream carries it (DynamoDB JSON); one without what every reader needs raises
-    ``ValueError`` (a stream handler reports it rather than count it for nobody)."""
-    missing = [name for name in STREAM_REQUIRED if name not in image]
-    if missing:
-        raise ValueError(f"a check result without {', '.join(missing)}")
-    item = ResultModel.from_raw_data(image)
-    return StoredResult(item.team_id, item.monitor_id, _check_result(item))
 
 
 RESULTS_SCOPE = "results|packed"  # a cursor of the per-result table (a DynamoDB key) is no position here: 400
@@ -229,15 +186,6 @@ def progress(regions: list[str]) -> dict[str, datetime]:
     """Per region, the latest minute whose check message a worker finished (one small read for all)."""
     names = [f"checks#{r}" for r in sorted(set(regions))]
     return {item.name.split("#", 1)[1]: item.through for item in ProgressModel.batch_get(names)} if names else {}
-
-
-def record(team_id: str, monitor_id: str, checked_at: datetime, ok: bool, response_ms: float | None) -> None:
-    """Count one result into its hour and its day (atomic ADDs: concurrent workers never lose a count)."""
-    at = checked_at.astimezone(UTC)
-    for period, keep in ((f"H#{at:%Y-%m-%dT%H}", HOURLY_KEEP), (f"D#{at:%Y-%m-%d}", DAILY_KEEP)):
-        actions: list[Any] = [RollupModel.team_id.set(team_id), RollupModel.expires_at.set(at + keep)]
-        actions += [getattr(RollupModel, name).add(value) for name, value in increments(ok, response_ms).items()]
-        RollupModel(monitor_id, period).update(actions=actions)
 
 
 def pct(checks: int, failures: int) -> float | None:

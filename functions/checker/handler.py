@@ -33,7 +33,6 @@ def make_handler(region: str | None = None) -> Handler:
         worker = Worker.for_invocation(
             region or settings.check_region or settings.aws_region,
             allow_private=settings.allow_private_targets,
-            retention_days=settings.result_retention_days,
             remaining_s=context.get_remaining_time_in_millis() / 1000 if context else DEFAULT_BUDGET_S,
         )
         with worker.start(list(event.get("Records", []))) as run:

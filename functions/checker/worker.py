@@ -17,14 +17,13 @@ For each message of the batch, in its own thread, so no message waits for anothe
    scheduler spreads starts over the minute — in start order, so an early job never queues behind a
    later one.  A start is never planned so late that the check could outlive the invocation: a
    late job starts at once.
-4. Write the results as they arrive, in ``BatchWriteItem`` batches of 25, retrying unprocessed items
-   with backoff.  A result's key is (monitor, planned start, region): a duplicated message
-   overwrites its own results and never adds any.  A result the incident handler must see is marked
-   (:mod:`chalicelib.checks.marking`), from what the look-up of step 2 read of the monitor.
-5. Pack the results too (:mod:`chalicelib.monitors.packs`): one item per bucket of monitors and minute, written
-   at most :data:`PACK_FLUSH_S` after its oldest result, under a key naming this delivery of the message, so a
-   redelivery can tell what an earlier one stored.  When the message is done, the region's progress moves to its
-   minute (what a monitor's ``last_checked_at`` is read from).
+4. Mark each result the incident handler must see (:mod:`chalicelib.checks.marking`), from what the look-up
+   of step 2 read of the monitor, and pack the results (:mod:`chalicelib.monitors.packs`): one item per
+   bucket of monitors and minute, written at most :data:`PACK_FLUSH_S` after its oldest result, in
+   ``BatchWriteItem`` batches of 25 with backoff, under a key naming this delivery of the message.  A check's
+   identity is (monitor, planned start, region): a check two packs hold (a duplicated message) is read once.
+5. When the message is done, the region's progress moves to its minute (what a monitor's ``last_checked_at``
+   is derived from).
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.checks.http import run_check
@@ -44,7 +43,7 @@ from chalicelib.checks.jobs import Job, decode_message
 from chalicelib.checks.marking import UNKNOWN, Watch, matters
 from chalicelib.checks.model import CheckResult
 from chalicelib.monitors import packs
-from chalicelib.monitors.models import MonitorModel, PackModel, ProgressModel, ResultModel
+from chalicelib.monitors.models import MonitorModel, PackModel, ProgressModel
 from chalicelib.monitors.packs import Packed
 from chalicelib.observability import logger
 from chalicelib.storage.base import condition_failed
@@ -52,7 +51,6 @@ from chalicelib.storage.base import condition_failed
 CHECK_CONCURRENCY = 32  # checks in flight per invocation: mostly waiting on the network, cheap in threads
 MESSAGE_CONCURRENCY = 10  # messages run side by side (an SQS batch without a batching window holds at most 10)
 FINISH_MARGIN_S = 5.0  # kept after the last check's own timeout, to write its result before Lambda stops us
-FLUSH_AFTER_S = 1.0  # a result waits at most about this long for 24 others before it is written anyway
 WRITE_BATCH = 25  # BatchWriteItem's limit
 WRITE_ATTEMPTS = 6
 WRITE_BACKOFF_S = 0.05  # doubled per attempt, with full jitter: 50 ms … 1.6 s
@@ -72,8 +70,8 @@ LAMBDA_TIMEOUT_S = (
 )
 LOOKUP_CHUNK = 100  # jobs looked up (paused? deleted? already done?) at a time: one BatchGetItem's limit
 PACK_FLUSH_S = 15.0  # a result waits at most about this long before its pack is written (readable within a minute)
-# Monitors read to drop paused or deleted monitors' jobs and mark results; results, packs and progress written.
-TABLES = (MonitorModel, ResultModel, PackModel, ProgressModel)
+# Monitors read to drop paused or deleted monitors' jobs and mark results; packs and progress written.
+TABLES = (MonitorModel, PackModel, ProgressModel)
 
 
 class PoisonedJobs(ValueError):
@@ -121,12 +119,11 @@ class Worker:
 
     region: str
     allow_private: bool
-    retention: timedelta
     deadline: float  # time.monotonic() by which everything must be written
 
     @classmethod
-    def for_invocation(cls, region: str, *, allow_private: bool, retention_days: int, remaining_s: float) -> Worker:
-        return cls(region, allow_private, timedelta(days=retention_days), time.monotonic() + remaining_s)
+    def for_invocation(cls, region: str, *, allow_private: bool, remaining_s: float) -> Worker:
+        return cls(region, allow_private, time.monotonic() + remaining_s)
 
     @contextmanager
     def start(self, records: list[dict[str, Any]]) -> Iterator[BatchRun]:
@@ -275,33 +272,13 @@ class Worker:
                 running.add(checks.submit(self._check, job))
         finally:  # a failed look-up fails the message, but the checks already running are still stored
             while running:
-                done, running = wait(running, timeout=FLUSH_AFTER_S, return_when=FIRST_COMPLETED)
+                done, running = wait(running, timeout=PACK_FLUSH_S, return_when=FIRST_COMPLETED)
                 writer.collect(done)
             writer.flush()
         writer.raise_if_failed()
 
     def _check(self, job: Job) -> tuple[Job, CheckResult]:
         return job, run_check(job.spec, region=self.region, allow_private=self.allow_private)
-
-    def result_item(self, job: Job, result: CheckResult, watch: Watch = UNKNOWN) -> ResultModel:
-        return ResultModel(
-            job.monitor_id,
-            result_slot(job, self.region),
-            team_id=job.team_id,
-            region=self.region,
-            checked_at=result.checked_at,
-            ok=result.ok,
-            degraded=result.degraded,
-            status_code=result.status_code,
-            response_time_ms=result.response_time_ms,
-            timings=asdict(result.timings),
-            error=result.error,
-            error_detail=result.error_detail,
-            ssl_expires_at=result.ssl_expires_at,
-            assertion_failures=list(result.assertion_failures),
-            marked=True if matters(result, watch) else None,
-            expires_at=result.checked_at + self.retention,
-        )
 
 
 def watch_of(monitor: MonitorModel) -> Watch:
@@ -341,14 +318,12 @@ def _parse(body: str) -> tuple[list[Job], list[str]]:
 
 @dataclass
 class _Writer:
-    """A message's finished checks, written in batches as they arrive."""
+    """A message's finished checks: marked (``checks.marking``) and packed as they arrive."""
 
     worker: Worker
     tally: Tally
     watches: dict[tuple[str, str], Watch]
     packer: _Packer
-    pending: list[ResultModel] = field(default_factory=list)
-    oldest: float = 0.0
     errors: list[str] = field(default_factory=list)
 
     def collect(self, done: Iterable[Future[tuple[Job, CheckResult]]]) -> None:
@@ -363,41 +338,17 @@ class _Writer:
             self.tally.checks_failed += not result.ok
             late = (result.checked_at - job.slot).total_seconds()
             self.tally.max_late_s = max(self.tally.max_late_s, late)
-            if not self.pending:
-                self.oldest = time.monotonic()
             watch = self.watches.get((job.team_id, job.monitor_id), UNKNOWN)
-            item = self.worker.result_item(job, result, watch)
-            self.pending.append(item)
-            self.packer.add(job, result, bool(item.marked))
-        while len(self.pending) >= WRITE_BATCH:
-            self._write(self.pending[:WRITE_BATCH])
-            del self.pending[:WRITE_BATCH]
-        if self.pending and time.monotonic() - self.oldest >= FLUSH_AFTER_S:
-            self.flush(packs_too=False)
+            self.packer.add(job, result, matters(result, watch))
         if self.packer.due():
-            self._pack()
+            self.flush()
 
-    def flush(self, *, packs_too: bool = True) -> None:
-        while self.pending:
-            self._write(self.pending[:WRITE_BATCH])
-            del self.pending[:WRITE_BATCH]
-        if packs_too:
-            self._pack()
-
-    def _pack(self) -> None:
+    def flush(self) -> None:
         try:
-            self.packer.flush()
+            self.tally.stored += self.packer.flush()
         except Exception as exc:  # noqa: BLE001 - keep checking and writing; the message fails at the end
-            logger.exception("packs not stored", extra={"region": self.worker.region})
-            self.errors.append(f"packs not stored: {type(exc).__name__}")
-
-    def _write(self, items: list[ResultModel]) -> None:
-        try:
-            write_results(items)
-            self.tally.stored += len(items)
-        except Exception as exc:  # noqa: BLE001 - keep checking and writing; the message fails at the end
-            logger.exception("results not stored", extra={"region": self.worker.region, "count": len(items)})
-            self.errors.append(f"{len(items)} results not stored: {type(exc).__name__}")
+            logger.exception("results not stored", extra={"region": self.worker.region})
+            self.errors.append(f"results not stored: {type(exc).__name__}")
 
     def raise_if_failed(self) -> None:
         if self.errors:
@@ -444,7 +395,9 @@ class _Packer:
         full = any(len(b) >= packs.MAX_PACK_RESULTS for b in self.buffers.values())
         return bool(self.buffers) and (full or time.monotonic() - self.oldest >= PACK_FLUSH_S)
 
-    def flush(self) -> None:
+    def flush(self) -> int:
+        """Write every pending pack; the number of results they hold.  On a failure the results stay pending: the
+        next flush writes them again under new keys (a check in two packs is read once)."""
         items = []
         now = datetime.now(UTC)
         for (bucket, minute), results in sorted(self.buffers.items()):
@@ -463,22 +416,20 @@ class _Packer:
                     )
                 )
         for start in range(0, len(items), WRITE_BATCH):
-            write_items(PackModel, items[start : start + WRITE_BATCH])
+            write_items(items[start : start + WRITE_BATCH])
+        stored = sum(len(b) for b in self.buffers.values())
         self.buffers.clear()
+        return stored
 
 
-def write_results(items: list[ResultModel]) -> None:
-    write_items(ResultModel, items)
-
-
-def write_items(model: type[ResultModel] | type[PackModel], items: list[Any]) -> None:
-    """One ``BatchWriteItem`` of up to 25 results, resubmitting unprocessed items with exponential backoff.
+def write_items(items: list[PackModel]) -> None:
+    """One ``BatchWriteItem`` of up to 25 packs, resubmitting unprocessed items with exponential backoff.
 
     PynamoDB's ``Model.batch_write`` resubmits them at once, without backoff, which only adds to the
     throttling that left them unprocessed.
     """
-    connection = model._get_connection()
-    meta: Any = model.Meta
+    connection = PackModel._get_connection()
+    meta: Any = PackModel.Meta
     table = meta.table_name
     puts = [item.serialize() for item in items]
     attempts = WRITE_ATTEMPTS
@@ -490,7 +441,7 @@ def write_items(model: type[ResultModel] | type[PackModel], items: list[Any]) ->
         puts = [request["PutRequest"]["Item"] for request in unprocessed]
         if attempt + 1 < attempts:
             time.sleep(random.uniform(0, WRITE_BACKOFF_S * 2**attempt))  # noqa: S311 - jitter, not security
-    raise ResultsNotStored(f"{len(puts)} results still unprocessed after {attempts} attempts")
+    raise ResultsNotStored(f"{len(puts)} packs still unprocessed after {attempts} attempts")
 
 
 class BatchRun:

@@ -1,16 +1,21 @@
-"""Through the local stack's event loop: one tick → every region's worker checks the target → results and rollups."""
+"""Through the local stack's event loop: one tick → every region's worker checks the target → packed results, the
+aggregator's periods and uptime."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 
+from chalicelib.clock import utcnow
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop
-from chalicelib.monitors.models import ResultModel, RollupModel
+from chalicelib.monitors import aggregate
+from chalicelib.monitors.models import PeriodModel
 from tests.factories import create_channel, create_monitor
+from tests.packed import checks_of
 from tests.support import make_test_settings
 
 
@@ -22,7 +27,7 @@ def settings():
 @pytest.fixture
 def loop(app, aws) -> Iterator[EventLoop]:
     event_loop = EventLoop(aws.aws_region, retry_seconds=0.1, wall_clock=False)
-    event_loop.add_chalice_app(app, aws, new_tables=[f"{aws.table_prefix}check_results"])
+    event_loop.add_chalice_app(app, aws, new_tables=[f"{aws.table_prefix}result_packs"])
     stack.add_check_workers(event_loop, aws)
     stack.register(event_loop)
     event_loop.start()
@@ -38,18 +43,21 @@ def test_a_monitor_in_three_regions_gets_results_from_all_three_after_one_tick(a
 
     r = api.post("/dev/tick")
     assert r.status == 200, r.body
-    assert r.json["handlers"] == ["scheduler", "status_pages_refresh"]  # every schedule runs now
+    assert r.json["handlers"] == ["scheduler", "aggregator", "status_pages_refresh"]  # every schedule runs now
     assert r.json["failed"] == []
     assert loop.drain(20)
 
-    results = list(ResultModel.query(m["id"]))
+    results = checks_of(m["id"])
     assert sorted(r.region for r in results) == ["ap-southeast-1", "eu-west-1", "us-east-1"]
-    assert all(r.ok and r.status_code == 200 for r in results)
+    assert all(r.result.ok and r.result.status_code == 200 for r in results)
     assert len(httpserver.log) == 3
     via_api = api.get(f"/v1/monitors/{m['id']}/results").json["data"]
-    assert len(via_api) == 3
-    [day] = [item for item in RollupModel.query(m["id"]) if item.period.startswith("D#")]
-    assert (day.checks, day.failures) == (3, 0)
+    assert len(via_api) == 3  # from the packs, before any aggregation
+    # The aggregator's pass, once the period has closed: one period item holds the three checks.
+    aggregate.run_pass(utcnow() + timedelta(minutes=14), timedelta(days=30))
+    [period] = list(PeriodModel.query(m["id"]))
+    assert period.checks == 3
+    assert len(api.get(f"/v1/monitors/{m['id']}/results").json["data"]) == 3
     uptime = api.get(f"/v1/monitors/{m['id']}/uptime?days=1").json
     assert uptime["uptime"]["24h"] == 100.0
 

@@ -116,23 +116,20 @@ def main(config: dict[str, Any]) -> dict[str, Any]:
     sampling.set()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
 
+    from chalicelib.monitors import packs
+
     results = []
-    pages = dynamodb.get_paginator("scan").paginate(TableName=settings.table_prefix + "check_results")
+    pages = dynamodb.get_paginator("scan").paginate(TableName=settings.table_prefix + "result_packs")
     for page in pages:
-        results += page["Items"]
-    late = sorted(
-        (
-            datetime.fromisoformat(r["checked_at"]["S"])
-            - datetime.fromisoformat(r["slot"]["S"].split("#")[0] + "+00:00")
-        ).total_seconds()
-        for r in results
-    )
+        for item in page["Items"]:
+            results += packs.decode_pack(bytes(item["body"]["B"]))
+    late = sorted((r.result.checked_at - r.slot).total_seconds() for r in results)
     return {
         "checks": checks,
         "messages": len(records),
         "failures": response.get("batchItemFailures", []),
         "stored": len(results),
-        "ok": sum(r["ok"]["BOOL"] for r in results),
+        "ok": sum(r.result.ok for r in results),
         "cpu_s": cpu,
         "wall_s": wall,
         "rss_started_mb": started_kb / 1024,

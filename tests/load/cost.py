@@ -333,7 +333,7 @@ class Run:
     ticks: int = 0  # scheduled events that started the scheduler
     egress_bytes_per_check: float = 0.0  # what the checks sent their targets
     egress_basis: str = "measured"
-    results_table: str = "check_results"
+    results_tables: tuple[str, ...] = ("result_packs", "result_periods")
     rollups_table: str = "rollups"
     rollup_items_per_monitor: int = 0  # the hourly and daily rollups a monitor keeps
     monitor_tables: tuple[str, ...] = ()  # one item per monitor (the monitor, its incident state)
@@ -396,12 +396,14 @@ def function_of(name: str) -> str:
     return POLLER + bare if poller else bare
 
 
-def driver_of(function: str, resource: str = "", results_table: str = "check_results") -> str:
+def driver_of(
+    function: str, resource: str = "", results_tables: tuple[str, ...] = ("result_packs", "result_periods")
+) -> str:
     """The budget line (DESIGN.md) an item counts against: what the results table costs is the stored results'
     whoever pays it; the rollups and incident handlers' and the worker's own; queues, logs and the rest, the rest."""
-    if resource == results_table:
+    if resource in results_tables:
         return "stored results"
-    if function == "rollups":
+    if function in ("rollups", "aggregator", "retake"):
         return "rollups"
     if function == "incidents":
         return "incident tracking"
@@ -464,10 +466,10 @@ def _dynamodb_lines(run: Run, per: float) -> list[Line]:
             rru[(r.table if r.index is None else f"{r.table}/{r.index}", function)] += r.units
     lines = []
     for (resource, function), units in sorted(wru.items()):
-        driver = driver_of(function, resource.split("/")[0], run.results_table)
+        driver = driver_of(function, resource.split("/")[0], run.results_tables)
         lines.append(Line(f"DynamoDB WRU {resource} <- {function}", driver, units * per, "dynamodb_wru", "measured"))
     for (resource, function), units in sorted(rru.items()):
-        driver = driver_of(function, resource.split("/")[0], run.results_table)
+        driver = driver_of(function, resource.split("/")[0], run.results_tables)
         lines.append(Line(f"DynamoDB RRU {resource} <- {function}", driver, units * per, "dynamodb_rru", "measured"))
     if free["Streams read by Lambda"]:
         quantity = free["Streams read by Lambda"] * per
@@ -494,14 +496,16 @@ def _storage_lines(run: Run) -> list[Line]:
     """GB-months per check.  Results: measured (items, sizes and TTL of the run's new items).  Rollups and
     per-monitor items: modelled from their measured sizes and how many a monitor keeps."""
     lines = []
-    new = _new_items(run, run.results_table)
-    if new:
+    for table in run.results_tables:
+        new = _new_items(run, table)
+        if not new:
+            continue
         stored = sum((w.new + ITEM_OVERHEAD_BYTES) * (w.ttl_s or 0) / 86400 / MONTH_DAYS for w in new)  # byte-months
         quantity = stored / run.checks / GB
-        schema = run.tables.get(run.results_table)
-        lines.append(Line(f"storage {run.results_table}", "stored results", quantity, "dynamodb_storage", "measured"))
+        schema = run.tables.get(table)
+        lines.append(Line(f"storage {table}", "stored results", quantity, "dynamodb_storage", "measured"))
         if schema is not None and schema.pitr:
-            lines.append(Line(f"PITR {run.results_table}", "stored results", quantity, "dynamodb_pitr", "measured"))
+            lines.append(Line(f"PITR {table}", "stored results", quantity, "dynamodb_pitr", "measured"))
     checks_per_monitor_month = len(run.regions) * 3600 / run.interval_s * MONTH_HOURS
     per_monitor: dict[str, float] = {}
     rollup_sizes = [float(w.new) for c in run.calls for w in c.writes if w.table == run.rollups_table and w.new]
@@ -576,7 +580,7 @@ def _other_lines(run: Run, per: float) -> list[Line]:
     lines += _log_lines(run, per)
     for (service, resource, function), size in sorted(crossing.items()):
         item = f"cross-region bytes {service} {resource} <- {function}"
-        driver = driver_of(function, resource, run.results_table)
+        driver = driver_of(function, resource, run.results_tables)
         basis = "modelled: the worker's requests, 2 of 3 regions" if function == CHECKER else "measured"
         lines.append(Line(item, driver, size * per / GB, "transfer_region", basis))
     for what, count in sorted(unpriced.items()):

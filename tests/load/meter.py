@@ -40,6 +40,7 @@ Lookup = Callable[[str, dict[str, Any]], dict[str, Any] | None]  # (physical tab
 STATE = "vigil_meter"
 WORKER_THREADS = ("vigil-check", "vigil-message", "vigil-lookup")  # functions/checker/worker.py's pools
 LOOP_THREAD = "vigil-loop-"  # chalicelib/local/loop.py: one thread per event source
+AGGREGATOR_THREADS = "vigil-aggregate"  # chalicelib/monitors/aggregate.py's pools
 WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 
 _active: Meter | None = None
@@ -70,6 +71,8 @@ def who() -> str | None:
         return CHECKER
     if thread.name.startswith(LOOP_THREAD):
         return POLLER + thread.name[len(LOOP_THREAD) :]
+    if thread.name.startswith(AGGREGATOR_THREADS):
+        return "aggregator"
     if thread is threading.main_thread():
         return None
     return "unattributed"

@@ -1,7 +1,7 @@
 """Bench (b) of issue 5: end to end in the local stack, 1,000 monitors on 60 s, three real minutes.
 
 Everything but the clock's source of ticks is the local stack: moto, the event loop driving the
-per-region check workers from their SQS queues and the rollups from the results stream, and a
+per-region check workers from their SQS queues (the aggregator's periods counted after), and a
 loopback HTTP target.  The test fires the scheduler itself, through the loop, at three consecutive
 real minute boundaries (as the loop's own schedule source would, with the same event), so the
 bench stops after exactly three ticks; the planned starts are real wall-clock instants and the
@@ -26,14 +26,16 @@ from typing import Any
 
 import pytest
 
+from chalicelib.clock import utcnow
 from chalicelib.ids import new_id
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop, next_fire, scheduled_event
-from chalicelib.monitors.models import MonitorModel, ResultModel, RollupModel
+from chalicelib.monitors.models import MonitorModel, PackModel
 from chalicelib.monitors.service import schedule_key
 from chalicelib.observability import logger
 from chalicelib.scheduler.due import planned_start
 from tests.factories import create_monitor
+from tests.load.stored import aggregated, stored_checks
 from tests.support import make_test_settings, sign_up
 
 MONITORS = 1000
@@ -150,9 +152,10 @@ def test_every_due_check_runs_once_per_region_and_on_time(api, app, aws, target,
     assert len(regions) == 3
 
     loop = EventLoop(aws.aws_region, retry_seconds=0.1)
-    # What issue 5 measures: the tick, the workers, the rollups.  The incident handler (its own bench,
-    # test_bench_incidents.py) would share this one process's GIL with the workers, which Lambda never does.
-    loop.add_chalice_app(app, aws, new_tables=[ResultModel.Meta.table_name], only=("scheduler", "rollups"))
+    # What issue 5 measures: the tick and the workers (the aggregator runs after, as if its periods had closed).
+    # The incident handler (its own bench, test_bench_incidents.py) would share this one process's GIL with the
+    # workers, which Lambda never does.
+    loop.add_chalice_app(app, aws, new_tables=[PackModel.Meta.table_name], only=("scheduler",))
     stack.add_check_workers(loop, aws)
     [scheduler] = [s for s in loop.schedules if s.name == "scheduler"]
     # The test fires the ticks: the loop's own clock would go on ticking after the third.
@@ -162,7 +165,7 @@ def test_every_due_check_runs_once_per_region_and_on_time(api, app, aws, target,
     cpu_started, wall_started = time.process_time(), time.monotonic()
     try:
         ticks, tick_runs = _run_ticks(loop, scheduler)
-        # The last planned start is at most 59 s after the last tick; then the results and rollups settle.
+        # The last planned start is at most 59 s after the last tick; then the results settle.
         time.sleep(max(0.0, ticks[-1] + INTERVAL - time.time()))
         assert loop.drain(120), "the local stack did not settle"
         cpu = (time.process_time() - cpu_started) / (time.monotonic() - wall_started)
@@ -178,7 +181,7 @@ def test_every_due_check_runs_once_per_region_and_on_time(api, app, aws, target,
         for t in ticks
         for r in regions
     }
-    stored = list(ResultModel.scan())
+    stored = stored_checks()
     stored_keys = Counter((r.monitor_id, r.slot) for r in stored)
     missing = expected - set(stored_keys)
     extra = set(stored_keys) - expected
@@ -201,9 +204,7 @@ def test_every_due_check_runs_once_per_region_and_on_time(api, app, aws, target,
     # The target's side: each monitor's path, once per region and tick.
     hits = {path: len(times) for path, times in target.arrivals.items()}
     wrong_hits = {f"/m/{n}": hits.get(f"/m/{n}", 0) for n in range(MONITORS) if hits.get(f"/m/{n}", 0) != 9}
-    rollup_checks = sum(
-        int(item.checks) for m in monitors for item in RollupModel.query(m.monitor_id) if item.period.startswith("D#")
-    )
+    rollup_checks = aggregated([m.monitor_id for m in monitors], utcnow())  # the aggregator's periods
     failed = sum(not r.ok for r in stored)
 
     print(
@@ -214,7 +215,7 @@ def test_every_due_check_runs_once_per_region_and_on_time(api, app, aws, target,
         f" failed {failed})\n"
         f"  per region: {', '.join(f'{r} {per_region[r]}' for r in regions)}\n"
         f"  target requests: {sum(hits.values())}; paths not hit exactly 9 times: {len(wrong_hits)}\n"
-        f"  rollups count {rollup_checks} checks\n"
+        f"  the aggregator's periods count {rollup_checks} checks\n"
         f"  lateness (checked_at - planned start): p50 {statistics.median(late):.3f} s,"
         f" p99 {_percentile(late, 0.99):.3f} s, max {max(late):.3f} s   (target p99 <= {MAX_P99_LATE_S} s)\n"
         f"  planned {HEAD_S} s or more after the tick ({len(late_after_head)}):"

@@ -19,7 +19,10 @@ import pytest
 from moto import mock_aws
 from pynamodb.connection.base import Connection
 
-from chalicelib.monitors.models import MonitorModel, ResultModel
+from chalicelib.checks.model import CheckResult, Timings
+from chalicelib.monitors import packs
+from chalicelib.monitors.models import MonitorModel, PackModel
+from chalicelib.monitors.packs import Packed
 from tests.events import stream_record
 from tests.support import make_test_settings, start_aws
 
@@ -66,17 +69,30 @@ def test_incident_handler_requests_and_time_per_result(capsys):
                 for monitor_id in ids:
                     at = start + timedelta(minutes=minute, seconds=hash(monitor_id) % 50)
                     ok = not (monitor_id.endswith("7") and minute > 0)  # a tenth of the monitors go down
-                    item = ResultModel(
-                        monitor_id,
-                        f"{at:%Y-%m-%dT%H:%M:%S}#{region}",
-                        team_id="team_bench",
-                        region=region,
-                        checked_at=at,
+                    check = CheckResult(
                         ok=ok,
+                        checked_at=at,
+                        region=region,
                         status_code=200 if ok else 503,
-                        error=None if ok else "status_mismatch",
                         response_time_ms=120.0,
-                        expires_at=at + timedelta(days=30),
+                        timings=Timings(),
+                        error=None if ok else "status_mismatch",
+                        error_detail=None,
+                        ssl_expires_at=None,
+                        assertion_failures=(),
+                        degraded=False,
+                        body_excerpt=None,
+                        final_url=None,
+                    )
+                    # One marked check a pack, as the worker would mark them all here (the monitors are pending
+                    # or down): the handler's cost per result it is given.
+                    item = PackModel(
+                        packs.bucket_of(monitor_id),
+                        packs.pack_key(packs.minute_of(at), region, monitor_id),
+                        body=packs.encode_pack([Packed("team_bench", monitor_id, region, at, check, True)]),
+                        checks=1,
+                        marked=True,
+                        expires_at=at + packs.PACK_KEEP,
                     )
                     records.append(stream_record(item, sequence=len(records)))
 

@@ -127,22 +127,23 @@ def test_tables_and_their_indexes_are_read_from_the_deploy_template():
         ("monitor-index", "KEYS_ONLY"),
         ("schedule-index", "ALL"),
     }
-    assert tables["check_results"].ttl == "expires_at"
-    assert not tables["check_results"].pitr  # telemetry: point-in-time recovery off (docs/decisions.md)
+    assert tables["result_packs"].ttl == "expires_at"
+    assert not tables["result_packs"].pitr  # telemetry: point-in-time recovery off (docs/decisions.md)
+    assert not tables["result_periods"].pitr
     assert monitors.pitr
 
 
 def test_each_functions_memory_architecture_and_tracing_come_from_the_templates():
-    configs = cost.function_configs(["rollups", "checker-eu-west-1"])
+    configs = cost.function_configs(["aggregator", "checker-eu-west-1"])
     assert configs["checker"] == FunctionConfig(512, "arm64", True)  # infra/checker.json
-    assert configs["rollups"] == FunctionConfig(512, "x86_64", False)  # .chalice/config.json's own for rollups
-    assert set(configs) == {"checker", "rollups"}
+    assert configs["aggregator"] == FunctionConfig(1024, "x86_64", False)  # .chalice/config.json's own for it
+    assert set(configs) == {"checker", "aggregator"}
 
 
 # ---------------------------------------------------------------------------------------------- a hand-made run
 
 TABLES = {
-    "check_results": TableSchema("check_results", ("monitor_id", "slot"), ttl="expires_at", pitr=True),
+    "result_packs": TableSchema("result_packs", ("monitor_id", "slot"), ttl="expires_at", pitr=True),
     "monitors": MONITORS,
 }
 FUNCTIONS = {
@@ -164,8 +165,8 @@ def _priced(run: Run) -> dict[str, float]:
 CALLS = [
     # The worker stores 25 results of 400 bytes, each kept a month; 30,000 bytes leave their regions.
     Call(
-        "dynamodb", "BatchWriteItem", "checker", resource="check_results", cross_region_bytes=30_000,
-        writes=tuple(Write("check_results", 0, 400, ttl_s=MONTH_S) for _ in range(25)),
+        "dynamodb", "BatchWriteItem", "checker", resource="result_packs", cross_region_bytes=30_000,
+        writes=tuple(Write("result_packs", 0, 400, ttl_s=MONTH_S) for _ in range(25)),
     ),
     # The scheduler reads 10,000 bytes of its index, eventually consistent: 3 x 4 KB halved = 1.5 RRU.
     Call("dynamodb", "Query", "scheduler", reads=(Read("monitors", "schedule-index", 10_000, consistent=False),)),
@@ -195,7 +196,7 @@ def test_a_hand_made_run_is_priced_line_by_line_per_million_checks():
     assert _priced(run) == pytest.approx(
         {
             # 25 WRU / 1,000 checks x $0.625 per million
-            "DynamoDB WRU check_results <- checker": 0.015625,
+            "DynamoDB WRU result_packs <- checker": 0.015625,
             "DynamoDB WRU monitor_states <- incidents": 0.0025,  # 4 WRU
             "DynamoDB WRU incidents <- incidents": 0.00125,  # 2 WRU
             "DynamoDB WRU monitors <- incidents": 0.000625,  # 1 WRU
@@ -203,15 +204,15 @@ def test_a_hand_made_run_is_priced_line_by_line_per_million_checks():
             "DynamoDB RRU monitors/schedule-index <- scheduler": 0.0001875,  # 1.5 RRU x $0.125 per million
             "DynamoDB Streams GetRecords by Lambda": 0.0,
             # 25 x (400 + 100) byte-months / 1,000 checks = 12.5 B: 12.5 / 2**30 GB x $0.25 (PITR $0.20)
-            "storage check_results": 0.0029103830456733704,
-            "PITR check_results": 0.0023283064365386963,
+            "storage result_packs": 0.0029103830456733704,
+            "PITR result_packs": 0.0023283064365386963,
             "SQS SendMessageBatch checks-* <- scheduler": 0.0016,  # 4 requests x $0.40 per million
             "SQS ReceiveMessage checks-* <- poller:checker": 0.0004,
             "SQS DeleteMessageBatch checks-* <- poller:checker": 0.0004,
             # 2 bytes a check x $0.50 per GB
             "CloudWatch Logs, app lines and metrics <- checker": 2 / GB * 1e6 * 0.50,
             # 30 bytes a check x $0.02 per GB
-            "cross-region bytes dynamodb check_results <- checker": 30 / GB * 1e6 * 0.02,
+            "cross-region bytes dynamodb result_packs <- checker": 30 / GB * 1e6 * 0.02,
         },
         rel=1e-12,
     )

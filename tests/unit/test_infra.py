@@ -232,7 +232,8 @@ def test_only_the_checker_stacks_create_check_queues() -> None:
     """The home region runs a checker stack too: a queue in the main stack would collide with its queue's name."""
     queues = [r["Properties"]["QueueName"]["Fn::Sub"] for r in RESOURCES.values() if r.get("Type") == "AWS::SQS::Queue"]
     assert not [name for name in queues if "checks" in name]
-    assert sorted(queues) == ["${TablePrefix}alerts", "${TablePrefix}alerts-dlq"]  # the alert handler's, home only
+    # The alert handler's, and where what a handler gave up on is parked: home only.
+    assert sorted(queues) == ["${TablePrefix}alerts", "${TablePrefix}alerts-dlq", "${TablePrefix}handler-failures-dlq"]
     assert "CheckQueueUrl" not in TEMPLATE["Outputs"]
     assert "CheckQueueUrl" in CHECKER["Outputs"]
     # The scheduler may still send to every region's queue, the home region's included.
@@ -253,7 +254,8 @@ def test_every_dead_letter_queue_has_an_alarm(template: dict[str, Any]) -> None:
         and r["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
     }
 
-    assert dead_letter == ({"CheckDeadLetterQueue"} if template is CHECKER else {"AlertDeadLetterQueue"})
+    main = {"AlertDeadLetterQueue", "HandlerFailuresDeadLetterQueue"}
+    assert dead_letter == ({"CheckDeadLetterQueue"} if template is CHECKER else main)
     assert alarmed == dead_letter
     for q in dead_letter:
         assert resources[q]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
@@ -451,7 +453,7 @@ def test_the_worker_starts_with_the_stacks_environment_labelled_with_its_region(
 
 
 def test_the_worker_role_reads_and_writes_only_what_the_worker_does() -> None:
-    from chalicelib.monitors.models import MonitorModel, PackModel, ProgressModel, ResultModel
+    from chalicelib.monitors.models import MonitorModel, PackModel, ProgressModel
 
     role = CHECKER_RESOURCES["CheckerRole"]["Properties"]
     (policy,) = role["Policies"]
@@ -475,7 +477,7 @@ def test_the_worker_role_reads_and_writes_only_what_the_worker_does() -> None:
     }
     assert by_action["dynamodb:BatchGetItem"] == [home_table(MonitorModel)]
     assert by_action["dynamodb:Query"] == [home_table(PackModel)]  # a redelivery: what is stored already
-    assert by_action["dynamodb:BatchWriteItem"] == [home_table(ResultModel), home_table(PackModel)]
+    assert by_action["dynamodb:BatchWriteItem"] == [home_table(PackModel)]
     assert by_action["dynamodb:UpdateItem"] == [home_table(ProgressModel)]
     own_queue = [{"Fn::GetAtt": ["CheckQueue", "Arn"]}]
     assert {a for a in actions if a.startswith("sqs:")} == {
@@ -541,7 +543,8 @@ def test_a_deployed_stage_starts_with_its_config_and_the_stacks_values(stage: st
     [
         ("api_handler", 1769, True),  # bcrypt at cost 12: one whole vCPU
         ("scheduler", 1769, True),  # the tick's reads and sends, on one thread, before the first start
-        ("rollups", 512, False),  # one record a check: writes, mostly waiting on DynamoDB
+        ("aggregator", 1024, False),  # every pack of a period, decoded and regrouped: CPU and memory
+        ("retake", 512, False),  # a late pack's period now and then
         ("incidents", 512, False),
         ("alerts", 256, True),  # a record per incident change: rare
         ("status_pages", 256, True),
@@ -770,8 +773,8 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
     for name in functions:
         assert merged[f"{name}LogGroup"]["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{name}}}"}
         assert merged[f"{name}LogGroup"]["Properties"]["RetentionInDays"] == 30
-    assert (merged["Rollups"]["Properties"]["MemorySize"], merged["Rollups"]["Properties"]["Tracing"]) == (
-        512,
+    assert (merged["Aggregator"]["Properties"]["MemorySize"], merged["Aggregator"]["Properties"]["Tracing"]) == (
+        1024,
         "PassThrough",
     )
     assert merged["Alerts"]["Properties"]["Tracing"] == "Active"
@@ -809,8 +812,8 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
 
 
 def test_each_stream_mapping_invokes_its_function_only_for_the_records_its_handler_acts_on() -> None:
-    """A check result's TTL expiry (one REMOVE per check) must not invoke the rollups or incident handlers, nor an
-    unmarked result the incident handler."""
+    """A pack's TTL expiry (a REMOVE per pack) must not invoke anything; the incident handler only for packs holding
+    a marked result, the aggregator's late takes only for late packs; and a batch given up on is parked."""
     from chalicelib.events.filters import STREAM_FILTERS, filter_criteria, wanted
 
     assert {re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in build.STREAM_FUNCTIONS} == set(STREAM_FILTERS)
@@ -822,32 +825,48 @@ def test_each_stream_mapping_invokes_its_function_only_for_the_records_its_handl
         pattern = json.loads(rule["Pattern"])
         assert pattern == STREAM_FILTERS[handler]
         assert "REMOVE" not in pattern["eventName"]
-    assert STREAM_FILTERS["rollups"] == {"eventName": ["INSERT"]}  # a rewrite (a redelivered job) must not count twice
+        failures = source["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+        assert failures == {"Fn::GetAtt": ["HandlerFailuresDeadLetterQueue", "Arn"]}
 
     def record(event: str, **image: dict) -> dict:
         return {"eventName": event, "dynamodb": {"NewImage": image, "SequenceNumber": "1"}}
 
-    marked, unmarked = {"marked": {"BOOL": True}}, {"ok": {"BOOL": True}}
+    marked, late, plain = {"marked": {"BOOL": True}}, {"late": {"BOOL": True}}, {"checks": {"N": "3"}}
     assert wanted("incidents", record("INSERT", **marked))
     assert wanted("incidents", record("MODIFY", **marked))
-    assert not wanted("incidents", record("INSERT", **unmarked))
+    assert not wanted("incidents", record("INSERT", **plain))
+    assert not wanted("incidents", record("INSERT", **late))
     assert not wanted("incidents", record("INSERT", marked={"BOOL": False}))
     assert not wanted("incidents", record("INSERT", marked={"N": "1"}))
     assert not wanted("incidents", record("REMOVE", **marked))
     assert not wanted("incidents", {"eventName": "INSERT"})
-    assert wanted("rollups", record("INSERT", **unmarked))
-    assert not wanted("rollups", record("MODIFY", **unmarked))
-    assert not wanted("rollups", record("REMOVE"))
+    assert wanted("retake", record("INSERT", **late))
+    assert not wanted("retake", record("INSERT", **marked))
+    assert not wanted("retake", record("REMOVE", **late))
+
+
+def test_a_failed_aggregator_pass_is_parked_with_an_alarm() -> None:
+    """Lambda retries a failed scheduled pass twice, then parks it (the next pass takes its periods anyway)."""
+    config = RESOURCES["AggregatorEventInvokeConfig"]["Properties"]
+    assert config["FunctionName"] == {"Ref": "Aggregator"}
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["HandlerFailuresDeadLetterQueue", "Arn"]
+    }
+    statements = RESOURCES["ApiHandlerDataPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    send = next(s for s in statements if s["Sid"] == "HandlerFailures")
+    assert send["Action"] == ["sqs:SendMessage"]
+    assert {"Ref": "AggregatorRole"} in RESOURCES["ApiHandlerDataPolicy"]["Properties"]["Roles"]
 
 
 def test_every_table_is_backed_up_but_the_check_telemetry() -> None:
-    """Point-in-time recovery on every table, except the short-lived, TTL'd check results and packs and the
+    """Point-in-time recovery on every table, except the short-lived, TTL'd check results (packs and periods) and the
     workers' progress (issue 13's cost)."""
     from chalicelib.models import ALL_MODELS
-    from chalicelib.monitors.models import PackModel, PeriodModel, ProgressModel, ResultModel
+    from chalicelib.monitors.models import PackModel, PeriodModel, ProgressModel
     from chalicelib.storage.schema import logical_id
 
-    telemetry = {ResultModel, PackModel, PeriodModel, ProgressModel}
+    telemetry = {PackModel, PeriodModel, ProgressModel}
     for model in ALL_MODELS:
         spec = RESOURCES[logical_id(model)]["Properties"]["PointInTimeRecoverySpecification"]
         assert spec == {"PointInTimeRecoveryEnabled": model not in telemetry}, model.__name__
