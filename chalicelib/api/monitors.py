@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -249,7 +249,8 @@ class UptimeOut(Out):
 def last_checks(found: list[monitors.Monitor], now: datetime) -> dict[str, datetime]:
     """When each monitor was last checked, derived from its schedule and how far each of its regions' workers
     got (``monitors.results.progress``): the incident handler writes a monitor only when something material
-    changes, so no check writes it (issue 13).  Not for a paused monitor, nor before its creation."""
+    changes, so no check writes it (issue 13).  Not for a paused monitor, nor in the minute of its last change
+    (creation, resume, edit) or before."""
     reached = monitor_results.progress([r for m in found for r in m.config.regions])
     out = {}
     for m in found:
@@ -258,7 +259,10 @@ def last_checks(found: list[monitors.Monitor], now: datetime) -> dict[str, datet
             for r in m.config.regions
             if r in reached
         ]
-        latest = max((s for s in starts if s >= m.created_at), default=None)
+        # Only starts in a minute after the last change (creation, resume, a new interval or regions): that
+        # minute's tick may have run before the change, with no check of it, or under the old schedule.
+        changed = m.updated_at.astimezone(UTC).replace(second=0, microsecond=0)
+        latest = max((s for s in starts if s >= changed + timedelta(minutes=1)), default=None)
         if latest is not None and not m.paused:
             out[m.id] = latest
     return out

@@ -37,6 +37,7 @@ def to_result(packed: Packed) -> Result:
         error=result.error,
         assertion_failures=result.assertion_failures,
         ssl_expires_at=result.ssl_expires_at,
+        planned_at=packed.slot,
     )
 
 

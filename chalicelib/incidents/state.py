@@ -10,9 +10,10 @@ folds one check result into the state:
    and up again after ``recovery_threshold`` consecutive successes.
 3. The monitor is down when at least ``confirmation_regions`` regions are down.  A down region
    below that quorum is an advisory (visible, named), not an outage.
-   A failure that follows its region's last failure by more than one and a half intervals starts a new run of
+   A failure planned more than one and a half intervals after its region's last failure starts a new run of
    failures (when the policy knows the interval): the results between were up ones that the worker did not
-   mark (``checks.marking``), or checks that never ran.
+   mark (``checks.marking``), or checks that never ran.  Planned starts, not actual ones: a start delayed by a
+   busy worker never breaks a run.
 4. An incident opens when the quorum is reached and none is open, and resolves when it is
    lost — never twice for one outage.  During maintenance the status is ``maintenance`` and no
    incident opens; if the monitor is still down when the window ends, the next result opens it.
@@ -46,6 +47,7 @@ class Observation:
     ok: bool
     degraded: bool = False
     cause: str | None = None  # e.g. "HTTP 503", "timeout"
+    planned_at: datetime | None = None  # the check's planned start (its slot), when known
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class RegionState:
     successes: int = 0
     checked: bool = False
     last_checked_at: datetime | None = None
+    last_planned_at: datetime | None = None  # the planned start of the last result applied, when known
     down_since: datetime | None = None
     cause: str | None = None
 
@@ -101,16 +104,18 @@ def _step_region(region: RegionState, obs: Observation, policy: Policy) -> Regio
             down_since=region.down_since if down else None,
             cause=region.cause if down else None,
             last_checked_at=obs.checked_at,
+            last_planned_at=obs.planned_at,
         )
     failures = region.failures + 1
-    if (
-        not region.down
-        and region.failures
-        and policy.interval_seconds
-        and region.last_checked_at is not None
-        and (obs.checked_at - region.last_checked_at).total_seconds() > 1.5 * policy.interval_seconds
-    ):
-        failures = 1  # the up results between were not seen: a new run of failures
+    if not region.down and region.failures and policy.interval_seconds:
+        # Planned starts when both are known (a late start is not a gap); the actual ones otherwise.
+        before, now = (
+            (region.last_planned_at, obs.planned_at)
+            if region.last_planned_at is not None and obs.planned_at is not None
+            else (region.last_checked_at, obs.checked_at)
+        )
+        if before is not None and (now - before).total_seconds() > 1.5 * policy.interval_seconds:
+            failures = 1  # the up results between were not seen: a new run of failures
     down = region.down or failures >= policy.failure_threshold
     return replace(
         region,
@@ -121,6 +126,7 @@ def _step_region(region: RegionState, obs: Observation, policy: Policy) -> Regio
         down_since=(region.down_since or obs.checked_at) if down else None,
         cause=obs.cause if down else region.cause,
         last_checked_at=obs.checked_at,
+        last_planned_at=obs.planned_at,
     )
 
 
@@ -223,6 +229,7 @@ def dump(state: MonitorState) -> dict[str, Any]:
                 "successes": r.successes,
                 "checked": r.checked,
                 "last_checked_at": _iso(r.last_checked_at),
+                "last_planned_at": _iso(r.last_planned_at),
                 "down_since": _iso(r.down_since),
                 "cause": r.cause,
             }
@@ -245,6 +252,7 @@ def load(data: dict[str, Any] | None) -> MonitorState:
             successes=int(r.get("successes") or 0),
             checked=bool(r.get("checked")),
             last_checked_at=parse_time(r.get("last_checked_at")),
+            last_planned_at=parse_time(r.get("last_planned_at")),
             down_since=parse_time(r.get("down_since")),
             cause=r.get("cause"),
         )

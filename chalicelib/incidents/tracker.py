@@ -87,6 +87,7 @@ class Result:
     error: str | None = None
     assertion_failures: tuple[str, ...] = ()
     ssl_expires_at: datetime | None = None
+    planned_at: datetime | None = None  # the check's planned start
 
 
 def _assertion_subject(failure: str) -> str:
@@ -164,12 +165,14 @@ class _Run:
     # -- folding
 
     def fold(self, result: Result) -> None:
-        obs = Observation(result.region, result.checked_at, result.ok, result.degraded, cause_of(result))
+        obs = Observation(
+            result.region, result.checked_at, result.ok, result.degraded, cause_of(result), result.planned_at
+        )
         in_maintenance = any(w.covers(self.monitor.monitor_id, result.checked_at) for w in self.windows)
         state, changes = apply(self.state, obs, self.policy, in_maintenance=in_maintenance)
         if state == self.state:
             return
-        moved = bool(changes) or material(state) != material(self.state)
+        moved = bool(changes) or material(state) != material(self.state) or self._shows_otherwise(state)
         self.state = state  # the check time moves on in memory: a later result of the batch is compared with it
         self.applied.results += 1
         if moved:
@@ -178,6 +181,17 @@ class _Run:
             self._on(change, obs)
         if not in_maintenance:  # no alert during a window: a certificate still expiring after it is told then
             self._ssl(result)
+
+    def _shows_otherwise(self, state: Any) -> bool:
+        """The monitor shows something else than ``state`` (written before steady_regions existed, or its write
+        lost after the state's): written again, or the worker would go on marking its results."""
+        m = self.monitor
+        shown = dict(m.region_status.as_dict() if hasattr(m.region_status, "as_dict") else m.region_status or {})
+        return (
+            sorted(str(r) for r in m.steady_regions or ()) != sorted(steady_regions(state, self.policy))
+            or m.status != state.status
+            or shown != {r: state.region(r).label for r in self.policy.regions}
+        )
 
     def _on(self, change: Event, obs: Observation) -> None:
         m = self.monitor
@@ -354,6 +368,10 @@ class _Run:
             except UpdateError as exc:
                 if not condition_failed(exc):
                     raise
+        # What the monitor shows now (in memory): a later result of the batch compares with it.
+        m.status = state.status
+        m.region_status = {r: state.region(r).label for r in self.policy.regions}  # type: ignore[assignment]
+        m.steady_regions = steady_regions(state, self.policy)  # type: ignore[assignment]
         self.pending = _Pending()
         self.dirty = False
 

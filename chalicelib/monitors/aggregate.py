@@ -190,9 +190,9 @@ def watermark(*, consistent: bool = True) -> datetime | None:
 def run_pass(now: datetime, retention: timedelta) -> int:
     """Take every period due since the watermark, oldest first; the number of periods taken.
 
-    1. Start at the watermark.  Without one (the first pass), at the period of an hour ago: the worker may have
-       written packs a little before the aggregator first ran, and nothing was packed before the worker was
-       (older checks are in the rollups they were counted into).
+    1. Start at the watermark.  Without one (the first pass), at the period of an hour ago, saved as the watermark
+       before anything is taken: the worker may have written packs a little before the aggregator first ran, and
+       nothing was packed before the worker was (older checks are in the rollups they were counted into).
     2. A period is due ``AGGREGATE_AFTER`` after it closed (the last workers of its minutes are done).  Take each
        due period, at most ``MAX_PERIODS_PER_PASS``, for every bucket.
     3. When a bucket fails, still try the others, then raise :class:`PassFailed`: the watermark stays before the
@@ -202,7 +202,17 @@ def run_pass(now: datetime, retention: timedelta) -> int:
        this one stops (that pass goes on from there).
     """
     mark = watermark()
-    period = mark if mark is not None else period_of(now - HOUR)
+    if mark is None:
+        # The first pass saves where it starts before taking anything: a pass that fails and is retried later (an
+        # hour later, say) goes on from there rather than from an hour before its own start.
+        mark = period_of(now - HOUR)
+        try:
+            ProgressModel(PROGRESS, through=mark).save(condition=ProgressModel.through.does_not_exist())
+        except Exception as exc:
+            if not condition_failed(exc):
+                raise
+            mark = watermark() or mark  # a concurrent first pass saved its own
+    period = mark
     taken = 0
     while taken < MAX_PERIODS_PER_PASS and period + PERIOD + AGGREGATE_AFTER <= now:
         closes_hour = period.minute + PERIOD.seconds // 60 == 60

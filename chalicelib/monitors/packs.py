@@ -98,7 +98,9 @@ def _row(p: Packed, with_ids: bool) -> list[Any]:
     timings = asdict(r.timings)
     row: list[Any] = [
         slot,
-        (r.checked_at - datetime.fromtimestamp(slot, UTC)) // timedelta(milliseconds=1),  # ms after the planned start
+        # µs after the planned start: the check time to the microsecond, as an event key needs it (two regions'
+        # checks of one planned second can start in the same millisecond, and their events must not collide).
+        (r.checked_at - datetime.fromtimestamp(slot, UTC)) // timedelta(microseconds=1),
         1 if r.ok else 0,
         r.status_code,
         _num(r.response_time_ms),
@@ -117,12 +119,12 @@ def _row(p: Packed, with_ids: bool) -> list[Any]:
 
 def _from_row(team_id: str, monitor_id: str, region: str, row: list[Any]) -> Packed:
     row = list(row) + [None] * (12 - len(row))
-    slot_s, offset_ms, ok, status, response, timings, error, detail, ssl, failures, degraded, marked = row[:12]
+    slot_s, offset_us, ok, status, response, timings, error, detail, ssl, failures, degraded, marked = row[:12]
     slot = datetime.fromtimestamp(int(slot_s), UTC)
     timing_values = dict(zip(TIMING_FIELDS, [float(v or 0) for v in (timings or [])], strict=False))
     result = CheckResult(
         ok=bool(ok),
-        checked_at=slot + timedelta(milliseconds=int(offset_ms or 0)),
+        checked_at=slot + timedelta(microseconds=int(offset_us or 0)),
         region=region,
         status_code=int(status) if status is not None else None,
         response_time_ms=float(response) if response is not None else None,

@@ -267,7 +267,8 @@ class Worker:
                         done, running = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
                         writer.collect(done)
                     else:
-                        writer.flush()  # nothing else will arrive before this job starts
+                        if writer.packer.due(within=delay):  # nothing else will arrive before this job starts
+                            writer.flush()
                         time.sleep(delay)
                 running.add(checks.submit(self._check, job))
         finally:  # a failed look-up fails the message, but the checks already running are still stored
@@ -391,9 +392,12 @@ class _Packer:
         packed = Packed(job.team_id, job.monitor_id, self.worker.region, slot, result, marked)
         self.buffers.setdefault((packs.bucket_of(job.monitor_id), packs.minute_of(slot)), []).append(packed)
 
-    def due(self) -> bool:
+    def due(self, within: float = 0.0) -> bool:
+        """Whether the pending packs must be written (now, or before ``within`` seconds have passed): one is full,
+        or their oldest result would wait longer than ``PACK_FLUSH_S``.  Never merely because the message is
+        idle between starts: the packs would hold a check or two each, and pay a write unit each."""
         full = any(len(b) >= packs.MAX_PACK_RESULTS for b in self.buffers.values())
-        return bool(self.buffers) and (full or time.monotonic() - self.oldest >= PACK_FLUSH_S)
+        return bool(self.buffers) and (full or time.monotonic() + within - self.oldest >= PACK_FLUSH_S)
 
     def flush(self) -> int:
         """Write every pending pack; the number of results they hold.  On a failure the results stay pending: the

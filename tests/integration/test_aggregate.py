@@ -504,3 +504,14 @@ def realistic(monitor: dict, start: datetime, end: datetime) -> list:
                 )
             )
     return found
+
+
+def test_a_failing_first_pass_is_taken_up_where_it_started_however_late_the_next_pass(aws):
+    """No watermark yet: the first pass saves where it starts, so its retries (an hour later, say) skip nothing."""
+    write_packs([check(SHOP, at, "us") for at in minutes(T0, 10)])  # 14:00 … 14:09
+    with failing(PackModel, "Query", "03"):  # SHOP's bucket
+        for m in (13, 18, 23, 28):
+            with pytest.raises(aggregate.PassFailed):
+                aggregate.run_pass(T0 + timedelta(minutes=m), RETENTION)
+    aggregate.run_pass(T0 + timedelta(hours=1, minutes=13), RETENTION)
+    assert sum(item.checks for item in PeriodModel.query(SHOP["id"])) == 10

@@ -196,6 +196,37 @@ def test_a_result_that_changes_nothing_material_writes_nothing(api, alice, aws):
     assert everything(monitor) == advisory
 
 
+def test_a_monitor_that_shows_another_state_than_the_handlers_is_written_again(api, alice, aws):
+    """A monitor without steady_regions (written before they existed, or its write lost after the state's) is
+    written on the next result the handler sees, or the worker would mark its results for ever."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    feed(minute(monitor, t0))
+    stored = MonitorModel.get(monitor["team_id"], monitor["id"])
+    stored.update(actions=[MonitorModel.steady_regions.set([])], add_version_condition=False)
+
+    feed(minute(monitor, t0 + timedelta(minutes=1)))
+    assert sorted(MonitorModel.get(monitor["team_id"], monitor["id"]).steady_regions) == sorted(REGIONS)
+    before = everything(monitor)
+    feed(minute(monitor, t0 + timedelta(minutes=2)), minute(monitor, t0 + timedelta(minutes=3)))
+    assert everything(monitor) == before  # repaired once: then nothing again
+
+
+def test_checks_of_one_planned_second_started_in_the_same_millisecond_open_one_incident(api, alice, aws):
+    """Packs keep a check's start to the microsecond: two status changes a microsecond apart are two events (to
+    the millisecond, their keys collided and the whole transaction was refused, for ever)."""
+    monitor = create_monitor(api, url=URL, failure_threshold=1)
+    t0 = start() + timedelta(seconds=7, microseconds=250_100)
+    feed([result(monitor, t0 + timedelta(microseconds=i), region, ok=False) for i, region in enumerate(REGIONS)])
+    (incident,) = team_incidents(monitor)
+    assert incident.status == "open"
+    assert incident.started_at == t0 + timedelta(microseconds=1)  # the second region's check reached the quorum
+    from chalicelib.incidents.events import STATUS_CHANGED
+
+    changes = [e for e in EventModel.query(monitor["id"]) if e.type == STATUS_CHANGED]
+    assert [e.data["status"] for e in sorted(changes, key=lambda e: e.key)] == ["up", "down"]
+
+
 def test_the_timeline_tells_the_outage(api, alice, aws):
     monitor = create_monitor(api, url=URL)
     t0 = start()

@@ -322,3 +322,25 @@ def test_last_checked_at_is_derived_from_the_schedule_and_the_workers_progress(a
     with time_machine.travel(created + timedelta(minutes=9), tick=False):
         assert api.post(f"/v1/monitors/{monitor['id']}/pause", token=token).status == 200
     assert shown(datetime(2026, 12, 6, 14, 9, tzinfo=UTC)) is None
+
+
+def test_last_checked_at_never_shows_a_check_of_the_minute_a_monitor_was_created_or_resumed_in(api, alice):
+    """That minute's tick may have run before the change: its planned start there was never checked."""
+    from chalicelib.monitors.models import ProgressModel
+
+    created = datetime(2026, 12, 6, 14, 0, 4, tzinfo=UTC)  # after 14:00's tick
+    with time_machine.travel(created, tick=False):
+        token = api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}).json["access_token"]
+        m = api.post("/v1/monitors", {"name": "m", "url": URL, "regions": ["us-east-1"]}, token=token).json
+    ProgressModel("checks#us-east-1", through=datetime(2026, 12, 6, 14, 0, tzinfo=UTC)).save()
+    with time_machine.travel(datetime(2026, 12, 6, 14, 0, 59, tzinfo=UTC), tick=False):
+        assert api.get(f"/v1/monitors/{m['id']}", token=token).json["last_checked_at"] is None
+
+    with time_machine.travel(datetime(2026, 12, 6, 14, 3, 10, tzinfo=UTC), tick=False):
+        assert api.post(f"/v1/monitors/{m['id']}/pause", token=token).status == 200
+    with time_machine.travel(datetime(2026, 12, 6, 14, 5, 4, tzinfo=UTC), tick=False):
+        assert api.post(f"/v1/monitors/{m['id']}/resume", token=token).status == 200
+    ProgressModel("checks#us-east-1", through=datetime(2026, 12, 6, 14, 5, tzinfo=UTC)).save()
+    with time_machine.travel(datetime(2026, 12, 6, 14, 5, 59, tzinfo=UTC), tick=False):
+        shown = api.get(f"/v1/monitors/{m['id']}", token=token).json["last_checked_at"]
+    assert shown is None or shown < "2026-12-06T14:05", shown

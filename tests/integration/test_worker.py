@@ -446,3 +446,18 @@ def test_unprocessed_results_are_resubmitted_and_a_write_that_never_lands_fails_
     assert invoke(make_handler, [many, one]) == {"batchItemFailures": [{"itemIdentifier": many["messageId"]}]}
     assert sorted(calls) == [1, 2, 3]  # two tries for the three, then their record fails
     assert len(results(m["id"])) == 3 + 2 + 1  # the first batch, two of the three (one per try), the one
+
+
+def test_checks_spread_over_the_minute_share_their_pack(api, alice, target, make_handler):
+    """A message idle between starts does not write each check as it comes (a pack of one pays a whole write
+    unit): its checks wait up to PACK_FLUSH_S and are written together."""
+    target.expect_request("/up").respond_with_data("fine")
+    m = create(api, target.url_for("/up"))
+    base = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    spread = [job(m, slot=base + timedelta(seconds=k)) for k in range(4)]  # a check a second, idle between
+
+    assert invoke(make_handler, [record(spread)]) == {"batchItemFailures": []}
+
+    assert len(results(m["id"])) == 4
+    written = list(PackModel.query(packing.bucket_of(m["id"])))
+    assert len(written) <= 2  # one a minute (two when the four straddle a minute boundary)

@@ -212,3 +212,20 @@ def test_what_is_material_ignores_the_check_time_and_an_up_regions_successes() -
     assert material(recovering) != material(down)  # one of the two successes a recovery needs
     assert steady_regions(recovering, policy) == ["eu"]
     assert steady_regions(step(recovering, 4, "us", True), policy) == ["us", "eu"]
+
+
+def test_a_late_start_never_breaks_a_run_of_failures() -> None:
+    """The gap is measured between planned starts: a check of the next slot that a busy worker started 40 s late
+    (or 16 s late, every 30 s) still follows the last failure, and takes the region down."""
+    for interval, late in ((60, 40), (30, 16)):
+        policy = Policy(("us",), failure_threshold=2, confirmation_regions=1, interval_seconds=interval)
+        first = Observation("us", T0, ok=False, cause="HTTP 503", planned_at=T0)
+        planned = T0 + timedelta(seconds=interval)
+        second = Observation("us", planned + timedelta(seconds=late), ok=False, cause="HTTP 503", planned_at=planned)
+        state = apply(apply(MonitorState(), first, policy)[0], second, policy)[0]
+        assert state.region("us").down, (interval, late)
+        # Two planned starts apart (an up check between went unseen): a new run.
+        skipped = T0 + timedelta(seconds=2 * interval)
+        third = Observation("us", skipped, ok=False, cause="HTTP 503", planned_at=skipped)
+        assert apply(apply(MonitorState(), first, policy)[0], third, policy)[0].region("us").failures == 1
+        assert load(dump(state)).region("us").last_planned_at == planned
