@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib import errors
+from chalicelib.aws.filters import filter_criteria
 from chalicelib.checks.jobs import MAX_JOBS_PER_MESSAGE, SQS_MAX_MESSAGE_BYTES
-from chalicelib.events.filters import filter_criteria
 from chalicelib.models import ALL_MODELS
 from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.storage.schema import cfn_table_resources

@@ -8,10 +8,10 @@ from typing import Any
 
 from chalice import Blueprint, Rate
 
+from chalicelib.aws.filters import wanted
 from chalicelib.aws.names import results_stream_arn
 from chalicelib.bootstrap import configure_core
 from chalicelib.clock import parse_time, utcnow
-from chalicelib.events.filters import wanted
 from chalicelib.models import ALL_MODELS
 from chalicelib.monitors import aggregate
 from chalicelib.observability import metrics

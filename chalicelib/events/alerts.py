@@ -9,9 +9,9 @@ from chalice import Blueprint
 
 from chalicelib.alerts import attempts, dispatch, queue
 from chalicelib.aws import names
+from chalicelib.aws.filters import wanted
 from chalicelib.bootstrap import configure_core
 from chalicelib.clock import utcnow
-from chalicelib.events.filters import wanted
 from chalicelib.incidents.events import from_stream_image
 from chalicelib.models import ALL_MODELS
 from chalicelib.observability import logger, metrics

@@ -8,10 +8,10 @@ from typing import Any
 
 from chalice import Blueprint
 
+from chalicelib.aws.filters import wanted
 from chalicelib.aws.names import results_stream_arn
 from chalicelib.bootstrap import configure_core
 from chalicelib.clock import utcnow
-from chalicelib.events.filters import wanted
 from chalicelib.incidents.tracker import Result, apply_many
 from chalicelib.models import ALL_MODELS
 from chalicelib.monitors.packs import Packed, decode_pack

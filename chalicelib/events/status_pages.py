@@ -7,8 +7,8 @@ from typing import Any
 from chalice import Blueprint, Rate
 
 from chalicelib.aws import names
+from chalicelib.aws.filters import wanted
 from chalicelib.bootstrap import configure_core
-from chalicelib.events.filters import wanted
 from chalicelib.incidents import events
 from chalicelib.models import ALL_MODELS
 from chalicelib.observability import logger, metrics

@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.aws.clients import client
+from chalicelib.aws.filters import STREAM_FILTERS as FILTERS
+from chalicelib.aws.filters import wanted as wanted_record
 from chalicelib.observability import logger
 from chalicelib.settings import Settings
 
@@ -257,6 +259,8 @@ class StreamSource:
     batch_size: int = 100
     starting_position: str = "LATEST"
     stream_arn: str | None = None
+    # Lambda's filter (the event source mapping's FilterCriteria): records it does not pass never invoke the handler.
+    wanted: Callable[[dict[str, Any]], bool] | None = None
     shards: dict[str, Shard] = field(default_factory=dict)
     finished: set[str] = field(default_factory=set)
     discover: bool = True
@@ -296,8 +300,12 @@ class StreamSource:
         self.discover = False
 
     def _step_shard(self, loop: EventLoop, shard: Shard) -> bool:
-        if time.monotonic() < shard.retry_at or (not shard.records and not self._fetch(shard)):
+        if time.monotonic() < shard.retry_at:
             return False
+        if not shard.records:
+            read = self._fetch(shard)
+            if not shard.records:  # nothing, or nothing the filter passes: no invocation, as in Lambda
+                return read
         batch = shard.records[: self.batch_size]
         arn = str(self.stream_arn)
         outcome = loop.invoke(self.name, self.handler, {"Records": [stream_record(r, arn) for r in batch]})
@@ -315,10 +323,12 @@ class StreamSource:
             ShardIterator=shard.iterator, Limit=min(self.batch_size, STREAM_MAX_RECORDS)
         )
         shard.iterator = page.get("NextShardIterator")
-        shard.records = list(page.get("Records", []))
-        if not shard.records:
+        read = list(page.get("Records", []))
+        if not read:
             shard.empty_at = started
-        return bool(shard.records)
+        arn = str(self.stream_arn)
+        shard.records = [r for r in read if self.wanted is None or self.wanted(stream_record(r, arn))]
+        return bool(read)
 
     def _settle(self, loop: EventLoop, shard: Shard, batch: list[dict[str, Any]], outcome: Outcome) -> None:
         failed_at = _first_failure(batch, outcome)
@@ -441,9 +451,16 @@ class EventLoop:
         self._add(QueueSource(name, queue_url, handler, batch_size, timeout_ms), self.queues)
 
     def add_stream(
-        self, name: str, table_name: str, handler: Handler, batch_size: int = 100, starting_position: str = "LATEST"
+        self,
+        name: str,
+        table_name: str,
+        handler: Handler,
+        batch_size: int = 100,
+        starting_position: str = "LATEST",
+        wanted: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
-        self._add(StreamSource(name, table_name, handler, batch_size, starting_position), self.streams)
+        source = StreamSource(name, table_name, handler, batch_size, starting_position, wanted=wanted)
+        self._add(source, self.streams)
 
     def add_chalice_app(
         self, app: Any, settings: Settings, new_tables: Iterable[str] = (), only: Iterable[str] | None = None
@@ -469,7 +486,13 @@ class EventLoop:
             elif isinstance(config, DynamoDBEventConfig):
                 table = resolve_table(config.stream_arn, settings)
                 position = "TRIM_HORIZON" if table in fresh else config.starting_position
-                self.add_stream(config.name, table, handler, config.batch_size, position)
+                passes = None
+                if config.name in FILTERS:  # the deployed mapping's FilterCriteria (infra/build.py)
+
+                    def passes(record: dict[str, Any], name: str = config.name) -> bool:
+                        return wanted_record(name, record)
+
+                self.add_stream(config.name, table, handler, config.batch_size, position, wanted=passes)
             else:
                 logger.warning("no local driver for event source", extra={"handler": config.name})
 

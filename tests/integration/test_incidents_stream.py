@@ -154,7 +154,7 @@ def test_through_the_stream_an_outage_everywhere_opens_one_incident_and_recovery
 
 
 def test_results_the_worker_left_unmarked_never_reach_the_handler(api, alice, loop):
-    """Only marked results pass the mapping's filter (``events.filters``): unmarked failures change nothing."""
+    """Only marked results pass the mapping's filter (``aws.filters``): unmarked failures change nothing."""
     monitor = create_monitor(api, url=URL)
     t0 = start()
     for m in range(3):

@@ -219,6 +219,32 @@ def test_a_stream_batch_item_failure_retries_from_the_failed_record(loop):
     assert batches == [["a", "b", "c"], ["b", "c"]]
 
 
+def test_a_stream_filter_drops_records_before_the_handler_and_never_invokes_it_for_nothing(loop):
+    """As a mapping's FilterCriteria: records the filter does not pass are consumed unseen, and a batch of them
+    alone invokes nothing (the bench counts the local loop's invocations as Lambda's)."""
+    table = make_stream_table()
+    dynamodb = client("dynamodb")
+    for key in ("a", "b", "c", "d"):
+        item = {"pk": {"S": key}, **({"marked": {"BOOL": True}} if key == "c" else {})}
+        dynamodb.put_item(TableName=table, Item=item)
+    handler = Recorder()
+    loop.add_stream(
+        "incidents",
+        table,
+        handler,
+        batch_size=10,
+        starting_position="TRIM_HORIZON",
+        wanted=lambda record: record["dynamodb"].get("NewImage", {}).get("marked") == {"BOOL": True},
+    )
+    loop.start()
+
+    assert loop.drain(4)
+    assert [[r["dynamodb"]["Keys"]["pk"]["S"] for r in e["Records"]] for e in handler.events] == [["c"]]
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "e"}})
+    assert loop.drain(4)
+    assert len(handler.events) == 1
+
+
 def test_a_stream_read_from_latest_sees_only_new_records(loop):
     table = make_stream_table()
     dynamodb = client("dynamodb")

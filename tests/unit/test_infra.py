@@ -814,7 +814,7 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
 def test_each_stream_mapping_invokes_its_function_only_for_the_records_its_handler_acts_on() -> None:
     """A pack's TTL expiry (a REMOVE per pack) must not invoke anything; the incident handler only for packs holding
     a marked result, the aggregator's late takes only for late packs; and a batch given up on is parked."""
-    from chalicelib.events.filters import STREAM_FILTERS, filter_criteria, wanted
+    from chalicelib.aws.filters import STREAM_FILTERS, filter_criteria, wanted
 
     assert {re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in build.STREAM_FUNCTIONS} == set(STREAM_FILTERS)
     for name in build.STREAM_FUNCTIONS:
