@@ -21,6 +21,14 @@ def epoch(value: datetime) -> int:
     return int(value.timestamp())
 
 
+def event_time(event: dict[str, Any]) -> datetime:
+    """When a scheduled event (EventBridge) fired, in UTC: its ``time``, or now when it has none or a bad one."""
+    try:
+        return (parse_time(event.get("time")) or utcnow()).astimezone(UTC)
+    except ValueError:
+        return utcnow()
+
+
 def parse_time(value: Any) -> datetime | None:
     """A time as stored or sent (ISO 8601, ``Z`` or an offset), or None when absent; a malformed one raises
     ``ValueError``."""

@@ -3,7 +3,7 @@ taken, from the packs' stream."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from chalice import Blueprint, Rate
@@ -11,7 +11,7 @@ from chalice import Blueprint, Rate
 from chalicelib.aws.filters import wanted
 from chalicelib.aws.names import results_stream_arn
 from chalicelib.bootstrap import configure_core
-from chalicelib.clock import parse_time, utcnow
+from chalicelib.clock import event_time, utcnow
 from chalicelib.models import ALL_MODELS
 from chalicelib.monitors import aggregate
 from chalicelib.observability import metrics
@@ -26,19 +26,12 @@ def _retention() -> timedelta:
     return timedelta(days=get_settings().result_retention_days)
 
 
-def _pass_time(event: dict[str, Any]) -> datetime:
-    try:
-        return (parse_time(event.get("time")) or utcnow()).astimezone(UTC)
-    except ValueError:
-        return utcnow()
-
-
 # Every five minutes (a period is due packs.AGGREGATE_AFTER after it closed: taken 3 to 8 minutes after).  A failed
 # pass raises: Lambda retries it, its failure is parked for an alarm, and the next pass starts from the watermark
 # it left, so a period is never skipped.
 @blueprint.schedule(Rate(5, unit=Rate.MINUTES), name="aggregator")
 def aggregator(event: Any) -> dict[str, Any]:
-    taken = aggregate.run_pass(_pass_time(event.to_dict()), _retention())
+    taken = aggregate.run_pass(event_time(event.to_dict()), _retention())
     metrics.add_metric(name="PeriodsAggregated", unit="Count", value=taken)
     metrics.flush_metrics()
     return {"periods": taken}

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from chalice import Blueprint, Rate
 
 from chalicelib.bootstrap import configure_core
-from chalicelib.clock import parse_time, utcnow
+from chalicelib.clock import event_time
 from chalicelib.models import ALL_MODELS
 from chalicelib.observability import metrics
 from chalicelib.scheduler.service import run_tick
@@ -18,17 +17,10 @@ configure_core(models=ALL_MODELS)
 blueprint = Blueprint(__name__)
 
 
-def _tick_time(event: dict[str, Any]) -> datetime:
-    try:
-        return (parse_time(event.get("time")) or utcnow()).astimezone(UTC)
-    except ValueError:
-        return utcnow()
-
-
 @blueprint.schedule(Rate(1, unit=Rate.MINUTES), name="scheduler")
 def scheduler(event: Any) -> dict[str, Any]:
     """``detail.force`` (POST /dev/tick) runs every active monitor now."""
     raw = event.to_dict()
-    report = run_tick(_tick_time(raw), force=bool((raw.get("detail") or {}).get("force")))
+    report = run_tick(event_time(raw), force=bool((raw.get("detail") or {}).get("force")))
     metrics.flush_metrics()
     return vars(report)
