@@ -122,17 +122,6 @@ def results(monitor_id: str) -> list[Stored]:
     return sorted(found, key=lambda c: c.slot)
 
 
-def packed(monitor_id: str) -> list[Any]:
-    """The monitor's checks as the packs of its bucket hold them (every pack, every write)."""
-    from chalicelib.monitors import packs
-    from chalicelib.monitors.models import PackModel
-
-    found = []
-    for item in PackModel.query(packs.bucket_of(monitor_id)):
-        found += [p for p in packs.decode_pack(item.body) if p.monitor_id == monitor_id]
-    return found
-
-
 def progress(region: str) -> datetime | None:
     from chalicelib.monitors.models import ProgressModel
 
@@ -242,9 +231,10 @@ def test_it_packs_results_per_bucket_and_minute_and_moves_the_regions_progress(a
         assert item.late is None
         assert item.expires_at == packs.minute_of(slot) + packs.PACK_KEEP
     for m in monitors:
-        [check] = packed(m["id"])
-        assert (check.team_id, check.region, check.slot) == (alice["team"]["id"], "us-east-1", slot)
-        assert check.result.ok is (m is not monitors[-1])
+        [check] = results(m["id"])
+        planned = f"{slot:%Y-%m-%dT%H:%M:%S}#us-east-1"
+        assert (check.team_id, check.region, check.slot) == (alice["team"]["id"], "us-east-1", planned)
+        assert check.ok is (m is not monitors[-1])
         assert check.marked is (m is monitors[-1])
     assert progress("us-east-1") == packs.minute_of(slot)
     assert progress("eu-west-1") is None
@@ -263,7 +253,7 @@ def test_the_progress_never_moves_back_and_a_failed_message_does_not_move_it(api
     poisoned = record(json.dumps({"v": 1, "jobs": [job(m, slot=now - timedelta(seconds=1)).to_json(), {"x": 1}]}))
     fine = record([job(m, slot=reached + timedelta(seconds=30))])
     assert invoke(make_handler, [poisoned, fine]) == {"batchItemFailures": [{"itemIdentifier": poisoned["messageId"]}]}
-    assert len(packed(m["id"])) == 4  # the poisoned message's good job ran and was stored
+    assert len(results(m["id"])) == 4  # the poisoned message's good job ran and was stored
     assert progress("us-east-1") == reached
 
 
