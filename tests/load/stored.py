@@ -1,14 +1,18 @@
-"""What the benches read back of the checks they ran: every check in every pack (``monitors.packs``) — a check
-stored twice is here twice — and what the aggregator makes of them."""
+"""What the end-to-end benches share: their monitors (one through the API, then copies), and what they read back of
+the checks they ran — every check in every pack (``monitors.packs``), a check stored twice here twice — and what
+the aggregator makes of them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from chalicelib.ids import new_id
 from chalicelib.monitors import aggregate, packs
-from chalicelib.monitors.models import PackModel, PeriodModel
+from chalicelib.monitors.models import MonitorModel, PackModel, PeriodModel
+from chalicelib.monitors.service import schedule_key
 
 
 @dataclass(frozen=True)
@@ -36,3 +40,38 @@ def aggregated(monitor_ids: Iterable[str], now: datetime) -> int:
     """Run the aggregator's pass as if its periods had closed, and count the checks its period items hold."""
     aggregate.run_pass(now + packs.PERIOD + packs.AGGREGATE_AFTER + timedelta(minutes=1), timedelta(days=30))
     return sum(int(item.checks) for m in monitor_ids for item in PeriodModel.query(m))
+
+
+def copies(template: MonitorModel, url: Any, count: int, interval_s: int) -> list[MonitorModel]:
+    """``template`` (made through the API, the shape a real monitor has) and ``count - 1`` copies of it, written with
+    batch_write: the n-th checks ``url(f"/m/{n}")``."""
+    shared = {
+        name: value
+        for name, value in template.attribute_values.items()
+        if name not in ("team_id", "monitor_id", "name", "url", "schedule_key", "version")
+    }
+    monitors = [template]
+    with MonitorModel.batch_write() as batch:
+        for n in range(1, count):
+            monitor_id = new_id("mon")
+            item = MonitorModel(
+                template.team_id,
+                monitor_id,
+                name=f"Bench {n}",
+                url=url(f"/m/{n}"),
+                schedule_key=schedule_key(monitor_id, interval_s),
+                **shared,
+            )
+            batch.save(item)
+            monitors.append(item)
+    return monitors
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def parse_slot(slot: str) -> tuple[datetime, str]:
+    when, region = slot.split("#", 1)
+    return datetime.fromisoformat(when).replace(tzinfo=UTC), region

@@ -41,19 +41,17 @@ from typing import Any
 
 import pytest
 
-from chalicelib.ids import new_id
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop, next_fire, scheduled_event
 from chalicelib.monitors import packs
 from chalicelib.monitors.models import MonitorModel, PackModel, PeriodModel
 from chalicelib.monitors.rollups import DAILY_KEEP, HOURLY_KEEP
-from chalicelib.monitors.service import schedule_key
 from chalicelib.observability import logger
 from chalicelib.scheduler.due import planned_start
 from tests.factories import create_channel, create_monitor
 from tests.load import cost
 from tests.load.meter import Meter, moto_items
-from tests.load.stored import stored_checks
+from tests.load.stored import copies, parse_slot, percentile, stored_checks
 from tests.load.targets import Target, tls_bytes
 from tests.support import make_test_settings, sign_up
 
@@ -104,36 +102,7 @@ def _seed(api: Any, target: Target) -> list[MonitorModel]:
     assert len(first["regions"]) == 3
     assert first["interval_seconds"] == INTERVAL
     template = MonitorModel.get(first["team_id"], first["id"])
-    shared = {
-        name: value
-        for name, value in template.attribute_values.items()
-        if name not in ("team_id", "monitor_id", "name", "url", "schedule_key", "version")
-    }
-    monitors = [template]
-    with MonitorModel.batch_write() as batch:
-        for n in range(1, MONITORS):
-            monitor_id = new_id("mon")
-            item = MonitorModel(
-                template.team_id,
-                monitor_id,
-                name=f"Bench {n}",
-                url=target.url(f"/m/{n}"),
-                schedule_key=schedule_key(monitor_id, INTERVAL),
-                **shared,
-            )
-            batch.save(item)
-            monitors.append(item)
-    return monitors
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
-def _parse_slot(slot: str) -> tuple[datetime, str]:
-    when, region = slot.split("#", 1)
-    return datetime.fromisoformat(when).replace(tzinfo=UTC), region
+    return copies(template, target.url, MONITORS, INTERVAL)
 
 
 def _slot(monitor_id: str, tick: float, region: str) -> str:
@@ -270,7 +239,7 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
     for result in stored:
         if result.slot.startswith(forced):
             continue  # the warm-up starts every check at once: not a planned start
-        planned, _ = _parse_slot(result.slot)
+        planned, _ = parse_slot(result.slot)
         offset = (result.checked_at - planned).total_seconds()
         late.append(max(0.0, offset))
         if planned.second >= HEAD_S:
@@ -321,10 +290,10 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
         f"  target requests: {sum(hits.values())}; paths not hit exactly {wanted_hits} times: {len(wrong_hits)}\n"
         f"  the aggregator's periods count {rollup_checks} checks\n"
         f"  lateness (checked_at - planned start): p50 {statistics.median(late):.3f} s,"
-        f" p99 {_percentile(late, 0.99):.3f} s, max {max(late):.3f} s   (target p99 <= {TARGET_P99_LATE_S} s)\n"
+        f" p99 {percentile(late, 0.99):.3f} s, max {max(late):.3f} s   (target p99 <= {TARGET_P99_LATE_S} s)\n"
         f"  planned {HEAD_S} s or more after the tick ({len(late_after_head)}):"
         f" p50 {statistics.median(late_after_head):.3f} s,"
-        f" p99 {_percentile(late_after_head, 0.99):.3f} s, max {max(late_after_head):.3f} s\n"
+        f" p99 {percentile(late_after_head, 0.99):.3f} s, max {max(late_after_head):.3f} s\n"
         f"  early starts: {len(early)}" + (f", by up to {max(early):.3f} s" if early else "") + "\n"
         f"  detection (target down -> incident.opened webhook received): {len(detection)} of {len(down)} alerted,"
         + (f" p50 {statistics.median(detection):.1f} s, max {max(detection):.1f} s" if detection else "")
@@ -337,10 +306,10 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
     figures = {
         "cost_usd_per_million_checks": f"{cost.total(lines):.4f}",
         "egress_usd_per_million_checks": f"{egress.usd_per_million:.4f}",
-        "lateness_p99_s": f"{_percentile(late, 0.99):.3f}",
+        "lateness_p99_s": f"{percentile(late, 0.99):.3f}",
         "lost_checks": str(len(missing)),
         "duplicate_checks": str(duplicates),
-        "detection_p95_s": f"{_percentile(detection, 0.95):.1f}" if detection else "nan",
+        "detection_p95_s": f"{percentile(detection, 0.95):.1f}" if detection else "nan",
     }
     text = "".join(f"{name}={value}\n" for name, value in figures.items())
     FIGURES.parent.mkdir(parents=True, exist_ok=True)

@@ -18,24 +18,22 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from chalicelib.clock import utcnow
-from chalicelib.ids import new_id
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop, next_fire, scheduled_event
 from chalicelib.monitors.models import MonitorModel, PackModel
-from chalicelib.monitors.service import schedule_key
 from chalicelib.observability import logger
 from chalicelib.scheduler.due import planned_start
 from tests.factories import create_monitor
-from tests.load.stored import aggregated, stored_checks
+from tests.load.stored import aggregated, copies, parse_slot, percentile, stored_checks
+from tests.load.targets import Target
 from tests.support import make_test_settings, sign_up
 
 MONITORS = 1000
@@ -44,40 +42,6 @@ TICKS = 3
 MAX_P99_LATE_S = 2.0
 HEAD_S = 10  # lateness is also shown for the starts planned this long or more after their tick
 EARLY_TOLERANCE_S = 0.0  # a start before its planned second is early, by any margin
-
-
-class Target(ThreadingHTTPServer):
-    """A loopback target answering every path at once, recording each request's path and arrival time."""
-
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _TargetHandler)
-        self.lock = threading.Lock()
-        self.arrivals: dict[str, list[float]] = defaultdict(list)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
-
-
-class _TargetHandler(BaseHTTPRequestHandler):
-    server: Target
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        arrived = time.time()
-        with self.server.lock:
-            self.server.arrivals[self.path].append(arrived)
-        body = b'{"status":"ok"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
-        pass  # one line per check otherwise
 
 
 @pytest.fixture
@@ -113,36 +77,7 @@ def _seed(api: Any, target: Target) -> list[MonitorModel]:
     assert len(first["regions"]) == 3
     assert first["interval_seconds"] == INTERVAL
     template = MonitorModel.get(first["team_id"], first["id"])
-    shared = {
-        name: value
-        for name, value in template.attribute_values.items()
-        if name not in ("team_id", "monitor_id", "name", "url", "schedule_key", "version")
-    }
-    monitors = [template]
-    with MonitorModel.batch_write() as batch:
-        for n in range(1, MONITORS):
-            monitor_id = new_id("mon")
-            item = MonitorModel(
-                template.team_id,
-                monitor_id,
-                name=f"Bench {n}",
-                url=target.url(f"/m/{n}"),
-                schedule_key=schedule_key(monitor_id, INTERVAL),
-                **shared,
-            )
-            batch.save(item)
-            monitors.append(item)
-    return monitors
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
-def _parse_slot(slot: str) -> tuple[datetime, str]:
-    when, region = slot.split("#", 1)
-    return datetime.fromisoformat(when).replace(tzinfo=UTC), region
+    return copies(template, target.url, MONITORS, INTERVAL)
 
 
 @pytest.mark.timeout(900)
@@ -193,7 +128,7 @@ def test_every_due_check_runs_once_per_region_and_on_time(api, app, aws, target,
     ] = []  # planned HEAD_S or more after the tick: what the scheduler's own run cannot delay
     early: list[float] = []
     for result in stored:
-        planned, _ = _parse_slot(result.slot)
+        planned, _ = parse_slot(result.slot)
         offset = (result.checked_at - planned).total_seconds()
         late.append(max(0.0, offset))
         if planned.second >= HEAD_S:
@@ -217,10 +152,10 @@ def test_every_due_check_runs_once_per_region_and_on_time(api, app, aws, target,
         f"  target requests: {sum(hits.values())}; paths not hit exactly 9 times: {len(wrong_hits)}\n"
         f"  the aggregator's periods count {rollup_checks} checks\n"
         f"  lateness (checked_at - planned start): p50 {statistics.median(late):.3f} s,"
-        f" p99 {_percentile(late, 0.99):.3f} s, max {max(late):.3f} s   (target p99 <= {MAX_P99_LATE_S} s)\n"
+        f" p99 {percentile(late, 0.99):.3f} s, max {max(late):.3f} s   (target p99 <= {MAX_P99_LATE_S} s)\n"
         f"  planned {HEAD_S} s or more after the tick ({len(late_after_head)}):"
         f" p50 {statistics.median(late_after_head):.3f} s,"
-        f" p99 {_percentile(late_after_head, 0.99):.3f} s, max {max(late_after_head):.3f} s\n"
+        f" p99 {percentile(late_after_head, 0.99):.3f} s, max {max(late_after_head):.3f} s\n"
         f"  early starts: {len(early)}" + (f", by up to {max(early):.3f} s" if early else "") + "\n"
         f"  process CPU while running: {cpu:.0%} of one core"
     )
@@ -231,7 +166,7 @@ def test_every_due_check_runs_once_per_region_and_on_time(api, app, aws, target,
     assert not wrong_hits, f"paths not checked exactly once per region and tick: {list(wrong_hits.items())[:5]}"
     assert failed == 0
     assert rollup_checks == MONITORS * TICKS * len(regions)
-    assert _percentile(late, 0.99) <= MAX_P99_LATE_S
+    assert percentile(late, 0.99) <= MAX_P99_LATE_S
 
 
 def _run_ticks(loop: EventLoop, scheduler: Any) -> tuple[list[float], list[float]]:
