@@ -70,10 +70,12 @@ def _guarded(original):
 @pytest.fixture(autouse=True, scope="session")
 def _atomic_dynamodb() -> None:
     """moto, like DynamoDB, applies one request at a time (chalicelib.local.atomic): concurrent threads race
-    as they would in production, not through the emulator's missing lock."""
-    from chalicelib.local.atomic import make_dynamodb_atomic
+    as they would in production, not through the emulator's missing lock.  And it answers as the local stack's
+    emulator does (plain JSON written at once), so the whole suite runs on what `make dev` and the benches run."""
+    from chalicelib.local.atomic import make_dynamodb_atomic, make_dynamodb_fast
 
     make_dynamodb_atomic()
+    make_dynamodb_fast()
 
 
 @pytest.fixture(autouse=True, scope="session")

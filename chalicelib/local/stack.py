@@ -103,9 +103,10 @@ def _start_emulator() -> tuple[Any, str]:
 
     from moto.server import ThreadedMotoServer
 
-    from chalicelib.local.atomic import make_dynamodb_atomic
+    from chalicelib.local.atomic import make_dynamodb_atomic, make_dynamodb_fast
 
     make_dynamodb_atomic()
+    make_dynamodb_fast()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per emulated AWS call otherwise
     emulator = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     emulator.start()

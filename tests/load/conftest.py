@@ -27,6 +27,10 @@ meter.install()
 def serve_aws(port: int, stop: Event) -> None:
     from moto.server import ThreadedMotoServer
 
+    from chalicelib.local.atomic import make_dynamodb_atomic, make_dynamodb_fast
+
+    make_dynamodb_atomic()
+    make_dynamodb_fast()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     stop.wait()
