@@ -19,7 +19,7 @@ ITEMS = [
     {
         "pk": {"S": "plain"},
         "sk": {"N": "1"},
-        "s": {"S": "café — \"quoted\" \\ back\nslash"},
+        "s": {"S": 'café — "quoted" \\ back\nslash'},
         "n": {"N": "-12.50"},
         "bool": {"BOOL": False},
         "ss": {"SS": ["a", "b"]},
@@ -33,7 +33,7 @@ ITEMS = [
 
 
 @pytest.fixture
-def table(aws: Any) -> Iterator[Any]:
+def table(aws: Any) -> Any:
     dynamodb = client("dynamodb")
     dynamodb.create_table(
         TableName=TABLE,
@@ -46,7 +46,7 @@ def table(aws: Any) -> Iterator[Any]:
     )
     for item in ITEMS:
         dynamodb.put_item(TableName=TABLE, Item=item)
-    yield dynamodb
+    return dynamodb
 
 
 @contextmanager
@@ -125,7 +125,8 @@ def test_what_is_not_plain_json_takes_motos_path(table):
         item = table.get_item(TableName=TABLE, Key=blob)["Item"]
         assert item["blob"] == {"B": b"\x00\x01gzip\xff"}  # bytes: base64 on the wire, decoded by botocore
         nulls = table.get_item(TableName=TABLE, Key={"pk": {"S": "plain"}, "sk": {"N": "3"}})["Item"]
-        assert nulls["nothing"] == {"NULL": True} and nulls["null_text"] == {"S": "null"}
+        assert nulls["nothing"] == {"NULL": True}
+        assert nulls["null_text"] == {"S": "null"}
         with pytest.raises(table.exceptions.ResourceNotFoundException):
             table.get_item(TableName="no-such-table", Key=blob)
     assert fast == [], "bytes, a 'null' and an error are written by moto's serializer"
