@@ -14,6 +14,12 @@ monitor — read in the worker's look-up just before the check runs:
 
 The rest is marked too when the worker knows nothing of the monitor's state (a monitor the handler never wrote).
 
+Of the marked results, those that can move the monitor's status now are *urgent* (:func:`urgent`): the worker
+writes their pack within :data:`URGENT_FLUSH_S` instead of letting it fill for up to 15 s, so an outage is
+alerted, and a recovery announced, within seconds of the check that saw it.  Urgent: a failure (or a slow check)
+of a monitor not already down (or degraded) or in maintenance; a clean check of a monitor down or degraded, or of a
+region not steady.  A monitor down for days keeps failing without urgency, so its checks keep sharing packs.
+
 What the look-up read can be a little behind the handler (its last result still in the stream): a first
 failure's region is then still listed as steady, and the next result — an up one — goes unmarked.  The handler
 therefore treats a failure that follows its region's last failure by more than one and a half intervals as a
@@ -28,6 +34,7 @@ from datetime import datetime
 from chalicelib.checks.model import CheckResult
 
 UP = "up"
+URGENT_FLUSH_S = 1.0  # an urgent result's pack is written this soon (results finishing together share it)
 
 
 @dataclass(frozen=True)
@@ -60,3 +67,16 @@ def matters(result: CheckResult, watch: Watch) -> bool:
         if days_left <= watch.ssl_expiry_alert_days:
             return True
     return False
+
+
+def urgent(result: CheckResult, watch: Watch) -> bool:
+    """Whether ``result`` can move the monitor's status now (see the module's rules): its pack is written at once."""
+    if not watch.known:
+        return not result.ok
+    if watch.status == "maintenance":
+        return False
+    if not result.ok:
+        return watch.status != "down"
+    if result.degraded:
+        return watch.status not in ("down", "degraded")
+    return watch.status in ("down", "degraded") or result.region not in watch.steady_regions

@@ -19,7 +19,8 @@ For each message of the batch, in its own thread, so no message waits for anothe
    late job starts at once.
 4. Mark each result the incident handler must see (:mod:`chalicelib.checks.marking`), from what the look-up
    of step 2 read of the monitor, and pack the results (:mod:`chalicelib.monitors.packs`): one item per
-   bucket of monitors and minute, written at most :data:`PACK_FLUSH_S` after its oldest result, in
+   bucket of monitors and minute, written at most :data:`PACK_FLUSH_S` after its oldest result (a pack holding
+   a result that can move the monitor's status, within a second: ``checks.marking.urgent``), in
    ``BatchWriteItem`` batches of 25 with backoff, under a key naming this delivery of the message.  A check's
    identity is (monitor, planned start, region): a check two packs hold (a duplicated message) is read once.
 5. When the message is done, the region's progress moves to its minute (what a monitor's ``last_checked_at``
@@ -40,7 +41,7 @@ from typing import Any
 
 from chalicelib.checks.http import run_check
 from chalicelib.checks.jobs import Job, decode_message
-from chalicelib.checks.marking import UNKNOWN, Watch, matters
+from chalicelib.checks.marking import UNKNOWN, URGENT_FLUSH_S, Watch, matters, urgent
 from chalicelib.checks.model import CheckResult
 from chalicelib.monitors import packs
 from chalicelib.monitors.models import MonitorModel, PackModel, ProgressModel
@@ -263,19 +264,19 @@ class Worker:
             for job in jobs:
                 while (delay := self._delay(job)) > 0:
                     if running:
-                        timeout = min(delay, PACK_FLUSH_S)
+                        timeout = min(delay, writer.packer.until_due())
                         done, running = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
                         writer.collect(done)
                     else:
                         if writer.packer.due(within=delay):  # nothing else will arrive before this job starts
-                            writer.flush()
+                            writer.flush(within=delay)
                         time.sleep(delay)
                 running.add(checks.submit(self._check, job))
         finally:  # a failed look-up fails the message, but the checks already running are still stored
             while running:
-                done, running = wait(running, timeout=PACK_FLUSH_S, return_when=FIRST_COMPLETED)
+                done, running = wait(running, timeout=writer.packer.until_due(), return_when=FIRST_COMPLETED)
                 writer.collect(done)
-            writer.flush()
+            writer.flush(everything=True)
         writer.raise_if_failed()
 
     def _check(self, job: Job) -> tuple[Job, CheckResult]:
@@ -340,13 +341,13 @@ class _Writer:
             late = (result.checked_at - job.slot).total_seconds()
             self.tally.max_late_s = max(self.tally.max_late_s, late)
             watch = self.watches.get((job.team_id, job.monitor_id), UNKNOWN)
-            self.packer.add(job, result, matters(result, watch))
+            self.packer.add(job, result, matters(result, watch), urgent(result, watch))
         if self.packer.due():
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, within: float = 0.0, everything: bool = False) -> None:
         try:
-            self.tally.stored += self.packer.flush()
+            self.tally.stored += self.packer.flush(within, everything)
         except Exception as exc:  # noqa: BLE001 - keep checking and writing; the message fails at the end
             logger.exception("results not stored", extra={"region": self.worker.region})
             self.errors.append(f"results not stored: {type(exc).__name__}")
@@ -383,28 +384,54 @@ class _Packer:
         self.writer = writer  # <message id>.<delivery>: an earlier delivery's packs keep their own keys
         self.sequence = 0
         self.buffers: dict[tuple[str, datetime], list[Packed]] = {}
-        self.oldest = 0.0
+        self.since: dict[tuple[str, datetime], float] = {}  # each pending pack's oldest result
+        self.urgent: dict[tuple[str, datetime], float] = {}  # a buffer holding an urgent result: since when
 
-    def add(self, job: Job, result: CheckResult, marked: bool) -> None:
-        if not self.buffers:
-            self.oldest = time.monotonic()
+    def add(self, job: Job, result: CheckResult, marked: bool, urgent: bool = False) -> None:
+        now = time.monotonic()
         slot = job.slot.astimezone(UTC).replace(microsecond=0)
         packed = Packed(job.team_id, job.monitor_id, self.worker.region, slot, result, marked)
-        self.buffers.setdefault((packs.bucket_of(job.monitor_id), packs.minute_of(slot)), []).append(packed)
+        key = (packs.bucket_of(job.monitor_id), packs.minute_of(slot))
+        self.buffers.setdefault(key, []).append(packed)
+        self.since.setdefault(key, now)
+        if urgent:
+            self.urgent.setdefault(key, now)
+
+    def oldest(self) -> float:
+        return min(self.since.values())
+
+    def until_due(self) -> float:
+        """Seconds until a pending pack must be written (0: now; ``PACK_FLUSH_S`` when nothing is pending)."""
+        if not self.buffers:
+            return PACK_FLUSH_S
+        if any(len(b) >= packs.MAX_PACK_RESULTS for b in self.buffers.values()):
+            return 0.0
+        deadline = min([self.oldest() + PACK_FLUSH_S, *(t + URGENT_FLUSH_S for t in self.urgent.values())])
+        return max(0.0, deadline - time.monotonic())
 
     def due(self, within: float = 0.0) -> bool:
-        """Whether the pending packs must be written (now, or before ``within`` seconds have passed): one is full,
-        or their oldest result would wait longer than ``PACK_FLUSH_S``.  Never merely because the message is
-        idle between starts: the packs would hold a check or two each, and pay a write unit each."""
-        full = any(len(b) >= packs.MAX_PACK_RESULTS for b in self.buffers.values())
-        return bool(self.buffers) and (full or time.monotonic() + within - self.oldest >= PACK_FLUSH_S)
+        """Whether a pending pack must be written (now, or before ``within`` seconds have passed): one is full, their
+        oldest result would wait longer than ``PACK_FLUSH_S``, or an urgent one longer than ``URGENT_FLUSH_S``.
+        Never merely because the message is idle between starts: the packs would hold a check or two each, and
+        pay a write unit each."""
+        return bool(self.buffers) and self.until_due() <= within
 
-    def flush(self) -> int:
-        """Write every pending pack; the number of results they hold.  On a failure the results stay pending: the
-        next flush writes them again under new keys (a check in two packs is read once)."""
+    def flush(self, within: float = 0.0, everything: bool = False) -> int:
+        """Write the pending packs due within ``within`` seconds — all of them, unless only urgent ones are — or
+        ``everything``; the number of results they hold.  On a failure the results stay pending: the next flush
+        writes them again under new keys (a check in two packs is read once)."""
+        if not self.buffers:
+            return 0
+        at = time.monotonic() + within
+        full = any(len(b) >= packs.MAX_PACK_RESULTS for b in self.buffers.values())
+        if everything or full or at - self.oldest() >= PACK_FLUSH_S:
+            keys = sorted(self.buffers)
+        else:  # only the urgent packs: the rest keep filling
+            keys = sorted(k for k, since in self.urgent.items() if at - since >= URGENT_FLUSH_S)
         items = []
         now = datetime.now(UTC)
-        for (bucket, minute), results in sorted(self.buffers.items()):
+        for bucket, minute in keys:
+            results = self.buffers[(bucket, minute)]
             for start in range(0, len(results), packs.MAX_PACK_RESULTS):
                 part = results[start : start + packs.MAX_PACK_RESULTS]
                 self.sequence += 1
@@ -421,8 +448,10 @@ class _Packer:
                 )
         for start in range(0, len(items), WRITE_BATCH):
             write_items(items[start : start + WRITE_BATCH])
-        stored = sum(len(b) for b in self.buffers.values())
-        self.buffers.clear()
+        stored = sum(len(self.buffers[k]) for k in keys)
+        for key in keys:
+            del self.buffers[key], self.since[key]
+            self.urgent.pop(key, None)
         return stored
 
 

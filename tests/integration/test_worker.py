@@ -451,3 +451,27 @@ def test_checks_spread_over_the_minute_share_their_pack(api, alice, target, make
     assert len(results(m["id"])) == 4
     written = list(PackModel.query(packing.bucket_of(m["id"])))
     assert len(written) <= 2  # one a minute (two when the four straddle a minute boundary)
+
+
+def test_a_result_that_can_move_the_status_is_written_at_once_and_the_rest_wait(api, alice, target, make_handler):
+    """A first failure of a monitor up is written within ``URGENT_FLUSH_S`` (detection waits on it), in a pack of its
+    own; the clean check started after it keeps waiting to share its pack (``checks.marking.urgent``)."""
+    calls = {"n": 0}
+
+    def flaky(request: Request) -> Response:
+        calls["n"] += 1
+        return Response("broken" if calls["n"] == 1 else "fine", status=503 if calls["n"] == 1 else 200)
+
+    target.expect_request("/flaky").respond_with_handler(flaky)
+    m = create(api, target.url_for("/flaky"))
+    steady(m, REGIONS)
+    base = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    if base.second > 50:  # both checks in one minute: without urgency they would share one pack
+        base += timedelta(seconds=62 - base.second)
+    jobs = [job(m, slot=base), job(m, slot=base + timedelta(seconds=4))]
+
+    assert invoke(make_handler, [record(jobs)]) == {"batchItemFailures": []}
+
+    written = sorted(PackModel.query(packing.bucket_of(m["id"]), consistent_read=True), key=lambda p: p.key)
+    contents = [[(p.result.ok, p.marked) for p in packing.decode_pack(item.body)] for item in written]
+    assert contents == [[(False, True)], [(True, False)]]

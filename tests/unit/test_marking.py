@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chalicelib.checks.marking import UNKNOWN, Watch, matters
+from chalicelib.checks.marking import UNKNOWN, Watch, matters, urgent
 from chalicelib.checks.model import CheckResult, Timings
 
 AT = datetime(2026, 12, 6, 12, 0, 30, tzinfo=UTC)
@@ -75,3 +75,36 @@ def check(ok: bool = True, region: str = "us-east-1", **fields) -> CheckResult:
 )
 def test_a_result_is_marked_when_it_can_change_something(case, result, watch, marked) -> None:
     assert matters(result, watch) is marked, case
+
+
+@pytest.mark.parametrize(
+    ("case", "result", "watch", "is_urgent"),
+    [
+        ("an up check of a steady monitor", check(), STEADY, False),
+        ("a first failure of a monitor up", check(ok=False), STEADY, True),
+        ("a failure of a region already counting failures", check(ok=False, region="ap-southeast-1"), STEADY, True),
+        ("a failure of a monitor degraded (it may go down)", check(ok=False), replace(STEADY, status="degraded"), True),
+        ("a failure of a monitor pending", check(ok=False), replace(STEADY, status="pending"), True),
+        ("one more failure of a monitor down", check(ok=False), replace(STEADY, status="down"), False),
+        ("a failure in maintenance", check(ok=False), replace(STEADY, status="maintenance"), False),
+        ("a slow check of a monitor up", check(degraded=True), STEADY, True),
+        ("a slow check of a monitor degraded", check(degraded=True), replace(STEADY, status="degraded"), False),
+        ("a slow check of a monitor down", check(degraded=True), replace(STEADY, status="down"), False),
+        ("a clean check of a monitor down (a recovery)", check(), replace(STEADY, status="down"), True),
+        ("a clean check of a monitor degraded", check(), replace(STEADY, status="degraded"), True),
+        ("a clean check of a region not steady", check(region="ap-southeast-1"), STEADY, True),
+        (
+            "a clean check inside a maintenance window",
+            check(),
+            replace(STEADY, maintenance=((AT - timedelta(minutes=1), AT + timedelta(hours=1)),)),
+            False,
+        ),
+        ("a certificate expiring within the alert days", check(ssl_expires_at=AT + timedelta(days=1)), STEADY, False),
+        ("a failure of a monitor not read", check(ok=False), UNKNOWN, True),
+        ("a clean check of a monitor not read", check(), UNKNOWN, False),
+    ],
+)
+def test_a_result_is_urgent_when_it_can_move_the_status_now(case, result, watch, is_urgent) -> None:
+    assert urgent(result, watch) is is_urgent, case
+    if is_urgent:
+        assert matters(result, watch), "an urgent result is marked"
