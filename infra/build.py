@@ -27,7 +27,7 @@ from chalicelib.checks.jobs import MAX_JOBS_PER_MESSAGE, SQS_MAX_MESSAGE_BYTES
 from chalicelib.models import ALL_MODELS
 from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.storage.schema import cfn_table_resources
-from functions.checker.worker import LAMBDA_TIMEOUT_S
+from functions.checker.worker import EVENT_BATCH_SIZE, LAMBDA_TIMEOUT_S, MAX_CONCURRENT_INVOCATIONS
 
 OUTPUT = Path(__file__).resolve().parent / "resources.json"
 CHECKER_OUTPUT = Path(__file__).resolve().parent / "checker.json"
@@ -82,7 +82,7 @@ CHECK_QUEUE_VISIBILITY_S = 6 * CHECKER_TIMEOUT_S
 # One message an invocation, and no batching window: an invocation runs a known number of checks (at most
 # MAX_JOBS_PER_MESSAGE), which its memory is sized for; more messages are more invocations side by side, each with
 # its own CPU, never more checks on one.  A window would wait for messages the tick's starts cannot wait for.
-CHECKER_BATCH_SIZE = 1
+CHECKER_BATCH_SIZE = EVENT_BATCH_SIZE  # the local stack's event source uses the same
 CHECKER_CHECKS_PER_INVOCATION = CHECKER_BATCH_SIZE * MAX_JOBS_PER_MESSAGE
 # Its memory buys its CPU (Lambda: 1 vCPU at 1,769 MB), and an invocation is held, and billed, for its whole
 # minute whatever it runs: sized for one full message's checks from their measured CPU, nothing more.
@@ -114,7 +114,7 @@ def checker_memory_mb(checks: int = CHECKER_CHECKS_PER_INVOCATION) -> int:
 CHECKER_MEMORY_MB = checker_memory_mb()
 # Invocations in flight per region: each holds one message for about 65 s, so 50 carry about 45 messages, 90,000
 # checks, a minute, while a flood of messages cannot take the account's whole Lambda concurrency.
-CHECKER_MAX_CONCURRENCY = 50
+CHECKER_MAX_CONCURRENCY = MAX_CONCURRENT_INVOCATIONS  # and the same concurrency
 LOG_RETENTION_DAYS = 30  # every function's log group, the worker's and Chalice's (Lambda's own never expire)
 
 STATUS_INDEX_FUNCTION = """function handler(event) {

@@ -195,28 +195,67 @@ class ScheduleSource:
 
 @dataclass
 class QueueSource:
+    """An SQS event source.  With ``concurrency`` above 1 it is Lambda's scaling poller: it hands each batch to an
+    invocation of its own and goes on polling while up to ``concurrency`` run (the deployed mapping's
+    ``MaximumConcurrency``), so a message never waits for another's invocation to end."""
+
     name: str
     queue_url: str
     handler: Handler
     batch_size: int = 1
     timeout_ms: int = LAMBDA_TIMEOUT_MS
     queue_arn: str | None = None
+    concurrency: int = 1
+    slots: threading.BoundedSemaphore | None = None
 
     def step(self, loop: EventLoop) -> float:
         sqs = client("sqs")
         if self.queue_arn is None:
             attributes = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
             self.queue_arn = str(attributes["Attributes"]["QueueArn"])
-        messages = sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=min(self.batch_size, SQS_MAX_MESSAGES),
-            WaitTimeSeconds=SQS_WAIT_SECONDS,
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
+        if self.concurrency > 1:
+            if self.slots is None:
+                self.slots = threading.BoundedSemaphore(self.concurrency)
+            if not self.slots.acquire(timeout=SQS_WAIT_SECONDS):
+                return 0.0  # every invocation busy: poll again when one ends
+            try:
+                messages = self._receive(sqs)
+            except BaseException:
+                self.slots.release()
+                raise
+            if not messages:
+                self.slots.release()
+                return 0.0
+            arn = self.queue_arn
+            thread = threading.Thread(
+                target=self._handle_then_release, args=(loop, messages, arn), name=f"vigil-{self.name}", daemon=True
+            )
+            thread.start()
+            return 0.0
+        messages = self._receive(sqs)
         if messages:
             self._handle(loop, messages, self.queue_arn)
         return 0.0
+
+    def _handle_then_release(self, loop: EventLoop, messages: list[dict[str, Any]], queue_arn: str) -> None:
+        try:
+            self._handle(loop, messages, queue_arn)
+        except Exception:  # noqa: BLE001 - the loop's own thread would log and go on; so does this one
+            logger.exception("event source failed", extra={"source": self.name})
+        finally:
+            assert self.slots is not None
+            self.slots.release()
+
+    def _receive(self, sqs: Any) -> list[dict[str, Any]]:
+        return list(
+            sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(self.batch_size, SQS_MAX_MESSAGES),
+                WaitTimeSeconds=SQS_WAIT_SECONDS,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+        )
 
     def _handle(self, loop: EventLoop, messages: list[dict[str, Any]], queue_arn: str) -> None:
         event = {"Records": [sqs_record(m, queue_arn) for m in messages]}
@@ -445,10 +484,17 @@ class EventLoop:
         self._add(ScheduleSource(name, minutes * 60, handler), self.schedules)
 
     def add_sqs(
-        self, name: str, queue_url: str, handler: Handler, batch_size: int = 1, timeout_ms: int = LAMBDA_TIMEOUT_MS
+        self,
+        name: str,
+        queue_url: str,
+        handler: Handler,
+        batch_size: int = 1,
+        timeout_ms: int = LAMBDA_TIMEOUT_MS,
+        concurrency: int = 1,
     ) -> None:
-        """``timeout_ms``: the deployed function's timeout, which the handler reads from its context."""
-        self._add(QueueSource(name, queue_url, handler, batch_size, timeout_ms), self.queues)
+        """``timeout_ms``: the deployed function's timeout, which the handler reads from its context;
+        ``concurrency``: invocations at once (the mapping's ``MaximumConcurrency``; 1: one batch after another)."""
+        self._add(QueueSource(name, queue_url, handler, batch_size, timeout_ms, concurrency=concurrency), self.queues)
 
     def add_stream(
         self,

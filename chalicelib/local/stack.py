@@ -58,13 +58,21 @@ def add_check_workers(loop: EventLoop, settings: Settings) -> None:
     from chalicelib.aws import names
     from chalicelib.aws.clients import client
     from functions.checker.handler import make_handler
-    from functions.checker.worker import LAMBDA_TIMEOUT_S
+    from functions.checker.worker import EVENT_BATCH_SIZE, LAMBDA_TIMEOUT_S, MAX_CONCURRENT_INVOCATIONS
 
     sqs = client("sqs")
     for region in settings.check_regions:
         url = sqs.get_queue_url(QueueName=names.check_queue(settings, region))["QueueUrl"]
-        # The deployed checker's timeout: the worker holds a message's starts for up to a minute, then checks.
-        loop.add_sqs(f"checker-{region}", url, make_handler(region), batch_size=10, timeout_ms=LAMBDA_TIMEOUT_S * 1000)
+        # As deployed: the worker holds a message's starts for up to a minute, then checks, one message an
+        # invocation, many invocations at once (a message never waits for another's minute).
+        loop.add_sqs(
+            f"checker-{region}",
+            url,
+            make_handler(region),
+            batch_size=EVENT_BATCH_SIZE,
+            timeout_ms=LAMBDA_TIMEOUT_S * 1000,
+            concurrency=MAX_CONCURRENT_INVOCATIONS,
+        )
 
 
 def _prepare_environment() -> None:

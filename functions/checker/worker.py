@@ -69,6 +69,10 @@ MONITOR_FIELDS = [
 LAMBDA_TIMEOUT_S = (
     120  # the worker's Lambda timeout (infra/checker.json and the local stack use this): a minute of starts + checks
 )
+# Its SQS event source, deployed (infra/build.py) and in the local stack: one message an invocation, and up to 50
+# invocations at once per region (each holds its message's minute).
+EVENT_BATCH_SIZE = 1
+MAX_CONCURRENT_INVOCATIONS = 50
 LOOKUP_CHUNK = 100  # jobs looked up (paused? deleted? already done?) at a time: one BatchGetItem's limit
 PACK_FLUSH_S = 15.0  # a result waits at most about this long before its pack is written (readable within a minute)
 # Monitors read to drop paused or deleted monitors' jobs and mark results; packs and progress written.

@@ -144,6 +144,33 @@ def test_a_batch_item_failure_is_redelivered_and_the_others_are_not(loop):
     assert queue_depth(url) == 0
 
 
+@pytest.mark.parametrize(("concurrency", "waits"), [(4, False), (1, True)])
+def test_a_message_waits_for_another_invocation_only_without_concurrency(loop, concurrency, waits):
+    """Lambda runs a queue's batches side by side (the mapping's MaximumConcurrency): a check message arriving while
+    another holds its minute starts at once.  One at a time, it waits for the other's end."""
+    url = make_queue("test-loop-concurrent", visibility_timeout=30)
+    started: dict[str, float] = {}
+    release = threading.Event()
+
+    def hold_the_first(event: dict[str, Any], context: Any) -> None:
+        body = event["Records"][0]["body"]
+        started[body] = time.monotonic()
+        if body == "first":
+            release.wait(3)
+
+    loop.add_sqs("worker", url, hold_the_first, batch_size=1, concurrency=concurrency)
+    loop.start()
+    send(url, "first")
+    eventually(lambda: "first" in started)
+    send(url, "second")
+    time.sleep(1.5)
+    assert ("second" not in started) is waits
+    release.set()
+    assert loop.drain(8)
+    assert set(started) == {"first", "second"}
+    assert queue_depth(url) == 0
+
+
 def test_a_handler_that_raises_does_not_stop_the_loop(loop):
     url = make_queue("test-loop-raises")
     send(url, "first")
