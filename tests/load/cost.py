@@ -321,7 +321,7 @@ class Run:
 
     checks: int
     monitors: int
-    interval_s: int
+    interval_s: float  # a monitor's mean interval (1 / its mean rate)
     regions: tuple[str, ...]
     minutes: float  # the metered window's length (idle queue polling is modelled over it)
     queues: int  # queues a Lambda event source polls

@@ -4,12 +4,13 @@ the aggregator makes of them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.ids import new_id
+from chalicelib.incidents.models import MonitorStateModel
 from chalicelib.monitors import aggregate, packs
 from chalicelib.monitors.models import MonitorModel, PackModel, PeriodModel
 from chalicelib.monitors.service import schedule_key
@@ -42,28 +43,41 @@ def aggregated(monitor_ids: Iterable[str], now: datetime) -> int:
     return sum(int(item.checks) for m in monitor_ids for item in PeriodModel.query(m))
 
 
-def copies(template: MonitorModel, url: Any, count: int, interval_s: int) -> list[MonitorModel]:
+def copies(
+    template: MonitorModel, url: Any, count: int, interval_s: int | Sequence[int], *, with_state: bool = False
+) -> list[MonitorModel]:
     """``template`` (made through the API, the shape a real monitor has) and ``count - 1`` copies of it, written with
-    batch_write: the n-th checks ``url(f"/m/{n}")``."""
+    batch_write: the n-th checks ``url(f"/m/{n}")`` every ``interval_s`` (or the n-th of them, in turn).  With
+    ``with_state``, each copy also gets the incident handler's memory of the template (its ``monitor_states`` item):
+    a copy is then what the template is, a monitor the handler has seen up in every region."""
+    intervals = [interval_s] if isinstance(interval_s, int) else list(interval_s)
     shared = {
         name: value
         for name, value in template.attribute_values.items()
-        if name not in ("team_id", "monitor_id", "name", "url", "schedule_key", "version")
+        if name not in ("team_id", "monitor_id", "name", "url", "schedule_key", "version", "interval_seconds")
     }
+    state = MonitorStateModel.get(template.monitor_id, consistent_read=True) if with_state else None
     monitors = [template]
     with MonitorModel.batch_write() as batch:
         for n in range(1, count):
             monitor_id = new_id("mon")
+            interval = intervals[n % len(intervals)]
             item = MonitorModel(
                 template.team_id,
                 monitor_id,
                 name=f"Bench {n}",
                 url=url(f"/m/{n}"),
-                schedule_key=schedule_key(monitor_id, interval_s),
+                interval_seconds=interval,
+                schedule_key=schedule_key(monitor_id, interval),
                 **shared,
             )
             batch.save(item)
             monitors.append(item)
+    if state is not None:
+        fields = {k: v for k, v in state.attribute_values.items() if k not in ("monitor_id", "version")}
+        with MonitorStateModel.batch_write() as batch:
+            for item in monitors[1:]:
+                batch.save(MonitorStateModel(item.monitor_id, **fields))
     return monitors
 
 
