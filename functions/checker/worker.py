@@ -21,7 +21,8 @@ For each message of the batch, in its own thread, so no message waits for anothe
    of step 2 read of the monitor, and pack the results (:mod:`chalicelib.monitors.packs`): one item per
    bucket of monitors and minute, written at most :data:`PACK_FLUSH_S` after its oldest result (a pack holding
    a result that can move the monitor's status, within a second: ``checks.marking.urgent``), in
-   ``BatchWriteItem`` batches of 25 with backoff, under a key naming this delivery of the message.  A check's
+   ``BatchWriteItem`` batches of 25 with backoff, under a key naming this delivery of the message — by a writer
+   thread of the message's own, so a slow write never holds a start back.  A check's
    identity is (monitor, planned start, region): a check two packs hold (a duplicated message) is read once.
 5. When the message is done, the region's progress moves to its minute (what a monitor's ``last_checked_at``
    is derived from).
@@ -33,7 +34,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -261,25 +262,21 @@ class Worker:
         watches: dict[tuple[str, str], Watch],
         packer: _Packer,
     ) -> None:
-        """Start ``jobs`` (in start order) each at its planned start, and write their results as they finish."""
+        """Start ``jobs`` (in start order) each at its planned start.  Each result goes to the writer as its check
+        ends, and the writer's own thread writes the packs: a slow write never holds a start back."""
         writer = _Writer(self, tally, watches, packer)
-        running: set[Future[tuple[Job, CheckResult]]] = set()
+        writing = threading.Thread(target=writer.run, name="vigil-writer", daemon=True)
+        writing.start()
         try:
             for job in jobs:
-                while (delay := self._delay(job)) > 0:
-                    if running:
-                        timeout = min(delay, writer.packer.until_due())
-                        done, running = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
-                        writer.collect(done)
-                    else:
-                        if writer.packer.due(within=delay):  # nothing else will arrive before this job starts
-                            writer.flush(within=delay)
-                        time.sleep(delay)
-                running.add(checks.submit(self._check, job))
+                if (delay := self._delay(job)) > 0:
+                    time.sleep(delay)
+                writer.expect()
+                checks.submit(self._check, job).add_done_callback(writer.collect)
         finally:  # a failed look-up fails the message, but the checks already running are still stored
-            while running:
-                done, running = wait(running, timeout=writer.packer.until_due(), return_when=FIRST_COMPLETED)
-                writer.collect(done)
+            writer.wait_collected()
+            writer.stop()
+            writing.join()
             writer.flush(everything=True)
         writer.raise_if_failed()
 
@@ -324,37 +321,78 @@ def _parse(body: str) -> tuple[list[Job], list[str]]:
 
 @dataclass
 class _Writer:
-    """A message's finished checks: marked (``checks.marking``) and packed as they arrive."""
+    """A message's finished checks: marked (``checks.marking``) and packed as they end (on the check's thread), and
+    written by :meth:`run`, on a thread of its own, as their packs fall due."""
 
     worker: Worker
     tally: Tally
     watches: dict[tuple[str, str], Watch]
     packer: _Packer
     errors: list[str] = field(default_factory=list)
+    lock: threading.Condition = field(default_factory=threading.Condition)
+    wake: threading.Event = field(default_factory=threading.Event)
+    stopping: bool = False
+    expected: int = 0  # checks started
+    collected: int = 0  # checks whose result (or crash) was taken
 
-    def collect(self, done: Iterable[Future[tuple[Job, CheckResult]]]) -> None:
-        for future in done:
-            try:
-                job, result = future.result()
-            except Exception as exc:  # noqa: BLE001 - a checker bug fails this message, not the batch
-                logger.exception("check crashed", extra={"region": self.worker.region})
+    def expect(self) -> None:
+        with self.lock:
+            self.expected += 1
+
+    def wait_collected(self) -> None:
+        """Until every started check's result is packed (a future's callbacks run after its waiters wake)."""
+        with self.lock:
+            self.lock.wait_for(lambda: self.collected >= self.expected)
+
+    def collect(self, future: Future[tuple[Job, CheckResult]]) -> None:
+        try:
+            self._collect(future)
+        finally:
+            with self.lock:
+                self.collected += 1
+                self.lock.notify_all()
+
+    def _collect(self, future: Future[tuple[Job, CheckResult]]) -> None:
+        try:
+            job, result = future.result()
+        except Exception as exc:  # noqa: BLE001 - a checker bug fails this message, not the batch
+            logger.exception("check crashed", extra={"region": self.worker.region})
+            with self.lock:
                 self.errors.append(f"a check crashed: {type(exc).__name__}")
-                continue
+            return
+        watch = self.watches.get((job.team_id, job.monitor_id), UNKNOWN)
+        late = (result.checked_at - job.slot).total_seconds()
+        with self.lock:
             self.tally.checks_run += 1
             self.tally.checks_failed += not result.ok
-            late = (result.checked_at - job.slot).total_seconds()
             self.tally.max_late_s = max(self.tally.max_late_s, late)
-            watch = self.watches.get((job.team_id, job.monitor_id), UNKNOWN)
-            self.packer.add(job, result, matters(result, watch), urgent(result, watch))
-        if self.packer.due():
-            self.flush()
+        if self.packer.add(job, result, matters(result, watch), urgent(result, watch)):
+            self.wake.set()  # an urgent (or full) pack: the writer's wait is shorter now
+
+    def run(self) -> None:
+        """Write each pack when it falls due, until :meth:`stop` (the rest is written by the last flush)."""
+        while True:
+            self.wake.wait(self.packer.until_due())
+            self.wake.clear()
+            if self.stopping:
+                return
+            if self.packer.due():
+                self.flush()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
 
     def flush(self, within: float = 0.0, everything: bool = False) -> None:
         try:
-            self.tally.stored += self.packer.flush(within, everything)
+            stored = self.packer.flush(within, everything)
         except Exception as exc:  # noqa: BLE001 - keep checking and writing; the message fails at the end
             logger.exception("results not stored", extra={"region": self.worker.region})
-            self.errors.append(f"results not stored: {type(exc).__name__}")
+            with self.lock:
+                self.errors.append(f"results not stored: {type(exc).__name__}")
+            return
+        with self.lock:
+            self.tally.stored += stored
 
     def raise_if_failed(self) -> None:
         if self.errors:
@@ -381,7 +419,8 @@ class _Done:
 
 
 class _Packer:
-    """A message's results, packed per bucket and minute and written in ``BatchWriteItem`` batches."""
+    """A message's results, packed per bucket and minute and written in ``BatchWriteItem`` batches.  Results are
+    added on the checks' threads and written on the writer's: its state is behind one lock, its writes are not."""
 
     def __init__(self, worker: Worker, writer: str):
         self.worker = worker
@@ -389,28 +428,33 @@ class _Packer:
         self.sequence = 0
         self.buffers: dict[tuple[str, datetime], list[Packed]] = {}
         self.since: dict[tuple[str, datetime], float] = {}  # each pending pack's oldest result
-        self.urgent: dict[tuple[str, datetime], float] = {}  # a buffer holding an urgent result: since when
+        self.urgent: dict[tuple[str, datetime], float] = {}  # a pack holding an urgent result: since when
+        self.lock = threading.Lock()
 
-    def add(self, job: Job, result: CheckResult, marked: bool, urgent: bool = False) -> None:
+    def add(self, job: Job, result: CheckResult, marked: bool, urgent: bool = False) -> bool:
+        """Pend ``result`` in its pack; True when that made the pack urgent or full (it must be written sooner)."""
         now = time.monotonic()
         slot = job.slot.astimezone(UTC).replace(microsecond=0)
         packed = Packed(job.team_id, job.monitor_id, self.worker.region, slot, result, marked)
         key = (packs.bucket_of(job.monitor_id), packs.minute_of(slot))
-        self.buffers.setdefault(key, []).append(packed)
-        self.since.setdefault(key, now)
-        if urgent:
-            self.urgent.setdefault(key, now)
-
-    def oldest(self) -> float:
-        return min(self.since.values())
+        with self.lock:
+            pending = self.buffers.setdefault(key, [])
+            pending.append(packed)
+            self.since.setdefault(key, now)
+            if urgent and key not in self.urgent:
+                self.urgent[key] = now
+                return True
+            return len(pending) == packs.MAX_PACK_RESULTS
 
     def until_due(self) -> float:
         """Seconds until a pending pack must be written (0: now; ``PACK_FLUSH_S`` when nothing is pending)."""
-        if not self.buffers:
-            return PACK_FLUSH_S
-        if any(len(b) >= packs.MAX_PACK_RESULTS for b in self.buffers.values()):
-            return 0.0
-        deadline = min([self.oldest() + PACK_FLUSH_S, *(t + URGENT_FLUSH_S for t in self.urgent.values())])
+        with self.lock:
+            if not self.buffers:
+                return PACK_FLUSH_S
+            if any(len(b) >= packs.MAX_PACK_RESULTS for b in self.buffers.values()):
+                return 0.0
+            oldest = min(self.since.values())
+            deadline = min([oldest + PACK_FLUSH_S, *(t + URGENT_FLUSH_S for t in self.urgent.values())])
         return max(0.0, deadline - time.monotonic())
 
     def due(self, within: float = 0.0) -> bool:
@@ -422,27 +466,23 @@ class _Packer:
 
     def flush(self, within: float = 0.0, everything: bool = False) -> int:
         """Write the pending packs due within ``within`` seconds — all of them, unless only urgent ones are — or
-        ``everything``; the number of results they hold.  On a failure the results stay pending: the next flush
-        writes them again under new keys (a check in two packs is read once)."""
-        if not self.buffers:
+        ``everything``; the number of results they hold.  On a failure the results go back to pending: the next
+        flush writes them again under new keys (a check in two packs is read once)."""
+        taken = self._take(within, everything)
+        if not taken:
             return 0
-        at = time.monotonic() + within
-        full = any(len(b) >= packs.MAX_PACK_RESULTS for b in self.buffers.values())
-        if everything or full or at - self.oldest() >= PACK_FLUSH_S:
-            keys = sorted(self.buffers)
-        else:  # only the urgent packs: the rest keep filling
-            keys = sorted(k for k, since in self.urgent.items() if at - since >= URGENT_FLUSH_S)
-        items = []
         now = datetime.now(UTC)
-        for bucket, minute in keys:
-            results = self.buffers[(bucket, minute)]
+        items = []
+        for (bucket, minute), results in taken:
             for start in range(0, len(results), packs.MAX_PACK_RESULTS):
                 part = results[start : start + packs.MAX_PACK_RESULTS]
-                self.sequence += 1
+                with self.lock:
+                    self.sequence += 1
+                    sequence = self.sequence
                 items.append(
                     PackModel(
                         bucket,
-                        packs.pack_key(minute, self.worker.region, f"{self.writer}.{self.sequence}"),
+                        packs.pack_key(minute, self.worker.region, f"{self.writer}.{sequence}"),
                         body=packs.encode_pack(part),
                         checks=len(part),
                         marked=True if any(p.marked for p in part) else None,
@@ -450,13 +490,36 @@ class _Packer:
                         expires_at=minute + packs.PACK_KEEP,
                     )
                 )
-        for start in range(0, len(items), WRITE_BATCH):
-            write_items(items[start : start + WRITE_BATCH])
-        stored = sum(len(self.buffers[k]) for k in keys)
-        for key in keys:
-            del self.buffers[key], self.since[key]
-            self.urgent.pop(key, None)
-        return stored
+        try:
+            for start in range(0, len(items), WRITE_BATCH):
+                write_items(items[start : start + WRITE_BATCH])
+        except BaseException:
+            self._put_back(taken)
+            raise
+        return sum(len(results) for _, results in taken)
+
+    def _take(self, within: float, everything: bool) -> list[tuple[tuple[str, datetime], list[Packed]]]:
+        with self.lock:
+            if not self.buffers:
+                return []
+            at = time.monotonic() + within
+            full = any(len(b) >= packs.MAX_PACK_RESULTS for b in self.buffers.values())
+            if everything or full or at - min(self.since.values()) >= PACK_FLUSH_S:
+                keys = sorted(self.buffers)
+            else:  # only the urgent packs: the rest keep filling
+                keys = sorted(k for k, since in self.urgent.items() if at - since >= URGENT_FLUSH_S)
+            taken = [(key, self.buffers.pop(key)) for key in keys]
+            for key in keys:
+                del self.since[key]
+                self.urgent.pop(key, None)
+            return taken
+
+    def _put_back(self, taken: list[tuple[tuple[str, datetime], list[Packed]]]) -> None:
+        now = time.monotonic()
+        with self.lock:
+            for key, results in taken:
+                self.buffers[key] = results + self.buffers.get(key, [])
+                self.since[key] = min(now, self.since.get(key, now))
 
 
 def write_items(items: list[PackModel]) -> None:

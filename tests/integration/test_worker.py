@@ -440,9 +440,11 @@ def test_unprocessed_results_are_resubmitted_and_a_write_that_never_lands_fails_
 
 def test_checks_spread_over_the_minute_share_their_pack(api, alice, target, make_handler):
     """A message idle between starts does not write each check as it comes (a pack of one pays a whole write
-    unit): its checks wait up to PACK_FLUSH_S and are written together."""
+    unit): its checks wait up to PACK_FLUSH_S and are written together.  (A monitor up and steady: a pending
+    monitor's checks can move its status, and are written at once.)"""
     target.expect_request("/up").respond_with_data("fine")
     m = create(api, target.url_for("/up"))
+    steady(m, REGIONS)
     base = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
     spread = [job(m, slot=base + timedelta(seconds=k)) for k in range(4)]  # a check a second, idle between
 
@@ -475,3 +477,31 @@ def test_a_result_that_can_move_the_status_is_written_at_once_and_the_rest_wait(
     written = sorted(PackModel.query(packing.bucket_of(m["id"]), consistent_read=True), key=lambda p: p.key)
     contents = [[(p.result.ok, p.marked) for p in packing.decode_pack(item.body)] for item in written]
     assert contents == [[(False, True)], [(True, False)]]
+
+
+def test_a_slow_write_never_holds_a_start_back(api, alice, target, make_handler, monkeypatch):
+    """The packs are written on the writer's own thread: while an urgent pack's write takes seconds (DynamoDB
+    throttling, a retry's backoff), the next check still starts on its second."""
+    import botocore.client
+
+    target.expect_request("/down").respond_with_data("broken", status=503)
+    target.expect_request("/up").respond_with_data("fine")
+    failing, fine = create(api, target.url_for("/down")), create(api, target.url_for("/up"))
+    steady(failing, REGIONS)
+    steady(fine, REGIONS)
+    original = botocore.client.BaseClient._make_api_call
+
+    def slow_writes(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "BatchWriteItem":
+            time.sleep(3)  # on the network: what a throttled table does to a write
+        return original(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", slow_writes)
+    base = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    jobs = [job(failing, slot=base), job(fine, slot=base + timedelta(seconds=2))]
+
+    assert invoke(make_handler, [record(jobs)]) == {"batchItemFailures": []}
+
+    [later] = results(fine["id"])
+    assert (later.checked_at - (base + timedelta(seconds=2))).total_seconds() < 0.5
+    assert [r.ok for r in results(failing["id"])] == [False]
