@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from botocore import handlers
@@ -99,6 +101,33 @@ def moto_items(region: str) -> Lookup:
     return lookup
 
 
+def remote_items(endpoint: str, region: str) -> Lookup:
+    """Items as a moto server in another process stores them: a consistent GetItem over plain HTTP (not through
+    botocore, whose hooks would meter it as the function's)."""
+    credential = f"bench/20260101/{region}/dynamodb/aws4_request"
+
+    def lookup(table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        body = json.dumps({"TableName": table, "Key": key, "ConsistentRead": True}).encode()
+        request = urllib.request.Request(
+            endpoint.rstrip("/") + "/",
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/x-amz-json-1.0",
+                "X-Amz-Target": "DynamoDB_20120810.GetItem",
+                "Authorization": f"AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders=host, Signature=0",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                found = json.loads(answer.read()).get("Item")
+        except (OSError, ValueError):
+            return None
+        return dict(found) if found else None
+
+    return lookup
+
+
 class Meter:
     """The calls and invocations of one metered window (between :meth:`start` and :meth:`stop`)."""
 
@@ -121,8 +150,12 @@ class Meter:
         self.left_out: Counter[str] = Counter()
         self.errors: list[str] = []
         self.log_bytes: dict[str, int] = defaultdict(int)
+        self.problems: Counter[tuple[str, str, str]] = Counter()  # (function, level, message): lines logged
         self.own_time_s: dict[str, float] = defaultdict(float)  # the meter's own time in each function's requests
         self._lock = threading.Lock()
+        # Whole items looked up to size a projected read, until a metered write touches them (a monitor's look-up
+        # by every check would otherwise be one more read of the emulator per check).
+        self._read_cache: dict[tuple[str, Any], dict[str, Any] | None] = {}
 
     # -- the window
 
@@ -131,7 +164,9 @@ class Meter:
         self.calls, self.invocations, self.errors = [], [], []
         self.left_out.clear()
         self.log_bytes.clear()
+        self.problems.clear()
         self.own_time_s.clear()
+        self._read_cache.clear()
         _active = self
 
     def stop(self) -> None:
@@ -221,6 +256,7 @@ class Meter:
         if service == "dynamodb":
             call["resource"] = self._tables_named(params)
             if operation in WRITES:
+                self._forget(state.get("writes", []))
                 call["writes"] = self._writes(state.get("writes", []), parsed if ok else {}, ok)
             else:
                 call["reads"] = self._reads(operation, params, parsed)
@@ -255,6 +291,30 @@ class Meter:
 
     def _item(self, physical: str, key: dict[str, Any]) -> dict[str, Any] | None:
         return self.lookup(physical, key)
+
+    def _whole(self, physical: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        """The whole item behind a projected read (billed as whole), from the cache while no write touched it."""
+        entry = (physical, _frozen(key))
+        with self._lock:
+            if entry in self._read_cache:
+                return self._read_cache[entry]
+        found = self.lookup(physical, key)
+        with self._lock:
+            self._read_cache[entry] = found
+        return found
+
+    def prime(self, physical: str, items: Iterable[dict[str, Any]]) -> None:
+        """Items the bench wrote itself (whole, as stored): a projected read of them is sized without asking the
+        emulator (ten thousand monitors' first look-ups would be ten thousand more reads of it)."""
+        schema = self._schema(physical)
+        with self._lock:
+            for item in items:
+                self._read_cache[(physical, _frozen(schema.key_of(item)))] = item
+
+    def _forget(self, planned: list[tuple[Any, ...]]) -> None:
+        with self._lock:
+            for table, key, *_ in planned:
+                self._read_cache.pop((table, _frozen(key)), None)
 
     def _tables_named(self, params: dict[str, Any]) -> str:
         names = {str(params["TableName"])} if "TableName" in params else set(params.get("RequestItems") or {})
@@ -310,7 +370,7 @@ class Meter:
         """What each read consumed: whole items (or index entries), whatever a projection returned of them."""
         if operation == "GetItem":
             table = str(params["TableName"])
-            found = parsed.get("Item") if not _projected(params) else self._item(table, params["Key"])
+            found = parsed.get("Item") if not _projected(params) else self._whole(table, params["Key"])
             return (Read(self._schema(table).name, None, item_size(found), bool(params.get("ConsistentRead"))),)
         if operation == "BatchGetItem":
             reads = []
@@ -323,7 +383,7 @@ class Meter:
                 for key in request["Keys"]:
                     if _frozen(key) in left:
                         continue  # not read, not billed: the caller asks again
-                    found = self._item(table, key) if projected else returned.get(_frozen(key))
+                    found = self._whole(table, key) if projected else returned.get(_frozen(key))
                     reads.append(Read(schema.name, None, item_size(found), consistent))
             return tuple(reads)
         if operation in ("Query", "Scan"):
@@ -353,7 +413,7 @@ class Meter:
                 continue
             # A projection that leaves out the table's keys cannot be looked up: what it returned is all we know.
             has_keys = all(k in returned for k in schema.keys)
-            full = (self._item(table, schema.key_of(returned)) if has_keys else None) or returned
+            full = (self._whole(table, schema.key_of(returned)) if has_keys else None) or returned
             size += item_size(schema.index_entry(full, index) if index else full)
         count, scanned = int(parsed.get("Count", 0)), int(parsed.get("ScannedCount", 0))
         if count and scanned > count:
@@ -389,6 +449,17 @@ class Meter:
         return 0.0
 
 
+def _problem(text: str) -> tuple[str, str] | None:
+    """A log line's (level, message) when it is a warning or an error."""
+    if '"level":"WARNING"' not in text and '"level":"ERROR"' not in text:
+        return None
+    try:
+        line = json.loads(text)
+    except ValueError:
+        return None
+    return str(line.get("level")), str(line.get("message"))[:120]
+
+
 class _Sink(io.TextIOBase):
     """Counts what each function writes (its log lines, its metrics), and writes nothing."""
 
@@ -398,8 +469,11 @@ class _Sink(io.TextIOBase):
     def write(self, text: str) -> int:
         function = who()
         if function is not None and _active is self.meter:
+            problem = _problem(text)
             with self.meter._lock:
                 self.meter.log_bytes[function] += len(text.encode())
+                if problem:
+                    self.meter.problems[(function, *problem)] += 1
         return len(text)
 
     def owns(self) -> bool:

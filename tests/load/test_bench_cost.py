@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -44,17 +43,18 @@ import pytest
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop, next_fire, scheduled_event
 from chalicelib.monitors import packs
-from chalicelib.monitors.models import MonitorModel, PackModel, PeriodModel
+from chalicelib.monitors.models import MonitorModel, PackModel
 from chalicelib.monitors.rollups import DAILY_KEEP, HOURLY_KEEP
 from chalicelib.monitors.service import INTERVALS as ALL_INTERVALS
 from chalicelib.observability import logger
 from chalicelib.scheduler.due import due_keys, planned_start
+from chalicelib.settings import Settings
 from tests.factories import create_channel, create_monitor
 from tests.load import cost
-from tests.load.meter import Meter, moto_items
-from tests.load.stored import copies, parse_slot, percentile, stored_checks
-from tests.load.targets import Target, tls_bytes
-from tests.support import make_test_settings, sign_up
+from tests.load.meter import Meter, remote_items
+from tests.load.stored import copies, parse_slot, percentile, period_checks, stored_checks
+from tests.load.targets import RemoteTarget, tls_bytes
+from tests.support import make_test_settings, sign_up, start_aws
 
 MONITORS = int(os.environ.get("BENCH_MONITORS", "10000"))
 MINUTES = int(os.environ.get("BENCH_MINUTES", "5"))
@@ -72,18 +72,26 @@ EXTRA_TICKS = 3  # detection ticks beyond the failure threshold before the bench
 
 
 @pytest.fixture
-def settings():
-    return make_test_settings(ALLOW_PRIVATE_TARGETS="true")
+def settings(aws_endpoint: str) -> Settings:
+    return make_test_settings(ALLOW_PRIVATE_TARGETS="true", AWS_ENDPOINT_URL=aws_endpoint)
 
 
 @pytest.fixture
-def target() -> Iterator[Target]:
-    server = Target()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
+def aws(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Vigil's AWS on a moto server in a process of its own (``aws_endpoint``): the emulator's CPU is not the
+    stack's, as DynamoDB's and SQS's are not Lambda's."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "bench")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "bench")
+    start_aws(settings)
+    return settings
+
+
+@pytest.fixture
+def target() -> Iterator[RemoteTarget]:
+    """The monitors' targets in a process of their own: their CPU is not the stack's."""
+    server = RemoteTarget()
     yield server
-    server.shutdown()
-    server.server_close()
+    server.close()
 
 
 @pytest.fixture
@@ -96,7 +104,7 @@ def quiet() -> Iterator[None]:
     logger.setLevel(level)
 
 
-def _template(api: Any, target: Target) -> dict[str, Any]:
+def _template(api: Any, target: RemoteTarget) -> dict[str, Any]:
     """One monitor through the API: the shape a real one has, with a webhook channel."""
     sign_up(api, "bench@example.com")
     hook = create_channel(api, name="Hook", type="webhook", config={"url": target.url("/hook")})
@@ -108,7 +116,7 @@ def _template(api: Any, target: Target) -> dict[str, Any]:
     return first
 
 
-def _seed(first: dict[str, Any], target: Target, regions: list[str]) -> tuple[list[MonitorModel], list[str]]:
+def _seed(first: dict[str, Any], target: RemoteTarget, regions: list[str]) -> tuple[list[MonitorModel], list[str]]:
     """The template, checked up in every region by the warm-up, and its copies in that state, on mixed intervals;
     ``DOWN`` of them on 60 s alert on their first failure (``failure_threshold`` 1): those whose targets go down."""
     template = MonitorModel.get(first["team_id"], first["id"])
@@ -161,11 +169,10 @@ def _settle(loop: EventLoop, last_tick: float) -> None:
     assert loop.drain(SETTLE_S), "the local stack did not settle"
 
 
-def _alerted(target: Target, monitor_ids: set[str]) -> dict[str, float]:
+def _alerted(target: RemoteTarget, monitor_ids: set[str]) -> dict[str, float]:
     """Each monitor's first ``incident.opened`` webhook: its arrival time."""
     first: dict[str, float] = {}
-    with target.lock:
-        hooks = list(target.hooks)
+    hooks = target.seen().hooks
     for arrived, payload in hooks:
         monitor_id = ((payload.get("data") or {}).get("monitor") or {}).get("id")
         if payload.get("type") == "incident.opened" and monitor_id in monitor_ids:
@@ -184,7 +191,7 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
     stack.add_check_workers(loop, aws)
     meter = Meter(
         cost.table_schemas(cost.main_template()),
-        moto_items(aws.home_region),
+        remote_items(str(aws.aws_endpoint_url), aws.home_region),
         prefix=aws.table_prefix,
         home_region=aws.home_region,
         check_regions=tuple(regions),
@@ -206,7 +213,8 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
             paths = {m.monitor_id: f"/m/{n}" for n, m in enumerate(monitors)}
             cpu_started, wall_started = time.process_time(), time.monotonic()
             meter.start()
-            requests_before = target.request_bytes
+            meter.prime(MonitorModel.Meta.table_name, (m.serialize() for m in monitors))
+            requests_before = target.seen().request_bytes
             metered = [_fire(loop, scheduler, monitors) for _ in range(MINUTES)]
             _settle(loop, metered[-1][0])
             # The aggregator's pass over what the metered ticks stored, as if their periods had closed (measured;
@@ -219,7 +227,7 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
             )
             assert outcome.ok, outcome.error
             meter.stop()
-            metered_request_bytes = target.request_bytes - requests_before
+            metered_request_bytes = target.seen().request_bytes - requests_before
             # Detection: the targets go down at the next minute boundary, where the next tick starts.
             went_down = next_fire(time.time(), 60)
             target.take_down([paths[m] for m in down], went_down)
@@ -252,11 +260,11 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
     missing = expected - set(stored_keys)
     extra = set(stored_keys) - expected
     per_region = Counter(r.region for r in stored)
-    hits = {path: len(times) for path, times in target.arrivals.items()}
+    hits = {path: len(times) for path, times in target.seen().arrivals.items()}
     wanted_hits = Counter(paths[monitor_id] for monitor_id, _ in expected)
     wrong_hits = {p: hits.get(p, 0) for p in paths.values() if hits.get(p, 0) != wanted_hits[p]}
     duplicates = sum(max(0, hits.get(p, 0) - wanted_hits[p]) for p in paths.values()) + len(extra)
-    rollup_checks = sum(int(item.checks) for m in monitors for item in PeriodModel.query(m.monitor_id))
+    rollup_checks = period_checks(m.monitor_id for m in monitors)
     metered_keys = {
         (m.monitor_id, _slot(m, t, repeat, r)) for t in metered_ticks for m, repeat in due[t] for r in regions
     }
@@ -387,6 +395,10 @@ def _invocation_notes(run: cost.Run, meter: Meter) -> str:
     if meter.own_time_s:
         spent = ", ".join(f"{name} {s:.2f} s" for name, s in sorted(meter.own_time_s.items(), key=lambda i: -i[1])[:6])
         out.append(f"the meter's own time, by function: {spent}")
+    if meter.problems:
+        out.append("warnings and errors the functions logged while metered:")
+        for (function, level, message), n in meter.problems.most_common(8):
+            out.append(f"  {n} x {function} {level}: {message}")
     if meter.left_out:
         out.append("not billed: " + "; ".join(f"{n} {why}" for why, n in sorted(meter.left_out.items())))
     return "\n".join(out)
