@@ -53,8 +53,9 @@ def all_keys() -> list[DueKey]:
     return keys
 
 
-# Starts are planned no earlier than this after the tick: the tick itself (EventBridge's own delay, the queries,
-# the sends) takes that long, and a start planned inside it would begin late by construction.
+# Starts are planned no earlier than this into their minute: the tick plans a minute ahead and its messages reach
+# the workers a little before the minute (scheduler.service.LEAD_SECONDS), but SQS's and Lambda's delivery of a
+# delayed message and the worker's first look-ups still take a moment.
 TICK_HEADROOM_SECONDS = 5
 
 

@@ -1,18 +1,24 @@
-"""The scheduler tick: read exactly the due monitors, send their jobs to each region's queue.
+"""The scheduler tick: read exactly the monitors due in the next minute, send their jobs to each region's queue.
 
-1. For each due schedule key, query the sparse ``schedule-index`` (paused monitors are not in it):
+The tick at minute T plans minute T+1, and its messages are delayed (SQS ``DelaySeconds``) to reach the workers
+``LEAD_SECONDS`` before T+1 begins: however long the tick takes — a cold start, EventBridge's own delay, reading
+and parsing tens of thousands of monitors (seconds of CPU at 10,000) — no start of T+1 waits for it.
+
+1. For each key due in T+1, query the sparse ``schedule-index`` (paused monitors are not in it):
    reads are proportional to the due set, never a Scan.
-2. Turn each monitor into one job per region per send, with its planned start in the minute.
+2. Turn each monitor into one job per region per send, with its planned start in T+1.
 3. Pack each region's jobs into as few messages as fit (many jobs per message), and send them with
-   ``SendMessageBatch`` (10 messages a request); the 30-second monitors' second send goes with
-   ``DelaySeconds=30``.
+   ``SendMessageBatch`` (10 messages a request), delayed until ``LEAD_SECONDS`` before T+1; the 30-second
+   monitors' second send 30 s later still.
+
+A forced tick (``POST /dev/tick``) plans now, undelayed: "check every monitor now".
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.aws import names
@@ -21,16 +27,19 @@ from chalicelib.checks.jobs import SQS_MAX_MESSAGE_BYTES, Job, pack
 from chalicelib.monitors.checking import spec_from
 from chalicelib.monitors.service import Monitor, scheduled
 from chalicelib.observability import logger, metrics
-from chalicelib.scheduler.due import DueKey, all_keys, due_keys, planned_start
+from chalicelib.scheduler.due import DueKey, all_keys, due_keys, minute_of, planned_start
 from chalicelib.settings import get_settings
 
 SQS_BATCH = 10
 SQS_BATCH_BYTES = SQS_MAX_MESSAGE_BYTES  # SendMessageBatch's limit for its messages together
+LEAD_SECONDS = 3  # a minute's jobs reach the workers this long before it: their first look-ups are done by then
+SQS_MAX_DELAY_SECONDS = 900
 
 
 @dataclass
 class TickReport:
     tick: str
+    minute: str = ""  # the minute it planned
     due_monitors: int = 0
     jobs: int = 0
     messages: int = 0
@@ -47,17 +56,24 @@ def _due_monitors(keys: list[DueKey], report: TickReport) -> list[tuple[DueKey, 
     return found
 
 
+def planned_minute(tick: datetime) -> datetime:
+    """The minute a tick plans: the next one."""
+    return minute_of(tick) + timedelta(minutes=1)
+
+
 def plan_jobs(tick: datetime, force: bool = False) -> tuple[dict[tuple[str, int], list[Job]], TickReport]:
-    """Jobs grouped by (region, delay seconds), and what was read."""
+    """Jobs grouped by (region, second of the minute of their send: 0, or 30), and what was read."""
     report = TickReport(tick=tick.isoformat())
-    keys = all_keys() if force else due_keys(tick)
+    minute = planned_minute(tick)
+    report.minute = minute.isoformat()
+    keys = all_keys() if force else due_keys(minute)
     groups: dict[tuple[str, int], list[Job]] = defaultdict(list)
     for due, monitor in _due_monitors(keys, report):
         spec = spec_from(monitor)
         report.due_monitors += 1
         for repeat in due.repeats:
             # A forced tick (POST /dev/tick) means "check now", not "at your usual second of the minute".
-            slot = tick if force else planned_start(tick, monitor.id, due.interval_seconds, repeat)
+            slot = tick if force else planned_start(minute, monitor.id, due.interval_seconds, repeat)
             for region in monitor.config.regions:
                 groups[(region, repeat)].append(Job(monitor.team_id, monitor.id, region, slot, spec))
     return groups, report
@@ -100,14 +116,21 @@ def _send(region: str, delay: int, bodies: list[str], report: TickReport) -> Non
     flush()
 
 
-def run_tick(tick: datetime, *, force: bool = False) -> TickReport:
+def send_delay(minute: datetime, repeat: int, now: datetime) -> int:
+    """Seconds a send of ``minute`` waits in its queue: until ``LEAD_SECONDS`` before its second ``repeat``."""
+    lead = (minute - now).total_seconds() - LEAD_SECONDS
+    return min(SQS_MAX_DELAY_SECONDS, max(0, int(lead)) + repeat)
+
+
+def run_tick(tick: datetime, *, force: bool = False, now: datetime | None = None) -> TickReport:
     groups, report = plan_jobs(tick, force)
-    for (region, delay), jobs in sorted(groups.items()):
+    minute, now = planned_minute(tick), now or datetime.now(UTC)
+    for (region, repeat), jobs in sorted(groups.items()):
         bodies = pack(jobs)
         report.jobs += len(jobs)
         report.messages += len(bodies)
         report.regions[region] = report.regions.get(region, 0) + len(jobs)
-        _send(region, delay, bodies, report)
+        _send(region, 0 if force else send_delay(minute, repeat, now), bodies, report)
     metrics.add_metric(name="DueMonitors", unit="Count", value=report.due_monitors)
     metrics.add_metric(name="JobsSent", unit="Count", value=report.jobs)
     logger.info("tick", extra=vars(report))

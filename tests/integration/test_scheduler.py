@@ -13,7 +13,8 @@ from chalicelib.scheduler.service import run_tick
 from tests.factories import create_monitor
 
 URL = "https://1.1.1.1/"  # never checked here: the scheduler only sends jobs
-TICK = datetime(2026, 11, 30, 12, 0, 5, tzinfo=UTC)  # minute 0 of the hour: every interval's phase 0 is due
+TICK = datetime(2026, 11, 30, 11, 59, 5, tzinfo=UTC)  # it plans minute 0 of the hour: every phase 0 is due
+MINUTE = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
 def create(api, **fields):
@@ -33,7 +34,7 @@ def drain(settings, region: str) -> list[tuple[Job, dict]]:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
 
-def due_now(monitor_id: str, interval: int, team_id: str) -> bool:  # at TICK (minute 0)
+def due_now(monitor_id: str, interval: int, team_id: str) -> bool:  # in the minute TICK plans (minute 0)
     return MonitorModel.get(team_id, monitor_id).schedule_key == f"{interval}:0"
 
 
@@ -50,7 +51,7 @@ def test_a_tick_sends_one_job_per_region_to_each_regions_queue(api, alice, setti
         assert job.region == region
         assert job.spec.url == URL
         assert dict(job.spec.headers) == {"X-Token": "abc"}  # the worker reads nothing per check
-        assert TICK.replace(second=0) <= job.slot < TICK.replace(second=0) + timedelta(minutes=1)
+        assert MINUTE <= job.slot < MINUTE + timedelta(minutes=1)  # in the next minute, not the tick's
     assert drain(settings, "ap-southeast-1") == []
 
 
@@ -133,3 +134,42 @@ def test_a_forced_tick_sends_every_active_monitor(api, alice, settings):
     assert not all(due_now(m, 3600, team) for m in ids)
     run_tick(TICK, force=True)
     assert sorted(j.monitor_id for j, _ in drain(settings, "us-east-1")) == sorted(ids)
+
+
+def test_a_tick_plans_the_next_minute_and_its_messages_arrive_just_before_it(api, alice, settings):
+    """However long a tick takes, the minute it plans has not begun: its messages wait in SQS until LEAD_SECONDS
+    before that minute (the 30-second monitors' second send 30 s more), so no start waits for the tick."""
+    from chalicelib.scheduler.service import LEAD_SECONDS, send_delay
+
+    create(api, interval_seconds=30, regions=["us-east-1"])
+    create(api, interval_seconds=60, regions=["us-east-1"])
+    sent: list[dict] = []
+    sqs = client("sqs")
+    original = sqs.send_message_batch
+
+    def record(**kwargs):
+        sent.extend(kwargs["Entries"])
+        return original(**kwargs)
+
+    sqs.send_message_batch = record  # the queue's own client: what SQS is asked to delay
+    try:
+        report = run_tick(TICK, now=TICK + timedelta(seconds=12))  # a tick that took 12 s
+    finally:
+        del sqs.send_message_batch
+    assert report.minute == MINUTE.isoformat()
+    delays = sorted(entry.get("DelaySeconds", 0) for entry in sent)
+    lead = 60 - 5 - 12 - LEAD_SECONDS  # 11:59:17 -> 11:59:57
+    assert delays == [lead, lead + 30]
+    assert send_delay(MINUTE, 0, MINUTE + timedelta(seconds=2)) == 0  # a tick later than its minute: at once
+    assert send_delay(MINUTE, 30, MINUTE - timedelta(hours=1)) == 900  # SQS's longest delay
+    jobs = [job for job, _ in drain(settings, "us-east-1")]
+    assert jobs == []  # nothing is visible before its delay
+
+
+def test_a_forced_tick_plans_now_undelayed(api, alice, settings):
+    m = create(api, interval_seconds=300, regions=["us-east-1"])
+    report = run_tick(TICK, force=True, now=TICK)
+    assert report.jobs == 1
+    [(job, _)] = drain(settings, "us-east-1")
+    assert job.monitor_id == m["id"]
+    assert job.slot == TICK

@@ -48,6 +48,7 @@ from chalicelib.monitors.rollups import DAILY_KEEP, HOURLY_KEEP
 from chalicelib.monitors.service import INTERVALS as ALL_INTERVALS
 from chalicelib.observability import logger
 from chalicelib.scheduler.due import due_keys, planned_start
+from chalicelib.scheduler.service import planned_minute
 from chalicelib.settings import Settings
 from tests.factories import create_channel, create_monitor
 from tests.load import cost
@@ -131,13 +132,15 @@ def _seed(first: dict[str, Any], target: RemoteTarget, regions: list[str]) -> tu
 
 
 def _due(monitors: list[MonitorModel], tick: float) -> list[tuple[MonitorModel, int]]:
-    """The monitors a tick at ``tick`` sends, each with each of its sends' offsets in the minute (0, or 0 and 30)."""
-    keys = {due.key: due for due in due_keys(datetime.fromtimestamp(tick, UTC))}
+    """The monitors a tick at ``tick`` sends (due in the next minute), each with each of its sends' offsets in that
+    minute (0, or 0 and 30)."""
+    keys = {due.key: due for due in due_keys(planned_minute(datetime.fromtimestamp(tick, UTC)))}
     return [(m, repeat) for m in monitors if (due := keys.get(m.schedule_key)) for repeat in due.repeats]
 
 
 def _slot(monitor: MonitorModel, tick: float, repeat: int, region: str) -> str:
-    start = planned_start(datetime.fromtimestamp(tick, UTC), monitor.monitor_id, int(monitor.interval_seconds), repeat)
+    minute = planned_minute(datetime.fromtimestamp(tick, UTC))
+    start = planned_start(minute, monitor.monitor_id, int(monitor.interval_seconds), repeat)
     return f"{start:%Y-%m-%dT%H:%M:%S}#{region}"
 
 
@@ -164,8 +167,9 @@ def _warm_up(loop: EventLoop, scheduler: Any) -> float:
 
 
 def _settle(loop: EventLoop, last_tick: float) -> None:
-    """The last planned start is at most 59 s after the last tick; then the results, rollups and alerts settle."""
-    time.sleep(max(0.0, last_tick + INTERVAL - time.time()))
+    """The last tick planned the minute after it: its last start is at most 119 s after the tick; then the results,
+    rollups and alerts settle."""
+    time.sleep(max(0.0, last_tick + 2 * INTERVAL - time.time()))
     assert loop.drain(SETTLE_S), "the local stack did not settle"
 
 

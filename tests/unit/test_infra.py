@@ -26,6 +26,7 @@ import chalicelib
 from chalicelib import errors
 from chalicelib.aws import names
 from chalicelib.models import ALL_MODELS
+from chalicelib.scheduler import service as scheduler_service
 from chalicelib.settings import Settings, load_settings
 from chalicelib.storage import schema
 from chalicelib.storage.base import REGISTRY, BaseModel
@@ -364,8 +365,10 @@ def test_the_worker_has_time_for_the_last_start_and_sqs_waits_for_it() -> None:
     timeout = CHECKER_FUNCTION["Timeout"]
     queue = CHECKER_RESOURCES["CheckQueue"]["Properties"]
 
-    # The last job starts up to 60 s after the tick; then its own timeout, then the worker's margin.
-    assert 60 + _max_check_timeout_s() + worker.FINISH_MARGIN_S <= timeout <= 900
+    # A message arrives up to LEAD_SECONDS before its minute and its last job starts up to 60 s into it; then its
+    # own timeout, then the worker's margin.
+    lead = scheduler_service.LEAD_SECONDS
+    assert lead + 60 + _max_check_timeout_s() + worker.FINISH_MARGIN_S <= timeout <= 900
     # AWS's guidance for SQS event sources: visibility at least six times the function timeout.
     assert queue["VisibilityTimeout"] >= 6 * timeout
     assert queue["VisibilityTimeout"] <= 12 * 3600
