@@ -250,7 +250,7 @@ def last_checks(found: list[monitors.Monitor], now: datetime) -> dict[str, datet
     """When each monitor was last checked, derived from its schedule and how far each of its regions' workers
     got (``monitors.results.progress``): the incident handler writes a monitor only when something material
     changes, so no check writes it (issue 13).  Not for a paused monitor, nor in the minute of its last change
-    (creation, resume, edit) or before."""
+    (creation, resume, edit), the minute after it, or before."""
     reached = monitor_results.progress([r for m in found for r in m.config.regions])
     out = {}
     for m in found:
@@ -259,10 +259,11 @@ def last_checks(found: list[monitors.Monitor], now: datetime) -> dict[str, datet
             for r in m.config.regions
             if r in reached
         ]
-        # Only starts in a minute after the last change (creation, resume, a new interval or regions): that
-        # minute's tick may have run before the change, with no check of it, or under the old schedule.
+        # Only starts two minutes or more after the last change's minute (creation, resume, a new interval or
+        # regions): the tick of the change's minute plans the next one (scheduler.service), and may have run
+        # before the change, with no check of it, or under the old schedule.
         changed = m.updated_at.astimezone(UTC).replace(second=0, microsecond=0)
-        latest = max((s for s in starts if s >= changed + timedelta(minutes=1)), default=None)
+        latest = max((s for s in starts if s >= changed + timedelta(minutes=2)), default=None)
         if latest is not None and not m.paused:
             out[m.id] = latest
     return out

@@ -16,9 +16,11 @@ The rest is marked too when the worker knows nothing of the monitor's state (a m
 
 Of the marked results, those that can move the monitor's status now are *urgent* (:func:`urgent`): the worker
 writes their pack within :data:`URGENT_FLUSH_S` instead of letting it fill for up to 15 s, so an outage is
-alerted, and a recovery announced, within seconds of the check that saw it.  Urgent: a failure (or a slow check)
-of a monitor not already down (or degraded) or in maintenance; a clean check of a monitor down or degraded, or of a
-region not steady.  A monitor down for days keeps failing without urgency, so its checks keep sharing packs.
+alerted, and a recovery announced, within seconds of the check that saw it.  Urgent: a failure of a monitor not
+down, in a region not already down; a check (slow or not) of a monitor down, or of a region not steady; a slow
+check of a monitor up, a clean one of a monitor degraded; any result once a maintenance window is over while the
+status still says ``maintenance``.  Nothing inside a window.  A monitor down for days, or a region down below the
+quorum, keeps failing without urgency, so its checks keep sharing packs.
 
 What the look-up read can be a little behind the handler (its last result still in the stream): a first
 failure's region is then still listed as steady, and the next result — an up one — goes unmarked.  The handler
@@ -43,6 +45,7 @@ class Watch:
 
     status: str = "pending"
     steady_regions: frozenset[str] = frozenset()
+    down_regions: frozenset[str] = frozenset()  # regions counted down (below the quorum, the monitor may be up)
     maintenance: tuple[tuple[datetime, datetime], ...] = ()  # [start, end) of each window not ended
     ssl_expiry_alert_days: int = 0
     known: bool = field(default=False)  # False: nothing read; every result is marked
@@ -73,10 +76,12 @@ def urgent(result: CheckResult, watch: Watch) -> bool:
     """Whether ``result`` can move the monitor's status now (see the module's rules): its pack is written at once."""
     if not watch.known:
         return not result.ok
+    if watch.in_maintenance(result.checked_at):
+        return False  # nothing is announced inside a window
     if watch.status == "maintenance":
-        return False
+        return True  # its window is over: this result gives the monitor its real status
     if not result.ok:
-        return watch.status != "down"
-    if result.degraded:
-        return watch.status not in ("down", "degraded")
-    return watch.status in ("down", "degraded") or result.region not in watch.steady_regions
+        return watch.status != "down" and result.region not in watch.down_regions
+    if watch.status == "down" or result.region not in watch.steady_regions:
+        return True  # a recovery, slow or not
+    return result.degraded != (watch.status == "degraded")

@@ -207,6 +207,7 @@ class QueueSource:
     queue_arn: str | None = None
     concurrency: int = 1
     slots: threading.BoundedSemaphore | None = None
+    invocations: list[threading.Thread] = field(default_factory=list)  # those handed a thread of their own
 
     def step(self, loop: EventLoop) -> float:
         sqs = client("sqs")
@@ -230,12 +231,23 @@ class QueueSource:
             thread = threading.Thread(
                 target=self._handle_then_release, args=(loop, messages, arn), name=f"vigil-{self.name}", daemon=True
             )
-            thread.start()
+            self.invocations = [t for t in self.invocations if t.is_alive()] + [thread]
+            try:
+                thread.start()
+            except BaseException:
+                self.slots.release()
+                raise
             return 0.0
         messages = self._receive(sqs)
         if messages:
             self._handle(loop, messages, self.queue_arn)
         return 0.0
+
+    def join(self, deadline: float) -> list[str]:
+        """Wait (until ``deadline``, monotonic) for the invocations it started; the names of those still running."""
+        for thread in self.invocations:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return [t.name for t in self.invocations if t.is_alive()]
 
     def _handle_then_release(self, loop: EventLoop, messages: list[dict[str, Any]], queue_arn: str) -> None:
         try:
@@ -566,10 +578,14 @@ class EventLoop:
             self._start_thread(source)
 
     def stop(self, timeout: float = 3.0) -> None:
+        """Stop polling, and wait up to ``timeout`` for the pollers and the invocations they started."""
         self._stop.set()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        running = [name for q in self.queues for name in q.join(deadline)]
+        if running:
+            logger.warning("invocations still running after stop", extra={"running": running})
 
     def _start_thread(self, source: Any) -> None:
         thread = threading.Thread(target=self._run, args=(source,), name=f"vigil-loop-{source.name}", daemon=True)

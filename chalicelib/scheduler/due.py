@@ -1,13 +1,14 @@
 """Which schedule keys are due at a tick, and when in the minute each monitor starts.  Pure functions.
 
 A monitor with interval I seconds lives under ``I:p`` where p = hash(id) mod (I/60)
-(see :func:`chalicelib.monitors.service.schedule_key`).  At minute t:
+(see :func:`chalicelib.monitors.service.schedule_key`).  In minute t (planned by the tick of minute t-1:
+:mod:`chalicelib.scheduler.service`):
 
 1. for every interval I ≥ 60, the key ``I:(t mod I/60)`` is due — so each monitor is due
    exactly once every I/60 minutes, and the monitors of one interval are spread evenly over them;
-2. ``30:0`` is due every minute and sent twice: at the tick and 30 s later;
-3. within its minute, a monitor starts at a stable offset between 5 s (the tick's own headroom) and
-   59 s (or 29 s for 30-second monitors), so a tick's checks do not all start at once.
+2. ``30:0`` is due every minute and sent twice: one send for the minute's first half, one 30 s later;
+3. within its minute, a monitor starts at a stable offset between 5 s (``TICK_HEADROOM_SECONDS``) and
+   59 s (or 29 s for 30-second monitors), so a minute's checks do not all start at once.
 """
 
 from __future__ import annotations

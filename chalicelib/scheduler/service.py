@@ -117,20 +117,23 @@ def _send(region: str, delay: int, bodies: list[str], report: TickReport) -> Non
 
 
 def send_delay(minute: datetime, repeat: int, now: datetime) -> int:
-    """Seconds a send of ``minute`` waits in its queue: until ``LEAD_SECONDS`` before its second ``repeat``."""
-    lead = (minute - now).total_seconds() - LEAD_SECONDS
-    return min(SQS_MAX_DELAY_SECONDS, max(0, int(lead)) + repeat)
+    """Seconds a send of ``minute`` waits in its queue: until ``LEAD_SECONDS`` before its second ``repeat`` (at once
+    when that is past: a tick that ran late)."""
+    lead = (minute + timedelta(seconds=repeat) - now).total_seconds() - LEAD_SECONDS
+    return min(SQS_MAX_DELAY_SECONDS, max(0, int(lead)))
 
 
 def run_tick(tick: datetime, *, force: bool = False, now: datetime | None = None) -> TickReport:
+    """``now``: the clock the delays are counted from (read before each send unless given)."""
     groups, report = plan_jobs(tick, force)
-    minute, now = planned_minute(tick), now or datetime.now(UTC)
+    minute = planned_minute(tick)
     for (region, repeat), jobs in sorted(groups.items()):
         bodies = pack(jobs)
         report.jobs += len(jobs)
         report.messages += len(bodies)
         report.regions[region] = report.regions.get(region, 0) + len(jobs)
-        _send(region, 0 if force else send_delay(minute, repeat, now), bodies, report)
+        delay = 0 if force else send_delay(minute, repeat, now or datetime.now(UTC))
+        _send(region, delay, bodies, report)
     metrics.add_metric(name="DueMonitors", unit="Count", value=report.due_monitors)
     metrics.add_metric(name="JobsSent", unit="Count", value=report.jobs)
     logger.info("tick", extra=vars(report))

@@ -63,6 +63,7 @@ MONITOR_FIELDS = [
     "paused",
     "regions",
     "status",
+    "region_status",
     "steady_regions",
     "maintenance",
     "ssl_expiry_alert_days",
@@ -271,8 +272,9 @@ class Worker:
             for job in jobs:
                 if (delay := self._delay(job)) > 0:
                     time.sleep(delay)
+                future = checks.submit(self._check, job)  # may raise (no thread to be had, shutdown): not counted
                 writer.expect()
-                checks.submit(self._check, job).add_done_callback(writer.collect)
+                future.add_done_callback(writer.collect)
         finally:  # a failed look-up fails the message, but the checks already running are still stored
             writer.wait_collected()
             writer.stop()
@@ -293,9 +295,12 @@ def watch_of(monitor: MonitorModel) -> Watch:
         except (TypeError, ValueError):
             continue
         spans.append((start, end))
+    raw = monitor.region_status
+    shown: dict[str, Any] = dict(raw.as_dict() if hasattr(raw, "as_dict") else raw or {})
     return Watch(
         status=str(monitor.status or "pending"),
         steady_regions=frozenset(str(r) for r in monitor.steady_regions or ()),
+        down_regions=frozenset(str(r) for r, label in shown.items() if label == "down"),
         maintenance=tuple(spans),
         ssl_expiry_alert_days=int(monitor.ssl_expiry_alert_days or 0),
         known=True,
@@ -347,6 +352,10 @@ class _Writer:
     def collect(self, future: Future[tuple[Job, CheckResult]]) -> None:
         try:
             self._collect(future)
+        except Exception as exc:  # noqa: BLE001 - a result not packed fails the message (redelivered), never lost
+            logger.exception("result not packed", extra={"region": self.worker.region})
+            with self.lock:
+                self.errors.append(f"a result not packed: {type(exc).__name__}")
         finally:
             with self.lock:
                 self.collected += 1
@@ -418,6 +427,10 @@ class _Done:
         return (job.monitor_id, int(job.slot.timestamp())) in self.seen[(bucket, minute)]
 
 
+# A pack taken to be written: its (bucket, minute), results, oldest result's and first urgent result's times.
+Taken = tuple[tuple[str, datetime], list[Packed], float, float | None]
+
+
 class _Packer:
     """A message's results, packed per bucket and minute and written in ``BatchWriteItem`` batches.  Results are
     added on the checks' threads and written on the writer's: its state is behind one lock, its writes are not."""
@@ -473,7 +486,7 @@ class _Packer:
             return 0
         now = datetime.now(UTC)
         items = []
-        for (bucket, minute), results in taken:
+        for (bucket, minute), results, _, _ in taken:
             for start in range(0, len(results), packs.MAX_PACK_RESULTS):
                 part = results[start : start + packs.MAX_PACK_RESULTS]
                 with self.lock:
@@ -496,9 +509,9 @@ class _Packer:
         except BaseException:
             self._put_back(taken)
             raise
-        return sum(len(results) for _, results in taken)
+        return sum(len(results) for _, results, _, _ in taken)
 
-    def _take(self, within: float, everything: bool) -> list[tuple[tuple[str, datetime], list[Packed]]]:
+    def _take(self, within: float, everything: bool) -> list[Taken]:
         with self.lock:
             if not self.buffers:
                 return []
@@ -508,18 +521,17 @@ class _Packer:
                 keys = sorted(self.buffers)
             else:  # only the urgent packs: the rest keep filling
                 keys = sorted(k for k, since in self.urgent.items() if at - since >= URGENT_FLUSH_S)
-            taken = [(key, self.buffers.pop(key)) for key in keys]
-            for key in keys:
-                del self.since[key]
-                self.urgent.pop(key, None)
+            taken = [(key, self.buffers.pop(key), self.since.pop(key), self.urgent.pop(key, None)) for key in keys]
             return taken
 
-    def _put_back(self, taken: list[tuple[tuple[str, datetime], list[Packed]]]) -> None:
-        now = time.monotonic()
+    def _put_back(self, taken: list[Taken]) -> None:
+        """A failed write's packs pend again as they were: as old, and as urgent (the next try comes as soon)."""
         with self.lock:
-            for key, results in taken:
+            for key, results, since, urgent_since in taken:
                 self.buffers[key] = results + self.buffers.get(key, [])
-                self.since[key] = min(now, self.since.get(key, now))
+                self.since[key] = min(since, self.since.get(key, since))
+                if urgent_since is not None:
+                    self.urgent[key] = min(urgent_since, self.urgent.get(key, urgent_since))
 
 
 def write_items(items: list[PackModel]) -> None:

@@ -126,7 +126,10 @@ def test_through_the_stream_an_outage_everywhere_opens_one_incident_and_recovery
     shown = api.get(f"/v1/monitors/{monitor['id']}").json
     assert shown["status"] == "down"
     assert shown["region_status"] == dict.fromkeys(REGIONS, "down")
-    assert shown["last_checked_at"] == isoz(t0 + timedelta(minutes=2))
+    # No worker progress here, so what is shown is what the handler wrote: at the confirming failure, and again at
+    # the third only when the stream handed it over in the same batch (a further failure of a monitor down is not
+    # material: docs/decisions.md); with the workers' progress it is derived (test_monitors).
+    assert shown["last_checked_at"] in (isoz(t0 + timedelta(minutes=1)), isoz(t0 + timedelta(minutes=2)))
 
     for item in minute(monitor, t0 + timedelta(minutes=3)):
         item.save()

@@ -147,3 +147,88 @@ def test_plain_json_refuses_what_json_cannot_say_exactly():
     assert atomic.plain_json({"a": b"x"}) is None
     assert atomic.plain_json({"a": float("nan")}) is None
     assert atomic.plain_json(["not", "a", "dict"]) is None
+
+
+@contextmanager
+def moto_query_only() -> Iterator[None]:
+    from moto.dynamodb.models.table import Table
+
+    patched = Table.query
+    Table.query = patched.__wrapped__  # type: ignore[attr-defined, method-assign]
+    try:
+        yield
+    finally:
+        Table.query = patched  # type: ignore[method-assign]
+
+
+def test_a_query_of_one_partition_answers_what_motos_whole_table_pass_answers(aws):
+    dynamodb = client("dynamodb")
+    dynamodb.create_table(
+        TableName="emulator-partitions",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "g", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-g",
+                "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for p in range(12):
+        for k in (7, 3, 11, 1, 5):
+            item = {"pk": {"S": f"p{p}"}, "sk": {"S": f"k{k:02d}"}, "g": {"S": f"g{k % 2}"}, "n": {"N": str(p * k)}}
+            dynamodb.put_item(TableName="emulator-partitions", Item=item)
+
+    def pages(**query: Any) -> list[Any]:
+        out, start = [], None
+        while True:
+            page = dynamodb.query(
+                TableName="emulator-partitions", **query, **({"ExclusiveStartKey": start} if start else {})
+            )
+            out.append((page["Items"], page.get("LastEvaluatedKey"), page["Count"], page["ScannedCount"]))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return out
+
+    queries = [
+        {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "p4"}}},
+        {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "p4"}}, "Limit": 2},
+        {
+            "KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b",
+            "ExpressionAttributeValues": {":p": {"S": "p9"}, ":a": {"S": "k02"}, ":b": {"S": "k08"}},
+            "ScanIndexForward": False,
+            "Limit": 1,
+        },
+        {
+            "KeyConditionExpression": "pk = :p",
+            "FilterExpression": "n > :n",
+            "ExpressionAttributeValues": {":p": {"S": "p3"}, ":n": {"N": "10"}},
+        },
+        {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "nobody"}}},
+        {"IndexName": "by-g", "KeyConditionExpression": "g = :g", "ExpressionAttributeValues": {":g": {"S": "g1"}}},
+    ]
+    fast = [pages(**q) for q in queries]
+    with moto_query_only():
+        reference = [pages(**q) for q in queries]
+    assert fast == reference
+    assert [len(items) for items, *_ in fast[0]] == [5]
+    assert [item["sk"]["S"] for items, *_ in fast[1] for item in items] == ["k01", "k03", "k05", "k07", "k11"]
+
+
+def test_consumed_capacity_is_a_float_as_moto_says(table):
+    """moto's serializer writes a ``double`` member through float(): ``"CapacityUnits": 1.0``; json.dumps would write
+    moto's int as ``1``, and botocore would hand the caller an int."""
+    keys = {TABLE: {"Keys": [{"pk": {"S": "plain"}, "sk": {"N": "1"}}]}}
+    with counting_fast_answers() as fast:
+        quick = table.batch_get_item(RequestItems=keys, ReturnConsumedCapacity="TOTAL")["ConsumedCapacity"]
+    assert not fast  # consumed capacity takes moto's path
+    with moto_serializer_only():
+        reference = table.batch_get_item(RequestItems=keys, ReturnConsumedCapacity="TOTAL")["ConsumedCapacity"]
+    assert [type(c["CapacityUnits"]) for c in reference] == [float]
+    assert [type(c["CapacityUnits"]) for c in quick] == [float]

@@ -393,3 +393,25 @@ def test_rate_expressions_become_minutes():
     assert rate_minutes("rate(5 minutes)") == 5
     assert rate_minutes(Rate(2, unit=Rate.HOURS)) == 120
     assert rate_minutes("cron(0 10 * * ? *)") is None
+
+
+def test_stop_waits_for_the_invocations_it_started(loop):
+    """stop() joins the poller threads only: an invocation handed to a thread of its own (concurrency > 1) goes on
+    after stop() returned — after the test's moto is gone, or into the next test's — and then deletes its message
+    through whatever AWS the process has by then."""
+    url = make_queue("test-loop-stop", visibility_timeout=30)
+    started, finished = threading.Event(), threading.Event()
+
+    def slow(event: dict[str, Any], context: Any) -> None:
+        started.set()
+        time.sleep(1.5)
+        finished.set()
+
+    loop.add_sqs("worker", url, slow, batch_size=1, concurrency=4)
+    loop.start()
+    send(url, "one")
+    assert started.wait(5)
+    loop.stop(timeout=3.0)
+    running = [t.name for t in threading.enumerate() if t.name == "vigil-worker"]
+    assert finished.is_set()
+    assert not running, f"still running after stop(): {running}"

@@ -70,7 +70,7 @@ def test_only_due_monitors_are_read_and_sent(api, alice, settings):
 
 def test_thirty_second_monitors_are_sent_twice_the_second_delayed(api, alice, settings):
     create(api, interval_seconds=30, regions=["us-east-1"])
-    report = run_tick(TICK)
+    report = run_tick(TICK, now=MINUTE - timedelta(seconds=3))  # the first send is due at once, the second in 30 s
     assert report.jobs == 2
     sqs = client("sqs")
     url = sqs.get_queue_url(QueueName=names.check_queue(settings, "us-east-1"))["QueueUrl"]

@@ -10,7 +10,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import botocore.client
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from botocore.exceptions import ClientError
 from chalice.local import LambdaContext
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -505,3 +508,63 @@ def test_a_slow_write_never_holds_a_start_back(api, alice, target, make_handler,
     [later] = results(fine["id"])
     assert (later.checked_at - (base + timedelta(seconds=2))).total_seconds() < 0.5
     assert [r.ok for r in results(failing["id"])] == [False]
+
+
+def one_minute_base(seconds_needed: int) -> datetime:
+    base = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    if base.second > 59 - seconds_needed:
+        base += timedelta(seconds=61 - base.second)
+    return base
+
+
+def test_a_region_down_below_quorum_does_not_write_a_pack_per_check(api, alice, target, make_handler):
+    """us-east-1 cannot reach the target (a geo-block), eu-west-1 can: the monitor is up (below the quorum of 2),
+    with us-east-1 down as an advisory, for days.  Each further failure there changes nothing: not urgent, or each
+    would be written within a second in a pack of its own — one write per check, forever.
+    (Its checks in one minute and bucket should share one pack, as a monitor down's do.)"""
+    target.expect_request("/blocked").respond_with_data("forbidden", status=403)
+    m = create(api, target.url_for("/blocked"))
+    # status up; us-east-1 down below the quorum (an advisory), not steady
+    steady(m, ["eu-west-1"], region_status={"us-east-1": "down", "eu-west-1": "up"})
+    base = one_minute_base(8)
+    jobs = [job(m, slot=base + timedelta(seconds=k)) for k in (0, 3, 6)]
+
+    assert invoke(make_handler, [record(jobs)]) == {"batchItemFailures": []}
+
+    assert [r.ok for r in results(m["id"])] == [False, False, False]
+    written = list(PackModel.query(packing.bucket_of(m["id"]), consistent_read=True))
+    assert len(written) == 1, f"{len(written)} packs for 3 checks of one bucket and minute"
+
+
+def test_an_urgent_result_stays_urgent_after_a_failed_write(api, alice, target, make_handler, monkeypatch):
+    """A first failure's pack is written within URGENT_FLUSH_S; its write is throttled once (botocore's retries
+    spent).  _put_back() returns the results but not their urgency (nor their age): the outage waits another
+    PACK_FLUSH_S — here until the message's last check — before the incident handler can see it."""
+    target.expect_request("/down").respond_with_data("broken", status=503)
+    target.expect_request("/up").respond_with_data("fine")
+    failing, fine = create(api, target.url_for("/down")), create(api, target.url_for("/up"))
+    steady(failing, REGIONS)
+    steady(fine, REGIONS)
+    original = botocore.client.BaseClient._make_api_call
+    writes: list[tuple[float, bool]] = []
+
+    def throttled_once(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "BatchWriteItem":
+            if not writes:
+                writes.append((time.monotonic(), False))
+                raise ClientError(
+                    {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, operation
+                )
+            writes.append((time.monotonic(), True))
+        return original(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", throttled_once)
+    base = one_minute_base(22)
+    jobs = [job(failing, slot=base), job(fine, slot=base + timedelta(seconds=20))]
+
+    with pytest.raises(BatchProcessingError):  # the message fails (a write failed): redelivered, as it must
+        invoke(make_handler, [record(jobs)])
+
+    assert [r.ok for r in results(failing["id"])] == [False]
+    failed_at, retried_at = writes[0][0], writes[1][0]
+    assert retried_at - failed_at < 5, f"the outage's result was rewritten {retried_at - failed_at:.1f} s later"

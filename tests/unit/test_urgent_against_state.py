@@ -1,0 +1,77 @@
+"""checks.marking.urgent() against the incident state machine (incidents.state.apply), its oracle: a result is
+urgent when applying it can move the monitor's status (found by a fresh-eyes review: three cases were wrong)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from chalicelib.checks.marking import Watch, urgent
+from chalicelib.incidents.state import MonitorState, Observation, Policy, apply, steady_regions
+from tests.unit.test_marking import AT, check
+
+REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
+POLICY = Policy(regions=REGIONS, failure_threshold=2, recovery_threshold=1, confirmation_regions=2, interval_seconds=60)
+
+
+def run(results: list[tuple[str, bool, bool]], *, maintenance_until=None) -> MonitorState:
+    """Fold (region, ok, degraded) results a minute apart, from AT - len minutes on."""
+    state = MonitorState()
+    start = AT - timedelta(minutes=len(results))
+    for i, (region, ok, slow) in enumerate(results):
+        at = start + timedelta(minutes=i)
+        obs = Observation(region, at, ok, slow, planned_at=at)
+        state, _ = apply(state, obs, POLICY, in_maintenance=maintenance_until is not None and at < maintenance_until)
+    return state
+
+
+def watch_of(state: MonitorState, **extra) -> Watch:
+    """What the worker's look-up reads of what the incident handler wrote for ``state``."""
+    down = frozenset(r for r in REGIONS if state.region(r).down)
+    return Watch(
+        status=state.status,
+        steady_regions=frozenset(steady_regions(state, POLICY)),
+        down_regions=down,
+        known=True,
+        **extra,
+    )
+
+
+def moves_status(state: MonitorState, region: str, ok: bool, slow: bool = False, in_maintenance=False) -> bool:
+    after, events = apply(
+        state, Observation(region, AT, ok, slow, planned_at=AT), POLICY, in_maintenance=in_maintenance
+    )
+    return after.status != state.status or any(e.kind in ("incident_opened", "incident_resolved") for e in events)
+
+
+def test_a_slow_recovery_of_a_monitor_down_is_urgent():
+    """Down in two regions; the site comes back, slowly (as sites do after an outage): the incident resolves and the
+    status moves down -> degraded.  urgent() must say yes, or the recovery is announced up to PACK_FLUSH_S late."""
+    down = run([("us-east-1", False, False)] * 2 + [("eu-west-1", False, False)] * 2)
+    assert down.status == "down"
+    assert moves_status(down, "us-east-1", ok=True, slow=True)  # incident_resolved, status -> degraded
+    assert urgent(check(ok=True, degraded=True, region="us-east-1"), watch_of(down))
+
+
+def test_a_region_down_below_quorum_does_not_make_every_failure_urgent():
+    """One region of three down for good (a geo-block, a firewall): the monitor stays up with an advisory, and
+    another failure there changes nothing.  urgent() must say no, or it is a pack (a write) per check, forever."""
+    advisory = run([("us-east-1", True, False), ("eu-west-1", True, False)] + [("ap-southeast-1", False, False)] * 3)
+    assert advisory.status == "up"
+    assert advisory.region("ap-southeast-1").down
+    assert not moves_status(advisory, "ap-southeast-1", ok=False)
+    assert not urgent(check(ok=False, region="ap-southeast-1"), watch_of(advisory))
+
+
+def test_the_first_failure_after_a_maintenance_window_is_urgent():
+    """Down through a maintenance window (no incident may open in it); the window ends; the next failure opens the
+    incident.  The look-up still reads status 'maintenance' (the handler writes the status only on a result), and
+    urgent() must say yes, or the outage is alerted up to PACK_FLUSH_S late (the worker has the window's span)."""
+    ended = AT - timedelta(seconds=10)
+    state = run([("us-east-1", False, False)] * 2 + [("eu-west-1", False, False)] * 2, maintenance_until=ended)
+    assert state.status == "maintenance"
+    assert not state.incident_open
+    assert len([r for r in REGIONS if state.region(r).down]) == 2
+    assert moves_status(state, "us-east-1", ok=False)  # incident_opened, status -> down
+    watch = watch_of(state, maintenance=((ended - timedelta(hours=1), ended),))
+    assert not watch.in_maintenance(AT)
+    assert urgent(check(ok=False, region="us-east-1"), watch)
