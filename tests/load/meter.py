@@ -40,7 +40,7 @@ from tests.load.cost import CHECKER, POLLER, Call, Invocation, Read, TableSchema
 Lookup = Callable[[str, dict[str, Any]], dict[str, Any] | None]  # (physical table, key) → item (DynamoDB JSON)
 
 STATE = "vigil_meter"
-WORKER_THREADS = ("vigil-check", "vigil-message", "vigil-lookup")  # functions/checker/worker.py's pools
+WORKER_THREADS = ("vigil-check", "vigil-message", "vigil-lookup", "vigil-writer")  # the check worker's threads
 LOOP_THREAD = "vigil-loop-"  # chalicelib/local/loop.py: one thread per event source
 AGGREGATOR_THREADS = "vigil-aggregate"  # chalicelib/monitors/aggregate.py's pools
 WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
