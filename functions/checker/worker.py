@@ -392,9 +392,9 @@ class _Writer:
         self.stopping = True
         self.wake.set()
 
-    def flush(self, within: float = 0.0, everything: bool = False) -> None:
+    def flush(self, everything: bool = False) -> None:
         try:
-            stored = self.packer.flush(within, everything)
+            stored = self.packer.flush(everything)
         except Exception as exc:  # noqa: BLE001 - keep checking and writing; the message fails at the end
             logger.exception("results not stored", extra={"region": self.worker.region})
             with self.lock:
@@ -470,18 +470,18 @@ class _Packer:
             deadline = min([oldest + PACK_FLUSH_S, *(t + URGENT_FLUSH_S for t in self.urgent.values())])
         return max(0.0, deadline - time.monotonic())
 
-    def due(self, within: float = 0.0) -> bool:
-        """Whether a pending pack must be written (now, or before ``within`` seconds have passed): one is full, their
+    def due(self) -> bool:
+        """Whether a pending pack must be written now: one is full, their
         oldest result would wait longer than ``PACK_FLUSH_S``, or an urgent one longer than ``URGENT_FLUSH_S``.
         Never merely because the message is idle between starts: the packs would hold a check or two each, and
         pay a write unit each."""
-        return bool(self.buffers) and self.until_due() <= within
+        return bool(self.buffers) and self.until_due() <= 0
 
-    def flush(self, within: float = 0.0, everything: bool = False) -> int:
-        """Write the pending packs due within ``within`` seconds — all of them, unless only urgent ones are — or
+    def flush(self, everything: bool = False) -> int:
+        """Write the pending packs that are due — all of them, unless only urgent ones are — or
         ``everything``; the number of results they hold.  On a failure the results go back to pending: the next
         flush writes them again under new keys (a check in two packs is read once)."""
-        taken = self._take(within, everything)
+        taken = self._take(everything)
         if not taken:
             return 0
         now = datetime.now(UTC)
@@ -511,11 +511,11 @@ class _Packer:
             raise
         return sum(len(results) for _, results, _, _ in taken)
 
-    def _take(self, within: float, everything: bool) -> list[Taken]:
+    def _take(self, everything: bool) -> list[Taken]:
         with self.lock:
             if not self.buffers:
                 return []
-            at = time.monotonic() + within
+            at = time.monotonic()
             full = any(len(b) >= packs.MAX_PACK_RESULTS for b in self.buffers.values())
             if everything or full or at - min(self.since.values()) >= PACK_FLUSH_S:
                 keys = sorted(self.buffers)

@@ -176,6 +176,25 @@ def steady(monitor: dict[str, Any], regions: list[str], **fields: Any) -> None:
     item.update(actions=actions, add_version_condition=False)
 
 
+def one_minute_base(seconds_needed: int) -> datetime:
+    """A start a second or so from now, or just past the next minute boundary, so that ``seconds_needed`` more
+    seconds of starts stay in one minute (one pack per bucket, without urgency)."""
+    base = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    if base.second > 59 - seconds_needed:
+        base += timedelta(seconds=61 - base.second)
+    return base
+
+
+def failing_and_fine(api, target: HTTPServer) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two monitors up and steady everywhere: one whose target now answers 503, one whose target is fine."""
+    target.expect_request("/down").respond_with_data("broken", status=503)
+    target.expect_request("/up").respond_with_data("fine")
+    failing, fine = create(api, target.url_for("/down")), create(api, target.url_for("/up"))
+    steady(failing, REGIONS)
+    steady(fine, REGIONS)
+    return failing, fine
+
+
 def test_it_marks_the_results_the_incident_handler_must_see(api, alice, target, make_handler):
     """From what the look-up read of each monitor (``checks.marking``): an up check of a steady monitor is left
     unmarked; a failure, a monitor not yet steady, a region not steady, a check inside a window are marked."""
@@ -470,9 +489,7 @@ def test_a_result_that_can_move_the_status_is_written_at_once_and_the_rest_wait(
     target.expect_request("/flaky").respond_with_handler(flaky)
     m = create(api, target.url_for("/flaky"))
     steady(m, REGIONS)
-    base = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
-    if base.second > 50:  # both checks in one minute: without urgency they would share one pack
-        base += timedelta(seconds=62 - base.second)
+    base = one_minute_base(4)  # both checks in one minute: without urgency they would share one pack
     jobs = [job(m, slot=base), job(m, slot=base + timedelta(seconds=4))]
 
     assert invoke(make_handler, [record(jobs)]) == {"batchItemFailures": []}
@@ -485,13 +502,7 @@ def test_a_result_that_can_move_the_status_is_written_at_once_and_the_rest_wait(
 def test_a_slow_write_never_holds_a_start_back(api, alice, target, make_handler, monkeypatch):
     """The packs are written on the writer's own thread: while an urgent pack's write takes seconds (DynamoDB
     throttling, a retry's backoff), the next check still starts on its second."""
-    import botocore.client
-
-    target.expect_request("/down").respond_with_data("broken", status=503)
-    target.expect_request("/up").respond_with_data("fine")
-    failing, fine = create(api, target.url_for("/down")), create(api, target.url_for("/up"))
-    steady(failing, REGIONS)
-    steady(fine, REGIONS)
+    failing, fine = failing_and_fine(api, target)
     original = botocore.client.BaseClient._make_api_call
 
     def slow_writes(self: Any, operation: str, params: dict[str, Any]) -> Any:
@@ -508,13 +519,6 @@ def test_a_slow_write_never_holds_a_start_back(api, alice, target, make_handler,
     [later] = results(fine["id"])
     assert (later.checked_at - (base + timedelta(seconds=2))).total_seconds() < 0.5
     assert [r.ok for r in results(failing["id"])] == [False]
-
-
-def one_minute_base(seconds_needed: int) -> datetime:
-    base = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
-    if base.second > 59 - seconds_needed:
-        base += timedelta(seconds=61 - base.second)
-    return base
 
 
 def test_a_region_down_below_quorum_does_not_write_a_pack_per_check(api, alice, target, make_handler):
@@ -540,11 +544,7 @@ def test_an_urgent_result_stays_urgent_after_a_failed_write(api, alice, target, 
     """A first failure's pack is written within URGENT_FLUSH_S; its write is throttled once (botocore's retries
     spent).  _put_back() returns the results but not their urgency (nor their age): the outage waits another
     PACK_FLUSH_S — here until the message's last check — before the incident handler can see it."""
-    target.expect_request("/down").respond_with_data("broken", status=503)
-    target.expect_request("/up").respond_with_data("fine")
-    failing, fine = create(api, target.url_for("/down")), create(api, target.url_for("/up"))
-    steady(failing, REGIONS)
-    steady(fine, REGIONS)
+    failing, fine = failing_and_fine(api, target)
     original = botocore.client.BaseClient._make_api_call
     writes: list[tuple[float, bool]] = []
 
