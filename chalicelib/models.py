@@ -16,6 +16,7 @@ from chalicelib.incidents.models import (
     MonitorStateModel,
 )
 from chalicelib.monitors.models import (
+    ChangeModel,
     MonitorModel,
     PackModel,
     PeriodModel,
@@ -33,6 +34,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = tuple(
     sorted(
         (
             AlertMarkModel,
+            ChangeModel,
             ChannelModel,
             CounterModel,
             DeliveryModel,

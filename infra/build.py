@@ -741,7 +741,14 @@ def checker_role() -> dict[str, Any]:
             "Resource": ["*"],
         },
         {
-            # Whether a job's monitor still runs here (and what marks its results).
+            # Which monitors were written since the tick (monitors.watching)...
+            "Sid": "ReadChangeNotes",
+            "Effect": "Allow",
+            "Action": ["dynamodb:Query"],
+            "Resource": [home_table("monitor_changes")],
+        },
+        {
+            # ...whether those still run here (and what marks their results).
             "Sid": "ReadMonitors",
             "Effect": "Allow",
             "Action": ["dynamodb:BatchGetItem"],

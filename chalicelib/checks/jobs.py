@@ -2,8 +2,9 @@
 
 One message carries many jobs (up to 2,000 and ~1 MB of JSON, gzipped and
 base64-encoded when that makes it smaller), each with the monitor's whole check
-config, so a worker reads nothing per check but one BatchGet to drop paused or
-deleted monitors.  A message is one worker invocation, which ``infra/build.py``
+config and what marks its results as the tick read them (its *watch*), so a worker
+reads again only the monitors written since the tick (``monitors.watching``).
+A message is one worker invocation, which ``infra/build.py``
 sizes for a full one.  A job's ``slot`` is the instant it was scheduled for: with the
 monitor and the region it makes the result's key, so a redelivered job
 overwrites its own result instead of adding one.
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from chalicelib.checks.marking import Watch
 from chalicelib.checks.model import Assertion, CheckSpec
 
 FORMAT_VERSION = 1
@@ -37,17 +39,25 @@ class Job:
     region: str
     slot: datetime  # the planned start (UTC)
     spec: CheckSpec
+    # What marks the results (``checks.marking``) as the tick read the monitor, and when it read it: the worker
+    # trusts it unless the monitor was written since (``monitors.watching``).  None: the worker reads the monitor.
+    watch: Watch | None = None
+    watched_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         spec = asdict(self.spec)
         spec["headers"] = [list(h) for h in self.spec.headers]
-        return {
+        data = {
             "team_id": self.team_id,
             "monitor_id": self.monitor_id,
             "region": self.region,
             "slot": self.slot.isoformat(),
             "spec": spec,
         }
+        if self.watch is not None and self.watched_at is not None:
+            data["watch"] = self.watch.to_json()
+            data["watched_at"] = self.watched_at.isoformat()
+        return data
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> Job:
@@ -61,6 +71,8 @@ class Job:
             region=str(data["region"]),
             slot=datetime.fromisoformat(data["slot"]),
             spec=CheckSpec(**spec),
+            watch=Watch.from_json(data["watch"]) if "watch" in data else None,
+            watched_at=datetime.fromisoformat(data["watched_at"]) if "watched_at" in data else None,
         )
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from chalicelib.checks.model import CheckResult
 
@@ -52,6 +53,30 @@ class Watch:
 
     def in_maintenance(self, at: datetime) -> bool:
         return any(start <= at < end for start, end in self.maintenance)
+
+    def to_json(self) -> dict[str, Any]:
+        """As a check job carries it (``checks.jobs``): only a known watch travels."""
+        return {
+            "status": self.status,
+            "steady": sorted(self.steady_regions),
+            "down": sorted(self.down_regions),
+            "maintenance": [[start.isoformat(), end.isoformat()] for start, end in self.maintenance],
+            "ssl_days": self.ssl_expiry_alert_days,
+        }
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Watch:
+        spans = []
+        for start, end in data.get("maintenance", []):
+            spans.append((datetime.fromisoformat(str(start)), datetime.fromisoformat(str(end))))
+        return Watch(
+            status=str(data["status"]),
+            steady_regions=frozenset(str(r) for r in data.get("steady", [])),
+            down_regions=frozenset(str(r) for r in data.get("down", [])),
+            maintenance=tuple(spans),
+            ssl_expiry_alert_days=int(data.get("ssl_days", 0)),
+            known=True,
+        )
 
 
 UNKNOWN = Watch()

@@ -24,7 +24,7 @@ out the results that could not change anything at all (``checks.marking``), so m
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,7 @@ from chalicelib.incidents.state import (
     steady_regions,
 )
 from chalicelib.monitors.models import MonitorModel
+from chalicelib.monitors.watching import note_one, watch_of
 from chalicelib.observability import logger, metrics
 from chalicelib.storage.base import condition_failed, lost_race, retry_lost_races, transaction
 
@@ -332,12 +333,14 @@ class _Run:
         checked = [r.last_checked_at for r in state.regions.values() if r.last_checked_at is not None]
         advisories = [] if state.incident_open else self._advisories()
         version = int(item.version or 0) + 1  # the state's version once this write lands
+        labels = {r: state.region(r).label for r in self.policy.regions}
+        steady = steady_regions(state, self.policy)
         projection: list[Any] = [
             MonitorModel.status.set(state.status),
-            MonitorModel.region_status.set({r: state.region(r).label for r in self.policy.regions}),
+            MonitorModel.region_status.set(labels),
             MonitorModel.last_checked_at.set(max(checked)) if checked else MonitorModel.last_checked_at.remove(),
             MonitorModel.advisories.set(advisories),
-            MonitorModel.steady_regions.set(steady_regions(state, self.policy)),  # type: ignore[arg-type]
+            MonitorModel.steady_regions.set(steady),  # type: ignore[arg-type]
             MonitorModel.state_version.set(version),
         ]
         # The monitor is written without the user's version condition (an edit stays valid; it reloads if this
@@ -347,6 +350,13 @@ class _Run:
             MonitorModel.paused.does_not_exist() | (MonitorModel.paused == False)  # noqa: E712 - a condition
         )
         newer = unpaused & (MonitorModel.state_version.does_not_exist() | (MonitorModel.state_version < version))
+        # What marks the monitor's results (``checks.marking``) moves with this write: the workers must read it.
+        watched = watch_of(m) != replace(
+            watch_of(m),
+            status=state.status,
+            steady_regions=frozenset(steady),
+            down_regions=frozenset(r for r, label in labels.items() if label == "down"),
+        )
         if self.pending.incidents or self.pending.items:
             # An incident or an event: all of it, or none of it.
             with transaction() as t:
@@ -368,6 +378,8 @@ class _Run:
             except UpdateError as exc:
                 if not condition_failed(exc):
                     raise
+        if watched:
+            note_one(m.team_id, m.monitor_id)
         # What the monitor shows now (in memory): a later result of the batch compares with it.
         m.status = state.status
         m.region_status = {r: state.region(r).label for r in self.policy.regions}  # type: ignore[assignment]

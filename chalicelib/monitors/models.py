@@ -142,6 +142,21 @@ class ProgressModel(BaseModel):
     through = UTCDateTimeAttribute()
 
 
+class ChangeModel(BaseModel):
+    """A note that a monitor was written (``monitors.watching``): the check worker trusts what the tick read of a
+    monitor unless a note names it, so it reads again only the few monitors changed since.  One small item per
+    write, by minute, kept an hour."""
+
+    logical_name = "monitor_changes"
+
+    class Meta:
+        point_in_time_recovery = False  # notes for the next minutes' checks; nothing to restore
+
+    minute = UnicodeAttribute(hash_key=True)  # ``2026-12-06T14:10``
+    key = UnicodeAttribute(range_key=True)  # ``<when, to the microsecond>#<team_id>#<monitor_id>``
+    expires_at = TTLAttribute()
+
+
 class RollupModel(BaseModel):
     """Per monitor: one item a day (``D#2026-11-30``) and one an hour (``H#2026-11-30T14``), computed from the
     packed checks by the aggregator (``monitors.aggregate``), so uptime over 24 h … 90 d reads at most ~115 small

@@ -13,9 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib import errors
+from chalicelib.checks.marking import Watch
 from chalicelib.ids import new_id
 from chalicelib.masking import MaskedWithoutValue, restore_masked
 from chalicelib.monitors.models import MonitorModel
+from chalicelib.monitors.watching import note, note_one, watch_of
 from chalicelib.storage import cursor
 from chalicelib.storage.base import condition_failed, load_team_item, retry_lost_races
 
@@ -206,10 +208,14 @@ def get_many(team_id: str, monitor_ids: list[str]) -> dict[str, Monitor]:
     return {item.monitor_id: to_monitor(item) for item in MonitorModel.batch_get(keys)} if keys else {}
 
 
-def scheduled(key: str) -> list[Monitor]:
+def scheduled(key: str) -> list[tuple[Monitor, Watch]]:
     """The active monitors under one schedule key (``<interval>:<phase>``: the sparse index holds only those
-    that are checked)."""
-    return [to_monitor(item) for item in MonitorModel.by_schedule.query(key, page_size=500) if not item.paused]
+    that are checked), each with what marks its results (``monitors.watching``)."""
+    return [
+        (to_monitor(item), watch_of(item))
+        for item in MonitorModel.by_schedule.query(key, page_size=500)
+        if not item.paused
+    ]
 
 
 def team_of(monitor_id: str) -> str | None:
@@ -229,7 +235,9 @@ def _change(team_id: str, monitor_id: str, change: Callable[[MonitorModel], None
         item.save()
         return item
 
-    return retry_lost_races(attempt, attempts=SAVE_ATTEMPTS)
+    saved = retry_lost_races(attempt, attempts=SAVE_ATTEMPTS)
+    note_one(team_id, monitor_id)  # the workers read it again for the checks the tick already planned
+    return saved
 
 
 def update(
@@ -281,6 +289,7 @@ def delete(team_id: str, monitor_id: str) -> Monitor:
     """Delete the monitor; returns it as it was."""
     item = _load(team_id, monitor_id)
     item.delete(add_version_condition=False)
+    note_one(team_id, monitor_id)  # the checks the tick already planned are dropped
     return to_monitor(item)
 
 
@@ -304,19 +313,24 @@ def set_maintenance(team_id: str, spans: dict[str, list[tuple[datetime, datetime
     the results the incident handler must see (``checks.marking``).  A monitor deleted meanwhile stays deleted."""
     if not spans:
         return
-    for monitor in MonitorModel.batch_get([(team_id, m) for m in spans]):
-        value = [[start.isoformat(), end.isoformat()] for start, end in sorted(spans[monitor.monitor_id])]
-        if value == list(monitor.maintenance or []):
-            continue
-        try:
-            monitor.update(
-                actions=[MonitorModel.maintenance.set(value)],
-                condition=MonitorModel.monitor_id.exists(),
-                add_version_condition=False,
-            )
-        except Exception as exc:
-            if not condition_failed(exc):
-                raise
+    written = []
+    try:
+        for monitor in MonitorModel.batch_get([(team_id, m) for m in spans]):
+            value = [[start.isoformat(), end.isoformat()] for start, end in sorted(spans[monitor.monitor_id])]
+            if value == list(monitor.maintenance or []):
+                continue
+            try:
+                monitor.update(
+                    actions=[MonitorModel.maintenance.set(value)],
+                    condition=MonitorModel.monitor_id.exists(),
+                    add_version_condition=False,
+                )
+                written.append((team_id, monitor.monitor_id))
+            except Exception as exc:
+                if not condition_failed(exc):
+                    raise
+    finally:
+        note(written)
 
 
 def team_monitor_ids(team_id: str) -> list[str]:
@@ -325,8 +339,13 @@ def team_monitor_ids(team_id: str) -> list[str]:
 
 def purge_team(team_id: str) -> None:
     """Delete every monitor of a team (team deletion)."""
-    for item in MonitorModel.query(team_id):
-        item.delete(add_version_condition=False)
+    deleted = []
+    try:
+        for item in MonitorModel.query(team_id):
+            item.delete(add_version_condition=False)
+            deleted.append((team_id, item.monitor_id))
+    finally:
+        note(deleted)
 
 
 def list_monitors(

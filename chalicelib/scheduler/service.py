@@ -6,7 +6,8 @@ and parsing tens of thousands of monitors (seconds of CPU at 10,000) — no star
 
 1. For each key due in T+1, query the sparse ``schedule-index`` (paused monitors are not in it):
    reads are proportional to the due set, never a Scan.
-2. Turn each monitor into one job per region per send, with its planned start in T+1.
+2. Turn each monitor into one job per region per send, with its planned start in T+1 and what marks its results
+   as this read saw it (``monitors.watching``: the workers read again only the monitors written since).
 3. Pack each region's jobs into as few messages as fit (many jobs per message), and send them with
    ``SendMessageBatch`` (10 messages a request), delayed until ``LEAD_SECONDS`` before T+1; the 30-second
    monitors' second send 30 s later still.
@@ -24,6 +25,7 @@ from typing import Any
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
 from chalicelib.checks.jobs import SQS_MAX_MESSAGE_BYTES, Job, pack
+from chalicelib.checks.marking import Watch
 from chalicelib.monitors.checking import spec_from
 from chalicelib.monitors.service import Monitor, scheduled
 from chalicelib.observability import logger, metrics
@@ -48,11 +50,11 @@ class TickReport:
     regions: dict[str, int] = field(default_factory=dict)
 
 
-def _due_monitors(keys: list[DueKey], report: TickReport) -> list[tuple[DueKey, Monitor]]:
+def _due_monitors(keys: list[DueKey], report: TickReport) -> list[tuple[DueKey, Monitor, Watch]]:
     found = []
     for due in keys:
         report.queries += 1
-        found += [(due, monitor) for monitor in scheduled(due.key)]
+        found += [(due, monitor, watch) for monitor, watch in scheduled(due.key)]
     return found
 
 
@@ -68,14 +70,15 @@ def plan_jobs(tick: datetime, force: bool = False) -> tuple[dict[tuple[str, int]
     report.minute = minute.isoformat()
     keys = all_keys() if force else due_keys(minute)
     groups: dict[tuple[str, int], list[Job]] = defaultdict(list)
-    for due, monitor in _due_monitors(keys, report):
+    read_at = datetime.now(UTC)  # what the jobs' watches are as of (the workers read notes written since)
+    for due, monitor, watch in _due_monitors(keys, report):
         spec = spec_from(monitor)
         report.due_monitors += 1
         for repeat in due.repeats:
             # A forced tick (POST /dev/tick) means "check now", not "at your usual second of the minute".
             slot = tick if force else planned_start(minute, monitor.id, due.interval_seconds, repeat)
             for region in monitor.config.regions:
-                groups[(region, repeat)].append(Job(monitor.team_id, monitor.id, region, slot, spec))
+                groups[(region, repeat)].append(Job(monitor.team_id, monitor.id, region, slot, spec, watch, read_at))
     return groups, report
 
 

@@ -21,7 +21,7 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 DEFAULT_BUDGET_S = 60.0  # when called without a Lambda context
 
-configure_core(models=TABLES)  # once per cold start: settings, the worker's two tables, clients
+configure_core(models=TABLES)  # once per cold start: settings, the worker's tables, clients
 
 
 def make_handler(region: str | None = None) -> Handler:

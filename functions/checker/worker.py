@@ -1,15 +1,17 @@
 """The check worker: run the check jobs of one batch of SQS messages and store their results.
 
 The probes and the job contract are :mod:`chalicelib.checks`; this is the orchestration around them, beside
-its entry point (:mod:`functions.checker.handler`), with the only two tables it touches (:data:`TABLES`).
+its entry point (:mod:`functions.checker.handler`), with the only tables it touches (:data:`TABLES`).
 
 For each message of the batch, in its own thread, so no message waits for another's minute:
 
 1. Decode the message and parse each job on its own; unparseable jobs fail the message (after the
    good ones ran), so it is redelivered and, in the end, parked in the DLQ for a person to read.
 2. Drop the jobs this worker must not run: another region's, and those whose monitor was deleted,
-   paused or taken out of this region since the tick — a BatchGet per 100 jobs in start order, each
-   looked up while the jobs before it run, so the minute's first checks never wait for its last.
+   paused or taken out of this region since the tick — per 100 jobs in start order, each chunk looked up
+   while the jobs before it run, so the minute's first checks never wait for its last.  A job carries the
+   tick's view of its monitor; only the monitors a change note names since the tick are read again
+   (``monitors.watching``: a consistent Query of the notes, then a BatchGet of those monitors).
    On a redelivery, also drop the jobs whose result is already stored (a BatchGet of result keys),
    so a message that failed half-way does not check its targets twice; and a job that another
    message of the same batch carries too (a duplicate delivery) runs once.
@@ -17,8 +19,8 @@ For each message of the batch, in its own thread, so no message waits for anothe
    scheduler spreads starts over the minute — in start order, so an early job never queues behind a
    later one.  A start is never planned so late that the check could outlive the invocation: a
    late job starts at once.
-4. Mark each result the incident handler must see (:mod:`chalicelib.checks.marking`), from what the look-up
-   of step 2 read of the monitor, and pack the results (:mod:`chalicelib.monitors.packs`): one item per
+4. Mark each result the incident handler must see (:mod:`chalicelib.checks.marking`), from the monitor's
+   watch of step 2, and pack the results (:mod:`chalicelib.monitors.packs`): one item per
    bucket of monitors and minute, written at most :data:`PACK_FLUSH_S` after its oldest result (a pack holding
    a result that can move the monitor's status, within a second: ``checks.marking.urgent``), in
    ``BatchWriteItem`` batches of 25 with backoff, under a key naming this delivery of the message — by a writer
@@ -45,8 +47,9 @@ from chalicelib.checks.jobs import Job, decode_message
 from chalicelib.checks.marking import UNKNOWN, URGENT_FLUSH_S, Watch, matters, urgent
 from chalicelib.checks.model import CheckResult
 from chalicelib.monitors import packs
-from chalicelib.monitors.models import MonitorModel, PackModel, ProgressModel
+from chalicelib.monitors.models import ChangeModel, MonitorModel, PackModel, ProgressModel
 from chalicelib.monitors.packs import Packed
+from chalicelib.monitors.watching import Feed, watch_of
 from chalicelib.observability import logger
 from chalicelib.storage.base import condition_failed
 
@@ -77,8 +80,9 @@ EVENT_BATCH_SIZE = 1
 MAX_CONCURRENT_INVOCATIONS = 50
 LOOKUP_CHUNK = 100  # jobs looked up (paused? deleted? already done?) at a time: one BatchGetItem's limit
 PACK_FLUSH_S = 15.0  # a result waits at most about this long before its pack is written (readable within a minute)
-# Monitors read to drop paused or deleted monitors' jobs and mark results; packs and progress written.
-TABLES = (MonitorModel, PackModel, ProgressModel)
+# Change notes and the monitors they name read (to drop paused or deleted monitors' jobs and mark results);
+# packs and progress written.
+TABLES = (ChangeModel, MonitorModel, PackModel, ProgressModel)
 
 
 class PoisonedJobs(ValueError):
@@ -164,9 +168,11 @@ class Worker:
         watches: dict[tuple[str, str], Watch] = {}
         packer = _Packer(self, f"{message_id or 'm'}.{receive_count}")
         done = _Done(self.region)
+        read = [j.watched_at for j in jobs if j.watch is not None and j.watched_at is not None]
+        feed = Feed(min(read)) if read else None
         with ThreadPoolExecutor(1, thread_name_prefix="vigil-lookup") as lookups:
             self._run(
-                self._runnable(jobs, receive_count, tally, claim, lookups, watches, done),
+                self._runnable(jobs, receive_count, tally, claim, lookups, watches, done, feed),
                 checks,
                 tally,
                 watches,
@@ -197,6 +203,7 @@ class Worker:
         lookups: ThreadPoolExecutor,
         watches: dict[tuple[str, str], Watch],
         done: _Done,
+        feed: Feed | None = None,
     ) -> Iterator[Job]:
         """The jobs to run, in start order, looked up ``LOOKUP_CHUNK`` at a time, the next chunk while this one runs.
 
@@ -204,11 +211,13 @@ class Worker:
         would hold the minute's first checks behind every BatchGet of the message.
         """
         chunks = [jobs[i : i + LOOKUP_CHUNK] for i in range(0, len(jobs), LOOKUP_CHUNK)]
-        ahead = lookups.submit(self._keep, chunks[0], receive_count, tally, claim, watches, done) if chunks else None
+        ahead = (
+            lookups.submit(self._keep, chunks[0], receive_count, tally, claim, watches, done, feed) if chunks else None
+        )
         for index in range(len(chunks)):
             current = ahead.result() if ahead else []
             if index + 1 < len(chunks):
-                ahead = lookups.submit(self._keep, chunks[index + 1], receive_count, tally, claim, watches, done)
+                ahead = lookups.submit(self._keep, chunks[index + 1], receive_count, tally, claim, watches, done, feed)
             yield from current
 
     def _keep(
@@ -219,8 +228,9 @@ class Worker:
         claim: Callable[[str], bool],
         watches: dict[tuple[str, str], Watch],
         stored: _Done,
+        feed: Feed | None = None,
     ) -> list[Job]:
-        live = self._live(jobs, watches)
+        live = self._live(jobs, watches, feed)
         done = 0
         if receive_count > 1:
             todo = [j for j in live if not stored.has(j)]
@@ -230,21 +240,31 @@ class Worker:
         tally.already_done += done + len(live) - len(mine)
         return mine
 
-    def _live(self, jobs: list[Job], watches: dict[tuple[str, str], Watch]) -> list[Job]:
+    def _live(self, jobs: list[Job], watches: dict[tuple[str, str], Watch], feed: Feed | None = None) -> list[Job]:
         """The jobs whose monitor still exists, is not paused and still has this region; ``watches`` gets what
-        marks their results."""
+        marks their results.  A job's own watch (the tick's read) is trusted unless a change note names its monitor
+        (``monitors.watching``); those monitors, and a job that carries no watch, are read again."""
         mine = [j for j in jobs if j.region == self.region]
         if len(mine) < len(jobs):
             # A queue feeding the wrong region's worker: a result labelled with this region would lie.
             logger.error("jobs for another region", extra={"region": self.region, "count": len(jobs) - len(mine)})
         if not mine:
             return []
-        keys = {(j.team_id, j.monitor_id) for j in mine}
+        changed = feed.refresh() if feed is not None and any(j.watch is not None for j in mine) else set()
         active = set()
-        for m in MonitorModel.batch_get(keys, attributes_to_get=MONITOR_FIELDS):
-            if not m.paused and self.region in (m.regions or []):
-                active.add((m.team_id, m.monitor_id))
-                watches[(m.team_id, m.monitor_id)] = watch_of(m)
+        keys = set()
+        for j in mine:
+            key = (j.team_id, j.monitor_id)
+            if j.watch is not None and key not in changed:
+                active.add(key)
+                watches[key] = j.watch
+            else:
+                keys.add(key)
+        if keys:
+            for m in MonitorModel.batch_get(keys, attributes_to_get=MONITOR_FIELDS):
+                if not m.paused and self.region in (m.regions or []):
+                    active.add((m.team_id, m.monitor_id))
+                    watches[(m.team_id, m.monitor_id)] = watch_of(m)
         return [j for j in mine if (j.team_id, j.monitor_id) in active]
 
     def _latest_start(self, job: Job) -> float:
@@ -284,27 +304,6 @@ class Worker:
 
     def _check(self, job: Job) -> tuple[Job, CheckResult]:
         return job, run_check(job.spec, region=self.region, allow_private=self.allow_private)
-
-
-def watch_of(monitor: MonitorModel) -> Watch:
-    """What the look-up read of a monitor, as the marking rules need it (a span it cannot read is left out)."""
-    spans = []
-    for span in monitor.maintenance or ():
-        try:
-            start, end = (datetime.fromisoformat(str(v)) for v in span)
-        except (TypeError, ValueError):
-            continue
-        spans.append((start, end))
-    raw = monitor.region_status
-    shown: dict[str, Any] = dict(raw.as_dict() if hasattr(raw, "as_dict") else raw or {})
-    return Watch(
-        status=str(monitor.status or "pending"),
-        steady_regions=frozenset(str(r) for r in monitor.steady_regions or ()),
-        down_regions=frozenset(str(r) for r, label in shown.items() if label == "down"),
-        maintenance=tuple(spans),
-        ssl_expiry_alert_days=int(monitor.ssl_expiry_alert_days or 0),
-        known=True,
-    )
 
 
 def _parse(body: str) -> tuple[list[Job], list[str]]:

@@ -337,6 +337,67 @@ def test_jobs_of_a_paused_or_deleted_monitor_are_dropped(api, alice, target, mak
     assert results(deleted["id"]) == []
 
 
+def planned(region: str = "us-east-1") -> list[Job]:
+    """The jobs a forced tick plans for ``region`` now: each with its monitor's watch as the tick read it."""
+    from chalicelib.scheduler.service import plan_jobs
+
+    groups, _ = plan_jobs(datetime.now(UTC), force=True)
+    return groups[(region, 0)]
+
+
+def test_a_job_carries_the_ticks_view_of_its_monitor_and_the_worker_reads_only_monitors_noted_since(
+    api, alice, target, make_handler
+):
+    """Issue 13: no read of every monitor per check.  A job's watch (what marks its results) is what the tick read;
+    the worker reads a monitor again only when a change note names it (``monitors.watching``)."""
+    from chalicelib.monitors.models import MonitorModel
+    from chalicelib.monitors.watching import note_one
+
+    target.expect_request("/up").respond_with_data("fine")
+    trusted, noted, paused, deleted, edited = (create(api, target.url_for("/up")) for _ in range(5))
+    for m in (trusted, noted, paused, deleted, edited):
+        steady(m, REGIONS)
+    jobs = planned()
+    assert {j.monitor_id for j in jobs} == {m["id"] for m in (trusted, noted, paused, deleted, edited)}
+    assert all(j.watch is not None and j.watch.status == "up" and j.watched_at is not None for j in jobs)
+    # Since the tick: two monitors written behind the API's back (no note: the worker keeps the tick's view of
+    # ``trusted``), one of them noted as the incident handler notes its writes; one paused, one deleted, one
+    # taken out of this region, through the API.
+    for m in (trusted, noted):
+        MonitorModel.get(m["team_id"], m["id"]).update(
+            actions=[MonitorModel.steady_regions.set(["eu-west-1"])], add_version_condition=False
+        )
+    note_one(noted["team_id"], noted["id"])
+    assert api.post(f"/v1/monitors/{paused['id']}/pause").status == 200
+    assert api.delete(f"/v1/monitors/{deleted['id']}").status == 204
+    assert api.patch(f"/v1/monitors/{edited['id']}", {"regions": ["eu-west-1"]}).status == 200
+
+    assert invoke(make_handler, [record(jobs)]) == {"batchItemFailures": []}
+
+    assert [r.marked for r in results(trusted["id"])] == [False]  # the tick's view: steady here, nothing to see
+    assert [r.marked for r in results(noted["id"])] == [True]  # read again: this region is not steady any more
+    assert results(paused["id"]) == results(deleted["id"]) == results(edited["id"]) == []
+    assert len(target.log) == 2
+
+
+def test_a_job_without_a_watch_reads_its_monitor(api, alice, target, make_handler):
+    """A job from before watches travelled (a message in flight across a deploy) is looked up as it always was."""
+    from chalicelib.monitors.models import MonitorModel
+
+    target.expect_request("/up").respond_with_data("fine")
+    m = create(api, target.url_for("/up"))
+    steady(m, REGIONS)
+    [planned_job] = planned()
+    MonitorModel.get(m["team_id"], m["id"]).update(
+        actions=[MonitorModel.steady_regions.set(["eu-west-1"])], add_version_condition=False
+    )
+    bare = Job(planned_job.team_id, planned_job.monitor_id, planned_job.region, planned_job.slot, planned_job.spec)
+
+    assert invoke(make_handler, [record([bare])]) == {"batchItemFailures": []}
+
+    assert [r.marked for r in results(m["id"])] == [True]
+
+
 def test_a_job_for_a_region_the_monitor_no_longer_has_is_dropped(api, alice, target, make_handler):
     target.expect_request("/m").respond_with_data("ok")
     m = create(api, target.url_for("/m"), regions=["us-east-1", "eu-west-1"])

@@ -5,7 +5,7 @@ the environment (the tables on a moto server in another process) and CONFIG a JS
 target's ``port`` and its CA's PEM (``cadata``), how many ``checks`` and over how many ``seconds`` they start.
 
 1. Load what the deployed worker loads, ``functions.checker.handler``, and nothing of the tests or Chalice.
-2. Create the worker's two tables and one monitor per check (a live monitor in this region), untimed.
+2. Create the worker's tables and one monitor per check (a live monitor in this region), untimed.
 3. Invoke the handler once with a Lambda-shaped SQS event of those jobs, packed as the scheduler packs them
    (``pack``), the starts spread over whole seconds as the scheduler plans them (many checks a second).
 4. Print one JSON line: the process's CPU and wall time over the invocation alone, its resident memory after
@@ -52,6 +52,7 @@ def main(config: dict[str, Any]) -> dict[str, Any]:
     from chalicelib.aws.clients import client
     from chalicelib.checks import tls
     from chalicelib.checks.jobs import Job, pack
+    from chalicelib.checks.marking import Watch
     from chalicelib.checks.model import CheckSpec
     from chalicelib.settings import get_settings
     from chalicelib.storage.schema import create_tables
@@ -82,8 +83,19 @@ def main(config: dict[str, Any]) -> dict[str, Any]:
     tls.use_trust_store(config["cadata"])
 
     first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    # As the tick plans them: each with its monitor's watch as the tick read it (up and steady here), so the worker
+    # reads only the change notes (none: nothing changed since).
+    watch, read_at = Watch(status="up", steady_regions=frozenset({REGION}), known=True), datetime.now(UTC)
     jobs = [
-        Job(team, m, REGION, first + timedelta(seconds=i % seconds), CheckSpec(url=f"https://localhost:{port}/{m}"))
+        Job(
+            team,
+            m,
+            REGION,
+            first + timedelta(seconds=i % seconds),
+            CheckSpec(url=f"https://localhost:{port}/{m}"),
+            watch,
+            read_at,
+        )
         for i, m in enumerate(monitors)
     ]
     arn = f"arn:aws:sqs:{REGION}:123456789012:bench-checks-{REGION}"
