@@ -15,10 +15,10 @@ For each message of the batch, in its own thread, so no message waits for anothe
    On a redelivery, also drop the jobs whose result is already stored (a BatchGet of result keys),
    so a message that failed half-way does not check its targets twice; and a job that another
    message of the same batch carries too (a duplicate delivery) runs once.
-3. Hand each job to the check pool (shared by the batch, bounded) at its planned start — the
-   scheduler spreads starts over the minute — in start order, so an early job never queues behind a
-   later one.  A start is never planned so late that the check could outlive the invocation: a
-   late job starts at once.
+3. Hand each job to the check pool (shared by the batch, bounded) at its start — the scheduler
+   spreads slots over the minute's seconds, and each monitor takes a stable share of its second
+   (``Job.start``) — in start order, so an early job never queues behind a later one.  A start is
+   never planned so late that the check could outlive the invocation: a late job starts at once.
 4. Mark each result the incident handler must see (:mod:`chalicelib.checks.marking`), from the monitor's
    watch of step 2, and pack the results (:mod:`chalicelib.monitors.packs`): one item per
    bucket of monitors and minute, written at most :data:`PACK_FLUSH_S` after its oldest result (a pack holding
@@ -164,7 +164,7 @@ class Worker:
         """
         jobs, poisoned = _parse(body)
         tally.jobs = len(jobs) + len(poisoned)
-        jobs.sort(key=lambda j: j.slot)
+        jobs.sort(key=lambda j: j.start)
         watches: dict[tuple[str, str], Watch] = {}
         packer = _Packer(self, f"{message_id or 'm'}.{receive_count}")
         done = _Done(self.region)
@@ -272,8 +272,8 @@ class Worker:
 
     def _delay(self, job: Job) -> float:
         """Seconds to wait before starting ``job``: until its planned start, but never so long it cannot finish."""
-        until_slot = (job.slot - datetime.now(UTC)).total_seconds()
-        return min(until_slot, self._latest_start(job) - time.monotonic())
+        until_start = (job.start - datetime.now(UTC)).total_seconds()
+        return min(until_start, self._latest_start(job) - time.monotonic())
 
     def _run(
         self,
@@ -369,7 +369,7 @@ class _Writer:
                 self.errors.append(f"a check crashed: {type(exc).__name__}")
             return
         watch = self.watches.get((job.team_id, job.monitor_id), UNKNOWN)
-        late = (result.checked_at - job.slot).total_seconds()
+        late = (result.checked_at - job.start).total_seconds()
         with self.lock:
             self.tally.checks_run += 1
             self.tally.checks_failed += not result.ok

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from werkzeug import Request, Response
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
-from chalicelib.checks.jobs import Job, encode_message
+from chalicelib.checks.jobs import SPREAD_STEPS, Job, encode_message, spread
 from chalicelib.local.loop import lambda_context
 from chalicelib.monitors import packs as packing
 from chalicelib.monitors.checking import spec_from
@@ -447,14 +448,25 @@ def test_a_job_starts_at_its_planned_time_not_before(api, alice, target, make_ha
 
     target.expect_request("/later").respond_with_handler(stamp)
     m = create(api, target.url_for("/later"))
-    slot = datetime.now(UTC) + timedelta(seconds=1)
+    slot = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    start = slot + spread(m["id"])  # its share of the second (a 100 ms step), stable
 
     assert invoke(make_handler, [record([job(m, slot=slot)])]) == {"batchItemFailures": []}
 
     [at] = arrived
-    assert slot.timestamp() <= at < slot.timestamp() + 0.5
+    assert start.timestamp() <= at < start.timestamp() + 0.5
     [stored] = results(m["id"])
-    assert stored.checked_at >= slot
+    assert stored.checked_at >= start
+    assert stored.slot == f"{slot:%Y-%m-%dT%H:%M:%S}#us-east-1"  # its identity is still the slot
+
+
+def test_a_seconds_starts_are_spread_over_its_ten_steps_and_each_monitor_keeps_its_own():
+    ids = [f"mon_{i:05d}" for i in range(2000)]
+    steps = Counter(spread(i) for i in ids)
+
+    assert set(steps) == {timedelta(milliseconds=100 * k) for k in range(SPREAD_STEPS)}
+    assert max(steps.values()) < 2000 / SPREAD_STEPS * 1.2  # about even: no step holds a burst
+    assert [spread(i) for i in ids[:50]] == [spread(i) for i in ids[:50]]
 
 
 def test_a_start_too_late_for_the_invocation_starts_at_once(api, alice, target, make_handler):

@@ -40,6 +40,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.checks.jobs import spread
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop, next_fire, scheduled_event
 from chalicelib.monitors import packs
@@ -292,7 +293,7 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
         if result.slot.startswith(forced):
             continue  # the warm-up starts every check at once: not a planned start
         planned, _ = parse_slot(result.slot)
-        offset = (result.checked_at - planned).total_seconds()
+        offset = (result.checked_at - planned - spread(result.monitor_id)).total_seconds()
         late.append(max(0.0, offset))
         late_by_interval.setdefault(interval_of[result.monitor_id], []).append(max(0.0, offset))
         if planned.second >= HEAD_S:

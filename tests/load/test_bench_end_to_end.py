@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.checks.jobs import spread
 from chalicelib.clock import utcnow
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop, next_fire, scheduled_event
@@ -130,7 +131,7 @@ def test_every_due_check_runs_once_per_region_and_on_time(api, app, aws, target,
     early: list[float] = []
     for result in stored:
         planned, _ = parse_slot(result.slot)
-        offset = (result.checked_at - planned).total_seconds()
+        offset = (result.checked_at - planned - spread(result.monitor_id)).total_seconds()
         late.append(max(0.0, offset))
         if planned.second >= HEAD_S:
             late_after_head.append(max(0.0, offset))
