@@ -337,6 +337,57 @@ class Run:
     rollups_table: str = "rollups"
     rollup_items_per_monitor: int = 0  # the hourly and daily rollups a monitor keeps
     monitor_tables: tuple[str, ...] = ()  # one item per monitor (the monitor, its incident state)
+    # The periods table's write units and storage in steady state, projected from the run's own items
+    # (:func:`project_periods`): the bench's one pass covers a few minutes, not a whole period.
+    periods: PeriodProjection | None = None
+
+
+@dataclass(frozen=True)
+class PeriodProjection:
+    """One monitor's period item, per check, in a whole period: its write units and byte-months."""
+
+    table: str
+    wru_per_check: float
+    byte_months_per_check: float
+    measured_wru_per_check: float  # what the run's own pass wrote, per check (for the record)
+    basis: str
+
+
+def project_periods(
+    table: str,
+    items: list[tuple[int, int, str]],
+    intervals: dict[str, int],
+    regions: int,
+    period_s: int,
+    ttl_s: float,
+    measured_wru_per_check: float,
+) -> PeriodProjection:
+    """Steady state of the periods table from the items a short run wrote (``items``: their size, checks and
+    monitor): an item's size is fitted as a fixed part plus bytes per check (least squares over the run's items),
+    then each monitor's whole-period item is sized at its interval's checks — ``regions`` x period / interval, or
+    one check per region for an interval longer than the period (an item every interval / period periods)."""
+    n = len(items)
+    xs = [float(checks) for _, checks, _ in items]
+    ys = [float(size) for size, _, _ in items]
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    spread_x = sum((x - mean_x) ** 2 for x in xs)
+    per_check = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread_x if spread_x else 0.0
+    fixed = max(0.0, mean_y - per_check * mean_x)
+    units = byte_months = checks = 0.0
+    for monitor in {m for _, _, m in items}:
+        interval = intervals[monitor]
+        in_item = regions * max(1, period_s // interval)
+        items_per_period = min(1.0, period_s / interval)
+        size = fixed + per_check * in_item
+        units += items_per_period * math.ceil(size / 1024)
+        byte_months += items_per_period * (size + ITEM_OVERHEAD_BYTES) * ttl_s / 86400 / MONTH_DAYS
+        checks += regions * period_s / interval
+    basis = (
+        f"modelled: one item a monitor a {period_s // 60}-minute period at its interval's checks, sized"
+        f" {fixed:.0f} B + {per_check:.1f} B a check (fitted to the run's {n} items; its own pass:"
+        f" {measured_wru_per_check:.4f} a check)"
+    )
+    return PeriodProjection(table, units / checks, byte_months / checks, measured_wru_per_check, basis)
 
 
 def function_configs(functions: Iterable[str], stage: str = DEPLOYED_STAGE) -> dict[str, FunctionConfig]:
@@ -467,7 +518,11 @@ def _dynamodb_lines(run: Run, per: float) -> list[Line]:
     lines = []
     for (resource, function), units in sorted(wru.items()):
         driver = driver_of(function, resource.split("/")[0], run.results_tables)
-        lines.append(Line(f"DynamoDB WRU {resource} <- {function}", driver, units * per, "dynamodb_wru", "measured"))
+        item = f"DynamoDB WRU {resource} <- {function}"
+        if run.periods is not None and resource == run.periods.table:
+            lines.append(Line(item, driver, run.periods.wru_per_check, "dynamodb_wru", run.periods.basis))
+            continue
+        lines.append(Line(item, driver, units * per, "dynamodb_wru", "measured"))
     for (resource, function), units in sorted(rru.items()):
         driver = driver_of(function, resource.split("/")[0], run.results_tables)
         lines.append(Line(f"DynamoDB RRU {resource} <- {function}", driver, units * per, "dynamodb_rru", "measured"))
@@ -501,9 +556,11 @@ def _storage_lines(run: Run) -> list[Line]:
         if not new:
             continue
         stored = sum((w.new + ITEM_OVERHEAD_BYTES) * (w.ttl_s or 0) / 86400 / MONTH_DAYS for w in new)  # byte-months
-        quantity = stored / run.checks / GB
+        quantity, how = stored / run.checks / GB, "measured"
+        if run.periods is not None and table == run.periods.table:
+            quantity, how = run.periods.byte_months_per_check / GB, "modelled: as its write line"
         schema = run.tables.get(table)
-        lines.append(Line(f"storage {table}", "stored results", quantity, "dynamodb_storage", "measured"))
+        lines.append(Line(f"storage {table}", "stored results", quantity, "dynamodb_storage", how))
         if schema is not None and schema.pitr:
             lines.append(Line(f"PITR {table}", "stored results", quantity, "dynamodb_pitr", "measured"))
     checks_per_monitor_month = len(run.regions) * 3600 / run.interval_s * MONTH_HOURS

@@ -297,3 +297,21 @@ def test_a_request_the_model_cannot_price_is_listed_not_hidden():
     assert priced["not priced: other DynamoDB requests"].quantity == 0.001
     assert priced["not priced: sns Publish"].quantity == 0.001
     assert priced["DynamoDB control plane requests"].usd_per_million == 0.0
+
+
+def test_periods_are_projected_to_a_whole_period_from_the_runs_own_items() -> None:
+    """The bench's pass covers a few minutes: a monitor's whole-period item is sized from the run's items (a fixed
+    part plus bytes per check, fitted), at its interval's checks; write units per item by the started kilobyte."""
+    from tests.load.cost import project_periods
+
+    items = [(200 + 20 * n, n, m) for n, m in ((30, "a"), (12, "a"), (3, "b"), (6, "a"))]
+    projected = project_periods(
+        "result_periods", items, {"a": 30, "b": 3600}, 3, 600, ttl_s=30 * 86400, measured_wru_per_check=0.2
+    )
+
+    # a: 60 checks a period in one 1,400 B item (2 WRU); b: 3 checks in a 260 B item (1 WRU) every sixth period.
+    assert projected.wru_per_check == pytest.approx((2 + 1 / 6) / (60 + 0.5))
+    months = 30 / cost.MONTH_DAYS  # kept 30 days
+    assert projected.byte_months_per_check == pytest.approx((1500 + 360 / 6) * months / (60 + 0.5))
+    assert "200 B + 20.0 B a check" in projected.basis
+    assert "its own pass: 0.2000 a check" in projected.basis
