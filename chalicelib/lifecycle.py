@@ -49,12 +49,14 @@ def set_monitor_paused(team_id: str, monitor_id: str, paused: bool, now: datetim
     """Pause or resume.
 
     1. The monitor leaves (or rejoins) the schedule in the same write.
-    2. The incident handler ends its outage (paused: no check could ever resolve it) or starts its state afresh
-       (resumed) — even if it already was paused: a step that failed the first time gets another go.
+    2. The incident handler ends its outage (paused: no check could ever resolve it) — even if it already was
+       paused: a step that failed the first time gets another go — or, resumed from a pause, starts its state
+       afresh.  Resuming a monitor that was not paused changes nothing: its outage, if any, goes on.
     3. The monitor is returned as the incident handler left it.
     """
-    monitor = monitors.set_paused(team_id, monitor_id, paused, now)
-    tracker.pause_changed(monitor, now)
+    monitor, was_paused = monitors.set_paused(team_id, monitor_id, paused, now)
+    if paused or was_paused:
+        tracker.pause_changed(monitor, now)
     return monitors.get(team_id, monitor_id)
 
 

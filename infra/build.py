@@ -94,7 +94,7 @@ CHECKER_CHECKS_PER_INVOCATION = CHECKER_BATCH_SIZE * MAX_JOBS_PER_MESSAGE
 #   3. At most CHECKER_CHECKS_PER_INVOCATION = 2,000 checks: 7.8 s of CPU in the minute, 0.13 vCPU on average.
 #   4. At most 45 % of its CPU share over the minute: 0.29 vCPU = 511 MB, rounded up to 64 MB steps: 512 MB.
 #      Measured, not guessed: the bench runs a full message capped at the deployed share (a cgroup, as Lambda
-#      caps it); at 512 MB it is 45 % busy and its checks measure a 15 ms target at 18 ms (p95), at 384 MB 62 %
+#      caps it); at 512 MB it is 45 % busy and its checks measure a 16 ms target at 18 ms (p95), at 384 MB 62 %
 #      busy and 307 ms, at 320 MB 90 % and 1.3 s, starting 1.5 s late.  A busier worker is cheaper and lies
 #      about every target's response time.
 #   5. Never below CHECKER_MIN_MEMORY_MB: the bench's worker peaked at 121 MB resident (62 MB once loaded, 32

@@ -3,7 +3,7 @@
 Almost every result is an up check of a monitor that is up everywhere: it cannot open, resolve or move anything
 the incident handler keeps, so sending it there would only cost an invocation and the reads to find that out
 (issue 13).  The worker marks a result when it *can* matter, from what the incident handler last wrote on the
-monitor — read in the worker's look-up just before the check runs:
+monitor (its *watch*: see the end of this docstring for how fresh):
 
 - the result is a failure, or slower than the monitor's ``degraded_after_ms``;
 - the monitor is not ``up`` (pending, down, degraded, in maintenance): every result may change that;
@@ -22,7 +22,9 @@ check of a monitor up, a clean one of a monitor degraded; any result once a main
 status still says ``maintenance``.  Nothing inside a window.  A monitor down for days, or a region down below the
 quorum, keeps failing without urgency, so its checks keep sharing packs.
 
-What the look-up read can be a little behind the handler (its last result still in the stream): a first
+What the worker knows is the tick's read of the monitor (carried in the job, a minute or two before the check),
+or a fresh read when a change note names it (``monitors.watching``).  Either can be a little behind the handler
+(its last result still in the stream): a first
 failure's region is then still listed as steady, and the next result — an up one — goes unmarked.  The handler
 therefore treats a failure that follows its region's last failure by more than one and a half intervals as a
 new run of failures (``incidents.state``), as if the unseen up result had been applied.
@@ -66,13 +68,20 @@ class Watch:
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> Watch:
+        """Raises ValueError (or TypeError) for anything the scheduler would not have written."""
+        lists = {name: data.get(name, []) for name in ("steady", "down", "maintenance")}
+        if not all(isinstance(value, list) for value in lists.values()):
+            raise ValueError("a watch's regions and spans are lists")
         spans = []
-        for start, end in data.get("maintenance", []):
-            spans.append((datetime.fromisoformat(str(start)), datetime.fromisoformat(str(end))))
+        for start, end in lists["maintenance"]:
+            span = (datetime.fromisoformat(str(start)), datetime.fromisoformat(str(end)))
+            if any(t.tzinfo is None for t in span):
+                raise ValueError("a maintenance span without a time zone")
+            spans.append(span)
         return Watch(
             status=str(data["status"]),
-            steady_regions=frozenset(str(r) for r in data.get("steady", [])),
-            down_regions=frozenset(str(r) for r in data.get("down", [])),
+            steady_regions=frozenset(str(r) for r in lists["steady"]),
+            down_regions=frozenset(str(r) for r in lists["down"]),
             maintenance=tuple(spans),
             ssl_expiry_alert_days=int(data.get("ssl_days", 0)),
             known=True,

@@ -151,6 +151,11 @@ class ChangeModel(BaseModel):
 
     class Meta:
         point_in_time_recovery = False  # notes for the next minutes' checks; nothing to restore
+        # A note must land within the feed's overlap of its stamp (``watching.OVERLAP``), or not at all (a lost
+        # note is tolerated; a late one would be missed): (1 + 1 retry) x (1 s + 2 s) = 6 s at worst.
+        connect_timeout_seconds = 1
+        read_timeout_seconds = 2
+        max_retry_attempts = 1
 
     minute = UnicodeAttribute(hash_key=True)  # ``2026-12-06T14:10``
     key = UnicodeAttribute(range_key=True)  # ``<when, to the microsecond>#<team_id>#<monitor_id>``

@@ -274,15 +274,19 @@ def update(
     return to_monitor(_change(team_id, monitor_id, change))
 
 
-def set_paused(team_id: str, monitor_id: str, paused: bool, now: datetime) -> Monitor:
-    """Pause or resume.  A paused monitor leaves the schedule index in the same write: it is not checked."""
+def set_paused(team_id: str, monitor_id: str, paused: bool, now: datetime) -> tuple[Monitor, bool]:
+    """Pause or resume; the monitor, and whether it was paused before.  A paused monitor leaves the schedule index
+    in the same write: it is not checked."""
+    before: list[bool] = []
 
     def change(item: MonitorModel) -> None:
+        before[:] = [bool(item.paused)]  # the last attempt's read (a lost race reloads)
         item.paused = paused
         item.schedule_key = None if paused else schedule_key(item.monitor_id, int(item.interval_seconds))
         item.updated_at = now
 
-    return to_monitor(_change(team_id, monitor_id, change))
+    monitor = to_monitor(_change(team_id, monitor_id, change))
+    return monitor, before[0]
 
 
 def delete(team_id: str, monitor_id: str) -> Monitor:
@@ -309,8 +313,9 @@ def unlink_channel(team_id: str, channel_id: str) -> None:
 
 
 def set_maintenance(team_id: str, spans: dict[str, list[tuple[datetime, datetime]]]) -> None:
-    """Write on each monitor the [start, end) of its maintenance windows not ended: the worker reads them to mark
-    the results the incident handler must see (``checks.marking``).  A monitor deleted meanwhile stays deleted."""
+    """Write on each monitor the [start, end) of its maintenance windows not ended: the tick reads them into its
+    jobs (and a worker reads them again for a monitor noted since) to mark the results the incident handler must
+    see (``checks.marking``).  A monitor deleted meanwhile stays deleted."""
     if not spans:
         return
     written = []

@@ -27,7 +27,14 @@ from chalicelib.clock import utcnow
 from chalicelib.monitors.models import ChangeModel
 from chalicelib.observability import logger
 
-KEEP = timedelta(hours=1)  # far longer than a job waits between its tick and its check
+# A job's watch is trusted only this long after its tick read it (a message redelivered or redriven later is looked
+# up in full, as before watches travelled), and notes outlive that by far.
+TRUSTED_FOR = timedelta(minutes=10)
+KEEP = timedelta(hours=1)
+# Notes a refresh reads at most: past it (a storm of writes: a regional outage's status changes, one tenant saving
+# windows in a loop), the feed gives up on telling monitors apart and every job of the message is looked up in full,
+# which costs what every message cost before notes.
+MAX_NOTES = 1000
 # Notes up to this long before the tick's read count as after it: the schedule index is eventually consistent
 # (its copy of a monitor can trail the table by a moment), and two functions' clocks can differ a little.
 MARGIN = timedelta(seconds=15)
@@ -69,21 +76,31 @@ def note_one(team_id: str, monitor_id: str) -> None:
 
 
 class Feed:
-    """The monitors noted as changed since ``since`` (the tick's read), read again on each :meth:`refresh`."""
+    """The monitors noted as changed since ``since`` (the tick's read, at most :data:`TRUSTED_FOR` ago), read again
+    on each :meth:`refresh`; ``overflowed`` once a refresh found more than :data:`MAX_NOTES` (then every monitor
+    counts as changed)."""
 
     def __init__(self, since: datetime):
         self._from = since.astimezone(UTC) - MARGIN
         self._read_at: datetime | None = None
         self.changed: set[tuple[str, str]] = set()
+        self.overflowed = False
 
     def refresh(self, now: datetime | None = None) -> set[tuple[str, str]]:
         """Every monitor noted since ``since`` up to ``now``: what earlier refreshes found, and what landed since."""
+        if self.overflowed:
+            return set(self.changed)
         now = (now or utcnow()).astimezone(UTC)
         start = self._from if self._read_at is None else max(self._from, self._read_at - OVERLAP)
         minute = start.replace(second=0, microsecond=0)
+        read = 0
         while minute <= now:
             condition = ChangeModel.key >= _stamp(start) if minute <= start else None
-            for item in ChangeModel.query(_minute(minute), condition, consistent_read=True):
+            for item in ChangeModel.query(_minute(minute), condition, consistent_read=True, page_size=MAX_NOTES):
+                read += 1
+                if read > MAX_NOTES:
+                    self.overflowed = True
+                    return set(self.changed)
                 _, team_id, monitor_id = item.key.split("#", 2)
                 self.changed.add((team_id, monitor_id))
             minute += timedelta(minutes=1)

@@ -39,9 +39,10 @@ class BaseModel(Model):
             meta: Any = cls.Meta
             meta.table_name = cls.logical_name
             meta.billing_mode = "PAY_PER_REQUEST"
-            meta.connect_timeout_seconds = 2
-            meta.read_timeout_seconds = 5
-            meta.max_retry_attempts = 3
+            # Every call has a timeout; a table may set a tighter budget in its own Meta.
+            meta.connect_timeout_seconds = meta.__dict__.get("connect_timeout_seconds", 2)
+            meta.read_timeout_seconds = meta.__dict__.get("read_timeout_seconds", 5)
+            meta.max_retry_attempts = meta.__dict__.get("max_retry_attempts", 3)
             REGISTRY.append(cls)
 
 

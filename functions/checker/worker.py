@@ -49,7 +49,7 @@ from chalicelib.checks.model import CheckResult
 from chalicelib.monitors import packs
 from chalicelib.monitors.models import ChangeModel, MonitorModel, PackModel, ProgressModel
 from chalicelib.monitors.packs import Packed
-from chalicelib.monitors.watching import Feed, watch_of
+from chalicelib.monitors.watching import TRUSTED_FOR, Feed, watch_of
 from chalicelib.observability import logger
 from chalicelib.storage.base import condition_failed
 
@@ -169,7 +169,10 @@ class Worker:
         packer = _Packer(self, f"{message_id or 'm'}.{receive_count}")
         done = _Done(self.region)
         read = [j.watched_at for j in jobs if j.watch is not None and j.watched_at is not None]
-        feed = Feed(min(read)) if read else None
+        # The tick's view is trusted only while its notes are kept and few minutes of them are to be read: a message
+        # redelivered or redriven long after its tick looks every monitor up.
+        trusted = bool(read) and datetime.now(UTC) - min(read) <= TRUSTED_FOR
+        feed = Feed(min(read)) if trusted else None
         with ThreadPoolExecutor(1, thread_name_prefix="vigil-lookup") as lookups:
             self._run(
                 self._runnable(jobs, receive_count, tally, claim, lookups, watches, done, feed),
@@ -251,17 +254,23 @@ class Worker:
         if not mine:
             return []
         changed = feed.refresh() if feed is not None and any(j.watch is not None for j in mine) else set()
+        everything = feed is None or feed.overflowed
         active = set()
-        keys = set()
+        noted, unknown = set(), set()
         for j in mine:
             key = (j.team_id, j.monitor_id)
-            if j.watch is not None and key not in changed:
+            if j.watch is None or everything:
+                unknown.add(key)
+            elif key in changed:
+                noted.add(key)
+            else:
                 active.add(key)
                 watches[key] = j.watch
-            else:
-                keys.add(key)
-        if keys:
-            for m in MonitorModel.batch_get(keys, attributes_to_get=MONITOR_FIELDS):
+        # A noted monitor was just written: read it consistently (it is one of few).
+        for keys, consistent in ((noted, True), (unknown - noted, False)):
+            if not keys:
+                continue
+            for m in MonitorModel.batch_get(keys, consistent_read=consistent, attributes_to_get=MONITOR_FIELDS):
                 if not m.paused and self.region in (m.regions or []):
                     active.add((m.team_id, m.monitor_id))
                     watches[(m.team_id, m.monitor_id)] = watch_of(m)

@@ -9,8 +9,9 @@ import time_machine
 
 from chalicelib.clock import isoz, utcnow
 from chalicelib.monitors.models import ChangeModel
-from chalicelib.monitors.watching import KEEP, MARGIN, OVERLAP, Feed, note, note_one
+from chalicelib.monitors.watching import KEEP, MARGIN, MAX_NOTES, OVERLAP, Feed, note, note_one
 from tests.factories import create_monitor
+from tests.packed import reads
 from tests.support import recover
 
 NOON = datetime(2026, 12, 6, 12, 0, 30, tzinfo=UTC)
@@ -125,3 +126,29 @@ def test_a_deleted_teams_monitors_are_noted(api, alice):
     purge_team(alice["team"]["id"])
 
     assert noted_since(since + MARGIN) == {m["id"] for m in monitors}
+
+
+def test_a_storm_of_notes_overflows_the_feed_after_a_bounded_read(aws):
+    """Past ``MAX_NOTES`` a feed stops telling monitors apart (its worker then looks every job up, as before notes):
+    a tenant saving windows in a loop, or a regional outage's status changes, cannot make each refresh read more."""
+    tick = NOON
+    with time_machine.travel(tick + timedelta(seconds=5), tick=False):
+        note([("team_noisy", f"mon_{n:05d}") for n in range(MAX_NOTES + 1)])
+    feed = Feed(tick)
+    with reads(ChangeModel) as seen:  # what DynamoDB answered (the network seam)
+        for step in range(5):
+            feed.refresh(now=tick + timedelta(seconds=10 + 3 * step))
+
+    assert feed.overflowed
+    # The first refresh read a page of MAX_NOTES and one more note; the others read nothing.
+    assert sum(r.items for r in seen) <= 2 * MAX_NOTES
+    assert len(seen) == 2
+
+
+def test_a_note_lands_within_the_feeds_overlap_or_not_at_all():
+    """A note is stamped before it is written: its write's whole budget (retries included) fits in the overlap a
+    refresh reads again, or a note landing late would be missed for good."""
+    meta = ChangeModel.Meta
+    worst = (1 + meta.max_retry_attempts) * (meta.connect_timeout_seconds + meta.read_timeout_seconds)
+
+    assert timedelta(seconds=worst) <= OVERLAP

@@ -479,6 +479,23 @@ def test_pausing_a_down_monitor_resolves_its_incident_and_resuming_starts_afresh
     assert api.get(f"/v1/monitors/{monitor['id']}").json["status"] == "down"
 
 
+def test_resuming_a_monitor_that_was_not_paused_leaves_its_outage_as_it_is(api, alice, aws):
+    """An idempotent "resume" (a script, a Terraform apply) on a running monitor: its open incident stays the one
+    its recovery resolves, and its failures go on counting toward it — never a second incident for one outage."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    feed(minute(monitor, t0, ok=False), minute(monitor, t0 + timedelta(minutes=1), ok=False))
+    (incident,) = team_incidents(monitor)
+
+    r = api.post(f"/v1/monitors/{monitor['id']}/resume")
+
+    assert (r.status, r.json["status"]) == (200, "down")
+    feed(minute(monitor, t0 + timedelta(minutes=2), ok=False), minute(monitor, t0 + timedelta(minutes=3), ok=False))
+    assert [i.incident_id for i in team_incidents(monitor)] == [incident.incident_id]
+    feed(minute(monitor, t0 + timedelta(minutes=4), ok=True))
+    assert [(i.incident_id, i.status) for i in team_incidents(monitor)] == [(incident.incident_id, "resolved")]
+
+
 @pytest.mark.parametrize("down_before", [False, True])
 def test_a_pause_landing_while_a_batch_is_applied_wins(api, alice, aws, monkeypatch, down_before):
     """The user pauses after the handler read the monitor (not paused yet) and before it writes: the handler's

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from chalicelib.checks import jobs
 from chalicelib.checks.jobs import MAX_JOBS_PER_MESSAGE, MAX_MESSAGE_BYTES, Job, decode_message, pack
+from chalicelib.checks.marking import Watch
 from chalicelib.checks.model import CheckSpec
 
 TICK = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -56,3 +58,42 @@ def test_jobs_too_big_for_one_message_are_halved_until_each_fits():
 def test_the_limits_fit_sqs():
     assert MAX_MESSAGE_BYTES < jobs.SQS_MAX_MESSAGE_BYTES == 1_048_576
     assert MAX_JOBS_PER_MESSAGE == 2000
+
+
+WATCH = Watch(
+    status="up",
+    steady_regions=frozenset({"eu-west-1", "us-east-1"}),
+    down_regions=frozenset(),
+    maintenance=((TICK + timedelta(hours=1), TICK + timedelta(hours=2)),),
+    ssl_expiry_alert_days=14,
+    known=True,
+)
+
+
+def test_a_jobs_watch_and_when_it_was_read_travel_together():
+    [job] = make_jobs(1)
+    watched = replace(job, watch=WATCH, watched_at=TICK)
+
+    [raw] = decode_message(pack([watched])[0])
+
+    assert Job.from_json(raw) == watched
+    assert Job.from_json(job.to_json()) == job  # no watch: none travels
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        lambda raw: {k: v for k, v in raw.items() if k != "watched_at"},  # a watch never re-read: not trusted
+        lambda raw: {k: v for k, v in raw.items() if k != "watch"},
+        lambda raw: {**raw, "watched_at": "2026-12-06T12:00:00"},  # no time zone
+        lambda raw: {**raw, "watch": {**raw["watch"], "maintenance": [["2026-12-06T13:00:00", "2026-12-06T14:00"]]}},
+        lambda raw: {**raw, "watch": {**raw["watch"], "steady": "us-east-1"}},  # a string, not a list
+        lambda raw: {**raw, "watch": {k: v for k, v in raw["watch"].items() if k != "status"}},
+    ],
+)
+def test_a_watch_the_scheduler_would_not_have_written_makes_its_job_unparseable(broken):
+    [job] = make_jobs(1)
+    raw = replace(job, watch=WATCH, watched_at=TICK).to_json()
+
+    with pytest.raises((ValueError, TypeError, KeyError)):
+        Job.from_json(broken(raw))
