@@ -77,19 +77,28 @@ def note_one(team_id: str, monitor_id: str) -> None:
 
 class Feed:
     """The monitors noted as changed since ``since`` (the tick's read, at most :data:`TRUSTED_FOR` ago), read again
-    on each :meth:`refresh`; ``overflowed`` once a refresh found more than :data:`MAX_NOTES` (then every monitor
-    counts as changed)."""
+    on each :meth:`refresh`.  ``blind`` once it cannot tell monitors apart — a refresh found more than
+    :data:`MAX_NOTES`, or could not read the notes at all — and then every monitor counts as changed: its worker
+    looks every job up, as before notes, rather than fail a message (and delay its checks by a redelivery)."""
 
     def __init__(self, since: datetime):
         self._from = since.astimezone(UTC) - MARGIN
         self._read_at: datetime | None = None
         self.changed: set[tuple[str, str]] = set()
-        self.overflowed = False
+        self.blind = False
 
     def refresh(self, now: datetime | None = None) -> set[tuple[str, str]]:
         """Every monitor noted since ``since`` up to ``now``: what earlier refreshes found, and what landed since."""
-        if self.overflowed:
+        if self.blind:
             return set(self.changed)
+        try:
+            return self._refresh(now)
+        except Exception:  # noqa: BLE001 - a read the table refused (its budget is tight: ``ChangeModel``)
+            logger.warning("change notes not read: looking every job up", exc_info=True)
+            self.blind = True
+            return set(self.changed)
+
+    def _refresh(self, now: datetime | None) -> set[tuple[str, str]]:
         now = (now or utcnow()).astimezone(UTC)
         start = self._from if self._read_at is None else max(self._from, self._read_at - OVERLAP)
         minute = start.replace(second=0, microsecond=0)
@@ -99,7 +108,7 @@ class Feed:
             for item in ChangeModel.query(_minute(minute), condition, consistent_read=True, page_size=MAX_NOTES):
                 read += 1
                 if read > MAX_NOTES:
-                    self.overflowed = True
+                    self.blind = True
                     return set(self.changed)
                 _, team_id, monitor_id = item.key.split("#", 2)
                 self.changed.add((team_id, monitor_id))

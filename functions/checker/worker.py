@@ -254,7 +254,7 @@ class Worker:
         if not mine:
             return []
         changed = feed.refresh() if feed is not None and any(j.watch is not None for j in mine) else set()
-        everything = feed is None or feed.overflowed
+        everything = feed is None or feed.blind
         active = set()
         noted, unknown = set(), set()
         for j in mine:

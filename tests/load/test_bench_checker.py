@@ -206,6 +206,8 @@ def test_checker_cpu_per_check_against_a_bare_urllib3_loop(ca: trustme.CA, serve
 
 WORKER_CHECKS = MAX_JOBS_PER_MESSAGE  # a full message: what one deployed invocation runs
 WORKER_SECONDS = 55  # starts on the whole seconds 5..59 of the minute, as the scheduler plans them (~36 a second)
+# Checks of a small first message before the measured one (0: the measured invocation is the process's first).
+WORKER_WARM_UP = int(os.environ.get("BENCH_WARM_UP", "0"))
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,7 @@ def run_worker(ca: trustme.CA, server_port: int, aws_endpoint: str, cap: CpuCap 
     env["TABLE_PREFIX"] = f"bench-{'capped' if cap else 'free'}-"  # each run's results in tables of their own
     config = {"port": server_port, "cadata": ca.cert_pem.bytes().decode(), "checks": WORKER_CHECKS}
     config["seconds"] = WORKER_SECONDS
+    config["warm_up"] = WORKER_WARM_UP
     result = subprocess.run(  # preexec_fn only moves the child into its CPU group
         [sys.executable, "-m", "tests.load.checker_run", json.dumps(config)],
         cwd=Path(__file__).resolve().parents[2],

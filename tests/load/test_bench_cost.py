@@ -289,6 +289,7 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
     early: list[float] = []
     interval_of = {m.monitor_id: int(m.interval_seconds) for m in monitors}
     late_by_interval: dict[int, list[float]] = {}
+    late_by_minute: dict[str, list[float]] = {}  # which minute a late start was planned in: a clue to why
     for result in stored:
         if result.slot.startswith(forced):
             continue  # the warm-up starts every check at once: not a planned start
@@ -296,6 +297,7 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
         offset = (result.checked_at - planned - spread(result.monitor_id)).total_seconds()
         late.append(max(0.0, offset))
         late_by_interval.setdefault(interval_of[result.monitor_id], []).append(max(0.0, offset))
+        late_by_minute.setdefault(f"{planned:%H:%M}", []).append(max(0.0, offset))
         if planned.second >= HEAD_S:
             late_after_head.append(max(0.0, offset))
         if offset < -EARLY_TOLERANCE_S:
@@ -367,6 +369,9 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
         f" p99 {percentile(late_after_head, 0.99):.3f} s, max {max(late_after_head):.3f} s\n"
         f"  lateness p99 by interval: "
         + ", ".join(f"{i} s {percentile(v, 0.99):.3f} s" for i, v in sorted(late_by_interval.items()))
+        + "\n"
+        "  lateness p99 by planned minute: "
+        + ", ".join(f"{m} {percentile(v, 0.99):.3f} s" for m, v in sorted(late_by_minute.items()))
         + "\n"
         f"  early starts: {len(early)}" + (f", by up to {max(early):.3f} s" if early else "") + "\n"
         f"  detection (target down -> incident.opened webhook received): {len(detection)} of {len(down)} alerted,"
