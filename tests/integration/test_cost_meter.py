@@ -185,3 +185,26 @@ def test_a_functions_log_lines_and_prints_are_counted_and_nothing_else(metered, 
     out = capsys.readouterr().out
     assert "the bench's own print" in out
     assert "check batch" not in out  # counted, not shown
+
+
+def test_a_functions_warnings_are_kept_in_the_window_and_outside_it_but_only_billed_inside(metered):
+    """A failure after the metered window (the outage's ticks) is not a cost, but it is what explains a late
+    minute: it is kept apart, never lost."""
+    from chalicelib.observability import logger
+
+    m, _, _ = metered
+
+    def fail() -> None:
+        logger.warning("message failed", extra={"region": "eu-west-1"})
+
+    with m.capturing_logs(logger, "INFO"):
+        _as(m, "checker-eu-west-1", fail)
+        m.stop()
+        _as(m, "checker-eu-west-1", fail)
+        _as(m, "checker-eu-west-1", fail)
+
+    assert m.problems == {("checker-eu-west-1", "WARNING", "message failed"): 1}
+    assert m.unmetered_problems == {("checker-eu-west-1", "WARNING", "message failed"): 2}
+    assert set(m.log_bytes) == {"checker-eu-west-1"}
+    billed = m.log_bytes["checker-eu-west-1"]
+    assert 0 < billed < 2 * len("message failed") + 400  # one line's bytes, not three

@@ -151,6 +151,7 @@ class Meter:
         self.errors: list[str] = []
         self.log_bytes: dict[str, int] = defaultdict(int)
         self.problems: Counter[tuple[str, str, str]] = Counter()  # (function, level, message): lines logged
+        self.unmetered_problems: Counter[tuple[str, str, str]] = Counter()  # the same, outside the window
         self.own_time_s: dict[str, float] = defaultdict(float)  # the meter's own time in each function's requests
         self._lock = threading.Lock()
         # Whole items looked up to size a projected read, until a metered write touches them (a monitor's look-up
@@ -468,12 +469,16 @@ class _Sink(io.TextIOBase):
 
     def write(self, text: str) -> int:
         function = who()
-        if function is not None and _active is self.meter:
-            problem = _problem(text)
-            with self.meter._lock:
+        if function is None:
+            return len(text)
+        problem = _problem(text)
+        with self.meter._lock:
+            if _active is self.meter:
                 self.meter.log_bytes[function] += len(text.encode())
                 if problem:
                     self.meter.problems[(function, *problem)] += 1
+            elif problem:  # not billed, but a failure before or after the window still tells what went wrong
+                self.meter.unmetered_problems[(function, *problem)] += 1
         return len(text)
 
     def owns(self) -> bool:

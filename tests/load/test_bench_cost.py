@@ -430,6 +430,10 @@ def _invocation_notes(run: cost.Run, meter: Meter) -> str:
         out.append("warnings and errors the functions logged while metered:")
         for (function, level, message), n in meter.problems.most_common(8):
             out.append(f"  {n} x {function} {level}: {message}")
+    if meter.unmetered_problems:
+        out.append("warnings and errors the functions logged outside the metered window (warm-up, outage):")
+        for (function, level, message), n in meter.unmetered_problems.most_common(8):
+            out.append(f"  {n} x {function} {level}: {message}")
     if meter.left_out:
         out.append("not billed: " + "; ".join(f"{n} {why}" for why, n in sorted(meter.left_out.items())))
     return "\n".join(out)
