@@ -24,7 +24,7 @@ out the results that could not change anything at all (``checks.marking``), so m
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -350,13 +350,7 @@ class _Run:
             MonitorModel.paused.does_not_exist() | (MonitorModel.paused == False)  # noqa: E712 - a condition
         )
         newer = unpaused & (MonitorModel.state_version.does_not_exist() | (MonitorModel.state_version < version))
-        # What marks the monitor's results (``checks.marking``) moves with this write: the workers must read it.
-        watched = watch_of(m) != replace(
-            watch_of(m),
-            status=state.status,
-            steady_regions=frozenset(steady),
-            down_regions=frozenset(r for r, label in labels.items() if label == "down"),
-        )
+        watched = watch_of(m)  # what marks its results (``checks.marking``) before this write
         if self.pending.incidents or self.pending.items:
             # An incident or an event: all of it, or none of it.
             with transaction() as t:
@@ -378,12 +372,12 @@ class _Run:
             except UpdateError as exc:
                 if not condition_failed(exc):
                     raise
-        if watched:
-            note_one(m.team_id, m.monitor_id)
         # What the monitor shows now (in memory): a later result of the batch compares with it.
         m.status = state.status
-        m.region_status = {r: state.region(r).label for r in self.policy.regions}  # type: ignore[assignment]
-        m.steady_regions = steady_regions(state, self.policy)  # type: ignore[assignment]
+        m.region_status = labels  # type: ignore[assignment]
+        m.steady_regions = steady  # type: ignore[assignment]
+        if watch_of(m) != watched:  # the workers must read it again for the checks already planned
+            note_one(m.team_id, m.monitor_id)
         self.pending = _Pending()
         self.dirty = False
 

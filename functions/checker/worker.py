@@ -206,7 +206,7 @@ class Worker:
         lookups: ThreadPoolExecutor,
         watches: dict[tuple[str, str], Watch],
         done: _Done,
-        feed: Feed | None = None,
+        feed: Feed | None,
     ) -> Iterator[Job]:
         """The jobs to run, in start order, looked up ``LOOKUP_CHUNK`` at a time, the next chunk while this one runs.
 
@@ -231,7 +231,7 @@ class Worker:
         claim: Callable[[str], bool],
         watches: dict[tuple[str, str], Watch],
         stored: _Done,
-        feed: Feed | None = None,
+        feed: Feed | None,
     ) -> list[Job]:
         live = self._live(jobs, watches, feed)
         done = 0
@@ -243,7 +243,7 @@ class Worker:
         tally.already_done += done + len(live) - len(mine)
         return mine
 
-    def _live(self, jobs: list[Job], watches: dict[tuple[str, str], Watch], feed: Feed | None = None) -> list[Job]:
+    def _live(self, jobs: list[Job], watches: dict[tuple[str, str], Watch], feed: Feed | None) -> list[Job]:
         """The jobs whose monitor still exists, is not paused and still has this region; ``watches`` gets what
         marks their results.  A job's own watch (the tick's read) is trusted unless a change note names its monitor
         (``monitors.watching``); those monitors, and a job that carries no watch, are read again."""
