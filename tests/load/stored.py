@@ -43,11 +43,22 @@ def aggregated(monitor_ids: Iterable[str], now: datetime) -> int:
     return period_checks(monitor_ids)
 
 
-def period_checks(monitor_ids: Iterable[str]) -> int:
-    """The checks the aggregator's period items of these monitors hold: one Scan (a Query a monitor is a pass over
-    the whole table each on moto)."""
+def period_items(monitor_ids: Iterable[str]) -> list[tuple[int, int, str]]:
+    """The aggregator's period items of these monitors: each one's size (DynamoDB's), checks and monitor.  One Scan
+    (a Query a monitor is a pass over the whole table each on moto)."""
+    from tests.load.cost import item_size
+
     wanted = set(monitor_ids)
-    return sum(int(item.checks) for item in PeriodModel.scan() if item.monitor_id in wanted)
+    return [
+        (item_size(item.serialize()), int(item.checks), item.monitor_id)
+        for item in PeriodModel.scan()
+        if item.monitor_id in wanted
+    ]
+
+
+def period_checks(monitor_ids: Iterable[str]) -> int:
+    """The checks the aggregator's period items of these monitors hold."""
+    return sum(checks for _, checks, _ in period_items(monitor_ids))
 
 
 def copies(

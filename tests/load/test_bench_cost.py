@@ -38,7 +38,6 @@ from typing import Any
 
 import pytest
 
-from chalicelib.aws.clients import client
 from chalicelib.checks.jobs import spread
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop, next_fire, scheduled_event
@@ -53,7 +52,7 @@ from chalicelib.settings import Settings
 from tests.factories import create_channel, create_monitor
 from tests.load import cost
 from tests.load.meter import Meter, remote_items
-from tests.load.stored import copies, parse_slot, percentile, period_checks, stored_checks
+from tests.load.stored import copies, parse_slot, percentile, period_items, stored_checks
 from tests.load.targets import RemoteTarget, tls_bytes
 from tests.support import make_test_settings, sign_up, start_aws
 
@@ -275,7 +274,8 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
     wanted_hits = Counter(paths[monitor_id] for monitor_id, _ in expected)
     wrong_hits = {p: hits.get(p, 0) for p in paths.values() if hits.get(p, 0) != wanted_hits[p]}
     duplicates = sum(max(0, hits.get(p, 0) - wanted_hits[p]) for p in paths.values()) + len(extra)
-    rollup_checks = period_checks(m.monitor_id for m in monitors)
+    periods_written = period_items(m.monitor_id for m in monitors)
+    rollup_checks = sum(checks for _, checks, _ in periods_written)
     metered_keys = {
         (m.monitor_id, _slot(m, t, repeat, r)) for t in metered_ticks for m, repeat in due[t] for r in regions
     }
@@ -311,12 +311,9 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
     tcp_ip = cost.TCP_IP_HEADER_BYTES * cost.CLIENT_SEGMENTS_PER_CHECK
     # The periods in steady state, from the items the pass wrote (the pass covered a few minutes, not a period).
     period_writes = [w for c in meter.calls for w in c.writes if w.table == "result_periods" and w.new]
-    period_items = []
-    for page in client("dynamodb").get_paginator("scan").paginate(TableName=aws.table_prefix + "result_periods"):
-        period_items += [i for i in page["Items"] if i["monitor_id"]["S"] in interval_of]
     periods = cost.project_periods(
         "result_periods",
-        [(cost.item_size(i), int(i["checks"]["N"]), i["monitor_id"]["S"]) for i in period_items],
+        periods_written,
         interval_of,
         len(regions),
         int(packs.PERIOD.total_seconds()),
