@@ -94,18 +94,21 @@ def _watched_at(data: dict[str, Any]) -> datetime | None:
     return at
 
 
-SPREAD_STEPS = 10  # a second's starts are spread over this many steps (100 ms each)
+SPREAD_STEPS = 100  # a second's starts are spread over this many steps (10 ms each)
 
 
 def spread(monitor_id: str) -> timedelta:
-    """A monitor's stable offset into its start's second: one of :data:`SPREAD_STEPS` steps of 100 ms.
+    """A monitor's stable offset into its start's second: one of :data:`SPREAD_STEPS` steps of 10 ms.
 
     The scheduler plans starts to the second, and a second holds dozens of a worker's starts.  Begun together,
-    their handshakes queue for a small Lambda's share of a CPU (throttled for the rest of each 100 ms period once
-    it is spent) and measure that wait as the targets' slowness: capped at the worker's share, the bench
-    (``tests/load``) measured its loopback target at 297 ms (p95) where a free CPU measured 44 ms; spread, 18 ms
-    where a free CPU measured 16.  Spread over the second, each period's few starts fit its share.  Finer steps cost
-    CPU instead (every start wakes a thread alone).  The check's identity stays its slot, to the second."""
+    their handshakes queue for the GIL and for a small Lambda's share of a CPU (throttled for the rest of each
+    100 ms period once it is spent), and measure that wait as the targets' slowness.  The checker bench
+    (``tests/load``), one message of 2,000 checks of a loopback target: started on the whole second, capped at the
+    worker's share, p95 297 ms where a free CPU measured 44; over ten 100 ms steps, a free CPU still measured
+    8.4 ms at the median for a 4.6 ms target (the few checks of a step slow each other); over a hundred 10 ms
+    steps, 4.6 ms free and capped alike.  Alone, each check costs more CPU (3.5 ms against 2.7: every start wakes
+    an idle process), which the worker's size allows for (``infra/build.py``).  The check's identity stays its
+    slot, to the second."""
     step = zlib.crc32(f"spread:{monitor_id}".encode()) % SPREAD_STEPS
     return timedelta(microseconds=step * 1_000_000 // SPREAD_STEPS)
 

@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalicelib.bootstrap import configure_core
 from chalicelib.observability import logger, metrics, tracer
 from chalicelib.settings import get_settings
+from chalicelib.storage.base import connect
 from functions.checker.worker import TABLES, Worker
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -22,6 +23,7 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 DEFAULT_BUDGET_S = 60.0  # when called without a Lambda context
 
 configure_core(models=TABLES)  # once per cold start: settings, the worker's tables, clients
+connect(TABLES)  # their clients built now, before any check is timed
 
 
 def make_handler(region: str | None = None) -> Handler:

@@ -47,3 +47,28 @@ def test_importing_the_checker_loads_no_api_auth_alerts_or_chalice() -> None:
     assert found == []
     # Not vacuous: the probes, the job contract and the tables it needs are there.
     assert {"chalicelib.checks.http", "chalicelib.checks.jobs", "chalicelib.monitors.models"} <= set(loaded)
+
+
+def test_loading_the_checker_builds_its_tables_clients_before_any_check_runs() -> None:
+    """Built on a first request instead, a client loads botocore's DynamoDB model in the middle of the worker's
+    minute (its first pack write comes 15 s in): a second or more of a small Lambda's CPU, which every check then
+    running measures as its target's slowness (docs/decisions.md)."""
+    code = (
+        f"import json; import {HANDLER}; from functions.checker.worker import TABLES; "
+        "print(json.dumps({m.__name__: m._connection is not None and m._connection.connection._client is not None"
+        " for m in TABLES}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, **TEST_ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    built = json.loads(result.stdout.splitlines()[-1])
+
+    assert set(built) == {"ChangeModel", "MonitorModel", "PackModel", "ProgressModel"}
+    assert all(built.values()), built

@@ -135,7 +135,7 @@ def test_tables_and_their_indexes_are_read_from_the_deploy_template():
 
 def test_each_functions_memory_architecture_and_tracing_come_from_the_templates():
     configs = cost.function_configs(["aggregator", "checker-eu-west-1"])
-    assert configs["checker"] == FunctionConfig(512, "arm64", True)  # infra/checker.json
+    assert configs["checker"] == FunctionConfig(448, "arm64", True)  # infra/checker.json
     assert configs["aggregator"] == FunctionConfig(1024, "x86_64", False)  # .chalice/config.json's own for it
     assert set(configs) == {"checker", "aggregator"}
 
