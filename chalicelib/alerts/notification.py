@@ -178,7 +178,7 @@ def monitor_snapshot(monitor: Monitor) -> dict[str, Any]:
     return {
         "id": monitor.id,
         "name": monitor.config.name,
-        "url": public_url(monitor.config.url),
+        "url": public_url(monitor.config.target),  # a TCP monitor's is tcp://host:port
         "method": monitor.config.method,
         "regions": list(monitor.config.regions),
         "status": monitor.status,

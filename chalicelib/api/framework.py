@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from chalice import Blueprint, Response
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
 
 from chalicelib import errors
 from chalicelib.auth.service import authenticate
@@ -198,10 +198,17 @@ def parse_json(raw: bytes) -> Any:
         raise errors.InvalidJSON(f"The request body is not valid JSON: {exc}") from None
 
 
-def _field_errors(exc: ValidationError, prefix: str = "") -> list[errors.FieldError]:
+def _field_errors(exc: ValidationError, prefix: str = "", *, tagged: bool = False) -> list[errors.FieldError]:
+    """One error per problem, named by its field.  ``tagged``: the model is a union discriminated by ``type`` (a
+    ``RootModel``), whose errors pydantic places under the tag (``tcp.port``): they are named as sent (``port``),
+    and a tag that matches no member is the ``type`` field's error."""
     out = []
     for item in exc.errors(include_url=False, include_input=False):
         loc = [str(p) for p in item.get("loc", ())]
+        if tagged and item.get("type") == "invalid_type":
+            loc = ["type"]
+        elif tagged and loc:
+            loc = loc[1:]
         name = ".".join(loc) if loc else (prefix or "body")
         if item.get("type") == "extra_forbidden":
             message = "unknown field"
@@ -219,7 +226,7 @@ def validate(model: type[BaseModel], data: Any, prefix: str = "") -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise errors.ValidationFailed(_field_errors(exc, prefix)) from None
+        raise errors.ValidationFailed(_field_errors(exc, prefix, tagged=issubclass(model, RootModel))) from None
 
 
 def _query_dict(request: Any) -> dict[str, Any]:

@@ -1,11 +1,15 @@
-"""/v1/monitors/*: HTTP(S) monitors, their results and uptime, and one-off test checks."""
+"""/v1/monitors/*: monitors of every type (HTTP(S), TCP), their results and uptime, and one-off test checks.
+
+A monitor's request and response models are a union discriminated by ``type`` (``"http"`` when absent): each type
+is its own model here (its fields and their rules), over the fields every type has."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, RootModel, field_validator, model_validator
+from pydantic import Tag as TypeTag
 
 from chalicelib import lifecycle
 from chalicelib.api.framework import Call, Out, Reply, Router
@@ -16,7 +20,13 @@ from chalicelib.masking import masked_headers
 from chalicelib.monitors import results as monitor_results
 from chalicelib.monitors import service as monitors
 from chalicelib.monitors.checking import run_test_check
-from chalicelib.monitors.validation import validate_destination, validate_headers, validate_url
+from chalicelib.monitors.validation import (
+    validate_destination,
+    validate_headers,
+    validate_host,
+    validate_host_destination,
+    validate_url,
+)
 from chalicelib.scheduler import due
 from chalicelib.schema import Line, Schema, UtcTime
 from chalicelib.settings import get_settings
@@ -57,10 +67,14 @@ def _interval(value: int | None) -> int | None:
 
 
 NOT_NULL = (
+    "type",
     "name",
     "url",
     "method",
     "headers",
+    "host",
+    "port",
+    "tls",
     "interval_seconds",
     "timeout_ms",
     "regions",
@@ -74,24 +88,18 @@ NOT_NULL = (
     "channel_ids",
     "tags",
 )
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class MonitorFields(Schema):
     NOT_NULL = NOT_NULL
-    """Every settable field; create and patch differ only in which are required."""
+    """The fields every type of monitor has; create and patch differ only in which are required."""
 
     name: Line | None = Field(default=None, min_length=1, max_length=100)
-    url: str | None = Field(default=None, min_length=1, max_length=2048)
-    method: Method | None = None
-    headers: dict[str, str] | None = None
-    body: str | None = Field(default=None, max_length=65536)
     interval_seconds: Interval | None = None
     timeout_ms: int | None = Field(default=None, ge=1000, le=30000)
     regions: list[str] | None = Field(default=None, min_length=1, max_length=20)
-    expected_status: list[StatusPattern] | None = Field(default=None, min_length=1, max_length=20)
-    follow_redirects: bool | None = None
     verify_ssl: bool | None = None
-    assertions: list[AssertionIn] | None = Field(default=None, max_length=20)
     degraded_after_ms: int | None = Field(default=None, ge=1, le=30000)
     ssl_expiry_alert_days: int | None = Field(default=None, ge=0, le=365)
     failure_threshold: int | None = Field(default=None, ge=1, le=10)
@@ -104,16 +112,6 @@ class MonitorFields(Schema):
     @classmethod
     def _known_interval(cls, value: int | None) -> int | None:
         return _interval(value)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        return validate_url(value) if value is not None else None
-
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return validate_headers(value) if value is not None else None
 
     def changes(self) -> dict[str, Any]:
         """The fields the client sent, as the service's types."""
@@ -128,13 +126,79 @@ class MonitorFields(Schema):
         return out
 
 
-class MonitorIn(MonitorFields):
+class HttpFields(MonitorFields):
+    """An HTTP(S) monitor's own fields."""
+
+    url: str | None = Field(default=None, min_length=1, max_length=2048)
+    method: Method | None = None
+    headers: dict[str, str] | None = None
+    body: str | None = Field(default=None, max_length=65536)
+    expected_status: list[StatusPattern] | None = Field(default=None, min_length=1, max_length=20)
+    follow_redirects: bool | None = None
+    assertions: list[AssertionIn] | None = Field(default=None, max_length=20)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return validate_url(value) if value is not None else None
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return validate_headers(value) if value is not None else None
+
+
+class TcpFields(MonitorFields):
+    """A TCP monitor's own fields: connect to ``host:port`` (and, with ``tls``, handshake), then close."""
+
+    host: str | None = Field(default=None, min_length=1, max_length=253, description="a name or an IP address")
+    port: Port | None = None
+    tls: bool | None = Field(default=None, description="complete a TLS handshake, and report the certificate")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        return validate_host(value) if value is not None else None
+
+
+class HttpMonitorIn(HttpFields):
+    type: Literal["http"] = "http"
     name: Line = Field(min_length=1, max_length=100)  # type: ignore[assignment]
     url: str = Field(min_length=1, max_length=2048)  # type: ignore[assignment]
 
 
-class MonitorPatch(MonitorFields):
-    """Only the fields sent change."""
+class TcpMonitorIn(TcpFields):
+    type: Literal["tcp"]
+    name: Line = Field(min_length=1, max_length=100)  # type: ignore[assignment]
+    host: str = Field(min_length=1, max_length=253, description="a name or an IP address")  # type: ignore[assignment]
+    port: Port  # type: ignore[assignment]
+
+
+def _type_of(value: Any) -> str:
+    """The union's tag: a request's ``type``, ``"http"`` when it names none (as every request before types)."""
+    if isinstance(value, dict):
+        kind = value.get("type", "http")
+        return kind if isinstance(kind, str) else ""
+    return str(getattr(value, "type", ""))
+
+
+TYPE_ERROR = "must be one of " + ", ".join(monitors.TYPES)
+AnyMonitorIn = Annotated[
+    Union[Annotated[HttpMonitorIn, TypeTag("http")], Annotated[TcpMonitorIn, TypeTag("tcp")]],  # noqa: UP007
+    Discriminator(_type_of, custom_error_type="invalid_type", custom_error_message=TYPE_ERROR),
+]
+
+
+class MonitorIn(RootModel[Any]):
+    """A new monitor, of one type."""
+
+    root: AnyMonitorIn
+
+
+class MonitorPatch(HttpFields, TcpFields):
+    """Only the fields sent change; a monitor's type and the fields of another type cannot (422)."""
+
+    type: Literal["http", "tcp"] | None = None
 
 
 class ListQuery(Schema):
@@ -169,21 +233,16 @@ class AdvisoryOut(Out):
     cause: str | None
 
 
-class MonitorOut(Out):
+class MonitorOutFields(Out):
+    """What every type of monitor shows."""
+
     id: str
     team_id: str
     name: str
-    url: str
-    method: Method
-    headers: dict[str, str] = Field(description="values of credential-like headers are masked")
-    body: str | None
     interval_seconds: int
     timeout_ms: int
     regions: list[str]
-    expected_status: list[str]
-    follow_redirects: bool
     verify_ssl: bool
-    assertions: list[AssertionOut]
     degraded_after_ms: int | None
     ssl_expiry_alert_days: int
     failure_threshold: int
@@ -201,8 +260,35 @@ class MonitorOut(Out):
     updated_at: str
 
 
+class HttpMonitorOut(MonitorOutFields):
+    type: Literal["http"]
+    url: str
+    method: Method
+    headers: dict[str, str] = Field(description="values of credential-like headers are masked")
+    body: str | None
+    expected_status: list[str]
+    follow_redirects: bool
+    assertions: list[AssertionOut]
+
+
+class TcpMonitorOut(MonitorOutFields):
+    type: Literal["tcp"]
+    host: str
+    port: int
+    tls: bool
+
+
+AnyMonitorOut = Annotated[HttpMonitorOut | TcpMonitorOut, Field(discriminator="type")]
+
+
+class MonitorOut(RootModel[Any]):
+    """A monitor, of one type."""
+
+    root: AnyMonitorOut
+
+
 class MonitorList(Out):
-    data: list[MonitorOut]
+    data: list[AnyMonitorOut]
     next_cursor: str | None
 
 
@@ -277,41 +363,60 @@ def _last_checked(monitor: monitors.Monitor, latest: dict[str, datetime]) -> dat
 
 def monitor_out(monitor: monitors.Monitor, latest: dict[str, datetime] | None = None) -> MonitorOut:
     """``latest``: when each monitor was last checked (:func:`last_checks`), read for it when not given."""
+    return MonitorOut(root=_monitor_out(monitor, latest))
+
+
+def _monitor_out(
+    monitor: monitors.Monitor, latest: dict[str, datetime] | None = None
+) -> HttpMonitorOut | TcpMonitorOut:
     if latest is None:
         latest = last_checks([monitor], utcnow())
     c = monitor.config
-    return MonitorOut(
-        id=monitor.id,
-        team_id=monitor.team_id,
-        name=c.name,
+    shared: dict[str, Any] = {
+        "id": monitor.id,
+        "team_id": monitor.team_id,
+        "name": c.name,
+        "interval_seconds": c.interval_seconds,
+        "timeout_ms": c.timeout_ms,
+        "regions": list(c.regions),
+        "verify_ssl": c.verify_ssl,
+        "degraded_after_ms": c.degraded_after_ms,
+        "ssl_expiry_alert_days": c.ssl_expiry_alert_days,
+        "failure_threshold": c.failure_threshold,
+        "recovery_threshold": c.recovery_threshold,
+        "confirmation_regions": c.confirmation_regions or 1,
+        "channel_ids": list(c.channel_ids),
+        "tags": list(c.tags),
+        "status": monitor.status,
+        "region_status": monitor.region_status,
+        "advisories": [
+            AdvisoryOut(region=a["region"], since=_isoz_text(a.get("since")), cause=a.get("cause"))
+            for a in monitor.advisories
+        ],
+        "last_checked_at": isoz(_last_checked(monitor, latest)),
+        "created_at": isoz(monitor.created_at) or "",
+        "updated_at": isoz(monitor.updated_at) or "",
+    }
+    if c.type == "tcp":
+        return TcpMonitorOut(type="tcp", host=c.host or "", port=c.port or 0, tls=c.tls, **shared)
+    return HttpMonitorOut(
+        type="http",
         url=c.url,
         method=c.method,  # type: ignore[arg-type]
         headers=masked_headers(c.headers),
         body=c.body,
-        interval_seconds=c.interval_seconds,
-        timeout_ms=c.timeout_ms,
-        regions=list(c.regions),
         expected_status=list(c.expected_status),
         follow_redirects=c.follow_redirects,
-        verify_ssl=c.verify_ssl,
         assertions=[AssertionOut.model_validate(a) for a in c.assertions],
-        degraded_after_ms=c.degraded_after_ms,
-        ssl_expiry_alert_days=c.ssl_expiry_alert_days,
-        failure_threshold=c.failure_threshold,
-        recovery_threshold=c.recovery_threshold,
-        confirmation_regions=c.confirmation_regions or 1,
-        channel_ids=list(c.channel_ids),
-        tags=list(c.tags),
-        status=monitor.status,  # type: ignore[arg-type]
-        region_status=monitor.region_status,  # type: ignore[arg-type]
-        advisories=[
-            AdvisoryOut(region=a["region"], since=_isoz_text(a.get("since")), cause=a.get("cause"))
-            for a in monitor.advisories
-        ],
-        last_checked_at=isoz(_last_checked(monitor, latest)),
-        created_at=isoz(monitor.created_at) or "",
-        updated_at=isoz(monitor.updated_at) or "",
+        **shared,
     )
+
+
+def _validate_destination(kind: str, changes: dict[str, Any]) -> None:
+    if kind == "tcp":
+        validate_host_destination(changes["host"], changes["port"])
+    else:
+        validate_destination(changes["url"])
 
 
 def _isoz_text(value: str | None) -> str | None:
@@ -354,8 +459,10 @@ def result_out(result: CheckResult) -> ResultOut:
 def create_monitor(call: Call) -> MonitorOut:
     """Refuses targets that resolve to private, loopback, link-local or metadata addresses
     (422 ``destination_not_allowed``)."""
-    changes = call.body.changes()
-    validate_destination(changes["url"])
+    body = call.body.root
+    changes = body.changes()
+    changes["type"] = body.type
+    _validate_destination(body.type, changes)
     config = monitors.MonitorConfig(**changes)
     return monitor_out(lifecycle.create_monitor(call.user.team_id, config, get_settings().check_regions, utcnow()))
 
@@ -376,7 +483,7 @@ def list_monitors(call: Call) -> MonitorList:
         call.user.team_id, status=q.status, tag=q.tag, limit=q.limit, after=q.cursor
     )
     latest = last_checks(found, utcnow())
-    return MonitorList(data=[monitor_out(m, latest) for m in found], next_cursor=next_cursor)
+    return MonitorList(data=[_monitor_out(m, latest) for m in found], next_cursor=next_cursor)
 
 
 @router.route(
@@ -401,6 +508,8 @@ def patch_monitor(call: Call, monitor_id: str) -> MonitorOut:
     changes = call.body.changes()
     if "url" in changes:
         validate_destination(changes["url"])
+    if "host" in changes:
+        validate_host_destination(changes["host"], changes.get("port"))
     team_id = call.user.team_id
     return monitor_out(lifecycle.update_monitor(team_id, monitor_id, changes, get_settings().check_regions, utcnow()))
 

@@ -1,5 +1,7 @@
 """The HTTP checker: one check of one URL, safely, with exact phase timings.
 
+Steps 1-3 are every network check's (``checks.net``); the TCP checker runs them too.
+
 ``run_check`` follows these steps for each hop (the first request, then each redirect, at most 5):
 
 1. Resolve the host through the SSRF guard, which returns only validated addresses (``dns_ms``).
@@ -23,7 +25,6 @@ import codecs
 import http.client
 import io
 import socket
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,24 +35,17 @@ import urllib3
 from urllib3.connection import HTTPConnection
 from urllib3.exceptions import DecodeError
 
-from chalicelib.checks import assertions, model, ssrf, tls
+from chalicelib.checks import assertions, model, net, ssrf
 from chalicelib.checks.model import CheckResult, CheckSpec, Timings
+from chalicelib.checks.net import CheckFailure
 
 MAX_REDIRECTS = 5
 MAX_BODY_BYTES = 1024 * 1024  # after decompression
 EXCERPT_BYTES = 1024
 READ_CHUNK = 64 * 1024
-PEEK_TIMEOUT_S = 2.0  # an extra handshake that only reads an unverifiable certificate's expiry
 USER_AGENT = "Vigil-Uptime-Monitor/1.0"
 REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
 ACCEPT_ENCODING = urllib3.util.make_headers(accept_encoding=True)["accept-encoding"]
-
-
-class CheckFailure(Exception):
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
 
 
 @dataclass
@@ -82,13 +76,14 @@ class _Hop:
 
 @dataclass(frozen=True)
 class _Plan:
-    """How to run every hop of one check."""
+    """How to run every hop of one check: its spec, and the budget and guard of its network phases."""
 
     spec: CheckSpec
-    deadline: float  # time.perf_counter() value
-    allow_private: bool
-    resolver: ssrf.Resolver | None
-    is_blocked: Callable[[str], bool] | None
+    budget: net.Plan
+
+    @property
+    def deadline(self) -> float:
+        return self.budget.deadline
 
 
 def _utcnow() -> datetime:
@@ -111,7 +106,16 @@ def run_check(
     """
     checked_at = (now or _utcnow)()
     start = time.perf_counter()
-    plan = _Plan(spec, start + spec.timeout_ms / 1000, allow_private, resolver, is_blocked)
+    budget = net.Plan(
+        start + spec.timeout_ms / 1000,
+        spec.timeout_ms,
+        spec.connect_timeout_ms,
+        spec.verify_ssl,
+        allow_private,
+        resolver,
+        is_blocked,
+    )
+    plan = _Plan(spec, budget)
     hop = _Hop(url=spec.url, started=start)
     final_url: str | None = None
     try:
@@ -168,11 +172,11 @@ def _fetch(hop: _Hop, plan: _Plan, method: str, body: str | None, *, send_custom
     spec = plan.spec
     parts = urlsplit(hop.url)
     host, port = ssrf.host_and_port(hop.url)
-    addresses = _resolve(hop, plan, host, port)
-    sock, ip = _connect(hop, plan, addresses, port)
+    addresses = net.resolve(hop, plan.budget, host, port)
+    sock, ip = net.connect(hop, plan.budget, addresses, port)
     try:
         if parts.scheme == "https":
-            sock = _handshake(hop, plan, sock, ip, host, port)
+            sock = net.handshake(hop, plan.budget, sock, ip, host, port)
         conn = _PinnedConnection(host, port, _DeadlineSocket(sock, plan.deadline))
         headers = _request_headers(parts.netloc, spec.headers if send_custom_headers else ())
         target = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -183,7 +187,7 @@ def _fetch(hop: _Hop, plan: _Plan, method: str, body: str | None, *, send_custom
             )
             response = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
-            raise _failure(exc, spec, "waiting for the response") from None
+            raise net.failure(exc, spec.timeout_ms, "waiting for the response") from None
         hop.ttfb_ms = (time.perf_counter() - sent) * 1000
         hop.status = response.status
         for name, value in response.headers.items():
@@ -197,97 +201,6 @@ def _fetch(hop: _Hop, plan: _Plan, method: str, body: str | None, *, send_custom
     finally:
         sock.close()
         hop.total_ms = (time.perf_counter() - hop.started) * 1000
-
-
-def _resolve(hop: _Hop, plan: _Plan, host: str, port: int) -> list[str]:
-    started = time.perf_counter()
-    try:
-        return ssrf.resolve_host(
-            host,
-            port,
-            allow_private=plan.allow_private,
-            resolver=plan.resolver,
-            timeout=plan.deadline - started,
-            is_blocked=plan.is_blocked,
-        )
-    except ssrf.DestinationNotAllowed as exc:
-        raise CheckFailure(model.DESTINATION_NOT_ALLOWED, str(exc)) from None
-    except ssrf.DnsTimeout:
-        raise CheckFailure(model.TIMEOUT, _timed_out(plan.spec, "resolving the host name")) from None
-    except ssrf.DnsFailure as exc:
-        raise CheckFailure(model.DNS_FAILURE, str(exc)) from None
-    finally:
-        hop.dns_ms = (time.perf_counter() - started) * 1000
-
-
-def _connect(hop: _Hop, plan: _Plan, addresses: list[str], port: int) -> tuple[socket.socket, str]:
-    """A TCP connection to the first validated address that accepts one."""
-    started = time.perf_counter()
-    last: OSError = TimeoutError()
-    try:
-        for ip in addresses:
-            remaining = plan.deadline - time.perf_counter()
-            if remaining <= 0:
-                break
-            sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.settimeout(min(plan.spec.connect_timeout_ms / 1000, remaining))
-                sock.connect((ip, port))
-                return sock, ip
-            except OSError as exc:
-                sock.close()
-                last = exc
-        if isinstance(last, TimeoutError) and plan.deadline - time.perf_counter() > 0:
-            raise CheckFailure(model.TIMEOUT, f"could not connect within {plan.spec.connect_timeout_ms} ms")
-        raise _failure(last, plan.spec, "connecting")
-    finally:
-        hop.connect_ms = (time.perf_counter() - started) * 1000
-
-
-def _handshake(hop: _Hop, plan: _Plan, sock: socket.socket, ip: str, host: str, port: int) -> ssl.SSLSocket:
-    verify = plan.spec.verify_ssl
-    started = time.perf_counter()
-    try:
-        # SNI and certificate names carry no trailing dot, even when the URL's host does.
-        server_name = host.rstrip(".")
-        tls_sock = tls.context(verify).wrap_socket(sock, server_hostname=server_name, do_handshake_on_connect=False)
-    except OSError as exc:
-        raise _failure(exc, plan.spec, "starting TLS") from None
-    failure: CheckFailure | None = None
-    try:
-        tls_sock.settimeout(max(plan.deadline - started, 0.001))  # one deadline for the whole handshake
-        tls_sock.do_handshake()
-    except ssl.SSLCertVerificationError as exc:
-        failure = CheckFailure(*tls.verification_error(exc))
-    except ssl.SSLError as exc:
-        failure = CheckFailure(model.TLS_ERROR, tls.handshake_error(exc))
-    except OSError as exc:
-        failure = _failure(exc, plan.spec, "during the TLS handshake")
-    hop.tls_ms = (time.perf_counter() - started) * 1000
-    if failure is not None:
-        tls_sock.close()
-        if failure.code in (model.CERTIFICATE_EXPIRED, model.CERTIFICATE_INVALID):
-            hop.ssl_expires_at = _peek_expiry(ip, port, host, plan.deadline)
-        raise failure
-    hop.ssl_expires_at = tls.expires_at(tls_sock)
-    return tls_sock
-
-
-def _peek_expiry(ip: str, port: int, host: str, deadline: float) -> datetime | None:
-    """The expiry of a certificate that failed verification, read over a second, unverified handshake."""
-    remaining = min(deadline - time.perf_counter(), PEEK_TIMEOUT_S)
-    if remaining <= 0.01:
-        return None
-    try:
-        # ``ip`` is an address the guard validated: create_connection does no lookup for it.
-        with (
-            socket.create_connection((ip, port), timeout=remaining) as raw,
-            tls.context(False).wrap_socket(raw, server_hostname=host.rstrip(".")) as tls_sock,
-        ):
-            return tls.expires_at(tls_sock)
-    except OSError:  # ssl.SSLError included: the expiry is a nicety here, the check has failed anyway
-        return None
 
 
 def _request_headers(netloc: str, custom: tuple[tuple[str, str], ...]) -> dict[str, str]:
@@ -317,43 +230,13 @@ def _read_body(response: urllib3.BaseHTTPResponse, hop: _Hop, spec: CheckSpec) -
     except DecodeError:
         raise CheckFailure(model.INVALID_RESPONSE, "the body does not match its Content-Encoding") from None
     except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
-        raise _failure(exc, spec, "reading the body") from None
+        raise net.failure(exc, spec.timeout_ms, "reading the body") from None
     finally:
         hop.body = bytes(body) if len(body) <= MAX_BODY_BYTES else bytes(body[:EXCERPT_BYTES])
 
 
 def _too_large() -> str:
     return f"the response body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB (after decompression)"
-
-
-def _failure(exc: BaseException, spec: CheckSpec, phase: str) -> CheckFailure:
-    """Map a network or protocol exception (or the one that caused it) to a stable error code."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    for error in chain:
-        if isinstance(error, TimeoutError | urllib3.exceptions.TimeoutError):
-            return CheckFailure(model.TIMEOUT, _timed_out(spec, phase))
-        if isinstance(error, ConnectionRefusedError):
-            return CheckFailure(model.CONNECTION_REFUSED, "the server refused the connection")
-        if isinstance(error, http.client.RemoteDisconnected):
-            return CheckFailure(model.CONNECTION_RESET, "the server closed the connection without a response")
-        if isinstance(error, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
-            return CheckFailure(model.CONNECTION_RESET, f"the server reset the connection while {phase}")
-        if isinstance(error, http.client.IncompleteRead):
-            return CheckFailure(model.CONNECTION_RESET, "the connection closed before the whole body arrived")
-        if isinstance(error, ssl.SSLError):
-            return CheckFailure(model.TLS_ERROR, tls.handshake_error(error))
-        if isinstance(error, http.client.HTTPException):
-            return CheckFailure(model.INVALID_RESPONSE, f"the server's answer is not valid HTTP/1.1 ({phase})")
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-    return CheckFailure(model.CONNECTION_FAILED, f"network error while {phase}: {reason}")
-
-
-def _timed_out(spec: CheckSpec, phase: str) -> str:
-    return f"no complete response within {spec.timeout_ms} ms (timed out {phase})"
 
 
 def _judge(spec: CheckSpec, hop: _Hop, checked_at: datetime, region: str, final_url: str | None) -> CheckResult:

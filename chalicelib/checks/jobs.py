@@ -17,12 +17,12 @@ import gzip
 import itertools
 import json
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from chalicelib.checks.kinds import Spec, kind_of, spec_from_json
 from chalicelib.checks.marking import Watch
-from chalicelib.checks.model import Assertion, CheckSpec
 
 FORMAT_VERSION = 1
 GZIP_PREFIX = "gz:"
@@ -39,7 +39,7 @@ class Job:
     monitor_id: str
     region: str
     slot: datetime  # the planned second (UTC): the check's identity; it starts at ``start``
-    spec: CheckSpec
+    spec: Spec  # what to check, of any kind (``checks.kinds``)
     # What marks the results (``checks.marking``) as the tick read the monitor, and when it read it: the worker
     # trusts it unless the monitor was written since (``monitors.watching``).  None: the worker reads the monitor.
     watch: Watch | None = None
@@ -51,15 +51,16 @@ class Job:
         return self.slot + spread(self.monitor_id)
 
     def to_json(self) -> dict[str, Any]:
-        spec = asdict(self.spec)
-        spec["headers"] = [list(h) for h in self.spec.headers]
+        kind = kind_of(self.spec)
         data = {
             "team_id": self.team_id,
             "monitor_id": self.monitor_id,
             "region": self.region,
             "slot": self.slot.isoformat(),
-            "spec": spec,
+            "spec": kind.to_json(self.spec),
         }
+        if kind.name != "http":  # an HTTP job is as it was before kinds: older workers still read it
+            data["type"] = kind.name
         if self.watch is not None and self.watched_at is not None:
             data["watch"] = self.watch.to_json()
             data["watched_at"] = self.watched_at.isoformat()
@@ -67,16 +68,13 @@ class Job:
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> Job:
-        spec = dict(data["spec"])
-        spec["headers"] = tuple((str(k), str(v)) for k, v in spec.get("headers", []))
-        spec["expected_status"] = tuple(spec.get("expected_status", ("2xx",)))
-        spec["assertions"] = tuple(Assertion(**a) for a in spec.get("assertions", []))
+        spec = spec_from_json(str(data.get("type", "http")), dict(data["spec"]))
         return Job(
             team_id=str(data["team_id"]),
             monitor_id=str(data["monitor_id"]),
             region=str(data["region"]),
             slot=datetime.fromisoformat(data["slot"]),
-            spec=CheckSpec(**spec),
+            spec=spec,
             watch=Watch.from_json(data["watch"]) if "watch" in data else None,
             watched_at=_watched_at(data),
         )

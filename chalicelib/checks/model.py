@@ -79,6 +79,19 @@ class CheckSpec:
 
 
 @dataclass(frozen=True)
+class TcpSpec:
+    """A TCP port check: connect (and, with ``tls``, handshake), then close."""
+
+    host: str  # a name or an address, as the user wrote it (normalized by the checker)
+    port: int
+    tls: bool = False
+    verify_ssl: bool = True  # with tls: the certificate must verify for the host
+    timeout_ms: int = 10000  # the whole check
+    degraded_after_ms: int | None = None
+    connect_timeout_ms: int = 5000  # one TCP connect; the total deadline still applies
+
+
+@dataclass(frozen=True)
 class Timings:
     """Milliseconds spent in each phase of the final hop (0 for a phase that did not happen)."""
 

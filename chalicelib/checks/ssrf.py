@@ -139,14 +139,28 @@ def _normalize_host(host: str) -> str:
         try:
             return str(ipaddress.IPv6Address(host))
         except ValueError:
-            raise ValueError("the URL's host is not a valid IPv6 address") from None
+            raise ValueError("the host is not a valid IPv6 address") from None
     try:
         ascii_host = host.encode("idna").decode("ascii").lower()
     except UnicodeError:
-        raise ValueError("the URL's host is not a valid host name") from None
+        raise ValueError("the host is not a valid host name") from None
     if not _HOST_NAME.fullmatch(ascii_host):
-        raise ValueError("the URL's host is not a valid host name")
+        raise ValueError("the host is not a valid host name")
     return ascii_host
+
+
+def check_host(host: str) -> str:
+    """A TCP monitor's host — a name, or an IPv4 or IPv6 address (brackets allowed) — normalized as a URL's host
+    is; ``ValueError`` for one that cannot be (pydantic's message)."""
+    name = host.strip()
+    bracketed = name.startswith("[") and name.endswith("]")
+    if bracketed:
+        name = name[1:-1]
+        if ":" not in name:
+            raise ValueError("the host is not a valid IPv6 address")
+    if not name:
+        raise ValueError("must not be empty")
+    return _normalize_host(name)
 
 
 def host_and_port(url: str) -> tuple[str, int]:
@@ -195,14 +209,13 @@ def resolve_host(
     name = host.rstrip(".")
     if not allow_private and (name == "localhost" or name.endswith(".localhost")):
         # RFC 6761: these names mean this machine, whatever a DNS server might answer.
-        raise DestinationNotAllowed("the URL's host is this machine, which cannot be monitored")
+        raise DestinationNotAllowed("the host is this machine, which cannot be monitored")
     addresses = _resolve(host, port, resolver or system_resolver, timeout)
     if not allow_private:
         blocked = is_blocked or is_blocked_ip
         if any(blocked(a) for a in addresses):
             raise DestinationNotAllowed(
-                "the URL's host resolves to a private, loopback, link-local or reserved address, "
-                "which cannot be monitored"
+                "the host resolves to a private, loopback, link-local or reserved address, which cannot be monitored"
             )
     return addresses
 

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-from chalicelib.checks.http import run_check
-from chalicelib.checks.model import Assertion, CheckResult, CheckSpec
+from chalicelib.checks import kinds
+from chalicelib.checks.kinds import Spec
+from chalicelib.checks.model import Assertion, CheckResult, CheckSpec, TcpSpec
 from chalicelib.monitors.service import Monitor
 from chalicelib.settings import get_settings
 
 TEST_CHECK_MAX_MS = 25_000  # API Gateway ends a request at 29 s
 
 
-def spec_from(monitor: Monitor, *, max_timeout_ms: int | None = None) -> CheckSpec:
+def spec_from(monitor: Monitor, *, max_timeout_ms: int | None = None) -> Spec:
+    """What the checker runs for ``monitor``, of its type (``checks.kinds``)."""
     c = monitor.config
     timeout = min(c.timeout_ms, max_timeout_ms) if max_timeout_ms else c.timeout_ms
+    if c.type == "tcp":
+        return TcpSpec(
+            host=c.host or "",
+            port=c.port or 0,
+            tls=c.tls,
+            verify_ssl=c.verify_ssl,
+            timeout_ms=timeout,
+            degraded_after_ms=c.degraded_after_ms,
+        )
     return CheckSpec(
         url=c.url,
         method=c.method,
@@ -36,4 +47,4 @@ def run_test_check(monitor: Monitor) -> CheckResult:
     """One check now, from the API's own region, through the same SSRF guard as every scheduled check."""
     settings = get_settings()
     spec = spec_from(monitor, max_timeout_ms=TEST_CHECK_MAX_MS)
-    return run_check(spec, region=settings.aws_region, allow_private=settings.allow_private_targets)
+    return kinds.run(spec, region=settings.aws_region, allow_private=settings.allow_private_targets)

@@ -50,7 +50,11 @@ class MonitorModel(BaseModel):
     team_id = UnicodeAttribute(hash_key=True)
     monitor_id = UnicodeAttribute(range_key=True)
     name = UnicodeAttribute()
-    url = UnicodeAttribute()
+    type = UnicodeAttribute(null=True)  # absent: "http" (every monitor written before types)
+    url = UnicodeAttribute(null=True)  # http
+    host = UnicodeAttribute(null=True)  # tcp
+    port = NumberAttribute(null=True)  # tcp
+    tls = BooleanAttribute(null=True)  # tcp
     method = UnicodeAttribute(default="GET")
     headers = MapAttribute[str, str](default=dict)
     body = UnicodeAttribute(null=True)

@@ -24,6 +24,12 @@ from chalicelib.storage.base import condition_failed, load_team_item, retry_lost
 INTERVALS = (30, 60, 120, 300, 600, 900, 1800, 3600)
 STATUSES = ("pending", "up", "degraded", "down", "paused", "maintenance")
 SAVE_ATTEMPTS = 4
+TYPES = ("http", "tcp")
+# The fields only one type has (every other field is every type's); a monitor's type never changes.
+TYPE_FIELDS = {
+    "http": frozenset(("url", "method", "headers", "body", "expected_status", "follow_redirects", "assertions")),
+    "tcp": frozenset(("host", "port", "tls")),
+}
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,7 @@ class MonitorConfig:
     """What a user sets.  Validated at the API edge; ``None`` fields take their defaults."""
 
     name: str
-    url: str
+    url: str = ""  # type http
     method: str = "GET"
     headers: dict[str, str] = field(default_factory=dict)
     body: str | None = None
@@ -49,6 +55,18 @@ class MonitorConfig:
     confirmation_regions: int | None = None
     channel_ids: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    type: str = "http"  # one of TYPES
+    host: str | None = None  # type tcp
+    port: int | None = None  # type tcp
+    tls: bool = False  # type tcp
+
+    @property
+    def target(self) -> str:
+        """What the monitor checks, as one string: its URL, or ``tcp://host:port`` (``tcps://`` over TLS)."""
+        if self.type == "tcp":
+            host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+            return f"{'tcps' if self.tls else 'tcp'}://{host}:{self.port}"
+        return self.url
 
 
 @dataclass(frozen=True)
@@ -75,7 +93,7 @@ def schedule_key(monitor_id: str, interval_seconds: int) -> str:
 def to_monitor(item: MonitorModel) -> Monitor:
     config = MonitorConfig(
         name=item.name,
-        url=item.url,
+        url=item.url or "",
         method=item.method,
         headers=dict(item.headers.as_dict() if hasattr(item.headers, "as_dict") else item.headers or {}),
         body=item.body,
@@ -93,6 +111,10 @@ def to_monitor(item: MonitorModel) -> Monitor:
         confirmation_regions=int(item.confirmation_regions),
         channel_ids=_strs(item.channel_ids),
         tags=_strs(item.tags),
+        type=item.type or "http",
+        host=item.host,
+        port=int(item.port) if item.port is not None else None,
+        tls=bool(item.tls),
     )
     region_status = dict(item.region_status.as_dict() if hasattr(item.region_status, "as_dict") else {})
     return Monitor(
@@ -150,7 +172,11 @@ def require_team_monitors(team_id: str, monitor_ids: list[str]) -> None:
 
 def _apply(item: MonitorModel, config: MonitorConfig) -> None:
     item.name = config.name
-    item.url = config.url
+    item.type = None if config.type == "http" else config.type  # absent: http, as every monitor before types
+    item.url = config.url if config.type == "http" else None
+    item.host = config.host if config.type == "tcp" else None
+    item.port = config.port if config.type == "tcp" else None
+    item.tls = config.tls if config.type == "tcp" else None
     item.method = config.method
     item.headers = dict(config.headers)  # type: ignore[assignment]
     item.body = config.body
@@ -256,6 +282,7 @@ def update(
     def change(item: MonitorModel) -> None:
         current = to_monitor(item).config
         wanted = dict(changes)
+        _same_type(current.type, wanted)
         if "headers" in wanted and wanted["headers"] is not None:
             try:
                 wanted["headers"] = restore_masked(dict(wanted["headers"]), current.headers)
@@ -272,6 +299,22 @@ def update(
         item.updated_at = now
 
     return to_monitor(_change(team_id, monitor_id, change))
+
+
+def _same_type(kind: str, changes: dict[str, Any]) -> None:
+    """422 for a change of type, or of a field another type has: a monitor's type is fixed at its creation."""
+    problems = []
+    if changes.get("type", kind) != kind:
+        problems.append(errors.FieldError("type", f"a {kind} monitor stays one; create a new monitor instead"))
+    for other, fields in TYPE_FIELDS.items():
+        if other != kind:
+            problems += [
+                errors.FieldError(name, f"not a field of a {kind} monitor")
+                for name in sorted(fields & changes.keys())
+                if name not in TYPE_FIELDS[kind]
+            ]
+    if problems:
+        raise errors.ValidationFailed(problems)
 
 
 def set_paused(team_id: str, monitor_id: str, paused: bool, now: datetime) -> tuple[Monitor, bool]:

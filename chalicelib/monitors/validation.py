@@ -57,3 +57,29 @@ def validate_destination(url: str, field: str = "url") -> None:
         raise errors.DestinationNotAllowed(field, str(exc)) from None
     except ssrf.DnsFailure:
         return
+
+
+def validate_host(host: str) -> str:
+    """A TCP monitor's host: a name or an IP address (IPv6 with or without brackets), normalized; raises
+    ValueError for pydantic."""
+    from chalicelib.checks.ssrf import check_host
+
+    return check_host(host)
+
+
+def validate_host_destination(host: str, port: int | None, field: str = "host") -> None:
+    """Refuse a TCP target whose host resolves to a blocked address (422 ``destination_not_allowed``), as
+    :func:`validate_destination` does for a URL; a name that does not resolve yet is accepted."""
+    from chalicelib.checks import ssrf
+
+    try:
+        ssrf.resolve_host(
+            host,
+            port or 0,
+            allow_private=get_settings().allow_private_targets,
+            timeout=ssrf.DNS_TIMEOUT_S,
+        )
+    except ssrf.DestinationNotAllowed as exc:
+        raise errors.DestinationNotAllowed(field, str(exc)) from None
+    except ssrf.DnsFailure:
+        return

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.checks.http import run_check
+from chalicelib.checks import kinds
 from chalicelib.checks.jobs import Job, decode_message
 from chalicelib.checks.marking import UNKNOWN, URGENT_FLUSH_S, Watch, matters, urgent
 from chalicelib.checks.model import CheckResult
@@ -312,7 +312,7 @@ class Worker:
         writer.raise_if_failed()
 
     def _check(self, job: Job) -> tuple[Job, CheckResult]:
-        return job, run_check(job.spec, region=self.region, allow_private=self.allow_private)
+        return job, kinds.run(job.spec, region=self.region, allow_private=self.allow_private)
 
 
 def _parse(body: str) -> tuple[list[Job], list[str]]:

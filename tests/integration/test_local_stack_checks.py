@@ -1,9 +1,10 @@
 """Through the local stack's event loop: one tick → every region's worker checks the target → packed results, the
-aggregator's periods and uptime."""
+aggregator's periods and uptime; and a TCP monitor's port, checked the same way."""
 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -15,6 +16,7 @@ from chalicelib.local.loop import EventLoop
 from chalicelib.monitors import aggregate
 from chalicelib.monitors.models import PeriodModel
 from tests.factories import create_channel, create_monitor
+from tests.integration.test_tcp_monitors import create_tcp
 from tests.packed import checks_of
 from tests.support import make_test_settings
 
@@ -88,3 +90,51 @@ def test_a_target_down_everywhere_opens_an_incident_and_its_recovery_resolves_it
     [incident] = api.get("/v1/incidents").json["data"]
     assert incident["status"] == "resolved"
     assert api.get(f"/v1/monitors/{m['id']}").json["status"] == "up"
+
+
+@pytest.fixture
+def open_port() -> Iterator[tuple[socket.socket, int]]:
+    listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+    yield listener, int(listener.getsockname()[1])
+    listener.close()
+
+
+def test_an_open_port_is_up_in_every_region_and_a_closed_one_opens_an_incident(api, loop, alice, httpserver, open_port):
+    listener, port = open_port
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    hook = create_channel(api, name="Hook", type="webhook", config={"url": httpserver.url_for("/hook")})
+    m = create_tcp(api, host="127.0.0.1", port=port, failure_threshold=1, channel_ids=[hook["id"]])
+
+    assert api.post("/dev/tick").status == 200
+    assert loop.drain(20)
+    checks = checks_of(m["id"])
+    assert sorted(c.region for c in checks) == ["ap-southeast-1", "eu-west-1", "us-east-1"]
+    assert all(c.result.ok and c.result.status_code is None and c.result.timings.connect_ms > 0 for c in checks)
+    via_api = api.get(f"/v1/monitors/{m['id']}/results").json["data"]
+    assert len(via_api) == 3
+    assert all(r["timings"]["connect_ms"] > 0 and r["ok"] for r in via_api)
+    assert api.get(f"/v1/monitors/{m['id']}").json["status"] == "up"
+
+    listener.close()  # the port closes: every region's next connection is refused
+    assert api.post("/dev/tick").status == 200
+    assert loop.drain(20)
+    [incident] = api.get("/v1/incidents").json["data"]
+    assert (incident["status"], incident["monitor_id"]) == ("open", m["id"])
+    assert api.get(f"/v1/monitors/{m['id']}").json["status"] == "down"
+    refused = [c for c in checks_of(m["id"]) if not c.result.ok]
+    assert len(refused) == 3
+    assert {c.result.error for c in refused} == {"connection_refused"}
+    (alert,) = [r for r, _ in httpserver.log if r.path == "/hook"]
+    sent = json.loads(alert.get_data())
+    assert sent["type"] == "incident.opened"
+    assert sent["data"]["monitor"]["url"] == f"tcp://127.0.0.1:{port}"
+
+
+def test_the_test_route_checks_a_tcp_monitor_once(api, alice, open_port):
+    _, port = open_port
+    m = create_tcp(api, host="127.0.0.1", port=port)
+
+    r = api.post(f"/v1/monitors/{m['id']}/test")
+    assert r.status == 200, r.body
+    assert (r.json["ok"], r.json["status_code"], r.json["error"]) == (True, None, None)
+    assert r.json["timings"]["connect_ms"] > 0

@@ -11,7 +11,7 @@ import pytest
 from chalicelib.checks import jobs
 from chalicelib.checks.jobs import MAX_JOBS_PER_MESSAGE, MAX_MESSAGE_BYTES, Job, decode_message, pack
 from chalicelib.checks.marking import Watch
-from chalicelib.checks.model import CheckSpec
+from chalicelib.checks.model import CheckSpec, TcpSpec
 
 TICK = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
@@ -97,3 +97,40 @@ def test_a_watch_the_scheduler_would_not_have_written_makes_its_job_unparseable(
 
     with pytest.raises((ValueError, TypeError, KeyError)):
         Job.from_json(broken(raw))
+
+
+def test_a_tcp_job_travels_with_its_type_and_an_http_job_as_before_types():
+    tcp = Job("team_1", "mon_1", "eu-west-1", TICK, TcpSpec(host="db.example.com", port=5432, tls=True))
+    http = make_jobs(1)[0]
+
+    [tcp_json, http_json] = decode_message(pack([tcp, http])[0])
+
+    assert tcp_json["type"] == "tcp"
+    assert tcp_json["spec"] == {
+        "host": "db.example.com",
+        "port": 5432,
+        "tls": True,
+        "verify_ssl": True,
+        "timeout_ms": 10000,
+        "degraded_after_ms": None,
+        "connect_timeout_ms": 5000,
+    }
+    assert "type" not in http_json  # an older worker reads it as it always did
+    assert Job.from_json(tcp_json) == tcp
+    assert Job.from_json(http_json) == http
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"type": "dns"},  # a kind this worker does not know (a newer scheduler's)
+        {"type": "tcp", "spec": {"url": "https://x.test/"}},  # an HTTP spec under the TCP type
+        {"type": "tcp", "spec": {"host": "db.example.com", "port": 70000}},
+        {"type": "tcp", "spec": {"host": "db.example.com", "port": "5432"}},
+    ],
+)
+def test_a_job_of_an_unknown_or_broken_kind_is_unparseable(change):
+    raw = make_jobs(1)[0].to_json() | change
+
+    with pytest.raises((TypeError, ValueError)):
+        Job.from_json(raw)

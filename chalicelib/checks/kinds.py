@@ -1,0 +1,75 @@
+"""The kinds of check a job can carry — HTTP(S) and TCP — one entry each: its spec (``checks.model``), how the spec
+travels in a job message, and the function that runs it.
+
+Adding a kind of check is its spec, its checker module and one entry in :data:`KINDS`; the scheduler, the worker,
+the result packs and the incident pipeline take any kind's ``CheckResult`` as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from chalicelib.checks.http import run_check
+from chalicelib.checks.model import Assertion, CheckResult, CheckSpec, TcpSpec
+from chalicelib.checks.tcp import run_tcp_check
+
+Spec = CheckSpec | TcpSpec
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str  # the job's "type" (absent: "http", as every message before kinds)
+    spec: type[CheckSpec] | type[TcpSpec]
+    to_json: Callable[[Any], dict[str, Any]]
+    from_json: Callable[[dict[str, Any]], Any]
+    run: Callable[..., CheckResult]  # (spec, *, region, allow_private) → result; never raises for the target
+
+
+def _http_to_json(spec: CheckSpec) -> dict[str, Any]:
+    data = asdict(spec)
+    data["headers"] = [list(h) for h in spec.headers]
+    return data
+
+
+def _http_from_json(data: dict[str, Any]) -> CheckSpec:
+    spec = dict(data)
+    spec["headers"] = tuple((str(k), str(v)) for k, v in spec.get("headers", []))
+    spec["expected_status"] = tuple(spec.get("expected_status", ("2xx",)))
+    spec["assertions"] = tuple(Assertion(**a) for a in spec.get("assertions", []))
+    return CheckSpec(**spec)
+
+
+def _tcp_from_json(data: dict[str, Any]) -> TcpSpec:
+    spec = TcpSpec(**data)
+    if not isinstance(spec.port, int) or not 1 <= spec.port <= 65535:
+        raise ValueError("a TCP job's port is not one")
+    return spec
+
+
+KINDS: dict[str, Kind] = {
+    "http": Kind("http", CheckSpec, _http_to_json, _http_from_json, run_check),
+    "tcp": Kind("tcp", TcpSpec, asdict, _tcp_from_json, run_tcp_check),
+}
+
+
+def kind_of(spec: Spec) -> Kind:
+    for kind in KINDS.values():
+        if type(spec) is kind.spec:
+            return kind
+    raise TypeError(f"no kind of check runs a {type(spec).__name__}")
+
+
+def spec_from_json(kind: str, data: dict[str, Any]) -> Spec:
+    """A job's spec; ``ValueError`` for a kind this code does not know (a newer scheduler's job: poisoned)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind of check {kind!r}")
+    spec: Spec = KINDS[kind].from_json(data)
+    return spec
+
+
+def run(spec: Spec, *, region: str, allow_private: bool) -> CheckResult:
+    """Run one check of any kind."""
+    result: CheckResult = kind_of(spec).run(spec, region=region, allow_private=allow_private)
+    return result
