@@ -32,11 +32,25 @@ def create_monitor(
 
 
 def update_monitor(
-    team_id: str, monitor_id: str, changes: dict[str, Any], all_regions: tuple[str, ...], now: datetime
+    team_id: str,
+    monitor_id: str,
+    changes: dict[str, Any],
+    all_regions: tuple[str, ...],
+    now: datetime,
+    check_target: Callable[[dict[str, Any]], None] | None = None,
 ) -> monitors.Monitor:
-    """1. The monitor is loaded (404); 2. the change completed and validated (422); 3. new channels must be the
-    team's (404); 4. it is saved under its version (a lost race reloads and goes again from 1)."""
-    return monitors.update(team_id, monitor_id, changes, all_regions, now, check_channels=_team_channels(team_id))
+    """1. The monitor is loaded (404); 2. the change checked against its type, its new target by ``check_target``
+    (422), completed and validated (422); 3. new channels must be the team's (404); 4. it is saved under its
+    version (a lost race reloads and goes again from 1)."""
+    return monitors.update(
+        team_id,
+        monitor_id,
+        changes,
+        all_regions,
+        now,
+        check_channels=_team_channels(team_id),
+        check_target=check_target,
+    )
 
 
 def _team_channels(team_id: str) -> Callable[[tuple[str, ...]], None]:

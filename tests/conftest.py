@@ -78,14 +78,47 @@ def _atomic_dynamodb() -> None:
     make_dynamodb_fast()
 
 
+def _numeric(name: str) -> bool:
+    """An address, in any spelling the resolver reads without asking a server (``127.1``, ``0x7f000001``, ``::1``)."""
+    try:
+        socket.inet_aton(name)
+        return True
+    except OSError:
+        pass
+    try:
+        socket.inet_pton(socket.AF_INET6, name.split("%", 1)[0])
+        return True
+    except OSError:
+        return False
+
+
+def _local_names(original):
+    """getaddrinfo for what needs no DNS server — addresses in any spelling, and this machine's names (the hosts
+    file) — and "no such name" for every other name, answered here: no test sends a DNS query off the machine."""
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host is None or not isinstance(host, str | bytes):
+            return original(host, port, *args, **kwargs)
+        name = host.decode() if isinstance(host, bytes) else host
+        if name.rstrip(".").lower() == "localhost" or name.rstrip(".").lower().endswith(".localhost"):
+            return original(host, port, *args, **kwargs)
+        if _numeric(name):
+            return original(host, port, *args, **kwargs)
+        raise socket.gaierror(socket.EAI_NONAME, f"tests resolve no names off this machine ({name})")
+
+    return getaddrinfo
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _loopback_only() -> Iterator[None]:
-    """The network seam: a test that would reach anything but loopback fails instead of sending a packet."""
-    originals = socket.socket.connect, socket.socket.connect_ex
+    """The network seam: a test that would reach anything but loopback fails instead of sending a packet, and a
+    name that would need a DNS server does not resolve."""
+    originals = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
     socket.socket.connect = _guarded(originals[0])  # type: ignore[method-assign]
     socket.socket.connect_ex = _guarded(originals[1])  # type: ignore[method-assign]
+    socket.getaddrinfo = _local_names(originals[2])
     yield
-    socket.socket.connect, socket.socket.connect_ex = originals  # type: ignore[method-assign]
+    socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = originals  # type: ignore[method-assign]
 
 
 @pytest.fixture

@@ -179,7 +179,7 @@ def monitor_snapshot(monitor: Monitor) -> dict[str, Any]:
         "id": monitor.id,
         "name": monitor.config.name,
         "url": public_url(monitor.config.target),  # a TCP monitor's is tcp://host:port
-        "method": monitor.config.method,
+        "method": monitor.config.method if monitor.config.type == "http" else None,
         "regions": list(monitor.config.regions),
         "status": monitor.status,
         "tags": list(monitor.config.tags),

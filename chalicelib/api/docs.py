@@ -145,6 +145,11 @@ class _Renderer:
         model = self.schemas.get(_ref_name(schema) or "", schema)
         properties: dict[str, Any] = model.get("properties", {})
         if not properties:
+            members = model.get("oneOf") or model.get("anyOf")
+            if members and model is not schema:  # a named union (a monitor of each type): each member's fields
+                return f"<p>One of: {self.type_of(model)}</p>" + "".join(
+                    f"<h5>{self.type_of(member)}</h5>{self.fields_table(member)}" for member in members
+                )
             return f"<p>{self.type_of(schema)}</p>"
         required = set(model.get("required", []))
         rows = "".join(

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from chalice import Blueprint, Response
-from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chalicelib import errors
 from chalicelib.auth.service import authenticate
@@ -200,8 +200,8 @@ def parse_json(raw: bytes) -> Any:
 
 def _field_errors(exc: ValidationError, prefix: str = "", *, tagged: bool = False) -> list[errors.FieldError]:
     """One error per problem, named by its field.  ``tagged``: the model is a union discriminated by ``type`` (a
-    ``RootModel``), whose errors pydantic places under the tag (``tcp.port``): they are named as sent (``port``),
-    and a tag that matches no member is the ``type`` field's error."""
+    ``RootModel`` that says ``TYPE_UNION``), whose errors pydantic places under the tag (``tcp.port``): they are
+    named as sent (``port``), and a tag that matches no member is the ``type`` field's error."""
     out = []
     for item in exc.errors(include_url=False, include_input=False):
         loc = [str(p) for p in item.get("loc", ())]
@@ -226,7 +226,8 @@ def validate(model: type[BaseModel], data: Any, prefix: str = "") -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise errors.ValidationFailed(_field_errors(exc, prefix, tagged=issubclass(model, RootModel))) from None
+        tagged = bool(getattr(model, "TYPE_UNION", False))
+        raise errors.ValidationFailed(_field_errors(exc, prefix, tagged=tagged)) from None
 
 
 def _query_dict(request: Any) -> dict[str, Any]:

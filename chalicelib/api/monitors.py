@@ -6,7 +6,7 @@ is its own model here (its fields and their rules), over the fields every type h
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Discriminator, Field, RootModel, field_validator, model_validator
 from pydantic import Tag as TypeTag
@@ -88,7 +88,7 @@ NOT_NULL = (
     "channel_ids",
     "tags",
 )
-Port = Annotated[int, Field(ge=1, le=65535)]
+Port = Annotated[int, Field(ge=1, le=65535, strict=True)]  # "22", 22.0 or true is not a port
 
 
 class MonitorFields(Schema):
@@ -153,7 +153,9 @@ class TcpFields(MonitorFields):
 
     host: str | None = Field(default=None, min_length=1, max_length=253, description="a name or an IP address")
     port: Port | None = None
-    tls: bool | None = Field(default=None, description="complete a TLS handshake, and report the certificate")
+    tls: bool | None = Field(
+        default=None, strict=True, description="complete a TLS handshake, and report the certificate"
+    )
 
     @field_validator("host")
     @classmethod
@@ -191,6 +193,8 @@ AnyMonitorIn = Annotated[
 
 class MonitorIn(RootModel[Any]):
     """A new monitor, of one type."""
+
+    TYPE_UNION: ClassVar[bool] = True  # its errors are named as sent (framework.validate)
 
     root: AnyMonitorIn
 
@@ -506,12 +510,18 @@ def get_monitor(call: Call, monitor_id: str) -> MonitorOut:
 def patch_monitor(call: Call, monitor_id: str) -> MonitorOut:
     """Send only the fields to change.  A masked header value sent back keeps the stored one."""
     changes = call.body.changes()
+    team_id = call.user.team_id
+    regions = get_settings().check_regions
+    return monitor_out(lifecycle.update_monitor(team_id, monitor_id, changes, regions, utcnow(), _check_target))
+
+
+def _check_target(changes: dict[str, Any]) -> None:
+    """A PATCH's new URL or host through the SSRF guard (422 ``destination_not_allowed``), once the monitor's
+    type has allowed the field."""
     if "url" in changes:
         validate_destination(changes["url"])
     if "host" in changes:
         validate_host_destination(changes["host"], changes.get("port"))
-    team_id = call.user.team_id
-    return monitor_out(lifecycle.update_monitor(team_id, monitor_id, changes, get_settings().check_regions, utcnow()))
 
 
 @router.route(

@@ -33,18 +33,36 @@ def _http_to_json(spec: CheckSpec) -> dict[str, Any]:
     return data
 
 
+def _typed(spec: object, **kinds: tuple[type, ...]) -> None:
+    """``ValueError`` unless each named field of ``spec`` is of one of its types (a bool is never an int here):
+    a job that parses but would crash its check, or stall its message, is poisoned instead."""
+    for name, types in kinds.items():
+        value = getattr(spec, name)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ValueError(f"a job's {name} is not of its type")
+
+
 def _http_from_json(data: dict[str, Any]) -> CheckSpec:
     spec = dict(data)
     spec["headers"] = tuple((str(k), str(v)) for k, v in spec.get("headers", []))
-    spec["expected_status"] = tuple(spec.get("expected_status", ("2xx",)))
+    spec["expected_status"] = tuple(str(s) for s in spec.get("expected_status", ("2xx",)))
     spec["assertions"] = tuple(Assertion(**a) for a in spec.get("assertions", []))
-    return CheckSpec(**spec)
+    checked = CheckSpec(**spec)
+    _typed(checked, url=(str,), method=(str,), body=(str, type(None)), follow_redirects=(bool,), verify_ssl=(bool,))
+    _typed(checked, timeout_ms=(int,), connect_timeout_ms=(int,), degraded_after_ms=(int, type(None)))
+    for a in checked.assertions:
+        _typed(a, source=(str,), comparison=(str,), target=(str,), property=(str, type(None)))
+    if not checked.url or checked.timeout_ms <= 0 or checked.connect_timeout_ms <= 0:
+        raise ValueError("an HTTP job without a URL or a time to run")
+    return checked
 
 
 def _tcp_from_json(data: dict[str, Any]) -> TcpSpec:
     spec = TcpSpec(**data)
-    if not isinstance(spec.port, int) or not 1 <= spec.port <= 65535:
-        raise ValueError("a TCP job's port is not one")
+    _typed(spec, host=(str,), port=(int,), tls=(bool,), verify_ssl=(bool,))
+    _typed(spec, timeout_ms=(int,), connect_timeout_ms=(int,), degraded_after_ms=(int, type(None)))
+    if not spec.host or not 1 <= spec.port <= 65535 or spec.timeout_ms <= 0 or spec.connect_timeout_ms <= 0:
+        raise ValueError("a TCP job without a host, a port or a time to run")
     return spec
 
 

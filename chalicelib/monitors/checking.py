@@ -15,6 +15,8 @@ def spec_from(monitor: Monitor, *, max_timeout_ms: int | None = None) -> Spec:
     """What the checker runs for ``monitor``, of its type (``checks.kinds``)."""
     c = monitor.config
     timeout = min(c.timeout_ms, max_timeout_ms) if max_timeout_ms else c.timeout_ms
+    if c.type not in ("http", "tcp"):  # an item of a newer type (read after a rollback): not checked as HTTP
+        raise ValueError(f"no check runs a monitor of type {c.type!r}")
     if c.type == "tcp":
         return TcpSpec(
             host=c.host or "",

@@ -274,15 +274,19 @@ def update(
     now: datetime,
     *,
     check_channels: Callable[[tuple[str, ...]], None],
+    check_target: Callable[[dict[str, Any]], None] | None = None,
 ) -> Monitor:
-    """Apply a partial change: the monitor is loaded (404), the change completed and validated (422), new channel
-    ids checked by ``check_channels`` (404), then saved.  A header sent back masked keeps its stored value.  The
+    """Apply a partial change: the monitor is loaded (404), the change checked against its type, then its new
+    target by ``check_target`` (the SSRF guard: 422), completed and validated (422), new channel ids checked by
+    ``check_channels`` (404), then saved.  A header sent back masked keeps its stored value.  The
     schedule key moves in the same write, so the next tick sees a new interval at once."""
 
     def change(item: MonitorModel) -> None:
         current = to_monitor(item).config
         wanted = dict(changes)
-        _same_type(current.type, wanted)
+        _same_type(current.type, wanted)  # before any lookup: another type's host or URL is refused unresolved
+        if check_target is not None:
+            check_target(wanted)
         if "headers" in wanted and wanted["headers"] is not None:
             try:
                 wanted["headers"] = restore_masked(dict(wanted["headers"]), current.headers)
@@ -305,16 +309,22 @@ def _same_type(kind: str, changes: dict[str, Any]) -> None:
     """422 for a change of type, or of a field another type has: a monitor's type is fixed at its creation."""
     problems = []
     if changes.get("type", kind) != kind:
-        problems.append(errors.FieldError("type", f"a {kind} monitor stays one; create a new monitor instead"))
+        problems.append(
+            errors.FieldError("type", f"{_a(kind).capitalize()} monitor stays one; create a new monitor instead")
+        )
     for other, fields in TYPE_FIELDS.items():
         if other != kind:
             problems += [
-                errors.FieldError(name, f"not a field of a {kind} monitor")
+                errors.FieldError(name, f"not a field of {_a(kind)} monitor")
                 for name in sorted(fields & changes.keys())
                 if name not in TYPE_FIELDS[kind]
             ]
     if problems:
         raise errors.ValidationFailed(problems)
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind == "http" else f"a {kind}"
 
 
 def set_paused(team_id: str, monitor_id: str, paused: bool, now: datetime) -> tuple[Monitor, bool]:

@@ -127,7 +127,7 @@ def test_an_open_port_is_up_in_every_region_and_a_closed_one_opens_an_incident(a
     (alert,) = [r for r, _ in httpserver.log if r.path == "/hook"]
     sent = json.loads(alert.get_data())
     assert sent["type"] == "incident.opened"
-    assert sent["data"]["monitor"]["url"] == f"tcp://127.0.0.1:{port}"
+    assert (sent["data"]["monitor"]["url"], sent["data"]["monitor"]["method"]) == (f"tcp://127.0.0.1:{port}", None)
 
 
 def test_the_test_route_checks_a_tcp_monitor_once(api, alice, open_port):

@@ -248,3 +248,14 @@ def test_every_declared_error_status_names_the_codes_it_can_carry(api):
     codes = {str(p.status) for p in problem_codes()}
     assert {s for s in declared if s.startswith(("4", "5")) and s not in codes} == set()
     assert "`plan_limit_exceeded`" in doc["components"]["responses"]["PaymentRequired"]["description"]
+
+
+def test_docs_show_each_monitor_type_s_fields_for_a_new_monitor(api):
+    page = api.get("/docs").text
+    create = page[page.index("Create a monitor") :]
+    create = create[: create.index("</section>")] if "</section>" in create else create[:20000]
+
+    assert "One of:" in create
+    for member, field in (("HttpMonitorIn", "<code>url</code>"), ("TcpMonitorIn", "<code>port</code>")):
+        assert f'href="#schema-{member}"' in create
+        assert field in create

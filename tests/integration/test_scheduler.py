@@ -173,3 +173,23 @@ def test_a_forced_tick_plans_now_undelayed(api, alice, settings):
     [(job, _)] = drain(settings, "us-east-1")
     assert job.monitor_id == m["id"]
     assert job.slot == TICK
+
+
+def test_a_tcp_monitor_is_planned_with_its_spec_and_one_of_an_unknown_type_is_skipped(api, alice, settings):
+    r = api.post(
+        "/v1/monitors", {"type": "tcp", "name": "db", "host": "1.1.1.1", "port": 5432, "regions": ["us-east-1"]}
+    )
+    assert r.status == 201, r.body
+    tcp = r.json
+    newer = create(api, regions=["us-east-1"])
+    item = MonitorModel.get(alice["team"]["id"], newer["id"])
+    item.update(actions=[MonitorModel.type.set("dns")])  # an item of a type this code does not know (a rollback)
+    http = create(api, regions=["us-east-1"])
+
+    report = run_tick(TICK, force=True)
+
+    planned = {job.monitor_id: job for job, _ in drain(settings, "us-east-1")}
+    assert set(planned) == {tcp["id"], http["id"]}
+    assert (planned[tcp["id"]].spec.host, planned[tcp["id"]].spec.port) == ("1.1.1.1", 5432)
+    assert planned[http["id"]].spec.url == URL
+    assert report.due_monitors == 2

@@ -73,7 +73,11 @@ def test_a_list_holds_monitors_of_every_type(api, alice):
         ({"type": "tcp", "name": "x", "host": PUBLIC_HOST, "port": 0}, "port", "greater than or equal to 1"),
         ({"type": "tcp", "name": "x", "host": PUBLIC_HOST, "port": 65536}, "port", "less than or equal to 65535"),
         ({"type": "tcp", "name": "x", "host": PUBLIC_HOST, "port": "ssh"}, "port", "valid integer"),
-        ({"type": "tcp", "name": "x", "host": PUBLIC_HOST, "port": 22, "tls": "perhaps"}, "tls", "valid boolean"),
+        ({"type": "tcp", "name": "x", "host": PUBLIC_HOST, "port": "22"}, "port", "valid integer"),  # never coerced
+        ({"type": "tcp", "name": "x", "host": PUBLIC_HOST, "port": True}, "port", "valid integer"),
+        ({"type": "tcp", "name": "x", "host": PUBLIC_HOST, "port": 22.0}, "port", "valid integer"),
+        ({"type": "tcp", "name": "x", "host": PUBLIC_HOST, "port": 22, "tls": "true"}, "tls", "valid boolean"),
+        ({"type": "tcp", "name": "x", "host": PUBLIC_HOST, "port": 22, "tls": 1}, "tls", "valid boolean"),
         ({"type": "tcp", "name": "x", "host": "db example", "port": 22}, "host", "not a valid host name"),
         ({"type": "tcp", "name": "x", "host": "[not-v6]", "port": 22}, "host", "not a valid"),
         ({"type": "tcp", "name": "x", "host": "fe80::1%eth0", "port": 22}, "host", "zone"),
@@ -160,3 +164,27 @@ def test_the_openapi_spec_has_the_monitor_union_discriminated_by_type(api):
     out = resolve(got["schema"])
     assert out["discriminator"]["propertyName"] == "type"
     assert set(out["discriminator"]["mapping"]) == {"http", "tcp"}
+
+
+def test_a_patch_refuses_another_types_host_or_url_before_resolving_it(api, alice, monkeypatch):
+    """The type decides first: a field the monitor does not have is never looked up (no DNS wait, one error)."""
+    from chalicelib.checks import ssrf
+
+    looked_up: list[str] = []
+
+    def resolver(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        return ["93.184.216.34"]
+
+    monkeypatch.setattr(ssrf, "system_resolver", resolver)  # DNS: the network seam
+    tcp = create_tcp(api)
+    http = create_monitor(api, url="https://1.1.1.1/health")
+
+    r = api.patch(f"/v1/monitors/{tcp['id']}", {"url": "https://status.example.test/"})
+    assert (r.status, r.json["errors"]) == (422, [{"field": "url", "message": "not a field of a tcp monitor"}])
+    r = api.patch(f"/v1/monitors/{http['id']}", {"host": "db.example.test"})
+    assert (r.status, r.json["errors"]) == (422, [{"field": "host", "message": "not a field of an http monitor"}])
+    assert looked_up == []
+
+    r = api.patch(f"/v1/monitors/{tcp['id']}", {"host": "db.example.test"})  # its own field: looked up, allowed
+    assert (r.status, r.json["host"], looked_up) == (200, "db.example.test", ["db.example.test"])

@@ -127,6 +127,18 @@ def test_a_tcp_job_travels_with_its_type_and_an_http_job_as_before_types():
         {"type": "tcp", "spec": {"url": "https://x.test/"}},  # an HTTP spec under the TCP type
         {"type": "tcp", "spec": {"host": "db.example.com", "port": 70000}},
         {"type": "tcp", "spec": {"host": "db.example.com", "port": "5432"}},
+        {"type": "tcp", "spec": {"host": "db.example.com", "port": True}},
+        {"type": "tcp", "spec": {"host": 123, "port": 5432}},
+        {"type": "tcp", "spec": {"host": None, "port": 5432}},
+        {"type": "tcp", "spec": {"host": "", "port": 5432}},
+        {"type": "tcp", "spec": {"host": "db.example.com", "port": 5432, "timeout_ms": "10"}},
+        {"type": "tcp", "spec": {"host": "db.example.com", "port": 5432, "tls": "yes"}},
+        {"type": "tcp", "spec": {"host": "db.example.com", "port": 5432, "degraded_after_ms": 1.5}},
+        {"spec": {"url": 123}},
+        {"spec": {"url": "https://x.test/", "timeout_ms": "1000"}},
+        {"spec": {"url": "https://x.test/", "timeout_ms": 0}},
+        {"spec": {"url": "https://x.test/", "follow_redirects": "no"}},
+        {"spec": {"url": "https://x.test/", "assertions": [{"source": 1, "comparison": "equals"}]}},
     ],
 )
 def test_a_job_of_an_unknown_or_broken_kind_is_unparseable(change):

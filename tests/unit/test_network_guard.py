@@ -18,3 +18,20 @@ def test_loopback_stays_reachable():
         server.listen()
         with socket.socket() as client:
             client.connect(server.getsockname())
+
+
+@pytest.mark.parametrize("name", ["example.com", "shop.example.invalid", "db.example.test.", b"example.org"])
+def test_a_name_that_needs_a_dns_server_does_not_resolve_and_no_query_leaves(name):
+    with pytest.raises(socket.gaierror, match="no names off this machine"):
+        socket.getaddrinfo(name, 443)
+
+
+@pytest.mark.parametrize(
+    ("name", "address"),
+    [("127.1", "127.0.0.1"), ("0x7f000001", "127.0.0.1"), ("::1", "::1"), ("localhost", None), ("1.1.1.1", "1.1.1.1")],
+)
+def test_addresses_in_any_spelling_and_this_machines_names_still_resolve(name, address):
+    answers = {info[4][0] for info in socket.getaddrinfo(name, 443, type=socket.SOCK_STREAM)}
+    assert answers
+    if address is not None:
+        assert answers == {address}
