@@ -31,6 +31,7 @@ Resolver = Callable[[str, int], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MAX_URL_LENGTH = 2048
+MAX_HOST_LENGTH = 253  # a DNS name's longest
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~-._"
 _UNSAFE_CHAR = re.compile(r"[\x00-\x20\x7f]")
@@ -134,7 +135,7 @@ def check_url_syntax(url: str) -> str:
 
 def _normalize_host(host: str) -> str:
     if "%" in host:
-        raise ValueError("IPv6 zone identifiers are not allowed in a URL")
+        raise ValueError("IPv6 zone identifiers are not allowed")
     if ":" in host:
         try:
             return str(ipaddress.IPv6Address(host))
@@ -160,7 +161,10 @@ def check_host(host: str) -> str:
             raise ValueError("the host is not a valid IPv6 address")
     if not name:
         raise ValueError("must not be empty")
-    return _normalize_host(name)
+    normalized = _normalize_host(name)
+    if len(normalized) > MAX_HOST_LENGTH:  # a Unicode name grows in its IDNA form
+        raise ValueError(f"the host is longer than {MAX_HOST_LENGTH} characters in its IDNA form")
+    return normalized
 
 
 def host_and_port(url: str) -> tuple[str, int]:

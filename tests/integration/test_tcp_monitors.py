@@ -80,7 +80,8 @@ def test_a_list_holds_monitors_of_every_type(api, alice):
         ({"type": "tcp", "name": "x", "host": PUBLIC_HOST, "port": 22, "tls": 1}, "tls", "valid boolean"),
         ({"type": "tcp", "name": "x", "host": "db example", "port": 22}, "host", "not a valid host name"),
         ({"type": "tcp", "name": "x", "host": "[not-v6]", "port": 22}, "host", "not a valid"),
-        ({"type": "tcp", "name": "x", "host": "fe80::1%eth0", "port": 22}, "host", "zone"),
+        ({"type": "tcp", "name": "x", "host": "fe80::1%eth0", "port": 22}, "host", "zone identifiers are not allowed"),
+        ({"type": "tcp", "name": "x", "host": ".".join(["üöä" * 12] * 6) + ".test", "port": 22}, "host", "IDNA form"),
         (
             {"type": "tcp", "name": "x", "host": PUBLIC_HOST, "port": 22, "url": "https://x.test/"},
             "url",
