@@ -32,6 +32,7 @@ os.environ.update(
 
 import dataclasses  # noqa: E402
 import io  # noqa: E402
+import ipaddress  # noqa: E402
 import socket  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from typing import Any  # noqa: E402
@@ -50,17 +51,24 @@ from tests.support import (  # noqa: E402
     start_aws,
 )
 
-_LOOPBACK = ("127.", "::1", "localhost", "::ffff:127.")
+
+def _loopback(host: str) -> bool:
+    """A loopback address (``127.0.0.1``, ``::1``, ``::ffff:127.0.0.1``) or exactly ``localhost``: never a name
+    that merely starts like one (``127.x.example.com``), which connect would resolve through DNS."""
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def _guarded(original):
     def connect(sock, address):
         host = address[0] if isinstance(address, tuple) else address
-        if (
-            isinstance(host, str)
-            and sock.family in (socket.AF_INET, socket.AF_INET6)
-            and not host.startswith(_LOOPBACK)
-        ):
+        if isinstance(host, str) and sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(host):
             raise ConnectionRefusedError(f"tests may only reach loopback addresses, not {host}")
         return original(sock, address)
 
@@ -101,7 +109,8 @@ def _local_names(original):
             return original(host, port, *args, **kwargs)
         name = host.decode() if isinstance(host, bytes) else host
         if name.rstrip(".").lower() == "localhost" or name.rstrip(".").lower().endswith(".localhost"):
-            return original(host, port, *args, **kwargs)
+            # Answered from the hosts file's own entry: ``localhost.`` or ``app.localhost`` would go to DNS here.
+            return original("localhost", port, *args, **kwargs)
         if _numeric(name):
             return original(host, port, *args, **kwargs)
         raise socket.gaierror(socket.EAI_NONAME, f"tests resolve no names off this machine ({name})")
@@ -109,16 +118,30 @@ def _local_names(original):
     return getaddrinfo
 
 
+def _by_name_guard(original):
+    """The older lookups, guarded as getaddrinfo is: addresses and localhost only."""
+
+    def lookup(name):
+        if _numeric(name) or name.rstrip(".").lower() == "localhost":
+            return original(name if _numeric(name) else "localhost")
+        raise socket.gaierror(socket.EAI_NONAME, f"tests resolve no names off this machine ({name})")
+
+    return lookup
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _loopback_only() -> Iterator[None]:
     """The network seam: a test that would reach anything but loopback fails instead of sending a packet, and a
     name that would need a DNS server does not resolve."""
     originals = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+    by_name = socket.gethostbyname, socket.gethostbyname_ex
     socket.socket.connect = _guarded(originals[0])  # type: ignore[method-assign]
     socket.socket.connect_ex = _guarded(originals[1])  # type: ignore[method-assign]
     socket.getaddrinfo = _local_names(originals[2])
+    socket.gethostbyname, socket.gethostbyname_ex = (_by_name_guard(f) for f in by_name)
     yield
     socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = originals  # type: ignore[method-assign]
+    socket.gethostbyname, socket.gethostbyname_ex = by_name
 
 
 @pytest.fixture

@@ -552,7 +552,7 @@ def _end(monitor: Monitor, now: datetime, reason: str) -> None:
         "ended_by": reason,
         "monitor": {
             "name": monitor.config.name,
-            "method": monitor.config.method,
+            "method": monitor.config.method if monitor.config.type == "http" else None,
             "regions": list(monitor.config.regions),
             "tags": list(monitor.config.tags),
         },

@@ -668,6 +668,28 @@ def test_a_monitor_deleted_or_paused_while_down_closes_the_outage_for_machines_a
     assert [(d.status, d.error) for d in member_deliveries] == [("suppressed", "monitor_deleted_or_paused")]
 
 
+def test_a_deleted_tcp_monitors_resolution_says_no_http_method(api, alice, httpserver, clock):
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    body = {"type": "tcp", "name": "db", "host": "1.1.1.1", "port": 5432, "channel_ids": [hook["id"]]}
+    r = api.post("/v1/monitors", body)
+    assert r.status == 201, r.body
+    incident_id = outage(r.json, utcnow())
+    with new_events(incident_id) as resolved:
+        pump()
+        assert api.delete(f"/v1/monitors/{r.json['id']}").status == 204
+    assert [e.type for e in resolved] == ["incident.resolved"]
+    planned(resolved)
+    settle(clock)
+    pump()
+
+    bodies = [json.loads(got.get_data()) for got in received(httpserver)]
+    assert [b["type"] for b in bodies] == ["incident.opened", "incident.resolved"]
+    opened, gone = bodies[0]["data"]["monitor"], bodies[1]["data"]["monitor"]
+    assert (opened["url"], opened["method"]) == ("tcp://1.1.1.1:5432", None)
+    assert (gone["url"], gone["method"], gone["name"]) == (None, None, "db")
+
+
 def test_an_attempt_whose_lambda_died_is_taken_again_once_stale(api, alice, httpserver, clock):
     """The Lambda claimed attempt 1 and died before recording it; SQS delivers the message again."""
     from chalicelib.alerts import attempts

@@ -35,3 +35,22 @@ def test_addresses_in_any_spelling_and_this_machines_names_still_resolve(name, a
     assert answers
     if address is not None:
         assert answers == {address}
+
+
+@pytest.mark.parametrize("name", ["127.leak.example.com", "localhost.leak.example.com", "::1.example.com"])
+def test_a_name_that_only_starts_like_loopback_is_not_connected_to(name):
+    with socket.socket() as sock, pytest.raises(ConnectionRefusedError, match="loopback"):
+        sock.connect((name, 80))
+
+
+@pytest.mark.parametrize("name", ["localhost.", "status.localhost", "status.localhost."])
+def test_this_machines_other_names_are_answered_from_the_hosts_file(name):
+    assert {info[4][0] for info in socket.getaddrinfo(name, 80, type=socket.SOCK_STREAM)} <= {"127.0.0.1", "::1"}
+
+
+def test_the_older_lookups_are_guarded_too():
+    assert socket.gethostbyname("127.1") == "127.0.0.1"
+    assert socket.gethostbyname("localhost") == "127.0.0.1"
+    for lookup in (socket.gethostbyname, socket.gethostbyname_ex):
+        with pytest.raises(socket.gaierror, match="no names off this machine"):
+            lookup("example.com")
