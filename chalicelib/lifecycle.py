@@ -37,7 +37,7 @@ def update_monitor(
     changes: dict[str, Any],
     all_regions: tuple[str, ...],
     now: datetime,
-    check_target: Callable[[dict[str, Any]], None] | None = None,
+    check_target: Callable[[dict[str, Any]], None],
 ) -> monitors.Monitor:
     """1. The monitor is loaded (404); 2. the change checked against its type, its new target by ``check_target``
     (422), completed and validated (422); 3. new channels must be the team's (404); 4. it is saved under its

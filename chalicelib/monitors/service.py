@@ -274,7 +274,7 @@ def update(
     now: datetime,
     *,
     check_channels: Callable[[tuple[str, ...]], None],
-    check_target: Callable[[dict[str, Any]], None] | None = None,
+    check_target: Callable[[dict[str, Any]], None],
 ) -> Monitor:
     """Apply a partial change: the monitor is loaded (404), the change checked against its type, then its new
     target by ``check_target`` (the SSRF guard: 422), completed and validated (422), new channel ids checked by
@@ -285,8 +285,7 @@ def update(
         current = to_monitor(item).config
         wanted = dict(changes)
         _same_type(current.type, wanted)  # before any lookup: another type's host or URL is refused unresolved
-        if check_target is not None:
-            check_target(wanted)
+        check_target(wanted)
         if "headers" in wanted and wanted["headers"] is not None:
             try:
                 wanted["headers"] = restore_masked(dict(wanted["headers"]), current.headers)
