@@ -106,16 +106,7 @@ def run_check(
     """
     checked_at = (now or _utcnow)()
     start = time.perf_counter()
-    budget = net.Plan(
-        start + spec.timeout_ms / 1000,
-        spec.timeout_ms,
-        spec.connect_timeout_ms,
-        spec.verify_ssl,
-        allow_private,
-        resolver,
-        is_blocked,
-    )
-    plan = _Plan(spec, budget)
+    plan = _Plan(spec, net.plan(spec, start, allow_private=allow_private, resolver=resolver, is_blocked=is_blocked))
     hop = _Hop(url=spec.url, started=start)
     final_url: str | None = None
     try:

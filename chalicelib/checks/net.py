@@ -43,6 +43,38 @@ class Plan:
     is_blocked: Callable[[str], bool] | None
 
 
+class Budgeted(Protocol):
+    """What a check's spec says of its budget (every kind's spec has these)."""
+
+    @property
+    def timeout_ms(self) -> int: ...
+    @property
+    def connect_timeout_ms(self) -> int: ...
+    @property
+    def verify_ssl(self) -> bool: ...
+
+
+def plan(
+    spec: Budgeted,
+    started: float,
+    *,
+    allow_private: bool,
+    resolver: ssrf.Resolver | None,
+    is_blocked: Callable[[str], bool] | None,
+) -> Plan:
+    """The plan of a check of ``spec`` started at ``started`` (``time.perf_counter()``): its deadline is
+    ``timeout_ms`` later."""
+    return Plan(
+        started + spec.timeout_ms / 1000,
+        spec.timeout_ms,
+        spec.connect_timeout_ms,
+        spec.verify_ssl,
+        allow_private,
+        resolver,
+        is_blocked,
+    )
+
+
 class Phases(Protocol):
     """Where a check records what each phase took, in milliseconds, and the certificate's expiry."""
 

@@ -39,15 +39,7 @@ def run_tcp_check(
     problems.  ``allow_private``, ``resolver`` and ``is_blocked`` as for ``checks.http.run_check``."""
     checked_at = (now or (lambda: datetime.now(UTC)))()
     started = time.perf_counter()
-    plan = net.Plan(
-        started + spec.timeout_ms / 1000,
-        spec.timeout_ms,
-        spec.connect_timeout_ms,
-        spec.verify_ssl,
-        allow_private,
-        resolver,
-        is_blocked,
-    )
+    plan = net.plan(spec, started, allow_private=allow_private, resolver=resolver, is_blocked=is_blocked)
     phases = _Phases()
     error = detail = None
     try:

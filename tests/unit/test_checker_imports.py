@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.support import TEST_ENV
 
@@ -24,9 +25,8 @@ NOT_FOR_CHECKING = (
 )
 
 
-def loaded_by_importing(module: str) -> list[str]:
-    """Every module a fresh interpreter holds after importing ``module`` (configured as the tests are)."""
-    code = f"import json, sys; import {module}; print(json.dumps(sorted(sys.modules)))"
+def printed_by(code: str) -> Any:
+    """The JSON that ``code`` prints last, run in a fresh interpreter (configured as the tests are)."""
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
@@ -37,7 +37,12 @@ def loaded_by_importing(module: str) -> list[str]:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    return list(json.loads(result.stdout.splitlines()[-1]))
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def loaded_by_importing(module: str) -> list[str]:
+    """Every module a fresh interpreter holds after importing ``module``."""
+    return list(printed_by(f"import json, sys; import {module}; print(json.dumps(sorted(sys.modules)))"))
 
 
 def test_importing_the_checker_loads_no_api_auth_alerts_or_chalice() -> None:
@@ -58,17 +63,7 @@ def test_loading_the_checker_builds_its_tables_clients_before_any_check_runs() -
         "print(json.dumps({m.__name__: m._connection is not None and m._connection.connection._client is not None"
         " for m in TABLES}))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**os.environ, **TEST_ENV},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    built = json.loads(result.stdout.splitlines()[-1])
+    built = printed_by(code)
 
     assert set(built) == {"ChangeModel", "MonitorModel", "PackModel", "ProgressModel"}
     assert all(built.values()), built
