@@ -20,6 +20,7 @@ from chalicelib.monitors.models import (
     MonitorModel,
     PackModel,
     PeriodModel,
+    PingModel,
     ProgressModel,
     RollupModel,
 )
@@ -48,6 +49,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = tuple(
             OneTimeTokenModel,
             PackModel,
             PeriodModel,
+            PingModel,
             ProgressModel,
             RollupModel,
             SessionModel,

@@ -18,6 +18,13 @@ def create_monitor(api: ApiClient, **fields: Any) -> dict[str, Any]:
     return _created(api, "/v1/monitors", {"name": "Homepage", "url": "https://shop.example.invalid/", **fields})
 
 
+def create_heartbeat(api: ApiClient, **fields: Any) -> dict[str, Any]:
+    """A heartbeat monitor "Nightly backup" pinged every hour, with the API's default grace (five minutes)."""
+    return _created(
+        api, "/v1/monitors", {"type": "heartbeat", "name": "Nightly backup", "period_seconds": 3600, **fields}
+    )
+
+
 def create_channel(api: ApiClient, **fields: Any) -> dict[str, Any]:
     """An alert channel named "Ops" mailing ops@example.com (give ``type`` and ``config`` together for another
     kind)."""

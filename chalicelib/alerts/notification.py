@@ -178,7 +178,8 @@ def monitor_snapshot(monitor: Monitor) -> dict[str, Any]:
     return {
         "id": monitor.id,
         "name": monitor.config.name,
-        "url": public_url(monitor.config.target),  # a TCP monitor's is tcp://host:port
+        # A TCP monitor's is tcp://host:port; a heartbeat has none (its ping URL is not for where alerts go).
+        "url": public_url(monitor.config.target) if monitor.config.target else None,
         "method": monitor.config.method if monitor.config.type == "http" else None,
         "regions": list(monitor.config.regions),
         "status": monitor.status,

@@ -1,4 +1,5 @@
-"""/v1/monitors/*: monitors of every type (HTTP(S), TCP), their results and uptime, and one-off test checks.
+"""/v1/monitors/*: monitors of every type (HTTP(S), TCP, heartbeat), their results and uptime, one-off test checks,
+and a heartbeat's pings (``/v1/ping/{token}``: no auth, its token is its credential).
 
 A monitor's request and response models are a union discriminated by ``type`` (``"http"`` when absent): each type
 is its own model here (its fields and their rules), over the fields every type has."""
@@ -17,6 +18,7 @@ from chalicelib.checks.assertions import validate_assertion
 from chalicelib.checks.model import Assertion, CheckResult
 from chalicelib.clock import isoz, parse_time, utcnow
 from chalicelib.masking import masked_headers
+from chalicelib.monitors import heartbeats
 from chalicelib.monitors import results as monitor_results
 from chalicelib.monitors import service as monitors
 from chalicelib.monitors.checking import run_test_check
@@ -87,31 +89,19 @@ NOT_NULL = (
     "recovery_threshold",
     "channel_ids",
     "tags",
+    "period_seconds",
+    "grace_seconds",
 )
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]  # "22", 22.0 or true is not a port
 
 
-class MonitorFields(Schema):
+class CommonFields(Schema):
     NOT_NULL = NOT_NULL
     """The fields every type of monitor has; create and patch differ only in which are required."""
 
     name: Line | None = Field(default=None, min_length=1, max_length=100)
-    interval_seconds: Interval | None = None
-    timeout_ms: int | None = Field(default=None, ge=1000, le=30000)
-    regions: list[str] | None = Field(default=None, min_length=1, max_length=20)
-    verify_ssl: bool | None = None
-    degraded_after_ms: int | None = Field(default=None, ge=1, le=30000)
-    ssl_expiry_alert_days: int | None = Field(default=None, ge=0, le=365)
-    failure_threshold: int | None = Field(default=None, ge=1, le=10)
-    recovery_threshold: int | None = Field(default=None, ge=1, le=10)
-    confirmation_regions: int | None = Field(default=None, ge=1, le=20)
     channel_ids: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(default=None, max_length=20)
     tags: list[Tag] | None = Field(default=None, max_length=20)
-
-    @field_validator("interval_seconds")
-    @classmethod
-    def _known_interval(cls, value: int | None) -> int | None:
-        return _interval(value)
 
     def changes(self) -> dict[str, Any]:
         """The fields the client sent, as the service's types."""
@@ -124,6 +114,25 @@ class MonitorFields(Schema):
                 value = tuple(value)
             out[name] = value
         return out
+
+
+class MonitorFields(CommonFields):
+    """The fields of every type Vigil checks (not a heartbeat's)."""
+
+    interval_seconds: Interval | None = None
+    timeout_ms: int | None = Field(default=None, ge=1000, le=30000)
+    regions: list[str] | None = Field(default=None, min_length=1, max_length=20)
+    verify_ssl: bool | None = None
+    degraded_after_ms: int | None = Field(default=None, ge=1, le=30000)
+    ssl_expiry_alert_days: int | None = Field(default=None, ge=0, le=365)
+    failure_threshold: int | None = Field(default=None, ge=1, le=10)
+    recovery_threshold: int | None = Field(default=None, ge=1, le=10)
+    confirmation_regions: int | None = Field(default=None, ge=1, le=20)
+
+    @field_validator("interval_seconds")
+    @classmethod
+    def _known_interval(cls, value: int | None) -> int | None:
+        return _interval(value)
 
 
 class HttpFields(MonitorFields):
@@ -163,6 +172,26 @@ class TcpFields(MonitorFields):
         return validate_host(value) if value is not None else None
 
 
+class HeartbeatFields(CommonFields):
+    """A heartbeat monitor's own fields: the job pings its ``ping_url`` at least every ``period_seconds``; no ping
+    within ``period_seconds + grace_seconds`` is an outage."""
+
+    period_seconds: int | None = Field(
+        default=None,
+        ge=heartbeats.PERIOD_MIN_SECONDS,
+        le=heartbeats.PERIOD_MAX_SECONDS,
+        strict=True,
+        description="how often the job pings: 60 s to 30 days",
+    )
+    grace_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=heartbeats.GRACE_MAX_SECONDS,
+        strict=True,
+        description="how late a ping may be (and how long a started run may take): 0 to 7 days [300]",
+    )
+
+
 class HttpMonitorIn(HttpFields):
     type: Literal["http"] = "http"
     name: Line = Field(min_length=1, max_length=100)  # type: ignore[assignment]
@@ -176,6 +205,17 @@ class TcpMonitorIn(TcpFields):
     port: Port  # type: ignore[assignment]
 
 
+class HeartbeatMonitorIn(HeartbeatFields):
+    type: Literal["heartbeat"]
+    name: Line = Field(min_length=1, max_length=100)  # type: ignore[assignment]
+    period_seconds: int = Field(  # type: ignore[assignment]
+        ge=heartbeats.PERIOD_MIN_SECONDS,
+        le=heartbeats.PERIOD_MAX_SECONDS,
+        strict=True,
+        description="how often the job pings: 60 s to 30 days",
+    )
+
+
 def _type_of(value: Any) -> str:
     """The union's tag: a request's ``type``, ``"http"`` when it names none (as every request before types)."""
     if isinstance(value, dict):
@@ -186,7 +226,11 @@ def _type_of(value: Any) -> str:
 
 TYPE_ERROR = "must be one of " + ", ".join(monitors.TYPES)
 AnyMonitorIn = Annotated[
-    Union[Annotated[HttpMonitorIn, TypeTag("http")], Annotated[TcpMonitorIn, TypeTag("tcp")]],  # noqa: UP007
+    Union[  # noqa: UP007
+        Annotated[HttpMonitorIn, TypeTag("http")],
+        Annotated[TcpMonitorIn, TypeTag("tcp")],
+        Annotated[HeartbeatMonitorIn, TypeTag("heartbeat")],
+    ],
     Discriminator(_type_of, custom_error_type="invalid_type", custom_error_message=TYPE_ERROR),
 ]
 
@@ -199,10 +243,10 @@ class MonitorIn(RootModel[Any]):
     root: AnyMonitorIn
 
 
-class MonitorPatch(HttpFields, TcpFields):
+class MonitorPatch(HttpFields, TcpFields, HeartbeatFields):
     """Only the fields sent change; a monitor's type and the fields of another type cannot (422)."""
 
-    type: Literal["http", "tcp"] | None = None
+    type: Literal["http", "tcp", "heartbeat"] | None = None
 
 
 class ListQuery(Schema):
@@ -237,21 +281,12 @@ class AdvisoryOut(Out):
     cause: str | None
 
 
-class MonitorOutFields(Out):
+class CommonOut(Out):
     """What every type of monitor shows."""
 
     id: str
     team_id: str
     name: str
-    interval_seconds: int
-    timeout_ms: int
-    regions: list[str]
-    verify_ssl: bool
-    degraded_after_ms: int | None
-    ssl_expiry_alert_days: int
-    failure_threshold: int
-    recovery_threshold: int
-    confirmation_regions: int
     channel_ids: list[str]
     tags: list[str]
     status: Status
@@ -262,6 +297,20 @@ class MonitorOutFields(Out):
     last_checked_at: str | None
     created_at: str
     updated_at: str
+
+
+class MonitorOutFields(CommonOut):
+    """What every type Vigil checks shows."""
+
+    interval_seconds: int
+    timeout_ms: int
+    regions: list[str]
+    verify_ssl: bool
+    degraded_after_ms: int | None
+    ssl_expiry_alert_days: int
+    failure_threshold: int
+    recovery_threshold: int
+    confirmation_regions: int
 
 
 class HttpMonitorOut(MonitorOutFields):
@@ -282,7 +331,15 @@ class TcpMonitorOut(MonitorOutFields):
     tls: bool
 
 
-AnyMonitorOut = Annotated[HttpMonitorOut | TcpMonitorOut, Field(discriminator="type")]
+class HeartbeatMonitorOut(CommonOut):
+    type: Literal["heartbeat"]
+    period_seconds: int
+    grace_seconds: int
+    ping_url: str = Field(description="GET, POST or HEAD it when the job runs; /start and /fail after it")
+    last_ping_at: str | None
+
+
+AnyMonitorOut = Annotated[HttpMonitorOut | TcpMonitorOut | HeartbeatMonitorOut, Field(discriminator="type")]
 
 
 class MonitorOut(RootModel[Any]):
@@ -344,6 +401,8 @@ def last_checks(found: list[monitors.Monitor], now: datetime) -> dict[str, datet
     reached = monitor_results.progress([r for m in found for r in m.config.regions])
     out = {}
     for m in found:
+        if m.config.type == heartbeats.TYPE:
+            continue  # pinged, not checked: its last ping is when it was last heard from
         starts = [
             due.last_planned_start(m.id, m.config.interval_seconds, reached[r], now)
             for r in m.config.regions
@@ -372,14 +431,37 @@ def monitor_out(monitor: monitors.Monitor, latest: dict[str, datetime] | None = 
 
 def _monitor_out(
     monitor: monitors.Monitor, latest: dict[str, datetime] | None = None
-) -> HttpMonitorOut | TcpMonitorOut:
-    if latest is None:
-        latest = last_checks([monitor], utcnow())
+) -> HttpMonitorOut | TcpMonitorOut | HeartbeatMonitorOut:
     c = monitor.config
-    shared: dict[str, Any] = {
+    common: dict[str, Any] = {
         "id": monitor.id,
         "team_id": monitor.team_id,
         "name": c.name,
+        "channel_ids": list(c.channel_ids),
+        "tags": list(c.tags),
+        "status": monitor.status,
+        "region_status": monitor.region_status,
+        "advisories": [
+            AdvisoryOut(region=a["region"], since=_isoz_text(a.get("since")), cause=a.get("cause"))
+            for a in monitor.advisories
+        ],
+        "created_at": isoz(monitor.created_at) or "",
+        "updated_at": isoz(monitor.updated_at) or "",
+    }
+    if c.type == heartbeats.TYPE:
+        return HeartbeatMonitorOut(
+            type="heartbeat",
+            period_seconds=c.interval_seconds,
+            grace_seconds=c.grace_seconds,
+            ping_url=f"{get_settings().app_url}/v1/ping/{monitor.ping_token}",
+            last_ping_at=isoz(monitor.last_ping_at),
+            last_checked_at=isoz(monitor.last_ping_at),
+            **common,
+        )
+    if latest is None:
+        latest = last_checks([monitor], utcnow())
+    shared: dict[str, Any] = {
+        **common,
         "interval_seconds": c.interval_seconds,
         "timeout_ms": c.timeout_ms,
         "regions": list(c.regions),
@@ -389,17 +471,7 @@ def _monitor_out(
         "failure_threshold": c.failure_threshold,
         "recovery_threshold": c.recovery_threshold,
         "confirmation_regions": c.confirmation_regions or 1,
-        "channel_ids": list(c.channel_ids),
-        "tags": list(c.tags),
-        "status": monitor.status,
-        "region_status": monitor.region_status,
-        "advisories": [
-            AdvisoryOut(region=a["region"], since=_isoz_text(a.get("since")), cause=a.get("cause"))
-            for a in monitor.advisories
-        ],
         "last_checked_at": isoz(_last_checked(monitor, latest)),
-        "created_at": isoz(monitor.created_at) or "",
-        "updated_at": isoz(monitor.updated_at) or "",
     }
     if c.type == "tcp":
         return TcpMonitorOut(type="tcp", host=c.host or "", port=c.port or 0, tls=c.tls, **shared)
@@ -419,7 +491,7 @@ def _monitor_out(
 def _validate_destination(kind: str, changes: dict[str, Any]) -> None:
     if kind == "tcp":
         validate_host_destination(changes["host"], changes["port"])
-    else:
+    elif kind == "http":
         validate_destination(changes["url"])
 
 
@@ -467,7 +539,7 @@ def create_monitor(call: Call) -> MonitorOut:
     changes = body.changes()
     changes["type"] = body.type
     _validate_destination(body.type, changes)
-    config = monitors.MonitorConfig(**changes)
+    config = monitors.MonitorConfig(**monitors.config_fields(changes))
     return monitor_out(lifecycle.create_monitor(call.user.team_id, config, get_settings().check_regions, utcnow()))
 
 
@@ -564,11 +636,75 @@ def resume_monitor(call: Call, monitor_id: str) -> MonitorOut:
     auth="team",
     permission=authz.WRITE,
     response=ResultOut,
+    errors=(409,),
 )
 def test_monitor(call: Call, monitor_id: str) -> ResultOut:
-    """One check from one region, returned and not stored; the same SSRF guard applies."""
+    """One check from one region, returned and not stored; the same SSRF guard applies.  A heartbeat monitor is not
+    checked (409): its job pings it."""
     monitor = monitors.get(call.user.team_id, monitor_id)
     return result_out(run_test_check(monitor))
+
+
+@router.route(
+    "POST",
+    "/v1/monitors/{monitor_id}/rotate-ping-token",
+    summary="Give a heartbeat monitor a new ping URL",
+    auth="team",
+    permission=authz.WRITE,
+    response=MonitorOut,
+    errors=(409,),
+)
+def rotate_ping_token(call: Call, monitor_id: str) -> MonitorOut:
+    """The old ping URL is refused (404) from now on.  Another type of monitor has no ping URL (409)."""
+    return monitor_out(monitors.rotate_ping_token(call.user.team_id, monitor_id, utcnow()))
+
+
+class PingsQuery(Schema):
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=2048)
+
+
+class PingOut(Out):
+    received_at: str
+    kind: Literal["ping", "start", "fail"]
+    source_ip: str | None
+    user_agent: str | None
+    body: str | None = Field(description="the first 10 KB of a POST's body, as text")
+
+
+class PingList(Out):
+    data: list[PingOut]
+    next_cursor: str | None
+
+
+@router.route(
+    "GET",
+    "/v1/monitors/{monitor_id}/pings",
+    summary="A heartbeat monitor's pings as received, newest first",
+    auth="team",
+    permission=authz.READ,
+    query=PingsQuery,
+    response=PingList,
+    errors=(400,),
+)
+def list_pings(call: Call, monitor_id: str) -> PingList:
+    """Kept 30 days.  Empty for a monitor of another type."""
+    team_id = call.user.team_id
+    monitors.get(team_id, monitor_id)  # 404 unless the team's
+    found, next_cursor = heartbeats.list_pings(team_id, monitor_id, limit=call.query.limit, after=call.query.cursor)
+    return PingList(
+        data=[
+            PingOut(
+                received_at=isoz(parse_time(p.key.split("#", 1)[0])) or "",
+                kind=p.kind,  # type: ignore[arg-type]
+                source_ip=p.source_ip,
+                user_agent=p.user_agent,
+                body=p.body,
+            )
+            for p in found
+        ],
+        next_cursor=next_cursor,
+    )
 
 
 @router.route(

@@ -36,6 +36,11 @@ ASSERTION_FAILED = "assertion_failed"
 TOO_MANY_REDIRECTS = "too_many_redirects"
 BODY_TOO_LARGE = "body_too_large"
 DESTINATION_NOT_ALLOWED = "destination_not_allowed"
+# A heartbeat's (``monitors.heartbeats``): no ping within its period and grace; a run that pinged its start and
+# not its end within the grace; a ping to ``/fail``.
+PING_MISSED = "ping_missed"
+RUN_UNFINISHED = "run_unfinished"
+FAILURE_REPORTED = "failure_reported"
 
 ERROR_CODES = (
     TIMEOUT,
@@ -52,6 +57,9 @@ ERROR_CODES = (
     TOO_MANY_REDIRECTS,
     BODY_TOO_LARGE,
     DESTINATION_NOT_ALLOWED,
+    PING_MISSED,
+    RUN_UNFINISHED,
+    FAILURE_REPORTED,
 )
 
 
@@ -118,3 +126,6 @@ class CheckResult:
     body_excerpt: str | None  # at most 1 KB of the decompressed body, for debugging only
     final_url: str | None  # the last URL requested
     response_headers: tuple[tuple[str, str], ...] = ()  # of the final hop, names in lower case
+    # False: listed and seen by the incident handler, not counted in uptime (a heartbeat's second ping of one
+    # period: its uptime counts periods, ``monitors.heartbeats``).
+    counted: bool = True

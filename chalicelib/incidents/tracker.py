@@ -71,6 +71,9 @@ CAUSES = {
     check.TOO_MANY_REDIRECTS: "too many redirects",
     check.BODY_TOO_LARGE: "response too large",
     check.DESTINATION_NOT_ALLOWED: "destination not allowed",
+    check.PING_MISSED: "no ping in time",
+    check.RUN_UNFINISHED: "run did not finish in time",
+    check.FAILURE_REPORTED: "the job reported a failure",
 }
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from chalicelib import errors
 from chalicelib.checks import kinds
 from chalicelib.checks.kinds import Spec
 from chalicelib.checks.model import Assertion, CheckResult, CheckSpec, TcpSpec
+from chalicelib.monitors import heartbeats
 from chalicelib.monitors.service import Monitor
 from chalicelib.settings import get_settings
 
@@ -15,7 +17,7 @@ def spec_from(monitor: Monitor, *, max_timeout_ms: int | None = None) -> Spec:
     """What the checker runs for ``monitor``, of its type (``checks.kinds``)."""
     c = monitor.config
     timeout = min(c.timeout_ms, max_timeout_ms) if max_timeout_ms else c.timeout_ms
-    if c.type not in ("http", "tcp"):  # an item of a newer type (read after a rollback): not checked as HTTP
+    if c.type not in ("http", "tcp"):  # a heartbeat (pinged, not checked), or a type newer than this code
         raise ValueError(f"no check runs a monitor of type {c.type!r}")
     if c.type == "tcp":
         return TcpSpec(
@@ -48,5 +50,7 @@ def spec_from(monitor: Monitor, *, max_timeout_ms: int | None = None) -> Spec:
 def run_test_check(monitor: Monitor) -> CheckResult:
     """One check now, from the API's own region, through the same SSRF guard as every scheduled check."""
     settings = get_settings()
+    if monitor.config.type == heartbeats.TYPE:
+        raise errors.Conflict("A heartbeat monitor is not checked: its job pings it (its ping_url).")
     spec = spec_from(monitor, max_timeout_ms=TEST_CHECK_MAX_MS)
     return kinds.run(spec, region=settings.aws_region, allow_private=settings.allow_private_targets)

@@ -41,6 +41,29 @@ class MonitorsById(GlobalSecondaryIndex["MonitorModel"]):
     monitor_id = UnicodeAttribute(hash_key=True)
 
 
+class MonitorsByPingToken(GlobalSecondaryIndex["MonitorModel"]):
+    """A heartbeat monitor from its ping token (``/v1/ping/{token}``).  Keys only: a ping never writes it."""
+
+    class Meta:
+        index_name = "ping-index"
+        projection = KeysOnlyProjection()
+
+    ping_token = UnicodeAttribute(hash_key=True)
+
+
+class MonitorsByDeadline(GlobalSecondaryIndex["MonitorModel"]):
+    """The active heartbeat monitors by deadline (``monitors.heartbeats``): ``due_shard`` (one of a few, so pings
+    spread their index writes) and ``due_at`` (epoch seconds).  Sparse: absent while paused, and for every other
+    type; keys only, so the tick reads about a hundred bytes per monitor due, and nothing of the others."""
+
+    class Meta:
+        index_name = "due-index"
+        projection = KeysOnlyProjection()
+
+    due_shard = UnicodeAttribute(hash_key=True)
+    due_at = NumberAttribute(range_key=True)
+
+
 class MonitorModel(BaseModel):
     logical_name = "monitors"
 
@@ -55,6 +78,17 @@ class MonitorModel(BaseModel):
     host = UnicodeAttribute(null=True)  # tcp
     port = NumberAttribute(null=True)  # tcp
     tls = BooleanAttribute(null=True)  # tcp
+    # heartbeat (``monitors.heartbeats``): its period is ``interval_seconds``; the token its pings name; when its
+    # current wait began (the last ping, its creation or resume) and when it ends; the last ping, the start of a
+    # run not finished, and the period window (epoch seconds // period) last counted in its uptime.
+    grace_seconds = NumberAttribute(null=True)
+    ping_token = UnicodeAttribute(null=True)
+    due_shard = UnicodeAttribute(null=True)
+    due_at = NumberAttribute(null=True)
+    due_from = UTCDateTimeAttribute(null=True)
+    last_ping_at = UTCDateTimeAttribute(null=True)
+    started_at = UTCDateTimeAttribute(null=True)
+    counted_window = NumberAttribute(null=True)
     method = UnicodeAttribute(default="GET")
     headers = MapAttribute[str, str](default=dict)
     body = UnicodeAttribute(null=True)
@@ -90,6 +124,28 @@ class MonitorModel(BaseModel):
     version = VersionAttribute()
     by_schedule = MonitorsBySchedule()
     by_id = MonitorsById()
+    by_ping_token = MonitorsByPingToken()
+    by_deadline = MonitorsByDeadline()
+
+
+class PingModel(BaseModel):
+    """A heartbeat monitor's pings as received (``/v1/ping/{token}``): when, which kind, from where, and what it
+    said (an excerpt of its body).  What the monitor's status follows is in its results; this is the log a user
+    reads to see which run pinged.  Kept :data:`monitors.heartbeats.PING_KEEP`."""
+
+    logical_name = "heartbeat_pings"
+
+    class Meta:
+        point_in_time_recovery = False  # a log of weeks, kept by TTL
+
+    monitor_id = UnicodeAttribute(hash_key=True)
+    key = UnicodeAttribute(range_key=True)  # ``<received, to the microsecond>#<kind>``
+    team_id = UnicodeAttribute()
+    kind = UnicodeAttribute()  # "ping", "start" or "fail"
+    source_ip = UnicodeAttribute(null=True)
+    user_agent = UnicodeAttribute(null=True)
+    body = UnicodeAttribute(null=True)  # at most PING_BODY_KEEP bytes of the request body, as text
+    expires_at = TTLAttribute()
 
 
 class PackModel(BaseModel):

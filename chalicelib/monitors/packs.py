@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.checks.model import CheckResult, Timings
+from chalicelib.monitors.models import PackModel
 
 BUCKETS = 16  # changing it moves every monitor's recent packs: drain the aggregator first (docs/cost.md)
 PERIOD = timedelta(minutes=10)
@@ -111,6 +112,7 @@ def _row(p: Packed, with_ids: bool) -> list[Any]:
         list(r.assertion_failures),
         1 if r.degraded else 0,
         1 if p.marked else 0,
+        0 if r.counted else 1,
     ]
     while row and row[-1] in (None, 0, []) and len(row) > 6:  # trailing defaults are left out
         row.pop()
@@ -118,8 +120,10 @@ def _row(p: Packed, with_ids: bool) -> list[Any]:
 
 
 def _from_row(team_id: str, monitor_id: str, region: str, row: list[Any]) -> Packed:
-    row = list(row) + [None] * (12 - len(row))
-    slot_s, offset_us, ok, status, response, timings, error, detail, ssl, failures, degraded, marked = row[:12]
+    row = list(row) + [None] * (13 - len(row))
+    slot_s, offset_us, ok, status, response, timings, error, detail, ssl, failures, degraded, marked, uncounted = row[
+        :13
+    ]
     slot = datetime.fromtimestamp(int(slot_s), UTC)
     timing_values = dict(zip(TIMING_FIELDS, [float(v or 0) for v in (timings or [])], strict=False))
     result = CheckResult(
@@ -136,6 +140,7 @@ def _from_row(team_id: str, monitor_id: str, region: str, row: list[Any]) -> Pac
         degraded=bool(degraded),
         body_excerpt=None,  # never stored
         final_url=None,
+        counted=not uncounted,
     )
     return Packed(team_id, monitor_id, region, slot, result, bool(marked))
 
@@ -174,6 +179,21 @@ def decode_period(team_id: str, monitor_id: str, blob: bytes) -> list[Packed]:
     if not isinstance(payload, dict) or payload.get("v") != FORMAT:
         raise ValueError("not a results period")
     return [_from_row(team_id, monitor_id, str(row[0]), row[1:]) for row in payload["r"]]
+
+
+def pack_item(
+    bucket: str, minute: datetime, region: str, writer: str, results: list[Packed], now: datetime
+) -> PackModel:
+    """One pack of a bucket's results of one minute and region, written by ``writer`` (unique to this write)."""
+    return PackModel(
+        bucket,
+        pack_key(minute, region, writer),
+        body=encode_pack(results),
+        checks=len(results),
+        marked=True if any(p.marked for p in results) else None,
+        late=True if is_late(minute, now) else None,
+        expires_at=minute + PACK_KEEP,
+    )
 
 
 def dedupe(results: Iterable[Packed]) -> list[Packed]:

@@ -67,6 +67,8 @@ class Tally:
         return cls({name: float(value) for name in COUNTERS if (value := getattr(item, name))})
 
     def add(self, result: CheckResult) -> None:
+        if not result.counted:
+            return
         for name, value in increments(result.ok, result.response_time_ms).items():
             self.counts[name] = self.counts.get(name, 0) + value
 

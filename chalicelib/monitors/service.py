@@ -16,6 +16,7 @@ from chalicelib import errors
 from chalicelib.checks.marking import Watch
 from chalicelib.ids import new_id
 from chalicelib.masking import MaskedWithoutValue, restore_masked
+from chalicelib.monitors import heartbeats
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.monitors.watching import note, note_one, watch_of
 from chalicelib.storage import cursor
@@ -24,12 +25,41 @@ from chalicelib.storage.base import condition_failed, load_team_item, retry_lost
 INTERVALS = (30, 60, 120, 300, 600, 900, 1800, 3600)
 STATUSES = ("pending", "up", "degraded", "down", "paused", "maintenance")
 SAVE_ATTEMPTS = 4
-TYPES = ("http", "tcp")
-# The fields only one type has (every other field is every type's); a monitor's type never changes.
+TYPES = ("http", "tcp", "heartbeat")
+# The fields every type has; those of every type Vigil checks (not a heartbeat's: it is pinged); and each type's
+# own.  A monitor's type never changes.
+COMMON_FIELDS = frozenset(("name", "channel_ids", "tags"))
+CHECKED_FIELDS = frozenset(
+    (
+        "interval_seconds",
+        "timeout_ms",
+        "regions",
+        "verify_ssl",
+        "degraded_after_ms",
+        "ssl_expiry_alert_days",
+        "failure_threshold",
+        "recovery_threshold",
+        "confirmation_regions",
+    )
+)
 TYPE_FIELDS = {
     "http": frozenset(("url", "method", "headers", "body", "expected_status", "follow_redirects", "assertions")),
     "tcp": frozenset(("host", "port", "tls")),
+    heartbeats.TYPE: frozenset(("period_seconds", "grace_seconds")),
 }
+
+
+def fields_of(kind: str) -> frozenset[str]:
+    """The fields a monitor of ``kind`` has (as the API names them)."""
+    return COMMON_FIELDS | TYPE_FIELDS[kind] | (CHECKED_FIELDS if kind != heartbeats.TYPE else frozenset())
+
+
+def config_fields(changes: dict[str, Any]) -> dict[str, Any]:
+    """The API's fields as :class:`MonitorConfig` names them: a heartbeat's period is its ``interval_seconds``."""
+    out = dict(changes)
+    if "period_seconds" in out:
+        out["interval_seconds"] = out.pop("period_seconds")
+    return out
 
 
 @dataclass(frozen=True)
@@ -59,10 +89,14 @@ class MonitorConfig:
     host: str | None = None  # type tcp
     port: int | None = None  # type tcp
     tls: bool = False  # type tcp
+    grace_seconds: int = heartbeats.GRACE_DEFAULT_SECONDS  # type heartbeat (its period is interval_seconds)
 
     @property
     def target(self) -> str:
-        """What the monitor checks, as one string: its URL, or ``tcp://host:port`` (``tcps://`` over TLS)."""
+        """What the monitor checks, as one string: its URL, or ``tcp://host:port`` (``tcps://`` over TLS); nothing
+        for a heartbeat, which is pinged (its ping URL is not for the places a notification goes)."""
+        if self.type == heartbeats.TYPE:
+            return ""
         if self.type == "tcp":
             host = f"[{self.host}]" if self.host and ":" in self.host else self.host
             return f"{'tcps' if self.tls else 'tcp'}://{host}:{self.port}"
@@ -81,6 +115,8 @@ class Monitor:
     created_at: datetime
     updated_at: datetime
     advisories: tuple[dict[str, Any], ...] = ()
+    ping_token: str | None = None  # type heartbeat
+    last_ping_at: datetime | None = None  # type heartbeat
 
 
 def schedule_key(monitor_id: str, interval_seconds: int) -> str:
@@ -115,6 +151,7 @@ def to_monitor(item: MonitorModel) -> Monitor:
         host=item.host,
         port=int(item.port) if item.port is not None else None,
         tls=bool(item.tls),
+        grace_seconds=int(item.grace_seconds) if item.grace_seconds is not None else heartbeats.GRACE_DEFAULT_SECONDS,
     )
     region_status = dict(item.region_status.as_dict() if hasattr(item.region_status, "as_dict") else {})
     return Monitor(
@@ -128,6 +165,8 @@ def to_monitor(item: MonitorModel) -> Monitor:
         created_at=item.created_at,
         updated_at=item.updated_at,
         advisories=() if item.paused else tuple(item.advisories or ()),
+        ping_token=item.ping_token,
+        last_ping_at=item.last_ping_at,
     )
 
 
@@ -141,6 +180,15 @@ def _as_list(values: tuple[str, ...]) -> Any:
 
 def _complete(config: MonitorConfig, all_regions: tuple[str, ...]) -> MonitorConfig:
     """Fill defaults that depend on other fields and check the rules that span fields."""
+    if config.type == heartbeats.TYPE:  # pinged, not checked: one place, and a miss or a failure is an outage
+        return replace(
+            config,
+            regions=(heartbeats.REGION,),
+            confirmation_regions=1,
+            failure_threshold=1,
+            recovery_threshold=1,
+            degraded_after_ms=None,
+        )
     regions = config.regions or all_regions
     unknown = [r for r in regions if r not in all_regions]
     if unknown:
@@ -177,6 +225,7 @@ def _apply(item: MonitorModel, config: MonitorConfig) -> None:
     item.host = config.host if config.type == "tcp" else None
     item.port = config.port if config.type == "tcp" else None
     item.tls = config.tls if config.type == "tcp" else None
+    item.grace_seconds = config.grace_seconds if config.type == heartbeats.TYPE else None
     item.method = config.method
     item.headers = dict(config.headers)  # type: ignore[assignment]
     item.body = config.body
@@ -194,7 +243,8 @@ def _apply(item: MonitorModel, config: MonitorConfig) -> None:
     item.confirmation_regions = config.confirmation_regions or 1
     item.channel_ids = _as_list(config.channel_ids)
     item.tags = _as_list(config.tags)
-    item.schedule_key = None if item.paused else schedule_key(item.monitor_id, config.interval_seconds)
+    checked = not item.paused and config.type != heartbeats.TYPE  # a heartbeat waits for pings (heartbeats.sweep)
+    item.schedule_key = schedule_key(item.monitor_id, config.interval_seconds) if checked else None
 
 
 def create(
@@ -211,6 +261,9 @@ def create(
     check_channels(config.channel_ids)
     item = MonitorModel(team_id, new_id("mon"), status="pending", paused=False, created_at=now, updated_at=now)
     _apply(item, config)
+    if config.type == heartbeats.TYPE:
+        item.ping_token = heartbeats.new_token()
+        heartbeats.arm(item, since=now)
     item.save(condition=MonitorModel.monitor_id.does_not_exist())
     return to_monitor(item)
 
@@ -283,8 +336,8 @@ def update(
 
     def change(item: MonitorModel) -> None:
         current = to_monitor(item).config
-        wanted = dict(changes)
-        _same_type(current.type, wanted)  # before any lookup: another type's host or URL is refused unresolved
+        _same_type(current.type, changes)  # before any lookup: another type's host or URL is refused unresolved
+        wanted = config_fields(changes)
         check_target(wanted)
         if "headers" in wanted and wanted["headers"] is not None:
             try:
@@ -299,6 +352,11 @@ def update(
         if "channel_ids" in wanted:
             check_channels(config.channel_ids)
         _apply(item, config)
+        if config.type == heartbeats.TYPE and (config.interval_seconds, config.grace_seconds) != (
+            current.interval_seconds,
+            current.grace_seconds,
+        ):
+            heartbeats.rearm(item, now)
         item.updated_at = now
 
     return to_monitor(_change(team_id, monitor_id, change))
@@ -311,13 +369,10 @@ def _same_type(kind: str, changes: dict[str, Any]) -> None:
         problems.append(
             errors.FieldError("type", f"{_a(kind).capitalize()} monitor stays one; create a new monitor instead")
         )
-    for other, fields in TYPE_FIELDS.items():
-        if other != kind:
-            problems += [
-                errors.FieldError(name, f"not a field of {_a(kind)} monitor")
-                for name in sorted(fields & changes.keys())
-                if name not in TYPE_FIELDS[kind]
-            ]
+    problems += [
+        errors.FieldError(name, f"not a field of {_a(kind)} monitor")
+        for name in sorted(changes.keys() - fields_of(kind) - {"type"})
+    ]
     if problems:
         raise errors.ValidationFailed(problems)
 
@@ -333,12 +388,30 @@ def set_paused(team_id: str, monitor_id: str, paused: bool, now: datetime) -> tu
 
     def change(item: MonitorModel) -> None:
         before[:] = [bool(item.paused)]  # the last attempt's read (a lost race reloads)
+        heartbeat = item.type == heartbeats.TYPE
+        if heartbeat and paused:
+            heartbeats.disarm(item)
+        elif heartbeat and item.paused:  # resumed: a new wait begins now
+            heartbeats.arm(item, since=now)
         item.paused = paused
-        item.schedule_key = None if paused else schedule_key(item.monitor_id, int(item.interval_seconds))
+        checked = not paused and not heartbeat
+        item.schedule_key = schedule_key(item.monitor_id, int(item.interval_seconds)) if checked else None
         item.updated_at = now
 
     monitor = to_monitor(_change(team_id, monitor_id, change))
     return monitor, before[0]
+
+
+def rotate_ping_token(team_id: str, monitor_id: str, now: datetime) -> Monitor:
+    """A heartbeat monitor's new ping token: the old one is refused from this write on (409 for another type)."""
+
+    def change(item: MonitorModel) -> None:
+        if item.type != heartbeats.TYPE:
+            raise errors.Conflict(f"{_a(item.type or 'http').capitalize()} monitor has no ping URL.")
+        item.ping_token = heartbeats.new_token()
+        item.updated_at = now
+
+    return to_monitor(_change(team_id, monitor_id, change))
 
 
 def delete(team_id: str, monitor_id: str) -> Monitor:

@@ -13,6 +13,10 @@ and parsing tens of thousands of monitors (seconds of CPU at 10,000) — no star
    monitors' second send 30 s later still.
 
 A forced tick (``POST /dev/tick``) plans now, undelayed: "check every monitor now".
+
+4. Then every heartbeat monitor whose deadline passed gets its miss (``monitors.heartbeats.sweep``): one query
+   per shard of the sparse deadline index, reading only what is due.  A failure there is logged and counted, and
+   the next tick sweeps again: it never holds back the checks.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from chalicelib.aws import names
 from chalicelib.aws.clients import client
 from chalicelib.checks.jobs import SQS_MAX_MESSAGE_BYTES, Job, pack
 from chalicelib.checks.marking import Watch
+from chalicelib.monitors import heartbeats
 from chalicelib.monitors.checking import spec_from
 from chalicelib.monitors.service import Monitor, scheduled
 from chalicelib.observability import logger, metrics
@@ -48,6 +53,7 @@ class TickReport:
     sqs_requests: int = 0
     queries: int = 0
     regions: dict[str, int] = field(default_factory=dict)
+    heartbeats_missed: int = 0
 
 
 def _due_monitors(keys: list[DueKey], report: TickReport) -> list[tuple[DueKey, Monitor, Watch]]:
@@ -141,6 +147,11 @@ def run_tick(tick: datetime, *, force: bool = False, now: datetime | None = None
         report.regions[region] = report.regions.get(region, 0) + len(jobs)
         delay = 0 if force else send_delay(minute, repeat, now or datetime.now(UTC))
         _send(region, delay, bodies, report)
+    try:
+        report.heartbeats_missed = heartbeats.sweep(now or datetime.now(UTC))
+    except Exception:  # noqa: BLE001 - the deadlines stay due: the next tick sweeps them
+        logger.exception("heartbeat sweep failed")
+        metrics.add_metric(name="HeartbeatSweepFailures", unit="Count", value=1)
     metrics.add_metric(name="DueMonitors", unit="Count", value=report.due_monitors)
     metrics.add_metric(name="JobsSent", unit="Count", value=report.jobs)
     logger.info("tick", extra=vars(report))

@@ -501,15 +501,7 @@ class _Packer:
                     self.sequence += 1
                     sequence = self.sequence
                 items.append(
-                    PackModel(
-                        bucket,
-                        packs.pack_key(minute, self.worker.region, f"{self.writer}.{sequence}"),
-                        body=packs.encode_pack(part),
-                        checks=len(part),
-                        marked=True if any(p.marked for p in part) else None,
-                        late=True if packs.is_late(minute, now) else None,
-                        expires_at=minute + packs.PACK_KEEP,
-                    )
+                    packs.pack_item(bucket, minute, self.worker.region, f"{self.writer}.{sequence}", part, now)
                 )
         try:
             for start in range(0, len(items), WRITE_BATCH):

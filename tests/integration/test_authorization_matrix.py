@@ -19,7 +19,7 @@ from chalicelib.api.routes import routers
 from chalicelib.clock import isoz, utcnow
 from chalicelib.teams import authz
 from chalicelib.teams.models import MembershipModel
-from tests.factories import create_channel, create_monitor, create_status_page
+from tests.factories import create_channel, create_heartbeat, create_monitor, create_status_page
 from tests.support import join_team, make_test_settings, open_incident, register
 
 TARGET = "http://127.0.0.1:9/"  # nothing listens on the discard port: a test check fails fast, on loopback
@@ -91,6 +91,10 @@ def monitor(world: World, team: str) -> str:
     return str(create_monitor(world.owner(team), name="m", url=TARGET)["id"])
 
 
+def heartbeat(world: World, team: str) -> str:
+    return str(create_heartbeat(world.owner(team), name="cron")["id"])
+
+
 def incident(world: World, team: str) -> str:
     """An incident opened the way the incident handler opens one: two failed minutes in every region."""
     return open_incident(world.teams[team], monitor(world, team), utcnow(), status_code=503, error="timeout")
@@ -151,6 +155,8 @@ FACTORIES: dict[str, Callable[[World, str], str]] = {
 # Where one route needs its object made differently (the monitor removed from a page must be on it).
 ROUTE_FACTORIES: dict[tuple[str, str], dict[str, Callable[[World, str], str]]] = {
     ("DELETE", "/v1/status-pages/{page_id}/components/{monitor_id}"): {"monitor_id": on_page},
+    ("POST", "/v1/monitors/{monitor_id}/rotate-ping-token"): {"monitor_id": heartbeat},
+    ("GET", "/v1/monitors/{monitor_id}/pings"): {"monitor_id": heartbeat},
 }
 
 # A valid body per route; ``ids(team)`` makes objects of the team that body ids should name.

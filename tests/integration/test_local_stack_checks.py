@@ -1,5 +1,6 @@
 """Through the local stack's event loop: one tick → every region's worker checks the target → packed results, the
-aggregator's periods and uptime; and a TCP monitor's port, checked the same way."""
+aggregator's periods and uptime; a TCP monitor's port, checked the same way; and a heartbeat monitor's pings and
+misses."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import json
 import socket
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
+import time_machine
 
 from chalicelib.clock import utcnow
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop
 from chalicelib.monitors import aggregate
 from chalicelib.monitors.models import PeriodModel
-from tests.factories import create_channel, create_monitor
+from tests.factories import create_channel, create_heartbeat, create_monitor
 from tests.integration.test_tcp_monitors import create_tcp
 from tests.packed import checks_of
 from tests.support import make_test_settings
@@ -138,3 +141,57 @@ def test_the_test_route_checks_a_tcp_monitor_once(api, alice, open_port):
     assert r.status == 200, r.body
     assert (r.json["ok"], r.json["status_code"], r.json["error"]) == (True, None, None)
     assert r.json["timings"]["connect_ms"] > 0
+
+
+def hooks(httpserver: Any) -> list[dict[str, Any]]:
+    return [json.loads(r.get_data()) for r, _ in httpserver.log if r.path == "/hook"]
+
+
+def test_a_heartbeat_is_down_when_its_pings_stop_and_up_with_the_next(api, loop, alice, httpserver):
+    """Heartbeat end to end: a ping brings it up; no ping for period + grace and the next tick opens one incident
+    and alerts; the next ping resolves it; ``/fail`` opens one at once."""
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    hook = create_channel(api, name="Hook", type="webhook", config={"url": httpserver.url_for("/hook")})
+    m = create_heartbeat(api, name="Backup", period_seconds=60, grace_seconds=0, channel_ids=[hook["id"]])
+    pinger = api.acting_as(None)
+    ping_path = m["ping_url"].removeprefix("https://app.vigil.test")
+
+    assert pinger.get(ping_path).status == 200
+    assert loop.drain(20)
+    shown = api.get(f"/v1/monitors/{m['id']}").json
+    assert (shown["status"], shown["region_status"]) == ("up", {"global": "up"})
+
+    with time_machine.travel(utcnow() + timedelta(minutes=2), tick=True):
+        # No ping for period + grace: the next tick counts the miss, and the incident opens once.
+        assert api.post("/dev/tick").status == 200
+        assert loop.drain(20)
+        [incident] = api.get("/v1/incidents").json["data"]
+        assert (incident["status"], incident["cause"], incident["monitor_id"]) == ("open", "no ping in time", m["id"])
+        assert api.get(f"/v1/monitors/{m['id']}").json["status"] == "down"
+        [opened] = hooks(httpserver)
+        assert opened["type"] == "incident.opened"
+        assert (opened["data"]["monitor"]["url"], opened["data"]["monitor"]["regions"]) == (None, ["global"])
+        assert m["ping_url"] not in json.dumps(opened)  # the ping URL never leaves for a third party
+        assert api.post("/dev/tick").status == 200  # still no ping, and a miss counted: the same incident
+        assert loop.drain(20)
+        assert len(api.get("/v1/incidents").json["data"]) == 1
+
+        assert pinger.post(ping_path, body=b"done").status == 200
+        assert loop.drain(20)
+        [incident] = api.get("/v1/incidents").json["data"]
+        assert incident["status"] == "resolved"
+        assert api.get(f"/v1/monitors/{m['id']}").json["status"] == "up"
+        assert [h["type"] for h in hooks(httpserver)] == ["incident.opened", "incident.resolved"]
+
+    with time_machine.travel(utcnow() + timedelta(minutes=2, seconds=30), tick=True):
+        # The job says it failed: down at once, before any deadline.
+        assert pinger.get(ping_path + "/fail").status == 200
+        assert loop.drain(20)
+        latest = api.get("/v1/incidents").json["data"][0]
+        assert (latest["status"], latest["cause"]) == ("open", "the job reported a failure")
+        assert api.get(f"/v1/monitors/{m['id']}").json["status"] == "down"
+
+    results = api.get(f"/v1/monitors/{m['id']}/results").json["data"]
+    assert {r["region"] for r in results} == {"global"}
+    assert [r["error"] for r in results if not r["ok"]][:1] == ["failure_reported"]
+    assert "ping_missed" in {r["error"] for r in results}

@@ -158,13 +158,13 @@ def test_the_openapi_spec_has_the_monitor_union_discriminated_by_type(api):
 
     union = resolve(create)
     members = {ref["$ref"].rsplit("/", 1)[-1] for ref in union["oneOf"]}
-    assert members == {"HttpMonitorIn", "TcpMonitorIn"}
+    assert members == {"HttpMonitorIn", "TcpMonitorIn", "HeartbeatMonitorIn"}
     assert set(schemas["TcpMonitorIn"]["required"]) >= {"type", "name", "host", "port"}
     assert schemas["TcpMonitorIn"]["properties"]["port"]["maximum"] == 65535
     got = spec["paths"]["/v1/monitors/{monitor_id}"]["get"]["responses"]["200"]["content"]["application/json"]
     out = resolve(got["schema"])
     assert out["discriminator"]["propertyName"] == "type"
-    assert set(out["discriminator"]["mapping"]) == {"http", "tcp"}
+    assert set(out["discriminator"]["mapping"]) == {"http", "tcp", "heartbeat"}
 
 
 def test_a_patch_refuses_another_types_host_or_url_before_resolving_it(api, alice, monkeypatch):

@@ -878,12 +878,12 @@ def test_a_failed_aggregator_pass_is_parked_with_an_alarm() -> None:
 
 def test_every_table_is_backed_up_but_the_check_telemetry() -> None:
     """Point-in-time recovery on every table, except the short-lived, TTL'd check results (packs and periods), the
-    workers' progress and the monitors' change notes (issue 13's cost)."""
+    workers' progress, the monitors' change notes (issue 13's cost) and the heartbeats' ping log (issue 14)."""
     from chalicelib.models import ALL_MODELS
-    from chalicelib.monitors.models import ChangeModel, PackModel, PeriodModel, ProgressModel
+    from chalicelib.monitors.models import ChangeModel, PackModel, PeriodModel, PingModel, ProgressModel
     from chalicelib.storage.schema import logical_id
 
-    telemetry = {ChangeModel, PackModel, PeriodModel, ProgressModel}
+    telemetry = {ChangeModel, PackModel, PeriodModel, PingModel, ProgressModel}
     for model in ALL_MODELS:
         spec = RESOURCES[logical_id(model)]["Properties"]["PointInTimeRecoverySpecification"]
         assert spec == {"PointInTimeRecoveryEnabled": model not in telemetry}, model.__name__

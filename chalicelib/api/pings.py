@@ -1,0 +1,80 @@
+"""/v1/ping/{token}: a heartbeat monitor's job checks in (no auth: the token in the URL is the credential).
+
+``GET``, ``POST`` or ``HEAD``, on the ping URL itself (the run went well), ``…/start`` (a run began) or ``…/fail``
+(it failed).  The answer is a short ``OK`` in text, whatever the monitor's state; an unknown token is a 404.  A
+POST's body is kept as an excerpt (``monitors.heartbeats.PING_BODY_KEEP``), with the source address and user
+agent, in the monitor's ping log.
+
+Rate limits: a token records at most one ping a second (the others are answered ``OK`` and not recorded, so a
+storm costs reads, not writes); an address may make :data:`IP_LIMIT` pings of unknown tokens a minute, then every
+ping from it is a 429 with ``Retry-After`` until the minute ends (the count is read before each ping and written
+only on a 404: a token scanner is stopped, and a valid ping writes no counter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from chalicelib import errors
+from chalicelib.api.framework import Call, Reply, Router
+from chalicelib.clock import utcnow
+from chalicelib.monitors import heartbeats
+from chalicelib.ratelimit import service as ratelimit
+
+router = Router("pings")
+
+IP_LIMIT = 100  # unknown-token pings per minute and source address: a scanner, not a few deleted monitors' jobs
+IP_WINDOW_SECONDS = 60
+PATHS = {"ping": "/v1/ping/{token}", "start": "/v1/ping/{token}/start", "fail": "/v1/ping/{token}/fail"}
+SUMMARIES = {
+    "ping": "A heartbeat's job ran (no auth)",
+    "start": "A heartbeat's job started a run (no auth)",
+    "fail": "A heartbeat's job failed (no auth)",
+}
+
+DESCRIPTIONS = {
+    "ping": "The run went well: the monitor is up, and its next ping is due within period + grace.  Answers `OK`.",
+    "start": "A run began: it must end (a ping, or /fail) within the grace, or the monitor goes down.",
+    "fail": "The run failed: the monitor goes down at once (an incident opens); its next ping brings it up.",
+}
+
+
+def _receive(kind: str) -> Callable[[Call, str], Reply]:
+    def receive(call: Call, token: str) -> Reply:
+        now = utcnow()
+        counter = f"ping-ip#{call.client_ip}"
+        window = ratelimit.peek(counter, IP_WINDOW_SECONDS, now)
+        if window.count >= IP_LIMIT:
+            raise errors.TooManyRequests(
+                window.resets_in, "Too many pings of unknown ping URLs from this address; try again later."
+            )
+        outcome = heartbeats.ping(
+            heartbeats.Ping(
+                token=token,
+                kind=kind,
+                at=now,
+                source_ip=call.client_ip,
+                user_agent=call.headers.get("user-agent"),
+                body=call.raw_body if call.method == "POST" else b"",
+            )
+        )
+        if outcome == heartbeats.UNKNOWN:
+            ratelimit.hit(counter, IP_WINDOW_SECONDS, now)
+            raise errors.NotFound("No heartbeat monitor has this ping URL.")
+        return Reply(body="OK", content_type="text/plain; charset=utf-8")
+
+    receive.__name__ = f"receive_{kind}"
+    receive.__doc__ = DESCRIPTIONS[kind]
+    return receive
+
+
+for _kind, _path in PATHS.items():
+    for _method in ("GET", "POST"):
+        router.route(
+            _method,
+            _path,
+            summary=SUMMARIES[_kind],
+            auth="none",
+            content_type="text/plain",
+            errors=(404, 429),
+        )(_receive(_kind))

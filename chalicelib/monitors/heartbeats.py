@@ -1,0 +1,319 @@
+"""Heartbeat monitors: the job pings Vigil, and Vigil notices when it stops (issue 14).
+
+A heartbeat monitor is not checked: it waits.  Each wait ends at a deadline, ``period + grace`` after it began (the
+last ping, the monitor's creation, its resume).  The monitor item carries its deadline in a sparse, sharded index
+(``due-index``: ``due_shard`` = one of :data:`DUE_SHARDS`, ``due_at`` = epoch seconds), which the tick queries each
+minute for the deadlines passed (:func:`sweep`): it reads the entries due and nothing else, never a scan.
+
+Pings and misses become check results of the one region :data:`REGION`, written as packs like a worker's
+(``monitors.packs``), so the incident handler, alerts, status pages and uptime take them unchanged; the monitor is
+stored with ``regions = ["global"]`` and thresholds of one (a miss opens an incident at once, a ping resolves it).
+
+- ``ping``: the job ran.  The wait starts again.  Its result is written when it is the first of its period window
+  (what uptime counts: periods, not pings) or when it can change the monitor's status (``checks.marking``);
+  otherwise only the ping log has it.
+- ``start``: a run began; it must end (``ping`` or ``fail``) within the grace, or the run is late.
+- ``fail``: the job says it failed: a failed result at once (an incident opens).
+- A passed deadline is a failed result at the deadline (``ping_missed``, or ``run_unfinished`` after a start),
+  and the next deadline is a period later: an outage counts each period it misses.
+
+A paused monitor has no deadline, and its pings are answered and ignored.  A ping storm writes at most once per
+second per monitor: a ping in the second of the last one recorded is answered and not recorded.
+"""
+
+from __future__ import annotations
+
+import secrets
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from chalicelib.checks import marking
+from chalicelib.checks.model import FAILURE_REPORTED, PING_MISSED, RUN_UNFINISHED, CheckResult, Timings
+from chalicelib.monitors import packs
+from chalicelib.monitors.models import MonitorModel, PingModel
+from chalicelib.monitors.watching import watch_of
+from chalicelib.observability import logger, metrics
+from chalicelib.storage import cursor
+from chalicelib.storage.base import retry_lost_races
+
+TYPE = "heartbeat"
+REGION = "global"
+PERIOD_MIN_SECONDS = 60
+PERIOD_MAX_SECONDS = 30 * 86400
+GRACE_DEFAULT_SECONDS = 300
+GRACE_MAX_SECONDS = 7 * 86400
+DUE_SHARDS = 10  # the index's hash keys: pings spread their index writes over as many partitions
+KINDS = ("ping", "start", "fail")
+TOKEN_BYTES = 16  # 128 bits
+TOKEN_LENGTH = 22  # its URL-safe base64
+PING_BODY_KEEP = 10 * 1024
+USER_AGENT_KEEP = 512
+PING_KEEP = timedelta(days=30)
+MAX_MISSES = 100  # per monitor and sweep: a tick down for longer counts its first hundred periods, then resumes
+WRITE_ATTEMPTS = 4
+
+UNKNOWN, IGNORED, THROTTLED, RECORDED = "unknown", "ignored", "throttled", "recorded"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def could_be_token(token: str) -> bool:
+    """A token this code could have made (anything else is a 404 without a read)."""
+    return len(token) == TOKEN_LENGTH and all(c.isascii() and (c.isalnum() or c in "-_") for c in token)
+
+
+def shard_of(monitor_id: str) -> str:
+    return f"hb{zlib.crc32(monitor_id.encode()) % DUE_SHARDS}"
+
+
+def _epoch(at: datetime) -> int:
+    return int(at.timestamp())
+
+
+def _wait(item: MonitorModel) -> int:
+    return int(item.interval_seconds) + int(item.grace_seconds or 0)
+
+
+def _window(item: MonitorModel, at_epoch: int) -> int:
+    """The period window an instant falls in (epoch-aligned): uptime counts one result per window."""
+    return at_epoch // int(item.interval_seconds)
+
+
+def arm(item: MonitorModel, since: datetime) -> None:
+    """A new wait begins at ``since`` (a ping, creation, resume): its deadline is ``period + grace`` later."""
+    item.due_from = since
+    item.due_at = _epoch(since) + _wait(item)
+    item.due_shard = shard_of(item.monitor_id)
+    item.started_at = None
+
+
+def rearm(item: MonitorModel, now: datetime) -> None:
+    """The period or grace changed: the current wait ends by the new rule (at once, if that is past)."""
+    if item.paused or item.due_from is None:
+        return
+    item.due_at = max(_epoch(item.due_from) + _wait(item), _epoch(now))
+    item.due_shard = shard_of(item.monitor_id)
+
+
+def disarm(item: MonitorModel) -> None:
+    """Paused: out of the deadline index (no deadline passes while paused)."""
+    item.due_shard = None
+    item.due_at = None
+    item.started_at = None
+
+
+# ------------------------------------------------------------------------------------------------- results
+
+
+def _result(at: datetime, *, ok: bool, error: str | None = None, detail: str | None = None) -> CheckResult:
+    return CheckResult(
+        ok=ok,
+        checked_at=at,
+        region=REGION,
+        status_code=None,
+        response_time_ms=None,
+        timings=Timings(),
+        error=error,
+        error_detail=detail,
+        ssl_expires_at=None,
+        assertion_failures=(),
+        degraded=False,
+        body_excerpt=None,
+        final_url=None,
+    )
+
+
+def _write(item: MonitorModel, results: list[CheckResult], writer: str, now: datetime) -> None:
+    """Results of one monitor, as packs like a worker's (one per minute), marked by what the monitor shows."""
+    watch = watch_of(item)
+    by_minute: dict[datetime, list[packs.Packed]] = {}
+    for r in results:
+        slot = r.checked_at.replace(microsecond=0)
+        marked = marking.matters(r, watch)
+        packed = packs.Packed(item.team_id, item.monitor_id, REGION, slot, r, marked)
+        by_minute.setdefault(packs.minute_of(slot), []).append(packed)
+    for minute, found in by_minute.items():
+        packs.pack_item(packs.bucket_of(item.monitor_id), minute, REGION, writer, found, now).save()
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+# ------------------------------------------------------------------------------------------------- pings
+
+
+@dataclass(frozen=True)
+class Ping:
+    token: str
+    kind: str  # one of KINDS
+    at: datetime
+    source_ip: str | None
+    user_agent: str | None
+    body: bytes
+
+
+def ping(p: Ping) -> str:
+    """Record a ping: :data:`UNKNOWN` (no such token: 404), :data:`IGNORED` (paused), :data:`THROTTLED` (a ping
+    of this second was recorded), or :data:`RECORDED`."""
+    if not could_be_token(p.token) or p.kind not in KINDS:
+        return UNKNOWN
+    found = list(MonitorModel.by_ping_token.query(p.token, limit=1))
+    if not found:
+        return UNKNOWN
+    team_id, monitor_id = found[0].team_id, found[0].monitor_id
+    done: list[tuple[MonitorModel, list[CheckResult]]] = []
+
+    def attempt() -> str:
+        done.clear()
+        try:
+            item = MonitorModel.get(team_id, monitor_id, consistent_read=True)
+        except MonitorModel.DoesNotExist:
+            return UNKNOWN
+        if item.ping_token != p.token or item.type != TYPE:  # rotated since the index said so
+            return UNKNOWN
+        if item.paused:
+            return IGNORED
+        if item.last_ping_at is not None and _epoch(item.last_ping_at) == _epoch(p.at):
+            return THROTTLED
+        results = _received(item, p)
+        item.save()  # under its version: a concurrent ping, edit or sweep makes this one read again
+        done.append((item, results))
+        return RECORDED
+
+    outcome = retry_lost_races(attempt, attempts=WRITE_ATTEMPTS)
+    if outcome != RECORDED:
+        return outcome
+    item, results = done[0]
+    if results:
+        _write(item, results, f"hb.{item.monitor_id}.{p.at.timestamp():.6f}", p.at)
+    PingModel(
+        item.monitor_id,
+        f"{p.at.astimezone(UTC).isoformat()}#{p.kind}",
+        team_id=item.team_id,
+        kind=p.kind,
+        source_ip=p.source_ip,
+        user_agent=(p.user_agent or "")[:USER_AGENT_KEEP] or None,
+        body=p.body[:PING_BODY_KEEP].decode("utf-8", errors="replace") or None,
+        expires_at=p.at + PING_KEEP,
+    ).save()
+    metrics.add_metric(name="HeartbeatPings", unit="Count", value=1)
+    return RECORDED
+
+
+def _received(item: MonitorModel, p: Ping) -> list[CheckResult]:
+    """Apply a ping to the monitor item (in memory); the results it makes."""
+    at = p.at.astimezone(UTC)
+    item.last_ping_at = at
+    if p.kind == "start":
+        item.started_at = at
+        item.due_at = min(int(item.due_at or _epoch(at) + _wait(item)), _epoch(at) + int(item.grace_seconds or 0))
+        item.due_shard = shard_of(item.monitor_id)
+        return []
+    window = _window(item, _epoch(at))
+    first_of_window = item.counted_window is None or int(item.counted_window) != window
+    arm(item, at)
+    if p.kind == "fail":
+        item.counted_window = window
+        return [_result(at, ok=False, error=FAILURE_REPORTED, detail="The job reported a failure (/fail).")]
+    result = _result(at, ok=True)
+    if first_of_window:
+        item.counted_window = window
+        return [result]
+    uncounted = CheckResult(**{**vars(result), "counted": False})
+    return [uncounted] if marking.matters(uncounted, watch_of(item)) else []
+
+
+# ------------------------------------------------------------------------------------------------- deadlines
+
+
+def sweep(now: datetime) -> int:
+    """Every deadline passed by ``now``: a failed result each, and the next deadline a period on.  One query per
+    shard of the deadline index, reading only its entries due.  The number of misses written."""
+    missed = 0
+    for shard in range(DUE_SHARDS):
+        for entry in MonitorModel.by_deadline.query(
+            f"hb{shard}", range_key_condition=MonitorModel.due_at <= _epoch(now), page_size=100
+        ):
+            try:
+                missed += _miss(entry.team_id, entry.monitor_id, now)
+            except Exception:  # noqa: BLE001 - one monitor's failure leaves the others' deadlines to be swept
+                logger.exception("heartbeat deadline not swept", extra={"monitor_id": entry.monitor_id})
+                metrics.add_metric(name="HeartbeatSweepFailures", unit="Count", value=1)
+    if missed:
+        metrics.add_metric(name="HeartbeatMisses", unit="Count", value=missed)
+    return missed
+
+
+def _miss(team_id: str, monitor_id: str, now: datetime) -> int:
+    done: list[tuple[MonitorModel, list[CheckResult]]] = []
+
+    def attempt() -> None:
+        done.clear()
+        try:
+            item = MonitorModel.get(team_id, monitor_id, consistent_read=True)
+        except MonitorModel.DoesNotExist:
+            return
+        if item.paused or item.type != TYPE or item.due_at is None or int(item.due_at) > _epoch(now):
+            return  # pinged, paused or deleted since the index said so
+        results = _missed(item, _epoch(now))
+        item.save()
+        done.append((item, results))
+
+    retry_lost_races(attempt, attempts=WRITE_ATTEMPTS)
+    if not done:
+        return 0
+    item, results = done[0]
+    _write(item, results, f"hb.{item.monitor_id}.miss.{_epoch(now)}", now)
+    return len(results)
+
+
+def _missed(item: MonitorModel, now: int) -> list[CheckResult]:
+    """The deadlines passed, as failed results (at most :data:`MAX_MISSES`), and the next deadline."""
+    period, grace = int(item.interval_seconds), int(item.grace_seconds or 0)
+    due = int(item.due_at)
+    started: datetime | None = item.started_at
+    results: list[CheckResult] = []
+    while due <= now and len(results) < MAX_MISSES:
+        at = datetime.fromtimestamp(due, UTC)
+        if started is not None:
+            detail = f"A run started at {started:%Y-%m-%d %H:%M:%S} UTC and did not end within {_duration(grace)}."
+            results.append(_result(at, ok=False, error=RUN_UNFINISHED, detail=detail))
+            started = None
+        else:
+            detail = f"No ping within {_duration(period)} and {_duration(grace)} of grace."
+            results.append(_result(at, ok=False, error=PING_MISSED, detail=detail))
+        due += period
+    if due <= now:  # more periods missed than counted: the next deadline is the first still ahead
+        due += (now - due) // period * period + period
+    item.due_at = due
+    item.started_at = None
+    item.counted_window = _window(item, _epoch(results[-1].checked_at))
+    return results
+
+
+# ------------------------------------------------------------------------------------------------- the ping log
+
+
+def list_pings(team_id: str, monitor_id: str, *, limit: int, after: str | None) -> tuple[list[PingModel], str | None]:
+    """A page of a monitor's pings as received, newest first (the caller has checked the monitor is the team's)."""
+    return cursor.paginate(
+        lambda start: PingModel.query(
+            monitor_id,
+            filter_condition=PingModel.team_id == team_id,
+            scan_index_forward=False,
+            last_evaluated_key=start,
+            page_size=100,
+        ),
+        team_id=team_id,
+        scope=f"pings|{monitor_id}",
+        limit=limit,
+        after=after,
+        key=("monitor_id", "key"),
+    )

@@ -1,0 +1,430 @@
+"""Heartbeat monitors: their fields, the ping URL and its rotation, pings as recorded (and as throttled, paused or
+unknown), the deadline sweep and what it reads, and the results that feed incidents and uptime
+(``test_heartbeat_local_stack`` runs one through the whole pipeline)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import time_machine
+
+from chalicelib.checks.model import FAILURE_REPORTED, PING_MISSED, RUN_UNFINISHED
+from chalicelib.monitors import heartbeats
+from chalicelib.monitors.models import MonitorModel, PingModel
+from chalicelib.scheduler.service import run_tick
+from tests.factories import create_heartbeat, create_monitor
+from tests.packed import checks_of, reads
+from tests.support import PASSWORD
+
+T0 = datetime(2026, 12, 7, 9, 0, 0, tzinfo=UTC)
+
+
+def token_of(m: dict[str, Any]) -> str:
+    return str(m["ping_url"].rsplit("/", 1)[-1])
+
+
+def stored(alice: dict[str, Any], m: dict[str, Any]) -> MonitorModel:
+    return MonitorModel.get(alice["team"]["id"], m["id"], consistent_read=True)
+
+
+def ping(api: Any, m: dict[str, Any], suffix: str = "", method: str = "GET", **kw: Any) -> Any:
+    return api.acting_as(None).request(method, f"/v1/ping/{token_of(m)}{suffix}", **kw)  # no credentials
+
+
+class Clock:
+    """The clock, stopped; :meth:`move_to` moves it, and signs the client's caller in again (an access token
+    lives 15 minutes)."""
+
+    def __init__(self, api: Any, traveller: Any) -> None:
+        self.api, self.traveller = api, traveller
+
+    def move_to(self, when: datetime) -> None:
+        self.traveller.move_to(when)
+        if self.api.token:
+            r = self.api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}, token="")
+            assert r.status == 200, r.body
+            self.api.token = r.json["access_token"]
+
+
+@pytest.fixture
+def at(api):
+    """The clock at ``T0`` (before Alice signs in: request it first)."""
+    with time_machine.travel(T0, tick=False) as traveller:
+        yield Clock(api, traveller)
+
+
+# ------------------------------------------------------------------------------------------------- the monitor
+
+
+def test_a_heartbeat_monitor_has_its_own_fields_a_ping_url_and_no_target(api, at, alice):
+    m = create_heartbeat(api, tags=["cron"])
+
+    token = token_of(m)
+    assert m["ping_url"] == f"https://app.vigil.test/v1/ping/{token}"
+    assert heartbeats.could_be_token(token)
+    assert (m["type"], m["period_seconds"], m["grace_seconds"], m["status"]) == ("heartbeat", 3600, 300, "pending")
+    assert m["region_status"] == {"global": "pending"}
+    assert (m["last_ping_at"], m["last_checked_at"], m["tags"]) == (None, None, ["cron"])
+    absent = {"url", "method", "host", "port", "regions", "interval_seconds", "timeout_ms", "failure_threshold"}
+    assert absent.isdisjoint(m)
+    assert api.get(f"/v1/monitors/{m['id']}").json == m
+    item = stored(alice, m)
+    assert (item.type, item.regions, item.interval_seconds, item.grace_seconds) == ("heartbeat", ["global"], 3600, 300)
+    assert (item.failure_threshold, item.recovery_threshold, item.confirmation_regions) == (1, 1, 1)
+    assert item.schedule_key is None  # never planned as a check
+    assert (item.due_from, item.due_at, item.due_shard) == (
+        T0,
+        int(T0.timestamp()) + 3900,
+        heartbeats.shard_of(m["id"]),
+    )
+    assert item.url is None
+    assert item.ping_token == token
+
+
+def test_two_heartbeats_have_different_128_bit_tokens(api, alice):
+    tokens = {token_of(create_heartbeat(api)) for _ in range(5)}
+    assert len(tokens) == 5
+    assert all(len(t) == 22 for t in tokens)  # 16 random bytes, URL-safe base64
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"url": "https://1.1.1.1/"}, "url", "unknown field"),
+        ({"regions": ["us-east-1"]}, "regions", "unknown field"),
+        ({"interval_seconds": 60}, "interval_seconds", "unknown field"),
+        ({"assertions": []}, "assertions", "unknown field"),
+        ({"period_seconds": 59}, "period_seconds", "Input should be greater than or equal to 60"),
+        ({"period_seconds": 30 * 86400 + 1}, "period_seconds", "Input should be less than or equal to 2592000"),
+        ({"period_seconds": "3600"}, "period_seconds", "Input should be a valid integer"),
+        ({"grace_seconds": -1}, "grace_seconds", "Input should be greater than or equal to 0"),
+        ({"grace_seconds": 7 * 86400 + 1}, "grace_seconds", "Input should be less than or equal to 604800"),
+        ({"grace_seconds": None}, "grace_seconds", "cannot be null"),
+    ],
+)
+def test_a_heartbeat_refuses_fields_it_has_not_and_values_out_of_range(api, alice, fields, field, message):
+    body = {"type": "heartbeat", "name": "Backup", "period_seconds": 3600, **fields}
+    r = api.post("/v1/monitors", body)
+    assert r.status == 422, r.body
+    assert {"field": field, "message": message} in r.json["errors"]
+    assert list(MonitorModel.query(alice["team"]["id"])) == []
+
+
+def test_a_heartbeat_needs_its_period(api, alice):
+    r = api.post("/v1/monitors", {"type": "heartbeat", "name": "Backup"})
+    assert (r.status, r.json["errors"]) == (422, [{"field": "period_seconds", "message": "Field required"}])
+
+
+def test_a_patch_keeps_each_type_to_its_fields(api, alice):
+    beat = create_heartbeat(api)
+    http = create_monitor(api, url="https://1.1.1.1/health")
+
+    r = api.patch(f"/v1/monitors/{beat['id']}", {"url": "https://1.1.1.1/", "regions": ["us-east-1"]})
+    assert (r.status, r.json["errors"]) == (
+        422,
+        [
+            {"field": "regions", "message": "not a field of a heartbeat monitor"},
+            {"field": "url", "message": "not a field of a heartbeat monitor"},
+        ],
+    )
+    r = api.patch(f"/v1/monitors/{http['id']}", {"period_seconds": 120})
+    assert (r.status, r.json["errors"]) == (
+        422,
+        [{"field": "period_seconds", "message": "not a field of an http monitor"}],
+    )
+    r = api.patch(f"/v1/monitors/{beat['id']}", {"type": "http"})
+    assert r.status == 422
+    assert r.json["errors"][0]["field"] == "type"
+    assert api.get(f"/v1/monitors/{beat['id']}").json == beat
+
+
+def test_a_new_period_moves_the_deadline_from_the_last_ping(api, at, alice):
+    m = create_heartbeat(api)
+    at.move_to(T0 + timedelta(minutes=10))
+    assert ping(api, m).status == 200
+
+    r = api.patch(f"/v1/monitors/{m['id']}", {"period_seconds": 7200, "grace_seconds": 60})
+    assert r.status == 200, r.body
+    assert (r.json["period_seconds"], r.json["grace_seconds"], r.json["ping_url"]) == (7200, 60, m["ping_url"])
+    assert stored(alice, m).due_at == int((T0 + timedelta(minutes=10)).timestamp()) + 7260
+    # A period already over once shortened: the deadline is now, and the next sweep counts the miss.
+    at.move_to(T0 + timedelta(hours=3))
+    api.patch(f"/v1/monitors/{m['id']}", {"period_seconds": 60, "grace_seconds": 0})
+    assert stored(alice, m).due_at == int((T0 + timedelta(hours=3)).timestamp())
+
+
+def test_the_test_route_does_not_check_a_heartbeat(api, alice):
+    m = create_heartbeat(api)
+    r = api.post(f"/v1/monitors/{m['id']}/test")
+    assert (r.status, r.json["code"]) == (409, "conflict")
+
+
+# ------------------------------------------------------------------------------------------------- pings
+
+
+def test_a_ping_is_answered_ok_and_recorded_with_its_source_and_body(api, at, alice):
+    m = create_heartbeat(api)
+    at.move_to(T0 + timedelta(minutes=5))
+
+    r = ping(api, m, method="POST", body=b"backup: 42 GB in 310 s\n", headers={"user-agent": "curl/8.5"})
+
+    assert (r.status, r.body, r.headers["content-type"]) == (200, b"OK", "text/plain; charset=utf-8")
+    item = stored(alice, m)
+    assert item.last_ping_at == T0 + timedelta(minutes=5)
+    assert item.due_at == int((T0 + timedelta(minutes=5)).timestamp()) + 3900
+    [logged] = api.get(f"/v1/monitors/{m['id']}/pings").json["data"]
+    assert logged == {
+        "received_at": "2026-12-07T09:05:00Z",
+        "kind": "ping",
+        "source_ip": logged["source_ip"],
+        "user_agent": "curl/8.5",
+        "body": "backup: 42 GB in 310 s\n",
+    }
+    assert logged["source_ip"]
+    [result] = checks_of(m["id"])
+    assert (result.region, result.result.ok, result.slot, result.marked) == ("global", True, item.last_ping_at, True)
+    out = api.get(f"/v1/monitors/{m['id']}").json
+    assert out["last_ping_at"] == out["last_checked_at"] == "2026-12-07T09:05:00Z"
+    [listed] = api.get(f"/v1/monitors/{m['id']}/results").json["data"]
+    assert (listed["region"], listed["ok"], listed["checked_at"]) == ("global", True, "2026-12-07T09:05:00Z")
+
+
+def test_get_head_and_post_all_ping_and_only_ten_kilobytes_of_a_body_are_kept(api, at, alice):
+    m = create_heartbeat(api)
+    for n, method in enumerate(("GET", "HEAD", "POST")):
+        at.move_to(T0 + timedelta(seconds=n + 1))
+        r = ping(api, m, method=method, body=b"x" * 20_000 if method == "POST" else None)
+        assert r.status == 200, (method, r.body)
+    logged = api.get(f"/v1/monitors/{m['id']}/pings").json["data"]
+    assert [p["kind"] for p in logged] == ["ping", "ping", "ping"]
+    assert len(logged[0]["body"]) == 10 * 1024
+    assert logged[1]["body"] is None
+    assert logged[2]["body"] is None
+
+
+def test_an_unknown_or_malformed_token_is_a_404_and_reads_nothing_for_a_malformed_one(api, alice):
+    m = create_heartbeat(api)
+    unknown = api.acting_as(None).get(f"/v1/ping/{'A' * 22}")
+    assert (unknown.status, unknown.json["code"]) == (404, "not_found")
+    with reads(MonitorModel) as seen:
+        for bad in ("short", "x" * 200, token_of(m)[:-1] + "*"):
+            assert api.acting_as(None).get(f"/v1/ping/{bad}").status == 404
+    assert seen == []
+    assert api.acting_as(None).get(f"/v1/ping/{token_of(m)}/other").status == 404
+    assert list(PingModel.query(m["id"])) == []
+
+
+def test_a_rotated_token_is_refused_at_once_and_the_new_one_pings(api, at, alice):
+    m = create_heartbeat(api)
+    r = api.post(f"/v1/monitors/{m['id']}/rotate-ping-token")
+    assert r.status == 200, r.body
+    assert r.json["ping_url"] != m["ping_url"]
+    assert heartbeats.could_be_token(token_of(r.json))
+
+    assert ping(api, m).status == 404  # the old URL
+    assert ping(api, r.json).status == 200
+    http = create_monitor(api, url="https://1.1.1.1/")
+    refused = api.post(f"/v1/monitors/{http['id']}/rotate-ping-token")
+    assert (refused.status, refused.json["code"]) == (409, "conflict")
+
+
+def test_a_second_ping_in_the_same_second_is_answered_and_not_written(api, at, alice):
+    m = create_heartbeat(api)
+    at.move_to(T0 + timedelta(minutes=1))
+    assert ping(api, m).status == 200
+    version = stored(alice, m).version
+
+    for _ in range(5):
+        assert ping(api, m).status == 200
+
+    assert stored(alice, m).version == version
+    assert len(list(PingModel.query(m["id"]))) == 1
+    at.move_to(T0 + timedelta(minutes=1, seconds=1))
+    assert ping(api, m).status == 200
+    assert len(list(PingModel.query(m["id"]))) == 2
+
+
+def test_an_address_guessing_tokens_gets_429_with_retry_after_and_valid_pings_count_nothing(
+    api, at, alice, monkeypatch
+):
+    from chalicelib.api import pings
+    from chalicelib.ratelimit.models import CounterModel
+
+    monkeypatch.setattr(pings, "IP_LIMIT", 3)
+    m = create_heartbeat(api)
+    for n in range(5):  # valid pings: no counter written
+        at.move_to(T0 + timedelta(seconds=n))
+        assert ping(api, m).status == 200
+    assert [c.key for c in CounterModel.scan() if c.key.startswith("ping-ip#")] == []
+    anonymous = api.acting_as(None)
+    for n in range(3):
+        assert anonymous.get(f"/v1/ping/{'B' * 21}{n}").status == 404
+    r = anonymous.get(f"/v1/ping/{'B' * 22}")
+    assert (r.status, r.json["code"], r.headers["retry-after"]) == (429, "rate_limited", "56")
+    assert ping(api, m).status == 429  # the address is stopped for the rest of the minute
+    at.move_to(T0 + timedelta(minutes=1))
+    assert ping(api, m).status == 200  # a new window
+
+
+def test_a_paused_heartbeat_answers_pings_and_ignores_them_and_resumes_waiting_anew(api, at, alice):
+    m = create_heartbeat(api)
+    assert api.post(f"/v1/monitors/{m['id']}/pause").status == 200
+    assert (stored(alice, m).due_shard, stored(alice, m).due_at) == (None, None)  # out of the deadline index
+
+    at.move_to(T0 + timedelta(hours=5))
+    assert ping(api, m).status == 200
+    assert ping(api, m, "/fail").status == 200
+    assert list(PingModel.query(m["id"])) == []
+    assert checks_of(m["id"]) == []
+    assert stored(alice, m).last_ping_at is None
+    assert heartbeats.sweep(T0 + timedelta(days=2)) == 0
+
+    assert api.post(f"/v1/monitors/{m['id']}/resume").status == 200
+    assert stored(alice, m).due_at == int((T0 + timedelta(hours=5)).timestamp()) + 3900
+
+
+def test_uptime_counts_one_ping_a_period(api, at, alice):
+    """A job pinging every 20 s of a 60 s period counts once per period; the extra pings are logged, and written as
+    results only while they can change the status (here: the monitor's first, still pending)."""
+    m = create_heartbeat(api, period_seconds=60)
+    for seconds in (0, 20, 40, 60, 80):
+        at.move_to(T0 + timedelta(seconds=seconds))
+        assert ping(api, m).status == 200
+    held = sorted(checks_of(m["id"]), key=lambda p: p.slot)
+    assert [(int((p.slot - T0).total_seconds()), p.result.counted) for p in held] == [
+        (0, True),
+        (20, False),
+        (40, False),
+        (60, True),
+        (80, False),
+    ]
+    assert len(list(PingModel.query(m["id"]))) == 5
+
+
+# ------------------------------------------------------------------------------------------------- deadlines
+
+
+def test_no_ping_within_period_and_grace_is_a_miss_at_the_deadline_and_one_per_period_after(api, at, alice):
+    m = create_heartbeat(api, period_seconds=600, grace_seconds=120)
+    deadline = T0 + timedelta(seconds=720)
+
+    assert heartbeats.sweep(deadline - timedelta(seconds=1)) == 0
+    assert heartbeats.sweep(deadline) == 1
+    assert heartbeats.sweep(deadline + timedelta(seconds=30)) == 0  # counted once
+    [miss] = checks_of(m["id"])
+    assert (miss.slot, miss.region, miss.result.ok, miss.result.error, miss.marked) == (
+        deadline,
+        "global",
+        False,
+        PING_MISSED,
+        True,
+    )
+    assert miss.result.error_detail == "No ping within 10 min and 2 min of grace."
+    assert stored(alice, m).due_at == int(deadline.timestamp()) + 600
+    # Three periods later, three more misses, and the next deadline still ahead.
+    assert heartbeats.sweep(deadline + timedelta(seconds=1850)) == 3
+    assert stored(alice, m).due_at == int(deadline.timestamp()) + 2400
+
+
+def test_a_ping_after_a_miss_waits_anew(api, at, alice):
+    m = create_heartbeat(api, period_seconds=60, grace_seconds=0)
+    assert heartbeats.sweep(T0 + timedelta(seconds=60)) == 1
+    at.move_to(T0 + timedelta(seconds=90))
+    assert ping(api, m).status == 200
+    assert heartbeats.sweep(T0 + timedelta(seconds=149)) == 0
+    assert stored(alice, m).due_at == int(T0.timestamp()) + 150
+
+
+def test_a_run_started_and_not_finished_within_the_grace_is_late(api, at, alice):
+    m = create_heartbeat(api, period_seconds=86400, grace_seconds=600)
+    at.move_to(T0 + timedelta(hours=1))
+    assert ping(api, m, "/start").status == 200
+    assert stored(alice, m).due_at == int((T0 + timedelta(hours=1, minutes=10)).timestamp())
+    assert checks_of(m["id"]) == []  # a start is no result
+
+    assert heartbeats.sweep(T0 + timedelta(hours=1, minutes=10)) == 1
+    [late] = checks_of(m["id"])
+    assert (late.result.error, late.result.ok) == (RUN_UNFINISHED, False)
+    assert late.result.error_detail == "A run started at 2026-12-07 10:00:00 UTC and did not end within 10 min."
+    assert [p["kind"] for p in api.get(f"/v1/monitors/{m['id']}/pings").json["data"]] == ["start"]
+
+
+def test_a_run_that_ends_in_time_is_no_miss(api, at, alice):
+    m = create_heartbeat(api, period_seconds=86400, grace_seconds=600)
+    at.move_to(T0 + timedelta(hours=1))
+    ping(api, m, "/start")
+    at.move_to(T0 + timedelta(hours=1, minutes=9))
+    ping(api, m)
+    assert heartbeats.sweep(T0 + timedelta(hours=2)) == 0
+    assert [c.result.ok for c in checks_of(m["id"])] == [True]
+
+
+def test_fail_is_a_failed_result_at_once(api, at, alice):
+    m = create_heartbeat(api)
+    at.move_to(T0 + timedelta(minutes=3))
+    assert ping(api, m, "/fail", method="POST", body=b"exit 3").status == 200
+    [failed] = checks_of(m["id"])
+    assert (failed.result.ok, failed.result.error, failed.marked) == (False, FAILURE_REPORTED, True)
+    assert api.get(f"/v1/monitors/{m['id']}/pings").json["data"][0]["body"] == "exit 3"
+
+
+def test_the_tick_sweeps_the_deadlines(api, at, alice):
+    m = create_heartbeat(api, period_seconds=60, grace_seconds=0)
+    at.move_to(T0 + timedelta(minutes=1, seconds=2))
+    report = run_tick(T0 + timedelta(minutes=1))
+    assert report.heartbeats_missed == 1
+    assert report.due_monitors == 0  # never a check job
+    assert [c.result.error for c in checks_of(m["id"])] == [PING_MISSED]
+
+
+def test_a_failing_sweep_never_fails_the_tick(api, at, alice, monkeypatch):
+    create_heartbeat(api, period_seconds=60, grace_seconds=0)
+
+    def broken(now: datetime) -> int:
+        raise RuntimeError("DynamoDB is down")
+
+    monkeypatch.setattr(heartbeats, "sweep", broken)
+    at.move_to(T0 + timedelta(minutes=2))
+    assert run_tick(T0 + timedelta(minutes=2)).heartbeats_missed == 0
+
+
+def test_the_deadline_query_of_a_1000_heartbeat_fleet_reads_only_what_is_due(api, at, alice):
+    """1,000 heartbeats, 10 of them past their deadline: the sweep's queries read the 10 index entries (a few
+    hundred bytes: half a read unit per shard queried), then each due monitor once."""
+    team = alice["team"]["id"]
+    now = T0 + timedelta(hours=1)
+    with MonitorModel.batch_write() as batch:
+        for n in range(1000):
+            item = MonitorModel(
+                team,
+                f"mon_hb{n:04d}",
+                name=f"job {n}",
+                type="heartbeat",
+                interval_seconds=3600,
+                grace_seconds=300,
+                timeout_ms=10000,
+                regions=["global"],
+                expected_status=[],
+                confirmation_regions=1,
+                ping_token=heartbeats.new_token(),
+                created_at=T0,
+                updated_at=T0,
+            )
+            heartbeats.arm(item, since=now - timedelta(seconds=3900 if n < 10 else 600))
+            batch.save(item)
+
+    with reads(MonitorModel) as seen:
+        assert heartbeats.sweep(now) == 10
+
+    queries = [r for r in seen if r.operation == "Query"]
+    gets = [r for r in seen if r.operation == "GetItem"]
+    assert len(queries) == heartbeats.DUE_SHARDS
+    assert sum(q.items for q in queries) == 10
+    assert sum(q.units for q in queries) == heartbeats.DUE_SHARDS * 0.5  # each page well under 4 KB
+    assert len(gets) == 10
+    print(
+        f"\ndeadline sweep over 1,000 heartbeats, 10 due: {sum(q.units for q in queries)} RRU in queries, "
+        f"{sum(g.units for g in gets)} RRU in reads of the due monitors"
+    )
