@@ -195,3 +195,23 @@ def test_a_heartbeat_is_down_when_its_pings_stop_and_up_with_the_next(api, loop,
     assert {r["region"] for r in results} == {"global"}
     assert [r["error"] for r in results if not r["ok"]][:1] == ["failure_reported"]
     assert "ping_missed" in {r["error"] for r in results}
+
+    # A new ping URL: the old one is a 404 at once, the new one pings (and resolves the failure).
+    rotated = api.post(f"/v1/monitors/{m['id']}/rotate-ping-token").json
+    assert pinger.get(ping_path).status == 404
+    assert pinger.get(f"/v1/ping/{'Z' * 22}").status == 404
+    new_path = rotated["ping_url"].removeprefix("https://app.vigil.test")
+    with time_machine.travel(utcnow() + timedelta(minutes=3), tick=True):
+        assert pinger.get(new_path).status == 200
+        assert loop.drain(20)
+        assert api.get(f"/v1/monitors/{m['id']}").json["status"] == "up"
+        # Paused: pings are answered and ignored, and no deadline passes.
+        assert api.post(f"/v1/monitors/{m['id']}/pause").status == 200
+        held = len(api.get(f"/v1/monitors/{m['id']}/results").json["data"])
+        assert pinger.get(new_path + "/fail").status == 200
+    with time_machine.travel(utcnow() + timedelta(minutes=6), tick=True):
+        assert api.post("/dev/tick").status == 200
+        assert loop.drain(20)
+        assert len(api.get(f"/v1/monitors/{m['id']}/results").json["data"]) == held
+        assert api.get(f"/v1/monitors/{m['id']}").json["status"] == "paused"
+        assert [i["status"] for i in api.get("/v1/incidents").json["data"]] == ["resolved", "resolved"]
