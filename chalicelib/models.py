@@ -21,6 +21,7 @@ from chalicelib.monitors.models import (
     PackModel,
     PeriodModel,
     PingModel,
+    PingTokenModel,
     ProgressModel,
     RollupModel,
 )
@@ -50,6 +51,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = tuple(
             PackModel,
             PeriodModel,
             PingModel,
+            PingTokenModel,
             ProgressModel,
             RollupModel,
             SessionModel,

@@ -887,10 +887,31 @@ def outputs() -> list[tuple[Path, str]]:
     return [(OUTPUT, render(build())), (CHECKER_OUTPUT, render(build_checker()))]
 
 
+DEPLOYED_INDEXES = Path(__file__).resolve().parent / "deployed-indexes.json"
+
+
+def table_indexes(resources: dict[str, Any]) -> dict[str, list[str]]:
+    """Each table's global secondary indexes, by logical id."""
+    return {
+        name: sorted(str(index["IndexName"]) for index in resource["Properties"].get("GlobalSecondaryIndexes", []))
+        for name, resource in sorted(resources["Resources"].items())
+        if resource.get("Type") == "AWS::DynamoDB::Table"
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.build", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a generated template is out of date")
+    parser.add_argument(
+        "--deployed",
+        action="store_true",
+        help="record the tables' indexes as deployed (infra/deployed-indexes.json), after a deploy of this template",
+    )
     args = parser.parse_args(argv)
+    if args.deployed:
+        DEPLOYED_INDEXES.write_text(json.dumps(table_indexes(build()), indent=2) + "\n")
+        print(f"wrote {DEPLOYED_INDEXES}")
+        return 0
     if args.check:
         stale = [path for path, wanted in outputs() if (path.read_text() if path.is_file() else "") != wanted]
         for path in stale:

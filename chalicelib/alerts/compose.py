@@ -69,7 +69,7 @@ def compose(delivery: DeliveryModel, now: datetime) -> n.Notification:
             if found is None:
                 continue  # its team or monitor was deleted since
             monitor = _monitor(team_id, found.monitor_id)
-            if monitor["url"] is None or monitor["status"] == "paused":
+            if n.is_deleted(monitor) or monitor["status"] == "paused":
                 continue  # deleted or paused while its group waited (its outage ended so): nobody needs telling
             items.append(n.Item(monitor, n.incident_snapshot(found, app_url)))
         items.sort(key=lambda item: (str(item.monitor["name"]).lower(), item.monitor["id"]))
@@ -84,7 +84,7 @@ def compose(delivery: DeliveryModel, now: datetime) -> n.Notification:
         data = event.data
         certificate = {"expires_at": isoz(parse_time(data.get("expires_at"))), "days_left": data.get("days_left")}
     monitor = _monitor(team_id, event.monitor_id)
-    if monitor["url"] is None:  # deleted: the name and settings its incident's resolution kept
+    if n.is_deleted(monitor):  # deleted: the name and settings its incident's resolution kept
         monitor |= dict(event.data.get("monitor") or {})
     item = n.Item(monitor, _incident(team_id, event.incident_id, app_url))
     return n.Notification(delivery.event, event.at, (item,), app_url, update=update, certificate=certificate)

@@ -187,6 +187,12 @@ def monitor_snapshot(monitor: Monitor) -> dict[str, Any]:
     }
 
 
+def is_deleted(monitor: dict[str, Any]) -> bool:
+    """A snapshot of a monitor deleted since (:func:`deleted_monitor`): every live one has a status (a heartbeat has
+    no URL)."""
+    return monitor.get("status") is None
+
+
 def deleted_monitor(monitor_id: str) -> dict[str, Any]:
     return {
         "id": monitor_id,

@@ -4,7 +4,7 @@ Each API module declares its routes on a :class:`Router` with their request and
 response models.  The router registers every path with Chalice once, for every
 method, and sends each request through :func:`_dispatch`, which
 
-1. refuses bodies over 1 MiB (413) and answers OPTIONS and unknown methods (405);
+1. refuses bodies over 1 MiB, or the route's own limit (413), and answers OPTIONS and unknown methods (405);
 2. authenticates the caller as the route requires (401);
 3. parses the JSON body (400 ``invalid_json``) and validates body and query with
    pydantic (422 ``validation_error``, one entry per bad field);
@@ -96,6 +96,7 @@ class Route:
     errors: tuple[int, ...]
     description: str = ""
     permission: str | None = None
+    max_body_bytes: int = MAX_BODY_BYTES
 
 
 class Router:
@@ -123,6 +124,7 @@ class Router:
         errors: tuple[int, ...] = (),
         description: str = "",
         permission: str | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         if (auth == "team") != (permission is not None):
             raise ValueError(f"{method} {path}: a team route names its permission, and only a team route does")
@@ -143,6 +145,7 @@ class Router:
                 errors=errors,
                 description=description or (handler.__doc__ or "").strip(),
                 permission=permission,
+                max_body_bytes=max_body_bytes,
             )
             methods = self._by_path.get(path)
             if methods is None:
@@ -348,8 +351,8 @@ def _run(
     client_ip: str,
     request_id: str,
 ) -> Response:
-    if len(raw) > MAX_BODY_BYTES:
-        raise errors.PayloadTooLarge(f"The request body is over {MAX_BODY_BYTES} bytes.")
+    if len(raw) > route.max_body_bytes:
+        raise errors.PayloadTooLarge(f"The request body is over {route.max_body_bytes} bytes.")
     principal = None
     if route.auth != "none":
         principal = authenticate(headers, route.auth, route.permission, params)

@@ -5,10 +5,11 @@
 POST's body is kept as an excerpt (``monitors.heartbeats.PING_BODY_KEEP``), with the source address and user
 agent, in the monitor's ping log.
 
-Rate limits: a token records at most one ping a second (the others are answered ``OK`` and not recorded, so a
-storm costs reads, not writes); an address may make :data:`IP_LIMIT` pings of unknown tokens a minute, then every
-ping from it is a 429 with ``Retry-After`` until the minute ends (the count is read before each ping and written
-only on a 404: a token scanner is stopped, and a valid ping writes no counter).
+Rate limits: a monitor records at most one ping a second of each kind (the others are answered ``OK`` and not
+recorded, so a storm costs reads, not writes); an address may make :data:`IP_LIMIT` pings of unknown tokens a
+minute, then its pings of unknown tokens are a 429 with ``Retry-After`` until the minute ends.  The count is read
+before each ping and written only on a 404: a valid ping writes no counter, and is never refused for what others
+behind the same address (a NAT, a CI runner) sent; a scanner over the limit costs two reads and no write.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ router = Router("pings")
 
 IP_LIMIT = 100  # unknown-token pings per minute and source address: a scanner, not a few deleted monitors' jobs
 IP_WINDOW_SECONDS = 60
+# A job may post its whole output: the excerpt is kept, the rest dropped, never the ping refused (Lambda's own
+# limit on a request is 6 MB).
+MAX_BODY_BYTES = 6 * 1024 * 1024
 PATHS = {"ping": "/v1/ping/{token}", "start": "/v1/ping/{token}/start", "fail": "/v1/ping/{token}/fail"}
 SUMMARIES = {
     "ping": "A heartbeat's job ran (no auth)",
@@ -44,7 +48,7 @@ def _receive(kind: str) -> Callable[[Call, str], Reply]:
         now = utcnow()
         counter = f"ping-ip#{call.client_ip}"
         window = ratelimit.peek(counter, IP_WINDOW_SECONDS, now)
-        if window.count >= IP_LIMIT:
+        if window.count >= IP_LIMIT and not heartbeats.known(token):
             raise errors.TooManyRequests(
                 window.resets_in, "Too many pings of unknown ping URLs from this address; try again later."
             )
@@ -76,5 +80,6 @@ for _kind, _path in PATHS.items():
             summary=SUMMARIES[_kind],
             auth="none",
             content_type="text/plain",
-            errors=(404, 429),
+            errors=(404, 413, 429),
+            max_body_bytes=MAX_BODY_BYTES,
         )(_receive(_kind))

@@ -18,11 +18,19 @@ stored with ``regions = ["global"]`` and thresholds of one (a miss opens an inci
   and the next deadline is a period later: an outage counts each period it misses.
 
 A paused monitor has no deadline, and its pings are answered and ignored.  A ping storm writes at most once per
-second per monitor: a ping in the second of the last one recorded is answered and not recorded.
+second per monitor and kind of signal (a start; a ping or fail): one in the second of the last of its kind is
+answered and not recorded.  So ``curl …/start && job && curl …`` in one second records both.
+
+Results are ordered as the handler must apply them: a ping (or fail) recorded after a miss of a later deadline —
+a ping received just before its deadline, whose write lost to the tick's sweep — is stamped a second after that
+miss, so the miss never outlives the ping that answers it (and a result per second keeps each its own slot).
+A miss inside a maintenance window ending before the next deadline brings that deadline to the window's end: a
+job still silent then is down then, not a period later.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import zlib
 from dataclasses import dataclass
@@ -31,11 +39,11 @@ from datetime import UTC, datetime, timedelta
 from chalicelib.checks import marking
 from chalicelib.checks.model import FAILURE_REPORTED, PING_MISSED, RUN_UNFINISHED, CheckResult, Timings
 from chalicelib.monitors import packs
-from chalicelib.monitors.models import MonitorModel, PingModel
+from chalicelib.monitors.models import MonitorModel, PingModel, PingTokenModel
 from chalicelib.monitors.watching import watch_of
 from chalicelib.observability import logger, metrics
 from chalicelib.storage import cursor
-from chalicelib.storage.base import retry_lost_races
+from chalicelib.storage.base import retry_lost_races, transaction
 
 TYPE = "heartbeat"
 REGION = "global"
@@ -73,6 +81,11 @@ def _epoch(at: datetime) -> int:
     return int(at.timestamp())
 
 
+def _after(at: datetime, seconds: int) -> int:
+    """The first whole second at least ``seconds`` after ``at`` (a deadline is never early)."""
+    return math.ceil(at.timestamp()) + seconds
+
+
 def _wait(item: MonitorModel) -> int:
     return int(item.interval_seconds) + int(item.grace_seconds or 0)
 
@@ -85,16 +98,27 @@ def _window(item: MonitorModel, at_epoch: int) -> int:
 def arm(item: MonitorModel, since: datetime) -> None:
     """A new wait begins at ``since`` (a ping, creation, resume): its deadline is ``period + grace`` later."""
     item.due_from = since
-    item.due_at = _epoch(since) + _wait(item)
+    item.due_at = _after(since, _wait(item))
     item.due_shard = shard_of(item.monitor_id)
     item.started_at = None
 
 
+def _deadline(item: MonitorModel) -> int:
+    """The current wait's end: ``period + grace`` after it began, or sooner, ``grace`` after a run's start."""
+    due = _after(item.due_from, _wait(item))
+    if item.started_at is not None:
+        due = min(due, _after(item.started_at, int(item.grace_seconds or 0)))
+    return due
+
+
 def rearm(item: MonitorModel, now: datetime) -> None:
-    """The period or grace changed: the current wait ends by the new rule (at once, if that is past)."""
+    """The period or grace changed: the current wait (or run) ends by the new rule (at once, if that is past)."""
     if item.paused or item.due_from is None:
         return
-    item.due_at = max(_epoch(item.due_from) + _wait(item), _epoch(now))
+    due = _deadline(item)
+    if item.missed_at is not None and int(item.missed_at) >= _epoch(item.due_from):
+        due = int(item.missed_at) + int(item.interval_seconds)  # missed since its last ping: a miss each period
+    item.due_at = max(due, _epoch(now))
     item.due_shard = shard_of(item.monitor_id)
 
 
@@ -103,6 +127,42 @@ def disarm(item: MonitorModel) -> None:
     item.due_shard = None
     item.due_at = None
     item.started_at = None
+
+
+# ------------------------------------------------------------------------------------------------- tokens
+
+
+def create(item: MonitorModel) -> None:
+    """Save a new heartbeat monitor with a new ping token, and the token's lookup item, in one transaction."""
+    item.ping_token = new_token()
+    with transaction() as t:
+        t.save(item, condition=MonitorModel.monitor_id.does_not_exist())
+        t.save(_token_item(item), condition=PingTokenModel.token.does_not_exist())
+
+
+def rotate(item: MonitorModel) -> None:
+    """Give a loaded heartbeat monitor a new ping token: the monitor (under its version), the new token's item and
+    the old one's removal in one transaction (a lost race raises: reload and try again)."""
+    old = item.ping_token
+    item.ping_token = new_token()
+    with transaction() as t:
+        t.save(item)
+        t.save(_token_item(item), condition=PingTokenModel.token.does_not_exist())
+        if old:
+            t.delete(PingTokenModel(old))
+
+
+def forget(item: MonitorModel) -> None:
+    """A deleted heartbeat monitor's token goes too (one left behind would still be a 404: its monitor is gone)."""
+    if item.type == TYPE and item.ping_token:
+        try:
+            PingTokenModel(item.ping_token).delete()
+        except Exception:  # noqa: BLE001 - the monitor is gone either way; its token can only 404
+            logger.exception("ping token not deleted", extra={"monitor_id": item.monitor_id})
+
+
+def _token_item(item: MonitorModel) -> PingTokenModel:
+    return PingTokenModel(item.ping_token, team_id=item.team_id, monitor_id=item.monitor_id)
 
 
 # ------------------------------------------------------------------------------------------------- results
@@ -159,15 +219,27 @@ class Ping:
     body: bytes
 
 
+def known(token: str) -> bool:
+    """Whether a ping token is in use (one consistent read)."""
+    if not could_be_token(token):
+        return False
+    try:
+        PingTokenModel.get(token, consistent_read=True, attributes_to_get=["token"])
+    except PingTokenModel.DoesNotExist:
+        return False
+    return True
+
+
 def ping(p: Ping) -> str:
     """Record a ping: :data:`UNKNOWN` (no such token: 404), :data:`IGNORED` (paused), :data:`THROTTLED` (a ping
     of this second was recorded), or :data:`RECORDED`."""
     if not could_be_token(p.token) or p.kind not in KINDS:
         return UNKNOWN
-    found = list(MonitorModel.by_ping_token.query(p.token, limit=1))
-    if not found:
+    try:
+        found = PingTokenModel.get(p.token, consistent_read=True)
+    except PingTokenModel.DoesNotExist:
         return UNKNOWN
-    team_id, monitor_id = found[0].team_id, found[0].monitor_id
+    team_id, monitor_id = found.team_id, found.monitor_id
     done: list[tuple[MonitorModel, list[CheckResult]]] = []
 
     def attempt() -> str:
@@ -176,11 +248,12 @@ def ping(p: Ping) -> str:
             item = MonitorModel.get(team_id, monitor_id, consistent_read=True)
         except MonitorModel.DoesNotExist:
             return UNKNOWN
-        if item.ping_token != p.token or item.type != TYPE:  # rotated since the index said so
+        if item.ping_token != p.token or item.type != TYPE:  # rotated since the token was read
             return UNKNOWN
         if item.paused:
             return IGNORED
-        if item.last_ping_at is not None and _epoch(item.last_ping_at) == _epoch(p.at):
+        last = item.started_at if p.kind == "start" else item.last_ping_at
+        if last is not None and _epoch(last) == _epoch(p.at):
             return THROTTLED
         results = _received(item, p)
         item.save()  # under its version: a concurrent ping, edit or sweep makes this one read again
@@ -200,30 +273,44 @@ def ping(p: Ping) -> str:
         kind=p.kind,
         source_ip=p.source_ip,
         user_agent=(p.user_agent or "")[:USER_AGENT_KEEP] or None,
-        body=p.body[:PING_BODY_KEEP].decode("utf-8", errors="replace") or None,
+        body=excerpt(p.body),
         expires_at=p.at + PING_KEEP,
     ).save()
     metrics.add_metric(name="HeartbeatPings", unit="Count", value=1)
     return RECORDED
 
 
+def excerpt(body: bytes) -> str | None:
+    """At most :data:`PING_BODY_KEEP` bytes of a body, as text (bytes that are not UTF-8 replaced, and the text cut
+    again to the limit: a replacement character takes three bytes)."""
+    text = body[:PING_BODY_KEEP].decode("utf-8", errors="replace")
+    return text.encode()[:PING_BODY_KEEP].decode("utf-8", errors="ignore") or None
+
+
 def _received(item: MonitorModel, p: Ping) -> list[CheckResult]:
     """Apply a ping to the monitor item (in memory); the results it makes."""
     at = p.at.astimezone(UTC)
-    item.last_ping_at = at
-    if p.kind == "start":
+    if p.kind == "start":  # a run began: it ends within the grace (a second start restarts that count)
         item.started_at = at
-        item.due_at = min(int(item.due_at or _epoch(at) + _wait(item)), _epoch(at) + int(item.grace_seconds or 0))
+        item.due_at = _deadline(item)
         item.due_shard = shard_of(item.monitor_id)
         return []
-    window = _window(item, _epoch(at))
-    first_of_window = item.counted_window is None or int(item.counted_window) != window
+    item.last_ping_at = at
     arm(item, at)
+    if item.missed_at is not None and _epoch(at) <= int(item.missed_at):
+        at = datetime.fromtimestamp(int(item.missed_at) + 1, UTC)  # applied after the miss it answers
     if p.kind == "fail":
-        item.counted_window = window
-        return [_result(at, ok=False, error=FAILURE_REPORTED, detail="The job reported a failure (/fail).")]
-    result = _result(at, ok=True)
-    if first_of_window:
+        result = _result(at, ok=False, error=FAILURE_REPORTED, detail="The job reported a failure (/fail).")
+    else:
+        result = _result(at, ok=True)
+    return _counted(item, result)
+
+
+def _counted(item: MonitorModel, result: CheckResult) -> list[CheckResult]:
+    """A result counts in uptime when it is the first of its period window; another is written only when it can
+    change the monitor's status (a failure always can)."""
+    window = _window(item, _epoch(result.checked_at))
+    if item.counted_window is None or int(item.counted_window) != window:
         item.counted_window = window
         return [result]
     uncounted = CheckResult(**{**vars(result), "counted": False})
@@ -275,7 +362,8 @@ def _miss(team_id: str, monitor_id: str, now: datetime) -> int:
 
 
 def _missed(item: MonitorModel, now: int) -> list[CheckResult]:
-    """The deadlines passed, as failed results (at most :data:`MAX_MISSES`), and the next deadline."""
+    """The deadlines passed, as failed results (at most :data:`MAX_MISSES`), and the next deadline: a period on, or
+    the end of the maintenance window the last miss fell in, if that comes first."""
     period, grace = int(item.interval_seconds), int(item.grace_seconds or 0)
     due = int(item.due_at)
     started: datetime | None = item.started_at
@@ -284,18 +372,27 @@ def _missed(item: MonitorModel, now: int) -> list[CheckResult]:
         at = datetime.fromtimestamp(due, UTC)
         if started is not None:
             detail = f"A run started at {started:%Y-%m-%d %H:%M:%S} UTC and did not end within {_duration(grace)}."
-            results.append(_result(at, ok=False, error=RUN_UNFINISHED, detail=detail))
+            failure = _result(at, ok=False, error=RUN_UNFINISHED, detail=detail)
             started = None
         else:
             detail = f"No ping within {_duration(period)} and {_duration(grace)} of grace."
-            results.append(_result(at, ok=False, error=PING_MISSED, detail=detail))
+            failure = _result(at, ok=False, error=PING_MISSED, detail=detail)
+        results += _counted(item, failure)
+        item.missed_at = due
         due += period
     if due <= now:  # more periods missed than counted: the next deadline is the first still ahead
         due += (now - due) // period * period + period
-    item.due_at = due
+    window_end = _window_end(item, datetime.fromtimestamp(int(item.missed_at), UTC))
+    item.due_at = min(due, window_end) if window_end is not None else due
     item.started_at = None
-    item.counted_window = _window(item, _epoch(results[-1].checked_at))
     return results
+
+
+def _window_end(item: MonitorModel, at: datetime) -> int | None:
+    """The end of the maintenance window ``at`` falls in (the spans the monitor carries), or None."""
+    watch = watch_of(item)
+    ends = [end for start, end in watch.maintenance if start <= at < end]
+    return _after(max(ends), 0) if ends else None
 
 
 # ------------------------------------------------------------------------------------------------- the ping log

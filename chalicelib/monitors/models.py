@@ -41,16 +41,6 @@ class MonitorsById(GlobalSecondaryIndex["MonitorModel"]):
     monitor_id = UnicodeAttribute(hash_key=True)
 
 
-class MonitorsByPingToken(GlobalSecondaryIndex["MonitorModel"]):
-    """A heartbeat monitor from its ping token (``/v1/ping/{token}``).  Keys only: a ping never writes it."""
-
-    class Meta:
-        index_name = "ping-index"
-        projection = KeysOnlyProjection()
-
-    ping_token = UnicodeAttribute(hash_key=True)
-
-
 class MonitorsByDeadline(GlobalSecondaryIndex["MonitorModel"]):
     """The active heartbeat monitors by deadline (``monitors.heartbeats``): ``due_shard`` (one of a few, so pings
     spread their index writes) and ``due_at`` (epoch seconds).  Sparse: absent while paused, and for every other
@@ -78,9 +68,10 @@ class MonitorModel(BaseModel):
     host = UnicodeAttribute(null=True)  # tcp
     port = NumberAttribute(null=True)  # tcp
     tls = BooleanAttribute(null=True)  # tcp
-    # heartbeat (``monitors.heartbeats``): its period is ``interval_seconds``; the token its pings name; when its
-    # current wait began (the last ping, its creation or resume) and when it ends; the last ping, the start of a
-    # run not finished, and the period window (epoch seconds // period) last counted in its uptime.
+    # heartbeat (``monitors.heartbeats``): its period is ``interval_seconds``; the token its pings name (looked up
+    # in ``PingTokenModel``); when its current wait began (the last ping, its creation or resume) and when it ends;
+    # the last ping or fail, the start of a run not finished, the last miss (epoch seconds), and the period window
+    # (epoch seconds // period) last counted in its uptime.
     grace_seconds = NumberAttribute(null=True)
     ping_token = UnicodeAttribute(null=True)
     due_shard = UnicodeAttribute(null=True)
@@ -88,6 +79,7 @@ class MonitorModel(BaseModel):
     due_from = UTCDateTimeAttribute(null=True)
     last_ping_at = UTCDateTimeAttribute(null=True)
     started_at = UTCDateTimeAttribute(null=True)
+    missed_at = NumberAttribute(null=True)
     counted_window = NumberAttribute(null=True)
     method = UnicodeAttribute(default="GET")
     headers = MapAttribute[str, str](default=dict)
@@ -124,8 +116,23 @@ class MonitorModel(BaseModel):
     version = VersionAttribute()
     by_schedule = MonitorsBySchedule()
     by_id = MonitorsById()
-    by_ping_token = MonitorsByPingToken()
     by_deadline = MonitorsByDeadline()
+
+
+class PingTokenModel(BaseModel):
+    """A heartbeat monitor's ping token → the monitor (``/v1/ping/{token}``): one item per token in use, written in
+    the same transaction as the monitor's own ``ping_token`` (a table, not an index of the monitors: read
+    consistently, a rotated token is refused at once; and the monitors table gained its deadline index in the same
+    change, while a deploy may add only one index to a table)."""
+
+    logical_name = "heartbeat_tokens"
+
+    class Meta:
+        pass
+
+    token = UnicodeAttribute(hash_key=True)
+    team_id = UnicodeAttribute()
+    monitor_id = UnicodeAttribute()
 
 
 class PingModel(BaseModel):

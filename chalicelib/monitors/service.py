@@ -262,9 +262,10 @@ def create(
     item = MonitorModel(team_id, new_id("mon"), status="pending", paused=False, created_at=now, updated_at=now)
     _apply(item, config)
     if config.type == heartbeats.TYPE:
-        item.ping_token = heartbeats.new_token()
         heartbeats.arm(item, since=now)
-    item.save(condition=MonitorModel.monitor_id.does_not_exist())
+        heartbeats.create(item)
+    else:
+        item.save(condition=MonitorModel.monitor_id.does_not_exist())
     return to_monitor(item)
 
 
@@ -405,13 +406,15 @@ def set_paused(team_id: str, monitor_id: str, paused: bool, now: datetime) -> tu
 def rotate_ping_token(team_id: str, monitor_id: str, now: datetime) -> Monitor:
     """A heartbeat monitor's new ping token: the old one is refused from this write on (409 for another type)."""
 
-    def change(item: MonitorModel) -> None:
+    def attempt() -> MonitorModel:
+        item = _load(team_id, monitor_id)
         if item.type != heartbeats.TYPE:
             raise errors.Conflict(f"{_a(item.type or 'http').capitalize()} monitor has no ping URL.")
-        item.ping_token = heartbeats.new_token()
         item.updated_at = now
+        heartbeats.rotate(item)
+        return item
 
-    return to_monitor(_change(team_id, monitor_id, change))
+    return to_monitor(retry_lost_races(attempt, attempts=SAVE_ATTEMPTS))
 
 
 def delete(team_id: str, monitor_id: str) -> Monitor:
@@ -419,6 +422,7 @@ def delete(team_id: str, monitor_id: str) -> Monitor:
     item = _load(team_id, monitor_id)
     item.delete(add_version_condition=False)
     note_one(team_id, monitor_id)  # the checks the tick already planned are dropped
+    heartbeats.forget(item)
     return to_monitor(item)
 
 
@@ -474,6 +478,7 @@ def purge_team(team_id: str) -> None:
         for item in MonitorModel.query(team_id):
             item.delete(add_version_condition=False)
             deleted.append((team_id, item.monitor_id))
+            heartbeats.forget(item)
     finally:
         note(deleted)
 

@@ -24,10 +24,11 @@ from chalicelib.aws.clients import client
 from chalicelib.clock import utcnow
 from chalicelib.incidents import service as incidents
 from chalicelib.incidents.models import EventModel
+from chalicelib.incidents.tracker import Result, apply_results
 from chalicelib.settings import get_settings
 from chalicelib.users.models import UserModel
 from tests.events import sqs_records, stream_records
-from tests.factories import create_channel, create_monitor
+from tests.factories import create_channel, create_heartbeat, create_monitor
 from tests.support import make_test_settings, open_incident
 from tests.support import recover as recover_everywhere
 
@@ -754,3 +755,23 @@ def test_a_malformed_message_is_reported_and_one_of_an_unknown_kind_dropped(aws)
         {"messageId": "m4", "body": '{"op":"deliver","target":"ch_1","delivery_id":"dlv_gone","attempt":1}'},
     ]
     assert handle_messages(records) == {"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}
+
+
+def test_a_heartbeat_outage_reaches_email_channels_and_members(api, alice, outbox, clock):
+    """A heartbeat has no URL: its grouped alert must not take it for a monitor deleted while the group waited."""
+    verify(alice)
+    mail = create_channel(api, type="email", config={"addresses": ["oncall@example.com"]})
+    m = create_heartbeat(api, name="Nightly backup", channel_ids=[mail["id"]])
+    clock.move_to(utcnow().replace(second=20))
+    at = utcnow()
+    miss = Result(m["team_id"], m["id"], "global", at, ok=False, error="ping_missed")
+    (incident_id,) = apply_results(m["team_id"], m["id"], [miss], utcnow()).opened
+    planned(list(EventModel.query(incident_id)))
+    pump()
+    clock.move_to(at.replace(second=0) + timedelta(seconds=75))  # the minute's group goes out
+    pump()
+    [sent] = outbox.to("oncall@example.com")
+    assert "Nightly backup" in sent["text"]
+    assert "no ping in time" in sent["text"]
+    assert "/v1/ping/" not in sent["text"]  # the ping URL stays in Vigil
+    assert len(alerts_to(outbox, "alice@example.com")) == 1

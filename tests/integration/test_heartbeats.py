@@ -12,7 +12,7 @@ import time_machine
 
 from chalicelib.checks.model import FAILURE_REPORTED, PING_MISSED, RUN_UNFINISHED
 from chalicelib.monitors import heartbeats
-from chalicelib.monitors.models import MonitorModel, PingModel
+from chalicelib.monitors.models import MonitorModel, PingModel, PingTokenModel
 from chalicelib.scheduler.service import run_tick
 from tests.factories import create_heartbeat, create_monitor
 from tests.packed import checks_of, reads
@@ -246,9 +246,7 @@ def test_a_second_ping_in_the_same_second_is_answered_and_not_written(api, at, a
     assert len(list(PingModel.query(m["id"]))) == 2
 
 
-def test_an_address_guessing_tokens_gets_429_with_retry_after_and_valid_pings_count_nothing(
-    api, at, alice, monkeypatch
-):
+def test_an_address_guessing_tokens_gets_429_and_valid_pings_neither_count_nor_are_refused(api, at, alice, monkeypatch):
     from chalicelib.api import pings
     from chalicelib.ratelimit.models import CounterModel
 
@@ -263,9 +261,15 @@ def test_an_address_guessing_tokens_gets_429_with_retry_after_and_valid_pings_co
         assert anonymous.get(f"/v1/ping/{'B' * 21}{n}").status == 404
     r = anonymous.get(f"/v1/ping/{'B' * 22}")
     assert (r.status, r.json["code"], r.headers["retry-after"]) == (429, "rate_limited", "56")
-    assert ping(api, m).status == 429  # the address is stopped for the rest of the minute
+    before = len(list(CounterModel.scan()))
+    assert anonymous.get(f"/v1/ping/{'C' * 22}").status == 429  # and no counter written for it
+    assert len(list(CounterModel.scan())) == before
+    # A valid ping from the same address (a NAT, a CI runner) is never refused for what others there sent.
+    at.move_to(T0 + timedelta(seconds=10))
+    assert ping(api, m).status == 200
+    assert len(list(PingModel.query(m["id"]))) == 6
     at.move_to(T0 + timedelta(minutes=1))
-    assert ping(api, m).status == 200  # a new window
+    assert anonymous.get(f"/v1/ping/{'B' * 22}").status == 404  # a new window
 
 
 def test_a_paused_heartbeat_answers_pings_and_ignores_them_and_resumes_waiting_anew(api, at, alice):
@@ -428,3 +432,132 @@ def test_the_deadline_query_of_a_1000_heartbeat_fleet_reads_only_what_is_due(api
         f"\ndeadline sweep over 1,000 heartbeats, 10 due: {sum(q.units for q in queries)} RRU in queries, "
         f"{sum(g.units for g in gets)} RRU in reads of the due monitors"
     )
+
+
+# ------------------------------------------------------------------------------------------------- from the review
+
+
+def test_start_then_ping_in_the_same_second_is_not_a_late_run(api, at, alice):
+    """``curl …/start && job && curl …``: a quick job signals both in one second (each kind has its own throttle)."""
+    m = create_heartbeat(api, period_seconds=3600, grace_seconds=60)
+    at.move_to(T0 + timedelta(minutes=30))
+    assert ping(api, m, "/start").status == 200
+    assert ping(api, m).status == 200
+    assert heartbeats.sweep(T0 + timedelta(minutes=31, seconds=1)) == 0
+    assert sorted(p["kind"] for p in api.get(f"/v1/monitors/{m['id']}/pings").json["data"]) == ["ping", "start"]
+
+
+def test_fail_right_after_start_in_the_same_second_is_recorded(api, at, alice):
+    m = create_heartbeat(api, period_seconds=3600, grace_seconds=600)
+    at.move_to(T0 + timedelta(minutes=30))
+    ping(api, m, "/start")
+    ping(api, m, "/fail")
+    assert [c.result.error for c in checks_of(m["id"])] == [FAILURE_REPORTED]
+
+
+def test_a_ping_in_time_racing_the_sweep_is_applied_after_the_miss(api, at, alice, monkeypatch):
+    """The ping is read before its deadline, the tick's sweep writes the miss, then the ping's write loses and it
+    reads again: its result is stamped after the miss, so the monitor ends up, not down for a period."""
+    m = create_heartbeat(api, period_seconds=600, grace_seconds=0)
+    deadline = T0 + timedelta(seconds=600)
+    at.move_to(deadline - timedelta(milliseconds=5))
+    real_get, swept = MonitorModel.get, []
+
+    def get(*args: Any, **kwargs: Any) -> Any:  # the sweep lands between the ping's read and its write
+        item = real_get(*args, **kwargs)
+        if not swept:
+            swept.append("sweeping")
+            swept.append(heartbeats.sweep(deadline))
+        return item
+
+    monkeypatch.setattr(MonitorModel, "get", get)
+    assert ping(api, m).status == 200
+    monkeypatch.undo()
+    assert swept == ["sweeping", 1]
+    ordered = sorted(checks_of(m["id"]), key=lambda p: p.result.checked_at)
+    assert [(p.result.ok, p.slot) for p in ordered] == [(False, deadline), (True, deadline + timedelta(seconds=1))]
+
+
+def test_editing_grace_during_a_run_keeps_the_run_deadline(api, at, alice):
+    m = create_heartbeat(api, period_seconds=86400, grace_seconds=600)
+    at.move_to(T0 + timedelta(hours=1))
+    ping(api, m, "/start")
+    assert api.patch(f"/v1/monitors/{m['id']}", {"grace_seconds": 900}).status == 200
+    assert stored(alice, m).due_at == int((T0 + timedelta(hours=1, minutes=15)).timestamp())
+
+
+def test_editing_grace_while_down_keeps_one_miss_a_period(api, at, alice):
+    m = create_heartbeat(api, period_seconds=600, grace_seconds=60)
+    assert heartbeats.sweep(T0 + timedelta(seconds=700)) == 1  # the miss at 09:11
+    at.move_to(T0 + timedelta(seconds=720))
+    assert api.patch(f"/v1/monitors/{m['id']}", {"grace_seconds": 120}).status == 200
+    assert stored(alice, m).due_at == int(T0.timestamp()) + 660 + 600  # a period after the miss, not at once
+
+
+def test_a_second_start_restarts_the_runs_count(api, at, alice):
+    m = create_heartbeat(api, period_seconds=86400, grace_seconds=600)
+    at.move_to(T0 + timedelta(hours=1))
+    ping(api, m, "/start")
+    at.move_to(T0 + timedelta(hours=1, minutes=8))
+    ping(api, m, "/start")  # a retry of the run
+    assert heartbeats.sweep(T0 + timedelta(hours=1, minutes=10)) == 0
+    assert heartbeats.sweep(T0 + timedelta(hours=1, minutes=18)) == 1
+    [late] = checks_of(m["id"])
+    assert late.result.error_detail == "A run started at 2026-12-07 10:08:00 UTC and did not end within 10 min."
+
+
+def test_uptime_counts_one_result_a_period_also_for_fail(api, at, alice):
+    m = create_heartbeat(api, period_seconds=3600, grace_seconds=300)
+    for k in range(1, 6):  # a job run every minute against a 1 h heartbeat: one ok, then four failures
+        at.move_to(T0 + timedelta(minutes=k))
+        ping(api, m, "" if k == 1 else "/fail")
+    held = checks_of(m["id"])
+    assert len(held) == 5  # every failure written (each can change the status)
+    assert len([c for c in held if c.result.counted]) == 1
+
+
+def test_no_miss_before_period_and_grace_have_passed_since_the_ping(api, at, alice):
+    m = create_heartbeat(api, period_seconds=60, grace_seconds=0)
+    at.move_to(T0 + timedelta(seconds=0.3))  # cron "* * * * *", 300 ms into the minute
+    ping(api, m)
+    assert heartbeats.sweep(T0 + timedelta(seconds=60.05)) == 0  # the next tick, 59.75 s later
+    assert heartbeats.sweep(T0 + timedelta(seconds=61)) == 1
+
+
+def test_a_ping_in_the_second_of_a_miss_is_listed(api, at, alice):
+    m = create_heartbeat(api, period_seconds=60, grace_seconds=0)
+    assert heartbeats.sweep(T0 + timedelta(seconds=60.1)) == 1  # the miss at 09:01:00
+    at.move_to(T0 + timedelta(seconds=60.5))
+    ping(api, m)  # half a second late: the monitor comes back
+    listed = api.get(f"/v1/monitors/{m['id']}/results").json["data"]
+    assert [(r["ok"], r["checked_at"]) for r in listed] == [
+        (True, "2026-12-07T09:01:01Z"),
+        (False, "2026-12-07T09:01:00Z"),
+    ]
+
+
+def test_a_large_body_is_cut_to_its_excerpt_not_refused(api, at, alice):
+    m = create_heartbeat(api)
+    at.move_to(T0 + timedelta(minutes=1))
+    r = ping(api, m, method="POST", body=b"log line\n" * 200_000)  # 1.8 MB of job output
+    assert r.status == 200
+    [logged] = api.get(f"/v1/monitors/{m['id']}/pings").json["data"]
+    assert len(logged["body"].encode()) == 10 * 1024
+    assert api.post("/v1/monitors", {"type": "heartbeat", "name": "x" * 2_000_000}).status == 413  # elsewhere: 1 MiB
+
+
+def test_a_binary_body_excerpt_is_at_most_ten_kilobytes(api, at, alice):
+    m = create_heartbeat(api)
+    at.move_to(T0 + timedelta(minutes=1))
+    ping(api, m, method="POST", body=bytes(range(256)) * 100)
+    [logged] = api.get(f"/v1/monitors/{m['id']}/pings").json["data"]
+    assert len(logged["body"].encode()) <= 10 * 1024
+
+
+def test_a_deleted_heartbeats_token_goes_with_it(api, at, alice):
+    m = create_heartbeat(api)
+    assert PingTokenModel.get(token_of(m)).monitor_id == m["id"]
+    assert api.delete(f"/v1/monitors/{m['id']}").status == 204
+    assert ping(api, m).status == 404
+    with pytest.raises(PingTokenModel.DoesNotExist):
+        PingTokenModel.get(token_of(m))

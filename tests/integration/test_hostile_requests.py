@@ -213,9 +213,8 @@ def route_cases(route: Route, ids: dict[str, str] | None = None) -> list[Case]:
         declared.add("HEAD")
     undeclared = next(m for m in METHODS if m not in declared)
     cases.append(Case(f"undeclared method {undeclared}", undeclared, path, status={405}, code="method_not_allowed"))
-    cases.append(
-        Case("2 MiB body", route.method, path, b'{"pad": "' + b"x" * (2 * MAX_BODY_BYTES) + b'"}', status={413})
-    )
+    over = 2 * route.max_body_bytes  # the route's own limit (a heartbeat's ping takes a job's whole output)
+    cases.append(Case("body over the limit", route.method, path, b'{"pad": "' + b"x" * over + b'"}', status={413}))
     return cases
 
 

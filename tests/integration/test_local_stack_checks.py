@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import time_machine
 
-from chalicelib.clock import utcnow
+from chalicelib.clock import isoz, utcnow
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop
 from chalicelib.monitors import aggregate
@@ -215,3 +215,30 @@ def test_a_heartbeat_is_down_when_its_pings_stop_and_up_with_the_next(api, loop,
         assert len(api.get(f"/v1/monitors/{m['id']}/results").json["data"]) == held
         assert api.get(f"/v1/monitors/{m['id']}").json["status"] == "paused"
         assert [i["status"] for i in api.get("/v1/incidents").json["data"]] == ["resolved", "resolved"]
+
+
+def test_a_heartbeat_still_silent_when_its_maintenance_window_ends_goes_down_then(api, loop, alice):
+    """A deadline passed inside a window is no incident; the window's end is the next deadline, so a job still
+    silent then is down then, not a period later."""
+    start = utcnow()
+    m = create_heartbeat(api, period_seconds=300, grace_seconds=0)
+    assert api.acting_as(None).get(m["ping_url"].removeprefix("https://app.vigil.test")).status == 200
+    assert loop.drain(20)
+    window = {
+        "title": "Database upgrade",
+        "monitor_ids": [m["id"]],
+        "starts_at": isoz(start + timedelta(minutes=4)),
+        "ends_at": isoz(start + timedelta(minutes=6)),
+    }
+    assert api.post("/v1/maintenance-windows", window).status == 201
+    with time_machine.travel(start + timedelta(minutes=5, seconds=30), tick=True):
+        assert api.post("/dev/tick").status == 200  # the deadline passed inside the window
+        assert loop.drain(20)
+        assert api.get(f"/v1/monitors/{m['id']}").json["status"] == "maintenance"
+        assert api.get("/v1/incidents").json["data"] == []
+    with time_machine.travel(start + timedelta(minutes=7), tick=True):
+        assert api.post("/dev/tick").status == 200  # the window ended a minute ago; the job is still silent
+        assert loop.drain(20)
+        assert api.get(f"/v1/monitors/{m['id']}").json["status"] == "down"
+        [incident] = api.get("/v1/incidents").json["data"]
+        assert incident["cause"] == "no ping in time"

@@ -126,7 +126,6 @@ def test_tables_and_their_indexes_are_read_from_the_deploy_template():
     assert {(i.name, i.projection) for i in monitors.indexes} == {
         ("monitor-index", "KEYS_ONLY"),
         ("schedule-index", "ALL"),
-        ("ping-index", "KEYS_ONLY"),
         ("due-index", "KEYS_ONLY"),
     }
     assert tables["result_packs"].ttl == "expires_at"

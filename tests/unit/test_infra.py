@@ -889,3 +889,23 @@ def test_every_table_is_backed_up_but_the_check_telemetry() -> None:
         assert spec == {"PointInTimeRecoveryEnabled": model not in telemetry}, model.__name__
     for model in telemetry - {ProgressModel}:
         assert model._ttl_attribute() is not None  # their items expire: nothing there outlives the retention
+
+
+def test_a_deploy_adds_or_removes_at_most_one_index_per_table() -> None:
+    """DynamoDB (and so CloudFormation) creates or deletes one global secondary index per table in an update: a
+    template two indexes away from what is deployed (``infra/deployed-indexes.json``, recorded after a deploy by
+    ``python -m infra.build --deployed``) would fail to deploy.  Ship them in two deploys."""
+    from infra import build
+
+    deployed = json.loads(build.DEPLOYED_INDEXES.read_text())
+    for table, indexes in build.table_indexes(build.build()).items():
+        changed = set(indexes) ^ set(deployed.get(table, indexes))
+        assert len(changed) <= 1, f"{table}: {sorted(changed)} in one deploy"
+
+
+def test_the_deploy_guard_counts_index_changes() -> None:
+    from infra import build
+
+    template = {"Resources": {"T": {"Type": "AWS::DynamoDB::Table", "Properties": {"GlobalSecondaryIndexes": []}}}}
+    template["Resources"]["T"]["Properties"]["GlobalSecondaryIndexes"] = [{"IndexName": "b"}, {"IndexName": "a"}]
+    assert build.table_indexes(template) == {"T": ["a", "b"]}
