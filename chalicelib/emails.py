@@ -56,3 +56,25 @@ def invitation_email(app_url: str, token: str, team: str, inviter: str, role: st
     ]
     text = "\n\n".join([*lines, link, "If you did not expect this, ignore this email.", "— Vigil"])
     return Email(f"Join {team} on Vigil", text, _html(lines, link, "Accept the invitation"))
+
+
+def plan_changed(app_url: str, before: str, after: str, changes: list[str], *, payment_failed: bool) -> Email:
+    """To a team's owner: its plan changed (and what a downgrade changed), or a payment failed."""
+    link = f"{app_url}/settings/billing"
+    if payment_failed:
+        subject = "Your Vigil payment failed"
+        lines = [
+            f"The latest payment for your team's {after} plan failed. Please update your payment method:"
+            " your monitors keep running for now."
+        ]
+    elif after == before:
+        subject = f"Your Vigil plan: {after}"
+        lines = [f"Your team's {after} plan was updated."]
+    else:
+        subject = f"Your Vigil plan is now {after}"
+        lines = [f"Your team's plan changed from {before} to {after}."]
+    if changes:
+        lines.append("To fit its limits, nothing was deleted, and these monitors changed:")
+        lines += [f"- {line}" for line in changes]
+    text = "\n\n".join([*lines, link, "— Vigil"])
+    return Email(subject, text, _html(lines, link, "Billing settings"))

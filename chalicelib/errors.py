@@ -151,6 +151,13 @@ class PaymentRequired(VigilError):
     code = "plan_limit_exceeded"
     title = "Plan limit exceeded"
 
+    def __init__(
+        self, detail: str | None = None, *, limit: str, plan: str, allowed: int, used: int | None = None
+    ) -> None:
+        super().__init__(detail)
+        # Problem details' extension members: which limit, on which plan, and the current use.
+        self.extensions = {"limit": limit, "plan": plan, "allowed": allowed, "used": used}
+
 
 class EmailNotVerified(Forbidden):
     code = "email_not_verified"
@@ -201,6 +208,12 @@ class TooManyRequests(VigilError):
     def __init__(self, retry_after: int, detail: str | None = None) -> None:
         super().__init__(detail, headers={"Retry-After": str(max(1, int(retry_after)))})
         self.retry_after = max(1, int(retry_after))
+
+
+class BadGateway(VigilError):
+    status = 502
+    code = "bad_gateway"
+    title = "Bad gateway"
 
 
 class ServiceUnavailable(VigilError):

@@ -13,13 +13,20 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib.alerts import channels
+from chalicelib.aws.mail import deliver
+from chalicelib.billing import limits, plans
+from chalicelib.billing import service as billing
+from chalicelib.emails import Email, plan_changed
 from chalicelib.incidents import maintenance, tracker
 from chalicelib.incidents import service as incidents
 from chalicelib.monitors import service as monitors
 from chalicelib.observability import logger
+from chalicelib.settings import get_settings
 from chalicelib.status_pages import publish
 from chalicelib.status_pages import service as status_pages
+from chalicelib.teams import invitations
 from chalicelib.teams import service as teams
+from chalicelib.users import service as users
 
 # --------------------------------------------------------------------------------------------- monitors
 
@@ -27,8 +34,39 @@ from chalicelib.teams import service as teams
 def create_monitor(
     team_id: str, config: monitors.MonitorConfig, all_regions: tuple[str, ...], now: datetime
 ) -> monitors.Monitor:
-    """1. The config is completed and validated (422); 2. its channels must be the team's (404); 3. it is saved."""
-    return monitors.create(team_id, config, all_regions, now, check_channels=_team_channels(team_id))
+    """1. The plan's limits on its shape: the shortest interval and regions per monitor (402), with default
+    regions as many as the plan allows; 2. the config is completed and validated (422); 3. its channels must be
+    the team's (404); 4. it is saved, counted against the plan's active monitors in the same transaction (402)."""
+    plan = limits.plan_of(team_id)
+    _fits_plan(plan, config.type, config.interval_seconds, config.regions)
+    return limits.admit(
+        team_id,
+        "monitors",
+        lambda: monitors.count_active(team_id),
+        lambda counter: monitors.create(
+            team_id,
+            config,
+            all_regions,
+            now,
+            check_channels=_team_channels(team_id),
+            counter=counter,
+            default_regions=limits.default_regions(plan, all_regions),
+        ),
+    )
+
+
+def _fits_plan(plan: Any, kind: str, interval_seconds: int | None, regions: tuple[str, ...] | None) -> None:
+    if kind == "heartbeat":
+        return  # a period of at least a minute, in one place: within every plan
+    if interval_seconds is not None:
+        limits.check_interval(plan, interval_seconds)
+    if regions:
+        limits.check_regions(plan, len(set(regions)))
+
+
+def _monitor_counter(team_id: str) -> Callable[[int], limits.Counter]:
+    """The plan's count of the team's active monitors, as a step of +1 or -1."""
+    return lambda delta: limits.counter(team_id, "monitors", delta, lambda: monitors.count_active(team_id))
 
 
 def update_monitor(
@@ -41,7 +79,11 @@ def update_monitor(
 ) -> monitors.Monitor:
     """1. The monitor is loaded (404); 2. the change checked against its type, its new target by ``check_target``
     (422), completed and validated (422); 3. new channels must be the team's (404); 4. it is saved under its
-    version (a lost race reloads and goes again from 1)."""
+    version (a lost race reloads and goes again from 1).  A shorter interval or more regions than the plan allows
+    is refused first (402)."""
+    interval, regions = changes.get("interval_seconds"), changes.get("regions")
+    if interval is not None or regions:
+        _fits_plan(limits.plan_of(team_id), "", interval, tuple(regions or ()))
     return monitors.update(
         team_id,
         monitor_id,
@@ -67,8 +109,10 @@ def set_monitor_paused(team_id: str, monitor_id: str, paused: bool, now: datetim
        paused: a step that failed the first time gets another go — or, resumed from a pause, starts its state
        afresh.  Resuming a monitor that was not paused changes nothing: its outage, if any, goes on.
     3. The monitor is returned as the incident handler left it.
+
+    An active monitor counts against the plan: a resume beyond its limit is refused (402), in the same write.
     """
-    monitor, was_paused = monitors.set_paused(team_id, monitor_id, paused, now)
+    monitor, was_paused = monitors.set_paused(team_id, monitor_id, paused, now, counter=_monitor_counter(team_id))
     if paused or was_paused:
         tracker.pause_changed(monitor, now)
     return monitors.get(team_id, monitor_id)
@@ -81,7 +125,7 @@ def delete_monitor(team_id: str, monitor_id: str, now: datetime) -> None:
     2. Its open incident resolves (machines told of the outage are told it ended) and its state goes.
     3. It leaves every status page that showed it; those pages republish.
     """
-    monitor = monitors.delete(team_id, monitor_id)
+    monitor = monitors.delete(team_id, monitor_id, counter=_monitor_counter(team_id))
     tracker.forget_monitor(monitor, now)
     status_pages.forget_monitor(team_id, monitor_id, now)
 
@@ -91,7 +135,9 @@ def delete_monitor(team_id: str, monitor_id: str, now: datetime) -> None:
 
 def delete_channel(team_id: str, channel_id: str) -> None:
     """The channel goes, then every monitor of the team that named it forgets it."""
-    channels.delete(team_id, channel_id)
+    channels.delete(
+        team_id, channel_id, counter=limits.uncount(team_id, "alert_channels", lambda: channels.count(team_id))
+    )
     monitors.unlink_channel(team_id, channel_id)
 
 
@@ -157,4 +203,94 @@ def delete_team(actor: str, team_id: str) -> None:
     channels.purge_team(team_id)
     status_pages.purge_team(team_id)
     monitors.purge_team(team_id)
+    limits.forget_team(team_id)
     teams.delete_team(team_id)
+
+
+# --------------------------------------------------------------------------------------------- billing
+
+
+def usage(team_id: str, now: datetime) -> dict[str, int]:
+    """What the plan's counted limits measure, counted now."""
+    return {
+        "monitors": monitors.count_active(team_id),
+        "status_pages": status_pages.count(team_id),
+        "alert_channels": channels.count(team_id),
+        "members": count_members(team_id, now),
+    }
+
+
+def count_members(team_id: str, now: datetime) -> int:
+    """Members and pending invitations: what the plan's ``members`` limit counts."""
+    return len(teams.member_ids(team_id)) + len(invitations.list_pending(team_id, now))
+
+
+def invite(team_id: str, inviter_id: str, email: str, role: str, now: datetime) -> invitations.Invitation:
+    """An invitation, counted against the plan's members (402); one it replaces (the same address) counted out."""
+
+    def count_now() -> int:
+        return count_members(team_id, now)
+
+    return limits.admit(
+        team_id,
+        "members",
+        count_now,
+        lambda c: invitations.invite(
+            team_id, inviter_id, email, role, now, counter=c, uncounter=limits.uncount(team_id, "members", count_now)
+        ),
+    )
+
+
+def revoke_invitation(team_id: str, invitation_id: str, now: datetime) -> None:
+    counter = limits.uncount(team_id, "members", lambda: count_members(team_id, now))
+    invitations.revoke(team_id, invitation_id, now, counter=counter)
+
+
+def remove_member(actor: str, actor_role: str, team_id: str, user_id: str, now: datetime) -> None:
+    """A member removed (or leaving) frees a place of the plan's members."""
+    counter = limits.uncount(team_id, "members", lambda: count_members(team_id, now))
+    teams.remove_member(actor, actor_role, team_id, user_id, counter=counter)
+
+
+def receive_stripe_event(event: dict[str, Any], now: datetime) -> str:
+    """Apply a verified Stripe event once (``billing.service``), then settle what it changed: a lower plan's
+    limits applied to the team's monitors, and the owner told (a downgrade, a failed payment)."""
+    outcome, change = billing.receive(event, now)
+    if change is not None:
+        settle_plan(change, now)
+    return outcome
+
+
+def settle_plan(change: billing.Change, now: datetime) -> None:
+    """A downgrade keeps all data: the monitors over the new limit are paused (the most recently created first),
+    intervals and regions lowered to what it allows; the owner gets one email saying what changed."""
+    lines: list[str] = []
+    if plans.RANK[change.after] < plans.RANK[change.before]:
+        limits = plans.plan(change.after).limits
+        active = monitors.newest_active(change.team_id)
+        for monitor in active[: max(0, len(active) - limits.monitors)]:
+            set_monitor_paused(change.team_id, monitor.id, True, now)
+            lines.append(f"{monitor.config.name}: paused (the {change.after} plan has {limits.monitors} monitors)")
+        regions = get_settings().check_regions
+        for monitor, said in monitors.fit_to_plan(
+            change.team_id,
+            min_interval=limits.min_interval_seconds,
+            max_regions=limits.regions,
+            all_regions=regions,
+            now=now,
+        ):
+            lines.append(f"{monitor.config.name}: {'; '.join(said)}")
+    if lines or change.payment_failed or change.after != change.before:
+        _tell_owner(
+            change.team_id,
+            plan_changed(
+                get_settings().app_url, change.before, change.after, lines, payment_failed=change.payment_failed
+            ),
+        )
+
+
+def _tell_owner(team_id: str, email: Email) -> None:
+    owner = next((m for m in teams.list_members(team_id) if m.role == "owner"), None)
+    user = users.find(owner.user_id) if owner else None
+    if user is not None:
+        deliver(user.email, email, team_id=team_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from chalicelib.alerts.models import AlertMarkModel, ChannelModel, DeliveryModel
 from chalicelib.auth.models import OneTimeTokenModel, SessionModel
+from chalicelib.billing.models import StripeCustomerModel, StripeEventModel, UsageModel
 from chalicelib.incidents.models import (
     EventModel,
     IncidentModel,
@@ -57,8 +58,11 @@ ALL_MODELS: tuple[type[BaseModel], ...] = tuple(
             SessionModel,
             SlugModel,
             StatusPageModel,
+            StripeCustomerModel,
+            StripeEventModel,
             TeamModel,
             UserEmailModel,
+            UsageModel,
             UserModel,
         ),
         key=lambda model: model.logical_name,

@@ -39,6 +39,7 @@ class Variable:
     shown: str | None = None  # the README's "default" column, when not the default itself; "{default}" stands for it
     fallbacks: tuple[str, ...] = ()  # variables read, in order, when this one is unset, before the default
     required_deployed: bool = False  # a deployed stage refuses to start without it
+    worker_exempt: bool = False  # ... but a check worker (CHECK_REGION set), which never uses it
     dev_default: str | None = None  # what make dev (and .env.example) sets instead of the default
 
 
@@ -176,6 +177,44 @@ VARIABLES: tuple[Variable, ...] = (
         shown="PagerDuty's Events API v2",
         meaning="where PagerDuty channels send (tests point it at a loopback receiver)",
     ),
+    Variable(
+        "STRIPE_SECRET_KEY",
+        "stripe_secret_key",
+        default=None,
+        required_deployed=True,
+        worker_exempt=True,
+        dev_default="sk_test_vigil_local",
+        meaning="Stripe API key (deployed: from Secrets Manager); billing answers 503 without it",
+    ),
+    Variable(
+        "STRIPE_WEBHOOK_SECRET",
+        "stripe_webhook_secret",
+        default=None,
+        required_deployed=True,
+        worker_exempt=True,
+        dev_default="whsec_vigil_local_stand_in_secret",
+        meaning="verifies `Stripe-Signature` on `/v1/webhooks/stripe` (deployed: from Secrets Manager)",
+    ),
+    Variable(
+        "STRIPE_PRICE_PRO",
+        "stripe_price_pro",
+        default="price_vigil_pro",
+        meaning="the Stripe price id of the pro plan (the local stand-in's by default)",
+    ),
+    Variable(
+        "STRIPE_PRICE_ENTERPRISE",
+        "stripe_price_enterprise",
+        default="price_vigil_enterprise",
+        meaning="the Stripe price id of the enterprise plan",
+    ),
+    Variable(
+        "STRIPE_API_BASE",
+        "stripe_api_base",
+        default=None,
+        shown="unset: Stripe",
+        dev_default="http://127.0.0.1:8010",
+        meaning="where the Stripe library sends its calls (`make dev`'s stand-in)",
+    ),
     Variable("LOG_LEVEL", "log_level", default="INFO", meaning="`DEBUG`, `INFO`, `WARNING`, `ERROR`"),
     Variable(
         "VIGIL_VERSION",
@@ -236,6 +275,11 @@ class Settings:
     cors_allow_origin: str | None
     pagerduty_events_url: str
     status_base_url: str
+    stripe_secret_key: str | None = field(default=None, repr=False)
+    stripe_webhook_secret: str | None = field(default=None, repr=False)
+    stripe_price_pro: str = "price_vigil_pro"
+    stripe_price_enterprise: str = "price_vigil_enterprise"
+    stripe_api_base: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -321,7 +365,12 @@ def load_settings(
     deployed = stage not in LOCAL_STAGES
     secret_key = get("SECRET_KEY")
     if deployed:
-        missing = [v.name for v in VARIABLES if v.required_deployed and not env.get(v.name, "").strip()]
+        worker = bool(env.get("CHECK_REGION", "").strip())
+        missing = [
+            v.name
+            for v in VARIABLES
+            if v.required_deployed and not (worker and v.worker_exempt) and not env.get(v.name, "").strip()
+        ]
         if missing:
             raise SettingsError(f"missing required setting(s) for stage {stage}: {', '.join(missing)}")
     if not secret_key:
@@ -378,6 +427,11 @@ def load_settings(
         cors_allow_origin=get("CORS_ALLOW_ORIGIN") or None,
         pagerduty_events_url=get("PAGERDUTY_EVENTS_URL"),
         status_base_url=get("STATUS_BASE_URL", APP_URL=app_url),
+        stripe_secret_key=get("STRIPE_SECRET_KEY") or None,
+        stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET") or None,
+        stripe_price_pro=get("STRIPE_PRICE_PRO"),
+        stripe_price_enterprise=get("STRIPE_PRICE_ENTERPRISE"),
+        stripe_api_base=(get("STRIPE_API_BASE") or "").rstrip("/") or None,
     )
 
 

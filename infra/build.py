@@ -64,6 +64,9 @@ CHECK_QUEUE_NAME = "${TablePrefix}checks-${AWS::Region}"
 STATUS_BUCKET_NAME = "${TablePrefix}status-pages"  # names.status_bucket (the prefix is already lower case)
 SECRET_KEY_ID = "vigil/${Stage}/secret-key"  # a Secrets Manager secret the deployer creates once per stage
 SECRET_KEY_REF = "{{resolve:secretsmanager:" + SECRET_KEY_ID + "}}"
+# Stripe's, created once per stage beside it (docs/deploy.md, "The secret").
+STRIPE_SECRET_KEY_REF = "{{resolve:secretsmanager:vigil/${Stage}/stripe-secret-key}}"
+STRIPE_WEBHOOK_SECRET_REF = "{{resolve:secretsmanager:vigil/${Stage}/stripe-webhook-secret}}"
 
 # The check worker (functions/checker), one stack per check region.  An invocation waits for the last planned
 # start (up to 60 s after the tick), then that check's own timeout (at most 30 s), then the worker's
@@ -216,6 +219,16 @@ def parameters() -> dict[str, Any]:
             "Default": "",
             "Description": "Optional address subscribed to the alarm topic.",
         },
+        "StripePricePro": {
+            "Type": "String",
+            "AllowedPattern": "^price_[A-Za-z0-9_]+$",
+            "Description": "The Stripe price id of the pro plan.",
+        },
+        "StripePriceEnterprise": {
+            "Type": "String",
+            "AllowedPattern": "^price_[A-Za-z0-9_]+$",
+            "Description": "The Stripe price id of the enterprise plan.",
+        },
     }
 
 
@@ -229,6 +242,10 @@ def api_environment() -> dict[str, Any]:
         "EMAIL_FROM": ref("EmailFrom"),
         # Resolved by CloudFormation at deploy time: the secret is in no file, parameter or stack event.
         "SECRET_KEY": sub(SECRET_KEY_REF),
+        "STRIPE_SECRET_KEY": sub(STRIPE_SECRET_KEY_REF),
+        "STRIPE_WEBHOOK_SECRET": sub(STRIPE_WEBHOOK_SECRET_REF),
+        "STRIPE_PRICE_PRO": ref("StripePricePro"),
+        "STRIPE_PRICE_ENTERPRISE": ref("StripePriceEnterprise"),
         # Where the published status pages are (links in pages, feeds and the admin API).
         "STATUS_BASE_URL": sub("https://${StatusDistribution.DomainName}"),
     }

@@ -111,6 +111,8 @@ def packaging_environment() -> dict[str, str]:
             "SECRET_KEY": secrets.token_urlsafe(48),
             "APP_URL": "https://packaging.invalid",
             "EMAIL_FROM": "packaging@packaging.invalid",
+            "STRIPE_SECRET_KEY": "sk_packaging_invalid",
+            "STRIPE_WEBHOOK_SECRET": "whsec_packaging_invalid",
         }
     )
     return env
@@ -454,6 +456,8 @@ def deploy_commands(stage: str, out: Path) -> list[str]:
         'AppUrl="$APP_URL"',
         'EmailFrom="$EMAIL_FROM"',
         'AlarmEmail="${ALARM_EMAIL:-}"',
+        'StripePricePro="$STRIPE_PRICE_PRO"',
+        'StripePriceEnterprise="$STRIPE_PRICE_ENTERPRISE"',
     ]
     return [
         f'aws cloudformation package --region "$HOME_REGION" --template-file {template}/sam.json'
@@ -486,6 +490,8 @@ def checker_deploy_commands(stage: str, out: Path) -> list[str]:
         'AppUrl="$APP_URL"',
         'EmailFrom="$EMAIL_FROM"',
         'AlarmEmail="${ALARM_EMAIL:-}"',
+        'StripePricePro="$STRIPE_PRICE_PRO"',
+        'StripePriceEnterprise="$STRIPE_PRICE_ENTERPRISE"',
         f"LogLevel={shlex.quote(env.get('LOG_LEVEL', 'INFO'))}",
     ]
     commands = []

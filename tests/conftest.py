@@ -215,6 +215,24 @@ def charlie(api: ApiClient) -> dict[str, Any]:
 
 
 @pytest.fixture
+def stripe_standin() -> Iterator[Any]:
+    """The local stand-in for Stripe's API (``chalicelib.local.stripe_standin``) on a loopback port, with the test
+    settings' keys; its events go nowhere until a test sets ``deliver``.  Point settings at it with
+    ``STRIPE_API_BASE=stripe_standin.url``."""
+    from chalicelib.local.stripe_standin import StripeStandIn
+    from tests.support import TEST_ENV
+
+    server = StripeStandIn(
+        secret_key=TEST_ENV["STRIPE_SECRET_KEY"],
+        webhook_secret=TEST_ENV["STRIPE_WEBHOOK_SECRET"],
+        prices={"price_vigil_pro": "Pro", "price_vigil_enterprise": "Enterprise"},
+        deliver=lambda body, signature: None,
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def outbox(aws: Settings) -> Outbox:
     return Outbox()
 

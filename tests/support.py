@@ -28,6 +28,8 @@ TEST_ENV = {
     "BCRYPT_ROUNDS": "4",
     "AWS_REGION": "us-east-1",
     "EMAIL_FROM": "Vigil <no-reply@vigil.test>",
+    "STRIPE_SECRET_KEY": "sk_test_vigil_tests",
+    "STRIPE_WEBHOOK_SECRET": "whsec_vigil_tests_webhook_secret",
 }
 
 
@@ -129,17 +131,25 @@ class Outbox:
         return found.group(0)
 
 
-def register(api: ApiClient, email: str, **extra: Any) -> dict[str, Any]:
-    """Register ``email`` (with ``PASSWORD``); returns the registration body (tokens, user, their personal team).
-    The client still acts as whoever it did."""
+def register(api: ApiClient, email: str, *, verified: bool = True, **extra: Any) -> dict[str, Any]:
+    """Register ``email`` (with ``PASSWORD``) and, unless ``verified=False``, follow the verification link that
+    was mailed (an account whose address is not verified mails no one else: issue 15); returns the registration
+    body (tokens, user, their personal team).  The client still acts as whoever it did."""
     r = api.post("/v1/auth/register", {"email": email, "password": PASSWORD, **extra})
     assert r.status == 201, r.body
-    return dict(r.json)
+    person = dict(r.json)
+    if verified:
+        link = Outbox().link(email.strip().lower(), "/verify-email")  # mailed to the address as stored
+        done = api.post("/v1/auth/verify-email", {"token": link.split("token=", 1)[1]}, token="")
+        assert done.status == 200, done.body
+        person["user"] = done.json["user"]
+    return person
 
 
-def sign_up(api: ApiClient, email: str, **extra: Any) -> dict[str, Any]:
-    """Register ``email`` and make it the client's caller; returns the registration body (tokens, user, team)."""
-    person = register(api, email, **extra)
+def sign_up(api: ApiClient, email: str, *, verified: bool = True, **extra: Any) -> dict[str, Any]:
+    """Register ``email`` (verified unless ``verified=False``) and make it the client's caller; returns the
+    registration body (tokens, user, team)."""
+    person = register(api, email, verified=verified, **extra)
     api.token = person["access_token"]
     return person
 
@@ -179,3 +189,35 @@ def recover(team_id: str, monitor_id: str, at: datetime) -> list[str]:
 
     checks = [Check(team_id, monitor_id, region, at, ok=True) for region in DEFAULT_REGIONS]
     return apply_results(team_id, monitor_id, checks, utcnow()).resolved
+
+
+def on_plan(api: ApiClient, team_id: str, plan: str = "pro") -> None:
+    """The team subscribes to ``plan``, as Stripe tells it: a subscription event signed with the webhook secret,
+    delivered to ``POST /v1/webhooks/stripe`` (tests that need more than the free plan's limits say so)."""
+    import json
+    import time
+
+    import stripe
+
+    from chalicelib.settings import get_settings
+
+    settings = get_settings()
+    price = {"pro": settings.stripe_price_pro, "enterprise": settings.stripe_price_enterprise}[plan]
+    subscription = {
+        "id": f"sub_{team_id}",
+        "object": "subscription",
+        "customer": f"cus_{team_id}",
+        "status": "active",
+        "metadata": {"team_id": team_id},
+        "items": {"data": [{"price": {"id": price}}]},
+    }
+    event = {
+        "id": f"evt_{plan}_{team_id}_{time.time_ns()}",
+        "type": "customer.subscription.updated",
+        "created": int(time.time()),
+        "data": {"object": subscription},
+    }
+    body = json.dumps(event)
+    signature = stripe.WebhookSignature.generate_signature_header(body, str(settings.stripe_webhook_secret))
+    r = api.request("POST", "/v1/webhooks/stripe", body=body, headers={"stripe-signature": signature}, token="")
+    assert (r.status, r.json["outcome"]) == (200, "applied"), r.body

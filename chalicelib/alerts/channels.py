@@ -18,7 +18,7 @@ from chalicelib.alerts.kinds import KINDS
 from chalicelib.alerts.models import ChannelModel, DeliveryModel
 from chalicelib.ids import new_id
 from chalicelib.storage import cursor
-from chalicelib.storage.base import condition_failed, load_team_item
+from chalicelib.storage.base import Counter, condition_failed, counted_transaction, load_team_item
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,11 @@ def _config(kind_name: str, raw: Any, current: dict[str, Any] | None) -> tuple[d
         raise errors.ValidationFailed.single("config", str(exc)) from None
 
 
-def create(team_id: str, fields: dict[str, Any], now: datetime) -> tuple[Channel, dict[str, Any]]:
-    """Returns the channel and what is shown only now (a webhook's signing secret)."""
+def create(
+    team_id: str, fields: dict[str, Any], now: datetime, *, counter: Counter | None = None
+) -> tuple[Channel, dict[str, Any]]:
+    """Returns the channel and what is shown only now (a webhook's signing secret).  ``counter``: the plan's count
+    of channels, moved in the same write."""
     config, once = _config(fields["type"], fields["config"], None)
     item = ChannelModel(
         team_id,
@@ -87,7 +90,7 @@ def create(team_id: str, fields: dict[str, Any], now: datetime) -> tuple[Channel
         created_at=now,
         updated_at=now,
     )
-    item.save(condition=ChannelModel.channel_id.does_not_exist())
+    counted_transaction(counter, lambda t: t.save(item, condition=ChannelModel.channel_id.does_not_exist()))
     return to_channel(item), once
 
 
@@ -152,13 +155,18 @@ def disable(team_id: str, channel_id: str, reason: str, now: datetime) -> bool:
     return True
 
 
-def delete(team_id: str, channel_id: str) -> None:
-    _load(team_id, channel_id).delete(add_version_condition=False)
+def delete(team_id: str, channel_id: str, *, counter: Counter | None = None) -> None:
+    item = _load(team_id, channel_id)
+    counted_transaction(counter, lambda t: t.delete(item, add_version_condition=False))
 
 
 def purge_team(team_id: str) -> None:
     for item in ChannelModel.query(team_id):
         item.delete(add_version_condition=False)
+
+
+def count(team_id: str) -> int:
+    return sum(1 for _ in ChannelModel.query(team_id, attributes_to_get=["team_id", "channel_id"]))
 
 
 def list_channels(team_id: str, *, limit: int, after: str | None) -> tuple[list[Channel], str | None]:

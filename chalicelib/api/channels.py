@@ -12,6 +12,7 @@ from chalicelib.alerts.deliveries import Delivery
 from chalicelib.alerts.kinds import KINDS
 from chalicelib.alerts.notification import NOTIFY_ON_CHOICES
 from chalicelib.api.framework import Call, Out, Reply, Router
+from chalicelib.billing import abuse, limits
 from chalicelib.clock import isoz, utcnow
 from chalicelib.schema import Line, Schema
 from chalicelib.teams import authz
@@ -160,11 +161,20 @@ def delivery_out(delivery: Delivery) -> DeliveryOut:
     body=ChannelIn,
     response=CreatedChannelOut,
     status=201,
+    errors=(402,),
 )
 def create_channel(call: Call) -> CreatedChannelOut:
     """URLs must pass the same destination rules as monitors; Slack accepts only ``https://hooks.slack.com/…``.
     A webhook's signing secret is generated and returned here, once."""
-    channel, once = channels.create(call.user.team_id, call.body.changes(), utcnow())
+    fields = call.body.changes()
+    abuse.check_recipients(call.user.user_id, fields["type"], fields["config"])
+    team_id, now = call.user.team_id, utcnow()
+    channel, once = limits.admit(
+        team_id,
+        "alert_channels",
+        lambda: channels.count(team_id),
+        lambda c: channels.create(team_id, fields, now, counter=c),
+    )
     return CreatedChannelOut(**channel_out(channel), secret=once.get("secret"))
 
 
@@ -206,7 +216,11 @@ def get_channel(call: Call, channel_id: str) -> ChannelOut:
     errors=(409,),
 )
 def patch_channel(call: Call, channel_id: str) -> ChannelOut:
-    return ChannelOut(**channel_out(channels.update(call.user.team_id, channel_id, call.body.changes(), utcnow())))
+    changes = call.body.changes()
+    if changes.get("config") is not None:
+        current = channels.get(call.user.team_id, channel_id)
+        abuse.check_recipients(call.user.user_id, current.type, changes["config"])
+    return ChannelOut(**channel_out(channels.update(call.user.team_id, channel_id, changes, utcnow())))
 
 
 @router.route(
@@ -230,9 +244,13 @@ def delete_channel(call: Call, channel_id: str) -> Reply:
     auth="team",
     permission=authz.MANAGE,
     response=DeliveryOut,
+    errors=(429,),
 )
 def test_channel(call: Call, channel_id: str) -> DeliveryOut:
     """Sent now, once (no retries); the answer is its delivery record."""
+    channels.get(call.user.team_id, channel_id)  # 404 before anything is counted
+    abuse.require_verified(call.user.user_id, "sending test notifications")
+    abuse.count_send(call.user.team_id, "channel_tests", utcnow())
     return delivery_out(attempts.send_test(call.user.team_id, channel_id, utcnow()))
 
 

@@ -182,6 +182,7 @@ def problem(err: errors.VigilError, instance: str = "") -> Response:
         body["instance"] = instance
     if isinstance(err, errors.ValidationFailed):
         body["errors"] = [{"field": e.field, "message": e.message} for e in err.errors]
+    body.update(getattr(err, "extensions", {}))
     headers: dict[str, str | list[str]] = {"Content-Type": PROBLEM_JSON, **err.headers}
     return Response(body=json.dumps(body), status_code=err.status, headers=headers)
 

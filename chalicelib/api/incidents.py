@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from chalicelib.api.framework import Call, Out, Router
+from chalicelib.billing import abuse
 from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents import service as incidents
 from chalicelib.schema import Line, Schema, Text
@@ -173,7 +174,9 @@ def acknowledge(call: Call, incident_id: str) -> IncidentOut:
     status=201,
 )
 def add_note(call: Call, incident_id: str) -> EntryOut:
+    """The team is notified of a note (by email too): an unverified account cannot post one (403)."""
     user = call.user
+    abuse.require_verified(user.user_id, "posting incident notes, which notify the team")
     return entry_out(incidents.add_note(user.team_id, incident_id, user.user_id, call.body.text, utcnow()))
 
 

@@ -9,6 +9,7 @@ from chalicelib.settings import Settings
 def routers(settings: Settings) -> list[Router]:
     from chalicelib.api import (
         auth,
+        billing,
         channels,
         docs,
         health,
@@ -35,6 +36,7 @@ def routers(settings: Settings) -> list[Router]:
         channels.router,
         status_pages.router,
         public.router,
+        billing.router,
     ]
     if settings.is_local:
         from chalicelib.api import dev

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from chalicelib.api.framework import Call, Out, Reply, Router
+from chalicelib.billing import limits
 from chalicelib.clock import isoz, utcnow
 from chalicelib.schema import Line, Schema, Text
 from chalicelib.status_pages import service as pages
@@ -122,11 +123,15 @@ def page_out(page: Page) -> PageOut:
     body=PageIn,
     response=PageOut,
     status=201,
-    errors=(404, 409),
+    errors=(402, 404, 409),
 )
 def create_page(call: Call) -> PageOut:
     """The slug is unique across Vigil (409 ``slug_taken``); components name the team's own monitors (404)."""
-    return page_out(pages.create(call.user.team_id, call.body.changes(), utcnow()))
+    team_id, fields, now = call.user.team_id, call.body.changes(), utcnow()
+    created = limits.admit(
+        team_id, "status_pages", lambda: pages.count(team_id), lambda c: pages.create(team_id, fields, now, counter=c)
+    )
+    return page_out(created)
 
 
 @router.route(
@@ -175,7 +180,8 @@ def patch_page(call: Call, page_id: str) -> PageOut:
 )
 def delete_page(call: Call, page_id: str) -> Reply:
     """Its public views are gone at once; the slug is free again."""
-    pages.delete(call.user.team_id, page_id)
+    team_id = call.user.team_id
+    pages.delete(team_id, page_id, counter=limits.uncount(team_id, "status_pages", lambda: pages.count(team_id)))
     return Reply(status=204)
 
 

@@ -9,6 +9,7 @@ from pydantic import Field
 from chalicelib import lifecycle
 from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.api.schemas import TeamOut, team_out
+from chalicelib.billing import abuse
 from chalicelib.clock import isoz, utcnow
 from chalicelib.schema import Schema
 from chalicelib.teams import authz, invitations
@@ -189,7 +190,7 @@ def change_role(call: Call, team_id: str, user_id: str) -> MemberOut:
 def remove_member(call: Call, team_id: str, user_id: str) -> Reply:
     """Your own id leaves the team (any role; the owner must transfer ownership first).  Removing someone
     else needs owner or admin, and the owner cannot be removed."""
-    teams.remove_member(call.user.user_id, call.user.role or "", team_id, user_id)
+    lifecycle.remove_member(call.user.user_id, call.user.role or "", team_id, user_id, utcnow())
     return Reply(status=204)
 
 
@@ -217,14 +218,16 @@ def transfer_ownership(call: Call, team_id: str) -> MemberOut:
     body=InvitationIn,
     response=InvitationOut,
     status=201,
-    errors=(409,),
+    errors=(402, 409, 429),
 )
 def invite(call: Call, team_id: str) -> InvitationOut:
     """Emails a single-use link, valid 7 days, for that address only."""
     from chalicelib.auth.service import normalize_email
 
     email = normalize_email(call.body.email)
-    return _invitation(invitations.invite(team_id, call.user.user_id, email, call.body.role, utcnow()))
+    abuse.require_verified(call.user.user_id, "inviting anyone")
+    abuse.count_send(team_id, "invitations", utcnow())
+    return _invitation(lifecycle.invite(team_id, call.user.user_id, email, call.body.role, utcnow()))
 
 
 @router.route(
@@ -248,7 +251,7 @@ def list_invitations(call: Call, team_id: str) -> InvitationList:
     status=204,
 )
 def revoke_invitation(call: Call, team_id: str, invitation_id: str) -> Reply:
-    invitations.revoke(team_id, invitation_id, utcnow())
+    lifecycle.revoke_invitation(team_id, invitation_id, utcnow())
     return Reply(status=204)
 
 

@@ -136,7 +136,7 @@ def _start_api(app: Any, settings: Settings) -> tuple[Any, threading.Thread]:
     return server, thread
 
 
-def _banner(settings: Settings, emulator_url: str | None, loop: EventLoop) -> str:
+def _banner(settings: Settings, emulator_url: str | None, loop: EventLoop, stripe_url: str | None = None) -> str:
     api = f"http://127.0.0.1:{settings.port}"
     aws = f"{emulator_url} (embedded moto)" if emulator_url else f"{settings.aws_endpoint_url} (AWS_ENDPOINT_URL)"
     handlers = ", ".join(s.name for s in loop.sources) or "none yet"
@@ -149,6 +149,9 @@ def _banner(settings: Settings, emulator_url: str | None, loop: EventLoop) -> st
             f"  tick now   curl -X POST {api}/dev/tick",
             f"  AWS        {aws}, region {settings.aws_region}",
             f"  checks in  {', '.join(settings.check_regions)}",
+            f"  Stripe     {stripe_url} (stand-in: checkout pages with a Pay button)"
+            if stripe_url
+            else "  Stripe     not stood in (STRIPE_API_BASE)",
             f"  handlers   {handlers}",
             "  Ctrl-C stops everything.",
             "",
@@ -214,15 +217,51 @@ def _serve(settings: Settings, emulator_url: str | None) -> int:
     except OSError as exc:
         print(f"vigil: cannot serve on 127.0.0.1:{settings.port}: {exc.strerror} (set PORT)", file=sys.stderr)
         return 1
+    standin = _start_stripe_standin(settings)
     loop.start()
     register(loop, emulator_url)
-    print(_banner(settings, emulator_url, loop), flush=True)
+    print(_banner(settings, emulator_url, loop, standin.url if standin else None), flush=True)
     try:
         _wait_for_signal(server_thread)
     finally:
         print("  stopping…", flush=True)
         server.shutdown()
         server.server.server_close()
+        if standin is not None:
+            standin.stop()
         register(None)
         loop.stop()
     return 0
+
+
+def _start_stripe_standin(settings: Settings) -> Any:
+    """The stand-in for Stripe (``local.stripe_standin``) where ``STRIPE_API_BASE`` points on this machine, sending
+    its signed events to this API's webhook; None when it points elsewhere (a real Stripe test account)."""
+    from urllib.parse import urlsplit
+
+    import urllib3
+
+    from chalicelib.local.stripe_standin import StripeStandIn
+
+    base = urlsplit(settings.stripe_api_base or "")
+    if base.hostname not in ("127.0.0.1", "localhost") or not settings.stripe_secret_key:
+        return None
+    http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2, read=20), retries=False)
+    webhook = f"http://127.0.0.1:{settings.port}/v1/webhooks/stripe"
+
+    def deliver(body: bytes, signature: str) -> None:
+        http.request(
+            "POST", webhook, body=body, headers={"stripe-signature": signature, "content-type": "application/json"}
+        )
+
+    try:
+        return StripeStandIn(
+            secret_key=settings.stripe_secret_key,
+            webhook_secret=settings.stripe_webhook_secret or "",
+            prices={settings.stripe_price_pro: "Pro", settings.stripe_price_enterprise: "Enterprise"},
+            deliver=deliver,
+            port=base.port or 8010,
+        ).start()
+    except OSError as exc:
+        print(f"vigil: no Stripe stand-in on {settings.stripe_api_base}: {exc.strerror}", file=sys.stderr)
+        return None

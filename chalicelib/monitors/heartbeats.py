@@ -30,20 +30,24 @@ job still silent then is down then, not a period later.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from chalicelib import errors
 from chalicelib.checks import marking
 from chalicelib.checks.model import FAILURE_REPORTED, PING_MISSED, RUN_UNFINISHED, CheckResult, Timings
 from chalicelib.monitors import packs
-from chalicelib.monitors.models import MonitorModel, PingModel, PingTokenModel
+from chalicelib.monitors.models import MonitorModel, PackModel, PingModel, PingTokenModel
 from chalicelib.monitors.watching import watch_of
 from chalicelib.observability import logger, metrics
 from chalicelib.storage import cursor
-from chalicelib.storage.base import retry_lost_races, transaction
+from chalicelib.storage.base import lost_race, retry_lost_races, transaction
 
 TYPE = "heartbeat"
 REGION = "global"
@@ -62,6 +66,8 @@ MAX_MISSES = 100  # per monitor and sweep: a tick down for longer counts its fir
 WRITE_ATTEMPTS = 4
 
 UNKNOWN, IGNORED, THROTTLED, RECORDED = "unknown", "ignored", "throttled", "recorded"
+# What a sweep changes on a monitor (put back as they were when its misses cannot be written).
+SWEPT = ("due_at", "missed_at", "started_at", "last_result_at", "counted_window", "failed_window")
 
 
 def new_token() -> str:
@@ -101,24 +107,29 @@ def arm(item: MonitorModel, since: datetime) -> None:
     item.due_at = _after(since, _wait(item))
     item.due_shard = shard_of(item.monitor_id)
     item.started_at = None
+    item.missed_at = None
 
 
 def _deadline(item: MonitorModel) -> int:
-    """The current wait's end: ``period + grace`` after it began, or sooner, ``grace`` after a run's start."""
-    due = _after(item.due_from, _wait(item))
+    """The current wait's end: ``period + grace`` after it began — or, down since a miss, a period after that miss
+    (or the end of the maintenance window it fell in) — or sooner, ``grace`` after a run's start."""
+    if item.missed_at is not None:
+        due = int(item.missed_at) + int(item.interval_seconds)
+        window_end = _window_end(item, datetime.fromtimestamp(int(item.missed_at), UTC))
+        due = min(due, window_end) if window_end is not None and window_end > int(item.missed_at) else due
+    else:
+        due = _after(item.due_from, _wait(item))
     if item.started_at is not None:
         due = min(due, _after(item.started_at, int(item.grace_seconds or 0)))
     return due
 
 
 def rearm(item: MonitorModel, now: datetime) -> None:
-    """The period or grace changed: the current wait (or run) ends by the new rule (at once, if that is past)."""
+    """The period or grace changed: the current wait (or run, or outage) ends by the new rule (at once, if that is
+    past)."""
     if item.paused or item.due_from is None:
         return
-    due = _deadline(item)
-    if item.missed_at is not None and int(item.missed_at) >= _epoch(item.due_from):
-        due = int(item.missed_at) + int(item.interval_seconds)  # missed since its last ping: a miss each period
-    item.due_at = max(due, _epoch(now))
+    item.due_at = max(_deadline(item), _epoch(now))
     item.due_shard = shard_of(item.monitor_id)
 
 
@@ -132,10 +143,13 @@ def disarm(item: MonitorModel) -> None:
 # ------------------------------------------------------------------------------------------------- tokens
 
 
-def create(item: MonitorModel) -> None:
-    """Save a new heartbeat monitor with a new ping token, and the token's lookup item, in one transaction."""
+def create(item: MonitorModel, *, first: Callable[[Any], None] | None = None) -> None:
+    """Save a new heartbeat monitor with a new ping token, and the token's lookup item, in one transaction (after
+    ``first``'s step: the plan's count)."""
     item.ping_token = new_token()
     with transaction() as t:
+        if first is not None:
+            first(t)
         t.save(item, condition=MonitorModel.monitor_id.does_not_exist())
         t.save(_token_item(item), condition=PingTokenModel.token.does_not_exist())
 
@@ -152,13 +166,10 @@ def rotate(item: MonitorModel) -> None:
             t.delete(PingTokenModel(old))
 
 
-def forget(item: MonitorModel) -> None:
-    """A deleted heartbeat monitor's token goes too (one left behind would still be a 404: its monitor is gone)."""
+def forget(t: Any, item: MonitorModel) -> None:
+    """A heartbeat monitor deleted in transaction ``t`` (as read, under its version) takes its token with it."""
     if item.type == TYPE and item.ping_token:
-        try:
-            PingTokenModel(item.ping_token).delete()
-        except Exception:  # noqa: BLE001 - the monitor is gone either way; its token can only 404
-            logger.exception("ping token not deleted", extra={"monitor_id": item.monitor_id})
+        t.delete(PingTokenModel(item.ping_token))
 
 
 def _token_item(item: MonitorModel) -> PingTokenModel:
@@ -186,8 +197,9 @@ def _result(at: datetime, *, ok: bool, error: str | None = None, detail: str | N
     )
 
 
-def _write(item: MonitorModel, results: list[CheckResult], writer: str, now: datetime) -> None:
-    """Results of one monitor, as packs like a worker's (one per minute), marked by what the monitor shows."""
+def _write(item: MonitorModel, results: list[CheckResult], writer: str, now: datetime) -> list[PackModel]:
+    """Results of one monitor, as packs like a worker's (one per minute), marked by what the monitor shows; the
+    packs written.  The same ``writer`` writes the same keys: a retry overwrites, never adds."""
     watch = watch_of(item)
     by_minute: dict[datetime, list[packs.Packed]] = {}
     for r in results:
@@ -195,8 +207,12 @@ def _write(item: MonitorModel, results: list[CheckResult], writer: str, now: dat
         marked = marking.matters(r, watch)
         packed = packs.Packed(item.team_id, item.monitor_id, REGION, slot, r, marked)
         by_minute.setdefault(packs.minute_of(slot), []).append(packed)
+    written = []
     for minute, found in by_minute.items():
-        packs.pack_item(packs.bucket_of(item.monitor_id), minute, REGION, writer, found, now).save()
+        pack = packs.pack_item(packs.bucket_of(item.monitor_id), minute, REGION, writer, found, now)
+        pack.save()
+        written.append(pack)
+    return written
 
 
 def _duration(seconds: int) -> str:
@@ -240,7 +256,7 @@ def ping(p: Ping) -> str:
     except PingTokenModel.DoesNotExist:
         return UNKNOWN
     team_id, monitor_id = found.team_id, found.monitor_id
-    done: list[tuple[MonitorModel, list[CheckResult]]] = []
+    done: list[MonitorModel] = []
 
     def attempt() -> str:
         done.clear()
@@ -252,20 +268,31 @@ def ping(p: Ping) -> str:
             return UNKNOWN
         if item.paused:
             return IGNORED
-        last = item.started_at if p.kind == "start" else item.last_ping_at
+        last = item.last_start_at if p.kind == "start" else item.last_ping_at
         if last is not None and _epoch(last) == _epoch(p.at):
             return THROTTLED
         results = _received(item, p)
-        item.save()  # under its version: a concurrent ping, edit or sweep makes this one read again
-        done.append((item, results))
+        # Its results first: written, they stand for a ping that came (a failure after this leaves the monitor
+        # unchanged, and the job's retry is not throttled).  A lost race takes them back before reading again.
+        written = _write(item, results, f"hb.{item.monitor_id}.{p.kind}.{p.at.timestamp():.6f}", p.at)
+        try:
+            item.save()  # under its version: a concurrent ping, edit or sweep makes this one read again
+        except Exception:
+            for pack in written:
+                pack.delete()
+            raise
+        done.append(item)
         return RECORDED
 
-    outcome = retry_lost_races(attempt, attempts=WRITE_ATTEMPTS)
+    try:
+        outcome = retry_lost_races(attempt, attempts=WRITE_ATTEMPTS)
+    except Exception as exc:
+        if lost_race(exc):  # four concurrent writes in a row: the job should ping again
+            raise errors.ServiceUnavailable("The monitor is busy; ping again.", headers={"Retry-After": "1"}) from None
+        raise
     if outcome != RECORDED:
         return outcome
-    item, results = done[0]
-    if results:
-        _write(item, results, f"hb.{item.monitor_id}.{p.at.timestamp():.6f}", p.at)
+    item = done[0]
     PingModel(
         item.monitor_id,
         f"{p.at.astimezone(UTC).isoformat()}#{p.kind}",
@@ -291,30 +318,41 @@ def _received(item: MonitorModel, p: Ping) -> list[CheckResult]:
     """Apply a ping to the monitor item (in memory); the results it makes."""
     at = p.at.astimezone(UTC)
     if p.kind == "start":  # a run began: it ends within the grace (a second start restarts that count)
-        item.started_at = at
+        item.started_at = item.last_start_at = at
         item.due_at = _deadline(item)
         item.due_shard = shard_of(item.monitor_id)
         return []
     item.last_ping_at = at
     arm(item, at)
-    if item.missed_at is not None and _epoch(at) <= int(item.missed_at):
-        at = datetime.fromtimestamp(int(item.missed_at) + 1, UTC)  # applied after the miss it answers
+    # Its slot is a second after the last result's (a miss it raced, a ping or fail of the second before): each
+    # result its own slot, in the order the handler must apply them.
+    slot = max(_epoch(at), int(item.last_result_at or 0) + 1)
+    stamped = at if slot == _epoch(at) else datetime.fromtimestamp(slot, UTC)
     if p.kind == "fail":
-        result = _result(at, ok=False, error=FAILURE_REPORTED, detail="The job reported a failure (/fail).")
+        result = _result(stamped, ok=False, error=FAILURE_REPORTED, detail="The job reported a failure (/fail).")
     else:
-        result = _result(at, ok=True)
+        result = _result(stamped, ok=True)
     return _counted(item, result)
 
 
 def _counted(item: MonitorModel, result: CheckResult) -> list[CheckResult]:
-    """A result counts in uptime when it is the first of its period window; another is written only when it can
-    change the monitor's status (a failure always can)."""
+    """A result counts in uptime when it is the first of its period window, or the window's first failure after an
+    ok (a period that failed is never counted up); another is written only when it can change the monitor's status
+    (a failure always can)."""
     window = _window(item, _epoch(result.checked_at))
-    if item.counted_window is None or int(item.counted_window) != window:
+    first = item.counted_window is None or int(item.counted_window) != window
+    first_failure = not result.ok and (item.failed_window is None or int(item.failed_window) != window)
+    if first or first_failure:
         item.counted_window = window
-        return [result]
-    uncounted = CheckResult(**{**vars(result), "counted": False})
-    return [uncounted] if marking.matters(uncounted, watch_of(item)) else []
+        if not result.ok:
+            item.failed_window = window
+        counted = [result]
+    else:
+        uncounted = CheckResult(**{**vars(result), "counted": False})
+        counted = [uncounted] if marking.matters(uncounted, watch_of(item)) else []
+    if counted:
+        item.last_result_at = _epoch(result.checked_at)
+    return counted
 
 
 # ------------------------------------------------------------------------------------------------- deadlines
@@ -339,7 +377,10 @@ def sweep(now: datetime) -> int:
 
 
 def _miss(team_id: str, monitor_id: str, now: datetime) -> int:
-    done: list[tuple[MonitorModel, list[CheckResult]]] = []
+    """The monitor's passed deadlines: its item first (the next deadline, and what orders a ping after them), then
+    the results, under a key of the first deadline (a retry rewrites the same packs).  If they cannot be written,
+    the deadline goes back (unless the monitor was written since), so the next tick sweeps it again."""
+    done: list[tuple[MonitorModel, list[CheckResult], int, dict[str, Any]]] = []
 
     def attempt() -> None:
         done.clear()
@@ -349,15 +390,29 @@ def _miss(team_id: str, monitor_id: str, now: datetime) -> int:
             return
         if item.paused or item.type != TYPE or item.due_at is None or int(item.due_at) > _epoch(now):
             return  # pinged, paused or deleted since the index said so
+        before = {name: getattr(item, name) for name in SWEPT}
+        due = int(item.due_at)
         results = _missed(item, _epoch(now))
         item.save()
-        done.append((item, results))
+        done.append((item, results, due, before))
 
     retry_lost_races(attempt, attempts=WRITE_ATTEMPTS)
     if not done:
         return 0
-    item, results = done[0]
-    _write(item, results, f"hb.{item.monitor_id}.miss.{_epoch(now)}", now)
+    item, results, due, before = done[0]
+    try:
+        _write(item, results, f"hb.{item.monitor_id}.miss.{due}", now)
+    except Exception:
+        with contextlib.suppress(Exception):  # the monitor written since (a ping, an edit): it has moved on
+            item.update(
+                actions=[
+                    getattr(MonitorModel, name).set(value)
+                    if value is not None
+                    else getattr(MonitorModel, name).remove()
+                    for name, value in before.items()
+                ]
+            )
+        raise
     return len(results)
 
 
@@ -366,25 +421,24 @@ def _missed(item: MonitorModel, now: int) -> list[CheckResult]:
     the end of the maintenance window the last miss fell in, if that comes first."""
     period, grace = int(item.interval_seconds), int(item.grace_seconds or 0)
     due = int(item.due_at)
-    started: datetime | None = item.started_at
     results: list[CheckResult] = []
     while due <= now and len(results) < MAX_MISSES:
-        at = datetime.fromtimestamp(due, UTC)
-        if started is not None:
+        started: datetime | None = item.started_at
+        slot = max(due, int(item.last_result_at or 0) + 1)
+        at = datetime.fromtimestamp(slot, UTC)
+        if started is not None and due >= _after(started, grace):  # the run's own deadline
             detail = f"A run started at {started:%Y-%m-%d %H:%M:%S} UTC and did not end within {_duration(grace)}."
             failure = _result(at, ok=False, error=RUN_UNFINISHED, detail=detail)
-            started = None
+            item.started_at = None
         else:
             detail = f"No ping within {_duration(period)} and {_duration(grace)} of grace."
             failure = _result(at, ok=False, error=PING_MISSED, detail=detail)
         results += _counted(item, failure)
-        item.missed_at = due
-        due += period
+        item.missed_at = slot
+        due = _deadline(item)
     if due <= now:  # more periods missed than counted: the next deadline is the first still ahead
         due += (now - due) // period * period + period
-    window_end = _window_end(item, datetime.fromtimestamp(int(item.missed_at), UTC))
-    item.due_at = min(due, window_end) if window_end is not None else due
-    item.started_at = None
+    item.due_at = due
     return results
 
 

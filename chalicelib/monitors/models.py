@@ -70,8 +70,7 @@ class MonitorModel(BaseModel):
     tls = BooleanAttribute(null=True)  # tcp
     # heartbeat (``monitors.heartbeats``): its period is ``interval_seconds``; the token its pings name (looked up
     # in ``PingTokenModel``); when its current wait began (the last ping, its creation or resume) and when it ends;
-    # the last ping or fail, the start of a run not finished, the last miss (epoch seconds), and the period window
-    # (epoch seconds // period) last counted in its uptime.
+    # the last ping or fail, the start of a run not finished, and what orders and counts its results.
     grace_seconds = NumberAttribute(null=True)
     ping_token = UnicodeAttribute(null=True)
     due_shard = UnicodeAttribute(null=True)
@@ -79,8 +78,11 @@ class MonitorModel(BaseModel):
     due_from = UTCDateTimeAttribute(null=True)
     last_ping_at = UTCDateTimeAttribute(null=True)
     started_at = UTCDateTimeAttribute(null=True)
-    missed_at = NumberAttribute(null=True)
+    missed_at = NumberAttribute(null=True)  # the last miss while down (cleared by a ping or fail)
     counted_window = NumberAttribute(null=True)
+    failed_window = NumberAttribute(null=True)  # the period window whose failure was last counted
+    last_result_at = NumberAttribute(null=True)  # the slot (epoch seconds) of the last result written
+    last_start_at = UTCDateTimeAttribute(null=True)  # the last /start recorded (its own throttle)
     method = UnicodeAttribute(default="GET")
     headers = MapAttribute[str, str](default=dict)
     body = UnicodeAttribute(null=True)

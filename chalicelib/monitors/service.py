@@ -6,6 +6,7 @@ team simply does not exist for the caller (404), by construction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,14 @@ from chalicelib.monitors import heartbeats
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.monitors.watching import note, note_one, watch_of
 from chalicelib.storage import cursor
-from chalicelib.storage.base import condition_failed, load_team_item, retry_lost_races
+from chalicelib.storage.base import (
+    Counter,
+    condition_failed,
+    counted_transaction,
+    load_team_item,
+    retry_lost_races,
+    transaction,
+)
 
 INTERVALS = (30, 60, 120, 300, 600, 900, 1800, 3600)
 STATUSES = ("pending", "up", "degraded", "down", "paused", "maintenance")
@@ -60,6 +68,14 @@ def config_fields(changes: dict[str, Any]) -> dict[str, Any]:
     if "period_seconds" in out:
         out["interval_seconds"] = out.pop("period_seconds")
     return out
+
+
+def _save_counted(item: MonitorModel, counter: Counter | None, **save: Any) -> None:
+    """Save the monitor, in one transaction with ``counter``'s step (the plan's active monitors) when there is one."""
+    if counter is None:
+        item.save(**save)
+    else:
+        counted_transaction(counter, lambda t: t.save(item, **save))
 
 
 @dataclass(frozen=True)
@@ -254,18 +270,28 @@ def create(
     now: datetime,
     *,
     check_channels: Callable[[tuple[str, ...]], None],
+    counter: Counter | None = None,
+    default_regions: tuple[str, ...] | None = None,
 ) -> Monitor:
-    """Save a new monitor: its config completed and validated (422), then ``check_channels`` (the caller's: the
-    ids must be the team's alert channels, 404), then the write."""
+    """Save a new monitor: its config completed and validated (422; ``default_regions`` when it names none, all
+    by default), then ``check_channels`` (the caller's: the ids must be the team's alert channels, 404), then the
+    write, with ``counter``'s step (the plan's limit)."""
+    if not config.regions and default_regions:
+        config = replace(config, regions=default_regions)
     config = _complete(config, all_regions)
     check_channels(config.channel_ids)
     item = MonitorModel(team_id, new_id("mon"), status="pending", paused=False, created_at=now, updated_at=now)
     _apply(item, config)
     if config.type == heartbeats.TYPE:
         heartbeats.arm(item, since=now)
-        heartbeats.create(item)
+        try:
+            heartbeats.create(item, first=counter.add_to if counter else None)
+        except Exception as exc:
+            if counter is not None:
+                counter.check(exc)
+            raise
     else:
-        item.save(condition=MonitorModel.monitor_id.does_not_exist())
+        _save_counted(item, counter, condition=MonitorModel.monitor_id.does_not_exist())
     return to_monitor(item)
 
 
@@ -304,15 +330,14 @@ def team_of(monitor_id: str) -> str | None:
     return found[0].team_id if found else None
 
 
-def _change(team_id: str, monitor_id: str, change: Callable[[MonitorModel], None]) -> MonitorModel:
-    """Load, change, save under the version.  The incident handler writes the monitor too (its status), so a
-    version conflict reloads and applies the change again: a user's edit never loses to a status update, and
-    the status is never written back stale."""
+def _change(team_id: str, monitor_id: str, change: Callable[[MonitorModel], Counter | None]) -> MonitorModel:
+    """Load, change, save under the version (with the counter step ``change`` returns, if any).  The incident
+    handler writes the monitor too (its status), so a version conflict reloads and applies the change again: a
+    user's edit never loses to a status update, and the status is never written back stale."""
 
     def attempt() -> MonitorModel:
         item = _load(team_id, monitor_id)
-        change(item)
-        item.save()
+        _save_counted(item, change(item))
         return item
 
     saved = retry_lost_races(attempt, attempts=SAVE_ATTEMPTS)
@@ -382,12 +407,20 @@ def _a(kind: str) -> str:
     return f"an {kind}" if kind == "http" else f"a {kind}"
 
 
-def set_paused(team_id: str, monitor_id: str, paused: bool, now: datetime) -> tuple[Monitor, bool]:
+def set_paused(
+    team_id: str,
+    monitor_id: str,
+    paused: bool,
+    now: datetime,
+    *,
+    counter: Callable[[int], Counter | None] = lambda delta: None,
+) -> tuple[Monitor, bool]:
     """Pause or resume; the monitor, and whether it was paused before.  A paused monitor leaves the schedule index
-    in the same write: it is not checked."""
+    in the same write: it is not checked.  A monitor that becomes active (or stops being) moves ``counter(+1)``
+    (or ``counter(-1)``) in the same transaction: a resume beyond the plan's limit is refused."""
     before: list[bool] = []
 
-    def change(item: MonitorModel) -> None:
+    def change(item: MonitorModel) -> Counter | None:
         before[:] = [bool(item.paused)]  # the last attempt's read (a lost race reloads)
         heartbeat = item.type == heartbeats.TYPE
         if heartbeat and paused:
@@ -398,6 +431,7 @@ def set_paused(team_id: str, monitor_id: str, paused: bool, now: datetime) -> tu
         checked = not paused and not heartbeat
         item.schedule_key = schedule_key(item.monitor_id, int(item.interval_seconds)) if checked else None
         item.updated_at = now
+        return counter(-1 if paused else 1) if paused != before[0] else None
 
     monitor = to_monitor(_change(team_id, monitor_id, change))
     return monitor, before[0]
@@ -417,13 +451,26 @@ def rotate_ping_token(team_id: str, monitor_id: str, now: datetime) -> Monitor:
     return to_monitor(retry_lost_races(attempt, attempts=SAVE_ATTEMPTS))
 
 
-def delete(team_id: str, monitor_id: str) -> Monitor:
-    """Delete the monitor; returns it as it was."""
-    item = _load(team_id, monitor_id)
-    item.delete(add_version_condition=False)
+def delete(team_id: str, monitor_id: str, *, counter: Callable[[int], Counter | None] = lambda delta: None) -> Monitor:
+    """Delete the monitor; returns it as it was.  An active one moves ``counter(-1)`` in the same transaction."""
+    item = retry_lost_races(lambda: _delete(_load(team_id, monitor_id), counter), attempts=SAVE_ATTEMPTS)
     note_one(team_id, monitor_id)  # the checks the tick already planned are dropped
-    heartbeats.forget(item)
     return to_monitor(item)
+
+
+def _delete(item: MonitorModel, counter: Callable[[int], Counter | None]) -> MonitorModel:
+    """Delete a loaded monitor as it was read (its version: a pause, a resume or a rotated ping token since is a
+    lost race, to read again), with its count and its ping token in the same transaction."""
+    step = None if item.paused else counter(-1)
+    if step is None and item.type != heartbeats.TYPE:
+        item.delete()
+        return item
+    with transaction() as t:
+        if step is not None:
+            step.add_to(t)
+        t.delete(item)
+        heartbeats.forget(t, item)
+    return item
 
 
 def unlink_channel(team_id: str, channel_id: str) -> None:
@@ -467,18 +514,71 @@ def set_maintenance(team_id: str, spans: dict[str, list[tuple[datetime, datetime
         note(written)
 
 
+def fit_to_plan(
+    team_id: str, *, min_interval: int, max_regions: int | None, all_regions: tuple[str, ...], now: datetime
+) -> list[tuple[Monitor, list[str]]]:
+    """A plan's lower limits, applied to every monitor of the team: an interval below ``min_interval`` is raised to
+    it, regions beyond ``max_regions`` dropped (the first ones kept, the quorum back to their majority).  The
+    monitors changed, each with what changed, in words."""
+    changed = []
+    for item in MonitorModel.query(team_id, page_size=100):
+        config = to_monitor(item).config
+        if config.type == heartbeats.TYPE:
+            continue  # a period of at least a minute, and one place: within every plan
+        wanted: dict[str, Any] = {}
+        said = []
+        if config.interval_seconds < min_interval:
+            wanted["interval_seconds"] = min(i for i in INTERVALS if i >= min_interval)
+            said.append(f"checked every {wanted['interval_seconds']} s instead of {config.interval_seconds} s")
+        if max_regions is not None and len(config.regions) > max_regions:
+            wanted["regions"] = config.regions[:max_regions]
+            wanted["confirmation_regions"] = None
+            said.append(f"checked from {', '.join(wanted['regions'])} only")
+        if not wanted:
+            continue
+
+        def change(loaded: MonitorModel, wanted: dict[str, Any] = wanted) -> None:
+            _apply(loaded, _complete(replace(to_monitor(loaded).config, **wanted), all_regions))
+            loaded.updated_at = now
+
+        changed.append((to_monitor(_change(team_id, item.monitor_id, change)), said))
+    return changed
+
+
+def newest_active(team_id: str) -> list[Monitor]:
+    """The team's monitors not paused, the most recently created first."""
+    found = [to_monitor(item) for item in MonitorModel.query(team_id, page_size=100) if not item.paused]
+    return sorted(found, key=lambda m: m.created_at, reverse=True)
+
+
+def count_active(team_id: str) -> int:
+    """The team's monitors not paused (what the plan's ``monitors`` limit counts)."""
+    return sum(
+        1
+        for m in MonitorModel.query(team_id, attributes_to_get=["team_id", "monitor_id", "paused"], page_size=500)
+        if not m.paused
+    )
+
+
 def team_monitor_ids(team_id: str) -> list[str]:
     return [m.monitor_id for m in MonitorModel.query(team_id, attributes_to_get=["team_id", "monitor_id"])]
 
 
+def _purge_one(team_id: str, monitor_id: str) -> MonitorModel | None:
+    try:
+        item = _load(team_id, monitor_id)
+    except errors.NotFound:
+        return None  # deleted meanwhile
+    return _delete(item, lambda delta: None)
+
+
 def purge_team(team_id: str) -> None:
-    """Delete every monitor of a team (team deletion)."""
+    """Delete every monitor of a team (team deletion; its counters go with it)."""
     deleted = []
     try:
-        for item in MonitorModel.query(team_id):
-            item.delete(add_version_condition=False)
-            deleted.append((team_id, item.monitor_id))
-            heartbeats.forget(item)
+        for found in MonitorModel.query(team_id):
+            retry_lost_races(functools.partial(_purge_one, team_id, found.monitor_id))
+            deleted.append((team_id, found.monitor_id))
     finally:
         note(deleted)
 

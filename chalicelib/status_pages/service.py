@@ -20,7 +20,7 @@ from chalicelib.status_pages import publish
 from chalicelib.status_pages.models import SlugModel, StatusPageModel
 from chalicelib.status_pages.store import LISTED, Component, Page, as_json, components_of, pages_showing, to_page
 from chalicelib.storage import cursor
-from chalicelib.storage.base import condition_failed, load_team_item, retry_lost_races, transaction
+from chalicelib.storage.base import Counter, condition_failed, load_team_item, retry_lost_races, transaction
 
 MAX_COMPONENTS = 50
 RESERVED_SLUGS = frozenset({"api", "app", "admin", "assets", "docs", "status", "static", "vigil", "www", "help"})
@@ -46,9 +46,13 @@ def _components(raw: list[dict[str, Any]], team_id: str, existing: tuple[Compone
     return out
 
 
-def _save_new_slug(item: StatusPageModel, old_slug: str | None, *, creating: bool) -> None:
+def _save_new_slug(
+    item: StatusPageModel, old_slug: str | None, *, creating: bool, counter: Counter | None = None
+) -> None:
     try:
         with transaction() as t:
+            if counter is not None:
+                counter.add_to(t)  # an update: PynamoDB sends it after the puts, so the slug's index holds
             t.save(
                 SlugModel(item.slug, team_id=item.team_id, page_id=item.page_id),
                 condition=SlugModel.slug.does_not_exist(),
@@ -60,6 +64,8 @@ def _save_new_slug(item: StatusPageModel, old_slug: str | None, *, creating: boo
             else:
                 t.save(item)
     except TransactWriteError as exc:
+        if counter is not None:
+            counter.check(exc)  # the plan's limit: 402
         # PynamoDB sends a transaction's deletes before its puts: the slug's put follows the old slug's delete.
         reasons = getattr(exc, "cancellation_reasons", None) or []
         index = 0 if old_slug is None else 1
@@ -77,7 +83,7 @@ def _free_of_reserved(slug: str) -> str:
     return slug
 
 
-def create(team_id: str, fields: dict[str, Any], now: datetime) -> Page:
+def create(team_id: str, fields: dict[str, Any], now: datetime, *, counter: Counter | None = None) -> Page:
     slug = _free_of_reserved(fields["slug"])
     components = _components(fields.get("components") or [], team_id)
     item = StatusPageModel(
@@ -93,7 +99,7 @@ def create(team_id: str, fields: dict[str, Any], now: datetime) -> Page:
         updated_at=now,
     )
     item.listed = LISTED if item.published else None
-    _save_new_slug(item, None, creating=True)
+    _save_new_slug(item, None, creating=True, counter=counter)
     return _changed(item, None)
 
 
@@ -160,12 +166,18 @@ def remove_component(team_id: str, page_id: str, monitor_id: str, now: datetime)
     _changed(item, None)
 
 
-def delete(team_id: str, page_id: str) -> None:
+def delete(team_id: str, page_id: str, *, counter: Counter | None = None) -> None:
     item = _load(team_id, page_id)
     with transaction() as t:
+        if counter is not None:
+            counter.add_to(t)
         t.delete(item, add_version_condition=False)
         t.delete(SlugModel(item.slug), condition=SlugModel.page_id == item.page_id)
     publish.unpublish_quietly(to_page(item))
+
+
+def count(team_id: str) -> int:
+    return sum(1 for _ in StatusPageModel.query(team_id, attributes_to_get=["team_id", "page_id"]))
 
 
 def list_pages(team_id: str, *, limit: int, after: str | None) -> tuple[list[Page], str | None]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from pynamodb.models import Model
 
@@ -88,6 +88,28 @@ def transaction() -> Any:
             region=key[0], host=key[1], connect_timeout_seconds=2, read_timeout_seconds=5, max_retry_attempts=3
         )
     return TransactWrite(connection=_connections[key])
+
+
+class Counter(Protocol):
+    """A step a caller adds to a write that adds or removes something counted (a plan's limit, ``billing.limits``):
+    its own item of the transaction, and the judge of the transaction's refusal."""
+
+    def add_to(self, t: Any) -> None: ...
+
+    def check(self, exc: Exception) -> None: ...
+
+
+def counted_transaction(counter: Counter | None, steps: Callable[[Any], None]) -> None:
+    """One transaction of ``steps`` and ``counter``'s step; a refusal by the counter raised as it says (a 402)."""
+    try:
+        with transaction() as t:
+            if counter is not None:
+                counter.add_to(t)
+            steps(t)
+    except Exception as exc:
+        if counter is not None:
+            counter.check(exc)
+        raise
 
 
 def condition_failed(exc: Exception) -> bool:

@@ -22,7 +22,7 @@ from chalicelib.aws.mail import deliver
 from chalicelib.emails import invitation_email
 from chalicelib.ids import new_id
 from chalicelib.settings import get_settings
-from chalicelib.storage.base import condition_failed, transaction
+from chalicelib.storage.base import Counter, condition_failed, counted_transaction, transaction
 from chalicelib.teams.models import InvitationModel, MembershipModel
 from chalicelib.teams.service import Team, get_team, role_of
 from chalicelib.users import service as users
@@ -62,15 +62,25 @@ def _pending(item: InvitationModel, now: datetime) -> bool:
     return item.accepted_at is None and item.revoked_at is None and item.valid_until > now
 
 
-def invite(team_id: str, inviter_id: str, email: str, role: str, now: datetime) -> Invitation:
-    """Invite an address; a pending invitation to the same address is replaced (its link stops working)."""
+def invite(
+    team_id: str,
+    inviter_id: str,
+    email: str,
+    role: str,
+    now: datetime,
+    *,
+    counter: Counter | None = None,
+    uncounter: Counter | None = None,
+) -> Invitation:
+    """Invite an address; a pending invitation to the same address is replaced (its link stops working).
+    ``counter`` (+1) moves with the new invitation, ``uncounter`` (-1) with a replaced one's revocation."""
     if role not in INVITABLE_ROLES:
         raise errors.ValidationFailed.single("role", f"must be one of {', '.join(INVITABLE_ROLES)}")
     if _member_with_email(team_id, email):
         raise errors.AlreadyMember("This address already belongs to a member of the team.")
     for old in InvitationModel.by_team.query(team_id, filter_condition=InvitationModel.email == email):
         if _pending(old, now):
-            revoke(team_id, old.invitation_id, now)
+            revoke(team_id, old.invitation_id, now, counter=uncounter)
     secret = secrets.token_urlsafe(32)
     item = InvitationModel(
         new_id("inv"),
@@ -83,7 +93,7 @@ def invite(team_id: str, inviter_id: str, email: str, role: str, now: datetime) 
         valid_until=now + timedelta(days=VALID_DAYS),
         expires_at=now + timedelta(days=VALID_DAYS + 30),
     )
-    item.save(condition=InvitationModel.invitation_id.does_not_exist())
+    counted_transaction(counter, lambda t: t.save(item, condition=InvitationModel.invitation_id.does_not_exist()))
     _send(item, f"{item.invitation_id}.{secret}", inviter_id)
     return _to_invitation(item)
 
@@ -107,13 +117,13 @@ def list_pending(team_id: str, now: datetime) -> list[Invitation]:
     return [_to_invitation(i) for i in sorted(items, key=lambda i: i.created_at, reverse=True)]
 
 
-def revoke(team_id: str, invitation_id: str, now: datetime) -> None:
+def revoke(team_id: str, invitation_id: str, now: datetime, *, counter: Counter | None = None) -> None:
     item = _load(invitation_id)
     if item is None or item.team_id != team_id or not _pending(item, now):
         raise errors.NotFound("No such pending invitation.")
-    item.update(
-        actions=[InvitationModel.revoked_at.set(now)],
-        condition=InvitationModel.accepted_at.does_not_exist() & InvitationModel.revoked_at.does_not_exist(),
+    condition = InvitationModel.accepted_at.does_not_exist() & InvitationModel.revoked_at.does_not_exist()
+    counted_transaction(
+        counter, lambda t: t.update(item, actions=[InvitationModel.revoked_at.set(now)], condition=condition)
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pynamodb.attributes import (
     BooleanAttribute,
+    NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
@@ -24,6 +25,15 @@ class TeamModel(BaseModel):
     name = UnicodeAttribute()
     personal = BooleanAttribute(default=False)
     plan = UnicodeAttribute(default="free")
+    # Billing (``billing``): the Stripe subscription's status, customer and subscription ids, its period's end and
+    # whether it cancels then; ``billing_event_at``: the ``created`` of the newest Stripe event applied (an older
+    # one never overwrites it).
+    billing_status = UnicodeAttribute(null=True)
+    stripe_customer_id = UnicodeAttribute(null=True)
+    stripe_subscription_id = UnicodeAttribute(null=True)
+    current_period_end = UTCDateTimeAttribute(null=True)
+    cancel_at_period_end = BooleanAttribute(null=True)
+    billing_event_at = NumberAttribute(null=True)
     created_by = UnicodeAttribute()
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()

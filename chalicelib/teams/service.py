@@ -7,7 +7,7 @@ from datetime import datetime
 
 from chalicelib.errors import AlreadyOwner, Forbidden, LastOwner, LastTeam, NotFound
 from chalicelib.ids import new_id
-from chalicelib.storage.base import transaction
+from chalicelib.storage.base import Counter, counted_transaction, transaction
 from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
 from chalicelib.users import service as users
 
@@ -156,7 +156,7 @@ def change_role(actor_role: str, team_id: str, user_id: str, role: str) -> Membe
     return _member(target)
 
 
-def remove_member(actor: str, actor_role: str, team_id: str, user_id: str) -> None:
+def remove_member(actor: str, actor_role: str, team_id: str, user_id: str, *, counter: Counter | None = None) -> None:
     """Remove a member, or leave when ``user_id`` is the caller.  The owner cannot leave nor be removed."""
     target = _membership(team_id, user_id)
     if target.role == "owner":
@@ -165,7 +165,7 @@ def remove_member(actor: str, actor_role: str, team_id: str, user_id: str) -> No
         raise Forbidden("The owner cannot be removed.")
     if actor != user_id and actor_role not in ("owner", "admin"):
         raise Forbidden("Only owners and admins remove members.")
-    target.delete(condition=MembershipModel.role == target.role)
+    counted_transaction(counter, lambda t: t.delete(target, condition=MembershipModel.role == target.role))
 
 
 def transfer_ownership(actor: str, team_id: str, user_id: str) -> Member:

@@ -29,7 +29,7 @@ from chalicelib.settings import get_settings
 from chalicelib.users.models import UserModel
 from tests.events import sqs_records, stream_records
 from tests.factories import create_channel, create_heartbeat, create_monitor
-from tests.support import make_test_settings, open_incident
+from tests.support import make_test_settings, on_plan, open_incident, sign_up
 from tests.support import recover as recover_everywhere
 
 
@@ -219,7 +219,8 @@ def test_500_then_200_is_retried_on_schedule_then_delivered(api, alice, httpserv
     assert json.loads(requests[1].get_data())["data"]["incident"]["status"] == "open"
 
 
-def test_429_with_retry_after_is_not_retried_before_it(api, alice, httpserver, clock):
+def test_429_with_retry_after_is_not_retried_before_it(api, httpserver, clock):
+    sign_up(api, "una@example.com", verified=False)  # no email of her own: only the webhook's sends are counted
     httpserver.expect_ordered_request("/hook").respond_with_data(
         "slow down", status=429, headers={"Retry-After": "120"}
     )
@@ -276,6 +277,7 @@ def test_twenty_monitors_down_in_the_same_minute_make_one_message_per_channel(ap
     text = create_channel(api, type="sms", config={"phone_numbers": ["+14155550123"]})
     hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
     ids = [mail["id"], text["id"], hook["id"]]
+    on_plan(api, alice["team"]["id"])  # twenty monitors
     monitors = [
         create_monitor(api, url=f"https://s{i}.example.invalid/", name=f"Service {i:02}", channel_ids=ids)
         for i in range(20)
@@ -415,12 +417,13 @@ def test_members_by_preference_quiet_hours_and_critical_only_across_time_zones(a
         assert "Rolling back" in notes[0]["text"]
 
 
-def test_unverified_members_get_no_email(api, alice, outbox, clock):
+def test_unverified_members_get_no_email(api, outbox, clock):
+    sign_up(api, "una@example.com", verified=False)
     monitor = create_monitor(api, url="https://shop.example.invalid/")
     outage(monitor, utcnow())
     clock.move_to(utcnow() + timedelta(minutes=2))
     pump()
-    assert alerts_to(outbox, "alice@example.com") == []
+    assert alerts_to(outbox, "una@example.com") == []
 
 
 # ------------------------------------------------------------------------------------------ the API

@@ -20,7 +20,7 @@ from chalicelib.clock import isoz, utcnow
 from chalicelib.teams import authz
 from chalicelib.teams.models import MembershipModel
 from tests.factories import create_channel, create_heartbeat, create_monitor, create_status_page
-from tests.support import join_team, make_test_settings, open_incident, register
+from tests.support import join_team, make_test_settings, on_plan, open_incident, register
 
 TARGET = "http://127.0.0.1:9/"  # nothing listens on the discard port: a test check fails fast, on loopback
 ROLES = ("owner", "admin", "member", "viewer")
@@ -28,8 +28,9 @@ TEAM_ROUTES = [r for r in all_routes(routers(make_test_settings())) if r.auth ==
 
 
 @pytest.fixture
-def settings():
-    return make_test_settings(ALLOW_PRIVATE_TARGETS="true")
+def settings(stripe_standin):
+    """Private targets (the test check fails fast on loopback) and Stripe's stand-in (an owner's checkout)."""
+    return make_test_settings(ALLOW_PRIVATE_TARGETS="true", STRIPE_API_BASE=stripe_standin.url)
 
 
 @dataclass
@@ -76,6 +77,7 @@ def build_world(api: Any) -> World:
         world.teams[team] = team_id
         world.owners[team] = owner["user"]["id"]
         world.tokens[f"owner-{team}"] = owner["access_token"]
+        on_plan(api, team_id)  # four members, and room for the routes' new objects: the pro plan
     # every caller acts in its team, as a frontend would after switching to it: the others join team A and switch
     for role in ROLES[1:]:
         user = world.user(f"{role}-a@example.com")
@@ -162,6 +164,7 @@ ROUTE_FACTORIES: dict[tuple[str, str], dict[str, Callable[[World, str], str]]] =
 # A valid body per route; ``ids(team)`` makes objects of the team that body ids should name.
 BODIES: dict[tuple[str, str], Callable[[World, Callable[[str], str]], dict[str, Any]]] = {
     ("PATCH", "/v1/teams/{team_id}"): lambda world, _: {"name": "Renamed"},
+    ("POST", "/v1/billing/checkout"): lambda world, _: {"plan": "pro"},
     ("PATCH", "/v1/teams/{team_id}/members/{user_id}"): lambda world, _: {"role": "member"},
     ("POST", "/v1/teams/{team_id}/transfer-ownership"): lambda world, ids: {"user_id": ids("user_id")},
     ("POST", "/v1/teams/{team_id}/invitations"): lambda world, _: {"email": "new@example.com", "role": "viewer"},

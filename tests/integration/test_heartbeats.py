@@ -11,8 +11,9 @@ import pytest
 import time_machine
 
 from chalicelib.checks.model import FAILURE_REPORTED, PING_MISSED, RUN_UNFINISHED
+from chalicelib.incidents.tracker import apply_results
 from chalicelib.monitors import heartbeats
-from chalicelib.monitors.models import MonitorModel, PingModel, PingTokenModel
+from chalicelib.monitors.models import MonitorModel, PackModel, PingModel, PingTokenModel
 from chalicelib.scheduler.service import run_tick
 from tests.factories import create_heartbeat, create_monitor
 from tests.packed import checks_of, reads
@@ -513,7 +514,7 @@ def test_uptime_counts_one_result_a_period_also_for_fail(api, at, alice):
         ping(api, m, "" if k == 1 else "/fail")
     held = checks_of(m["id"])
     assert len(held) == 5  # every failure written (each can change the status)
-    assert len([c for c in held if c.result.counted]) == 1
+    assert sorted(c.result.ok for c in held if c.result.counted) == [False, True]  # the period's ok, its first failure
 
 
 def test_no_miss_before_period_and_grace_have_passed_since_the_ping(api, at, alice):
@@ -561,3 +562,238 @@ def test_a_deleted_heartbeats_token_goes_with_it(api, at, alice):
     assert ping(api, m).status == 404
     with pytest.raises(PingTokenModel.DoesNotExist):
         PingTokenModel.get(token_of(m))
+
+
+# ------------------------------------------------------------------------------------------ from the second review
+
+
+def raced_ping(monkeypatch: Any, m: dict[str, Any], deadline: datetime, kind: str = "ping") -> None:
+    """A ping received just before ``deadline`` whose write loses to the tick's sweep (as in
+    test_a_ping_in_time_racing_the_sweep_is_applied_after_the_miss): it is read again after the miss."""
+    real_get, swept = MonitorModel.get, []
+
+    def get(*args: Any, **kwargs: Any) -> Any:
+        item = real_get(*args, **kwargs)
+        if not swept:
+            swept.append("sweeping")
+            swept.append(heartbeats.sweep(deadline))
+        return item
+
+    monkeypatch.setattr(MonitorModel, "get", get)
+    heartbeats.ping(heartbeats.Ping(token_of(m), kind, deadline - timedelta(milliseconds=300), None, None, b""))
+    monkeypatch.undo()
+    assert swept == ["sweeping", 1]
+
+
+def all_rows(monitor_id: str) -> list[Any]:
+    """Every stored result of a monitor, without the readers' dedupe (one per pack row)."""
+    from chalicelib.monitors import packs
+
+    rows = []
+    for item in PackModel.query(packs.bucket_of(monitor_id), consistent_read=True):
+        rows += [p for p in packs.decode_pack(item.body) if p.monitor_id == monitor_id]
+    return rows
+
+
+# ----------------------------------------------------------------------------------------- D1: stamped collision
+
+
+def test_a_fail_in_the_second_after_a_raced_ping_is_not_lost(api, at, alice, monkeypatch):
+    """The raced ping is stamped a second after the miss, and a /fail half a second after the deadline a second
+    after that: the incident handler applies each (it ignores a result not newer than the last), and no reader's
+    dedupe (one result a slot) drops one."""
+    m = create_heartbeat(api, period_seconds=600, grace_seconds=0)
+    deadline = T0 + timedelta(seconds=600)
+    raced_ping(monkeypatch, m, deadline)
+    at.move_to(deadline + timedelta(milliseconds=500))
+    assert ping(api, m, "/fail").status == 200  # not throttled: a second other than the raced ping's
+
+    rows = sorted(all_rows(m["id"]), key=lambda p: p.result.checked_at)
+    assert [r.result.ok for r in rows] == [False, True, False]  # miss, ping, fail: all three written
+    assert rows[0].result.checked_at < rows[1].result.checked_at < rows[2].result.checked_at  # each its own second
+
+
+def test_a_fail_right_after_a_raced_ping_opens_an_incident(api, at, alice, monkeypatch):
+    m = create_heartbeat(api, period_seconds=600, grace_seconds=0)
+    deadline = T0 + timedelta(seconds=600)
+    raced_ping(monkeypatch, m, deadline)
+    at.move_to(deadline + timedelta(milliseconds=500))
+    assert ping(api, m, "/fail").status == 200
+    from chalicelib.events.incidents import to_result  # not at import: it fixes the stream's name then
+
+    # The stream delivers the packs in the order they were written: miss, ping, fail.
+    team = alice["team"]["id"]
+    for packed in sorted(all_rows(m["id"]), key=lambda p: (p.result.checked_at, p.result.ok is False)):
+        apply_results(team, m["id"], [to_result(packed)], deadline + timedelta(seconds=2))
+    assert api.get(f"/v1/monitors/{m['id']}").json["status"] == "down"  # the job said /fail last
+    assert FAILURE_REPORTED in {r["error"] for r in api.get(f"/v1/monitors/{m['id']}/results").json["data"]}
+
+
+# ----------------------------------------------------------------------------------------- D2: rearm after a race
+
+
+def test_a_grace_edit_after_a_ping_in_the_second_of_a_miss_keeps_the_grace(api, at, alice):
+    """A ping half a second after its deadline, just after the sweep's miss: the monitor is up again, and a grace
+    edit counts the new grace from that ping (not a period from the miss)."""
+    m = create_heartbeat(api, period_seconds=3600, grace_seconds=300)
+    deadline = T0 + timedelta(seconds=3900)
+    assert heartbeats.sweep(deadline + timedelta(seconds=0.1)) == 1
+    pinged = deadline + timedelta(seconds=0.5)
+    at.move_to(pinged)
+    assert ping(api, m).status == 200  # up again, next deadline 11:05:01 + 65 min
+    at.move_to(pinged + timedelta(minutes=10))
+    assert api.patch(f"/v1/monitors/{m['id']}", {"grace_seconds": 600}).status == 200
+    # the job pings 2 min late, within its new 10 min grace: no miss is due before 12:15:01
+    assert heartbeats.sweep(pinged + timedelta(seconds=3600 + 60)) == 0
+
+
+# ----------------------------------------------------------------------------------------- D3: rearm in a window
+
+
+def test_a_grace_edit_after_a_miss_in_a_maintenance_window_keeps_the_window_end(api, at, alice):
+    m = create_heartbeat(api, period_seconds=3600, grace_seconds=0)
+    window = {
+        "title": "Upgrade",
+        "monitor_ids": [m["id"]],
+        "starts_at": "2026-12-07T09:50:00Z",
+        "ends_at": "2026-12-07T10:10:00Z",
+    }
+    assert api.post("/v1/maintenance-windows", window).status == 201
+    assert heartbeats.sweep(T0 + timedelta(hours=1)) == 1  # the miss at 10:00, in the window
+    ends = int((T0 + timedelta(minutes=70)).timestamp())
+    assert stored(alice, m).due_at == ends  # the window's end (the fix)
+    at.move_to(T0 + timedelta(minutes=61))
+    assert api.patch(f"/v1/monitors/{m['id']}", {"grace_seconds": 60}).status == 200
+    assert stored(alice, m).due_at <= ends
+
+
+# ----------------------------------------------------------------------------------------- D4: start while overdue
+
+
+def test_a_start_on_a_down_heartbeat_is_a_run_with_its_own_grace(api, at, alice):
+    """/start on a monitor down since a miss: the run has its own grace from its start (not the old deadline,
+    which would be a "run unfinished" before the run began)."""
+    m = create_heartbeat(api, period_seconds=86400, grace_seconds=600)
+    first = T0 + timedelta(seconds=87000)
+    assert heartbeats.sweep(first) == 1  # no ping in a day: down
+    at.move_to(first + timedelta(hours=2))
+    assert ping(api, m, "/start").status == 200
+    start = first + timedelta(hours=2)
+    assert stored(alice, m).due_at == int((start + timedelta(minutes=10)).timestamp())
+    assert heartbeats.sweep(start + timedelta(minutes=1)) == 0
+
+
+# ----------------------------------------------------------------------------------------- D5: lost miss
+
+
+def test_a_miss_whose_results_write_fails_is_swept_again(api, at, alice, monkeypatch):
+    """A failed pack write (throttling, a timeout) puts the deadline back: the next tick writes the miss."""
+    m = create_heartbeat(api, period_seconds=600, grace_seconds=0)
+    real_save, failures = PackModel.save, []
+
+    def save(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("ProvisionedThroughputExceeded")
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(PackModel, "save", save)
+    assert heartbeats.sweep(T0 + timedelta(seconds=601)) == 0  # logged and counted
+    assert heartbeats.sweep(T0 + timedelta(seconds=661)) == 1
+    assert [c.result.error for c in checks_of(m["id"])] == [PING_MISSED]
+
+
+# ----------------------------------------------------------------------------------------- D6: fail after ok
+
+
+def test_a_period_with_a_reported_failure_is_not_100_percent_up(api, at, alice):
+    """A /fail after the period's ping is counted too: a period that failed is never counted up."""
+    m = create_heartbeat(api, period_seconds=3600, grace_seconds=300)
+    at.move_to(T0 + timedelta(minutes=1))
+    ping(api, m)
+    at.move_to(T0 + timedelta(minutes=5))
+    ping(api, m, "/fail")  # down from 09:05 …
+    at.move_to(T0 + timedelta(minutes=61))
+    ping(api, m)  # … to 10:01
+    counted = [(c.result.ok, c.result.counted) for c in sorted(checks_of(m["id"]), key=lambda p: p.slot)]
+    assert (False, True) in counted, counted
+
+
+# ----------------------------------------------------------------------------------------- D7: orphaned token
+
+
+def test_a_delete_racing_a_rotation_leaves_no_token(api, at, alice, monkeypatch):
+    from chalicelib.monitors import service
+
+    m = create_heartbeat(api)
+    real_load = service._load
+
+    def load(team_id: str, monitor_id: str) -> Any:  # the rotation lands between the delete's read and write
+        item = real_load(team_id, monitor_id)
+        monkeypatch.setattr(service, "_load", real_load)
+        service.rotate_ping_token(team_id, monitor_id, T0)
+        return item
+
+    monkeypatch.setattr(service, "_load", load)
+    assert api.delete(f"/v1/monitors/{m['id']}").status == 204
+    left = [t for t in PingTokenModel.scan() if t.monitor_id == m["id"]]
+    assert left == [], [(t.token, t.team_id) for t in left]
+
+
+def test_a_fail_in_the_second_after_a_late_ping_is_listed(api, at, alice):
+    """The sweep's miss at 09:01:00, a ping half a second late (stamped 09:01:01), the job's /fail at 09:01:01.4
+    (stamped 09:01:02): three results, three slots, all listed."""
+    m = create_heartbeat(api, period_seconds=60, grace_seconds=0)
+    assert heartbeats.sweep(T0 + timedelta(seconds=60.1)) == 1
+    at.move_to(T0 + timedelta(seconds=60.5))
+    assert ping(api, m).status == 200
+    at.move_to(T0 + timedelta(seconds=61.4))
+    assert ping(api, m, "/fail").status == 200
+    assert len(all_rows(m["id"])) == 3  # written: miss, ping, fail
+    listed = api.get(f"/v1/monitors/{m['id']}/results").json["data"]
+    assert [(r["ok"], r["checked_at"]) for r in listed] == [
+        (False, "2026-12-07T09:01:02Z"),
+        (True, "2026-12-07T09:01:01Z"),
+        (False, "2026-12-07T09:01:00Z"),
+    ]
+
+
+# ----------------------------------------------------------------------------------------- D8: storm over kinds
+
+
+def test_a_storm_mixing_start_and_ping_writes_at_most_once_a_second_per_kind(api, at, alice, monkeypatch):
+    """Starts have their own throttle, which a ping does not clear: one write a second per kind."""
+    m = create_heartbeat(api)
+    at.move_to(T0 + timedelta(minutes=1, milliseconds=100))
+    saves: list[int] = []
+    real = MonitorModel.save
+
+    def save(self: Any, *args: Any, **kwargs: Any) -> Any:
+        saves.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MonitorModel, "save", save)
+    for suffix in ["/start", "", "/start", "", "/start", "/fail", "/start"]:
+        assert ping(api, m, suffix).status == 200
+    assert len(saves) <= 2, len(saves)
+
+
+def test_a_ping_whose_result_write_failed_is_recorded_on_its_retry(api, at, alice, monkeypatch):
+    """A ping's result is written before the monitor: if it fails, the monitor is unchanged, and the job's retry
+    in the same second is recorded (not throttled)."""
+    m = create_heartbeat(api, period_seconds=600, grace_seconds=0)
+    assert heartbeats.sweep(T0 + timedelta(seconds=601)) == 1  # down
+    real_save, failures = PackModel.save, []
+
+    def save(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("timeout")
+        return real_save(self, *args, **kwargs)
+
+    at.move_to(T0 + timedelta(seconds=650.2))
+    monkeypatch.setattr(PackModel, "save", save)
+    assert ping(api, m).status >= 500
+    at.move_to(T0 + timedelta(seconds=650.7))
+    assert ping(api, m).status == 200  # the retry
+    assert [c.result.ok for c in checks_of(m["id"])] == [True, False]

@@ -26,7 +26,17 @@ from chalicelib.clock import isoz, utcnow
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop
 from tests.factories import create_channel, create_monitor, create_status_page
-from tests.support import PASSWORD, ApiClient, Result, make_test_settings, open_incident, register, start_aws
+from tests.support import (
+    PASSWORD,
+    TEST_ENV,
+    ApiClient,
+    Result,
+    make_test_settings,
+    on_plan,
+    open_incident,
+    register,
+    start_aws,
+)
 
 JUNK_IDS = ["x", "../../etc", "%00", "i" * 300, "ünïcødé-☃-😀"]
 PATH_PARAM = re.compile(r"{([^}]+)}")
@@ -77,8 +87,17 @@ class Sweep:
 
 @pytest.fixture(scope="module")
 def sweep() -> Iterator[Sweep]:
-    """One AWS, one app and one registered user for every case in this module."""
-    settings = make_test_settings(ALLOW_PRIVATE_TARGETS="true")  # its monitor targets a closed loopback port
+    """One AWS, one app and one registered user for every case in this module; Stripe's calls go to the stand-in."""
+    from chalicelib.local.stripe_standin import StripeStandIn
+
+    standin = StripeStandIn(
+        secret_key=TEST_ENV["STRIPE_SECRET_KEY"],
+        webhook_secret=TEST_ENV["STRIPE_WEBHOOK_SECRET"],
+        prices={},
+        deliver=lambda body, signature: None,
+    ).start()
+    # Its monitor targets a closed loopback port; its team's billing portal is the stand-in's.
+    settings = make_test_settings(ALLOW_PRIVATE_TARGETS="true", STRIPE_API_BASE=standin.url)
     with mock_aws():
         start_aws(settings)
         import app as app_module
@@ -91,6 +110,7 @@ def sweep() -> Iterator[Sweep]:
             email = f"sweep-{uuid.uuid4().hex[:12]}@example.com"
             user = register(api, email)
             team_id, user_id = user["team"]["id"], user["user"]["id"]
+            on_plan(api, team_id, "enterprise")  # every case makes its own objects, never the plan's limit
             invited = api.post(
                 f"/v1/teams/{team_id}/invitations",
                 {"email": "invitee@example.com", "role": "member"},
@@ -132,6 +152,7 @@ def sweep() -> Iterator[Sweep]:
             yield Sweep(api, email, ids)
         finally:
             stack.register(None)
+            standin.stop()
 
 
 def wrong_value(route: Route, name: str) -> Any:

@@ -11,7 +11,7 @@ from chalicelib.clock import isoz
 from chalicelib.monitors.models import MonitorModel, PackModel
 from tests.factories import create_monitor
 from tests.packed import aggregated, check, reads, write_packs
-from tests.support import PASSWORD
+from tests.support import PASSWORD, on_plan
 
 URL = "https://1.1.1.1/health"  # a public literal: no DNS needed, and no test ever checks it
 REGIONS = ("us-east-1", "eu-west-1")
@@ -157,6 +157,7 @@ def test_pause_and_resume_move_the_schedule_key_in_the_same_write(api, alice):
     r = api.post(f"/v1/monitors/{m['id']}/resume")
     assert r.json["status"] == "pending"
     assert MonitorModel.get(team, m["id"]).schedule_key == key
+    on_plan(api, team)  # 30-second checks
     api.patch(f"/v1/monitors/{m['id']}", {"interval_seconds": 30})
     assert MonitorModel.get(team, m["id"]).schedule_key == "30:0"
 

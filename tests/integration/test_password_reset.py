@@ -23,7 +23,7 @@ def test_malformed_email_still_gets_202(api, outbox):
 
 
 def test_reset_link_works_once_and_revokes_every_session(api, outbox):
-    first = register(api, "alice@example.com")
+    first = register(api, "alice@example.com", verified=False)
     second = api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}).json
     assert api.post("/v1/auth/forgot-password", {"email": "Alice@Example.com"}).status == 202
     mail = outbox.to("alice@example.com")[0]
@@ -46,7 +46,7 @@ def test_reset_link_works_once_and_revokes_every_session(api, outbox):
 
 def test_reset_link_expires_after_an_hour(api, outbox):
     with time_machine.travel("2026-11-30 12:00:00Z", tick=False) as traveller:
-        register(api, "alice@example.com")
+        register(api, "alice@example.com", verified=False)
         api.post("/v1/auth/forgot-password", {"email": "alice@example.com"})
         token = outbox.link("alice@example.com", "https://app.vigil.test/reset-password").split("token=")[1]
         traveller.shift(3601)
@@ -56,7 +56,7 @@ def test_reset_link_expires_after_an_hour(api, outbox):
 
 
 def test_reset_refuses_a_weak_password_and_keeps_the_link_usable(api, outbox):
-    register(api, "alice@example.com")
+    register(api, "alice@example.com", verified=False)
     api.post("/v1/auth/forgot-password", {"email": "alice@example.com"})
     token = outbox.link("alice@example.com", "https://app.vigil.test/reset-password").split("token=")[1]
     r = api.post("/v1/auth/reset-password", {"token": token, "password": "password1"})
@@ -66,7 +66,7 @@ def test_reset_refuses_a_weak_password_and_keeps_the_link_usable(api, outbox):
 
 
 def test_a_verification_token_is_not_a_reset_token(api, outbox):
-    register(api, "alice@example.com")
+    register(api, "alice@example.com", verified=False)
     token = outbox.link("alice@example.com", "https://app.vigil.test/verify-email").split("token=")[1]
     assert api.post("/v1/auth/reset-password", {"token": token, "password": NEW_PASSWORD}).status == 400
 
@@ -84,7 +84,7 @@ def test_links_ignore_the_request_host_header(api, outbox):
 
 
 def test_resend_verification_sends_a_fresh_link_and_the_old_one_still_works_once(api, outbox):
-    tokens = register(api, "alice@example.com")
+    tokens = register(api, "alice@example.com", verified=False)
     assert api.post("/v1/auth/resend-verification", token=tokens["access_token"]).status == 202
     assert len(outbox.to("alice@example.com")) == 2
     token = outbox.link("alice@example.com", "https://app.vigil.test/verify-email").split("token=")[1]
@@ -95,7 +95,7 @@ def test_resend_verification_sends_a_fresh_link_and_the_old_one_still_works_once
 
 def test_verification_link_expires_after_24_hours(api, outbox):
     with time_machine.travel("2026-11-30 12:00:00Z", tick=False) as traveller:
-        register(api, "alice@example.com")
+        register(api, "alice@example.com", verified=False)
         token = outbox.link("alice@example.com", "https://app.vigil.test/verify-email").split("token=")[1]
         traveller.shift(24 * 3600 + 1)
         assert api.post("/v1/auth/verify-email", {"token": token}).status == 400

@@ -5,16 +5,25 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
 from chalicelib.checks.jobs import MAX_MESSAGE_BYTES, Job, decode_message
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.scheduler.service import run_tick
 from tests.factories import create_monitor
+from tests.support import on_plan
 
 URL = "https://1.1.1.1/"  # never checked here: the scheduler only sends jobs
 TICK = datetime(2026, 11, 30, 11, 59, 5, tzinfo=UTC)  # it plans minute 0 of the hour: every phase 0 is due
 MINUTE = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def pro(api, alice):
+    """30-second monitors and more than ten: the pro plan."""
+    on_plan(api, alice["team"]["id"])
 
 
 def create(api, **fields):
@@ -82,6 +91,7 @@ def test_thirty_second_monitors_are_sent_twice_the_second_delayed(api, alice, se
 
 
 def test_many_jobs_travel_in_few_messages(api, alice, settings):
+    on_plan(api, alice["team"]["id"], "enterprise")  # 150 monitors
     for _ in range(150):
         create(api, regions=["us-east-1"])
     report = run_tick(TICK)

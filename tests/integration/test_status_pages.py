@@ -23,7 +23,7 @@ from chalicelib.status_pages.document import overall
 from chalicelib.status_pages.publish import refresh_all
 from tests.events import stream_records
 from tests.factories import create_monitor, create_status_page
-from tests.support import ApiClient, make_test_settings, open_incident
+from tests.support import ApiClient, make_test_settings, on_plan, open_incident
 from tests.support import recover as recover_everywhere
 
 URL = "https://shop.example.invalid/"
@@ -118,6 +118,7 @@ def test_a_slug_is_unique_across_the_service_even_under_concurrent_creates(api, 
 
 
 def test_renaming_or_deleting_a_page_frees_its_slug(api, alice):
+    on_plan(api, alice["team"]["id"])  # two pages at once
     created = create_status_page(api)
     r = api.patch(f"/v1/status-pages/{created['id']}", {"slug": "acme-corp"})
     assert r.status == 200, r.body
@@ -471,6 +472,7 @@ def test_unpublishing_or_deleting_removes_the_objects(api, alice):
 
 
 def test_renaming_to_a_taken_slug_is_slug_taken(api, alice):
+    on_plan(api, alice["team"]["id"])  # two pages at once
     create_status_page(api)
     second = create_status_page(api, slug="second")
     r = api.patch(f"/v1/status-pages/{second['id']}", {"slug": "acme"})

@@ -8,9 +8,10 @@ from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
 from tests.support import PASSWORD, register
 
 
-def _user(api, email):
-    """Someone registered under their own name (an invitation and a team's default name show it)."""
-    return register(api, email, name=email.split("@")[0].title())
+def _user(api, email, *, verified=True):
+    """Someone registered under their own name (an invitation and a team's default name show it), their address
+    verified unless ``verified=False`` (then ``_verify`` does it, as the tests of invitations need)."""
+    return register(api, email, verified=verified, name=email.split("@")[0].title())
 
 
 def _verify(api, outbox, email):
@@ -29,7 +30,7 @@ def _team_with_bob(api, outbox, role="member"):
     """Alice owns a team; Bob (verified) joined it with ``role``."""
     alice = _user(api, "alice@example.com")
     team = api.post("/v1/teams", {"name": "Acme"}, token=alice["access_token"]).json
-    bob = _user(api, "bob@example.com")
+    bob = _user(api, "bob@example.com", verified=False)
     _verify(api, outbox, "bob@example.com")
     _, token = _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com", role)
     r = api.post("/v1/invitations/accept", {"token": token}, token=bob["access_token"])
@@ -67,7 +68,7 @@ def test_an_invitation_works_once_for_the_invited_verified_address(api, outbox):
 def test_an_invitation_refuses_another_address_and_an_unverified_one(api, outbox):
     alice = _user(api, "alice@example.com")
     team = api.post("/v1/teams", {"name": "Acme"}, token=alice["access_token"]).json
-    carol = _user(api, "carol@example.com")
+    carol = _user(api, "carol@example.com", verified=False)
     _, token = _invite(api, outbox, team["id"], alice["access_token"], "dave@example.com")
     r = api.post("/v1/invitations/accept", {"token": token}, token=carol["access_token"])
     assert r.status == 403
@@ -83,7 +84,7 @@ def test_an_invitation_expires_after_7_days(api, outbox):
     with time_machine.travel("2026-11-30 12:00:00Z", tick=False) as traveller:
         alice = _user(api, "alice@example.com")
         team = api.post("/v1/teams", {"name": "Acme"}, token=alice["access_token"]).json
-        bob = _user(api, "bob@example.com")
+        bob = _user(api, "bob@example.com", verified=False)
         _verify(api, outbox, "bob@example.com")
         _, token = _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com")
         traveller.shift(7 * 24 * 3600 + 1)
@@ -96,7 +97,7 @@ def test_an_invitation_expires_after_7_days(api, outbox):
 def test_a_revoked_or_tampered_invitation_does_not_work(api, outbox):
     alice = _user(api, "alice@example.com")
     team = api.post("/v1/teams", {"name": "Acme"}, token=alice["access_token"]).json
-    bob = _user(api, "bob@example.com")
+    bob = _user(api, "bob@example.com", verified=False)
     _verify(api, outbox, "bob@example.com")
     invitation, token = _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com")
     tampered = token.split(".")[0] + ".AAAA" + token.split(".")[1][4:]
@@ -109,7 +110,7 @@ def test_a_revoked_or_tampered_invitation_does_not_work(api, outbox):
 def test_inviting_again_replaces_the_pending_link(api, outbox):
     alice = _user(api, "alice@example.com")
     team = api.post("/v1/teams", {"name": "Acme"}, token=alice["access_token"]).json
-    bob = _user(api, "bob@example.com")
+    bob = _user(api, "bob@example.com", verified=False)
     _verify(api, outbox, "bob@example.com")
     _, first = _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com")
     _, second = _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com", "viewer")

@@ -528,10 +528,17 @@ def test_a_deployed_stage_starts_with_its_config_and_the_stacks_values(stage: st
 
     assert "SECRET_KEY" not in env
     assert wired["SECRET_KEY"] == {"Fn::Sub": "{{resolve:secretsmanager:vigil/${Stage}/secret-key}}"}
+    assert wired["STRIPE_SECRET_KEY"] == {"Fn::Sub": "{{resolve:secretsmanager:vigil/${Stage}/stripe-secret-key}}"}
+    assert wired["STRIPE_WEBHOOK_SECRET"] == {
+        "Fn::Sub": "{{resolve:secretsmanager:vigil/${Stage}/stripe-webhook-secret}}"
+    }
+    assert not {"STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"} & set(env)
     settings = load_settings(
         {
             **env,
             "SECRET_KEY": "s" * 48,
+            "STRIPE_SECRET_KEY": "sk_live_x",
+            "STRIPE_WEBHOOK_SECRET": "whsec_x",
             "APP_URL": "https://app.example.com",
             "EMAIL_FROM": "Vigil <no-reply@example.com>",
             "AWS_LAMBDA_FUNCTION_NAME": f"vigil-{stage}",
@@ -878,12 +885,14 @@ def test_a_failed_aggregator_pass_is_parked_with_an_alarm() -> None:
 
 def test_every_table_is_backed_up_but_the_check_telemetry() -> None:
     """Point-in-time recovery on every table, except the short-lived, TTL'd check results (packs and periods), the
-    workers' progress, the monitors' change notes (issue 13's cost) and the heartbeats' ping log (issue 14)."""
+    workers' progress, the monitors' change notes (issue 13's cost), the heartbeats' ping log (issue 14) and the
+    Stripe events received (a deduplication log: issue 15)."""
+    from chalicelib.billing.models import StripeEventModel
     from chalicelib.models import ALL_MODELS
     from chalicelib.monitors.models import ChangeModel, PackModel, PeriodModel, PingModel, ProgressModel
     from chalicelib.storage.schema import logical_id
 
-    telemetry = {ChangeModel, PackModel, PeriodModel, PingModel, ProgressModel}
+    telemetry = {ChangeModel, PackModel, PeriodModel, PingModel, ProgressModel, StripeEventModel}
     for model in ALL_MODELS:
         spec = RESOURCES[logical_id(model)]["Properties"]["PointInTimeRecoverySpecification"]
         assert spec == {"PointInTimeRecoveryEnabled": model not in telemetry}, model.__name__

@@ -14,6 +14,8 @@ DEPLOYED = {
     "SECRET_KEY": SECRET,
     "APP_URL": "https://app.example.com",
     "EMAIL_FROM": "Vigil <no-reply@example.com>",
+    "STRIPE_SECRET_KEY": "sk_live_deployed",
+    "STRIPE_WEBHOOK_SECRET": "whsec_deployed",
 }
 
 
@@ -228,3 +230,12 @@ def test_callers_defaults_rank_below_dotenv_and_the_environment(tmp_path):
     assert from_env.port == 9002
     no_dotenv = load_settings({"VIGIL_STAGE": "local"}, dotenv=tmp_path / "missing", defaults=defaults)
     assert no_dotenv.allow_private_targets is True
+
+
+def test_a_deployed_stage_needs_the_stripe_secrets_but_a_check_worker_does_not() -> None:
+    without = {k: v for k, v in deployed("prod").items() if not k.startswith("STRIPE_")}
+    with pytest.raises(SettingsError, match="STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET"):
+        load_settings(without)
+    worker = load_settings({**without, "CHECK_REGION": "eu-west-1"})
+    assert worker.stripe_secret_key is None
+    assert "sk_live" not in repr(load_settings(deployed("prod")))
