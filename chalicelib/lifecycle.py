@@ -238,6 +238,9 @@ def invite(team_id: str, inviter_id: str, email: str, role: str, now: datetime) 
         lambda c: invitations.invite(
             team_id, inviter_id, email, role, now, counter=c, uncounter=limits.uncount(team_id, "members", count_now)
         ),
+        repair=lambda: (
+            invitations.release_expired(team_id, now, lambda: limits.uncount(team_id, "members", count_now)) > 0
+        ),
     )
 
 
@@ -256,8 +259,9 @@ def receive_stripe_event(event: dict[str, Any], now: datetime) -> str:
     """Apply a verified Stripe event once (``billing.service``), then settle what it changed: a lower plan's
     limits applied to the team's monitors, and the owner told (a downgrade, a failed payment)."""
     outcome, change = billing.receive(event, now)
-    if change is not None:
+    if change is not None:  # applied now, or applied before and not settled then (Stripe's retry settles it)
         settle_plan(change, now)
+        billing.mark_settled(str(event["id"]))
     return outcome
 
 

@@ -166,7 +166,9 @@ def purge_team(team_id: str) -> None:
 
 
 def count(team_id: str) -> int:
-    return sum(1 for _ in ChannelModel.query(team_id, attributes_to_get=["team_id", "channel_id"]))
+    return sum(
+        1 for _ in ChannelModel.query(team_id, attributes_to_get=["team_id", "channel_id"], consistent_read=True)
+    )
 
 
 def list_channels(team_id: str, *, limit: int, after: str | None) -> tuple[list[Channel], str | None]:

@@ -116,12 +116,13 @@ def get_billing(call: Call) -> BillingOut:
     errors=(409, 502),
 )
 def start_checkout(call: Call) -> UrlOut:
-    """The owner is sent to Stripe Checkout; the plan changes when Stripe's events say it was paid.  A team
-    already on that plan: 409."""
+    """The owner is sent to Stripe Checkout; the plan changes when Stripe's events say it was paid.  A team with
+    a paid subscription changes it in the portal (409)."""
     team_id = call.user.team_id
     state = billing.get_billing(team_id)
-    if state.plan == call.body.plan:
-        raise errors.Conflict(f"The team is already on the {call.body.plan} plan; change it in the billing portal.")
+    if state.plan != plans.FREE and state.status in billing.PAYING:
+        # A second subscription would bill the team twice: a plan change goes through the portal.
+        raise errors.Conflict(f"The team is on the {state.plan} plan; change it in the billing portal.")
     url = stripe_api.checkout(
         team_id=team_id,
         plan=call.body.plan,

@@ -250,8 +250,10 @@ def test_channel(call: Call, channel_id: str) -> DeliveryOut:
     """Sent now, once (no retries); the answer is its delivery record."""
     channels.get(call.user.team_id, channel_id)  # 404 before anything is counted
     abuse.require_verified(call.user.user_id, "sending test notifications")
-    abuse.count_send(call.user.team_id, "channel_tests", utcnow())
-    return delivery_out(attempts.send_test(call.user.team_id, channel_id, utcnow()))
+    abuse.may_send(call.user.team_id, "channel_tests", utcnow())
+    delivery = attempts.send_test(call.user.team_id, channel_id, utcnow())
+    abuse.sent(call.user.team_id, "channel_tests", utcnow())
+    return delivery_out(delivery)
 
 
 @router.route(

@@ -226,8 +226,10 @@ def invite(call: Call, team_id: str) -> InvitationOut:
 
     email = normalize_email(call.body.email)
     abuse.require_verified(call.user.user_id, "inviting anyone")
-    abuse.count_send(team_id, "invitations", utcnow())
-    return _invitation(lifecycle.invite(team_id, call.user.user_id, email, call.body.role, utcnow()))
+    abuse.may_send(team_id, "invitations", utcnow())
+    invitation = lifecycle.invite(team_id, call.user.user_id, email, call.body.role, utcnow())
+    abuse.sent(team_id, "invitations", utcnow())
+    return _invitation(invitation)
 
 
 @router.route(

@@ -33,10 +33,15 @@ def check_recipients(user_id: str, kind: str, config: dict[str, Any]) -> None:
         require_verified(user_id, "alerting phone numbers")
 
 
-def count_send(team_id: str, kind: str, now: datetime) -> None:
-    """One more of the team's ``kind`` (``invitations``, ``channel_tests``) this hour; 429 past the limit."""
-    window = ratelimit.hit(f"sends#{kind}#{team_id}", WINDOW_SECONDS, now)
-    if window.count > SENDS_PER_HOUR:
+def may_send(team_id: str, kind: str, now: datetime) -> None:
+    """429 when the team sent its hour's ``kind`` (``invitations``, ``channel_tests``) already; read, not counted:
+    only what is sent counts (:func:`sent`), so a refused attempt (409, 402, 403) spends nothing."""
+    window = ratelimit.peek(f"sends#{kind}#{team_id}", WINDOW_SECONDS, now)
+    if window.count >= SENDS_PER_HOUR:
         raise errors.TooManyRequests(
             window.resets_in, f"At most {SENDS_PER_HOUR} {kind.replace('_', ' ')} an hour for a team; try again later."
         )
+
+
+def sent(team_id: str, kind: str, now: datetime) -> None:
+    ratelimit.hit(f"sends#{kind}#{team_id}", WINDOW_SECONDS, now)

@@ -137,14 +137,23 @@ def forget_team(team_id: str) -> None:
         item.delete()
 
 
-def admit(team_id: str, resource: str, count_now: Callable[[], int], write: Callable[[Counter], T]) -> T:
-    """``write(counter)`` of one more ``resource`` (402 past the plan's limit).  Refused, the counter is checked
-    against a count of what exists, and repaired and tried once more if it ran ahead (an invitation that expired
-    while pending, a write that failed after its count): a counter can stop a team early only until then."""
+def admit(
+    team_id: str,
+    resource: str,
+    count_now: Callable[[], int],
+    write: Callable[[Counter], T],
+    *,
+    repair: Callable[[], bool] | None = None,
+) -> T:
+    """``write(counter)`` of one more ``resource`` (402 past the plan's limit).  Refused, the counter is put right
+    — by ``repair()`` when given (what it counted out: invitations that expired while pending), else against a
+    consistent count of what exists — and, if it ran ahead, tried once more: a counter can stop a team early only
+    until its next refusal, and a repair never lowers it below what exists."""
     try:
         return write(counter(team_id, resource, 1, count_now))
     except errors.PaymentRequired:
-        if not _repaired(team_id, resource, count_now()):
+        repaired = repair() if repair is not None else _repaired(team_id, resource, count_now())
+        if not repaired:
             raise
         return write(counter(team_id, resource, 1, count_now))
 

@@ -3,7 +3,13 @@ plan limits are checked against."""
 
 from __future__ import annotations
 
-from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.attributes import (
+    BooleanAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
 
 from chalicelib.storage.base import BaseModel
 
@@ -36,6 +42,12 @@ class StripeEventModel(BaseModel):
     received_at = UTCDateTimeAttribute()
     team_id = UnicodeAttribute(null=True)
     outcome = UnicodeAttribute(null=True)  # "applied", "older than the team's state", "no team", "ignored type"
+    # What an applied event changed, until its consequences are settled (``lifecycle.settle_plan``): a redelivery
+    # settles them again if the first attempt failed.
+    plan_before = UnicodeAttribute(null=True)
+    plan_after = UnicodeAttribute(null=True)
+    payment_failed = BooleanAttribute(null=True)
+    settled = BooleanAttribute(null=True)
     expires_at = TTLAttribute()
 
 

@@ -39,7 +39,9 @@ SUBSCRIPTION_EVENTS = (
 )
 INVOICE_EVENTS = ("invoice.payment_failed", "invoice.paid")
 HANDLED = ("checkout.session.completed", *SUBSCRIPTION_EVENTS, *INVOICE_EVENTS)
-ENDED = ("canceled", "incomplete_expired", "unpaid")  # a subscription in these states pays for nothing
+# The statuses that hold a paid plan (past_due: Stripe's retries are the grace); any other (incomplete, paused,
+# unpaid, canceled, incomplete_expired, …) is the free plan.
+PAYING = ("active", "trialing", "past_due")
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,13 @@ def verify(raw: bytes, signature: str | None) -> dict[str, Any]:
         raise errors.BadRequest("The Stripe-Signature header is missing.")
     try:
         payload = raw.decode("utf-8")
-        stripe.Webhook.construct_event(payload, signature, secret, tolerance=TOLERANCE_SECONDS)
+        # The library's own check of the signature (what Webhook.construct_event runs before building an object).
+        stripe.WebhookSignature.verify_header(payload, signature, secret, TOLERANCE_SECONDS)
         event = json.loads(payload)
     except (ValueError, stripe.SignatureVerificationError):
         raise errors.BadRequest("The Stripe signature does not match this body, or is too old.") from None
-    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("data"), dict):
+    event_id = event.get("id") if isinstance(event, dict) else None
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= 255 or not isinstance(event.get("data"), dict):
         raise errors.BadRequest("Not a Stripe event.")
     return event
 
@@ -110,7 +114,7 @@ def receive(event: dict[str, Any], now: datetime) -> tuple[str, Change | None]:
         claim.save(condition=StripeEventModel.event_id.does_not_exist())
     except Exception as exc:
         if condition_failed(exc):
-            return "duplicate", None
+            return "duplicate", _unsettled(event["id"])
         raise
     try:
         outcome, team_id, change = _apply(kind, created, _object(event), now)
@@ -120,10 +124,32 @@ def receive(event: dict[str, Any], now: datetime) -> tuple[str, Change | None]:
     recorded: list[Any] = [StripeEventModel.outcome.set(outcome)]
     if team_id:
         recorded.append(StripeEventModel.team_id.set(team_id))
+    if change is not None:
+        recorded += [
+            StripeEventModel.plan_before.set(change.before),
+            StripeEventModel.plan_after.set(change.after),
+            StripeEventModel.payment_failed.set(change.payment_failed),
+            StripeEventModel.settled.set(False),
+        ]
     claim.update(actions=recorded)
     logger.info("stripe event", extra={"event_id": event["id"], "type": kind, "outcome": outcome, "team_id": team_id})
     metrics.add_metric(name="StripeEvents", unit="Count", value=1)
     return outcome, change
+
+
+def _unsettled(event_id: str) -> Change | None:
+    """An applied event whose consequences were not settled (the attempt failed): its change, to settle again."""
+    try:
+        found = StripeEventModel.get(event_id, consistent_read=True)
+    except StripeEventModel.DoesNotExist:
+        return None
+    if found.outcome != "applied" or found.settled is not False or not found.team_id or not found.plan_after:
+        return None
+    return Change(found.team_id, str(found.plan_before), str(found.plan_after), bool(found.payment_failed))
+
+
+def mark_settled(event_id: str) -> None:
+    StripeEventModel(event_id).update(actions=[StripeEventModel.settled.set(True)])
 
 
 def _object(event: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +158,10 @@ def _object(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+    """A whole number of seconds as Stripe sends one (anything else, or beyond any date, is 0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or abs(value) > 2**40:
+        return 0
+    return int(value)
 
 
 def _map(value: Any) -> dict[str, Any]:
@@ -161,51 +190,70 @@ def _team_of(obj: dict[str, Any]) -> TeamModel | None:
 
 
 def _apply(kind: str, created: int, obj: dict[str, Any], now: datetime) -> tuple[str, str | None, Change | None]:
+    """Each kind of event changes only what it says, ordered only against events of its kind: a plan comes from
+    subscription events alone (their ``created`` against ``billing_event_at``), and only from the team's current
+    subscription (a new one, ``….created``, becomes it: an old one's end changes nothing); a checkout links the
+    customer and subscription; an invoice of the current subscription sets the payment status (its own order,
+    ``invoice_event_at``)."""
     if kind not in HANDLED:
         return "ignored type", None, None
     team = _team_of(obj)
     if team is None:
         logger.warning("stripe event for no known team", extra={"type": kind})
         return "no team", None, None
-    if created < int(team.billing_event_at or 0):
-        return "older than the team's state", team.team_id, None
     before = plans.plan(team.plan).id
-    actions: list[Any] = [TeamModel.billing_event_at.set(created), TeamModel.updated_at.set(now)]
-    after = before
-    payment_failed = False
     customer = _str(obj.get("customer"))
+    if customer and team.stripe_customer_id != customer:
+        StripeCustomerModel(customer, team_id=team.team_id).save()
+    actions: list[Any] = [TeamModel.updated_at.set(now)]
+    if customer and not team.stripe_customer_id:
+        actions.append(TeamModel.stripe_customer_id.set(customer))
+    condition: Any = None
+    after, payment_failed = before, False
     if kind == "checkout.session.completed":
-        if customer:
-            StripeCustomerModel(customer, team_id=team.team_id).save()
-            actions.append(TeamModel.stripe_customer_id.set(customer))
-        if subscription := _str(obj.get("subscription")):
+        if customer and team.stripe_customer_id and team.stripe_customer_id != customer:
+            actions.append(TeamModel.stripe_customer_id.set(customer))  # the checkout's customer is the team's now
+        if (subscription := _str(obj.get("subscription"))) and not team.stripe_subscription_id:
             actions.append(TeamModel.stripe_subscription_id.set(subscription))
     elif kind in SUBSCRIPTION_EVENTS:
+        subscription = _str(obj.get("id"))
+        current = team.stripe_subscription_id
+        if current and subscription != current and not kind.endswith(".created"):
+            return "not the team's subscription", team.team_id, None
+        if created < int(team.billing_event_at or 0):
+            return "older than the team's state", team.team_id, None
         status = _str(obj.get("status")) or "canceled"
-        after = plans.FREE if kind.endswith(".deleted") or status in ENDED else _plan_of_price(obj) or before
-        if customer and not team.stripe_customer_id:
-            StripeCustomerModel(customer, team_id=team.team_id).save()
-            actions.append(TeamModel.stripe_customer_id.set(customer))
+        ended = kind.endswith(".deleted") or status not in PAYING
+        after = plans.FREE if ended else _plan_of_price(obj) or before
         actions += [
+            TeamModel.billing_event_at.set(created),
             TeamModel.plan.set(after),
             TeamModel.billing_status.set("canceled" if kind.endswith(".deleted") else status),
             TeamModel.cancel_at_period_end.set(bool(obj.get("cancel_at_period_end"))),
         ]
-        if subscription := _str(obj.get("id")):
+        if subscription:
             actions.append(TeamModel.stripe_subscription_id.set(subscription))
         if period_end := _period_end(obj):
             actions.append(TeamModel.current_period_end.set(period_end))
-    else:  # invoices: the subscription's payment
+        condition = TeamModel.billing_event_at.does_not_exist() | (TeamModel.billing_event_at <= created)
+    else:  # an invoice: the current subscription's payment
+        subscription = _str(obj.get("subscription"))
+        if subscription and team.stripe_subscription_id and subscription != team.stripe_subscription_id:
+            return "not the team's subscription", team.team_id, None
+        if plans.plan(team.plan).id == plans.FREE:
+            return "no paid plan", team.team_id, None
+        if created < int(team.invoice_event_at or 0):
+            return "older than the team's state", team.team_id, None
         payment_failed = kind == "invoice.payment_failed"
-        actions.append(TeamModel.billing_status.set("past_due" if payment_failed else "active"))
+        actions += [
+            TeamModel.invoice_event_at.set(created),
+            TeamModel.billing_status.set("past_due" if payment_failed else "active"),
+        ]
+        condition = TeamModel.invoice_event_at.does_not_exist() | (TeamModel.invoice_event_at <= created)
     try:
-        team.update(
-            actions=actions,
-            condition=TeamModel.billing_event_at.does_not_exist() | (TeamModel.billing_event_at <= created),
-            add_version_condition=False,
-        )
+        team.update(actions=actions, condition=condition, add_version_condition=False)
     except Exception as exc:
-        if condition_failed(exc):  # a newer event landed since this one read the team
+        if condition_failed(exc):  # a newer event of its kind landed since this one read the team
             return "older than the team's state", team.team_id, None
         raise
     return "applied", team.team_id, Change(team.team_id, before, after, payment_failed)
@@ -230,4 +278,7 @@ def _period_end(subscription: dict[str, Any]) -> datetime | None:
     """The current period's end: on the subscription item (Stripe's newer API versions), else the subscription."""
     ends = [_int(item.get("current_period_end")) for item in _items(subscription)]
     end = max(ends, default=0) or _int(subscription.get("current_period_end"))
-    return datetime.fromtimestamp(end, UTC) if end > 0 else None
+    try:
+        return datetime.fromtimestamp(end, UTC) if end > 0 else None
+    except (OverflowError, OSError, ValueError):  # not a time Stripe would send
+        return None

@@ -555,7 +555,9 @@ def count_active(team_id: str) -> int:
     """The team's monitors not paused (what the plan's ``monitors`` limit counts)."""
     return sum(
         1
-        for m in MonitorModel.query(team_id, attributes_to_get=["team_id", "monitor_id", "paused"], page_size=500)
+        for m in MonitorModel.query(
+            team_id, attributes_to_get=["team_id", "monitor_id", "paused"], page_size=500, consistent_read=True
+        )
         if not m.paused
     )
 

@@ -177,7 +177,9 @@ def delete(team_id: str, page_id: str, *, counter: Counter | None = None) -> Non
 
 
 def count(team_id: str) -> int:
-    return sum(1 for _ in StatusPageModel.query(team_id, attributes_to_get=["team_id", "page_id"]))
+    return sum(
+        1 for _ in StatusPageModel.query(team_id, attributes_to_get=["team_id", "page_id"], consistent_read=True)
+    )
 
 
 def list_pages(team_id: str, *, limit: int, after: str | None) -> tuple[list[Page], str | None]:

@@ -9,11 +9,14 @@ created (on condition that it does not exist), so a link works exactly once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pynamodb.exceptions import TransactWriteError
 
@@ -110,6 +113,33 @@ def _send(item: InvitationModel, token: str, inviter_id: str) -> None:
     inviter_name = (inviter.name or inviter.email) if inviter is not None else "A teammate"
     message = invitation_email(settings.app_url, token, team.name, inviter_name, item.role, VALID_DAYS)
     deliver(item.email, message, invitation_id=item.invitation_id)
+
+
+def _release(item: InvitationModel, now: datetime, t: Any) -> None:
+    """Mark an expired invitation released, unless it was answered or released meanwhile."""
+    condition = (
+        InvitationModel.accepted_at.does_not_exist()
+        & InvitationModel.revoked_at.does_not_exist()
+        & InvitationModel.released_at.does_not_exist()
+    )
+    t.update(item, actions=[InvitationModel.released_at.set(now)], condition=condition)
+
+
+def release_expired(team_id: str, now: datetime, uncounter: Callable[[], Counter]) -> int:
+    """Count out of the plan's members each invitation that expired unanswered (once each: marked released in the
+    same transaction as its ``uncounter()`` step); how many.  The index read may miss an invitation just made,
+    never one old enough to have expired."""
+    released = 0
+    for item in InvitationModel.by_team.query(team_id):
+        if item.accepted_at or item.revoked_at or item.released_at or item.valid_until > now:
+            continue
+        try:
+            counted_transaction(uncounter(), functools.partial(_release, item, now))
+            released += 1
+        except Exception as exc:
+            if not condition_failed(exc):  # released (or answered) meanwhile
+                raise
+    return released
 
 
 def list_pending(team_id: str, now: datetime) -> list[Invitation]:

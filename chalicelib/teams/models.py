@@ -33,7 +33,8 @@ class TeamModel(BaseModel):
     stripe_subscription_id = UnicodeAttribute(null=True)
     current_period_end = UTCDateTimeAttribute(null=True)
     cancel_at_period_end = BooleanAttribute(null=True)
-    billing_event_at = NumberAttribute(null=True)
+    billing_event_at = NumberAttribute(null=True)  # of subscription events
+    invoice_event_at = NumberAttribute(null=True)  # the newest invoice event applied
     created_by = UnicodeAttribute()
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
@@ -88,6 +89,7 @@ class InvitationModel(BaseModel):
     created_at = UTCDateTimeAttribute()
     valid_until = UTCDateTimeAttribute()
     accepted_at = UTCDateTimeAttribute(null=True)
+    released_at = UTCDateTimeAttribute(null=True)  # expired unanswered, and counted out of the plan's members
     accepted_by = UnicodeAttribute(null=True)
     revoked_at = UTCDateTimeAttribute(null=True)
     expires_at = TTLAttribute()

@@ -84,3 +84,11 @@ def test_a_teams_channel_tests_and_invitations_are_limited_per_hour(api, alice):
     ]
     assert sent[:10] == [201] * 10
     assert sent[10] == 429
+
+
+def test_a_refused_invitation_spends_nothing_of_the_hours_quota(api, alice):
+    team = alice["team"]["id"]
+    for _ in range(12):  # each refused: alice is already a member
+        r = api.post(f"/v1/teams/{team}/invitations", {"email": "alice@example.com", "role": "viewer"})
+        assert r.status == 409
+    assert api.post(f"/v1/teams/{team}/invitations", {"email": "new@example.com", "role": "viewer"}).status == 201

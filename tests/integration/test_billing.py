@@ -365,3 +365,140 @@ def test_an_expired_invitation_frees_its_place(api, alice):
         token = api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}).json["access_token"]
         r = api.post(f"/v1/teams/{team}/invitations", {"email": "c@example.com", "role": "viewer"}, token=token)
         assert r.status == 201, r.body
+
+
+# ------------------------------------------------------------------------------------------------- from the review
+
+
+def plan_of(api):
+    return api.get("/v1/billing").json["plan"]
+
+
+def test_checkout_completed_delivered_before_the_older_subscription_created_still_makes_the_team_pro(api, alice):
+    """Stripe does not deliver in order: checkout.session.completed (no plan in it) arriving first does not make
+    the subscription's own, slightly older, event 'older than the team's state'."""
+    team_id = alice["team"]["id"]
+    t = int(time.time())
+    session = {
+        "id": "cs_1",
+        "object": "checkout.session",
+        "customer": "cus_test_1",
+        "subscription": "sub_test_1",
+        "client_reference_id": team_id,
+        "metadata": {"team_id": team_id},
+    }
+    assert deliver(api, event("checkout.session.completed", session, created=t)).json["outcome"] == "applied"
+    r = deliver(api, event("customer.subscription.created", subscription(team_id), created=t - 1))
+    assert r.status == 200
+    assert plan_of(api) == "pro", r.json
+
+
+def test_invoice_paid_delivered_before_the_subscription_event_does_not_block_the_plan(api, alice):
+    team_id = alice["team"]["id"]
+    t = int(time.time())
+    invoice = {
+        "id": "in_1",
+        "object": "invoice",
+        "customer": "cus_test_1",
+        "subscription": "sub_test_1",
+        "metadata": {},
+        "subscription_details": {"metadata": {"team_id": team_id}},
+    }
+    # the team knows its customer already (a checkout before): invoice is found by customer
+    session = {"id": "cs_1", "object": "checkout.session", "customer": "cus_test_1", "client_reference_id": team_id}
+    deliver(api, event("checkout.session.completed", session, created=t - 10))
+    assert deliver(api, event("invoice.paid", invoice, created=t)).status == 200  # no paid plan yet: nothing to mark
+    deliver(api, event("customer.subscription.created", subscription(team_id), created=t - 1))
+    assert plan_of(api) == "pro"
+
+
+def test_the_end_of_a_replaced_subscription_does_not_drop_the_team_to_free(api, alice):
+    """Pro (sub_A), then enterprise (sub_B: a subscription made outside Vigil's checkout, which refuses a team that
+    pays already); the end of sub_A, no longer the team's, takes nothing away."""
+    team_id = alice["team"]["id"]
+    t = int(time.time())
+    deliver(api, event("customer.subscription.created", subscription(team_id, id="sub_A"), created=t - 20))
+    ent = subscription(team_id, id="sub_B", price="price_vigil_enterprise")
+    deliver(api, event("customer.subscription.created", ent, created=t - 10))
+    assert plan_of(api) == "enterprise"
+    ended = subscription(team_id, id="sub_A", status="canceled")
+    deliver(api, event("customer.subscription.deleted", ended, created=t))
+    assert plan_of(api) == "enterprise"
+
+
+@pytest.mark.parametrize("status", ["incomplete", "paused"])
+def test_an_unpaid_subscription_grants_no_paid_plan(api, alice, status):
+    """incomplete: the first payment has not succeeded (3-D Secure pending, card declined); paused: a trial ended
+    without a payment method.  Neither pays for anything."""
+    team_id = alice["team"]["id"]
+    deliver(api, event("customer.subscription.created", subscription(team_id, status=status)))
+    assert plan_of(api) == "free"
+
+
+def test_a_cancellation_delivered_after_a_newer_invoice_event_still_downgrades(api, alice):
+    """Stripe's last retry fails: invoice.payment_failed (t+1) and the subscription's end (t), delivered newest
+    first: each kind is ordered against its own kind, so the end still ends the plan."""
+    team_id = alice["team"]["id"]
+    t = int(time.time())
+    deliver(api, event("customer.subscription.created", subscription(team_id), created=t - 100))
+    invoice = {"id": "in_1", "object": "invoice", "customer": "cus_test_1", "subscription": "sub_test_1"}
+    assert deliver(api, event("invoice.payment_failed", invoice, created=t + 1)).json["outcome"] == "applied"
+    r = deliver(api, event("customer.subscription.deleted", subscription(team_id, status="canceled"), created=t))
+    assert plan_of(api) == "free", r.json
+
+
+def test_a_downgrade_whose_settling_failed_is_settled_by_stripes_retry(api, alice, monkeypatch):
+    """The plan change is recorded (and the event claimed) before the downgrade is enforced; if enforcing fails
+    (a throttled table, a lost race too many), the webhook is a 500 and Stripe's retry, a duplicate, settles it."""
+    from chalicelib import lifecycle
+
+    team_id = alice["team"]["id"]
+    t = int(time.time())
+    deliver(api, event("customer.subscription.created", subscription(team_id), created=t - 100))
+    for n in range(12):
+        create_monitor(api, url=f"https://1.1.1.{n + 1}/")
+    real, calls = lifecycle.set_monitor_paused, []
+
+    def flaky(*a, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("ProvisionedThroughputExceededException (simulated)")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(lifecycle, "set_monitor_paused", flaky)
+    ended = event("customer.subscription.deleted", subscription(team_id, status="canceled"), created=t)
+    first = deliver(api, ended)
+    assert first.status == 500  # Stripe will deliver it again
+    deliver(api, ended)  # Stripe's retry of the same event
+    usage = api.get("/v1/billing").json
+    assert (usage["plan"], usage["usage"]["monitors"]) == ("free", 10), usage
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        ({"id": "", "type": "customer.subscription.updated", "created": 1, "data": {"object": {}}}, 400),
+        ({"id": "evt_big", "type": "customer.subscription.updated", "created": 10**30, "data": {"object": {}}}, 200),
+        ({"id": "evt_list", "type": "customer.subscription.updated", "created": 1, "data": {"object": []}}, 200),
+        ([1, 2, 3], 400),
+    ],
+)
+def test_a_signed_but_odd_event_is_never_a_500(api, alice, payload, status):
+    assert deliver(api, payload).status == status
+
+
+def test_a_huge_period_end_is_left_out_not_a_500(api, alice):
+    odd = subscription(alice["team"]["id"])
+    odd["items"]["data"][0]["current_period_end"] = 10**20
+    assert deliver(api, event("customer.subscription.created", odd)).json["outcome"] == "applied"
+    assert api.get("/v1/billing").json["current_period_end"] is None
+
+
+def test_an_invoice_paid_after_the_end_leaves_the_team_free(api, alice):
+    team_id = alice["team"]["id"]
+    now = int(time.time())
+    deliver(api, event("customer.subscription.created", subscription(team_id), created=now - 10))
+    deliver(api, event("customer.subscription.deleted", subscription(team_id, status="canceled"), created=now - 5))
+    invoice = {"id": "in_9", "object": "invoice", "customer": "cus_test_1", "subscription": "sub_test_1"}
+    assert deliver(api, event("invoice.paid", invoice, created=now)).json["outcome"] == "no paid plan"
+    assert (api.get("/v1/billing").json["plan"], api.get("/v1/billing").json["status"]) == ("free", "canceled")
