@@ -114,8 +114,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "RESULT_RETENTION_DAYS",
         "result_retention_days",
-        default="30",
-        meaning="days check results are kept (DynamoDB TTL)",
+        default="90",
+        meaning="the most days any team's results are kept (TTL); each plan keeps its own: 7, 30 or 90",
     ),
     Variable(
         "RESULTS_STREAM_ARN",

@@ -3,6 +3,7 @@ taken, from the packs' stream."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ from chalice import Blueprint, Rate
 
 from chalicelib.aws.filters import wanted
 from chalicelib.aws.names import results_stream_arn
+from chalicelib.billing import limits
 from chalicelib.bootstrap import configure_core
 from chalicelib.clock import event_time, utcnow
 from chalicelib.models import ALL_MODELS
@@ -22,8 +24,18 @@ configure_core(models=ALL_MODELS)
 blueprint = Blueprint(__name__)
 
 
-def _retention() -> timedelta:
-    return timedelta(days=get_settings().result_retention_days)
+def _retention() -> Callable[[str], timedelta]:
+    """Each team's plan's retention (read once a team for this invocation), at most ``RESULT_RETENTION_DAYS``:
+    applied to the results aggregated from now on (a plan change keeps what was stored as it was)."""
+    most = get_settings().result_retention_days
+    days: dict[str, int] = {}
+
+    def of(team_id: str) -> timedelta:
+        if team_id not in days:
+            days[team_id] = min(limits.plan_of(team_id).limits.result_retention_days, most)
+        return timedelta(days=days[team_id])
+
+    return of
 
 
 # Every five minutes (a period is due packs.AGGREGATE_AFTER after it closed: taken 3 to 8 minutes after).  A failed

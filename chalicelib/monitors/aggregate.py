@@ -10,7 +10,7 @@ item holding more checks (:func:`put_all`): a take from an older view of the pac
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -48,6 +48,14 @@ class PassFailed(Exception):
         self.buckets = buckets
 
 
+# How long a team's results are kept: one time for all, or each team's (its plan's, ``events.aggregate``).
+Retention = timedelta | Callable[[str], timedelta]
+
+
+def kept(retention: Retention, team_id: str) -> timedelta:
+    return retention if isinstance(retention, timedelta) else retention(team_id)
+
+
 def all_buckets() -> list[str]:
     return [f"{i:02d}" for i in range(BUCKETS)]
 
@@ -83,7 +91,7 @@ def by_monitor(checks: Iterable[Packed]) -> dict[str, list[Packed]]:
 # ---------------------------------------------------------------------------------------------- taking a period
 
 
-def take_period(bucket: str, period: datetime, retention: timedelta, now: datetime) -> set[str]:
+def take_period(bucket: str, period: datetime, retention: Retention, now: datetime) -> set[str]:
     """Take one bucket's period (again) from its packs, for a late pack or by hand; the monitors it holds.
 
     Its hour's rollups are computed too when the period is the last of its hour, or when the hour had closed
@@ -93,7 +101,7 @@ def take_period(bucket: str, period: datetime, retention: timedelta, now: dateti
     return _take(bucket, period, retention, roll=period + PERIOD == hour + HOUR or now >= hour + HOUR)
 
 
-def _take(bucket: str, period: datetime, retention: timedelta, *, roll: bool) -> set[str]:
+def _take(bucket: str, period: datetime, retention: Retention, *, roll: bool) -> set[str]:
     """1. Read the period's packs (every page, consistently) and keep one result per check.
     2. PUT one period item per monitor: its checks of every region, replacing what an earlier take wrote
        (unless that held more checks: :func:`put_all`).
@@ -101,10 +109,15 @@ def _take(bucket: str, period: datetime, retention: timedelta, *, roll: bool) ->
        the period closes the hour: a monitor checked hourly may have no check in this period; else those of this
        period), then sum each of those monitors' day from its hours and PUT it."""
     checks = by_monitor(read_checks(bucket, period, period + PERIOD))
-    key, expires_at = minute_key(period), period + PERIOD + retention
+    key = minute_key(period)
     put_all(
         PeriodModel(
-            m, key, team_id=found[0].team_id, body=encode_period(found), checks=len(found), expires_at=expires_at
+            m,
+            key,
+            team_id=found[0].team_id,
+            body=encode_period(found),
+            checks=len(found),
+            expires_at=period + PERIOD + kept(retention, found[0].team_id),
         )
         for m, found in checks.items()
     )
@@ -187,7 +200,7 @@ def watermark(*, consistent: bool = True) -> datetime | None:
         return None
 
 
-def run_pass(now: datetime, retention: timedelta) -> int:
+def run_pass(now: datetime, retention: Retention) -> int:
     """Take every period due since the watermark, oldest first; the number of periods taken.
 
     1. Start at the watermark.  Without one (the first pass), at the period of an hour ago, saved as the watermark
@@ -227,7 +240,7 @@ def run_pass(now: datetime, retention: timedelta) -> int:
     return taken
 
 
-def _try(bucket: str, period: datetime, retention: timedelta, *, roll: bool) -> bool:
+def _try(bucket: str, period: datetime, retention: Retention, *, roll: bool) -> bool:
     try:
         _take(bucket, period, retention, roll=roll)
     except Exception:  # noqa: BLE001 - the pass goes on with the other buckets, then fails
@@ -253,7 +266,7 @@ def _advance(through: datetime) -> bool:
 # ---------------------------------------------------------------------------------------------- late packs
 
 
-def retake(records: list[dict[str, Any]], now: datetime, retention: timedelta) -> dict[str, Any]:
+def retake(records: list[dict[str, Any]], now: datetime, retention: Retention) -> dict[str, Any]:
     """The packs stream: take again the period of each pack written late (``late``: its period may have been taken
     without it), each (bucket, period) once however many of its packs the batch holds.
 

@@ -515,3 +515,21 @@ def test_a_failing_first_pass_is_taken_up_where_it_started_however_late_the_next
                 aggregate.run_pass(T0 + timedelta(minutes=m), RETENTION)
     aggregate.run_pass(T0 + timedelta(hours=1, minutes=13), RETENTION)
     assert sum(item.checks for item in PeriodModel.query(SHOP["id"])) == 10
+
+
+def test_each_teams_results_are_kept_as_long_as_its_plan_says(api, alice, charlie):
+    """The aggregator keeps a free team's results 7 days and a pro team's 30 (``RESULT_RETENTION_DAYS`` caps
+    both): the period items' TTL, from the plan read when they are written."""
+    from chalicelib.events.aggregate import _retention  # not at import: it fixes the stream's name then
+    from tests.support import on_plan
+
+    free = {"id": monitor_in("03", "free")["id"], "team_id": alice["team"]["id"]}
+    pro = {"id": monitor_in("03", "paid")["id"], "team_id": charlie["team"]["id"]}
+    on_plan(api, charlie["team"]["id"])
+    write_packs([check(free, T0 + timedelta(seconds=5)), check(pro, T0 + timedelta(seconds=6))])
+
+    aggregate.take_period("03", T0, _retention(), T0 + timedelta(minutes=13))
+
+    period_end = T0 + timedelta(minutes=10)
+    assert PeriodModel.get(free["id"], "2026-12-06T14:00").expires_at == period_end + timedelta(days=7)
+    assert PeriodModel.get(pro["id"], "2026-12-06T14:00").expires_at == period_end + timedelta(days=30)
