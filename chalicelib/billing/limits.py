@@ -124,13 +124,6 @@ def counter(team_id: str, resource: str, delta: int, count_now: Callable[[], int
     return Counter(team_id, resource, delta, plan_of(team_id))
 
 
-def used(team_id: str, resource: str) -> int:
-    try:
-        return int(UsageModel.get(team_id, resource, consistent_read=True).used)
-    except UsageModel.DoesNotExist:
-        return 0
-
-
 def forget_team(team_id: str) -> None:
     """A deleted team's counters."""
     for item in UsageModel.query(team_id):

@@ -34,7 +34,6 @@ import contextlib
 import math
 import secrets
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,7 +46,7 @@ from chalicelib.monitors.models import MonitorModel, PackModel, PingModel, PingT
 from chalicelib.monitors.watching import watch_of
 from chalicelib.observability import logger, metrics
 from chalicelib.storage import cursor
-from chalicelib.storage.base import lost_race, retry_lost_races, transaction
+from chalicelib.storage.base import Counter, counted_transaction, lost_race, retry_lost_races, transaction
 
 TYPE = "heartbeat"
 REGION = "global"
@@ -143,15 +142,16 @@ def disarm(item: MonitorModel) -> None:
 # ------------------------------------------------------------------------------------------------- tokens
 
 
-def create(item: MonitorModel, *, first: Callable[[Any], None] | None = None) -> None:
-    """Save a new heartbeat monitor with a new ping token, and the token's lookup item, in one transaction (after
-    ``first``'s step: the plan's count)."""
+def create(item: MonitorModel, counter: Counter | None = None) -> None:
+    """Save a new heartbeat monitor with a new ping token, and the token's lookup item, in one transaction with
+    ``counter``'s step (the plan's count: its refusal is the 402)."""
     item.ping_token = new_token()
-    with transaction() as t:
-        if first is not None:
-            first(t)
+
+    def steps(t: Any) -> None:
         t.save(item, condition=MonitorModel.monitor_id.does_not_exist())
         t.save(_token_item(item), condition=PingTokenModel.token.does_not_exist())
+
+    counted_transaction(counter, steps)
 
 
 def rotate(item: MonitorModel) -> None:

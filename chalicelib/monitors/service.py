@@ -27,7 +27,6 @@ from chalicelib.storage.base import (
     counted_transaction,
     load_team_item,
     retry_lost_races,
-    transaction,
 )
 
 INTERVALS = (30, 60, 120, 300, 600, 900, 1800, 3600)
@@ -284,12 +283,7 @@ def create(
     _apply(item, config)
     if config.type == heartbeats.TYPE:
         heartbeats.arm(item, since=now)
-        try:
-            heartbeats.create(item, first=counter.add_to if counter else None)
-        except Exception as exc:
-            if counter is not None:
-                counter.check(exc)
-            raise
+        heartbeats.create(item, counter)
     else:
         _save_counted(item, counter, condition=MonitorModel.monitor_id.does_not_exist())
     return to_monitor(item)
@@ -465,12 +459,13 @@ def _delete(item: MonitorModel, counter: Callable[[int], Counter | None]) -> Mon
     if step is None and item.type != heartbeats.TYPE:
         item.delete()
         return item
-    with transaction() as t:
-        if step is not None:
-            step.add_to(t)
-        t.delete(item)
-        heartbeats.forget(t, item)
+    counted_transaction(step, functools.partial(_delete_steps, item))
     return item
+
+
+def _delete_steps(item: MonitorModel, t: Any) -> None:
+    t.delete(item)
+    heartbeats.forget(t, item)
 
 
 def unlink_channel(team_id: str, channel_id: str) -> None:

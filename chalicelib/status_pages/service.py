@@ -20,7 +20,14 @@ from chalicelib.status_pages import publish
 from chalicelib.status_pages.models import SlugModel, StatusPageModel
 from chalicelib.status_pages.store import LISTED, Component, Page, as_json, components_of, pages_showing, to_page
 from chalicelib.storage import cursor
-from chalicelib.storage.base import Counter, condition_failed, load_team_item, retry_lost_races, transaction
+from chalicelib.storage.base import (
+    Counter,
+    condition_failed,
+    counted_transaction,
+    load_team_item,
+    retry_lost_races,
+    transaction,
+)
 
 MAX_COMPONENTS = 50
 RESERVED_SLUGS = frozenset({"api", "app", "admin", "assets", "docs", "status", "static", "vigil", "www", "help"})
@@ -168,11 +175,12 @@ def remove_component(team_id: str, page_id: str, monitor_id: str, now: datetime)
 
 def delete(team_id: str, page_id: str, *, counter: Counter | None = None) -> None:
     item = _load(team_id, page_id)
-    with transaction() as t:
-        if counter is not None:
-            counter.add_to(t)
+
+    def steps(t: Any) -> None:
         t.delete(item, add_version_condition=False)
         t.delete(SlugModel(item.slug), condition=SlugModel.page_id == item.page_id)
+
+    counted_transaction(counter, steps)
     publish.unpublish_quietly(to_page(item))
 
 
