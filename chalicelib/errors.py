@@ -48,6 +48,11 @@ class InvalidCursor(BadRequest):
     title = "Invalid cursor"
 
 
+class ApiKeyInQuery(BadRequest):
+    code = "api_key_in_query"
+    title = "API key in the URL"
+
+
 class Unauthorized(VigilError):
     status = 401
     code = "unauthorized"
@@ -91,6 +96,16 @@ class Forbidden(VigilError):
 class NotAMember(Forbidden):
     code = "not_a_member"
     title = "Not a member of this team"
+
+
+class ApiKeyNotAllowed(Forbidden):
+    code = "api_key_not_allowed"
+    title = "Not for API keys"
+
+
+class InsufficientScope(Forbidden):
+    code = "insufficient_scope"
+    title = "The API key lacks a scope"
 
 
 class NotFound(VigilError):

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib.alerts import channels
+from chalicelib.auth import apikeys
 from chalicelib.aws.mail import deliver
 from chalicelib.billing import limits, plans
 from chalicelib.billing import service as billing
@@ -204,6 +205,7 @@ def delete_team(actor: str, team_id: str) -> None:
     status_pages.purge_team(team_id)
     monitors.purge_team(team_id)
     limits.forget_team(team_id)
+    apikeys.purge_team(team_id)
     teams.delete_team(team_id)
 
 

@@ -8,7 +8,7 @@ and the check worker names only the two it reads and writes.
 from __future__ import annotations
 
 from chalicelib.alerts.models import AlertMarkModel, ChannelModel, DeliveryModel
-from chalicelib.auth.models import OneTimeTokenModel, SessionModel
+from chalicelib.auth.models import ApiKeyModel, OneTimeTokenModel, SessionModel
 from chalicelib.billing.models import StripeCustomerModel, StripeEventModel, UsageModel
 from chalicelib.incidents.models import (
     EventModel,
@@ -37,6 +37,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = tuple(
     sorted(
         (
             AlertMarkModel,
+            ApiKeyModel,
             ChangeModel,
             ChannelModel,
             CounterModel,

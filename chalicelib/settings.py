@@ -157,6 +157,12 @@ VARIABLES: tuple[Variable, ...] = (
         meaning="failed sign-ins per client IP per window before 429",
     ),
     Variable(
+        "USER_REQUESTS_PER_MINUTE",
+        "user_requests_per_minute",
+        default="1200",
+        meaning="API requests a minute per signed-in user (access tokens; API keys follow their team's plan)",
+    ),
+    Variable(
         "LOGIN_FAILURE_WINDOW_SECONDS",
         "login_failure_window_seconds",
         default="900",
@@ -270,6 +276,7 @@ class Settings:
     login_failures_per_account: int
     login_failures_per_ip: int
     login_failure_window_seconds: int
+    user_requests_per_minute: int
     port: int
     log_level: str
     cors_allow_origin: str | None
@@ -422,6 +429,7 @@ def load_settings(
         login_failure_window_seconds=_int(
             "LOGIN_FAILURE_WINDOW_SECONDS", get("LOGIN_FAILURE_WINDOW_SECONDS"), 10, 86400
         ),
+        user_requests_per_minute=_int("USER_REQUESTS_PER_MINUTE", get("USER_REQUESTS_PER_MINUTE"), 1, 1_000_000),
         port=_int("PORT", get("PORT"), 1, 65535),
         log_level=log_level,
         cors_allow_origin=get("CORS_ALLOW_ORIGIN") or None,

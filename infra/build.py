@@ -34,6 +34,8 @@ CHECKER_OUTPUT = Path(__file__).resolve().parent / "checker.json"
 
 # Names of the resources Chalice generates (checked against `chalice package` by tests/unit/test_infra.py).
 CHALICE_API = "RestAPI"
+API_STAGE_RATE_LIMIT = 500  # requests a second, steady, for the whole stage
+API_STAGE_BURST_LIMIT = 1000
 CHALICE_FUNCTION = "APIHandler"
 CHALICE_ROLE = "ApiHandlerRole"
 # Chalice's event handlers (chalicelib/events): each gets its own function and role in the package.
@@ -679,8 +681,20 @@ def build() -> dict[str, Any]:
             "Properties": {"BatchSize": 10, "FunctionResponseTypes": ["ReportBatchItemFailures"]},
         }
     }
+    # The stage's throttle is a backstop under the app's own per-key, per-user and per-address limits
+    # (chalicelib.api.quotas): it caps what reaches the function at all, whoever sends it.
     resources[CHALICE_API] = {
-        "Properties": {"DefinitionBody": {"x-amazon-apigateway-gateway-responses": gateway_responses()}}
+        "Properties": {
+            "DefinitionBody": {"x-amazon-apigateway-gateway-responses": gateway_responses()},
+            "MethodSettings": [
+                {
+                    "ResourcePath": "/*",
+                    "HttpMethod": "*",
+                    "ThrottlingRateLimit": API_STAGE_RATE_LIMIT,
+                    "ThrottlingBurstLimit": API_STAGE_BURST_LIMIT,
+                }
+            ],
+        }
     }
     # Each function's log group, with a retention: left to Lambda, it is made at the first invocation and never
     # expires.  Named after the function's generated name, so created just after it (it cannot come first).

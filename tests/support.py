@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +33,30 @@ TEST_ENV = {
     "STRIPE_SECRET_KEY": "sk_test_vigil_tests",
     "STRIPE_WEBHOOK_SECRET": "whsec_vigil_tests_webhook_secret",
 }
+
+
+@contextmanager
+def dynamodb_calls(*models: Any) -> Iterator[list[str]]:
+    """The DynamoDB operations (``GetItem``, ``UpdateItem``, …) sent while the block runs, on ``models``' tables
+    (every table when none is named): counted at botocore's edge, below PynamoDB."""
+    from chalicelib.models import ALL_MODELS
+
+    calls: list[str] = []
+    watched = {m.Meta.table_name for m in models}
+
+    def seen(params: Any, model: Any, **_: Any) -> None:
+        table = params.get("TableName") if isinstance(params, dict) else None
+        if not watched or table in watched or table is None:
+            calls.append(model.name)
+
+    clients = {id(c): c for c in (m._get_connection().connection.client for m in ALL_MODELS)}.values()
+    for client in clients:
+        client.meta.events.register("provide-client-params.dynamodb", seen)
+    try:
+        yield calls
+    finally:
+        for client in clients:
+            client.meta.events.unregister("provide-client-params.dynamodb", seen)
 
 
 def make_test_settings(**overrides: str) -> Settings:

@@ -61,6 +61,7 @@ class VerifiedOut(Out):
     response=TokensOut,
     status=201,
     errors=(409,),
+    ip_limit=20,
 )
 def register(call: Call) -> TokensOut:
     """Creates the user and a personal team they own, signs them in and emails a verification link."""
@@ -69,7 +70,14 @@ def register(call: Call) -> TokensOut:
 
 
 @router.route(
-    "POST", "/v1/auth/login", summary="Sign in", auth="none", body=LoginIn, response=TokensOut, errors=(401, 429)
+    "POST",
+    "/v1/auth/login",
+    summary="Sign in",
+    auth="none",
+    body=LoginIn,
+    response=TokensOut,
+    errors=(401, 429),
+    ip_limit=60,
 )
 def login(call: Call) -> TokensOut:
     """Unknown email and wrong password give the same 401; repeated failures give 429."""
@@ -77,7 +85,14 @@ def login(call: Call) -> TokensOut:
 
 
 @router.route(
-    "POST", "/v1/auth/refresh", summary="Rotate tokens", auth="none", body=RefreshIn, response=TokensOut, errors=(401,)
+    "POST",
+    "/v1/auth/refresh",
+    summary="Rotate tokens",
+    auth="none",
+    body=RefreshIn,
+    response=TokensOut,
+    errors=(401,),
+    ip_limit=120,
 )
 def refresh(call: Call) -> TokensOut:
     """Each refresh token works once; reusing a spent one revokes the whole session."""
@@ -99,6 +114,7 @@ def logout(call: Call) -> Reply:
     body=TokenIn,
     response=VerifiedOut,
     errors=(400,),
+    ip_limit=30,
 )
 def verify_email(call: Call) -> VerifiedOut:
     """Single-use token from the verification email, valid 24 hours."""
@@ -106,7 +122,12 @@ def verify_email(call: Call) -> VerifiedOut:
 
 
 @router.route(
-    "POST", "/v1/auth/resend-verification", summary="Send the verification email again", status=202, errors=(429,)
+    "POST",
+    "/v1/auth/resend-verification",
+    summary="Send the verification email again",
+    status=202,
+    errors=(429,),
+    ip_limit=10,
 )
 def resend_verification(call: Call) -> Reply:
     service.resend_verification(call.user, utcnow())
@@ -114,7 +135,13 @@ def resend_verification(call: Call) -> Reply:
 
 
 @router.route(
-    "POST", "/v1/auth/forgot-password", summary="Email a password reset link", auth="none", body=EmailIn, status=202
+    "POST",
+    "/v1/auth/forgot-password",
+    summary="Email a password reset link",
+    auth="none",
+    body=EmailIn,
+    status=202,
+    ip_limit=10,
 )
 def forgot_password(call: Call) -> Reply:
     """Always 202, whether or not the address has an account."""
@@ -130,6 +157,7 @@ def forgot_password(call: Call) -> Reply:
     body=ResetIn,
     status=204,
     errors=(400,),
+    ip_limit=30,
 )
 def reset_password(call: Call) -> Reply:
     """Single-use, valid one hour; every session of the user is revoked."""

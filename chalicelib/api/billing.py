@@ -158,6 +158,7 @@ def open_portal(call: Call) -> UrlOut:
     response=ReceivedOut,
     errors=(400, 413),
     max_body_bytes=WEBHOOK_MAX_BYTES,
+    ip_limit=600,
 )
 def stripe_webhook(call: Call) -> Any:
     """Verified with the ``Stripe-Signature`` header over the exact body (400 and no effect otherwise); each event

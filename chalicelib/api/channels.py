@@ -158,6 +158,7 @@ def delivery_out(delivery: Delivery) -> DeliveryOut:
     summary="Create an alert channel",
     auth="team",
     permission=authz.MANAGE,
+    scope="alert_channels:write",
     body=ChannelIn,
     response=CreatedChannelOut,
     status=201,
@@ -184,6 +185,7 @@ def create_channel(call: Call) -> CreatedChannelOut:
     summary="List alert channels",
     auth="team",
     permission=authz.READ,
+    scope="alert_channels:read",
     query=ListQuery,
     response=ChannelList,
     errors=(400,),
@@ -199,6 +201,7 @@ def list_channels(call: Call) -> ChannelList:
     summary="An alert channel",
     auth="team",
     permission=authz.READ,
+    scope="alert_channels:read",
     response=ChannelOut,
 )
 def get_channel(call: Call, channel_id: str) -> ChannelOut:
@@ -211,6 +214,7 @@ def get_channel(call: Call, channel_id: str) -> ChannelOut:
     summary="Change an alert channel",
     auth="team",
     permission=authz.MANAGE,
+    scope="alert_channels:write",
     body=ChannelPatch,
     response=ChannelOut,
     errors=(409,),
@@ -229,6 +233,7 @@ def patch_channel(call: Call, channel_id: str) -> ChannelOut:
     summary="Delete an alert channel",
     auth="team",
     permission=authz.MANAGE,
+    scope="alert_channels:write",
     status=204,
 )
 def delete_channel(call: Call, channel_id: str) -> Reply:
@@ -243,6 +248,7 @@ def delete_channel(call: Call, channel_id: str) -> Reply:
     summary="Send a test notification",
     auth="team",
     permission=authz.MANAGE,
+    scope="alert_channels:write",
     response=DeliveryOut,
     errors=(429,),
 )
@@ -262,6 +268,7 @@ def test_channel(call: Call, channel_id: str) -> DeliveryOut:
     summary="A channel's deliveries, newest first (kept 30 days)",
     auth="team",
     permission=authz.READ,
+    scope="alert_channels:read",
     query=ListQuery,
     response=DeliveryList,
     errors=(400,),

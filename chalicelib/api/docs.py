@@ -24,8 +24,8 @@ CODE_SPAN = re.compile(r"`([^`]+)`")
 CACHE = {"Cache-Control": "public, max-age=300"}
 AUTH_LABELS = {
     "none": "None.",
-    "user": "Bearer token: an access token or an API key.",
-    "team": "Bearer token: an access token or an API key; acts in the token's team.",
+    "user": "Bearer token: an access token (API keys are refused here).",
+    "team": "Bearer token: an access token, acting in the user's current team (API keys are refused here).",
 }
 CONSTRAINTS = [
     ("minLength", "min length {}"),
@@ -205,6 +205,11 @@ class _Renderer:
 
     def operation(self, path: str, method: str, op: dict[str, Any]) -> str:
         auth = AUTH_LABELS.get(op.get("x-vigil-auth", ""), "Bearer token." if op.get("security") else "None.")
+        if op.get("x-vigil-scope"):
+            auth = (
+                "Bearer token: an access token acting in the user's current team, "
+                f"or an API key with the {op['x-vigil-scope']} scope."
+            )
         description = f"<p>{_text(op['description'])}</p>" if op.get("description") else ""
         return (
             f'<article class="op" id="op-{_e(op["operationId"])}">'
@@ -222,6 +227,46 @@ class _Renderer:
                 for tag in op.get("tags", ["other"]):
                     grouped.setdefault(tag, []).append((path, method, op))
         return grouped
+
+    def api_keys(self) -> str:
+        """How to make a key and use it, with curl."""
+        server = self.doc.get("servers", [{}])[0].get("url", "")
+        scopes = sorted(
+            {
+                op["x-vigil-scope"]
+                for m in self.doc.get("paths", {}).values()
+                for op in m.values()
+                if op.get("x-vigil-scope")
+            }
+        )
+        create = (
+            f"curl -X POST {server}/v1/api-keys \\\n"
+            '  -H "Authorization: Bearer $ACCESS_TOKEN" -H "Content-Type: application/json" \\\n'
+            """  -d '{"name": "CI deploys", "scopes": ["monitors:read", "monitors:write"]}'"""
+        )
+        use = (
+            f'curl -i {server}/v1/monitors -H "Authorization: Bearer $VIGIL_API_KEY"\n\n'
+            "HTTP/1.1 200 OK\n"
+            'RateLimit-Policy: "default";q=60;w=60, "team";q=180;w=60\n'
+            'RateLimit: "default";r=59;t=42, "team";r=179;t=42'
+        )
+        return (
+            '<section id="api-keys"><h2>API keys</h2>'
+            "<p>Scripts, CI jobs and Terraform use an API key instead of a person's sign-in. An owner or admin "
+            "creates one for the current team (<code>POST /v1/api-keys</code>); the <code>key</code> in the answer "
+            "is shown this once, so store it as a secret at once.</p>"
+            f"<pre><code>{_e(create)}</code></pre>"
+            "<p>Send it in the <code>Authorization</code> header, never in a URL (a key in the query string is "
+            "refused with a 400: revoke it). A key acts in its team, reaches only the operations that name one of "
+            "its scopes, and never does more than its creator's role allows now; it stops working when its "
+            "creator leaves the team or when it is revoked (<code>DELETE /v1/api-keys/{id}</code>).</p>"
+            f"<pre><code>{_e(use)}</code></pre>"
+            "<p>Every answer to a key says how many requests remain in the current minute: the key's own "
+            "(<code>default</code>, the team's plan's <code>api_requests_per_minute</code>) and all the team's "
+            "keys together (<code>team</code>, three times that). Over either, the answer is a 429 with "
+            "<code>Retry-After</code> in seconds.</p>"
+            "<p>Scopes: " + ", ".join(f"<code>{_e(scope)}</code>" for scope in scopes) + ".</p></section>"
+        )
 
     def problems(self) -> str:
         rows = "".join(
@@ -276,7 +321,8 @@ class _Renderer:
                 for tag, ops in grouped.items()
                 if ops
             )
-            + '<li><a href="#schemas">Schemas</a></li><li><a href="#problems">Errors</a></li>'
+            + '<li><a href="#api-keys">API keys</a></li><li><a href="#schemas">Schemas</a></li>'
+            + '<li><a href="#problems">Errors</a></li>'
         )
         sections = "".join(
             f'<section id="tag-{_e(tag)}"><h2>{_e(tag)}</h2>'
@@ -296,7 +342,7 @@ class _Renderer:
             f'base URL <code>{_e(server)}</code> · machine-readable: <a href="openapi.json">openapi.json</a></p>'
             f"{intro}</header>"
             f'<nav aria-label="Contents"><h2>Contents</h2><ul>{toc}</ul></nav>'
-            f"<main>{sections}{self.schemas_section()}{self.problems()}</main></body></html>"
+            f"<main>{self.api_keys()}{sections}{self.schemas_section()}{self.problems()}</main></body></html>"
         )
 
 

@@ -5,7 +5,9 @@ response models.  The router registers every path with Chalice once, for every
 method, and sends each request through :func:`_dispatch`, which
 
 1. refuses bodies over 1 MiB, or the route's own limit (413), and answers OPTIONS and unknown methods (405);
-2. authenticates the caller as the route requires (401);
+2. refuses an API key sent in the query string (400), counts requests per address on routes that declare an
+   ``ip_limit``, authenticates the caller as the route requires (401), and counts the caller's requests
+   (:mod:`chalicelib.api.quotas`: 429, and the ``RateLimit`` fields on every answer to a signed-in caller);
 3. parses the JSON body (400 ``invalid_json``) and validates body and query with
    pydantic (422 ``validation_error``, one entry per bad field);
 4. calls the handler, then renders its result as JSON;
@@ -28,7 +30,10 @@ from chalice import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chalicelib import errors
+from chalicelib.api import quotas
+from chalicelib.auth.apikeys import SCOPES, looks_like_key
 from chalicelib.auth.service import authenticate
+from chalicelib.clock import utcnow
 from chalicelib.observability import bind, logger, metrics, tracer, unbind_all
 from chalicelib.principal import Principal
 from chalicelib.settings import get_settings
@@ -97,6 +102,8 @@ class Route:
     description: str = ""
     permission: str | None = None
     max_body_bytes: int = MAX_BODY_BYTES
+    scope: str | None = None  # the API key scope the route needs; None: keys cannot reach it
+    ip_limit: int | None = None  # requests a minute per client address
 
 
 class Router:
@@ -125,9 +132,13 @@ class Router:
         description: str = "",
         permission: str | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        scope: str | None = None,
+        ip_limit: int | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         if (auth == "team") != (permission is not None):
             raise ValueError(f"{method} {path}: a team route names its permission, and only a team route does")
+        if scope is not None and (auth != "team" or scope not in SCOPES):
+            raise ValueError(f"{method} {path}: a scope is one of {SCOPES}, on a team route")
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             route = Route(
@@ -146,6 +157,8 @@ class Router:
                 description=description or (handler.__doc__ or "").strip(),
                 permission=permission,
                 max_body_bytes=max_body_bytes,
+                scope=scope,
+                ip_limit=ip_limit,
             )
             methods = self._by_path.get(path)
             if methods is None:
@@ -242,6 +255,18 @@ def _query_dict(request: Any) -> dict[str, Any]:
     return {k: (values if len(values) > 1 else values[0]) for k in params for values in [params.getlist(k)]}
 
 
+def _refuse_keys_in(query: dict[str, Any]) -> None:
+    """An API key in the query string (``?api_key=vgl_…``) is refused, whatever the parameter's name: URLs end
+    up in logs, proxies and browser histories.  The key itself is never repeated back or logged."""
+    for name, value in query.items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and looks_like_key(v) for v in values):
+            raise errors.ApiKeyInQuery(
+                f"Send API keys only in the Authorization header, never in the URL (the {name[:40]!r} parameter held "
+                "one). Treat that key as exposed: revoke it and create another."
+            )
+
+
 def _render(route: Route, result: Any) -> Response:
     reply = result if isinstance(result, Reply) else Reply(body=result)
     status = reply.status or route.status
@@ -310,6 +335,7 @@ def _dispatch(request: Any, path: str, methods: dict[str, Route], params: dict[s
     unbind_all()
     bind(request_id=request_id, method=method, route=path)
     cacheable = False
+    quota_fields: dict[str, str] = {}
     try:
         route = methods.get("GET" if method == "HEAD" else method)
         if method == "OPTIONS" and route is None:
@@ -318,7 +344,9 @@ def _dispatch(request: Any, path: str, methods: dict[str, Route], params: dict[s
             allow = ", ".join(sorted(set(methods) | {"OPTIONS"}))
             raise errors.MethodNotAllowed(f"{method} is not allowed on {path}.", headers={"Allow": allow})
         else:
-            response = _run(route, method, actual_path, headers, raw, params, request, client_ip, request_id)
+            response = _run(
+                route, method, actual_path, headers, raw, params, request, client_ip, request_id, quota_fields
+            )
             cacheable = "Cache-Control" in response.headers
     except errors.VigilError as err:
         response = problem(err, actual_path)
@@ -331,6 +359,8 @@ def _dispatch(request: Any, path: str, methods: dict[str, Route], params: dict[s
             response = problem(errors.VigilError("An unexpected error occurred; it has been logged."), actual_path)
     if method == "HEAD":
         response.body = ""
+    for name, value in quota_fields.items():
+        response.headers.setdefault(name, value)
     _security_headers(response, request_id, cacheable)
     elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
     logger.info("request", extra={"status": response.status_code, "duration_ms": elapsed_ms})
@@ -351,14 +381,23 @@ def _run(
     request: Any,
     client_ip: str,
     request_id: str,
+    quota_fields: dict[str, str],
 ) -> Response:
     if len(raw) > route.max_body_bytes:
         raise errors.PayloadTooLarge(f"The request body is over {route.max_body_bytes} bytes.")
+    query_values = _query_dict(request)
+    _refuse_keys_in(query_values)
+    now = utcnow()
+    if route.ip_limit is not None:
+        quotas.admit_address(f"{route.method} {route.path}", route.ip_limit, client_ip, now)
     principal = None
     if route.auth != "none":
-        principal = authenticate(headers, route.auth, route.permission, params)
+        principal = authenticate(headers, route.auth, route.permission, params, route.scope)
         bind(user_id=principal.user_id, team_id=principal.team_id)
-    query = validate(route.query, _query_dict(request), "query") if route.query else None
+        if principal.key_id:
+            bind(api_key_id=principal.key_id)
+        quota_fields.update(quotas.admit_caller(principal, now))
+    query = validate(route.query, query_values, "query") if route.query else None
     body = None
     if route.body is not None:
         content_type = headers.get("content-type", JSON).split(";")[0].strip().lower()

@@ -124,6 +124,7 @@ def incident_out(incident: incidents.Incident) -> IncidentOut:
     summary="List incidents, newest first",
     auth="team",
     permission=authz.READ,
+    scope="incidents:read",
     query=ListQuery,
     response=IncidentList,
     errors=(400,),
@@ -142,6 +143,7 @@ def list_incidents(call: Call) -> IncidentList:
     summary="An incident, with its timeline and postmortem",
     auth="team",
     permission=authz.READ,
+    scope="incidents:read",
     response=IncidentOut,
 )
 def get_incident(call: Call, incident_id: str) -> IncidentOut:
@@ -154,6 +156,7 @@ def get_incident(call: Call, incident_id: str) -> IncidentOut:
     summary="Acknowledge an incident",
     auth="team",
     permission=authz.WRITE,
+    scope="incidents:write",
     response=IncidentOut,
     errors=(409,),
 )
@@ -169,6 +172,7 @@ def acknowledge(call: Call, incident_id: str) -> IncidentOut:
     summary="Add a note to the timeline",
     auth="team",
     permission=authz.WRITE,
+    scope="incidents:write",
     body=NoteIn,
     response=EntryOut,
     status=201,
@@ -186,6 +190,7 @@ def add_note(call: Call, incident_id: str) -> EntryOut:
     summary="Resolve an incident by hand",
     auth="team",
     permission=authz.WRITE,
+    scope="incidents:write",
     response=IncidentOut,
 )
 def resolve(call: Call, incident_id: str) -> IncidentOut:
@@ -201,6 +206,7 @@ def resolve(call: Call, incident_id: str) -> IncidentOut:
     summary="Write or replace the postmortem",
     auth="team",
     permission=authz.WRITE,
+    scope="incidents:write",
     body=PostmortemIn,
     response=IncidentOut,
 )

@@ -90,6 +90,7 @@ def window_out(window: maintenance.Window) -> WindowOut:
     summary="Schedule a maintenance window",
     auth="team",
     permission=authz.WRITE,
+    scope="maintenance:write",
     body=WindowIn,
     response=WindowOut,
     status=201,
@@ -109,6 +110,7 @@ def create_window(call: Call) -> WindowOut:
     summary="List maintenance windows, newest first",
     auth="team",
     permission=authz.READ,
+    scope="maintenance:read",
     query=ListQuery,
     response=WindowList,
     errors=(400,),
@@ -124,6 +126,7 @@ def list_windows(call: Call) -> WindowList:
     summary="A maintenance window",
     auth="team",
     permission=authz.READ,
+    scope="maintenance:read",
     response=WindowOut,
 )
 def get_window(call: Call, window_id: str) -> WindowOut:
@@ -136,6 +139,7 @@ def get_window(call: Call, window_id: str) -> WindowOut:
     summary="Change a maintenance window",
     auth="team",
     permission=authz.WRITE,
+    scope="maintenance:write",
     body=WindowPatch,
     response=WindowOut,
     errors=(409,),
@@ -151,6 +155,7 @@ def patch_window(call: Call, window_id: str) -> WindowOut:
     summary="Delete a maintenance window",
     auth="team",
     permission=authz.WRITE,
+    scope="maintenance:write",
     status=204,
 )
 def delete_window(call: Call, window_id: str) -> Reply:

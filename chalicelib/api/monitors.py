@@ -527,6 +527,7 @@ def result_out(result: CheckResult) -> ResultOut:
     summary="Create a monitor",
     auth="team",
     permission=authz.WRITE,
+    scope="monitors:write",
     body=MonitorIn,
     response=MonitorOut,
     status=201,
@@ -549,6 +550,7 @@ def create_monitor(call: Call) -> MonitorOut:
     summary="List monitors",
     auth="team",
     permission=authz.READ,
+    scope="monitors:read",
     query=ListQuery,
     response=MonitorList,
     errors=(400,),
@@ -563,7 +565,13 @@ def list_monitors(call: Call) -> MonitorList:
 
 
 @router.route(
-    "GET", "/v1/monitors/{monitor_id}", summary="A monitor", auth="team", permission=authz.READ, response=MonitorOut
+    "GET",
+    "/v1/monitors/{monitor_id}",
+    summary="A monitor",
+    auth="team",
+    permission=authz.READ,
+    scope="monitors:read",
+    response=MonitorOut,
 )
 def get_monitor(call: Call, monitor_id: str) -> MonitorOut:
     return monitor_out(monitors.get(call.user.team_id, monitor_id))
@@ -575,6 +583,7 @@ def get_monitor(call: Call, monitor_id: str) -> MonitorOut:
     summary="Change a monitor",
     auth="team",
     permission=authz.WRITE,
+    scope="monitors:write",
     body=MonitorPatch,
     response=MonitorOut,
     errors=(402, 409),
@@ -597,7 +606,13 @@ def _check_target(changes: dict[str, Any]) -> None:
 
 
 @router.route(
-    "DELETE", "/v1/monitors/{monitor_id}", summary="Delete a monitor", auth="team", permission=authz.MANAGE, status=204
+    "DELETE",
+    "/v1/monitors/{monitor_id}",
+    summary="Delete a monitor",
+    auth="team",
+    permission=authz.MANAGE,
+    scope="monitors:write",
+    status=204,
 )
 def delete_monitor(call: Call, monitor_id: str) -> Reply:
     lifecycle.delete_monitor(call.user.team_id, monitor_id, utcnow())
@@ -610,6 +625,7 @@ def delete_monitor(call: Call, monitor_id: str) -> Reply:
     summary="Pause a monitor",
     auth="team",
     permission=authz.WRITE,
+    scope="monitors:write",
     response=MonitorOut,
 )
 def pause_monitor(call: Call, monitor_id: str) -> MonitorOut:
@@ -623,6 +639,7 @@ def pause_monitor(call: Call, monitor_id: str) -> MonitorOut:
     summary="Resume a monitor",
     auth="team",
     permission=authz.WRITE,
+    scope="monitors:write",
     response=MonitorOut,
 )
 def resume_monitor(call: Call, monitor_id: str) -> MonitorOut:
@@ -635,6 +652,7 @@ def resume_monitor(call: Call, monitor_id: str) -> MonitorOut:
     summary="Run one check now (not stored)",
     auth="team",
     permission=authz.WRITE,
+    scope="monitors:write",
     response=ResultOut,
     errors=(409,),
 )
@@ -651,6 +669,7 @@ def test_monitor(call: Call, monitor_id: str) -> ResultOut:
     summary="Give a heartbeat monitor a new ping URL",
     auth="team",
     permission=authz.WRITE,
+    scope="monitors:write",
     response=MonitorOut,
     errors=(409,),
 )
@@ -683,6 +702,7 @@ class PingList(Out):
     summary="A heartbeat monitor's pings as received, newest first",
     auth="team",
     permission=authz.READ,
+    scope="monitors:read",
     query=PingsQuery,
     response=PingList,
     errors=(400,),
@@ -713,6 +733,7 @@ def list_pings(call: Call, monitor_id: str) -> PingList:
     summary="Check results, newest first",
     auth="team",
     permission=authz.READ,
+    scope="monitors:read",
     query=ResultsQuery,
     response=ResultList,
     errors=(400,),
@@ -737,6 +758,7 @@ def list_results(call: Call, monitor_id: str) -> ResultList:
     summary="Uptime over 24 h to 90 days, and per day",
     auth="team",
     permission=authz.READ,
+    scope="monitors:read",
     query=UptimeQuery,
     response=UptimeOut,
 )

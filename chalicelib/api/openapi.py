@@ -23,7 +23,6 @@ from chalicelib.settings import Settings
 
 REF = "#/components/schemas/{model}"
 PATH_PARAM = re.compile(r"{([^}+]+)}")
-SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 DESCRIPTION = """\
 Vigil watches your HTTP endpoints from several regions, opens incidents when they fail, \
@@ -34,7 +33,15 @@ Lists take `limit` (1-100, default 50) and an opaque `cursor`, and answer `{"dat
 
 Authenticate with `Authorization: Bearer <token>`, where the token is an access token from `/v1/auth/*` \
 or an API key (`vgl_...`). A token acts in one team: an access token in the user's current team, \
-an API key in the team that created it.
+an API key in the team that created it. An API key reaches only the operations that name its scope \
+(`x-vigil-scope`, and the `apiKey` security requirement), never beyond its creator's current role; \
+it is refused (403) on accounts, teams, members, invitations, API keys and billing, and it is accepted only \
+in the `Authorization` header (a key in the query string is a 400).
+
+Requests are counted per minute: per API key (the team's plan's `api_requests_per_minute`), per team's keys \
+together (three times that), per signed-in user, and per address on routes that need no sign-in. Answers to a \
+key or a user carry `RateLimit-Policy: "default";q=<limit>;w=60` and `RateLimit: "default";r=<remaining>;t=<seconds>` \
+(RFC 9651 structured fields); over a limit is a 429 with `Retry-After`.
 
 Every error is an RFC 9457 problem (`application/problem+json`) with a stable `code`; \
 its `type` links to the code's explanation in the reference page. An unknown path answers 404, \
@@ -125,8 +132,11 @@ def _problem_response(status: int) -> dict[str, Any]:
 def _error_statuses(route: Route) -> list[int]:
     """The declared error statuses plus those the framework itself can answer for this route."""
     statuses = set(route.errors)
+    statuses.add(400)  # an API key in the query string, on any route
     if route.auth != "none":
-        statuses.add(401)
+        statuses.update((401, 403, 429))  # 403: a role too low, or an API key on a route it may not reach
+    if route.ip_limit is not None:
+        statuses.add(429)
     if route.body is not None:
         statuses.update((400, 413, 415, 422))
     if route.query is not None:
@@ -254,9 +264,17 @@ def _operation(route: Route, schemas: _Schemas, operation_id: str) -> dict[str, 
         operation["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
     operation["responses"] = _responses(route, schemas)
     if route.auth != "none":
-        operation["security"] = SECURITY
+        operation["security"] = [{"bearerAuth": []}]
+        if route.scope is not None:
+            operation["security"].append({"apiKey": [route.scope]})
     # Which principal the route needs: "user" (any signed-in caller) or "team" (acting in a team).
     operation["x-vigil-auth"] = route.auth
+    if route.permission is not None:
+        operation["x-vigil-permission"] = route.permission
+    if route.scope is not None:
+        operation["x-vigil-scope"] = route.scope
+    if route.ip_limit is not None:
+        operation["x-vigil-requests-per-minute-per-address"] = route.ip_limit
     return operation
 
 
@@ -296,9 +314,18 @@ def build_openapi(routes: list[Route], settings: Settings) -> dict[str, Any]:
                 "bearerAuth": {
                     "type": "http",
                     "scheme": "bearer",
-                    "bearerFormat": "JWT access token or vgl_ API key",
-                    "description": "An access token from /v1/auth/login (15 minutes) or a team API key (vgl_...).",
-                }
+                    "bearerFormat": "JWT",
+                    "description": "An access token from /v1/auth/login (15 minutes), acting in the user's current "
+                    "team with their role.",
+                },
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "vgl_ API key",
+                    "description": "A team's API key (vgl_...), from POST /v1/api-keys, in the Authorization header "
+                    "only. An operation lists the scope it needs; the key also needs its creator's current role to "
+                    "allow the operation.",
+                },
             },
         },
     }

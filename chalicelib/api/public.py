@@ -53,6 +53,7 @@ def _view(call: Call, slug: str, name: str) -> Reply:
     auth="none",
     response=dict[str, Any],
     errors=(404,),
+    ip_limit=1200,
 )
 def status_json(call: Call, slug: str) -> Reply:
     """``{name, description, overall_status, components, active_incidents, recent_incidents, maintenance,
@@ -67,6 +68,7 @@ def status_json(call: Call, slug: str) -> Reply:
     auth="none",
     content_type="text/html",
     errors=(404,),
+    ip_limit=1200,
 )
 def status_html(call: Call, slug: str) -> Reply:
     return _view(call, slug, "index.html")
@@ -79,6 +81,7 @@ def status_html(call: Call, slug: str) -> Reply:
     auth="none",
     content_type="application/atom+xml",
     errors=(404,),
+    ip_limit=1200,
 )
 def status_feed(call: Call, slug: str) -> Reply:
     return _view(call, slug, "feed.atom")
@@ -91,6 +94,7 @@ def status_feed(call: Call, slug: str) -> Reply:
     auth="none",
     content_type="image/svg+xml",
     errors=(404,),
+    ip_limit=1200,
 )
 def status_badge(call: Call, badge: str) -> Reply:
     """Only for a monitor shown on a published page; labelled with its public display name."""

@@ -8,6 +8,7 @@ from chalicelib.settings import Settings
 
 def routers(settings: Settings) -> list[Router]:
     from chalicelib.api import (
+        apikeys,
         auth,
         billing,
         channels,
@@ -29,6 +30,7 @@ def routers(settings: Settings) -> list[Router]:
         auth.router,
         me.router,
         teams.router,
+        apikeys.router,
         monitors.router,
         pings.router,
         incidents.router,

@@ -120,6 +120,7 @@ def page_out(page: Page) -> PageOut:
     summary="Create a status page",
     auth="team",
     permission=authz.WRITE,
+    scope="status_pages:write",
     body=PageIn,
     response=PageOut,
     status=201,
@@ -140,6 +141,7 @@ def create_page(call: Call) -> PageOut:
     summary="List status pages",
     auth="team",
     permission=authz.READ,
+    scope="status_pages:read",
     query=ListQuery,
     response=PageList,
     errors=(400,),
@@ -150,7 +152,13 @@ def list_pages(call: Call) -> PageList:
 
 
 @router.route(
-    "GET", "/v1/status-pages/{page_id}", summary="A status page", auth="team", permission=authz.READ, response=PageOut
+    "GET",
+    "/v1/status-pages/{page_id}",
+    summary="A status page",
+    auth="team",
+    permission=authz.READ,
+    scope="status_pages:read",
+    response=PageOut,
 )
 def get_page(call: Call, page_id: str) -> PageOut:
     return page_out(pages.get(call.user.team_id, page_id))
@@ -162,6 +170,7 @@ def get_page(call: Call, page_id: str) -> PageOut:
     summary="Change a status page",
     auth="team",
     permission=authz.WRITE,
+    scope="status_pages:write",
     body=PagePatch,
     response=PageOut,
     errors=(404, 409),
@@ -176,6 +185,7 @@ def patch_page(call: Call, page_id: str) -> PageOut:
     summary="Delete a status page",
     auth="team",
     permission=authz.WRITE,
+    scope="status_pages:write",
     status=204,
 )
 def delete_page(call: Call, page_id: str) -> Reply:
@@ -191,6 +201,7 @@ def delete_page(call: Call, page_id: str) -> Reply:
     summary="Add a component",
     auth="team",
     permission=authz.WRITE,
+    scope="status_pages:write",
     body=ComponentIn,
     response=PageOut,
     status=201,
@@ -206,6 +217,7 @@ def add_component(call: Call, page_id: str) -> PageOut:
     summary="Remove a component",
     auth="team",
     permission=authz.WRITE,
+    scope="status_pages:write",
     status=204,
 )
 def remove_component(call: Call, page_id: str, monitor_id: str) -> Reply:

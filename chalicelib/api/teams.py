@@ -264,6 +264,7 @@ def revoke_invitation(call: Call, team_id: str, invitation_id: str) -> Reply:
     body=AcceptIn,
     response=AcceptedOut,
     errors=(400, 403, 409),
+    ip_limit=30,
 )
 def accept_invitation(call: Call) -> AcceptedOut:
     """Your verified email must be the invited address."""

@@ -10,7 +10,7 @@ from email_validator import EmailNotValidError, validate_email
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from chalicelib import emails, errors
-from chalicelib.auth import passwords, tokens
+from chalicelib.auth import apikeys, passwords, tokens
 from chalicelib.auth.models import OneTimeTokenModel, SessionModel
 from chalicelib.aws.mail import deliver
 from chalicelib.clock import utcnow
@@ -120,20 +120,23 @@ def _live_session(session_id: str, user_id: str, now: datetime) -> SessionModel:
     return session
 
 
-def authenticate(headers: dict[str, str], mode: str, permission: str | None, params: dict[str, str]) -> Principal:
-    """Resolve the caller from ``Authorization: Bearer <access token>``; the session must still be live.
+def authenticate(
+    headers: dict[str, str], mode: str, permission: str | None, params: dict[str, str], scope: str | None = None
+) -> Principal:
+    """Resolve the caller from ``Authorization: Bearer <access token | API key>``.
 
-    On team routes the caller is then authorized for the route's permission in its team
-    (:func:`chalicelib.teams.authz.authorize`).
+    An access token's session must still be live; on team routes the caller is then authorized for the route's
+    permission in its team (:func:`chalicelib.teams.authz.authorize`).  An API key (:mod:`chalicelib.auth.apikeys`)
+    acts in its own team and reaches only team routes that declare a ``scope`` it holds.
     """
     header = headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise errors.Unauthorized("Send Authorization: Bearer <token>.")
     token = token.strip()
-    if token.startswith("vgl_"):
-        raise errors.TokenInvalid("This API key is not valid.")
     now = utcnow()
+    if apikeys.looks_like_key(token):
+        return apikeys.authenticate(token, permission if mode == "team" else None, scope, now)
     claims = tokens.decode(get_settings(), token, tokens.ACCESS, now)
     session = _live_session(claims.session_id, claims.user_id, now)
     principal = Principal(

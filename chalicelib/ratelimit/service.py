@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from pynamodb.exceptions import UpdateError
+
 from chalicelib.ratelimit.models import CounterModel
+from chalicelib.storage.base import condition_failed
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,11 @@ def _window(now: datetime, seconds: int) -> tuple[int, int]:
     epoch = int(now.timestamp())
     start = epoch - epoch % seconds
     return start, start + seconds
+
+
+def resets_in(seconds: int, now: datetime) -> int:
+    """Whole seconds until the current window ends (never less than the true wait)."""
+    return _window(now, seconds)[1] - int(now.timestamp())
 
 
 def peek(name: str, seconds: int, now: datetime) -> Window:
@@ -45,6 +53,29 @@ def hit(name: str, seconds: int, now: datetime) -> Window:
             CounterModel.expires_at.set(datetime.fromtimestamp(end + seconds, tz=now.tzinfo)),
         ]
     )
+    return Window(count=int(item.hits), resets_in=end - int(now.timestamp()))
+
+
+def admit(name: str, limit: int, seconds: int, now: datetime) -> Window | None:
+    """Count one request against ``limit`` per window, or refuse it (None) once the window holds ``limit``.
+
+    One conditional ``UpdateItem ADD`` (no read first): concurrent requests are admitted exactly ``limit`` times
+    a window, and a refused one counts nothing."""
+    start, end = _window(now, seconds)
+    item = CounterModel(f"{name}#{start}")
+    try:
+        item.update(
+            actions=[
+                CounterModel.hits.add(1),
+                CounterModel.window_ends.set(end),
+                CounterModel.expires_at.set(datetime.fromtimestamp(end + seconds, tz=now.tzinfo)),
+            ],
+            condition=CounterModel.hits.does_not_exist() | (CounterModel.hits < limit),
+        )
+    except UpdateError as exc:
+        if condition_failed(exc):
+            return None
+        raise
     return Window(count=int(item.hits), resets_in=end - int(now.timestamp()))
 
 

@@ -50,10 +50,10 @@ def authorize(principal: Principal, permission: str, path_team_id: str | None) -
             raise errors.NotFound("No such team.")
         raise errors.NotAMember("You are no longer a member of this team; switch to another team.")
     if not allowed(role, permission):
-        raise errors.Forbidden(f"Your role ({role}) does not allow this; it needs {_needed(permission)}.")
+        raise errors.Forbidden(f"Your role ({role}) does not allow this; it needs {needed(permission)}.")
     return dataclasses.replace(principal, team_id=team_id, role=role)
 
 
-def _needed(permission: str) -> str:
+def needed(permission: str) -> str:
     roles = [r for r in ("owner", "admin", "member", "viewer") if r in MATRIX[permission]]
     return " or ".join(roles)

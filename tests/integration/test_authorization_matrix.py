@@ -16,6 +16,7 @@ import pytest
 
 from chalicelib.api.framework import Route, all_routes
 from chalicelib.api.routes import routers
+from chalicelib.auth import apikeys
 from chalicelib.clock import isoz, utcnow
 from chalicelib.teams import authz
 from chalicelib.teams.models import MembershipModel
@@ -25,6 +26,7 @@ from tests.support import join_team, make_test_settings, on_plan, open_incident,
 TARGET = "http://127.0.0.1:9/"  # nothing listens on the discard port: a test check fails fast, on loopback
 ROLES = ("owner", "admin", "member", "viewer")
 TEAM_ROUTES = [r for r in all_routes(routers(make_test_settings())) if r.auth == "team"]
+SCOPES = list(apikeys.SCOPES)
 
 
 @pytest.fixture
@@ -129,6 +131,12 @@ def status_page(world: World, team: str) -> str:
     return str(create_status_page(world.owner(team), name="Status", slug=slug)["id"])
 
 
+def api_key(world: World, team: str) -> str:
+    r = world.api.post("/v1/api-keys", {"name": "k", "scopes": ["monitors:read"]}, token=world.tokens[f"owner-{team}"])
+    assert r.status == 201, r.body
+    return str(r.json["id"])
+
+
 def on_page(world: World, team: str) -> str:
     """A monitor already shown on the team's page (the component route removes it)."""
     monitor_id = monitor(world, team)
@@ -152,6 +160,7 @@ FACTORIES: dict[str, Callable[[World, str], str]] = {
     "window_id": window,
     "channel_id": channel,
     "page_id": status_page,
+    "key_id": api_key,
 }
 
 # Where one route needs its object made differently (the monitor removed from a page must be on it).
@@ -165,6 +174,7 @@ ROUTE_FACTORIES: dict[tuple[str, str], dict[str, Callable[[World, str], str]]] =
 BODIES: dict[tuple[str, str], Callable[[World, Callable[[str], str]], dict[str, Any]]] = {
     ("PATCH", "/v1/teams/{team_id}"): lambda world, _: {"name": "Renamed"},
     ("POST", "/v1/billing/checkout"): lambda world, _: {"plan": "pro"},
+    ("POST", "/v1/api-keys"): lambda world, _: {"name": "CI", "scopes": ["monitors:read"]},
     ("PATCH", "/v1/teams/{team_id}/members/{user_id}"): lambda world, _: {"role": "member"},
     ("POST", "/v1/teams/{team_id}/transfer-ownership"): lambda world, ids: {"user_id": ids("user_id")},
     ("POST", "/v1/teams/{team_id}/invitations"): lambda world, _: {"email": "new@example.com", "role": "viewer"},
@@ -284,3 +294,100 @@ def test_a_removal_takes_effect_on_the_very_next_request(api):
     assert api.get(f"/v1/teams/{team}", token=world.tokens["member-A"]).status == 200
     assert api.delete(f"/v1/teams/{team}/members/{member_id}", token=world.tokens["owner-A"]).status == 204
     assert api.get(f"/v1/teams/{team}", token=world.tokens["member-A"]).status == 404
+
+
+# --- API keys: every team route, by the key's scopes (exactly the route's, its sibling, every other one), ---
+# its creator's current role, and own team / another team (the path's object, and ids smuggled in the body).
+
+
+def sibling(scope: str) -> str:
+    """The same resource's other scope (``monitors:read`` ↔ ``monitors:write``): the likeliest mix-up."""
+    resource, _, access = scope.partition(":")
+    return f"{resource}:{'write' if access == 'read' else 'read'}"
+
+
+def key_world(api: Any, scope: str | None) -> tuple[World, dict[str, str]]:
+    """Teams A (pro) and B with their owners, and team A's keys for a route needing ``scope``: ``exact`` (only it),
+    ``sibling``, ``others`` (every scope but it), and ``demoted`` (every scope, made by an admin who is then made
+    a viewer); for a route keys may not reach, ``all`` (every scope)."""
+    world = World(api)
+    for team in ("A", "B"):
+        owner = register(api, f"owner-{team.lower()}@example.com")
+        world.teams[team] = owner["team"]["id"]
+        world.owners[team] = owner["user"]["id"]
+        world.tokens[f"owner-{team}"] = owner["access_token"]
+    on_plan(api, world.teams["A"])
+    owner = world.tokens["owner-A"]
+
+    def key(scopes: list[str], token: str = owner) -> str:
+        r = api.post("/v1/api-keys", {"name": "matrix", "scopes": scopes}, token=token)
+        assert r.status == 201, r.body
+        return str(r.json["key"])
+
+    if scope is None:
+        return world, {"all": key(SCOPES)}
+    keys = {
+        "exact": key([scope]),
+        "sibling": key([sibling(scope)]),
+        "others": key([s for s in SCOPES if s != scope]),
+    }
+    kim = join_team(api, world.teams["A"], register(api, "kim@example.com", verified=False), "admin")
+    keys["demoted"] = key(SCOPES, kim["access_token"])
+    r = api.patch(f"/v1/teams/{world.teams['A']}/members/{kim['user']['id']}", {"role": "viewer"}, token=owner)
+    assert r.status == 200, r.body
+    return world, keys
+
+
+def allowed(status: int) -> bool:
+    """Let through: whatever the handler answers, it is not a refusal of the caller (nor a crash)."""
+    return status not in (401, 403, 404) and status < 500
+
+
+def test_every_scope_is_some_routes_and_has_a_sibling():
+    declared = {route.scope for route in TEAM_ROUTES if route.scope}
+    assert declared == set(SCOPES)
+    assert all(sibling(scope) in SCOPES for scope in SCOPES)
+
+
+@pytest.mark.parametrize("route", TEAM_ROUTES, ids=lambda r: f"{r.method} {r.path}")
+def test_the_scope_matrix_holds(api, route):
+    world, keys = key_world(api, route.scope)
+    factories = {**FACTORIES, **ROUTE_FACTORIES.get((route.method, route.path), {})}
+
+    def path_of(team: str) -> str:
+        path = route.path
+        for name in _params(route):
+            path = path.replace("{" + name + "}", factories[name](world, team))
+        return path
+
+    def body_of(team: str) -> Any:
+        if route.body is None:
+            return None
+        return BODIES[(route.method, route.path)](world, lambda name: FACTORIES[name](world, team))
+
+    own_path, own_body = path_of("A"), body_of("A")  # refused calls change nothing: they share one object
+
+    def call(token: str, path: str = own_path, body: Any = own_body) -> Any:
+        return api.request(route.method, path, body, token=token)
+
+    if route.scope is None:  # accounts, teams, members, invitations, API keys, billing: no key reaches them
+        r = call(keys["all"])
+        assert (r.status, r.json["code"]) == (403, "api_key_not_allowed"), r.body
+        return
+    for name in ("sibling", "others"):
+        r = call(keys[name])
+        assert (r.status, r.json["code"]) == (403, "insufficient_scope"), (name, r.body)
+    if _params(route):
+        r = call(keys["exact"], path=path_of("B"))
+        assert r.status == 404, r.body
+    if (route.method, route.path) in BODY_IDS:
+        r = call(keys["exact"], body=body_of("B"))
+        assert r.status == 404, r.body
+    r = call(keys["demoted"])  # every scope, but its creator is a viewer now: the role decides
+    if authz.allowed("viewer", route.permission or ""):
+        assert allowed(r.status), r.body
+        own_path, own_body = path_of("A"), body_of("A")  # the viewer's call may have used the object
+    else:
+        assert (r.status, r.json["code"]) == (403, "forbidden"), r.body
+    r = call(keys["exact"], own_path, own_body)
+    assert allowed(r.status), r.body

@@ -42,12 +42,20 @@ def test_the_document_validates_as_openapi_3_1(api):
     assert doc["info"]["title"] == "Vigil API"
     assert doc["info"]["version"] == "0.1.0"
     assert doc["servers"] == [{"url": "https://app.vigil.test"}]
-    assert doc["components"]["securitySchemes"]["bearerAuth"] == {
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {
         "type": "http",
         "scheme": "bearer",
-        "bearerFormat": "JWT access token or vgl_ API key",
-        "description": doc["components"]["securitySchemes"]["bearerAuth"]["description"],
+        "bearerFormat": "JWT",
+        "description": schemes["bearerAuth"]["description"],
     }
+    assert schemes["apiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "vgl_ API key",
+        "description": schemes["apiKey"]["description"],
+    }
+    assert "Authorization header only" in schemes["apiKey"]["description"]
 
 
 def test_it_lists_every_declared_route_and_no_dev_route(api, settings):
@@ -77,8 +85,11 @@ def test_every_auth_route_has_security_and_every_body_route_a_request_body(api, 
         if route.auth == "none":
             assert "security" not in op, route.path
         else:
-            assert op["security"] == [{"bearerAuth": []}], route.path
-            assert "401" in op["responses"], route.path
+            # An operation an API key may call names the key's scope: the alternative to a signed-in user's token.
+            keys = [{"apiKey": [route.scope]}] if route.scope else []
+            assert op["security"] == [{"bearerAuth": []}, *keys], route.path
+            assert op.get("x-vigil-scope") == route.scope, route.path
+            assert {"401", "403", "429"} <= set(op["responses"]), route.path
         if route.body is not None:
             body = op["requestBody"]
             assert body["required"] is True
@@ -223,11 +234,11 @@ def test_the_generator_renders_params_queries_lists_and_no_content(settings):
     assert "422" in listing["responses"]
     note = doc["paths"]["/v1/things/{thing_id}/notes"]["post"]
     assert note["parameters"] == [{"name": "thing_id", "in": "path", "required": True, "schema": {"type": "string"}}]
-    assert set(note["responses"]) == {"201", "400", "401", "404", "409", "413", "415", "422"}
+    assert set(note["responses"]) == {"201", "400", "401", "403", "404", "409", "413", "415", "422", "429"}
     assert note["security"] == [{"bearerAuth": []}]
     deleted = doc["paths"]["/v1/things/{thing_id}"]["delete"]
     assert deleted["responses"]["204"] == {"description": "No Content"}
-    assert set(deleted["responses"]) == {"204", "401", "404"}
+    assert set(deleted["responses"]) == {"204", "400", "401", "403", "404", "429"}
 
 
 def test_the_page_escapes_everything_the_document_holds(settings):

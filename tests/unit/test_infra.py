@@ -298,6 +298,14 @@ def test_a_missing_status_page_is_a_404_with_the_page_the_refresh_publishes() ->
 GATEWAY = RESOURCES[build.CHALICE_API]["Properties"]["DefinitionBody"]["x-amazon-apigateway-gateway-responses"]
 
 
+def test_the_api_stage_is_throttled_as_a_backstop_for_every_method() -> None:
+    """Under the app's own limits (per key, team, user and address), API Gateway caps the stage as a whole: SAM's
+    ``MethodSettings`` on every resource path and method."""
+    (setting,) = RESOURCES[build.CHALICE_API]["Properties"]["MethodSettings"]
+    assert (setting["ResourcePath"], setting["HttpMethod"]) == ("/*", "*")
+    assert 0 < setting["ThrottlingRateLimit"] <= setting["ThrottlingBurstLimit"] <= 5000  # the account's default
+
+
 @pytest.mark.parametrize(
     "kind", ["DEFAULT_4XX", "DEFAULT_5XX", "MISSING_AUTHENTICATION_TOKEN", "REQUEST_TOO_LARGE", "THROTTLED"]
 )
