@@ -34,8 +34,8 @@ CHECKER_OUTPUT = Path(__file__).resolve().parent / "checker.json"
 
 # Names of the resources Chalice generates (checked against `chalice package` by tests/unit/test_infra.py).
 CHALICE_API = "RestAPI"
-API_STAGE_RATE_LIMIT = 500  # requests a second, steady, for the whole stage
-API_STAGE_BURST_LIMIT = 1000
+API_STAGE_RATE_LIMIT = 2000  # requests a second, steady, for the whole stage (cron pings bunch at :00)
+API_STAGE_BURST_LIMIT = 5000
 CHALICE_FUNCTION = "APIHandler"
 CHALICE_ROLE = "ApiHandlerRole"
 # Chalice's event handlers (chalicelib/events): each gets its own function and role in the package.

@@ -75,6 +75,15 @@ def _guarded(original):
     return connect
 
 
+@pytest.fixture(autouse=True)
+def _no_address_refused_by_an_earlier_test() -> None:
+    """The API keys' refusal of an address that guessed too many keys is kept in the process (no storage read for
+    the next guesses): each test starts without one, as each starts with an empty AWS."""
+    from chalicelib.auth import apikeys
+
+    apikeys._refused_addresses.clear()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _atomic_dynamodb() -> None:
     """moto, like DynamoDB, applies one request at a time (chalicelib.local.atomic): concurrent threads race

@@ -31,8 +31,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chalicelib import errors
 from chalicelib.api import quotas
-from chalicelib.auth.apikeys import SCOPES, looks_like_key
-from chalicelib.auth.service import authenticate
+from chalicelib.auth.apikeys import PREFIX, SCOPES
+from chalicelib.auth.service import authorize, identify
 from chalicelib.clock import utcnow
 from chalicelib.observability import bind, logger, metrics, tracer, unbind_all
 from chalicelib.principal import Principal
@@ -45,6 +45,7 @@ JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 
 AuthMode = Literal["none", "user", "team"]
+KEY_MARK = PREFIX.lower()  # what an API key starts with, in any case
 
 
 class Out(BaseModel):
@@ -255,15 +256,18 @@ def _query_dict(request: Any) -> dict[str, Any]:
     return {k: (values if len(values) > 1 else values[0]) for k in params for values in [params.getlist(k)]}
 
 
-def _refuse_keys_in(query: dict[str, Any]) -> None:
-    """An API key in the query string (``?api_key=vgl_…``) is refused, whatever the parameter's name: URLs end
-    up in logs, proxies and browser histories.  The key itself is never repeated back or logged."""
-    for name, value in query.items():
-        values = value if isinstance(value, list) else [value]
-        if any(isinstance(v, str) and looks_like_key(v) for v in values):
+def _refuse_keys_in(request: Any) -> None:
+    """An API key anywhere in the query string (``?api_key=vgl_…``, as a name or in a value, in any case) is
+    refused on every path, known or not, before anything reads it: URLs end up in logs, proxies and browser
+    histories.  The answer never repeats any part of it."""
+    params = getattr(request, "query_params", None)
+    if not params:
+        return
+    for name in params:
+        if any(KEY_MARK in text.lower() for text in (name, *params.getlist(name)) if isinstance(text, str)):
             raise errors.ApiKeyInQuery(
-                f"Send API keys only in the Authorization header, never in the URL (the {name[:40]!r} parameter held "
-                "one). Treat that key as exposed: revoke it and create another."
+                "Send API keys only in the Authorization header, never in the URL. Treat the key that was in this "
+                "URL as exposed: revoke it and create another."
             )
 
 
@@ -337,6 +341,7 @@ def _dispatch(request: Any, path: str, methods: dict[str, Route], params: dict[s
     cacheable = False
     quota_fields: dict[str, str] = {}
     try:
+        _refuse_keys_in(request)
         route = methods.get("GET" if method == "HEAD" else method)
         if method == "OPTIONS" and route is None:
             response = _preflight(methods)
@@ -386,17 +391,18 @@ def _run(
     if len(raw) > route.max_body_bytes:
         raise errors.PayloadTooLarge(f"The request body is over {route.max_body_bytes} bytes.")
     query_values = _query_dict(request)
-    _refuse_keys_in(query_values)
     now = utcnow()
     if route.ip_limit is not None:
         quotas.admit_address(f"{route.method} {route.path}", route.ip_limit, client_ip, now)
     principal = None
     if route.auth != "none":
-        principal = authenticate(headers, route.auth, route.permission, params, route.scope)
+        principal = identify(headers, client_ip, now)
         bind(user_id=principal.user_id, team_id=principal.team_id)
         if principal.key_id:
             bind(api_key_id=principal.key_id)
+        # Counted before anything may refuse it: a 403 costs reads too, and answers with the same fields.
         quota_fields.update(quotas.admit_caller(principal, now))
+        principal = authorize(principal, route.auth, route.permission, route.scope, params)
     query = validate(route.query, query_values, "query") if route.query else None
     body = None
     if route.body is not None:
@@ -431,7 +437,12 @@ def not_found_blueprint() -> Blueprint:
     def unknown(**_: str) -> Response:
         request = blueprint.current_request
         method, actual_path, _h, _r, _ip, request_id = _request_facts(request)
-        response = problem(errors.NotFound(f"There is no route {actual_path}."), actual_path)
+        try:
+            _refuse_keys_in(request)
+            err: errors.VigilError = errors.NotFound(f"There is no route {actual_path}.")
+        except errors.ApiKeyInQuery as refused:
+            err = refused
+        response = problem(err, actual_path)
         _security_headers(response, request_id or "-", cacheable=False)
         if method == "HEAD":
             response.body = ""

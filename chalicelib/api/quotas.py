@@ -68,7 +68,9 @@ def admit_caller(principal: Principal, now: datetime) -> dict[str, str]:
             raise _refused([], "default", quota, now, f"This API key may make {quota} requests a minute.")
         team_quota = quota * TEAM_FACTOR
         team = _count("team", f"api-team#{principal.team_id}", team_quota, now)
-        if team is None:
+        if team is None:  # the key's own count is given back: a refused request counts nothing
+            ratelimit.refund(f"api-key#{principal.key_id}", WINDOW_SECONDS, now)
+            own = Count(own.policy, own.quota, own.remaining + 1, own.resets_in)
             raise _refused(
                 [own], "team", team_quota, now, f"This team's API keys may make {team_quota} requests a minute."
             )

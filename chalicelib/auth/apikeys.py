@@ -21,15 +21,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from chalicelib import errors
 from chalicelib.auth.models import ApiKeyModel
 from chalicelib.ids import new_id
 from chalicelib.observability import logger
 from chalicelib.principal import Principal
+from chalicelib.ratelimit import service as ratelimit
+from chalicelib.ratelimit.models import CounterModel
 from chalicelib.storage import cursor
-from chalicelib.storage.base import condition_failed
+from chalicelib.storage.base import condition_failed, transaction
 from chalicelib.teams import authz
 from chalicelib.teams.models import MembershipModel
 
@@ -53,7 +55,9 @@ SCOPES = (
     "maintenance:read",
     "maintenance:write",
 )
-MAX_KEYS_PER_TEAM = 50  # live keys (revoked ones are not counted)
+MAX_KEYS_PER_TEAM = 50  # live keys: counted in the transaction that makes or revokes one
+MAX_LIFETIME = timedelta(days=3660)  # an expiry at most about ten years ahead
+BAD_KEYS_PER_MINUTE = 20  # well-formed keys that match nothing, per client address, before 429s
 LAST_USED_EVERY = timedelta(minutes=1)  # last_used_at is written at most this often per key
 KEPT_AFTER_END = timedelta(days=30)  # a revoked or expired key's item, then removed by TTL
 
@@ -98,8 +102,11 @@ def lookup_of(key: str) -> str | None:
     """The lookup id of a well-formed key whose checksum holds, else None (decided offline)."""
     if len(key) != KEY_LENGTH or not key.startswith(PREFIX):
         return None
-    body, check = key[len(PREFIX) : -CHECK_CHARS], key[-CHECK_CHARS:]
-    if any(c not in BASE62 for c in body) or not hmac.compare_digest(checksum(body), check):
+    rest = key[len(PREFIX) :]
+    if any(c not in BASE62 for c in rest):
+        return None
+    body, check = rest[:-CHECK_CHARS], rest[-CHECK_CHARS:]
+    if not hmac.compare_digest(checksum(body), check):
         return None
     return body[:LOOKUP_CHARS]
 
@@ -138,8 +145,9 @@ def create(
 ) -> tuple[ApiKey, str]:
     """A new key; returns it with its secret text, which is never stored or shown again.
 
-    Scopes outside :data:`SCOPES`, an expiry not in the future, or a team at :data:`MAX_KEYS_PER_TEAM` live
-    keys are refused."""
+    Scopes outside :data:`SCOPES`, an expiry not in the future or more than :data:`MAX_LIFETIME` ahead are a 422;
+    a team holding :data:`MAX_KEYS_PER_TEAM` live keys is a 409 — counted in the same
+    transaction as the key's put, so parallel creates cannot pass it; keys that expired are revoked to make room."""
     chosen = set(scopes)
     unknown = sorted(chosen - set(SCOPES))
     if unknown:
@@ -148,31 +156,71 @@ def create(
         raise errors.ValidationFailed.single("scopes", "name at least one scope")
     if expires_at is not None and expires_at <= now:
         raise errors.ValidationFailed.single("expires_at", "must be in the future")
-    if sum(1 for _ in _live(team_id)) >= MAX_KEYS_PER_TEAM:
-        raise errors.Conflict(f"A team may hold {MAX_KEYS_PER_TEAM} API keys; revoke one first.")
-    for _ in range(3):
-        key, lookup = mint()
-        item = ApiKeyModel(
-            lookup,
-            key_id=new_id("key"),
-            team_id=team_id,
-            created_by=user_id,
-            name=name,
-            scopes=chosen,
-            secret_hash=_digest(key),
-            created_at=now,
-            expires_at=expires_at,
-            purge_at=expires_at + KEPT_AFTER_END if expires_at else None,
-        )
+    if expires_at is not None and expires_at > now + MAX_LIFETIME:
+        raise errors.ValidationFailed.single("expires_at", "must be at most ten years ahead; or leave it out")
+    key, lookup = mint()
+    item = ApiKeyModel(
+        lookup,
+        key_id=new_id("key"),
+        team_id=team_id,
+        created_by=user_id,
+        name=name,
+        scopes=chosen,
+        secret_hash=_digest(key),
+        created_at=now,
+        expires_at=expires_at,
+        purge_at=expires_at + KEPT_AFTER_END if expires_at else None,
+    )
+    try:
+        _put_counted(item)
+    except _Full:
+        if not _revoke_expired(team_id, now):
+            raise errors.Conflict(f"A team may hold {MAX_KEYS_PER_TEAM} API keys; revoke one first.") from None
         try:
-            item.save(condition=ApiKeyModel.lookup.does_not_exist())
-        except PutError as exc:
-            if condition_failed(exc):  # 62^12 lookup ids: a clash is astronomically rare, but never an overwrite
-                continue
-            raise
-        logger.info("api key created", extra={"key_id": item.key_id, "team_id": team_id, "scopes": sorted(chosen)})
-        return to_key(item), key
-    raise errors.ServiceUnavailable("Could not make a unique key; try again.")
+            _put_counted(item)
+        except _Full:
+            raise errors.Conflict(f"A team may hold {MAX_KEYS_PER_TEAM} API keys; revoke one first.") from None
+    logger.info("api key created", extra={"key_id": item.key_id, "team_id": team_id, "scopes": sorted(chosen)})
+    return to_key(item), key
+
+
+class _Full(Exception):
+    """The team holds as many live keys as it may."""
+
+
+def _count_step(t: object, team_id: str, delta: int) -> None:
+    """The team's count of live keys moves by ``delta`` in transaction ``t`` (an increase only below the cap): a
+    counter item of its own, kept as long as the team (the team item's version must not move with it)."""
+    condition = None
+    if delta > 0:
+        condition = CounterModel.hits.does_not_exist() | (CounterModel.hits < MAX_KEYS_PER_TEAM)
+    t.update(  # type: ignore[attr-defined]
+        CounterModel(_count_key(team_id)), actions=[CounterModel.hits.add(delta)], condition=condition
+    )
+
+
+def _count_key(team_id: str) -> str:
+    return f"api-keys#{team_id}"
+
+
+def _put_counted(item: ApiKeyModel) -> None:
+    try:
+        with transaction() as t:
+            _count_step(t, item.team_id, +1)
+            t.save(item, condition=ApiKeyModel.lookup.does_not_exist())
+    except TransactWriteError as exc:
+        if condition_failed(exc):  # the cap (a clash of 12-character lookup ids would be as good as never)
+            raise _Full() from None
+        raise
+
+
+def _revoke_expired(team_id: str, now: datetime) -> bool:
+    """Revoke the team's keys that have expired (they count as live until then); True if any was."""
+    revoked = False
+    for item in _live(team_id):
+        if item.expires_at is not None and item.expires_at <= now:
+            revoked = _revoke_item(item, now) or revoked
+    return revoked
 
 
 def list_keys(team_id: str, *, limit: int, after: str | None) -> tuple[list[ApiKey], str | None]:
@@ -203,41 +251,57 @@ def _find(team_id: str, key_id: str) -> ApiKeyModel:
 
 def revoke(team_id: str, key_id: str, now: datetime) -> None:
     """The key stops working at once (its item is read consistently on every use)."""
-    item = _find(team_id, key_id)
-    try:
-        item.update(
-            actions=[ApiKeyModel.revoked_at.set(now), ApiKeyModel.purge_at.set(now + KEPT_AFTER_END)],
-            condition=ApiKeyModel.revoked_at.does_not_exist(),
-        )
-    except UpdateError as exc:
-        if condition_failed(exc):
-            raise errors.NotFound("No such API key.") from None
-        raise
+    if not _revoke_item(_find(team_id, key_id), now):
+        raise errors.NotFound("No such API key.")
     logger.info("api key revoked", extra={"key_id": key_id, "team_id": team_id})
+
+
+def _revoke_item(item: ApiKeyModel, now: datetime) -> bool:
+    """Mark it revoked and count it out, in one transaction; False if it was revoked or removed meanwhile."""
+    try:
+        with transaction() as t:
+            t.update(
+                item,
+                actions=[ApiKeyModel.revoked_at.set(now), ApiKeyModel.purge_at.set(now + KEPT_AFTER_END)],
+                condition=ApiKeyModel.lookup.exists() & ApiKeyModel.revoked_at.does_not_exist(),
+            )
+            _count_step(t, item.team_id, -1)
+    except TransactWriteError as exc:
+        if condition_failed(exc):
+            return False
+        raise
+    return True
 
 
 def purge_team(team_id: str) -> None:
     """A deleted team's keys (they would already fail: their creators are no longer members)."""
     for item in ApiKeyModel.by_team.query(team_id):
         item.delete()
+    CounterModel(_count_key(team_id)).delete()
 
 
 # --- use -----------------------------------------------------------------------------------------
 
 
-def authenticate(key: str, permission: str | None, scope: str | None, now: datetime) -> Principal:
-    """The principal a key acts as on a route that needs ``permission`` and ``scope``.
+_refused_addresses: dict[str, int] = {}  # address -> end of the minute its bad keys are refused until (this process)
+
+
+def identify(key: str, client_ip: str, now: datetime) -> Principal:
+    """The principal a key acts as, before any route's rule (:func:`authorize`).
 
     401 for a key that is malformed (no storage read), unknown, wrong, revoked, expired, or whose creator has left
-    its team; 403 for a route keys may not reach, a scope the key lacks, or a role its creator no longer has."""
+    its team.  An address that sends :data:`BAD_KEYS_PER_MINUTE` well-formed keys that match nothing in a minute
+    gets 429s until the minute ends, the later ones answered without a storage read."""
     lookup = lookup_of(key)
     if lookup is None:
         raise errors.TokenInvalid("This API key is not valid.")
+    _refuse_guessing(client_ip, now)
     try:
         item = ApiKeyModel.get(lookup, consistent_read=True)
     except ApiKeyModel.DoesNotExist:
-        raise errors.TokenInvalid("This API key is not valid.") from None
-    if not hmac.compare_digest(_digest(key), item.secret_hash):
+        item = None
+    if item is None or not item.secret_hash or not hmac.compare_digest(_digest(key), item.secret_hash):
+        _count_bad_key(client_ip, now)
         raise errors.TokenInvalid("This API key is not valid.")
     if item.revoked_at is not None:
         raise errors.TokenInvalid("This API key has been revoked.")
@@ -250,7 +314,7 @@ def authenticate(key: str, permission: str | None, scope: str | None, now: datet
     if membership is None or membership.joined_at > item.created_at:
         raise errors.TokenInvalid("This API key is disabled: the member who created it has left its team.")
     _touch(item, now)
-    principal = Principal(
+    return Principal(
         user_id=item.created_by,
         team_id=item.team_id,
         kind="api_key",
@@ -258,7 +322,22 @@ def authenticate(key: str, permission: str | None, scope: str | None, now: datet
         scopes=frozenset(item.scopes or ()),
         key_id=item.key_id,
     )
-    return authorize(principal, permission, scope)
+
+
+def _refuse_guessing(client_ip: str, now: datetime) -> None:
+    until = _refused_addresses.get(client_ip)
+    if until is not None and now.timestamp() < until:
+        raise errors.TooManyRequests(until - int(now.timestamp()), "Too many invalid API keys from your address.")
+
+
+def _count_bad_key(client_ip: str, now: datetime) -> None:
+    if ratelimit.admit(f"ip#bad-key#{client_ip}", BAD_KEYS_PER_MINUTE, 60, now) is not None:
+        return
+    if len(_refused_addresses) > 10_000:
+        _refused_addresses.clear()
+    wait = ratelimit.resets_in(60, now)
+    _refused_addresses[client_ip] = int(now.timestamp()) + wait
+    raise errors.TooManyRequests(wait, "Too many invalid API keys from your address.")
 
 
 def authorize(principal: Principal, permission: str | None, scope: str | None) -> Principal:
@@ -281,7 +360,9 @@ def _touch(item: ApiKeyModel, now: datetime) -> None:
     """``last_used_at``, written at most once a minute per key (the condition keeps racing requests to one)."""
     if item.last_used_at is not None and now - item.last_used_at < LAST_USED_EVERY:
         return
-    condition = ApiKeyModel.last_used_at.does_not_exist() | (ApiKeyModel.last_used_at < now - LAST_USED_EVERY)
+    condition = ApiKeyModel.lookup.exists() & (
+        ApiKeyModel.last_used_at.does_not_exist() | (ApiKeyModel.last_used_at < now - LAST_USED_EVERY)
+    )
     try:
         item.update(actions=[ApiKeyModel.last_used_at.set(now)], condition=condition)
     except UpdateError as exc:

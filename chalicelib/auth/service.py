@@ -13,7 +13,6 @@ from chalicelib import emails, errors
 from chalicelib.auth import apikeys, passwords, tokens
 from chalicelib.auth.models import OneTimeTokenModel, SessionModel
 from chalicelib.aws.mail import deliver
-from chalicelib.clock import utcnow
 from chalicelib.ids import new_id
 from chalicelib.observability import logger
 from chalicelib.principal import Principal
@@ -120,32 +119,34 @@ def _live_session(session_id: str, user_id: str, now: datetime) -> SessionModel:
     return session
 
 
-def authenticate(
-    headers: dict[str, str], mode: str, permission: str | None, params: dict[str, str], scope: str | None = None
-) -> Principal:
-    """Resolve the caller from ``Authorization: Bearer <access token | API key>``.
-
-    An access token's session must still be live; on team routes the caller is then authorized for the route's
-    permission in its team (:func:`chalicelib.teams.authz.authorize`).  An API key (:mod:`chalicelib.auth.apikeys`)
-    acts in its own team and reaches only team routes that declare a ``scope`` it holds.
-    """
+def identify(headers: dict[str, str], client_ip: str, now: datetime) -> Principal:
+    """Who calls, from ``Authorization: Bearer <access token | API key>`` (401 otherwise): an access token whose
+    session is still live, or a live API key (:mod:`chalicelib.auth.apikeys`).  Nothing here says what the caller
+    may do: :func:`authorize` does, once the request has been counted."""
     header = headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise errors.Unauthorized("Send Authorization: Bearer <token>.")
     token = token.strip()
-    now = utcnow()
     if apikeys.looks_like_key(token):
-        return apikeys.authenticate(token, permission if mode == "team" else None, scope, now)
+        return apikeys.identify(token, client_ip, now)
     claims = tokens.decode(get_settings(), token, tokens.ACCESS, now)
     session = _live_session(claims.session_id, claims.user_id, now)
-    principal = Principal(
-        user_id=claims.user_id, team_id=claims.team_id or session.team_id, session_id=session.session_id
-    )
-    if mode == "team" and permission is not None:
-        from chalicelib.teams.authz import authorize
+    return Principal(user_id=claims.user_id, team_id=claims.team_id or session.team_id, session_id=session.session_id)
 
-        principal = authorize(principal, permission, params.get("team_id"))
+
+def authorize(
+    principal: Principal, mode: str, permission: str | None, scope: str | None, params: dict[str, str]
+) -> Principal:
+    """The caller on this route (403 when it may not): on a team route, its role in the team must grant the route's
+    permission (:func:`chalicelib.teams.authz.authorize`); an API key reaches only team routes that declare a
+    ``scope`` it holds, within its creator's current role."""
+    if principal.kind == "api_key":
+        return apikeys.authorize(principal, permission if mode == "team" else None, scope)
+    if mode == "team" and permission is not None:
+        from chalicelib.teams.authz import authorize as authorize_role
+
+        return authorize_role(principal, permission, params.get("team_id"))
     return principal
 
 

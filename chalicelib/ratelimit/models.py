@@ -1,4 +1,4 @@
-"""Fixed-window counters (login failures, API-key requests), expired by TTL."""
+"""Counters: fixed windows (login failures, API requests) expired by TTL, and a team's count of live API keys."""
 
 from __future__ import annotations
 

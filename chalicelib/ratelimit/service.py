@@ -79,6 +79,16 @@ def admit(name: str, limit: int, seconds: int, now: datetime) -> Window | None:
     return Window(count=int(item.hits), resets_in=end - int(now.timestamp()))
 
 
+def refund(name: str, seconds: int, now: datetime) -> None:
+    """Take back one request :func:`admit` counted in this window (one it counted, then another limit refused)."""
+    start, _ = _window(now, seconds)
+    try:
+        CounterModel(f"{name}#{start}").update(actions=[CounterModel.hits.add(-1)], condition=CounterModel.hits > 0)
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
+
+
 def clear(name: str, seconds: int, now: datetime) -> None:
     start, _ = _window(now, seconds)
     CounterModel(f"{name}#{start}").delete()

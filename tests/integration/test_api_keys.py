@@ -259,3 +259,106 @@ def test_the_reference_page_shows_how_to_create_and_use_a_key_with_curl(api):
     assert "(API keys are refused here)" in page  # on the account and team routes
     for scope in apikeys.SCOPES:
         assert f"<code>{scope}</code>" in page
+
+
+# --- from the review of 50821d2 ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59Z", "2040-01-01T00:00:00Z"])
+def test_an_expiry_more_than_ten_years_ahead_is_a_422(api, alice, when):
+    r = api.post("/v1/api-keys", {"name": "x", "scopes": ALL, "expires_at": when})
+    assert (r.status, r.json["errors"][0]["field"]) == (422, "expires_at")
+    assert list(ApiKeyModel.scan()) == []
+
+
+def test_a_key_shaped_token_with_other_characters_is_a_401_without_a_read(api, alice):
+    key = make_key(api)["key"]
+    for bad in (key[:-6] + "\u00e9" * 6, key[:10] + "\u00e9" + key[11:], key[:-1] + " "):
+        with dynamodb_calls() as calls:
+            r = api.get("/v1/monitors", token=bad)
+        assert (r.status, r.json["code"]) == (401, "token_invalid")
+        assert calls == []
+    assert apikeys.lookup_of("vgl_" + "A" * 44 + "\u00e9" * 6) is None
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "api_key={key}",
+        "authorization=Bearer%20{key}",
+        "{key}",
+        "{key}={key}",
+        "x=VGL_{tail}",
+        "limit=5&cursor={key}",
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/monitors", "/v1/monitors/{monitor}", "/v1/no/such/path"])
+def test_a_key_anywhere_in_the_query_string_is_a_400_that_repeats_none_of_it(api, alice, logs, query, path):
+    key = make_key(api)["key"]
+    monitor = create_monitor(api)["id"]
+    url = path.format(monitor=monitor) + "?" + query.format(key=key, tail=key[4:])
+    for token in ("", key):
+        r = api.get(url, token=token)
+        assert (r.status, r.json["code"]) == (400, "api_key_in_query"), (url, r.body)
+        assert key[4:16] not in r.text
+        assert key[16:-6][:8] not in r.text
+    assert key[4:] not in logs.getvalue()
+
+
+def test_a_use_racing_the_keys_removal_leaves_no_item_behind(api, alice):
+    """A request reads the key, its team is deleted (its keys purged), then the request records the key's use: the
+    write must not bring back an item of only ``lookup`` and ``last_used_at``, which would answer 500s for good."""
+    key = make_key(api)["key"]
+    item = ApiKeyModel.get(apikeys.lookup_of(key), consistent_read=True)
+    item.delete()
+    apikeys._touch(item, utcnow() + timedelta(minutes=5))
+    assert list(ApiKeyModel.scan()) == []
+    ApiKeyModel(item.lookup).update(actions=[ApiKeyModel.last_used_at.set(utcnow())])  # as the old code left it
+    r = api.get("/v1/monitors", token=key)
+    assert (r.status, r.json["code"]) == (401, "token_invalid")
+
+
+def test_parallel_creates_never_pass_fifty_live_keys(api, alice):
+    from concurrent.futures import ThreadPoolExecutor
+
+    for _ in range(45):
+        make_key(api)
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = sorted(pool.map(lambda _: api.post("/v1/api-keys", {"name": "p", "scopes": ALL}).status, range(30)))
+    assert statuses == [201] * 5 + [409] * 25
+    assert sum(1 for k in ApiKeyModel.scan() if k.revoked_at is None) == 50
+
+
+def test_expired_keys_make_room_for_new_ones(api, alice):
+    soon = utcnow() + timedelta(minutes=5)
+    for _ in range(apikeys.MAX_KEYS_PER_TEAM):
+        make_key(api, expires_at=isoz(soon))
+    assert api.post("/v1/api-keys", {"name": "one more", "scopes": ALL}).status == 409
+    with time_machine.travel(soon + timedelta(seconds=1)):
+        assert api.post("/v1/api-keys", {"name": "one more", "scopes": ALL}).status == 201
+        assert [k["name"] for k in api.get("/v1/api-keys").json["data"]] == ["one more"]
+
+
+def test_an_address_guessing_keys_is_refused_after_twenty_without_more_reads(api, alice, minute):
+    import secrets
+
+    def forged() -> str:
+        body = "".join(secrets.choice(apikeys.BASE62) for _ in range(44))
+        return "vgl_" + body + apikeys.checksum(body)
+
+    real = make_key(api)["key"]
+    with time_machine.travel(minute, tick=False):
+        with dynamodb_calls(ApiKeyModel) as calls:
+            statuses = [api.get("/v1/monitors", token=forged()).status for _ in range(30)]
+        assert statuses == [401] * 20 + [429] * 10
+        assert calls.count("GetItem") == 21  # the 21st is read and refused; the rest are refused unread
+        r = api.get("/v1/monitors", token=real)  # from the same address, until the minute ends
+        assert r.status == 429
+        assert int(r.headers["retry-after"]) == 60
+    with time_machine.travel(minute + timedelta(seconds=60), tick=False):
+        assert api.get("/v1/monitors", token=real).status == 200
+
+
+@pytest.fixture
+def minute():
+    return utcnow().replace(second=0, microsecond=0) + timedelta(minutes=1)

@@ -62,7 +62,7 @@ def test_parallel_guesses_are_counted_before_any_is_checked(api, alice, settings
     from chalicelib.auth import service as auth
     from chalicelib.clock import utcnow
 
-    principal = auth.authenticate({"authorization": f"Bearer {api.token}"}, "user", None, {})
+    principal = auth.identify({"authorization": f"Bearer {api.token}"}, "127.0.0.1", utcnow())
 
     def guess(n: int) -> str:
         try:

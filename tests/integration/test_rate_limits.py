@@ -112,7 +112,7 @@ def test_a_teams_keys_together_are_capped_at_three_times_a_keys_limit(api, alice
         assert (r.status, r.json["code"]) == (429, "rate_limited")
         assert "team" in r.json["detail"]
         assert limits_of(r)["team"]["r"] == 0
-        assert limits_of(r)["default"]["r"] == 59
+        assert limits_of(r)["default"]["r"] == 60  # the key's own count given back
         assert int(r.headers["retry-after"]) >= 60
 
 
@@ -212,3 +212,45 @@ def test_the_quota_headers_are_well_formed_structured_fields():
         ("default", {"r": 12, "t": 30}),
         ("team", {"r": 100, "t": 30}),
     ]
+
+
+# --- from the review of 50821d2 ---------------------------------------------------------------------------------
+
+
+def test_refused_requests_of_a_key_are_counted_and_carry_the_fields(api, alice, minute):
+    """A 403 costs reads as a 200 does: a key without the scope, or on a route keys cannot reach, is counted."""
+    key = make_key(api, scopes=("incidents:read",))
+    with time_machine.travel(minute, tick=False):
+        answers = [api.get("/v1/monitors" if k % 2 else "/v1/me", token=key) for k in range(61)]
+    assert [r.status for r in answers] == [403] * 60 + [429]
+    assert [limits_of(r)["default"]["r"] for r in answers[:3]] == [59, 58, 57]
+    assert limits_of(answers[-1])["default"]["r"] == 0
+
+
+def test_refused_requests_of_a_user_are_counted(api, alice, teammate, minute):
+    from chalicelib.settings import get_settings, use_settings
+
+    viewer = teammate("vera@example.com", role="viewer")
+    before = get_settings()
+    use_settings(make_test_settings(USER_REQUESTS_PER_MINUTE="20"))
+    try:
+        with time_machine.travel(minute, tick=False):
+            body = {"name": "x", "url": "https://1.1.1.1/"}
+            statuses = [api.post("/v1/monitors", body, token=viewer["access_token"]).status for _ in range(21)]
+    finally:
+        use_settings(before)
+    assert statuses == [403] * 20 + [429]
+
+
+def test_a_refusal_by_the_teams_cap_gives_the_keys_own_count_back(api, alice, minute):
+    keys = [make_key(api) for _ in range(4)]
+    with time_machine.travel(minute, tick=False):
+        for key in keys[:3]:
+            for _ in range(60):
+                assert api.get("/v1/monitors", token=key).status == 200
+        for _ in range(10):
+            assert api.get("/v1/monitors", token=keys[3]).status == 429
+        r = api.get("/v1/monitors", token=keys[3])
+    assert limits_of(r)["default"]["r"] == 60
+    assert limits_of(r)["team"]["r"] == 0
+    assert sorted(c.hits for c in CounterModel.scan() if c.key.startswith("api-key#")) == [0, 60, 60, 60]
