@@ -21,6 +21,7 @@ client.  The same declarations feed the OpenAPI document (``openapi.py``).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chalicelib import errors
 from chalicelib.api import quotas
-from chalicelib.auth.apikeys import PREFIX, SCOPES
+from chalicelib.auth.apikeys import PREFIX, SCOPES, lookup_of
 from chalicelib.auth.service import authorize, identify
 from chalicelib.clock import utcnow
 from chalicelib.observability import bind, logger, metrics, tracer, unbind_all
@@ -45,7 +46,8 @@ JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 
 AuthMode = Literal["none", "user", "team"]
-KEY_MARK = PREFIX.lower()  # what an API key starts with, in any case
+KEY_IN_TEXT = re.compile(r"(?i:vgl_)([0-9A-Za-z]{50})(?![0-9A-Za-z])")
+KEY_SHAPED = re.compile(r"(?i:vgl_)[0-9A-Za-z]{20,}")
 
 
 class Out(BaseModel):
@@ -193,7 +195,7 @@ def problem(err: errors.VigilError, instance: str = "") -> Response:
         "code": err.code,
     }
     if instance:
-        body["instance"] = instance
+        body["instance"] = redact_keys(instance)
     if isinstance(err, errors.ValidationFailed):
         body["errors"] = [{"field": e.field, "message": e.message} for e in err.errors]
     body.update(getattr(err, "extensions", {}))
@@ -256,15 +258,26 @@ def _query_dict(request: Any) -> dict[str, Any]:
     return {k: (values if len(values) > 1 else values[0]) for k in params for values in [params.getlist(k)]}
 
 
+def _holds_a_key(text: str) -> bool:
+    """Whether ``text`` holds an API key: ``vgl_`` (in any case) and 50 characters whose checksum holds — not a tag
+    like ``vgl_eu``, nor a cursor whose random characters happen to spell ``vgl_``."""
+    return any(lookup_of(PREFIX + body) is not None for body in KEY_IN_TEXT.findall(text))
+
+
+def redact_keys(text: str) -> str:
+    """``text`` with anything shaped like an API key cut to its prefix (a key pasted into a path is not repeated)."""
+    return KEY_SHAPED.sub(PREFIX + "…", text)
+
+
 def _refuse_keys_in(request: Any) -> None:
-    """An API key anywhere in the query string (``?api_key=vgl_…``, as a name or in a value, in any case) is
-    refused on every path, known or not, before anything reads it: URLs end up in logs, proxies and browser
-    histories.  The answer never repeats any part of it."""
+    """An API key anywhere in the query string (``?api_key=vgl_…``, as a name or in a value) is refused on every
+    path, known or not, before anything reads it: URLs end up in logs, proxies and browser histories.  The answer
+    never repeats any part of it."""
     params = getattr(request, "query_params", None)
     if not params:
         return
     for name in params:
-        if any(KEY_MARK in text.lower() for text in (name, *params.getlist(name)) if isinstance(text, str)):
+        if any(_holds_a_key(text) for text in (name, *params.getlist(name)) if isinstance(text, str)):
             raise errors.ApiKeyInQuery(
                 "Send API keys only in the Authorization header, never in the URL. Treat the key that was in this "
                 "URL as exposed: revoke it and create another."
@@ -439,7 +452,7 @@ def not_found_blueprint() -> Blueprint:
         method, actual_path, _h, _r, _ip, request_id = _request_facts(request)
         try:
             _refuse_keys_in(request)
-            err: errors.VigilError = errors.NotFound(f"There is no route {actual_path}.")
+            err: errors.VigilError = errors.NotFound(f"There is no route {redact_keys(actual_path)}.")
         except errors.ApiKeyInQuery as refused:
             err = refused
         response = problem(err, actual_path)

@@ -174,7 +174,8 @@ def create(
     try:
         _put_counted(item)
     except _Full:
-        if not _revoke_expired(team_id, now):
+        freed = _revoke_expired(team_id, now)
+        if not (_repaired(team_id) or freed):
             raise errors.Conflict(f"A team may hold {MAX_KEYS_PER_TEAM} API keys; revoke one first.") from None
         try:
             _put_counted(item)
@@ -212,6 +213,27 @@ def _put_counted(item: ApiKeyModel) -> None:
         if condition_failed(exc):  # the cap (a clash of 12-character lookup ids would be as good as never)
             raise _Full() from None
         raise
+
+
+def _repaired(team_id: str) -> bool:
+    """Put the team's count right when it is above the keys that exist (an expired key's item, left unrevoked, is
+    removed by TTL 30 days on without counting it out); True if it was lowered.  Only ever called with the count
+    at the cap, so an index read that misses a key just made cannot let the team past it."""
+    actual = sum(1 for _ in _live(team_id))
+    try:
+        counted = int(CounterModel.get(_count_key(team_id), consistent_read=True).hits)
+    except CounterModel.DoesNotExist:
+        return False
+    if actual >= counted:
+        return False
+    try:
+        CounterModel(_count_key(team_id)).update(
+            actions=[CounterModel.hits.set(actual)], condition=CounterModel.hits == counted
+        )
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
+    return True
 
 
 def _revoke_expired(team_id: str, now: datetime) -> bool:
@@ -291,11 +313,10 @@ def identify(key: str, client_ip: str, now: datetime) -> Principal:
 
     401 for a key that is malformed (no storage read), unknown, wrong, revoked, expired, or whose creator has left
     its team.  An address that sends :data:`BAD_KEYS_PER_MINUTE` well-formed keys that match nothing in a minute
-    gets 429s until the minute ends, the later ones answered without a storage read."""
+    gets 429s for them until the minute ends (its valid keys still work)."""
     lookup = lookup_of(key)
     if lookup is None:
         raise errors.TokenInvalid("This API key is not valid.")
-    _refuse_guessing(client_ip, now)
     try:
         item = ApiKeyModel.get(lookup, consistent_read=True)
     except ApiKeyModel.DoesNotExist:
@@ -324,13 +345,13 @@ def identify(key: str, client_ip: str, now: datetime) -> Principal:
     )
 
 
-def _refuse_guessing(client_ip: str, now: datetime) -> None:
+def _count_bad_key(client_ip: str, now: datetime) -> None:
+    """A key that matched nothing, from ``client_ip``: past the minute's allowance, a 429 instead of the 401.  Only
+    bad keys are refused — a valid key is never refused for what others behind the same address sent — and an
+    address already refused in this process is not counted again (no write) until its minute ends."""
     until = _refused_addresses.get(client_ip)
     if until is not None and now.timestamp() < until:
         raise errors.TooManyRequests(until - int(now.timestamp()), "Too many invalid API keys from your address.")
-
-
-def _count_bad_key(client_ip: str, now: datetime) -> None:
     if ratelimit.admit(f"ip#bad-key#{client_ip}", BAD_KEYS_PER_MINUTE, 60, now) is not None:
         return
     if len(_refused_addresses) > 10_000:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,7 @@ import time_machine
 from chalicelib.auth import apikeys
 from chalicelib.auth.models import ApiKeyModel
 from chalicelib.clock import isoz, utcnow
+from chalicelib.ratelimit.models import CounterModel
 from tests.factories import create_monitor
 from tests.support import dynamodb_calls, register
 
@@ -339,24 +341,65 @@ def test_expired_keys_make_room_for_new_ones(api, alice):
         assert [k["name"] for k in api.get("/v1/api-keys").json["data"]] == ["one more"]
 
 
-def test_an_address_guessing_keys_is_refused_after_twenty_without_more_reads(api, alice, minute):
-    import secrets
+def forged() -> str:
+    """A well-formed key (its checksum holds) that matches nothing: made offline, for free."""
+    body = "".join(secrets.choice(apikeys.BASE62) for _ in range(44))
+    return "vgl_" + body + apikeys.checksum(body)
 
-    def forged() -> str:
-        body = "".join(secrets.choice(apikeys.BASE62) for _ in range(44))
-        return "vgl_" + body + apikeys.checksum(body)
 
-    real = make_key(api)["key"]
+def test_an_address_guessing_keys_gets_429s_for_them_and_its_valid_keys_still_work(api, alice, minute):
+    """Behind one address (a NAT, a CI provider) a guesser must not lock out the others: only bad keys are refused,
+    and once refused, the address's further bad keys write no counter."""
+    bob = register(api, "bob@example.com")
+    bobs = make_key(api, token=bob["access_token"])["key"]
     with time_machine.travel(minute, tick=False):
-        with dynamodb_calls(ApiKeyModel) as calls:
+        with dynamodb_calls() as calls:
             statuses = [api.get("/v1/monitors", token=forged()).status for _ in range(30)]
         assert statuses == [401] * 20 + [429] * 10
-        assert calls.count("GetItem") == 21  # the 21st is read and refused; the rest are refused unread
-        r = api.get("/v1/monitors", token=real)  # from the same address, until the minute ends
-        assert r.status == 429
-        assert int(r.headers["retry-after"]) == 60
+        assert calls.count("GetItem") == 30  # each key is read: a valid one is never refused unread
+        assert calls.count("UpdateItem") == 21  # the 21st refuses the address; the last 9 write nothing
+        r = api.get("/v1/monitors", token=forged())
+        assert (r.status, int(r.headers["retry-after"])) == (429, 60)
+        assert api.get("/v1/monitors", token=bobs).status == 200
     with time_machine.travel(minute + timedelta(seconds=60), tick=False):
-        assert api.get("/v1/monitors", token=real).status == 200
+        assert api.get("/v1/monitors", token=forged()).status == 401
+
+
+def test_keys_removed_by_ttl_after_expiring_unrevoked_are_counted_out(api, alice):
+    """An expired key nobody revokes is removed by TTL 30 days on, without counting it out: a full team's count is
+    put right from the keys that exist."""
+    from tests.support import PASSWORD
+
+    soon = utcnow() + timedelta(minutes=5)
+    for _ in range(apikeys.MAX_KEYS_PER_TEAM):
+        make_key(api, expires_at=isoz(soon))
+    with time_machine.travel(soon + apikeys.KEPT_AFTER_END + timedelta(days=1)):
+        for item in ApiKeyModel.scan():  # what DynamoDB's TTL does (moto does not run it)
+            item.delete()
+        login = api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}, token="")
+        api.token = login.json["access_token"]
+        assert api.post("/v1/api-keys", {"name": "after the purge", "scopes": ALL}).status == 201
+        (counter,) = [c for c in CounterModel.scan() if c.key.startswith("api-keys#")]
+        assert counter.hits == 1
+
+
+def test_a_tag_or_a_cursor_that_merely_contains_vgl_is_not_taken_for_a_key(api, alice):
+    for tag in ("vgl_eu", "svgl_db"):
+        create_monitor(api, name=f"m {tag}", tags=[tag])
+        r = api.get(f"/v1/monitors?tag={tag}")
+        assert r.status == 200, r.body
+        assert [m["name"] for m in r.json["data"]] == [f"m {tag}"]
+    # 50 characters after vgl_ that are no key (their checksum fails): a cursor's random text, say
+    r = api.get("/v1/monitors?cursor=abcvgl_" + "A" * 50 + ".x")
+    assert (r.status, r.json["code"]) == (400, "invalid_cursor")
+
+
+def test_a_key_pasted_into_the_path_is_not_repeated_back(api, alice):
+    key = make_key(api)["key"]
+    r = api.get(f"/v1/{key}")
+    assert r.status == 404
+    assert key[4:] not in r.text
+    assert key[4:16] not in r.text
 
 
 @pytest.fixture
