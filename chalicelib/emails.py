@@ -78,3 +78,21 @@ def plan_changed(app_url: str, before: str, after: str, changes: list[str], *, p
         lines += [f"- {line}" for line in changes]
     text = "\n\n".join([*lines, link, "— Vigil"])
     return Email(subject, text, _html(lines, link, "Billing settings"))
+
+
+def welcome(app_url: str) -> Email:
+    """Once, when an address is first verified: the three next steps, each a link."""
+    steps = [
+        ("Add your first monitor", f"{app_url}/monitors/new"),
+        ("Choose where alerts go (email, SMS, Slack, a webhook…)", f"{app_url}/alert-channels/new"),
+        ("Publish a status page for your users", f"{app_url}/status-pages/new"),
+    ]
+    lines = ["Your email address is confirmed: welcome to Vigil.", "Three steps get you watched and alerted:"]
+    text = "\n\n".join([*lines, *(f"{n}. {label}: {link}" for n, (label, link) in enumerate(steps, 1)), "— Vigil"])
+    items = "".join(f'<li><a href="{escape(link, quote=True)}">{escape(label)}</a></li>' for label, link in steps)
+    html = (
+        '<!doctype html><html lang="en"><body style="font-family:system-ui,sans-serif;line-height:1.5">'
+        + "".join(f"<p>{escape(p)}</p>" for p in lines)
+        + f"<ol>{items}</ol><p>— Vigil</p></body></html>"
+    )
+    return Email("Welcome to Vigil", text, html)

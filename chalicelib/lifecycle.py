@@ -300,3 +300,21 @@ def _tell_owner(team_id: str, email: Email) -> None:
     user = users.find(owner.user_id) if owner else None
     if user is not None:
         deliver(user.email, email, team_id=team_id)
+
+
+# ------------------------------------------------------------------------------------------------ onboarding
+
+ONBOARDING_STEPS = ("verify_email", "create_monitor", "add_alert_channel", "create_status_page", "invite_teammate")
+
+
+def onboarding(user_id: str, team_id: str, now: datetime) -> list[tuple[str, bool]]:
+    """The five first steps, each done or not from what exists now in the user's account and current team (no
+    stored flag that could drift: a step undone — the monitor deleted — shows as to do again)."""
+    done = {
+        "verify_email": users.get_user(user_id).email_verified,
+        "create_monitor": bool(monitors.team_monitor_ids(team_id)),
+        "add_alert_channel": channels.count(team_id) > 0,
+        "create_status_page": status_pages.count(team_id) > 0,
+        "invite_teammate": count_members(team_id, now) > 1,
+    }
+    return [(step, done[step]) for step in ONBOARDING_STEPS]

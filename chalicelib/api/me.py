@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import TYPE_CHECKING, Literal
 
-from chalicelib.api.framework import Call, Reply, Router
+from pydantic import ConfigDict, Field, model_validator
+
+from chalicelib import lifecycle
+from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.api.schemas import NotificationPreferences, UserOut, user_out
 from chalicelib.auth import service as auth
 from chalicelib.clock import utcnow
@@ -15,6 +18,10 @@ router = Router("me")
 
 
 class MePatch(Schema):
+    """Strict: a value of the wrong JSON type is a 422 naming the field, never coerced (``"true"`` is no boolean)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     name: str | None = Field(default=None, min_length=1, max_length=100)
     timezone: str | None = Field(default=None, max_length=64, description="IANA time zone, e.g. Europe/Paris")
     notification_preferences: NotificationPreferences | None = None
@@ -65,3 +72,29 @@ def change_password(call: Call) -> Reply:
     of yours is signed out; this one goes on."""
     auth.change_password(call.user, call.body.current_password, call.body.new_password, utcnow())
     return Reply(status=204)
+
+
+if TYPE_CHECKING:
+    StepKey = str
+else:
+    StepKey = Literal[lifecycle.ONBOARDING_STEPS]
+
+
+class StepOut(Out):
+    key: StepKey
+    done: bool
+
+
+class OnboardingOut(Out):
+    steps: list[StepOut]
+    completed: bool
+
+
+@router.route("GET", "/v1/me/onboarding", summary="Your first steps", response=OnboardingOut)
+def get_onboarding(call: Call) -> OnboardingOut:
+    """Verify your email, create a monitor, add an alert channel, publish a status page, invite a teammate: each
+    ``done`` from what exists now in your current team."""
+    steps = lifecycle.onboarding(call.user.user_id, call.user.team_id, utcnow())
+    return OnboardingOut(
+        steps=[StepOut(key=key, done=done) for key, done in steps], completed=all(done for _, done in steps)
+    )

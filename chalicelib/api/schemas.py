@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from chalicelib.api.framework import Out
 from chalicelib.auth.service import SignIn
@@ -17,11 +17,15 @@ HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
 class QuietHoursModel(Schema):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     start: str = Field(pattern=HHMM, description="HH:MM in the user's timezone")
     end: str = Field(pattern=HHMM, description="HH:MM in the user's timezone")
 
 
 class NotificationPreferences(Schema):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     critical_only: bool = False
     quiet_hours: QuietHoursModel | None = None
 

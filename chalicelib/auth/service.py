@@ -361,7 +361,22 @@ def verify_email(token: str, now: datetime) -> users.User:
         raise errors.InvalidToken("This link is for an address the account no longer uses.")
     if user.email_verified_at is None:
         user.update(actions=[UserModel.email_verified_at.set(now), UserModel.updated_at.set(now)])
+    _welcome(user, now)
     return users.to_user(user)
+
+
+def _welcome(user: UserModel, now: datetime) -> None:
+    """The welcome email, once per account: claimed by a conditional write, so a second verification (or a race of
+    two) sends nothing.  A mail failure is logged (``deliver``): the account is verified all the same."""
+    if user.welcomed_at is not None:
+        return
+    try:
+        user.update(actions=[UserModel.welcomed_at.set(now)], condition=UserModel.welcomed_at.does_not_exist())
+    except UpdateError as exc:
+        if condition_failed(exc):
+            return
+        raise
+    deliver(user.email, emails.welcome(get_settings().app_url), user_id=user.user_id)
 
 
 def resend_verification(principal: Principal, now: datetime) -> None:

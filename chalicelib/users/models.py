@@ -19,6 +19,7 @@ class UserModel(BaseModel):
     name = UnicodeAttribute(null=True)
     timezone = UnicodeAttribute(default="UTC")
     email_verified_at = UTCDateTimeAttribute(null=True)
+    welcomed_at = UTCDateTimeAttribute(null=True)  # the welcome email, sent once: when an address is first verified
     pending_email = UnicodeAttribute(null=True)
     critical_only = BooleanAttribute(default=False)
     quiet_hours_start = UnicodeAttribute(null=True)

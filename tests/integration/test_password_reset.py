@@ -89,8 +89,10 @@ def test_resend_verification_sends_a_fresh_link_and_the_old_one_still_works_once
     assert len(outbox.to("alice@example.com")) == 2
     token = outbox.link("alice@example.com", "https://app.vigil.test/verify-email").split("token=")[1]
     assert api.post("/v1/auth/verify-email", {"token": token}).status == 200
+    sent = [m["subject"] for m in outbox.to("alice@example.com")]
+    assert sent.count("Welcome to Vigil") == 1  # once verified
     assert api.post("/v1/auth/resend-verification", token=tokens["access_token"]).status == 202
-    assert len(outbox.to("alice@example.com")) == 2  # verified: nothing more to send
+    assert [m["subject"] for m in outbox.to("alice@example.com")] == sent  # verified: nothing more to send
 
 
 def test_verification_link_expires_after_24_hours(api, outbox):
