@@ -8,7 +8,7 @@ from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.api.schemas import TokensOut, UserOut, tokens_out, user_out
 from chalicelib.auth import service
 from chalicelib.clock import utcnow
-from chalicelib.schema import Schema
+from chalicelib.schema import Line, Schema
 
 router = Router("auth")
 
@@ -18,7 +18,7 @@ Password = Field(min_length=1, max_length=1024)
 class RegisterIn(Schema):
     email: str = Field(max_length=320)
     password: str = Password
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: Line | None = Field(default=None, min_length=1, max_length=100)
     timezone: str | None = Field(default=None, max_length=64, description="IANA time zone, e.g. Europe/Paris")
 
 

@@ -11,7 +11,8 @@ from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.api.schemas import NotificationPreferences, UserOut, user_out
 from chalicelib.auth import service as auth
 from chalicelib.clock import utcnow
-from chalicelib.schema import Schema
+from chalicelib.schema import Line, Schema
+from chalicelib.teams import authz
 from chalicelib.users import service as users
 
 router = Router("me")
@@ -21,8 +22,9 @@ class MePatch(Schema):
     """Strict: a value of the wrong JSON type is a 422 naming the field, never coerced (``"true"`` is no boolean)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+    NOT_NULL = ("timezone", "notification_preferences")  # null clears only the name, and quiet hours inside
 
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: Line | None = Field(default=None, min_length=1, max_length=100)
     timezone: str | None = Field(default=None, max_length=64, description="IANA time zone, e.g. Europe/Paris")
     notification_preferences: NotificationPreferences | None = None
 
@@ -51,9 +53,12 @@ def patch_me(call: Call) -> UserOut:
         changes["timezone"] = body.timezone
     prefs = body.notification_preferences
     if "notification_preferences" in given and prefs is not None:
-        changes["critical_only"] = prefs.critical_only
-        quiet = prefs.quiet_hours
-        changes["quiet_hours"] = users.QuietHours(quiet.start, quiet.end) if quiet else None
+        # Only what was sent changes: {"critical_only": true} keeps the quiet hours.
+        if "critical_only" in prefs.model_fields_set:
+            changes["critical_only"] = prefs.critical_only
+        if "quiet_hours" in prefs.model_fields_set:
+            quiet = prefs.quiet_hours
+            changes["quiet_hours"] = users.QuietHours(quiet.start, quiet.end) if quiet else None
     user = users.update_settings(call.user.user_id, utcnow(), **changes)  # type: ignore[arg-type]
     return user_out(user, call.user.team_id)
 
@@ -90,7 +95,9 @@ class OnboardingOut(Out):
     completed: bool
 
 
-@router.route("GET", "/v1/me/onboarding", summary="Your first steps", response=OnboardingOut)
+@router.route(
+    "GET", "/v1/me/onboarding", summary="Your first steps", auth="team", permission=authz.READ, response=OnboardingOut
+)
 def get_onboarding(call: Call) -> OnboardingOut:
     """Verify your email, create a monitor, add an alert channel, publish a status page, invite a teammate: each
     ``done`` from what exists now in your current team."""

@@ -361,13 +361,14 @@ def verify_email(token: str, now: datetime) -> users.User:
         raise errors.InvalidToken("This link is for an address the account no longer uses.")
     if user.email_verified_at is None:
         user.update(actions=[UserModel.email_verified_at.set(now), UserModel.updated_at.set(now)])
-    _welcome(user, now)
+        _welcome(user, now)  # only by the request that verified the address
     return users.to_user(user)
 
 
 def _welcome(user: UserModel, now: datetime) -> None:
-    """The welcome email, once per account: claimed by a conditional write, so a second verification (or a race of
-    two) sends nothing.  A mail failure is logged (``deliver``): the account is verified all the same."""
+    """The welcome email, at most once per account: claimed by a conditional write, so a second verification (or a
+    race of two) sends nothing.  A mail failure is logged (``deliver``) and not retried: the account is verified all
+    the same, and the welcome is a courtesy, not a step."""
     if user.welcomed_at is not None:
         return
     try:

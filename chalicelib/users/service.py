@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from chalicelib.errors import NotFound, ValidationFailed
 from chalicelib.users.models import UserEmailModel, UserModel
@@ -79,12 +80,23 @@ def get_many(user_ids: list[str]) -> list[User]:
     return [to_user(item) for item in UserModel.batch_get(ids)] if ids else []
 
 
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
 def check_timezone(name: str, field: str = "timezone") -> str:
+    """An IANA time zone name (``Europe/Paris``, ``UTC``): not a folder of the database (``Europe``), nor one of its
+    other trees (``posix/…``, ``right/…``)."""
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+        known = name in _zones() and not name.startswith(("posix/", "right/")) and name != "posixrules"
+        if known:
+            ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        known = False
+    if not known:
         message = f"unknown time zone {name!r}; use an IANA name like Europe/Paris"
-        raise ValidationFailed.single(field, message) from None
+        raise ValidationFailed.single(field, message)
     return name
 
 

@@ -90,3 +90,60 @@ def test_settings_are_strict_and_each_bad_field_is_named(api, alice, body, field
     assert (r.status, r.json["code"]) == (422, "validation_error"), r.body
     assert any(e["field"].startswith(field) for e in r.json["errors"]), r.json["errors"]
     assert api.get("/v1/me").json == before
+
+
+# --- from the review of b67b84d -------------------------------------------------------------------------------
+
+
+def test_a_removed_member_or_a_deleted_teams_token_reads_no_onboarding(api, alice, teammate):
+    bob = teammate(role="member")
+    create_monitor(api)
+    as_bob = api.acting_as(bob)  # his access token names Alice's team
+    assert api.delete(f"/v1/teams/{alice['team']['id']}/members/{bob['user']['id']}").status == 204
+    r = as_bob.get("/v1/me/onboarding")
+    assert (r.status, r.json["code"]) == (403, "not_a_member")
+    side = api.post("/v1/teams", {"name": "Side"}).json["id"]
+    as_side = api.acting_as(api.post("/v1/auth/switch-team", {"team_id": side}).json["access_token"])
+    assert api.delete(f"/v1/teams/{side}").status == 204
+    assert as_side.get("/v1/me/onboarding").status == 403
+
+
+def test_no_welcome_for_an_address_verified_before(api):
+    """Only the request that verifies the address welcomes: an account verified before welcomes existed (no
+    ``welcomed_at``) following a second, still valid link gets nothing."""
+    import re
+
+    person = register(api, "alice@example.com", verified=False)
+    assert api.post("/v1/auth/resend-verification", token=person["access_token"]).status == 202
+    mails = Outbox().to("alice@example.com")
+    first, second = (re.search(r"token=([^\s\"<>]+)", m["text"]).group(1) for m in mails)
+    assert api.post("/v1/auth/verify-email", {"token": first}, token="").status == 200
+    UserModel.get(person["user"]["id"]).update(actions=[UserModel.welcomed_at.remove()])
+    assert api.post("/v1/auth/verify-email", {"token": second}, token="").status == 200
+    assert [m["subject"] for m in Outbox().to("alice@example.com")].count("Welcome to Vigil") == 1
+
+
+@pytest.mark.parametrize("zone", ["Europe", "America", "Etc", "posix/Europe/Paris", "right/UTC", "posixrules"])
+def test_a_time_zone_that_is_no_iana_zone_is_a_422_never_a_500(api, alice, zone):
+    r = api.patch("/v1/me", {"timezone": zone})
+    assert (r.status, r.json["errors"][0]["field"]) == (422, "timezone")
+    r = api.post(
+        "/v1/auth/register", {"email": "z@example.com", "password": "correct horse battery 9", "timezone": zone}
+    )
+    assert (r.status, r.json["errors"][0]["field"]) == (422, "timezone")
+
+
+@pytest.mark.parametrize("body", [{"timezone": None}, {"notification_preferences": None}, {"name": "a\nb"}])
+def test_null_where_a_setting_cannot_be_null_or_a_name_of_two_lines_is_a_422(api, alice, body):
+    r = api.patch("/v1/me", body)
+    assert (r.status, r.json["errors"][0]["field"]) == (422, next(iter(body)))
+
+
+def test_a_partial_preferences_object_changes_only_what_it_sends(api, alice):
+    quiet = {"start": "22:00", "end": "07:00"}
+    assert api.patch("/v1/me", {"notification_preferences": {"quiet_hours": quiet}}).status == 200
+    r = api.patch("/v1/me", {"notification_preferences": {"critical_only": True}})
+    assert r.json["notification_preferences"] == {"critical_only": True, "quiet_hours": quiet}
+    r = api.patch("/v1/me", {"notification_preferences": {"quiet_hours": None}})
+    assert r.json["notification_preferences"] == {"critical_only": True, "quiet_hours": None}
+    assert api.patch("/v1/me", {"name": None}).json["name"] is None  # a name may be cleared
