@@ -12,8 +12,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from chalicelib import errors
 from chalicelib.alerts import channels
 from chalicelib.auth import apikeys
+from chalicelib.auth import service as auth
 from chalicelib.aws.mail import deliver
 from chalicelib.billing import limits, plans
 from chalicelib.billing import service as billing
@@ -191,14 +193,15 @@ def _republish_quietly(team_id: str, monitor_ids: set[str]) -> None:
 
 
 def delete_team(actor: str, team_id: str) -> None:
-    """Delete a team and all its data.
-
-    1. A user's last team cannot go (409): everyone keeps a team to act in.
-    2. Incidents first: their purge needs the team's monitors, to forget their incident state.
-    3. Maintenance windows, alert channels, status pages (unpublished), then the monitors themselves.
-    4. Last, the team with its members and invitations.
-    """
+    """Delete a team and all its data.  A user's last team cannot go (409): everyone keeps a team to act in."""
     teams.require_another_team(actor)
+    _purge_team(team_id)
+
+
+def _purge_team(team_id: str) -> None:
+    """1. Incidents first: their purge needs the team's monitors, to forget their incident state.
+    2. Maintenance windows, alert channels, status pages (unpublished), then the monitors themselves.
+    3. Last, the team with its counters, API keys, members and invitations."""
     incidents.purge_team(team_id, monitors.team_monitor_ids(team_id))
     maintenance.purge_team(team_id)
     channels.purge_team(team_id)
@@ -318,3 +321,30 @@ def onboarding(user_id: str, team_id: str, now: datetime) -> list[tuple[str, boo
         "invite_teammate": count_members(team_id, now) > 1,
     }
     return [(step, done[step]) for step in ONBOARDING_STEPS]
+
+
+# --------------------------------------------------------------------------------------------- accounts
+
+
+def delete_account(user_id: str, password: str, now: datetime) -> None:
+    """Erase a user (``DELETE /v1/me``), once ``password`` is theirs.
+
+    1. The owner of a team with other members cannot go (409 naming the teams): ownership is transferred first.
+    2. Each team the user is alone in is deleted with everything in it (monitors stop at once, pages unpublished).
+    3. Each other team is left: the membership goes (a place of the plan freed) and the API keys the user made there
+       are revoked.
+    4. Last the account: sessions, the user and the claim on the address (free for a new sign-up).
+    """
+    auth.confirm_password(user_id, password, "password", now)
+    memberships = teams.list_teams(user_id)
+    owned = [team for team, role in memberships if role == "owner" and len(teams.member_ids(team.id)) > 1]
+    if owned:
+        names = ", ".join(team.name for team in owned)
+        raise errors.Conflict(f"You own {names}, which others belong to: transfer ownership first, then delete.")
+    for team, role in memberships:
+        if teams.member_ids(team.id) == [user_id]:
+            _purge_team(team.id)
+        else:
+            remove_member(user_id, role, team.id, user_id, now)
+            apikeys.revoke_made_by(team.id, user_id, now)
+    auth.erase_user(user_id)

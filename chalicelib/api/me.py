@@ -79,6 +79,27 @@ def change_password(call: Call) -> Reply:
     return Reply(status=204)
 
 
+class AccountDeletion(Schema):
+    password: str = Field(min_length=1, max_length=1024)
+
+
+@router.route(
+    "DELETE",
+    "/v1/me",
+    summary="Delete your account",
+    body=AccountDeletion,
+    status=204,
+    errors=(409, 422, 429),
+)
+def delete_me(call: Call) -> Reply:
+    """Your password confirms it (422 naming ``password`` when wrong; attempts count as sign-in attempts).  If you
+    own a team that others belong to, transfer it first (409 naming it).  Teams you are alone in are deleted with
+    everything in them (their monitors stop at once, their pages go offline); you leave the others, and the API keys
+    you made there are revoked.  Then your sessions, your account and your address go: it is free for a new sign-up."""
+    lifecycle.delete_account(call.user.user_id, call.body.password, utcnow())
+    return Reply(status=204)
+
+
 if TYPE_CHECKING:
     StepKey = str
 else:

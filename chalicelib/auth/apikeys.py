@@ -295,6 +295,14 @@ def _revoke_item(item: ApiKeyModel, now: datetime) -> bool:
     return True
 
 
+def revoke_made_by(team_id: str, user_id: str, now: datetime) -> None:
+    """The team's keys made by ``user_id`` (who is leaving it): they would fail anyway, and must not linger in the
+    team's list as live."""
+    for item in _live(team_id):
+        if item.created_by == user_id:
+            _revoke_item(item, now)
+
+
 def purge_team(team_id: str) -> None:
     """A deleted team's keys (they would already fail: their creators are no longer members)."""
     for item in ApiKeyModel.by_team.query(team_id):

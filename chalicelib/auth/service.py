@@ -354,9 +354,17 @@ def _send_verification(settings: Settings, user_id: str, email: str, now: dateti
     deliver(email, message)
 
 
+def _user_of(item: OneTimeTokenModel) -> UserModel:
+    """The user a link was made for; a deleted account's link is as invalid as an unknown one."""
+    try:
+        return users.load(item.user_id)
+    except errors.NotFound:
+        raise errors.InvalidToken("This link is invalid or has expired.") from None
+
+
 def verify_email(token: str, now: datetime) -> users.User:
     item = _consume_token(token, VERIFY_EMAIL, now)
-    user = users.load(item.user_id)
+    user = _user_of(item)
     if user.email != item.email:
         raise errors.InvalidToken("This link is for an address the account no longer uses.")
     if user.email_verified_at is None:
@@ -414,7 +422,7 @@ def reset_password(token: str, password: str, now: datetime) -> None:
     settings = get_settings()
     passwords.check_policy(password)
     item = _consume_token(token, RESET_PASSWORD, now)
-    user = users.load(item.user_id)
+    user = _user_of(item)
     actions: list[Any] = [
         UserModel.password_hash.set(passwords.hash_password(password, settings.bcrypt_rounds)),
         UserModel.updated_at.set(now),
@@ -426,6 +434,35 @@ def reset_password(token: str, password: str, now: datetime) -> None:
     ratelimit.clear(f"login-fail:acct:{user.email}", settings.login_failure_window_seconds, now)
 
 
+def confirm_password(user_id: str, password: str, field: str, now: datetime) -> UserModel:
+    """The user, once ``password`` is theirs (422 naming ``field`` otherwise).  Every attempt counts as a sign-in
+    attempt of the account before the password is checked (429 over the limit); the right one clears the count."""
+    settings = get_settings()
+    window = settings.login_failure_window_seconds
+    user = users.load(user_id)
+    key, limit = _login_limits(settings, user.email, "")[0]
+    seen = ratelimit.hit(key, window, now)
+    if seen.count > limit:
+        raise errors.TooManyRequests(seen.resets_in, "Too many failed password attempts; try again later.")
+    if not passwords.verify_password(password, user.password_hash):
+        raise errors.ValidationFailed.single(field, "is wrong")
+    ratelimit.clear(key, window, now)
+    return user
+
+
+def erase_user(user_id: str) -> None:
+    """The account itself: its sessions (every token stops at once), then the user and the claim on its address
+    together (the address is free for a new sign-up).  Its single-use links die with it: they name a user that no
+    longer exists."""
+    for session in SessionModel.by_user.query(user_id):
+        session.delete()
+    user = users.load(user_id)
+    with transaction() as tx:
+        tx.delete(UserEmailModel(user.email))
+        tx.delete(user, add_version_condition=False)
+    logger.info("user deleted", extra={"user_id": user_id})
+
+
 def change_password(principal: Principal, current: str, new: str, now: datetime) -> None:
     """Change the password knowing the current one; the user's other sessions are revoked.
 
@@ -434,15 +471,7 @@ def change_password(principal: Principal, current: str, new: str, now: datetime)
     (429 with ``Retry-After`` over the limit).  The right password clears the count, as signing in does.
     """
     settings = get_settings()
-    window = settings.login_failure_window_seconds
-    user = users.load(principal.user_id)
-    key, limit = _login_limits(settings, user.email, "")[0]
-    seen = ratelimit.hit(key, window, now)
-    if seen.count > limit:
-        raise errors.TooManyRequests(seen.resets_in, "Too many failed password attempts; try again later.")
-    if not passwords.verify_password(current, user.password_hash):
-        raise errors.ValidationFailed.single("current_password", "is wrong")
-    ratelimit.clear(key, window, now)
+    user = confirm_password(principal.user_id, current, "current_password", now)
     passwords.check_policy(new, field="new_password", user_inputs=(user.email,))
     user.update(
         actions=[

@@ -1,0 +1,75 @@
+"""Issue 17: DELETE /v1/me erases a person — their lone teams with everything in them, their place in others,
+their keys, sessions and address — and refuses while they own a team others belong to."""
+
+from __future__ import annotations
+
+from chalicelib.monitors.models import MonitorModel
+from chalicelib.teams.models import MembershipModel, TeamModel
+from chalicelib.users.models import UserEmailModel, UserModel
+from tests.factories import create_monitor, create_status_page
+from tests.support import PASSWORD, Outbox, register
+
+
+def test_a_wrong_password_deletes_nothing(api, alice):
+    r = api.delete("/v1/me", {"password": "not the password 123"})
+    assert (r.status, r.json["errors"][0]["field"]) == (422, "password")
+    assert api.get("/v1/me").status == 200
+    assert api.delete("/v1/me", {}).status == 422
+
+
+def test_the_owner_of_a_team_others_belong_to_must_transfer_it_first(api, alice, teammate):
+    teammate(role="member")
+    r = api.delete("/v1/me", {"password": PASSWORD})
+    assert (r.status, r.json["code"]) == (409, "conflict")
+    assert "transfer ownership" in r.json["detail"]
+    assert api.get("/v1/me").status == 200
+    assert TeamModel.get(alice["team"]["id"]).team_id == alice["team"]["id"]
+
+
+def test_deleting_an_account_erases_its_lone_teams_and_frees_its_address(api, alice):
+    side = api.post("/v1/teams", {"name": "Side"}).json["id"]
+    monitor = create_monitor(api)
+    create_status_page(api, slug="alice-status", components=[{"monitor_id": monitor["id"]}])
+    assert api.get("/v1/public/status-pages/alice-status").status == 200
+    old_token, user_id = alice["access_token"], alice["user"]["id"]
+
+    assert api.delete("/v1/me", {"password": PASSWORD}).status == 204
+
+    assert api.get("/v1/me", token=old_token).status == 401  # every session ended
+    assert list(MonitorModel.query(alice["team"]["id"])) == []  # nothing left to schedule
+    assert api.get("/v1/public/status-pages/alice-status").status == 404
+    for team in (alice["team"]["id"], side):
+        assert list(MembershipModel.query(team)) == []
+        assert not any(True for _ in TeamModel.query(team))
+    assert not any(True for _ in UserModel.query(user_id))
+    assert not any(True for _ in UserEmailModel.query("alice@example.com"))
+    again = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD})
+    assert again.status == 201
+    assert again.json["user"]["id"] != user_id
+
+
+def test_a_member_who_deletes_their_account_leaves_the_team_and_their_keys_stop(api, alice, teammate):
+    bob = teammate(role="admin")
+    key = api.post("/v1/api-keys", {"name": "bob's", "scopes": ["monitors:read"]}, token=bob["access_token"]).json
+    assert api.get("/v1/monitors", token=key["key"]).status == 200
+    create_monitor(api)
+    own = [m.team_id for m in MembershipModel.by_user.query(bob["user"]["id"]) if m.team_id != alice["team"]["id"]]
+    assert len(own) == 1  # his personal team
+
+    assert api.delete("/v1/me", {"password": PASSWORD}, token=bob["access_token"]).status == 204
+
+    members = api.get(f"/v1/teams/{alice['team']['id']}/members").json["data"]
+    assert [m["user_id"] for m in members] == [alice["user"]["id"]]
+    assert api.get("/v1/api-keys").json["data"] == []  # revoked, not left live in the list
+    assert api.get("/v1/monitors", token=key["key"]).status == 401
+    assert len(api.get("/v1/monitors").json["data"]) == 1  # Alice's team and its monitors stay
+    assert not any(True for _ in TeamModel.query(own[0]))
+    assert list(MembershipModel.by_user.query(bob["user"]["id"])) == []
+
+
+def test_a_deleted_accounts_outstanding_link_is_a_400_not_a_404(api):
+    person = register(api, "dora@example.com", verified=False)
+    link = Outbox().link("dora@example.com", "/verify-email")
+    assert api.delete("/v1/me", {"password": PASSWORD}, token=person["access_token"]).status == 204
+    r = api.post("/v1/auth/verify-email", {"token": link.split("token=", 1)[1]}, token="")
+    assert (r.status, r.json["code"]) == (400, "invalid_token")
