@@ -329,22 +329,42 @@ def onboarding(user_id: str, team_id: str, now: datetime) -> list[tuple[str, boo
 def delete_account(user_id: str, password: str, now: datetime) -> None:
     """Erase a user (``DELETE /v1/me``), once ``password`` is theirs.
 
-    1. The owner of a team with other members cannot go (409 naming the teams): ownership is transferred first.
+    1. The owner of a team with other members cannot go (409 naming the teams): ownership is transferred first; nor
+       can a user alone in a team whose subscription renews (409): it is cancelled in billing first, or Stripe would
+       go on charging someone who can no longer reach it.
     2. Each team the user is alone in is deleted with everything in it (monitors stop at once, pages unpublished).
-    3. Each other team is left: the membership goes (a place of the plan freed) and the API keys the user made there
-       are revoked.
+    3. Each other team is left: the API keys the user made there are revoked and the invitations they sent that
+       are still pending withdrawn, then the membership goes (a place of the plan freed).
     4. Last the account: sessions, the user and the claim on the address (free for a new sign-up).
     """
     auth.confirm_password(user_id, password, "password", now)
     memberships = teams.list_teams(user_id)
-    owned = [team for team, role in memberships if role == "owner" and len(teams.member_ids(team.id)) > 1]
+    alone = {team.id for team, _ in memberships if teams.member_ids(team.id) == [user_id]}
+    owned = [team for team, role in memberships if role == "owner" and team.id not in alone]
     if owned:
-        names = ", ".join(team.name for team in owned)
+        names = ", ".join(f'"{team.name}"' for team in owned)
         raise errors.Conflict(f"You own {names}, which others belong to: transfer ownership first, then delete.")
+    paying = [team for team, _ in memberships if team.id in alone and _subscribed(team.id)]
+    if paying:
+        names = ", ".join(f'"{team.name}"' for team in paying)
+        raise errors.Conflict(
+            f"{names} has a subscription that renews: cancel it in billing first (it ends with its period), "
+            "then delete."
+        )
     for team, role in memberships:
-        if teams.member_ids(team.id) == [user_id]:
+        if team.id in alone:
             _purge_team(team.id)
-        else:
-            remove_member(user_id, role, team.id, user_id, now)
-            apikeys.revoke_made_by(team.id, user_id, now)
+            continue
+        # What the user did in the team goes before the user: their keys, and invitations nobody answered yet.
+        apikeys.revoke_made_by(team.id, user_id, now)
+        for invitation in invitations.list_pending(team.id, now):
+            if invitation.invited_by == user_id:
+                revoke_invitation(team.id, invitation.id, now)
+        remove_member(user_id, role, team.id, user_id, now)
     auth.erase_user(user_id)
+
+
+def _subscribed(team_id: str) -> bool:
+    """A subscription Stripe would go on charging: paying, and not set to end with its period."""
+    state = billing.get_billing(team_id)
+    return state.plan in plans.PAID and state.status in billing.PAYING and not state.cancel_at_period_end

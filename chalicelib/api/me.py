@@ -93,9 +93,11 @@ class AccountDeletion(Schema):
 )
 def delete_me(call: Call) -> Reply:
     """Your password confirms it (422 naming ``password`` when wrong; attempts count as sign-in attempts).  If you
-    own a team that others belong to, transfer it first (409 naming it).  Teams you are alone in are deleted with
+    own a team that others belong to, transfer it first; a team of yours alone whose subscription renews is
+    cancelled in billing first (409 naming them).  Teams you are alone in are deleted with
     everything in them (their monitors stop at once, their pages go offline); you leave the others, and the API keys
-    you made there are revoked.  Then your sessions, your account and your address go: it is free for a new sign-up."""
+    you made there are revoked and your pending invitations withdrawn.  Then your sessions, your account and your
+    address go: it is free for a new sign-up."""
     lifecycle.delete_account(call.user.user_id, call.body.password, utcnow())
     return Reply(status=204)
 

@@ -73,3 +73,42 @@ def test_a_deleted_accounts_outstanding_link_is_a_400_not_a_404(api):
     assert api.delete("/v1/me", {"password": PASSWORD}, token=person["access_token"]).status == 204
     r = api.post("/v1/auth/verify-email", {"token": link.split("token=", 1)[1]}, token="")
     assert (r.status, r.json["code"]) == (400, "invalid_token")
+
+
+# --- from the review of 17c376a -------------------------------------------------------------------------------
+
+
+def test_a_team_whose_subscription_renews_is_cancelled_first(api, alice):
+    from tests.support import on_plan
+
+    on_plan(api, alice["team"]["id"], "pro")
+    r = api.delete("/v1/me", {"password": PASSWORD})
+    assert (r.status, r.json["code"]) == (409, "conflict")
+    assert "cancel it in billing" in r.json["detail"]
+    assert api.get("/v1/me").status == 200
+    team = TeamModel.get(alice["team"]["id"])
+    team.update(actions=[TeamModel.cancel_at_period_end.set(True)])  # as the portal's cancellation event sets it
+    assert api.delete("/v1/me", {"password": PASSWORD}).status == 204
+
+
+def test_leaving_withdraws_the_invitations_the_member_sent_and_revokes_keys_first(api, alice, teammate):
+    from tests.support import on_plan
+
+    bob = teammate(role="admin")
+    team = alice["team"]["id"]
+    on_plan(api, team, "pro")  # room for two invitations beside two members
+    sent = api.post(
+        f"/v1/teams/{team}/invitations", {"email": "carol@example.com", "role": "member"}, token=bob["access_token"]
+    )
+    assert sent.status == 201, sent.body
+    mine = api.post(f"/v1/teams/{team}/invitations", {"email": "erin@example.com", "role": "member"})
+    assert mine.status == 201
+    link = Outbox().link("carol@example.com", "/invitations/accept")
+
+    assert api.delete("/v1/me", {"password": PASSWORD}, token=bob["access_token"]).status == 204
+
+    pending = api.get(f"/v1/teams/{team}/invitations").json["data"]
+    assert [i["email"] for i in pending] == ["erin@example.com"]  # Alice's own stays
+    carol = register(api, "carol@example.com")
+    r = api.post("/v1/invitations/accept", {"token": link.split("token=", 1)[1]}, token=carol["access_token"])
+    assert r.status in (400, 404), r.body
