@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, field_validator
 
 from chalicelib.api.framework import Call, Out, Reply, Router
+from chalicelib.api.schemas import ListQuery
 from chalicelib.auth import apikeys
 from chalicelib.clock import isoz, utcnow
 from chalicelib.schema import Line, Schema, ZonedTime
@@ -34,11 +35,6 @@ class ApiKeyIn(Schema):
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
-
-
-class ListQuery(Schema):
-    limit: int = Field(default=50, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=2048)
 
 
 class ApiKeyOut(Out):

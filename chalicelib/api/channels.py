@@ -12,6 +12,7 @@ from chalicelib.alerts.deliveries import Delivery
 from chalicelib.alerts.kinds import KINDS
 from chalicelib.alerts.notification import NOTIFY_ON_CHOICES
 from chalicelib.api.framework import Call, Out, Reply, Router
+from chalicelib.api.schemas import ListQuery
 from chalicelib.billing import abuse, limits
 from chalicelib.clock import isoz, utcnow
 from chalicelib.schema import Line, Schema
@@ -58,11 +59,6 @@ class ChannelIn(ChannelFields):
 
 class ChannelPatch(ChannelFields):
     """Only the fields sent change; ``config`` is replaced whole (masked values sent back keep the secret)."""
-
-
-class ListQuery(Schema):
-    limit: int = Field(default=50, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=2048)
 
 
 class ChannelOut(Out):

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from chalicelib import lifecycle
 from chalicelib.api.framework import Call, Out, Reply, Router
+from chalicelib.api.schemas import ListQuery
 from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents import maintenance
 from chalicelib.schema import Line, Schema, Text, ZonedTime
@@ -42,11 +43,6 @@ class WindowIn(WindowFields):
 
 class WindowPatch(WindowFields):
     """Only the fields sent change."""
-
-
-class ListQuery(Schema):
-    limit: int = Field(default=50, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=2048)
 
 
 class WindowOut(Out):

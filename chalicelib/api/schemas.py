@@ -30,6 +30,13 @@ class NotificationPreferences(Schema):
     quiet_hours: QuietHoursModel | None = None
 
 
+class ListQuery(Schema):
+    """A list's page: ``limit`` items from ``cursor`` (a list's own query model adds its filters)."""
+
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=2048)
+
+
 class UserOut(Out):
     id: str
     email: str

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from chalicelib.api.framework import Call, Out, Reply, Router
+from chalicelib.api.schemas import ListQuery
 from chalicelib.billing import limits
 from chalicelib.clock import isoz, utcnow
 from chalicelib.schema import Line, Schema, Text
@@ -66,11 +67,6 @@ class PageIn(PageFields):
 
 class PagePatch(PageFields):
     """Only the fields sent change; ``components`` replaces the whole list."""
-
-
-class ListQuery(Schema):
-    limit: int = Field(default=50, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=2048)
 
 
 class ComponentOut(Out):

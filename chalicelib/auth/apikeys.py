@@ -171,16 +171,17 @@ def create(
         expires_at=expires_at,
         purge_at=expires_at + KEPT_AFTER_END if expires_at else None,
     )
+    full = errors.Conflict(f"A team may hold {MAX_KEYS_PER_TEAM} API keys; revoke one first.")
     try:
         _put_counted(item)
     except _Full:
         freed = _revoke_expired(team_id, now)
         if not (_repaired(team_id) or freed):
-            raise errors.Conflict(f"A team may hold {MAX_KEYS_PER_TEAM} API keys; revoke one first.") from None
+            raise full from None
         try:
             _put_counted(item)
         except _Full:
-            raise errors.Conflict(f"A team may hold {MAX_KEYS_PER_TEAM} API keys; revoke one first.") from None
+            raise full from None
     logger.info("api key created", extra={"key_id": item.key_id, "team_id": team_id, "scopes": sorted(chosen)})
     return to_key(item), key
 

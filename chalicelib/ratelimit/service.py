@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
@@ -34,16 +35,17 @@ def resets_in(seconds: int, now: datetime) -> int:
 
 
 def peek(name: str, seconds: int, now: datetime) -> Window:
-    start, end = _window(now, seconds)
+    start, _ = _window(now, seconds)
     try:
         item = CounterModel.get(f"{name}#{start}")
         count = int(item.hits)
     except CounterModel.DoesNotExist:
         count = 0
-    return Window(count=count, resets_in=end - int(now.timestamp()))
+    return Window(count=count, resets_in=resets_in(seconds, now))
 
 
-def hit(name: str, seconds: int, now: datetime) -> Window:
+def _add_one(name: str, seconds: int, now: datetime, condition: Any = None) -> Window:
+    """One ``UpdateItem ADD`` on the window's counter (under ``condition``, when given); the count after it."""
     start, end = _window(now, seconds)
     item = CounterModel(f"{name}#{start}")
     item.update(
@@ -51,9 +53,14 @@ def hit(name: str, seconds: int, now: datetime) -> Window:
             CounterModel.hits.add(1),
             CounterModel.window_ends.set(end),
             CounterModel.expires_at.set(datetime.fromtimestamp(end + seconds, tz=now.tzinfo)),
-        ]
+        ],
+        condition=condition,
     )
-    return Window(count=int(item.hits), resets_in=end - int(now.timestamp()))
+    return Window(count=int(item.hits), resets_in=resets_in(seconds, now))
+
+
+def hit(name: str, seconds: int, now: datetime) -> Window:
+    return _add_one(name, seconds, now)
 
 
 def admit(name: str, limit: int, seconds: int, now: datetime) -> Window | None:
@@ -61,22 +68,12 @@ def admit(name: str, limit: int, seconds: int, now: datetime) -> Window | None:
 
     One conditional ``UpdateItem ADD`` (no read first): concurrent requests are admitted exactly ``limit`` times
     a window, and a refused one counts nothing."""
-    start, end = _window(now, seconds)
-    item = CounterModel(f"{name}#{start}")
     try:
-        item.update(
-            actions=[
-                CounterModel.hits.add(1),
-                CounterModel.window_ends.set(end),
-                CounterModel.expires_at.set(datetime.fromtimestamp(end + seconds, tz=now.tzinfo)),
-            ],
-            condition=CounterModel.hits.does_not_exist() | (CounterModel.hits < limit),
-        )
+        return _add_one(name, seconds, now, CounterModel.hits.does_not_exist() | (CounterModel.hits < limit))
     except UpdateError as exc:
         if condition_failed(exc):
             return None
         raise
-    return Window(count=int(item.hits), resets_in=end - int(now.timestamp()))
 
 
 def refund(name: str, seconds: int, now: datetime) -> None:
