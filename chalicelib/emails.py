@@ -18,13 +18,16 @@ def _link(app_url: str, path: str, token: str) -> str:
     return f"{app_url}{path}?{urlencode({'token': token})}"
 
 
-def _html(paragraphs: list[str], link: str, label: str) -> str:
+def _html(paragraphs: list[str], link: str | None, label: str = "") -> str:
     body = "".join(f"<p>{escape(p)}</p>" for p in paragraphs)
+    if link is not None:
+        body += (
+            f'<p><a href="{escape(link, quote=True)}">{escape(label)}</a></p>'
+            f"<p>Or paste this address into your browser: {escape(link)}</p>"
+        )
     return (
         '<!doctype html><html lang="en"><body style="font-family:system-ui,sans-serif;line-height:1.5">'
-        f'{body}<p><a href="{escape(link, quote=True)}">{escape(label)}</a></p>'
-        f"<p>Or paste this address into your browser: {escape(link)}</p>"
-        "<p>— Vigil</p></body></html>"
+        f"{body}<p>— Vigil</p></body></html>"
     )
 
 
@@ -96,3 +99,41 @@ def welcome(app_url: str) -> Email:
         + f"<ol>{items}</ol><p>— Vigil</p></body></html>"
     )
     return Email("Welcome to Vigil", text, html)
+
+
+def address_change(app_url: str, token: str, hours: int) -> Email:
+    """To the new address of an account that asked to move to it: following the link makes the change."""
+    link = _link(app_url, "/verify-email", token)
+    lines = [
+        "Someone asked to use this address for their Vigil account.",
+        f"Confirm it to make the change; until then the account keeps its old address. This link works once and"
+        f" expires in {hours} hours.",
+    ]
+    text = "\n\n".join([*lines, link, "If it was not you, ignore this email: nothing changes.", "— Vigil"])
+    return Email("Confirm your new email address", text, _html(lines, link, "Use this address"))
+
+
+def address_in_use(app_url: str) -> Email:
+    """To an address that already has an account, which another account asked to move to: nothing changed."""
+    link = f"{app_url}/sign-in"
+    lines = [
+        "Someone asked to move another Vigil account to this address. This address already has a Vigil account,"
+        " so nothing changed: it stays yours.",
+        "If it was you, sign in with this address instead. If it was not, you need not do anything.",
+    ]
+    text = "\n\n".join([*lines, link, "— Vigil"])
+    return Email("Someone tried to use your address on Vigil", text, _html(lines, link, "Sign in"))
+
+
+def address_changed(new_address: str, contact: str) -> Email:
+    """To the old address once an account moved away from it: the new one, masked, and what to do if it was not
+    the owner."""
+    local, _, domain = new_address.partition("@")
+    masked = f"{local[:1]}***@{domain}"  # not even the length of the rest
+    lines = [
+        f"The email address of your Vigil account was changed to {masked}. This address no longer signs in, and"
+        " every other session of the account was signed out.",
+        f"If you did not make this change, write to {contact} from this address at once: we will help you recover"
+        " the account.",
+    ]
+    return Email("Your Vigil email address was changed", "\n\n".join([*lines, "— Vigil"]), _html(lines, None))

@@ -98,6 +98,14 @@ class NotAMember(Forbidden):
     title = "Not a member of this team"
 
 
+class WrongPassword(Forbidden):
+    """A signed-in caller's password, asked again to confirm a change, is wrong: a 403 (a 401 would tell a client
+    its session ended)."""
+
+    code = "invalid_credentials"
+    title = "Wrong password"
+
+
 class ApiKeyNotAllowed(Forbidden):
     code = "api_key_not_allowed"
     title = "Not for API keys"

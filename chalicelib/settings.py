@@ -75,6 +75,13 @@ VARIABLES: tuple[Variable, ...] = (
         required_deployed=True,
         meaning="sender; a verified SES identity",
     ),
+    Variable(
+        "SUPPORT_EMAIL",
+        "support_email",
+        default="{EMAIL_FROM}",
+        shown="`EMAIL_FROM`",
+        meaning="an address people read, named in account emails as where to ask for help",
+    ),
     Variable("CHECK_REGIONS", "check_regions", default=",".join(DEFAULT_REGIONS), meaning="regions that run checks"),
     Variable(
         "ALLOW_PRIVATE_TARGETS",
@@ -266,6 +273,7 @@ class Settings:
     aws_endpoint_url: str | None
     table_prefix: str
     email_from: str
+    support_email: str
     check_regions: tuple[str, ...]
     allow_private_targets_requested: bool
     access_token_ttl_seconds: int
@@ -417,6 +425,7 @@ def load_settings(
         aws_endpoint_url=get("AWS_ENDPOINT_URL") or None,
         table_prefix=get("TABLE_PREFIX", VIGIL_STAGE=stage),
         email_from=get("EMAIL_FROM"),
+        support_email=get("SUPPORT_EMAIL", EMAIL_FROM=get("EMAIL_FROM")) or get("EMAIL_FROM"),  # "" in a stack: unset
         check_regions=regions,
         allow_private_targets_requested=_bool("ALLOW_PRIVATE_TARGETS", get("ALLOW_PRIVATE_TARGETS")),
         access_token_ttl_seconds=access_ttl,

@@ -216,6 +216,11 @@ def parameters() -> dict[str, Any]:
             "MinLength": 3,
             "Description": "Sender of Vigil's email, a verified SES identity, e.g. 'Vigil <no-reply@example.com>'.",
         },
+        "SupportEmail": {
+            "Type": "String",
+            "Default": "",
+            "Description": "An address people read, named in account emails for help; empty: EmailFrom.",
+        },
         "AlarmEmail": {
             "Type": "String",
             "Default": "",
@@ -242,6 +247,7 @@ def api_environment() -> dict[str, Any]:
         "CHECK_REGIONS": ref("CheckRegions"),
         "APP_URL": ref("AppUrl"),
         "EMAIL_FROM": ref("EmailFrom"),
+        "SUPPORT_EMAIL": ref("SupportEmail"),
         # Resolved by CloudFormation at deploy time: the secret is in no file, parameter or stack event.
         "SECRET_KEY": sub(SECRET_KEY_REF),
         "STRIPE_SECRET_KEY": sub(STRIPE_SECRET_KEY_REF),

@@ -113,11 +113,13 @@ def logout(call: Call) -> Reply:
     auth="none",
     body=TokenIn,
     response=VerifiedOut,
-    errors=(400,),
+    errors=(400, 409),
     ip_limit=30,
 )
 def verify_email(call: Call) -> VerifiedOut:
-    """Single-use token from the verification email, valid 24 hours."""
+    """Single-use token from the verification email, or from the email that confirms a new address
+    (``POST /v1/me/email``), valid 24 hours.  The latter moves the account to the new address: 409 ``email_taken``
+    if another account took it meanwhile."""
     return VerifiedOut(user=user_out(service.verify_email(call.body.token, utcnow())))
 
 

@@ -69,14 +69,37 @@ class PasswordChange(Schema):
 
 
 @router.route(
-    "POST", "/v1/me/password", summary="Change your password", body=PasswordChange, status=204, errors=(422, 429)
+    "POST", "/v1/me/password", summary="Change your password", body=PasswordChange, status=204, errors=(403, 422, 429)
 )
 def change_password(call: Call) -> Reply:
-    """The current password proves it is you (422 naming ``current_password`` when wrong; attempts count with the
+    """The current password proves it is you (403 ``invalid_credentials`` when wrong; attempts count with the
     account's sign-in attempts, 429 over the limit); the new one follows the sign-up rules.  Every other session
-    of yours is signed out; this one goes on."""
+    of yours is signed out; this one goes on, and reset links mailed before are spent."""
     auth.change_password(call.user, call.body.current_password, call.body.new_password, utcnow())
     return Reply(status=204)
+
+
+class EmailChange(Schema):
+    new_email: str = Field(min_length=3, max_length=254)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+@router.route(
+    "POST",
+    "/v1/me/email",
+    summary="Change your email address",
+    body=EmailChange,
+    status=202,
+    errors=(403, 422, 429),
+)
+def change_email(call: Call) -> Reply:
+    """Your password confirms it (403 ``invalid_credentials`` when wrong; attempts count as sign-in attempts).  A
+    link goes to the new address; following it (``POST /v1/auth/verify-email``) makes the change, and until then
+    your old address keeps working.  Then the new address is verified, the old one is told, and every session but
+    this one ends.  Only your latest request's link works; five requests an hour.  An address another account
+    holds is answered the same and never changes hands."""
+    auth.request_email_change(call.user, call.body.new_email, call.body.password, utcnow())
+    return Reply(status=202)
 
 
 class AccountDeletion(Schema):
@@ -89,10 +112,10 @@ class AccountDeletion(Schema):
     summary="Delete your account",
     body=AccountDeletion,
     status=204,
-    errors=(409, 422, 429),
+    errors=(403, 409, 422, 429),
 )
 def delete_me(call: Call) -> Reply:
-    """Your password confirms it (422 naming ``password`` when wrong; attempts count as sign-in attempts).  If you
+    """Your password confirms it (403 ``invalid_credentials`` when wrong; attempts count as sign-in attempts).  If you
     own a team that others belong to, transfer it first; a team of yours alone whose subscription renews is
     cancelled in billing first (409 naming them).  Teams you are alone in are deleted with
     everything in them (their monitors stop at once, their pages go offline); you leave the others, and the API keys

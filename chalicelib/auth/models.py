@@ -43,7 +43,9 @@ class SessionModel(BaseModel):
 
 
 class OneTimeTokenModel(BaseModel):
-    """Email verification and password reset tokens.  Only a SHA-256 of the token is stored."""
+    """Email verification, address change and password reset tokens.  Only a SHA-256 of the token is stored;
+    ``email`` is the address it was mailed to, and ``session_id`` the session that asked for an address change
+    (the one that outlives it)."""
 
     logical_name = "auth_tokens"
 
@@ -54,6 +56,7 @@ class OneTimeTokenModel(BaseModel):
     purpose = UnicodeAttribute()
     user_id = UnicodeAttribute()
     email = UnicodeAttribute()
+    session_id = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     valid_until = UTCDateTimeAttribute()
     used_at = UTCDateTimeAttribute(null=True)

@@ -25,8 +25,10 @@ from chalicelib.users.models import UserEmailModel, UserModel
 
 VERIFY_EMAIL = "verify_email"
 RESET_PASSWORD = "reset_password"
+CHANGE_EMAIL = "change_email"
 RESEND_LIMIT_PER_HOUR = 5
 FORGOT_LIMIT_PER_HOUR = 5
+CHANGE_EMAIL_LIMIT_PER_HOUR = 5
 
 
 @dataclass(frozen=True)
@@ -314,13 +316,14 @@ def switch_team(principal: Principal, team_id: str, now: datetime) -> SignIn:
 # --- single-use tokens: verification and reset ---------------------------------------------------
 
 
-def _store_token(purpose: str, user_id: str, email: str, ttl: int, now: datetime) -> str:
+def _store_token(purpose: str, user_id: str, email: str, ttl: int, now: datetime, session_id: str | None = None) -> str:
     token = tokens.new_opaque_token()
     OneTimeTokenModel(
         tokens.hash_opaque(token),
         purpose=purpose,
         user_id=user_id,
         email=email,
+        session_id=session_id,
         created_at=now,
         valid_until=now + timedelta(seconds=ttl),
         expires_at=now + timedelta(seconds=ttl + 86400),
@@ -328,8 +331,9 @@ def _store_token(purpose: str, user_id: str, email: str, ttl: int, now: datetime
     return token
 
 
-def _consume_token(token: str, purpose: str, now: datetime) -> OneTimeTokenModel:
-    """Spend a single-use token: it must exist, match the purpose, be unexpired and unused (conditional write)."""
+def _consume_token(token: str, purposes: tuple[str, ...], now: datetime) -> OneTimeTokenModel:
+    """Spend a single-use token: it must exist, be for one of ``purposes``, be unexpired and unused (conditional
+    write)."""
     invalid = errors.InvalidToken("This link is invalid, expired or already used.")
     if not token or len(token) > 200:
         raise invalid
@@ -337,7 +341,7 @@ def _consume_token(token: str, purpose: str, now: datetime) -> OneTimeTokenModel
         item = OneTimeTokenModel.get(tokens.hash_opaque(token), consistent_read=True)
     except OneTimeTokenModel.DoesNotExist:
         raise invalid from None
-    if item.purpose != purpose or item.used_at is not None or item.valid_until <= now:
+    if item.purpose not in purposes or item.used_at is not None or item.valid_until <= now:
         raise invalid
     try:
         item.update(actions=[OneTimeTokenModel.used_at.set(now)], condition=OneTimeTokenModel.used_at.does_not_exist())
@@ -363,14 +367,79 @@ def _user_of(item: OneTimeTokenModel) -> UserModel:
 
 
 def verify_email(token: str, now: datetime) -> users.User:
-    item = _consume_token(token, VERIFY_EMAIL, now)
+    """Follow a link mailed to an address: the sign-up's (the address is verified) or an address change's (the
+    account moves to the new address: :func:`_switch_email`)."""
+    item = _consume_token(token, (VERIFY_EMAIL, CHANGE_EMAIL), now)
     user = _user_of(item)
-    if user.email != item.email:
+    first = user.email_verified_at is None
+    if item.purpose == CHANGE_EMAIL:
+        user = _switch_email(user, item, now)
+    elif user.email != item.email:
         raise errors.InvalidToken("This link is for an address the account no longer uses.")
-    if user.email_verified_at is None:
+    elif first:
         user.update(actions=[UserModel.email_verified_at.set(now), UserModel.updated_at.set(now)])
-        _welcome(user, now)  # only by the request that verified the address
+    if first:
+        _welcome(user, now)  # only by the request that first verified an address of the account
     return users.to_user(user)
+
+
+def request_email_change(principal: Principal, new_email: str, password: str, now: datetime) -> None:
+    """Ask to move the account to ``new_email``: the password confirms it (403 ``invalid_credentials``, counted as a
+    sign-in attempt); nothing changes until the link mailed to the new address is followed, and the old address
+    keeps working meanwhile.  Only the latest request's link works.
+
+    An address another account holds is answered the same (the caller learns nothing) and mailed a note that
+    someone tried; it never changes hands.  Five requests an hour per account (429 beyond), so this is no way to
+    mail strangers."""
+    settings = get_settings()
+    new_email = normalize_email(new_email, "new_email")
+    user = confirm_password(principal.user_id, password, "password", now)
+    if new_email == user.email:
+        raise errors.ValidationFailed.single("new_email", "is already your address")
+    seen = ratelimit.hit(f"change-email:{user.user_id}", 3600, now)
+    if seen.count > CHANGE_EMAIL_LIMIT_PER_HOUR:
+        raise errors.TooManyRequests(seen.resets_in, "Too many address changes; try again later.")
+    # The same writes either way: the request replaces any earlier one, whose link stops working.
+    user.update(actions=[UserModel.pending_email.set(new_email), UserModel.updated_at.set(now)])
+    if users.id_by_email(new_email) is not None:
+        logger.info("address change to an address in use", extra={"user_id": user.user_id})
+        deliver(new_email, emails.address_in_use(settings.app_url))
+        return
+    ttl = settings.verify_email_ttl_seconds
+    token = _store_token(CHANGE_EMAIL, user.user_id, new_email, ttl, now, session_id=principal.session_id)
+    deliver(new_email, emails.address_change(settings.app_url, token, ttl // 3600), user_id=user.user_id)
+
+
+def _switch_email(user: UserModel, item: OneTimeTokenModel, now: datetime) -> UserModel:
+    """The account moves to the address the link was mailed to (now verified): the address claims swap in one
+    transaction with the user, so the new one cannot be taken meanwhile (409 ``email_taken``) and the old one is
+    free for a sign-up.  Then the old address is told, and every session but the one that asked ends."""
+    new, old = item.email, user.email
+    if user.pending_email != new:
+        raise errors.InvalidToken("A newer address change replaced this link, or the change was made.")
+    try:
+        with transaction() as tx:
+            tx.save(UserEmailModel(new, user_id=user.user_id), condition=UserEmailModel.email.does_not_exist())
+            tx.delete(UserEmailModel(old), condition=UserEmailModel.user_id == user.user_id)
+            tx.update(
+                user,
+                actions=[
+                    UserModel.email.set(new),
+                    UserModel.email_verified_at.set(now),
+                    UserModel.pending_email.remove(),
+                    UserModel.updated_at.set(now),
+                ],
+                condition=(UserModel.email == old) & (UserModel.pending_email == new),
+            )
+    except TransactWriteError as exc:
+        if condition_failed(exc):
+            raise errors.EmailTaken("This address is in use by another account now; nothing changed.") from None
+        raise
+    user.refresh(consistent_read=True)
+    revoke_user_sessions(user.user_id, "email_changed", now, keep=item.session_id)
+    deliver(old, emails.address_changed(new, get_settings().support_email), user_id=user.user_id)
+    logger.info("address changed", extra={"user_id": user.user_id})
+    return user
 
 
 def _welcome(user: UserModel, now: datetime) -> None:
@@ -418,13 +487,19 @@ def forgot_password(email: str, now: datetime) -> None:
 
 
 def reset_password(token: str, password: str, now: datetime) -> None:
-    """Set a new password from a reset link; every session of the user is revoked."""
+    """Set a new password from a reset link; every session of the user is revoked, and every other outstanding
+    reset link is spent (a link works only if made after the password last changed, for the current address)."""
     settings = get_settings()
     passwords.check_policy(password)
-    item = _consume_token(token, RESET_PASSWORD, now)
+    item = _consume_token(token, (RESET_PASSWORD,), now)
     user = _user_of(item)
+    changed = user.password_changed_at
+    if user.email != item.email or (changed is not None and item.created_at <= changed):
+        # Mailed to an address the account has left, or made before the password last changed: spent.
+        raise errors.InvalidToken("This link is invalid, expired or already used.")
     actions: list[Any] = [
         UserModel.password_hash.set(passwords.hash_password(password, settings.bcrypt_rounds)),
+        UserModel.password_changed_at.set(now),
         UserModel.updated_at.set(now),
     ]
     if user.email_verified_at is None and user.email == item.email:
@@ -435,8 +510,9 @@ def reset_password(token: str, password: str, now: datetime) -> None:
 
 
 def confirm_password(user_id: str, password: str, field: str, now: datetime) -> UserModel:
-    """The user, once ``password`` is theirs (422 naming ``field`` otherwise).  Every attempt counts as a sign-in
-    attempt of the account before the password is checked (429 over the limit); the right one clears the count."""
+    """The user, once ``password`` is theirs (403 ``invalid_credentials`` naming ``field`` otherwise).  Every
+    attempt counts as a sign-in attempt of the account before the password is checked (429 over the limit); the
+    right one clears the count."""
     settings = get_settings()
     window = settings.login_failure_window_seconds
     user = users.load(user_id)
@@ -445,7 +521,7 @@ def confirm_password(user_id: str, password: str, field: str, now: datetime) -> 
     if seen.count > limit:
         raise errors.TooManyRequests(seen.resets_in, "Too many failed password attempts; try again later.")
     if not passwords.verify_password(password, user.password_hash):
-        raise errors.ValidationFailed.single(field, "is wrong")
+        raise errors.WrongPassword(f"The {field.replace('_', ' ')} is wrong.")
     ratelimit.clear(key, window, now)
     return user
 
@@ -476,6 +552,7 @@ def change_password(principal: Principal, current: str, new: str, now: datetime)
     user.update(
         actions=[
             UserModel.password_hash.set(passwords.hash_password(new, settings.bcrypt_rounds)),
+            UserModel.password_changed_at.set(now),  # outstanding reset links are spent
             UserModel.updated_at.set(now),
         ]
     )

@@ -20,7 +20,8 @@ class UserModel(BaseModel):
     timezone = UnicodeAttribute(default="UTC")
     email_verified_at = UTCDateTimeAttribute(null=True)
     welcomed_at = UTCDateTimeAttribute(null=True)  # the welcome email, sent once: when an address is first verified
-    pending_email = UnicodeAttribute(null=True)
+    pending_email = UnicodeAttribute(null=True)  # asked for by POST /v1/me/email; the latest request's link works
+    password_changed_at = UTCDateTimeAttribute(null=True)  # a reset link made before it is spent
     critical_only = BooleanAttribute(default=False)
     quiet_hours_start = UnicodeAttribute(null=True)
     quiet_hours_end = UnicodeAttribute(null=True)

@@ -156,6 +156,8 @@ def test_keys_never_reach_accounts_teams_members_invitations_keys_or_billing(api
         ("GET", "/v1/me", None),
         ("PATCH", "/v1/me", {"name": "Mallory"}),
         ("POST", "/v1/me/password", {"current_password": "x", "new_password": "y"}),
+        ("POST", "/v1/me/email", {"new_email": "mallory@example.com", "password": "x"}),
+        ("DELETE", "/v1/me", {"password": "x"}),
         ("GET", "/v1/teams", None),
         ("POST", "/v1/teams", {"name": "Shadow"}),
         ("GET", f"/v1/teams/{team}", None),
