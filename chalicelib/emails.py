@@ -101,16 +101,22 @@ def welcome(app_url: str) -> Email:
     return Email("Welcome to Vigil", text, html)
 
 
-def address_change(app_url: str, token: str, hours: int) -> Email:
-    """To the new address of an account that asked to move to it: following the link makes the change."""
+def _masked(address: str) -> str:
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"  # not even the length of the rest
+
+
+def address_change(app_url: str, token: str, hours: int, current: str) -> Email:
+    """To the new address of an account that asked to move to it: which account (masked), and that following the
+    link makes this address sign in to it."""
     link = _link(app_url, "/verify-email", token)
     lines = [
-        "Someone asked to use this address for their Vigil account.",
-        f"Confirm it to make the change; until then the account keeps its old address. This link works once and"
-        f" expires in {hours} hours.",
+        f"The Vigil account of {_masked(current)} asked to use this address instead.",
+        "Confirming makes this address the one that signs in to that account and receives its email; until then the"
+        f" account keeps its old address. This link works once and expires in {hours} hours.",
     ]
-    text = "\n\n".join([*lines, link, "If it was not you, ignore this email: nothing changes.", "— Vigil"])
-    return Email("Confirm your new email address", text, _html(lines, link, "Use this address"))
+    text = "\n\n".join([*lines, link, "If you did not ask for this, ignore this email: nothing changes.", "— Vigil"])
+    return Email("Confirm your new email address", text, _html(lines, link, "Use this address for my account"))
 
 
 def address_in_use(app_url: str) -> Email:
@@ -128,11 +134,9 @@ def address_in_use(app_url: str) -> Email:
 def address_changed(new_address: str, contact: str) -> Email:
     """To the old address once an account moved away from it: the new one, masked, and what to do if it was not
     the owner."""
-    local, _, domain = new_address.partition("@")
-    masked = f"{local[:1]}***@{domain}"  # not even the length of the rest
     lines = [
-        f"The email address of your Vigil account was changed to {masked}. This address no longer signs in, and"
-        " every other session of the account was signed out.",
+        f"The email address of your Vigil account was changed to {_masked(new_address)}. This address no longer"
+        " signs in, and every other session of the account was signed out.",
         f"If you did not make this change, write to {contact} from this address at once: we will help you recover"
         " the account.",
     ]

@@ -139,6 +139,18 @@ class EmailTaken(Conflict):
     title = "Email already registered"
 
 
+class AccountDeleting(Conflict):
+    """The account's deletion began and has not finished: nothing new may join it.  ``user_id`` says whose, for
+    the edges that finish it (a sign-in with its password, a sign-up with its address)."""
+
+    code = "account_deleting"
+    title = "Account being deleted"
+
+    def __init__(self, user_id: str, detail: str | None = None) -> None:
+        super().__init__(detail or "This account is being deleted.")
+        self.user_id = user_id
+
+
 class SlugTaken(Conflict):
     code = "slug_taken"
     title = "Slug already taken"

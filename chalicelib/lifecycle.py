@@ -332,10 +332,10 @@ def delete_account(user_id: str, password: str, now: datetime) -> None:
     1. The owner of a team with other members cannot go (409 naming the teams): ownership is transferred first; nor
        can a user alone in a team whose subscription renews (409): it is cancelled in billing first, or Stripe would
        go on charging someone who can no longer reach it.
-    2. Each team the user is alone in is deleted with everything in it (monitors stop at once, pages unpublished).
-    3. Each other team is left: the API keys the user made there are revoked and the invitations they sent that
-       are still pending withdrawn, then the membership goes (a place of the plan freed).
-    4. Last the account: sessions, the user and the claim on the address (free for a new sign-up).
+    2. The user is marked as being deleted: from then on no team is created for them and no invitation accepted
+       (:func:`users.check_joinable`), and if anything below fails, a retry, a sign-in with the password or a
+       sign-up with the address finishes it (:func:`finish_deletion`).
+    3. :func:`finish_deletion`.
     """
     auth.confirm_password(user_id, password, "password", now)
     memberships = teams.list_teams(user_id)
@@ -351,8 +351,37 @@ def delete_account(user_id: str, password: str, now: datetime) -> None:
             f"{names} has a subscription that renews: cancel it in billing first (it ends with its period), "
             "then delete."
         )
-    for team, role in memberships:
-        if team.id in alone:
+    users.mark_deleting(user_id, now)
+    finish_deletion(user_id, now)
+
+
+def finish_deletion(user_id: str, now: datetime) -> None:
+    """The erasure of a user marked as being deleted; each step may run again after a failure.
+
+    1. Each team the user is alone in is deleted with everything in it (monitors stop at once, pages unpublished).
+    2. Each other team is left: the API keys the user made there are revoked and the invitations they sent that
+       are still pending withdrawn, then the membership goes (a place of the plan freed).
+    3. Pending invitations to the user's address are withdrawn: a new sign-up with it starts with none.
+    4. The account: sessions, the user and the claim on the address (free for a new sign-up).
+    5. A last look for a membership that joined while step 1 ran (the index behind ``list_teams`` lags a write
+       by a moment; after the mark nothing joins).
+    """
+    try:
+        email = users.load(user_id).email
+    except errors.NotFound:
+        email = None  # erased already: only the last look is left
+    if email is not None:
+        _leave_every_team(user_id, now)
+        for invitation in invitations.pending_to(email, now):
+            revoke_invitation(invitation.team_id, invitation.id, now)
+        auth.erase_user(user_id)
+    _leave_every_team(user_id, now)
+    logger.info("account deleted", extra={"user_id": user_id})
+
+
+def _leave_every_team(user_id: str, now: datetime) -> None:
+    for team, role in teams.list_teams(user_id):
+        if teams.member_ids(team.id) == [user_id]:
             _purge_team(team.id)
             continue
         # What the user did in the team goes before the user: their keys, and invitations nobody answered yet.
@@ -361,7 +390,6 @@ def delete_account(user_id: str, password: str, now: datetime) -> None:
             if invitation.invited_by == user_id:
                 revoke_invitation(team.id, invitation.id, now)
         remove_member(user_id, role, team.id, user_id, now)
-    auth.erase_user(user_id)
 
 
 def _subscribed(team_id: str) -> bool:

@@ -78,9 +78,10 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "SUPPORT_EMAIL",
         "support_email",
-        default="{EMAIL_FROM}",
-        shown="`EMAIL_FROM`",
-        meaning="an address people read, named in account emails as where to ask for help",
+        default="support@vigil.local",
+        required_deployed=True,
+        worker_exempt=True,
+        meaning="an address people read (not a no-reply), named in account emails as where to ask for help",
     ),
     Variable("CHECK_REGIONS", "check_regions", default=",".join(DEFAULT_REGIONS), meaning="regions that run checks"),
     Variable(
@@ -425,7 +426,7 @@ def load_settings(
         aws_endpoint_url=get("AWS_ENDPOINT_URL") or None,
         table_prefix=get("TABLE_PREFIX", VIGIL_STAGE=stage),
         email_from=get("EMAIL_FROM"),
-        support_email=get("SUPPORT_EMAIL", EMAIL_FROM=get("EMAIL_FROM")) or get("EMAIL_FROM"),  # "" in a stack: unset
+        support_email=get("SUPPORT_EMAIL"),
         check_regions=regions,
         allow_private_targets_requested=_bool("ALLOW_PRIVATE_TARGETS", get("ALLOW_PRIVATE_TARGETS")),
         access_token_ttl_seconds=access_ttl,

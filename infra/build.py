@@ -218,8 +218,8 @@ def parameters() -> dict[str, Any]:
         },
         "SupportEmail": {
             "Type": "String",
-            "Default": "",
-            "Description": "An address people read, named in account emails for help; empty: EmailFrom.",
+            "MinLength": 3,
+            "Description": "An address people read (not a no-reply), named in account emails as where to get help.",
         },
         "AlarmEmail": {
             "Type": "String",

@@ -111,6 +111,7 @@ def packaging_environment() -> dict[str, str]:
             "SECRET_KEY": secrets.token_urlsafe(48),
             "APP_URL": "https://packaging.invalid",
             "EMAIL_FROM": "packaging@packaging.invalid",
+            "SUPPORT_EMAIL": "packaging@packaging.invalid",
             "STRIPE_SECRET_KEY": "sk_packaging_invalid",
             "STRIPE_WEBHOOK_SECRET": "whsec_packaging_invalid",
         }
@@ -455,6 +456,7 @@ def deploy_commands(stage: str, out: Path) -> list[str]:
         f"CheckRegions={shlex.quote(env.get('CHECK_REGIONS', ','.join(DEFAULT_REGIONS)))}",
         'AppUrl="$APP_URL"',
         'EmailFrom="$EMAIL_FROM"',
+        'SupportEmail="$SUPPORT_EMAIL"',
         'AlarmEmail="${ALARM_EMAIL:-}"',
         'StripePricePro="$STRIPE_PRICE_PRO"',
         'StripePriceEnterprise="$STRIPE_PRICE_ENTERPRISE"',
@@ -530,8 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 1
     print(
-        "\nTo deploy (see docs/deploy.md; HOME_REGION, APP_URL, EMAIL_FROM, ARTIFACT_BUCKET and optionally"
-        " ALARM_EMAIL set):"
+        "\nTo deploy (see docs/deploy.md; HOME_REGION, APP_URL, EMAIL_FROM, SUPPORT_EMAIL, ARTIFACT_BUCKET and"
+        " optionally ALARM_EMAIL set):"
     )
     print("\n1. The check worker, one stack per check region (each needs the secret and $ARTIFACT_BUCKET-<region>):\n")
     for command in checker_deploy_commands(args.stage, out):

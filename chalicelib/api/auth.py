@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from chalicelib import errors, lifecycle
 from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.api.schemas import TokensOut, UserOut, tokens_out, user_out
 from chalicelib.auth import service
@@ -66,7 +67,11 @@ class VerifiedOut(Out):
 def register(call: Call) -> TokensOut:
     """Creates the user and a personal team they own, signs them in and emails a verification link."""
     body = call.body
-    return tokens_out(service.register(body.email, body.password, body.name, body.timezone, utcnow()))
+    try:
+        return tokens_out(service.register(body.email, body.password, body.name, body.timezone, utcnow()))
+    except errors.AccountDeleting as unfinished:  # the address's account was being deleted: finish, then sign up
+        lifecycle.finish_deletion(unfinished.user_id, utcnow())
+        return tokens_out(service.register(body.email, body.password, body.name, body.timezone, utcnow()))
 
 
 @router.route(
@@ -81,7 +86,11 @@ def register(call: Call) -> TokensOut:
 )
 def login(call: Call) -> TokensOut:
     """Unknown email and wrong password give the same 401; repeated failures give 429."""
-    return tokens_out(service.login(call.body.email, call.body.password, call.client_ip, utcnow()))
+    try:
+        return tokens_out(service.login(call.body.email, call.body.password, call.client_ip, utcnow()))
+    except errors.AccountDeleting as unfinished:  # its owner deleted it and the deletion stopped half-way
+        lifecycle.finish_deletion(unfinished.user_id, utcnow())
+        raise errors.InvalidCredentials("This account was deleted.") from None
 
 
 @router.route(

@@ -91,13 +91,15 @@ class EmailChange(Schema):
     body=EmailChange,
     status=202,
     errors=(403, 422, 429),
+    ip_limit=10,
 )
 def change_email(call: Call) -> Reply:
     """Your password confirms it (403 ``invalid_credentials`` when wrong; attempts count as sign-in attempts).  A
     link goes to the new address; following it (``POST /v1/auth/verify-email``) makes the change, and until then
     your old address keeps working.  Then the new address is verified, the old one is told, and every session but
-    this one ends.  Only your latest request's link works; five requests an hour.  An address another account
-    holds is answered the same and never changes hands."""
+    this one ends.  Only your latest request's link works, while this session lasts; changing or resetting your
+    password cancels it (``pending_email`` in ``GET /v1/me`` shows it).  Five requests an hour.  An address another
+    account holds is answered the same and never changes hands."""
     auth.request_email_change(call.user, call.body.new_email, call.body.password, utcnow())
     return Reply(status=202)
 

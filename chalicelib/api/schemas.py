@@ -46,6 +46,11 @@ class UserOut(Out):
     notification_preferences: NotificationPreferences
     current_team_id: str | None
     created_at: str
+    pending_email: str | None = Field(
+        default=None,
+        description="the address asked for by POST /v1/me/email until its link is followed; a newer request, a"
+        " password change or a reset cancels it",
+    )
 
 
 class TeamOut(Out):
@@ -76,6 +81,7 @@ def user_out(user: User, current_team_id: str | None = None) -> UserOut:
         notification_preferences=NotificationPreferences(critical_only=user.critical_only, quiet_hours=quiet),
         current_team_id=current_team_id or user.current_team_id,
         created_at=isoz(user.created_at) or "",
+        pending_email=user.pending_email,
     )
 
 

@@ -114,7 +114,15 @@ def list_teams(call: Call) -> TeamList:
     return TeamList(data=[_with_role(team, role) for team, role in teams.list_teams(call.user.user_id)])
 
 
-@router.route("POST", "/v1/teams", summary="Create a team (you own it)", body=TeamIn, response=TeamWithRole, status=201)
+@router.route(
+    "POST",
+    "/v1/teams",
+    summary="Create a team (you own it)",
+    body=TeamIn,
+    response=TeamWithRole,
+    status=201,
+    errors=(409,),
+)
 def create_team(call: Call) -> TeamWithRole:
     return _with_role(teams.create_team(call.user.user_id, call.body.name, utcnow()), "owner")
 

@@ -29,6 +29,7 @@ CHANGE_EMAIL = "change_email"
 RESEND_LIMIT_PER_HOUR = 5
 FORGOT_LIMIT_PER_HOUR = 5
 CHANGE_EMAIL_LIMIT_PER_HOUR = 5
+CHANGE_EMAIL_MAILS_PER_DAY = 3  # to one address, whoever asks
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,9 @@ def register(email: str, password: str, name: str | None, timezone: str | None, 
             tx.save(membership)
     except TransactWriteError as exc:
         if condition_failed(exc):
+            holder = _find_by_email(email)
+            if holder is not None and holder.deleting_at is not None:
+                raise errors.AccountDeleting(holder.user_id) from None  # the edge finishes it, then registers
             raise errors.EmailTaken("An account with this email already exists.") from None
         raise
     session = _new_session(settings, user_id, team_id, now)
@@ -236,6 +240,8 @@ def login(email: str, password: str, client_ip: str, now: datetime) -> SignIn:
         raise errors.InvalidCredentials("The email or password is wrong.")
     assert user is not None
     ratelimit.clear(limits[0][0], window, now)
+    if user.deleting_at is not None:
+        raise errors.AccountDeleting(user.user_id)  # its deletion did not finish: the edge finishes it
     team_id = _usable_team(user)
     session = _new_session(settings, user.user_id, team_id, now)
     return _sign_in(settings, session, now)
@@ -331,24 +337,36 @@ def _store_token(purpose: str, user_id: str, email: str, ttl: int, now: datetime
     return token
 
 
-def _consume_token(token: str, purposes: tuple[str, ...], now: datetime) -> OneTimeTokenModel:
-    """Spend a single-use token: it must exist, be for one of ``purposes``, be unexpired and unused (conditional
-    write)."""
-    invalid = errors.InvalidToken("This link is invalid, expired or already used.")
+INVALID_LINK = "This link is invalid, expired or already used."
+
+
+def _valid_token(token: str, purposes: tuple[str, ...], now: datetime) -> OneTimeTokenModel:
+    """A single-use token that exists, is for one of ``purposes``, and is unexpired and unused; not spent yet."""
     if not token or len(token) > 200:
-        raise invalid
+        raise errors.InvalidToken(INVALID_LINK)
     try:
         item = OneTimeTokenModel.get(tokens.hash_opaque(token), consistent_read=True)
     except OneTimeTokenModel.DoesNotExist:
-        raise invalid from None
+        raise errors.InvalidToken(INVALID_LINK) from None
     if item.purpose not in purposes or item.used_at is not None or item.valid_until <= now:
-        raise invalid
+        raise errors.InvalidToken(INVALID_LINK)
+    return item
+
+
+def _spend(item: OneTimeTokenModel, now: datetime) -> None:
+    """Mark a token used, once (a conditional write: of two requests racing with one link, one loses here)."""
     try:
         item.update(actions=[OneTimeTokenModel.used_at.set(now)], condition=OneTimeTokenModel.used_at.does_not_exist())
     except UpdateError as exc:
         if condition_failed(exc):
-            raise invalid from None
+            raise errors.InvalidToken(INVALID_LINK) from None
         raise
+
+
+def _consume_token(token: str, purposes: tuple[str, ...], now: datetime) -> OneTimeTokenModel:
+    """Spend a single-use token: :func:`_valid_token`, then :func:`_spend`."""
+    item = _valid_token(token, purposes, now)
+    _spend(item, now)
     return item
 
 
@@ -369,15 +387,17 @@ def _user_of(item: OneTimeTokenModel) -> UserModel:
 def verify_email(token: str, now: datetime) -> users.User:
     """Follow a link mailed to an address: the sign-up's (the address is verified) or an address change's (the
     account moves to the new address: :func:`_switch_email`)."""
-    item = _consume_token(token, (VERIFY_EMAIL, CHANGE_EMAIL), now)
+    item = _valid_token(token, (VERIFY_EMAIL, CHANGE_EMAIL), now)
     user = _user_of(item)
     first = user.email_verified_at is None
     if item.purpose == CHANGE_EMAIL:
-        user = _switch_email(user, item, now)
-    elif user.email != item.email:
-        raise errors.InvalidToken("This link is for an address the account no longer uses.")
-    elif first:
-        user.update(actions=[UserModel.email_verified_at.set(now), UserModel.updated_at.set(now)])
+        user = _switch_email(user, item, now)  # spends the link in the transaction that makes the change
+    else:
+        _spend(item, now)
+        if user.email != item.email:
+            raise errors.InvalidToken("This link is for an address the account no longer uses.")
+        if first:
+            user.update(actions=[UserModel.email_verified_at.set(now), UserModel.updated_at.set(now)])
     if first:
         _welcome(user, now)  # only by the request that first verified an address of the account
     return users.to_user(user)
@@ -386,11 +406,13 @@ def verify_email(token: str, now: datetime) -> users.User:
 def request_email_change(principal: Principal, new_email: str, password: str, now: datetime) -> None:
     """Ask to move the account to ``new_email``: the password confirms it (403 ``invalid_credentials``, counted as a
     sign-in attempt); nothing changes until the link mailed to the new address is followed, and the old address
-    keeps working meanwhile.  Only the latest request's link works.
+    keeps working meanwhile.  Only the latest request's link works, and only while the session that asked is live
+    and the password unchanged: a password change or reset, or signing out everywhere, cancels it.
 
-    An address another account holds is answered the same (the caller learns nothing) and mailed a note that
-    someone tried; it never changes hands.  Five requests an hour per account (429 beyond), so this is no way to
-    mail strangers."""
+    An address another account holds is answered the same, with the same writes (the caller learns nothing), and
+    mailed a note that someone tried; it never changes hands.  Five requests an hour per account (429 beyond), and
+    at most :data:`CHANGE_EMAIL_MAILS_PER_DAY` mails a day to one address whoever asks (the rest silently withheld),
+    so this is no way to mail strangers."""
     settings = get_settings()
     new_email = normalize_email(new_email, "new_email")
     user = confirm_password(principal.user_id, password, "password", now)
@@ -399,26 +421,55 @@ def request_email_change(principal: Principal, new_email: str, password: str, no
     seen = ratelimit.hit(f"change-email:{user.user_id}", 3600, now)
     if seen.count > CHANGE_EMAIL_LIMIT_PER_HOUR:
         raise errors.TooManyRequests(seen.resets_in, "Too many address changes; try again later.")
-    # The same writes either way: the request replaces any earlier one, whose link stops working.
-    user.update(actions=[UserModel.pending_email.set(new_email), UserModel.updated_at.set(now)])
-    if users.id_by_email(new_email) is not None:
+    ttl = settings.verify_email_ttl_seconds
+    token = _store_token(CHANGE_EMAIL, user.user_id, new_email, ttl, now, session_id=principal.session_id)
+    # The request replaces any earlier one, whose link stops working; a racing write of the user is no conflict.
+    user.update(
+        actions=[
+            UserModel.pending_email.set(new_email),
+            UserModel.pending_email_token.set(tokens.hash_opaque(token)),
+            UserModel.updated_at.set(now),
+        ],
+        add_version_condition=False,
+    )
+    mails = ratelimit.hit(f"change-email-to:{new_email}", 86400, now)
+    if mails.count > CHANGE_EMAIL_MAILS_PER_DAY:
+        logger.info("address change email withheld: too many to one address", extra={"user_id": user.user_id})
+        return
+    if users.id_by_email(new_email) is not None:  # the link stored above is never mailed: it dies unused
         logger.info("address change to an address in use", extra={"user_id": user.user_id})
         deliver(new_email, emails.address_in_use(settings.app_url))
         return
-    ttl = settings.verify_email_ttl_seconds
-    token = _store_token(CHANGE_EMAIL, user.user_id, new_email, ttl, now, session_id=principal.session_id)
-    deliver(new_email, emails.address_change(settings.app_url, token, ttl // 3600), user_id=user.user_id)
+    deliver(new_email, emails.address_change(settings.app_url, token, ttl // 3600, user.email), user_id=user.user_id)
 
 
 def _switch_email(user: UserModel, item: OneTimeTokenModel, now: datetime) -> UserModel:
-    """The account moves to the address the link was mailed to (now verified): the address claims swap in one
-    transaction with the user, so the new one cannot be taken meanwhile (409 ``email_taken``) and the old one is
-    free for a sign-up.  Then the old address is told, and every session but the one that asked ends."""
-    new, old = item.email, user.email
-    if user.pending_email != new:
-        raise errors.InvalidToken("A newer address change replaced this link, or the change was made.")
+    """The account moves to the address the link was mailed to (now verified).
+
+    1. The link must be the latest request's, made after the password last changed, by a session still live.
+    2. Every other session ends first (harmless if what follows fails: they sign in again).
+    3. One transaction spends the link, swaps the address claims and moves the user: the new address cannot be
+       taken in between (409 ``email_taken``), the old one is free for a sign-up at once, and a failure anywhere
+       before it leaves the link to follow again.
+    4. The old address, if it was ever verified (a typo'd one may be a stranger's), is told.
+    """
+    new, old, was_verified = item.email, user.email, user.email_verified_at is not None
+    changed = user.password_changed_at
+    if user.pending_email_token != item.token_hash or (changed is not None and item.created_at <= changed):
+        raise errors.InvalidToken("A newer request, a password change or the change itself replaced this link.")
+    if item.session_id is not None:
+        try:
+            _live_session(item.session_id, user.user_id, now)
+        except errors.SessionRevoked:
+            raise errors.InvalidToken("The session that asked for this change has ended; ask again.") from None
+    revoke_user_sessions(user.user_id, "email_changed", now, keep=item.session_id)
     try:
         with transaction() as tx:
+            tx.update(
+                item,
+                actions=[OneTimeTokenModel.used_at.set(now)],
+                condition=OneTimeTokenModel.used_at.does_not_exist(),
+            )
             tx.save(UserEmailModel(new, user_id=user.user_id), condition=UserEmailModel.email.does_not_exist())
             tx.delete(UserEmailModel(old), condition=UserEmailModel.user_id == user.user_id)
             tx.update(
@@ -426,18 +477,24 @@ def _switch_email(user: UserModel, item: OneTimeTokenModel, now: datetime) -> Us
                 actions=[
                     UserModel.email.set(new),
                     UserModel.email_verified_at.set(now),
+                    UserModel.email_changed_at.set(now),
                     UserModel.pending_email.remove(),
+                    UserModel.pending_email_token.remove(),
                     UserModel.updated_at.set(now),
                 ],
-                condition=(UserModel.email == old) & (UserModel.pending_email == new),
+                condition=(UserModel.email == old) & (UserModel.pending_email_token == item.token_hash),
+                add_version_condition=False,
             )
     except TransactWriteError as exc:
-        if condition_failed(exc):
+        reasons = [getattr(r, "code", None) for r in (exc.cancellation_reasons or [])]
+        if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
             raise errors.EmailTaken("This address is in use by another account now; nothing changed.") from None
+        if condition_failed(exc):  # followed twice at once, or the account changed meanwhile
+            raise errors.InvalidToken("This link is invalid, expired or already used.") from None
         raise
     user.refresh(consistent_read=True)
-    revoke_user_sessions(user.user_id, "email_changed", now, keep=item.session_id)
-    deliver(old, emails.address_changed(new, get_settings().support_email), user_id=user.user_id)
+    if was_verified:
+        deliver(old, emails.address_changed(new, get_settings().support_email), user_id=user.user_id)
     logger.info("address changed", extra={"user_id": user.user_id})
     return user
 
@@ -493,16 +550,20 @@ def reset_password(token: str, password: str, now: datetime) -> None:
     passwords.check_policy(password)
     item = _consume_token(token, (RESET_PASSWORD,), now)
     user = _user_of(item)
-    changed = user.password_changed_at
-    if user.email != item.email or (changed is not None and item.created_at <= changed):
-        # Mailed to an address the account has left, or made before the password last changed: spent.
-        raise errors.InvalidToken("This link is invalid, expired or already used.")
+    if user.email != item.email or any(
+        at is not None and item.created_at <= at for at in (user.password_changed_at, user.email_changed_at)
+    ):
+        # Mailed to an address the account has since left (even if it came back), or made before the password
+        # last changed: spent.
+        raise errors.InvalidToken(INVALID_LINK)
     actions: list[Any] = [
         UserModel.password_hash.set(passwords.hash_password(password, settings.bcrypt_rounds)),
-        UserModel.password_changed_at.set(now),
+        UserModel.password_changed_at.set(now),  # other reset links and a pending address change are spent
+        UserModel.pending_email.remove(),
+        UserModel.pending_email_token.remove(),
         UserModel.updated_at.set(now),
     ]
-    if user.email_verified_at is None and user.email == item.email:
+    if user.email_verified_at is None:
         actions.append(UserModel.email_verified_at.set(now))  # the link proved the address
     user.update(actions=actions)
     revoke_user_sessions(user.user_id, "password_reset", now)
@@ -510,9 +571,9 @@ def reset_password(token: str, password: str, now: datetime) -> None:
 
 
 def confirm_password(user_id: str, password: str, field: str, now: datetime) -> UserModel:
-    """The user, once ``password`` is theirs (403 ``invalid_credentials`` naming ``field`` otherwise).  Every
-    attempt counts as a sign-in attempt of the account before the password is checked (429 over the limit); the
-    right one clears the count."""
+    """The user, once ``password`` is theirs (403 ``invalid_credentials`` otherwise, its detail naming ``field``).
+    Every attempt counts as a sign-in attempt of the account before the password is checked (429 over the limit);
+    the right one clears the count."""
     settings = get_settings()
     window = settings.login_failure_window_seconds
     user = users.load(user_id)
@@ -532,11 +593,19 @@ def erase_user(user_id: str) -> None:
     longer exists."""
     for session in SessionModel.by_user.query(user_id):
         session.delete()
-    user = users.load(user_id)
-    with transaction() as tx:
-        tx.delete(UserEmailModel(user.email))
-        tx.delete(user, add_version_condition=False)
-    logger.info("user deleted", extra={"user_id": user_id})
+    for _ in range(5):  # an address change committing in between moves the claim: read again and retry
+        user = users.load(user_id)
+        try:
+            with transaction() as tx:
+                tx.delete(UserEmailModel(user.email), condition=UserEmailModel.user_id == user_id)
+                tx.delete(user, condition=UserModel.email == user.email, add_version_condition=False)
+        except TransactWriteError as exc:
+            if condition_failed(exc):
+                continue
+            raise
+        logger.info("user deleted", extra={"user_id": user_id})
+        return
+    raise errors.Conflict("The account changed while it was being deleted; try again.")
 
 
 def change_password(principal: Principal, current: str, new: str, now: datetime) -> None:
@@ -552,7 +621,9 @@ def change_password(principal: Principal, current: str, new: str, now: datetime)
     user.update(
         actions=[
             UserModel.password_hash.set(passwords.hash_password(new, settings.bcrypt_rounds)),
-            UserModel.password_changed_at.set(now),  # outstanding reset links are spent
+            UserModel.password_changed_at.set(now),  # outstanding reset links and a pending address change are spent
+            UserModel.pending_email.remove(),
+            UserModel.pending_email_token.remove(),
             UserModel.updated_at.set(now),
         ]
     )

@@ -147,6 +147,12 @@ def list_pending(team_id: str, now: datetime) -> list[Invitation]:
     return [_to_invitation(i) for i in sorted(items, key=lambda i: i.created_at, reverse=True)]
 
 
+def pending_to(email: str, now: datetime) -> list[Invitation]:
+    """The pending invitations to an address, in any team."""
+    found = [_load(key.invitation_id) for key in InvitationModel.by_email.query(email)]
+    return [_to_invitation(i) for i in found if i is not None and _pending(i, now)]
+
+
 def revoke(team_id: str, invitation_id: str, now: datetime, *, counter: Counter | None = None) -> None:
     item = _load(invitation_id)
     if item is None or item.team_id != team_id or not _pending(item, now):
@@ -180,6 +186,7 @@ def accept(token: str, user_id: str, now: datetime) -> tuple[Team, str]:
         raise errors.AlreadyMember("You are already a member of this team.")
     try:
         with transaction() as tx:
+            users.check_joinable(tx, user_id)
             tx.update(
                 item,
                 actions=[InvitationModel.accepted_at.set(now), InvitationModel.accepted_by.set(user_id)],
@@ -190,6 +197,9 @@ def accept(token: str, user_id: str, now: datetime) -> tuple[Team, str]:
                 condition=MembershipModel.user_id.does_not_exist(),
             )
     except TransactWriteError as exc:
+        reasons = exc.cancellation_reasons or []
+        if reasons and getattr(reasons[0], "code", None) == "ConditionalCheckFailed":
+            raise errors.AccountDeleting(user_id) from None
         if condition_failed(exc):
             raise invalid from None
         raise

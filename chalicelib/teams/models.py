@@ -10,7 +10,7 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
     VersionAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 
 from chalicelib.storage.base import BaseModel
 
@@ -72,6 +72,17 @@ class InvitationsByTeam(GlobalSecondaryIndex["InvitationModel"]):
     invitation_id = UnicodeAttribute(range_key=True)
 
 
+class InvitationsByEmail(GlobalSecondaryIndex["InvitationModel"]):
+    """The invitations to an address (keys only): a deleted account's are withdrawn with it."""
+
+    class Meta:
+        index_name = "email-index"
+        projection = KeysOnlyProjection()
+
+    email = UnicodeAttribute(hash_key=True)
+    invitation_id = UnicodeAttribute(range_key=True)
+
+
 class InvitationModel(BaseModel):
     """An invitation by email.  The link's token is ``<invitation_id>.<secret>``; only SHA-256(secret) is stored."""
 
@@ -94,3 +105,4 @@ class InvitationModel(BaseModel):
     revoked_at = UTCDateTimeAttribute(null=True)
     expires_at = TTLAttribute()
     by_team = InvitationsByTeam()
+    by_email = InvitationsByEmail()

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from chalicelib.errors import AlreadyOwner, Forbidden, LastOwner, LastTeam, NotFound
+from pynamodb.exceptions import TransactWriteError
+
+from chalicelib.errors import AccountDeleting, AlreadyOwner, Forbidden, LastOwner, LastTeam, NotFound
 from chalicelib.ids import new_id
 from chalicelib.storage.base import Counter, counted_transaction, transaction
 from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
@@ -66,10 +68,22 @@ def create_team(user_id: str, name: str, now: datetime) -> Team:
     team = TeamModel(
         new_id("team"), name=name, personal=False, plan="free", created_by=user_id, created_at=now, updated_at=now
     )
-    with transaction() as tx:
-        tx.save(team, condition=TeamModel.team_id.does_not_exist())
-        tx.save(MembershipModel(team.team_id, user_id, role="owner", joined_at=now))
+    try:
+        with transaction() as tx:
+            users.check_joinable(tx, user_id)
+            tx.save(team, condition=TeamModel.team_id.does_not_exist())
+            tx.save(MembershipModel(team.team_id, user_id, role="owner", joined_at=now))
+    except TransactWriteError as exc:
+        if _first_condition_failed(exc):
+            raise AccountDeleting(user_id) from None
+        raise
     return to_team(team)
+
+
+def _first_condition_failed(exc: TransactWriteError) -> bool:
+    """The transaction's first item (:func:`users.check_joinable`'s check) is the one whose condition failed."""
+    reasons = exc.cancellation_reasons or []
+    return bool(reasons) and getattr(reasons[0], "code", None) == "ConditionalCheckFailed"
 
 
 def list_teams(user_id: str) -> list[tuple[Team, str]]:

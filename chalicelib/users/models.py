@@ -20,7 +20,10 @@ class UserModel(BaseModel):
     timezone = UnicodeAttribute(default="UTC")
     email_verified_at = UTCDateTimeAttribute(null=True)
     welcomed_at = UTCDateTimeAttribute(null=True)  # the welcome email, sent once: when an address is first verified
-    pending_email = UnicodeAttribute(null=True)  # asked for by POST /v1/me/email; the latest request's link works
+    pending_email = UnicodeAttribute(null=True)  # asked for by POST /v1/me/email
+    pending_email_token = UnicodeAttribute(null=True)  # the hash of its link: only the latest request's works
+    email_changed_at = UTCDateTimeAttribute(null=True)  # a reset link made before it is spent
+    deleting_at = UTCDateTimeAttribute(null=True)  # DELETE /v1/me began: nothing joins it; it finishes on retry
     password_changed_at = UTCDateTimeAttribute(null=True)  # a reset link made before it is spent
     critical_only = BooleanAttribute(default=False)
     quiet_hours_start = UnicodeAttribute(null=True)

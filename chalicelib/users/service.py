@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from chalicelib.errors import NotFound, ValidationFailed
@@ -28,6 +29,7 @@ class User:
     quiet_hours: QuietHours | None
     current_team_id: str | None
     created_at: datetime
+    pending_email: str | None = None
 
 
 def to_user(item: UserModel) -> User:
@@ -44,6 +46,7 @@ def to_user(item: UserModel) -> User:
         quiet_hours=quiet,
         current_team_id=item.current_team_id,
         created_at=item.created_at,
+        pending_email=item.pending_email,
     )
 
 
@@ -139,3 +142,18 @@ def probe() -> None:
         UserModel.get("usr_health_probe")
     except UserModel.DoesNotExist:
         return
+
+
+def check_joinable(t: Any, user_id: str) -> None:
+    """Adds to transaction ``t`` the check that the user exists and is not being deleted: a membership written
+    with it cannot outlive the account (``DELETE /v1/me`` marks the user first, then sweeps)."""
+    t.condition_check(UserModel, user_id, condition=UserModel.user_id.exists() & UserModel.deleting_at.does_not_exist())
+
+
+def mark_deleting(user_id: str, now: datetime) -> None:
+    """Mark the user as being deleted (once: a second mark keeps the first time)."""
+    load(user_id).update(
+        actions=[UserModel.deleting_at.set(UserModel.deleting_at | now)],
+        condition=UserModel.user_id.exists(),
+        add_version_condition=False,
+    )

@@ -3,6 +3,8 @@ their keys, sessions and address — and refuses while they own a team others be
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.teams.models import MembershipModel, TeamModel
 from chalicelib.users.models import UserEmailModel, UserModel
@@ -112,3 +114,91 @@ def test_leaving_withdraws_the_invitations_the_member_sent_and_revokes_keys_firs
     carol = register(api, "carol@example.com")
     r = api.post("/v1/invitations/accept", {"token": link.split("token=", 1)[1]}, token=carol["access_token"])
     assert r.status in (400, 404), r.body
+
+
+# --- the deletion's loose ends: invitations to the address, a failure half-way, a team joined meanwhile ---------
+
+
+@contextmanager
+def failing_erase():
+    """The transaction that erases the user and its address claim fails once, as a throttled call would (at
+    botocore's edge): everything before it is done, the account is not."""
+    from botocore.exceptions import ClientError
+
+    from chalicelib.storage.base import transaction
+
+    client = transaction()._connection.client
+    claims = UserEmailModel.Meta.table_name
+    failed = []
+
+    def hook(params, **_):
+        deletes = [i.get("Delete", {}).get("TableName") for i in params.get("TransactItems", [])]
+        if claims in deletes and not failed:
+            failed.append(True)
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "TransactWriteItems")
+
+    client.meta.events.register_first("before-parameter-build.dynamodb.TransactWriteItems", hook)
+    try:
+        yield failed
+    finally:
+        client.meta.events.unregister("before-parameter-build.dynamodb.TransactWriteItems", hook)
+
+
+def test_pending_invitations_to_the_deleted_address_are_withdrawn(api, alice, charlie):
+    team = alice["team"]["id"]
+    assert api.post(f"/v1/teams/{team}/invitations", {"email": "charlie@example.com", "role": "admin"}).status == 201
+    link = Outbox().link("charlie@example.com", "/invitations/accept")
+
+    assert api.delete("/v1/me", {"password": PASSWORD}, token=charlie["access_token"]).status == 204
+
+    assert api.get(f"/v1/teams/{team}/invitations").json["data"] == []
+    again = register(api, "charlie@example.com")  # whoever holds the address next starts with no invitation
+    r = api.post("/v1/invitations/accept", {"token": link.split("token=", 1)[1]}, token=again["access_token"])
+    assert r.status == 400, r.body
+    assert [m["user_id"] for m in api.get(f"/v1/teams/{team}/members").json["data"]] == [alice["user"]["id"]]
+
+
+def test_a_deletion_that_failed_half_way_is_finished_by_signing_in_with_the_password(api, alice):
+    user_id = alice["user"]["id"]
+    with failing_erase() as failed:
+        assert api.delete("/v1/me", {"password": PASSWORD}).status == 503
+    assert failed
+    assert list(MembershipModel.by_user.query(user_id)) == []  # the team went; the account did not
+
+    r = api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}, token="")
+
+    assert (r.status, r.json["detail"]) == (401, "This account was deleted.")
+    assert not any(True for _ in UserModel.query(user_id))
+    assert not any(True for _ in UserEmailModel.query("alice@example.com"))
+
+
+def test_a_deletion_that_failed_half_way_is_finished_by_signing_up_with_the_address(api, alice):
+    with failing_erase():
+        assert api.delete("/v1/me", {"password": PASSWORD}).status == 503
+
+    r = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD}, token="")
+
+    assert r.status == 201, r.body
+    assert r.json["user"]["id"] != alice["user"]["id"]
+    assert not any(True for _ in UserModel.query(alice["user"]["id"]))
+
+
+def test_nothing_joins_an_account_whose_deletion_began(api, alice, charlie):
+    """A team created, or an invitation accepted, while the deletion runs would outlive the user: once the user is
+    marked (the deletion's first write), both are refused."""
+    from chalicelib.clock import utcnow
+    from chalicelib.users import service as users
+
+    team = alice["team"]["id"]
+    assert api.post(f"/v1/teams/{team}/invitations", {"email": "charlie@example.com", "role": "member"}).status == 201
+    link = Outbox().link("charlie@example.com", "/invitations/accept").split("token=", 1)[1]
+    users.mark_deleting(charlie["user"]["id"], utcnow())  # as DELETE /v1/me does before it removes anything
+
+    created = api.post("/v1/teams", {"name": "Late"}, token=charlie["access_token"])
+    accepted = api.post("/v1/invitations/accept", {"token": link}, token=charlie["access_token"])
+
+    assert (created.status, created.json["code"]) == (409, "account_deleting")
+    assert (accepted.status, accepted.json["code"]) == (409, "account_deleting")
+    assert api.delete("/v1/me", {"password": PASSWORD}, token=charlie["access_token"]).status == 204
+    assert list(MembershipModel.by_user.query(charlie["user"]["id"])) == []
+    assert [m["user_id"] for m in api.get(f"/v1/teams/{team}/members").json["data"]] == [alice["user"]["id"]]

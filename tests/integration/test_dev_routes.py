@@ -19,6 +19,7 @@ PROD_ENV = {
     "SECRET_KEY": "prod-secret-key-that-is-long-enough-0123456789",
     "APP_URL": "https://app.vigil.example",
     "EMAIL_FROM": "Vigil <no-reply@vigil.example>",
+    "SUPPORT_EMAIL": "support@vigil.example",
     "STRIPE_SECRET_KEY": "sk_live_prod",
     "STRIPE_WEBHOOK_SECRET": "whsec_prod",
 }

@@ -4,6 +4,9 @@ address another account holds, and never telling the caller which addresses have
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+from botocore.exceptions import ClientError
 
 from chalicelib.users.models import UserEmailModel, UserModel
 from tests.support import PASSWORD, Outbox, register
@@ -168,3 +171,169 @@ def test_a_reset_link_mailed_to_the_old_address_is_spent_by_the_change(api, alic
 
     assert (r.status, r.json["code"]) == (400, "invalid_token")
     assert api.post("/v1/auth/login", {"email": NEW, "password": PASSWORD}).status == 200
+
+
+# --- from the review of the change ---------------------------------------------------------------------------
+
+
+@contextmanager
+def before_transaction(action):
+    """Runs ``action()`` once, just before the next DynamoDB transaction is sent (at botocore's edge); ``action`` may
+    raise to fail that transaction as the network would."""
+    from chalicelib.storage.base import transaction
+
+    client = transaction()._connection.client  # transactions' own connection
+    fired = []
+
+    def hook(**_):
+        if not fired:
+            fired.append(True)
+            action()
+
+    client.meta.events.register_first("before-call.dynamodb.TransactWriteItems", hook)
+    try:
+        yield fired
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", hook)
+
+
+def throttled():
+    raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "TransactWriteItems")
+
+
+def test_a_password_reset_cancels_a_pending_change_made_with_a_stolen_password(api, alice, outbox):
+    """Eve, who phished the password, asks to move the account to her address; Alice resets her password."""
+    api.post("/v1/me/email", {"new_email": "eve@evil.example", "password": PASSWORD})
+    eves = token_in(outbox, "eve@evil.example")
+    api.post("/v1/auth/forgot-password", {"email": "alice@example.com"}, token="")
+    reset = outbox.link("alice@example.com", "/reset-password").split("token=", 1)[1]
+    assert (
+        api.post("/v1/auth/reset-password", {"token": reset, "password": "brand new secret 77 x"}, token="").status
+        == 204
+    )
+
+    assert follow(api, eves).status == 400
+    stored = UserModel.get(alice["user"]["id"])
+    assert (stored.email, stored.pending_email) == ("alice@example.com", None)
+
+
+def test_a_password_change_cancels_a_pending_change(api, alice, outbox):
+    other = api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}).json
+    api.post("/v1/me/email", {"new_email": "eve@evil.example", "password": PASSWORD}, token=other["access_token"])
+    assert api.get("/v1/me", token=other["access_token"]).json["pending_email"] == "eve@evil.example"
+
+    assert (
+        api.post("/v1/me/password", {"current_password": PASSWORD, "new_password": "brand new secret 77 x"}).status
+        == 204
+    )
+
+    assert follow(api, token_in(outbox, "eve@evil.example")).status == 400
+    assert api.get("/v1/me").json["pending_email"] is None
+
+
+def test_a_change_asked_by_a_session_that_has_ended_cannot_be_made(api, alice, outbox):
+    other = api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}).json
+    api.post("/v1/me/email", {"new_email": NEW, "password": PASSWORD}, token=other["access_token"])
+    assert api.post("/v1/auth/logout", token=other["access_token"]).status == 204
+
+    assert follow(api, token_in(outbox, NEW)).status == 400
+    assert api.get("/v1/me").json["email"] == "alice@example.com"
+
+
+def test_one_stranger_gets_at_most_three_such_mails_a_day_whoever_asks(api, outbox):
+    for n in range(3):
+        person = register(api, f"throwaway{n}@nowhere.example", verified=False)
+        for _ in range(2):
+            r = api.post(
+                "/v1/me/email",
+                {"new_email": "victim@stranger.example", "password": PASSWORD},
+                token=person["access_token"],
+            )
+            assert r.status == 202
+
+    assert len(outbox.to("victim@stranger.example")) == 3
+
+
+def test_a_failed_switch_leaves_the_link_to_follow_again_and_the_other_sessions_end(api, alice, outbox):
+    other = api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}).json
+    api.post("/v1/me/email", {"new_email": NEW, "password": PASSWORD})
+    link = token_in(outbox, NEW)
+
+    with before_transaction(throttled):
+        assert follow(api, link).status == 503  # throttled: "try again shortly"
+    assert api.get("/v1/me").json["email"] == "alice@example.com"
+
+    assert follow(api, link).status == 200
+    assert api.get("/v1/me").json["email"] == NEW
+    assert api.get("/v1/me", token=other["access_token"]).status == 401
+
+
+def test_a_write_of_the_user_racing_the_switch_does_not_pass_for_a_taken_address(api, alice, outbox):
+    api.post("/v1/me/email", {"new_email": NEW, "password": PASSWORD})
+
+    def rename():
+        UserModel.get(alice["user"]["id"]).update(actions=[UserModel.name.set("Alice B.")])
+
+    with before_transaction(rename):
+        r = follow(api, token_in(outbox, NEW))
+
+    assert r.status == 200
+    stored = UserModel.get(alice["user"]["id"])
+    assert (stored.email, stored.name) == (NEW, "Alice B.")
+
+
+def test_an_unverified_old_address_is_not_told_of_the_change(api, outbox):
+    typo = register(api, "alice@exmaple.com", verified=False)
+    api.token = typo["access_token"]
+    api.post("/v1/me/email", {"new_email": "alice@example.com", "password": PASSWORD})
+    assert follow(api, token_in(outbox, "alice@example.com")).status == 200
+
+    subjects = [m["subject"] for m in outbox.to("alice@exmaple.com")]
+    assert subjects == ["Confirm your email address"]  # the sign-up's, and nothing since
+
+
+def test_the_older_link_for_the_same_address_stops_working(api, alice, outbox):
+    api.post("/v1/me/email", {"new_email": NEW, "password": PASSWORD})
+    older = token_in(outbox, NEW)
+    api.post("/v1/me/email", {"new_email": NEW, "password": PASSWORD})
+
+    assert follow(api, older).status == 400
+    assert follow(api, token_in(outbox, NEW)).status == 200
+
+
+def test_a_reset_link_of_an_address_left_and_come_back_to_stays_spent(api, alice, outbox):
+    api.post("/v1/auth/forgot-password", {"email": "alice@example.com"}, token="")
+    reset = outbox.link("alice@example.com", "/reset-password").split("token=", 1)[1]
+    for address in (NEW, "alice@example.com"):
+        api.post("/v1/me/email", {"new_email": address, "password": PASSWORD})
+        assert follow(api, token_in(outbox, address)).status == 200
+
+    r = api.post("/v1/auth/reset-password", {"token": reset, "password": "taken over 77 words"}, token="")
+    assert (r.status, r.json["code"]) == (400, "invalid_token")
+
+
+def test_the_confirmation_names_the_account_that_asked_and_the_notice_a_readable_address(api, alice, outbox, settings):
+    api.post("/v1/me/email", {"new_email": NEW, "password": PASSWORD})
+    asked = outbox.to(NEW)[0]
+    assert "a***@example.com" in asked["text"]
+    assert "alice@example.com" not in asked["text"]
+    follow(api, token_in(outbox, NEW))
+
+    told = outbox.to("alice@example.com")[0]["text"]
+    assert settings.support_email in told
+    assert "no-reply" not in told
+
+
+def test_an_address_change_committing_during_a_deletion_leaves_no_claim_behind(api, alice, outbox):
+    from chalicelib.auth import service as auth
+
+    api.post("/v1/me/email", {"new_email": NEW, "password": PASSWORD})
+    link = token_in(outbox, NEW)
+
+    with before_transaction(lambda: follow(api, link)) as fired:
+        auth.erase_user(alice["user"]["id"])
+
+    assert fired
+    assert not any(True for _ in UserEmailModel.query(NEW))
+    assert not any(True for _ in UserEmailModel.query("alice@example.com"))
+    assert api.post("/v1/auth/register", {"email": NEW, "password": PASSWORD}).status == 201

@@ -549,6 +549,7 @@ def test_a_deployed_stage_starts_with_its_config_and_the_stacks_values(stage: st
             "STRIPE_WEBHOOK_SECRET": "whsec_x",
             "APP_URL": "https://app.example.com",
             "EMAIL_FROM": "Vigil <no-reply@example.com>",
+            "SUPPORT_EMAIL": "support@example.com",
             "AWS_LAMBDA_FUNCTION_NAME": f"vigil-{stage}",
         }
     )

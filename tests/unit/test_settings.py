@@ -14,6 +14,7 @@ DEPLOYED = {
     "SECRET_KEY": SECRET,
     "APP_URL": "https://app.example.com",
     "EMAIL_FROM": "Vigil <no-reply@example.com>",
+    "SUPPORT_EMAIL": "support@example.com",
     "STRIPE_SECRET_KEY": "sk_live_deployed",
     "STRIPE_WEBHOOK_SECRET": "whsec_deployed",
 }
@@ -41,7 +42,7 @@ def test_a_deployed_stage_with_its_secrets_loads(stage: str) -> None:
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "APP_URL", "EMAIL_FROM"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "APP_URL", "EMAIL_FROM", "SUPPORT_EMAIL"])
 def test_a_deployed_stage_without_a_required_setting_refuses_to_start(stage: str, missing: str) -> None:
     env = deployed(stage)
     del env[missing]
@@ -61,7 +62,7 @@ def test_every_missing_setting_is_named_at_once() -> None:
         load_settings({"VIGIL_STAGE": "prod"})
 
     message = str(raised.value)
-    assert all(name in message for name in ("SECRET_KEY", "APP_URL", "EMAIL_FROM"))
+    assert all(name in message for name in ("SECRET_KEY", "APP_URL", "EMAIL_FROM", "SUPPORT_EMAIL"))
 
 
 def test_a_short_secret_key_is_refused() -> None:
