@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: dev test lint format typecheck bench package infra clean browser
+.PHONY: dev demo test lint format typecheck bench package infra clean browser
 CHROMIUM := /usr/bin/chromium
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -17,6 +17,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## make dev: run all of Vigil locally on the embedded AWS emulator (API on http://127.0.0.1:$${PORT:-8000})
 dev: $(STAMP)
 	$(BIN)/python -m chalicelib.local
+
+## make demo: make dev plus a seeded, living demo (account, monitors of a bundled demo service, channels, a page)
+demo: $(STAMP)
+	$(BIN)/python -m chalicelib.local --demo
 
 ## make test: lint, then the whole suite
 test: $(STAMP) lint typecheck browser

@@ -172,7 +172,8 @@ def _wait_for_signal(server_thread: threading.Thread) -> None:
         pass
 
 
-def run() -> int:
+def run(*, demo: bool = False) -> int:
+    """The stack until Ctrl-C; with ``demo`` (``make demo``), seeded with a living demo (:mod:`.demo`)."""
     _prepare_environment()
     try:
         settings = load_settings(defaults=DEV_DEFAULTS)
@@ -184,13 +185,13 @@ def run() -> int:
         return 2
     emulator, emulator_url = (None, None) if settings.aws_endpoint_url else _start_emulator()
     try:
-        return _serve(settings, emulator_url)
+        return _serve(settings, emulator_url, demo=demo)
     finally:
         if emulator is not None:
             emulator.stop()
 
 
-def _serve(settings: Settings, emulator_url: str | None) -> int:
+def _serve(settings: Settings, emulator_url: str | None, *, demo: bool = False) -> int:
     from chalicelib.bootstrap import configure_core
     from chalicelib.local.loop import EventLoop
     from chalicelib.local.resources import create_resources
@@ -221,10 +222,21 @@ def _serve(settings: Settings, emulator_url: str | None) -> int:
     loop.start()
     register(loop, emulator_url)
     print(_banner(settings, emulator_url, loop, standin.url if standin else None), flush=True)
+    demo_service = None
     try:
+        if demo:
+            from chalicelib.local import demo as living_demo
+
+            try:
+                demo_service = living_demo.start(f"http://127.0.0.1:{settings.port}", loop.run_tick_now)
+            except (living_demo.SeedFailed, OSError) as exc:
+                print(f"vigil: the demo could not start: {exc}", file=sys.stderr)
+                return 1
         _wait_for_signal(server_thread)
     finally:
         print("  stopping…", flush=True)
+        if demo_service is not None:
+            demo_service.stop()
         server.shutdown()
         server.server.server_close()
         if standin is not None:

@@ -1,0 +1,117 @@
+"""``make demo`` (``python -m chalicelib.local --demo``): the stack starts seeded, the demo account signs in, and on
+the demo service's timer (driven fast here: a step of 3 s instead of a minute, and ticks forced instead of waiting
+for each minute) an incident opens and resolves, its alerts reach the webhook receiver signed, a monitor is
+degraded, every region checks, and the public status page shows the outage."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from chalicelib.local import demo
+from tests.integration.test_make_dev import REPO, free_port, wait_for_health
+
+BUDGET_SECONDS = 90
+
+
+def call(method: str, url: str, body: Any = None, token: str = "") -> tuple[int, Any]:
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def wait_for_line(log: Path, text: str, process: subprocess.Popen, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if text in log.read_text():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_make_demo_seeds_a_living_demo_where_an_incident_opens_and_resolves(tmp_path):
+    port, demo_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "VIGIL_STAGE": "local",
+        "PORT": str(port),
+        "APP_URL": f"http://127.0.0.1:{port}",
+        "AWS_ENDPOINT_URL": "",
+        "STRIPE_API_BASE": "",  # no stand-in: another test may hold its port
+        "VIGIL_DEMO_PORT": str(demo_port),
+        "VIGIL_DEMO_STEP_SECONDS": "3",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = tmp_path / "demo.log"
+    log = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chalicelib.local", "--demo"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    api, service = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{demo_port}"
+    try:
+        assert wait_for_health(f"{api}/health", process) == 200, log_path.read_text()
+        assert wait_for_line(log_path, "The demo is running", process), log_path.read_text()
+        output = log_path.read_text()
+        assert demo.EMAIL in output
+        assert demo.PASSWORD in output
+
+        status, signed_in = call("POST", f"{api}/v1/auth/login", {"email": demo.EMAIL, "password": demo.PASSWORD})
+        assert status == 200, signed_in
+        token = signed_in["access_token"]
+        monitors = {m["name"]: m for m in call("GET", f"{api}/v1/monitors", token=token)[1]["data"]}
+        assert set(monitors) == {"Homepage", "Orders API", "Checkout", "Demo service port"}
+        orders = monitors["Orders API"]["id"]
+        onboarding = call("GET", f"{api}/v1/me/onboarding", token=token)[1]
+        assert [s["key"] for s in onboarding["steps"] if not s["done"]] == ["invite_teammate"]
+
+        resolved = None
+        deadline = time.monotonic() + BUDGET_SECONDS
+        while resolved is None and time.monotonic() < deadline and process.poll() is None:
+            assert call("POST", f"{api}/dev/tick")[0] == 200
+            time.sleep(1.0)
+            incidents = call("GET", f"{api}/v1/incidents?monitor_id={orders}", token=token)[1]["data"]
+            resolved = next((i for i in incidents if i["status"] == "resolved"), None)
+        assert resolved is not None, log_path.read_text()[-3000:]
+
+        incident = call("GET", f"{api}/v1/incidents/{resolved['id']}", token=token)[1]
+        kinds = [entry["type"] for entry in incident["timeline"]]
+        assert "opened" in kinds, kinds
+        assert "resolved" in kinds, kinds
+        assert incident["cause"] == "HTTP 503"
+
+        results = call("GET", f"{api}/v1/monitors/{orders}/results?limit=100", token=token)[1]["data"]
+        assert {r["region"] for r in results} == {"us-east-1", "eu-west-1", "ap-southeast-1"}
+        checkout = call("GET", f"{api}/v1/monitors/{monitors['Checkout']['id']}/results?limit=100", token=token)[1]
+        assert any(r["degraded"] for r in checkout["data"])
+
+        hooks = call("GET", f"{service}/_demo/webhooks")[1]["data"]
+        delivered = {(h["type"], h["signature_valid"]) for h in hooks if h["monitor"] == "Orders API"}
+        assert {("incident.opened", True), ("incident.resolved", True)} <= delivered, hooks
+
+        page = call("GET", f"{api}/v1/public/status-pages/{demo.STATUS_SLUG}")[1]
+        assert any(i["id"] == resolved["id"] for i in page["recent_incidents"]), page
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+        log.close()
+    assert "Traceback" not in log_path.read_text()
