@@ -7,6 +7,7 @@ use case here instead of the area's service.  Nothing is registered at import: e
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from datetime import datetime
@@ -332,64 +333,108 @@ def delete_account(user_id: str, password: str, now: datetime) -> None:
     1. The owner of a team with other members cannot go (409 naming the teams): ownership is transferred first; nor
        can a user alone in a team whose subscription renews (409): it is cancelled in billing first, or Stripe would
        go on charging someone who can no longer reach it.
-    2. The user is marked as being deleted: from then on no team is created for them and no invitation accepted
-       (:func:`users.check_joinable`), and if anything below fails, a retry, a sign-in with the password or a
-       sign-up with the address finishes it (:func:`finish_deletion`).
+    2. The user is marked as being deleted: from then on no team is created for them, no invitation accepted and
+       no team handed to them (:func:`users.check_joinable`); the pending invitations of the teams they are alone
+       in are withdrawn (nobody joins a team about to go); then step 1 is checked again on consistent reads, and a
+       refusal now takes the mark back.  If anything below fails, a sign-in with the password or a sign-up with the
+       address finishes it.
     3. :func:`finish_deletion`.
     """
     auth.confirm_password(user_id, password, "password", now)
-    memberships = teams.list_teams(user_id)
-    alone = {team.id for team, _ in memberships if teams.member_ids(team.id) == [user_id]}
-    owned = [team for team, role in memberships if role == "owner" and team.id not in alone]
+    _refuse_while_bound(user_id)
+    mark = users.mark_deleting(user_id, now)
+    try:
+        for team_id in _lone_teams(user_id):
+            for invitation in invitations.list_pending(team_id, now):
+                _withdraw(team_id, invitation.id, now)
+        _refuse_while_bound(user_id)
+    except errors.Conflict:
+        users.unmark_deleting(user_id, mark)
+        raise
+    finish_deletion(user_id, now)
+
+
+def _lone_teams(user_id: str) -> list[str]:
+    return [t.id for t, _ in teams.list_teams(user_id) if teams.member_ids(t.id, consistent=True) == [user_id]]
+
+
+def _refuse_while_bound(user_id: str) -> None:
+    """409 while the user owns a team others belong to, or is alone in one whose subscription renews (roles and
+    members read consistently: a transfer or a join a moment ago counts)."""
+    owned, paying = [], []
+    for team, _ in teams.list_teams(user_id):
+        members = teams.member_ids(team.id, consistent=True)
+        if members == [user_id]:
+            if _subscribed(team.id):
+                paying.append(team)
+        elif teams.role_of(team.id, user_id) == "owner":
+            owned.append(team)
     if owned:
         names = ", ".join(f'"{team.name}"' for team in owned)
         raise errors.Conflict(f"You own {names}, which others belong to: transfer ownership first, then delete.")
-    paying = [team for team, _ in memberships if team.id in alone and _subscribed(team.id)]
     if paying:
         names = ", ".join(f'"{team.name}"' for team in paying)
         raise errors.Conflict(
             f"{names} has a subscription that renews: cancel it in billing first (it ends with its period), "
             "then delete."
         )
-    users.mark_deleting(user_id, now)
-    finish_deletion(user_id, now)
 
 
 def finish_deletion(user_id: str, now: datetime) -> None:
-    """The erasure of a user marked as being deleted; each step may run again after a failure.
+    """The erasure of a user marked as being deleted; every step may run again, or at once with another run of it
+    (what is gone already is done).
 
     1. Each team the user is alone in is deleted with everything in it (monitors stop at once, pages unpublished).
     2. Each other team is left: the API keys the user made there are revoked and the invitations they sent that
        are still pending withdrawn, then the membership goes (a place of the plan freed).
     3. Pending invitations to the user's address are withdrawn: a new sign-up with it starts with none.
     4. The account: sessions, the user and the claim on the address (free for a new sign-up).
-    5. A last look for a membership that joined while step 1 ran (the index behind ``list_teams`` lags a write
+    5. A last look for a membership that joined just before the mark (the index behind ``list_teams`` lags a write
        by a moment; after the mark nothing joins).
     """
     try:
-        email = users.load(user_id).email
+        email: str | None = users.load(user_id).email
     except errors.NotFound:
         email = None  # erased already: only the last look is left
     if email is not None:
         _leave_every_team(user_id, now)
         for invitation in invitations.pending_to(email, now):
-            revoke_invitation(invitation.team_id, invitation.id, now)
+            _withdraw(invitation.team_id, invitation.id, now)
         auth.erase_user(user_id)
+        logger.info("account deleted", extra={"user_id": user_id})
     _leave_every_team(user_id, now)
-    logger.info("account deleted", extra={"user_id": user_id})
+
+
+def follow_email_link(token: str, now: datetime) -> users.User:
+    """A link mailed to an address (``auth.verify_email``).  When it moved the account to a new address, the
+    pending invitations to the address it left are withdrawn: that address is free, and whoever signs up with it
+    next must not find a place meant for this person."""
+    verified = auth.verify_email(token, now)
+    if verified.left is not None:
+        for invitation in invitations.pending_to(verified.left, now):
+            _withdraw(invitation.team_id, invitation.id, now)
+    return verified.user
+
+
+def _withdraw(team_id: str, invitation_id: str, now: datetime) -> None:
+    with contextlib.suppress(errors.NotFound):  # answered or withdrawn meanwhile
+        revoke_invitation(team_id, invitation_id, now)
 
 
 def _leave_every_team(user_id: str, now: datetime) -> None:
     for team, role in teams.list_teams(user_id):
-        if teams.member_ids(team.id) == [user_id]:
-            _purge_team(team.id)
-            continue
-        # What the user did in the team goes before the user: their keys, and invitations nobody answered yet.
-        apikeys.revoke_made_by(team.id, user_id, now)
-        for invitation in invitations.list_pending(team.id, now):
-            if invitation.invited_by == user_id:
-                revoke_invitation(team.id, invitation.id, now)
-        remove_member(user_id, role, team.id, user_id, now)
+        try:
+            if teams.member_ids(team.id, consistent=True) == [user_id]:
+                _purge_team(team.id)
+                continue
+            # What the user did in the team goes before the user: their keys, and invitations nobody answered yet.
+            apikeys.revoke_made_by(team.id, user_id, now)
+            for invitation in invitations.list_pending(team.id, now):
+                if invitation.invited_by == user_id:
+                    _withdraw(team.id, invitation.id, now)
+            remove_member(user_id, role, team.id, user_id, now)
+        except errors.NotFound:
+            continue  # the team or the membership went meanwhile (another run of this, or the team deleted)
 
 
 def _subscribed(team_id: str) -> bool:

@@ -9,6 +9,7 @@ from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.api.schemas import TokensOut, UserOut, tokens_out, user_out
 from chalicelib.auth import service
 from chalicelib.clock import utcnow
+from chalicelib.observability import logger
 from chalicelib.schema import Line, Schema
 
 router = Router("auth")
@@ -70,8 +71,18 @@ def register(call: Call) -> TokensOut:
     try:
         return tokens_out(service.register(body.email, body.password, body.name, body.timezone, utcnow()))
     except errors.AccountDeleting as unfinished:  # the address's account was being deleted: finish, then sign up
-        lifecycle.finish_deletion(unfinished.user_id, utcnow())
+        _finish_deletion(unfinished.user_id, errors.EmailTaken("An account with this email already exists."))
         return tokens_out(service.register(body.email, body.password, body.name, body.timezone, utcnow()))
+
+
+def _finish_deletion(user_id: str, otherwise: errors.VigilError) -> None:
+    """Finish a deletion that stopped half-way; if it cannot finish (a team handed to the user meanwhile), the
+    caller gets ``otherwise`` and the failure is logged for support, not explained to whoever asked."""
+    try:
+        lifecycle.finish_deletion(user_id, utcnow())
+    except errors.Conflict:
+        logger.exception("a deletion could not be finished", extra={"user_id": user_id})
+        raise otherwise from None
 
 
 @router.route(
@@ -89,8 +100,9 @@ def login(call: Call) -> TokensOut:
     try:
         return tokens_out(service.login(call.body.email, call.body.password, call.client_ip, utcnow()))
     except errors.AccountDeleting as unfinished:  # its owner deleted it and the deletion stopped half-way
-        lifecycle.finish_deletion(unfinished.user_id, utcnow())
-        raise errors.InvalidCredentials("This account was deleted.") from None
+        deleted = errors.InvalidCredentials("This account was deleted.")
+        _finish_deletion(unfinished.user_id, deleted)
+        raise deleted from None
 
 
 @router.route(
@@ -129,7 +141,7 @@ def verify_email(call: Call) -> VerifiedOut:
     """Single-use token from the verification email, or from the email that confirms a new address
     (``POST /v1/me/email``), valid 24 hours.  The latter moves the account to the new address: 409 ``email_taken``
     if another account took it meanwhile."""
-    return VerifiedOut(user=user_out(service.verify_email(call.body.token, utcnow())))
+    return VerifiedOut(user=user_out(lifecycle.follow_email_link(call.body.token, utcnow())))
 
 
 @router.route(

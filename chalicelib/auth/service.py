@@ -384,13 +384,20 @@ def _user_of(item: OneTimeTokenModel) -> UserModel:
         raise errors.InvalidToken("This link is invalid or has expired.") from None
 
 
-def verify_email(token: str, now: datetime) -> users.User:
+@dataclass(frozen=True)
+class Verified:
+    user: users.User
+    left: str | None = None  # the address the account moved away from, when the link was an address change's
+
+
+def verify_email(token: str, now: datetime) -> Verified:
     """Follow a link mailed to an address: the sign-up's (the address is verified) or an address change's (the
     account moves to the new address: :func:`_switch_email`)."""
     item = _valid_token(token, (VERIFY_EMAIL, CHANGE_EMAIL), now)
     user = _user_of(item)
-    first = user.email_verified_at is None
+    first, left = user.email_verified_at is None, None
     if item.purpose == CHANGE_EMAIL:
+        left = user.email
         user = _switch_email(user, item, now)  # spends the link in the transaction that makes the change
     else:
         _spend(item, now)
@@ -400,7 +407,7 @@ def verify_email(token: str, now: datetime) -> users.User:
             user.update(actions=[UserModel.email_verified_at.set(now), UserModel.updated_at.set(now)])
     if first:
         _welcome(user, now)  # only by the request that first verified an address of the account
-    return users.to_user(user)
+    return Verified(users.to_user(user), left)
 
 
 def request_email_change(principal: Principal, new_email: str, password: str, now: datetime) -> None:
@@ -416,6 +423,8 @@ def request_email_change(principal: Principal, new_email: str, password: str, no
     settings = get_settings()
     new_email = normalize_email(new_email, "new_email")
     user = confirm_password(principal.user_id, password, "password", now)
+    if user.deleting_at is not None:
+        raise errors.AccountDeleting(user.user_id)
     if new_email == user.email:
         raise errors.ValidationFailed.single("new_email", "is already your address")
     seen = ratelimit.hit(f"change-email:{user.user_id}", 3600, now)
@@ -446,22 +455,32 @@ def request_email_change(principal: Principal, new_email: str, password: str, no
 def _switch_email(user: UserModel, item: OneTimeTokenModel, now: datetime) -> UserModel:
     """The account moves to the address the link was mailed to (now verified).
 
-    1. The link must be the latest request's, made after the password last changed, by a session still live.
-    2. Every other session ends first (harmless if what follows fails: they sign in again).
-    3. One transaction spends the link, swaps the address claims and moves the user: the new address cannot be
+    1. The link must be the latest request's, made after the password last changed, by a session still live, of
+       an account not being deleted.
+    2. An address another account took since is final: the link is spent, the request dropped, 409
+       ``email_taken`` (and no session ends).
+    3. Every other session ends, before and again after the change: none opened in between survives.
+    4. One transaction spends the link, swaps the address claims and moves the user: the new address cannot be
        taken in between (409 ``email_taken``), the old one is free for a sign-up at once, and a failure anywhere
        before it leaves the link to follow again.
-    4. The old address, if it was ever verified (a typo'd one may be a stranger's), is told.
+    5. The old address, if it was ever verified (a typo'd one may be a stranger's), is told at once after the
+       commit, before anything else can fail.
     """
     new, old, was_verified = item.email, user.email, user.email_verified_at is not None
     changed = user.password_changed_at
     if user.pending_email_token != item.token_hash or (changed is not None and item.created_at <= changed):
         raise errors.InvalidToken("A newer request, a password change or the change itself replaced this link.")
+    if user.deleting_at is not None:
+        raise errors.InvalidToken("This account is being deleted.")
     if item.session_id is not None:
         try:
             _live_session(item.session_id, user.user_id, now)
         except errors.SessionRevoked:
             raise errors.InvalidToken("The session that asked for this change has ended; ask again.") from None
+    taken = errors.EmailTaken("This address is in use by another account now; nothing changed.")
+    if users.id_by_email(new) is not None:
+        _drop_change(user, item, now)
+        raise taken
     revoke_user_sessions(user.user_id, "email_changed", now, keep=item.session_id)
     try:
         with transaction() as tx:
@@ -482,21 +501,39 @@ def _switch_email(user: UserModel, item: OneTimeTokenModel, now: datetime) -> Us
                     UserModel.pending_email_token.remove(),
                     UserModel.updated_at.set(now),
                 ],
-                condition=(UserModel.email == old) & (UserModel.pending_email_token == item.token_hash),
+                condition=(UserModel.email == old)
+                & (UserModel.pending_email_token == item.token_hash)
+                & UserModel.deleting_at.does_not_exist(),
                 add_version_condition=False,
             )
     except TransactWriteError as exc:
         reasons = [getattr(r, "code", None) for r in (exc.cancellation_reasons or [])]
         if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-            raise errors.EmailTaken("This address is in use by another account now; nothing changed.") from None
+            _drop_change(user, item, now)
+            raise taken from None
         if condition_failed(exc):  # followed twice at once, or the account changed meanwhile
-            raise errors.InvalidToken("This link is invalid, expired or already used.") from None
+            raise errors.InvalidToken(INVALID_LINK) from None
         raise
-    user.refresh(consistent_read=True)
     if was_verified:
         deliver(old, emails.address_changed(new, get_settings().support_email), user_id=user.user_id)
     logger.info("address changed", extra={"user_id": user.user_id})
+    revoke_user_sessions(user.user_id, "email_changed", now, keep=item.session_id)
+    user.refresh(consistent_read=True)
     return user
+
+
+def _drop_change(user: UserModel, item: OneTimeTokenModel, now: datetime) -> None:
+    """A change that can no longer happen: its link spent and the request gone from the user (if still it)."""
+    _spend(item, now)
+    try:
+        user.update(
+            actions=[UserModel.pending_email.remove(), UserModel.pending_email_token.remove()],
+            condition=UserModel.pending_email_token == item.token_hash,
+            add_version_condition=False,
+        )
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
 
 
 def _welcome(user: UserModel, now: datetime) -> None:
@@ -594,7 +631,10 @@ def erase_user(user_id: str) -> None:
     for session in SessionModel.by_user.query(user_id):
         session.delete()
     for _ in range(5):  # an address change committing in between moves the claim: read again and retry
-        user = users.load(user_id)
+        try:
+            user = users.load(user_id)
+        except errors.NotFound:
+            return  # erased meanwhile by another run of the deletion
         try:
             with transaction() as tx:
                 tx.delete(UserEmailModel(user.email), condition=UserEmailModel.user_id == user_id)

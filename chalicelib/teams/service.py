@@ -134,9 +134,9 @@ def any_team_of(user_id: str) -> str | None:
     return None
 
 
-def member_ids(team_id: str) -> list[str]:
-    """The ids of the team's members."""
-    return [m.user_id for m in MembershipModel.query(team_id)]
+def member_ids(team_id: str, *, consistent: bool = False) -> list[str]:
+    """The ids of the team's members (read consistently when ``consistent``: a join a moment ago counts)."""
+    return [m.user_id for m in MembershipModel.query(team_id, consistent_read=consistent)]
 
 
 def list_members(team_id: str) -> list[Member]:
@@ -190,9 +190,17 @@ def transfer_ownership(actor: str, team_id: str, user_id: str) -> Member:
     current = _membership(team_id, actor)
     if current.role != "owner":
         raise Forbidden("Only the owner transfers ownership.")
-    with transaction() as tx:
-        tx.update(current, actions=[MembershipModel.role.set("admin")], condition=MembershipModel.role == "owner")
-        tx.update(target, actions=[MembershipModel.role.set("owner")], condition=MembershipModel.role == target.role)
+    try:
+        with transaction() as tx:
+            users.check_joinable(tx, user_id)  # never to someone whose account is being deleted
+            tx.update(current, actions=[MembershipModel.role.set("admin")], condition=MembershipModel.role == "owner")
+            tx.update(
+                target, actions=[MembershipModel.role.set("owner")], condition=MembershipModel.role == target.role
+            )
+    except TransactWriteError as exc:
+        if _first_condition_failed(exc):
+            raise AccountDeleting(user_id, "This member's account is being deleted.") from None
+        raise
     return _member(_membership(team_id, user_id))
 
 

@@ -150,10 +150,30 @@ def check_joinable(t: Any, user_id: str) -> None:
     t.condition_check(UserModel, user_id, condition=UserModel.user_id.exists() & UserModel.deleting_at.does_not_exist())
 
 
-def mark_deleting(user_id: str, now: datetime) -> None:
-    """Mark the user as being deleted (once: a second mark keeps the first time)."""
-    load(user_id).update(
+def mark_deleting(user_id: str, now: datetime) -> datetime:
+    """Mark the user as being deleted (once: a second mark keeps the first time); returns the mark."""
+    item = load(user_id)
+    item.update(
         actions=[UserModel.deleting_at.set(UserModel.deleting_at | now)],
         condition=UserModel.user_id.exists(),
         add_version_condition=False,
     )
+    return item.deleting_at or now
+
+
+def unmark_deleting(user_id: str, mark: datetime) -> None:
+    """Take back a mark that :func:`mark_deleting` returned (a deletion refused after all), if it is still that
+    one."""
+    from pynamodb.exceptions import UpdateError
+
+    from chalicelib.storage.base import condition_failed
+
+    try:
+        UserModel(user_id).update(
+            actions=[UserModel.deleting_at.remove()],
+            condition=UserModel.deleting_at == mark,
+            add_version_condition=False,
+        )
+    except UpdateError as exc:
+        if not condition_failed(exc):  # else marked again since, or gone: not ours to take back
+            raise
