@@ -2,20 +2,48 @@
 
 from __future__ import annotations
 
+import json
+
 from chalicelib import errors
 from chalicelib.checks import kinds
 from chalicelib.checks.kinds import Spec
 from chalicelib.checks.model import Assertion, CheckResult, CheckSpec, TcpSpec
 from chalicelib.monitors import heartbeats
-from chalicelib.monitors.service import Monitor
+from chalicelib.monitors.service import Monitor, MonitorConfig
 from chalicelib.settings import get_settings
 
 TEST_CHECK_MAX_MS = 25_000  # API Gateway ends a request at 29 s
 
 
+MAX_SPEC_BYTES = 128 * 1024  # one job's check, encoded as the scheduler sends it: several fit a message
+
+
 def spec_from(monitor: Monitor, *, max_timeout_ms: int | None = None) -> Spec:
     """What the checker runs for ``monitor``, of its type (``checks.kinds``)."""
-    c = monitor.config
+    return spec_of(monitor.config, max_timeout_ms=max_timeout_ms)
+
+
+def check_job_size(config: MonitorConfig) -> None:
+    """422 for a monitor whose check would be over :data:`MAX_SPEC_BYTES` as the scheduler sends it (JSON, text
+    outside ASCII escaped: up to six bytes a character), naming its largest field: a job too big for a queue
+    message would fail its region's whole tick."""
+    if config.type not in ("http", "tcp"):
+        return
+    spec = spec_of(config)
+    size = len(json.dumps(kinds.kind_of(spec).to_json(spec), separators=(",", ":")))
+    if size <= MAX_SPEC_BYTES:
+        return
+    parts = {"body": config.body or "", "headers": config.headers, "assertions": config.assertions}
+    field = max(parts, key=lambda name: len(json.dumps(parts[name])))
+    raise errors.ValidationFailed.single(
+        field,
+        f"the check is {size // 1024} KiB as sent to the workers, over {MAX_SPEC_BYTES // 1024} KiB: shorten the"
+        " body, headers or assertions (a character outside ASCII takes up to six bytes, an emoji twelve)",
+    )
+
+
+def spec_of(c: MonitorConfig, *, max_timeout_ms: int | None = None) -> Spec:
+    """What the checker runs for a monitor of this config."""
     timeout = min(c.timeout_ms, max_timeout_ms) if max_timeout_ms else c.timeout_ms
     if c.type not in ("http", "tcp"):  # a heartbeat (pinged, not checked), or a type newer than this code
         raise ValueError(f"no check runs a monitor of type {c.type!r}")

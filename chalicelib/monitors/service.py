@@ -219,6 +219,9 @@ def _complete(config: MonitorConfig, all_regions: tuple[str, ...]) -> MonitorCon
         problems.append(errors.FieldError("degraded_after_ms", "must be less than timeout_ms"))
     if problems:
         raise errors.ValidationFailed(problems)
+    from chalicelib.monitors.checking import check_job_size  # it builds on this module
+
+    check_job_size(config)
     return replace(config, regions=regions, confirmation_regions=quorum)
 
 

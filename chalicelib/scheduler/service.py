@@ -53,6 +53,7 @@ class TickReport:
     sqs_requests: int = 0
     queries: int = 0
     regions: dict[str, int] = field(default_factory=dict)
+    failed_regions: list[str] = field(default_factory=list)  # whose jobs could not be sent, even on a retry
     heartbeats_missed: int = 0
 
 
@@ -100,33 +101,44 @@ def _queue_url(region: str) -> tuple[Any, str]:
 
 
 def _send(region: str, delay: int, bodies: list[str], report: TickReport) -> None:
+    """Send ``bodies`` to the region's queue in batches, removing each from the list once SQS took it: after a
+    failure the list holds exactly what is still to send (a retry sends nothing twice)."""
     sqs, url = _queue_url(region)
-    batch: list[dict[str, Any]] = []
-    size = 0
-
-    def flush() -> None:
-        nonlocal batch, size
-        if not batch:
-            return
+    while bodies:
+        batch: list[dict[str, Any]] = []
+        size = 0
+        for index, body in enumerate(bodies[:SQS_BATCH]):
+            if batch and size + len(body) > SQS_BATCH_BYTES:
+                break
+            entry: dict[str, Any] = {"Id": str(index), "MessageBody": body}
+            if delay:
+                entry["DelaySeconds"] = delay
+            batch.append(entry)
+            size += len(body)
         report.sqs_requests += 1
         response = sqs.send_message_batch(QueueUrl=url, Entries=batch)
         failed = {f["Id"] for f in response.get("Failed", [])}
-        if failed:  # one retry of what SQS refused, then the tick fails loudly (EventBridge retries it)
+        if failed:  # one retry of what SQS refused within the batch
             report.sqs_requests += 1
             retry = sqs.send_message_batch(QueueUrl=url, Entries=[e for e in batch if e["Id"] in failed])
-            if retry.get("Failed"):
-                raise RuntimeError(f"SQS refused {len(retry['Failed'])} check-job messages for {region}")
-        batch, size = [], 0
+            failed = {f["Id"] for f in retry.get("Failed", [])}
+        taken = [int(e["Id"]) for e in batch if e["Id"] not in failed]
+        for index in sorted(taken, reverse=True):
+            del bodies[index]
+        if failed:
+            raise RuntimeError(f"SQS refused {len(failed)} check-job messages for {region}")
 
-    for index, body in enumerate(bodies):
-        if len(batch) == SQS_BATCH or size + len(body) > SQS_BATCH_BYTES:
-            flush()
-        entry: dict[str, Any] = {"Id": str(index), "MessageBody": body}
-        if delay:
-            entry["DelaySeconds"] = delay
-        batch.append(entry)
-        size += len(body)
-    flush()
+
+def _sent(
+    region: str, repeat: int, bodies: list[str], minute: datetime, force: bool, now: datetime | None, report: TickReport
+) -> bool:
+    delay = 0 if force else send_delay(minute, repeat, now or datetime.now(UTC))
+    try:
+        _send(region, delay, bodies, report)
+    except Exception:  # noqa: BLE001 - one region's queue must not hold back the others
+        logger.exception("check jobs not sent", extra={"region": region, "messages": len(bodies)})
+        return False
+    return True
 
 
 def send_delay(minute: datetime, repeat: int, now: datetime) -> int:
@@ -136,17 +148,31 @@ def send_delay(minute: datetime, repeat: int, now: datetime) -> int:
     return min(SQS_MAX_DELAY_SECONDS, max(0, int(lead)))
 
 
+class NothingSent(RuntimeError):
+    """No region's jobs could be sent: the tick fails, and its retry (Lambda retries a failed scheduled invocation)
+    duplicates nothing."""
+
+
 def run_tick(tick: datetime, *, force: bool = False, now: datetime | None = None) -> TickReport:
-    """``now``: the clock the delays are counted from (read before each send unless given)."""
+    """``now``: the clock the delays are counted from (read before each send unless given).
+
+    Each region's sends stand alone: a region whose queue fails (even after one more try, once the others are
+    sent) is logged and counted (``CheckSendFailures``, which an alarm watches) and the others' checks go on; the
+    tick fails only when nothing at all was sent."""
     groups, report = plan_jobs(tick, force)
     minute = planned_minute(tick)
+    failed: list[tuple[str, int, list[str]]] = []
     for (region, repeat), jobs in sorted(groups.items()):
         bodies = pack(jobs)
         report.jobs += len(jobs)
         report.messages += len(bodies)
         report.regions[region] = report.regions.get(region, 0) + len(jobs)
-        delay = 0 if force else send_delay(minute, repeat, now or datetime.now(UTC))
-        _send(region, delay, bodies, report)
+        if not _sent(region, repeat, bodies, minute, force, now, report):
+            failed.append((region, repeat, bodies))
+    for region, repeat, bodies in failed:  # one more try each, after every other region's jobs are on their way
+        if not _sent(region, repeat, bodies, minute, force, now, report):
+            report.failed_regions.append(region)
+            metrics.add_metric(name="CheckSendFailures", unit="Count", value=1)
     try:
         report.heartbeats_missed = heartbeats.sweep(now or datetime.now(UTC))
     except Exception:  # noqa: BLE001 - the deadlines stay due: the next tick sweeps them
@@ -155,4 +181,6 @@ def run_tick(tick: datetime, *, force: bool = False, now: datetime | None = None
     metrics.add_metric(name="DueMonitors", unit="Count", value=report.due_monitors)
     metrics.add_metric(name="JobsSent", unit="Count", value=report.jobs)
     logger.info("tick", extra=vars(report))
+    if report.failed_regions and len(report.failed_regions) == len(groups):
+        raise NothingSent(f"no check jobs could be sent: {', '.join(sorted(set(report.failed_regions)))}")
     return report

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import secrets
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
 from chalicelib.checks.jobs import MAX_MESSAGE_BYTES, Job, decode_message
 from chalicelib.monitors.models import MonitorModel
-from chalicelib.scheduler.service import run_tick
+from chalicelib.scheduler.service import NothingSent, run_tick
 from tests.factories import create_monitor
 from tests.support import on_plan
 
@@ -203,3 +205,71 @@ def test_a_tcp_monitor_is_planned_with_its_spec_and_one_of_an_unknown_type_is_sk
     assert (planned[tcp["id"]].spec.host, planned[tcp["id"]].spec.port) == ("1.1.1.1", 5432)
     assert planned[http["id"]].spec.url == URL
     assert report.due_monitors == 2
+
+
+# --- issue 18: one region's queue failing holds back no other region ----------------------------------------------
+
+
+@contextmanager
+def refusing(region_queue: str, times: int):
+    """SendMessageBatch to ``region_queue`` fails ``times`` times, as an SQS outage in that region would (at
+    botocore's edge)."""
+    sqs = client("sqs")
+    left = [times]
+
+    def hook(params, **_):
+        if params.get("QueueUrl", "").endswith(region_queue) and left[0] > 0:
+            left[0] -= 1
+            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessageBatch")
+
+    sqs.meta.events.register_first("before-parameter-build.sqs.SendMessageBatch", hook)
+    try:
+        yield left
+    finally:
+        sqs.meta.events.unregister("before-parameter-build.sqs.SendMessageBatch", hook)
+
+
+def test_one_regions_queue_failing_holds_back_no_other_region(api, alice, settings):
+    m = create(api)
+    with refusing(names.check_queue(settings, "eu-west-1"), times=2):
+        report = run_tick(TICK)
+
+    assert report.failed_regions == ["eu-west-1"]
+    assert [job.monitor_id for job, _ in drain(settings, "us-east-1")] == [m["id"]]
+    assert [job.monitor_id for job, _ in drain(settings, "ap-southeast-1")] == [m["id"]]
+    assert drain(settings, "eu-west-1") == []
+
+
+def test_a_region_that_fails_once_is_sent_again_after_the_others_and_nothing_twice(api, alice, settings):
+    for n in range(3):
+        create(api, name=f"m{n}")
+    with refusing(names.check_queue(settings, "eu-west-1"), times=1):
+        report = run_tick(TICK)
+
+    assert report.failed_regions == []
+    assert len(drain(settings, "eu-west-1")) == 3
+
+
+def test_a_tick_that_sent_nothing_fails_so_that_its_retry_sends_it(api, alice, settings):
+    create(api)
+    with refusing("", times=6), pytest.raises(NothingSent):  # every queue, first try and second
+        run_tick(TICK)
+
+    assert all(drain(settings, region) == [] for region in ("us-east-1", "eu-west-1", "ap-southeast-1"))
+    run_tick(TICK)  # the retry
+    assert all(len(drain(settings, region)) == 1 for region in ("us-east-1", "eu-west-1", "ap-southeast-1"))
+
+
+def test_a_monitor_whose_job_would_be_too_big_is_refused_at_save_naming_the_field(api, alice, settings):
+    ascii_body = create(api, name="Big but fine", method="POST", body="a" * 65536)  # the body's own limit
+    accents = {"name": "Accents", "url": URL, "method": "POST", "body": "é" * 30000}  # 6 bytes each as sent
+
+    r = api.post("/v1/monitors", accents)
+    assert (r.status, [e["field"] for e in r.json["errors"]]) == (422, ["body"])
+    assert "KiB" in r.json["errors"][0]["message"]
+    r = api.patch(f"/v1/monitors/{ascii_body['id']}", {"body": "é" * 30000})
+    assert (r.status, [e["field"] for e in r.json["errors"]]) == (422, ["body"])
+
+    report = run_tick(TICK)  # what was saved travels
+    assert report.failed_regions == []
+    assert MonitorModel.get(alice["team"]["id"], ascii_body["id"]).body == "a" * 65536
