@@ -7,7 +7,7 @@ and the check worker names only the two it reads and writes.
 
 from __future__ import annotations
 
-from chalicelib.alerts.models import AlertMarkModel, ChannelModel, DeliveryModel
+from chalicelib.alerts.models import AlertMarkModel, ChannelModel, DeliveryModel, SuppressionModel
 from chalicelib.auth.models import ApiKeyModel, OneTimeTokenModel, SessionModel
 from chalicelib.billing.models import StripeCustomerModel, StripeEventModel, UsageModel
 from chalicelib.incidents.models import (
@@ -58,6 +58,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = tuple(
             RollupModel,
             SessionModel,
             SlugModel,
+            SuppressionModel,
             StatusPageModel,
             StripeCustomerModel,
             StripeEventModel,

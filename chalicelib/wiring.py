@@ -22,6 +22,13 @@ def not_found() -> Blueprint:
 
 def event_blueprints() -> list[Blueprint]:
     """The event handlers Lambda runs beside the API (and the local event loop runs for it)."""
-    from chalicelib.events import aggregate, alerts, incidents, schedule, status_pages
+    from chalicelib.events import aggregate, alerts, incidents, mail, schedule, status_pages
 
-    return [schedule.blueprint, aggregate.blueprint, incidents.blueprint, alerts.blueprint, status_pages.blueprint]
+    return [
+        schedule.blueprint,
+        aggregate.blueprint,
+        incidents.blueprint,
+        alerts.blueprint,
+        mail.blueprint,
+        status_pages.blueprint,
+    ]

@@ -46,6 +46,7 @@ EVENT_FUNCTIONS = (
     "Incidents",
     "Alerts",
     "AlertDeliveries",
+    "EmailFeedback",
     "StatusPages",
     "StatusPagesRefresh",
 )
@@ -58,6 +59,12 @@ STREAM_FUNCTIONS = {
 }
 ALERT_QUEUE_NAME = "${TablePrefix}alerts"  # names.alert_queue
 ALERT_FUNCTION = "AlertDeliveries"  # its SQS consumer
+EMAIL_EVENTS_NAME = "${TablePrefix}email-events"  # names.email_events_queue and names.email_events_topic
+EMAIL_FEEDBACK_FUNCTION = "EmailFeedback"  # its SQS consumer
+CONFIGURATION_SET_NAME = "${TablePrefix}email"  # names.configuration_set
+# SES reviews an account at a 5 % bounce or a 0.1 % complaint rate and may pause sending at 10 % or 0.5 %: warn first.
+SES_BOUNCE_RATE_ALARM = 0.04
+SES_COMPLAINT_RATE_ALARM = 0.0008
 # AWS's guidance for an SQS event source: a visibility timeout of six times the function's (lambda_timeout 25 s).
 ALERT_QUEUE_VISIBILITY_S = 6 * 25
 
@@ -328,7 +335,23 @@ def api_policy() -> dict[str, Any]:
                         "Sid": "Email",
                         "Effect": "Allow",
                         "Action": ["ses:SendRawEmail"],
-                        "Resource": [arn("ses", "identity/*")],
+                        "Resource": [
+                            arn("ses", "identity/*"),
+                            arn("ses", "configuration-set/" + CONFIGURATION_SET_NAME),
+                        ],
+                    },
+                    {
+                        # Bounces and complaints, read by the email feedback handler.
+                        "Sid": "EmailEvents",
+                        "Effect": "Allow",
+                        "Action": [
+                            "sqs:ChangeMessageVisibility",
+                            "sqs:DeleteMessage",
+                            "sqs:GetQueueAttributes",
+                            "sqs:GetQueueUrl",
+                            "sqs:ReceiveMessage",
+                        ],
+                        "Resource": [{"Fn::GetAtt": ["EmailEventsQueue", "Arn"]}],
                     },
                     {
                         # Deliveries and group flushes: sent by the alert handler, consumed by its deliverer.
@@ -571,6 +594,111 @@ def alert_queue() -> dict[str, Any]:
     }
 
 
+def email_feedback() -> dict[str, Any]:
+    """Bounces and complaints back from SES: the configuration set every email is sent with publishes them to a
+    topic, which feeds a queue (raw) that the email feedback handler reads (``chalicelib/events/mail``); and
+    alarms on the account's bounce and complaint rates, before SES reviews or pauses the sender."""
+    rate_alarm = {
+        "Namespace": "AWS/SES",
+        "Statistic": "Maximum",
+        "Period": 3600,
+        "EvaluationPeriods": 1,
+        "ComparisonOperator": "GreaterThanThreshold",
+        "TreatMissingData": "notBreaching",
+        "AlarmActions": [ref("AlarmTopic")],
+        "OKActions": [ref("AlarmTopic")],
+    }
+    return {
+        "EmailEventsTopic": {
+            "Type": "AWS::SNS::Topic",
+            "Properties": {"TopicName": sub(EMAIL_EVENTS_NAME), "DisplayName": sub("Vigil ${Stage} email events")},
+        },
+        "EmailEventsDeadLetterQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": sub(EMAIL_EVENTS_NAME + "-dlq"),
+                "MessageRetentionPeriod": 14 * 24 * 3600,
+                "SqsManagedSseEnabled": True,
+            },
+        },
+        "EmailEventsQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": sub(EMAIL_EVENTS_NAME),
+                "VisibilityTimeout": 6 * 30,
+                "SqsManagedSseEnabled": True,
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": {"Fn::GetAtt": ["EmailEventsDeadLetterQueue", "Arn"]},
+                    "maxReceiveCount": 5,
+                },
+            },
+        },
+        "EmailEventsQueuePolicy": {
+            "Type": "AWS::SQS::QueuePolicy",
+            "Properties": {
+                "Queues": [ref("EmailEventsQueue")],
+                "PolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "FromTheEmailEventsTopic",
+                            "Effect": "Allow",
+                            "Principal": {"Service": "sns.amazonaws.com"},
+                            "Action": "sqs:SendMessage",
+                            "Resource": {"Fn::GetAtt": ["EmailEventsQueue", "Arn"]},
+                            "Condition": {"ArnEquals": {"aws:SourceArn": ref("EmailEventsTopic")}},
+                        }
+                    ],
+                },
+            },
+        },
+        "EmailEventsSubscription": {
+            "Type": "AWS::SNS::Subscription",
+            "Properties": {
+                "TopicArn": ref("EmailEventsTopic"),
+                "Protocol": "sqs",
+                "Endpoint": {"Fn::GetAtt": ["EmailEventsQueue", "Arn"]},
+                "RawMessageDelivery": True,
+            },
+        },
+        "EmailConfigurationSet": {
+            "Type": "AWS::SES::ConfigurationSet",
+            "Properties": {"Name": sub(CONFIGURATION_SET_NAME)},
+        },
+        "EmailConfigurationSetEvents": {
+            "Type": "AWS::SES::ConfigurationSetEventDestination",
+            "Properties": {
+                "ConfigurationSetName": ref("EmailConfigurationSet"),
+                "EventDestination": {
+                    "Name": "bounces-and-complaints",
+                    "Enabled": True,
+                    "MatchingEventTypes": ["bounce", "complaint"],
+                    "SnsDestination": {"TopicARN": ref("EmailEventsTopic")},
+                },
+            },
+        },
+        "EmailBounceRateAlarm": {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                **rate_alarm,
+                "AlarmDescription": "SES bounce rate over 4 %: SES reviews the account at 5 % (docs/runbook.md).",
+                "MetricName": "Reputation.BounceRate",
+                "Threshold": SES_BOUNCE_RATE_ALARM,
+            },
+        },
+        "EmailComplaintRateAlarm": {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                **rate_alarm,
+                "AlarmDescription": "SES complaint rate over 0.08 %: SES reviews the account at 0.1 %"
+                " (docs/runbook.md).",
+                "MetricName": "Reputation.ComplaintRate",
+                "Threshold": SES_COMPLAINT_RATE_ALARM,
+            },
+        },
+    }
+
+
 HANDLER_FAILURES = "HandlerFailuresDeadLetterQueue"
 SCHEDULED_WITH_FAILURES = ("Aggregator",)  # scheduled handlers whose failures are parked (and alarmed)
 
@@ -644,6 +772,7 @@ def build() -> dict[str, Any]:
     resources.update(cfn_table_resources(ALL_MODELS))
     resources.update(status_pages())
     resources.update(alert_queue())
+    resources.update(email_feedback())
     resources.update(handler_failures())
     resources.update(alarms(resources))
     resources["ApiHandlerDataPolicy"] = api_policy()
@@ -683,6 +812,13 @@ def build() -> dict[str, Any]:
     resources[ALERT_FUNCTION]["DependsOn"] = ["ApiHandlerDataPolicy", "AlertQueue"]
     resources[ALERT_FUNCTION]["Properties"]["Events"] = {
         f"{ALERT_FUNCTION}SqsEventSource": {
+            "Type": "SQS",
+            "Properties": {"BatchSize": 10, "FunctionResponseTypes": ["ReportBatchItemFailures"]},
+        }
+    }
+    resources[EMAIL_FEEDBACK_FUNCTION]["DependsOn"] = ["ApiHandlerDataPolicy", "EmailEventsQueue"]
+    resources[EMAIL_FEEDBACK_FUNCTION]["Properties"]["Events"] = {
+        f"{EMAIL_FEEDBACK_FUNCTION}SqsEventSource": {
             "Type": "SQS",
             "Properties": {"BatchSize": 10, "FunctionResponseTypes": ["ReportBatchItemFailures"]},
         }

@@ -87,3 +87,17 @@ class AlertMarkModel(BaseModel):
     members = UnicodeSetAttribute(null=True)
     flushed_at = UTCDateTimeAttribute(null=True)
     expires_at = TTLAttribute()
+
+
+class SuppressionModel(BaseModel):
+    """An address alert email no longer goes to: SES reported a permanent bounce or a complaint for it."""
+
+    logical_name = "email_suppressions"
+
+    class Meta:
+        pass
+
+    address = UnicodeAttribute(hash_key=True)  # normalised (lower case)
+    reason = UnicodeAttribute()  # "bounce" | "complaint"
+    detail = UnicodeAttribute(null=True)  # the bounce's subtype and diagnostic, cut short
+    at = UTCDateTimeAttribute()

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator
 
 from chalicelib import lifecycle
-from chalicelib.alerts import attempts, channels
+from chalicelib.alerts import attempts, channels, suppressions
 from chalicelib.alerts.deliveries import Delivery
 from chalicelib.alerts.kinds import KINDS
 from chalicelib.alerts.notification import NOTIFY_ON_CHOICES
@@ -61,6 +61,13 @@ class ChannelPatch(ChannelFields):
     """Only the fields sent change; ``config`` is replaced whole (masked values sent back keep the secret)."""
 
 
+class SuppressedOut(Out):
+    address: str
+    reason: Literal["bounce", "complaint"]
+    detail: str | None = Field(description="the bounce's kind and the receiving server's words, when known")
+    since: str
+
+
 class ChannelOut(Out):
     id: str
     team_id: str
@@ -73,6 +80,11 @@ class ChannelOut(Out):
     cooldown_seconds: int
     created_at: str
     updated_at: str
+    suppressed_addresses: list[SuppressedOut] = Field(
+        default_factory=list,
+        description="an email channel's addresses that alerts no longer go to: the receiving server said the"
+        " address does not exist (a permanent bounce) or its owner marked an alert as spam (a complaint)",
+    )
 
 
 class CreatedChannelOut(ChannelOut):
@@ -117,8 +129,26 @@ class DeliveryList(Out):
     next_cursor: str | None
 
 
-def channel_out(channel: channels.Channel) -> dict[str, Any]:
+def _held(found: list[channels.Channel]) -> dict[str, suppressions.Suppression]:
+    """The suppressed addresses of these channels' email addresses (one read for all)."""
+    addresses = [a for c in found if c.type == "email" for a in c.config.get("addresses", [])]
+    return suppressions.of(addresses)
+
+
+def channel_out(channel: channels.Channel, held: dict[str, suppressions.Suppression] | None = None) -> dict[str, Any]:
+    held = _held([channel]) if held is None else held
+    addresses = channel.config.get("addresses", []) if channel.type == "email" else []
     return {
+        "suppressed_addresses": [
+            SuppressedOut(
+                address=s.address,
+                reason=s.reason,  # type: ignore[arg-type]
+                detail=s.detail,
+                since=isoz(s.at) or "",
+            )
+            for a in addresses
+            if (s := held.get(a.lower())) is not None
+        ],
         "id": channel.id,
         "team_id": channel.team_id,
         "type": channel.type,
@@ -188,7 +218,8 @@ def create_channel(call: Call) -> CreatedChannelOut:
 )
 def list_channels(call: Call) -> ChannelList:
     found, next_cursor = channels.list_channels(call.user.team_id, limit=call.query.limit, after=call.query.cursor)
-    return ChannelList(data=[ChannelOut(**channel_out(c)) for c in found], next_cursor=next_cursor)
+    held = _held(found)
+    return ChannelList(data=[ChannelOut(**channel_out(c, held)) for c in found], next_cursor=next_cursor)
 
 
 @router.route(

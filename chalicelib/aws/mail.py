@@ -6,6 +6,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Protocol
 
+from chalicelib.aws import names
 from chalicelib.aws.clients import client
 from chalicelib.observability import logger
 from chalicelib.settings import get_settings
@@ -27,10 +28,12 @@ def build_message(to: str, subject: str, text: str, html: str) -> EmailMessage:
 def send_email(to: str, subject: str, text: str, html: str) -> str:
     """Send one email; returns the SES message id."""
     message = build_message(to, subject, text, html)
+    settings = get_settings()
     response = client("ses").send_raw_email(
-        Source=get_settings().email_from,
+        Source=settings.email_from,
         Destinations=[to],
         RawMessage={"Data": message.as_bytes()},
+        ConfigurationSetName=names.configuration_set(settings),  # bounces and complaints come back
     )
     logger.info("email sent", extra={"subject": subject, "ses_message_id": response["MessageId"]})
     return str(response["MessageId"])

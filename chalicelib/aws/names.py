@@ -44,3 +44,18 @@ def results_stream_arn(settings: Settings) -> str:
         return settings.results_stream_arn
     table = f"{settings.table_prefix}result_packs"
     return f"arn:aws:dynamodb:{settings.home_region}:000000000000:table/{table}/stream/latest"
+
+
+def configuration_set(settings: Settings) -> str:
+    """The SES configuration set every email is sent with: it publishes bounces and complaints."""
+    return f"{settings.table_prefix}email".lower()
+
+
+def email_events_topic(settings: Settings) -> str:
+    """The SNS topic SES publishes bounces and complaints to."""
+    return f"{settings.table_prefix}email-events"
+
+
+def email_events_queue(settings: Settings) -> str:
+    """The SQS queue subscribed to the email events topic, which the email feedback handler reads."""
+    return f"{settings.table_prefix}email-events"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
@@ -51,5 +52,38 @@ def create_resources(settings: Settings) -> dict[str, list[str]]:
         else:
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": settings.aws_region})
         created["buckets"].append(bucket)
-    client("ses").verify_email_identity(EmailAddress=names.email_identity(settings))
+    ses = client("ses")
+    ses.verify_email_identity(EmailAddress=names.email_identity(settings))
+    created["queues"].append(_email_feedback(settings, sqs, ses))
     return created
+
+
+def _email_feedback(settings: Settings, sqs: Any, ses: Any) -> str:
+    """The configuration set email is sent with, the topic SES publishes its bounces and complaints to, and the
+    queue (with its DLQ) that topic feeds raw, as deployed.  An emulator sends no such event: a test publishes one
+    to the topic, as SES would."""
+    name = names.email_events_queue(settings)
+    dlq_url = sqs.create_queue(QueueName=names.dead_letter_queue(name))["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(
+        QueueName=name,
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})},
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns = client("sns")
+    topic = sns.create_topic(Name=names.email_events_topic(settings))["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    config_set = names.configuration_set(settings)
+    existing = ses.list_configuration_sets().get("ConfigurationSets", [])
+    if config_set not in {c["Name"] for c in existing}:
+        ses.create_configuration_set(ConfigurationSet={"Name": config_set})
+        ses.create_configuration_set_event_destination(
+            ConfigurationSetName=config_set,
+            EventDestination={
+                "Name": "bounces-and-complaints",
+                "Enabled": True,
+                "MatchingEventTypes": ["bounce", "complaint"],
+                "SNSDestination": {"TopicARN": topic},
+            },
+        )
+    return name

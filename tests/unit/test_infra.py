@@ -233,8 +233,14 @@ def test_only_the_checker_stacks_create_check_queues() -> None:
     """The home region runs a checker stack too: a queue in the main stack would collide with its queue's name."""
     queues = [r["Properties"]["QueueName"]["Fn::Sub"] for r in RESOURCES.values() if r.get("Type") == "AWS::SQS::Queue"]
     assert not [name for name in queues if "checks" in name]
-    # The alert handler's, and where what a handler gave up on is parked: home only.
-    assert sorted(queues) == ["${TablePrefix}alerts", "${TablePrefix}alerts-dlq", "${TablePrefix}handler-failures-dlq"]
+    # The alert handler's, the email events', and where what a handler gave up on is parked: home only.
+    assert sorted(queues) == [
+        "${TablePrefix}alerts",
+        "${TablePrefix}alerts-dlq",
+        "${TablePrefix}email-events",
+        "${TablePrefix}email-events-dlq",
+        "${TablePrefix}handler-failures-dlq",
+    ]
     assert "CheckQueueUrl" not in TEMPLATE["Outputs"]
     assert "CheckQueueUrl" in CHECKER["Outputs"]
     # The scheduler may still send to every region's queue, the home region's included.
@@ -255,7 +261,7 @@ def test_every_dead_letter_queue_has_an_alarm(template: dict[str, Any]) -> None:
         and r["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
     }
 
-    main = {"AlertDeadLetterQueue", "HandlerFailuresDeadLetterQueue"}
+    main = {"AlertDeadLetterQueue", "EmailEventsDeadLetterQueue", "HandlerFailuresDeadLetterQueue"}
     assert dead_letter == ({"CheckDeadLetterQueue"} if template is CHECKER else main)
     assert alarmed == dead_letter
     for q in dead_letter:
@@ -927,3 +933,20 @@ def test_the_deploy_guard_counts_index_changes() -> None:
     template = {"Resources": {"T": {"Type": "AWS::DynamoDB::Table", "Properties": {"GlobalSecondaryIndexes": []}}}}
     template["Resources"]["T"]["Properties"]["GlobalSecondaryIndexes"] = [{"IndexName": "b"}, {"IndexName": "a"}]
     assert build.table_indexes(template) == {"T": ["a", "b"]}
+
+
+def test_ses_publishes_bounces_and_complaints_to_the_queue_the_feedback_handler_reads() -> None:
+    """Every email is sent with the configuration set (``aws.mail``); its events reach the email feedback function."""
+    destination = RESOURCES["EmailConfigurationSetEvents"]["Properties"]
+    assert destination["ConfigurationSetName"] == {"Ref": "EmailConfigurationSet"}
+    assert sorted(destination["EventDestination"]["MatchingEventTypes"]) == ["bounce", "complaint"]
+    assert destination["EventDestination"]["SnsDestination"] == {"TopicARN": {"Ref": "EmailEventsTopic"}}
+    subscription = RESOURCES["EmailEventsSubscription"]["Properties"]
+    assert subscription["Endpoint"] == {"Fn::GetAtt": ["EmailEventsQueue", "Arn"]}
+    assert subscription["RawMessageDelivery"] is True
+    policy = RESOURCES["EmailEventsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert policy["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "EmailEventsTopic"}}}
+    source = RESOURCES["EmailFeedback"]["Properties"]["Events"]["EmailFeedbackSqsEventSource"]["Properties"]
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    rates = {RESOURCES[a]["Properties"]["MetricName"] for a in ("EmailBounceRateAlarm", "EmailComplaintRateAlarm")}
+    assert rates == {"Reputation.BounceRate", "Reputation.ComplaintRate"}

@@ -12,6 +12,8 @@ from chalicelib.alerts.notification import Notification
 from chalicelib.masking import MASK
 from chalicelib.schema import Schema
 
+SUPPRESSED = "suppressed (every address bounced or complained)"
+
 
 @dataclass(frozen=True)
 class Sent:
@@ -31,7 +33,7 @@ class Sent:
         if self.ok or self.gone:
             return False
         if self.status is None:
-            return self.error != "destination_not_allowed"
+            return self.error not in ("destination_not_allowed", SUPPRESSED)
         return self.status >= 500 or self.status in (408, 429)
 
     @classmethod

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, field_validator
 
-from chalicelib.alerts.kinds.base import Kind, Sent
+from chalicelib.alerts import suppressions
+from chalicelib.alerts.kinds.base import SUPPRESSED, Kind, Sent
 from chalicelib.alerts.notification import Notification
 from chalicelib.aws.mail import send_email
 from chalicelib.schema import Schema
@@ -91,8 +92,12 @@ class Email(Kind):
         return {**config, "addresses": [a for a in config["addresses"] if a not in reached]}
 
     def send(self, message: EmailContent, config: dict[str, Any], delivery_id: str, now: datetime) -> Sent:
+        """Every address but those SES reported bouncing for good or complaining (``alerts.suppressions``): an
+        attempt with only those left is a failure that is not retried."""
+        held = suppressions.of(config["addresses"])
+        addresses = [a for a in config["addresses"] if a.lower() not in held]
+        if not addresses:
+            return Sent(ok=False, error=SUPPRESSED)
         return Sent.to_each(
-            config["addresses"],
-            lambda address: send_email(address, message.subject, message.text, message.html),
-            "ses",
+            addresses, lambda address: send_email(address, message.subject, message.text, message.html), "ses"
         )

@@ -1,0 +1,76 @@
+"""Addresses alert email no longer goes to, from SES's bounce and complaint events.
+
+SES publishes a sending event (through the configuration set ``names.configuration_set``) to an SNS topic that
+feeds the email feedback queue (``events/mail``).  A permanent bounce or a complaint suppresses each recipient it
+names; a transient bounce (a full mailbox, a greylisting) suppresses nothing.  The email kind leaves a suppressed
+address out of every alert, and an email channel shows its suppressed addresses.  Account email (verification,
+password reset) is not held back: a person fixing their own address needs it, and SES's account-level
+suppression list guards the sender's reputation there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from chalicelib.alerts.models import SuppressionModel
+from chalicelib.observability import logger
+
+BOUNCE, COMPLAINT = "bounce", "complaint"
+DETAIL_MAX = 300
+
+
+@dataclass(frozen=True)
+class Suppression:
+    address: str
+    reason: str
+    detail: str | None
+    at: datetime
+
+
+def _to(item: SuppressionModel) -> Suppression:
+    return Suppression(address=item.address, reason=item.reason, detail=item.detail, at=item.at)
+
+
+def of(addresses: list[str]) -> dict[str, Suppression]:
+    """The suppressed ones among ``addresses`` (one BatchGetItem per 100)."""
+    keys = list(dict.fromkeys(a.lower() for a in addresses))
+    return {item.address: _to(item) for item in SuppressionModel.batch_get(keys)} if keys else {}
+
+
+def suppress(address: str, reason: str, detail: str | None, at: datetime) -> None:
+    """Record (or refresh) a suppression; a complaint is never downgraded to a bounce."""
+    address = address.strip().lower()
+    existing = of([address]).get(address)
+    if existing is not None and existing.reason == COMPLAINT and reason == BOUNCE:
+        return
+    SuppressionModel(address, reason=reason, detail=(detail or None) and detail[:DETAIL_MAX], at=at).save()
+
+
+def apply_event(event: dict[str, Any], now: datetime) -> list[str]:
+    """Apply one SES event (event publishing's ``eventType``, or a notification's ``notificationType``); returns
+    the addresses it suppressed.  Anything else (deliveries, transient bounces, unknown types) changes nothing."""
+    kind = str(event.get("eventType") or event.get("notificationType") or "")
+    suppressed: list[str] = []
+    if kind == "Bounce":
+        bounce = event.get("bounce") or {}
+        if bounce.get("bounceType") != "Permanent":
+            return []
+        subtype = str(bounce.get("bounceSubType") or "")
+        for recipient in bounce.get("bouncedRecipients") or []:
+            address = str(recipient.get("emailAddress") or "")
+            if "@" in address:
+                detail = " · ".join(p for p in (subtype, str(recipient.get("diagnosticCode") or "")) if p)
+                suppress(address, BOUNCE, detail, now)
+                suppressed.append(address.lower())
+    elif kind == "Complaint":
+        complaint = event.get("complaint") or {}
+        for recipient in complaint.get("complainedRecipients") or []:
+            address = str(recipient.get("emailAddress") or "")
+            if "@" in address:
+                suppress(address, COMPLAINT, complaint.get("complaintFeedbackType"), now)
+                suppressed.append(address.lower())
+    if suppressed:
+        logger.info("email addresses suppressed", extra={"reason": kind.lower(), "count": len(suppressed)})
+    return suppressed
