@@ -231,6 +231,18 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("LOG_LEVEL", "log_level", default="INFO", meaning="`DEBUG`, `INFO`, `WARNING`, `ERROR`"),
     Variable(
+        "VIGIL_DEMO_PORT",
+        "demo_port",
+        default="8020",
+        meaning="`make demo`: the loopback port of the demo service and its webhook receiver",
+    ),
+    Variable(
+        "VIGIL_DEMO_STEP_SECONDS",
+        "demo_step_seconds",
+        default="60",
+        meaning="`make demo`: how long one step of the demo service's five-step script lasts (1 to 3600)",
+    ),
+    Variable(
         "VIGIL_VERSION",
         "version",
         default="0.1.0",
@@ -296,6 +308,8 @@ class Settings:
     stripe_price_pro: str = "price_vigil_pro"
     stripe_price_enterprise: str = "price_vigil_enterprise"
     stripe_api_base: str | None = None
+    demo_port: int = 8020
+    demo_step_seconds: int = 60
 
     @property
     def is_local(self) -> bool:
@@ -450,6 +464,8 @@ def load_settings(
         stripe_price_pro=get("STRIPE_PRICE_PRO"),
         stripe_price_enterprise=get("STRIPE_PRICE_ENTERPRISE"),
         stripe_api_base=(get("STRIPE_API_BASE") or "").rstrip("/") or None,
+        demo_port=_int("VIGIL_DEMO_PORT", get("VIGIL_DEMO_PORT"), 1, 65535),
+        demo_step_seconds=_int("VIGIL_DEMO_STEP_SECONDS", get("VIGIL_DEMO_STEP_SECONDS"), 1, 3600),
     )
 
 

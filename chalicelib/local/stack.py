@@ -183,6 +183,13 @@ def run(*, demo: bool = False) -> int:
     if not settings.is_local:
         print(f"vigil: the local stack runs a local stage, not {settings.stage!r} (VIGIL_STAGE)", file=sys.stderr)
         return 2
+    if demo and settings.aws_endpoint_url:
+        print(
+            "vigil: make demo runs on the embedded emulator only (it reads its account's verification email from it"
+            " and starts from nothing): unset AWS_ENDPOINT_URL",
+            file=sys.stderr,
+        )
+        return 2
     emulator, emulator_url = (None, None) if settings.aws_endpoint_url else _start_emulator()
     try:
         return _serve(settings, emulator_url, demo=demo)
@@ -228,10 +235,12 @@ def _serve(settings: Settings, emulator_url: str | None, *, demo: bool = False) 
             from chalicelib.local import demo as living_demo
 
             try:
-                demo_service = living_demo.start(f"http://127.0.0.1:{settings.port}", loop.run_tick_now)
-            except (living_demo.SeedFailed, OSError) as exc:
+                demo_service = living_demo.start(settings, f"http://127.0.0.1:{settings.port}", loop.run_tick_now)
+            except living_demo.SeedFailed as exc:
                 print(f"vigil: the demo could not start: {exc}", file=sys.stderr)
                 return 1
+            except KeyboardInterrupt:  # Ctrl-C while seeding: stop as quietly as after it
+                return 130
         _wait_for_signal(server_thread)
     finally:
         print("  stopping…", flush=True)
