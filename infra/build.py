@@ -568,30 +568,36 @@ def queues() -> dict[str, Any]:
     }
 
 
-def alert_queue() -> dict[str, Any]:
-    """The alerts queue (one message per delivery attempt; delays are retries and groups) and its DLQ."""
+def queue_with_dead_letters(logical: str, name: str, visibility_s: int) -> dict[str, Any]:
+    """A queue (``<logical>Queue``) and its dead-letter queue (``<logical>DeadLetterQueue``, kept 14 days, which
+    ``alarms`` watches): a message received five times without success is parked there."""
     return {
-        "AlertDeadLetterQueue": {
+        f"{logical}DeadLetterQueue": {
             "Type": "AWS::SQS::Queue",
             "Properties": {
-                "QueueName": sub(ALERT_QUEUE_NAME + "-dlq"),
+                "QueueName": sub(name + "-dlq"),
                 "MessageRetentionPeriod": 14 * 24 * 3600,
                 "SqsManagedSseEnabled": True,
             },
         },
-        "AlertQueue": {
+        f"{logical}Queue": {
             "Type": "AWS::SQS::Queue",
             "Properties": {
-                "QueueName": sub(ALERT_QUEUE_NAME),
-                "VisibilityTimeout": ALERT_QUEUE_VISIBILITY_S,
+                "QueueName": sub(name),
+                "VisibilityTimeout": visibility_s,
                 "SqsManagedSseEnabled": True,
                 "RedrivePolicy": {
-                    "deadLetterTargetArn": {"Fn::GetAtt": ["AlertDeadLetterQueue", "Arn"]},
+                    "deadLetterTargetArn": {"Fn::GetAtt": [f"{logical}DeadLetterQueue", "Arn"]},
                     "maxReceiveCount": 5,
                 },
             },
         },
     }
+
+
+def alert_queue() -> dict[str, Any]:
+    """The alerts queue (one message per delivery attempt; delays are retries and groups) and its DLQ."""
+    return queue_with_dead_letters("Alert", ALERT_QUEUE_NAME, ALERT_QUEUE_VISIBILITY_S)
 
 
 def email_feedback() -> dict[str, Any]:
@@ -613,26 +619,7 @@ def email_feedback() -> dict[str, Any]:
             "Type": "AWS::SNS::Topic",
             "Properties": {"TopicName": sub(EMAIL_EVENTS_NAME), "DisplayName": sub("Vigil ${Stage} email events")},
         },
-        "EmailEventsDeadLetterQueue": {
-            "Type": "AWS::SQS::Queue",
-            "Properties": {
-                "QueueName": sub(EMAIL_EVENTS_NAME + "-dlq"),
-                "MessageRetentionPeriod": 14 * 24 * 3600,
-                "SqsManagedSseEnabled": True,
-            },
-        },
-        "EmailEventsQueue": {
-            "Type": "AWS::SQS::Queue",
-            "Properties": {
-                "QueueName": sub(EMAIL_EVENTS_NAME),
-                "VisibilityTimeout": 6 * 30,
-                "SqsManagedSseEnabled": True,
-                "RedrivePolicy": {
-                    "deadLetterTargetArn": {"Fn::GetAtt": ["EmailEventsDeadLetterQueue", "Arn"]},
-                    "maxReceiveCount": 5,
-                },
-            },
-        },
+        **queue_with_dead_letters("EmailEvents", EMAIL_EVENTS_NAME, 6 * 30),  # six times the handler's 30 s
         "EmailEventsQueuePolicy": {
             "Type": "AWS::SQS::QueuePolicy",
             "Properties": {

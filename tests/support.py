@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -57,6 +57,54 @@ def dynamodb_calls(*models: Any) -> Iterator[list[str]]:
     finally:
         for client in clients:
             client.meta.events.unregister("provide-client-params.dynamodb", seen)
+
+
+def dynamodb_clients() -> list[Any]:
+    """Every DynamoDB client Vigil's models and transactions use (at most a few distinct ones)."""
+    from chalicelib.models import ALL_MODELS
+    from chalicelib.storage.base import transaction
+
+    found = [m._get_connection().connection.client for m in ALL_MODELS] + [transaction()._connection.client]
+    return list({id(c): c for c in found}.values())
+
+
+@contextmanager
+def before_aws_call(
+    clients: list[Any],
+    operation: str,
+    action: Callable[[], Any],
+    *,
+    match: Callable[[Any], bool] = lambda params: True,
+    times: int = 1,
+) -> Iterator[list[bool]]:
+    """Runs ``action()`` just before each of the next ``times`` calls of ``operation`` (``"dynamodb.PutItem"``,
+    ``"sqs.SendMessageBatch"``) on ``clients`` whose parameters ``match``: at botocore's edge, below the code under
+    test.  ``action`` may raise (:func:`aws_error`) to fail the call as the network would.  Yields the firings."""
+    fired: list[bool] = []
+
+    def hook(params: Any, **_: Any) -> None:
+        if len(fired) < times and match(params):
+            fired.append(True)
+            action()
+
+    event = f"before-parameter-build.{operation}"
+    for c in clients:
+        c.meta.events.register_first(event, hook)
+    try:
+        yield fired
+    finally:
+        for c in clients:
+            c.meta.events.unregister(event, hook)
+
+
+def aws_error(code: str, operation: str) -> Callable[[], None]:
+    """An ``action`` for :func:`before_aws_call` that fails the call with AWS's error ``code``."""
+    from botocore.exceptions import ClientError
+
+    def fail() -> None:
+        raise ClientError({"Error": {"Code": code, "Message": code}}, operation)
+
+    return fail
 
 
 def make_test_settings(**overrides: str) -> Settings:

@@ -3,13 +3,11 @@ their keys, sessions and address — and refuses while they own a team others be
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.teams.models import MembershipModel, TeamModel
 from chalicelib.users.models import UserEmailModel, UserModel
 from tests.factories import create_monitor, create_status_page
-from tests.support import PASSWORD, Outbox, register
+from tests.support import PASSWORD, Outbox, aws_error, before_aws_call, dynamodb_clients, register
 
 
 def test_a_wrong_password_deletes_nothing(api, alice):
@@ -119,29 +117,20 @@ def test_leaving_withdraws_the_invitations_the_member_sent_and_revokes_keys_firs
 # --- the deletion's loose ends: invitations to the address, a failure half-way, a team joined meanwhile ---------
 
 
-@contextmanager
+def _erases_the_address_claim(params):
+    deletes = [i.get("Delete", {}).get("TableName") for i in params.get("TransactItems", [])]
+    return UserEmailModel.Meta.table_name in deletes
+
+
+def before_erase(action):
+    """Runs ``action()`` just before the transaction that erases the user and its address claim (at botocore's
+    edge): everything before it is done, the account is not."""
+    return before_aws_call(dynamodb_clients(), "dynamodb.TransactWriteItems", action, match=_erases_the_address_claim)
+
+
 def failing_erase():
-    """The transaction that erases the user and its address claim fails once, as a throttled call would (at
-    botocore's edge): everything before it is done, the account is not."""
-    from botocore.exceptions import ClientError
-
-    from chalicelib.storage.base import transaction
-
-    client = transaction()._connection.client
-    claims = UserEmailModel.Meta.table_name
-    failed = []
-
-    def hook(params, **_):
-        deletes = [i.get("Delete", {}).get("TableName") for i in params.get("TransactItems", [])]
-        if claims in deletes and not failed:
-            failed.append(True)
-            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "TransactWriteItems")
-
-    client.meta.events.register_first("before-parameter-build.dynamodb.TransactWriteItems", hook)
-    try:
-        yield failed
-    finally:
-        client.meta.events.unregister("before-parameter-build.dynamodb.TransactWriteItems", hook)
+    """That transaction fails once, as a throttled call would."""
+    return before_erase(aws_error("ThrottlingException", "TransactWriteItems"))
 
 
 def test_pending_invitations_to_the_deleted_address_are_withdrawn(api, alice, charlie):

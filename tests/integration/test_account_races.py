@@ -4,41 +4,20 @@ or a deletion (each injected at botocore's edge, just before the DynamoDB call i
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
-
-from botocore.exceptions import ClientError
 
 from chalicelib.teams.models import MembershipModel
 from chalicelib.users.models import UserEmailModel, UserModel
 from tests.integration.test_me_email import NEW, before_transaction, follow, token_in
-from tests.support import PASSWORD, Outbox, register
+from tests.support import PASSWORD, Outbox, aws_error, before_aws_call, dynamodb_clients, register
 
 
-def _throttle(op):
-    raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, op)
+def on_call(operation, action, match=lambda params: True):
+    """Runs ``action()`` once just before the first DynamoDB ``operation`` whose params match."""
+    return before_aws_call(dynamodb_clients(), f"dynamodb.{operation}", action, match=match)
 
 
-@contextmanager
-def on_call(model, operation, action, match=lambda params: True):
-    """Runs ``action()`` once just before the first ``operation`` on ``model``'s client whose params match."""
-    from chalicelib.storage.base import transaction
-
-    clients = {id(c): c for c in (model._get_connection().connection.client, transaction()._connection.client)}
-    fired = []
-
-    def hook(params, **_):
-        if not fired and match(params):
-            fired.append(True)
-            action()
-
-    event = f"before-parameter-build.dynamodb.{operation}"
-    for c in clients.values():
-        c.meta.events.register_first(event, hook)
-    try:
-        yield fired
-    finally:
-        for c in clients.values():
-            c.meta.events.unregister(event, hook)
+def _throttle(operation):
+    aws_error("ThrottlingException", operation)()
 
 
 def _is_mark(params):
@@ -56,12 +35,11 @@ def login(api, email):
     return api.post("/v1/auth/login", {"email": email, "password": PASSWORD}, token="")
 
 
-def test_no_team_is_handed_to_an_account_being_deleted(api, alice, teammate):
+def half_deleted(api, teammate):
+    """Bob, an admin of Alice's team, deletes his account and leaving her team is throttled: a 503, his account
+    marked and his personal team gone, but still a member."""
     bob = teammate(role="admin")
-    team = alice["team"]["id"]
-    # Bob deletes his account; leaving Alice's team is throttled: 503, marked, his personal team gone.
     with on_call(
-        MembershipModel,
         "TransactWriteItems",
         lambda: _throttle("TransactWriteItems"),
         _deletes_from(MembershipModel.Meta.table_name),
@@ -69,22 +47,20 @@ def test_no_team_is_handed_to_an_account_being_deleted(api, alice, teammate):
         assert api.delete("/v1/me", {"password": PASSWORD}, token=bob["access_token"]).status == 503
     assert fired
     assert UserModel.get(bob["user"]["id"]).deleting_at is not None
+    return bob
 
-    # Alice tries to hand her team to the half-deleted Bob.
+
+def test_no_team_is_handed_to_an_account_being_deleted(api, alice, teammate):
+    bob = half_deleted(api, teammate)
+    team = alice["team"]["id"]
+
     handed = api.post(f"/v1/teams/{team}/transfer-ownership", {"user_id": bob["user"]["id"]})
     assert handed.status == 409, "a marked user must not become an owner (nothing joins it)"
 
 
 def test_a_half_deleted_member_is_finished_by_a_sign_in_or_a_sign_up(api, alice, teammate):
-    bob = teammate(role="admin")
+    bob = half_deleted(api, teammate)
     team = alice["team"]["id"]
-    with on_call(
-        MembershipModel,
-        "TransactWriteItems",
-        lambda: _throttle("TransactWriteItems"),
-        _deletes_from(MembershipModel.Meta.table_name),
-    ):
-        api.delete("/v1/me", {"password": PASSWORD}, token=bob["access_token"])
     api.post(f"/v1/teams/{team}/transfer-ownership", {"user_id": bob["user"]["id"]})
 
     r = login(api, "bob@example.com")
@@ -100,7 +76,7 @@ def test_an_invitation_accepted_as_the_deletion_begins_makes_a_409_that_leaves_n
     def accept():
         assert api.post("/v1/invitations/accept", {"token": link}, token=charlie["access_token"]).status == 200
 
-    with on_call(UserModel, "UpdateItem", accept, _is_mark) as fired:
+    with on_call("UpdateItem", accept, _is_mark) as fired:
         r = api.delete("/v1/me", {"password": PASSWORD})
     assert fired
     assert r.status == 409, r.json
@@ -141,7 +117,7 @@ def test_a_sign_up_racing_the_deletion_finishes_it_and_the_deletion_still_answer
         s = api.post("/v1/auth/register", {"email": "alice@example.com", "password": PASSWORD}, token="")
         assert s.status == 201, s.json
 
-    with on_call(UserEmailModel, "TransactWriteItems", sign_up, _deletes_from(UserEmailModel.Meta.table_name)):
+    with on_call("TransactWriteItems", sign_up, _deletes_from(UserEmailModel.Meta.table_name)):
         r = api.delete("/v1/me", {"password": PASSWORD})
     assert not any(True for _ in UserModel.query(alice["user"]["id"]))  # the account is gone ...
     assert r.status == 204, (r.status, r.json)  # ... and its owner is told so
@@ -155,7 +131,6 @@ def test_the_old_address_is_told_even_if_a_read_after_the_commit_fails(api, alic
     with (
         before_transaction(lambda: armed.append(True)),
         on_call(
-            UserModel,
             "GetItem",
             lambda: armed and _throttle("GetItem"),
             lambda p: bool(armed) and p.get("TableName") == UserModel.Meta.table_name,
@@ -172,7 +147,6 @@ def test_after_that_409_and_the_transfer_it_asks_for_a_sign_up_cannot_erase_the_
     api.post(f"/v1/teams/{team}/invitations", {"email": "charlie@example.com", "role": "member"})
     link = Outbox().link("charlie@example.com", "/invitations/accept").split("token=", 1)[1]
     with on_call(
-        UserModel,
         "UpdateItem",
         lambda: api.post("/v1/invitations/accept", {"token": link}, token=charlie["access_token"]),
         _is_mark,

@@ -4,12 +4,9 @@ address another account holds, and never telling the caller which addresses have
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-
-from botocore.exceptions import ClientError
 
 from chalicelib.users.models import UserEmailModel, UserModel
-from tests.support import PASSWORD, Outbox, register
+from tests.support import PASSWORD, Outbox, aws_error, before_aws_call, dynamodb_clients, register
 
 NEW = "alice.new@example.org"
 
@@ -176,29 +173,13 @@ def test_a_reset_link_mailed_to_the_old_address_is_spent_by_the_change(api, alic
 # --- from the review of the change ---------------------------------------------------------------------------
 
 
-@contextmanager
 def before_transaction(action):
     """Runs ``action()`` once, just before the next DynamoDB transaction is sent (at botocore's edge); ``action`` may
     raise to fail that transaction as the network would."""
-    from chalicelib.storage.base import transaction
-
-    client = transaction()._connection.client  # transactions' own connection
-    fired = []
-
-    def hook(**_):
-        if not fired:
-            fired.append(True)
-            action()
-
-    client.meta.events.register_first("before-call.dynamodb.TransactWriteItems", hook)
-    try:
-        yield fired
-    finally:
-        client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", hook)
+    return before_aws_call(dynamodb_clients(), "dynamodb.TransactWriteItems", action)
 
 
-def throttled():
-    raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "TransactWriteItems")
+throttled = aws_error("ThrottlingException", "TransactWriteItems")
 
 
 def test_a_password_reset_cancels_a_pending_change_made_with_a_stolen_password(api, alice, outbox):

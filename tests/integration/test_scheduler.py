@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import secrets
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from botocore.exceptions import ClientError
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
@@ -15,7 +13,7 @@ from chalicelib.checks.jobs import MAX_MESSAGE_BYTES, Job, decode_message
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.scheduler.service import NothingSent, run_tick
 from tests.factories import create_monitor
-from tests.support import on_plan
+from tests.support import aws_error, before_aws_call, on_plan
 
 URL = "https://1.1.1.1/"  # never checked here: the scheduler only sends jobs
 TICK = datetime(2026, 11, 30, 11, 59, 5, tzinfo=UTC)  # it plans minute 0 of the hour: every phase 0 is due
@@ -210,23 +208,16 @@ def test_a_tcp_monitor_is_planned_with_its_spec_and_one_of_an_unknown_type_is_sk
 # --- issue 18: one region's queue failing holds back no other region ----------------------------------------------
 
 
-@contextmanager
 def refusing(region_queue: str, times: int):
     """SendMessageBatch to ``region_queue`` fails ``times`` times, as an SQS outage in that region would (at
     botocore's edge)."""
-    sqs = client("sqs")
-    left = [times]
-
-    def hook(params, **_):
-        if params.get("QueueUrl", "").endswith(region_queue) and left[0] > 0:
-            left[0] -= 1
-            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessageBatch")
-
-    sqs.meta.events.register_first("before-parameter-build.sqs.SendMessageBatch", hook)
-    try:
-        yield left
-    finally:
-        sqs.meta.events.unregister("before-parameter-build.sqs.SendMessageBatch", hook)
+    return before_aws_call(
+        [client("sqs")],
+        "sqs.SendMessageBatch",
+        aws_error("ServiceUnavailable", "SendMessageBatch"),
+        match=lambda params: params.get("QueueUrl", "").endswith(region_queue),
+        times=times,
+    )
 
 
 def test_one_regions_queue_failing_holds_back_no_other_region(api, alice, settings):
