@@ -25,6 +25,7 @@ from chalicelib import errors
 from chalicelib.aws.filters import filter_criteria
 from chalicelib.checks.jobs import MAX_JOBS_PER_MESSAGE, SQS_MAX_MESSAGE_BYTES
 from chalicelib.models import ALL_MODELS
+from chalicelib.observability import SERVICE
 from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.storage.schema import cfn_table_resources
 from functions.checker.worker import EVENT_BATCH_SIZE, LAMBDA_TIMEOUT_S, MAX_CONCURRENT_INVOCATIONS
@@ -34,6 +35,8 @@ CHECKER_OUTPUT = Path(__file__).resolve().parent / "checker.json"
 
 # Names of the resources Chalice generates (checked against `chalice package` by tests/unit/test_infra.py).
 CHALICE_API = "RestAPI"
+APP_NAME = "vigil"  # .chalice/config.json's app_name: the REST API's name (its OpenAPI title), ApiName in metrics
+API_STAGE = "api"  # Chalice's default api_gateway_stage
 API_STAGE_RATE_LIMIT = 2000  # requests a second, steady, for the whole stage (cron pings bunch at :00)
 API_STAGE_BURST_LIMIT = 5000
 CHALICE_FUNCTION = "APIHandler"
@@ -232,6 +235,12 @@ def parameters() -> dict[str, Any]:
             "Type": "String",
             "Default": "",
             "Description": "Optional address subscribed to the alarm topic.",
+        },
+        "SmsSpendAlarmUsd": {
+            "Type": "Number",
+            "Default": 80,
+            "MinValue": 1,
+            "Description": "SMS spend this month (USD) that alarms: about 80 % of the account's SNS spend limit.",
         },
         "StripePricePro": {
             "Type": "String",
@@ -639,6 +648,31 @@ def email_feedback() -> dict[str, Any]:
                 },
             },
         },
+        # SES publishes to the topic only if the topic allows it, for this account's configuration set.
+        "EmailEventsTopicPolicy": {
+            "Type": "AWS::SNS::TopicPolicy",
+            "Properties": {
+                "Topics": [ref("EmailEventsTopic")],
+                "PolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "FromSes",
+                            "Effect": "Allow",
+                            "Principal": {"Service": "ses.amazonaws.com"},
+                            "Action": "sns:Publish",
+                            "Resource": ref("EmailEventsTopic"),
+                            "Condition": {
+                                "StringEquals": {"AWS:SourceAccount": sub("${AWS::AccountId}")},
+                                "StringLike": {
+                                    "AWS:SourceArn": arn("ses", "configuration-set/" + CONFIGURATION_SET_NAME)
+                                },
+                            },
+                        }
+                    ],
+                },
+            },
+        },
         "EmailEventsSubscription": {
             "Type": "AWS::SNS::Subscription",
             "Properties": {
@@ -754,6 +788,156 @@ def alarms(resources: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _alarm(description: str, namespace: str, metric: str, dimensions: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A CloudWatch alarm to the operators' topic (and its all-clear); ``fields`` set the statistic, period,
+    threshold and comparison.  docs/runbook.md has an entry for each (``test_every_alarm_has_a_runbook_entry``)."""
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmDescription": description,
+            "Namespace": namespace,
+            "MetricName": metric,
+            "Dimensions": [{"Name": name, "Value": value} for name, value in dimensions.items()],
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [ref("AlarmTopic")],
+            "OKActions": [ref("AlarmTopic")],
+            **fields,
+        },
+    }
+
+
+OVER_ZERO = {"Threshold": 0, "ComparisonOperator": "GreaterThanThreshold"}
+VIGIL_METRICS = {"service": SERVICE}  # the dimension Powertools adds to Vigil's own metrics (namespace "Vigil")
+
+
+def operating_alarms() -> dict[str, Any]:
+    """When monitoring itself stops or degrades: the tick missing a minute, check jobs a region did not get, a
+    function failing or throttled, a stream falling behind, the API answering 5XX, SMS spend near its cap."""
+    out: dict[str, Any] = {
+        # A tick that ran to its end counts one; a minute without one means no checks were planned for the next.
+        "SchedulerHeartbeatAlarm": _alarm(
+            "No scheduler tick finished in two minutes: no checks are being planned.",
+            "Vigil",
+            "Ticks",
+            VIGIL_METRICS,
+            Statistic="SampleCount",
+            Period=60,
+            EvaluationPeriods=2,
+            DatapointsToAlarm=2,
+            Threshold=1,
+            ComparisonOperator="LessThanThreshold",
+            TreatMissingData="breaching",
+        ),
+        "CheckSendFailuresAlarm": _alarm(
+            "A region's check jobs could not be sent (its queue failed twice in a tick): its checks are missing.",
+            "Vigil",
+            "CheckSendFailures",
+            VIGIL_METRICS,
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            **OVER_ZERO,
+        ),
+        "Api5xxAlarm": _alarm(
+            "Over 1 % of API requests answered 5XX for 5 minutes.",
+            "AWS/ApiGateway",
+            "5XXError",
+            {"ApiName": APP_NAME, "Stage": API_STAGE},
+            Statistic="Average",
+            Period=300,
+            EvaluationPeriods=1,
+            Threshold=0.01,
+            ComparisonOperator="GreaterThanThreshold",
+        ),
+        "SmsSpendAlarm": _alarm(
+            "SMS spend this month is over 80 % of the account's SNS spend limit (SmsSpendAlarmUsd).",
+            "AWS/SNS",
+            "SMSMonthToDateSpentUSD",
+            {},
+            Statistic="Maximum",
+            Period=3600,
+            EvaluationPeriods=1,
+            Threshold=ref("SmsSpendAlarmUsd"),
+            ComparisonOperator="GreaterThanThreshold",
+        ),
+    }
+    for name in (CHALICE_FUNCTION, *EVENT_FUNCTIONS):
+        function = {"FunctionName": ref(name)}
+        out[f"{name}ErrorsAlarm"] = _alarm(
+            f"The {name} function failed in 3 of the last 5 minutes.",
+            "AWS/Lambda",
+            "Errors",
+            function,
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=5,
+            DatapointsToAlarm=3,
+            **OVER_ZERO,
+        )
+        out[f"{name}ThrottlesAlarm"] = _alarm(
+            f"The {name} function was throttled: its work waits or is lost (account concurrency).",
+            "AWS/Lambda",
+            "Throttles",
+            function,
+            Statistic="Sum",
+            Period=300,
+            EvaluationPeriods=1,
+            **OVER_ZERO,
+        )
+    for name in STREAM_FUNCTIONS:
+        out[f"{name}IteratorAgeAlarm"] = _alarm(
+            f"The {name} function is over a minute behind its stream: results or events wait.",
+            "AWS/Lambda",
+            "IteratorAge",
+            {"FunctionName": ref(name)},
+            Statistic="Maximum",
+            Period=60,
+            EvaluationPeriods=5,
+            Threshold=60_000,
+            ComparisonOperator="GreaterThanThreshold",
+        )
+    return out
+
+
+def checker_alarms() -> dict[str, Any]:
+    """A region's checker: failing, throttled, or its queue's oldest job older than a minute and a half (checks
+    start late, or not at all)."""
+    return {
+        "CheckerErrorsAlarm": _alarm(
+            sub("The checker in ${AWS::Region} failed in 3 of the last 5 minutes."),
+            "AWS/Lambda",
+            "Errors",
+            {"FunctionName": ref("Checker")},
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=5,
+            DatapointsToAlarm=3,
+            **OVER_ZERO,
+        ),
+        "CheckerThrottlesAlarm": _alarm(
+            sub("The checker in ${AWS::Region} was throttled: checks start late."),
+            "AWS/Lambda",
+            "Throttles",
+            {"FunctionName": ref("Checker")},
+            Statistic="Sum",
+            Period=300,
+            EvaluationPeriods=1,
+            **OVER_ZERO,
+        ),
+        "CheckQueueAgeAlarm": _alarm(
+            sub("Check jobs in ${AWS::Region} wait over 90 s: that region's checks run late or not at all."),
+            "AWS/SQS",
+            "ApproximateAgeOfOldestMessage",
+            {"QueueName": {"Fn::GetAtt": ["CheckQueue", "QueueName"]}},
+            Statistic="Maximum",
+            Period=60,
+            EvaluationPeriods=3,
+            Threshold=90,
+            ComparisonOperator="GreaterThanThreshold",
+        ),
+    }
+
+
 def build() -> dict[str, Any]:
     resources: dict[str, Any] = {}
     resources.update(cfn_table_resources(ALL_MODELS))
@@ -762,6 +946,7 @@ def build() -> dict[str, Any]:
     resources.update(email_feedback())
     resources.update(handler_failures())
     resources.update(alarms(resources))
+    resources.update(operating_alarms())
     resources["ApiHandlerDataPolicy"] = api_policy()
     # Merged into Chalice's resources: the function's deployment-specific environment, and the API's
     # gateway responses inside its OpenAPI body, so that a change to them produces a new API deployment.
@@ -981,6 +1166,7 @@ def build_checker(code_uri: str = CHECKER_CODE_URI) -> dict[str, Any]:
     function_name = "${TablePrefix}checker"  # function names are per region: the same in every checker stack
     resources: dict[str, Any] = queues()
     resources.update(alarms(resources))
+    resources.update(checker_alarms())
     resources["CheckerLogGroup"] = {
         "Type": "AWS::Logs::LogGroup",
         "Properties": {

@@ -32,6 +32,7 @@ from chalicelib.alerts.compose import compose
 from chalicelib.alerts.deliveries import MEMBER_PREFIX
 from chalicelib.alerts.gone import channel_gone
 from chalicelib.alerts.kinds import KINDS, Kind, Sent
+from chalicelib.alerts.kinds.base import SUPPRESSED
 from chalicelib.alerts.models import ChannelModel, DeliveryModel
 from chalicelib.alerts.queue import enqueue_attempt
 from chalicelib.alerts.quiet_hours import quiet_until
@@ -201,6 +202,8 @@ def attempt(
     if sent.ok:
         _finish(delivery, number, "delivered", sent, now)
         metrics.add_metric(name="AlertsDelivered", unit="Count", value=1)
+    elif sent.error == SUPPRESSED:  # every address bounced or complained: nothing to send, nothing failed
+        _finish(delivery, number, "suppressed", sent, now)
     elif sent.gone and found.channel is not None:
         _finish(delivery, number, "failed", sent, now)
         channel_gone(found.channel, now)

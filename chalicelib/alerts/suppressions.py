@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import parseaddr
 from typing import Any
+
+from pynamodb.exceptions import PutError
 
 from chalicelib.alerts.models import SuppressionModel
 from chalicelib.observability import logger
+from chalicelib.storage.base import condition_failed
 
 BOUNCE, COMPLAINT = "bounce", "complaint"
 DETAIL_MAX = 300
@@ -40,12 +44,23 @@ def of(addresses: list[str]) -> dict[str, Suppression]:
 
 
 def suppress(address: str, reason: str, detail: str | None, at: datetime) -> None:
-    """Record (or refresh) a suppression; a complaint is never downgraded to a bounce."""
-    address = address.strip().lower()
-    existing = of([address]).get(address)
-    if existing is not None and existing.reason == COMPLAINT and reason == BOUNCE:
-        return
-    SuppressionModel(address, reason=reason, detail=(detail or None) and detail[:DETAIL_MAX], at=at).save()
+    """Record a suppression once (a later event keeps the first one's time); a complaint replaces a bounce, never
+    the reverse (a conditional write: a bounce and a complaint arriving at once leave the complaint)."""
+    item = SuppressionModel(address, reason=reason, detail=(detail or None) and detail[:DETAIL_MAX], at=at)
+    condition = SuppressionModel.address.does_not_exist()
+    if reason == COMPLAINT:
+        condition |= SuppressionModel.reason == BOUNCE
+    try:
+        item.save(condition=condition)
+    except PutError as exc:
+        if not condition_failed(exc):
+            raise
+
+
+def _address(raw: Any) -> str | None:
+    """The bare, lower-case address of a recipient as SES names it (``a@b`` or ``Name <a@b>``), or None."""
+    address = parseaddr(str(raw or ""))[1].strip().lower()
+    return address if "@" in address else None
 
 
 def apply_event(event: dict[str, Any], now: datetime) -> list[str]:
@@ -59,18 +74,18 @@ def apply_event(event: dict[str, Any], now: datetime) -> list[str]:
             return []
         subtype = str(bounce.get("bounceSubType") or "")
         for recipient in bounce.get("bouncedRecipients") or []:
-            address = str(recipient.get("emailAddress") or "")
-            if "@" in address:
+            address = _address(recipient.get("emailAddress"))
+            if address:
                 detail = " · ".join(p for p in (subtype, str(recipient.get("diagnosticCode") or "")) if p)
                 suppress(address, BOUNCE, detail, now)
-                suppressed.append(address.lower())
+                suppressed.append(address)
     elif kind == "Complaint":
         complaint = event.get("complaint") or {}
         for recipient in complaint.get("complainedRecipients") or []:
-            address = str(recipient.get("emailAddress") or "")
-            if "@" in address:
+            address = _address(recipient.get("emailAddress"))
+            if address:
                 suppress(address, COMPLAINT, complaint.get("complaintFeedbackType"), now)
-                suppressed.append(address.lower())
+                suppressed.append(address)
     if suppressed:
         logger.info("email addresses suppressed", extra={"reason": kind.lower(), "count": len(suppressed)})
     return suppressed

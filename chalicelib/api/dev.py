@@ -37,6 +37,7 @@ class OutboxOut(Out):
 class TickOut(Out):
     handlers: list[str]
     failed: list[str]
+    regions_not_sent: list[str] = Field(description="regions whose check jobs the scheduler could not send")
     ran_at: str
 
 
@@ -58,4 +59,12 @@ def tick(call: Call) -> TickOut:
         raise errors.ServiceUnavailable("No event loop runs in this process; start the local stack with `make dev`.")
     ran_at = isoz(utcnow()) or ""
     outcomes = loop.run_tick_now()
-    return TickOut(handlers=[o.name for o in outcomes], failed=[o.name for o in outcomes if not o.ok], ran_at=ran_at)
+    not_sent = [
+        region for o in outcomes if o.ok and isinstance(o.result, dict) for region in o.result.get("failed_regions", [])
+    ]
+    return TickOut(
+        handlers=[o.name for o in outcomes],
+        failed=[o.name for o in outcomes if not o.ok],
+        regions_not_sent=not_sent,
+        ran_at=ran_at,
+    )

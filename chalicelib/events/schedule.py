@@ -21,6 +21,8 @@ blueprint = Blueprint(__name__)
 def scheduler(event: Any) -> dict[str, Any]:
     """``detail.force`` (POST /dev/tick) runs every active monitor now."""
     raw = event.to_dict()
-    report = run_tick(event_time(raw), force=bool((raw.get("detail") or {}).get("force")))
-    metrics.flush_metrics()
+    try:
+        report = run_tick(event_time(raw), force=bool((raw.get("detail") or {}).get("force")))
+    finally:
+        metrics.flush_metrics()  # a failed tick's CheckSendFailures too
     return vars(report)

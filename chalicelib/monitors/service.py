@@ -219,10 +219,16 @@ def _complete(config: MonitorConfig, all_regions: tuple[str, ...]) -> MonitorCon
         problems.append(errors.FieldError("degraded_after_ms", "must be less than timeout_ms"))
     if problems:
         raise errors.ValidationFailed(problems)
+    return replace(config, regions=regions, confirmation_regions=quorum)
+
+
+def _fits_one_job(config: MonitorConfig) -> None:
+    """422 when the check would be too big to send (``monitors.checking.check_job_size``): at creation, and when a
+    change touches what makes it big.  Never for other changes, nor a plan's downgrade: a monitor saved before the
+    bound keeps working as it is."""
     from chalicelib.monitors.checking import check_job_size  # it builds on this module
 
     check_job_size(config)
-    return replace(config, regions=regions, confirmation_regions=quorum)
 
 
 def require_team_monitors(team_id: str, monitor_ids: list[str]) -> None:
@@ -281,6 +287,7 @@ def create(
     if not config.regions and default_regions:
         config = replace(config, regions=default_regions)
     config = _complete(config, all_regions)
+    _fits_one_job(config)
     check_channels(config.channel_ids)
     item = MonitorModel(team_id, new_id("mon"), status="pending", paused=False, created_at=now, updated_at=now)
     _apply(item, config)
@@ -372,6 +379,8 @@ def update(
         if "regions" in wanted and "confirmation_regions" not in wanted:
             wanted["confirmation_regions"] = None  # back to the majority of the new regions
         config = _complete(replace(current, **wanted), all_regions)
+        if wanted.keys() & {"body", "headers", "assertions", "url", "method"}:
+            _fits_one_job(config)
         if "channel_ids" in wanted:
             check_channels(config.channel_ids)
         _apply(item, config)

@@ -21,6 +21,7 @@ A forced tick (``POST /dev/tick``) plans now, undelayed: "check every monitor no
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,7 @@ SQS_BATCH = 10
 SQS_BATCH_BYTES = SQS_MAX_MESSAGE_BYTES  # SendMessageBatch's limit for its messages together
 LEAD_SECONDS = 3  # a minute's jobs reach the workers this long before it: their first look-ups are done by then
 SQS_MAX_DELAY_SECONDS = 900
+RETRY_WITHIN_SECONDS = 25  # failed regions are tried again only this early in the tick (its Lambda has 50 s)
 
 
 @dataclass
@@ -53,7 +55,8 @@ class TickReport:
     sqs_requests: int = 0
     queries: int = 0
     regions: dict[str, int] = field(default_factory=dict)
-    failed_regions: list[str] = field(default_factory=list)  # whose jobs could not be sent, even on a retry
+    messages_sent: int = 0
+    failed_regions: list[str] = field(default_factory=list)  # whose jobs could not all be sent, even on a retry
     heartbeats_missed: int = 0
 
 
@@ -93,16 +96,23 @@ def plan_jobs(tick: datetime, force: bool = False) -> tuple[dict[tuple[str, int]
     return groups, report
 
 
+_queue_urls: dict[tuple[str | None, str], str] = {}  # a queue's URL never changes: one GetQueueUrl per process
+
+
 def _queue_url(region: str) -> tuple[Any, str]:
     settings = get_settings()
     # Locally every region's queue lives in the one emulated region.
-    sqs = client("sqs", None if settings.is_local else region)
-    return sqs, sqs.get_queue_url(QueueName=names.check_queue(settings, region))["QueueUrl"]
+    sqs = client("sqs", None if settings.is_local else region, fast=True)
+    name = names.check_queue(settings, region)
+    key = (settings.aws_endpoint_url, name)
+    if key not in _queue_urls:
+        _queue_urls[key] = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    return sqs, _queue_urls[key]
 
 
 def _send(region: str, delay: int, bodies: list[str], report: TickReport) -> None:
-    """Send ``bodies`` to the region's queue in batches, removing each from the list once SQS took it: after a
-    failure the list holds exactly what is still to send (a retry sends nothing twice)."""
+    """Send ``bodies`` to the region's queue in batches, removing each from the list as soon as SQS took it: after
+    a failure the list holds exactly what is still to send (a retry sends nothing twice)."""
     sqs, url = _queue_url(region)
     while bodies:
         batch: list[dict[str, Any]] = []
@@ -117,16 +127,27 @@ def _send(region: str, delay: int, bodies: list[str], report: TickReport) -> Non
             size += len(body)
         report.sqs_requests += 1
         response = sqs.send_message_batch(QueueUrl=url, Entries=batch)
-        failed = {f["Id"] for f in response.get("Failed", [])}
-        if failed:  # one retry of what SQS refused within the batch
+        refused = {f["Id"] for f in response.get("Failed", [])}
+        _taken(bodies, batch, refused, report)
+        if refused:  # one retry of what SQS refused within the batch
+            batch = [e for e in batch if e["Id"] in refused]
             report.sqs_requests += 1
-            retry = sqs.send_message_batch(QueueUrl=url, Entries=[e for e in batch if e["Id"] in failed])
-            failed = {f["Id"] for f in retry.get("Failed", [])}
-        taken = [int(e["Id"]) for e in batch if e["Id"] not in failed]
-        for index in sorted(taken, reverse=True):
-            del bodies[index]
-        if failed:
-            raise RuntimeError(f"SQS refused {len(failed)} check-job messages for {region}")
+            response = sqs.send_message_batch(QueueUrl=url, Entries=batch)
+            refused = {f["Id"] for f in response.get("Failed", [])}
+            _taken(bodies, batch, refused, report)
+            if refused:
+                raise RuntimeError(f"SQS refused {len(refused)} check-job messages for {region}")
+
+
+def _taken(bodies: list[str], batch: list[dict[str, Any]], refused: set[str], report: TickReport) -> None:
+    """Remove from ``bodies`` what SQS took of ``batch`` (its entries' ids are their places in ``bodies``)."""
+    taken = sorted((int(e["Id"]) for e in batch if e["Id"] not in refused), reverse=True)
+    for index in taken:
+        del bodies[index]
+    for entry in batch:  # the ones left move up: renumber what a retry of this batch sends
+        if entry["Id"] in refused:
+            entry["Id"] = str(int(entry["Id"]) - sum(1 for t in taken if t < int(entry["Id"])))
+    report.messages_sent += len(taken)
 
 
 def _sent(
@@ -156,31 +177,39 @@ class NothingSent(RuntimeError):
 def run_tick(tick: datetime, *, force: bool = False, now: datetime | None = None) -> TickReport:
     """``now``: the clock the delays are counted from (read before each send unless given).
 
-    Each region's sends stand alone: a region whose queue fails (even after one more try, once the others are
-    sent) is logged and counted (``CheckSendFailures``, which an alarm watches) and the others' checks go on; the
-    tick fails only when nothing at all was sent."""
+    Each region's sends stand alone: a region whose queue fails is skipped for the rest of the first pass, tried
+    once more after every other region's jobs are on their way (while the tick has time left), then logged and
+    counted (``CheckSendFailures``, alarmed) while the others' checks go on.  The tick fails only when no message
+    at all was sent, so that Lambda's retry of it duplicates nothing."""
+    started = time.monotonic()
     groups, report = plan_jobs(tick, force)
     minute = planned_minute(tick)
-    failed: list[tuple[str, int, list[str]]] = []
+    failed: list[tuple[str, int, list[str], int]] = []
     for (region, repeat), jobs in sorted(groups.items()):
         bodies = pack(jobs)
         report.jobs += len(jobs)
         report.messages += len(bodies)
         report.regions[region] = report.regions.get(region, 0) + len(jobs)
-        if not _sent(region, repeat, bodies, minute, force, now, report):
-            failed.append((region, repeat, bodies))
-    for region, repeat, bodies in failed:  # one more try each, after every other region's jobs are on their way
-        if not _sent(region, repeat, bodies, minute, force, now, report):
-            report.failed_regions.append(region)
-            metrics.add_metric(name="CheckSendFailures", unit="Count", value=1)
+        if any(f[0] == region for f in failed) or not _sent(region, repeat, bodies, minute, force, now, report):
+            failed.append((region, repeat, bodies, len(jobs)))
+    unsent = 0
+    for region, repeat, bodies, count in failed:  # one more try each, after every other region's jobs are away
+        in_time = time.monotonic() - started < RETRY_WITHIN_SECONDS and region not in report.failed_regions
+        if not (in_time and _sent(region, repeat, bodies, minute, force, now, report)):
+            unsent += count
+            if region not in report.failed_regions:
+                report.failed_regions.append(region)
+    if report.failed_regions:
+        metrics.add_metric(name="CheckSendFailures", unit="Count", value=len(report.failed_regions))
     try:
         report.heartbeats_missed = heartbeats.sweep(now or datetime.now(UTC))
     except Exception:  # noqa: BLE001 - the deadlines stay due: the next tick sweeps them
         logger.exception("heartbeat sweep failed")
         metrics.add_metric(name="HeartbeatSweepFailures", unit="Count", value=1)
     metrics.add_metric(name="DueMonitors", unit="Count", value=report.due_monitors)
-    metrics.add_metric(name="JobsSent", unit="Count", value=report.jobs)
+    metrics.add_metric(name="JobsSent", unit="Count", value=report.jobs - unsent)  # a region's, once all of it went
     logger.info("tick", extra=vars(report))
-    if report.failed_regions and len(report.failed_regions) == len(groups):
-        raise NothingSent(f"no check jobs could be sent: {', '.join(sorted(set(report.failed_regions)))}")
+    if report.messages and not report.messages_sent:
+        raise NothingSent(f"no check jobs could be sent: {', '.join(report.failed_regions)}")
+    metrics.add_metric(name="Ticks", unit="Count", value=1)  # the heartbeat an alarm watches for each minute
     return report

@@ -113,3 +113,22 @@ def test_a_complaint_is_not_turned_back_into_a_bounce_and_bad_messages_are_dropp
     assert SuppressionModel.get("x@example.com").reason == "bounce"  # an SNS envelope (not raw) is read too
     dlq = sqs.get_queue_url(QueueName=names.dead_letter_queue(names.email_events_queue(aws)))["QueueUrl"]
     assert "Messages" not in sqs.receive_message(QueueUrl=dlq)
+
+
+def test_a_delivery_whose_every_address_is_suppressed_is_recorded_suppressed_not_failed(api, alice):
+    from chalicelib.alerts import attempts
+
+    channel = create_channel(api, config={"addresses": ["gone@example.com"]})
+    suppressions.suppress("gone@example.com", suppressions.BOUNCE, "General", utcnow())
+
+    delivery = attempts.send_test(alice["team"]["id"], channel["id"], utcnow())
+
+    assert delivery.status == "suppressed"
+
+
+def test_a_recipient_named_with_a_display_name_is_suppressed_by_its_address(aws):
+    complained = {"complainedRecipients": [{"emailAddress": "Gone Person <Gone@Example.com>"}]}
+    assert suppressions.apply_event({"eventType": "Complaint", "complaint": complained}, utcnow()) == [
+        "gone@example.com"
+    ]
+    assert suppressions.of(["gone@example.com"])

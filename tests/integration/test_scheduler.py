@@ -6,6 +6,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
@@ -154,7 +155,7 @@ def test_a_tick_plans_the_next_minute_and_its_messages_arrive_just_before_it(api
     create(api, interval_seconds=30, regions=["us-east-1"])
     create(api, interval_seconds=60, regions=["us-east-1"])
     sent: list[dict] = []
-    sqs = client("sqs")
+    sqs = client("sqs", fast=True)  # the scheduler's own: it sends with short timeouts
     original = sqs.send_message_batch
 
     def record(**kwargs):
@@ -212,7 +213,7 @@ def refusing(region_queue: str, times: int):
     """SendMessageBatch to ``region_queue`` fails ``times`` times, as an SQS outage in that region would (at
     botocore's edge)."""
     return before_aws_call(
-        [client("sqs")],
+        [client("sqs", fast=True)],  # the scheduler's client
         "sqs.SendMessageBatch",
         aws_error("ServiceUnavailable", "SendMessageBatch"),
         match=lambda params: params.get("QueueUrl", "").endswith(region_queue),
@@ -264,3 +265,80 @@ def test_a_monitor_whose_job_would_be_too_big_is_refused_at_save_naming_the_fiel
     report = run_tick(TICK)  # what was saved travels
     assert report.failed_regions == []
     assert MonitorModel.get(alice["team"]["id"], ascii_body["id"]).body == "a" * 65536
+
+
+class ScriptedSQS:
+    """An SQS client whose SendMessageBatch answers from a script (the network seam of ``_send``); records every
+    body SQS took."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.accepted: list[str] = []
+
+    def send_message_batch(self, QueueUrl, Entries):
+        step = self.script.pop(0) if self.script else "ok"
+        if step == "raise":
+            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessageBatch")
+        if step == "refuse-last":
+            self.accepted += [e["MessageBody"] for e in Entries[:-1]]
+            return {"Successful": [{"Id": e["Id"]} for e in Entries[:-1]], "Failed": [{"Id": Entries[-1]["Id"]}]}
+        self.accepted += [e["MessageBody"] for e in Entries]
+        return {"Successful": [{"Id": e["Id"]} for e in Entries]}
+
+
+def test_a_batch_half_taken_then_failing_sends_only_the_rest_on_the_regions_second_try(monkeypatch):
+    """SQS takes "a", refuses "b", and the in-batch retry raises: the region's second try sends "b" alone."""
+    from chalicelib.scheduler import service as scheduler
+
+    sqs = ScriptedSQS(["refuse-last", "raise"])
+    monkeypatch.setattr(scheduler, "_queue_url", lambda region: (sqs, "url"))
+    report = scheduler.TickReport(tick="t")
+    bodies = ["a", "b"]
+
+    assert not scheduler._sent("r", 0, bodies, MINUTE, True, TICK, report)
+    assert scheduler._sent("r", 0, bodies, MINUTE, True, TICK, report)
+    assert sorted(sqs.accepted) == ["a", "b"]
+    assert report.messages_sent == 2
+
+
+def test_a_region_that_fails_is_tried_twice_in_a_tick_whatever_its_groups(api, alice, settings):
+    """A region that hangs costs its whole timeout per call: with 30-second monitors (two sends a minute) it is
+    still tried only twice, and listed once."""
+    create(api, interval_seconds=30)
+    with refusing(names.check_queue(settings, "eu-west-1"), times=10) as fired:
+        report = run_tick(TICK)
+
+    assert report.failed_regions == ["eu-west-1"]
+    assert len(fired) == 2
+    assert len(drain(settings, "us-east-1")) == 2  # both sends of the minute
+
+
+def test_a_partly_sent_tick_does_not_fail_so_nothing_is_sent_twice(api, alice, settings, monkeypatch):
+    from chalicelib.checks import jobs as jobs_module
+    from chalicelib.scheduler import service as scheduler
+
+    create(api, name="one", regions=["us-east-1"])
+    create(api, name="two", regions=["us-east-1"])
+    monkeypatch.setattr(jobs_module, "MAX_JOBS_PER_MESSAGE", 1)  # one job a message ...
+    monkeypatch.setattr(scheduler, "SQS_BATCH", 1)  # ... one message a request: two requests for the region
+    calls = [0]
+
+    def second_and_later():
+        calls[0] += 1
+        if calls[0] > 1:
+            aws_error("ServiceUnavailable", "SendMessageBatch")()
+
+    with before_aws_call([client("sqs", fast=True)], "sqs.SendMessageBatch", second_and_later, times=10):
+        report = run_tick(TICK)  # no NothingSent: one message went
+
+    assert (report.messages_sent, report.failed_regions) == (1, ["us-east-1"])
+    assert len(drain(settings, "us-east-1")) == 1
+
+
+def test_a_monitor_saved_before_the_size_bound_keeps_working(api, alice):
+    """Renamed, or fitted to a lower plan, it is not refused for a body it already had."""
+    big = create(api, name="legacy", method="POST", body="x")
+    MonitorModel.get(alice["team"]["id"], big["id"]).update(actions=[MonitorModel.body.set("é" * 30000)])
+
+    assert api.patch(f"/v1/monitors/{big['id']}", {"name": "renamed"}).status == 200
+    assert api.patch(f"/v1/monitors/{big['id']}", {"body": "é" * 30000}).status == 422

@@ -944,9 +944,41 @@ def test_ses_publishes_bounces_and_complaints_to_the_queue_the_feedback_handler_
     subscription = RESOURCES["EmailEventsSubscription"]["Properties"]
     assert subscription["Endpoint"] == {"Fn::GetAtt": ["EmailEventsQueue", "Arn"]}
     assert subscription["RawMessageDelivery"] is True
+    topic_policy = RESOURCES["EmailEventsTopicPolicy"]["Properties"]
+    assert topic_policy["Topics"] == [{"Ref": "EmailEventsTopic"}]  # SES publishes only where it is allowed to
+    assert topic_policy["PolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ses.amazonaws.com"}
     policy = RESOURCES["EmailEventsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
     assert policy["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "EmailEventsTopic"}}}
     source = RESOURCES["EmailFeedback"]["Properties"]["Events"]["EmailFeedbackSqsEventSource"]["Properties"]
     assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     rates = {RESOURCES[a]["Properties"]["MetricName"] for a in ("EmailBounceRateAlarm", "EmailComplaintRateAlarm")}
     assert rates == {"Reputation.BounceRate", "Reputation.ComplaintRate"}
+
+
+def test_every_alarm_has_a_runbook_entry_and_goes_to_the_operators() -> None:
+    runbook = (Path(__file__).resolve().parents[2] / "docs" / "runbook.md").read_text(encoding="utf-8")
+    headings = "\n".join(line for line in runbook.splitlines() if line.startswith("#"))
+    for template in (TEMPLATE, CHECKER):
+        for name, resource in template["Resources"].items():
+            if resource.get("Type") == "AWS::CloudWatch::Alarm":
+                assert f"`{name}`" in headings, f"docs/runbook.md has no entry for {name}"
+                assert resource["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+
+
+def test_monitoring_itself_is_watched() -> None:
+    """The tick's heartbeat (a missing minute alarms), sends a region missed, each function's errors and throttles,
+    each stream's age, the API's 5XX rate, SMS spend; per region the checker and its queue's oldest job."""
+    alarms = {n: r["Properties"] for n, r in RESOURCES.items() if r.get("Type") == "AWS::CloudWatch::Alarm"}
+    heartbeat = alarms["SchedulerHeartbeatAlarm"]
+    assert (heartbeat["MetricName"], heartbeat["TreatMissingData"], heartbeat["Period"]) == ("Ticks", "breaching", 60)
+    assert alarms["CheckSendFailuresAlarm"]["MetricName"] == "CheckSendFailures"
+    for function in ("APIHandler", *build.EVENT_FUNCTIONS):
+        assert alarms[f"{function}ErrorsAlarm"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
+        assert alarms[f"{function}ThrottlesAlarm"]["MetricName"] == "Throttles"
+    for function in build.STREAM_FUNCTIONS:
+        assert alarms[f"{function}IteratorAgeAlarm"]["MetricName"] == "IteratorAge"
+    assert alarms["Api5xxAlarm"]["MetricName"] == "5XXError"
+    assert alarms["SmsSpendAlarm"]["Threshold"] == {"Ref": "SmsSpendAlarmUsd"}
+    checker = {n: r["Properties"] for n, r in CHECKER["Resources"].items() if r.get("Type") == "AWS::CloudWatch::Alarm"}
+    assert checker["CheckQueueAgeAlarm"]["MetricName"] == "ApproximateAgeOfOldestMessage"
+    assert {"CheckerErrorsAlarm", "CheckerThrottlesAlarm", "CheckDeadLetterQueueAlarm"} <= set(checker)
