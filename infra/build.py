@@ -721,7 +721,8 @@ def email_feedback() -> dict[str, Any]:
 
 
 HANDLER_FAILURES = "HandlerFailuresDeadLetterQueue"
-SCHEDULED_WITH_FAILURES = ("Aggregator",)  # scheduled handlers whose failures are parked (and alarmed)
+# Every scheduled handler: an invocation failed three times is parked (and alarmed), never dropped unseen.
+SCHEDULED_WITH_FAILURES = ("Scheduler", "Aggregator", "StatusPagesRefresh")
 
 
 def handler_failures() -> dict[str, Any]:

@@ -982,3 +982,17 @@ def test_monitoring_itself_is_watched() -> None:
     checker = {n: r["Properties"] for n, r in CHECKER["Resources"].items() if r.get("Type") == "AWS::CloudWatch::Alarm"}
     assert checker["CheckQueueAgeAlarm"]["MetricName"] == "ApproximateAgeOfOldestMessage"
     assert {"CheckerErrorsAlarm", "CheckerThrottlesAlarm", "CheckDeadLetterQueueAlarm"} <= set(checker)
+
+
+def test_every_stream_mapping_and_scheduled_function_parks_what_it_gives_up_on() -> None:
+    parked = {"Fn::GetAtt": [build.HANDLER_FAILURES, "Arn"]}
+    for name in build.STREAM_FUNCTIONS:
+        source = next(iter(RESOURCES[name]["Properties"]["Events"].values()))["Properties"]
+        assert source["DestinationConfig"] == {"OnFailure": {"Destination": parked}}, name
+    events = Path(chalicelib.__file__).parent / "events"
+    names = re.findall(r'@blueprint\.schedule\([^\n]*name="(\w+)"', "".join(p.read_text() for p in events.glob("*.py")))
+    scheduled = {"".join(part.capitalize() for part in name.split("_")) for name in names}
+    assert scheduled == {"Scheduler", "Aggregator", "StatusPagesRefresh"}
+    for name in scheduled:
+        config = RESOURCES[f"{name}EventInvokeConfig"]["Properties"]
+        assert config["DestinationConfig"] == {"OnFailure": {"Destination": parked}}, name
