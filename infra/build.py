@@ -939,6 +939,95 @@ def checker_alarms() -> dict[str, Any]:
     }
 
 
+# What Lambda itself logs (START, END, REPORT lines): warnings only; the app's own lines are JSON already.
+LOGGING_CONFIG = {"LogFormat": "JSON", "SystemLogLevel": "WARN"}
+# The tables whose loss would lose what customers made (not what is recomputed, expires or is a cache): backed up
+# daily beside their point-in-time recovery (35 days), kept 35 days, and monthly, kept a year.
+BACKED_UP_TABLES = (
+    "users",
+    "user_emails",
+    "teams",
+    "memberships",
+    "invitations",
+    "api_keys",
+    "monitors",
+    "heartbeat_tokens",
+    "alert_channels",
+    "maintenance_windows",
+    "incidents",
+    "status_pages",
+    "status_page_slugs",
+    "stripe_customers",
+)
+
+
+def backups() -> dict[str, Any]:
+    """An AWS Backup vault (kept when the stack goes), a plan and the selection of :data:`BACKED_UP_TABLES`."""
+    tables = [
+        {"Fn::GetAtt": [f"{''.join(p.capitalize() for p in name.split('_'))}Table", "Arn"]} for name in BACKED_UP_TABLES
+    ]
+    return {
+        "BackupVault": {
+            "Type": "AWS::Backup::BackupVault",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {"BackupVaultName": sub("${TablePrefix}backups")},
+        },
+        "BackupPlan": {
+            "Type": "AWS::Backup::BackupPlan",
+            "Properties": {
+                "BackupPlan": {
+                    "BackupPlanName": sub("${TablePrefix}customer-data"),
+                    "BackupPlanRule": [
+                        {
+                            "RuleName": "daily",
+                            "TargetBackupVault": ref("BackupVault"),
+                            "ScheduleExpression": "cron(0 5 * * ? *)",
+                            "Lifecycle": {"DeleteAfterDays": 35},
+                        },
+                        {
+                            "RuleName": "monthly",
+                            "TargetBackupVault": ref("BackupVault"),
+                            "ScheduleExpression": "cron(0 6 1 * ? *)",
+                            "Lifecycle": {"DeleteAfterDays": 365},
+                        },
+                    ],
+                }
+            },
+        },
+        "BackupRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "AssumeRolePolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "backup.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                },
+                "ManagedPolicyArns": [
+                    sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup"),
+                    sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForRestores"),
+                ],
+            },
+        },
+        "BackupSelection": {
+            "Type": "AWS::Backup::BackupSelection",
+            "Properties": {
+                "BackupPlanId": ref("BackupPlan"),
+                "BackupSelection": {
+                    "SelectionName": "customer-data-tables",
+                    "IamRoleArn": {"Fn::GetAtt": ["BackupRole", "Arn"]},
+                    "Resources": tables,
+                },
+            },
+        },
+    }
+
+
 def build() -> dict[str, Any]:
     resources: dict[str, Any] = {}
     resources.update(cfn_table_resources(ALL_MODELS))
@@ -946,19 +1035,16 @@ def build() -> dict[str, Any]:
     resources.update(alert_queue())
     resources.update(email_feedback())
     resources.update(handler_failures())
+    resources.update(backups())
     resources.update(alarms(resources))
     resources.update(operating_alarms())
     resources["ApiHandlerDataPolicy"] = api_policy()
     # Merged into Chalice's resources: the function's deployment-specific environment, and the API's
     # gateway responses inside its OpenAPI body, so that a change to them produces a new API deployment.
-    resources[CHALICE_FUNCTION] = {
-        "DependsOn": ["ApiHandlerDataPolicy"],
-        "Properties": {"Environment": {"Variables": api_environment()}},
-    }
-    for name in EVENT_FUNCTIONS:
+    for name in (CHALICE_FUNCTION, *EVENT_FUNCTIONS):
         resources[name] = {
             "DependsOn": ["ApiHandlerDataPolicy"],
-            "Properties": {"Environment": {"Variables": api_environment()}},
+            "Properties": {"Environment": {"Variables": api_environment()}, "LoggingConfig": LOGGING_CONFIG},
         }
     # Chalice needs a literal stream ARN; the real one exists only once the table does.  Partial batch
     # responses let one bad record retry alone (Chalice cannot set FunctionResponseTypes itself).
@@ -1190,6 +1276,7 @@ def build_checker(code_uri: str = CHECKER_CODE_URI) -> dict[str, Any]:
             "Timeout": CHECKER_TIMEOUT_S,
             "MemorySize": CHECKER_MEMORY_MB,
             "Tracing": "Active",
+            "LoggingConfig": LOGGING_CONFIG,
             "Role": {"Fn::GetAtt": ["CheckerRole", "Arn"]},
             "Environment": {"Variables": checker_environment()},
             "Events": {

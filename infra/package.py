@@ -467,8 +467,15 @@ def deploy_commands(stage: str, out: Path) -> list[str]:
         f'aws cloudformation deploy --region "$HOME_REGION" --template-file {template}/packaged.json'
         f" --stack-name {prefix.rstrip('-')}"
         " --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND"
-        f" --parameter-overrides {' '.join(overrides)}",
+        f" --parameter-overrides {' '.join(overrides)}"
+        f" --tags {stack_tags(stage, 'main')}",
     ]
+
+
+def stack_tags(stage: str, part: str) -> str:
+    """The tags a stack gives every resource it makes that takes tags: whose it is, which stage, which part (costs
+    and ownership read by tag in Cost Explorer and the console)."""
+    return f"app=vigil stage={shlex.quote(stage)} part={part}"
 
 
 def check_regions(stage: str) -> list[str]:
@@ -505,7 +512,8 @@ def checker_deploy_commands(stage: str, out: Path) -> list[str]:
             f"aws cloudformation deploy --region {shlex.quote(region)} --template-file {packaged}"
             f" --stack-name {prefix}checker"
             " --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND"
-            f" --parameter-overrides {' '.join(overrides)}",
+            f" --parameter-overrides {' '.join(overrides)}"
+            f" --tags {stack_tags(stage, 'checker')}",
         ]
     return commands
 

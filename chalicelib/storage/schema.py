@@ -64,7 +64,11 @@ def cfn_table_resources(models: Iterable[type[BaseModel]]) -> dict[str, Any]:
             "Type": "AWS::DynamoDB::Table",
             "DeletionPolicy": "Retain",
             "UpdateReplacePolicy": "Retain",
-            "Properties": table_properties(model, {"Fn::Sub": "${TablePrefix}" + model.logical_name}),
+            # Kept by the stack and by DynamoDB: deleting one takes turning this off first, on purpose.
+            "Properties": {
+                **table_properties(model, {"Fn::Sub": "${TablePrefix}" + model.logical_name}),
+                "DeletionProtectionEnabled": True,
+            },
         }
         for model in models
     }

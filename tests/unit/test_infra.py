@@ -60,7 +60,7 @@ def test_infra_defines_each_models_table_from_the_model(model) -> None:
     resource = TABLES[schema.logical_id(model)]
 
     expected = schema.table_properties(model, {"Fn::Sub": "${TablePrefix}" + model.logical_name})
-    assert resource["Properties"] == expected
+    assert resource["Properties"] == {**expected, "DeletionProtectionEnabled": True}
     assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
 
 
@@ -617,10 +617,17 @@ def test_no_secret_is_committed_in_the_chalice_config() -> None:
 def test_the_printed_deploy_command_passes_every_required_parameter() -> None:
     required = {name for name, p in TEMPLATE["Parameters"].items() if "Default" not in p}
     command = package.deploy_commands("prod", ROOT / "out" / "prod")[-1]
-    passed = set(re.findall(r"(\w+)=", command.split("--parameter-overrides", 1)[1]))
+    overrides, _, tags = command.split("--parameter-overrides", 1)[1].partition("--tags")
+    passed = set(re.findall(r"(\w+)=", overrides))
 
     assert required <= passed
     assert "Stage=prod TablePrefix=vigil-prod-" in command
+    assert tags.split() == ["app=vigil", "stage=prod", "part=main"]  # on every resource that takes tags
+    assert all(
+        "--tags app=vigil stage=prod part=checker" in c
+        for c in package.checker_deploy_commands("prod", ROOT / "out" / "prod")
+        if " deploy " in c
+    )
 
 
 # --- the check worker's own package (offline: this virtualenv's distributions stand in for the Lambda build) ------
@@ -996,3 +1003,17 @@ def test_every_stream_mapping_and_scheduled_function_parks_what_it_gives_up_on()
     for name in scheduled:
         config = RESOURCES[f"{name}EventInvokeConfig"]["Properties"]
         assert config["DestinationConfig"] == {"OnFailure": {"Destination": parked}}, name
+
+
+def test_customer_data_is_backed_up_and_lambda_logs_warnings_only() -> None:
+    selection = RESOURCES["BackupSelection"]["Properties"]["BackupSelection"]
+    backed_up = {r["Fn::GetAtt"][0] for r in selection["Resources"]}
+    assert backed_up <= set(TABLES)
+    assert {"UsersTable", "TeamsTable", "MonitorsTable", "AlertChannelsTable", "IncidentsTable"} <= backed_up
+    assert not backed_up & {"RateLimitsTable", "ResultPacksTable", "SessionsTable"}  # recomputed, expiring, caches
+    rules = RESOURCES["BackupPlan"]["Properties"]["BackupPlan"]["BackupPlanRule"]
+    assert sorted(r["Lifecycle"]["DeleteAfterDays"] for r in rules) == [35, 365]
+    assert RESOURCES["BackupVault"]["DeletionPolicy"] == "Retain"
+    for name in ("APIHandler", *build.EVENT_FUNCTIONS):
+        assert RESOURCES[name]["Properties"]["LoggingConfig"] == {"LogFormat": "JSON", "SystemLogLevel": "WARN"}
+    assert CHECKER["Resources"]["Checker"]["Properties"]["LoggingConfig"]["SystemLogLevel"] == "WARN"
