@@ -15,7 +15,7 @@ from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
 
-from pynamodb.exceptions import PutError
+from pynamodb.exceptions import DeleteError, PutError
 
 from chalicelib.alerts.models import SuppressionModel
 from chalicelib.observability import logger
@@ -89,3 +89,28 @@ def apply_event(event: dict[str, Any], now: datetime) -> list[str]:
     if suppressed:
         logger.info("email addresses suppressed", extra={"reason": kind.lower(), "count": len(suppressed)})
     return suppressed
+
+
+def lift(address: str, now: datetime) -> None:
+    """Take back a bounce's suppression: the address works again (a mailbox made since, a typo fixed on the
+    receiving side).  A complaint is the person asking not to be mailed: it is lifted only by support, by hand
+    (409).  Once a day per address (429): a lift that bounces again adds to the sender's bounce rate."""
+    from chalicelib import errors
+    from chalicelib.ratelimit import service as ratelimit
+
+    address = address.strip().lower()
+    found = of([address]).get(address)
+    if found is None:
+        raise errors.ValidationFailed.single("address", "is not suppressed")
+    if found.reason == COMPLAINT:
+        raise errors.Conflict(f"{address} marked an alert as spam: only Vigil's support lifts a complaint.")
+    seen = ratelimit.hit(f"unsuppress:{address}", 86400, now)
+    if seen.count > 1:
+        raise errors.TooManyRequests(seen.resets_in, "This address was taken back once today; it bounced again.")
+    try:
+        SuppressionModel(address).delete(condition=SuppressionModel.reason == BOUNCE)
+    except DeleteError as exc:
+        if not condition_failed(exc):
+            raise
+        raise errors.Conflict(f"{address} marked an alert as spam: only Vigil's support lifts a complaint.") from None
+    logger.info("email suppression lifted", extra={"reason": BOUNCE})

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from chalicelib import lifecycle
+from chalicelib import errors, lifecycle
 from chalicelib.alerts import attempts, channels, suppressions
 from chalicelib.alerts.deliveries import Delivery
 from chalicelib.alerts.kinds import KINDS
@@ -267,6 +267,33 @@ def delete_channel(call: Call, channel_id: str) -> Reply:
     """Monitors that named it stop naming it."""
     lifecycle.delete_channel(call.user.team_id, channel_id)
     return Reply(status=204)
+
+
+class AddressIn(Schema):
+    address: str = Field(min_length=3, max_length=320)
+
+
+@router.route(
+    "POST",
+    "/v1/alert-channels/{channel_id}/unsuppress",
+    summary="Send to a bounced address again",
+    auth="team",
+    permission=authz.MANAGE,
+    scope="alert_channels:write",
+    body=AddressIn,
+    response=ChannelOut,
+    errors=(404, 409, 422, 429),
+)
+def unsuppress(call: Call, channel_id: str) -> ChannelOut:
+    """For an address of this email channel whose server said it did not exist (a bounce): alerts go to it again.
+    Once a day per address (429); an address that complained (marked an alert as spam) is a 409: only Vigil's
+    support lifts that."""
+    channel = channels.get(call.user.team_id, channel_id)
+    address = call.body.address.strip().lower()
+    if channel.type != "email" or address not in [a.lower() for a in channel.config.get("addresses", [])]:
+        raise errors.ValidationFailed.single("address", "is not an address of this email channel")
+    suppressions.lift(address, utcnow())
+    return ChannelOut(**channel_out(channel))
 
 
 @router.route(

@@ -193,6 +193,7 @@ BODIES: dict[tuple[str, str], Callable[[World, Callable[[str], str]], dict[str, 
         "config": {"phone_numbers": ["+14155550123"]},
     },
     ("PATCH", "/v1/alert-channels/{channel_id}"): lambda world, _: {"name": "Renamed"},
+    ("POST", "/v1/alert-channels/{channel_id}/unsuppress"): lambda world, _: {"address": "ops@example.com"},
     ("POST", "/v1/status-pages"): lambda world, ids: {
         "name": "Status",
         "slug": f"new-{int(utcnow().timestamp() * 1000)}",

@@ -132,3 +132,34 @@ def test_a_recipient_named_with_a_display_name_is_suppressed_by_its_address(aws)
         "gone@example.com"
     ]
     assert suppressions.of(["gone@example.com"])
+
+
+def test_a_bounced_address_can_be_sent_to_again_once_a_day_and_a_complaint_only_by_support(api, alice):
+    channel = create_channel(api, config={"addresses": ["gone@example.com", "angry@example.com", "ok@example.com"]})
+    suppressions.suppress("gone@example.com", suppressions.BOUNCE, "General", utcnow())
+    suppressions.suppress("angry@example.com", suppressions.COMPLAINT, "abuse", utcnow())
+    path = f"/v1/alert-channels/{channel['id']}/unsuppress"
+
+    r = api.post(path, {"address": "Gone@Example.com"})
+    assert r.status == 200
+    assert [s["address"] for s in r.json["suppressed_addresses"]] == ["angry@example.com"]
+    assert not any(True for _ in SuppressionModel.query("gone@example.com"))
+
+    suppressions.suppress("gone@example.com", suppressions.BOUNCE, "General", utcnow())  # it bounced again
+    assert api.post(path, {"address": "gone@example.com"}).status == 429
+    complained = api.post(path, {"address": "angry@example.com"})
+    assert (complained.status, complained.json["code"]) == (409, "conflict")
+    assert SuppressionModel.get("angry@example.com").reason == "complaint"
+    for address in ("ok@example.com", "stranger@example.com"):  # not suppressed; not this channel's
+        assert api.post(path, {"address": address}).status == 422
+
+
+def test_another_teams_channel_or_a_viewer_cannot_lift_a_suppression(api, alice, charlie, teammate):
+    channel = create_channel(api, config={"addresses": ["gone@example.com"]})
+    suppressions.suppress("gone@example.com", suppressions.BOUNCE, "General", utcnow())
+    viewer = teammate("vera@example.com", role="viewer")
+    path = f"/v1/alert-channels/{channel['id']}/unsuppress"
+
+    assert api.post(path, {"address": "gone@example.com"}, token=charlie["access_token"]).status == 404
+    assert api.post(path, {"address": "gone@example.com"}, token=viewer["access_token"]).status == 403
+    assert SuppressionModel.get("gone@example.com").reason == "bounce"
