@@ -32,6 +32,7 @@ from functions.checker.worker import EVENT_BATCH_SIZE, LAMBDA_TIMEOUT_S, MAX_CON
 
 OUTPUT = Path(__file__).resolve().parent / "resources.json"
 CHECKER_OUTPUT = Path(__file__).resolve().parent / "checker.json"
+BOOTSTRAP_OUTPUT = Path(__file__).resolve().parent / "bootstrap.json"
 
 # Names of the resources Chalice generates (checked against `chalice package` by tests/unit/test_infra.py).
 CHALICE_API = "RestAPI"
@@ -1316,9 +1317,89 @@ def render(template: dict[str, Any] | None = None) -> str:
     return json.dumps(build() if template is None else template, indent=2) + "\n"
 
 
+def build_bootstrap() -> dict[str, Any]:
+    """The artifacts bucket of one region, deployed once per region before anything else: ``aws cloudformation
+    package`` uploads the code there, and ``deploy`` the template (a packaged main stack is over CloudFormation's
+    51,200-byte limit for a template sent inline)."""
+    bucket = ref("BucketName")
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "Vigil: the deployment artifacts bucket of one region (code zips and templates).",
+        "Parameters": {
+            "BucketName": {
+                "Type": "String",
+                "AllowedPattern": "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+                "Description": "The bucket's name: $ARTIFACT_BUCKET in the home region, $ARTIFACT_BUCKET-<region> in"
+                " a check region.",
+            }
+        },
+        "Resources": {
+            "ArtifactBucket": {
+                "Type": "AWS::S3::Bucket",
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
+                "Properties": {
+                    "BucketName": bucket,
+                    "VersioningConfiguration": {"Status": "Enabled"},
+                    "BucketEncryption": {
+                        "ServerSideEncryptionConfiguration": [
+                            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                        ]
+                    },
+                    "PublicAccessBlockConfiguration": {
+                        "BlockPublicAcls": True,
+                        "BlockPublicPolicy": True,
+                        "IgnorePublicAcls": True,
+                        "RestrictPublicBuckets": True,
+                    },
+                    "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+                    # Old artifacts go: a deploy needs only its own; a rollback the one before.
+                    "LifecycleConfiguration": {
+                        "Rules": [
+                            {
+                                "Id": "old-artifacts",
+                                "Status": "Enabled",
+                                "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+                                "ExpirationInDays": 180,
+                            }
+                        ]
+                    },
+                },
+            },
+            "ArtifactBucketPolicy": {
+                "Type": "AWS::S3::BucketPolicy",
+                "Properties": {
+                    "Bucket": bucket,
+                    "PolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "TlsOnly",
+                                "Effect": "Deny",
+                                "Principal": "*",
+                                "Action": "s3:*",
+                                "Resource": [
+                                    sub("arn:${AWS::Partition}:s3:::${BucketName}"),
+                                    sub("arn:${AWS::Partition}:s3:::${BucketName}/*"),
+                                ],
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        ],
+                    },
+                },
+            },
+        },
+        "Outputs": {"ArtifactBucketName": {"Value": bucket}},
+    }
+
+
 def outputs() -> list[tuple[Path, str]]:
     """Every generated file and its wanted content (the paths are read at call time, so tests can redirect them)."""
-    return [(OUTPUT, render(build())), (CHECKER_OUTPUT, render(build_checker()))]
+    return [
+        (OUTPUT, render(build())),
+        (CHECKER_OUTPUT, render(build_checker())),
+        (BOOTSTRAP_OUTPUT, render(build_bootstrap())),
+    ]
 
 
 DEPLOYED_INDEXES = Path(__file__).resolve().parent / "deployed-indexes.json"

@@ -465,10 +465,29 @@ def deploy_commands(stage: str, out: Path) -> list[str]:
         f'aws cloudformation package --region "$HOME_REGION" --template-file {template}/sam.json'
         f' --s3-bucket "$ARTIFACT_BUCKET" --output-template-file {template}/packaged.json',
         f'aws cloudformation deploy --region "$HOME_REGION" --template-file {template}/packaged.json'
+        ' --s3-bucket "$ARTIFACT_BUCKET"'  # the packaged template is over the 51,200 bytes sent inline
         f" --stack-name {prefix.rstrip('-')}"
         " --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND"
         f" --parameter-overrides {' '.join(overrides)}"
         f" --tags {stack_tags(stage, 'main')}",
+    ]
+
+
+def bootstrap_commands(stage: str) -> list[str]:
+    """Once per region, before the first deploy: the artifacts bucket of the home region (``$ARTIFACT_BUCKET``) and
+    of each check region (``$ARTIFACT_BUCKET-<region>``), from ``infra/bootstrap.json``."""
+    template = build.BOOTSTRAP_OUTPUT.relative_to(ROOT)
+    prefix = stage_environment(stage)["TABLE_PREFIX"]
+    home = (
+        f'aws cloudformation deploy --region "$HOME_REGION" --template-file {template}'
+        f' --stack-name {prefix}artifacts --parameter-overrides BucketName="$ARTIFACT_BUCKET"'
+        f" --tags {stack_tags(stage, 'artifacts')}"
+    )
+    return [home] + [
+        f"aws cloudformation deploy --region {shlex.quote(region)} --template-file {template}"
+        f' --stack-name {prefix}artifacts-{region} --parameter-overrides BucketName="$ARTIFACT_BUCKET-{region}"'
+        f" --tags {stack_tags(stage, 'artifacts')}"
+        for region in check_regions(stage)
     ]
 
 
@@ -510,6 +529,7 @@ def checker_deploy_commands(stage: str, out: Path) -> list[str]:
             f"aws cloudformation package --region {shlex.quote(region)} --template-file {template}/checker.json"
             f' --s3-bucket "$ARTIFACT_BUCKET-{region}" --output-template-file {packaged}',
             f"aws cloudformation deploy --region {shlex.quote(region)} --template-file {packaged}"
+            f' --s3-bucket "$ARTIFACT_BUCKET-{region}"'
             f" --stack-name {prefix}checker"
             " --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND"
             f" --parameter-overrides {' '.join(overrides)}"
@@ -543,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
         "\nTo deploy (see docs/deploy.md; HOME_REGION, APP_URL, EMAIL_FROM, SUPPORT_EMAIL, ARTIFACT_BUCKET and"
         " optionally ALARM_EMAIL set):"
     )
+    print("\n0. Once per region: the artifacts buckets (skip those that exist):\n")
+    for command in bootstrap_commands(args.stage):
+        print(f"  {command}\n")
     print("\n1. The check worker, one stack per check region (each needs the secret and $ARTIFACT_BUCKET-<region>):\n")
     for command in checker_deploy_commands(args.stage, out):
         print(f"  {command}\n")

@@ -832,6 +832,10 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
     assert variables["TABLE_PREFIX"] == {"Ref": "TablePrefix"}
     assert "packaging.invalid" not in text
 
+    # The template is over the 51,200 bytes CloudFormation takes inline (so the deploy names a bucket) and under the
+    # 1 MB it takes from S3.
+    assert 51_200 < len(text.encode()) < 1_000_000
+
     # 3. cfn-lint (with the SAM transform) finds nothing, warnings included.
     package.lint(packaged)
 
@@ -1017,3 +1021,28 @@ def test_customer_data_is_backed_up_and_lambda_logs_warnings_only() -> None:
     for name in ("APIHandler", *build.EVENT_FUNCTIONS):
         assert RESOURCES[name]["Properties"]["LoggingConfig"] == {"LogFormat": "JSON", "SystemLogLevel": "WARN"}
     assert CHECKER["Resources"]["Checker"]["Properties"]["LoggingConfig"]["SystemLogLevel"] == "WARN"
+
+
+def test_the_printed_commands_work_as_printed_with_artifacts_buckets_made_first() -> None:
+    """The packaged main stack is over CloudFormation's 51,200 bytes for an inline template: its deploy must name
+    the artifacts bucket, which the bootstrap stack (printed first, once per region) makes."""
+    out = ROOT / "out" / "prod"
+    bootstrap = package.bootstrap_commands("prod")
+    regions = package.check_regions("prod")
+    assert [re.search(r'BucketName="([^"]+)"', c).group(1) for c in bootstrap] == [
+        "$ARTIFACT_BUCKET",
+        *(f"$ARTIFACT_BUCKET-{r}" for r in regions),
+    ]
+    assert all("--template-file infra/bootstrap.json" in c for c in bootstrap)
+    main_deploy = package.deploy_commands("prod", out)[-1]
+    assert '--s3-bucket "$ARTIFACT_BUCKET"' in main_deploy
+    for region in regions:
+        deploy = next(
+            c
+            for c in package.checker_deploy_commands("prod", out)
+            if c.startswith(f"aws cloudformation deploy --region {region} ")
+        )
+        assert f'--s3-bucket "$ARTIFACT_BUCKET-{region}"' in deploy
+    package.lint(build.BOOTSTRAP_OUTPUT)
+    bucket = json.loads(build.BOOTSTRAP_OUTPUT.read_text())["Resources"]["ArtifactBucket"]["Properties"]
+    assert bucket["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"] is True
