@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from chalicelib.aws.clients import reset_clients
-from chalicelib.observability import logger
+from chalicelib.observability import logger, metrics
 from chalicelib.settings import Settings, get_settings, use_settings
 from chalicelib.storage.base import BaseModel, configure_storage
 
@@ -21,4 +21,6 @@ def configure_core(settings: Settings | None = None, *, models: Iterable[type[Ba
     configure_storage(settings, models)
     reset_clients()
     logger.setLevel(settings.log_level)
+    # Every metric names its stage: two stages in one account and region never keep each other's alarms quiet.
+    metrics.set_default_dimensions(stage=settings.stage)
     return settings

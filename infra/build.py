@@ -36,7 +36,7 @@ BOOTSTRAP_OUTPUT = Path(__file__).resolve().parent / "bootstrap.json"
 
 # Names of the resources Chalice generates (checked against `chalice package` by tests/unit/test_infra.py).
 CHALICE_API = "RestAPI"
-APP_NAME = "vigil"  # .chalice/config.json's app_name: the REST API's name (its OpenAPI title), ApiName in metrics
+API_NAME = "${TablePrefix}api"  # the REST API's name (RestAPI's Name; else Chalice's title, the same in every stage)
 API_STAGE = "api"  # Chalice's default api_gateway_stage
 API_STAGE_RATE_LIMIT = 2000  # requests a second, steady, for the whole stage (cron pings bunch at :00)
 API_STAGE_BURST_LIMIT = 5000
@@ -239,9 +239,16 @@ def parameters() -> dict[str, Any]:
         },
         "SmsSpendAlarmUsd": {
             "Type": "Number",
-            "Default": 80,
-            "MinValue": 1,
-            "Description": "SMS spend this month (USD) that alarms: about 80 % of the account's SNS spend limit.",
+            "MinValue": 0.5,
+            "Description": "SMS spend this month (USD) that alarms: about 80 % of the account's SNS MonthlySpendLimit"
+            " (1 USD until raised: aws sns get-sms-attributes).",
+        },
+        "LogLevel": {
+            "Type": "String",
+            "Default": "INFO",
+            "AllowedValues": ["DEBUG", "INFO", "WARNING", "ERROR"],
+            "Description": "The functions' log level (the stage's LOG_LEVEL in .chalice/config.json); Lambda filters"
+            " below it.",
         },
         "StripePricePro": {
             "Type": "String",
@@ -809,7 +816,9 @@ def _alarm(description: str, namespace: str, metric: str, dimensions: dict[str, 
 
 
 OVER_ZERO = {"Threshold": 0, "ComparisonOperator": "GreaterThanThreshold"}
-VIGIL_METRICS = {"service": SERVICE}  # the dimension Powertools adds to Vigil's own metrics (namespace "Vigil")
+# The dimensions Powertools puts on Vigil's own metrics (namespace "Vigil"): the service, and the stage
+# (``bootstrap.configure_core``), so that two stages in one account never answer for each other.
+VIGIL_METRICS = {"service": SERVICE, "stage": ref("Stage")}
 
 
 def operating_alarms() -> dict[str, Any]:
@@ -840,11 +849,21 @@ def operating_alarms() -> dict[str, Any]:
             EvaluationPeriods=1,
             **OVER_ZERO,
         ),
+        "HeartbeatSweepFailuresAlarm": _alarm(
+            "The heartbeat sweep failed: missed pings open no incident until it works again.",
+            "Vigil",
+            "HeartbeatSweepFailures",
+            VIGIL_METRICS,
+            Statistic="Sum",
+            Period=300,
+            EvaluationPeriods=1,
+            **OVER_ZERO,
+        ),
         "Api5xxAlarm": _alarm(
             "Over 1 % of API requests answered 5XX for 5 minutes.",
             "AWS/ApiGateway",
             "5XXError",
-            {"ApiName": APP_NAME, "Stage": API_STAGE},
+            {"ApiName": sub(API_NAME), "Stage": API_STAGE},
             Statistic="Average",
             Period=300,
             EvaluationPeriods=1,
@@ -926,22 +945,31 @@ def checker_alarms() -> dict[str, Any]:
             EvaluationPeriods=1,
             **OVER_ZERO,
         ),
-        "CheckQueueAgeAlarm": _alarm(
-            sub("Check jobs in ${AWS::Region} wait over 90 s: that region's checks run late or not at all."),
+        # Every job is delayed to just before its minute and held by a worker through it, so the oldest message's
+        # age is always over a minute: a backlog of jobs nobody takes (visible for three minutes running) is the
+        # sign that the region's checks are late or not made.
+        "CheckQueueBacklogAlarm": _alarm(
+            sub("Check jobs in ${AWS::Region} wait untaken for 3 minutes: that region's checks are late or missing."),
             "AWS/SQS",
-            "ApproximateAgeOfOldestMessage",
+            "ApproximateNumberOfMessagesVisible",
             {"QueueName": {"Fn::GetAtt": ["CheckQueue", "QueueName"]}},
-            Statistic="Maximum",
+            Statistic="Minimum",
             Period=60,
             EvaluationPeriods=3,
-            Threshold=90,
-            ComparisonOperator="GreaterThanThreshold",
+            **OVER_ZERO,
         ),
     }
 
 
-# What Lambda itself logs (START, END, REPORT lines): warnings only; the app's own lines are JSON already.
-LOGGING_CONFIG = {"LogFormat": "JSON", "SystemLogLevel": "WARN"}
+# JSON logs; Lambda's own records (start, report) at WARN and above; the app's at the stage's level (Powertools
+# follows Lambda's level when one is set, so it must be the stage's LOG_LEVEL, WARNING spelled WARN).
+LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR"}
+LOGGING_CONFIG = {
+    "LogFormat": "JSON",
+    "SystemLogLevel": "WARN",
+    "ApplicationLogLevel": {"Fn::FindInMap": ["LambdaLogLevels", ref("LogLevel"), "Level"]},
+}
+LOG_LEVEL_MAPPING = {"LambdaLogLevels": {ours: {"Level": lambdas} for ours, lambdas in LOG_LEVELS.items()}}
 # The tables whose loss would lose what customers made (not what is recomputed, expires or is a cache): backed up
 # daily beside their point-in-time recovery (35 days), kept 35 days, and monthly, kept a year.
 BACKED_UP_TABLES = (
@@ -959,6 +987,9 @@ BACKED_UP_TABLES = (
     "status_pages",
     "status_page_slugs",
     "stripe_customers",
+    "rollups",  # 400 days of uptime history: the result periods it is made from expire
+    "events",  # incident timelines, with the notes people wrote
+    "email_suppressions",  # mailing bounced and complaining addresses again would cost the sender's reputation
 )
 
 
@@ -1087,6 +1118,7 @@ def build() -> dict[str, Any]:
     # (chalicelib.api.quotas): it caps what reaches the function at all, whoever sends it.
     resources[CHALICE_API] = {
         "Properties": {
+            "Name": sub(API_NAME),
             "DefinitionBody": {"x-amazon-apigateway-gateway-responses": gateway_responses()},
             "MethodSettings": [
                 {
@@ -1111,6 +1143,7 @@ def build() -> dict[str, Any]:
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "Vigil: tables, status pages, alarms and API settings (merged into Chalice's package).",
         "Parameters": parameters(),
+        "Mappings": LOG_LEVEL_MAPPING,
         "Conditions": {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [ref("AlarmEmail"), ""]}]}},
         "Resources": resources,
         "Outputs": {
@@ -1134,12 +1167,7 @@ def checker_parameters() -> dict[str, Any]:
         "AppUrl": shared["AppUrl"],
         "EmailFrom": shared["EmailFrom"],
         "AlarmEmail": shared["AlarmEmail"],
-        "LogLevel": {
-            "Type": "String",
-            "Default": "INFO",
-            "AllowedValues": ["DEBUG", "INFO", "WARNING", "ERROR"],
-            "Description": "The worker's log level (the stage's LOG_LEVEL in .chalice/config.json).",
-        },
+        "LogLevel": shared["LogLevel"],
     }
 
 
@@ -1301,6 +1329,7 @@ def build_checker(code_uri: str = CHECKER_CODE_URI) -> dict[str, Any]:
         "Transform": "AWS::Serverless-2016-10-31",
         "Description": "Vigil check worker: one region's check queue, its dead-letter queue and alarm, and the worker.",
         "Parameters": checker_parameters(),
+        "Mappings": LOG_LEVEL_MAPPING,
         "Conditions": {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [ref("AlarmEmail"), ""]}]}},
         "Resources": resources,
         "Outputs": {

@@ -458,8 +458,10 @@ def deploy_commands(stage: str, out: Path) -> list[str]:
         'EmailFrom="$EMAIL_FROM"',
         'SupportEmail="$SUPPORT_EMAIL"',
         'AlarmEmail="${ALARM_EMAIL:-}"',
+        'SmsSpendAlarmUsd="$SMS_SPEND_ALARM_USD"',
         'StripePricePro="$STRIPE_PRICE_PRO"',
         'StripePriceEnterprise="$STRIPE_PRICE_ENTERPRISE"',
+        f"LogLevel={shlex.quote(env.get('LOG_LEVEL', 'INFO'))}",
     ]
     return [
         f'aws cloudformation package --region "$HOME_REGION" --template-file {template}/sam.json'

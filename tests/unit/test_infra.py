@@ -256,9 +256,10 @@ def test_every_dead_letter_queue_has_an_alarm(template: dict[str, Any]) -> None:
     dead_letter = {q for q in queues if resources[q]["Properties"]["QueueName"]["Fn::Sub"].endswith("-dlq")}
     alarmed = {
         r["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
-        for r in resources.values()
+        for name, r in resources.items()
         if r.get("Type") == "AWS::CloudWatch::Alarm"
         and r["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        and name.endswith("DeadLetterQueueAlarm")
     }
 
     main = {"AlertDeadLetterQueue", "EmailEventsDeadLetterQueue", "HandlerFailuresDeadLetterQueue"}
@@ -982,6 +983,12 @@ def test_monitoring_itself_is_watched() -> None:
     alarms = {n: r["Properties"] for n, r in RESOURCES.items() if r.get("Type") == "AWS::CloudWatch::Alarm"}
     heartbeat = alarms["SchedulerHeartbeatAlarm"]
     assert (heartbeat["MetricName"], heartbeat["TreatMissingData"], heartbeat["Period"]) == ("Ticks", "breaching", 60)
+    # Exactly the dimensions Powertools writes (the service, and the stage bootstrap adds): another set never fires.
+    stage_and_service = [{"Name": "service", "Value": "vigil"}, {"Name": "stage", "Value": {"Ref": "Stage"}}]
+    for name in ("SchedulerHeartbeatAlarm", "CheckSendFailuresAlarm", "HeartbeatSweepFailuresAlarm"):
+        assert alarms[name]["Dimensions"] == stage_and_service, name
+    assert alarms["Api5xxAlarm"]["Dimensions"][0] == {"Name": "ApiName", "Value": {"Fn::Sub": "${TablePrefix}api"}}
+    assert RESOURCES["RestAPI"]["Properties"]["Name"] == {"Fn::Sub": "${TablePrefix}api"}
     assert alarms["CheckSendFailuresAlarm"]["MetricName"] == "CheckSendFailures"
     for function in ("APIHandler", *build.EVENT_FUNCTIONS):
         assert alarms[f"{function}ErrorsAlarm"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
@@ -991,7 +998,8 @@ def test_monitoring_itself_is_watched() -> None:
     assert alarms["Api5xxAlarm"]["MetricName"] == "5XXError"
     assert alarms["SmsSpendAlarm"]["Threshold"] == {"Ref": "SmsSpendAlarmUsd"}
     checker = {n: r["Properties"] for n, r in CHECKER["Resources"].items() if r.get("Type") == "AWS::CloudWatch::Alarm"}
-    assert checker["CheckQueueAgeAlarm"]["MetricName"] == "ApproximateAgeOfOldestMessage"
+    backlog = checker["CheckQueueBacklogAlarm"]  # the oldest job's age is always over a minute: it is delayed
+    assert (backlog["MetricName"], backlog["Statistic"]) == ("ApproximateNumberOfMessagesVisible", "Minimum")
     assert {"CheckerErrorsAlarm", "CheckerThrottlesAlarm", "CheckDeadLetterQueueAlarm"} <= set(checker)
 
 
@@ -1019,7 +1027,7 @@ def test_customer_data_is_backed_up_and_lambda_logs_warnings_only() -> None:
     assert sorted(r["Lifecycle"]["DeleteAfterDays"] for r in rules) == [35, 365]
     assert RESOURCES["BackupVault"]["DeletionPolicy"] == "Retain"
     for name in ("APIHandler", *build.EVENT_FUNCTIONS):
-        assert RESOURCES[name]["Properties"]["LoggingConfig"] == {"LogFormat": "JSON", "SystemLogLevel": "WARN"}
+        assert RESOURCES[name]["Properties"]["LoggingConfig"] == build.LOGGING_CONFIG
     assert CHECKER["Resources"]["Checker"]["Properties"]["LoggingConfig"]["SystemLogLevel"] == "WARN"
 
 
@@ -1046,3 +1054,26 @@ def test_the_printed_commands_work_as_printed_with_artifacts_buckets_made_first(
     package.lint(build.BOOTSTRAP_OUTPUT)
     bucket = json.loads(build.BOOTSTRAP_OUTPUT.read_text())["Resources"]["ArtifactBucket"]["Properties"]
     assert bucket["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"] is True
+
+
+def test_the_app_logs_at_the_stages_level_and_metrics_name_the_stage() -> None:
+    """Lambda filters app logs at ``ApplicationLogLevel``, which Powertools follows: it is the stage's LOG_LEVEL."""
+    for template in (TEMPLATE, CHECKER):
+        levels = template["Mappings"]["LambdaLogLevels"]
+        assert {k: v["Level"] for k, v in levels.items()} == {
+            "DEBUG": "DEBUG",
+            "INFO": "INFO",
+            "WARNING": "WARN",
+            "ERROR": "ERROR",
+        }
+        assert template["Parameters"]["LogLevel"]["AllowedValues"] == list(levels)
+    command = package.deploy_commands("dev", ROOT / "out" / "dev")[-1]
+    assert f"LogLevel={package.stage_environment('dev').get('LOG_LEVEL', 'INFO')}" in command
+
+    from chalicelib.bootstrap import configure_core
+    from chalicelib.models import ALL_MODELS
+    from chalicelib.observability import metrics
+
+    configure_core(load_settings({**TEST_ENV, "VIGIL_STAGE": "local"}), models=ALL_MODELS)
+    assert metrics.default_dimensions == {"stage": "local"}  # with the service: the alarms' dimension set
+    assert metrics.service == "vigil"
