@@ -22,5 +22,7 @@ def configure_core(settings: Settings | None = None, *, models: Iterable[type[Ba
     reset_clients()
     logger.setLevel(settings.log_level)
     # Every metric names its stage: two stages in one account and region never keep each other's alarms quiet.
+    metrics.clear_default_dimensions()
+    metrics.dimension_set.pop("stage", None)  # configured again (tests, the local stack): no "already added"
     metrics.set_default_dimensions(stage=settings.stage)
     return settings

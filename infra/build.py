@@ -883,28 +883,7 @@ def operating_alarms() -> dict[str, Any]:
         ),
     }
     for name in (CHALICE_FUNCTION, *EVENT_FUNCTIONS):
-        function = {"FunctionName": ref(name)}
-        out[f"{name}ErrorsAlarm"] = _alarm(
-            f"The {name} function failed in 3 of the last 5 minutes.",
-            "AWS/Lambda",
-            "Errors",
-            function,
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=5,
-            DatapointsToAlarm=3,
-            **OVER_ZERO,
-        )
-        out[f"{name}ThrottlesAlarm"] = _alarm(
-            f"The {name} function was throttled: its work waits or is lost (account concurrency).",
-            "AWS/Lambda",
-            "Throttles",
-            function,
-            Statistic="Sum",
-            Period=300,
-            EvaluationPeriods=1,
-            **OVER_ZERO,
-        )
+        out.update(function_alarms(name, f"The {name} function"))
     for name in STREAM_FUNCTIONS:
         out[f"{name}IteratorAgeAlarm"] = _alarm(
             f"The {name} function is over a minute behind its stream: results or events wait.",
@@ -920,31 +899,43 @@ def operating_alarms() -> dict[str, Any]:
     return out
 
 
-def checker_alarms() -> dict[str, Any]:
-    """A region's checker: failing, throttled, or its queue's oldest job older than a minute and a half (checks
-    start late, or not at all)."""
+def function_alarms(name: str, what: Any) -> dict[str, Any]:
+    """``<name>ErrorsAlarm`` (failed in 3 of the last 5 minutes) and ``<name>ThrottlesAlarm`` (throttled at all)
+    for the function ``name`` (``what`` says which, in the alarms' descriptions)."""
+    function = {"FunctionName": ref(name)}
+
+    def described(text: str) -> Any:
+        return sub(f"{what['Fn::Sub']} {text}") if isinstance(what, dict) else f"{what} {text}"
+
     return {
-        "CheckerErrorsAlarm": _alarm(
-            sub("The checker in ${AWS::Region} failed in 3 of the last 5 minutes."),
+        f"{name}ErrorsAlarm": _alarm(
+            described("failed in 3 of the last 5 minutes."),
             "AWS/Lambda",
             "Errors",
-            {"FunctionName": ref("Checker")},
+            function,
             Statistic="Sum",
             Period=60,
             EvaluationPeriods=5,
             DatapointsToAlarm=3,
             **OVER_ZERO,
         ),
-        "CheckerThrottlesAlarm": _alarm(
-            sub("The checker in ${AWS::Region} was throttled: checks start late."),
+        f"{name}ThrottlesAlarm": _alarm(
+            described("was throttled: its work waits or is lost (account concurrency)."),
             "AWS/Lambda",
             "Throttles",
-            {"FunctionName": ref("Checker")},
+            function,
             Statistic="Sum",
             Period=300,
             EvaluationPeriods=1,
             **OVER_ZERO,
         ),
+    }
+
+
+def checker_alarms() -> dict[str, Any]:
+    """A region's checker: failing, throttled, or a backlog of jobs no worker takes (checks late, or not made)."""
+    return {
+        **function_alarms("Checker", sub("The checker in ${AWS::Region}")),
         # Every job is delayed to just before its minute and held by a worker through it, so the oldest message's
         # age is always over a minute: a backlog of jobs nobody takes (visible for three minutes running) is the
         # sign that the region's checks are late or not made.
