@@ -306,6 +306,16 @@ def gateway_responses() -> dict[str, Any]:
     return responses
 
 
+# What a function reading a queue (an SQS event source) needs.
+SQS_CONSUME = [
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:ReceiveMessage",
+]
+
+
 def api_policy() -> dict[str, Any]:
     """What the API handler may touch beyond Chalice's logging and tracing (.chalice/policy-api.json)."""
     table = arn("dynamodb", "table/${TablePrefix}*")
@@ -361,27 +371,14 @@ def api_policy() -> dict[str, Any]:
                         # Bounces and complaints, read by the email feedback handler.
                         "Sid": "EmailEvents",
                         "Effect": "Allow",
-                        "Action": [
-                            "sqs:ChangeMessageVisibility",
-                            "sqs:DeleteMessage",
-                            "sqs:GetQueueAttributes",
-                            "sqs:GetQueueUrl",
-                            "sqs:ReceiveMessage",
-                        ],
+                        "Action": SQS_CONSUME,
                         "Resource": [{"Fn::GetAtt": ["EmailEventsQueue", "Arn"]}],
                     },
                     {
                         # Deliveries and group flushes: sent by the alert handler, consumed by its deliverer.
                         "Sid": "AlertQueue",
                         "Effect": "Allow",
-                        "Action": [
-                            "sqs:ChangeMessageVisibility",
-                            "sqs:DeleteMessage",
-                            "sqs:GetQueueAttributes",
-                            "sqs:GetQueueUrl",
-                            "sqs:ReceiveMessage",
-                            "sqs:SendMessage",
-                        ],
+                        "Action": [*SQS_CONSUME, "sqs:SendMessage"],
                         "Resource": [{"Fn::GetAtt": ["AlertQueue", "Arn"]}],
                     },
                     {
