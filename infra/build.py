@@ -846,6 +846,21 @@ def operating_alarms() -> dict[str, Any]:
             EvaluationPeriods=1,
             **OVER_ZERO,
         ),
+        # A pass that finished counts its periods (0 too): three passes running without one and uptime, bars and
+        # the status pages' history stop moving.
+        "AggregatorHeartbeatAlarm": _alarm(
+            "No aggregator pass finished in 15 minutes: uptime and status page history are not updated.",
+            "Vigil",
+            "PeriodsAggregated",
+            VIGIL_METRICS,
+            Statistic="SampleCount",
+            Period=300,
+            EvaluationPeriods=3,
+            DatapointsToAlarm=3,
+            Threshold=1,
+            ComparisonOperator="LessThanThreshold",
+            TreatMissingData="breaching",
+        ),
         "HeartbeatSweepFailuresAlarm": _alarm(
             "The heartbeat sweep failed: missed pings open no incident until it works again.",
             "Vigil",

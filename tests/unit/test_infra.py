@@ -985,7 +985,14 @@ def test_monitoring_itself_is_watched() -> None:
     assert (heartbeat["MetricName"], heartbeat["TreatMissingData"], heartbeat["Period"]) == ("Ticks", "breaching", 60)
     # Exactly the dimensions Powertools writes (the service, and the stage bootstrap adds): another set never fires.
     stage_and_service = [{"Name": "service", "Value": "vigil"}, {"Name": "stage", "Value": {"Ref": "Stage"}}]
-    for name in ("SchedulerHeartbeatAlarm", "CheckSendFailuresAlarm", "HeartbeatSweepFailuresAlarm"):
+    aggregator = alarms["AggregatorHeartbeatAlarm"]
+    assert (aggregator["MetricName"], aggregator["TreatMissingData"]) == ("PeriodsAggregated", "breaching")
+    for name in (
+        "SchedulerHeartbeatAlarm",
+        "CheckSendFailuresAlarm",
+        "HeartbeatSweepFailuresAlarm",
+        "AggregatorHeartbeatAlarm",
+    ):
         assert alarms[name]["Dimensions"] == stage_and_service, name
     assert alarms["Api5xxAlarm"]["Dimensions"][0] == {"Name": "ApiName", "Value": {"Fn::Sub": "${TablePrefix}api"}}
     assert RESOURCES["RestAPI"]["Properties"]["Name"] == {"Fn::Sub": "${TablePrefix}api"}
