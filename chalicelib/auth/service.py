@@ -18,7 +18,7 @@ from chalicelib.observability import logger
 from chalicelib.principal import Principal
 from chalicelib.ratelimit import service as ratelimit
 from chalicelib.settings import Settings, get_settings
-from chalicelib.storage.base import condition_failed, transaction
+from chalicelib.storage.base import condition_failed, condition_failed_at, transaction
 from chalicelib.teams import service as teams
 from chalicelib.users import service as users
 from chalicelib.users.models import UserEmailModel, UserModel
@@ -507,8 +507,7 @@ def _switch_email(user: UserModel, item: OneTimeTokenModel, now: datetime) -> Us
                 add_version_condition=False,
             )
     except TransactWriteError as exc:
-        reasons = [getattr(r, "code", None) for r in (exc.cancellation_reasons or [])]
-        if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+        if condition_failed_at(exc, 1):  # the new address's claim
             _drop_change(user, item, now)
             raise taken from None
         if condition_failed(exc):  # followed twice at once, or the account changed meanwhile

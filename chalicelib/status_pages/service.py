@@ -23,6 +23,7 @@ from chalicelib.storage import cursor
 from chalicelib.storage.base import (
     Counter,
     condition_failed,
+    condition_failed_at,
     counted_transaction,
     load_team_item,
     retry_lost_races,
@@ -74,10 +75,7 @@ def _save_new_slug(
         if counter is not None:
             counter.check(exc)  # the plan's limit: 402
         # PynamoDB sends a transaction's deletes before its puts: the slug's put follows the old slug's delete.
-        reasons = getattr(exc, "cancellation_reasons", None) or []
-        index = 0 if old_slug is None else 1
-        claim_reason = reasons[index] if len(reasons) > index else None
-        if claim_reason is not None and claim_reason.code == "ConditionalCheckFailed":
+        if condition_failed_at(exc, 0 if old_slug is None else 1):
             raise errors.SlugTaken(f"The slug {item.slug!r} is taken; choose another.") from None
         if condition_failed(exc):
             raise errors.Conflict("The page was changed by another request; reload it and try again.") from None

@@ -121,6 +121,14 @@ def condition_failed(exc: Exception) -> bool:
     return any(r is not None and r.code == "ConditionalCheckFailed" for r in reasons)
 
 
+def condition_failed_at(exc: Exception, index: int) -> bool:
+    """True when a transaction was cancelled because the condition of its item ``index`` did not hold (in the order
+    PynamoDB sends them: deletes and condition checks first, as each caller knows)."""
+    reasons = getattr(exc, "cancellation_reasons", None) or []
+    reason = reasons[index] if len(reasons) > index else None
+    return reason is not None and reason.code == "ConditionalCheckFailed"
+
+
 def load_team_item(model: type[M], team_id: str, item_id: str, what: str) -> M:
     """A team's item by its id, read consistently, or 404 ``No such <what>.``: another team's item does not exist
     for the caller, by construction.  An id that cannot be one (empty, too long) is 404 without a read."""

@@ -25,7 +25,7 @@ from chalicelib.aws.mail import deliver
 from chalicelib.emails import invitation_email
 from chalicelib.ids import new_id
 from chalicelib.settings import get_settings
-from chalicelib.storage.base import Counter, condition_failed, counted_transaction, transaction
+from chalicelib.storage.base import Counter, condition_failed, condition_failed_at, counted_transaction, transaction
 from chalicelib.teams.models import InvitationModel, MembershipModel
 from chalicelib.teams.service import Team, get_team, role_of
 from chalicelib.users import service as users
@@ -197,8 +197,7 @@ def accept(token: str, user_id: str, now: datetime) -> tuple[Team, str]:
                 condition=MembershipModel.user_id.does_not_exist(),
             )
     except TransactWriteError as exc:
-        reasons = exc.cancellation_reasons or []
-        if reasons and getattr(reasons[0], "code", None) == "ConditionalCheckFailed":
+        if condition_failed_at(exc, 0):  # users.check_joinable's check, the first item
             raise errors.AccountDeleting(user_id) from None
         if condition_failed(exc):
             raise invalid from None

@@ -9,7 +9,7 @@ from pynamodb.exceptions import TransactWriteError
 
 from chalicelib.errors import AccountDeleting, AlreadyOwner, Forbidden, LastOwner, LastTeam, NotFound
 from chalicelib.ids import new_id
-from chalicelib.storage.base import Counter, counted_transaction, transaction
+from chalicelib.storage.base import Counter, condition_failed_at, counted_transaction, transaction
 from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
 from chalicelib.users import service as users
 
@@ -74,16 +74,10 @@ def create_team(user_id: str, name: str, now: datetime) -> Team:
             tx.save(team, condition=TeamModel.team_id.does_not_exist())
             tx.save(MembershipModel(team.team_id, user_id, role="owner", joined_at=now))
     except TransactWriteError as exc:
-        if _first_condition_failed(exc):
+        if condition_failed_at(exc, 0):  # users.check_joinable's check, the first item
             raise AccountDeleting(user_id) from None
         raise
     return to_team(team)
-
-
-def _first_condition_failed(exc: TransactWriteError) -> bool:
-    """The transaction's first item (:func:`users.check_joinable`'s check) is the one whose condition failed."""
-    reasons = exc.cancellation_reasons or []
-    return bool(reasons) and getattr(reasons[0], "code", None) == "ConditionalCheckFailed"
 
 
 def list_teams(user_id: str) -> list[tuple[Team, str]]:
@@ -198,7 +192,7 @@ def transfer_ownership(actor: str, team_id: str, user_id: str) -> Member:
                 target, actions=[MembershipModel.role.set("owner")], condition=MembershipModel.role == target.role
             )
     except TransactWriteError as exc:
-        if _first_condition_failed(exc):
+        if condition_failed_at(exc, 0):
             raise AccountDeleting(user_id, "This member's account is being deleted.") from None
         raise
     return _member(_membership(team_id, user_id))
