@@ -111,8 +111,9 @@ def _queue_url(region: str) -> tuple[Any, str]:
 
 
 def _send(region: str, delay: int, bodies: list[str], report: TickReport) -> None:
-    """Send ``bodies`` to the region's queue in batches, removing each from the list as soon as SQS took it: after
-    a failure the list holds exactly what is still to send (a retry sends nothing twice)."""
+    """Send ``bodies`` to the region's queue in batches, taking each out of the list as soon as SQS took it: after
+    a failure the list holds exactly what is still to send (a retry sends nothing twice).  What SQS refuses within
+    a batch is tried once more."""
     sqs, url = _queue_url(region)
     while bodies:
         batch: list[dict[str, Any]] = []
@@ -120,34 +121,19 @@ def _send(region: str, delay: int, bodies: list[str], report: TickReport) -> Non
         for index, body in enumerate(bodies[:SQS_BATCH]):
             if batch and size + len(body) > SQS_BATCH_BYTES:
                 break
-            entry: dict[str, Any] = {"Id": str(index), "MessageBody": body}
-            if delay:
-                entry["DelaySeconds"] = delay
-            batch.append(entry)
+            batch.append({"Id": str(index), "MessageBody": body, **({"DelaySeconds": delay} if delay else {})})
             size += len(body)
-        report.sqs_requests += 1
-        response = sqs.send_message_batch(QueueUrl=url, Entries=batch)
-        refused = {f["Id"] for f in response.get("Failed", [])}
-        _taken(bodies, batch, refused, report)
-        if refused:  # one retry of what SQS refused within the batch
-            batch = [e for e in batch if e["Id"] in refused]
+        for _ in range(2):
             report.sqs_requests += 1
-            response = sqs.send_message_batch(QueueUrl=url, Entries=batch)
-            refused = {f["Id"] for f in response.get("Failed", [])}
-            _taken(bodies, batch, refused, report)
-            if refused:
-                raise RuntimeError(f"SQS refused {len(refused)} check-job messages for {region}")
-
-
-def _taken(bodies: list[str], batch: list[dict[str, Any]], refused: set[str], report: TickReport) -> None:
-    """Remove from ``bodies`` what SQS took of ``batch`` (its entries' ids are their places in ``bodies``)."""
-    taken = sorted((int(e["Id"]) for e in batch if e["Id"] not in refused), reverse=True)
-    for index in taken:
-        del bodies[index]
-    for entry in batch:  # the ones left move up: renumber what a retry of this batch sends
-        if entry["Id"] in refused:
-            entry["Id"] = str(int(entry["Id"]) - sum(1 for t in taken if t < int(entry["Id"])))
-    report.messages_sent += len(taken)
+            refused = {f["Id"] for f in sqs.send_message_batch(QueueUrl=url, Entries=batch).get("Failed", [])}
+            left = [e for e in batch if e["Id"] in refused]
+            bodies[: len(batch)] = [e["MessageBody"] for e in left]  # what SQS took leaves the list at once
+            report.messages_sent += len(batch) - len(left)
+            batch = [{**e, "Id": str(i)} for i, e in enumerate(left)]  # the refused lead the list now
+            if not batch:
+                break
+        if batch:
+            raise RuntimeError(f"SQS refused {len(batch)} check-job messages for {region}")
 
 
 def _sent(
