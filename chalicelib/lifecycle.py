@@ -344,7 +344,7 @@ def delete_account(user_id: str, password: str, now: datetime) -> None:
     _refuse_while_bound(user_id)
     mark = users.mark_deleting(user_id, now)
     try:
-        for team_id in _lone_teams(user_id):
+        for team_id in _refuse_while_bound(user_id):
             for invitation in invitations.list_pending(team_id, now):
                 _withdraw(team_id, invitation.id, now)
         _refuse_while_bound(user_id)
@@ -354,17 +354,14 @@ def delete_account(user_id: str, password: str, now: datetime) -> None:
     finish_deletion(user_id, now)
 
 
-def _lone_teams(user_id: str) -> list[str]:
-    return [t.id for t, _ in teams.list_teams(user_id) if teams.member_ids(t.id, consistent=True) == [user_id]]
-
-
-def _refuse_while_bound(user_id: str) -> None:
+def _refuse_while_bound(user_id: str) -> list[str]:
     """409 while the user owns a team others belong to, or is alone in one whose subscription renews (roles and
-    members read consistently: a transfer or a join a moment ago counts)."""
-    owned, paying = [], []
+    members read consistently: a transfer or a join a moment ago counts); else the teams the user is alone in."""
+    owned, paying, alone = [], [], []
     for team, _ in teams.list_teams(user_id):
         members = teams.member_ids(team.id, consistent=True)
         if members == [user_id]:
+            alone.append(team.id)
             if _subscribed(team.id):
                 paying.append(team)
         elif teams.role_of(team.id, user_id) == "owner":
@@ -378,6 +375,7 @@ def _refuse_while_bound(user_id: str) -> None:
             f"{names} has a subscription that renews: cancel it in billing first (it ends with its period), "
             "then delete."
         )
+    return alone
 
 
 def finish_deletion(user_id: str, now: datetime) -> None:
