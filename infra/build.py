@@ -818,58 +818,56 @@ OVER_ZERO = {"Threshold": 0, "ComparisonOperator": "GreaterThanThreshold"}
 VIGIL_METRICS = {"service": SERVICE, "stage": ref("Stage")}
 
 
+def _heartbeat(description: str, metric: str, period: int, periods: int) -> dict[str, Any]:
+    """An alarm when Vigil's ``metric`` (one sample per finished run) has no sample for ``periods`` periods
+    running: missing data is the failure."""
+    return _alarm(
+        description,
+        "Vigil",
+        metric,
+        VIGIL_METRICS,
+        Statistic="SampleCount",
+        Period=period,
+        EvaluationPeriods=periods,
+        DatapointsToAlarm=periods,
+        Threshold=1,
+        ComparisonOperator="LessThanThreshold",
+        TreatMissingData="breaching",
+    )
+
+
+def _vigil_failures(description: str, metric: str, period: int) -> dict[str, Any]:
+    """An alarm when Vigil counts any ``metric`` (a failure it survived and logged) in a period."""
+    return _alarm(
+        description, "Vigil", metric, VIGIL_METRICS, Statistic="Sum", Period=period, EvaluationPeriods=1, **OVER_ZERO
+    )
+
+
 def operating_alarms() -> dict[str, Any]:
     """When monitoring itself stops or degrades: the tick missing a minute, check jobs a region did not get, a
     function failing or throttled, a stream falling behind, the API answering 5XX, SMS spend near its cap."""
     out: dict[str, Any] = {
         # A tick that ran to its end counts one; a minute without one means no checks were planned for the next.
-        "SchedulerHeartbeatAlarm": _alarm(
-            "No scheduler tick finished in two minutes: no checks are being planned.",
-            "Vigil",
-            "Ticks",
-            VIGIL_METRICS,
-            Statistic="SampleCount",
-            Period=60,
-            EvaluationPeriods=2,
-            DatapointsToAlarm=2,
-            Threshold=1,
-            ComparisonOperator="LessThanThreshold",
-            TreatMissingData="breaching",
+        "SchedulerHeartbeatAlarm": _heartbeat(
+            "No scheduler tick finished in two minutes: no checks are being planned.", "Ticks", 60, 2
         ),
-        "CheckSendFailuresAlarm": _alarm(
+        "CheckSendFailuresAlarm": _vigil_failures(
             "A region's check jobs could not be sent (its queue failed twice in a tick): its checks are missing.",
-            "Vigil",
             "CheckSendFailures",
-            VIGIL_METRICS,
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            **OVER_ZERO,
+            60,
         ),
         # A pass that finished counts its periods (0 too): three passes running without one and uptime, bars and
         # the status pages' history stop moving.
-        "AggregatorHeartbeatAlarm": _alarm(
+        "AggregatorHeartbeatAlarm": _heartbeat(
             "No aggregator pass finished in 15 minutes: uptime and status page history are not updated.",
-            "Vigil",
             "PeriodsAggregated",
-            VIGIL_METRICS,
-            Statistic="SampleCount",
-            Period=300,
-            EvaluationPeriods=3,
-            DatapointsToAlarm=3,
-            Threshold=1,
-            ComparisonOperator="LessThanThreshold",
-            TreatMissingData="breaching",
+            300,
+            3,
         ),
-        "HeartbeatSweepFailuresAlarm": _alarm(
+        "HeartbeatSweepFailuresAlarm": _vigil_failures(
             "The heartbeat sweep failed: missed pings open no incident until it works again.",
-            "Vigil",
             "HeartbeatSweepFailures",
-            VIGIL_METRICS,
-            Statistic="Sum",
-            Period=300,
-            EvaluationPeriods=1,
-            **OVER_ZERO,
+            300,
         ),
         "Api5xxAlarm": _alarm(
             "Over 1 % of API requests answered 5XX for 5 minutes.",

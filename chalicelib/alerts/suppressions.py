@@ -17,8 +17,10 @@ from typing import Any
 
 from pynamodb.exceptions import DeleteError, PutError
 
+from chalicelib import errors
 from chalicelib.alerts.models import SuppressionModel
 from chalicelib.observability import logger
+from chalicelib.ratelimit import service as ratelimit
 from chalicelib.storage.base import condition_failed
 
 BOUNCE, COMPLAINT = "bounce", "complaint"
@@ -95,9 +97,6 @@ def lift(address: str, now: datetime) -> None:
     """Take back a bounce's suppression: the address works again (a mailbox made since, a typo fixed on the
     receiving side).  A complaint is the person asking not to be mailed: it is lifted only by support, by hand
     (409).  Once a day per address (429): a lift that bounces again adds to the sender's bounce rate."""
-    from chalicelib import errors
-    from chalicelib.ratelimit import service as ratelimit
-
     address = address.strip().lower()
     found = of([address]).get(address)
     if found is None:

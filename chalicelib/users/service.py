@@ -8,7 +8,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from pynamodb.exceptions import UpdateError
+
 from chalicelib.errors import NotFound, ValidationFailed
+from chalicelib.storage.base import condition_failed
 from chalicelib.users.models import UserEmailModel, UserModel
 
 
@@ -164,10 +167,6 @@ def mark_deleting(user_id: str, now: datetime) -> datetime:
 def unmark_deleting(user_id: str, mark: datetime) -> None:
     """Take back a mark that :func:`mark_deleting` returned (a deletion refused after all), if it is still that
     one."""
-    from pynamodb.exceptions import UpdateError
-
-    from chalicelib.storage.base import condition_failed
-
     try:
         UserModel(user_id).update(
             actions=[UserModel.deleting_at.remove()],
