@@ -6,10 +6,8 @@ monitor is degraded, every region checks, and the public status page shows the o
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.local import demo
-from tests.integration.test_make_dev import REPO, free_port, wait_for_health
+from tests.integration.test_make_dev import free_port, local_stack, wait_for_health
 
 BUDGET_SECONDS = 90
 
@@ -47,26 +45,20 @@ def wait_for_line(log: Path, text: str, process: subprocess.Popen, timeout: floa
 
 def test_make_demo_seeds_a_living_demo_where_an_incident_opens_and_resolves(tmp_path):
     port, demo_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "VIGIL_STAGE": "local",
-        "PORT": str(port),
-        "APP_URL": f"http://127.0.0.1:{port}",
-        "AWS_ENDPOINT_URL": "",
-        "STRIPE_API_BASE": "",  # no stand-in: another test may hold its port
-        "CHECK_REGIONS": "us-east-1,eu-west-1,ap-southeast-1",  # whatever a developer's .env says
-        "ALLOW_PRIVATE_TARGETS": "true",
-        "VIGIL_DEMO_PORT": str(demo_port),
-        "VIGIL_DEMO_STEP_SECONDS": "3",
-        "PYTHONUNBUFFERED": "1",
-    }
     log_path = tmp_path / "demo.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chalicelib.local", "--demo"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+    stack = local_stack(
+        log_path,
+        port,
+        "--demo",
+        APP_URL=f"http://127.0.0.1:{port}",
+        STRIPE_API_BASE="",  # no stand-in: another test may hold its port
+        CHECK_REGIONS="us-east-1,eu-west-1,ap-southeast-1",  # whatever a developer's .env says
+        ALLOW_PRIVATE_TARGETS="true",
+        VIGIL_DEMO_PORT=str(demo_port),
+        VIGIL_DEMO_STEP_SECONDS="3",
     )
     api, service = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{demo_port}"
-    try:
+    with stack as process:
         assert wait_for_health(f"{api}/health", process) == 200, log_path.read_text()
         assert wait_for_line(log_path, "The demo is running", process), log_path.read_text()
         output = log_path.read_text()
@@ -122,11 +114,6 @@ def test_make_demo_seeds_a_living_demo_where_an_incident_opens_and_resolves(tmp_
 
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=5)
-        log.close()
     # Until Ctrl-C, nothing failed.  (Stopping can still log a request the emulator was serving as it stopped:
     # the local stack's shutdown order, not the demo's doing.)
     assert "Traceback" not in log_path.read_text().split("stopping…")[0]
