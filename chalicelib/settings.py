@@ -59,6 +59,7 @@ VARIABLES: tuple[Variable, ...] = (
         default=None,
         shown="random per run locally",
         required_deployed=True,
+        worker_exempt=True,
         meaning="≥ 32 chars; JWT and cursor keys are derived from it",
     ),
     Variable(
@@ -276,7 +277,7 @@ class Settings:
 
     stage: str
     version: str
-    secret_key: str = field(repr=False)
+    secret_key: str | None = field(repr=False)  # None only in a deployed check worker, which signs nothing
     app_url: str
     aws_region: str
     home_region: str  # where the tables live; check workers in other regions reach them there
@@ -324,6 +325,9 @@ class Settings:
         """A key derived from SECRET_KEY for one purpose (jwt, cursor, …)."""
         import hashlib
         import hmac
+
+        if self.secret_key is None:
+            raise SettingsError(f"SECRET_KEY is not set in this function, which cannot derive a {purpose} key")
 
         return hmac.new(self.secret_key.encode(), purpose.encode(), hashlib.sha256).digest()
 
@@ -393,9 +397,9 @@ def load_settings(
         return _default(name, **values)
 
     deployed = stage not in LOCAL_STAGES
-    secret_key = get("SECRET_KEY")
+    secret_key: str | None = get("SECRET_KEY")
+    worker = bool(env.get("CHECK_REGION", "").strip())
     if deployed:
-        worker = bool(env.get("CHECK_REGION", "").strip())
         missing = [
             v.name
             for v in VARIABLES
@@ -403,10 +407,12 @@ def load_settings(
         ]
         if missing:
             raise SettingsError(f"missing required setting(s) for stage {stage}: {', '.join(missing)}")
-    if not secret_key:
+    if not secret_key and deployed and worker:
+        secret_key = None  # a check worker signs nothing: its stacks hold no secret at all
+    elif not secret_key:
         # A throwaway key: tokens die with the process, which is right for a laptop.
         secret_key = secrets.token_urlsafe(48)
-    if len(secret_key) < 32:
+    if secret_key is not None and len(secret_key) < 32:
         raise SettingsError("SECRET_KEY must be at least 32 characters")
 
     regions = tuple(r.strip() for r in get("CHECK_REGIONS").split(",") if r.strip())

@@ -1173,7 +1173,10 @@ def checker_parameters() -> dict[str, Any]:
 
 
 def checker_environment() -> dict[str, Any]:
-    """What the worker's settings need: a deployed stage refuses to start without SECRET_KEY, APP_URL, EMAIL_FROM."""
+    """What the worker's settings need: a deployed stage refuses to start without APP_URL and EMAIL_FROM.
+
+    No ``SECRET_KEY``: the worker signs nothing (no token, no cursor), so its stacks neither read nor need the secret.
+    """
     return {
         "VIGIL_STAGE": ref("Stage"),
         "TABLE_PREFIX": ref("TablePrefix"),
@@ -1182,8 +1185,6 @@ def checker_environment() -> dict[str, Any]:
         "APP_URL": ref("AppUrl"),
         "EMAIL_FROM": ref("EmailFrom"),
         "LOG_LEVEL": ref("LogLevel"),
-        # Resolved in this stack's region: the secret is replicated there from the home region.
-        "SECRET_KEY": sub(SECRET_KEY_REF),
     }
 
 

@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n0. Once per region: the artifacts buckets (skip those that exist):\n")
     for command in bootstrap_commands(args.stage):
         print(f"  {command}\n")
-    print("\n1. The check worker, one stack per check region (each needs the secret and $ARTIFACT_BUCKET-<region>):\n")
+    print("\n1. The check worker, one stack per check region (each needs its bucket, $ARTIFACT_BUCKET-<region>):\n")
     for command in checker_deploy_commands(args.stage, out):
         print(f"  {command}\n")
     print("2. The main stack, in the home region:\n")

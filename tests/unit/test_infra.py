@@ -27,7 +27,7 @@ from chalicelib import errors
 from chalicelib.aws import names
 from chalicelib.models import ALL_MODELS
 from chalicelib.scheduler import service as scheduler_service
-from chalicelib.settings import Settings, load_settings
+from chalicelib.settings import Settings, SettingsError, load_settings
 from chalicelib.storage import schema
 from chalicelib.storage.base import REGISTRY, BaseModel
 from functions.checker import worker
@@ -459,12 +459,14 @@ def test_the_worker_starts_with_the_stacks_environment_labelled_with_its_region(
     values |= {"AppUrl": "https://app.example.com", "EmailFrom": "Vigil <no-reply@example.com>", "LogLevel": "INFO"}
     env = {name: values[value["Ref"]] for name, value in variables.items() if "Ref" in value}
 
-    # The same secret as the main stack's functions (replicated to this region), never a parameter.
-    assert variables["SECRET_KEY"] == build.api_environment()["SECRET_KEY"]
+    # No secret at all: the worker signs nothing, so its stacks never read the main stack's secret.
+    assert "SECRET_KEY" not in variables
+    assert "secretsmanager" not in json.dumps(CHECKER)
     assert not {"SecretKey", "SECRET_KEY"} & set(CHECKER["Parameters"])
-    settings = load_settings(
-        {**env, "SECRET_KEY": "s" * 48, "AWS_REGION": "eu-west-1", "AWS_LAMBDA_FUNCTION_NAME": "vigil-prod-checker"}
-    )
+    settings = load_settings({**env, "AWS_REGION": "eu-west-1", "AWS_LAMBDA_FUNCTION_NAME": "vigil-prod-checker"})
+    assert settings.secret_key is None
+    with pytest.raises(SettingsError, match="SECRET_KEY is not set in this function"):
+        settings.signing_key("jwt")
     assert settings.stage == "prod"
     assert settings.table_prefix == "vigil-prod-"
     assert settings.home_region == "us-east-1"

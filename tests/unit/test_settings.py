@@ -239,4 +239,16 @@ def test_a_deployed_stage_needs_the_stripe_secrets_but_a_check_worker_does_not()
         load_settings(without)
     worker = load_settings({**without, "CHECK_REGION": "eu-west-1"})
     assert worker.stripe_secret_key is None
+
+
+def test_a_check_worker_runs_without_the_secret_key_and_cannot_sign_with_none() -> None:
+    without = {k: v for k, v in deployed("prod").items() if k != "SECRET_KEY"}
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        load_settings(without)  # any other function of a deployed stage still refuses to start
+    worker = load_settings({**without, "CHECK_REGION": "eu-west-1"})
+    assert worker.secret_key is None
+    with pytest.raises(SettingsError, match="cannot derive a cursor key"):
+        worker.signing_key("cursor")  # never a throwaway key that would sign what no other function can read
+    with pytest.raises(SettingsError, match="at least 32"):
+        load_settings({**without, "CHECK_REGION": "eu-west-1", "SECRET_KEY": "short"})
     assert "sk_live" not in repr(load_settings(deployed("prod")))
