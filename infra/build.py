@@ -95,6 +95,7 @@ CHECKER_TIMEOUT_S = LAMBDA_TIMEOUT_S  # one value for the deployed worker and th
 # AWS's guidance for an SQS event source: a visibility timeout of at least six times the function's timeout,
 # so that a message is not redelivered while Lambda is still retrying a throttled invocation.
 CHECK_QUEUE_VISIBILITY_S = 6 * CHECKER_TIMEOUT_S
+CHECK_JOB_RETENTION_S = 3600  # how long a check job may wait in its queue (CheckQueue)
 # One message an invocation, and no batching window: an invocation runs a known number of checks (at most
 # MAX_JOBS_PER_MESSAGE), which its memory is sized for; more messages are more invocations side by side, each with
 # its own CPU, never more checks on one.  A window would wait for messages the tick's starts cannot wait for.
@@ -570,6 +571,9 @@ def queues() -> dict[str, Any]:
             "Properties": {
                 "QueueName": sub(CHECK_QUEUE_NAME),
                 "VisibilityTimeout": CHECK_QUEUE_VISIBILITY_S,
+                # A job is for one minute's check: an hour on, newer jobs have replaced it, and a backlog that old
+                # (workers down or throttled) would only spend a burst of stale checks on the way back.
+                "MessageRetentionPeriod": CHECK_JOB_RETENTION_S,
                 # Stated, not left to the default: a queue created while SQS's limit was 256 KiB keeps that.
                 "MaximumMessageSize": SQS_MAX_MESSAGE_BYTES,
                 "SqsManagedSseEnabled": True,
@@ -580,6 +584,23 @@ def queues() -> dict[str, Any]:
             },
         },
     }
+
+
+WORK_RETENTION_S = 4 * 24 * 3600  # SQS's default, stated: an alert delivery or a bounce is worth it for days
+# What a stack deletion (or a replacement) does with a resource that holds something, stated for each (cfn-lint I3011):
+# tables, buckets and vaults are kept (Retain, beside them); queues hold work in flight and go (redrive a dead-letter
+# queue first: docs/runbook.md); log groups stay, their retention still expiring what they hold.
+DELETION_POLICIES = {"AWS::SQS::Queue": "Delete", "AWS::Logs::LogGroup": "Retain"}
+
+
+def with_deletion_policies(resources: dict[str, Any]) -> dict[str, Any]:
+    """``resources``, with ``DELETION_POLICIES`` stated on each queue and log group."""
+    for resource in resources.values():
+        policy = DELETION_POLICIES.get(resource.get("Type", ""))
+        if policy:
+            resource.setdefault("DeletionPolicy", policy)
+            resource.setdefault("UpdateReplacePolicy", policy)
+    return resources
 
 
 def queue_with_dead_letters(logical: str, name: str, visibility_s: int) -> dict[str, Any]:
@@ -599,6 +620,7 @@ def queue_with_dead_letters(logical: str, name: str, visibility_s: int) -> dict[
             "Properties": {
                 "QueueName": sub(name),
                 "VisibilityTimeout": visibility_s,
+                "MessageRetentionPeriod": WORK_RETENTION_S,
                 "SqsManagedSseEnabled": True,
                 "RedrivePolicy": {
                     "deadLetterTargetArn": {"Fn::GetAtt": [f"{logical}DeadLetterQueue", "Arn"]},
@@ -1146,7 +1168,7 @@ def build() -> dict[str, Any]:
         "Parameters": parameters(),
         "Mappings": LOG_LEVEL_MAPPING,
         "Conditions": {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [ref("AlarmEmail"), ""]}]}},
-        "Resources": resources,
+        "Resources": with_deletion_policies(resources),
         "Outputs": {
             "StatusBucketName": {"Value": ref("StatusBucket")},
             "StatusDistributionDomain": {"Value": {"Fn::GetAtt": ["StatusDistribution", "DomainName"]}},
@@ -1333,7 +1355,7 @@ def build_checker(code_uri: str = CHECKER_CODE_URI) -> dict[str, Any]:
         "Parameters": checker_parameters(),
         "Mappings": LOG_LEVEL_MAPPING,
         "Conditions": {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [ref("AlarmEmail"), ""]}]}},
-        "Resources": resources,
+        "Resources": with_deletion_policies(resources),
         "Outputs": {
             "CheckQueueUrl": {"Value": ref("CheckQueue")},
             "CheckQueueArn": {"Value": {"Fn::GetAtt": ["CheckQueue", "Arn"]}},
