@@ -317,108 +317,202 @@ SQS_CONSUME = [
 ]
 
 
-def api_policy() -> dict[str, Any]:
-    """What the API handler may touch beyond Chalice's logging and tracing (.chalice/policy-api.json)."""
-    table = arn("dynamodb", "table/${TablePrefix}*")
+READ = ["dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:Query"]
+WRITE = [*READ, "dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+R, W = "read", "write"
+
+# What each function's code reads and writes, table by table (by the models' logical names): never a Scan, never a
+# table it does not touch.  tests/iam.py holds every AWS call the test suite makes for a function against its policy,
+# so a path that needs more fails its test, not production.
+FUNCTION_TABLES: dict[str, dict[str, str]] = {
+    CHALICE_FUNCTION: {
+        **dict.fromkeys(("check_progress", "result_periods", "rollups"), R),
+        **dict.fromkeys(
+            (
+                "alert_channels",
+                "api_keys",
+                "auth_tokens",
+                "deliveries",
+                "email_suppressions",  # a bounce taken back (unsuppress)
+                "events",
+                "heartbeat_pings",
+                "heartbeat_tokens",
+                "incidents",
+                "invitations",
+                "maintenance_windows",
+                "memberships",
+                "monitor_changes",
+                "monitor_states",
+                "monitors",
+                "rate_limits",
+                "result_packs",  # a heartbeat ping is a result
+                "sessions",
+                "status_page_slugs",
+                "status_pages",
+                "stripe_customers",
+                "stripe_events",
+                "teams",
+                "usage",
+                "user_emails",
+                "users",
+            ),
+            W,
+        ),
+    },
+    # The tick reads what is due; the heartbeat sweep writes each miss as a result and moves the monitor's deadline.
+    "Scheduler": {"monitors": W, "result_packs": W},
+    # Both read each team's plan (its retention) from the team.
+    "Aggregator": {"check_progress": W, "result_packs": R, "result_periods": W, "rollups": W, "teams": R},
+    "Retake": {"result_packs": R, "result_periods": W, "rollups": W, "teams": R},
+    "Incidents": {
+        **dict.fromkeys(("teams", "maintenance_windows"), R),
+        **dict.fromkeys(("events", "incidents", "monitor_changes", "monitor_states", "monitors", "usage"), W),
+    },
+    "Alerts": {
+        **dict.fromkeys(("alert_channels", "memberships", "monitors", "users"), R),
+        **dict.fromkeys(("alert_marks", "deliveries"), W),
+    },
+    "AlertDeliveries": {
+        **dict.fromkeys(("email_suppressions", "events", "incidents", "memberships", "monitors", "users"), R),
+        **dict.fromkeys(("alert_channels", "alert_marks", "deliveries"), W),
+    },
+    "EmailFeedback": {"email_suppressions": W},
+    **{
+        name: dict.fromkeys(
+            ("events", "incidents", "maintenance_windows", "monitors", "result_periods", "rollups", "status_pages"), R
+        )
+        for name in ("StatusPages", "StatusPagesRefresh")
+    },
+}
+# Beyond its tables: what each function sends, publishes or reads (SQS_CONSUME for its event source is added from
+# the mappings, sqs:SendMessage to HANDLER_FAILURES for every function that parks failures there).
+SEND_EMAIL = "email"
+SEND_SMS = "sms"
+STATUS_PAGES_WRITE = "status_pages_write"
+STATUS_PAGES_READ = "status_pages_read"
+SEND_ALERT_QUEUE = "alert_queue"
+SEND_CHECK_QUEUES = "check_queues"
+FUNCTION_GRANTS: dict[str, tuple[str, ...]] = {
+    CHALICE_FUNCTION: (SEND_EMAIL, SEND_SMS, STATUS_PAGES_READ, STATUS_PAGES_WRITE, SEND_ALERT_QUEUE),
+    "Scheduler": (SEND_CHECK_QUEUES,),
+    "Alerts": (SEND_ALERT_QUEUE,),
+    "AlertDeliveries": (SEND_EMAIL, SEND_SMS, SEND_ALERT_QUEUE),
+    "StatusPages": (STATUS_PAGES_WRITE,),
+    "StatusPagesRefresh": (STATUS_PAGES_WRITE,),
+}
+# The queue each SQS-triggered function consumes (Lambda's poller uses the function's role).
+FUNCTION_QUEUES = {ALERT_FUNCTION: "AlertQueue", EMAIL_FEEDBACK_FUNCTION: "EmailEventsQueue"}
+
+
+def function_role(name: str) -> str:
+    """The role Chalice generates for a function: its own, one per function."""
+    return CHALICE_ROLE if name == CHALICE_FUNCTION else f"{name}Role"
+
+
+def _table_arn(logical: str) -> dict[str, str]:
+    return arn("dynamodb", f"table/${{TablePrefix}}{logical}")
+
+
+def _grant(grant: str) -> dict[str, Any]:
+    statements: dict[str, dict[str, Any]] = {
+        SEND_EMAIL: {
+            "Sid": "Email",
+            "Action": ["ses:SendRawEmail"],
+            "Resource": [arn("ses", "identity/*"), arn("ses", "configuration-set/" + CONFIGURATION_SET_NAME)],
+        },
+        # SMS alerts go to phone numbers, which IAM cannot name: allowed is publishing to anything that is not a
+        # topic (an SNS ARN), so no topic of the account can be published to.
+        SEND_SMS: {"Sid": "Sms", "Action": ["sns:Publish"], "NotResource": [sub("arn:${AWS::Partition}:sns:*:*:*")]},
+        STATUS_PAGES_WRITE: {
+            "Sid": "StatusPagesWrite",
+            "Action": ["s3:DeleteObject", "s3:PutObject"],
+            "Resource": [sub("${StatusBucket.Arn}/status/*")],
+        },
+        # Reading a page back (whether it is published); ListBucket makes a missing one a 404, not a 403.
+        STATUS_PAGES_READ: {
+            "Sid": "StatusPagesRead",
+            "Action": ["s3:GetObject", "s3:ListBucket"],
+            "Resource": [sub("${StatusBucket.Arn}/status/*"), {"Fn::GetAtt": ["StatusBucket", "Arn"]}],
+        },
+        # Deliveries and group flushes, and their retries.
+        SEND_ALERT_QUEUE: {
+            "Sid": "AlertQueueSend",
+            "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
+            "Resource": [{"Fn::GetAtt": ["AlertQueue", "Arn"]}],
+        },
+        # Every region's check queue: per-region checker stacks create theirs under the same prefix.
+        SEND_CHECK_QUEUES: {
+            "Sid": "CheckQueues",
+            "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
+            "Resource": [arn("sqs", "${TablePrefix}checks-*", region="*")],
+        },
+    }
+    return {"Effect": "Allow", **statements[grant]}
+
+
+def function_policy(name: str) -> dict[str, Any]:
+    """One function's own policy, on its own role: its tables, its event source, where it parks failures, and what
+    it sends (``FUNCTION_TABLES``, ``FUNCTION_GRANTS``)."""
+    tables = FUNCTION_TABLES[name]
+    statements: list[dict[str, Any]] = []
+    for access, actions in ((R, READ), (W, WRITE)):
+        chosen = sorted(t for t, a in tables.items() if a == access)
+        if chosen:
+            statements.append(
+                {
+                    "Sid": "Read" if access == R else "ReadWrite",
+                    "Effect": "Allow",
+                    "Action": actions,
+                    # A table and its indexes (table/NAME/index/INDEX).
+                    "Resource": [r for t in chosen for r in (_table_arn(t), _table_arn(t + "/index/*"))],
+                }
+            )
+    if name in STREAM_FUNCTIONS:
+        statements.append(
+            {
+                "Sid": "Stream",
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:DescribeStream",
+                    "dynamodb:GetRecords",
+                    "dynamodb:GetShardIterator",
+                    "dynamodb:ListStreams",
+                ],
+                "Resource": [{"Fn::GetAtt": [STREAM_FUNCTIONS[name], "StreamArn"]}],
+            }
+        )
+    if name in FUNCTION_QUEUES:
+        statements.append(
+            {
+                "Sid": "Consume",
+                "Effect": "Allow",
+                "Action": SQS_CONSUME,
+                "Resource": [{"Fn::GetAtt": [FUNCTION_QUEUES[name], "Arn"]}],
+            }
+        )
+    if name in STREAM_FUNCTIONS or name in SCHEDULED_WITH_FAILURES:
+        # Stream batches and scheduled passes given up on (Lambda sends them with the function's role).
+        statements.append(
+            {
+                "Sid": "HandlerFailures",
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage"],
+                "Resource": [{"Fn::GetAtt": [HANDLER_FAILURES, "Arn"]}],
+            }
+        )
+    statements += [_grant(g) for g in FUNCTION_GRANTS.get(name, ())]
     return {
         "Type": "AWS::IAM::Policy",
         "Properties": {
-            "PolicyName": "vigil-api-data",
-            "Roles": [ref(CHALICE_ROLE), *(ref(f"{name}Role") for name in EVENT_FUNCTIONS)],
-            "PolicyDocument": {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        # No Scan: nothing on a request path may read a whole table.  The wildcard also covers
-                        # each table's indexes (table/NAME/index/INDEX).
-                        "Sid": "Tables",
-                        "Effect": "Allow",
-                        "Action": [
-                            "dynamodb:BatchGetItem",
-                            "dynamodb:BatchWriteItem",
-                            "dynamodb:ConditionCheckItem",
-                            "dynamodb:DeleteItem",
-                            "dynamodb:DescribeTable",
-                            "dynamodb:GetItem",
-                            "dynamodb:PutItem",
-                            "dynamodb:Query",
-                            "dynamodb:UpdateItem",
-                        ],
-                        "Resource": [table],
-                    },
-                    {
-                        # The aggregator's late takes and the incident handler read the result packs' stream, the
-                        # alert and status page handlers the events stream.
-                        "Sid": "Streams",
-                        "Effect": "Allow",
-                        "Action": [
-                            "dynamodb:DescribeStream",
-                            "dynamodb:GetRecords",
-                            "dynamodb:GetShardIterator",
-                            "dynamodb:ListStreams",
-                        ],
-                        "Resource": [arn("dynamodb", "table/${TablePrefix}*/stream/*")],
-                    },
-                    {
-                        "Sid": "Email",
-                        "Effect": "Allow",
-                        "Action": ["ses:SendRawEmail"],
-                        "Resource": [
-                            arn("ses", "identity/*"),
-                            arn("ses", "configuration-set/" + CONFIGURATION_SET_NAME),
-                        ],
-                    },
-                    {
-                        # Bounces and complaints, read by the email feedback handler.
-                        "Sid": "EmailEvents",
-                        "Effect": "Allow",
-                        "Action": SQS_CONSUME,
-                        "Resource": [{"Fn::GetAtt": ["EmailEventsQueue", "Arn"]}],
-                    },
-                    {
-                        # Deliveries and group flushes: sent by the alert handler, consumed by its deliverer.
-                        "Sid": "AlertQueue",
-                        "Effect": "Allow",
-                        "Action": [*SQS_CONSUME, "sqs:SendMessage"],
-                        "Resource": [{"Fn::GetAtt": ["AlertQueue", "Arn"]}],
-                    },
-                    {
-                        # SMS alerts go to phone numbers directly, which IAM can only express as "*".
-                        "Sid": "Sms",
-                        "Effect": "Allow",
-                        "Action": ["sns:Publish"],
-                        "Resource": ["*"],
-                    },
-                    {
-                        # Stream batches and aggregator passes given up on (Lambda sends them with this role).
-                        "Sid": "HandlerFailures",
-                        "Effect": "Allow",
-                        "Action": ["sqs:SendMessage"],
-                        "Resource": [{"Fn::GetAtt": [HANDLER_FAILURES, "Arn"]}],
-                    },
-                    {
-                        # Every region's check queue: per-region checker stacks create theirs under the same prefix.
-                        "Sid": "CheckQueues",
-                        "Effect": "Allow",
-                        "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
-                        "Resource": [arn("sqs", "${TablePrefix}checks-*", region="*")],
-                    },
-                    {
-                        "Sid": "StatusPages",
-                        "Effect": "Allow",
-                        "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
-                        "Resource": [sub("${StatusBucket.Arn}/status/*")],
-                    },
-                    {
-                        "Sid": "StatusPagesList",
-                        "Effect": "Allow",
-                        "Action": ["s3:ListBucket"],
-                        "Resource": [{"Fn::GetAtt": ["StatusBucket", "Arn"]}],
-                    },
-                ],
-            },
+            "PolicyName": sub(f"${{TablePrefix}}{name}"),
+            "Roles": [ref(function_role(name))],
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
         },
     }
+
+
+def function_policies() -> dict[str, Any]:
+    return {f"{name}Policy": function_policy(name) for name in (CHALICE_FUNCTION, *EVENT_FUNCTIONS)}
 
 
 def status_pages() -> dict[str, Any]:
@@ -1093,12 +1187,12 @@ def build() -> dict[str, Any]:
     resources.update(backups())
     resources.update(alarms(resources))
     resources.update(operating_alarms())
-    resources["ApiHandlerDataPolicy"] = api_policy()
+    resources.update(function_policies())
     # Merged into Chalice's resources: the function's deployment-specific environment, and the API's
     # gateway responses inside its OpenAPI body, so that a change to them produces a new API deployment.
     for name in (CHALICE_FUNCTION, *EVENT_FUNCTIONS):
         resources[name] = {
-            "DependsOn": ["ApiHandlerDataPolicy"],
+            "DependsOn": [f"{name}Policy"],
             "Properties": {"Environment": {"Variables": api_environment()}, "LoggingConfig": LOGGING_CONFIG},
         }
     # Chalice needs a literal stream ARN; the real one exists only once the table does.  Partial batch
@@ -1123,14 +1217,14 @@ def build() -> dict[str, Any]:
         }
     # Chalice names the queue by ARN from the stage's TABLE_PREFIX (the same name AlertQueue gets from the
     # TablePrefix parameter); the mapping must wait for the queue, and report failures message by message.
-    resources[ALERT_FUNCTION]["DependsOn"] = ["ApiHandlerDataPolicy", "AlertQueue"]
+    resources[ALERT_FUNCTION]["DependsOn"] = [f"{ALERT_FUNCTION}Policy", "AlertQueue"]
     resources[ALERT_FUNCTION]["Properties"]["Events"] = {
         f"{ALERT_FUNCTION}SqsEventSource": {
             "Type": "SQS",
             "Properties": {"BatchSize": 10, "FunctionResponseTypes": ["ReportBatchItemFailures"]},
         }
     }
-    resources[EMAIL_FEEDBACK_FUNCTION]["DependsOn"] = ["ApiHandlerDataPolicy", "EmailEventsQueue"]
+    resources[EMAIL_FEEDBACK_FUNCTION]["DependsOn"] = [f"{EMAIL_FEEDBACK_FUNCTION}Policy", "EmailEventsQueue"]
     resources[EMAIL_FEEDBACK_FUNCTION]["Properties"]["Events"] = {
         f"{EMAIL_FEEDBACK_FUNCTION}SqsEventSource": {
             "Type": "SQS",

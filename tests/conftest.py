@@ -41,6 +41,7 @@ import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from chalicelib.settings import Settings, load_settings  # noqa: E402
+from tests import iam  # noqa: E402
 from tests.support import (  # noqa: E402
     ApiClient,
     Outbox,
@@ -160,10 +161,16 @@ def settings() -> Settings:
 
 @pytest.fixture
 def aws(settings: Settings) -> Iterator[Settings]:
-    """A fresh, empty AWS (moto) with every table, queue and identity Vigil needs."""
+    """A fresh, empty AWS (moto) with every table, queue and identity Vigil needs; every call a function's code makes
+    is held against that function's IAM policy from the template (tests/iam.py), and one it would be refused fails
+    the test."""
     with mock_aws():
         start_aws(settings)
-        yield settings
+        with iam.enforced(settings.table_prefix) as watch:
+            yield settings
+        assert not sorted(set(watch.violations)), "calls the deployed IAM policies refuse:\n" + "\n".join(
+            sorted(set(watch.violations))
+        )
 
 
 @pytest.fixture

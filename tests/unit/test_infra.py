@@ -245,7 +245,7 @@ def test_only_the_checker_stacks_create_check_queues() -> None:
     assert "CheckQueueUrl" not in TEMPLATE["Outputs"]
     assert "CheckQueueUrl" in CHECKER["Outputs"]
     # The scheduler may still send to every region's queue, the home region's included.
-    statements = RESOURCES["ApiHandlerDataPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    statements = RESOURCES["SchedulerPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     send = next(s for s in statements if s["Sid"] == "CheckQueues")
     assert send["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:sqs:*:${AWS::AccountId}:${TablePrefix}checks-*"}]
 
@@ -351,19 +351,60 @@ def test_a_gateway_error_looks_like_the_apps_own(aws: Settings, kind: str, error
         assert response["responseParameters"]["gatewayresponse.header.Retry-After"] == "'1'"
 
 
-def test_the_api_handler_may_not_scan_and_touches_only_its_own_tables() -> None:
-    statements = RESOURCES["ApiHandlerDataPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    actions = [a for s in statements for a in s["Action"]]
-    tables = next(s for s in statements if s["Sid"] == "Tables")
+def test_each_function_has_its_own_least_privilege_role() -> None:
+    """Its own role and policy; tables named one by one, never a Scan or a wildcard action; nothing sent, published
+    or written to a "*" resource; SMS only to phone numbers; check queues only from the scheduler."""
+    policies = {n: r for n, r in RESOURCES.items() if r.get("Type") == "AWS::IAM::Policy"}
+    functions = (build.CHALICE_FUNCTION, *build.EVENT_FUNCTIONS)
+    assert set(policies) == {f"{name}Policy" for name in functions}
+    roles = [p["Properties"]["Roles"] for p in policies.values()]
+    assert sorted(r["Ref"] for (r,) in roles) == sorted(build.function_role(name) for name in functions)
 
-    roles = [build.CHALICE_ROLE, *(f"{name}Role" for name in build.EVENT_FUNCTIONS)]
-    assert RESOURCES["ApiHandlerDataPolicy"]["Properties"]["Roles"] == [{"Ref": role} for role in roles]
-    assert "dynamodb:Scan" not in actions
-    assert not any(a.endswith(":*") or a == "*" for a in actions)
-    assert tables["Resource"] == [
-        {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${TablePrefix}*"}
+    def statements(name: str) -> list[dict[str, Any]]:
+        return list(RESOURCES[f"{name}Policy"]["Properties"]["PolicyDocument"]["Statement"])
+
+    def can(name: str, action: str) -> list[dict[str, Any]]:
+        return [s for s in statements(name) if action in s["Action"]]
+
+    for name in functions:
+        assert RESOURCES[name]["DependsOn"][0] == f"{name}Policy"
+        for statement in statements(name):
+            assert statement["Effect"] == "Allow"
+            assert not any(a.endswith("*") or a == "dynamodb:Scan" for a in statement["Action"]), statement
+            if "NotResource" in statement:  # only the SMS grant, which excludes every topic
+                assert statement["Action"] == ["sns:Publish"]
+                assert statement["NotResource"] == [{"Fn::Sub": "arn:${AWS::Partition}:sns:*:*:*"}]
+                continue
+            assert "*" not in statement["Resource"], statement
+            for resource in statement["Resource"]:
+                text = json.dumps(resource)
+                assert "table/${TablePrefix}*" not in text, statement  # every table by name
+        # Its tables exactly: reads, and writes only where FUNCTION_TABLES says so.
+        tables = build.FUNCTION_TABLES[name]
+        writes = can(name, "dynamodb:PutItem")
+        written = {r["Fn::Sub"].rpartition("${TablePrefix}")[2] for s in writes for r in s["Resource"]}
+        assert written == {t for t, access in tables.items() if access == build.W for t in (t, t + "/index/*")}
+    assert "sns:Publish" not in json.dumps(statements("Scheduler"))
+    publishers = {name for name in functions if can(name, "sns:Publish")}
+    assert publishers == {build.CHALICE_FUNCTION, build.ALERT_FUNCTION}
+    senders = {name for name in functions if any("checks-*" in json.dumps(s) for s in can(name, "sqs:SendMessage"))}
+    assert senders == {"Scheduler"}
+    assert {name for name in functions if can(name, "ses:SendRawEmail")} == {
+        build.CHALICE_FUNCTION,
+        build.ALERT_FUNCTION,
+    }
+    # The stream functions read their own stream; the queue consumers their own queue.
+    for name, table in build.STREAM_FUNCTIONS.items():
+        (stream,) = can(name, "dynamodb:GetRecords")
+        assert stream["Resource"] == [{"Fn::GetAtt": [table, "StreamArn"]}]
+    assert [s["Resource"] for s in can(build.ALERT_FUNCTION, "sqs:ReceiveMessage")] == [
+        [{"Fn::GetAtt": ["AlertQueue", "Arn"]}]
     ]
-    assert {"ses:SendRawEmail", "sqs:SendMessage", "s3:PutObject"} <= set(actions)
+    assert [s["Resource"] for s in can(build.EMAIL_FEEDBACK_FUNCTION, "sqs:ReceiveMessage")] == [
+        [{"Fn::GetAtt": ["EmailEventsQueue", "Arn"]}]
+    ]
+    assert not can(build.CHALICE_FUNCTION, "sqs:ReceiveMessage")
+    assert not can(build.CHALICE_FUNCTION, "dynamodb:GetRecords")
 
 
 # --- the check worker's stack (infra/checker.json), one per check region ------------------------------------------
@@ -938,10 +979,10 @@ def test_a_failed_aggregator_pass_is_parked_with_an_alarm() -> None:
     assert config["DestinationConfig"]["OnFailure"]["Destination"] == {
         "Fn::GetAtt": ["HandlerFailuresDeadLetterQueue", "Arn"]
     }
-    statements = RESOURCES["ApiHandlerDataPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    statements = RESOURCES["AggregatorPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     send = next(s for s in statements if s["Sid"] == "HandlerFailures")
     assert send["Action"] == ["sqs:SendMessage"]
-    assert {"Ref": "AggregatorRole"} in RESOURCES["ApiHandlerDataPolicy"]["Properties"]["Roles"]
+    assert RESOURCES["AggregatorPolicy"]["Properties"]["Roles"] == [{"Ref": "AggregatorRole"}]
 
 
 def test_every_table_is_backed_up_but_the_check_telemetry() -> None:

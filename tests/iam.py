@@ -1,0 +1,293 @@
+"""Each function's IAM policy, as deployed (``infra/resources.json``), held against the AWS calls its code makes.
+
+The tests run every function's code in one process on moto, which checks no permission.  This module does what IAM
+would: it finds which Lambda function a call is made for (the API's request dispatch, an event handler, or the service
+entry point an event handler calls, which tests often call directly: the outermost one on the stack wins), maps the
+call to the IAM actions and resources AWS authorizes it as, and evaluates them against that function's policy from the
+template.  A call no statement allows is recorded as a violation, which fails the test (``tests/conftest.py``).
+
+Calls made outside any function's code (a test seeding tables, the local stack's event loop standing in for Lambda's
+pollers) are not checked; neither is the check worker, which has its own stack and a test of its own role.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+from urllib.parse import urlparse
+
+import botocore.client
+
+from infra import build
+
+ACCOUNT = "123456789012"  # moto's
+TEMPLATE = json.loads(build.OUTPUT.read_text())
+
+# (file under chalicelib/, function) → the Lambda function whose code it is.  An event handler module's entry points,
+# and the service functions those call, which tests call directly.
+ENTRY_POINTS: dict[tuple[str, str | None], str] = {
+    ("events/schedule.py", None): "Scheduler",
+    ("scheduler/service.py", "run_tick"): "Scheduler",
+    ("monitors/heartbeats.py", "sweep"): "Scheduler",
+    ("events/aggregate.py", "aggregator"): "Aggregator",
+    ("monitors/aggregate.py", "run_pass"): "Aggregator",
+    ("events/aggregate.py", "handle_late"): "Retake",
+    ("events/aggregate.py", "retake"): "Retake",
+    ("monitors/aggregate.py", "retake"): "Retake",
+    ("events/incidents.py", None): "Incidents",
+    ("incidents/tracker.py", "apply_many"): "Incidents",
+    ("incidents/tracker.py", "apply_results"): "Incidents",
+    ("events/alerts.py", "plan_records"): "Alerts",
+    ("events/alerts.py", "alerts"): "Alerts",
+    ("alerts/dispatch.py", "plan"): "Alerts",
+    ("events/alerts.py", "handle_message"): "AlertDeliveries",
+    ("events/alerts.py", "handle_messages"): "AlertDeliveries",
+    ("events/alerts.py", "alert_deliveries"): "AlertDeliveries",
+    ("alerts/dispatch.py", "flush"): "AlertDeliveries",
+    ("alerts/attempts.py", "attempt"): "AlertDeliveries",
+    ("events/mail.py", None): "EmailFeedback",
+    ("alerts/suppressions.py", "apply_event"): "EmailFeedback",
+    ("events/status_pages.py", "handle"): "StatusPages",
+    ("events/status_pages.py", "status_pages"): "StatusPages",
+    ("status_pages/publish.py", "republish_for"): "StatusPages",
+    ("events/status_pages.py", "status_pages_refresh"): "StatusPagesRefresh",
+    ("status_pages/publish.py", "refresh_all"): "StatusPagesRefresh",
+    ("api/framework.py", "_dispatch"): build.CHALICE_FUNCTION,
+}
+_PACKAGE = "/chalicelib/"
+# Code that runs only on a developer's machine (``/dev`` routes): no deployed function's policy applies to it.
+LOCAL_ONLY = ("api/dev.py", "local/")
+
+
+def acting_function(frame: FrameType | None) -> str | None:
+    """The function whose code the stack runs: the outermost entry point on it (an API request that republishes a
+    page is the API's call, not the status page handler's)."""
+    found = None
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if _PACKAGE in path:
+            module = path.rpartition(_PACKAGE)[2]
+            if module.startswith(LOCAL_ONLY):
+                return None
+            found = ENTRY_POINTS.get((module, frame.f_code.co_name)) or ENTRY_POINTS.get((module, None)) or found
+        frame = frame.f_back
+    return found
+
+
+# --- a call → what IAM authorizes it as ---------------------------------------------------------------------------
+
+
+def _table(region: str, name: str, index: str | None = None) -> str:
+    return f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{name}" + (f"/index/{index}" if index else "")
+
+
+TRANSACT_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+SQS_ACTIONS = {
+    "SendMessageBatch": "SendMessage",
+    "DeleteMessageBatch": "DeleteMessage",
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+}
+
+
+def _queue(region: str, url: str) -> str:
+    parts = urlparse(url)
+    host_region = parts.hostname.split(".")[1] if parts.hostname and parts.hostname.startswith("sqs.") else region
+    return f"arn:aws:sqs:{host_region}:{ACCOUNT}:{parts.path.rstrip('/').rpartition('/')[2]}"
+
+
+def authorized_as(service: str, operation: str, params: dict[str, Any], region: str) -> list[tuple[str, str]]:
+    """The (action, resource) pairs IAM checks for one call; an unknown call is one pair the policy cannot allow."""
+    if service == "dynamodb":
+        if operation in ("BatchGetItem", "BatchWriteItem"):
+            return [(f"dynamodb:{operation}", _table(region, name)) for name in params["RequestItems"]]
+        if operation in ("TransactWriteItems", "TransactGetItems"):
+            pairs = []
+            for item in params["TransactItems"]:
+                for kind, body in item.items():
+                    action = "GetItem" if kind == "Get" else TRANSACT_ACTIONS[kind]
+                    pairs.append((f"dynamodb:{action}", _table(region, body["TableName"])))
+            return pairs
+        return [(f"dynamodb:{operation}", _table(region, params["TableName"], params.get("IndexName")))]
+    if service == "dynamodbstreams":
+        return [(f"dynamodb:{operation}", params.get("StreamArn", "*"))]
+    if service == "sqs":
+        action = f"sqs:{SQS_ACTIONS.get(operation, operation)}"
+        if "QueueUrl" in params:
+            return [(action, _queue(region, params["QueueUrl"]))]
+        return [(action, f"arn:aws:sqs:{region}:{ACCOUNT}:{params['QueueName']}")]
+    if service == "sns" and operation == "Publish":
+        return [("sns:Publish", params.get("TopicArn") or params.get("TargetArn") or "*")]
+    if service == "ses" and operation in ("SendRawEmail", "SendEmail"):
+        source = str(params.get("Source") or "").rpartition("<")[2].rstrip(">")
+        pairs = [(f"ses:{operation}", f"arn:aws:ses:{region}:{ACCOUNT}:identity/{source.rpartition('@')[2]}")]
+        if params.get("ConfigurationSetName"):
+            name = params["ConfigurationSetName"]
+            pairs.append((f"ses:{operation}", f"arn:aws:ses:{region}:{ACCOUNT}:configuration-set/{name}"))
+        return pairs
+    if service == "s3":
+        bucket = params["Bucket"]
+        if operation == "DeleteObjects":
+            keys = [o["Key"] for o in params["Delete"]["Objects"]]
+            return [("s3:DeleteObject", f"arn:aws:s3:::{bucket}/{key}") for key in keys]
+        if operation in ("ListObjects", "ListObjectsV2"):
+            return [("s3:ListBucket", f"arn:aws:s3:::{bucket}")]
+        return [(f"s3:{operation}", f"arn:aws:s3:::{bucket}/{params['Key']}")]
+    return [(f"{service}:{operation}", "(not mapped in tests/iam.py)")]
+
+
+# --- a function's policy, resolved for the test's stage ------------------------------------------------------------
+
+
+def _role_function(role: dict[str, str]) -> str:
+    name = role["Ref"].removesuffix("Role")
+    return build.CHALICE_FUNCTION if name == "ApiHandler" else name
+
+
+def _arn_of(logical: str, attribute: str, values: dict[str, str]) -> str:
+    resource = TEMPLATE["Resources"][logical]
+    properties = resource.get("Properties", {})
+    if resource["Type"] == "AWS::SQS::Queue" and attribute == "Arn":
+        return f"arn:aws:sqs:{values['AWS::Region']}:{ACCOUNT}:{_resolve(properties['QueueName'], values)}"
+    if resource["Type"] == "AWS::DynamoDB::Table":
+        table = f"arn:aws:dynamodb:{values['AWS::Region']}:{ACCOUNT}:table/{_resolve(properties['TableName'], values)}"
+        return {"Arn": table, "StreamArn": f"{table}/stream/*"}[attribute]
+    if resource["Type"] == "AWS::S3::Bucket" and attribute == "Arn":
+        return f"arn:aws:s3:::{_resolve(properties['BucketName'], values)}"
+    raise AssertionError(f"tests/iam.py cannot resolve {logical}.{attribute}")
+
+
+def _resolve(value: Any, values: dict[str, str]) -> str:
+    if isinstance(value, str):
+        return value
+    if "Fn::Sub" in value:
+        import re
+
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in values:
+                return values[name]
+            logical, _, attribute = name.partition(".")
+            return _arn_of(logical, attribute, values)
+
+        return re.sub(r"\$\{([^}]+)\}", one, value["Fn::Sub"])
+    if "Fn::GetAtt" in value:
+        logical, attribute = value["Fn::GetAtt"]
+        return _arn_of(logical, attribute, values)
+    if "Ref" in value:
+        return values[value["Ref"]]
+    raise AssertionError(f"tests/iam.py cannot resolve {value}")
+
+
+def _patterns(value: Any, values: dict[str, str]) -> list[str]:
+    return [_resolve(v, values) for v in (value if isinstance(value, list) else [value])]
+
+
+@dataclass
+class Policy:
+    statements: list[tuple[list[str], list[str], bool]]  # actions, resource patterns, whether NotResource
+
+    def allows(self, action: str, resource: str) -> bool:
+        for actions, patterns, negated in self.statements:
+            if not any(fnmatch.fnmatchcase(action, a) for a in actions):
+                continue
+            matched = any(fnmatch.fnmatchcase(resource, p) for p in patterns)
+            if matched != negated:
+                return True
+        return False
+
+
+def policies(table_prefix: str, region: str = "us-east-1") -> dict[str, Policy]:
+    """Every function's policy from the template, for a stage whose tables are named with ``table_prefix``."""
+    values = {"TablePrefix": table_prefix, "AWS::Region": region, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"}
+    found: dict[str, Policy] = {}
+    for resource in TEMPLATE["Resources"].values():
+        if resource.get("Type") != "AWS::IAM::Policy":
+            continue
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+            assert statement["Effect"] == "Allow", statement
+            negated = "NotResource" in statement
+            patterns = _patterns(statement["NotResource" if negated else "Resource"], values)
+            entry = (list(statement["Action"]), patterns, negated)
+            for role in resource["Properties"]["Roles"]:
+                found.setdefault(_role_function(role), Policy([])).statements.append(entry)
+    return found
+
+
+# --- the check, installed for a test ------------------------------------------------------------------------------
+
+
+@dataclass
+class Watch:
+    table_prefix: str
+    violations: list[str] = field(default_factory=list)
+    seen: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+
+
+_local = threading.local()
+
+
+@contextmanager
+def enforced(table_prefix: str) -> Iterator[Watch]:
+    """Check every AWS call made for a function against its policy while the block runs."""
+    watch = Watch(table_prefix)
+    by_function = policies(table_prefix)
+    original_call = botocore.client.BaseClient._make_api_call
+    original_submit = ThreadPoolExecutor.submit
+
+    def call(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        function = acting_function(sys._getframe(1)) or getattr(_local, "function", None)
+        if function is not None and not getattr(_local, "outside", False):
+            service = self.meta.service_model.service_name
+            policy = by_function.get(function, Policy([]))
+            for action, resource in authorized_as(service, operation, params, self.meta.region_name):
+                watch.seen.setdefault(function, set()).add((action, resource))
+                if not policy.allows(action, resource):
+                    watch.violations.append(f"{function} may not {action} on {resource}")
+        return original_call(self, operation, params)
+
+    def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        function = acting_function(sys._getframe(1)) or getattr(_local, "function", None)
+
+        def run(*a: Any, **k: Any) -> Any:
+            _local.function = function  # a pool thread acts for the function that gave it the work
+            try:
+                return fn(*a, **k)
+            finally:
+                _local.function = None
+
+        return original_submit(self, run, *args, **kwargs)
+
+    botocore.client.BaseClient._make_api_call = call  # type: ignore[method-assign]
+    ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
+    try:
+        yield watch
+    finally:
+        botocore.client.BaseClient._make_api_call = original_call  # type: ignore[method-assign]
+        ThreadPoolExecutor.submit = original_submit  # type: ignore[method-assign]
+
+
+@contextmanager
+def outside() -> Iterator[None]:
+    """The block is the test's own doing (another writer a test slips in mid-call), not the function's."""
+    _local.outside = True
+    try:
+        yield
+    finally:
+        _local.outside = False
+
+
+def functions() -> set[str]:
+    return {build.CHALICE_FUNCTION, *build.EVENT_FUNCTIONS}
