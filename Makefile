@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: dev demo test lint format typecheck bench package infra clean browser
+.PHONY: dev demo test lint format typecheck bench package infra redrive clean browser
 CHROMIUM := /usr/bin/chromium
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -56,6 +56,10 @@ infra: $(STAMP)
 
 package: $(STAMP)
 	$(BIN)/python -m infra.package $(STAGE)
+
+## make redrive STAGE=prod QUEUE=alerts|email-events|handler-failures|checks [ARGS=--dry-run]: parked work back to work
+redrive: $(STAMP)
+	$(BIN)/python -m infra.redrive $(STAGE) $(QUEUE) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache out test-artifacts

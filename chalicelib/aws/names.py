@@ -30,6 +30,11 @@ def alert_queue(settings: Settings) -> str:
     return f"{settings.table_prefix}alerts"
 
 
+def handler_failures_queue(settings: Settings) -> str:
+    """Where Lambda parks a stream batch or a scheduled invocation a function gave up on (``infra/redrive.py``)."""
+    return dead_letter_queue(f"{settings.table_prefix}handler-failures")
+
+
 def events_stream_arn(settings: Settings) -> str:
     """The events table's stream (incident timelines and monitor events), which the alert handler reads.
     Deployed, the template wires the real ARN; locally the event loop finds the stream from the table name."""

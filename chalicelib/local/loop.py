@@ -32,6 +32,7 @@ from typing import Any
 from chalicelib.aws.clients import client
 from chalicelib.aws.filters import STREAM_FILTERS as FILTERS
 from chalicelib.aws.filters import wanted as wanted_record
+from chalicelib.aws.lambda_events import arn_region, stream_record
 from chalicelib.observability import logger
 from chalicelib.settings import Settings
 
@@ -111,40 +112,11 @@ def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
         "md5OfBody": message["MD5OfBody"],
         "eventSource": "aws:sqs",
         "eventSourceARN": queue_arn,
-        "awsRegion": _arn_region(queue_arn),
+        "awsRegion": arn_region(queue_arn),
     }
     if "MD5OfMessageAttributes" in message:
         record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
     return record
-
-
-def _as_json(value: Any) -> Any:
-    """boto3's parsed values → the JSON Lambda sends (binary as base64, times as epoch seconds)."""
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, datetime):
-        return int(value.timestamp())
-    if isinstance(value, dict):
-        return {k: _as_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_as_json(v) for v in value]
-    return value
-
-
-def stream_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
-    out = {
-        "eventID": record["eventID"],
-        "eventName": record["eventName"],
-        "eventVersion": record.get("eventVersion", "1.1"),
-        "eventSource": "aws:dynamodb",
-        # The stream's own region: moto reports us-east-1 whatever the table's region is.
-        "awsRegion": _arn_region(stream_arn),
-        "dynamodb": _as_json(record["dynamodb"]),
-        "eventSourceARN": stream_arn,
-    }
-    if "userIdentity" in record:  # TTL deletions carry the DynamoDB service principal
-        out["userIdentity"] = record["userIdentity"]
-    return out
 
 
 def failed_items(result: Any, identifiers: list[str]) -> list[str]:
@@ -159,10 +131,6 @@ def failed_items(result: Any, identifiers: list[str]) -> list[str]:
     if any(item not in identifiers for item in named):
         return list(identifiers)
     return [str(item) for item in named]
-
-
-def _arn_region(arn: str) -> str:
-    return arn.split(":")[3]
 
 
 def next_fire(now: float, period_seconds: float) -> float:

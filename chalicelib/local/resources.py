@@ -43,6 +43,9 @@ def create_resources(settings: Settings) -> dict[str, list[str]]:
         },
     )
     created["queues"].append(name)
+    # Nothing parks there locally (no Lambda retries): it is there as deployed, for the redrive (infra/redrive.py).
+    sqs.create_queue(QueueName=names.handler_failures_queue(settings))
+    created["queues"].append(names.handler_failures_queue(settings))
     s3 = client("s3")
     bucket = names.status_bucket(settings)
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}

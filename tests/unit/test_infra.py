@@ -32,7 +32,7 @@ from chalicelib.settings import Settings, SettingsError, load_settings
 from chalicelib.storage import schema
 from chalicelib.storage.base import REGISTRY, BaseModel
 from functions.checker import worker
-from infra import build, package
+from infra import build, package, redrive
 from tests.support import TEST_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -228,6 +228,13 @@ def test_queue_and_bucket_names_are_the_ones_the_app_uses(region: str) -> None:
     assert name(CHECKER_RESOURCES, "CheckQueue", "QueueName") == queue
     assert name(CHECKER_RESOURCES, "CheckDeadLetterQueue", "QueueName") == names.dead_letter_queue(queue)
     assert name(RESOURCES, "StatusBucket", "BucketName") == names.status_bucket(settings)
+    assert name(RESOURCES, build.HANDLER_FAILURES, "QueueName") == names.handler_failures_queue(settings)
+    # The redrive finds each dead-letter queue, and where its messages go back, by the names the stacks give them.
+    for dead, back in redrive.QUEUES.values():
+        queues = [r for r in RESOURCES.values() if r.get("Type") == "AWS::SQS::Queue"]
+        named = {name({"q": q}, "q", "QueueName") for q in queues}
+        assert "vigil-prod-" + dead in named
+        assert back is None or "vigil-prod-" + back in named
 
 
 def test_only_the_checker_stacks_create_check_queues() -> None:
