@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: dev demo test lint format typecheck bench package infra redrive clean browser
+.PHONY: dev demo test lint format typecheck bench package deploy-check infra redrive clean browser
 CHROMIUM := /usr/bin/chromium
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -56,6 +56,10 @@ infra: $(STAMP)
 
 package: $(STAMP)
 	$(BIN)/python -m infra.package $(STAGE)
+
+## make deploy-check STAGE=prod: package and lint, then deploy both stacks into an emulator to prove the wiring
+deploy-check: $(STAMP)
+	$(BIN)/python -m infra.deploy_check $(STAGE)
 
 ## make redrive STAGE=prod QUEUE=alerts|email-events|handler-failures|checks [ARGS=--dry-run]: parked work back to work
 redrive: $(STAMP)
