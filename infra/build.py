@@ -515,6 +515,60 @@ def function_policies() -> dict[str, Any]:
     return {f"{name}Policy": function_policy(name) for name in (CHALICE_FUNCTION, *EVENT_FUNCTIONS)}
 
 
+# The route's template (``$context.resourcePath``), never the path asked for: a heartbeat's ping URL carries its
+# token (``/v1/ping/{token}``), which must not reach a log.  No query string, no header but the user agent.
+API_ACCESS_LOG_FORMAT = {
+    "requestId": "$context.requestId",
+    "time": "$context.requestTimeEpoch",
+    "ip": "$context.identity.sourceIp",
+    "method": "$context.httpMethod",
+    "route": "$context.resourcePath",
+    "status": "$context.status",
+    "bytes": "$context.responseLength",
+    "latencyMs": "$context.responseLatency",
+    "integrationMs": "$context.integrationLatency",
+    "gatewayError": "$context.error.responseType",
+    "userAgent": "$context.identity.userAgent",
+}
+
+
+def api_access_logs() -> dict[str, Any]:
+    """The API stage's access log group, and the account setting API Gateway needs to write to CloudWatch Logs at
+    all: a role it assumes (``AWS::ApiGateway::Account`` is one setting per account and region: a stack that sets
+    another role replaces it, and deleting this stack leaves it set)."""
+    return {
+        "ApiAccessLogGroup": {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {
+                "LogGroupName": sub("/aws/apigateway/${TablePrefix}api-access"),
+                "RetentionInDays": LOG_RETENTION_DAYS,
+            },
+        },
+        "ApiGatewayLogsRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "AssumeRolePolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "apigateway.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                },
+                "ManagedPolicyArns": [
+                    sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs")
+                ],
+            },
+        },
+        "ApiGatewayAccount": {
+            "Type": "AWS::ApiGateway::Account",
+            "Properties": {"CloudWatchRoleArn": {"Fn::GetAtt": ["ApiGatewayLogsRole", "Arn"]}},
+        },
+    }
+
+
 def status_pages() -> dict[str, Any]:
     """A private bucket; CloudFront reads only ``status/*`` through Origin Access Control."""
     bucket_arn = {"Fn::GetAtt": ["StatusBucket", "Arn"]}
@@ -1232,10 +1286,17 @@ def build() -> dict[str, Any]:
         }
     }
     # The stage's throttle is a backstop under the app's own per-key, per-user and per-address limits
-    # (chalicelib.api.quotas): it caps what reaches the function at all, whoever sends it.
+    # (chalicelib.api.quotas): it caps what reaches the function at all, whoever sends it.  Access logs: one JSON
+    # line a request, including those API Gateway answers itself (throttled, too large, a Lambda timeout).
+    resources.update(api_access_logs())
     resources[CHALICE_API] = {
+        "DependsOn": ["ApiGatewayAccount"],  # the stage cannot log before the account lets API Gateway write logs
         "Properties": {
             "Name": sub(API_NAME),
+            "AccessLogSetting": {
+                "DestinationArn": {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]},
+                "Format": json.dumps(API_ACCESS_LOG_FORMAT, separators=(",", ":")),
+            },
             "DefinitionBody": {"x-amazon-apigateway-gateway-responses": gateway_responses()},
             "MethodSettings": [
                 {
@@ -1245,7 +1306,7 @@ def build() -> dict[str, Any]:
                     "ThrottlingBurstLimit": API_STAGE_BURST_LIMIT,
                 }
             ],
-        }
+        },
     }
     # Each function's log group, with a retention: left to Lambda, it is made at the first invocation and never
     # expires.  Named after the function's generated name, so created just after it (it cannot come first).

@@ -322,6 +322,26 @@ def test_the_api_stage_is_throttled_as_a_backstop_for_every_method() -> None:
     assert 0 < setting["ThrottlingRateLimit"] <= setting["ThrottlingBurstLimit"] <= 5000  # the account's default
 
 
+def test_the_api_stage_logs_each_request_by_route_never_by_the_path_asked_for() -> None:
+    """A heartbeat's ping URL carries its token: the access log names the route's template, not the path."""
+    api = RESOURCES[build.CHALICE_API]
+    setting = api["Properties"]["AccessLogSetting"]
+    assert setting["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    fields = json.loads(setting["Format"])
+    assert fields["route"] == "$context.resourcePath"
+    assert {"requestId", "status", "ip", "gatewayError"} <= set(fields)
+    assert not [v for v in fields.values() if v.startswith(("$context.path", "$input", "$context.requestOverride"))]
+    assert "$context.authorizer" not in setting["Format"]
+    group = RESOURCES["ApiAccessLogGroup"]
+    assert group["Properties"]["RetentionInDays"] == build.LOG_RETENTION_DAYS
+    assert group["DeletionPolicy"] == "Retain"
+    # API Gateway writes logs only once the account names a role it may use, set before the stage exists.
+    assert api["DependsOn"] == ["ApiGatewayAccount"]
+    role = RESOURCES[RESOURCES["ApiGatewayAccount"]["Properties"]["CloudWatchRoleArn"]["Fn::GetAtt"][0]]
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "apigateway.amazonaws.com"}
+
+
 @pytest.mark.parametrize(
     "kind", ["DEFAULT_4XX", "DEFAULT_5XX", "MISSING_AUTHENTICATION_TOKEN", "REQUEST_TOO_LARGE", "THROTTLED"]
 )
