@@ -1013,6 +1013,20 @@ def _vigil_failures(description: str, metric: str, period: int) -> dict[str, Any
     )
 
 
+def _backlog(queue: str, description: str, *, minutes: int) -> dict[str, Any]:
+    """Messages of ``queue`` visible (received by nobody) every minute for ``minutes`` running."""
+    return _alarm(
+        description,
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        {"QueueName": {"Fn::GetAtt": [queue, "QueueName"]}},
+        Statistic="Minimum",
+        Period=60,
+        EvaluationPeriods=minutes,
+        **OVER_ZERO,
+    )
+
+
 def operating_alarms() -> dict[str, Any]:
     """When monitoring itself stops or degrades: the tick missing a minute, check jobs a region did not get, a
     function failing or throttled, a stream falling behind, the API answering 5XX, SMS spend near its cap."""
@@ -1025,6 +1039,16 @@ def operating_alarms() -> dict[str, Any]:
             "A region's check jobs could not be sent (its queue failed twice in a tick): its checks are missing.",
             "CheckSendFailures",
             60,
+        ),
+        # A work queue's consumer polls all the time: messages left visible minute after minute are work nobody
+        # takes (the function failing at its start, throttled, or its event source mapping disabled).
+        "AlertQueueBacklogAlarm": _backlog(
+            "AlertQueue", "Alert deliveries wait untaken for 3 minutes: alerts are late.", minutes=3
+        ),
+        "EmailEventsBacklogAlarm": _backlog(
+            "EmailEventsQueue",
+            "SES bounces and complaints wait untaken for 15 minutes: addresses are not being suppressed.",
+            minutes=15,
         ),
         # A pass that finished counts its periods (0 too): three passes running without one and uptime, bars and
         # the status pages' history stop moving.
@@ -1119,15 +1143,10 @@ def checker_alarms() -> dict[str, Any]:
         # Every job is delayed to just before its minute and held by a worker through it, so the oldest message's
         # age is always over a minute: a backlog of jobs nobody takes (visible for three minutes running) is the
         # sign that the region's checks are late or not made.
-        "CheckQueueBacklogAlarm": _alarm(
+        "CheckQueueBacklogAlarm": _backlog(
+            "CheckQueue",
             sub("Check jobs in ${AWS::Region} wait untaken for 3 minutes: that region's checks are late or missing."),
-            "AWS/SQS",
-            "ApproximateNumberOfMessagesVisible",
-            {"QueueName": {"Fn::GetAtt": ["CheckQueue", "QueueName"]}},
-            Statistic="Minimum",
-            Period=60,
-            EvaluationPeriods=3,
-            **OVER_ZERO,
+            minutes=3,
         ),
     }
 

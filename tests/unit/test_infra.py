@@ -259,7 +259,7 @@ def test_only_the_checker_stacks_create_check_queues() -> None:
 
 
 @pytest.mark.parametrize("template", [TEMPLATE, CHECKER], ids=["main", "checker"])
-def test_every_dead_letter_queue_has_an_alarm(template: dict[str, Any]) -> None:
+def test_every_queue_has_an_alarm(template: dict[str, Any]) -> None:
     resources = template["Resources"]
     queues = {name for name, r in resources.items() if r.get("Type") == "AWS::SQS::Queue"}
     dead_letter = {q for q in queues if resources[q]["Properties"]["QueueName"]["Fn::Sub"].endswith("-dlq")}
@@ -282,6 +282,20 @@ def test_every_dead_letter_queue_has_an_alarm(template: dict[str, Any]) -> None:
         assert redrive["deadLetterTargetArn"]["Fn::GetAtt"][0] in dead_letter
         assert redrive["maxReceiveCount"] == 5
     assert resources["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+    # Every work queue too: a backlog nobody takes (its consumer failing, throttled or its mapping disabled).
+    for q in queues - dead_letter:
+        (alarm,) = [
+            r["Properties"]
+            for r in resources.values()
+            if r.get("Type") == "AWS::CloudWatch::Alarm"
+            and r["Properties"].get("Dimensions") == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [q, "QueueName"]}}]
+        ]
+        assert (alarm["MetricName"], alarm["Statistic"], alarm["Threshold"]) == (
+            "ApproximateNumberOfMessagesVisible",
+            "Minimum",
+            0,
+        )
+        assert 3 <= alarm["EvaluationPeriods"] <= 15
 
 
 def test_the_status_bucket_is_private_and_cloudfront_reads_only_status_pages() -> None:
