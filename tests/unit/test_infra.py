@@ -953,6 +953,8 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
     assert all(tag.endswith(("manylinux2014_aarch64", "manylinux_2_17_aarch64")) for tag in tags)
     package.lint(checker)
 
+    assert len(checker.read_bytes()) < 51_200  # the worker's template would even go inline
+
     # 5. Both stacks deploy into the emulator after the SAM transform, wired as designed (make deploy-check).
     worker, main = deploy_check.deploy_all("prod", packaged.parent)
     assert set(worker.created) >= {"CheckQueue", "CheckDeadLetterQueue", "Checker", "CheckerRole", "CheckerLogGroup"}
