@@ -95,7 +95,12 @@ CHECKER_TIMEOUT_S = LAMBDA_TIMEOUT_S  # one value for the deployed worker and th
 # AWS's guidance for an SQS event source: a visibility timeout of at least six times the function's timeout,
 # so that a message is not redelivered while Lambda is still retrying a throttled invocation.
 CHECK_QUEUE_VISIBILITY_S = 6 * CHECKER_TIMEOUT_S
-CHECK_JOB_RETENTION_S = 3600  # how long a check job may wait in its queue (CheckQueue)
+MAX_RECEIVES = 5  # a message received this many times without success goes to its dead-letter queue
+SQS_MAX_DELAY_S = 900
+# How long a check job may wait in its queue.  An hour on, newer jobs have replaced it; but a poisoned job must live
+# through its five receives (each hides it for the visibility timeout) and its send delay to reach the dead-letter
+# queue and its alarm: SQS counts retention from the send, and drops a message at it wherever it is.
+CHECK_JOB_RETENTION_S = MAX_RECEIVES * CHECK_QUEUE_VISIBILITY_S + SQS_MAX_DELAY_S + 3600
 # One message an invocation, and no batching window: an invocation runs a known number of checks (at most
 # MAX_JOBS_PER_MESSAGE), which its memory is sized for; more messages are more invocations side by side, each with
 # its own CPU, never more checks on one.  A window would wait for messages the tick's starts cannot wait for.
@@ -719,15 +724,15 @@ def queues() -> dict[str, Any]:
             "Properties": {
                 "QueueName": sub(CHECK_QUEUE_NAME),
                 "VisibilityTimeout": CHECK_QUEUE_VISIBILITY_S,
-                # A job is for one minute's check: an hour on, newer jobs have replaced it, and a backlog that old
-                # (workers down or throttled) would only spend a burst of stale checks on the way back.
+                # A job is for one minute's check: a backlog hours old (workers down or throttled) would only spend
+                # a burst of stale checks on the way back.
                 "MessageRetentionPeriod": CHECK_JOB_RETENTION_S,
                 # Stated, not left to the default: a queue created while SQS's limit was 256 KiB keeps that.
                 "MaximumMessageSize": SQS_MAX_MESSAGE_BYTES,
                 "SqsManagedSseEnabled": True,
                 "RedrivePolicy": {
                     "deadLetterTargetArn": {"Fn::GetAtt": ["CheckDeadLetterQueue", "Arn"]},
-                    "maxReceiveCount": 5,
+                    "maxReceiveCount": MAX_RECEIVES,
                 },
             },
         },
@@ -736,9 +741,10 @@ def queues() -> dict[str, Any]:
 
 WORK_RETENTION_S = 4 * 24 * 3600  # SQS's default, stated: an alert delivery or a bounce is worth it for days
 # What a stack deletion (or a replacement) does with a resource that holds something, stated for each (cfn-lint I3011):
-# tables, buckets and vaults are kept (Retain, beside them); queues hold work in flight and go (redrive a dead-letter
-# queue first: docs/runbook.md); log groups stay, their retention still expiring what they hold.
-DELETION_POLICIES = {"AWS::SQS::Queue": "Delete", "AWS::Logs::LogGroup": "Retain"}
+# tables, buckets and vaults are kept (Retain, beside them); queues hold work in flight and go (redrive or read a
+# dead-letter queue first: docs/runbook.md); log groups go too: several have fixed names (the worker's, the API's
+# access log), and a kept one would stop the stack from being created again.
+DELETION_POLICIES = {"AWS::SQS::Queue": "Delete", "AWS::Logs::LogGroup": "Delete"}
 
 
 def with_deletion_policies(resources: dict[str, Any]) -> dict[str, Any]:
@@ -772,7 +778,7 @@ def queue_with_dead_letters(logical: str, name: str, visibility_s: int) -> dict[
                 "SqsManagedSseEnabled": True,
                 "RedrivePolicy": {
                     "deadLetterTargetArn": {"Fn::GetAtt": [f"{logical}DeadLetterQueue", "Arn"]},
-                    "maxReceiveCount": 5,
+                    "maxReceiveCount": MAX_RECEIVES,
                 },
             },
         },

@@ -170,28 +170,20 @@ GATEWAY_METHODS = {"get", "post", "put", "patch", "delete", "head", "options"}  
 
 
 def any_methods(body: dict[str, Any]) -> None:
-    """Fold each path whose seven methods all go to the same integration into one ``ANY`` method, in place.
+    """Fold each path whose seven operations are the same, in full, into one ``ANY`` method, in place.
 
     The app routes every method of every path itself (``chalicelib.api.framework``: 405 with ``Allow``, OPTIONS,
     HEAD as GET), so Chalice writes seven identical operations per path, which are most of the template.  With
     ``ANY`` API Gateway hands the function the same event (the path's resource template and the method asked
-    for).  A path with fewer methods, or methods going elsewhere, is left as Chalice wrote it.
+    for).  A path whose operations differ in anything (an integration, a parameter, an authorizer, a key
+    requirement) is left as Chalice wrote it.
     """
     for path, operations in body["paths"].items():
         if set(operations) != GATEWAY_METHODS:
             continue
-        integrations = {
-            json.dumps(op.get("x-amazon-apigateway-integration"), sort_keys=True) for op in operations.values()
-        }
-        parameters = {json.dumps(op.get("parameters", []), sort_keys=True) for op in operations.values()}
-        if len(integrations) != 1 or len(parameters) != 1 or "null" in integrations:
+        if len({json.dumps(op, sort_keys=True) for op in operations.values()}) != 1:
             continue
-        first = operations["get"]
-        folded: dict[str, Any] = {"x-amazon-apigateway-integration": first["x-amazon-apigateway-integration"]}
-        if first.get("parameters"):
-            folded["parameters"] = first["parameters"]
-        folded["responses"] = first.get("responses", {})
-        body["paths"][path] = {ANY_METHOD: folded}
+        body["paths"][path] = {ANY_METHOD: operations["get"]}
 
 
 def _prune_build_cache() -> None:
@@ -556,8 +548,6 @@ def checker_deploy_commands(stage: str, out: Path) -> list[str]:
         'AppUrl="$APP_URL"',
         'EmailFrom="$EMAIL_FROM"',
         'AlarmEmail="${ALARM_EMAIL:-}"',
-        'StripePricePro="$STRIPE_PRICE_PRO"',
-        'StripePriceEnterprise="$STRIPE_PRICE_ENTERPRISE"',
         f"LogLevel={shlex.quote(env.get('LOG_LEVEL', 'INFO'))}",
     ]
     commands = []
@@ -598,8 +588,8 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 1
     print(
-        "\nTo deploy (see docs/deploy.md; HOME_REGION, APP_URL, EMAIL_FROM, SUPPORT_EMAIL, ARTIFACT_BUCKET and"
-        " optionally ALARM_EMAIL set):"
+        "\nTo deploy (see docs/deploy.md; HOME_REGION, APP_URL, EMAIL_FROM, SUPPORT_EMAIL, ARTIFACT_BUCKET,"
+        " SMS_SPEND_ALARM_USD, STRIPE_PRICE_PRO, STRIPE_PRICE_ENTERPRISE and optionally ALARM_EMAIL set):"
     )
     print("\n0. Once per region: the artifacts buckets (skip those that exist):\n")
     for command in bootstrap_commands(args.stage):

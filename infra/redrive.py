@@ -14,22 +14,25 @@ dead-letter queue of a deployed stage holds, once the fault that parked it is fi
   whose jobs broke the worker are listed.  ``--discard`` drops them.
 
 ``--dry-run`` lists what would happen and changes nothing.  The operator's AWS credentials are used; every call has
-a timeout.
+a timeout.  A message is handled one at a time: hidden from other readers while it is, then deleted (done), or kept
+hidden until the run ends and shown again then, whatever stops the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.aws.filters import wanted
 from chalicelib.aws.lambda_events import stream_record
 from chalicelib.checks.jobs import decode_message
 
@@ -42,10 +45,15 @@ QUEUES = {
 REPLAYABLE = ("Aggregator", "StatusPagesRefresh")  # scheduled functions whose parked event is worth running again
 STREAM_GONE = ("TrimmedDataAccessException", "ExpiredIteratorException", "ResourceNotFoundException")
 CALLS = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"})
-# An invocation waits for the function: up to the aggregator's 300 s, plus Lambda's own overhead.
-INVOKE = Config(connect_timeout=5, read_timeout=330, retries={"max_attempts": 1})
-
-Invoker = Callable[[str, dict[str, Any]], Any]  # (function ARN, event) → the function's response; raises if it failed
+# An invocation waits for the function (up to the aggregator's 300 s, plus Lambda's own overhead), and is never
+# sent twice: a timed-out one may still be running.
+INVOKE = Config(connect_timeout=5, read_timeout=330, retries={"total_max_attempts": 1})
+HANDLING_S = 900  # how long a message is hidden while it is handled (longer than an invocation may take)
+KEPT_S = 6 * 3600  # how long a kept one stays hidden if the run cannot show it again (SQS allows 12 h in all)
+BATCH_RECORDS = 100  # the stream mappings' BatchSize: a replay invokes the function with batches no larger
+PAYLOAD_BYTES = 5 * 1024 * 1024  # under Lambda's 6 MB for a synchronous invocation
+# The stream handlers by logical name, and the filter their mapping applies (chalicelib/aws/filters.py).
+STREAM_HANDLERS = {"Retake": "retake", "Incidents": "incidents", "Alerts": "alerts", "StatusPages": "status_pages"}
 
 
 class NoSuchQueue(RuntimeError):
@@ -62,61 +70,109 @@ class Report:
     replayed: int = 0
     discarded: int = 0
     kept: list[str] = field(default_factory=list)  # why each message stayed
+    more: bool = False  # --max was reached with messages left
 
     @property
     def lines(self) -> list[str]:
         counts = f"moved {self.moved}, replayed {self.replayed}, discarded {self.discarded}, kept {len(self.kept)}"
-        return [counts, *(f"  kept: {why}" for why in self.kept)]
+        more = ["  more messages are left: run it again (--max)"] if self.more else []
+        return [counts, *(f"  kept: {why}" for why in self.kept), *more]
 
 
-def lambda_invoker(region: str) -> Invoker:
-    """Invoke the deployed function and wait for it (RequestResponse), as its event source would."""
-    functions = boto3.client("lambda", region_name=region, config=INVOKE)
+@dataclass(frozen=True)
+class Kept:
+    """Why a parked message stays; ``discardable`` when nothing could ever run it again (``--discard`` drops it)."""
 
-    def invoke(function_arn: str, event: dict[str, Any]) -> Any:
-        response = functions.invoke(FunctionName=function_arn, Payload=json.dumps(event).encode())
+    why: str
+    discardable: bool = False
+
+
+class Invoker:
+    """The deployed functions: which one an ARN is (its stack's logical id), and invoking it as its event source
+    would, waiting for its answer (RequestResponse)."""
+
+    def __init__(self, region: str) -> None:
+        self.functions = boto3.client("lambda", region_name=region, config=INVOKE)
+        self.tags = boto3.client("lambda", region_name=region, config=CALLS)
+
+    def logical_id(self, function_arn: str) -> str:
+        """CloudFormation tags every function it creates with its logical id; the name's guess otherwise."""
+        unqualified = ":".join(function_arn.split(":")[:7])
+        try:
+            tags = self.tags.list_tags(Resource=unqualified).get("Tags", {})
+        except (ClientError, BotoCoreError):
+            tags = {}
+        return str(tags.get("aws:cloudformation:logical-id") or guess_logical_id(function_arn))
+
+    def __call__(self, function_arn: str, event: dict[str, Any]) -> Any:
+        response = self.functions.invoke(FunctionName=function_arn, Payload=json.dumps(event).encode())
         payload = response["Payload"].read()
         if response.get("FunctionError"):
             raise FunctionFailed(f"{response['FunctionError']}: {payload[:500].decode(errors='replace')}")
         return json.loads(payload) if payload else None
 
-    return invoke
+
+def lambda_invoker(region: str) -> Invoker:
+    return Invoker(region)
+
+
+def guess_logical_id(function_arn: str) -> str:
+    """``arn:…:function:vigil-prod-Aggregator-AbC12:$LATEST`` → ``Aggregator``: CloudFormation names a function
+    ``<stack>-<logical id>-<suffix>``, and no logical id of ours has a dash."""
+    name = function_arn.split(":")[6] if function_arn.count(":") >= 6 else function_arn
+    parts = name.split("-")
+    return parts[-2] if len(parts) >= 3 else name
 
 
 class Inbox:
-    """A dead-letter queue's messages, each once per run: hidden from other readers while it is handled, and shown
-    again at the end of the run if it stays (``keep``)."""
+    """A dead-letter queue's messages, one at a time and each once a run: hidden while it is handled, deleted when
+    done, and when kept (or when the run stops early, whatever stops it) shown again at the end of the run."""
 
     def __init__(self, sqs: Any, url: str, limit: int) -> None:
         self.sqs, self.url, self.limit = sqs, url, limit
-        self.kept: list[str] = []
+        self.held: dict[str, str] = {}  # message id → receipt handle, of every message received and not deleted
+        self.more = False  # the run stopped at its limit with messages left
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        seen: set[str] = set()
+        seen = 0
         try:
-            while len(seen) < self.limit:
+            while True:
                 batch = self.sqs.receive_message(
                     QueueUrl=self.url,
-                    MaxNumberOfMessages=min(10, self.limit - len(seen)),
+                    MaxNumberOfMessages=1,
                     WaitTimeSeconds=1,
-                    VisibilityTimeout=900,
+                    VisibilityTimeout=HANDLING_S,
                     MessageAttributeNames=["All"],
                 ).get("Messages", [])
-                fresh = [m for m in batch if m["MessageId"] not in seen]
-                if not fresh:
+                if not batch:
                     return
-                for message in fresh:
-                    seen.add(message["MessageId"])
-                    yield message
+                (message,) = batch
+                if message["MessageId"] in self.held:  # kept earlier this run: hidden again until the end
+                    self.held[message["MessageId"]] = message["ReceiptHandle"]
+                    self._hide(message["ReceiptHandle"], KEPT_S)
+                    continue
+                if seen >= self.limit:
+                    self.held[message["MessageId"]] = message["ReceiptHandle"]
+                    self.more = True
+                    return
+                seen += 1
+                self.held[message["MessageId"]] = message["ReceiptHandle"]
+                yield message
         finally:
-            for handle in self.kept:  # at once visible again, for the next run or the console
-                self.sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=handle, VisibilityTimeout=0)
+            for handle in self.held.values():  # at once visible again, for the next run or the console
+                with contextlib.suppress(ClientError, BotoCoreError):
+                    self._hide(handle, 0)
+
+    def _hide(self, handle: str, seconds: int) -> None:
+        self.sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=handle, VisibilityTimeout=seconds)
 
     def done(self, message: dict[str, Any]) -> None:
         self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+        self.held.pop(message["MessageId"], None)
 
     def keep(self, message: dict[str, Any]) -> None:
-        self.kept.append(message["ReceiptHandle"])
+        """Not this run: hidden until the run ends (then shown again), so it is not received twice."""
+        self._hide(self.held[message["MessageId"]], KEPT_S)
 
 
 def _attributes(message: dict[str, Any]) -> dict[str, Any]:
@@ -138,19 +194,13 @@ def move_back(sqs: Any, dead: str, to: str, *, dry_run: bool, limit: int) -> Rep
         sqs.send_message(**sent)
         inbox.done(message)
         report.moved += 1
+    report.more = inbox.more
     return report
 
 
-def _function_name(function_arn: str) -> str:
-    """``arn:…:function:vigil-prod-Aggregator-AbC12:$LATEST`` → ``Aggregator``: the logical name in the stack's
-    generated function name (stack-Logical-suffix)."""
-    name = function_arn.split(":")[6] if function_arn.count(":") >= 6 else function_arn
-    parts = name.split("-")
-    return parts[-2] if len(parts) >= 3 else name
-
-
-def stream_batch(streams: Any, info: dict[str, Any]) -> list[dict[str, Any]]:
-    """The records of a parked stream batch, from its first sequence number to its last, as Lambda sends them."""
+def stream_batch(streams: Any, info: dict[str, Any], handler: str | None) -> list[dict[str, Any]]:
+    """The records of a parked stream batch, from its first sequence number to its last, as Lambda sends them, and
+    only those its mapping's filter passes (``handler``'s; every record when it has none)."""
     first, last = int(info["startSequenceNumber"]), int(info["endSequenceNumber"])
     iterator = streams.get_shard_iterator(
         StreamArn=info["streamArn"],
@@ -169,40 +219,60 @@ def stream_batch(streams: Any, info: dict[str, Any]) -> list[dict[str, Any]]:
             if sequence > last:
                 return records
             if sequence >= first:
-                records.append(stream_record(record, info["streamArn"]))
+                shaped = stream_record(record, info["streamArn"])
+                if handler is None or wanted(handler, shaped):
+                    records.append(shaped)
     return records
 
 
-def _replay(parked: dict[str, Any], streams: Any, invoke: Invoker, *, dry_run: bool) -> str | None:
+def batches(records: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The records in invocations as the mapping would make them: at most its batch size, under Lambda's payload
+    limit."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for record in records:
+        length = len(json.dumps(record))
+        if batch and (len(batch) == BATCH_RECORDS or size + length > PAYLOAD_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(record)
+        size += length
+    if batch:
+        yield batch
+
+
+def _replay(parked: dict[str, Any], streams: Any, invoke: Invoker, *, dry_run: bool) -> Kept | None:
     """Run a parked failure again; None when it is done, else why it stays."""
     context = parked.get("requestContext") or {}
     function_arn = str(context.get("functionArn") or "")
-    function = _function_name(function_arn)
     info = parked.get("DDBStreamBatchInfo")
-    if info:
+    if not function_arn or not (isinstance(info, dict) or "requestPayload" in parked):
+        return Kept("not a Lambda failure record: read it in the SQS console", discardable=True)
+    function = invoke.logical_id(function_arn)
+    if isinstance(info, dict):
+        gone = Kept(f"{function}'s batch is no longer in the stream (kept 24 h): --discard drops it", True)
         try:
-            records = stream_batch(streams, info)
+            records = stream_batch(streams, info, STREAM_HANDLERS.get(function))
         except ClientError as exc:
             if exc.response["Error"]["Code"] in STREAM_GONE:
-                return f"{function}'s batch is no longer in the stream (kept 24 h): --discard drops it"
+                return gone
             raise
         if not records:
-            return f"{function}'s batch is no longer in the stream (kept 24 h): --discard drops it"
+            return gone
         if dry_run:
-            return f"{function}: {len(records)} stream records would be applied again (dry run)"
-        response = invoke(function_arn, {"Records": records})
-        failures = response.get("batchItemFailures") if isinstance(response, dict) else None
-        if failures:
-            return f"{function} still failed {len(failures)} of {len(records)} records: see its log"
+            return Kept(f"{function}: {len(records)} stream records would be applied again (dry run)")
+        for batch in batches(records):  # in order; a batch still failing stops the replay (the rest come again)
+            response = invoke(function_arn, {"Records": batch})
+            failures = response.get("batchItemFailures") if isinstance(response, dict) else None
+            if failures:
+                return Kept(f"{function} still failed {len(failures)} of {len(batch)} records: see its log")
         return None
-    if "requestPayload" in parked:
-        if function not in REPLAYABLE:
-            return f"{function}'s invocation is not run again (its moment is past): --discard drops it"
-        if dry_run:
-            return f"{function}'s invocation would run again (dry run)"
-        invoke(function_arn, parked["requestPayload"])
-        return None
-    return "not a Lambda failure record: look at it in the SQS console"
+    if function not in REPLAYABLE:
+        return Kept(f"{function}'s invocation is not run again (its moment is past): --discard drops it", True)
+    if dry_run:
+        return Kept(f"{function}'s invocation would run again (dry run)")
+    invoke(function_arn, parked["requestPayload"])
+    return None
 
 
 def replay_failures(
@@ -213,18 +283,25 @@ def replay_failures(
     for message in inbox:
         try:
             parked = json.loads(message["Body"])
-            why = _replay(parked, streams, invoke, dry_run=dry_run) if isinstance(parked, dict) else "not JSON"
-        except (FunctionFailed, ClientError, json.JSONDecodeError) as exc:
-            why = f"{type(exc).__name__}: {exc}"
-        if why is None:
+            kept = (
+                _replay(parked, streams, invoke, dry_run=dry_run)
+                if isinstance(parked, dict)
+                else Kept("not a Lambda failure record: read it in the SQS console", discardable=True)
+            )
+        except ValueError:
+            kept = Kept("not JSON: read it in the SQS console", discardable=True)
+        except Exception as exc:  # noqa: BLE001 - an invocation or a read that failed: kept, with what failed
+            kept = Kept(f"{type(exc).__name__}: {str(exc)[:300]}")
+        if kept is None:
             inbox.done(message)
             report.replayed += 1
-        elif discard and not dry_run and "--discard" in why:
+        elif discard and not dry_run and kept.discardable:
             inbox.done(message)
             report.discarded += 1
         else:
             inbox.keep(message)
-            report.kept.append(f"{message['MessageId']}: {why}")
+            report.kept.append(f"{message['MessageId']}: {kept.why}")
+    report.more = inbox.more
     return report
 
 
@@ -244,6 +321,7 @@ def list_checks(sqs: Any, dead: str, *, dry_run: bool, discard: bool, limit: int
         else:
             inbox.keep(message)
             report.kept.append(f"{message['MessageId']}: jobs of {', '.join(monitors) or 'no monitor'}")
+    report.more = inbox.more
     return report
 
 
@@ -299,11 +377,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         report = redrive(prefix, args.queue, region, dry_run=args.dry_run, discard=args.discard, limit=args.max)
-    except (NoSuchQueue, ClientError) as exc:
+    except (NoSuchQueue, ClientError, BotoCoreError) as exc:
         print(str(exc), file=sys.stderr)
         return 1
     print("\n".join(report.lines))
-    return 1 if report.kept and not args.dry_run else 0
+    return 1 if (report.kept or report.more) and not args.dry_run else 0
 
 
 if __name__ == "__main__":

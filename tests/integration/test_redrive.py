@@ -49,14 +49,22 @@ def bodies(sqs: Any, name: str) -> list[str]:
 class InProcess:
     """Invokes the function named in the ARN as Lambda would, and keeps what it was given."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: Any = None) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.answer = answer  # instead of running the handler: a response, or an exception to raise
+
+    def logical_id(self, function_arn: str) -> str:
+        return redrive.guess_logical_id(function_arn)
 
     def __call__(self, function_arn: str, event: dict[str, Any]) -> Any:
         from chalicelib.events import aggregate  # once the test's settings are configured (its stream ARNs)
 
-        name = redrive._function_name(function_arn)
+        name = self.logical_id(function_arn)
         self.calls.append((name, event))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        if self.answer is not None:
+            return self.answer
         handler = {"Retake": aggregate.retake, "Aggregator": aggregate.aggregator}[name]
         return handler(event, lambda_context(name, "us-east-1"))
 
@@ -139,21 +147,70 @@ def test_a_parked_stream_batch_is_read_again_from_the_stream_and_applied_once(aw
     assert bodies(sqs, names.handler_failures_queue(aws)) == []
 
 
-def test_a_batch_the_function_still_fails_stays_parked_and_says_why(aws, sqs) -> None:
+def test_a_batch_the_function_still_fails_stays_parked_visible_again_and_says_why(aws, sqs) -> None:
     _late_pack_parked(aws, sqs, {"id": "mon_shop1", "team_id": "team_alice"})
+    still_failing = InProcess({"batchItemFailures": [{"itemIdentifier": "1"}]})
+    crashing = [
+        InProcess(redrive.FunctionFailed("Unhandled: boom")),
+        InProcess(RuntimeError("the connection dropped")),  # whatever fails: kept, never hidden for long
+    ]
 
-    def still_failing(function_arn: str, event: dict[str, Any]) -> Any:
-        return {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["dynamodb"]["SequenceNumber"]}]}
-
-    def raising(function_arn: str, event: dict[str, Any]) -> Any:
-        raise redrive.FunctionFailed("Unhandled: boom")
-
-    for invoke in (still_failing, raising):
+    for invoke, why in zip(
+        [still_failing, *crashing],
+        ["still failed 1 of 1 records", "FunctionFailed: Unhandled: boom", "RuntimeError: the connection dropped"],
+        strict=True,
+    ):
         report = redrive.redrive(aws.table_prefix, "handler-failures", "us-east-1", invoke=invoke, discard=True)
         assert report.replayed == report.discarded == 0
-        (why,) = report.kept
-        assert "still failed 1 of 1 records" in why or "FunctionFailed: Unhandled: boom" in why
-        assert len(bodies(sqs, names.handler_failures_queue(aws))) == 1
+        (kept,) = report.kept
+        assert why in kept
+        assert len(bodies(sqs, names.handler_failures_queue(aws))) == 1  # visible at once for the next run
+
+
+def test_a_parked_batch_replays_only_the_records_its_mapping_let_through_in_batches(aws, sqs) -> None:
+    monitor = {"id": "mon_shop1", "team_id": "team_alice"}
+    parked = _late_pack_parked(aws, sqs, monitor)
+    dead = url(sqs, names.handler_failures_queue(aws))
+    sqs.purge_queue(QueueUrl=dead)
+    # The batch spans packs Lambda's filter dropped (on time, not late) around the late one.
+    before = write_packs([check(monitor, T0 + timedelta(minutes=n), "us-east-1") for n in range(20, 26)])
+    info = parked["DDBStreamBatchInfo"]
+    streams = boto3.client("dynamodbstreams", region_name="us-east-1")
+    iterator = streams.get_shard_iterator(
+        StreamArn=info["streamArn"], ShardId=info["shardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = streams.get_records(ShardIterator=iterator)["Records"]
+    wide = dict(
+        info,
+        startSequenceNumber=records[0]["dynamodb"]["SequenceNumber"],
+        endSequenceNumber=records[-1]["dynamodb"]["SequenceNumber"],
+    )
+    sqs.send_message(QueueUrl=dead, MessageBody=json.dumps({**parked, "DDBStreamBatchInfo": wide}))
+    invoke = InProcess({"batchItemFailures": []})
+
+    assert redrive.redrive(aws.table_prefix, "handler-failures", "us-east-1", invoke=invoke).replayed == 1
+
+    ((_, event),) = invoke.calls
+    assert len(records) == len(before) + 1
+    assert [r["dynamodb"]["NewImage"]["late"] for r in event["Records"]] == [{"BOOL": True}]
+    many = [{"eventID": str(n), "dynamodb": {"NewImage": {"pad": {"S": "x" * 100_000}}}} for n in range(120)]
+    sizes = [len(b) for b in redrive.batches(many)]
+    assert sum(sizes) == 120
+    assert max(sizes) <= redrive.BATCH_RECORDS
+    assert all(len(json.dumps(b)) < 6 * 1024 * 1024 for b in redrive.batches(many))
+
+
+def test_what_nothing_could_run_again_is_dropped_when_asked_and_max_says_more_are_left(aws, sqs) -> None:
+    dead = url(sqs, names.handler_failures_queue(aws))
+    for body in ("not json", json.dumps({"some": "thing"}), json.dumps(["a", "list"])):
+        sqs.send_message(QueueUrl=dead, MessageBody=body)
+
+    first = redrive.redrive(aws.table_prefix, "handler-failures", "us-east-1", invoke=InProcess(), limit=2)
+    assert len(first.kept) == 2
+    assert first.more
+    assert "more messages are left" in first.lines[-1]
+    dropped = redrive.redrive(aws.table_prefix, "handler-failures", "us-east-1", invoke=InProcess(), discard=True)
+    assert (dropped.discarded, dropped.kept, dropped.more) == (3, [], False)
 
 
 def test_scheduled_failures_the_aggregators_run_again_a_ticks_is_only_dropped_when_asked(aws, sqs) -> None:
@@ -231,7 +288,7 @@ def _body(data: bytes) -> StreamingBody:
 
 def test_the_deployed_function_is_invoked_and_waited_for_and_its_failure_is_a_failure() -> None:
     invoke = redrive.lambda_invoker("us-east-1")
-    functions = invoke.__closure__[0].cell_contents  # type: ignore[index]
+    functions = invoke.functions
     stub = Stubber(functions)
     arn = ARN.format("Retake")
     stub.add_response(
@@ -253,6 +310,7 @@ def test_the_deployed_function_is_invoked_and_waited_for_and_its_failure_is_a_fa
         with pytest.raises(redrive.FunctionFailed, match=re.escape('Unhandled: {"errorType": "X"}')):
             invoke(arn, {"Records": []})
     assert functions.meta.config.read_timeout >= 300  # the aggregator may take 300 s
+    assert functions.meta.config.retries["total_max_attempts"] == 1  # a timed-out invocation may still be running
 
 
 def test_the_command_names_a_missing_queue_instead_of_a_traceback(aws, capsys) -> None:

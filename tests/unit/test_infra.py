@@ -281,6 +281,11 @@ def test_every_queue_has_an_alarm(template: dict[str, Any]) -> None:
         redrive = resources[q]["Properties"]["RedrivePolicy"]
         assert redrive["deadLetterTargetArn"]["Fn::GetAtt"][0] in dead_letter
         assert redrive["maxReceiveCount"] == 5
+        # A message failing every receive lives to reach its dead-letter queue: SQS drops it at its retention,
+        # counted from its send (delays included), wherever it is.
+        properties = resources[q]["Properties"]
+        longest = redrive["maxReceiveCount"] * properties.get("VisibilityTimeout", 30) + 900
+        assert properties["MessageRetentionPeriod"] > longest, q
     assert resources["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
     # Every work queue too: a backlog nobody takes (its consumer failing, throttled or its mapping disabled).
     for q in queues - dead_letter:
@@ -348,7 +353,7 @@ def test_the_api_stage_logs_each_request_by_route_never_by_the_path_asked_for() 
     assert "$context.authorizer" not in setting["Format"]
     group = RESOURCES["ApiAccessLogGroup"]
     assert group["Properties"]["RetentionInDays"] == build.LOG_RETENTION_DAYS
-    assert group["DeletionPolicy"] == "Retain"
+    assert group["DeletionPolicy"] == "Delete"  # a fixed name: a kept group would block the stack's next creation
     # API Gateway writes logs only once the account names a role it may use, set before the stage exists.
     assert api["DependsOn"] == ["ApiGatewayAccount"]
     role = RESOURCES[RESOURCES["ApiGatewayAccount"]["Properties"]["CloudWatchRoleArn"]["Fn::GetAtt"][0]]
@@ -701,13 +706,30 @@ def test_no_secret_is_committed_in_the_chalice_config() -> None:
     assert not re.search(r"(?i)secret|password|token", text)
 
 
-def test_the_printed_deploy_command_passes_every_required_parameter() -> None:
-    required = {name for name, p in TEMPLATE["Parameters"].items() if "Default" not in p}
-    command = package.deploy_commands("prod", ROOT / "out" / "prod")[-1]
-    overrides, _, tags = command.split("--parameter-overrides", 1)[1].partition("--tags")
-    passed = set(re.findall(r"(\w+)=", overrides))
+def _overrides(command: str) -> set[str]:
+    return set(re.findall(r"(\w+)=", command.split("--parameter-overrides", 1)[1].partition("--tags")[0]))
 
-    assert required <= passed
+
+def test_the_printed_and_documented_deploy_commands_pass_exactly_the_templates_parameters() -> None:
+    """Every parameter without a default, and none the template does not have (`aws cloudformation deploy` would
+    silently drop it), in the printed commands and in docs/deploy.md's; the parameters table names them all."""
+    out = ROOT / "out" / "prod"
+    command = package.deploy_commands("prod", out)[-1]
+    checker_command = next(c for c in package.checker_deploy_commands("prod", out) if "cloudformation deploy" in c)
+    doc = (ROOT / "docs" / "deploy.md").read_text().replace("\\\n", " ")
+    documented = {
+        "main": next(line for line in doc.splitlines() if "--stack-name vigil-prod " in line),
+        "checker": next(line for line in doc.splitlines() if "--stack-name vigil-prod-checker" in line),
+    }
+    table = doc.partition("## Parameters")[2].partition("\n## ")[0]
+    for part, template, printed in (("main", TEMPLATE, command), ("checker", CHECKER, checker_command)):
+        parameters = template["Parameters"]
+        required = {name for name, p in parameters.items() if "Default" not in p}
+        for passed in (_overrides(printed), _overrides(documented[part])):
+            assert required <= passed, (part, required - passed)
+            assert passed <= set(parameters), (part, passed - set(parameters))
+        assert all(f"`{name}`" in table for name in parameters), part
+    tags = command.partition("--tags")[2]
     assert "Stage=prod TablePrefix=vigil-prod-" in command
     assert tags.split() == ["app=vigil", "stage=prod", "part=main"]  # on every resource that takes tags
     assert all(
@@ -980,29 +1002,45 @@ def test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret(t
     assert "Incidents: SECRET_KEY is set" in str(caught.value)
 
 
-def test_a_path_folds_into_one_any_method_only_when_its_seven_methods_are_the_same_integration() -> None:
+def test_a_path_folds_into_one_any_method_only_when_its_seven_operations_are_the_same() -> None:
     integration = {"type": "aws_proxy", "httpMethod": "POST", "uri": {"Fn::Sub": "${APIHandler.Arn}"}}
     other = {**integration, "uri": {"Fn::Sub": "${Other.Arn}"}}
     params = [{"name": "id", "in": "path", "required": True, "type": "string"}]
 
-    def operations(methods: Any, chosen: dict[str, Any] = integration) -> dict[str, Any]:
-        return {m: {"parameters": params, "x-amazon-apigateway-integration": chosen, "responses": {}} for m in methods}
+    def operations(methods: Any, chosen: dict[str, Any] = integration, **more: Any) -> dict[str, Any]:
+        return {
+            m: {"parameters": params, "x-amazon-apigateway-integration": chosen, "responses": {}, **more}
+            for m in methods
+        }
 
+    everything = package.GATEWAY_METHODS
     body = {
         "paths": {
-            "/all/{id}": operations(package.GATEWAY_METHODS),
+            "/all/{id}": operations(everything, consumes=["*/*"]),
             "/some/{id}": operations({"get", "post"}),
-            "/mixed/{id}": {**operations(package.GATEWAY_METHODS), "put": operations({"put"}, other)["put"]},
+            "/mixed/{id}": {**operations(everything), "put": operations({"put"}, other)["put"]},
+            # An authorizer or an API key on some methods only: folding them into GET's would drop it.
+            "/guarded/{id}": {**operations(everything), "post": operations({"post"}, security=[{"auth": []}])["post"]},
+            "/keyed/{id}": {
+                **operations(everything),
+                "delete": operations({"delete"}, **{"x-amazon-apigateway-api-key-required": True})["delete"],
+            },
         }
     }
     package.any_methods(body)
 
     assert body["paths"]["/all/{id}"] == {
-        package.ANY_METHOD: {"x-amazon-apigateway-integration": integration, "parameters": params, "responses": {}}
+        package.ANY_METHOD: {
+            "parameters": params,
+            "x-amazon-apigateway-integration": integration,
+            "responses": {},
+            "consumes": ["*/*"],
+        }
     }
+    for path in ("/mixed/{id}", "/guarded/{id}", "/keyed/{id}"):
+        assert set(body["paths"][path]) == everything, path
     assert set(body["paths"]["/some/{id}"]) == {"get", "post"}
-    assert set(body["paths"]["/mixed/{id}"]) == package.GATEWAY_METHODS
-    assert {m.upper() for m in package.GATEWAY_METHODS} == set(framework.METHODS)
+    assert {m.upper() for m in everything} == set(framework.METHODS)
 
 
 def test_each_stream_mapping_invokes_its_function_only_for_the_records_its_handler_acts_on() -> None:
