@@ -313,6 +313,8 @@ class FunctionConfig:
     memory_mb: int
     architecture: str
     tracing: bool
+    # Lambda's own records (START, END, REPORT, XRAY) are INFO: a SystemLogLevel of WARN or above drops them.
+    platform_lines: bool = True
 
 
 @dataclass
@@ -400,16 +402,30 @@ def function_configs(functions: Iterable[str], stage: str = DEPLOYED_STAGE) -> d
     checker = json.loads(CHECKER_TEMPLATE.read_text())["Resources"]["Checker"]["Properties"]
     out = {
         CHECKER: FunctionConfig(
-            int(checker["MemorySize"]), checker.get("Architectures", ["x86_64"])[0], checker.get("Tracing") == "Active"
+            int(checker["MemorySize"]),
+            checker.get("Architectures", ["x86_64"])[0],
+            checker.get("Tracing") == "Active",
+            _platform_lines(checker),
         )
     }
+    merged = main_template()["Resources"]
     for name in functions:
         if name == CHECKER or name.startswith(CHECKER + "-"):
             continue
         config = Config(chalice_stage=stage, function_name=name, config_from_disk=disk)
+        logical = "".join(part.capitalize() for part in name.split("_"))  # Chalice's resource name
+        properties = merged.get(logical, {}).get("Properties", {})
         # Chalice sets no architecture: Lambda's default.
-        out[name] = FunctionConfig(int(config.lambda_memory_size or 128), "x86_64", bool(config.xray_enabled))
+        out[name] = FunctionConfig(
+            int(config.lambda_memory_size or 128), "x86_64", bool(config.xray_enabled), _platform_lines(properties)
+        )
     return out
+
+
+def _platform_lines(properties: dict[str, Any]) -> bool:
+    """Whether a function's template lets Lambda log its INFO platform records (no JSON LoggingConfig above INFO)."""
+    level = (properties.get("LoggingConfig") or {}).get("SystemLogLevel", "INFO")
+    return str(level) in ("DEBUG", "INFO")
 
 
 def deployed_log_level(stage: str = DEPLOYED_STAGE) -> str:
@@ -658,7 +674,8 @@ def _log_lines(run: Run, per: float) -> list[Line]:
     for inv in run.invocations:
         function = function_of(inv.function)
         config = run.functions[function]
-        platform += sum(len(line) for line in PLATFORM_LINES) + (len(XRAY_LINE) if config.tracing else 0)
+        if config.platform_lines:
+            platform += sum(len(line) for line in PLATFORM_LINES) + (len(XRAY_LINE) if config.tracing else 0)
         invoked[function] += config.tracing
     if platform:
         how = "modelled: START, END, REPORT (and XRAY) lines per measured invocation"

@@ -6,6 +6,8 @@ shows up here instead of silently moving the bench's total.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests.load import cost
@@ -136,8 +138,9 @@ def test_tables_and_their_indexes_are_read_from_the_deploy_template():
 
 def test_each_functions_memory_architecture_and_tracing_come_from_the_templates():
     configs = cost.function_configs(["aggregator", "checker-eu-west-1"])
-    assert configs["checker"] == FunctionConfig(448, "arm64", True)  # infra/checker.json
-    assert configs["aggregator"] == FunctionConfig(1024, "x86_64", False)  # .chalice/config.json's own for it
+    # infra/checker.json; Lambda's own START/END/REPORT records are dropped by the templates' SystemLogLevel WARN
+    assert configs["checker"] == FunctionConfig(448, "arm64", True, platform_lines=False)
+    assert configs["aggregator"] == FunctionConfig(1024, "x86_64", False, platform_lines=False)
     assert set(configs) == {"checker", "aggregator"}
 
 
@@ -248,6 +251,8 @@ def test_lambda_is_billed_per_started_millisecond_by_memory_and_architecture():
     # START + END + REPORT (270 bytes) for all six, XRAY (93 bytes) for the two traced: 1,806 bytes / 1,000 checks
     assert priced["CloudWatch Logs, Lambda platform lines"] == pytest.approx(1.806 / GB * 1e6 * 0.5, rel=1e-12)
     assert priced["X-Ray traces"] == pytest.approx(0.002 * 5.00, rel=1e-12)  # 2 a minute: every one is sampled
+    quiet = {name: dataclasses.replace(config, platform_lines=False) for name, config in FUNCTIONS.items()}
+    assert "CloudWatch Logs, Lambda platform lines" not in _priced(_run(invocations=invocations, functions=quiet))
 
 
 def test_x_ray_records_the_first_trace_each_second_and_five_percent_of_the_rest():
