@@ -20,6 +20,7 @@ from pathlib import Path
 
 STAGES = ("local", "test", "dev", "prod")
 LOCAL_STAGES = ("local", "test")
+FUNCTIONS = ("api", "events", "checker")  # VIGIL_FUNCTION: which deployed function a process is
 DEFAULT_REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 
@@ -40,6 +41,7 @@ class Variable:
     fallbacks: tuple[str, ...] = ()  # variables read, in order, when this one is unset, before the default
     required_deployed: bool = False  # a deployed stage refuses to start without it
     worker_exempt: bool = False  # ... but a check worker (CHECK_REGION set), which never uses it
+    api_only: bool = False  # ... but by the API function alone: the others (VIGIL_FUNCTION) never hold it
     dev_default: str | None = None  # what make dev (and .env.example) sets instead of the default
 
 
@@ -59,7 +61,7 @@ VARIABLES: tuple[Variable, ...] = (
         default=None,
         shown="random per run locally",
         required_deployed=True,
-        worker_exempt=True,
+        api_only=True,
         meaning="≥ 32 chars; JWT and cursor keys are derived from it",
     ),
     Variable(
@@ -112,6 +114,13 @@ VARIABLES: tuple[Variable, ...] = (
         default="{AWS_REGION}",
         shown="`AWS_REGION`",
         meaning="region of the tables; regional check workers write there",
+    ),
+    Variable(
+        "VIGIL_FUNCTION",
+        "function",
+        default="api",
+        meaning="which deployed function this is (the templates set it): `api`, `events` (the event handlers) or"
+        " `checker`; only `api` holds `SECRET_KEY` and Stripe's secrets",
     ),
     Variable(
         "CHECK_REGION",
@@ -197,7 +206,7 @@ VARIABLES: tuple[Variable, ...] = (
         "stripe_secret_key",
         default=None,
         required_deployed=True,
-        worker_exempt=True,
+        api_only=True,
         dev_default="sk_test_vigil_local",
         meaning="Stripe API key (deployed: from Secrets Manager); billing answers 503 without it",
     ),
@@ -206,7 +215,7 @@ VARIABLES: tuple[Variable, ...] = (
         "stripe_webhook_secret",
         default=None,
         required_deployed=True,
-        worker_exempt=True,
+        api_only=True,
         dev_default="whsec_vigil_local_stand_in_secret",
         meaning="verifies `Stripe-Signature` on `/v1/webhooks/stripe` (deployed: from Secrets Manager)",
     ),
@@ -264,7 +273,7 @@ def configuration_table() -> str:
         if variable.dev_default is not None:
             text += f" (`make dev` sets `{variable.dev_default}`)"
         if variable.required_deployed:
-            text += "; **required** deployed"
+            text += "; **required** deployed" + (" (API)" if variable.api_only else "")
         return text
 
     rows = [f"| `{v.name}` | {default(v)} | {v.meaning} |" for v in VARIABLES]
@@ -282,6 +291,7 @@ class Settings:
     aws_region: str
     home_region: str  # where the tables live; check workers in other regions reach them there
     check_region: str | None  # the region a check worker labels its results with (CHECK_REGION)
+    function: str  # which deployed function this process is (VIGIL_FUNCTION): api, events or checker
     result_retention_days: int
     results_stream_arn: str | None
     aws_endpoint_url: str | None
@@ -399,16 +409,23 @@ def load_settings(
     deployed = stage not in LOCAL_STAGES
     secret_key: str | None = get("SECRET_KEY")
     worker = bool(env.get("CHECK_REGION", "").strip())
+    function = "checker" if worker else get("VIGIL_FUNCTION").lower()
+    if function not in FUNCTIONS:
+        raise SettingsError(f"VIGIL_FUNCTION must be one of {', '.join(FUNCTIONS)}, not {function!r}")
+    api = function == "api"
     if deployed:
         missing = [
             v.name
             for v in VARIABLES
-            if v.required_deployed and not (worker and v.worker_exempt) and not env.get(v.name, "").strip()
+            if v.required_deployed
+            and not (worker and v.worker_exempt)
+            and not (v.api_only and not api)
+            and not env.get(v.name, "").strip()
         ]
         if missing:
             raise SettingsError(f"missing required setting(s) for stage {stage}: {', '.join(missing)}")
-    if not secret_key and deployed and worker:
-        secret_key = None  # a check worker signs nothing: its stacks hold no secret at all
+    if not secret_key and deployed and not api:
+        secret_key = None  # only the API signs (tokens, cursors): no other function's environment holds the secret
     elif not secret_key:
         # A throwaway key: tokens die with the process, which is right for a laptop.
         secret_key = secrets.token_urlsafe(48)
@@ -441,6 +458,7 @@ def load_settings(
         aws_region=aws_region,
         home_region=get("HOME_REGION", AWS_REGION=aws_region),
         check_region=get("CHECK_REGION") or None,
+        function=function,
         results_stream_arn=get("RESULTS_STREAM_ARN") or None,
         result_retention_days=_int("RESULT_RETENTION_DAYS", get("RESULT_RETENTION_DAYS"), 1, 400),
         aws_endpoint_url=get("AWS_ENDPOINT_URL") or None,

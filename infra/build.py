@@ -231,6 +231,8 @@ def parameters() -> dict[str, Any]:
         "EmailFrom": {
             "Type": "String",
             "MinLength": 3,
+            "AllowedPattern": "^[^@]*[^@<>\\s]@[^@<>\\s]+>?$",
+            "ConstraintDescription": "an address, or a name and one: Vigil <no-reply@example.com>",
             "Description": "Sender of Vigil's email, a verified SES identity, e.g. 'Vigil <no-reply@example.com>'.",
         },
         "SupportEmail": {
@@ -269,10 +271,14 @@ def parameters() -> dict[str, Any]:
     }
 
 
+API_SECRETS = ("SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET")
+
+
 def api_environment() -> dict[str, Any]:
-    """The deployment-specific part of the function's environment; config.json supplies the rest."""
+    """The deployment-specific part of the API function's environment; config.json supplies the rest."""
     return {
         "VIGIL_STAGE": ref("Stage"),
+        "VIGIL_FUNCTION": "api",
         "TABLE_PREFIX": ref("TablePrefix"),
         "CHECK_REGIONS": ref("CheckRegions"),
         "APP_URL": ref("AppUrl"),
@@ -317,14 +323,16 @@ SQS_CONSUME = [
     "sqs:ChangeMessageVisibility",
     "sqs:DeleteMessage",
     "sqs:GetQueueAttributes",
-    "sqs:GetQueueUrl",
     "sqs:ReceiveMessage",
 ]
 
 
-READ = ["dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:Query"]
-WRITE = [*READ, "dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
-R, W = "read", "write"
+READ = ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"]
+UPDATE = [*READ, "dynamodb:UpdateItem"]
+APPEND = [*UPDATE, "dynamodb:PutItem"]
+WRITE = [*APPEND, "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem"]
+R, U, A, W = "read", "update", "append", "write"  # what a function may do to a table's items
+LEVELS = {R: READ, U: UPDATE, A: APPEND, W: WRITE}
 
 # What each function's code reads and writes, table by table (by the models' logical names): never a Scan, never a
 # table it does not touch.  tests/iam.py holds every AWS call the test suite makes for a function against its policy,
@@ -365,23 +373,26 @@ FUNCTION_TABLES: dict[str, dict[str, str]] = {
         ),
     },
     # The tick reads what is due; the heartbeat sweep writes each miss as a result and moves the monitor's deadline.
-    "Scheduler": {"monitors": W, "result_packs": W},
+    "Scheduler": {"monitors": A, "result_packs": A},
     # Both read each team's plan (its retention) from the team.
-    "Aggregator": {"check_progress": W, "result_packs": R, "result_periods": W, "rollups": W, "teams": R},
-    "Retake": {"result_packs": R, "result_periods": W, "rollups": W, "teams": R},
+    "Aggregator": {"check_progress": A, "result_packs": R, "result_periods": A, "rollups": A, "teams": R},
+    "Retake": {"result_packs": R, "result_periods": A, "rollups": A, "teams": R},
     "Incidents": {
-        **dict.fromkeys(("teams", "maintenance_windows"), R),
-        **dict.fromkeys(("events", "incidents", "monitor_changes", "monitor_states", "monitors", "usage"), W),
+        "maintenance_windows": R,
+        **dict.fromkeys(("events", "incidents", "monitor_changes", "monitors"), A),
+        "monitor_states": W,  # a state ends (is deleted) with its outage
     },
     "Alerts": {
         **dict.fromkeys(("alert_channels", "memberships", "monitors", "users"), R),
-        **dict.fromkeys(("alert_marks", "deliveries"), W),
+        "alert_marks": U,
+        "deliveries": A,
     },
     "AlertDeliveries": {
         **dict.fromkeys(("email_suppressions", "events", "incidents", "memberships", "monitors", "users"), R),
-        **dict.fromkeys(("alert_channels", "alert_marks", "deliveries"), W),
+        **dict.fromkeys(("alert_channels", "alert_marks"), U),  # a channel's health, a cooldown's mark
+        "deliveries": A,
     },
-    "EmailFeedback": {"email_suppressions": W},
+    "EmailFeedback": {"email_suppressions": A},  # adds a suppression, never lifts one
     **{
         name: dict.fromkeys(
             ("events", "incidents", "maintenance_windows", "monitors", "result_periods", "rollups", "status_pages"), R
@@ -418,12 +429,32 @@ def _table_arn(logical: str) -> dict[str, str]:
     return arn("dynamodb", f"table/${{TablePrefix}}{logical}")
 
 
+# EmailFrom's domain: after its "@", before any ">" (its AllowedPattern has exactly one "@").
+EMAIL_FROM_DOMAIN = {
+    "Fn::Select": [0, {"Fn::Split": [">", {"Fn::Select": [1, {"Fn::Split": ["@", ref("EmailFrom")]}]}]}]
+}
+
+
+def _ses_identity(resource: str) -> dict[str, Any]:
+    return {
+        "Fn::Sub": [
+            "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:" + resource,
+            {"Domain": EMAIL_FROM_DOMAIN},
+        ]
+    }
+
+
 def _grant(grant: str) -> dict[str, Any]:
     statements: dict[str, dict[str, Any]] = {
+        # As EmailFrom's domain (a domain identity) or an address of it (an address identity), nothing else.
         SEND_EMAIL: {
             "Sid": "Email",
             "Action": ["ses:SendRawEmail"],
-            "Resource": [arn("ses", "identity/*"), arn("ses", "configuration-set/" + CONFIGURATION_SET_NAME)],
+            "Resource": [
+                _ses_identity("identity/${Domain}"),
+                _ses_identity("identity/*@${Domain}"),
+                arn("ses", "configuration-set/" + CONFIGURATION_SET_NAME),
+            ],
         },
         # SMS alerts go to phone numbers, which IAM cannot name: allowed is publishing to anything that is not a
         # topic (an SNS ARN), so no topic of the account can be published to.
@@ -460,12 +491,12 @@ def function_policy(name: str) -> dict[str, Any]:
     it sends (``FUNCTION_TABLES``, ``FUNCTION_GRANTS``)."""
     tables = FUNCTION_TABLES[name]
     statements: list[dict[str, Any]] = []
-    for access, actions in ((R, READ), (W, WRITE)):
+    for access, actions in LEVELS.items():
         chosen = sorted(t for t, a in tables.items() if a == access)
         if chosen:
             statements.append(
                 {
-                    "Sid": "Read" if access == R else "ReadWrite",
+                    "Sid": f"Tables{access.capitalize()}",
                     "Effect": "Allow",
                     "Action": actions,
                     # A table and its indexes (table/NAME/index/INDEX).
@@ -506,6 +537,16 @@ def function_policy(name: str) -> dict[str, Any]:
             }
         )
     statements += [_grant(g) for g in FUNCTION_GRANTS.get(name, ())]
+    if SEND_CHECK_QUEUES in FUNCTION_GRANTS.get(name, ()):
+        # The check queues' pattern also matches their dead-letter queues: never those.
+        statements.append(
+            {
+                "Sid": "NotCheckDeadLetters",
+                "Effect": "Deny",
+                "Action": ["sqs:SendMessage"],
+                "Resource": [arn("sqs", "${TablePrefix}checks-*-dlq", region="*")],
+            }
+        )
     return {
         "Type": "AWS::IAM::Policy",
         "Properties": {
@@ -1270,9 +1311,10 @@ def build() -> dict[str, Any]:
     # Merged into Chalice's resources: the function's deployment-specific environment, and the API's
     # gateway responses inside its OpenAPI body, so that a change to them produces a new API deployment.
     for name in (CHALICE_FUNCTION, *EVENT_FUNCTIONS):
+        environment = api_environment() if name == CHALICE_FUNCTION else events_environment()
         resources[name] = {
             "DependsOn": [f"{name}Policy"],
-            "Properties": {"Environment": {"Variables": api_environment()}, "LoggingConfig": LOGGING_CONFIG},
+            "Properties": {"Environment": {"Variables": environment}, "LoggingConfig": LOGGING_CONFIG},
         }
     # Chalice needs a literal stream ARN; the real one exists only once the table does.  Partial batch
     # responses let one bad record retry alone (Chalice cannot set FunctionResponseTypes itself).
@@ -1374,6 +1416,13 @@ def checker_parameters() -> dict[str, Any]:
     }
 
 
+def events_environment() -> dict[str, Any]:
+    """An event handler's: the API's without its secrets.  No handler signs a token or a cursor, or calls Stripe
+    (tests/iam.py fails a test in which one derives a key), so none holds what would let it."""
+    environment = {k: v for k, v in api_environment().items() if k not in API_SECRETS}
+    return {**environment, "VIGIL_FUNCTION": "events"}
+
+
 def checker_environment() -> dict[str, Any]:
     """What the worker's settings need: a deployed stage refuses to start without APP_URL and EMAIL_FROM.
 
@@ -1381,6 +1430,7 @@ def checker_environment() -> dict[str, Any]:
     """
     return {
         "VIGIL_STAGE": ref("Stage"),
+        "VIGIL_FUNCTION": "checker",
         "TABLE_PREFIX": ref("TablePrefix"),
         "HOME_REGION": ref("HomeRegion"),
         "CHECK_REGION": ref("AWS::Region"),

@@ -255,13 +255,13 @@ def wiring_problems(stage: str, prefix: str, checker: Deployed, main: Deployed) 
             if (variables.get("VIGIL_STAGE"), variables.get("TABLE_PREFIX")) != (stage, prefix):
                 problems.append(f"{logical}: VIGIL_STAGE/TABLE_PREFIX are not the stage's")
             secret = variables.get("SECRET_KEY")
-            expected = (
-                None
-                if logical == build.CHECKER_FUNCTION
-                else f"{{{{resolve:secretsmanager:vigil/{stage}/secret-key}}}}"
-            )
+            api = logical == build.CHALICE_FUNCTION
+            expected = f"{{{{resolve:secretsmanager:vigil/{stage}/secret-key}}}}" if api else None
             if secret != expected:
                 problems.append(f"{logical}: SECRET_KEY is {'set' if secret else 'missing'}, not {expected}")
+            held = sorted(set(build.API_SECRETS) & set(variables))
+            if not api and held:
+                problems.append(f"{logical} holds the API's secrets: {', '.join(held)}")
             role = config["Role"].rpartition("/")[2]
             inline = iam.list_role_policies(RoleName=role)["PolicyNames"]
             if logical != build.CHECKER_FUNCTION and f"{prefix}{logical}" not in inline:

@@ -166,7 +166,7 @@ def aws(settings: Settings) -> Iterator[Settings]:
     the test."""
     with mock_aws():
         start_aws(settings)
-        with iam.enforced(settings.table_prefix) as watch:
+        with iam.enforced(settings) as watch:
             yield settings
         assert not sorted(set(watch.violations)), "calls the deployed IAM policies refuse:\n" + "\n".join(
             sorted(set(watch.violations))

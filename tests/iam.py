@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 import botocore.client
 
+from chalicelib.settings import Settings
 from infra import build
 
 ACCOUNT = "123456789012"  # moto's
@@ -63,8 +64,10 @@ ENTRY_POINTS: dict[tuple[str, str | None], str] = {
     ("api/framework.py", "_dispatch"): build.CHALICE_FUNCTION,
 }
 _PACKAGE = "/chalicelib/"
-# Code that runs only on a developer's machine (``/dev`` routes): no deployed function's policy applies to it.
-LOCAL_ONLY = ("api/dev.py", "local/")
+# Code that runs only on a developer's machine (``/dev`` routes): no deployed function's policy applies to it.  The
+# local stack's event loop is not exempt: the handlers it runs are checked as themselves (its own calls, standing in
+# for Lambda's pollers, are under no entry point).
+LOCAL_ONLY = ("api/dev.py",)
 
 
 def acting_function(frame: FrameType | None) -> str | None:
@@ -175,20 +178,34 @@ def _resolve(value: Any, values: dict[str, str]) -> str:
     if "Fn::Sub" in value:
         import re
 
+        inner = value["Fn::Sub"]
+        text, local = (inner, {}) if isinstance(inner, str) else (inner[0], inner[1])
+        known = {**values, **{k: _resolve(v, values) for k, v in local.items()}}
+
         def one(match: re.Match[str]) -> str:
             name = match.group(1)
-            if name in values:
-                return values[name]
+            if name in known:
+                return known[name]
             logical, _, attribute = name.partition(".")
             return _arn_of(logical, attribute, values)
 
-        return re.sub(r"\$\{([^}]+)\}", one, value["Fn::Sub"])
+        return re.sub(r"\$\{([^}]+)\}", one, text)
     if "Fn::GetAtt" in value:
         logical, attribute = value["Fn::GetAtt"]
         return _arn_of(logical, attribute, values)
+    if "Fn::Select" in value:
+        index, listed = value["Fn::Select"]
+        return _list(listed, values)[int(index)]
     if "Ref" in value:
         return values[value["Ref"]]
     raise AssertionError(f"tests/iam.py cannot resolve {value}")
+
+
+def _list(value: Any, values: dict[str, str]) -> list[str]:
+    if "Fn::Split" in value:
+        separator, text = value["Fn::Split"]
+        return _resolve(text, values).split(separator)
+    raise AssertionError(f"tests/iam.py cannot resolve the list {value}")
 
 
 def _patterns(value: Any, values: dict[str, str]) -> list[str]:
@@ -197,30 +214,40 @@ def _patterns(value: Any, values: dict[str, str]) -> list[str]:
 
 @dataclass
 class Policy:
-    statements: list[tuple[list[str], list[str], bool]]  # actions, resource patterns, whether NotResource
+    # effect (Allow or Deny), actions, resource patterns, whether they are NotResource
+    statements: list[tuple[str, list[str], list[str], bool]]
+
+    def _applies(self, statement: tuple[str, list[str], list[str], bool], action: str, resource: str) -> bool:
+        _, actions, patterns, negated = statement
+        if not any(fnmatch.fnmatchcase(action, a) for a in actions):
+            return False
+        return any(fnmatch.fnmatchcase(resource, p) for p in patterns) != negated
 
     def allows(self, action: str, resource: str) -> bool:
-        for actions, patterns, negated in self.statements:
-            if not any(fnmatch.fnmatchcase(action, a) for a in actions):
-                continue
-            matched = any(fnmatch.fnmatchcase(resource, p) for p in patterns)
-            if matched != negated:
-                return True
-        return False
+        """IAM's rule: an explicit Deny wins, then an Allow is needed."""
+        if any(s[0] == "Deny" and self._applies(s, action, resource) for s in self.statements):
+            return False
+        return any(s[0] == "Allow" and self._applies(s, action, resource) for s in self.statements)
 
 
-def policies(table_prefix: str, region: str = "us-east-1") -> dict[str, Policy]:
+def policies(table_prefix: str, email_from: str, region: str = "us-east-1") -> dict[str, Policy]:
     """Every function's policy from the template, for a stage whose tables are named with ``table_prefix``."""
-    values = {"TablePrefix": table_prefix, "AWS::Region": region, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"}
+    values = {
+        "TablePrefix": table_prefix,
+        "EmailFrom": email_from,
+        "AWS::Region": region,
+        "AWS::AccountId": ACCOUNT,
+        "AWS::Partition": "aws",
+    }
     found: dict[str, Policy] = {}
     for resource in TEMPLATE["Resources"].values():
         if resource.get("Type") != "AWS::IAM::Policy":
             continue
         for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
-            assert statement["Effect"] == "Allow", statement
+            assert statement["Effect"] in ("Allow", "Deny"), statement
             negated = "NotResource" in statement
             patterns = _patterns(statement["NotResource" if negated else "Resource"], values)
-            entry = (list(statement["Action"]), patterns, negated)
+            entry = (statement["Effect"], list(statement["Action"]), patterns, negated)
             for role in resource["Properties"]["Roles"]:
                 found.setdefault(_role_function(role), Policy([])).statements.append(entry)
     return found
@@ -240,10 +267,10 @@ _local = threading.local()
 
 
 @contextmanager
-def enforced(table_prefix: str) -> Iterator[Watch]:
+def enforced(settings: Settings) -> Iterator[Watch]:
     """Check every AWS call made for a function against its policy while the block runs."""
-    watch = Watch(table_prefix)
-    by_function = policies(table_prefix)
+    watch = Watch(settings.table_prefix)
+    by_function = policies(settings.table_prefix, settings.email_from)
     original_call = botocore.client.BaseClient._make_api_call
     original_submit = ThreadPoolExecutor.submit
 
@@ -270,13 +297,24 @@ def enforced(table_prefix: str) -> Iterator[Watch]:
 
         return original_submit(self, run, *args, **kwargs)
 
+    original_signing_key = Settings.signing_key
+
+    def signing_key(self: Settings, purpose: str) -> bytes:
+        # Only the API holds SECRET_KEY (infra/build.py): any other function that signs would fail deployed.
+        function = acting_function(sys._getframe(1)) or getattr(_local, "function", None)
+        if function not in (None, build.CHALICE_FUNCTION) and not getattr(_local, "outside", False):
+            watch.violations.append(f"{function} derives a {purpose} key, but only the API holds SECRET_KEY")
+        return original_signing_key(self, purpose)
+
     botocore.client.BaseClient._make_api_call = call  # type: ignore[method-assign]
     ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
+    Settings.signing_key = signing_key  # type: ignore[method-assign]
     try:
         yield watch
     finally:
         botocore.client.BaseClient._make_api_call = original_call  # type: ignore[method-assign]
         ThreadPoolExecutor.submit = original_submit  # type: ignore[method-assign]
+        Settings.signing_key = original_signing_key  # type: ignore[method-assign]
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from chalicelib.local.loop import EventLoop
 from chalicelib.monitors import packs
 from chalicelib.monitors.models import MonitorModel, PackModel
 from chalicelib.monitors.packs import Packed
+from tests import iam
 from tests.events import lambda_event, stream_records
 from tests.factories import create_monitor
 
@@ -522,7 +523,8 @@ def test_a_pause_landing_while_a_batch_is_applied_wins(api, alice, aws, monkeypa
 
     def pause_then_read(*args: Any, **kwargs: Any) -> Any:
         monkeypatch.setattr(MonitorStateModel, "batch_get", read_states)
-        lifecycle.set_monitor_paused(monitor["team_id"], monitor["id"], True, utcnow())
+        with iam.outside():  # the API's pause, not the incident handler's
+            lifecycle.set_monitor_paused(monitor["team_id"], monitor["id"], True, utcnow())
         return read_states(*args, **kwargs)
 
     monkeypatch.setattr(MonitorStateModel, "batch_get", pause_then_read)

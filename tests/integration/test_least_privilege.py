@@ -53,7 +53,7 @@ def test_a_call_outside_the_functions_policy_is_caught_in_its_threads_too(moto: 
         with ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(read_a_user).result()
 
-    with iam.enforced(moto.table_prefix) as watch:
+    with iam.enforced(moto) as watch:
         key = {"team_id": {"S": "t"}, "monitor_id": {"S": "m"}}
         as_scheduler(lambda: dynamodb.get_item(TableName=monitors, Key=key))
         assert watch.violations == []
@@ -73,7 +73,7 @@ def test_sms_goes_to_phone_numbers_only_and_only_from_the_functions_that_alert(m
     as_deliverer = code_of("events/alerts.py", "handle_message")
     as_aggregator = code_of("events/aggregate.py", "aggregator")
 
-    with iam.enforced(moto.table_prefix) as watch:
+    with iam.enforced(moto) as watch:
         as_deliverer(lambda: sns.publish(PhoneNumber="+14155550123", Message="down"))
         assert watch.violations == []
         as_deliverer(lambda: sns.publish(TopicArn=topic, Message="down"))

@@ -416,21 +416,28 @@ def test_each_function_has_its_own_least_privilege_role() -> None:
     for name in functions:
         assert RESOURCES[name]["DependsOn"][0] == f"{name}Policy"
         for statement in statements(name):
-            assert statement["Effect"] == "Allow"
+            assert statement["Effect"] in ("Allow", "Deny")
             assert not any(a.endswith("*") or a == "dynamodb:Scan" for a in statement["Action"]), statement
             if "NotResource" in statement:  # only the SMS grant, which excludes every topic
                 assert statement["Action"] == ["sns:Publish"]
                 assert statement["NotResource"] == [{"Fn::Sub": "arn:${AWS::Partition}:sns:*:*:*"}]
                 continue
             assert "*" not in statement["Resource"], statement
+            if statement["Effect"] == "Deny":
+                continue
             for resource in statement["Resource"]:
                 text = json.dumps(resource)
                 assert "table/${TablePrefix}*" not in text, statement  # every table by name
-        # Its tables exactly: reads, and writes only where FUNCTION_TABLES says so.
-        tables = build.FUNCTION_TABLES[name]
-        writes = can(name, "dynamodb:PutItem")
-        written = {r["Fn::Sub"].rpartition("${TablePrefix}")[2] for s in writes for r in s["Resource"]}
-        assert written == {t for t, access in tables.items() if access == build.W for t in (t, t + "/index/*")}
+        # Its tables exactly, each at the level FUNCTION_TABLES gives it (reads, updates, additions, deletions).
+        for action, levels in (
+            ("dynamodb:GetItem", (build.R, build.U, build.A, build.W)),
+            ("dynamodb:UpdateItem", (build.U, build.A, build.W)),
+            ("dynamodb:PutItem", (build.A, build.W)),
+            ("dynamodb:DeleteItem", (build.W,)),
+        ):
+            granted = {r["Fn::Sub"].rpartition("${TablePrefix}")[2] for s in can(name, action) for r in s["Resource"]}
+            tables = {t for t, level in build.FUNCTION_TABLES[name].items() if level in levels}
+            assert granted == {t for table in tables for t in (table, table + "/index/*")}, (name, action)
     assert "sns:Publish" not in json.dumps(statements("Scheduler"))
     publishers = {name for name in functions if can(name, "sns:Publish")}
     assert publishers == {build.CHALICE_FUNCTION, build.ALERT_FUNCTION}
@@ -440,6 +447,18 @@ def test_each_function_has_its_own_least_privilege_role() -> None:
         build.CHALICE_FUNCTION,
         build.ALERT_FUNCTION,
     }
+    (email,) = can(build.ALERT_FUNCTION, "ses:SendRawEmail")
+    assert 'identity/*"' not in json.dumps(email)  # as EmailFrom's domain only, not any identity of the account
+    # The check queues' pattern would match their dead-letter queues: a Deny takes those out.
+    (deny,) = [s for s in statements("Scheduler") if s["Effect"] == "Deny"]
+    assert deny["Action"] == ["sqs:SendMessage"]
+    assert deny["Resource"][0]["Fn::Sub"].endswith(":${TablePrefix}checks-*-dlq")
+    # Only the API holds the signing key and Stripe's secrets.
+    for name in functions:
+        variables = RESOURCES[name]["Properties"]["Environment"]["Variables"]
+        held = set(build.API_SECRETS) & set(variables)
+        assert held == (set(build.API_SECRETS) if name == build.CHALICE_FUNCTION else set()), name
+        assert variables["VIGIL_FUNCTION"] == ("api" if name == build.CHALICE_FUNCTION else "events")
     # The stream functions read their own stream; the queue consumers their own queue.
     for name, table in build.STREAM_FUNCTIONS.items():
         (stream,) = can(name, "dynamodb:GetRecords")
