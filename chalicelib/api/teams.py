@@ -11,7 +11,7 @@ from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.api.schemas import TeamOut, team_out
 from chalicelib.billing import abuse
 from chalicelib.clock import isoz, utcnow
-from chalicelib.schema import Schema
+from chalicelib.schema import Line, Schema
 from chalicelib.teams import authz, invitations
 from chalicelib.teams import service as teams
 
@@ -23,7 +23,7 @@ TeamName = Field(min_length=1, max_length=100)
 
 
 class TeamIn(Schema):
-    name: str = TeamName
+    name: Line = TeamName  # it goes into email subjects (invitations): one line
 
 
 class RoleIn(Schema):

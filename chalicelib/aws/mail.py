@@ -12,12 +12,18 @@ from chalicelib.observability import logger
 from chalicelib.settings import get_settings
 
 
+def one_line(text: str) -> str:
+    """A header value: every line break and control character a space (a name stored before names were one line
+    would otherwise make the header, and so the email, fail)."""
+    return " ".join("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text).split())
+
+
 def build_message(to: str, subject: str, text: str, html: str) -> EmailMessage:
     settings = get_settings()
     message = EmailMessage()
     message["From"] = settings.email_from
     message["To"] = to
-    message["Subject"] = subject
+    message["Subject"] = one_line(subject)
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = make_msgid(domain="vigil")
     message.set_content(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import time_machine
 
 from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
@@ -198,3 +199,26 @@ def test_a_removed_members_token_no_longer_acts_in_the_team(api, outbox):
     # on sign-in Bob lands in a team he still belongs to
     r = api.post("/v1/auth/login", {"email": "bob@example.com", "password": PASSWORD})
     assert r.json["team"]["id"] == bob["team"]["id"]
+
+
+@pytest.mark.parametrize("name", ["Acme\r\nBcc: victim@example.com", "Acme\nInc", "Acme\x00", "Acme\tInc"])
+def test_a_team_name_is_one_line_created_or_renamed(api, name):
+    """It goes into invitation subjects: a line break there would fail the email (or forge a header)."""
+    alice = _user(api, "alice@example.com")
+    r = api.post("/v1/teams", {"name": name}, token=alice["access_token"])
+    assert r.status == 422, r.body
+    assert r.json["errors"][0]["field"] == "name"
+    own = api.get("/v1/teams", token=alice["access_token"]).json["data"][0]["id"]
+    assert api.patch(f"/v1/teams/{own}", {"name": name}, token=alice["access_token"]).status == 422
+
+
+def test_a_name_stored_before_names_were_one_line_still_gets_its_invitation_sent(api, outbox):
+    alice = _user(api, "alice@example.com")
+    team = api.post("/v1/teams", {"name": "Acme"}, token=alice["access_token"]).json
+    TeamModel.get(team["id"]).update(actions=[TeamModel.name.set("Acme\r\nBcc: victim@example.com")])
+
+    _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com")
+
+    (mail,) = outbox.to("bob@example.com")
+    assert mail["subject"] == "Join Acme Bcc: victim@example.com on Vigil"  # one line: no header of its own
+    assert outbox.to("victim@example.com") == []
