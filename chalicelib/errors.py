@@ -38,6 +38,11 @@ class InvalidJSON(BadRequest):
     title = "Malformed JSON"
 
 
+class BodyRequired(BadRequest):
+    code = "body_required"
+    title = "A body is required"
+
+
 class InvalidToken(BadRequest):
     code = "invalid_token"
     title = "Invalid or expired token"

@@ -422,6 +422,9 @@ def _run(
         content_type = headers.get("content-type", JSON).split(";")[0].strip().lower()
         if raw.strip() and content_type not in (JSON, "") and not content_type.endswith("+json"):
             raise errors.UnsupportedMediaType("Send the body as application/json.")
+        if not raw.strip() and method in ("PATCH", "PUT"):
+            # A change with nothing in it is a client's mistake, not a change: say so rather than answer 200.
+            raise errors.BodyRequired("Send the fields to change as a JSON object.")
         data = parse_json(raw) if raw.strip() else {}
         body = validate(route.body, data)
     call = Call(

@@ -85,3 +85,17 @@ def test_switch_team_acts_in_the_other_team_and_refuses_strangers(api, aws, alic
     r = api.post("/v1/auth/switch-team", {"team_id": "team_dave"}, token=charlie["access_token"])
     assert r.status == 404
     assert r.json["code"] == "not_found"
+
+
+def test_a_change_with_no_body_is_a_400_not_a_silent_200(api, alice):
+    from chalicelib.users.models import UserModel
+
+    before = UserModel.get(alice["user"]["id"]).attribute_values
+    monitor = api.post("/v1/monitors", {"name": "Shop", "url": "https://shop.example.com/"}).json
+    for path in ("/v1/me", f"/v1/monitors/{monitor['id']}", f"/v1/teams/{alice['team']['id']}"):
+        r = api.request("PATCH", path, body=b"")
+        assert r.status == 400, (path, r.body)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json["code"] == "body_required"
+    assert UserModel.get(alice["user"]["id"]).attribute_values == before
+    assert api.patch("/v1/me", {"name": "Alice B"}).status == 200  # a body still works
