@@ -8,6 +8,7 @@ the rest, as it does in API Gateway.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from chalice.local import (
@@ -17,6 +18,11 @@ from chalice.local import (
     MatchResult,
     RouteMatcher,
 )
+
+from chalicelib import errors
+from chalicelib.settings import get_settings
+
+ALLOWED = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")  # what the app answers (API Gateway's ANY)
 
 
 class GreedyRouteMatcher(RouteMatcher):
@@ -54,6 +60,31 @@ class VigilRequestHandler(ChaliceRequestHandler):
     def __init__(self, request: Any, client_address: Any, server: Any, app_object: Any, config: Any) -> None:
         self.local_gateway = VigilGateway(app_object, config)
         super(ChaliceRequestHandler, self).__init__(request, client_address, server)
+
+    def __getattr__(self, name: str) -> Any:
+        """A method the server has no ``do_<METHOD>`` for (TRACE, CONNECT, anything): 405 problem+json, as every
+        other answer is, instead of http.server's 501 HTML page (API Gateway never passes such a method on)."""
+        if name.startswith("do_"):
+            return self._method_not_allowed
+        raise AttributeError(name)
+
+    def _method_not_allowed(self) -> None:
+        err = errors.MethodNotAllowed(f"{self.command} is not allowed on {self.path.split('?')[0]}.")
+        body = json.dumps(
+            {
+                "type": f"{get_settings().app_url}/docs#problem-{err.code}",
+                "title": err.title,
+                "status": err.status,
+                "detail": err.detail,
+                "code": err.code,
+            }
+        ).encode()
+        self.send_response(err.status)
+        self.send_header("Content-Type", "application/problem+json")
+        self.send_header("Allow", ", ".join(ALLOWED))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """The app logs every request as JSON already; keep the console readable."""

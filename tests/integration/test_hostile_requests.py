@@ -421,3 +421,33 @@ def test_a_cursor_with_characters_no_cursor_has_is_400(sweep, path):
 
     assert r.status == 400, r.body
     assert r.json["code"] == "invalid_cursor"
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT", "PROPFIND"])
+def test_the_local_gateway_answers_a_method_it_does_not_know_with_a_405_problem(api, alice, method):
+    """http.server answers a method it has no handler for with a 501 HTML page: the local stack answers as the app
+    does everywhere else."""
+    import http.client
+    import threading
+
+    from chalice.config import Config
+    from chalice.local import LocalDevServer
+
+    from chalicelib.local.gateway import VigilRequestHandler
+
+    server = LocalDevServer(api.app, Config(chalice_stage="test"), "127.0.0.1", 0, handler_cls=VigilRequestHandler)
+    thread = threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.server.server_address[1], timeout=10)
+        connection.request(method, "/v1/me?x=1")
+        response = connection.getresponse()
+        status, headers, body = response.status, dict(response.getheaders()), json.loads(response.read())
+        connection.close()
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+    assert (status, headers["Content-Type"]) == (405, "application/problem+json")
+    assert (body["code"], body["status"]) == ("method_not_allowed", 405)
+    assert body["detail"] == f"{method} is not allowed on /v1/me."
+    assert "GET" in headers["Allow"]
