@@ -42,6 +42,7 @@ from chalicelib.ids import id_floor, new_id
 from chalicelib.monitors import service as monitors
 from chalicelib.observability import logger, metrics
 from chalicelib.storage.base import condition_failed
+from chalicelib.teams import service as teams
 from chalicelib.users import service as users
 from chalicelib.users.service import User
 
@@ -61,8 +62,10 @@ class Target:
 def _target(delivery: DeliveryModel) -> Target | str:
     """The kind and config to send with, or why there is nothing to send to."""
     if delivery.target.startswith(MEMBER_PREFIX):
-        user = users.find(delivery.target.removeprefix(MEMBER_PREFIX))
-        if user is None:
+        user_id = delivery.target.removeprefix(MEMBER_PREFIX)
+        user = users.find(user_id)
+        # Gone from the account, or from the team since (a note held for quiet hours, a retry): never theirs now.
+        if user is None or teams.role_of(delivery.team_id, user_id) is None:
             return "member_gone"
         return Target(KINDS["email"], {"addresses": [user.email]}, user=user)
     try:

@@ -161,14 +161,15 @@ def _claim(key: str, event: Event, cooldown_s: int, holder: str | None) -> bool:
 # -------------------------------------------------------------------------------------------------- groups
 
 
-def group_key(target_id: str, payload: str, at: datetime) -> str:
-    return f"group#{target_id}#{payload}#{at.astimezone(UTC):%Y-%m-%dT%H:%M}"
+def group_key(team_id: str, target_id: str, payload: str, at: datetime) -> str:
+    """One group a team, target, kind of alert and minute: a person in two teams gets each team's alert."""
+    return f"group#{team_id}#{target_id}#{payload}#{at.astimezone(UTC):%Y-%m-%dT%H:%M}"
 
 
 def _join_group(target: Target, event: Event, payload: str, now: datetime) -> str:
     incident_id = str(event.incident_id)
     minute = event.at.astimezone(UTC).replace(second=0, microsecond=0)
-    key = group_key(target.id, payload, minute)
+    key = group_key(event.team_id, target.id, payload, minute)
     mark = AlertMarkModel(key)
     try:
         mark.update(

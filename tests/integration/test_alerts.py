@@ -29,7 +29,7 @@ from chalicelib.settings import get_settings
 from chalicelib.users.models import UserModel
 from tests.events import sqs_records, stream_records
 from tests.factories import create_channel, create_heartbeat, create_monitor
-from tests.support import make_test_settings, on_plan, open_incident, sign_up
+from tests.support import join_team, make_test_settings, on_plan, open_incident, sign_up
 from tests.support import recover as recover_everywhere
 
 
@@ -778,3 +778,51 @@ def test_a_heartbeat_outage_reaches_email_channels_and_members(api, alice, outbo
     assert "no ping in time" in sent["text"]
     assert "/v1/ping/" not in sent["text"]  # the ping URL stays in Vigil
     assert len(alerts_to(outbox, "alice@example.com")) == 1
+
+
+def test_a_person_in_two_teams_gets_each_teams_down_email_in_the_same_minute(api, alice, bob, charlie, outbox, clock):
+    """Grouping is per team: the two teams' outages of one minute are two groups, each sent, none recorded as
+    delivered without its email."""
+    join_team(api, charlie["team"]["id"], bob, "member")
+    verify(alice), verify(bob), verify(charlie)
+    ours = create_monitor(api, url="https://a.example.invalid/", name="Alpha")
+    theirs = create_monitor(api.acting_as(charlie), url="https://c.example.invalid/", name="Cobalt")
+    clock.move_to(utcnow().replace(second=20))
+    at = utcnow()
+    outage(ours, at)
+    outage(theirs, at)
+    clock.move_to(at.replace(second=0) + timedelta(seconds=75))
+    pump()
+    pump()
+
+    mails = alerts_to(outbox, "bob@example.com")
+    assert sorted("Alpha" in m["subject"] + m["text"] for m in mails) == [False, True]
+    assert sorted("Cobalt" in m["subject"] + m["text"] for m in mails) == [False, True]
+    delivered = [d for d in DeliveryModel.query(f"member:{bob['user']['id']}") if d.status == "delivered"]
+    assert sorted(d.team_id for d in delivered) == sorted([alice["team"]["id"], charlie["team"]["id"]])
+
+
+def test_a_note_held_for_quiet_hours_never_reaches_a_member_removed_meanwhile(api, alice, bob, outbox):
+    from chalicelib import lifecycle
+
+    verify(bob, timezone="Asia/Tokyo", quiet_hours_start="22:00", quiet_hours_end="07:00")
+    verify(alice)
+    monitor = create_monitor(api, url="https://shop.example.invalid/")
+    with time_machine.travel(datetime.fromisoformat("2026-12-01T13:30:05+00:00"), tick=True) as clock:
+        incident_id = outage(monitor, utcnow())
+        clock.move_to(datetime.fromisoformat("2026-12-01T13:31:15+00:00"))
+        pump()
+        with new_events(incident_id) as note:
+            incidents.add_note(monitor["team_id"], incident_id, alice["user"]["id"], "Rolling back", utcnow())
+        planned(note)
+        pump()
+        assert len(alerts_to(outbox, "bob@example.com")) == 1  # the down; the note waits for 07:00 in Tokyo
+        lifecycle.remove_member(alice["user"]["id"], "owner", alice["team"]["id"], bob["user"]["id"], utcnow())
+        clock.move_to(datetime.fromisoformat("2026-12-01T22:00:30+00:00"))  # 07:00:30 in Tokyo
+        pump()
+
+    assert len(alerts_to(outbox, "bob@example.com")) == 1
+    deliveries = {d.event: d for d in DeliveryModel.query(f"member:{bob['user']['id']}")}
+    assert deliveries["incident.opened"].status == "delivered"
+    (held,) = [d for event, d in deliveries.items() if event != "incident.opened"]
+    assert (held.status, held.error) == ("failed", "member_gone")
