@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from pydantic import Discriminator, Field, RootModel, field_validator, model_validator
 from pydantic import Tag as TypeTag
 
-from chalicelib import lifecycle
+from chalicelib import errors, lifecycle
 from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.checks.assertions import validate_assertion
 from chalicelib.checks.model import Assertion, CheckResult
@@ -740,6 +740,11 @@ def list_pings(call: Call, monitor_id: str) -> PingList:
 )
 def list_results(call: Call, monitor_id: str) -> ResultList:
     q = call.query
+    known = (*get_settings().check_regions, heartbeats.REGION)
+    if q.region is not None and q.region not in known:
+        # Refused before any read: a region no check ever ran in would read the monitor's whole history for nothing.
+        message = f"must be one of {', '.join(known)}"
+        raise errors.ValidationFailed([errors.FieldError("region", message)], f"region: {message}")
     found, next_cursor = monitor_results.list_results(
         call.user.team_id,
         monitor_id,

@@ -358,6 +358,18 @@ def test_pages_run_from_the_packs_into_the_periods_with_no_check_lost_or_repeate
     assert listed(api, shop, since="2026-12-06T14:30:00Z")["data"] == []
 
 
+def test_a_region_no_check_ever_ran_in_is_refused_before_anything_is_read(api, shop):
+    write_packs(check(shop, at, "us-east-1") for at in minutes(T0, 30))
+    with reads(PeriodModel) as period_reads, reads(PackModel) as pack_reads:
+        r = api.get(f"/v1/monitors/{shop['id']}/results?region=mars-north-1")
+    assert r.status == 422, r.body
+    assert r.json["errors"] == [
+        {"field": "region", "message": "must be one of us-east-1, eu-west-1, ap-southeast-1, global"}
+    ]
+    assert period_reads == pack_reads == []
+    assert len(listed(api, shop, region="us-east-1")["data"]) == 30
+
+
 def test_a_page_reads_only_the_periods_it_needs(api, shop):
     write_packs(
         check(shop, at, r) for at in minutes(T0, 6 * 60, timedelta(minutes=1)) for r in ("us-east-1", "eu-west-1")
