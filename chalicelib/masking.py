@@ -14,6 +14,14 @@ class MaskedWithoutValue(ValueError):
     """A value was sent masked where there is no stored value for it to keep."""
 
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port: a stored credential is kept only for the receiver it was given for."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+
+
 def is_sensitive_header(name: str) -> bool:
     lowered = name.lower()
     return any(word in lowered for word in SENSITIVE_HEADER_WORDS)

@@ -16,7 +16,7 @@ from typing import Any
 from chalicelib import errors
 from chalicelib.checks.marking import Watch
 from chalicelib.ids import new_id
-from chalicelib.masking import MaskedWithoutValue, restore_masked
+from chalicelib.masking import MaskedWithoutValue, is_sensitive_header, origin, restore_masked
 from chalicelib.monitors import heartbeats
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.monitors.watching import note, note_one, watch_of
@@ -369,13 +369,21 @@ def update(
         _same_type(current.type, changes)  # before any lookup: another type's host or URL is refused unresolved
         wanted = config_fields(changes)
         check_target(wanted)
+        # A stored credential never follows the monitor to another receiver (scheme, host and port): whoever may
+        # edit the URL must send the value again, as for a webhook channel.
+        moved = bool(wanted.get("url")) and bool(current.url) and origin(wanted["url"]) != origin(current.url or "")
+        kept = {} if moved else dict(current.headers or {})
         if "headers" in wanted and wanted["headers"] is not None:
             try:
-                wanted["headers"] = restore_masked(dict(wanted["headers"]), current.headers)
+                wanted["headers"] = restore_masked(dict(wanted["headers"]), kept)
             except MaskedWithoutValue:
                 raise errors.ValidationFailed.single(
-                    "headers", "a masked value can only keep an existing header"
+                    "headers",
+                    "a masked value can only keep an existing header of the same receiver (scheme, host and port);"
+                    " send the value itself",
                 ) from None
+        elif moved and current.headers:
+            wanted["headers"] = {k: v for k, v in current.headers.items() if not is_sensitive_header(k)}
         if "regions" in wanted and "confirmation_regions" not in wanted:
             wanted["confirmation_regions"] = None  # back to the majority of the new regions
         config = _complete(replace(current, **wanted), all_regions)

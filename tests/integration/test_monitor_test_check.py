@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.monitors.models import PackModel, PeriodModel
+from chalicelib.monitors.models import MonitorModel, PackModel, PeriodModel
 from tests.factories import create_monitor
 from tests.support import make_test_settings
 
@@ -58,3 +58,45 @@ def test_a_closed_port_is_connection_refused(api, alice):
     assert result["ok"] is False
     assert result["error"] == "connection_refused"
     assert "127.0.0.1" not in (result["error_detail"] or "")
+
+
+SECRET = "Bearer alices-production-token"
+
+
+def test_a_stored_credential_never_follows_the_monitor_to_another_receiver(api, alice, bob, httpserver):
+    """Bob (an editor) points Alice's monitor at a server of his and runs /test: the stored Authorization stays
+    behind; a header without a secret moves with it; the monitor keeps working once he sends a value of his own."""
+    httpserver.expect_request("/steal").respond_with_data("ok")
+    m = create_monitor(
+        api, url=httpserver.url_for("/health"), headers={"Authorization": SECRET, "Accept": "text/plain"}
+    )
+    elsewhere = httpserver.url_for("/steal").replace("localhost", "127.0.0.1")  # another host, same server
+    as_bob = api.acting_as(bob)
+
+    r = as_bob.patch(f"/v1/monitors/{m['id']}", {"url": elsewhere})
+    assert r.status == 200, r.body
+    assert r.json["headers"] == {"Accept": "text/plain"}
+    assert as_bob.post(f"/v1/monitors/{m['id']}/test").status == 200
+
+    (sent,) = [request for request, _ in httpserver.log if request.path == "/steal"]
+    assert "Authorization" not in sent.headers
+    assert sent.headers["Accept"] == "text/plain"
+    stored = MonitorModel.get(alice["team"]["id"], m["id"])
+    assert SECRET not in str(stored.attribute_values)
+
+
+def test_a_masked_credential_sent_back_with_another_receiver_is_refused(api, alice, bob, httpserver):
+    m = create_monitor(api, url=httpserver.url_for("/health"), headers={"Authorization": SECRET})
+    elsewhere = httpserver.url_for("/health").replace("localhost", "127.0.0.1")
+    as_bob = api.acting_as(bob)
+
+    r = as_bob.patch(f"/v1/monitors/{m['id']}", {"url": elsewhere, "headers": m["headers"]})
+    assert r.status == 422, r.body
+    assert r.json["errors"][0]["field"] == "headers"
+    assert MonitorModel.get(alice["team"]["id"], m["id"]).url == httpserver.url_for("/health")  # nothing changed
+    # The same receiver (another path) keeps it; a new value for the new receiver is taken.
+    same = httpserver.url_for("/other")
+    assert as_bob.patch(f"/v1/monitors/{m['id']}", {"url": same, "headers": m["headers"]}).status == 200
+    assert MonitorModel.get(alice["team"]["id"], m["id"]).headers.as_dict() == {"Authorization": SECRET}
+    r = as_bob.patch(f"/v1/monitors/{m['id']}", {"url": elsewhere, "headers": {"Authorization": "Bearer bobs"}})
+    assert r.status == 200, r.body

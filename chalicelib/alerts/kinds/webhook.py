@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 from chalicelib.alerts import http
 from chalicelib.alerts.kinds.base import Kind, Sent
 from chalicelib.alerts.notification import Notification, public_url
-from chalicelib.masking import MASK, MaskedWithoutValue, restore_masked
+from chalicelib.masking import MASK, MaskedWithoutValue, origin, restore_masked
 from chalicelib.monitors.validation import validate_destination, validate_headers, validate_url
 from chalicelib.schema import Schema
 
@@ -44,11 +44,6 @@ class WebhookConfig(Schema):
         if lowered & {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type"}:
             raise ValueError("webhook-* and Content-Type are set by Vigil")
         return validate_headers(value)
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port
 
 
 def new_secret() -> str:
@@ -78,7 +73,7 @@ class Webhook(Kind):
         validate_destination(config["url"], "config.url")
         # a masked header sent back keeps its stored value — only for the same receiver: a stored credential never
         # follows the channel to another host
-        same_receiver = current is not None and _origin(config["url"]) == _origin(current["url"])
+        same_receiver = current is not None and origin(config["url"]) == origin(current["url"])
         kept = (current or {}).get("headers") or {} if same_receiver else {}
         try:
             headers = restore_masked(dict(config.get("headers") or {}), kept)
