@@ -223,10 +223,16 @@ def login(email: str, password: str, client_ip: str, now: datetime) -> SignIn:
         passwords.burn_equal_time(password, settings.bcrypt_rounds)
         raise errors.InvalidCredentials("The email or password is wrong.") from None
     limits = _login_limits(settings, email, client_ip)
+    # Each attempt is counted as a failure before its password is checked, by one conditional write a limit: however
+    # many arrive at once, no more than the limit get a bcrypt check.  A success takes its count back.
+    reserved: list[str] = []
     for key, limit in limits:
-        seen = ratelimit.peek(key, window, now)
-        if seen.count >= limit:
-            raise errors.TooManyRequests(seen.resets_in, "Too many failed sign-in attempts; try again later.")
+        if ratelimit.admit(key, limit, window, now) is None:
+            for taken in reserved:
+                ratelimit.refund(taken, window, now)
+            resets = ratelimit.resets_in(window, now)
+            raise errors.TooManyRequests(resets, "Too many failed sign-in attempts; try again later.")
+        reserved.append(key)
     user = _find_by_email(email)
     if user is None:
         passwords.burn_equal_time(password, settings.bcrypt_rounds)
@@ -234,12 +240,11 @@ def login(email: str, password: str, client_ip: str, now: datetime) -> SignIn:
     else:
         ok = passwords.verify_password(password, user.password_hash)
     if not ok:
-        for key, _ in limits:
-            ratelimit.hit(key, window, now)
         logger.info("sign-in failed", extra={"known_account": user is not None})
         raise errors.InvalidCredentials("The email or password is wrong.")
     assert user is not None
     ratelimit.clear(limits[0][0], window, now)
+    ratelimit.refund(limits[1][0], window, now)
     if user.deleting_at is not None:
         raise errors.AccountDeleting(user.user_id)  # its deletion did not finish: the edge finishes it
     team_id = _usable_team(user)
