@@ -286,7 +286,7 @@ class Settings:
 
     stage: str
     version: str
-    secret_key: str | None = field(repr=False)  # None only in a deployed check worker, which signs nothing
+    secret_key: str | None = field(repr=False)  # None only in a deployed function other than the API (it signs nothing)
     app_url: str
     aws_region: str
     home_region: str  # where the tables live; check workers in other regions reach them there
@@ -409,9 +409,13 @@ def load_settings(
     deployed = stage not in LOCAL_STAGES
     secret_key: str | None = get("SECRET_KEY")
     worker = bool(env.get("CHECK_REGION", "").strip())
-    function = "checker" if worker else get("VIGIL_FUNCTION").lower()
-    if function not in FUNCTIONS:
-        raise SettingsError(f"VIGIL_FUNCTION must be one of {', '.join(FUNCTIONS)}, not {function!r}")
+    named = get("VIGIL_FUNCTION").lower()
+    if named not in FUNCTIONS:
+        raise SettingsError(f"VIGIL_FUNCTION must be one of {', '.join(FUNCTIONS)}, not {named!r}")
+    if deployed and "VIGIL_FUNCTION" in env and (named == "checker") != worker:
+        # A check worker is the function with CHECK_REGION: the two must agree (the templates set both).
+        raise SettingsError("VIGIL_FUNCTION=checker goes with CHECK_REGION, and only with it")
+    function = "checker" if worker else named
     api = function == "api"
     if deployed:
         missing = [

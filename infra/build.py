@@ -231,7 +231,8 @@ def parameters() -> dict[str, Any]:
         "EmailFrom": {
             "Type": "String",
             "MinLength": 3,
-            "AllowedPattern": "^[^@]*[^@<>\\s]@[^@<>\\s]+>?$",
+            # One "@", and a domain in lower case: IAM matches the SES identity it allows (EmailFrom's domain) exactly.
+            "AllowedPattern": "^[^@]*[^@<>\\s]@[^@<>\\sA-Z]+>?$",
             "ConstraintDescription": "an address, or a name and one: Vigil <no-reply@example.com>",
             "Description": "Sender of Vigil's email, a verified SES identity, e.g. 'Vigil <no-reply@example.com>'.",
         },
@@ -379,8 +380,7 @@ FUNCTION_TABLES: dict[str, dict[str, str]] = {
     "Retake": {"result_packs": R, "result_periods": A, "rollups": A, "teams": R},
     "Incidents": {
         "maintenance_windows": R,
-        **dict.fromkeys(("events", "incidents", "monitor_changes", "monitors"), A),
-        "monitor_states": W,  # a state ends (is deleted) with its outage
+        **dict.fromkeys(("events", "incidents", "monitor_changes", "monitor_states", "monitors"), A),
     },
     "Alerts": {
         **dict.fromkeys(("alert_channels", "memberships", "monitors", "users"), R),

@@ -19,6 +19,7 @@ from moto import mock_aws
 from chalicelib.local.loop import lambda_context, scheduled_event
 from chalicelib.monitors.models import PeriodModel, ProgressModel, RollupModel
 from chalicelib.settings import Settings
+from infra import build
 from tests import iam
 from tests.events import stream_record
 from tests.packed import check, write_packs
@@ -118,3 +119,14 @@ def test_the_aggregator_and_retake_run_under_their_policies_with_each_teams_plan
     event = {"Records": [stream_record(late[0])]}
     assert aggregate.retake(event, lambda_context("retake", "us-east-1")) == {"batchItemFailures": []}
     assert RollupModel.get(monitor["id"], "H#2026-12-06T14").checks == 2
+
+
+def test_every_event_handler_lambda_runs_is_an_entry_point_of_its_own_function(app) -> None:
+    """A handler left out of tests/iam.py's entry points would run unchecked (its IAM calls and its keys)."""
+    handlers = {name: h for name, h in app.handler_map.items() if type(h).__name__ == "EventSourceHandler"}
+    assert len(handlers) == len(build.EVENT_FUNCTIONS)
+    for name, handler in handlers.items():
+        code = handler.func.__code__
+        module = code.co_filename.rpartition("/chalicelib/")[2]
+        found = iam.ENTRY_POINTS.get((module, code.co_name)) or iam.ENTRY_POINTS.get((module, None))
+        assert found == "".join(part.capitalize() for part in name.split("_")), name

@@ -193,11 +193,13 @@ def test_a_parked_batch_replays_only_the_records_its_mapping_let_through_in_batc
     ((_, event),) = invoke.calls
     assert len(records) == len(before) + 1
     assert [r["dynamodb"]["NewImage"]["late"] for r in event["Records"]] == [{"BOOL": True}]
-    many = [{"eventID": str(n), "dynamodb": {"NewImage": {"pad": {"S": "x" * 100_000}}}} for n in range(120)]
-    sizes = [len(b) for b in redrive.batches(many)]
+    small = [{"eventID": str(n)} for n in range(250)]
+    assert [len(b) for b in redrive.batches(small)] == [100, 100, 50]  # the mapping's batch size
+    large = [{"eventID": str(n), "dynamodb": {"NewImage": {"pad": {"S": "x" * 100_000}}}} for n in range(120)]
+    sizes = [len(b) for b in redrive.batches(large)]
     assert sum(sizes) == 120
-    assert max(sizes) <= redrive.BATCH_RECORDS
-    assert all(len(json.dumps(b)) < 6 * 1024 * 1024 for b in redrive.batches(many))
+    assert len(sizes) == 3  # by size: about 52 records of 100 KB under 5 MB
+    assert all(len(json.dumps(b)) < 6 * 1024 * 1024 for b in redrive.batches(large))
 
 
 def test_what_nothing_could_run_again_is_dropped_when_asked_and_max_says_more_are_left(aws, sqs) -> None:
@@ -241,7 +243,7 @@ def test_scheduled_failures_the_aggregators_run_again_a_ticks_is_only_dropped_wh
 
 
 def test_a_stream_batch_past_the_streams_24_hours_is_kept_until_discarded(aws, sqs) -> None:
-    parked = _late_pack_parked(aws, sqs, {"id": "mon_shop1", "team_id": "team_alice"})
+    _late_pack_parked(aws, sqs, {"id": "mon_shop1", "team_id": "team_alice"})
     streams = boto3.client("dynamodbstreams", region_name="us-east-1")
     trimmed = Stubber(streams)  # what DynamoDB Streams answers for records past its retention (moto keeps them all)
     for _ in range(2):
@@ -262,7 +264,6 @@ def test_a_stream_batch_past_the_streams_24_hours_is_kept_until_discarded(aws, s
     assert dropped.discarded == 1
     assert bodies(sqs, names.handler_failures_queue(aws)) == []
     assert invoke.calls == []
-    assert parked["DDBStreamBatchInfo"]["batchSize"] == 1
 
 
 def test_parked_check_jobs_are_listed_by_monitor_never_sent_again(aws, sqs) -> None:
@@ -270,15 +271,17 @@ def test_parked_check_jobs_are_listed_by_monitor_never_sent_again(aws, sqs) -> N
     job = Job("team_1", "mon_poison", "us-east-1", T0, TcpSpec(host="db.example.com", port=5432, tls=False))
     sqs.send_message(QueueUrl=url(sqs, dead), MessageBody=encode_message([job]))
     sqs.send_message(QueueUrl=url(sqs, dead), MessageBody="not a job")
+    sqs.send_message(QueueUrl=url(sqs, dead), MessageBody="[1]")  # JSON, but not a job message
 
     report = redrive.redrive(aws.table_prefix, "checks", "us-east-1")
 
     assert sorted(why.partition(": ")[2] for why in report.kept) == [
         "jobs of (unreadable)",
+        "jobs of (unreadable)",
         "jobs of mon_poison (2026-12-06T14:00:00+00:00)",
     ]
     assert bodies(sqs, names.check_queue(aws, "us-east-1")) == []
-    assert redrive.redrive(aws.table_prefix, "checks", "us-east-1", discard=True).discarded == 2
+    assert redrive.redrive(aws.table_prefix, "checks", "us-east-1", discard=True).discarded == 3
     assert bodies(sqs, dead) == []
 
 
@@ -317,3 +320,33 @@ def test_the_command_names_a_missing_queue_instead_of_a_traceback(aws, capsys) -
     assert redrive.main(["dev", "alerts", "--region", "us-east-1", "--dry-run"]) == 1
     assert "vigil-dev-alerts-dlq" in capsys.readouterr().err
     assert redrive.main(["nope", "alerts", "--region", "us-east-1"]) == 2
+
+
+def test_a_kept_message_that_shows_again_mid_run_is_handled_once_and_the_run_ends(aws, sqs, monkeypatch) -> None:
+    """Were a run to outlast a kept message's hiding, SQS would hand it back: it is hidden again, never handled
+    twice, and the run still ends once only kept messages come back."""
+    monkeypatch.setattr(redrive, "KEPT_S", 0)  # a kept message shows again at once, again and again
+    dead = names.dead_letter_queue(names.alert_queue(aws))
+    sqs.send_message(QueueUrl=url(sqs, dead), MessageBody=json.dumps({"n": 1}))
+
+    report = redrive.redrive(aws.table_prefix, "alerts", "us-east-1", dry_run=True)
+
+    assert len(report.kept) == 1  # handled once, and the run ended
+    assert len(bodies(sqs, dead)) == 1
+
+
+def test_the_function_is_named_by_its_stacks_logical_id_tag(aws) -> None:
+    iam_client = boto3.client("iam", region_name="us-east-1")
+    role = iam_client.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    functions = boto3.client("lambda", region_name="us-east-1")
+    created = functions.create_function(
+        FunctionName="vigil-prod-Something-Renamed",  # a name that would guess wrong
+        Runtime="python3.11",
+        Role=role,
+        Handler="x.handler",
+        Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+        Tags={"aws:cloudformation:logical-id": "Aggregator"},
+    )
+    invoker = redrive.lambda_invoker("us-east-1")
+    assert invoker.logical_id(created["FunctionArn"] + ":$LATEST") == "Aggregator"
+    assert invoker.logical_id(ARN.format("Retake")) == "Retake"  # no such function: the name's guess

@@ -241,6 +241,23 @@ def test_a_deployed_stage_needs_the_stripe_secrets_but_a_check_worker_does_not()
     assert worker.stripe_secret_key is None
 
 
+def test_only_the_api_function_needs_the_secrets_and_the_function_is_named_consistently() -> None:
+    without = {k: v for k, v in deployed("prod").items() if k not in ("SECRET_KEY", "STRIPE_SECRET_KEY")}
+    events = load_settings({**without, "VIGIL_FUNCTION": " Events "})
+    assert (events.function, events.secret_key, events.stripe_secret_key) == ("events", None, None)
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        load_settings({**without, "VIGIL_FUNCTION": "api"})
+    for wrong in ("bogus", ""):
+        with pytest.raises(SettingsError, match="VIGIL_FUNCTION must be one of api, events, checker"):
+            load_settings({**without, "VIGIL_FUNCTION": wrong})
+    with pytest.raises(SettingsError, match="goes with CHECK_REGION"):
+        load_settings({**without, "VIGIL_FUNCTION": "checker"})
+    with pytest.raises(SettingsError, match="goes with CHECK_REGION"):
+        load_settings({**without, "VIGIL_FUNCTION": "api", "CHECK_REGION": "eu-west-1"})
+    worker = load_settings({**without, "VIGIL_FUNCTION": "checker", "CHECK_REGION": "eu-west-1"})
+    assert worker.function == "checker"
+
+
 def test_a_check_worker_runs_without_the_secret_key_and_cannot_sign_with_none() -> None:
     without = {k: v for k, v in deployed("prod").items() if k != "SECRET_KEY"}
     with pytest.raises(SettingsError, match="SECRET_KEY"):
