@@ -424,7 +424,7 @@ def test_a_cursor_with_characters_no_cursor_has_is_400(sweep, path):
 
 
 @pytest.mark.parametrize("method", ["TRACE", "CONNECT", "PROPFIND"])
-def test_the_local_gateway_answers_a_method_it_does_not_know_with_a_405_problem(api, alice, method):
+def test_the_local_gateway_answers_a_method_it_does_not_know_with_a_405_problem(api, method):
     """http.server answers a method it has no handler for with a 501 HTML page: the local stack answers as the app
     does everywhere else."""
     import http.client
