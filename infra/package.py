@@ -3,7 +3,7 @@
 1. Refuse a stale ``infra/resources.json`` or ``infra/checker.json`` (run ``make infra`` first).
 2. Run ``chalice package`` for the stage with ``infra/resources.json`` merged in, into ``out/STAGE``, and fold
    each API path's seven identical operations into one ``ANY`` method (the template shrinks from ~700 KB to
-   ~100 KB; the app answers every method itself).
+   ~145 KB; the app answers every method itself).
 3. Build the check worker's own package, ``checker.zip``: ``functions/checker``, the ``chalicelib`` modules
    it imports and the distributions of ``functions/checker/requirements.txt``, resolved by pip for the
    worker's own Lambda platform (``build.CHECKER_ARCHITECTURE``, arm64), and ``checker.json``
