@@ -578,6 +578,28 @@ API_ACCESS_LOG_FORMAT = {
 }
 
 
+def service_role(service: str, *managed: str) -> dict[str, Any]:
+    """A role an AWS service assumes, with AWS's managed service-role policies for it."""
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": f"{service}.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            },
+            "ManagedPolicyArns": [
+                sub(f"arn:${{AWS::Partition}}:iam::aws:policy/service-role/{name}") for name in managed
+            ],
+        },
+    }
+
+
 def api_access_logs() -> dict[str, Any]:
     """The API stage's access log group, and the account setting API Gateway needs to write to CloudWatch Logs at
     all: a role it assumes (``AWS::ApiGateway::Account`` is one setting per account and region: a stack that sets
@@ -590,24 +612,7 @@ def api_access_logs() -> dict[str, Any]:
                 "RetentionInDays": LOG_RETENTION_DAYS,
             },
         },
-        "ApiGatewayLogsRole": {
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "AssumeRolePolicyDocument": {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "apigateway.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                },
-                "ManagedPolicyArns": [
-                    sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs")
-                ],
-            },
-        },
+        "ApiGatewayLogsRole": service_role("apigateway", "AmazonAPIGatewayPushToCloudWatchLogs"),
         "ApiGatewayAccount": {
             "Type": "AWS::ApiGateway::Account",
             "Properties": {"CloudWatchRoleArn": {"Fn::GetAtt": ["ApiGatewayLogsRole", "Arn"]}},
@@ -1264,25 +1269,9 @@ def backups() -> dict[str, Any]:
                 }
             },
         },
-        "BackupRole": {
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "AssumeRolePolicyDocument": {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "backup.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                },
-                "ManagedPolicyArns": [
-                    sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup"),
-                    sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForRestores"),
-                ],
-            },
-        },
+        "BackupRole": service_role(
+            "backup", "AWSBackupServiceRolePolicyForBackup", "AWSBackupServiceRolePolicyForRestores"
+        ),
         "BackupSelection": {
             "Type": "AWS::Backup::BackupSelection",
             "Properties": {
