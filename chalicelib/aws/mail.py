@@ -10,12 +10,13 @@ from chalicelib.aws import names
 from chalicelib.aws.clients import client
 from chalicelib.observability import logger
 from chalicelib.settings import get_settings
+from chalicelib.text import NOT_A_LINE
 
 
 def one_line(text: str) -> str:
-    """A header value: every line break and control character a space (a name stored before names were one line
-    would otherwise make the header, and so the email, fail)."""
-    return " ".join("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text).split())
+    """A header value: every character that is not of a line (``text.NOT_A_LINE``) a space (a name stored before
+    names were one line would otherwise make the header, and so the email, fail)."""
+    return " ".join(NOT_A_LINE.sub(" ", text).split())
 
 
 def build_message(to: str, subject: str, text: str, html: str) -> EmailMessage:
