@@ -8,6 +8,7 @@ HTTP response itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -260,3 +261,20 @@ class ServiceUnavailable(VigilError):
     status = 503
     code = "service_unavailable"
     title = "Service unavailable"
+
+
+def problem_document(err: VigilError, app_url: str, instance: str = "") -> dict[str, Any]:
+    """``err`` as an ``application/problem+json`` body (RFC 9457): the app's answers and the local gateway's own."""
+    body: dict[str, Any] = {
+        "type": f"{app_url}/docs#problem-{err.code}",
+        "title": err.title,
+        "status": err.status,
+        "detail": err.detail,
+        "code": err.code,
+    }
+    if instance:
+        body["instance"] = instance
+    if isinstance(err, ValidationFailed):
+        body["errors"] = [{"field": e.field, "message": e.message} for e in err.errors]
+    body.update(getattr(err, "extensions", {}))
+    return body

@@ -186,19 +186,7 @@ class Router:
 
 
 def problem(err: errors.VigilError, instance: str = "") -> Response:
-    settings = get_settings()
-    body: dict[str, Any] = {
-        "type": f"{settings.app_url}/docs#problem-{err.code}",
-        "title": err.title,
-        "status": err.status,
-        "detail": err.detail,
-        "code": err.code,
-    }
-    if instance:
-        body["instance"] = redact_keys(instance)
-    if isinstance(err, errors.ValidationFailed):
-        body["errors"] = [{"field": e.field, "message": e.message} for e in err.errors]
-    body.update(getattr(err, "extensions", {}))
+    body = errors.problem_document(err, get_settings().app_url, redact_keys(instance) if instance else "")
     headers: dict[str, str | list[str]] = {"Content-Type": PROBLEM_JSON, **err.headers}
     return Response(body=json.dumps(body), status_code=err.status, headers=headers)
 

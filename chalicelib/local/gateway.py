@@ -70,15 +70,7 @@ class VigilRequestHandler(ChaliceRequestHandler):
 
     def _method_not_allowed(self) -> None:
         err = errors.MethodNotAllowed(f"{self.command} is not allowed on {self.path.split('?')[0]}.")
-        body = json.dumps(
-            {
-                "type": f"{get_settings().app_url}/docs#problem-{err.code}",
-                "title": err.title,
-                "status": err.status,
-                "detail": err.detail,
-                "code": err.code,
-            }
-        ).encode()
+        body = json.dumps(errors.problem_document(err, get_settings().app_url)).encode()
         self.send_response(err.status)
         self.send_header("Content-Type", "application/problem+json")
         self.send_header("Allow", ", ".join(ALLOWED))
