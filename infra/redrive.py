@@ -79,6 +79,18 @@ class Report:
         more = ["  more messages are left: run it again (--max)"] if self.more else []
         return [counts, *(f"  kept: {why}" for why in self.kept), *more]
 
+    def settle(self, inbox: Inbox, message: dict[str, Any], kept: Kept | None, *, discard: bool) -> None:
+        """Done (None: deleted), dropped (``discard`` and nothing could run it again), or kept for another run."""
+        if kept is None:
+            inbox.done(message)
+            self.replayed += 1
+        elif discard and kept.discardable:
+            inbox.done(message)
+            self.discarded += 1
+        else:
+            inbox.keep(message)
+            self.kept.append(f"{message['MessageId']}: {kept.why}")
+
 
 @dataclass(frozen=True)
 class Kept:
@@ -299,15 +311,7 @@ def replay_failures(
             )
         except Exception as exc:  # noqa: BLE001 - an invocation or a read that failed: kept, with what failed
             kept = Kept(f"{type(exc).__name__}: {str(exc)[:300]}")
-        if kept is None:
-            inbox.done(message)
-            report.replayed += 1
-        elif discard and not dry_run and kept.discardable:
-            inbox.done(message)
-            report.discarded += 1
-        else:
-            inbox.keep(message)
-            report.kept.append(f"{message['MessageId']}: {kept.why}")
+        report.settle(inbox, message, kept, discard=discard and not dry_run)
     report.more = inbox.more
     return report
 
@@ -322,12 +326,8 @@ def list_checks(sqs: Any, dead: str, *, dry_run: bool, discard: bool, limit: int
             monitors = sorted({f"{job.get('monitor_id')} ({job.get('slot')})" for job in jobs if isinstance(job, dict)})
         except Exception:  # noqa: BLE001 - not JSON, not a job message, a broken gzip: whatever it is, listed
             monitors = ["(unreadable)"]
-        if discard and not dry_run:
-            inbox.done(message)
-            report.discarded += 1
-        else:
-            inbox.keep(message)
-            report.kept.append(f"{message['MessageId']}: jobs of {', '.join(monitors) or 'no monitor'}")
+        kept = Kept(f"jobs of {', '.join(monitors) or 'no monitor'}", discardable=True)  # never sent again
+        report.settle(inbox, message, kept, discard=discard and not dry_run)
     report.more = inbox.more
     return report
 
