@@ -282,9 +282,9 @@ def wiring_problems(stage: str, prefix: str, checker: Deployed, main: Deployed) 
         (names.get(m["FunctionArn"], m["FunctionArn"]), m["EventSourceArn"]): m for d in (main,) for m in d.mappings
     }
     failures = f"arn:aws:sqs:{account_region}:{prefix}handler-failures-dlq"
+    designed = build.build()["Resources"]
     for function, table in build.STREAM_FUNCTIONS.items():
-        table_name = build.build()["Resources"][table]["Properties"]["TableName"]["Fn::Sub"]
-        table_name = table_name.replace("${TablePrefix}", prefix)
+        table_name = designed[table]["Properties"]["TableName"]["Fn::Sub"].replace("${TablePrefix}", prefix)
         found = [m for (f, arn), m in sources.items() if f == function and f":table/{table_name}/stream/" in arn]
         if len(found) != 1:
             problems.append(f"{function}: {len(found)} mappings on the {table_name} stream, not 1")
