@@ -620,6 +620,21 @@ def api_access_logs() -> dict[str, Any]:
     }
 
 
+# Every bucket of ours: no public access of any kind, objects owned by the bucket (no ACLs), encrypted at rest.
+PRIVATE_BUCKET: dict[str, Any] = {
+    "PublicAccessBlockConfiguration": {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    },
+    "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+    "BucketEncryption": {
+        "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+    },
+}
+
+
 def status_pages() -> dict[str, Any]:
     """A private bucket; CloudFront reads only ``status/*`` through Origin Access Control."""
     bucket_arn = {"Fn::GetAtt": ["StatusBucket", "Arn"]}
@@ -632,16 +647,7 @@ def status_pages() -> dict[str, Any]:
             "UpdateReplacePolicy": "Retain",
             "Properties": {
                 "BucketName": sub(STATUS_BUCKET_NAME),
-                "PublicAccessBlockConfiguration": {
-                    "BlockPublicAcls": True,
-                    "BlockPublicPolicy": True,
-                    "IgnorePublicAcls": True,
-                    "RestrictPublicBuckets": True,
-                },
-                "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
-                "BucketEncryption": {
-                    "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-                },
+                **PRIVATE_BUCKET,
             },
         },
         "StatusBucketPolicy": {
@@ -1613,18 +1619,7 @@ def build_bootstrap() -> dict[str, Any]:
                 "Properties": {
                     "BucketName": bucket,
                     "VersioningConfiguration": {"Status": "Enabled"},
-                    "BucketEncryption": {
-                        "ServerSideEncryptionConfiguration": [
-                            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
-                        ]
-                    },
-                    "PublicAccessBlockConfiguration": {
-                        "BlockPublicAcls": True,
-                        "BlockPublicPolicy": True,
-                        "IgnorePublicAcls": True,
-                        "RestrictPublicBuckets": True,
-                    },
-                    "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+                    **PRIVATE_BUCKET,
                     # Old artifacts go: a deploy needs only its own; a rollback the one before.
                     "LifecycleConfiguration": {
                         "Rules": [
