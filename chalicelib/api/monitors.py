@@ -743,8 +743,7 @@ def list_results(call: Call, monitor_id: str) -> ResultList:
     known = (*get_settings().check_regions, heartbeats.REGION)
     if q.region is not None and q.region not in known:
         # Refused before any read: a region no check ever ran in would read the monitor's whole history for nothing.
-        message = f"must be one of {', '.join(known)}"
-        raise errors.ValidationFailed([errors.FieldError("region", message)], f"region: {message}")
+        raise errors.ValidationFailed.single("region", f"must be one of {', '.join(known)}")
     found, next_cursor = monitor_results.list_results(
         call.user.team_id,
         monitor_id,
