@@ -20,9 +20,11 @@ from __future__ import annotations
 import argparse
 import collections
 import copy
+import io
 import json
 import os
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,9 +270,6 @@ def wiring_problems(stage: str, prefix: str, checker: Deployed, main: Deployed) 
                 problems.append(f"{logical}: its role {role} lacks its policy {prefix}{logical}")
             archive = "checker.zip" if logical == build.CHECKER_FUNCTION else "deployment.zip"
             if archive not in packages:
-                import io
-                import zipfile
-
                 body = s3.get_object(Bucket=ARTIFACTS, Key=archive)["Body"].read()
                 packages[archive] = set(zipfile.ZipFile(io.BytesIO(body)).namelist())
             module = config["Handler"].rpartition(".")[0].replace(".", "/")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -176,8 +177,6 @@ def _resolve(value: Any, values: dict[str, str]) -> str:
     if isinstance(value, str):
         return value
     if "Fn::Sub" in value:
-        import re
-
         inner = value["Fn::Sub"]
         text, local = (inner, {}) if isinstance(inner, str) else (inner[0], inner[1])
         known = {**values, **{k: _resolve(v, values) for k, v in local.items()}}
