@@ -2,9 +2,9 @@
 
 Values compare as numbers when both sides parse as finite numbers, as strings
 otherwise.  ``json_body`` selects with an RFC 9535 JSONPath (python-jsonpath in
-strict mode); a path that matches several nodes yields their list.  A failure
-reads like ``json_body $.status equals 'ok' (got 'degraded')``; it never quotes
-the raw body.
+strict mode, its ``match()`` and ``search()`` on RE2: see :mod:`iregexp`); a path
+that matches several nodes yields their list.  A failure reads like
+``json_body $.status equals 'ok' (got 'degraded')``; it never quotes the raw body.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import jsonpath
 
+from chalicelib.checks import iregexp
 from chalicelib.checks.model import COMPARISONS, SOURCES, SOURCES_WITH_PROPERTY, Assertion
 
 NUMERIC_SOURCES = ("status_code", "response_time", "ssl_expiry_days")
@@ -26,7 +27,7 @@ NEEDS_TARGET = ("equals", "not_equals", "greater_than", "less_than", "contains",
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
 MAX_SHOWN = 64  # characters of an observed value quoted in a failure
 
-_JSONPATH = jsonpath.JSONPathEnvironment(strict=True)
+_JSONPATH = iregexp.Environment(strict=True)
 
 
 class _Missing:
@@ -90,10 +91,11 @@ def evaluate(assertions: Sequence[Assertion], observed: Observed) -> tuple[str, 
     """Every failed assertion, described; an empty tuple when all hold."""
     failures: list[str] = []
     parsed: list[Any] = []  # the body parsed as JSON, once, by the first json_body assertion
-    for assertion in assertions:
-        actual = _actual(assertion, observed, parsed)
-        if not _holds(assertion.comparison, actual, assertion.target):
-            failures.append(_describe(assertion, actual, observed))
+    with iregexp.budget():
+        for assertion in assertions:
+            actual = _actual(assertion, observed, parsed)
+            if isinstance(actual, _Unevaluated) or not _holds(assertion.comparison, actual, assertion.target):
+                failures.append(_describe(assertion, actual, observed))
     return tuple(failures)
 
 
@@ -118,6 +120,8 @@ def _actual(a: Assertion, observed: Observed, parsed: list[Any]) -> Any:
             matches = compile_jsonpath(a.property or "").findall(document)
         except ValueError:
             return MISSING
+        except iregexp.TooCostly as exc:  # fails whatever the comparison: it could not be evaluated
+            return _Unevaluated(f"patterns too costly for this body: {exc}")
         if not matches:
             return MISSING
         return matches[0] if len(matches) == 1 else matches
@@ -130,6 +134,11 @@ class _NotJson:
 
 
 _NOT_JSON: Any = _NotJson()
+
+
+@dataclass(frozen=True)
+class _Unevaluated:
+    reason: str
 
 
 def _parse_json(body: bytes) -> Any:
@@ -212,6 +221,8 @@ def _shown(a: Assertion, actual: Any, observed: Observed) -> str:
         )
     if actual is _NOT_JSON:
         return repr(actual)
+    if isinstance(actual, _Unevaluated):
+        return actual.reason
     if a.source in NUMERIC_SOURCES:
         return _text(actual)
     return f"'{_shorten(_text(actual))}'"
