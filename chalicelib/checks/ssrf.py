@@ -24,7 +24,10 @@ import queue
 import re
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 Resolver = Callable[[str, int], list[str]]
@@ -79,7 +82,8 @@ BLOCKED_V6 = tuple(
 )
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
-LOOKUP_THREADS = 16
+MAX_LOOKUP_THREADS = 64  # each idle one is a parked thread; they start as lookups need them
+LOOKUPS_PER_TEAM = 4  # one team's lookups in flight on a worker, hung ones included
 DNS_TIMEOUT_S = 5.0  # for callers without a deadline of their own (the API at create and update)
 
 
@@ -229,7 +233,11 @@ def _resolve(host: str, port: int, resolver: Resolver, timeout: float | None) ->
     if literal is not None:
         return [str(literal)]  # an address in the URL needs no lookup
     # With a deadline the lookup runs on another thread, so the check can stop waiting for it.
-    answers = _call_resolver(resolver, host, port) if timeout is None else _lookups.call(resolver, host, port, timeout)
+    answers = (
+        _call_resolver(resolver, host, port)
+        if timeout is None
+        else _lookups.call(resolver, host, port, timeout, _team.get())
+    )
     unique = list(dict.fromkeys(a.split("%", 1)[0] for a in answers))
     if not unique:
         raise DnsFailure(f"{host} has no A or AAAA record")
@@ -254,51 +262,98 @@ def system_resolver(host: str, port: int) -> list[str]:
 class _LookupThreads:
     """Threads that run lookups, so a check can stop waiting at its deadline (getaddrinfo has no timeout).
 
-    A ThreadPoolExecutor does the same at about twice the CPU per call (a Future and a
-    Condition per call); one lookup runs per check, so the leaner hand-off counts.
-    A lookup that outlives its caller finishes on its thread and is discarded.
+    A lookup that outlives its caller finishes on its thread and is discarded, so a name whose servers never
+    answer holds a thread for the resolver's own timeouts (tens of seconds), long after its check gave up.  One
+    team's slow names must not starve everyone else's checks on the same worker, hence:
+
+    1. each team has :data:`LOOKUPS_PER_TEAM` lookups in flight at most, counted until the lookup itself returns;
+       a team's next lookup waits for one of its own slots, until its deadline (then ``DnsTimeout``);
+    2. the threads grow on demand, up to :data:`MAX_LOOKUP_THREADS`, so a thread held by a hung lookup is
+       replaced rather than waited for; it takes that many / LOOKUPS_PER_TEAM teams at once to fill them.
+
+    A ThreadPoolExecutor does the same at about twice the CPU per call (a Future and a Condition per call); one
+    lookup runs per check, so the leaner hand-off counts.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, per_team: int) -> None:
         self._size = size
-        self._jobs: queue.SimpleQueue[tuple[Resolver, str, int, list[object], threading.Lock]] = queue.SimpleQueue()
-        self._started = False
+        self._per_team = per_team
+        self._jobs: queue.SimpleQueue[tuple[Resolver, str, int, list[object], threading.Lock, str]] = (
+            queue.SimpleQueue()
+        )
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)
+        self._in_flight: dict[str, int] = {}
+        self._threads = 0
+        self._idle = 0
 
-    def call(self, resolver: Resolver, host: str, port: int, timeout: float) -> list[str]:
-        self._start()
+    def call(self, resolver: Resolver, host: str, port: int, timeout: float, team: str = "") -> list[str]:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        self._reserve(team, deadline, host)
         done = threading.Lock()
         done.acquire()
         box: list[object] = []
-        self._jobs.put((resolver, host, port, box, done))
-        if not done.acquire(timeout=max(timeout, 0.0)):
+        self._jobs.put((resolver, host, port, box, done, team))
+        if not done.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             raise DnsTimeout(f"the DNS lookup for {host} did not finish in time")
         (outcome,) = box
         if isinstance(outcome, Exception):
             raise outcome
         return outcome  # type: ignore[return-value]
 
-    def _start(self) -> None:
-        if self._started:
-            return
+    def in_flight(self, team: str) -> int:
         with self._lock:
-            if not self._started:
-                for i in range(self._size):
-                    threading.Thread(target=self._work, name=f"vigil-dns-{i}", daemon=True).start()
-                self._started = True
+            return self._in_flight.get(team, 0)
+
+    def _reserve(self, team: str, deadline: float, host: str) -> None:
+        with self._freed:
+            while self._in_flight.get(team, 0) >= self._per_team:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._freed.wait(left):
+                    raise DnsTimeout(
+                        f"the DNS lookup for {host} did not finish in time: this team's other lookups still"
+                        " wait on their DNS servers"
+                    )
+            self._in_flight[team] = self._in_flight.get(team, 0) + 1
+            if self._idle <= 0 and self._threads < self._size:
+                self._threads += 1
+                self._idle += 1
+                threading.Thread(target=self._work, name=f"vigil-dns-{self._threads}", daemon=True).start()
+            self._idle -= 1  # this lookup's thread, whichever takes it
 
     def _work(self) -> None:
         while True:
-            resolver, host, port, box, done = self._jobs.get()
+            resolver, host, port, box, done, team = self._jobs.get()
             try:
                 box.append(_call_resolver(resolver, host, port))
             except Exception as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
                 box.append(exc)
             finally:
+                with self._freed:
+                    self._idle += 1
+                    left = self._in_flight[team] - 1
+                    if left:
+                        self._in_flight[team] = left
+                    else:
+                        del self._in_flight[team]
+                    self._freed.notify_all()
                 done.release()
 
 
-_lookups = _LookupThreads(LOOKUP_THREADS)
+_team: ContextVar[str] = ContextVar("ssrf_team", default="")
+
+
+@contextmanager
+def lookups_for(team_id: str) -> Iterator[None]:
+    """The lookups made inside count against ``team_id``'s slots (see :class:`_LookupThreads`)."""
+    token = _team.set(team_id)
+    try:
+        yield
+    finally:
+        _team.reset(token)
+
+
+_lookups = _LookupThreads(MAX_LOOKUP_THREADS, LOOKUPS_PER_TEAM)
 
 
 def _literal(host: str) -> IPAddress | None:

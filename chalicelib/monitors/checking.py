@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from chalicelib import errors
-from chalicelib.checks import kinds
+from chalicelib.checks import kinds, ssrf
 from chalicelib.checks.kinds import Spec
 from chalicelib.checks.model import Assertion, CheckResult, CheckSpec, TcpSpec
 from chalicelib.monitors import heartbeats
@@ -81,4 +81,5 @@ def run_test_check(monitor: Monitor) -> CheckResult:
     if monitor.config.type == heartbeats.TYPE:
         raise errors.Conflict("A heartbeat monitor is not checked: its job pings it (its ping_url).")
     spec = spec_from(monitor, max_timeout_ms=TEST_CHECK_MAX_MS)
-    return kinds.run(spec, region=settings.aws_region, allow_private=settings.allow_private_targets)
+    with ssrf.lookups_for(monitor.team_id):
+        return kinds.run(spec, region=settings.aws_region, allow_private=settings.allow_private_targets)

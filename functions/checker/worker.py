@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.checks import kinds
+from chalicelib.checks import kinds, ssrf
 from chalicelib.checks.jobs import Job, decode_message
 from chalicelib.checks.marking import UNKNOWN, URGENT_FLUSH_S, Watch, matters, urgent
 from chalicelib.checks.model import CheckResult
@@ -312,7 +312,8 @@ class Worker:
         writer.raise_if_failed()
 
     def _check(self, job: Job) -> tuple[Job, CheckResult]:
-        return job, kinds.run(job.spec, region=self.region, allow_private=self.allow_private)
+        with ssrf.lookups_for(job.team_id):  # a team's hung DNS lookups hold its own slots, not everyone's
+            return job, kinds.run(job.spec, region=self.region, allow_private=self.allow_private)
 
 
 def _parse(body: str) -> tuple[list[Job], list[str]]:

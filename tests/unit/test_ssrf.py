@@ -8,7 +8,9 @@ not by parsing.  None of them needs the network.
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -231,6 +233,72 @@ def test_a_resolver_that_hangs_stops_at_the_timeout() -> None:
     with pytest.raises(ssrf.DnsTimeout):
         ssrf.resolve_allowed("https://slow.example/", allow_private=False, resolver=slow, timeout=0.1)
     assert time.perf_counter() - started < 0.5
+
+
+class HungServers:
+    """A resolver whose servers for ``*.hung.example`` never answer, until the test lets them go."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        if host.endswith(".hung.example"):
+            self.released.wait(30)
+            raise ssrf.DnsFailure(f"{host} does not resolve")
+        return ["1.1.1.1"]
+
+
+@pytest.fixture
+def hung() -> Iterator[HungServers]:
+    servers = HungServers()
+    yield servers
+    servers.released.set()  # the lookups still holding threads return, and their slots with them
+
+
+def test_one_teams_hung_lookups_do_not_starve_another_teams_checks(hung: HungServers) -> None:
+    with ssrf.lookups_for("team-slow"):
+        for i in range(20):  # more than the 16 threads every team used to share
+            with pytest.raises(ssrf.DnsTimeout):
+                ssrf.resolve_allowed(f"https://n{i}.hung.example/", allow_private=False, resolver=hung, timeout=0.01)
+
+    with ssrf.lookups_for("team-fine"):
+        started = time.perf_counter()
+        assert ssrf.resolve_allowed("https://fine.example/", allow_private=False, resolver=hung, timeout=1.0) == [
+            "1.1.1.1"
+        ]
+    assert time.perf_counter() - started < 0.5
+    assert ssrf._lookups.in_flight("team-slow") == ssrf.LOOKUPS_PER_TEAM  # its hung lookups hold only its slots
+
+
+def test_a_team_past_its_slots_waits_for_its_own_and_says_why(hung: HungServers) -> None:
+    with ssrf.lookups_for("team-a"):
+        for i in range(ssrf.LOOKUPS_PER_TEAM):
+            with pytest.raises(ssrf.DnsTimeout, match=r"did not finish in time$"):
+                ssrf.resolve_allowed(f"https://h{i}.hung.example/", allow_private=False, resolver=hung, timeout=0.01)
+        with pytest.raises(ssrf.DnsTimeout, match="this team's other lookups still wait on their DNS servers"):
+            ssrf.resolve_allowed("https://fine.example/", allow_private=False, resolver=hung, timeout=0.05)
+
+        hung.released.set()  # the servers answer at last: the team's slots come back
+        deadline = time.monotonic() + 2
+        while ssrf._lookups.in_flight("team-a") and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert ssrf._lookups.in_flight("team-a") == 0
+        assert ssrf.resolve_allowed("https://fine.example/", allow_private=False, resolver=hung, timeout=1.0) == [
+            "1.1.1.1"
+        ]
+
+
+def test_the_lookup_threads_start_as_needed_and_stop_growing_at_their_cap() -> None:
+    pool = ssrf._LookupThreads(size=3, per_team=100)
+    servers = HungServers()
+    try:
+        for i in range(5):
+            with pytest.raises(ssrf.DnsTimeout):
+                pool.call(servers, f"x{i}.hung.example", 443, 0.01, team="t")
+        assert pool._threads == 3
+        assert pool.in_flight("t") == 5  # two of them still queued behind the hung three
+    finally:
+        servers.released.set()
 
 
 def test_an_address_in_the_url_is_not_looked_up() -> None:
