@@ -22,6 +22,7 @@ from werkzeug import Request, Response
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
+from chalicelib.checks import ssrf
 from chalicelib.checks.jobs import SPREAD_STEPS, Job, encode_message, spread
 from chalicelib.local.loop import lambda_context
 from chalicelib.monitors import packs as packing
@@ -501,6 +502,24 @@ def test_a_seconds_starts_are_spread_over_its_hundred_steps_and_each_monitor_kee
     assert set(steps) == {timedelta(milliseconds=10 * k) for k in range(SPREAD_STEPS)}
     assert max(steps.values()) < 100_000 / SPREAD_STEPS * 1.1  # about even: no step holds a burst
     assert [spread(i) for i in ids[:50]] == [spread(i) for i in ids[:50]]
+
+
+def test_a_checks_dns_lookup_counts_against_its_own_teams_slots(api, alice, target, make_handler, monkeypatch):
+    """The worker runs each check as its monitor's team, so a team's hung lookups hold only that team's slots."""
+    m = create(api, target.url_for("/"))
+    target.expect_request("/").respond_with_data("ok")
+    seen: list[int] = []
+    system = ssrf.system_resolver
+
+    def resolver(host: str, port: int) -> list[str]:  # the network seam: what the name servers answer
+        seen.append(ssrf._lookups.in_flight(m["team_id"]))
+        return system(host, port)
+
+    monkeypatch.setattr(ssrf, "system_resolver", resolver)
+    assert invoke(make_handler, [record([job(m)])]) == {"batchItemFailures": []}
+
+    assert seen == [1]  # the lookup held one of alice's team's slots while it ran
+    assert ssrf._lookups.in_flight(m["team_id"]) == 0
 
 
 def test_a_start_too_late_for_the_invocation_starts_at_once(api, alice, target, make_handler):
