@@ -1,18 +1,25 @@
-"""Secrets stay with those who may change them (issue 19): a monitor's URL query credentials, its body's credentials
-and a heartbeat's ping token are masked for whoever reads them, more so for whoever cannot change them; sent back
-masked, a value keeps the stored one, for the same receiver only."""
+"""Secrets stay with those who may change them (issue 19): a monitor's URL query credentials, its body's credentials,
+a heartbeat's ping token and a webhook's path token are masked for whoever reads them, more so for whoever cannot
+change them; sent back masked, a value keeps the stored one, for the same receiver only."""
 
 from __future__ import annotations
 
 import pytest
 
+from chalicelib.alerts.models import ChannelModel
 from chalicelib.monitors.models import MonitorModel
-from tests.factories import create_heartbeat, create_monitor
+from tests.factories import create_channel, create_heartbeat, create_monitor
+from tests.support import make_test_settings
 
 URL = "https://shop.example.invalid/health?api_key=url-secret-0001&region=eu-west-one"
 BODY = '{"user": "probe-user", "password": "body-secret-0002", "attempts": 3}'
 HEADERS = {"Authorization": "Bearer header-secret-0003", "X-Tenant": "tenant-0004"}
 SECRETS = ("url-secret-0001", "body-secret-0002", "header-secret-0003")
+
+
+@pytest.fixture
+def settings():
+    return make_test_settings(ALLOW_PRIVATE_TARGETS="true")  # the webhook receiver below is a loopback server
 
 
 @pytest.fixture
@@ -114,3 +121,34 @@ def test_a_heartbeats_ping_token_is_for_those_who_may_change_it(api, alice, bob,
     shown, everything = reads(api.acting_as(carol), f"/v1/monitors/{m['id']}")
     assert shown["ping_url"] == "https://app.vigil.test/v1/ping/********"
     assert token not in everything
+
+
+HOOK_PATH = "/hooks/T0KEN-path-secret-0005"
+
+
+def test_a_webhook_url_past_its_first_segment_is_for_those_who_manage_channels(api, alice, bob, carol):
+    url = f"https://hooks.example.invalid{HOOK_PATH}?token=query-secret-0006&v=2"
+    hook = create_channel(api, type="webhook", config={"url": url})
+    owners = api.get(f"/v1/alert-channels/{hook['id']}").json["config"]["url"]
+    assert owners == f"https://hooks.example.invalid{HOOK_PATH}?token=********&v=2"
+    for reader in (bob, carol):
+        shown, everything = reads(api.acting_as(reader), f"/v1/alert-channels/{hook['id']}")
+        assert shown["config"]["url"] == "https://hooks.example.invalid/hooks/********"
+        assert "T0KEN-path-secret-0005" not in everything
+        assert "query-secret-0006" not in everything
+    # what the owner reads, sent back with another query value changed, keeps the token
+    r = api.patch(f"/v1/alert-channels/{hook['id']}", {"config": {"url": owners.replace("v=2", "v=3")}})
+    assert r.status == 200, r.body
+    stored = ChannelModel.get(alice["team"]["id"], hook["id"]).config["url"]
+    assert stored == f"https://hooks.example.invalid{HOOK_PATH}?token=query-secret-0006&v=3"
+
+
+def test_a_receiver_echoing_the_webhooks_path_shows_no_token_in_the_deliveries(api, alice, bob, httpserver):
+    httpserver.expect_request(HOOK_PATH).respond_with_data(f"no route for POST {HOOK_PATH}", status=404)
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for(HOOK_PATH)})
+    tested = api.post(f"/v1/alert-channels/{hook['id']}/test")
+    assert tested.status == 200, tested.body
+    assert tested.json["log"][0]["excerpt"] == "no route for POST /hooks/[redacted]"
+    deliveries = api.acting_as(bob).get(f"/v1/alert-channels/{hook['id']}/deliveries")
+    assert deliveries.status == 200
+    assert "T0KEN-path-secret-0005" not in deliveries.text
