@@ -35,8 +35,11 @@ class Channel:
     created_at: datetime
     updated_at: datetime
 
-    def public_config(self) -> dict[str, Any]:
-        return KINDS[self.type].masked(self.config)
+    def public_config(self, *, manager: bool) -> dict[str, Any]:
+        """The config with its secrets masked; more of it for who may not change the channel (not a ``manager``):
+        a webhook's URL past its first path segment."""
+        kind = KINDS[self.type]
+        return kind.masked(self.config) if manager else kind.masked_for_readers(self.config)
 
 
 def to_channel(item: ChannelModel) -> Channel:

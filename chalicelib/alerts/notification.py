@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from chalicelib.clock import isoz, parse_time
 from chalicelib.incidents.service import Incident
-from chalicelib.masking import MASK, is_sensitive_header
+from chalicelib.masking import masked_url
 from chalicelib.monitors.service import Monitor
 
 # Event types (chalicelib.incidents.events) → payload types (API.md "Webhook body").
@@ -162,15 +161,9 @@ def duration(seconds: int) -> str:
 
 
 def public_url(url: str) -> str:
-    """The monitor's URL with credential-like query values masked (``?token=…`` → ``?token=********``)."""
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    query = [
-        (k, MASK if is_sensitive_header(k) or k.lower() in ("sig", "code", "pass") else v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+    """The monitor's URL with credential-like query values masked (``?token=…`` → ``?token=********``), the rest as
+    written: what a notification, and whoever may change the monitor, is shown."""
+    return masked_url(url)
 
 
 def monitor_snapshot(monitor: Monitor) -> dict[str, Any]:

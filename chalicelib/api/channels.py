@@ -73,7 +73,12 @@ class ChannelOut(Out):
     team_id: str
     type: ChannelType
     name: str
-    config: dict[str, Any] = Field(description="secrets and URLs that are credentials are masked")
+    config: dict[str, Any] = Field(
+        description="secrets masked as ********: a webhook's header values and credential-like URL query values, a"
+        " chat URL past its first path segment, a PagerDuty key past its first 4 characters; for whoever cannot"
+        " change the channel, a webhook's URL past its first path segment too.  Sent back masked, a value keeps"
+        " the stored one"
+    )
     enabled: bool
     disabled_reason: str | None
     notify_on: list[NotifyOn]
@@ -135,7 +140,15 @@ def _held(found: list[channels.Channel]) -> dict[str, suppressions.Suppression]:
     return suppressions.of(addresses)
 
 
-def channel_out(channel: channels.Channel, held: dict[str, suppressions.Suppression] | None = None) -> dict[str, Any]:
+def may_manage(call: Call) -> bool:
+    """Whether the caller could change the team's channels (an admin or the owner; an API key with
+    ``alert_channels:write``): a channel's config is shown with more masked to others."""
+    return authz.holds(call.user, authz.MANAGE, "alert_channels:write")
+
+
+def channel_out(
+    channel: channels.Channel, held: dict[str, suppressions.Suppression] | None = None, *, manager: bool
+) -> dict[str, Any]:
     held = _held([channel]) if held is None else held
     addresses = channel.config.get("addresses", []) if channel.type == "email" else []
     return {
@@ -153,7 +166,7 @@ def channel_out(channel: channels.Channel, held: dict[str, suppressions.Suppress
         "team_id": channel.team_id,
         "type": channel.type,
         "name": channel.name,
-        "config": channel.public_config(),
+        "config": channel.public_config(manager=manager),
         "enabled": channel.enabled,
         "disabled_reason": channel.disabled_reason,
         "notify_on": list(channel.notify_on),
@@ -202,7 +215,7 @@ def create_channel(call: Call) -> CreatedChannelOut:
         lambda: channels.count(team_id),
         lambda c: channels.create(team_id, fields, now, counter=c),
     )
-    return CreatedChannelOut(**channel_out(channel), secret=once.get("secret"))
+    return CreatedChannelOut(**channel_out(channel, manager=True), secret=once.get("secret"))
 
 
 @router.route(
@@ -218,8 +231,9 @@ def create_channel(call: Call) -> CreatedChannelOut:
 )
 def list_channels(call: Call) -> ChannelList:
     found, next_cursor = channels.list_channels(call.user.team_id, limit=call.query.limit, after=call.query.cursor)
-    held = _held(found)
-    return ChannelList(data=[ChannelOut(**channel_out(c, held)) for c in found], next_cursor=next_cursor)
+    held, manager = _held(found), may_manage(call)
+    data = [ChannelOut(**channel_out(c, held, manager=manager)) for c in found]
+    return ChannelList(data=data, next_cursor=next_cursor)
 
 
 @router.route(
@@ -232,7 +246,7 @@ def list_channels(call: Call) -> ChannelList:
     response=ChannelOut,
 )
 def get_channel(call: Call, channel_id: str) -> ChannelOut:
-    return ChannelOut(**channel_out(channels.get(call.user.team_id, channel_id)))
+    return ChannelOut(**channel_out(channels.get(call.user.team_id, channel_id), manager=may_manage(call)))
 
 
 @router.route(
@@ -251,7 +265,7 @@ def patch_channel(call: Call, channel_id: str) -> ChannelOut:
     if changes.get("config") is not None:
         current = channels.get(call.user.team_id, channel_id)
         abuse.check_recipients(call.user.user_id, current.type, changes["config"])
-    return ChannelOut(**channel_out(channels.update(call.user.team_id, channel_id, changes, utcnow())))
+    return ChannelOut(**channel_out(channels.update(call.user.team_id, channel_id, changes, utcnow()), manager=True))
 
 
 @router.route(
@@ -293,7 +307,7 @@ def unsuppress(call: Call, channel_id: str) -> ChannelOut:
     if channel.type != "email" or address not in [a.lower() for a in channel.config.get("addresses", [])]:
         raise errors.ValidationFailed.single("address", "is not an address of this email channel")
     suppressions.lift(address, utcnow())
-    return ChannelOut(**channel_out(channel))
+    return ChannelOut(**channel_out(channel, manager=True))
 
 
 @router.route(

@@ -17,7 +17,7 @@ from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.checks.assertions import validate_assertion
 from chalicelib.checks.model import Assertion, CheckResult
 from chalicelib.clock import isoz, parse_time, utcnow
-from chalicelib.masking import masked_headers
+from chalicelib.masking import MASK, masked_body, masked_headers, masked_url
 from chalicelib.monitors import heartbeats
 from chalicelib.monitors import results as monitor_results
 from chalicelib.monitors import service as monitors
@@ -315,10 +315,18 @@ class MonitorOutFields(CommonOut):
 
 class HttpMonitorOut(MonitorOutFields):
     type: Literal["http"]
-    url: str
+    url: str = Field(
+        description="credential-like query values (token, key, secret, sig, code, …) masked as ********; every"
+        " query value for whoever cannot change the monitor"
+    )
     method: Method
-    headers: dict[str, str] = Field(description="values of credential-like headers are masked")
-    body: str | None
+    headers: dict[str, str] = Field(
+        description="values of credential-like headers masked; every value for whoever cannot change the monitor"
+    )
+    body: str | None = Field(
+        description="a JSON or form body with the values of credential-like keys masked (another kind of body as it"
+        " is); masked whole for whoever cannot change the monitor"
+    )
     expected_status: list[str]
     follow_redirects: bool
     assertions: list[AssertionOut]
@@ -335,7 +343,10 @@ class HeartbeatMonitorOut(CommonOut):
     type: Literal["heartbeat"]
     period_seconds: int
     grace_seconds: int
-    ping_url: str = Field(description="GET, POST or HEAD it when the job runs; /start and /fail after it")
+    ping_url: str = Field(
+        description="GET, POST or HEAD it when the job runs; /start and /fail after it (its token masked for"
+        " whoever cannot change the monitor)"
+    )
     last_ping_at: str | None
 
 
@@ -424,13 +435,24 @@ def _last_checked(monitor: monitors.Monitor, latest: dict[str, datetime]) -> dat
     return max(times) if times else None
 
 
-def monitor_out(monitor: monitors.Monitor, latest: dict[str, datetime] | None = None) -> MonitorOut:
-    """``latest``: when each monitor was last checked (:func:`last_checks`), read for it when not given."""
-    return MonitorOut(root=_monitor_out(monitor, latest))
+def may_edit(call: Call) -> bool:
+    """Whether the caller could change the team's monitors (a member or above; an API key with
+    ``monitors:write``): what a monitor is shown with (:func:`monitor_out`)."""
+    return authz.holds(call.user, authz.WRITE, "monitors:write")
+
+
+def monitor_out(monitor: monitors.Monitor, latest: dict[str, datetime] | None = None, *, editor: bool) -> MonitorOut:
+    """``latest``: when each monitor was last checked (:func:`last_checks`), read for it when not given.
+
+    Credentials are masked for everyone: header values, URL query values and the values of a JSON or form body
+    whose names say they are one (a masked value sent back keeps the stored one).  Who cannot change the monitor
+    (a viewer, a read-only key: not an ``editor``) needs none of its request: every header and query value, the
+    whole body and a heartbeat's ping token are masked."""
+    return MonitorOut(root=_monitor_out(monitor, latest, editor=editor))
 
 
 def _monitor_out(
-    monitor: monitors.Monitor, latest: dict[str, datetime] | None = None
+    monitor: monitors.Monitor, latest: dict[str, datetime] | None = None, *, editor: bool
 ) -> HttpMonitorOut | TcpMonitorOut | HeartbeatMonitorOut:
     c = monitor.config
     common: dict[str, Any] = {
@@ -453,7 +475,7 @@ def _monitor_out(
             type="heartbeat",
             period_seconds=c.interval_seconds,
             grace_seconds=c.grace_seconds,
-            ping_url=f"{get_settings().app_url}/v1/ping/{monitor.ping_token}",
+            ping_url=f"{get_settings().app_url}/v1/ping/{monitor.ping_token if editor else MASK}",
             last_ping_at=isoz(monitor.last_ping_at),
             last_checked_at=isoz(monitor.last_ping_at),
             **common,
@@ -477,10 +499,10 @@ def _monitor_out(
         return TcpMonitorOut(type="tcp", host=c.host or "", port=c.port or 0, tls=c.tls, **shared)
     return HttpMonitorOut(
         type="http",
-        url=c.url,
+        url=masked_url(c.url, every_value=not editor),
         method=c.method,  # type: ignore[arg-type]
-        headers=masked_headers(c.headers),
-        body=c.body,
+        headers=masked_headers(c.headers, every_value=not editor),
+        body=masked_body(c.body) if editor or not c.body else MASK,
         expected_status=list(c.expected_status),
         follow_redirects=c.follow_redirects,
         assertions=[AssertionOut.model_validate(a) for a in c.assertions],
@@ -541,7 +563,8 @@ def create_monitor(call: Call) -> MonitorOut:
     changes["type"] = body.type
     _validate_destination(body.type, changes)
     config = monitors.MonitorConfig(**monitors.config_fields(changes))
-    return monitor_out(lifecycle.create_monitor(call.user.team_id, config, get_settings().check_regions, utcnow()))
+    created = lifecycle.create_monitor(call.user.team_id, config, get_settings().check_regions, utcnow())
+    return monitor_out(created, editor=True)
 
 
 @router.route(
@@ -560,8 +583,8 @@ def list_monitors(call: Call) -> MonitorList:
     found, next_cursor = monitors.list_monitors(
         call.user.team_id, status=q.status, tag=q.tag, limit=q.limit, after=q.cursor
     )
-    latest = last_checks(found, utcnow())
-    return MonitorList(data=[_monitor_out(m, latest) for m in found], next_cursor=next_cursor)
+    latest, editor = last_checks(found, utcnow()), may_edit(call)
+    return MonitorList(data=[_monitor_out(m, latest, editor=editor) for m in found], next_cursor=next_cursor)
 
 
 @router.route(
@@ -574,7 +597,7 @@ def list_monitors(call: Call) -> MonitorList:
     response=MonitorOut,
 )
 def get_monitor(call: Call, monitor_id: str) -> MonitorOut:
-    return monitor_out(monitors.get(call.user.team_id, monitor_id))
+    return monitor_out(monitors.get(call.user.team_id, monitor_id), editor=may_edit(call))
 
 
 @router.route(
@@ -589,11 +612,14 @@ def get_monitor(call: Call, monitor_id: str) -> MonitorOut:
     errors=(402, 409),
 )
 def patch_monitor(call: Call, monitor_id: str) -> MonitorOut:
-    """Send only the fields to change.  A masked header value sent back keeps the stored one."""
+    """Send only the fields to change.  A value sent back masked (a header, a URL query value, the body or a field
+    of it) keeps the stored one, for the same receiver (scheme, host and port) only: with a URL of another one it
+    is a 422, and a body holding credentials must be sent again."""
     changes = call.body.changes()
     team_id = call.user.team_id
     regions = get_settings().check_regions
-    return monitor_out(lifecycle.update_monitor(team_id, monitor_id, changes, regions, utcnow(), _check_target))
+    changed = lifecycle.update_monitor(team_id, monitor_id, changes, regions, utcnow(), _check_target)
+    return monitor_out(changed, editor=True)
 
 
 def _check_target(changes: dict[str, Any]) -> None:
@@ -630,7 +656,7 @@ def delete_monitor(call: Call, monitor_id: str) -> Reply:
 )
 def pause_monitor(call: Call, monitor_id: str) -> MonitorOut:
     """A paused monitor is not checked and opens no incident."""
-    return monitor_out(lifecycle.set_monitor_paused(call.user.team_id, monitor_id, True, utcnow()))
+    return monitor_out(lifecycle.set_monitor_paused(call.user.team_id, monitor_id, True, utcnow()), editor=True)
 
 
 @router.route(
@@ -643,7 +669,7 @@ def pause_monitor(call: Call, monitor_id: str) -> MonitorOut:
     response=MonitorOut,
 )
 def resume_monitor(call: Call, monitor_id: str) -> MonitorOut:
-    return monitor_out(lifecycle.set_monitor_paused(call.user.team_id, monitor_id, False, utcnow()))
+    return monitor_out(lifecycle.set_monitor_paused(call.user.team_id, monitor_id, False, utcnow()), editor=True)
 
 
 @router.route(
@@ -675,7 +701,7 @@ def test_monitor(call: Call, monitor_id: str) -> ResultOut:
 )
 def rotate_ping_token(call: Call, monitor_id: str) -> MonitorOut:
     """The old ping URL is refused (404) from now on.  Another type of monitor has no ping URL (409)."""
-    return monitor_out(monitors.rotate_ping_token(call.user.team_id, monitor_id, utcnow()))
+    return monitor_out(monitors.rotate_ping_token(call.user.team_id, monitor_id, utcnow()), editor=True)
 
 
 class PingsQuery(Schema):

@@ -6,9 +6,10 @@ team simply does not exist for the caller (404), by construction.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,15 @@ from typing import Any
 from chalicelib import errors
 from chalicelib.checks.marking import Watch
 from chalicelib.ids import new_id
-from chalicelib.masking import MaskedWithoutValue, is_sensitive_header, origin, restore_masked
+from chalicelib.masking import (
+    MaskedWithoutValue,
+    is_sensitive_header,
+    masked_body,
+    origin,
+    restore_body,
+    restore_masked,
+    restore_url,
+)
 from chalicelib.monitors import heartbeats
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.monitors.watching import note, note_one, watch_of
@@ -361,29 +370,17 @@ def update(
 ) -> Monitor:
     """Apply a partial change: the monitor is loaded (404), the change checked against its type, then its new
     target by ``check_target`` (the SSRF guard: 422), completed and validated (422), new channel ids checked by
-    ``check_channels`` (404), then saved.  A header sent back masked keeps its stored value.  The
-    schedule key moves in the same write, so the next tick sees a new interval at once."""
+    ``check_channels`` (404), then saved.  A header, URL query value or body (or a body's field) sent back masked
+    keeps its stored value, for the same receiver only: a URL moved to another scheme, host or port leaves the
+    stored credentials behind (its sensitive headers dropped, a body holding credentials refused).  The schedule
+    key moves in the same write, so the next tick sees a new interval at once."""
 
     def change(item: MonitorModel) -> None:
         current = to_monitor(item).config
         _same_type(current.type, changes)  # before any lookup: another type's host or URL is refused unresolved
         wanted = config_fields(changes)
         check_target(wanted)
-        # A stored credential never follows the monitor to another receiver (scheme, host and port): whoever may
-        # edit the URL must send the value again, as for a webhook channel.
-        moved = bool(wanted.get("url")) and bool(current.url) and origin(wanted["url"]) != origin(current.url or "")
-        kept = {} if moved else dict(current.headers or {})
-        if "headers" in wanted and wanted["headers"] is not None:
-            try:
-                wanted["headers"] = restore_masked(dict(wanted["headers"]), kept)
-            except MaskedWithoutValue:
-                raise errors.ValidationFailed.single(
-                    "headers",
-                    "a masked value can only keep an existing header of the same receiver (scheme, host and port);"
-                    " send the value itself",
-                ) from None
-        elif moved and current.headers:
-            wanted["headers"] = {k: v for k, v in current.headers.items() if not is_sensitive_header(k)}
+        _keep_stored(current, wanted)
         if "regions" in wanted and "confirmation_regions" not in wanted:
             wanted["confirmation_regions"] = None  # back to the majority of the new regions
         config = _complete(replace(current, **wanted), all_regions)
@@ -400,6 +397,42 @@ def update(
         item.updated_at = now
 
     return to_monitor(_change(team_id, monitor_id, change))
+
+
+def _keep_stored(current: MonitorConfig, wanted: dict[str, Any]) -> None:
+    """Each value of ``wanted`` sent back masked (a header, a URL query value, the body or a field of it) takes its
+    stored value.  A stored credential never follows the monitor to another receiver (scheme, host and port): there,
+    a masked value is a 422, sensitive headers are dropped and a body holding credentials must be sent again —
+    whoever may edit the URL must send the values themselves, as for a webhook channel."""
+    moved = bool(wanted.get("url")) and bool(current.url) and origin(wanted["url"]) != origin(current.url or "")
+    kept = {} if moved else dict(current.headers or {})
+    if "headers" in wanted and wanted["headers"] is not None:
+        with _masked_keeps("headers", "an existing header"):
+            wanted["headers"] = restore_masked(dict(wanted["headers"]), kept)
+    elif moved and current.headers:
+        wanted["headers"] = {k: v for k, v in current.headers.items() if not is_sensitive_header(k)}
+    if wanted.get("url"):
+        with _masked_keeps("url", "the stored value of the same query parameter"):
+            wanted["url"] = restore_url(wanted["url"], "" if moved else current.url)
+    if "body" in wanted:
+        with _masked_keeps("body", "the stored body (or the stored value of the same field)"):
+            wanted["body"] = restore_body(wanted["body"], None if moved else current.body)
+    elif moved and masked_body(current.body) != current.body:
+        raise errors.ValidationFailed.single(
+            "body", "holds credentials for the old receiver (scheme, host and port): send the body again"
+        )
+
+
+@contextlib.contextmanager
+def _masked_keeps(field: str, what: str) -> Iterator[None]:
+    """A masked value sent back with nothing to keep is a 422 naming ``field``: the mask is never stored."""
+    try:
+        yield
+    except MaskedWithoutValue:
+        raise errors.ValidationFailed.single(
+            field,
+            f"a masked value can only keep {what} of the same receiver (scheme, host and port); send the value itself",
+        ) from None
 
 
 def _same_type(kind: str, changes: dict[str, Any]) -> None:

@@ -33,6 +33,14 @@ def allowed(role: str, permission: str) -> bool:
     return role in MATRIX[permission]
 
 
+def holds(principal: Principal, permission: str, scope: str) -> bool:
+    """Whether an authorized caller could also do what ``permission`` allows (with an API key: within ``scope``):
+    a route that needs less shows such a caller more (secrets are masked for those who could not change them)."""
+    if not allowed(principal.role or "", permission):
+        return False
+    return principal.kind != "api_key" or scope in principal.scopes
+
+
 def authorize(principal: Principal, permission: str, path_team_id: str | None) -> Principal:
     """Resolve the team the request acts in and check the caller's role there.
 

@@ -100,3 +100,26 @@ def test_a_masked_credential_sent_back_with_another_receiver_is_refused(api, ali
     assert MonitorModel.get(alice["team"]["id"], m["id"]).headers.as_dict() == {"Authorization": SECRET}
     r = as_bob.patch(f"/v1/monitors/{m['id']}", {"url": elsewhere, "headers": {"Authorization": "Bearer bobs"}})
     assert r.status == 200, r.body
+
+
+def test_no_url_key_or_body_credential_follows_the_monitor_to_another_receiver(api, alice, bob, httpserver):
+    """Bob (an editor) reads Alice's monitor with its key and password masked, and tries to point it at a server of
+    his with them: refused until he sends values of his own, which are all /test sends there."""
+    httpserver.expect_request("/steal").respond_with_data("ok")
+    body = '{"user": "probe", "password": "alices-body-secret"}'
+    m = create_monitor(api, url=httpserver.url_for("/health?key=alices-url-key"), method="POST", body=body)
+    elsewhere = httpserver.url_for("/steal").replace("localhost", "127.0.0.1")  # another host, same server
+    as_bob = api.acting_as(bob)
+    shown = as_bob.get(f"/v1/monitors/{m['id']}").json
+    assert (shown["url"], shown["body"]) == (m["url"], m["body"])
+    assert "alices" not in m["url"] + m["body"]
+
+    for change in ({"url": elsewhere}, {"url": f"{elsewhere}?key=********", "body": shown["body"]}):
+        assert as_bob.patch(f"/v1/monitors/{m['id']}", change).status == 422
+    mine = {"url": f"{elsewhere}?key=bobs", "body": '{"user": "probe", "password": "bobs"}'}
+    assert as_bob.patch(f"/v1/monitors/{m['id']}", mine).status == 200
+    assert as_bob.post(f"/v1/monitors/{m['id']}/test").status == 200
+
+    (sent,) = [request for request, _ in httpserver.log if request.path == "/steal"]
+    assert "alices" not in sent.url + sent.get_data(as_text=True)
+    assert sent.get_data(as_text=True) == mine["body"]

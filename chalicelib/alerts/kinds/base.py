@@ -78,7 +78,13 @@ class Kind:
         return config, {}
 
     def masked(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The config as those who may change the channel read it (and send back: a masked value keeps the stored
+        one)."""
         return dict(config)
+
+    def masked_for_readers(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The config as those who may not change the channel read it: no less masked than :meth:`masked`."""
+        return self.masked(config)
 
     def remaining(self, config: dict[str, Any], reached: list[str]) -> dict[str, Any]:
         """The config for a retry: kinds with many recipients leave out those already reached."""

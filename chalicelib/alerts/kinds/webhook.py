@@ -18,9 +18,9 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import Field, field_validator
 
 from chalicelib.alerts import http
-from chalicelib.alerts.kinds.base import Kind, Sent
+from chalicelib.alerts.kinds.base import Kind, Sent, mask_url
 from chalicelib.alerts.notification import Notification, public_url
-from chalicelib.masking import MASK, MaskedWithoutValue, origin, restore_masked
+from chalicelib.masking import MASK, MaskedWithoutValue, origin, restore_masked, restore_url
 from chalicelib.monitors.validation import validate_destination, validate_headers, validate_url
 from chalicelib.schema import Schema
 
@@ -66,14 +66,19 @@ class Webhook(Kind):
     groupable = False  # machines want one event per incident, to correlate by its id
 
     def prepare(self, config: dict[str, Any], current: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-        if current is not None and config["url"] == public_url(current["url"]):
-            config = {**config, "url": current["url"]}  # the masked URL sent back keeps the stored one
-        elif MASK in config["url"]:
+        # a masked query value or header sent back keeps its stored value — only for the same receiver: a stored
+        # credential never follows the channel to another host
+        same_receiver = current is not None and origin(config["url"]) == origin(current["url"])
+        try:
+            config = {**config, "url": restore_url(config["url"], current["url"] if current and same_receiver else "")}
+        except MaskedWithoutValue:
+            raise ValueError(
+                "a masked URL query value only keeps the stored value of the same parameter, for the same receiver"
+                " (scheme, host and port); send the full URL"
+            ) from None
+        if MASK in urlsplit(config["url"]).path:
             raise ValueError("send the full URL (a masked one can only keep the stored URL)")
         validate_destination(config["url"], "config.url")
-        # a masked header sent back keeps its stored value — only for the same receiver: a stored credential never
-        # follows the channel to another host
-        same_receiver = current is not None and origin(config["url"]) == origin(current["url"])
         kept = (current or {}).get("headers") or {} if same_receiver else {}
         try:
             headers = restore_masked(dict(config.get("headers") or {}), kept)
@@ -91,9 +96,16 @@ class Webhook(Kind):
         # every header value: a receiver's credential can have any name (X-Hub-Sig, X-Shared, …)
         return {"url": public_url(config["url"]), "headers": dict.fromkeys(config.get("headers") or {}, MASK)}
 
+    def masked_for_readers(self, config: dict[str, Any]) -> dict[str, Any]:
+        # A receiver's token can be in the URL's path (``/hooks/<id>/<token>``), under any name in its query: past
+        # its first segment, the URL is for those who manage the channel only, as a chat URL is for everyone.
+        return {**self.masked(config), "url": mask_url(config["url"])}
+
     def secrets(self, config: dict[str, Any]) -> list[str]:
-        query = [v for _, v in parse_qsl(urlsplit(config["url"]).query) if len(v) >= 6]
-        return [config.get("secret", ""), *(config.get("headers") or {}).values(), *query]
+        parts = urlsplit(config["url"])
+        query = [v for _, v in parse_qsl(parts.query) if len(v) >= 6]
+        hidden = [s for s in parts.path.strip("/").split("/")[1:] if len(s) >= 6]  # what readers do not see
+        return [config.get("secret", ""), *(config.get("headers") or {}).values(), *query, *hidden]
 
     def build(self, notification: Notification, config: dict[str, Any], delivery_id: str) -> bytes:
         return body_of(notification)
