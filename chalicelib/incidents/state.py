@@ -14,10 +14,23 @@ folds one check result into the state:
    failures (when the policy knows the interval): the results between were up ones that the worker did not
    mark (``checks.marking``), or checks that never ran.  Planned starts, not actual ones: a start delayed by a
    busy worker never breaks a run.
-4. An incident opens when the quorum is reached and none is open, and resolves when it is
-   lost — never twice for one outage.  During maintenance the status is ``maintenance`` and no
-   incident opens; if the monitor is still down when the window ends, the next result opens it.
-   A result checked before the last resolution never opens one: a late result cannot reopen an outage.
+4. Incidents follow the regions in check time, whatever order their results arrive in (one region's results can
+   be minutes late: its queue backed up, its worker throttled).  Each region's story is kept as down spans — the
+   current one and the recent closed ones — and a region's last result vouches for it until its next planned
+   check (one interval); past that it is *unknown*.  Then (see :func:`_decide`):
+
+   a. An incident opens at the first moment after the last resolution when the quorum is *known* down: at least
+      ``confirmation_regions`` regions down at that moment, each vouched for.  A region whose results lag is
+      waited for, so a stale "down" never opens an outage that did not happen, and a late region's span that
+      overlapped another's still opens the incident it makes (and resolves it, if it is over).
+   b. An open incident resolves at the first moment the quorum is *certainly* lost: the regions known down plus
+      the unknown ones fall below the quorum.  So a recovery is held while a late region could still show the
+      outage went on; a region silent for :func:`hold_cap` while others report is *timed out* (counted up, and
+      named on the timeline).  After a resolution that timed a region out, nothing checked before it opens an
+      incident: a late region's stale failures never reopen an outage already over.
+   Without an interval (a policy that does not know it) every region is vouched for by its last result.
+   During maintenance the status is ``maintenance`` and no incident opens; if the monitor is still down when the
+   window ends, the next result opens it.
 5. An up monitor whose response was slower than ``degraded_after_ms`` is ``degraded`` (not while in maintenance:
    a slow response in a window is expected, and no alert may go out; after it, the next slow one tells).
 """
@@ -25,7 +38,7 @@ folds one check result into the state:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.clock import parse_time
@@ -50,6 +63,12 @@ class Observation:
     planned_at: datetime | None = None  # the check's planned start (its slot), when known
 
 
+MIN_HOLD = timedelta(minutes=10)  # a held recovery waits at least this long for a silent region
+MAX_SPANS = 8  # closed down spans kept per region (flapping beyond it within the hold is too fast to matter)
+
+Span = tuple[datetime, datetime]  # [went down, came back up), in check time
+
+
 @dataclass(frozen=True)
 class RegionState:
     down: bool = False
@@ -60,12 +79,23 @@ class RegionState:
     last_planned_at: datetime | None = None  # the planned start of the last result applied, when known
     down_since: datetime | None = None
     cause: str | None = None
+    down_at: datetime | None = None  # check time (planned when known) of the result that took it down
+    spans: tuple[Span, ...] = ()  # recent closed down spans, oldest first
 
     @property
     def label(self) -> str:
         if not self.checked:
             return "pending"
         return "down" if self.down else "up"
+
+    @property
+    def last_at(self) -> datetime | None:
+        """The check time of its last result: planned when known (a region's checks share slots with the others')."""
+        return self.last_planned_at or self.last_checked_at
+
+    @property
+    def went_down_at(self) -> datetime | None:
+        return self.down_at or self.down_since
 
 
 @dataclass(frozen=True)
@@ -74,7 +104,9 @@ class MonitorState:
     incident_open: bool = False
     degraded: bool = False
     status: str = "pending"
-    last_resolved_at: datetime | None = None
+    last_resolved_at: datetime | None = None  # no quorum from before it opens an incident
+    opened_at: datetime | None = None  # when the open incident's quorum was reached, in check time
+    maintenance_through: datetime | None = None  # the last check time seen inside a maintenance window
 
     def region(self, name: str) -> RegionState:
         return self.regions.get(name, RegionState())
@@ -92,9 +124,12 @@ class Event:
 
 
 def _step_region(region: RegionState, obs: Observation, policy: Policy) -> RegionState:
+    at = obs.planned_at or obs.checked_at
     if obs.ok:
         successes = region.successes + 1
         down = region.down and successes < policy.recovery_threshold
+        recovered = region.down and not down
+        went_down = region.went_down_at
         return replace(
             region,
             checked=True,
@@ -105,6 +140,8 @@ def _step_region(region: RegionState, obs: Observation, policy: Policy) -> Regio
             cause=region.cause if down else None,
             last_checked_at=obs.checked_at,
             last_planned_at=obs.planned_at,
+            down_at=region.down_at if down else None,
+            spans=(*region.spans, (went_down, at))[-MAX_SPANS:] if recovered and went_down else region.spans,
         )
     failures = region.failures + 1
     if not region.down and region.failures and policy.interval_seconds:
@@ -127,6 +164,7 @@ def _step_region(region: RegionState, obs: Observation, policy: Policy) -> Regio
         cause=obs.cause if down else region.cause,
         last_checked_at=obs.checked_at,
         last_planned_at=obs.planned_at,
+        down_at=(region.down_at or at) if down else None,
     )
 
 
@@ -154,7 +192,16 @@ def material(state: MonitorState) -> tuple[Any, ...]:
             for name, r in state.regions.items()
         )
     )
-    return (regions, state.incident_open, state.degraded, state.status, state.last_resolved_at)
+    return (regions, state.incident_open, state.degraded, state.status, state.last_resolved_at, state.opened_at)
+
+
+def knowledge(state: MonitorState) -> tuple[Any, ...]:
+    """How far the regions whose word decides an incident have reported: each down region's last check time, every
+    region's while an incident is open, and the last check time seen in a maintenance window.  The next batch reads
+    it to know whom it can vouch for (``_Regions``), so it is written when it moves, with the state item alone — a
+    write per result only while a region is down, most results (up, steady) write nothing."""
+    regions = tuple((name, r.last_at) for name, r in sorted(state.regions.items()) if r.down or state.incident_open)
+    return (regions, state.maintenance_through)
 
 
 def down_regions(state: MonitorState, policy: Policy) -> list[str]:
@@ -169,6 +216,183 @@ def _status(state: MonitorState, policy: Policy, in_maintenance: bool) -> str:
     if not any(state.region(r).checked for r in policy.regions):
         return "pending"
     return "degraded" if state.degraded else "up"
+
+
+def hold_cap(policy: Policy) -> timedelta | None:
+    """How long a recovery waits for a silent region (in the others' check time) before timing it out."""
+    if not policy.interval_seconds:
+        return None
+    return max(2 * timedelta(seconds=policy.interval_seconds), MIN_HOLD)
+
+
+class _Regions:
+    """What is known of each region at a moment in check time: down, up, or unknown (nothing vouches for it)."""
+
+    def __init__(self, state: MonitorState, policy: Policy, *, time_out: bool = True) -> None:
+        self.state = state
+        self.policy = policy
+        self.vouch = timedelta(seconds=policy.interval_seconds) if policy.interval_seconds else None
+        lasts = [last for r in policy.regions if (last := state.region(r).last_at) is not None]
+        self.latest = max(lasts, default=None)
+        cap = hold_cap(policy)
+        self.timed_out = [
+            r
+            for r in policy.regions
+            if time_out and cap is not None and self.latest is not None and self._silent(state.region(r)) > cap
+        ]
+
+    def _silent(self, region: RegionState) -> timedelta:
+        """How long the others have reported while ``region`` said nothing: a region never heard from counts from
+        the open incident's start (it may be late from its very first result), and is no one's concern otherwise."""
+        assert self.latest is not None
+        since = region.last_at or self.state.opened_at
+        return timedelta.max if since is None else self.latest - since
+
+    def at(self, name: str, t: datetime) -> str:
+        r = self.state.region(name)
+        if any(start <= t < end for start, end in r.spans):
+            return "down"
+        last = r.last_at
+        if last is None:
+            return "up" if self.vouch is None or name in self.timed_out else "unknown"
+        if self.vouch is None or t < last + self.vouch:
+            return "down" if r.down and (r.went_down_at is None or r.went_down_at <= t) else "up"
+        return "up" if name in self.timed_out else "unknown"
+
+    def counts(self, t: datetime) -> tuple[list[str], list[str]]:
+        """The regions down at ``t``, and the unknown ones."""
+        seen = {name: self.at(name, t) for name in self.policy.regions}
+        return [n for n, s in seen.items() if s == "down"], [n for n, s in seen.items() if s == "unknown"]
+
+
+def _decide(
+    state: MonitorState, policy: Policy, obs: Observation, in_maintenance: bool
+) -> tuple[MonitorState, list[Event]]:
+    """Open and resolve incidents as the regions' stories, in check time, say (docstring, point 4)."""
+    quorum = policy.confirmation_regions
+    events: list[Event] = []
+    at = obs.planned_at or obs.checked_at
+    for _ in range(2 * MAX_SPANS * max(len(policy.regions), 1) + 2):  # each pass opens or resolves one
+        known = _Regions(state, policy)
+        if not state.incident_open:
+            if in_maintenance:
+                break
+            guard = state.last_resolved_at
+            if state.maintenance_through is not None:  # a quorum reached inside a window opens after it, no sooner
+                guard = max(guard, state.maintenance_through) if guard else state.maintenance_through
+            moments = {at} | {
+                start for name in policy.regions for start in _starts(state.region(name)) if start is not None
+            }
+            opened = next(
+                (t for t in sorted(moments) if (guard is None or t > guard) and len(known.counts(t)[0]) >= quorum),
+                None,
+            )
+            if opened is None:
+                break
+            down, _ = known.counts(opened)
+            cause = obs.cause or next((state.region(r).cause for r in down if state.region(r).cause), None)
+            state = replace(state, incident_open=True, opened_at=opened)
+            events.append(Event("incident_opened", opened, detail=cause))
+            continue
+        since = state.opened_at or at
+        earlier = _earlier_start(state, policy, known, since)
+        if earlier is not None:  # a late region's story: the quorum was there sooner, without a break since
+            state = replace(state, opened_at=earlier)
+            events.append(Event("incident_started", earlier))
+            since = earlier
+        # In check time from the start: the first moment the quorum is certainly lost resolves it, unless an
+        # earlier moment is uncertain (a late region could still show the quorum lost there, or held).
+        strict = _Regions(state, policy, time_out=False)  # certain: a silent region may still be down
+        resolved = None
+        for t in _edges(state, policy, strict, after=since, until=at):
+            down, unknown = strict.counts(t)
+            if len(down) >= quorum:
+                continue
+            if len(down) + len(unknown) < quorum:
+                resolved = t
+            break
+        late: list[str] = []
+        if resolved is None and known.timed_out and at > since and _possible(known, at) < quorum:
+            resolved, late = at, [r for r in known.timed_out if state.region(r).last_at or state.opened_at]
+        if resolved is None:
+            break
+        up = [r for r in policy.regions if known.at(r, resolved) == "up" and r not in late]
+        detail = "Recovered" + (f" (confirmed in {', '.join(up)})" if up else "")
+        if late:
+            detail += f"; no result in time from {', '.join(late)}"
+        guard = max(resolved, known.latest) if late and known.latest else resolved
+        state = replace(state, incident_open=False, opened_at=None, last_resolved_at=guard)
+        events.append(Event("incident_resolved", resolved, detail=detail))
+    return state, events
+
+
+def _possible(known: _Regions, t: datetime) -> int:
+    """How many regions may be down at ``t``: those known down and those unknown."""
+    down, unknown = known.counts(t)
+    return len(down) + len(unknown)
+
+
+def _edges(
+    state: MonitorState, policy: Policy, known: _Regions, *, after: datetime | None, until: datetime
+) -> list[datetime]:
+    """The moments in (``after``, ``until``] where what is known of some region changes (a span's start or end,
+    a region going down, its last result's vouch running out), and ``until``: between two, nothing changes."""
+    edges: set[datetime | None] = {until}
+    for name in policy.regions:
+        r = state.region(name)
+        edges |= {edge for span in r.spans for edge in span}
+        edges |= {r.went_down_at if r.down else None, r.last_at}
+        edges |= {r.last_at + known.vouch if known.vouch and r.last_at else None}
+    return sorted(t for t in edges if t is not None and (after is None or t > after) and t <= until)
+
+
+def _earlier_start(state: MonitorState, policy: Policy, known: _Regions, since: datetime) -> datetime | None:
+    """The first moment after the last resolution from which the quorum has held, without a certain break, up to
+    ``since`` (the open incident's start as first seen), when that is sooner."""
+    guards = [t for t in (state.last_resolved_at, state.maintenance_through) if t is not None]
+    points = [t for t in _edges(state, policy, known, after=max(guards, default=None), until=since) if t < since]
+    start = None
+    for t in reversed(points):  # walk back from the start while the quorum may have held
+        down, unknown = known.counts(t)
+        if len(down) + len(unknown) < policy.confirmation_regions:
+            break
+        if len(down) >= policy.confirmation_regions:
+            start = t
+    return start
+
+
+def _may_open(state: MonitorState, policy: Policy) -> bool:
+    """Regions are down, and with the unknown ones they could still make the quorum at the last check time."""
+    known = _Regions(state, policy)
+    if known.latest is None:
+        return False
+    down, unknown = known.counts(known.latest)
+    return bool(down) and len(down) + len(unknown) >= policy.confirmation_regions
+
+
+def _starts(region: RegionState) -> list[datetime | None]:
+    return [start for start, _ in region.spans] + ([region.went_down_at] if region.down else [])
+
+
+def _pruned(state: MonitorState, policy: Policy) -> MonitorState:
+    """Closed spans older than any late result could still meet are dropped."""
+    cap = hold_cap(policy)
+    known = _Regions(state, policy)
+    if cap is None or known.latest is None:
+        keep_after = None
+    else:
+        keep_after = known.latest - cap - timedelta(seconds=policy.interval_seconds or 0)
+    regions = {}
+    for name, r in state.regions.items():
+        last = r.spans[-1] if r.spans else None
+        spans = tuple(
+            span
+            for span in r.spans
+            if (span == last if keep_after is None else span[1] > keep_after)
+            or (state.opened_at is not None and span[1] > state.opened_at)
+        )[-MAX_SPANS:]
+        regions[name] = r if spans == r.spans else replace(r, spans=spans)
+    return replace(state, regions=regions)
 
 
 def apply(
@@ -187,15 +411,12 @@ def apply(
     if before.down and not after.down:
         events.append(Event("region_up", obs.checked_at, obs.region))
     new = replace(state, regions={**state.regions, obs.region: after})
-
-    quorum = len(down_regions(new, policy)) >= policy.confirmation_regions
-    late = new.last_resolved_at is not None and obs.checked_at <= new.last_resolved_at
-    if quorum and not new.incident_open and not in_maintenance and not late:
-        new = replace(new, incident_open=True)
-        events.append(Event("incident_opened", obs.checked_at, detail=obs.cause or after.cause))
-    elif not quorum and new.incident_open:
-        new = replace(new, incident_open=False, last_resolved_at=obs.checked_at)
-        events.append(Event("incident_resolved", obs.checked_at))
+    if in_maintenance:
+        at = obs.planned_at or obs.checked_at
+        new = replace(new, maintenance_through=max(at, state.maintenance_through or at))
+    new, decided = _decide(new, policy, obs, in_maintenance)
+    events += decided
+    new = _pruned(new, policy)
 
     if obs.ok and not new.incident_open and not in_maintenance:  # slowness in a window is expected, and untold
         if obs.degraded and not new.degraded:
@@ -206,6 +427,8 @@ def apply(
             events.append(Event("degraded_recovered", obs.checked_at, obs.region))
 
     status = _status(new, policy, in_maintenance)
+    if state.status == "maintenance" and not new.incident_open and _may_open(new, policy):
+        status = "maintenance"  # after a window, down regions wait for the rest of the slot: no "up" flicker
     if status != state.status:
         events.append(Event("status_changed", obs.checked_at, detail=status))
         new = replace(new, status=status)
@@ -232,6 +455,8 @@ def dump(state: MonitorState) -> dict[str, Any]:
                 "last_planned_at": _iso(r.last_planned_at),
                 "down_since": _iso(r.down_since),
                 "cause": r.cause,
+                "down_at": _iso(r.down_at),
+                "spans": [[start.isoformat(), end.isoformat()] for start, end in r.spans],
             }
             for name, r in sorted(state.regions.items())
         },
@@ -239,6 +464,8 @@ def dump(state: MonitorState) -> dict[str, Any]:
         "degraded": state.degraded,
         "status": state.status,
         "last_resolved_at": _iso(state.last_resolved_at),
+        "opened_at": _iso(state.opened_at),
+        "maintenance_through": _iso(state.maintenance_through),
     }
 
 
@@ -255,6 +482,8 @@ def load(data: dict[str, Any] | None) -> MonitorState:
             last_planned_at=parse_time(r.get("last_planned_at")),
             down_since=parse_time(r.get("down_since")),
             cause=r.get("cause"),
+            down_at=parse_time(r.get("down_at")),
+            spans=tuple(_span(span) for span in r.get("spans") or ()),
         )
         for name, r in (data.get("regions") or {}).items()
     }
@@ -264,4 +493,13 @@ def load(data: dict[str, Any] | None) -> MonitorState:
         degraded=bool(data.get("degraded")),
         status=str(data.get("status") or "pending"),
         last_resolved_at=parse_time(data.get("last_resolved_at")),
+        opened_at=parse_time(data.get("opened_at")),
+        maintenance_through=parse_time(data.get("maintenance_through")),
     )
+
+
+def _span(value: Any) -> Span:
+    start, end = (parse_time(str(v)) for v in value)
+    if start is None or end is None:
+        raise ValueError(f"not a span: {value!r}")
+    return start, end

@@ -42,6 +42,7 @@ from chalicelib.incidents.state import (
     apply,
     down_regions,
     dump,
+    knowledge,
     load,
     material,
     steady_regions,
@@ -165,6 +166,7 @@ class _Run:
         self.pending = _Pending()
         self.applied = Applied()
         self.dirty = False
+        self.stale = False  # the state item's knowledge of the regions moved, and nothing the monitor shows
 
     # -- folding
 
@@ -177,10 +179,13 @@ class _Run:
         if state == self.state:
             return
         moved = bool(changes) or material(state) != material(self.state) or self._shows_otherwise(state)
+        learned = knowledge(state) != knowledge(self.state)
         self.state = state  # the check time moves on in memory: a later result of the batch is compared with it
         self.applied.results += 1
         if moved:
             self.dirty = True
+        elif learned:
+            self.stale = True  # only how far the regions have reported: the state item alone
         for change in changes:
             self._on(change, obs)
         if not in_maintenance:  # no alert during a window: a certificate still expiring after it is told then
@@ -201,6 +206,10 @@ class _Run:
         m = self.monitor
         if change.kind == "incident_opened":
             self._open(change)
+        elif change.kind == "incident_started" and self._incident_is_open():
+            assert self.incident is not None  # a late region's results show the outage began sooner
+            self.incident.started_at = change.at
+            self._touch()
         elif change.kind == "incident_resolved":
             self._resolve(change)
         elif change.kind in ("region_down", "region_up") and self._incident_is_open():
@@ -286,7 +295,7 @@ class _Run:
             return
         incident.resolve(change.at, None, self.now)
         self._touch()
-        self._timeline(events.RESOLVED, change.at, None, "Recovered", discriminator="")
+        self._timeline(events.RESOLVED, change.at, None, change.detail or "Recovered", discriminator="")
         self.applied.resolved.append(incident.incident_id)
         self.incident = None
 
@@ -329,6 +338,11 @@ class _Run:
 
     def flush(self) -> None:
         if not self.dirty:
+            if self.stale:  # one write, no monitor update: how far the regions have reported, for the next batch
+                self.item.state = dump(self.state)
+                self.item.updated_at = self.now
+                self.item.save()
+                self.stale = False
             return
         m, item, state = self.monitor, self.item, self.state
         item.state = dump(state)

@@ -12,7 +12,9 @@ import pytest
 
 from chalicelib.checks.model import CheckResult, Timings
 from chalicelib.clock import isoz, utcnow
+from chalicelib.incidents.events import OPENED, RESOLVED
 from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel
+from chalicelib.incidents.state import load, material
 from chalicelib.local.loop import EventLoop
 from chalicelib.monitors import packs
 from chalicelib.monitors.models import MonitorModel, PackModel
@@ -181,9 +183,11 @@ def test_results_the_worker_left_unmarked_never_reach_the_handler(api, alice, lo
 
 
 def test_a_result_that_changes_nothing_material_writes_nothing(api, alice, aws):
-    """Up checks of a steady monitor (had the worker marked them anyway) and repeated failures of a region already
-    down move only check times: neither the state nor the monitor is written.  A first failure is written, and
-    takes its region out of ``steady_regions`` so that the worker marks what follows."""
+    """Up checks of a steady monitor (had the worker marked them anyway) move only check times: neither the state
+    nor the monitor is written.  A first failure is written, and takes its region out of ``steady_regions`` so that
+    the worker marks what follows.  Repeated failures of a region already down write the state item alone (how far
+    that region has reported, which decides whom the next batch can vouch for: ``incidents.state.knowledge``),
+    never the monitor."""
     monitor = create_monitor(api, url=URL)
     t0 = start()
     feed(minute(monitor, t0))
@@ -206,7 +210,11 @@ def test_a_result_that_changes_nothing_material_writes_nothing(api, alice, aws):
     advisory = everything(monitor)
     assert advisory != after  # the region went down: an advisory
     feed([result(monitor, t0 + timedelta(minutes=m), "eu-west-1", ok=False) for m in (5, 6)])
-    assert everything(monitor) == advisory
+    again = everything(monitor)
+    assert {k: v for k, v in again.items() if k != "state"} == {k: v for k, v in advisory.items() if k != "state"}
+    assert again["state"][0] == advisory["state"][0] + 1  # one write for the batch, not one a result
+    assert again["state"][1]["regions"]["eu-west-1"]["last_planned_at"] == (t0 + timedelta(minutes=6)).isoformat()
+    assert material(load(again["state"][1])) == material(load(advisory["state"][1]))
 
 
 def test_a_monitor_that_shows_another_state_than_the_handlers_is_written_again(api, alice, aws):
@@ -233,7 +241,8 @@ def test_checks_of_one_planned_second_started_in_the_same_millisecond_open_one_i
     feed([result(monitor, t0 + timedelta(microseconds=i), region, ok=False) for i, region in enumerate(REGIONS)])
     (incident,) = team_incidents(monitor)
     assert incident.status == "open"
-    assert incident.started_at == t0 + timedelta(microseconds=1)  # the second region's check reached the quorum
+    # The planned second whose checks reached the quorum: the same whichever region's result came first.
+    assert incident.started_at == t0.replace(microsecond=0)
     from chalicelib.incidents.events import STATUS_CHANGED
 
     changes = [e for e in EventModel.query(monitor["id"]) if e.type == STATUS_CHANGED]
@@ -399,6 +408,31 @@ def test_a_late_result_never_reopens_a_resolved_outage(api, alice, aws):
     )
     (incident,) = team_incidents(monitor)
     assert incident.status == "resolved"
+
+
+def test_a_region_five_minutes_late_makes_no_second_incident(api, alice, aws):
+    """us and ap fail from minute 1 to 12, eu only from 1 to 3; ap's results reach the handler 5 minutes late (its
+    queue backed up).  With eu back at 4, us alone looked below the quorum: the recovery is held until ap tells
+    where it stood — down — so it is one outage: one incident, one opened and one resolved on its timeline."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    us, eu, ap = REGIONS
+    story = {us: "+" + "-" * 12 + "+" * 8, eu: "+---" + "+" * 17, ap: "+" + "-" * 12 + "+" * 8}
+
+    def check(region: str, m: int) -> PackModel:
+        return result(monitor, t0 + timedelta(minutes=m), region, story[region][m] == "+")
+
+    for m in range(len(story[us])):
+        feed([check(us, m), check(eu, m)] + ([check(ap, m - 5)] if m >= 5 else []))
+        if m == 6:
+            assert team_incidents(monitor)[0].status == "open"  # eu recovered at 4: held, not resolved
+    (incident,) = team_incidents(monitor)
+    assert incident.status == "resolved"
+    assert (incident.started_at, incident.resolved_at) == (t0 + timedelta(minutes=2), t0 + timedelta(minutes=13))
+    timeline = list(EventModel.query(incident.incident_id))
+    assert [e.type for e in timeline].count(OPENED) == 1
+    resolved = [e for e in timeline if e.type == RESOLVED]
+    assert [e.text for e in resolved] == ["Recovered (confirmed in us-east-1, eu-west-1)"]  # ap alone: no quorum
 
 
 def ssl_events(monitor: dict) -> list[EventModel]:

@@ -13,12 +13,13 @@ REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 POLICY = Policy(regions=REGIONS, failure_threshold=2, recovery_threshold=1, confirmation_regions=2, interval_seconds=60)
 
 
-def run(results: list[tuple[str, bool, bool]], *, maintenance_until=None) -> MonitorState:
-    """Fold (region, ok, degraded) results a minute apart, from AT - len minutes on."""
+def run(results: list[tuple[str, bool, bool]], *, maintenance_until=None, together: int = 1) -> MonitorState:
+    """Fold (region, ok, degraded) results a minute apart (``together`` of them share each minute's slot, as the
+    regions' checks of one slot do), from AT - len minutes on."""
     state = MonitorState()
-    start = AT - timedelta(minutes=len(results))
+    start = AT - timedelta(minutes=len(results) // together)
     for i, (region, ok, slow) in enumerate(results):
-        at = start + timedelta(minutes=i)
+        at = start + timedelta(minutes=i // together)
         obs = Observation(region, at, ok, slow, planned_at=at)
         state, _ = apply(state, obs, POLICY, in_maintenance=maintenance_until is not None and at < maintenance_until)
     return state
@@ -46,9 +47,14 @@ def moves_status(state: MonitorState, region: str, ok: bool, slow: bool = False,
 def test_a_slow_recovery_of_a_monitor_down_is_urgent():
     """Down in two regions; the site comes back, slowly (as sites do after an outage): the incident resolves and the
     status moves down -> degraded.  urgent() must say yes, or the recovery is announced up to PACK_FLUSH_S late."""
-    down = run([("us-east-1", False, False)] * 2 + [("eu-west-1", False, False)] * 2)
+    down = run(
+        [("us-east-1", False, False), ("eu-west-1", False, False), ("ap-southeast-1", True, False)] * 2, together=3
+    )
     assert down.status == "down"
-    assert moves_status(down, "us-east-1", ok=True, slow=True)  # incident_resolved, status -> degraded
+    # eu's check of the slot is up: the other regions' are awaited (each is vouched for until its next check)
+    held = apply(down, Observation("eu-west-1", AT, True, False, planned_at=AT), POLICY)[0]
+    assert held.status == "down"
+    assert moves_status(held, "us-east-1", ok=True, slow=True)  # incident_resolved, status -> degraded
     assert urgent(check(ok=True, degraded=True, region="us-east-1"), watch_of(down))
 
 
@@ -67,11 +73,15 @@ def test_the_first_failure_after_a_maintenance_window_is_urgent():
     incident.  The look-up still reads status 'maintenance' (the handler writes the status only on a result), and
     urgent() must say yes, or the outage is alerted up to PACK_FLUSH_S late (the worker has the window's span)."""
     ended = AT - timedelta(seconds=10)
-    state = run([("us-east-1", False, False)] * 2 + [("eu-west-1", False, False)] * 2, maintenance_until=ended)
+    state = run([("us-east-1", False, False), ("eu-west-1", False, False)] * 2, maintenance_until=ended, together=2)
     assert state.status == "maintenance"
     assert not state.incident_open
     assert len([r for r in REGIONS if state.region(r).down]) == 2
-    assert moves_status(state, "us-east-1", ok=False)  # incident_opened, status -> down
+    # The incident opens on the slot's second failure (each region is vouched for until its next check).
+    eu_first = apply(state, Observation("eu-west-1", AT, False, False, planned_at=AT), POLICY)[0]
+    assert not eu_first.incident_open
+    assert moves_status(eu_first, "us-east-1", ok=False)  # incident_opened, status -> down
     watch = watch_of(state, maintenance=((ended - timedelta(hours=1), ended),))
     assert not watch.in_maintenance(AT)
     assert urgent(check(ok=False, region="us-east-1"), watch)
+    assert urgent(check(ok=False, region="eu-west-1"), watch)

@@ -1,0 +1,183 @@
+"""Incidents when regions disagree in time (issue 20): the same per-region check sequences make the same incidents
+whatever order, and however late, their results arrive (within the hold cap).
+
+A script gives each region one character a minute (``+`` up, ``-`` down, ``.`` no result), all regions checking the
+same planned minute as the scheduler plans them.  :func:`deliver` applies the results in arrival order: region by
+region delays, duplicates, and ties broken by a seed; :func:`incidents` reads back what was opened and resolved.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chalicelib.incidents.state import MonitorState, Observation, Policy, apply, dump, hold_cap, load
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+REGIONS = ("us", "eu", "ap")
+POLICY = Policy(REGIONS, failure_threshold=2, recovery_threshold=1, confirmation_regions=2, interval_seconds=60)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    opened: list[datetime]
+    resolved: list[datetime]
+    details: list[str]
+    state: MonitorState
+
+
+def observations(script: dict[str, str]) -> list[Observation]:
+    found = []
+    for region, marks in script.items():
+        for minute, mark in enumerate(marks):
+            if mark == ".":
+                continue
+            planned = T0 + timedelta(minutes=minute)
+            checked = planned + timedelta(seconds=1 + REGIONS.index(region))  # each region's own start offset
+            found.append(
+                Observation(
+                    region, checked, ok=mark == "+", cause=None if mark == "+" else "HTTP 503", planned_at=planned
+                )
+            )
+    return found
+
+
+def deliver(
+    script: dict[str, str],
+    delays: dict[str, float] | None = None,
+    *,
+    duplicates: int = 0,
+    seed: int = 0,
+    round_trip: bool = True,
+) -> Outcome:
+    """Apply ``script``'s results in arrival order: each region's results arrive ``delays[region]`` minutes after
+    their check (default 0), in order within a region; ``duplicates`` random results are delivered twice."""
+    rng = random.Random(seed)
+    delays = delays or {}
+    arriving = []
+    for obs in observations(script):
+        arrival = obs.checked_at + timedelta(minutes=delays.get(obs.region, 0))
+        arriving.append((arrival, rng.random(), obs))
+    for _ in range(duplicates):
+        if arriving:
+            arrival, _, obs = rng.choice(arriving)
+            arriving.append((arrival + timedelta(seconds=rng.randint(0, 300)), rng.random(), obs))
+    state = MonitorState()
+    opened, resolved, details = [], [], []
+    for _, _, obs in sorted(arriving, key=lambda a: (a[0], a[1])):
+        state, events = apply(state, obs, POLICY)
+        if round_trip:
+            state = load(dump(state))  # as the handler stores it between batches
+        for event in events:
+            if event.kind == "incident_opened":
+                opened.append(event.at)
+            elif event.kind == "incident_started":  # the open one's start, moved back by a late region's story
+                opened[-1] = event.at
+            elif event.kind == "incident_resolved":
+                resolved.append(event.at)
+                details.append(event.detail or "")
+    return Outcome(opened, resolved, details, state)
+
+
+def minutes(*values: float) -> list[datetime]:
+    return [T0 + timedelta(minutes=v) for v in values]
+
+
+# One outage, as the three regions saw it: us and ap fail from minute 1 to 12 (down from 2, up at 13); eu only
+# from 1 to 3 (down at 2, up at 4).  With a quorum of two, us and ap keep it after eu recovers: one incident, from
+# minute 2 to minute 13.
+OUTAGE = {
+    "us": "+" + "-" * 12 + "+" * 5,
+    "eu": "+---" + "+" * 14,
+    "ap": "+" + "-" * 12 + "+" * 5,
+}
+
+
+def test_on_time_one_outage_is_one_incident() -> None:
+    outcome = deliver(OUTAGE)
+    assert outcome.opened == minutes(2)  # the planned check of minute 2 made the quorum, whoever told it first
+    assert outcome.resolved == minutes(13)
+
+
+@pytest.mark.parametrize("late", REGIONS)
+@pytest.mark.parametrize("delay", [1, 2, 5])
+def test_a_late_region_never_splits_the_outage(late: str, delay: int) -> None:
+    """A region's results 1, 2 or 5 minutes late — during the outage and during the recovery — with duplicates:
+    the same one incident, opened and resolved once, at the same moments."""
+    on_time = deliver(OUTAGE)
+    lagging = deliver(OUTAGE, {late: delay}, duplicates=6, seed=delay)
+    assert lagging.opened == on_time.opened
+    assert lagging.resolved == minutes(13)
+    assert not lagging.state.incident_open
+
+
+def test_the_held_recovery_is_what_keeps_it_one_incident() -> None:
+    """The defect: ap 5 minutes late, eu recovers at 4, and us alone looked below the quorum — the incident
+    resolved, then ap's failures opened a second one.  Now the recovery waits for ap, and ap was down."""
+    outcome = deliver(OUTAGE, {"ap": 5})
+    assert (len(outcome.opened), len(outcome.resolved)) == (1, 1)
+    assert outcome.details == ["Recovered (confirmed in us, eu, ap)"]
+
+
+def test_a_silent_region_that_could_make_the_quorum_holds_the_recovery_only_until_the_cap() -> None:
+    """us recovers at minute 4; eu is still down; ap has said nothing since minute 3 (it was down then).  With ap,
+    eu could still be a quorum: the recovery waits — for the cap, then resolves, naming ap."""
+    script = {"us": "----" + "+" * 20, "eu": "-" * 24, "ap": "----"}
+    outcome = deliver(script)
+    assert hold_cap(POLICY) == timedelta(minutes=10)
+    assert len(outcome.opened) == 1
+    [resolved] = outcome.resolved
+    silent_from = T0 + timedelta(minutes=3)
+    assert resolved == silent_from + timedelta(minutes=11)  # the first check more than 10 minutes past its last
+    assert outcome.details == ["Recovered (confirmed in us); no result in time from ap"]
+    # ap's results arrive at last, 15 minutes late: its failures from before the resolution reopen nothing.
+    late = deliver({**script, "ap": "-" * 12}, {"ap": 15})
+    assert (len(late.opened), len(late.resolved)) == (1, 1)
+
+
+def test_a_region_that_cannot_tip_the_quorum_is_not_waited_for() -> None:
+    """ap falls silent at minute 3, but us and eu are both up then: ap alone is no quorum, so nothing is held."""
+    script = {"us": "---" + "+" * 6, "eu": "---" + "+" * 6, "ap": "---"}
+    outcome = deliver(script)
+    assert outcome.resolved == minutes(3)
+    assert outcome.details == ["Recovered (confirmed in us, eu)"]
+
+
+def test_a_stale_down_never_opens_an_outage_that_did_not_happen() -> None:
+    """eu was down from minute 2 to 4 and up after; us goes down at minute 7.  They never overlapped: no incident,
+    even when eu's results arrive late (its last word, 'down', looked current)."""
+    script = {"us": "+++++++-----", "eu": "+---+++++++", "ap": "++++++++++++"}
+    assert deliver(script).opened == []
+    for delay in (1, 3, 6):
+        assert deliver(script, {"eu": delay}).opened == [], delay
+
+
+def test_a_late_region_that_overlapped_opens_the_incident_it_makes_and_resolves_it() -> None:
+    """us was down from minute 2 to 5; eu's results, 8 minutes late, show it down from 3 to 4: in check time the
+    quorum held at minute 3 and 4.  The incident opens when eu's story arrives, and resolves with it."""
+    script = {"us": "+---++++++++++", "eu": "++---+++++++++", "ap": "++++++++++++++"}
+    on_time = deliver(script)
+    assert len(on_time.opened) == 1
+    late = deliver(script, {"eu": 8})
+    assert late.opened == on_time.opened
+    assert late.resolved == on_time.resolved
+
+
+scripts = st.fixed_dictionaries({region: st.text(alphabet="+-", min_size=4, max_size=24) for region in REGIONS})
+lags = st.fixed_dictionaries({region: st.sampled_from([0, 0, 0.5, 1, 2, 3, 5, 8]) for region in REGIONS})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(script=scripts, delays=lags, duplicates=st.integers(0, 4), seed=st.integers(0, 1000))
+def test_the_incidents_depend_only_on_the_check_time_sequences(
+    script: dict[str, str], delays: dict[str, float], duplicates: int, seed: int
+) -> None:
+    """Any arrival order of the same per-region sequences (each region late by less than the hold cap, duplicates
+    mixed in) opens the same incidents, at the same moments, as the sequences delivered on time."""
+    on_time = deliver(script, round_trip=False)
+    assert deliver(script, delays, duplicates=duplicates, seed=seed).opened == on_time.opened
