@@ -177,6 +177,14 @@ class ApiClient:
     def delete(self, path: str, json_body: Any = None, **kw: Any) -> Result:
         return self.request("DELETE", path, json_body, **kw)
 
+    def from_address(self, ip: str) -> ApiClient:
+        """A client of the same app, acting as whoever this one does, whose requests come from ``ip`` (API
+        Gateway's ``sourceIp``); this one still sends from ``127.0.0.1``."""
+        other = ApiClient(self.app)
+        other._client.http._local_gateway.event_converter.LOCAL_SOURCE_IP = ip
+        other.token = self.token
+        return other
+
     def acting_as(self, person: dict[str, Any] | str | None) -> ApiClient:
         """A client of the same app whose requests are ``person``'s (a sign-in body or an access token); this
         one still acts as whoever it did."""

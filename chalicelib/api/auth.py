@@ -184,7 +184,7 @@ def forgot_password(call: Call) -> Reply:
 )
 def reset_password(call: Call) -> Reply:
     """Single-use, valid one hour; every session of the user is revoked."""
-    service.reset_password(call.body.token, call.body.password, utcnow())
+    service.reset_password(call.body.token, call.body.password, call.client_ip, utcnow())
     return Reply(status=204)
 
 
