@@ -295,6 +295,8 @@ def login(email: str, password: str, client_ip: str, now: datetime) -> SignIn:
     ratelimit.remember(attempt.known, KNOWN_ADDRESS_DAYS * 86400, now)
     if user.deleting_at is not None:
         raise errors.AccountDeleting(user.user_id)  # its deletion did not finish: the edge finishes it
+    if user.reclaiming_team_id is not None:
+        raise errors.AccountReclaiming(user.user_id)  # the edge takes a last look at what to clear, then signs in
     team_id = _usable_team(user)
     session = _new_session(settings, user.user_id, team_id, now)
     return _sign_in(settings, session, now)
@@ -632,11 +634,21 @@ def forgot_password(email: str, now: datetime) -> None:
     deliver(email, emails.password_reset(settings.app_url, token, settings.reset_password_ttl_seconds // 60))
 
 
-def reset_password(token: str, password: str, client_ip: str, now: datetime) -> None:
+@dataclass(frozen=True)
+class Reset:
+    user_id: str
+    reclaiming_team_id: str | None  # the fresh team of an account a reset took back, until a sign-in ends it
+
+
+def reset_password(token: str, password: str, client_ip: str, now: datetime) -> Reset:
     """Set a new password from a reset link; every session of the user is revoked, and every other outstanding
     reset link is spent (a link works only if made after the password last changed, for the current address).
     The link proves the mailbox: the account's sign-in counts start over, and the address it was followed from is
-    one the account signs in from (not held to the account's ceiling, :func:`_admit_attempt`)."""
+    one the account signs in from (not held to the account's ceiling, :func:`_admit_attempt`).
+
+    An account whose address was never verified was perhaps made by someone else with it: the same write takes
+    it back for the mailbox's owner, with a new current team (``reclaiming_team_id``, to be made fresh) and
+    the profile back to its defaults; :func:`chalicelib.lifecycle.finish_reclaim` clears what was made before."""
     settings = get_settings()
     passwords.check_policy(password)
     item = _consume_token(token, (RESET_PASSWORD,), now)
@@ -654,13 +666,38 @@ def reset_password(token: str, password: str, client_ip: str, now: datetime) -> 
         UserModel.pending_email_token.remove(),
         UserModel.updated_at.set(now),
     ]
+    fresh = user.reclaiming_team_id
     if user.email_verified_at is None:
-        actions.append(UserModel.email_verified_at.set(now))  # the link proved the address
+        fresh = new_id("team")
+        actions += [
+            UserModel.email_verified_at.set(now),  # the link proved the address
+            UserModel.reclaiming_team_id.set(fresh),
+            UserModel.current_team_id.set(fresh),
+            UserModel.name.remove(),
+            UserModel.timezone.set("UTC"),
+            UserModel.critical_only.set(False),
+            UserModel.quiet_hours_start.remove(),
+            UserModel.quiet_hours_end.remove(),
+        ]
     user.update(actions=actions)
     revoke_user_sessions(user.user_id, "password_reset", now)
     for key in (f"login-fail:acct:{user.email}", _confirm_key(user.user_id)):
         ratelimit.clear(key, settings.login_failure_window_seconds, now)
     ratelimit.remember(_known_key(user.email, client_ip), KNOWN_ADDRESS_DAYS * 86400, now)
+    return Reset(user.user_id, fresh)
+
+
+def end_reclaim(user_id: str, team_id: str) -> None:
+    """The account a reset took back is clear: sign-ins stop looking (if it still is that reclaim)."""
+    try:
+        UserModel(user_id).update(
+            actions=[UserModel.reclaiming_team_id.remove()],
+            condition=UserModel.reclaiming_team_id == team_id,
+            add_version_condition=False,
+        )
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
 
 
 def _confirm_key(user_id: str) -> str:
