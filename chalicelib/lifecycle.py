@@ -15,6 +15,7 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.alerts import channels
+from chalicelib.alerts import queue as alert_queue
 from chalicelib.auth import apikeys
 from chalicelib.auth import service as auth
 from chalicelib.aws.mail import deliver
@@ -412,6 +413,17 @@ def follow_email_link(token: str, now: datetime) -> users.User:
         for invitation in invitations.pending_to(verified.left, now):
             _withdraw(invitation.team_id, invitation.id, now)
     return verified.user
+
+
+def forgot_password(email: str, now: datetime) -> None:
+    """``POST /v1/auth/forgot-password``: the same work whether the address has an account or not (one message on
+    the alerts queue), so its time cannot tell; the alert deliveries handler looks the address up and mails a
+    link (``auth.send_password_reset``).  Not an address at all: nothing to do."""
+    try:
+        email = auth.normalize_email(email)
+    except errors.ValidationFailed:
+        return
+    alert_queue.enqueue(alert_queue.PasswordReset(email, now))
 
 
 def reset_password(token: str, password: str, client_ip: str, now: datetime) -> None:

@@ -170,8 +170,9 @@ def resend_verification(call: Call) -> Reply:
     ip_limit=10,
 )
 def forgot_password(call: Call) -> Reply:
-    """Always 202, whether or not the address has an account."""
-    service.forgot_password(call.body.email, utcnow())
+    """Always 202, in the same time, whether or not the address has an account: the link is mailed a moment
+    later."""
+    lifecycle.forgot_password(call.body.email, utcnow())
     return Reply(status=202)
 
 

@@ -12,7 +12,7 @@ import time_machine
 from chalicelib import errors
 from chalicelib.auth import service as auth
 from chalicelib.clock import utcnow
-from tests.support import PASSWORD, make_test_settings, register
+from tests.support import PASSWORD, forgot_password, make_test_settings, register
 
 ATTACKER, OWNER, ELSEWHERE = "203.0.113.7", "198.51.100.20", "192.0.2.44"
 WRONG = "wrong password 123"
@@ -113,7 +113,7 @@ def test_a_reset_link_followed_from_a_new_address_spares_it_the_ceiling(api, set
         fail_freely(api, f"10.9.0.{i}", 4)
     assert sign_in(api, ELSEWHERE, PASSWORD).status == 429  # her new laptop, during the attack
 
-    api.post("/v1/auth/forgot-password", {"email": "alice@example.com"}, token="")
+    forgot_password(api, "alice@example.com")
     link = outbox.link("alice@example.com", "/reset-password").split("token=")[1]
     reset = api.from_address(ELSEWHERE).post("/v1/auth/reset-password", {"token": link, "password": NEW}, token="")
     assert reset.status == 204

@@ -11,7 +11,7 @@ from chalicelib.monitors.models import MonitorModel
 from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
 from chalicelib.users.models import UserModel
 from tests.factories import create_channel, create_monitor, create_status_page
-from tests.support import PASSWORD, aws_error, before_aws_call, dynamodb_clients, join_team, register
+from tests.support import PASSWORD, aws_error, before_aws_call, dynamodb_clients, forgot_password, join_team, register
 
 NEW = "alice's own passphrase 2026"
 
@@ -44,7 +44,7 @@ def squat(api):
 
 
 def reset(api, outbox, password=NEW):
-    assert api.post("/v1/auth/forgot-password", {"email": "alice@example.com"}, token="").status == 202
+    assert forgot_password(api, "alice@example.com").status == 202
     link = outbox.link("alice@example.com", "/reset-password").split("token=")[1]
     return api.post("/v1/auth/reset-password", {"token": link, "password": password}, token="")
 
