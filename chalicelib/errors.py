@@ -157,6 +157,18 @@ class AccountDeleting(Conflict):
         self.user_id = user_id
 
 
+class AccountReclaiming(Conflict):
+    """A reset took an account never verified away from whoever signed up with the address, and what they made is
+    not all gone yet: the sign-in edge finishes it (``lifecycle.finish_reclaim``), then signs in."""
+
+    code = "account_reclaiming"
+    title = "Account being cleared"
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__("This account is being cleared after its password reset; sign in again.")
+        self.user_id = user_id
+
+
 class SlugTaken(Conflict):
     code = "slug_taken"
     title = "Slug already taken"

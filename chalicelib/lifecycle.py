@@ -15,6 +15,7 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.alerts import channels
+from chalicelib.alerts import queue as alert_queue
 from chalicelib.auth import apikeys
 from chalicelib.auth import service as auth
 from chalicelib.aws.mail import deliver
@@ -414,6 +415,63 @@ def follow_email_link(token: str, now: datetime) -> users.User:
     return verified.user
 
 
+def forgot_password(email: str, now: datetime) -> None:
+    """``POST /v1/auth/forgot-password``: the same work whether the address has an account or not (one message on
+    the alerts queue), so its time cannot tell; the alert deliveries handler looks the address up and mails a
+    link (``auth.send_password_reset``).  Not an address at all: nothing to do."""
+    try:
+        email = auth.normalize_email(email)
+    except errors.ValidationFailed:
+        return
+    alert_queue.enqueue(alert_queue.PasswordReset(email, now))
+
+
+def reset_password(token: str, password: str, client_ip: str, now: datetime) -> None:
+    """A reset link followed (``auth.reset_password``).  When it took back an account whose address was never
+    verified, what was made in it before is cleared at once (:func:`_clear_before_reclaim`)."""
+    reset = auth.reset_password(token, password, client_ip, now)
+    if reset.reclaiming_team_id is not None:
+        _clear_before_reclaim(reset.user_id, reset.reclaiming_team_id, now)
+
+
+def finish_reclaim(user_id: str, now: datetime) -> None:
+    """The first sign-in after a reset took an account back: a last look (the index behind ``list_teams`` lags a
+    write by a moment, and the reset's own pass may have failed half-way), then sign-ins stop looking."""
+    fresh = users.load(user_id).reclaiming_team_id
+    if fresh is None:
+        return  # finished meanwhile by another sign-in
+    _clear_before_reclaim(user_id, str(fresh), now)
+    auth.end_reclaim(user_id, str(fresh))
+
+
+def _clear_before_reclaim(user_id: str, fresh_team_id: str, now: datetime) -> None:
+    """Whoever signed up with an address and never verified it keeps nothing once its owner resets the password
+    (the reset has ended every session and reset the profile).  Every step may run again.
+
+    1. The API keys of every team the account owns are deleted first: they act as the account, whoever made them.
+    2. The account's fresh personal team is made (the reset made it the current team).
+    3. Every other team the account owns is purged as a team delete purges it: members, pending invitations,
+       monitors, channels, status pages, incidents, maintenance windows (a subscription is logged for support:
+       Vigil never cancels one itself).
+    4. A team the account only belongs to (none can, unverified, today) is left as a deletion leaves it."""
+    found = [(team, role) for team, role in teams.list_teams(user_id) if team.id != fresh_team_id]
+    for team, role in found:
+        if role == "owner":
+            apikeys.purge_team(team.id)
+    teams.create_personal_team(fresh_team_id, user_id, "Personal team", now)
+    for team, role in found:
+        try:
+            if role != "owner":
+                _leave_team(user_id, role, team.id, now)
+                continue
+            if _subscribed(team.id):
+                logger.warning("a reclaimed account's team with a subscription is purged", extra={"team_id": team.id})
+            _purge_team(team.id)
+        except errors.NotFound:
+            continue  # gone meanwhile (another run of this)
+    logger.info("account reclaimed by a reset", extra={"user_id": user_id, "teams_cleared": len(found)})
+
+
 def _withdraw(team_id: str, invitation_id: str, now: datetime) -> None:
     with contextlib.suppress(errors.NotFound):  # answered or withdrawn meanwhile
         revoke_invitation(team_id, invitation_id, now)
@@ -425,14 +483,18 @@ def _leave_every_team(user_id: str, now: datetime) -> None:
             if teams.member_ids(team.id, consistent=True) == [user_id]:
                 _purge_team(team.id)
                 continue
-            # What the user did in the team goes before the user: their keys, and invitations nobody answered yet.
-            apikeys.revoke_made_by(team.id, user_id, now)
-            for invitation in invitations.list_pending(team.id, now):
-                if invitation.invited_by == user_id:
-                    _withdraw(team.id, invitation.id, now)
-            remove_member(user_id, role, team.id, user_id, now)
+            _leave_team(user_id, role, team.id, now)
         except errors.NotFound:
             continue  # the team or the membership went meanwhile (another run of this, or the team deleted)
+
+
+def _leave_team(user_id: str, role: str, team_id: str, now: datetime) -> None:
+    """What the user did in the team goes before the user: their keys, and invitations nobody answered yet."""
+    apikeys.revoke_made_by(team_id, user_id, now)
+    for invitation in invitations.list_pending(team_id, now):
+        if invitation.invited_by == user_id:
+            _withdraw(team_id, invitation.id, now)
+    remove_member(user_id, role, team_id, user_id, now)
 
 
 def _subscribed(team_id: str) -> bool:

@@ -163,10 +163,22 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("BCRYPT_ROUNDS", "bcrypt_rounds", default="12", meaning="bcrypt cost; ≥ 12 in deployed stages"),
     Variable(
+        "LOGIN_FAILURES_BEFORE_BACKOFF",
+        "login_failures_before_backoff",
+        default="5",
+        meaning="failed sign-ins per account from one client IP before each next one waits (1 s, doubling; 429)",
+    ),
+    Variable(
+        "LOGIN_BACKOFF_MAX_SECONDS",
+        "login_backoff_max_seconds",
+        default="900",
+        meaning="the longest such wait",
+    ),
+    Variable(
         "LOGIN_FAILURES_PER_ACCOUNT",
         "login_failures_per_account",
-        default="5",
-        meaning="failed sign-ins per account per window before 429",
+        default="20",
+        meaning="failed sign-ins per account per window from all IPs (but those it signed in from) before 429",
     ),
     Variable(
         "LOGIN_FAILURES_PER_IP",
@@ -305,6 +317,8 @@ class Settings:
     verify_email_ttl_seconds: int = 24 * 3600  # not a setting: no variable changes it
     reset_password_ttl_seconds: int = 3600  # not a setting: no variable changes it
     bcrypt_rounds: int
+    login_failures_before_backoff: int
+    login_backoff_max_seconds: int
     login_failures_per_account: int
     login_failures_per_ip: int
     login_failure_window_seconds: int
@@ -476,7 +490,11 @@ def load_settings(
             "REFRESH_TOKEN_TTL_SECONDS", get("REFRESH_TOKEN_TTL_SECONDS"), 3600, 90 * 24 * 3600
         ),
         bcrypt_rounds=bcrypt_rounds,
-        login_failures_per_account=_int("LOGIN_FAILURES_PER_ACCOUNT", get("LOGIN_FAILURES_PER_ACCOUNT"), 1, 1000),
+        login_failures_before_backoff=_int(
+            "LOGIN_FAILURES_BEFORE_BACKOFF", get("LOGIN_FAILURES_BEFORE_BACKOFF"), 1, 100
+        ),
+        login_backoff_max_seconds=_int("LOGIN_BACKOFF_MAX_SECONDS", get("LOGIN_BACKOFF_MAX_SECONDS"), 1, 86400),
+        login_failures_per_account=_int("LOGIN_FAILURES_PER_ACCOUNT", get("LOGIN_FAILURES_PER_ACCOUNT"), 1, 100000),
         login_failures_per_ip=_int("LOGIN_FAILURES_PER_IP", get("LOGIN_FAILURES_PER_IP"), 1, 100000),
         login_failure_window_seconds=_int(
             "LOGIN_FAILURE_WINDOW_SECONDS", get("LOGIN_FAILURE_WINDOW_SECONDS"), 10, 86400

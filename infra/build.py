@@ -391,6 +391,10 @@ FUNCTION_TABLES: dict[str, dict[str, str]] = {
         **dict.fromkeys(("email_suppressions", "events", "incidents", "memberships", "monitors", "users"), R),
         **dict.fromkeys(("alert_channels", "alert_marks"), U),  # a channel's health, a cooldown's mark
         "deliveries": A,
+        # A password reset link, mailed off the request that asked (auth.send_password_reset).
+        "user_emails": R,
+        "rate_limits": U,
+        "auth_tokens": A,
     },
     "EmailFeedback": {"email_suppressions": A},  # adds a suppression, never lifts one
     **{

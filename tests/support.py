@@ -107,6 +107,58 @@ def aws_error(code: str, operation: str) -> Callable[[], None]:
     return fail
 
 
+@contextmanager
+def aws_calls() -> Iterator[list[tuple[str, str, str]]]:
+    """Every AWS call made while the block runs, by any client, as ``(service, operation, table or queue)``: counted
+    at botocore's edge, below the code under test."""
+    import botocore.client
+
+    calls: list[tuple[str, str, str]] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def call(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        target = params.get("TableName") or str(params.get("QueueUrl", "")).rpartition("/")[2]
+        calls.append((client.meta.service_model.service_name, operation, target))
+        return original(client, operation, params)
+
+    botocore.client.BaseClient._make_api_call = call  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
+
+
+def run_alerts_queue() -> int:
+    """Run every message now visible on the alerts queue, as Lambda would (alert deliveries, password reset
+    links: ``POST /v1/auth/forgot-password`` mails off the request); returns how many ran."""
+    from chalicelib.aws import names
+    from chalicelib.aws.clients import client
+    from chalicelib.events.alerts import handle_messages
+    from chalicelib.settings import get_settings
+    from tests.events import sqs_records
+
+    sqs = client("sqs")
+    url = sqs.get_queue_url(QueueName=names.alert_queue(get_settings()))["QueueUrl"]
+    ran = 0
+    for _ in range(100):
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return ran
+        assert handle_messages(sqs_records(messages, url)) == {"batchItemFailures": []}
+        for m in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        ran += len(messages)
+    raise AssertionError("the alerts queue never emptied")
+
+
+def forgot_password(api: ApiClient, email: str, **options: Any) -> Result:
+    """``POST /v1/auth/forgot-password`` for ``email`` (no token), then the alerts queue run: the link, if any, is
+    in the outbox."""
+    r = api.post("/v1/auth/forgot-password", {"email": email}, token="", **options)
+    run_alerts_queue()
+    return r
+
+
 def make_test_settings(**overrides: str) -> Settings:
     return load_settings({**TEST_ENV, **overrides})
 
@@ -176,6 +228,14 @@ class ApiClient:
 
     def delete(self, path: str, json_body: Any = None, **kw: Any) -> Result:
         return self.request("DELETE", path, json_body, **kw)
+
+    def from_address(self, ip: str) -> ApiClient:
+        """A client of the same app, acting as whoever this one does, whose requests come from ``ip`` (API
+        Gateway's ``sourceIp``); this one still sends from ``127.0.0.1``."""
+        other = ApiClient(self.app)
+        other._client.http._local_gateway.event_converter.LOCAL_SOURCE_IP = ip
+        other.token = self.token
+        return other
 
     def acting_as(self, person: dict[str, Any] | str | None) -> ApiClient:
         """A client of the same app whose requests are ``person``'s (a sign-in body or an access token); this

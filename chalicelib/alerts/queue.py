@@ -1,8 +1,10 @@
-"""The alerts queue and the two messages it carries.
+"""The alerts queue and the three messages it carries.
 
 ``Deliver`` runs one attempt of a delivery; ``Flush`` sends a group (the monitors that went down or came back
-together in one minute) once its minute is over.  A wait longer than SQS's DelaySeconds allows is made of hops:
-the message carries ``not_before`` and goes back on the queue until then.
+together in one minute) once its minute is over; ``PasswordReset`` mails a reset link, if the address has an
+account, off the request that asked (whose answer must not tell, by its time, whether it has one).  A wait
+longer than SQS's DelaySeconds allows is made of hops: the message carries ``not_before`` and goes back on the
+queue until then.
 
 The body is compact JSON with an ``op`` naming the message.  Its bytes must not change: messages already on the
 queue (a retry waits up to an hour) are read by the next deployed version.  A body that is not one of these
@@ -98,8 +100,27 @@ class Flush:
         )
 
 
-Message = Deliver | Flush
-_PARSERS: dict[str, Callable[[dict[str, Any]], Message]] = {"deliver": Deliver.from_json, "flush": Flush.from_json}
+@dataclass(frozen=True)
+class PasswordReset:
+    """Mail a reset link to ``email`` if an account has it, as asked at ``at``."""
+
+    email: str
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": "password_reset", "email": self.email, "at": self.at.astimezone(UTC).isoformat()}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> PasswordReset:
+        return PasswordReset(email=_str(data, "email"), at=_time(data, "at"))
+
+
+Message = Deliver | Flush | PasswordReset
+_PARSERS: dict[str, Callable[[dict[str, Any]], Message]] = {
+    "deliver": Deliver.from_json,
+    "flush": Flush.from_json,
+    "password_reset": PasswordReset.from_json,
+}
 
 
 def encode_message(message: Message) -> str:

@@ -103,6 +103,9 @@ def login(call: Call) -> TokensOut:
         deleted = errors.InvalidCredentials("This account was deleted.")
         _finish_deletion(unfinished.user_id, deleted)
         raise deleted from None
+    except errors.AccountReclaiming as reclaimed:  # its first sign-in since a reset took it back
+        lifecycle.finish_reclaim(reclaimed.user_id, utcnow())
+        return tokens_out(service.login(call.body.email, call.body.password, call.client_ip, utcnow()))
 
 
 @router.route(
@@ -167,8 +170,9 @@ def resend_verification(call: Call) -> Reply:
     ip_limit=10,
 )
 def forgot_password(call: Call) -> Reply:
-    """Always 202, whether or not the address has an account."""
-    service.forgot_password(call.body.email, utcnow())
+    """Always 202, in the same time, whether or not the address has an account: the link is mailed a moment
+    later."""
+    lifecycle.forgot_password(call.body.email, utcnow())
     return Reply(status=202)
 
 
@@ -183,8 +187,10 @@ def forgot_password(call: Call) -> Reply:
     ip_limit=30,
 )
 def reset_password(call: Call) -> Reply:
-    """Single-use, valid one hour; every session of the user is revoked."""
-    service.reset_password(call.body.token, call.body.password, utcnow())
+    """Single-use, valid one hour; every session of the user is revoked.  An account whose address was never
+    verified starts afresh: whoever signed up with the address before keeps nothing (its teams, with their members,
+    invitations, API keys and content, give way to a new personal team; its name and preferences are reset)."""
+    lifecycle.reset_password(call.body.token, call.body.password, call.client_ip, utcnow())
     return Reply(status=204)
 
 

@@ -72,8 +72,8 @@ class PasswordChange(Schema):
     "POST", "/v1/me/password", summary="Change your password", body=PasswordChange, status=204, errors=(403, 422, 429)
 )
 def change_password(call: Call) -> Reply:
-    """The current password proves it is you (403 ``invalid_credentials`` when wrong; attempts count with the
-    account's sign-in attempts, 429 over the limit); the new one follows the sign-up rules.  Every other session
+    """The current password proves it is you (403 ``invalid_credentials`` when wrong; the account's wrong
+    confirmations are counted, 429 over the limit); the new one follows the sign-up rules.  Every other session
     of yours is signed out; this one goes on, and reset links mailed before are spent."""
     auth.change_password(call.user, call.body.current_password, call.body.new_password, utcnow())
     return Reply(status=204)
@@ -94,7 +94,7 @@ class EmailChange(Schema):
     ip_limit=10,
 )
 def change_email(call: Call) -> Reply:
-    """Your password confirms it (403 ``invalid_credentials`` when wrong; attempts count as sign-in attempts).  A
+    """Your password confirms it (403 ``invalid_credentials`` when wrong; wrong ones counted, 429 over the limit).  A
     link goes to the new address; following it (``POST /v1/auth/verify-email``) makes the change, and until then
     your old address keeps working.  Then the new address is verified, the old one is told, and every session but
     this one ends.  Only your latest request's link works, while this session lasts; changing or resetting your
@@ -117,8 +117,8 @@ class AccountDeletion(Schema):
     errors=(403, 409, 422, 429),
 )
 def delete_me(call: Call) -> Reply:
-    """Your password confirms it (403 ``invalid_credentials`` when wrong; attempts count as sign-in attempts).  If you
-    own a team that others belong to, transfer it first; a team of yours alone whose subscription renews is
+    """Your password confirms it (403 ``invalid_credentials`` when wrong; wrong ones counted, 429 over the limit).
+    If you own a team that others belong to, transfer it first; a team of yours alone whose subscription renews is
     cancelled in billing first (409 naming them).  Teams you are alone in are deleted with
     everything in them (their monitors stop at once, their pages go offline); you leave the others, and the API keys
     you made there are revoked and your pending invitations withdrawn.  Then your sessions, your account and your

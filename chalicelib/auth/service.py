@@ -16,6 +16,7 @@ from chalicelib.aws.mail import deliver
 from chalicelib.ids import new_id
 from chalicelib.observability import logger
 from chalicelib.principal import Principal
+from chalicelib.ratelimit import backoff
 from chalicelib.ratelimit import service as ratelimit
 from chalicelib.settings import Settings, get_settings
 from chalicelib.storage.base import condition_failed, condition_failed_at, transaction
@@ -202,37 +203,82 @@ def register(email: str, password: str, name: str | None, timezone: str | None, 
     return _sign_in(settings, session, now)
 
 
-def _login_limits(settings: Settings, email: str, client_ip: str) -> list[tuple[str, int]]:
-    return [
-        (f"login-fail:acct:{email}", settings.login_failures_per_account),
-        (f"login-fail:ip:{client_ip}", settings.login_failures_per_ip),
-    ]
+KNOWN_ADDRESS_DAYS = 30  # an address an account signed in from (or reset from) is spared its ceiling this long
+BACKOFF_MEMORY_SECONDS = 86400  # an address's failures on an account are forgotten after a day of quiet
+
+
+def _backoff(settings: Settings) -> backoff.Policy:
+    return backoff.Policy(
+        free=settings.login_failures_before_backoff,
+        cap=settings.login_backoff_max_seconds,
+        memory=BACKOFF_MEMORY_SECONDS,
+    )
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """The counts one sign-in attempt holds: ``counted`` the fixed windows it added to (given back on a success)."""
+
+    pair: str  # the backoff of this address on this account
+    known: str  # the mark of an address this account signed in from
+    counted: tuple[str, ...]
+
+
+def _known_key(email: str, client_ip: str) -> str:
+    return f"login-known:{email}|{client_ip}"
+
+
+def _admit_attempt(settings: Settings, email: str, client_ip: str, now: datetime) -> _Attempt:
+    """Count a sign-in attempt as failed before its password is checked, or refuse it (429 with ``Retry-After``,
+    nothing counted).
+
+    1. Per client IP, across accounts: ``LOGIN_FAILURES_PER_IP`` a window.
+    2. Per account, from every IP: ``LOGIN_FAILURES_PER_ACCOUNT`` a window, the ceiling on a distributed guessing;
+       an IP the account signed in from in the last :data:`KNOWN_ADDRESS_DAYS` days is not held to it, so that
+       its owner keeps signing in while strangers exhaust it.
+    3. Per (account, IP): progressive backoff (:mod:`chalicelib.ratelimit.backoff`): a guesser waits for
+       themselves only, and no one else.
+    Each is a conditional write (the backoff's a compare-and-set on the count it read): however many attempts
+    arrive at once, no more than each limit allows get a bcrypt check.  A refusal gives back what the earlier
+    steps counted."""
+    window = settings.login_failure_window_seconds
+    pair, known = f"login-backoff:{email}|{client_ip}", _known_key(email, client_ip)
+    counted: list[str] = []
+
+    def refuse(wait: int) -> errors.TooManyRequests:
+        for key in counted:
+            ratelimit.refund(key, window, now)
+        return errors.TooManyRequests(wait, "Too many failed sign-in attempts; try again later.")
+
+    by_ip, by_account = f"login-fail:ip:{client_ip}", f"login-fail:acct:{email}"
+    if ratelimit.admit(by_ip, settings.login_failures_per_ip, window, now) is None:
+        raise refuse(ratelimit.resets_in(window, now))
+    counted.append(by_ip)
+    if ratelimit.admit(by_account, settings.login_failures_per_account, window, now) is not None:
+        counted.append(by_account)
+    elif not ratelimit.remembers(known, now):
+        logger.warning("an account's sign-in ceiling is reached", extra={"client_ip": client_ip})
+        raise refuse(ratelimit.resets_in(window, now))
+    wait = backoff.reserve(pair, _backoff(settings), now)
+    if wait:
+        raise refuse(wait)
+    return _Attempt(pair=pair, known=known, counted=tuple(counted))
 
 
 def login(email: str, password: str, client_ip: str, now: datetime) -> SignIn:
     """Check the password; unknown email and wrong password answer alike, in the same time.
 
-    Failures are counted per account and per client IP in fixed windows; at the limit the
-    next attempt gets 429 with ``Retry-After`` before any password is checked.
+    Every attempt is counted as failed before its password is checked (:func:`_admit_attempt`: 429 with
+    ``Retry-After`` over a limit, before any password is checked); a success takes its counts back, clears the
+    backoff of its address on the account and remembers the address.
     """
     settings = get_settings()
-    window = settings.login_failure_window_seconds
     try:
         email = normalize_email(email)
     except errors.ValidationFailed:
         passwords.burn_equal_time(password, settings.bcrypt_rounds)
         raise errors.InvalidCredentials("The email or password is wrong.") from None
-    limits = _login_limits(settings, email, client_ip)
-    # Each attempt is counted as a failure before its password is checked, by one conditional write a limit: however
-    # many arrive at once, no more than the limit get a bcrypt check.  A success takes its count back.
-    reserved: list[str] = []
-    for key, limit in limits:
-        if ratelimit.admit(key, limit, window, now) is None:
-            for taken in reserved:
-                ratelimit.refund(taken, window, now)
-            resets = ratelimit.resets_in(window, now)
-            raise errors.TooManyRequests(resets, "Too many failed sign-in attempts; try again later.")
-        reserved.append(key)
+    attempt = _admit_attempt(settings, email, client_ip, now)
     user = _find_by_email(email)
     if user is None:
         passwords.burn_equal_time(password, settings.bcrypt_rounds)
@@ -243,10 +289,14 @@ def login(email: str, password: str, client_ip: str, now: datetime) -> SignIn:
         logger.info("sign-in failed", extra={"known_account": user is not None})
         raise errors.InvalidCredentials("The email or password is wrong.")
     assert user is not None
-    ratelimit.clear(limits[0][0], window, now)
-    ratelimit.refund(limits[1][0], window, now)
+    backoff.forget(attempt.pair)
+    for key in attempt.counted:
+        ratelimit.refund(key, settings.login_failure_window_seconds, now)
+    ratelimit.remember(attempt.known, KNOWN_ADDRESS_DAYS * 86400, now)
     if user.deleting_at is not None:
         raise errors.AccountDeleting(user.user_id)  # its deletion did not finish: the edge finishes it
+    if user.reclaiming_team_id is not None:
+        raise errors.AccountReclaiming(user.user_id)  # the edge takes a last look at what to clear, then signs in
     team_id = _usable_team(user)
     session = _new_session(settings, user.user_id, team_id, now)
     return _sign_in(settings, session, now)
@@ -416,8 +466,8 @@ def verify_email(token: str, now: datetime) -> Verified:
 
 
 def request_email_change(principal: Principal, new_email: str, password: str, now: datetime) -> None:
-    """Ask to move the account to ``new_email``: the password confirms it (403 ``invalid_credentials``, counted as a
-    sign-in attempt); nothing changes until the link mailed to the new address is followed, and the old address
+    """Ask to move the account to ``new_email``: the password confirms it (403 ``invalid_credentials``, counted by
+    :func:`confirm_password`); nothing changes until the link mailed to the new address is followed, and the old address
     keeps working meanwhile.  Only the latest request's link works, and only while the session that asked is live
     and the password unchanged: a password change or reset, or signing out everywhere, cancels it.
 
@@ -566,27 +616,42 @@ def resend_verification(principal: Principal, now: datetime) -> None:
     _send_verification(settings, user.user_id, user.email, now)
 
 
-def forgot_password(email: str, now: datetime) -> None:
-    """Always succeeds from the caller's view; mails a reset link only to a known, not over-asked address."""
+def send_password_reset(email: str, asked_at: datetime, now: datetime) -> None:
+    """Mail a reset link, asked for at ``asked_at`` (``POST /v1/auth/forgot-password``, off the request: see
+    ``lifecycle.forgot_password``), to ``email`` if an account has it and has not asked too often.  The link counts
+    from when it was asked: one asked before a password change is spent on arrival, and one whose hour is over by
+    now is not sent."""
     settings = get_settings()
-    try:
-        email = normalize_email(email)
-    except errors.ValidationFailed:
+    ttl = settings.reset_password_ttl_seconds
+    if asked_at + timedelta(seconds=ttl) <= now:
+        logger.warning("password reset email dropped: asked too long ago")
         return
     user = _find_by_email(email)
     if user is None:
         return
-    seen = ratelimit.hit(f"forgot-password:{user.user_id}", 3600, now)
+    seen = ratelimit.hit(f"forgot-password:{user.user_id}", 3600, asked_at)
     if seen.count > FORGOT_LIMIT_PER_HOUR:
         logger.info("password reset email withheld: too many requests", extra={"user_id": user.user_id})
         return
-    token = _store_token(RESET_PASSWORD, user.user_id, email, settings.reset_password_ttl_seconds, now)
-    deliver(email, emails.password_reset(settings.app_url, token, settings.reset_password_ttl_seconds // 60))
+    token = _store_token(RESET_PASSWORD, user.user_id, email, ttl, asked_at)
+    deliver(email, emails.password_reset(settings.app_url, token, ttl // 60))
 
 
-def reset_password(token: str, password: str, now: datetime) -> None:
+@dataclass(frozen=True)
+class Reset:
+    user_id: str
+    reclaiming_team_id: str | None  # the fresh team of an account a reset took back, until a sign-in ends it
+
+
+def reset_password(token: str, password: str, client_ip: str, now: datetime) -> Reset:
     """Set a new password from a reset link; every session of the user is revoked, and every other outstanding
-    reset link is spent (a link works only if made after the password last changed, for the current address)."""
+    reset link is spent (a link works only if made after the password last changed, for the current address).
+    The link proves the mailbox: the account's sign-in counts start over, and the address it was followed from is
+    one the account signs in from (not held to the account's ceiling, :func:`_admit_attempt`).
+
+    An account whose address was never verified was perhaps made by someone else with it: the same write takes
+    it back for the mailbox's owner, with a new current team (``reclaiming_team_id``, to be made fresh) and
+    the profile back to its defaults; :func:`chalicelib.lifecycle.finish_reclaim` clears what was made before."""
     settings = get_settings()
     passwords.check_policy(password)
     item = _consume_token(token, (RESET_PASSWORD,), now)
@@ -604,21 +669,53 @@ def reset_password(token: str, password: str, now: datetime) -> None:
         UserModel.pending_email_token.remove(),
         UserModel.updated_at.set(now),
     ]
+    fresh = user.reclaiming_team_id
     if user.email_verified_at is None:
-        actions.append(UserModel.email_verified_at.set(now))  # the link proved the address
+        fresh = new_id("team")
+        actions += [
+            UserModel.email_verified_at.set(now),  # the link proved the address
+            UserModel.reclaiming_team_id.set(fresh),
+            UserModel.current_team_id.set(fresh),
+            UserModel.name.remove(),
+            UserModel.timezone.set("UTC"),
+            UserModel.critical_only.set(False),
+            UserModel.quiet_hours_start.remove(),
+            UserModel.quiet_hours_end.remove(),
+        ]
     user.update(actions=actions)
     revoke_user_sessions(user.user_id, "password_reset", now)
-    ratelimit.clear(f"login-fail:acct:{user.email}", settings.login_failure_window_seconds, now)
+    for key in (f"login-fail:acct:{user.email}", _confirm_key(user.user_id)):
+        ratelimit.clear(key, settings.login_failure_window_seconds, now)
+    ratelimit.remember(_known_key(user.email, client_ip), KNOWN_ADDRESS_DAYS * 86400, now)
+    return Reset(user.user_id, fresh)
+
+
+def end_reclaim(user_id: str, team_id: str) -> None:
+    """The account a reset took back is clear: sign-ins stop looking (if it still is that reclaim)."""
+    try:
+        UserModel(user_id).update(
+            actions=[UserModel.reclaiming_team_id.remove()],
+            condition=UserModel.reclaiming_team_id == team_id,
+            add_version_condition=False,
+        )
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
+
+
+def _confirm_key(user_id: str) -> str:
+    return f"confirm-fail:{user_id}"
 
 
 def confirm_password(user_id: str, password: str, field: str, now: datetime) -> UserModel:
     """The user, once ``password`` is theirs (403 ``invalid_credentials`` otherwise, its detail naming ``field``).
-    Every attempt counts as a sign-in attempt of the account before the password is checked (429 over the limit);
-    the right one clears the count."""
+    Every attempt is counted before the password is checked, ``LOGIN_FAILURES_BEFORE_BACKOFF`` a window per account
+    (429 over it), apart from sign-in's counts: only a session of the account can spend these, and a stranger's
+    sign-in guesses never stop its owner changing the password.  The right one clears the count."""
     settings = get_settings()
     window = settings.login_failure_window_seconds
     user = users.load(user_id)
-    key, limit = _login_limits(settings, user.email, "")[0]
+    key, limit = _confirm_key(user_id), settings.login_failures_before_backoff
     seen = ratelimit.hit(key, window, now)
     if seen.count > limit:
         raise errors.TooManyRequests(seen.resets_in, "Too many failed password attempts; try again later.")
@@ -655,9 +752,9 @@ def erase_user(user_id: str) -> None:
 def change_password(principal: Principal, current: str, new: str, now: datetime) -> None:
     """Change the password knowing the current one; the user's other sessions are revoked.
 
-    Every attempt counts as a sign-in attempt of the account before any password is checked (one atomic count,
-    so parallel requests cannot slip past it): a stolen access token cannot guess the password without limit
-    (429 with ``Retry-After`` over the limit).  The right password clears the count, as signing in does.
+    Every attempt is counted before any password is checked (:func:`confirm_password`: one atomic count, so
+    parallel requests cannot slip past it): a stolen access token cannot guess the password without limit (429
+    with ``Retry-After`` over the limit).  The right password clears the count.
     """
     settings = get_settings()
     user = confirm_password(principal.user_id, current, "current_password", now)

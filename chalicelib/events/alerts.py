@@ -1,4 +1,5 @@
-"""The alert handler: the events stream → deliveries planned; the alerts queue → deliveries sent."""
+"""The alert handler: the events stream → deliveries planned; the alerts queue → deliveries sent (and password
+reset links mailed)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from chalice import Blueprint
 
 from chalicelib.alerts import attempts, dispatch, queue
+from chalicelib.auth import service as auth
 from chalicelib.aws import names
 from chalicelib.aws.filters import wanted
 from chalicelib.bootstrap import configure_core
@@ -49,6 +51,8 @@ def handle_message(body: str) -> None:
     now = utcnow()
     if isinstance(message, queue.Flush):
         dispatch.flush(message.key, message.target, message.team_id, message.event, message.at, now)
+    elif isinstance(message, queue.PasswordReset):
+        auth.send_password_reset(message.email, message.at, now)
     else:
         attempts.attempt(message.target, message.delivery_id, message.attempt, now, not_before=message.not_before)
 

@@ -8,7 +8,7 @@ GetItem, writes one UpdateItem.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.exceptions import UpdateError
@@ -89,3 +89,19 @@ def refund(name: str, seconds: int, now: datetime) -> None:
 def clear(name: str, seconds: int, now: datetime) -> None:
     start, _ = _window(now, seconds)
     CounterModel(f"{name}#{start}").delete()
+
+
+def remember(name: str, seconds: int, now: datetime) -> None:
+    """Note ``name`` for ``seconds`` from ``now`` (an address an account signed in from), one write."""
+    CounterModel(name).update(
+        actions=[CounterModel.hits.set(1), CounterModel.expires_at.set(now + timedelta(seconds=seconds))]
+    )
+
+
+def remembers(name: str, now: datetime) -> bool:
+    """Whether ``name`` was noted by :func:`remember` and its time is not over."""
+    try:
+        item = CounterModel.get(name, consistent_read=True)
+    except CounterModel.DoesNotExist:
+        return False
+    return item.expires_at is not None and item.expires_at > now

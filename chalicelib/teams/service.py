@@ -9,7 +9,7 @@ from pynamodb.exceptions import TransactWriteError
 
 from chalicelib.errors import AccountDeleting, AlreadyOwner, Forbidden, LastOwner, LastTeam, NotFound
 from chalicelib.ids import new_id
-from chalicelib.storage.base import Counter, condition_failed_at, counted_transaction, transaction
+from chalicelib.storage.base import Counter, condition_failed, condition_failed_at, counted_transaction, transaction
 from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
 from chalicelib.users import service as users
 
@@ -50,6 +50,21 @@ def new_personal_team(team_id: str, user_id: str, name: str, now: datetime) -> t
     team = TeamModel(team_id, name=name, personal=True, plan="free", created_by=user_id, created_at=now, updated_at=now)
     membership = MembershipModel(team_id, user_id, role="owner", joined_at=now)
     return team, membership
+
+
+def create_personal_team(team_id: str, user_id: str, name: str, now: datetime) -> None:
+    """The user's personal team ``team_id``, owned by them, unless an earlier run made it already."""
+    team, membership = new_personal_team(team_id, user_id, name, now)
+    try:
+        with transaction() as tx:
+            users.check_joinable(tx, user_id)
+            tx.save(team, condition=TeamModel.team_id.does_not_exist())
+            tx.save(membership)
+    except TransactWriteError as exc:
+        if condition_failed_at(exc, 0):
+            raise AccountDeleting(user_id) from None
+        if not condition_failed(exc):
+            raise
 
 
 # --- teams ---------------------------------------------------------------------------------------

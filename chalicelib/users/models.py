@@ -29,6 +29,9 @@ class UserModel(BaseModel):
     quiet_hours_start = UnicodeAttribute(null=True)
     quiet_hours_end = UnicodeAttribute(null=True)
     current_team_id = UnicodeAttribute(null=True)
+    # A reset proved the address of an account never verified: whoever signed up with it before goes with all they
+    # made, and this fresh personal team is the account's (``lifecycle.finish_reclaim``; cleared by the next sign-in).
+    reclaiming_team_id = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
     version = VersionAttribute()

@@ -9,7 +9,7 @@ import time_machine
 from chalicelib.auth import passwords
 from chalicelib.auth.models import OneTimeTokenModel, SessionModel
 from chalicelib.users.models import UserModel
-from tests.support import PASSWORD
+from tests.support import PASSWORD, run_alerts_queue
 
 
 def register(api, email="alice@example.com", password=PASSWORD, **extra):
@@ -140,16 +140,6 @@ def test_unknown_email_and_wrong_password_answer_alike(api):
     assert wrong.json["detail"] == unknown.json["detail"]
 
 
-def test_repeated_failures_get_429_with_retry_after(api, settings):
-    register(api)
-    for _ in range(settings.login_failures_per_account):
-        assert api.post("/v1/auth/login", {"email": "alice@example.com", "password": "nope nope 1"}).status == 401
-    r = api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD})
-    assert r.status == 429
-    assert int(r.headers["retry-after"]) > 0
-    assert r.json["code"] == "rate_limited"
-
-
 def test_failures_per_ip_are_limited_across_accounts(api, settings):
     for i in range(settings.login_failures_per_ip):
         api.post("/v1/auth/login", {"email": f"user{i}@example.com", "password": "nope nope 1"})
@@ -172,13 +162,17 @@ def test_no_secret_reaches_the_logs(api, outbox, logs):
     assert api.get("/v1/me", token=tokens["access_token"]).status == 200
     api.post("/v1/auth/login", {"email": "alice@example.com", "password": "wrong password 123"})
     api.post("/v1/auth/forgot-password", {"email": "alice@example.com"})
+    asked = len(logs.getvalue())
+    run_alerts_queue()  # the link is mailed off the request: its handler's lines carry no request id
+    handled = [json.loads(line) for line in logs.getvalue()[asked:].splitlines()]
     reset = outbox.link("alice@example.com", "https://app.vigil.test/reset-password").split("token=")[1]
     api.post("/v1/auth/reset-password", {"token": reset, "password": "a whole new passphrase 42"})
     printed = logs.getvalue()
     lines = [json.loads(line) for line in printed.splitlines()]
     requests = [line for line in lines if line["message"] == "request"]
     assert len(requests) == 5
-    assert all(line["request_id"] for line in lines)  # the request id is on every line
+    assert [line["message"] for line in handled] == ["email sent"]
+    assert all(line["request_id"] for line in lines if line not in handled)  # the request id is on every line
     me = next(line for line in requests if line["route"] == "/v1/me")
     assert me["user_id"] == tokens["user"]["id"]
     assert me["team_id"] == tokens["team"]["id"]
@@ -191,30 +185,6 @@ def test_no_secret_reaches_the_logs(api, outbox, logs):
         reset,
     ):
         assert secret not in printed
-
-
-def test_parallel_guesses_get_no_more_password_checks_than_the_limit(api, settings):
-    """Each attempt is counted before its bcrypt check: 30 guesses at once get at most the limit of checks (each
-    answered 401); the rest are 429 without a check.  Counted by answer: a 401 is a checked password."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from chalicelib import errors
-    from chalicelib.auth import service as auth
-    from chalicelib.clock import utcnow
-
-    register(api)
-
-    def guess(i: int) -> str:
-        try:
-            auth.login("alice@example.com", f"wrong password {i:03}", "203.0.113.7", utcnow())
-        except errors.VigilError as exc:
-            return exc.code
-        return "ok"
-
-    with ThreadPoolExecutor(max_workers=30) as pool:
-        answers = list(pool.map(guess, range(30)))
-    assert answers.count("invalid_credentials") == settings.login_failures_per_account
-    assert answers.count("rate_limited") == 30 - settings.login_failures_per_account
 
 
 def test_a_success_counts_no_failure_against_the_address_it_came_from(api, settings):

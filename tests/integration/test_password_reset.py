@@ -5,27 +5,27 @@ from __future__ import annotations
 import time_machine
 
 from chalicelib.auth.models import OneTimeTokenModel
-from tests.support import PASSWORD, register
+from tests.support import PASSWORD, aws_calls, forgot_password, register, run_alerts_queue
 
 NEW_PASSWORD = "a whole new passphrase 42"
 
 
 def test_unknown_email_gets_202_and_no_email(api, outbox):
-    r = api.post("/v1/auth/forgot-password", {"email": "nobody@example.com"})
+    r = forgot_password(api, "nobody@example.com")
     assert r.status == 202
     assert outbox.all() == []
     assert list(OneTimeTokenModel.scan()) == []
 
 
 def test_malformed_email_still_gets_202(api, outbox):
-    assert api.post("/v1/auth/forgot-password", {"email": "not an email"}).status == 202
+    assert forgot_password(api, "not an email").status == 202
     assert outbox.all() == []
 
 
 def test_reset_link_works_once_and_revokes_every_session(api, outbox):
     first = register(api, "alice@example.com", verified=False)
     second = api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}).json
-    assert api.post("/v1/auth/forgot-password", {"email": "Alice@Example.com"}).status == 202
+    assert forgot_password(api, "Alice@Example.com").status == 202
     mail = outbox.to("alice@example.com")[0]
     assert mail["subject"] == "Reset your Vigil password"
     link = outbox.link("alice@example.com", "https://app.vigil.test/reset-password")
@@ -47,7 +47,7 @@ def test_reset_link_works_once_and_revokes_every_session(api, outbox):
 def test_reset_link_expires_after_an_hour(api, outbox):
     with time_machine.travel("2026-11-30 12:00:00Z", tick=False) as traveller:
         register(api, "alice@example.com", verified=False)
-        api.post("/v1/auth/forgot-password", {"email": "alice@example.com"})
+        forgot_password(api, "alice@example.com")
         token = outbox.link("alice@example.com", "https://app.vigil.test/reset-password").split("token=")[1]
         traveller.shift(3601)
         r = api.post("/v1/auth/reset-password", {"token": token, "password": NEW_PASSWORD})
@@ -57,7 +57,7 @@ def test_reset_link_expires_after_an_hour(api, outbox):
 
 def test_reset_refuses_a_weak_password_and_keeps_the_link_usable(api, outbox):
     register(api, "alice@example.com", verified=False)
-    api.post("/v1/auth/forgot-password", {"email": "alice@example.com"})
+    forgot_password(api, "alice@example.com")
     token = outbox.link("alice@example.com", "https://app.vigil.test/reset-password").split("token=")[1]
     r = api.post("/v1/auth/reset-password", {"token": token, "password": "password1"})
     assert r.status == 422
@@ -77,7 +77,7 @@ def test_links_ignore_the_request_host_header(api, outbox):
         {"email": "bob@example.com", "password": PASSWORD},
         headers={"host": "evil.example", "x-forwarded-host": "evil.example"},
     )
-    api.post("/v1/auth/forgot-password", {"email": "bob@example.com"}, headers={"host": "evil.example"})
+    forgot_password(api, "bob@example.com", headers={"host": "evil.example"})
     for mail in outbox.to("bob@example.com"):
         assert "evil.example" not in mail["text"] + mail["html"]
         assert "https://app.vigil.test/" in mail["text"]
@@ -101,3 +101,49 @@ def test_verification_link_expires_after_24_hours(api, outbox):
         token = outbox.link("alice@example.com", "https://app.vigil.test/verify-email").split("token=")[1]
         traveller.shift(24 * 3600 + 1)
         assert api.post("/v1/auth/verify-email", {"token": token}).status == 400
+
+
+# --- issue 19: its time must not tell whether the address has an account ---------------------------------------
+
+
+def resets_to(outbox, address):
+    return [m for m in outbox.to(address) if m["subject"] == "Reset your Vigil password"]
+
+
+def test_forgot_password_does_the_same_work_for_an_account_as_for_none(api, alice, outbox):
+    """Both answers make the same AWS calls, in the same order (one message on the alerts queue), and neither looks
+    the address up or mails inline: the alert deliveries handler does, off the request."""
+    api.post("/v1/auth/forgot-password", {"email": "warm.up@example.com"}, token="")  # the first send finds the queue
+    with aws_calls() as known:
+        assert api.post("/v1/auth/forgot-password", {"email": "alice@example.com"}, token="").status == 202
+    with aws_calls() as unknown:
+        assert api.post("/v1/auth/forgot-password", {"email": "nobody@example.com"}, token="").status == 202
+
+    assert known == unknown
+    assert [c for c in known if c[0] != "dynamodb"] == [("sqs", "SendMessage", "test-alerts")]
+    assert resets_to(outbox, "alice@example.com") == []
+
+    run_alerts_queue()
+
+    assert len(resets_to(outbox, "alice@example.com")) == 1
+    assert outbox.to("nobody@example.com") == outbox.to("warm.up@example.com") == []
+    stored = [t.email for t in OneTimeTokenModel.scan() if t.purpose == "reset_password"]
+    assert stored == ["alice@example.com"]  # nothing stored for the others
+
+
+def test_a_link_asked_for_more_than_an_hour_before_it_could_be_sent_is_not_sent(api, alice, outbox):
+    with time_machine.travel("2026-11-30 12:00:00Z", tick=False) as traveller:
+        api.post("/v1/auth/forgot-password", {"email": "alice@example.com"}, token="")
+        traveller.shift(3600)
+        run_alerts_queue()
+    assert resets_to(outbox, "alice@example.com") == []
+
+
+def test_a_link_asked_for_before_a_password_change_is_spent_when_it_arrives(api, alice, outbox):
+    api.post("/v1/auth/forgot-password", {"email": "alice@example.com"}, token="")
+    assert api.post("/v1/me/password", {"current_password": PASSWORD, "new_password": NEW_PASSWORD}).status == 204
+    run_alerts_queue()
+
+    token = outbox.link("alice@example.com", "/reset-password").split("token=")[1]
+    r = api.post("/v1/auth/reset-password", {"token": token, "password": "the attacker's 9 words"}, token="")
+    assert (r.status, r.json["code"]) == (400, "invalid_token")

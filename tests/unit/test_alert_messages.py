@@ -7,7 +7,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from chalicelib.alerts.queue import Deliver, Flush, MalformedMessage, UnknownOp, decode_message, encode_message
+from chalicelib.alerts.queue import (
+    Deliver,
+    Flush,
+    MalformedMessage,
+    PasswordReset,
+    UnknownOp,
+    decode_message,
+    encode_message,
+)
 
 MINUTE = datetime(2026, 11, 30, 14, 2, tzinfo=UTC)
 
@@ -26,6 +34,10 @@ WIRE = [
         Flush("group#ch_1#incident.opened#2026-11-30T14:02", "ch_1", "team_1", "incident.opened", MINUTE),
         '{"op":"flush","key":"group#ch_1#incident.opened#2026-11-30T14:02","target":"ch_1","team_id":"team_1",'
         '"event":"incident.opened","at":"2026-11-30T14:02:00+00:00"}',
+    ),
+    (
+        PasswordReset("alice@example.com", datetime(2026, 11, 30, 14, 2, 5, 500000, tzinfo=UTC)),
+        '{"op":"password_reset","email":"alice@example.com","at":"2026-11-30T14:02:05.500000+00:00"}',
     ),
 ]
 
