@@ -17,7 +17,7 @@ from chalicelib import errors
 from chalicelib.checks.marking import Watch
 from chalicelib.ids import new_id
 from chalicelib.masking import MaskedWithoutValue, is_sensitive_header, origin, restore_masked
-from chalicelib.monitors import heartbeats
+from chalicelib.monitors import credentials, heartbeats
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.monitors.watching import note, note_one, watch_of
 from chalicelib.storage import cursor
@@ -283,14 +283,15 @@ def create(
 ) -> Monitor:
     """Save a new monitor: its config completed and validated (422; ``default_regions`` when it names none, all
     by default), then ``check_channels`` (the caller's: the ids must be the team's alert channels, 404), then the
-    write, with ``counter``'s step (the plan's limit)."""
+    write, with ``counter``'s step (the plan's limit).  Its credential headers are stored sealed
+    (``monitors.credentials``)."""
     if not config.regions and default_regions:
         config = replace(config, regions=default_regions)
     config = _complete(config, all_regions)
     _fits_one_job(config)
     check_channels(config.channel_ids)
     item = MonitorModel(team_id, new_id("mon"), status="pending", paused=False, created_at=now, updated_at=now)
-    _apply(item, config)
+    _apply(item, replace(config, headers=credentials.sealed(team_id, item.monitor_id, config.headers, {})))
     if config.type == heartbeats.TYPE:
         heartbeats.arm(item, since=now)
         heartbeats.create(item, counter)
@@ -361,7 +362,8 @@ def update(
 ) -> Monitor:
     """Apply a partial change: the monitor is loaded (404), the change checked against its type, then its new
     target by ``check_target`` (the SSRF guard: 422), completed and validated (422), new channel ids checked by
-    ``check_channels`` (404), then saved.  A header sent back masked keeps its stored value.  The
+    ``check_channels`` (404), then saved.  A header sent back masked keeps its stored value, and a new credential is
+    sealed (``monitors.credentials``).  The
     schedule key moves in the same write, so the next tick sees a new interval at once."""
 
     def change(item: MonitorModel) -> None:
@@ -391,7 +393,7 @@ def update(
             _fits_one_job(config)
         if "channel_ids" in wanted:
             check_channels(config.channel_ids)
-        _apply(item, config)
+        _apply(item, replace(config, headers=credentials.sealed(team_id, monitor_id, config.headers, current.headers)))
         if config.type == heartbeats.TYPE and (config.interval_seconds, config.grace_seconds) != (
             current.interval_seconds,
             current.grace_seconds,
