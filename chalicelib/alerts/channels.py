@@ -21,7 +21,13 @@ from chalicelib.alerts.models import ChannelModel, DeliveryModel
 from chalicelib.ids import new_id
 from chalicelib.sealing.service import ALERT_CHANNEL, Unreadable, seal, unseal
 from chalicelib.storage import cursor
-from chalicelib.storage.base import Counter, condition_failed, counted_transaction, load_team_item
+from chalicelib.storage.base import (
+    Counter,
+    condition_failed,
+    counted_transaction,
+    load_team_item,
+    retry_lost_races,
+)
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,24 @@ def update(team_id: str, channel_id: str, changes: dict[str, Any], now: datetime
     item.updated_at = now
     item.save()
     return to_channel(item)
+
+
+def seal_stored(team_id: str, channel_id: str) -> bool:
+    """Seal a channel's config stored before sealing (``infra/seal.py``), as a change would; True if it did.  A
+    concurrent edit is read again (the version); a channel sealed, deleted or without a secret is left alone."""
+
+    def attempt() -> bool:
+        try:
+            item = ChannelModel.get(team_id, channel_id, consistent_read=True)
+        except ChannelModel.DoesNotExist:
+            return False
+        if item.sealed_config is not None or not any(KINDS[item.type].secrets(dict(item.config or {}))):
+            return False
+        _store(item, dict(item.config or {}))
+        item.save()
+        return True
+
+    return retry_lost_races(attempt)
 
 
 def disable(team_id: str, channel_id: str, reason: str, now: datetime) -> bool:

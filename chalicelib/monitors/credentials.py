@@ -37,3 +37,8 @@ def opened(team_id: str, monitor_id: str, headers: dict[str, str]) -> dict[str, 
         else value
         for name, value in headers.items()
     }
+
+
+def in_the_clear(headers: dict[str, str]) -> list[str]:
+    """The credential headers stored as they were sent (before sealing): what ``infra/seal.py`` seals."""
+    return [name for name, value in headers.items() if is_sensitive_header(name) and not is_sealed(value)]

@@ -404,6 +404,24 @@ def update(
     return to_monitor(_change(team_id, monitor_id, change))
 
 
+def seal_stored(team_id: str, monitor_id: str) -> bool:
+    """Seal a monitor's credential headers stored before sealing (``infra/seal.py``), as a change would; True if
+    one was.  A concurrent write is read again (the version); a monitor deleted meanwhile stays deleted."""
+    sealed: list[bool] = []
+
+    def change(item: MonitorModel) -> None:
+        headers = dict(item.headers.as_dict() if hasattr(item.headers, "as_dict") else item.headers or {})
+        new = credentials.sealed(team_id, monitor_id, headers, headers)
+        sealed[:] = [new != headers]
+        item.headers = new  # type: ignore[assignment]
+
+    try:
+        _change(team_id, monitor_id, change)
+    except errors.NotFound:
+        return False
+    return bool(sealed and sealed[0])
+
+
 def _same_type(kind: str, changes: dict[str, Any]) -> None:
     """422 for a change of type, or of a field another type has: a monitor's type is fixed at its creation."""
     problems = []

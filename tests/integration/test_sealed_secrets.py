@@ -25,7 +25,7 @@ from chalicelib.sealing import service as sealing
 from chalicelib.sealing.models import DataKeyModel
 from chalicelib.settings import Settings, get_settings
 from tests.factories import create_channel, create_monitor
-from tests.support import aws_error, before_aws_call, make_test_settings, stored_headers
+from tests.support import aws_error, before_aws_call, make_test_settings, stored_channel_config, stored_headers
 
 ROUTING_KEY = "R0UTINGKEY0123456789abcd"
 
@@ -196,6 +196,30 @@ def test_secrets_stored_in_the_clear_before_sealing_still_work_and_are_sealed_at
         assert request.headers["X-Api-Key"] == "hdr-42xyz"
     run_tick(utcnow(), force=True)
     assert dict(jobs(settings)[0].spec.headers) == {"Authorization": "Bearer mon-secret-77"}
+
+
+def test_the_migration_seals_every_secret_stored_before_sealing_and_only_once(api, alice, settings):
+    from infra.seal import Report, seal_stage
+
+    team = alice["team"]["id"]
+    hook = create_channel(
+        api, type="webhook", config={"url": "https://hooks.example.invalid/in", "headers": {"X-Api-Key": "hdr-42xyz"}}
+    )
+    create_channel(api)  # an email channel: nothing secret
+    monitor = create_monitor(api, headers={"Authorization": "Bearer mon-secret-77", "Accept": "text/html"})
+    create_monitor(api, name="No credentials", headers={"Accept": "text/html"})
+    _as_written_before_sealing(team, hook["id"], monitor["id"])
+    config = stored_channel_config(team, hook["id"])
+
+    assert seal_stage(settings, dry_run=True) == Report(channels=1, monitors=1)
+    assert "hdr-42xyz" in raw("alert_channels")
+    assert seal_stage(settings) == Report(channels=1, monitors=1)
+
+    assert "hdr-42xyz" not in raw("alert_channels")
+    assert "mon-secret-77" not in raw("monitors")
+    assert stored_channel_config(team, hook["id"]) == config
+    assert stored_headers(team, monitor["id"]) == {"Authorization": "Bearer mon-secret-77", "Accept": "text/html"}
+    assert seal_stage(settings) == Report()
 
 
 def test_kms_is_asked_about_data_keys_never_once_per_monitor_or_check(api, alice, settings):
