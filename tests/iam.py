@@ -304,10 +304,16 @@ class Watch:
 _local = threading.local()
 
 
+_kms_clients: dict[tuple[str, str | None], Any] = {}  # one per region: a client costs ~20 ms to make
+
+
 def _kms_keys(settings: Settings) -> dict[str, str]:
     """The ARN of the stage's KMS key by its alias, as the emulator made it (none before it is made)."""
     alias = names.secrets_key(settings)
-    kms = boto3.client("kms", region_name=settings.home_region, endpoint_url=settings.aws_endpoint_url)
+    where = (settings.home_region, settings.aws_endpoint_url)
+    if where not in _kms_clients:
+        _kms_clients[where] = boto3.client("kms", region_name=where[0], endpoint_url=where[1])
+    kms = _kms_clients[where]
     try:
         return {alias: str(kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"])}
     except kms.exceptions.NotFoundException:

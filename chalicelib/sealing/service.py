@@ -49,7 +49,7 @@ ALERT_CHANNEL = "alert-channel"  # a channel's config: webhook secrets and heade
 MONITOR_HEADERS = "monitor-headers"  # a monitor's credential headers
 PURPOSES = (ALERT_CHANNEL, MONITOR_HEADERS)
 PREFIX = "vgs1."
-ROTATE_AFTER = timedelta(days=30)
+ROTATE_AFTER = timedelta(days=30)  # AES-GCM's random nonces allow 2**32 values a key: a month's writes are far fewer
 CURRENT_FOR_S = 300.0
 OPENED_FOR_S = 900.0
 MAX_OPENED = 256  # data keys kept open in a process (there is one a month of writes per purpose)
