@@ -54,8 +54,8 @@ CURRENT_FOR_S = 300.0
 OPENED_FOR_S = 900.0
 MAX_OPENED = 256  # data keys kept open in a process (there is one a month of writes per purpose)
 NONCE_BYTES = 12
-KMS_PAUSE_S = 60.0
-BRIDGE_S = 3600.0
+KMS_PAUSE_S = 60.0  # KMS is left alone this long after it failed to answer
+BRIDGE_S = 3600.0  # meanwhile, a key kept is used up to this long past its time
 # What KMS answers for a wrapped key that is not its own, or not for this purpose: the value cannot open, ever.
 NOT_OURS = ("InvalidCiphertextException", "IncorrectKeyException")
 # What it answers when the key was turned off, or its use is not granted: nothing kept stands in for it.
@@ -97,7 +97,8 @@ def seal(purpose: str, value: str, *, team_id: str, record: str) -> str:
 
 def unseal(purpose: str, value: str, *, team_id: str, record: str) -> str:
     """The secret a sealed value holds, if it was sealed for this purpose, team and record; else
-    :class:`Unreadable`.  KMS being unreachable or refusing is raised as it is (worth trying again)."""
+    :class:`Unreadable`.  KMS refusing the key, or out of reach with no key kept to bridge it (:class:`KmsUnavailable`),
+    is raised as it is: nothing here says the value is bad."""
     try:
         wrapped, nonce, sealed = (_unb64(part) for part in value.removeprefix(PREFIX).split("."))
     except (ValueError, binascii.Error):
