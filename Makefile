@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: dev demo test lint format typecheck bench package deploy-check infra redrive clean browser
+.PHONY: dev demo test lint format typecheck bench package deploy-check infra redrive seal clean browser
 CHROMIUM := /usr/bin/chromium
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -64,6 +64,10 @@ deploy-check: $(STAMP)
 ## make redrive STAGE=prod QUEUE=alerts|email-events|handler-failures|checks [ARGS=--dry-run]: parked work back to work
 redrive: $(STAMP)
 	$(BIN)/python -m infra.redrive $(STAGE) $(QUEUE) $(ARGS)
+
+## make seal STAGE=prod [ARGS=--dry-run]: seal the secrets a stage stored before it sealed them (docs/deploy.md)
+seal: $(STAMP)
+	$(BIN)/python -m infra.seal $(STAGE) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache out test-artifacts

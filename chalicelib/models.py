@@ -27,6 +27,7 @@ from chalicelib.monitors.models import (
     RollupModel,
 )
 from chalicelib.ratelimit.models import CounterModel
+from chalicelib.sealing.models import DataKeyModel
 from chalicelib.status_pages.models import SlugModel, StatusPageModel
 from chalicelib.storage.base import BaseModel
 from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
@@ -41,6 +42,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = tuple(
             ChangeModel,
             ChannelModel,
             CounterModel,
+            DataKeyModel,
             DeliveryModel,
             EventModel,
             IncidentModel,

@@ -26,6 +26,7 @@ from chalicelib.aws.filters import filter_criteria
 from chalicelib.checks.jobs import MAX_JOBS_PER_MESSAGE, SQS_MAX_MESSAGE_BYTES
 from chalicelib.models import ALL_MODELS
 from chalicelib.observability import SERVICE
+from chalicelib.sealing.service import ALERT_CHANNEL, MONITOR_HEADERS, PURPOSES
 from chalicelib.settings import DEFAULT_REGIONS
 from chalicelib.storage.schema import cfn_table_resources
 from functions.checker.worker import EVENT_BATCH_SIZE, LAMBDA_TIMEOUT_S, MAX_CONCURRENT_INVOCATIONS
@@ -80,6 +81,9 @@ SECRET_KEY_REF = "{{resolve:secretsmanager:" + SECRET_KEY_ID + "}}"
 # Stripe's, created once per stage beside it (docs/deploy.md, "The secret").
 STRIPE_SECRET_KEY_REF = "{{resolve:secretsmanager:vigil/${Stage}/stripe-secret-key}}"
 STRIPE_WEBHOOK_SECRET_REF = "{{resolve:secretsmanager:vigil/${Stage}/stripe-webhook-secret}}"
+# The KMS key secrets at rest are sealed with (chalicelib.sealing), under the alias names.secrets_key gives.
+SECRETS_KEY = "SecretsKey"
+SECRETS_KEY_ALIAS = "alias/${TablePrefix}secrets"
 
 # The check worker (functions/checker), one stack per check region.  An invocation waits for the last planned
 # start (up to 60 s after the tick), then that check's own timeout (at most 30 s), then the worker's
@@ -341,6 +345,7 @@ LEVELS = {R: READ, U: UPDATE, A: APPEND, W: WRITE}
 FUNCTION_TABLES: dict[str, dict[str, str]] = {
     CHALICE_FUNCTION: {
         **dict.fromkeys(("check_progress", "result_periods", "rollups"), R),
+        "data_keys": A,  # the data key new secrets are sealed with: read, and replaced once old (sealing)
         **dict.fromkeys(
             (
                 "alert_channels",
@@ -412,11 +417,17 @@ STATUS_PAGES_WRITE = "status_pages_write"
 STATUS_PAGES_READ = "status_pages_read"
 SEND_ALERT_QUEUE = "alert_queue"
 SEND_CHECK_QUEUES = "check_queues"
+SEAL_SECRETS = "seal_secrets"
+OPEN_CHANNEL_SECRETS = "open_channel_secrets"
+OPEN_MONITOR_CREDENTIALS = "open_monitor_credentials"
+# Only the functions that send open secrets (sealing), each only those of the purpose it sends with: the API (test
+# notifications and test checks, and a change that keeps a stored secret), the deliverer (channels), the scheduler
+# (monitors' credential headers, into the jobs).  Only the API seals.
 FUNCTION_GRANTS: dict[str, tuple[str, ...]] = {
-    CHALICE_FUNCTION: (SEND_EMAIL, SEND_SMS, STATUS_PAGES_READ, STATUS_PAGES_WRITE, SEND_ALERT_QUEUE),
-    "Scheduler": (SEND_CHECK_QUEUES,),
+    CHALICE_FUNCTION: (SEND_EMAIL, SEND_SMS, STATUS_PAGES_READ, STATUS_PAGES_WRITE, SEND_ALERT_QUEUE, SEAL_SECRETS),
+    "Scheduler": (SEND_CHECK_QUEUES, OPEN_MONITOR_CREDENTIALS),
     "Alerts": (SEND_ALERT_QUEUE,),
-    "AlertDeliveries": (SEND_EMAIL, SEND_SMS, SEND_ALERT_QUEUE),
+    "AlertDeliveries": (SEND_EMAIL, SEND_SMS, SEND_ALERT_QUEUE, OPEN_CHANNEL_SECRETS),
     "StatusPages": (STATUS_PAGES_WRITE,),
     "StatusPagesRefresh": (STATUS_PAGES_WRITE,),
 }
@@ -486,8 +497,71 @@ def _grant(grant: str) -> dict[str, Any]:
             "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
             "Resource": [arn("sqs", "${TablePrefix}checks-*", region="*")],
         },
+        # New data keys, and opening them, for every purpose (the API seals, and sends tests).
+        SEAL_SECRETS: _secrets_key_use("SealSecrets", ["kms:Decrypt", "kms:GenerateDataKey"], PURPOSES),
+        OPEN_CHANNEL_SECRETS: _secrets_key_use("OpenChannelSecrets", ["kms:Decrypt"], (ALERT_CHANNEL,)),
+        OPEN_MONITOR_CREDENTIALS: _secrets_key_use("OpenMonitorCredentials", ["kms:Decrypt"], (MONITOR_HEADERS,)),
     }
     return {"Effect": "Allow", **statements[grant]}
+
+
+def _secrets_key_use(sid: str, actions: list[str], purposes: tuple[str, ...]) -> dict[str, Any]:
+    """``actions`` on the stage's secrets key, for data keys of ``purposes`` only (their KMS encryption context)."""
+    return {
+        "Sid": sid,
+        "Action": actions,
+        "Resource": [{"Fn::GetAtt": [SECRETS_KEY, "Arn"]}],
+        "Condition": {"StringEquals": {"kms:EncryptionContext:purpose": list(purposes)}},
+    }
+
+
+def secrets_key() -> dict[str, Any]:
+    """The KMS key secrets at rest are sealed with (``chalicelib.sealing``): rotated yearly by KMS, and kept when the
+    stack goes (every sealed secret needs it).  Its policy lets the account's IAM policies grant its use (each
+    function's own, ``FUNCTION_GRANTS``), and refuses any data key without one of Vigil's purposes."""
+    return {
+        SECRETS_KEY: {
+            "Type": "AWS::KMS::Key",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {
+                "Description": sub("Vigil ${Stage}: secrets at rest (alert channels, monitors' credential headers)"),
+                "EnableKeyRotation": True,
+                "KeyPolicy": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "TheAccountAdministersItAndIamGrantsItsUse",
+                            "Effect": "Allow",
+                            "Principal": {"AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")},
+                            "Action": "kms:*",
+                            "Resource": "*",
+                        },
+                        {
+                            # A missing context is "not equal" too: no data key outside Vigil's purposes.
+                            "Sid": "OnlyVigilsPurposes",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": [
+                                "kms:Decrypt",
+                                "kms:Encrypt",
+                                "kms:GenerateDataKey",
+                                "kms:GenerateDataKeyWithoutPlaintext",
+                                "kms:ReEncryptFrom",
+                                "kms:ReEncryptTo",
+                            ],
+                            "Resource": "*",
+                            "Condition": {"StringNotEquals": {"kms:EncryptionContext:purpose": list(PURPOSES)}},
+                        },
+                    ],
+                },
+            },
+        },
+        "SecretsKeyAlias": {
+            "Type": "AWS::KMS::Alias",
+            "Properties": {"AliasName": sub(SECRETS_KEY_ALIAS), "TargetKeyId": ref(SECRETS_KEY)},
+        },
+    }
 
 
 def function_policy(name: str) -> dict[str, Any]:
@@ -1304,6 +1378,7 @@ def build() -> dict[str, Any]:
     resources.update(email_feedback())
     resources.update(handler_failures())
     resources.update(backups())
+    resources.update(secrets_key())
     resources.update(alarms(resources))
     resources.update(operating_alarms())
     resources.update(function_policies())

@@ -85,6 +85,15 @@ def _no_address_refused_by_an_earlier_test() -> None:
     apikeys._refused_addresses.clear()
 
 
+@pytest.fixture(autouse=True)
+def _no_data_key_held_from_an_earlier_test() -> None:
+    """Sealing keeps data keys in the process (``chalicelib.sealing``): each test starts without one, as each starts
+    with an empty AWS, whose KMS key made none of them."""
+    from chalicelib.sealing.service import forget_keys
+
+    forget_keys()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _atomic_dynamodb() -> None:
     """moto, like DynamoDB, applies one request at a time (chalicelib.local.atomic): concurrent threads race

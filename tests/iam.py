@@ -25,8 +25,10 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlparse
 
+import boto3
 import botocore.client
 
+from chalicelib.aws import names
 from chalicelib.settings import Settings
 from infra import build
 
@@ -112,8 +114,11 @@ def _queue(region: str, url: str) -> str:
     return f"arn:aws:sqs:{host_region}:{ACCOUNT}:{parts.path.rstrip('/').rpartition('/')[2]}"
 
 
-def authorized_as(service: str, operation: str, params: dict[str, Any], region: str) -> list[tuple[str, str]]:
-    """The (action, resource) pairs IAM checks for one call; an unknown call is one pair the policy cannot allow."""
+def authorized_as(
+    service: str, operation: str, params: dict[str, Any], region: str, keys: dict[str, str] | None = None
+) -> list[tuple[str, str]]:
+    """The (action, resource) pairs IAM checks for one call; an unknown call is one pair the policy cannot allow.
+    ``keys``: KMS key ARNs by alias (IAM authorizes a call naming an alias as one on its key)."""
     if service == "dynamodb":
         if operation in ("BatchGetItem", "BatchWriteItem"):
             return [(f"dynamodb:{operation}", _table(region, name)) for name in params["RequestItems"]]
@@ -141,6 +146,9 @@ def authorized_as(service: str, operation: str, params: dict[str, Any], region: 
             name = params["ConfigurationSetName"]
             pairs.append((f"ses:{operation}", f"arn:aws:ses:{region}:{ACCOUNT}:configuration-set/{name}"))
         return pairs
+    if service == "kms" and operation in ("Decrypt", "GenerateDataKey"):
+        key = str(params.get("KeyId") or "(no key named)")
+        return [(f"kms:{operation}", (keys or {}).get(key, key))]
     if service == "s3":
         bucket = params["Bucket"]
         if operation == "DeleteObjects":
@@ -160,6 +168,13 @@ def _role_function(role: dict[str, str]) -> str:
     return build.CHALICE_FUNCTION if name == "ApiHandler" else name
 
 
+def request_context(service: str, params: dict[str, Any]) -> dict[str, str]:
+    """The condition keys a call brings to IAM that the policies test: a KMS call's encryption context."""
+    if service != "kms":
+        return {}
+    return {f"kms:EncryptionContext:{k}": v for k, v in (params.get("EncryptionContext") or {}).items()}
+
+
 def _arn_of(logical: str, attribute: str, values: dict[str, str]) -> str:
     resource = TEMPLATE["Resources"][logical]
     properties = resource.get("Properties", {})
@@ -170,6 +185,9 @@ def _arn_of(logical: str, attribute: str, values: dict[str, str]) -> str:
         return {"Arn": table, "StreamArn": f"{table}/stream/*"}[attribute]
     if resource["Type"] == "AWS::S3::Bucket" and attribute == "Arn":
         return f"arn:aws:s3:::{_resolve(properties['BucketName'], values)}"
+    if resource["Type"] == "AWS::KMS::Key" and attribute == "Arn":
+        # Its id is the emulator's: the key the template's alias of it names there (policies(keys=…)).
+        return values.get(f"{logical}.Arn", f"(no key {logical} in the emulator)")
     raise AssertionError(f"tests/iam.py cannot resolve {logical}.{attribute}")
 
 
@@ -211,26 +229,42 @@ def _patterns(value: Any, values: dict[str, str]) -> list[str]:
     return [_resolve(v, values) for v in (value if isinstance(value, list) else [value])]
 
 
+Statement = tuple[str, list[str], list[str], bool, dict[str, list[str]]]
+
+
+def _conditions(condition: dict[str, Any]) -> dict[str, list[str]]:
+    """A statement's conditions as key → the values one of which must be equal (the only operator policies use)."""
+    assert set(condition) <= {"StringEquals"}, f"tests/iam.py evaluates StringEquals only, not {sorted(condition)}"
+    tests = condition.get("StringEquals", {})
+    return {key: value if isinstance(value, list) else [value] for key, value in tests.items()}
+
+
 @dataclass
 class Policy:
-    # effect (Allow or Deny), actions, resource patterns, whether they are NotResource
-    statements: list[tuple[str, list[str], list[str], bool]]
+    # effect (Allow or Deny), actions, resource patterns, whether they are NotResource, StringEquals conditions
+    statements: list[Statement]
 
-    def _applies(self, statement: tuple[str, list[str], list[str], bool], action: str, resource: str) -> bool:
-        _, actions, patterns, negated = statement
+    def _applies(self, statement: Statement, action: str, resource: str, context: dict[str, str]) -> bool:
+        _, actions, patterns, negated, conditions = statement
         if not any(fnmatch.fnmatchcase(action, a) for a in actions):
             return False
+        if any(context.get(key) not in values for key, values in conditions.items()):
+            return False  # a key missing from the request matches no value
         return any(fnmatch.fnmatchcase(resource, p) for p in patterns) != negated
 
-    def allows(self, action: str, resource: str) -> bool:
+    def allows(self, action: str, resource: str, context: dict[str, str] | None = None) -> bool:
         """IAM's rule: an explicit Deny wins, then an Allow is needed."""
-        if any(s[0] == "Deny" and self._applies(s, action, resource) for s in self.statements):
+        context = context or {}
+        if any(s[0] == "Deny" and self._applies(s, action, resource, context) for s in self.statements):
             return False
-        return any(s[0] == "Allow" and self._applies(s, action, resource) for s in self.statements)
+        return any(s[0] == "Allow" and self._applies(s, action, resource, context) for s in self.statements)
 
 
-def policies(table_prefix: str, email_from: str, region: str = "us-east-1") -> dict[str, Policy]:
-    """Every function's policy from the template, for a stage whose tables are named with ``table_prefix``."""
+def policies(
+    table_prefix: str, email_from: str, region: str = "us-east-1", keys: dict[str, str] | None = None
+) -> dict[str, Policy]:
+    """Every function's policy from the template, for a stage whose tables are named with ``table_prefix``; ``keys``:
+    the ARNs of the template's KMS keys, by alias, as the emulator made them."""
     values = {
         "TablePrefix": table_prefix,
         "EmailFrom": email_from,
@@ -238,6 +272,10 @@ def policies(table_prefix: str, email_from: str, region: str = "us-east-1") -> d
         "AWS::AccountId": ACCOUNT,
         "AWS::Partition": "aws",
     }
+    for resource in TEMPLATE["Resources"].values():
+        if resource.get("Type") == "AWS::KMS::Alias" and keys:
+            alias = _resolve(resource["Properties"]["AliasName"], values)
+            values[f"{resource['Properties']['TargetKeyId']['Ref']}.Arn"] = keys.get(alias, f"(no key {alias})")
     found: dict[str, Policy] = {}
     for resource in TEMPLATE["Resources"].values():
         if resource.get("Type") != "AWS::IAM::Policy":
@@ -246,7 +284,8 @@ def policies(table_prefix: str, email_from: str, region: str = "us-east-1") -> d
             assert statement["Effect"] in ("Allow", "Deny"), statement
             negated = "NotResource" in statement
             patterns = _patterns(statement["NotResource" if negated else "Resource"], values)
-            entry = (statement["Effect"], list(statement["Action"]), patterns, negated)
+            conditions = _conditions(statement.get("Condition", {}))
+            entry = (statement["Effect"], list(statement["Action"]), patterns, negated, conditions)
             for role in resource["Properties"]["Roles"]:
                 found.setdefault(_role_function(role), Policy([])).statements.append(entry)
     return found
@@ -265,11 +304,28 @@ class Watch:
 _local = threading.local()
 
 
+_kms_clients: dict[tuple[str, str | None], Any] = {}  # one per region: a client costs ~20 ms to make
+
+
+def _kms_keys(settings: Settings) -> dict[str, str]:
+    """The ARN of the stage's KMS key by its alias, as the emulator made it (none before it is made)."""
+    alias = names.secrets_key(settings)
+    where = (settings.home_region, settings.aws_endpoint_url)
+    if where not in _kms_clients:
+        _kms_clients[where] = boto3.client("kms", region_name=where[0], endpoint_url=where[1])
+    kms = _kms_clients[where]
+    try:
+        return {alias: str(kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"])}
+    except kms.exceptions.NotFoundException:
+        return {}
+
+
 @contextmanager
 def enforced(settings: Settings) -> Iterator[Watch]:
     """Check every AWS call made for a function against its policy while the block runs."""
     watch = Watch(settings.table_prefix)
-    by_function = policies(settings.table_prefix, settings.email_from)
+    keys = _kms_keys(settings)
+    by_function = policies(settings.table_prefix, settings.email_from, keys=keys)
     original_call = botocore.client.BaseClient._make_api_call
     original_submit = ThreadPoolExecutor.submit
 
@@ -278,10 +334,12 @@ def enforced(settings: Settings) -> Iterator[Watch]:
         if function is not None and not getattr(_local, "outside", False):
             service = self.meta.service_model.service_name
             policy = by_function.get(function, Policy([]))
-            for action, resource in authorized_as(service, operation, params, self.meta.region_name):
+            context = request_context(service, params)
+            for action, resource in authorized_as(service, operation, params, self.meta.region_name, keys):
                 watch.seen.setdefault(function, set()).add((action, resource))
-                if not policy.allows(action, resource):
-                    watch.violations.append(f"{function} may not {action} on {resource}")
+                if not policy.allows(action, resource, context):
+                    said = "".join(f" with {k.rpartition(':')[2]} {v}" for k, v in sorted(context.items()))
+                    watch.violations.append(f"{function} may not {action} on {resource}{said}")
         return original_call(self, operation, params)
 
     def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:

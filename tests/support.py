@@ -163,6 +163,22 @@ def make_test_settings(**overrides: str) -> Settings:
     return load_settings({**TEST_ENV, **overrides})
 
 
+def stored_channel_config(team_id: str, channel_id: str) -> dict[str, Any]:
+    """What a channel's item holds, its sealed secrets opened as the deliverer opens them."""
+    from chalicelib.alerts.channels import opened_config
+    from chalicelib.alerts.models import ChannelModel
+
+    return opened_config(ChannelModel.get(team_id, channel_id))
+
+
+def stored_headers(team_id: str, monitor_id: str) -> dict[str, str]:
+    """What a monitor's item holds for its headers, its sealed credentials opened as the scheduler opens them."""
+    from chalicelib.monitors.credentials import opened
+    from chalicelib.monitors.models import MonitorModel
+
+    return opened(team_id, monitor_id, dict(MonitorModel.get(team_id, monitor_id).headers.as_dict()))
+
+
 def start_aws(settings: Settings) -> None:
     """Configure Vigil for ``settings`` and create its resources in the (mocked) AWS."""
     configure(settings)

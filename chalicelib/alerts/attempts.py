@@ -4,9 +4,9 @@ Each attempt is claimed with a conditional update on ``attempts``, so a duplicat
 An attempt:
 
 1. hops through the queue again while ``not_before`` is further away than SQS can delay;
-2. finds where to send: a member's email, or a channel (a deleted or disabled one, or a member gone, fails
-   the attempt once claimed); a member's email that is not critical is held while the member's quiet hours
-   last, without spending an attempt;
+2. finds where to send: a member's email, or a channel, its sealed secrets opened (a deleted or disabled one, one
+   whose secrets do not open, or a member gone, fails the attempt once claimed); a member's email that is not
+   critical is held while the member's quiet hours last, without spending an attempt;
 3. waits a few seconds while an earlier delivery of the same incident to the same target is still in flight,
    so a "resolved" never overtakes its "down";
 4. claims the attempt — or, when another invocation holds it, looks again once that claim would be stale;
@@ -41,6 +41,7 @@ from chalicelib.clock import isoz
 from chalicelib.ids import id_floor, new_id
 from chalicelib.monitors import service as monitors
 from chalicelib.observability import logger, metrics
+from chalicelib.sealing.service import Unreadable
 from chalicelib.storage.base import condition_failed
 from chalicelib.teams import service as teams
 from chalicelib.users import service as users
@@ -49,6 +50,7 @@ from chalicelib.users.service import User
 STALE_SENDING = timedelta(minutes=5)  # a claim older than this died with its Lambda: the attempt may be retried
 ORDER_WAIT_S = 5  # a later notification of an incident waits this long for an earlier one still in flight
 ORDER_WINDOW = timedelta(minutes=20)  # … unless that one has not moved for this long (retries span ~15 min)
+SECRETS_UNREADABLE = "channel_secrets_unreadable"  # a delivery's error when its channel's sealed config does not open
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,15 @@ def _target(delivery: DeliveryModel) -> Target | str:
         return "channel_deleted"
     if not channel.enabled and delivery.event != "test":
         return "channel_disabled"
-    return Target(KINDS[channel.type], dict(channel.config or {}), channel=channel)
+    try:
+        config = channels.opened_config(channel)
+    except Unreadable:  # sealed for another team or channel (copied in the table): nothing is sent with it
+        logger.error(
+            "alert channel's secrets cannot be opened",
+            extra={"team_id": delivery.team_id, "channel_id": delivery.target, "delivery_id": delivery.delivery_id},
+        )
+        return SECRETS_UNREADABLE
+    return Target(KINDS[channel.type], config, channel=channel)
 
 
 def _earlier_in_flight(delivery: DeliveryModel, now: datetime) -> bool:

@@ -1,11 +1,13 @@
 """Alert channels: create (secrets generated and shown once), read (secrets masked), change, delete, list.
 
 A channel's URL passes the SSRF guard when it is set and again at every send.  Every read and write is keyed
-by the team.
+by the team.  A config holding secrets is stored sealed (``chalicelib.sealing``), bound to its team and channel,
+with the masked config readers see beside it: reading a channel opens nothing; sending and changing one do.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,8 +19,15 @@ from chalicelib.alerts.deliveries import Delivery, to_delivery
 from chalicelib.alerts.kinds import KINDS
 from chalicelib.alerts.models import ChannelModel, DeliveryModel
 from chalicelib.ids import new_id
+from chalicelib.sealing.service import ALERT_CHANNEL, Unreadable, seal, unseal
 from chalicelib.storage import cursor
-from chalicelib.storage.base import Counter, condition_failed, counted_transaction, load_team_item
+from chalicelib.storage.base import (
+    Counter,
+    condition_failed,
+    counted_transaction,
+    load_team_item,
+    retry_lost_races,
+)
 
 
 @dataclass(frozen=True)
@@ -27,19 +36,21 @@ class Channel:
     team_id: str
     type: str
     name: str
-    config: dict[str, Any] = field(repr=False)  # as stored: secrets included
+    config: dict[str, Any] = field(repr=False)  # as stored: masked when sealed, else secrets included (legacy)
     enabled: bool
     disabled_reason: str | None
     notify_on: tuple[str, ...]
     cooldown_seconds: int
     created_at: datetime
     updated_at: datetime
+    sealed: bool = False  # its secrets are sealed beside the masked ``config``
 
     def public_config(self, *, manager: bool) -> dict[str, Any]:
-        """The config with its secrets masked; more of it for who may not change the channel (not a ``manager``):
-        a webhook's URL past its first path segment."""
+        """The config with its secrets masked (a sealed channel's ``config`` is its masked view already); more of it
+        for who may not change the channel (not a ``manager``): a webhook's URL past its first path segment."""
         kind = KINDS[self.type]
-        return kind.masked(self.config) if manager else kind.masked_for_readers(self.config)
+        config = dict(self.config) if self.sealed else kind.masked(self.config)
+        return config if manager else kind.masked_for_readers(config)
 
 
 def to_channel(item: ChannelModel) -> Channel:
@@ -55,7 +66,27 @@ def to_channel(item: ChannelModel) -> Channel:
         cooldown_seconds=int(item.cooldown_seconds),
         created_at=item.created_at,
         updated_at=item.updated_at,
+        sealed=item.sealed_config is not None,
     )
+
+
+def opened_config(item: ChannelModel) -> dict[str, Any]:
+    """The config to send with or to change, secrets included: opened when sealed (``sealing.Unreadable`` when it
+    does not open here), as stored when written before sealing."""
+    if item.sealed_config is None:
+        return dict(item.config or {})
+    return dict(json.loads(unseal(ALERT_CHANNEL, item.sealed_config, team_id=item.team_id, record=item.channel_id)))
+
+
+def _store(item: ChannelModel, config: dict[str, Any]) -> None:
+    """Put ``config`` on the item: sealed, with the masked config beside it, when the kind finds a secret in it."""
+    kind = KINDS[item.type]
+    if any(kind.secrets(config)):
+        item.sealed_config = seal(ALERT_CHANNEL, json.dumps(config), team_id=item.team_id, record=item.channel_id)
+        item.config = kind.masked(config)
+    else:
+        item.sealed_config = None
+        item.config = config
 
 
 def _config(kind_name: str, raw: Any, current: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -86,13 +117,13 @@ def create(
         new_id("ch"),
         type=fields["type"],
         name=fields["name"],
-        config=config,
         enabled=fields.get("enabled", True),
         notify_on=list(fields.get("notify_on") or ["down", "up"]),
         cooldown_seconds=fields.get("cooldown_seconds", 300),
         created_at=now,
         updated_at=now,
     )
+    _store(item, config)
     counted_transaction(counter, lambda t: t.save(item, condition=ChannelModel.channel_id.does_not_exist()))
     return to_channel(item), once
 
@@ -121,12 +152,19 @@ def require_team_channels(team_id: str, channel_ids: tuple[str, ...] | list[str]
 
 def update(team_id: str, channel_id: str, changes: dict[str, Any], now: datetime) -> Channel:
     """A partial change.  The type is fixed; a new config replaces the old one (masked values sent back keep
-    the stored secret).  Re-enabling a channel clears why it was disabled.  A stale concurrent edit → 409."""
+    the stored secret: the stored config is opened, and the new one sealed).  Re-enabling a channel clears why it was
+    disabled.  A stale concurrent edit → 409, as is a stored config that does not open here."""
     item = _load(team_id, channel_id)
     if "type" in changes and changes["type"] != item.type:
         raise errors.ValidationFailed.single("type", "a channel's type cannot change; create another channel")
     if "config" in changes:
-        item.config, _ = _config(item.type, changes["config"], dict(item.config or {}))
+        try:
+            current = opened_config(item)
+        except Unreadable:
+            raise errors.Conflict(
+                "The channel's stored secrets cannot be read: delete the channel and create it again."
+            ) from None
+        _store(item, _config(item.type, changes["config"], current)[0])
     for name in ("name", "enabled", "cooldown_seconds"):
         if name in changes:
             setattr(item, name, changes[name])
@@ -137,6 +175,24 @@ def update(team_id: str, channel_id: str, changes: dict[str, Any], now: datetime
     item.updated_at = now
     item.save()
     return to_channel(item)
+
+
+def seal_stored(team_id: str, channel_id: str) -> bool:
+    """Seal a channel's config stored before sealing (``infra/seal.py``), as a change would; True if it did.  A
+    concurrent edit is read again (the version); a channel sealed, deleted or without a secret is left alone."""
+
+    def attempt() -> bool:
+        try:
+            item = ChannelModel.get(team_id, channel_id, consistent_read=True)
+        except ChannelModel.DoesNotExist:
+            return False
+        if item.sealed_config is not None or not any(KINDS[item.type].secrets(dict(item.config or {}))):
+            return False
+        _store(item, dict(item.config or {}))
+        item.save()
+        return True
+
+    return retry_lost_races(attempt)
 
 
 def disable(team_id: str, channel_id: str, reason: str, now: datetime) -> bool:

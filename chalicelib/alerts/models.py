@@ -27,7 +27,10 @@ class ChannelModel(BaseModel):
     channel_id = UnicodeAttribute(range_key=True)
     type = UnicodeAttribute()
     name = UnicodeAttribute()
-    config = JSONAttribute(default=dict)  # secrets included (webhook secret, URLs with tokens): never returned
+    # With ``sealed_config``: what readers see (the kind's masked config).  Without (a channel written before sealing,
+    # or a kind with no secret): the config itself, secrets included, never returned.
+    config = JSONAttribute(default=dict)
+    sealed_config = UnicodeAttribute(null=True)  # the config with its secrets, sealed (``chalicelib.sealing``)
     enabled = BooleanAttribute(default=True)
     disabled_reason = UnicodeAttribute(null=True)
     notify_on = ListAttribute(of=UnicodeAttribute, default=list)

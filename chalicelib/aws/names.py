@@ -64,3 +64,8 @@ def email_events_topic(settings: Settings) -> str:
 def email_events_queue(settings: Settings) -> str:
     """The SQS queue subscribed to the email events topic, which the email feedback handler reads."""
     return f"{settings.table_prefix}email-events"
+
+
+def secrets_key(settings: Settings) -> str:
+    """The alias of the stage's KMS key, which seals secrets at rest (``chalicelib.sealing``)."""
+    return f"alias/{settings.table_prefix}secrets"

@@ -14,8 +14,8 @@ from chalicelib.storage.schema import create_tables
 
 
 def create_resources(settings: Settings) -> dict[str, list[str]]:
-    """Tables, region queues and the alerts queue (each with its DLQ), the status bucket and the SES identity.
-    Idempotent."""
+    """Tables, region queues and the alerts queue (each with its DLQ), the status bucket, the SES identity and the
+    KMS key secrets are sealed with (``chalicelib.sealing``).  Idempotent."""
     tables = create_tables(client("dynamodb"), settings.table_prefix, ALL_MODELS)
     created: dict[str, list[str]] = {"tables": tables, "queues": [], "buckets": []}
     sqs = client("sqs")
@@ -58,7 +58,23 @@ def create_resources(settings: Settings) -> dict[str, list[str]]:
     ses = client("ses")
     ses.verify_email_identity(EmailAddress=names.email_identity(settings))
     created["queues"].append(_email_feedback(settings, sqs, ses))
+    created["keys"] = _secrets_key(settings)
     return created
+
+
+def _secrets_key(settings: Settings) -> list[str]:
+    """The stage's KMS key under its alias, with yearly rotation, as deployed (``infra/build.py``, ``SecretsKey``)."""
+    kms = client("kms", settings.home_region)
+    alias = names.secrets_key(settings)
+    try:
+        kms.describe_key(KeyId=alias)
+        return []
+    except kms.exceptions.NotFoundException:
+        pass
+    key_id = kms.create_key(Description=f"Vigil {settings.stage}: secrets at rest")["KeyMetadata"]["KeyId"]
+    kms.enable_key_rotation(KeyId=key_id)
+    kms.create_alias(AliasName=alias, TargetKeyId=key_id)
+    return [alias]
 
 
 def _email_feedback(settings: Settings, sqs: Any, ses: Any) -> str:

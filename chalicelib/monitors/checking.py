@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from chalicelib import errors
 from chalicelib.checks import kinds, ssrf
 from chalicelib.checks.kinds import Spec
 from chalicelib.checks.model import Assertion, CheckResult, CheckSpec, TcpSpec
-from chalicelib.monitors import heartbeats
+from chalicelib.monitors import credentials, heartbeats
 from chalicelib.monitors.service import Monitor, MonitorConfig
+from chalicelib.sealing.service import Unreadable
 from chalicelib.settings import get_settings
 
 TEST_CHECK_MAX_MS = 25_000  # API Gateway ends a request at 29 s
@@ -19,8 +21,12 @@ MAX_SPEC_BYTES = 128 * 1024  # one job's check, encoded as the scheduler sends i
 
 
 def spec_from(monitor: Monitor, *, max_timeout_ms: int | None = None) -> Spec:
-    """What the checker runs for ``monitor``, of its type (``checks.kinds``)."""
-    return spec_of(monitor.config, max_timeout_ms=max_timeout_ms)
+    """What the checker runs for ``monitor``, of its type (``checks.kinds``), its credential headers opened
+    (``monitors.credentials``: ``sealing.Unreadable`` when one does not open here)."""
+    config = monitor.config
+    if config.headers:
+        config = replace(config, headers=credentials.opened(monitor.team_id, monitor.id, config.headers))
+    return spec_of(config, max_timeout_ms=max_timeout_ms)
 
 
 def check_job_size(config: MonitorConfig) -> None:
@@ -80,6 +86,11 @@ def run_test_check(monitor: Monitor) -> CheckResult:
     settings = get_settings()
     if monitor.config.type == heartbeats.TYPE:
         raise errors.Conflict("A heartbeat monitor is not checked: its job pings it (its ping_url).")
-    spec = spec_from(monitor, max_timeout_ms=TEST_CHECK_MAX_MS)
+    try:
+        spec = spec_from(monitor, max_timeout_ms=TEST_CHECK_MAX_MS)
+    except Unreadable:
+        raise errors.Conflict(
+            "The monitor's stored credential headers cannot be read: send their values again (PATCH its headers)."
+        ) from None
     with ssrf.lookups_for(monitor.team_id):
         return kinds.run(spec, region=settings.aws_region, allow_private=settings.allow_private_targets)

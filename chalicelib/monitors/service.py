@@ -26,7 +26,7 @@ from chalicelib.masking import (
     restore_masked,
     restore_url,
 )
-from chalicelib.monitors import heartbeats
+from chalicelib.monitors import credentials, heartbeats
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.monitors.watching import note, note_one, watch_of
 from chalicelib.storage import cursor
@@ -292,14 +292,15 @@ def create(
 ) -> Monitor:
     """Save a new monitor: its config completed and validated (422; ``default_regions`` when it names none, all
     by default), then ``check_channels`` (the caller's: the ids must be the team's alert channels, 404), then the
-    write, with ``counter``'s step (the plan's limit)."""
+    write, with ``counter``'s step (the plan's limit).  Its credential headers are stored sealed
+    (``monitors.credentials``)."""
     if not config.regions and default_regions:
         config = replace(config, regions=default_regions)
     config = _complete(config, all_regions)
     _fits_one_job(config)
     check_channels(config.channel_ids)
     item = MonitorModel(team_id, new_id("mon"), status="pending", paused=False, created_at=now, updated_at=now)
-    _apply(item, config)
+    _apply(item, replace(config, headers=credentials.sealed(team_id, item.monitor_id, config.headers, {})))
     if config.type == heartbeats.TYPE:
         heartbeats.arm(item, since=now)
         heartbeats.create(item, counter)
@@ -372,8 +373,9 @@ def update(
     target by ``check_target`` (the SSRF guard: 422), completed and validated (422), new channel ids checked by
     ``check_channels`` (404), then saved.  A header, URL query value or body (or a body's field) sent back masked
     keeps its stored value, for the same receiver only: a URL moved to another scheme, host or port leaves the
-    stored credentials behind (its sensitive headers dropped, a body holding credentials refused).  The schedule
-    key moves in the same write, so the next tick sees a new interval at once."""
+    stored credentials behind (its sensitive headers dropped, a body holding credentials refused).  A new credential
+    header is sealed (``monitors.credentials``).  The schedule key moves in the same write, so the next tick sees a
+    new interval at once."""
 
     def change(item: MonitorModel) -> None:
         current = to_monitor(item).config
@@ -388,7 +390,7 @@ def update(
             _fits_one_job(config)
         if "channel_ids" in wanted:
             check_channels(config.channel_ids)
-        _apply(item, config)
+        _apply(item, replace(config, headers=credentials.sealed(team_id, monitor_id, config.headers, current.headers)))
         if config.type == heartbeats.TYPE and (config.interval_seconds, config.grace_seconds) != (
             current.interval_seconds,
             current.grace_seconds,
@@ -433,6 +435,24 @@ def _masked_keeps(field: str, what: str) -> Iterator[None]:
             field,
             f"a masked value can only keep {what} of the same receiver (scheme, host and port); send the value itself",
         ) from None
+
+
+def seal_stored(team_id: str, monitor_id: str) -> bool:
+    """Seal a monitor's credential headers stored before sealing (``infra/seal.py``), as a change would; True if
+    one was.  A concurrent write is read again (the version); a monitor deleted meanwhile stays deleted."""
+    sealed: list[bool] = []
+
+    def change(item: MonitorModel) -> None:
+        headers = dict(item.headers.as_dict() if hasattr(item.headers, "as_dict") else item.headers or {})
+        new = credentials.sealed(team_id, monitor_id, headers, headers)
+        sealed[:] = [new != headers]
+        item.headers = new  # type: ignore[assignment]
+
+    try:
+        _change(team_id, monitor_id, change)
+    except errors.NotFound:
+        return False
+    return bool(sealed and sealed[0])
 
 
 def _same_type(kind: str, changes: dict[str, Any]) -> None:

@@ -7,7 +7,10 @@ and parsing tens of thousands of monitors (seconds of CPU at 10,000) — no star
 1. For each key due in T+1, query the sparse ``schedule-index`` (paused monitors are not in it):
    reads are proportional to the due set, never a Scan.
 2. Turn each monitor into one job per region per send, with its planned start in T+1 and what marks its results
-   as this read saw it (``monitors.watching``: the workers read again only the monitors written since).
+   as this read saw it (``monitors.watching``: the workers read again only the monitors written since), its
+   credential headers opened (``monitors.credentials``: a few KMS calls an hour, whatever the number of monitors;
+   the job reaches the region's worker in an encrypted queue).  A monitor whose credentials do not open is not
+   checked, and logged; the others are.
 3. Pack each region's jobs into as few messages as fit (many jobs per message), and send them with
    ``SendMessageBatch`` (10 messages a request), delayed until ``LEAD_SECONDS`` before T+1; the 30-second
    monitors' second send 30 s later still.
@@ -58,6 +61,7 @@ class TickReport:
     messages_sent: int = 0
     failed_regions: list[str] = field(default_factory=list)  # whose jobs could not all be sent, even on a retry
     heartbeats_missed: int = 0
+    unopened: int = 0  # monitors not checked: their credential headers did not open (``monitors.credentials``)
 
 
 def _due_monitors(keys: list[DueKey], report: TickReport) -> list[tuple[DueKey, Monitor, Watch]]:
@@ -86,6 +90,13 @@ def plan_jobs(tick: datetime, force: bool = False) -> tuple[dict[tuple[str, int]
             spec = spec_from(monitor)
         except ValueError:  # a type this code does not check: the others' checks go on
             logger.warning("monitor of an unknown type not planned", extra={"monitor_id": monitor.id})
+            continue
+        except Exception as exc:  # noqa: BLE001 - its credentials did not open (sealing): nothing is sent for it
+            report.unopened += 1
+            logger.error(
+                "monitor not checked: its credential headers cannot be opened",
+                extra={"monitor_id": monitor.id, "team_id": monitor.team_id, "error": type(exc).__name__},
+            )
             continue
         report.due_monitors += 1
         for repeat in due.repeats:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from chalicelib.alerts.models import ChannelModel
 from tests.factories import create_channel, create_monitor
+from tests.support import stored_channel_config
 
 
 def test_secrets_are_shown_once_and_masked_after(api, alice):
@@ -30,7 +30,7 @@ def test_secrets_are_shown_once_and_masked_after(api, alice):
     shown = api.get(f"/v1/alert-channels/{hook['id']}").json["config"]
     assert shown["headers"] == {"X-Api-Key": "********"}
     assert api.patch(f"/v1/alert-channels/{hook['id']}", {"config": shown, "name": "Renamed"}).status == 200
-    stored = ChannelModel.get(alice["team"]["id"], hook["id"]).config
+    stored = stored_channel_config(alice["team"]["id"], hook["id"])
     assert (stored["headers"], stored["secret"]) == ({"X-Api-Key": "k-123456"}, hook["secret"])
     assert (
         api.patch(
@@ -39,7 +39,7 @@ def test_secrets_are_shown_once_and_masked_after(api, alice):
         ).status
         == 200
     )
-    assert ChannelModel.get(alice["team"]["id"], slack["id"]).config["webhook_url"].endswith("XXXXSECRET")
+    assert stored_channel_config(alice["team"]["id"], slack["id"])["webhook_url"].endswith("XXXXSECRET")
 
 
 @pytest.mark.parametrize(
@@ -111,7 +111,7 @@ def test_a_webhook_url_with_a_token_is_masked_and_kept_when_sent_back(api, alice
     assert shown["url"] == "https://hooks.example.invalid/in?token=********&v=2"
     assert "supersecret123" not in json.dumps(hook)
     assert api.patch(f"/v1/alert-channels/{hook['id']}", {"config": shown}).status == 200
-    stored = ChannelModel.get(alice["team"]["id"], hook["id"]).config["url"]
+    stored = stored_channel_config(alice["team"]["id"], hook["id"])["url"]
     assert stored == "https://hooks.example.invalid/in?token=supersecret123&v=2"
     r = api.patch(
         f"/v1/alert-channels/{hook['id']}", {"config": {"url": "https://other.example.invalid/?token=********"}}
@@ -132,7 +132,7 @@ def test_a_masked_chat_url_only_ever_keeps_the_stored_one(api, alice):
         f"/v1/alert-channels/{slack['id']}", {"config": {"webhook_url": "https://evil.example.com/services/********"}}
     )
     assert r.status == 422
-    stored = ChannelModel.get(alice["team"]["id"], slack["id"]).config["webhook_url"]
+    stored = stored_channel_config(alice["team"]["id"], slack["id"])["webhook_url"]
     assert stored == "https://hooks.slack.com/services/T0/B0/SECRETXYZ"
 
 
@@ -145,13 +145,13 @@ def test_every_webhook_header_value_is_masked_and_kept_only_for_the_same_receive
     # the same receiver: the masked values keep the stored ones
     same = {"url": "https://hooks.example.invalid/other-path", "headers": shown["headers"]}
     assert api.patch(f"/v1/alert-channels/{hook['id']}", {"config": same}).status == 200
-    assert ChannelModel.get(alice["team"]["id"], hook["id"]).config["headers"] == headers
+    assert stored_channel_config(alice["team"]["id"], hook["id"])["headers"] == headers
     # another host: a stored credential never follows the channel there
     moved = {"url": "https://collector.example.invalid/in", "headers": shown["headers"]}
     r = api.patch(f"/v1/alert-channels/{hook['id']}", {"config": moved})
     assert r.status == 422, r.body
     assert r.json["errors"][0]["field"] == "config"
-    stored = ChannelModel.get(alice["team"]["id"], hook["id"]).config
+    stored = stored_channel_config(alice["team"]["id"], hook["id"])
     assert (stored["url"], stored["headers"]) == ("https://hooks.example.invalid/other-path", headers)
 
 
@@ -159,7 +159,7 @@ def test_a_pagerduty_key_sent_back_masked_is_kept(api, alice):
     pager = create_channel(api, type="pagerduty", config={"routing_key": "R0UTINGKEY0123456789abcd"})
     shown = api.get(f"/v1/alert-channels/{pager['id']}").json["config"]
     assert api.patch(f"/v1/alert-channels/{pager['id']}", {"config": shown, "name": "Pager"}).status == 200
-    assert ChannelModel.get(alice["team"]["id"], pager["id"]).config["routing_key"] == "R0UTINGKEY0123456789abcd"
+    assert stored_channel_config(alice["team"]["id"], pager["id"])["routing_key"] == "R0UTINGKEY0123456789abcd"
     r = api.patch(f"/v1/alert-channels/{pager['id']}", {"config": {"routing_key": "XXXX********"}})
     assert r.status == 422, r.body
 

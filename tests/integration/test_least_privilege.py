@@ -16,6 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from chalicelib.aws import names
 from chalicelib.local.loop import lambda_context, scheduled_event
 from chalicelib.monitors.models import PeriodModel, ProgressModel, RollupModel
 from chalicelib.settings import Settings
@@ -83,6 +84,43 @@ def test_sms_goes_to_phone_numbers_only_and_only_from_the_functions_that_alert(m
     assert watch.violations == [
         f"AlertDeliveries may not sns:Publish on {topic}",
         "Aggregator may not sns:Publish on *",
+    ]
+
+
+def test_only_the_functions_that_send_open_secrets_and_each_only_those_it_sends_with(moto: Settings) -> None:
+    from chalicelib.sealing import service as sealing
+
+    config = sealing.seal(sealing.ALERT_CHANNEL, "whsec_x", team_id="team_1", record="ch_1")
+    header = sealing.seal(sealing.MONITOR_HEADERS, "Bearer x", team_id="team_1", record="mon_1/Authorization")
+
+    def opening(purpose: str, value: str, record: str) -> Callable[[], str]:
+        def run() -> str:
+            sealing.forget_keys()  # each function is a process of its own, with no key kept
+            return sealing.unseal(purpose, value, team_id="team_1", record=record)
+
+        return run
+
+    channel = opening(sealing.ALERT_CHANNEL, config, "ch_1")
+    monitor = opening(sealing.MONITOR_HEADERS, header, "mon_1/Authorization")
+    as_api, as_deliverer = code_of("api/framework.py", "_dispatch"), code_of("events/alerts.py", "handle_message")
+    as_scheduler, as_planner = code_of("events/schedule.py", "scheduler"), code_of("events/alerts.py", "plan_records")
+    as_pages = code_of("events/status_pages.py", "status_pages")
+
+    with iam.enforced(moto) as watch:
+        opened = [as_api(channel), as_api(monitor), as_deliverer(channel), as_scheduler(monitor)]
+        assert watch.violations == []
+        as_planner(channel)  # the alert handler plans deliveries: it sends nothing
+        as_pages(monitor)
+        as_scheduler(channel)  # each opens only what it sends with
+        as_deliverer(monitor)
+
+    assert opened == ["whsec_x", "Bearer x", "whsec_x", "Bearer x"]
+    key = iam._kms_keys(moto)[names.secrets_key(moto)]
+    assert watch.violations == [
+        f"Alerts may not kms:Decrypt on {key} with purpose alert-channel",
+        f"StatusPages may not kms:Decrypt on {key} with purpose monitor-headers",
+        f"Scheduler may not kms:Decrypt on {key} with purpose alert-channel",
+        f"AlertDeliveries may not kms:Decrypt on {key} with purpose monitor-headers",
     ]
 
 

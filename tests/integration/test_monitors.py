@@ -11,7 +11,7 @@ from chalicelib.clock import isoz
 from chalicelib.monitors.models import MonitorModel, PackModel
 from tests.factories import create_monitor
 from tests.packed import aggregated, check, reads, write_packs
-from tests.support import PASSWORD, on_plan
+from tests.support import PASSWORD, on_plan, stored_headers
 
 URL = "https://1.1.1.1/health"  # a public literal: no DNS needed, and no test ever checks it
 REGIONS = ("us-east-1", "eu-west-1")
@@ -180,8 +180,8 @@ def test_credential_headers_are_masked_on_read_and_kept_when_sent_back(api, alic
     assert "s3cret-token" not in everywhere
     r = api.patch(f"/v1/monitors/{m['id']}", {"headers": {**m["headers"], "Accept": "text/html"}})
     assert r.status == 200
-    stored = MonitorModel.get(alice["team"]["id"], m["id"])
-    assert dict(stored.headers.as_dict()) == {"Authorization": "Bearer s3cret-token", "Accept": "text/html"}
+    stored = stored_headers(alice["team"]["id"], m["id"])
+    assert stored == {"Authorization": "Bearer s3cret-token", "Accept": "text/html"}
 
 
 def test_delete_needs_an_admin_and_removes_the_monitor(api, alice):

@@ -75,6 +75,7 @@ PRICES: dict[str, Price] = {
     "logs_ingest": Price(0.50, 1, "GB", "CloudWatch Logs ingestion (standard class, first tier)"),
     "xray_trace": Price(5.00, 1e6, "trace", "X-Ray traces recorded"),
     "ses_email": Price(0.10, 1e3, "email", "SES outbound email, per recipient"),
+    "kms_request": Price(0.03, 1e4, "request", "KMS symmetric key request (Decrypt, GenerateDataKey)"),
     "transfer_region": Price(0.02, 1, "GB", "Data transfer to another AWS region (us-east-1's rate as source)"),
     "transfer_internet": Price(0.09, 1, "GB", "Data transfer out to the internet (first 10 TB a month)"),
     "unpriced": Price(0.0, 1, "request", "a request of a kind this model does not price (listed, never hidden)"),
@@ -631,6 +632,7 @@ def _sqs_lines(run: Run, per: float) -> list[Line]:
 def _other_lines(run: Run, per: float) -> list[Line]:
     lines = []
     s3: dict[tuple[str, str], int] = defaultdict(int)
+    kms: dict[tuple[str, str], int] = defaultdict(int)
     emails = 0
     unpriced: dict[str, int] = defaultdict(int)
     crossing: dict[tuple[str, str, str], float] = defaultdict(float)
@@ -643,10 +645,16 @@ def _other_lines(run: Run, per: float) -> list[Line]:
             s3[(tier, function)] += 1
         elif call.service in ("ses", "sesv2") and call.operation.startswith("Send"):
             emails += call.recipients
+        elif call.service == "kms":
+            kms[(call.operation, function)] += 1
         elif call.service not in ("dynamodb", "dynamodb-streams", "sqs"):
             unpriced[f"{call.service} {call.operation}"] += 1
     for (tier, function), count in sorted(s3.items()):
         lines.append(Line(f"S3 {tier[3:].upper()} <- {function}", driver_of(function), count * per, tier, "measured"))
+    for (operation, function), count in sorted(kms.items()):
+        lines.append(
+            Line(f"KMS {operation} <- {function}", driver_of(function), count * per, "kms_request", "measured")
+        )
     if emails:
         lines.append(Line("SES emails", "the rest", emails * per, "ses_email", "measured"))
     lines.append(Line("EventBridge scheduled ticks", "the rest", run.ticks * per, "eventbridge_event", "measured"))

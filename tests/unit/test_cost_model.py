@@ -236,6 +236,15 @@ def test_a_hand_made_run_is_priced_line_by_line_per_million_checks():
     assert cost.egress_line(run).usd_per_million == pytest.approx(1500 / GB * 0.09e6, rel=1e-12)
 
 
+def test_kms_is_billed_per_request_to_whoever_opens_or_makes_data_keys():
+    calls = [Call("kms", "Decrypt", "scheduler"), Call("kms", "Decrypt", "scheduler"), Call("kms", "Decrypt", "alerts")]
+    priced = _priced(_run(calls=calls))
+    # 2 requests / 1,000 checks x $0.03 per 10,000
+    assert priced["KMS Decrypt <- scheduler"] == pytest.approx(2 * 1000 * 0.03 / 1e4, rel=1e-12)
+    assert priced["KMS Decrypt <- alerts"] == pytest.approx(1000 * 0.03 / 1e4, rel=1e-12)
+    assert not [item for item in priced if item.startswith("not priced")]
+
+
 def test_lambda_is_billed_per_started_millisecond_by_memory_and_architecture():
     invocations = [
         Invocation("checker-r1", 60000.2),  # 60,001 ms

@@ -230,6 +230,7 @@ def test_queue_and_bucket_names_are_the_ones_the_app_uses(region: str) -> None:
     assert name(CHECKER_RESOURCES, "CheckDeadLetterQueue", "QueueName") == names.dead_letter_queue(queue)
     assert name(RESOURCES, "StatusBucket", "BucketName") == names.status_bucket(settings)
     assert name(RESOURCES, build.HANDLER_FAILURES, "QueueName") == names.handler_failures_queue(settings)
+    assert name(RESOURCES, "SecretsKeyAlias", "AliasName") == names.secrets_key(settings)
     # The redrive finds each dead-letter queue, and where its messages go back, by the names the stacks give them.
     for dead, back in redrive.QUEUES.values():
         queues = [r for r in RESOURCES.values() if r.get("Type") == "AWS::SQS::Queue"]
@@ -471,6 +472,36 @@ def test_each_function_has_its_own_least_privilege_role() -> None:
     ]
     assert not can(build.CHALICE_FUNCTION, "sqs:ReceiveMessage")
     assert not can(build.CHALICE_FUNCTION, "dynamodb:GetRecords")
+
+
+def test_the_secrets_key_rotates_outlives_the_stack_and_opens_only_for_the_functions_that_send() -> None:
+    """Only the API makes data keys; it, the deliverer and the scheduler open them, each for its own purposes only
+    (the KMS encryption context), and the key refuses any data key outside Vigil's purposes."""
+    from chalicelib.sealing.service import ALERT_CHANNEL, MONITOR_HEADERS, PURPOSES
+
+    key = RESOURCES[build.SECRETS_KEY]
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert key["DeletionPolicy"] == key["UpdateReplacePolicy"] == "Retain"  # every sealed secret needs it
+    (deny,) = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s["Effect"] == "Deny"]
+    assert {"kms:Decrypt", "kms:GenerateDataKey"} <= set(deny["Action"])
+    assert deny["Condition"] == {"StringNotEquals": {"kms:EncryptionContext:purpose": list(PURPOSES)}}
+    assert RESOURCES["SecretsKeyAlias"]["Properties"]["TargetKeyId"] == {"Ref": build.SECRETS_KEY}
+
+    def uses(name: str) -> dict[str, list[str]]:
+        statements = RESOURCES[f"{name}Policy"]["Properties"]["PolicyDocument"]["Statement"]
+        return {
+            action: s["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"]
+            for s in statements
+            for action in s["Action"]
+            if action.startswith("kms:") and s["Resource"] == [{"Fn::GetAtt": [build.SECRETS_KEY, "Arn"]}]
+        }
+
+    assert {name: uses(name) for name in (build.CHALICE_FUNCTION, *build.EVENT_FUNCTIONS) if uses(name)} == {
+        build.CHALICE_FUNCTION: {"kms:Decrypt": list(PURPOSES), "kms:GenerateDataKey": list(PURPOSES)},
+        "Scheduler": {"kms:Decrypt": [MONITOR_HEADERS]},
+        build.ALERT_FUNCTION: {"kms:Decrypt": [ALERT_CHANNEL]},
+    }
+    assert "kms:" not in json.dumps(CHECKER_RESOURCES["CheckerRole"])  # the worker gets its jobs' headers opened
 
 
 # --- the check worker's stack (infra/checker.json), one per check region ------------------------------------------
