@@ -82,6 +82,8 @@ def compile_jsonpath(path: str) -> Any:
     """A compiled RFC 9535 JSONPath; ValueError with the parser's first line if it is not one."""
     try:
         return _JSONPATH.compile(path)
+    except (OverflowError, RecursionError):  # a number like 1e400, or brackets nested past the parser's depth
+        raise ValueError(f"{path!r} is not a valid JSONPath: a number or nesting out of range") from None
     except jsonpath.JSONPathError as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise ValueError(f"{path!r} is not a valid JSONPath: {first_line}") from None
@@ -121,7 +123,9 @@ def _actual(a: Assertion, observed: Observed, parsed: list[Any]) -> Any:
         except ValueError:
             return MISSING
         except iregexp.TooCostly as exc:  # fails whatever the comparison: it could not be evaluated
-            return _Unevaluated(f"patterns too costly for this body: {exc}")
+            return _Unevaluated(f"too costly to evaluate on this body: {exc}")
+        except (jsonpath.JSONPathError, RecursionError):  # JSONPathRecursionError: nested past 100 levels
+            return _Unevaluated("a body nested too deeply to evaluate")
         if not matches:
             return MISSING
         return matches[0] if len(matches) == 1 else matches

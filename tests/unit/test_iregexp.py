@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.checks import iregexp
-from chalicelib.checks.assertions import Observed, evaluate
+from chalicelib.checks.assertions import Observed, evaluate, validate_assertion
 from chalicelib.checks.model import Assertion
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,24 +79,112 @@ def test_a_pattern_longer_than_an_assertion_may_be_matches_nothing() -> None:
     assert iregexp.matches(long[:-1], long[:-1], whole=True) is True
 
 
+def test_a_pattern_that_compiles_to_a_huge_program_is_refused_at_once() -> None:
+    """``\\pL{100}`` is 7 characters and 120,000 RE2 instructions (54 ms to compile): refused in the small
+    sizing compile instead, and so is ``.{999}c`` (8,000 instructions, seconds on RE2's NFA over 1 MiB)."""
+    for pattern in ("\\pL{100}", "(\\p{L}|\\p{N}){100}", ".{999}c", ".{999}.{999}.{999}.{999}.{999}1"):
+        iregexp.programs.clear()
+        started = time.thread_time()
+        assert iregexp.compiled(pattern) is None, pattern
+        assert time.thread_time() - started < 0.01, pattern
+    assert iregexp.compiled("\\p{L}+") is not None  # 1,201 instructions: fine
+
+
+def budgeted(*checks: Assertion, body: object) -> tuple[str, ...]:
+    iregexp.programs.clear()  # each test's compiles are its own (the cache is the worker's)
+    return evaluate(list(checks), observed(body))
+
+
 def test_one_checks_patterns_share_a_budget_and_past_it_the_assertion_fails_saying_why() -> None:
-    text = "ab" * 250_000  # 500,000 characters
-    pattern = "[ab]*a[ab]{20}c"  # 15 characters: 7.5 million units a match, a DFA-hostile one
+    text = "ab" * 175_000  # 350,000 bytes
+    pattern = "[ab]*a[ab]{20}c"  # 27 RE2 instructions: 9.45 million units a match, a DFA-hostile one
     path = f"$[?search(@.a, '{pattern}')]"
     check = Assertion(source="json_body", comparison="is_empty", property=path)
-    assert evaluate([check, check], observed([{"a": text}])) == ()  # 15 million: within 20 million
-    failures = evaluate([check, check, check], observed([{"a": text}]))
-    assert failures == (
-        f"json_body {path} is_empty (got patterns too costly for this body: over the 20,000,000 limit of pattern x"
-        " text characters (this one 22,500,000))",
+    assert budgeted(check, check, body=[{"a": text}]) == ()  # 0.1 + 18.9 million: within 20 million
+    assert budgeted(check, check, check, body=[{"a": text}]) == (
+        f"json_body {path} is_empty (got too costly to evaluate on this body: over the 20,000,000 limit of pattern"
+        " work (program size x text bytes))",
     )
 
 
 def test_the_budget_is_per_check_not_per_worker() -> None:
-    text = "ab" * 250_000
+    text = "ab" * 175_000
     check = Assertion(source="json_body", comparison="is_empty", property="$[?search(@.a, '[ab]*a[ab]{20}c')]")
     for _ in range(3):
         assert evaluate([check, check], observed([{"a": text}])) == ()
+
+
+def test_text_is_charged_by_its_utf8_bytes() -> None:
+    """RE2 runs over bytes: an emoji is four of them, and costs four times an ASCII letter."""
+    ascii_text, emoji_text = "a" * 200_000, "\U0001f600" * 200_000
+    path = "$[?search(@, '[ab]*a[ab]{20}c')]"
+    check = Assertion(source="json_body", comparison="is_empty", property=path)
+    assert budgeted(check, check, check, body=[ascii_text]) == ()  # 3 x 27 x 200,000 = 16.2 million
+    assert budgeted(check, body=[emoji_text])  # 27 x 800,000 bytes = 21.6 million: over
+
+
+def test_compiling_patterns_a_body_supplies_is_charged_too() -> None:
+    """search(@.t, @.p) takes its patterns from the body: each distinct one is a compile (refused ones as well),
+    charged, so 200 distinct patterns cost their compiles, not seconds of CPU for free."""
+    items = [{"t": "", "p": f"\\pL{{999}}{i}"} for i in range(300)]
+    check = Assertion(source="json_body", comparison="is_empty", property="$[?search(@.t, @.p)]")
+    started = time.thread_time()
+    [failure] = budgeted(check, body=items)
+    assert "too costly to evaluate on this body" in failure
+    assert time.thread_time() - started < 1.0
+
+
+def test_jsonpath_nodes_are_counted_so_a_selector_list_cannot_build_millions() -> None:
+    """``$[*,*,…]`` makes a node per element per ``*``; ``count(@[*,…])`` inside a filter as many per step.  Both
+    stop at the check's node budget, failing the assertion, without the memory or the minutes."""
+    wide = "$[" + ",".join(["*"] * 10) + "]"
+    check = Assertion(source="json_body", comparison="not_empty", property=wide)
+    started = time.thread_time()
+    [failure] = budgeted(check, body=list(range(100_000)))
+    assert failure.endswith(
+        "(got too costly to evaluate on this body: over the 100,000 limit of JSONPath nodes visited)"
+    )
+    nested = "$[?count(@[" + ",".join(["*"] * 50) + "]) == 0]"
+    [failure] = budgeted(Assertion(source="json_body", comparison="not_empty", property=nested), body=[[0] * 100] * 100)
+    assert "JSONPath nodes visited" in failure
+    assert time.thread_time() - started < 3.0
+    small = Assertion(source="json_body", comparison="equals", target="3", property="$.count")
+    assert budgeted(small, body={"count": 3}) == ()
+
+
+def test_a_body_nested_too_deeply_fails_the_assertion_not_the_check() -> None:
+    check = Assertion(source="json_body", comparison="not_empty", property="$..status")
+    body = Observed(status_code=200, response_time_ms=1.0, headers={}, body=("[" * 150 + "]" * 150).encode())
+    assert evaluate([check], body) == ("json_body $..status not_empty (got a body nested too deeply to evaluate)",)
+
+
+def test_a_number_out_of_range_in_a_path_is_a_validation_error() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        validate_assertion(Assertion(source="json_body", comparison="not_empty", property="$[?@ == 1e400]"))
+
+
+@pytest.mark.parametrize(
+    ("value", "pattern"),
+    [
+        ("ABC", "(?i)abc"),
+        ("7", "\\d"),
+        ("a", "\\x{61}"),
+        ("a", "[[:alpha:]]"),
+        ("\u03b1", "\\p{Greek}"),
+        ("ab", "a*?b"),
+    ],
+)
+def test_what_is_not_i_regexp_matches_nothing(value: str, pattern: str) -> None:
+    """RFC 9535 2.4.7: a pattern that is not valid I-Regexp (RFC 9485) yields false; RE2 would accept these."""
+    assert iregexp.matches(value, pattern, whole=True) is False
+
+
+@pytest.mark.parametrize(
+    ("value", "pattern"),
+    [("a-b", "a\\-b"), ("Ab", "\\p{Lu}\\p{Ll}"), ("x1", "[a-z]\\P{L}"), ("a\tb", "a\\tb"), ("aab", "a{1,3}b")],
+)
+def test_what_is_i_regexp_still_matches(value: str, pattern: str) -> None:
+    assert iregexp.matches(value, pattern, whole=True) is True
 
 
 def test_it_is_safe_with_only_the_deployed_dependencies() -> None:
@@ -130,7 +218,7 @@ def test_it_is_safe_with_only_the_deployed_dependencies() -> None:
             sys.modules[name] = None  # import fails, as it would in the Lambda package
 
         import json
-        from chalicelib.checks.assertions import Observed, evaluate
+        from chalicelib.checks.assertions import Observed, evaluate, validate_assertion
         from chalicelib.checks.model import Assertion
 
         body = json.dumps([{"a": "a" * 30}]).encode()
