@@ -64,6 +64,7 @@ class Observation:
 
 
 MIN_HOLD = timedelta(minutes=10)  # a held recovery waits at least this long for a silent region
+KNOWLEDGE_STEP = timedelta(minutes=10)  # how stale a region's stored last check time may be in a steady incident
 MAX_SPANS = 8  # closed down spans kept per region (flapping beyond it within the hold is too fast to matter)
 
 Span = tuple[datetime, datetime]  # [went down, came back up), in check time
@@ -106,7 +107,8 @@ class MonitorState:
     status: str = "pending"
     last_resolved_at: datetime | None = None  # no quorum from before it opens an incident
     opened_at: datetime | None = None  # when the open incident's quorum was reached, in check time
-    maintenance_through: datetime | None = None  # the last check time seen inside a maintenance window
+    maintenance_through: datetime | None = None  # where the last maintenance window seen ends (exclusive)
+    settled_at: datetime | None = None  # the open incident's quorum known down again after its last recovery
 
     def region(self, name: str) -> RegionState:
         return self.regions.get(name, RegionState())
@@ -121,6 +123,7 @@ class Event:
     at: datetime
     region: str | None = None
     detail: str | None = None
+    regions: tuple[str, ...] = ()  # incident_opened: the regions down at that moment
 
 
 def _step_region(region: RegionState, obs: Observation, policy: Policy) -> RegionState:
@@ -164,7 +167,8 @@ def _step_region(region: RegionState, obs: Observation, policy: Policy) -> Regio
         cause=obs.cause if down else region.cause,
         last_checked_at=obs.checked_at,
         last_planned_at=obs.planned_at,
-        down_at=(region.down_at or at) if down else None,
+        # A region already down in a state stored before down_at existed went down at down_since.
+        down_at=(region.down_at or (region.down_since if region.down else None) or at) if down else None,
     )
 
 
@@ -195,13 +199,56 @@ def material(state: MonitorState) -> tuple[Any, ...]:
     return (regions, state.incident_open, state.degraded, state.status, state.last_resolved_at, state.opened_at)
 
 
-def knowledge(state: MonitorState) -> tuple[Any, ...]:
-    """How far the regions whose word decides an incident have reported: each down region's last check time, every
-    region's while an incident is open, and the last check time seen in a maintenance window.  The next batch reads
-    it to know whom it can vouch for (``_Regions``), so it is written when it moves, with the state item alone — a
-    write per result only while a region is down, most results (up, steady) write nothing."""
-    regions = tuple((name, r.last_at) for name, r in sorted(state.regions.items()) if r.down or state.incident_open)
-    return (regions, state.maintenance_through)
+def knowledge(state: MonitorState, policy: Policy) -> tuple[Any, ...]:
+    """How far the regions have reported, where a decision is pending on it — the next batch reads it to know whom
+    it can vouch for (``_Regions``), so the tracker writes it (the state item alone) when it moves:
+
+    - not in an incident, the down regions' last check times while another region counts failures (a quorum may
+      form: its moment needs the down regions vouched for);
+    - in an incident, every region's while its resolution is held (a moment is uncertain), and otherwise to
+      :data:`KNOWLEDGE_STEP` (a region silent past the hold cap is told from one whose results were not kept).
+
+    A steady state writes little: a site down everywhere writes a region's time every ten minutes, a region down
+    below the quorum for days nothing.  A recovery after a long outage may wait up to an interval for the other
+    regions' next results (their last ones were not kept); its moment is still the right one."""
+    if state.incident_open:
+        pending = _held(state, policy)
+        times = [(name, r.last_at if pending else _floor(r.last_at)) for name, r in sorted(state.regions.items())]
+    else:
+        counting = any(r.failures and not r.down for r in state.regions.values())
+        times = [(name, r.last_at) for name, r in sorted(state.regions.items()) if r.down and counting]
+    return (tuple(times), state.maintenance_through)
+
+
+def _floor(t: datetime | None) -> datetime | None:
+    if t is None:
+        return None
+    step = int(KNOWLEDGE_STEP.total_seconds())
+    return datetime.fromtimestamp(int(t.timestamp()) // step * step, tz=t.tzinfo)
+
+
+def _hold_start(state: MonitorState, policy: Policy) -> datetime | None:
+    """When the open incident's pending resolution began (its last recovery), if one is pending."""
+    if not _held(state, policy):
+        return None
+    return max(end for r in state.regions.values() for _, end in r.spans if state.opened_at and end > state.opened_at)
+
+
+def _held(state: MonitorState, policy: Policy) -> bool:
+    """An open incident where a region recovered, and the quorum has not been known down since, but may be (at the
+    slot before the last check time: at the last one, the regions whose results of that slot are on their way are
+    unknown in any outage).  Without a recovery since the incident opened, or since its quorum was seen again, no
+    resolution is pending: nothing needs to be known of who reported when."""
+    recoveries = [
+        end for r in state.regions.values() for _, end in r.spans if state.opened_at and end > state.opened_at
+    ]
+    if not recoveries or (state.settled_at is not None and state.settled_at >= max(recoveries)):
+        return False
+    known = _Regions(state, policy, time_out=False)
+    if known.latest is None:
+        return False
+    down, unknown = known.counts(known.latest - (known.vouch or timedelta(0)))
+    return len(down) < policy.confirmation_regions <= len(down) + len(unknown)
 
 
 def down_regions(state: MonitorState, policy: Policy) -> list[str]:
@@ -228,7 +275,9 @@ def hold_cap(policy: Policy) -> timedelta | None:
 class _Regions:
     """What is known of each region at a moment in check time: down, up, or unknown (nothing vouches for it)."""
 
-    def __init__(self, state: MonitorState, policy: Policy, *, time_out: bool = True) -> None:
+    def __init__(
+        self, state: MonitorState, policy: Policy, *, time_out: bool = True, exact_since: datetime | None = None
+    ) -> None:
         self.state = state
         self.policy = policy
         self.vouch = timedelta(seconds=policy.interval_seconds) if policy.interval_seconds else None
@@ -238,15 +287,29 @@ class _Regions:
         self.timed_out = [
             r
             for r in policy.regions
-            if time_out and cap is not None and self.latest is not None and self._silent(state.region(r)) > cap
+            # A region's stored time may be KNOWLEDGE_STEP old without it being silent (``knowledge``).
+            if time_out
+            and cap is not None
+            and self.latest is not None
+            and self._silent(state.region(r)) > cap + self._slack(state.region(r), exact_since)
         ]
+
+    @staticmethod
+    def _slack(region: RegionState, exact_since: datetime | None) -> timedelta:
+        """How old a region's stored time may be: exact if it reported since a hold began (a held incident's times
+        are all kept), else up to KNOWLEDGE_STEP (``knowledge``)."""
+        if exact_since is not None and region.last_at is not None and region.last_at >= exact_since:
+            return timedelta(0)
+        return KNOWLEDGE_STEP
 
     def _silent(self, region: RegionState) -> timedelta:
         """How long the others have reported while ``region`` said nothing: a region never heard from counts from
         the open incident's start (it may be late from its very first result), and is no one's concern otherwise."""
         assert self.latest is not None
-        since = region.last_at or self.state.opened_at
-        return timedelta.max if since is None else self.latest - since
+        # Before the incident a steady region's up results are not marked (``checks.marking``): its last applied
+        # result can be days old without it being late.  Silence counts from the incident's start at the soonest.
+        heard = [t for t in (region.last_at, self.state.opened_at) if t is not None]
+        return timedelta.max if not heard else self.latest - max(heard)
 
     def at(self, name: str, t: datetime) -> str:
         r = self.state.region(name)
@@ -273,13 +336,15 @@ def _decide(
     events: list[Event] = []
     at = obs.planned_at or obs.checked_at
     for _ in range(2 * MAX_SPANS * max(len(policy.regions), 1) + 2):  # each pass opens or resolves one
-        known = _Regions(state, policy)
+        # Held, every region's time is kept exactly; otherwise it may be KNOWLEDGE_STEP old (``knowledge``).
+        known = _Regions(state, policy, exact_since=_hold_start(state, policy))
         if not state.incident_open:
             if in_maintenance:
                 break
             guard = state.last_resolved_at
-            if state.maintenance_through is not None:  # a quorum reached inside a window opens after it, no sooner
-                guard = max(guard, state.maintenance_through) if guard else state.maintenance_through
+            if state.maintenance_through is not None:  # a quorum reached inside a window opens at its end, no sooner
+                end = state.maintenance_through - timedelta(microseconds=1)
+                guard = max(guard, end) if guard else end
             moments = {at} | {
                 start for name in policy.regions for start in _starts(state.region(name)) if start is not None
             }
@@ -292,8 +357,10 @@ def _decide(
             down, _ = known.counts(opened)
             cause = obs.cause or next((state.region(r).cause for r in down if state.region(r).cause), None)
             state = replace(state, incident_open=True, opened_at=opened)
-            events.append(Event("incident_opened", opened, detail=cause))
+            events.append(Event("incident_opened", opened, detail=cause, regions=tuple(down)))
             continue
+        if state.opened_at is None:  # an incident opened by a version that did not keep when: its quorum's moment
+            state = replace(state, opened_at=_quorum_reached(state, policy) or at)
         since = state.opened_at or at
         earlier = _earlier_start(state, policy, known, since)
         if earlier is not None:  # a late region's story: the quorum was there sooner, without a break since
@@ -304,13 +371,17 @@ def _decide(
         # earlier moment is uncertain (a late region could still show the quorum lost there, or held).
         strict = _Regions(state, policy, time_out=False)  # certain: a silent region may still be down
         resolved = None
+        certain = True
         for t in _edges(state, policy, strict, after=since, until=at):
             down, unknown = strict.counts(t)
             if len(down) >= quorum:
                 continue
+            certain = False
             if len(down) + len(unknown) < quorum:
                 resolved = t
             break
+        if certain and at > since:
+            state = replace(state, settled_at=at)
         late: list[str] = []
         if resolved is None and known.timed_out and at > since and _possible(known, at) < quorum:
             resolved, late = at, [r for r in known.timed_out if state.region(r).last_at or state.opened_at]
@@ -321,7 +392,7 @@ def _decide(
         if late:
             detail += f"; no result in time from {', '.join(late)}"
         guard = max(resolved, known.latest) if late and known.latest else resolved
-        state = replace(state, incident_open=False, opened_at=None, last_resolved_at=guard)
+        state = replace(state, incident_open=False, opened_at=None, settled_at=None, last_resolved_at=guard)
         events.append(Event("incident_resolved", resolved, detail=detail))
     return state, events
 
@@ -349,7 +420,8 @@ def _edges(
 def _earlier_start(state: MonitorState, policy: Policy, known: _Regions, since: datetime) -> datetime | None:
     """The first moment after the last resolution from which the quorum has held, without a certain break, up to
     ``since`` (the open incident's start as first seen), when that is sooner."""
-    guards = [t for t in (state.last_resolved_at, state.maintenance_through) if t is not None]
+    window = state.maintenance_through - timedelta(microseconds=1) if state.maintenance_through else None
+    guards = [t for t in (state.last_resolved_at, window) if t is not None]
     points = [t for t in _edges(state, policy, known, after=max(guards, default=None), until=since) if t < since]
     start = None
     for t in reversed(points):  # walk back from the start while the quorum may have held
@@ -361,11 +433,23 @@ def _earlier_start(state: MonitorState, policy: Policy, known: _Regions, since: 
     return start
 
 
+def _quorum_reached(state: MonitorState, policy: Policy) -> datetime | None:
+    """When the regions down now were first a quorum together, as far as the state says."""
+    went_down = sorted(
+        t for name in policy.regions if (t := state.region(name).went_down_at) and state.region(name).down
+    )
+    quorum = policy.confirmation_regions
+    return went_down[quorum - 1] if len(went_down) >= quorum else None
+
+
 def _may_open(state: MonitorState, policy: Policy) -> bool:
     """Regions are down, and with the unknown ones they could still make the quorum at the last check time."""
     known = _Regions(state, policy)
     if known.latest is None:
         return False
+    window_end = state.maintenance_through
+    if window_end is not None and known.vouch and known.latest >= window_end + known.vouch:
+        return False  # the regions had a whole interval to tell: what is not known down is not waited for
     down, unknown = known.counts(known.latest)
     return bool(down) and len(down) + len(unknown) >= policy.confirmation_regions
 
@@ -396,7 +480,12 @@ def _pruned(state: MonitorState, policy: Policy) -> MonitorState:
 
 
 def apply(
-    state: MonitorState, obs: Observation, policy: Policy, *, in_maintenance: bool = False
+    state: MonitorState,
+    obs: Observation,
+    policy: Policy,
+    *,
+    in_maintenance: bool = False,
+    window_end: datetime | None = None,
 ) -> tuple[MonitorState, list[Event]]:
     """Fold one result into the state; returns the new state and what changed (in order)."""
     if obs.region not in policy.regions:
@@ -411,8 +500,8 @@ def apply(
     if before.down and not after.down:
         events.append(Event("region_up", obs.checked_at, obs.region))
     new = replace(state, regions={**state.regions, obs.region: after})
-    if in_maintenance:
-        at = obs.planned_at or obs.checked_at
+    if in_maintenance:  # the window's end when known (one write a window), else just after the check's own time
+        at = window_end or (obs.planned_at or obs.checked_at) + timedelta(microseconds=1)
         new = replace(new, maintenance_through=max(at, state.maintenance_through or at))
     new, decided = _decide(new, policy, obs, in_maintenance)
     events += decided
@@ -466,6 +555,7 @@ def dump(state: MonitorState) -> dict[str, Any]:
         "last_resolved_at": _iso(state.last_resolved_at),
         "opened_at": _iso(state.opened_at),
         "maintenance_through": _iso(state.maintenance_through),
+        "settled_at": _iso(state.settled_at),
     }
 
 
@@ -495,6 +585,7 @@ def load(data: dict[str, Any] | None) -> MonitorState:
         last_resolved_at=parse_time(data.get("last_resolved_at")),
         opened_at=parse_time(data.get("opened_at")),
         maintenance_through=parse_time(data.get("maintenance_through")),
+        settled_at=parse_time(data.get("settled_at")),
     )
 
 

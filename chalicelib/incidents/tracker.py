@@ -174,12 +174,14 @@ class _Run:
         obs = Observation(
             result.region, result.checked_at, result.ok, result.degraded, cause_of(result), result.planned_at
         )
-        in_maintenance = any(w.covers(self.monitor.monitor_id, result.checked_at) for w in self.windows)
-        state, changes = apply(self.state, obs, self.policy, in_maintenance=in_maintenance)
+        covering = [w for w in self.windows if w.covers(self.monitor.monitor_id, result.checked_at)]
+        in_maintenance = bool(covering)
+        window_end = max((w.ends_at for w in covering), default=None)
+        state, changes = apply(self.state, obs, self.policy, in_maintenance=in_maintenance, window_end=window_end)
         if state == self.state:
             return
         moved = bool(changes) or material(state) != material(self.state) or self._shows_otherwise(state)
-        learned = knowledge(state) != knowledge(self.state)
+        learned = knowledge(state, self.policy) != knowledge(self.state, self.policy)
         self.state = state  # the check time moves on in memory: a later result of the batch is compared with it
         self.applied.results += 1
         if moved:
@@ -208,7 +210,7 @@ class _Run:
             self._open(change)
         elif change.kind == "incident_started" and self._incident_is_open():
             assert self.incident is not None  # a late region's results show the outage began sooner
-            self.incident.started_at = change.at
+            self.incident.started_at = min(self.incident.started_at, change.at)
             self._touch()
         elif change.kind == "incident_resolved":
             self._resolve(change)
@@ -262,7 +264,7 @@ class _Run:
 
     def _open(self, change: Event) -> None:
         m = self.monitor
-        down = down_regions(self.state, self.policy)
+        down = list(change.regions) or down_regions(self.state, self.policy)  # those that made the quorum
         incident_id = derived_id("inc", change.at, m.monitor_id)
         incident = IncidentModel(
             m.team_id,

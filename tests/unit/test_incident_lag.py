@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.incidents.state import MonitorState, Observation, Policy, apply, dump, hold_cap, load
+from chalicelib.incidents.state import KNOWLEDGE_STEP, MonitorState, Observation, Policy, apply, dump, hold_cap, load
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 REGIONS = ("us", "eu", "ap")
@@ -126,17 +126,19 @@ def test_the_held_recovery_is_what_keeps_it_one_incident() -> None:
 
 def test_a_silent_region_that_could_make_the_quorum_holds_the_recovery_only_until_the_cap() -> None:
     """us recovers at minute 4; eu is still down; ap has said nothing since minute 3 (it was down then).  With ap,
-    eu could still be a quorum: the recovery waits — for the cap, then resolves, naming ap."""
-    script = {"us": "----" + "+" * 20, "eu": "-" * 24, "ap": "----"}
+    eu could still be a quorum: the recovery waits — for the cap, then resolves, naming ap.  ap's last time may not
+    have been kept before the hold began (``knowledge``), so it is given the cap plus KNOWLEDGE_STEP."""
+    script = {"us": "----" + "+" * 26, "eu": "-" * 30, "ap": "----"}
     outcome = deliver(script)
     assert hold_cap(POLICY) == timedelta(minutes=10)
+    assert timedelta(minutes=10) == KNOWLEDGE_STEP
     assert len(outcome.opened) == 1
     [resolved] = outcome.resolved
     silent_from = T0 + timedelta(minutes=3)
-    assert resolved == silent_from + timedelta(minutes=11)  # the first check more than 10 minutes past its last
+    assert resolved == silent_from + timedelta(minutes=21)  # the first check over 20 minutes past its last
     assert outcome.details == ["Recovered (confirmed in us); no result in time from ap"]
-    # ap's results arrive at last, 15 minutes late: its failures from before the resolution reopen nothing.
-    late = deliver({**script, "ap": "-" * 12}, {"ap": 15})
+    # ap's results arrive at last, 25 minutes late: its failures from before the resolution reopen nothing.
+    late = deliver({**script, "ap": "-" * 22}, {"ap": 25})
     assert (len(late.opened), len(late.resolved)) == (1, 1)
 
 

@@ -1,0 +1,102 @@
+"""Incidents through the real handler on moto, results marked as the worker marks them (issue 20; written by a
+fresh-eyes review)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import SimpleNamespace
+
+from chalicelib.checks.marking import matters
+from chalicelib.incidents.events import OPENED, RESOLVED
+from chalicelib.incidents.models import EventModel, MonitorStateModel
+from chalicelib.monitors.models import MonitorModel
+from chalicelib.monitors.watching import watch_of
+from tests.factories import create_monitor
+from tests.integration.test_incidents_stream import (
+    REGIONS,
+    URL,
+    feed,
+    result,
+    start,
+    team_incidents,
+)
+
+
+def worker_marks(monitor: dict, region: str, at, ok: bool) -> bool:
+    """What the worker decides from the monitor as the handler last wrote it (the freshest watch)."""
+    item = MonitorModel.get(monitor["team_id"], monitor["id"], consistent_read=True)
+    probe = SimpleNamespace(ok=ok, degraded=False, region=region, checked_at=at, ssl_expires_at=None)
+    return matters(probe, watch_of(item))
+
+
+def check(monitor: dict, region: str, at, ok: bool):
+    return result(monitor, at, region, ok, marked=worker_marks(monitor, region, at, ok) or None)
+
+
+def test_a_region_five_minutes_late_after_the_monitor_was_up_for_a_while_does_not_split_the_outage(api, alice, aws):
+    """test_a_region_five_minutes_late_makes_no_second_incident, after 15 minutes up (the worker stops marking the
+    up checks of a steady monitor): ap's last applied result is 15 minutes old when eu recovers, so ap is timed out
+    at once; the incident resolves "no result in time from ap-southeast-1", and ap's late failures open a second."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    us, eu, ap = REGIONS
+    warm = t0 - timedelta(minutes=15)
+    for m in range(15):  # up everywhere: the first minute is marked (nothing known yet), then nothing
+        feed([check(monitor, r, warm + timedelta(minutes=m), True) for r in REGIONS])
+    assert MonitorModel.get(monitor["team_id"], monitor["id"]).status == "up"
+    story = {us: "+" + "-" * 12 + "+" * 8, eu: "+---" + "+" * 17, ap: "+" + "-" * 12 + "+" * 8}
+
+    def at(m: int):
+        return t0 + timedelta(minutes=m)
+
+    for m in range(len(story[us])):
+        batch = [check(monitor, us, at(m), story[us][m] == "+"), check(monitor, eu, at(m), story[eu][m] == "+")]
+        if m >= 5:
+            batch.append(check(monitor, ap, at(m - 5), story[ap][m - 5] == "+"))
+        feed(batch)
+    incidents = team_incidents(monitor)
+    texts = [e.text for i in incidents for e in EventModel.query(i.incident_id) if e.type == RESOLVED]
+    opened = [e for i in incidents for e in EventModel.query(i.incident_id) if e.type == OPENED]
+    assert len(incidents) == 1, (sorted((i.started_at, i.resolved_at) for i in incidents), texts)
+    assert len(opened) == 1
+
+
+def test_an_advisory_region_writes_nothing_per_result(api, alice, aws):
+    """eu is down below the quorum (an advisory) and stays so; the monitor is up.  Before f0931f7 its further
+    failures wrote nothing (not material); now each writes the state item (``knowledge``): a write per check, for
+    as long as the region stays down (a region blocked by the site's firewall: for ever)."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start() - timedelta(hours=2)
+    _us, eu, _ap = REGIONS
+    feed([check(monitor, r, t0, True) for r in REGIONS])
+    for m in (1, 2):
+        feed([check(monitor, eu, t0 + timedelta(minutes=m), False)])
+    version = MonitorStateModel.get(monitor["id"]).version
+    for m in range(3, 63):  # an hour of it
+        feed([check(monitor, r, t0 + timedelta(minutes=m), r != eu) for r in REGIONS])
+    writes = MonitorStateModel.get(monitor["id"]).version - version
+    assert writes <= 2, f"{writes} state writes for an hour of an advisory (60 eu failures)"
+
+
+def test_an_incident_opened_by_a_late_regions_story_names_the_regions_that_made_it(api, alice, aws):
+    """test_incident_lag.test_a_late_region_that_overlapped_opens_the_incident_it_makes_and_resolves_it through
+    the handler (every result marked): us down 2..4, eu down 3..5 but 8 minutes late.  The incident opens (at 3) when
+    eu's story arrives, by which time us is up again: ``_open`` takes ``down_regions`` of the *current* state, so
+    the incident's affected regions and its timeline say one region, not the two that made the quorum."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    us, eu, ap = REGIONS
+    story = {us: "+---++++++++++", eu: "++---+++++++++", ap: "++++++++++++++"}
+    for m in range(len(story[us]) + 8):
+        batch = []
+        for region in (us, ap):
+            if m < len(story[region]):
+                batch.append(result(monitor, t0 + timedelta(minutes=m), region, story[region][m] == "+"))
+        if 0 <= m - 8 < len(story[eu]):
+            batch.append(result(monitor, t0 + timedelta(minutes=m - 8), eu, story[eu][m - 8] == "+"))
+        feed(batch)
+    (incident,) = team_incidents(monitor)
+    timeline = list(EventModel.query(incident.incident_id))
+    [opened] = [e.text for e in timeline if e.type == OPENED]
+    assert incident.status == "resolved"
+    assert (opened, sorted(incident.affected_regions)) == ("Down in 2 of 3 regions: HTTP 503", sorted([us, eu]))
