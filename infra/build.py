@@ -395,7 +395,17 @@ FUNCTION_TABLES: dict[str, dict[str, str]] = {
     "EmailFeedback": {"email_suppressions": A},  # adds a suppression, never lifts one
     **{
         name: dict.fromkeys(
-            ("events", "incidents", "maintenance_windows", "monitors", "result_periods", "rollups", "status_pages"), R
+            (
+                "events",
+                "incidents",
+                "maintenance_windows",
+                "monitors",
+                "result_periods",
+                "rollups",
+                "status_page_slugs",  # which page a slug publishes, read back after each write
+                "status_pages",
+            ),
+            R,
         )
         for name in ("StatusPages", "StatusPagesRefresh")
     },
