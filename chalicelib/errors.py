@@ -194,6 +194,17 @@ class AlreadyMember(Conflict):
     title = "Already a member"
 
 
+class LimitReached(Conflict):
+    """A bound of the service itself, the same on every plan (an upgrade lifts nothing): which one, and its value."""
+
+    code = "limit_reached"
+    title = "Limit reached"
+
+    def __init__(self, detail: str, *, limit: str, allowed: int) -> None:
+        super().__init__(detail)
+        self.extensions = {"limit": limit, "allowed": allowed}
+
+
 class InvitationEmailMismatch(Forbidden):
     code = "invitation_email_mismatch"
     title = "The invitation is for another address"

@@ -21,9 +21,11 @@ from chalicelib.auth import service as auth
 from chalicelib.aws.mail import deliver
 from chalicelib.billing import limits, plans
 from chalicelib.billing import service as billing
+from chalicelib.checks.model import CheckResult
 from chalicelib.emails import Email, plan_changed
 from chalicelib.incidents import maintenance, tracker
 from chalicelib.incidents import service as incidents
+from chalicelib.monitors import results
 from chalicelib.monitors import service as monitors
 from chalicelib.observability import logger
 from chalicelib.settings import get_settings
@@ -133,6 +135,25 @@ def delete_monitor(team_id: str, monitor_id: str, now: datetime) -> None:
     monitor = monitors.delete(team_id, monitor_id, counter=_monitor_counter(team_id))
     tracker.forget_monitor(monitor, now)
     status_pages.forget_monitor(team_id, monitor_id, now)
+
+
+def list_results(
+    team_id: str,
+    monitor_id: str,
+    *,
+    region: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    after: str | None,
+    now: datetime,
+) -> tuple[list[CheckResult], str | None]:
+    """A monitor's results as its team's plan keeps them: none older than its retention (the plan's, read now: a
+    downgraded team sees its new plan's days at once, though what was stored expires as it was written)."""
+    oldest = now - limits.result_retention(team_id)
+    return results.list_results(
+        team_id, monitor_id, region=region, since=since, until=until, limit=limit, after=after, oldest=oldest
+    )
 
 
 # --------------------------------------------------------------------------------------------- channels

@@ -335,9 +335,10 @@ SQS_CONSUME = [
 READ = ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"]
 UPDATE = [*READ, "dynamodb:UpdateItem"]
 APPEND = [*UPDATE, "dynamodb:PutItem"]
+PRUNE = [*APPEND, "dynamodb:DeleteItem"]  # append, and delete one item at a time (a bounded log's oldest)
 WRITE = [*APPEND, "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem"]
-R, U, A, W = "read", "update", "append", "write"  # what a function may do to a table's items
-LEVELS = {R: READ, U: UPDATE, A: APPEND, W: WRITE}
+R, U, A, P, W = "read", "update", "append", "prune", "write"  # what a function may do to a table's items
+LEVELS = {R: READ, U: UPDATE, A: APPEND, P: PRUNE, W: WRITE}
 
 # What each function's code reads and writes, table by table (by the models' logical names): never a Scan, never a
 # table it does not touch.  tests/iam.py holds every AWS call the test suite makes for a function against its policy,
@@ -385,7 +386,8 @@ FUNCTION_TABLES: dict[str, dict[str, str]] = {
     "Retake": {"result_packs": R, "result_periods": A, "rollups": A, "teams": R},
     "Incidents": {
         "maintenance_windows": R,
-        **dict.fromkeys(("events", "incidents", "monitor_changes", "monitor_states", "monitors"), A),
+        **dict.fromkeys(("incidents", "monitor_changes", "monitor_states", "monitors"), A),
+        "events": P,  # a flapping region's timeline entries past the kept ones are deleted (incidents.events.kept)
     },
     "Alerts": {
         **dict.fromkeys(("alert_channels", "memberships", "monitors", "users"), R),
@@ -404,7 +406,17 @@ FUNCTION_TABLES: dict[str, dict[str, str]] = {
     "EmailFeedback": {"email_suppressions": A},  # adds a suppression, never lifts one
     **{
         name: dict.fromkeys(
-            ("events", "incidents", "maintenance_windows", "monitors", "result_periods", "rollups", "status_pages"), R
+            (
+                "events",
+                "incidents",
+                "maintenance_windows",
+                "monitors",
+                "result_periods",
+                "rollups",
+                "status_page_slugs",  # which page a slug publishes, read back after each write
+                "status_pages",
+            ),
+            R,
         )
         for name in ("StatusPages", "StatusPagesRefresh")
     },

@@ -10,6 +10,7 @@ from chalicelib.api.framework import Call, Out, Router
 from chalicelib.billing import abuse
 from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents import service as incidents
+from chalicelib.incidents.events import FIRST_REPEATS, LATEST_REPEATS, MAX_NOTES
 from chalicelib.schema import Line, Schema, Text
 from chalicelib.teams import authz
 
@@ -72,7 +73,13 @@ class IncidentSummaryOut(Out):
 
 
 class IncidentOut(IncidentSummaryOut):
-    timeline: list[EntryOut]
+    timeline: list[EntryOut] = Field(
+        description=f"oldest first; at most {MAX_NOTES} notes, and of the entries that repeat (region_down, "
+        f"region_up, postmortem_updated) the first {FIRST_REPEATS} and the latest {LATEST_REPEATS}"
+    )
+    timeline_dropped: int = Field(
+        ge=0, description="how many repeating entries were left out between the first ones and the latest"
+    )
     postmortem: PostmortemOut | None
 
 
@@ -114,6 +121,7 @@ def incident_out(incident: incidents.Incident) -> IncidentOut:
     return IncidentOut(
         **_summary(incident),  # type: ignore[arg-type]
         timeline=[entry_out(e) for e in incident.timeline],
+        timeline_dropped=incident.timeline_dropped,
         postmortem=postmortem,
     )
 
@@ -176,9 +184,11 @@ def acknowledge(call: Call, incident_id: str) -> IncidentOut:
     body=NoteIn,
     response=EntryOut,
     status=201,
+    errors=(409,),
 )
 def add_note(call: Call, incident_id: str) -> EntryOut:
-    """The team is notified of a note (by email too): an unverified account cannot post one (403)."""
+    """The team is notified of a note (by email too): an unverified account cannot post one (403).  An incident
+    takes a bounded number of notes: past it, 409 ``limit_reached`` names the limit and its value."""
     user = call.user
     abuse.require_verified(user.user_id, "posting incident notes, which notify the team")
     return entry_out(incidents.add_note(user.team_id, incident_id, user.user_id, call.body.text, utcnow()))

@@ -765,12 +765,13 @@ def list_pings(call: Call, monitor_id: str) -> PingList:
     errors=(400,),
 )
 def list_results(call: Call, monitor_id: str) -> ResultList:
+    """None planned longer ago than the plan's ``result_retention_days`` (7, 30 or 90), whatever ``since`` asks."""
     q = call.query
     known = (*get_settings().check_regions, heartbeats.REGION)
     if q.region is not None and q.region not in known:
         # Refused before any read: a region no check ever ran in would read the monitor's whole history for nothing.
         raise errors.ValidationFailed.single("region", f"must be one of {', '.join(known)}")
-    found, next_cursor = monitor_results.list_results(
+    found, next_cursor = lifecycle.list_results(
         call.user.team_id,
         monitor_id,
         region=q.region,
@@ -778,6 +779,7 @@ def list_results(call: Call, monitor_id: str) -> ResultList:
         until=q.until,
         limit=q.limit,
         after=q.cursor,
+        now=utcnow(),
     )
     return ResultList(data=[result_out(r) for r in found], next_cursor=next_cursor)
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from chalicelib import errors
 from chalicelib.billing import plans
 from chalicelib.billing.models import UsageModel
+from chalicelib.settings import get_settings
 from chalicelib.storage.base import condition_failed
 from chalicelib.teams.models import TeamModel
 
@@ -34,6 +36,12 @@ def plan_of(team_id: str) -> plans.Plan:
         return plans.plan(TeamModel.get(team_id, consistent_read=True, attributes_to_get=["plan"]).plan)
     except TeamModel.DoesNotExist:
         return plans.plan(None)
+
+
+def result_retention(team_id: str) -> timedelta:
+    """How long the team's results are kept and shown: its plan's, at most ``RESULT_RETENTION_DAYS``."""
+    days = min(plan_of(team_id).limits.result_retention_days, get_settings().result_retention_days)
+    return timedelta(days=days)
 
 
 def exceeded(

@@ -27,13 +27,12 @@ blueprint = Blueprint(__name__)
 def _retention() -> Callable[[str], timedelta]:
     """Each team's plan's retention (read once a team for this invocation), at most ``RESULT_RETENTION_DAYS``:
     applied to the results aggregated from now on (a plan change keeps what was stored as it was)."""
-    most = get_settings().result_retention_days
-    days: dict[str, int] = {}
+    kept: dict[str, timedelta] = {}
 
     def of(team_id: str) -> timedelta:
-        if team_id not in days:
-            days[team_id] = min(limits.plan_of(team_id).limits.result_retention_days, most)
-        return timedelta(days=days[team_id])
+        if team_id not in kept:
+            kept[team_id] = limits.result_retention(team_id)
+        return kept[team_id]
 
     return of
 

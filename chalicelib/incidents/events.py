@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chalicelib.incidents.models import EventModel
+from chalicelib.incidents.models import EventModel, IncidentModel
 
 # The types, as stored and as streamed.  An incident's timeline shows the part after "incident.".
 OPENED = "incident.opened"
@@ -31,6 +31,14 @@ TIMELINE_TYPES = (OPENED, REGION_DOWN, REGION_UP, ACKNOWLEDGED, NOTE, POSTMORTEM
 # At one instant, the order a reader expects: regions go down, the incident opens, regions come back, it resolves.
 _RANK = {REGION_DOWN: 1, OPENED: 2, REGION_UP: 3, RESOLVED: 4}
 MONITOR_EVENT_DAYS = 90
+
+# An incident's timeline is bounded: it is read whole, in one response.  People's notes are refused past MAX_NOTES
+# (409 ``limit_reached``); the entries that repeat without end — a flapping region's downs and ups, a postmortem
+# rewritten — keep the first FIRST_REPEATS and the latest LATEST_REPEATS, and the incident counts those dropped.
+MAX_NOTES = 100
+FIRST_REPEATS = 50
+LATEST_REPEATS = 50
+REPEATING = (REGION_DOWN, REGION_UP, POSTMORTEM)
 
 
 def _key(at: datetime, kind: str, discriminator: str) -> str:
@@ -64,6 +72,40 @@ def incident_event(
         region=region,
         data=data or {},
     )
+
+
+def kept(incident: IncidentModel, entry: EventModel) -> EventModel | None:
+    """Count ``entry`` on its incident (the incident is written with it); the entry it pushes out of the timeline,
+    to delete in the same write, or None.
+
+    1. An entry that does not repeat (opened, acknowledged, a note, resolved) is not counted here.
+    2. The first FIRST_REPEATS repeating entries stay for good.
+    3. A later one joins the latest (``repeat_keys``, oldest first); past LATEST_REPEATS the oldest of those goes,
+       counted in ``repeats_dropped``.
+    """
+    if entry.type not in REPEATING:
+        return None
+    written = int(incident.repeat_count or 0)
+    incident.repeat_count = written + 1
+    if written < FIRST_REPEATS:
+        return None
+    latest = [*(incident.repeat_keys or ()), entry.key]
+    incident.repeat_keys = latest[-LATEST_REPEATS:]
+    if len(latest) <= LATEST_REPEATS:
+        return None
+    incident.repeats_dropped = int(incident.repeats_dropped or 0) + 1
+    return EventModel(entry.subject, latest[0])
+
+
+def notes_on(incident_id: str) -> int:
+    """How many notes an incident's timeline holds (for an incident older than its count of them)."""
+    query = EventModel.query(
+        incident_id,
+        filter_condition=EventModel.type == NOTE,
+        attributes_to_get=["subject", "key"],
+        consistent_read=True,
+    )
+    return sum(1 for _ in query)
 
 
 def monitor_event(
@@ -135,5 +177,5 @@ def get_event(subject: str, key: str) -> Event:
 
 
 def timeline(incident_id: str) -> list[EventModel]:
-    """An incident's entries, oldest first (one query; an incident has tens of entries, not thousands)."""
+    """An incident's entries, oldest first (one query: bounded, see MAX_NOTES and the repeating entries)."""
     return [e for e in EventModel.query(incident_id, consistent_read=True) if e.type in TIMELINE_TYPES]

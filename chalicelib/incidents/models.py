@@ -7,6 +7,7 @@ from datetime import datetime
 from pynamodb.attributes import (
     JSONAttribute,
     ListAttribute,
+    NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
@@ -77,6 +78,13 @@ class IncidentModel(BaseModel):
     resolved_by = UnicodeAttribute(null=True)
     affected_regions = ListAttribute(of=UnicodeAttribute, default=list)
     postmortem = JSONAttribute(null=True)
+    # The timeline's bounds (``incidents.events``): notes added (absent on an incident older than the count, whose
+    # notes are then counted from its timeline), repeating entries written, the keys of those kept past the first
+    # ones (oldest first), and how many of those were deleted again.
+    notes_count = NumberAttribute(null=True)
+    repeat_count = NumberAttribute(null=True)
+    repeat_keys = ListAttribute(of=UnicodeAttribute, null=True)
+    repeats_dropped = NumberAttribute(null=True)
     updated_at = UTCDateTimeAttribute()
     version = VersionAttribute()
     by_status = IncidentsByStatus()

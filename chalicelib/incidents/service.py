@@ -50,6 +50,7 @@ class Incident:
     postmortem: dict[str, Any] | None
     updated_at: datetime
     timeline: tuple[Entry, ...] = ()
+    timeline_dropped: int = 0  # repeating entries left out between the first ones and the latest
 
 
 def _entry(item: EventModel) -> Entry:
@@ -79,6 +80,7 @@ def _incident(item: IncidentModel, timeline: list[EventModel] | None = None) -> 
         postmortem=dict(item.postmortem) if item.postmortem else None,
         updated_at=item.updated_at,
         timeline=tuple(_entry(e) for e in timeline or ()),
+        timeline_dropped=int(item.repeats_dropped or 0),
     )
 
 
@@ -174,9 +176,12 @@ def _change(
         item = _load(team_id, incident_id)
         entry = change(item)
         if entry is not None:
+            pushed_out = events.kept(item, entry)
             with transaction() as t:
                 t.save(item)
                 t.save(entry, condition=EventModel.key.does_not_exist())
+                if pushed_out is not None:
+                    t.delete(pushed_out)
         return item, entry
 
     return retry_lost_races(attempt, attempts=ATTEMPTS)
@@ -217,8 +222,18 @@ def resolve(team_id: str, incident_id: str, user_id: str, now: datetime) -> Inci
 
 
 def add_note(team_id: str, incident_id: str, user_id: str, text: str, now: datetime) -> Entry:
+    """At most ``events.MAX_NOTES`` an incident (409 ``limit_reached``): counted on the incident, which is written
+    under its version with the note, so parallel notes cannot pass the limit together."""
+
     def change(item: IncidentModel) -> EventModel:
-        item.updated_at = now
+        written = int(item.notes_count) if item.notes_count is not None else events.notes_on(item.incident_id)
+        if written >= events.MAX_NOTES:
+            raise errors.LimitReached(
+                f"An incident holds at most {events.MAX_NOTES} notes; this one has them all.",
+                limit="notes_per_incident",
+                allowed=events.MAX_NOTES,
+            )
+        item.notes_count, item.updated_at = written + 1, now
         return events.incident_event(item, events.NOTE, now, discriminator=new_id("evt"), by=user_id, text=text)
 
     _, entry = _change(team_id, incident_id, change)

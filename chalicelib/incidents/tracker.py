@@ -122,13 +122,24 @@ def cause_of(result: Result) -> str | None:
 @dataclass
 class _Pending:
     """What one transaction will write: besides the state and the monitor, the incidents changed (an outage can
-    open and resolve within one batch, and the next one open) and the events."""
+    open and resolve within one batch, and the next one open), the events, and the timeline entries a flapping
+    region pushed out (``events.kept``)."""
 
     incidents: dict[str, IncidentModel] = field(default_factory=dict)
     items: list[EventModel] = field(default_factory=list)
+    dropped: list[EventModel] = field(default_factory=list)
 
     def size(self) -> int:
-        return 2 + len(self.incidents) + len(self.items)
+        return 2 + len(self.incidents) + len(self.items) + len(self.dropped)
+
+    def drop(self, entry: EventModel) -> None:
+        """Delete ``entry`` in this transaction; or, if this transaction was to write it, leave it out (one
+        transaction cannot both write and delete an item)."""
+        unwritten = [e for e in self.items if (e.subject, e.key) == (entry.subject, entry.key)]
+        if unwritten:
+            self.items.remove(unwritten[0])
+        else:
+            self.dropped.append(entry)
 
 
 @dataclass
@@ -256,10 +267,15 @@ class _Run:
         self.pending.incidents[self.incident.incident_id] = self.incident
 
     def _timeline(self, kind: str, at: datetime, region: str | None, text: str, *, discriminator: str) -> None:
-        assert self.incident is not None
-        self.pending.items.append(
-            events.incident_event(self.incident, kind, at, discriminator=discriminator, text=text, region=region)
-        )
+        incident = self.incident
+        assert incident is not None
+        entry = events.incident_event(incident, kind, at, discriminator=discriminator, text=text, region=region)
+        self.pending.items.append(entry)
+        if kind in events.REPEATING:  # counted on the incident, which is written with it
+            self.pending.incidents[incident.incident_id] = incident
+            pushed_out = events.kept(incident, entry)
+            if pushed_out is not None:
+                self.pending.drop(pushed_out)
         self.applied.events.append(kind)
 
     def _open(self, change: Event) -> None:
@@ -370,7 +386,7 @@ class _Run:
         )
         newer = unpaused & (MonitorModel.state_version.does_not_exist() | (MonitorModel.state_version < version))
         watched = watch_of(m)  # what marks its results (``checks.marking``) before this write
-        if self.pending.incidents or self.pending.items:
+        if self.pending.incidents or self.pending.items or self.pending.dropped:
             # An incident or an event: all of it, or none of it.
             with transaction() as t:
                 t.save(item)
@@ -381,6 +397,8 @@ class _Run:
                     t.save(incident)
                 for event in self.pending.items:
                     t.save(event)
+                for entry in self.pending.dropped:
+                    t.delete(entry)
         else:
             # Counters only (most results): the state under its version, then the monitor's view of it.  Two
             # plain writes cost less than a transaction's doubled units; if the second is lost (a crash) or

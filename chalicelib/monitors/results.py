@@ -91,13 +91,17 @@ def list_results(
     until: datetime | None,
     limit: int,
     after: str | None,
+    oldest: datetime,
 ) -> tuple[list[CheckResult], str | None]:
-    """Newest first, one result per check.  The monitor must be the team's (404 otherwise); the cursor is bound
-    to this query and holds the last result's position (its planned start and region).
+    """Newest first, one result per check, none planned before ``oldest`` (the team's retention: DynamoDB's TTL
+    deletes an expired item up to days late, and packs may hold older checks).  The monitor must be the team's
+    (404 otherwise); the cursor is bound to this query and holds the last result's position (its planned start
+    and region).
 
     The monitor's checks are in its periods before the aggregator's watermark and in its bucket's packs from
     there (``monitors.aggregate``): a check is listed as soon as the worker wrote its pack.  Items are read
-    newest first, and no further than the page needs."""
+    newest first, and no further than the page needs: ``oldest`` bounds both queries' keys, so an expired item
+    is never read, and a cursor reaches no further back than the retention of the day it is used."""
     monitor = get_monitor(team_id, monitor_id)
     scope = f"{RESULTS_SCOPE}|{monitor_id}|{region or ''}|{since or ''}|{until or ''}"
     position = None
@@ -106,7 +110,7 @@ def list_results(
         position = (int(found["slot"]), str(found["region"]))
     if until is not None and until < EPOCH:
         return [], None  # nothing was checked before 1970
-    low = int(since.timestamp()) if since is not None and since > EPOCH else None
+    low = int(max(since, oldest).timestamp()) if since is not None else int(oldest.timestamp())
     window = Window(low, int(until.timestamp()) if until is not None else None, position)
     wanted = limit + 1  # one more: whether there is a next page
     per_item = max(1, PERIOD // timedelta(seconds=monitor.config.interval_seconds))

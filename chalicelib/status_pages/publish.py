@@ -2,8 +2,9 @@
 
 Called on every change that alters a page — its own edits, maintenance windows, and (from the events stream)
 incidents opening, being acknowledged or resolving, and monitors changing status.  An unpublished or deleted
-page's objects are removed.  Publishing is best effort at the edge of a request: a failure is logged, and the
-next change publishes the page again.
+page's objects are removed.  Every write is checked against the page's record read after it (:func:`settle`), so
+the bucket ends on the latest state however publishes and unpublishes race.  Publishing is best effort at the edge
+of a request: a failure is logged, and the next change publishes the page again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from chalicelib.clock import utcnow
 from chalicelib.observability import logger
 from chalicelib.settings import get_settings
 from chalicelib.status_pages import document, render
-from chalicelib.status_pages.store import Page, pages_showing, published_pages
+from chalicelib.status_pages.store import Page, pages_showing, published_pages, showing
 
 CACHE_CONTROL = "public, max-age=30, s-maxage=60, stale-while-revalidate=300"
 OBJECTS = {
@@ -62,30 +63,71 @@ def _key(slug: str, name: str) -> str:
     return f"status/{slug}/{name}"
 
 
+class PublishRaced(Exception):
+    """A slug's page kept changing while it was being published: its objects may not show the latest state yet
+    (the writers of those changes publish it after them)."""
+
+
+# Each round means the page changed again while the last was written: a person's edits never come this fast.
+ROUNDS = 5
+
+
 def publish(page: Page, old_slug: str | None = None) -> None:
+    """The bucket shows the page as stored now, and nothing under a slug it left.  ``page`` is the caller's
+    reading, possibly stale already (the refresh's, an event's): :func:`settle` corrects it."""
+    if old_slug and old_slug != page.slug:
+        settle(old_slug, None)
+    settle(page.slug, page if page.published else None)
+
+
+def unpublish(slug: str) -> None:
+    settle(slug, None)
+
+
+def settle(slug: str, page: Page | None) -> None:
+    """The slug's objects become those of the page that publishes it now, however writers interleave.
+
+    Writers race: the hourly refresh reads a page as published and renders it while its owner unpublishes it, and
+    the refresh's puts land after the owner's delete (or a rename's, or another team's page takes the freed slug).
+    So each writer checks, after it writes, what it wrote against the stored state:
+
+    1. Write ``page``'s three objects, or delete them when ``page`` is None (no page publishes the slug).
+    2. Read back, strongly consistent, the page that publishes the slug now (:func:`showing`).
+    3. The same page at the same version (or none, as written): done.  Otherwise that page is ``page``; go to 1.
+
+    Every change of a page is followed by its writer's own publish, and every write by its writer's read-back: so
+    the last write to land is checked against a state read after it, and ends only if it wrote that state.
+    """
+    for _ in range(ROUNDS):
+        _write(slug, page)
+        current = showing(slug)
+        if _state(current) == _state(page):
+            return
+        page = current
+    raise PublishRaced(f"the page at {slug!r} changed {ROUNDS} times while it was being published")
+
+
+def _state(page: Page | None) -> tuple[str, int] | None:
+    return (page.id, page.version) if page is not None else None
+
+
+def _write(slug: str, page: Page | None) -> None:
     s3 = client("s3")
     bucket = names.status_bucket(get_settings())
-    if old_slug and old_slug != page.slug:
-        unpublish(old_slug)
-    if not page.published:
-        unpublish(page.slug)
+    if page is None:
+        s3.delete_objects(
+            Bucket=bucket, Delete={"Objects": [{"Key": _key(slug, name)} for name in OBJECTS], "Quiet": True}
+        )
         return
     for name, body in rendered(page, utcnow()).items():
         s3.put_object(
             Bucket=bucket,
-            Key=_key(page.slug, name),
+            Key=_key(slug, name),
             Body=body.encode("utf-8"),
             ContentType=OBJECTS[name],
             CacheControl=CACHE_CONTROL,
         )
-    logger.info("status page published", extra={"page_id": page.id, "slug": page.slug})
-
-
-def unpublish(slug: str) -> None:
-    client("s3").delete_objects(
-        Bucket=names.status_bucket(get_settings()),
-        Delete={"Objects": [{"Key": _key(slug, name)} for name in OBJECTS], "Quiet": True},
-    )
+    logger.info("status page published", extra={"page_id": page.id, "slug": slug, "version": page.version})
 
 
 def publish_quietly(page: Page, old_slug: str | None = None) -> None:

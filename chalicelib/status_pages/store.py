@@ -1,5 +1,6 @@
 """Status pages, the stored side that every part of the area reads: a page as a :class:`Page`, its components,
-and which pages to publish (all published pages; the team's pages that show some monitors)."""
+which pages to publish (all published pages; the team's pages that show some monitors), and which page a slug
+publishes now."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from chalicelib.status_pages.models import StatusPageModel
+from chalicelib.status_pages.models import SlugModel, StatusPageModel
 
 LISTED = "published"
 
@@ -31,6 +32,7 @@ class Page:
     custom_domain: str | None
     created_at: datetime
     updated_at: datetime
+    version: int  # the record's: one page read at one version renders the same (publishing settles on it)
 
 
 def to_page(item: StatusPageModel) -> Page:
@@ -45,6 +47,7 @@ def to_page(item: StatusPageModel) -> Page:
         custom_domain=item.custom_domain,
         created_at=item.created_at,
         updated_at=item.updated_at,
+        version=int(item.version or 0),
     )
 
 
@@ -66,3 +69,14 @@ def pages_showing(team_id: str, monitor_ids: set[str]) -> list[Page]:
     """The team's pages that show any of these monitors (a team has a handful of pages)."""
     pages = [to_page(item) for item in StatusPageModel.query(team_id)]
     return [p for p in pages if any(c.monitor_id in monitor_ids for c in p.components)]
+
+
+def showing(slug: str) -> Page | None:
+    """The page the slug publishes now, or None: its claim, then that page if published under this slug.  Read
+    strongly consistent, after a write to the bucket, to check that the write showed the latest state."""
+    try:
+        claim = SlugModel.get(slug, consistent_read=True)
+        item = StatusPageModel.get(claim.team_id, claim.page_id, consistent_read=True)
+    except (SlugModel.DoesNotExist, StatusPageModel.DoesNotExist):
+        return None
+    return to_page(item) if item.published and item.slug == slug else None

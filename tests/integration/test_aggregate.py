@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+import time_machine
 
 from chalicelib import clock
 from chalicelib.checks.model import Timings
@@ -25,10 +26,20 @@ from tests import iam
 from tests.events import stream_record
 from tests.factories import create_monitor
 from tests.packed import aggregated, check, failing, minutes, reads, write_packs
+from tests.support import PASSWORD, on_plan
 
 T0 = datetime(2026, 12, 6, 14, 0, tzinfo=UTC)  # a pass at 15:03 takes 14:00 … 14:50, the hour of 14
 RETENTION = timedelta(days=30)
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+@pytest.fixture(autouse=True)
+def the_day_after_t0() -> Any:
+    """The clock stands a day after T0 (and runs): the results API shows nothing older than the plan keeps (the
+    free plan's 7 days), so its lists are read as of then, whatever day the suite runs on."""
+    with time_machine.travel(T0 + DAY, tick=True) as traveller:
+        yield traveller
 
 
 def monitor_in(bucket: str, name: str = "shop") -> dict[str, str]:
@@ -410,6 +421,66 @@ def test_a_cursor_edited_or_used_for_another_list_is_400(api, alice, shop, charl
     assert api.get(f"/v1/monitors/{shop['id']}/results?{urlencode({'cursor': cursor})}").status == 200
     r = api.get(f"/v1/monitors/{shop['id']}/results", token=charlie["access_token"])
     assert r.status == 404  # not his monitor, whatever he holds
+
+
+def signed_in_again(api) -> None:
+    """A fresh access token for alice, at the clock's time (after it moved past the last one's life)."""
+    api.token = api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}).json["access_token"]
+
+
+def checked_at(body: dict) -> list[str]:
+    return [r["checked_at"] for r in body["data"]]
+
+
+def test_a_result_older_than_the_plan_keeps_is_never_listed_nor_read_though_its_item_is_still_there(api, shop):
+    """Stored under a longer retention (30 days: the team was on Pro, or DynamoDB's TTL is days late), a period
+    older than the free plan's 7 days is still in the table: the list neither shows it nor reads it."""
+    old, kept, latest = T0 - 7 * DAY, T0 - 5 * DAY, T0
+    checks = [check(shop, at, "us-east-1") for at in (old, kept, latest)]
+    write_packs(checks)
+    aggregated(checks, T0 + HOUR, RETENTION)
+    ProgressModel("aggregated", through=T0 + HOUR).save()
+    assert len(list(PeriodModel.query(shop["id"]))) == 3  # the old one too: not expired yet
+
+    with reads(PeriodModel) as period_reads, reads(PackModel) as pack_reads:
+        every = listed(api, shop, limit=10)
+    assert checked_at(every) == [clock.isoz(latest), clock.isoz(kept)]
+    assert sum(r.items for r in period_reads) == 2  # the key condition stops at the retention: not read at all
+    assert sum(r.items for r in pack_reads) == 0
+    asked_for_it = listed(api, shop, since=clock.isoz(old - HOUR), until=clock.isoz(old + HOUR))
+    assert asked_for_it == {"data": [], "next_cursor": None}  # `since` cannot reach past it either
+
+    first = listed(api, shop, limit=1)
+    second = listed(api, shop, limit=1, cursor=first["next_cursor"])
+    assert checked_at(second) == [clock.isoz(kept)]
+    assert second["next_cursor"] is None  # no page leads to the old one
+
+    on_plan(api, shop["team_id"], "pro")  # 30 days: the same item is within the plan's retention
+    assert checked_at(listed(api, shop, limit=10)) == [clock.isoz(latest), clock.isoz(kept), clock.isoz(old)]
+
+
+def test_a_cursor_reaches_no_further_back_than_the_retention_on_the_day_it_is_used(api, shop, the_day_after_t0):
+    kept, latest = T0 - 5 * DAY, T0
+    checks = [check(shop, at, "us-east-1") for at in (kept, latest)]
+    write_packs(checks)
+    aggregated(checks, T0 + HOUR, RETENTION)
+    ProgressModel("aggregated", through=T0 + HOUR).save()
+    first = listed(api, shop, limit=1)
+    assert (checked_at(first), bool(first["next_cursor"])) == ([clock.isoz(latest)], True)
+
+    the_day_after_t0.shift(2 * DAY)  # the check at T0 - 5 days is now 8 days old
+    signed_in_again(api)
+    assert listed(api, shop, limit=1, cursor=first["next_cursor"]) == {"data": [], "next_cursor": None}
+
+
+def test_packs_never_taken_show_no_check_older_than_the_plan_keeps(api, shop):
+    """Before any aggregator pass (no watermark) every check is read from the packs: their keys start at the
+    retention too, so an old pack is not read."""
+    old, latest = T0 - 8 * DAY, T0
+    write_packs([check(shop, at, "eu-west-1") for at in (old, latest)])
+    with reads(PackModel) as pack_reads:
+        assert checked_at(listed(api, shop)) == [clock.isoz(latest)]
+    assert sum(r.items for r in pack_reads) == 1
 
 
 # ---------------------------------------------------------------------------------------------- uptime

@@ -9,10 +9,13 @@ from typing import Any
 import pytest
 
 from chalicelib.clock import isoz, utcnow
+from chalicelib.incidents import events
+from chalicelib.incidents import service as incidents
 from chalicelib.incidents.models import EventModel, IncidentModel, MaintenanceWindowModel, MonitorStateModel
 from chalicelib.monitors.models import MonitorModel
+from tests import iam
 from tests.factories import create_monitor
-from tests.support import open_incident
+from tests.support import before_aws_call, dynamodb_clients, open_incident
 from tests.support import recover as recover_everywhere
 
 URL = "https://shop.example.invalid/"
@@ -106,6 +109,81 @@ def test_bad_bodies_are_422_naming_the_field(api, alice, path, body, field):
     r = method(f"/v1/incidents/{incident_id}/{path}", body)
     assert r.status == 422, r.body
     assert [e["field"] for e in r.json["errors"]] == [field]
+
+
+def notes_of(incident_id: str) -> list[str]:
+    return [e.text for e in EventModel.query(incident_id) if e.type == events.NOTE]
+
+
+def with_notes(team_id: str, incident_id: str, user_id: str, count: int) -> None:
+    """The incident as ``count`` notes through the API would leave it: its entries, and its count of them."""
+    item = IncidentModel.get(team_id, incident_id)
+    start = utcnow() - timedelta(minutes=1)
+    with EventModel.batch_write() as batch:
+        for n in range(count):
+            at = start + timedelta(milliseconds=n)
+            batch.save(events.incident_event(item, events.NOTE, at, discriminator=f"evt_{n}", by=user_id, text=f"#{n}"))
+    item.update(actions=[IncidentModel.notes_count.set(count)])
+
+
+def test_an_incident_takes_a_bounded_number_of_notes_then_409_naming_the_limit(api, alice):
+    team_id, me = alice["team"]["id"], alice["user"]["id"]
+    incident_id = outage(create_monitor(api, url=URL))
+    with_notes(team_id, incident_id, me, events.MAX_NOTES - 1)
+    assert api.post(f"/v1/incidents/{incident_id}/notes", {"text": "The last one"}).status == 201
+
+    r = api.post(f"/v1/incidents/{incident_id}/notes", {"text": "One too many"})
+    assert r.status == 409, r.body
+    assert r.headers["content-type"] == "application/problem+json"
+    assert (r.json["code"], r.json["limit"], r.json["allowed"]) == ("limit_reached", "notes_per_incident", 100)
+    assert r.json["detail"] == "An incident holds at most 100 notes; this one has them all."
+    assert len(notes_of(incident_id)) == events.MAX_NOTES
+    assert "One too many" not in notes_of(incident_id)  # not stored, so never emitted to the team either
+    assert IncidentModel.get(team_id, incident_id).notes_count == events.MAX_NOTES
+
+    # An incident from before notes were counted: its notes are counted from its timeline.
+    IncidentModel.get(team_id, incident_id).update(actions=[IncidentModel.notes_count.remove()])
+    assert api.post(f"/v1/incidents/{incident_id}/notes", {"text": "Still too many"}).status == 409
+    assert api.get(f"/v1/incidents/{incident_id}").json["timeline"][-1]["text"] == "The last one"
+
+
+def test_two_notes_racing_for_the_last_place_are_one_note_and_one_409(api, alice):
+    team_id, me = alice["team"]["id"], alice["user"]["id"]
+    incident_id = outage(create_monitor(api, url=URL))
+    with_notes(team_id, incident_id, me, events.MAX_NOTES - 1)
+
+    def bobs_note_lands_first() -> None:
+        with iam.outside():
+            incidents.add_note(team_id, incident_id, me, "Bob's, first", utcnow())
+
+    with before_aws_call(dynamodb_clients(), "dynamodb.TransactWriteItems", bobs_note_lands_first) as fired:
+        r = api.post(f"/v1/incidents/{incident_id}/notes", {"text": "Alice's, second"})
+    assert fired
+    assert (r.status, r.json["code"]) == (409, "limit_reached")  # her write lost the race, and her retry the place
+    assert len(notes_of(incident_id)) == events.MAX_NOTES
+    assert notes_of(incident_id)[-1] == "Bob's, first"
+
+
+def test_a_postmortem_rewritten_again_and_again_keeps_its_first_and_latest_updates_on_the_timeline(api, alice):
+    """Its updates repeat without end: the first and the latest stay, the ones between are deleted and counted."""
+    team_id, me = alice["team"]["id"], alice["user"]["id"]
+    incident_id = outage(create_monitor(api, url=URL))  # three region_down entries: repeating entries too
+    rewrites = events.FIRST_REPEATS + events.LATEST_REPEATS + 2
+    for n in range(rewrites - 1):
+        incidents.set_postmortem(team_id, incident_id, me, {"cause": f"Draft {n}", "resolution": "Reverted"}, utcnow())
+    r = api.put(f"/v1/incidents/{incident_id}/postmortem", {"cause": "Final", "resolution": "Reverted"})
+    assert r.status == 200, r.body
+
+    body = r.json
+    dropped = 3 + rewrites - events.FIRST_REPEATS - events.LATEST_REPEATS
+    assert body["timeline_dropped"] == dropped == 5
+    updates = [e for e in body["timeline"] if e["type"] == "postmortem_updated"]
+    assert len(updates) == events.FIRST_REPEATS - 3 + events.LATEST_REPEATS
+    assert updates[0]["text"] == "Postmortem written"
+    assert [e["type"] for e in body["timeline"][:4]] == ["region_down"] * 3 + ["opened"]
+    assert body["postmortem"]["cause"] == "Final"
+    stored = sorted(e.key for e in EventModel.query(incident_id))
+    assert stored == sorted(e["id"] for e in body["timeline"])  # deleted, not hidden
 
 
 def test_list_filters_by_status_and_monitor_newest_first_with_signed_cursors(api, alice):

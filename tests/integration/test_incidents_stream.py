@@ -582,3 +582,41 @@ def test_results_far_apart_in_one_batch_are_written_in_several_transactions(api,
     items = [i for m in range(40) for i in minute(monitor, t0 + timedelta(minutes=m), ok=m % 2 == 0)]
     assert handle(stream_records(items)) == {"batchItemFailures": []}
     assert len(team_incidents(monitor)) == 20  # threshold 1, quorum 1: every failing minute is an outage
+
+
+def test_a_flapping_region_keeps_the_first_and_latest_entries_of_its_incident_and_counts_those_between(api, alice, aws):
+    """One region goes up and down again and again while the others hold the outage: the timeline keeps the
+    first and the latest of those entries, deletes the ones between and counts them, so it stays bounded."""
+    from chalicelib.incidents.events import FIRST_REPEATS, LATEST_REPEATS
+
+    monitor = create_monitor(api, url=URL)
+    t0 = start() - timedelta(hours=4)
+    us, eu, ap = REGIONS
+    feed(minute(monitor, t0, ok=False), minute(monitor, t0 + timedelta(minutes=1), ok=False))
+    written = [("region_down", region, t0 + timedelta(minutes=1)) for region in (ap, eu, us)]
+    cycles = 60
+    for batch in range(0, cycles, 10):  # a stream batch holds ten flaps
+        items = []
+        for k in range(batch, batch + 10):
+            up, down = t0 + timedelta(minutes=2 + 3 * k), t0 + timedelta(minutes=4 + 3 * k)
+            items += [result(monitor, up, eu), result(monitor, up + timedelta(minutes=1), eu, False)]
+            items += [result(monitor, down, eu, False)]
+            written += [("region_up", eu, up), ("region_down", eu, down)]
+        feed(items)
+    (incident,) = team_incidents(monitor)
+    assert incident.status == "open"  # two regions of three are down all along
+
+    body = api.get(f"/v1/incidents/{incident.incident_id}").json
+    shown = [(e["type"], e["region"], e["at"]) for e in body["timeline"] if e["type"] in ("region_down", "region_up")]
+    kept = written[:FIRST_REPEATS] + written[-LATEST_REPEATS:]
+    assert shown == [(kind, region, isoz(at)) for kind, region, at in kept]
+    assert body["timeline_dropped"] == len(written) - FIRST_REPEATS - LATEST_REPEATS == 23
+    assert [e["type"] for e in body["timeline"]].count("opened") == 1
+    stored = sorted(e.key for e in EventModel.query(incident.incident_id))
+    assert stored == sorted(e["id"] for e in body["timeline"])  # deleted, not hidden
+    assert len(IncidentModel.get(monitor["team_id"], incident.incident_id).repeat_keys) == LATEST_REPEATS
+
+    feed(minute(monitor, t0 + timedelta(minutes=3 * cycles + 5)))
+    body = api.get(f"/v1/incidents/{incident.incident_id}").json
+    assert body["timeline"][-1]["type"] == "resolved"  # never dropped: it does not repeat
+    assert body["timeline_dropped"] == 25  # two regions came back up before it resolved: two more pushed out

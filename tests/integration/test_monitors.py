@@ -214,21 +214,31 @@ def test_results_are_newest_first_filtered_and_paginated(api, alice):
     m = create(api)
     base = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
     write_packs(check(m, base + timedelta(minutes=i), region, ok=i != 2) for i in range(4) for region in REGIONS)
-    page = api.get(f"/v1/monitors/{m['id']}/results?limit=3").json
-    assert [r["checked_at"] for r in page["data"]] == ["2026-11-30T12:03:00Z"] * 2 + ["2026-11-30T12:02:00Z"]
-    rest = api.get(f"/v1/monitors/{m['id']}/results?limit=10&cursor={page['next_cursor']}").json
-    assert len(rest["data"]) == 5
-    assert rest["next_cursor"] is None
-    eu = api.get(f"/v1/monitors/{m['id']}/results?region=eu-west-1").json["data"]
-    assert {r["region"] for r in eu} == {"eu-west-1"}
-    assert len(eu) == 4
-    window = api.get(f"/v1/monitors/{m['id']}/results?since=2026-11-30T12:01:00Z&until=2026-11-30T12:02:00Z").json[
-        "data"
-    ]
-    assert sorted({r["checked_at"] for r in window}) == ["2026-11-30T12:01:00Z", "2026-11-30T12:02:00Z"]
-    failed = next(r for r in window if not r["ok"])
-    assert failed["error"] == "status_mismatch"
-    assert failed["timings"] == {"dns_ms": 1.0, "connect_ms": 2.0, "tls_ms": 3.0, "ttfb_ms": 100.0, "total_ms": 120.0}
+    with time_machine.travel(base + timedelta(hours=1), tick=False):  # within the plan's retention
+        api.token = api.post("/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}).json[
+            "access_token"
+        ]
+        page = api.get(f"/v1/monitors/{m['id']}/results?limit=3").json
+        assert [r["checked_at"] for r in page["data"]] == ["2026-11-30T12:03:00Z"] * 2 + ["2026-11-30T12:02:00Z"]
+        rest = api.get(f"/v1/monitors/{m['id']}/results?limit=10&cursor={page['next_cursor']}").json
+        assert len(rest["data"]) == 5
+        assert rest["next_cursor"] is None
+        eu = api.get(f"/v1/monitors/{m['id']}/results?region=eu-west-1").json["data"]
+        assert {r["region"] for r in eu} == {"eu-west-1"}
+        assert len(eu) == 4
+        window = api.get(f"/v1/monitors/{m['id']}/results?since=2026-11-30T12:01:00Z&until=2026-11-30T12:02:00Z").json[
+            "data"
+        ]
+        assert sorted({r["checked_at"] for r in window}) == ["2026-11-30T12:01:00Z", "2026-11-30T12:02:00Z"]
+        failed = next(r for r in window if not r["ok"])
+        assert failed["error"] == "status_mismatch"
+        assert failed["timings"] == {
+            "dns_ms": 1.0,
+            "connect_ms": 2.0,
+            "tls_ms": 3.0,
+            "ttfb_ms": 100.0,
+            "total_ms": 120.0,
+        }
 
 
 def test_uptime_reads_rollups(api, alice):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -21,9 +23,10 @@ from chalicelib.settings import get_settings
 from chalicelib.status_pages import service as pages
 from chalicelib.status_pages.document import overall
 from chalicelib.status_pages.publish import refresh_all
+from tests import iam
 from tests.events import stream_records
 from tests.factories import create_monitor, create_status_page
-from tests.support import ApiClient, make_test_settings, on_plan, open_incident
+from tests.support import ApiClient, before_aws_call, make_test_settings, on_plan, open_incident
 from tests.support import recover as recover_everywhere
 
 URL = "https://shop.example.invalid/"
@@ -469,6 +472,102 @@ def test_unpublishing_or_deleting_removes_the_objects(api, alice):
     assert len(_objects("acme-2")) == 3
     api.delete(f"/v1/status-pages/{created['id']}")
     assert _objects("acme-2") == {}
+
+
+@contextmanager
+def meanwhile(operation: str, change: Callable[[], Any], *, times: int = 1) -> Iterator[list[bool]]:
+    """``change`` (another writer's, through the API) lands just before the next ``operation`` on the objects of
+    "acme" is sent: the publish under test read the page, then someone changed it."""
+
+    changing: list[bool] = []
+
+    def slipped_in() -> None:
+        changing.append(True)
+        try:
+            with iam.outside():  # the API's doing, not the publisher's
+                change()
+        finally:
+            changing.clear()
+
+    def of_acme(params: dict[str, Any]) -> bool:  # and not the change's own publishing
+        keys = [params["Key"]] if "Key" in params else [o["Key"] for o in params["Delete"]["Objects"]]
+        return not changing and all(key.startswith("status/acme/") for key in keys)
+
+    with before_aws_call([client("s3")], operation, slipped_in, match=of_acme, times=times) as fired:
+        yield fired
+    assert fired, f"no {operation} was made"
+
+
+@pytest.mark.parametrize("change", ["unpublish", "delete", "rename"])
+def test_a_refresh_that_read_a_page_before_it_was_taken_down_does_not_put_it_back(api, alice, change):
+    created = create_status_page(api)
+    path = f"/v1/status-pages/{created['id']}"
+    take_down = {
+        "unpublish": lambda: api.patch(path, {"published": False}),
+        "delete": lambda: api.delete(path),
+        "rename": lambda: api.patch(path, {"slug": "acme-2"}),
+    }[change]
+
+    with meanwhile("s3.PutObject", lambda: assert_status(take_down(), 200, 204)):
+        assert refresh_all() == (1, 0)  # it rendered "acme" as published, and its puts land after the delete
+
+    assert _objects("acme") == {}
+    assert api.get("/status/acme", token="").status == 404
+    if change == "rename":
+        assert json.loads(_objects("acme-2")["status/acme-2/index.json"])["name"] == "Acme"
+
+
+def test_a_slug_freed_during_a_publish_shows_the_page_that_took_it_not_the_old_one(api, alice, charlie):
+    created = create_status_page(api)
+
+    def rename_and_retake() -> None:
+        assert_status(api.patch(f"/v1/status-pages/{created['id']}", {"slug": "acme-2"}), 200)
+        create_status_page(api.acting_as(charlie), name="Charlie's Acme")
+
+    with meanwhile("s3.PutObject", rename_and_retake):
+        assert refresh_all() == (1, 0)
+
+    objects = _objects("acme")
+    assert json.loads(objects["status/acme/index.json"])["name"] == "Charlie's Acme"
+    assert all("Charlie" in body for body in objects.values())  # all three are theirs, none is alice's
+    assert json.loads(_objects("acme-2")["status/acme-2/index.json"])["name"] == "Acme"
+
+
+def test_an_unpublish_whose_delete_lands_after_the_page_was_published_again_leaves_it_published(api, alice):
+    created = create_status_page(api)
+    path = f"/v1/status-pages/{created['id']}"
+
+    def published_again() -> None:
+        assert_status(api.patch(path, {"published": True, "name": "Acme again"}), 200)
+
+    with meanwhile("s3.DeleteObjects", published_again):
+        assert_status(api.patch(path, {"published": False}), 200)  # its delete was decided before the republish
+
+    assert api.get(path).json["published"] is True
+    assert json.loads(_objects("acme")["status/acme/index.json"])["name"] == "Acme again"
+    assert len(_objects("acme")) == 3
+
+
+def test_a_page_that_changes_faster_than_it_can_be_published_fails_the_refresh_for_the_next_try(api, alice):
+    from chalicelib.status_pages.publish import OBJECTS, ROUNDS
+
+    created = create_status_page(api)
+    names_given = (f"Acme {n}" for n in range(100))
+
+    def renamed() -> None:
+        assert_status(api.patch(f"/v1/status-pages/{created['id']}", {"name": next(names_given)}), 200)
+
+    puts = ROUNDS * len(OBJECTS)
+    with meanwhile("s3.PutObject", renamed, times=puts) as fired:  # a change before each of its puts
+        assert refresh_all() == (0, 1)  # every write it made was stale by its read-back: logged, counted, raised
+    assert len(fired) == puts
+
+    assert refresh_all() == (1, 0)
+    assert json.loads(_objects("acme")["status/acme/index.json"])["name"] == f"Acme {puts - 1}"
+
+
+def assert_status(r: Any, *statuses: int) -> None:
+    assert r.status in statuses, r.body
 
 
 def test_renaming_to_a_taken_slug_is_slug_taken(api, alice):

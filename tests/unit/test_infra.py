@@ -431,10 +431,11 @@ def test_each_function_has_its_own_least_privilege_role() -> None:
                 assert "table/${TablePrefix}*" not in text, statement  # every table by name
         # Its tables exactly, each at the level FUNCTION_TABLES gives it (reads, updates, additions, deletions).
         for action, levels in (
-            ("dynamodb:GetItem", (build.R, build.U, build.A, build.W)),
-            ("dynamodb:UpdateItem", (build.U, build.A, build.W)),
-            ("dynamodb:PutItem", (build.A, build.W)),
-            ("dynamodb:DeleteItem", (build.W,)),
+            ("dynamodb:GetItem", (build.R, build.U, build.A, build.P, build.W)),
+            ("dynamodb:UpdateItem", (build.U, build.A, build.P, build.W)),
+            ("dynamodb:PutItem", (build.A, build.P, build.W)),
+            ("dynamodb:DeleteItem", (build.P, build.W)),
+            ("dynamodb:BatchWriteItem", (build.W,)),
         ):
             granted = {r["Fn::Sub"].rpartition("${TablePrefix}")[2] for s in can(name, action) for r in s["Resource"]}
             tables = {t for t, level in build.FUNCTION_TABLES[name].items() if level in levels}
