@@ -601,6 +601,8 @@ def test_a_flapping_region_keeps_the_first_and_latest_entries_of_its_incident_an
             up, down = t0 + timedelta(minutes=2 + 3 * k), t0 + timedelta(minutes=4 + 3 * k)
             items += [result(monitor, up, eu), result(monitor, up + timedelta(minutes=1), eu, False)]
             items += [result(monitor, down, eu, False)]
+            # us and ap go on failing (a region that fell silent would be timed out, and the outage resolved)
+            items += [result(monitor, up + timedelta(minutes=m), r, False) for m in range(3) for r in (us, ap)]
             written += [("region_up", eu, up), ("region_down", eu, down)]
         feed(items)
     (incident,) = team_incidents(monitor)
