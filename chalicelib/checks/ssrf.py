@@ -100,6 +100,10 @@ class DnsTimeout(DnsFailure):
     """The resolver did not answer before the check's deadline."""
 
 
+class UnattributedLookup(RuntimeError):
+    """A lookup with a deadline made outside :func:`lookups_for`: a programming error, never a check's outcome."""
+
+
 def check_url_syntax(url: str) -> str:
     """Return ``url`` normalized (lower-case scheme and host, IDNA, a path), or raise ValueError.
 
@@ -190,7 +194,9 @@ def resolve_allowed(
 
     Raises :class:`DestinationNotAllowed` (bad scheme/URL, or any blocked answer),
     or :class:`DnsFailure` when the name does not resolve (``DnsTimeout`` past ``timeout`` seconds;
-    ``None`` looks up on the calling thread, with only the system resolver's own limits).
+    ``None`` looks up on the calling thread, with only the system resolver's own limits).  A lookup with a
+    ``timeout`` counts against a team's slots: it must be made inside :func:`lookups_for`, else
+    :class:`UnattributedLookup`.
     ``allow_private`` lifts the range check (the local stage only, see ``Settings.allow_private_targets``).
     ``is_blocked`` replaces the address policy; tests use it to let a second loopback address play a
     public host, since no test may connect off this machine.
@@ -233,12 +239,15 @@ def _resolve(host: str, port: int, resolver: Resolver, timeout: float | None) ->
     literal = _literal(host)
     if literal is not None:
         return [str(literal)]  # an address in the URL needs no lookup
-    # With a deadline the lookup runs on another thread, so the check can stop waiting for it.
-    answers = (
-        _call_resolver(resolver, host, port)
-        if timeout is None
-        else _lookups.call(resolver, host, port, timeout, _team.get())
-    )
+    if timeout is None:
+        answers = _call_resolver(resolver, host, port)
+    else:  # on a lookup thread, so the caller can stop waiting at its deadline; in its team's slots
+        team = _team.get()
+        if not team:
+            raise UnattributedLookup(
+                f"the DNS lookup for {host} has a deadline but no team: make it inside ssrf.lookups_for(team_id)"
+            )
+        answers = _lookups.call(resolver, host, port, timeout, team)
     unique = list(dict.fromkeys(a.split("%", 1)[0] for a in answers))
     if not unique:
         raise DnsFailure(f"{host} has no A or AAAA record")
@@ -410,7 +419,8 @@ _team: ContextVar[str] = ContextVar("ssrf_team", default="")
 
 @contextmanager
 def lookups_for(team_id: str) -> Iterator[None]:
-    """The lookups made inside count against ``team_id``'s slots (see :class:`_LookupThreads`)."""
+    """The lookups made inside count against ``team_id``'s slots (see :class:`_LookupThreads`); one with a deadline
+    made outside any raises :class:`UnattributedLookup`."""
     token = _team.set(team_id)
     try:
         yield

@@ -20,6 +20,8 @@ from chalicelib.checks import ssrf
 from chalicelib.checks.http import run_check
 from chalicelib.checks.model import CheckSpec
 
+pytestmark = pytest.mark.usefixtures("as_a_team")
+
 BLOCKED = [
     # loopback, in every spelling
     "http://127.0.0.1/",
@@ -285,6 +287,23 @@ def eventually(holds: Callable[[], bool]) -> bool:
     while not holds() and time.monotonic() < deadline:
         time.sleep(0.002)
     return holds()
+
+
+def test_a_lookup_with_a_deadline_made_for_no_team_is_refused_as_a_programming_error() -> None:
+    resolver = StubResolver({"shop.example": ["1.1.1.1"]})
+    outside = contextvars.Context()  # code that never entered lookups_for()
+
+    with pytest.raises(ssrf.UnattributedLookup, match=r"inside ssrf\.lookups_for\(team_id\)"):
+        outside.run(ssrf.resolve_allowed, "https://shop.example/", allow_private=False, resolver=resolver)
+    with pytest.raises(ssrf.UnattributedLookup):  # not a DnsFailure: a check cannot pass it off as dns_failure
+        outside.run(run_check, CheckSpec(url="https://shop.example/"), region="eu-west-1", allow_private=False)
+    assert resolver.calls == []
+
+    # An address needs no lookup, and a lookup without a deadline no slot: neither needs a team.
+    assert outside.run(ssrf.resolve_allowed, "https://1.1.1.1/", allow_private=False) == ["1.1.1.1"]
+    assert outside.run(
+        ssrf.resolve_allowed, "https://shop.example/", allow_private=False, resolver=resolver, timeout=None
+    ) == ["1.1.1.1"]
 
 
 def test_one_teams_hung_lookups_do_not_starve_another_teams_checks(hung: HungServers) -> None:
