@@ -267,4 +267,14 @@ def outbox(aws: Settings) -> Outbox:
     return Outbox()
 
 
+@pytest.fixture
+def as_a_team() -> Iterator[None]:
+    """The test's DNS lookups count against a team's slots, as the worker's, the API's and the alerts' do: for
+    tests that run the probe library (``checks``) directly.  Outside any team, a lookup is a programming error."""
+    from chalicelib.checks import ssrf
+
+    with ssrf.lookups_for("team-tests"):
+        yield
+
+
 __all__ = ["dataclasses", "load_settings"]

@@ -37,6 +37,7 @@ from chalicelib.alerts.models import ChannelModel, DeliveryModel
 from chalicelib.alerts.queue import enqueue_attempt
 from chalicelib.alerts.quiet_hours import quiet_until
 from chalicelib.alerts.retry import MAX_ATTEMPTS, backoff_seconds, retry_after_seconds
+from chalicelib.checks import ssrf
 from chalicelib.clock import isoz
 from chalicelib.ids import id_floor, new_id
 from chalicelib.monitors import service as monitors
@@ -258,7 +259,8 @@ def _send(target: Target, delivery: DeliveryModel, notification: n.Notification,
     try:
         config = kind.remaining(target.config, [str(r) for r in delivery.sent_to or ()])
         message = kind.build(notification, config, delivery.delivery_id)
-        return kind.send(message, config, delivery.delivery_id, now)
+        with ssrf.lookups_for(delivery.team_id):  # a receiver's hung DNS holds its team's lookup slots only
+            return kind.send(message, config, delivery.delivery_id, now)
     except Exception as exc:  # noqa: BLE001 - recorded on the delivery (and retried), never lost silently
         logger.exception("alert delivery failed", extra={"delivery_id": delivery.delivery_id})
         return Sent(ok=False, error=type(exc).__name__)

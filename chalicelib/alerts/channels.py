@@ -18,6 +18,7 @@ from chalicelib import errors
 from chalicelib.alerts.deliveries import Delivery, to_delivery
 from chalicelib.alerts.kinds import KINDS
 from chalicelib.alerts.models import ChannelModel, DeliveryModel
+from chalicelib.checks import ssrf
 from chalicelib.ids import new_id
 from chalicelib.sealing.service import ALERT_CHANNEL, Unreadable, seal, unseal
 from chalicelib.storage import cursor
@@ -89,8 +90,11 @@ def _store(item: ChannelModel, config: dict[str, Any]) -> None:
         item.config = config
 
 
-def _config(kind_name: str, raw: Any, current: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Validate a kind's config (422 naming ``config.<field>``) and let the kind prepare what it stores."""
+def _config(
+    team_id: str, kind_name: str, raw: Any, current: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validate a kind's config (422 naming ``config.<field>``) and let the kind prepare what it stores (its URL
+    looked up through the SSRF guard as the team's)."""
     kind = KINDS[kind_name]
     try:
         parsed = kind.config_model.model_validate(raw)
@@ -101,7 +105,8 @@ def _config(kind_name: str, raw: Any, current: dict[str, Any] | None) -> tuple[d
         ]
         raise errors.ValidationFailed(problems) from None
     try:
-        return kind.prepare(parsed.model_dump(), current)
+        with ssrf.lookups_for(team_id):
+            return kind.prepare(parsed.model_dump(), current)
     except ValueError as exc:
         raise errors.ValidationFailed.single("config", str(exc)) from None
 
@@ -111,7 +116,7 @@ def create(
 ) -> tuple[Channel, dict[str, Any]]:
     """Returns the channel and what is shown only now (a webhook's signing secret).  ``counter``: the plan's count
     of channels, moved in the same write."""
-    config, once = _config(fields["type"], fields["config"], None)
+    config, once = _config(team_id, fields["type"], fields["config"], None)
     item = ChannelModel(
         team_id,
         new_id("ch"),
@@ -164,7 +169,7 @@ def update(team_id: str, channel_id: str, changes: dict[str, Any], now: datetime
             raise errors.Conflict(
                 "The channel's stored secrets cannot be read: delete the channel and create it again."
             ) from None
-        _store(item, _config(item.type, changes["config"], current)[0])
+        _store(item, _config(team_id, item.type, changes["config"], current)[0])
     for name in ("name", "enabled", "cooldown_seconds"):
         if name in changes:
             setattr(item, name, changes[name])

@@ -7,6 +7,7 @@ is its own model here (its fields and their rules), over the fields every type h
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Discriminator, Field, RootModel, field_validator, model_validator
@@ -16,6 +17,7 @@ from chalicelib import errors, lifecycle
 from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.checks.assertions import validate_assertion
 from chalicelib.checks.model import Assertion, CheckResult
+from chalicelib.checks.ssrf import lookups_for
 from chalicelib.clock import isoz, parse_time, utcnow
 from chalicelib.masking import MASK, masked_body, masked_headers, masked_url
 from chalicelib.monitors import heartbeats
@@ -510,11 +512,12 @@ def _monitor_out(
     )
 
 
-def _validate_destination(kind: str, changes: dict[str, Any]) -> None:
-    if kind == "tcp":
-        validate_host_destination(changes["host"], changes["port"])
-    elif kind == "http":
-        validate_destination(changes["url"])
+def _validate_destination(team_id: str, kind: str, changes: dict[str, Any]) -> None:
+    with lookups_for(team_id):  # the lookup holds one of the team's slots, as its checks' lookups do
+        if kind == "tcp":
+            validate_host_destination(changes["host"], changes["port"])
+        elif kind == "http":
+            validate_destination(changes["url"])
 
 
 def _isoz_text(value: str | None) -> str | None:
@@ -561,7 +564,7 @@ def create_monitor(call: Call) -> MonitorOut:
     body = call.body.root
     changes = body.changes()
     changes["type"] = body.type
-    _validate_destination(body.type, changes)
+    _validate_destination(call.user.team_id, body.type, changes)
     config = monitors.MonitorConfig(**monitors.config_fields(changes))
     created = lifecycle.create_monitor(call.user.team_id, config, get_settings().check_regions, utcnow())
     return monitor_out(created, editor=True)
@@ -618,17 +621,18 @@ def patch_monitor(call: Call, monitor_id: str) -> MonitorOut:
     changes = call.body.changes()
     team_id = call.user.team_id
     regions = get_settings().check_regions
-    changed = lifecycle.update_monitor(team_id, monitor_id, changes, regions, utcnow(), _check_target)
+    changed = lifecycle.update_monitor(team_id, monitor_id, changes, regions, utcnow(), partial(_check_target, team_id))
     return monitor_out(changed, editor=True)
 
 
-def _check_target(changes: dict[str, Any]) -> None:
+def _check_target(team_id: str, changes: dict[str, Any]) -> None:
     """A PATCH's new URL or host through the SSRF guard (422 ``destination_not_allowed``), once the monitor's
-    type has allowed the field."""
-    if "url" in changes:
-        validate_destination(changes["url"])
-    if "host" in changes:
-        validate_host_destination(changes["host"], changes.get("port"))
+    type has allowed the field; looked up as the team's."""
+    with lookups_for(team_id):
+        if "url" in changes:
+            validate_destination(changes["url"])
+        if "host" in changes:
+            validate_host_destination(changes["host"], changes.get("port"))
 
 
 @router.route(

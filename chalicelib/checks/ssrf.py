@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit, urlunsplit
 
 Resolver = Callable[[str, int], list[str]]
@@ -82,7 +83,7 @@ BLOCKED_V6 = tuple(
 )
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
-MAX_LOOKUP_THREADS = 64  # each idle one is a parked thread; they start as lookups need them
+MAX_LOOKUP_THREADS = 512  # started as lookups need them; parked, each holds ~16 KiB (Lambda allows 1,024 threads)
 LOOKUPS_PER_TEAM = 4  # one team's lookups in flight on a worker, hung ones included
 DNS_TIMEOUT_S = 5.0  # for callers without a deadline of their own (the API at create and update)
 
@@ -97,6 +98,10 @@ class DnsFailure(Exception):
 
 class DnsTimeout(DnsFailure):
     """The resolver did not answer before the check's deadline."""
+
+
+class UnattributedLookup(RuntimeError):
+    """A lookup with a deadline made outside :func:`lookups_for`: a programming error, never a check's outcome."""
 
 
 def check_url_syntax(url: str) -> str:
@@ -189,7 +194,9 @@ def resolve_allowed(
 
     Raises :class:`DestinationNotAllowed` (bad scheme/URL, or any blocked answer),
     or :class:`DnsFailure` when the name does not resolve (``DnsTimeout`` past ``timeout`` seconds;
-    ``None`` looks up on the calling thread, with only the system resolver's own limits).
+    ``None`` looks up on the calling thread, with only the system resolver's own limits).  A lookup with a
+    ``timeout`` counts against a team's slots: it must be made inside :func:`lookups_for`, else
+    :class:`UnattributedLookup`.
     ``allow_private`` lifts the range check (the local stage only, see ``Settings.allow_private_targets``).
     ``is_blocked`` replaces the address policy; tests use it to let a second loopback address play a
     public host, since no test may connect off this machine.
@@ -232,12 +239,15 @@ def _resolve(host: str, port: int, resolver: Resolver, timeout: float | None) ->
     literal = _literal(host)
     if literal is not None:
         return [str(literal)]  # an address in the URL needs no lookup
-    # With a deadline the lookup runs on another thread, so the check can stop waiting for it.
-    answers = (
-        _call_resolver(resolver, host, port)
-        if timeout is None
-        else _lookups.call(resolver, host, port, timeout, _team.get())
-    )
+    if timeout is None:
+        answers = _call_resolver(resolver, host, port)
+    else:  # on a lookup thread, so the caller can stop waiting at its deadline; in its team's slots
+        team = _team.get()
+        if not team:
+            raise UnattributedLookup(
+                f"the DNS lookup for {host} has a deadline but no team: make it inside ssrf.lookups_for(team_id)"
+            )
+        answers = _lookups.call(resolver, host, port, timeout, team)
     unique = list(dict.fromkeys(a.split("%", 1)[0] for a in answers))
     if not unique:
         raise DnsFailure(f"{host} has no A or AAAA record")
@@ -259,85 +269,149 @@ def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
 
 
+@dataclass(eq=False)
+class _Lookup:
+    """One lookup in flight: its callers (all of one team, for one host and port) wait for its ``done``."""
+
+    key: tuple[str, int, str, int]  # (team, the resolver's id, host, port)
+    resolver: Resolver
+    host: str
+    port: int
+    waiters: int = 1
+    started: bool = False  # a thread took it: it runs to its end, waited for or not
+    cancelled: bool = False  # every caller gave up before a thread took it: it never runs
+    outcome: list[str] | BaseException = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def team(self) -> str:
+        return self.key[0]
+
+
 class _LookupThreads:
     """Threads that run lookups, so a check can stop waiting at its deadline (getaddrinfo has no timeout).
 
     A lookup that outlives its caller finishes on its thread and is discarded, so a name whose servers never
     answer holds a thread for the resolver's own timeouts (tens of seconds), long after its check gave up.  One
-    team's slow names must not starve everyone else's checks on the same worker, hence:
+    team's slow names must not starve everyone else's checks on the same worker, hence, for each call:
 
-    1. each team has :data:`LOOKUPS_PER_TEAM` lookups in flight at most, counted until the lookup itself returns;
-       a team's next lookup waits for one of its own slots, until its deadline (then ``DnsTimeout``);
-    2. the threads grow on demand, up to :data:`MAX_LOOKUP_THREADS`, so a thread held by a hung lookup is
-       replaced rather than waited for; it takes that many / LOOKUPS_PER_TEAM teams at once to fill them.
+    1. a lookup of the same host and port already in flight for the caller's team is waited for, not repeated
+       (single-flight): one monitor on a dead name, checked again while its last lookup hangs, holds one slot;
+    2. otherwise the caller takes one of its team's :data:`LOOKUPS_PER_TEAM` slots, waiting for one until its
+       deadline (then ``DnsTimeout``, saying why); a caller with no time left queues nothing;
+    3. the lookup is queued for a thread; threads start on demand, up to :data:`MAX_LOOKUP_THREADS`, so a thread
+       held by a hung lookup is replaced rather than waited for; a thread that cannot start is a ``DnsFailure``
+       and counts nothing;
+    4. the caller waits until its deadline; the last caller to give up on a lookup no thread has taken yet
+       cancels it: its slot is free at once, and the thread that takes it skips it;
+    5. a lookup a thread runs holds its slot until it returns, answered or not, and every caller still waiting
+       gets its answer; whatever the resolver raises that is not an ``Exception`` is a ``DnsFailure`` (the
+       thread lives on).
 
-    A ThreadPoolExecutor does the same at about twice the CPU per call (a Future and a Condition per call); one
-    lookup runs per check, so the leaner hand-off counts.
+    A ThreadPoolExecutor would still need the slots and the sharing kept beside it; the bookkeeping is all here.
     """
 
     def __init__(self, size: int, per_team: int) -> None:
         self._size = size
         self._per_team = per_team
-        self._jobs: queue.SimpleQueue[tuple[Resolver, str, int, list[object], threading.Lock, str]] = (
-            queue.SimpleQueue()
-        )
+        self._jobs: queue.SimpleQueue[_Lookup] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._freed = threading.Condition(self._lock)
+        self._flights: dict[tuple[str, int, str, int], _Lookup] = {}
         self._in_flight: dict[str, int] = {}
         self._threads = 0
-        self._idle = 0
+        self._idle = 0  # threads minus queued lookups: below zero, lookups wait for a thread
 
-    def call(self, resolver: Resolver, host: str, port: int, timeout: float, team: str = "") -> list[str]:
-        deadline = time.monotonic() + max(timeout, 0.0)
-        self._reserve(team, deadline, host)
-        done = threading.Lock()
-        done.acquire()
-        box: list[object] = []
-        self._jobs.put((resolver, host, port, box, done, team))
-        if not done.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+    def call(self, resolver: Resolver, host: str, port: int, timeout: float, team: str) -> list[str]:
+        if timeout <= 0:
             raise DnsTimeout(f"the DNS lookup for {host} did not finish in time")
-        (outcome,) = box
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome  # type: ignore[return-value]
+        deadline = time.monotonic() + timeout
+        lookup = self._join_or_queue((team, id(resolver), host, port), resolver, deadline)
+        if not lookup.done.wait(max(deadline - time.monotonic(), 0.0)):
+            self._give_up(lookup)
+            raise DnsTimeout(f"the DNS lookup for {host} did not finish in time")
+        if isinstance(lookup.outcome, BaseException):
+            raise lookup.outcome  # the same instance for every caller, as a Future raises it
+        return list(lookup.outcome)
 
     def in_flight(self, team: str) -> int:
+        """The team's slots held: its lookups queued or running."""
         with self._lock:
             return self._in_flight.get(team, 0)
 
-    def _reserve(self, team: str, deadline: float, host: str) -> None:
+    def _join_or_queue(self, key: tuple[str, int, str, int], resolver: Resolver, deadline: float) -> _Lookup:
+        team, _, host, port = key
         with self._freed:
-            while self._in_flight.get(team, 0) >= self._per_team:
+            while (shared := self._flights.get(key)) is None and self._in_flight.get(team, 0) >= self._per_team:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._freed.wait(left):
                     raise DnsTimeout(
                         f"the DNS lookup for {host} did not finish in time: this team's other lookups still"
                         " wait on their DNS servers"
                     )
-            self._in_flight[team] = self._in_flight.get(team, 0) + 1
+            if shared is not None:
+                shared.waiters += 1
+                return shared
             if self._idle <= 0 and self._threads < self._size:
-                self._threads += 1
-                self._idle += 1
-                threading.Thread(target=self._work, name=f"vigil-dns-{self._threads}", daemon=True).start()
+                self._start_thread(host)
+            lookup = _Lookup(key, resolver, host, port)
+            self._flights[key] = lookup
+            self._in_flight[team] = self._in_flight.get(team, 0) + 1
             self._idle -= 1  # this lookup's thread, whichever takes it
+        self._jobs.put(lookup)
+        return lookup
+
+    def _start_thread(self, host: str) -> None:
+        thread = threading.Thread(target=self._work, name=f"vigil-dns-{self._threads + 1}", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": the process's thread or memory limit
+            raise DnsFailure(f"no thread could be started to look {host} up") from exc
+        self._threads += 1
+        self._idle += 1
+
+    def _give_up(self, lookup: _Lookup) -> None:
+        with self._freed:
+            lookup.waiters -= 1
+            if lookup.waiters == 0 and not lookup.started:
+                lookup.cancelled = True
+                self._release(lookup)
+
+    def _release(self, lookup: _Lookup) -> None:
+        """The lookup's slot back to its team (under the lock)."""
+        if self._flights.get(lookup.key) is lookup:
+            del self._flights[lookup.key]
+        left = self._in_flight[lookup.team] - 1
+        if left:
+            self._in_flight[lookup.team] = left
+        else:
+            del self._in_flight[lookup.team]
+        self._freed.notify_all()
 
     def _work(self) -> None:
         while True:
-            resolver, host, port, box, done, team = self._jobs.get()
-            try:
-                box.append(_call_resolver(resolver, host, port))
-            except Exception as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
-                box.append(exc)
-            finally:
-                with self._freed:
+            lookup = self._jobs.get()
+            with self._lock:
+                if lookup.cancelled:  # its slot went back with its last caller
                     self._idle += 1
-                    left = self._in_flight[team] - 1
-                    if left:
-                        self._in_flight[team] = left
-                    else:
-                        del self._in_flight[team]
-                    self._freed.notify_all()
-                done.release()
+                    continue
+                lookup.started = True
+            lookup.outcome = _outcome(lookup)
+            with self._freed:
+                self._idle += 1
+                self._release(lookup)
+            lookup.done.set()
+
+
+def _outcome(lookup: _Lookup) -> list[str] | BaseException:
+    try:
+        return _call_resolver(lookup.resolver, lookup.host, lookup.port)
+    except Exception as exc:  # noqa: BLE001 - handed to the callers, who raise it
+        return exc
+    except BaseException as exc:  # noqa: BLE001 - the thread serves the next lookup; the callers get a DnsFailure
+        failure = DnsFailure(f"the DNS lookup for {lookup.host} failed")
+        failure.__cause__ = exc
+        return failure
 
 
 _team: ContextVar[str] = ContextVar("ssrf_team", default="")
@@ -345,7 +419,8 @@ _team: ContextVar[str] = ContextVar("ssrf_team", default="")
 
 @contextmanager
 def lookups_for(team_id: str) -> Iterator[None]:
-    """The lookups made inside count against ``team_id``'s slots (see :class:`_LookupThreads`)."""
+    """The lookups made inside count against ``team_id``'s slots (see :class:`_LookupThreads`); one with a deadline
+    made outside any raises :class:`UnattributedLookup`."""
     token = _team.set(team_id)
     try:
         yield

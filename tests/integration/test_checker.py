@@ -37,6 +37,8 @@ from chalicelib.checks import ssrf, tls
 from chalicelib.checks.http import MAX_BODY_BYTES, run_check
 from chalicelib.checks.model import Assertion, CheckResult, CheckSpec
 
+pytestmark = pytest.mark.usefixtures("as_a_team")  # the probe library run directly, as a team
+
 UTC = dt.UTC
 LOOPBACK = {"localhost": ["127.0.0.1"], "example.test": ["127.0.0.1"]}
 FIXED_NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -294,8 +296,13 @@ def test_it_ignores_proxy_environment_variables(httpserver: HTTPServer, monkeypa
 
 def test_checks_run_concurrently_from_many_threads(https_server: RawServer) -> None:
     url = f"https://localhost:{https_server.port}/"
+
+    def as_the_worker(_: int) -> CheckResult:
+        with ssrf.lookups_for("team-tests"):  # each check's thread enters its team, as the worker's do
+            return check(url)
+
     with ThreadPoolExecutor(16) as pool:
-        results = list(pool.map(lambda _: check(url), range(32)))
+        results = list(pool.map(as_the_worker, range(32)))
     assert all(r.ok for r in results)
     assert https_server.connections == 32
 

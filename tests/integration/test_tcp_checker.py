@@ -23,6 +23,8 @@ from chalicelib.checks.tcp import run_tcp_check
 from tests.integration.test_checker import RawServer, StubResolver, server_context
 from tests.unit.test_ssrf import BLOCKED
 
+pytestmark = pytest.mark.usefixtures("as_a_team")  # the probe library run directly, as a team
+
 UTC = dt.UTC
 NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 

@@ -42,7 +42,7 @@ import trustme
 import urllib3
 from urllib3.connection import HTTPSConnection
 
-from chalicelib.checks import tls
+from chalicelib.checks import ssrf, tls
 from chalicelib.checks.http import ACCEPT_ENCODING, USER_AGENT, run_check
 from chalicelib.checks.jobs import MAX_JOBS_PER_MESSAGE
 from chalicelib.checks.model import CheckSpec
@@ -158,10 +158,11 @@ def checker_loop(port: int, count: int) -> tuple[float, list[float]]:
     spec = CheckSpec(url=f"https://localhost:{port}/", timeout_ms=10000)
     handshakes = []
     started = time.process_time()
-    for _ in range(count):
-        result = run_check(spec, region="us-east-1", allow_private=True)
-        assert result.ok, result
-        handshakes.append(result.timings.tls_ms)
+    with ssrf.lookups_for("team-bench"):  # as the worker runs each check
+        for _ in range(count):
+            result = run_check(spec, region="us-east-1", allow_private=True)
+            assert result.ok, result
+            handshakes.append(result.timings.tls_ms)
     return time.process_time() - started, handshakes
 
 

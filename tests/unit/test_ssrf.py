@@ -7,16 +7,20 @@ not by parsing.  None of them needs the network.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from chalicelib.checks import ssrf
 from chalicelib.checks.http import run_check
 from chalicelib.checks.model import CheckSpec
+
+pytestmark = pytest.mark.usefixtures("as_a_team")
 
 BLOCKED = [
     # loopback, in every spelling
@@ -236,16 +240,34 @@ def test_a_resolver_that_hangs_stops_at_the_timeout() -> None:
 
 
 class HungServers:
-    """A resolver whose servers for ``*.hung.example`` never answer, until the test lets them go."""
+    """A resolver whose servers for ``*.hung.example`` never answer, until the test lets them go; any other name
+    answers 1.1.1.1 at once.  ``asked`` is every question, in order."""
 
     def __init__(self) -> None:
         self.released = threading.Event()
+        self.asked: list[str] = []
+        self._asked = threading.Condition()
 
     def __call__(self, host: str, port: int) -> list[str]:
+        with self._asked:
+            self.asked.append(host)
+            self._asked.notify_all()
         if host.endswith(".hung.example"):
             self.released.wait(30)
             raise ssrf.DnsFailure(f"{host} does not resolve")
         return ["1.1.1.1"]
+
+    def hang(self, look_up: Callable[[str], object], host: str) -> None:
+        """``look_up(host)`` on a thread of the test (as the test's team), returning once the servers were asked:
+        the lookup then holds a lookup thread, and its team's slot, until the servers are released."""
+
+        def caller() -> None:
+            with contextlib.suppress(ssrf.DnsFailure):
+                look_up(host)
+
+        threading.Thread(target=contextvars.copy_context().run, args=(caller,), daemon=True).start()
+        with self._asked:
+            assert self._asked.wait_for(lambda: host in self.asked, timeout=5), f"{host} was never looked up"
 
 
 @pytest.fixture
@@ -255,11 +277,43 @@ def hung() -> Iterator[HungServers]:
     servers.released.set()  # the lookups still holding threads return, and their slots with them
 
 
+def look_up_in(pool: ssrf._LookupThreads, servers: HungServers, team: str) -> Callable[[str], object]:
+    """A caller of ``pool`` as ``team`` with all the time it needs (until the servers are released)."""
+    return lambda host: pool.call(servers, host, 443, 30, team)
+
+
+def eventually(holds: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + 5
+    while not holds() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    return holds()
+
+
+def test_a_lookup_with_a_deadline_made_for_no_team_is_refused_as_a_programming_error() -> None:
+    resolver = StubResolver({"shop.example": ["1.1.1.1"]})
+    outside = contextvars.Context()  # code that never entered lookups_for()
+
+    with pytest.raises(ssrf.UnattributedLookup, match=r"inside ssrf\.lookups_for\(team_id\)"):
+        outside.run(ssrf.resolve_allowed, "https://shop.example/", allow_private=False, resolver=resolver)
+    with pytest.raises(ssrf.UnattributedLookup):  # not a DnsFailure: a check cannot pass it off as dns_failure
+        outside.run(run_check, CheckSpec(url="https://shop.example/"), region="eu-west-1", allow_private=False)
+    assert resolver.calls == []
+
+    # An address needs no lookup, and a lookup without a deadline no slot: neither needs a team.
+    assert outside.run(ssrf.resolve_allowed, "https://1.1.1.1/", allow_private=False) == ["1.1.1.1"]
+    assert outside.run(
+        ssrf.resolve_allowed, "https://shop.example/", allow_private=False, resolver=resolver, timeout=None
+    ) == ["1.1.1.1"]
+
+
 def test_one_teams_hung_lookups_do_not_starve_another_teams_checks(hung: HungServers) -> None:
+    look_up = lambda host: ssrf.resolve_allowed(f"https://{host}/", allow_private=False, resolver=hung)  # noqa: E731
     with ssrf.lookups_for("team-slow"):
-        for i in range(20):  # more than the 16 threads every team used to share
-            with pytest.raises(ssrf.DnsTimeout):
-                ssrf.resolve_allowed(f"https://n{i}.hung.example/", allow_private=False, resolver=hung, timeout=0.01)
+        for i in range(ssrf.LOOKUPS_PER_TEAM):
+            hung.hang(look_up, f"n{i}.hung.example")
+        for i in range(16):  # the 16 threads every team used to share
+            with pytest.raises(ssrf.DnsTimeout, match="this team's other lookups still wait on their DNS servers"):
+                ssrf.resolve_allowed(f"https://m{i}.hung.example/", allow_private=False, resolver=hung, timeout=0.01)
 
     with ssrf.lookups_for("team-fine"):
         started = time.perf_counter()
@@ -268,37 +322,157 @@ def test_one_teams_hung_lookups_do_not_starve_another_teams_checks(hung: HungSer
         ]
     assert time.perf_counter() - started < 0.5
     assert ssrf._lookups.in_flight("team-slow") == ssrf.LOOKUPS_PER_TEAM  # its hung lookups hold only its slots
+    assert [h for h in hung.asked if h.startswith("m")] == []  # past its slots, nothing more was even queued
 
 
-def test_a_team_past_its_slots_waits_for_its_own_and_says_why(hung: HungServers) -> None:
+def test_a_team_past_its_slots_waits_for_its_own_and_gets_them_back_when_its_servers_answer(
+    hung: HungServers,
+) -> None:
     with ssrf.lookups_for("team-a"):
         for i in range(ssrf.LOOKUPS_PER_TEAM):
-            with pytest.raises(ssrf.DnsTimeout, match=r"did not finish in time$"):
-                ssrf.resolve_allowed(f"https://h{i}.hung.example/", allow_private=False, resolver=hung, timeout=0.01)
+            hung.hang(
+                lambda host: ssrf.resolve_allowed(f"https://{host}/", allow_private=False, resolver=hung),
+                f"h{i}.hung.example",
+            )
         with pytest.raises(ssrf.DnsTimeout, match="this team's other lookups still wait on their DNS servers"):
             ssrf.resolve_allowed("https://fine.example/", allow_private=False, resolver=hung, timeout=0.05)
 
         hung.released.set()  # the servers answer at last: the team's slots come back
-        deadline = time.monotonic() + 2
-        while ssrf._lookups.in_flight("team-a") and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert ssrf._lookups.in_flight("team-a") == 0
+        assert eventually(lambda: ssrf._lookups.in_flight("team-a") == 0)
         assert ssrf.resolve_allowed("https://fine.example/", allow_private=False, resolver=hung, timeout=1.0) == [
             "1.1.1.1"
         ]
 
 
-def test_the_lookup_threads_start_as_needed_and_stop_growing_at_their_cap() -> None:
+def test_sixteen_teams_with_four_hung_names_each_no_longer_fill_the_threads(hung: HungServers) -> None:
+    """Teams are free and a user may make any number: filling the threads now takes 128 of them, each with four
+    names whose servers never answer, at the same moment on the same worker (it took 16)."""
+    assert ssrf.MAX_LOOKUP_THREADS // ssrf.LOOKUPS_PER_TEAM >= 128
+    pool = ssrf._LookupThreads(ssrf.MAX_LOOKUP_THREADS, ssrf.LOOKUPS_PER_TEAM)
+    for t in range(16):  # every thread there used to be
+        for i in range(ssrf.LOOKUPS_PER_TEAM):
+            hung.hang(look_up_in(pool, hung, f"team-{t}"), f"n{i}.t{t}.hung.example")
+
+    assert pool.call(hung, "fine.example", 443, 0.5, "team-fine") == ["1.1.1.1"]
+
+
+def test_the_lookup_threads_start_as_needed_and_stop_growing_at_their_cap(hung: HungServers) -> None:
     pool = ssrf._LookupThreads(size=3, per_team=100)
-    servers = HungServers()
-    try:
-        for i in range(5):
-            with pytest.raises(ssrf.DnsTimeout):
-                pool.call(servers, f"x{i}.hung.example", 443, 0.01, team="t")
-        assert pool._threads == 3
-        assert pool.in_flight("t") == 5  # two of them still queued behind the hung three
-    finally:
-        servers.released.set()
+    for i in range(3):
+        hung.hang(look_up_in(pool, hung, "t"), f"x{i}.hung.example")
+    assert pool._threads == 3
+
+    with pytest.raises(ssrf.DnsTimeout):
+        pool.call(hung, "queued.example", 443, 0.01, "t")  # no thread takes it in time
+    assert pool._threads == 3
+    assert pool.in_flight("t") == 3  # the hung three; the queued one was dropped with its caller
+
+
+def test_lookups_of_one_name_in_flight_together_are_one_lookup_in_one_slot(hung: HungServers) -> None:
+    """A monitor on an expired domain (its servers never answer), checked again while its last lookups hang, holds
+    one slot of its team, not all of them: the team's healthy monitors keep resolving."""
+    pool = ssrf._LookupThreads(size=8, per_team=2)
+    hung.hang(look_up_in(pool, hung, "team-a"), "expired.hung.example")
+    for _ in range(3):  # the next checks of that monitor
+        with pytest.raises(ssrf.DnsTimeout, match=r"did not finish in time$"):
+            pool.call(hung, "expired.hung.example", 443, 0.01, "team-a")
+
+    assert pool.in_flight("team-a") == 1
+    assert pool.call(hung, "healthy.example", 443, 0.5, "team-a") == ["1.1.1.1"]
+    assert hung.asked == ["expired.hung.example", "healthy.example"]
+
+
+def test_a_lookup_is_shared_by_one_team_only(hung: HungServers) -> None:
+    pool = ssrf._LookupThreads(size=8, per_team=2)
+    hung.hang(look_up_in(pool, hung, "team-a"), "shared.hung.example")
+    hung.hang(look_up_in(pool, hung, "team-b"), "shared.hung.example")
+
+    assert eventually(lambda: (pool.in_flight("team-a"), pool.in_flight("team-b")) == (1, 1))
+    assert eventually(lambda: hung.asked.count("shared.hung.example") == 2)
+
+
+def test_a_queued_lookup_whose_callers_all_gave_up_is_dropped_and_its_slot_is_free_at_once(
+    hung: HungServers,
+) -> None:
+    pool = ssrf._LookupThreads(size=1, per_team=1)
+    hung.hang(look_up_in(pool, hung, "team-slow"), "x.hung.example")  # holds the only thread
+
+    with pytest.raises(ssrf.DnsTimeout, match=r"did not finish in time$"):
+        pool.call(hung, "gave-up.example", 443, 0.01, "team-fine")  # queued behind it, then given up
+    assert pool.in_flight("team-fine") == 0  # while the thread still hangs
+
+    hung.released.set()
+    assert pool.call(hung, "live.example", 443, 1.0, "team-fine") == ["1.1.1.1"]
+    assert hung.asked == ["x.hung.example", "live.example"]  # the lookup nobody waited for never ran
+
+
+def test_a_queued_lookup_still_waited_for_runs_and_answers_its_caller(hung: HungServers) -> None:
+    pool = ssrf._LookupThreads(size=1, per_team=1)
+    hung.hang(look_up_in(pool, hung, "team-slow"), "x.hung.example")  # holds the only thread
+    answers: list[object] = []
+    waiting = threading.Thread(target=lambda: answers.append(pool.call(hung, "shop.example", 443, 5, "team-a")))
+    waiting.start()
+    assert eventually(lambda: pool.in_flight("team-a") == 1)  # queued, its caller waiting
+
+    with pytest.raises(ssrf.DnsTimeout):
+        pool.call(hung, "shop.example", 443, 0.01, "team-a")  # a second caller of it gives up
+    assert pool.in_flight("team-a") == 1  # the first still waits: not dropped
+
+    hung.released.set()
+    waiting.join(5)
+    assert answers == [["1.1.1.1"]]
+    assert hung.asked.count("shop.example") == 1
+
+
+def test_a_caller_with_no_time_left_queues_nothing() -> None:
+    pool = ssrf._LookupThreads(size=1, per_team=1)
+    resolver = StubResolver({"shop.example": ["1.1.1.1"]})
+
+    for left in (0.0, -1.0):
+        with pytest.raises(ssrf.DnsTimeout):
+            pool.call(resolver, "shop.example", 443, left, "team-a")
+
+    assert (pool.in_flight("team-a"), pool._threads) == (0, 0)
+    assert resolver.calls == []
+
+
+def test_a_lookup_thread_that_cannot_start_is_a_dns_failure_and_holds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process's thread or memory limit ("can't start new thread"): the check reports dns_failure, and the
+    team's slot and the pool's count of threads stay as they were."""
+    pool = ssrf._LookupThreads(size=2, per_team=1)
+    start = threading.Thread.start
+
+    def refused(thread: threading.Thread) -> None:
+        if thread.name.startswith("vigil-dns"):
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    with pytest.raises(ssrf.DnsFailure, match=r"no thread could be started to look shop\.example up"):
+        pool.call(StubResolver({"shop.example": ["1.1.1.1"]}), "shop.example", 443, 1.0, "team-a")
+    assert (pool.in_flight("team-a"), pool._threads, pool._idle) == (0, 0, 0)
+
+    monkeypatch.setattr(threading.Thread, "start", start)  # the limit lifts: the team's one slot is there
+    assert pool.call(StubResolver({"shop.example": ["1.1.1.1"]}), "shop.example", 443, 1.0, "team-a") == ["1.1.1.1"]
+
+
+class ResolverCrash(BaseException):
+    """Not an Exception: what SystemExit or a C extension's odd error would look like to the lookup thread."""
+
+
+def test_a_resolver_raising_past_exception_is_a_dns_failure_and_its_thread_serves_the_next_lookup() -> None:
+    pool = ssrf._LookupThreads(size=1, per_team=1)
+
+    def crashing(host: str, port: int) -> list[str]:
+        raise ResolverCrash
+
+    with pytest.raises(ssrf.DnsFailure, match=r"the DNS lookup for shop\.example failed") as caught:
+        pool.call(crashing, "shop.example", 443, 1.0, "team-a")
+    assert isinstance(caught.value.__cause__, ResolverCrash)
+    assert pool.in_flight("team-a") == 0
+
+    assert pool.call(StubResolver({"shop.example": ["1.1.1.1"]}), "shop.example", 443, 1.0, "team-a") == ["1.1.1.1"]
+    assert pool._threads == 1  # the same thread
 
 
 def test_an_address_in_the_url_is_not_looked_up() -> None:
