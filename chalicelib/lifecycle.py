@@ -23,11 +23,11 @@ from chalicelib.billing import limits, plans
 from chalicelib.billing import service as billing
 from chalicelib.checks.model import CheckResult
 from chalicelib.emails import Email, plan_changed
-from chalicelib.incidents import maintenance, tracker
+from chalicelib.incidents import edges, maintenance, tracker
 from chalicelib.incidents import service as incidents
 from chalicelib.monitors import results
 from chalicelib.monitors import service as monitors
-from chalicelib.observability import logger
+from chalicelib.observability import logger, metrics
 from chalicelib.settings import get_settings
 from chalicelib.status_pages import publish
 from chalicelib.status_pages import service as status_pages
@@ -172,7 +172,7 @@ def delete_channel(team_id: str, channel_id: str) -> None:
 
 def create_window(team_id: str, user_id: str, fields: dict[str, Any], now: datetime) -> maintenance.Window:
     window = maintenance.create(team_id, user_id, fields, now)
-    _sync_maintenance(team_id, set(window.monitor_ids), now)
+    _sync_maintenance(team_id, set(window.monitor_ids), now, window.id, window)
     _republish_quietly(team_id, set(window.monitor_ids))
     return window
 
@@ -180,28 +180,39 @@ def create_window(team_id: str, user_id: str, fields: dict[str, Any], now: datet
 def update_window(team_id: str, window_id: str, changes: dict[str, Any], now: datetime) -> maintenance.Window:
     """The pages of the monitors it named before and names now show the change."""
     before, after = maintenance.update(team_id, window_id, changes, now)
-    _sync_maintenance(team_id, set(before.monitor_ids) | set(after.monitor_ids), now)
+    _sync_maintenance(team_id, set(before.monitor_ids) | set(after.monitor_ids), now, window_id, after)
     _republish_quietly(team_id, set(before.monitor_ids) | set(after.monitor_ids))
     return after
 
 
 def delete_window(team_id: str, window_id: str, now: datetime) -> None:
     window = maintenance.delete(team_id, window_id)
-    _sync_maintenance(team_id, set(window.monitor_ids), now)
+    _sync_maintenance(team_id, set(window.monitor_ids), now, window_id, None)
     _republish_quietly(team_id, set(window.monitor_ids))
 
 
-def _sync_maintenance(team_id: str, monitor_ids: set[str], now: datetime) -> None:
-    """Each monitor the change touched carries the spans of all its windows not ended, read after the change.
+def _sync_maintenance(
+    team_id: str, monitor_ids: set[str], now: datetime, changed: str, window: maintenance.Window | None
+) -> None:
+    """Each monitor the change touched carries the spans of all its windows not ended, read after the change (the
+    changed ``window`` as written, None once deleted: the index read is a moment behind), and is in maintenance
+    now exactly when one of them covers it: a window already running when made, cut short or deleted is entered
+    or left at once (``incidents.state.maintenance_edge``), as its edges are on the tick.
 
-    Two changes racing for one monitor can leave it one change behind until the next: then only the status label
-    ``maintenance`` waits for a result the worker marks anyway (a failure), since the incident handler reads the
-    windows themselves before it opens anything."""
+    Two changes racing for one monitor can leave its spans one change behind until the next: then only the
+    status label ``maintenance`` waits for a result the worker marks anyway (a failure), since the incident handler
+    reads the windows themselves before it opens anything."""
+    windows = [w for w in maintenance.not_ended(team_id, now) if w.id != changed]
+    windows += [window] if window is not None and window.ends_at > now else []
     spans: dict[str, list[tuple[datetime, datetime]]] = {m: [] for m in monitor_ids}
-    for window in maintenance.not_ended(team_id, now):
-        for monitor_id in set(window.monitor_ids) & monitor_ids:
-            spans[monitor_id].append((window.starts_at, window.ends_at))
+    for found in windows:
+        for monitor_id in set(found.monitor_ids) & monitor_ids:
+            spans[monitor_id].append(found.span)
     monitors.set_maintenance(team_id, spans)
+    crossing = {(team_id, m): [(now, maintenance.covering(windows, m, now))] for m in sorted(monitor_ids)}
+    if edges.report_failures(tracker.cross_maintenance(crossing, now), changed):
+        # The change stands; a monitor left behind crosses with its next result, or its window's next edge.
+        metrics.add_metric(name="MaintenanceEdgeFailures", unit="Count", value=1)
 
 
 def _republish_quietly(team_id: str, monitor_ids: set[str]) -> None:

@@ -379,8 +379,13 @@ FUNCTION_TABLES: dict[str, dict[str, str]] = {
             W,
         ),
     },
-    # The tick reads what is due; the heartbeat sweep writes each miss as a result and moves the monitor's deadline.
-    "Scheduler": {"monitors": A, "result_packs": A},
+    # The tick reads what is due; the heartbeat sweep writes each miss as a result and moves the monitor's deadline;
+    # the maintenance edges pass moves a window's edge on and writes its monitors' incident state, as the incident
+    # handler does (``incidents.edges``).
+    "Scheduler": {
+        "maintenance_windows": U,
+        **dict.fromkeys(("events", "incidents", "monitor_changes", "monitor_states", "monitors", "result_packs"), A),
+    },
     # Both read each team's plan (its retention) from the team.
     "Aggregator": {"check_progress": A, "result_packs": R, "result_periods": A, "rollups": A, "teams": R},
     "Retake": {"result_packs": R, "result_periods": A, "rollups": A, "teams": R},
@@ -1209,6 +1214,11 @@ def operating_alarms() -> dict[str, Any]:
         "HeartbeatSweepFailuresAlarm": _vigil_failures(
             "The heartbeat sweep failed: missed pings open no incident until it works again.",
             "HeartbeatSweepFailures",
+            300,
+        ),
+        "MaintenanceEdgeFailuresAlarm": _vigil_failures(
+            "A maintenance window's start or end was not crossed: its monitors' status waits for their next result.",
+            "MaintenanceEdgeFailures",
             300,
         ),
         "Api5xxAlarm": _alarm(

@@ -41,6 +41,7 @@ ENTRY_POINTS: dict[tuple[str, str | None], str] = {
     ("events/schedule.py", None): "Scheduler",
     ("scheduler/service.py", "run_tick"): "Scheduler",
     ("monitors/heartbeats.py", "sweep"): "Scheduler",
+    ("incidents/edges.py", "cross"): "Scheduler",
     ("events/aggregate.py", "aggregator"): "Aggregator",
     ("monitors/aggregate.py", "run_pass"): "Aggregator",
     ("events/aggregate.py", "handle_late"): "Retake",

@@ -17,7 +17,17 @@ from chalicelib.teams import authz
 router = Router("incidents")
 
 Status = Literal["open", "acknowledged", "resolved"]
-EntryType = Literal["opened", "region_down", "region_up", "acknowledged", "note", "postmortem_updated", "resolved"]
+EntryType = Literal[
+    "opened",
+    "region_down",
+    "region_up",
+    "acknowledged",
+    "note",
+    "postmortem_updated",
+    "resolved",
+    "maintenance_started",
+    "maintenance_ended",
+]
 
 
 class ListQuery(Schema):

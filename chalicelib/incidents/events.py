@@ -26,10 +26,24 @@ DEGRADED = "monitor.degraded"
 DEGRADED_RECOVERED = "monitor.degraded_recovered"
 SSL_EXPIRING = "ssl.expiring"
 STATUS_CHANGED = "monitor.status_changed"
+# An open incident's monitor entering and leaving a maintenance window: on its timeline, never alerted.
+MAINTENANCE_STARTED = "incident.maintenance_started"
+MAINTENANCE_ENDED = "incident.maintenance_ended"
 
-TIMELINE_TYPES = (OPENED, REGION_DOWN, REGION_UP, ACKNOWLEDGED, NOTE, POSTMORTEM, RESOLVED)
-# At one instant, the order a reader expects: regions go down, the incident opens, regions come back, it resolves.
-_RANK = {REGION_DOWN: 1, OPENED: 2, REGION_UP: 3, RESOLVED: 4}
+TIMELINE_TYPES = (
+    OPENED,
+    REGION_DOWN,
+    REGION_UP,
+    ACKNOWLEDGED,
+    NOTE,
+    POSTMORTEM,
+    RESOLVED,
+    MAINTENANCE_STARTED,
+    MAINTENANCE_ENDED,
+)
+# At one instant, the order a reader expects: regions go down, the incident opens, regions come back (or a window
+# ends), it resolves.
+_RANK = {REGION_DOWN: 1, OPENED: 2, REGION_UP: 3, MAINTENANCE_ENDED: 3, RESOLVED: 4}
 MONITOR_EVENT_DAYS = 90
 
 # An incident's timeline is bounded: it is read whole, in one response.  People's notes are refused past MAX_NOTES

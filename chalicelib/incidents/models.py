@@ -13,7 +13,7 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
     VersionAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 
 from chalicelib.storage.base import BaseModel
 
@@ -144,6 +144,19 @@ class WindowsByEnd(GlobalSecondaryIndex["MaintenanceWindowModel"]):
     ends_at = UTCDateTimeAttribute(range_key=True)
 
 
+class WindowsByEdge(GlobalSecondaryIndex["MaintenanceWindowModel"]):
+    """The windows whose start or end is still to be crossed, by when (the tick's pass, ``incidents.edges``):
+    ``edge_shard`` is one key for every team (windows are few, and rarely written), ``edge_at`` the next edge in
+    epoch seconds.  Sparse: a window leaves it once its end is crossed; keys only."""
+
+    class Meta:
+        index_name = "edge-index"
+        projection = KeysOnlyProjection()
+
+    edge_shard = UnicodeAttribute(hash_key=True)
+    edge_at = NumberAttribute(range_key=True)
+
+
 class MaintenanceWindowModel(BaseModel):
     logical_name = "maintenance_windows"
 
@@ -160,5 +173,8 @@ class MaintenanceWindowModel(BaseModel):
     created_by = UnicodeAttribute()
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+    edge_shard = UnicodeAttribute(null=True)  # while an edge is to be crossed (``WindowsByEdge``)
+    edge_at = NumberAttribute(null=True)
     version = VersionAttribute()
     by_end = WindowsByEnd()
+    by_edge = WindowsByEdge()

@@ -28,7 +28,7 @@ POSTMORTEM_MAX_BYTES = 200_000  # as stored (JSON, non-ASCII escaped): half an i
 class Entry:
     id: str
     at: datetime
-    type: str  # opened, region_down, region_up, acknowledged, note, postmortem_updated, resolved
+    type: str  # opened, region_down, region_up, acknowledged, note, postmortem_updated, resolved, maintenance_…
     by: str | None
     text: str | None
     region: str | None

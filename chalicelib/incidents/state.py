@@ -29,10 +29,22 @@ folds one check result into the state:
       named on the timeline).  After a resolution that timed a region out, nothing checked before it opens an
       incident: a late region's stale failures never reopen an outage already over.
    Without an interval (a policy that does not know it) every region is vouched for by its last result.
-   During maintenance the status is ``maintenance`` and no incident opens; if the monitor is still down when the
-   window ends, the next result opens it.
 5. An up monitor whose response was slower than ``degraded_after_ms`` is ``degraded`` (not while in maintenance:
    a slow response in a window is expected, and no alert may go out; after it, the next slow one tells).
+6. Maintenance windows have two edges, crossed by :func:`maintenance_edge` at their moment — on the scheduler's
+   tick that passes them (``incidents.edges``), when a window is changed (``lifecycle``), or by the first result
+   past one that no tick crossed yet (:func:`apply`):
+
+   a. At a window's start the status becomes ``maintenance``.  An incident open then stays open, marked on its
+      timeline (``maintenance_started``).
+   b. Inside it, results move the regions' counters and nothing else: no incident opens or resolves, no degraded
+      (a result checked inside a window decides nothing, whenever it arrives).  One checked before it still
+      decides what happened before it (part 4), never a moment inside it.
+   c. At its end the monitor takes at once the state its regions last reported, vouched for or not (nothing may
+      have been checked since): the quorum of regions whose last word is "down" — a region silent past
+      :func:`hold_cap` counts up — keeps an open incident open (``maintenance_ended``, no alert: "down" was
+      announced), or opens one at the end; without it an open incident resolves at the end.  So the only alert
+      is for a state other than the one last announced.  Nothing up to the end is decided again.
 """
 
 from __future__ import annotations
@@ -107,8 +119,9 @@ class MonitorState:
     status: str = "pending"
     last_resolved_at: datetime | None = None  # no quorum from before it opens an incident
     opened_at: datetime | None = None  # when the open incident's quorum was reached, in check time
-    maintenance_through: datetime | None = None  # where the last maintenance window seen ends (exclusive)
+    maintenance_through: datetime | None = None  # the end of the last window left: nothing up to it is decided again
     settled_at: datetime | None = None  # the open incident's quorum known down again after its last recovery
+    maintenance: Span | None = None  # the window (or overlapping windows) the monitor is in, as its edges told
 
     def region(self, name: str) -> RegionState:
         return self.regions.get(name, RegionState())
@@ -116,8 +129,9 @@ class MonitorState:
 
 @dataclass(frozen=True)
 class Event:
-    """What changed: ``region_down``, ``region_up``, ``incident_opened``, ``incident_resolved``, ``degraded``,
-    ``degraded_recovered``, ``status_changed``."""
+    """What changed: ``region_down``, ``region_up``, ``incident_opened``, ``incident_started``,
+    ``incident_resolved``, ``degraded``, ``degraded_recovered``, ``status_changed``, ``maintenance_started`` and
+    ``maintenance_ended`` (an open incident's, for its timeline)."""
 
     kind: str
     at: datetime
@@ -196,7 +210,16 @@ def material(state: MonitorState) -> tuple[Any, ...]:
             for name, r in state.regions.items()
         )
     )
-    return (regions, state.incident_open, state.degraded, state.status, state.last_resolved_at, state.opened_at)
+    return (
+        regions,
+        state.incident_open,
+        state.degraded,
+        state.status,
+        state.last_resolved_at,
+        state.opened_at,
+        state.maintenance,
+        state.maintenance_through,
+    )
 
 
 def knowledge(state: MonitorState, policy: Policy) -> tuple[Any, ...]:
@@ -255,8 +278,8 @@ def down_regions(state: MonitorState, policy: Policy) -> list[str]:
     return [r for r in policy.regions if state.region(r).down]
 
 
-def _status(state: MonitorState, policy: Policy, in_maintenance: bool) -> str:
-    if in_maintenance:
+def _status(state: MonitorState, policy: Policy) -> str:
+    if state.maintenance is not None:
         return "maintenance"
     if state.incident_open:
         return "down"
@@ -328,28 +351,32 @@ class _Regions:
         return [n for n, s in seen.items() if s == "down"], [n for n, s in seen.items() if s == "unknown"]
 
 
-def _decide(
-    state: MonitorState, policy: Policy, obs: Observation, in_maintenance: bool
-) -> tuple[MonitorState, list[Event]]:
-    """Open and resolve incidents as the regions' stories, in check time, say (docstring, point 4)."""
+def _decide(state: MonitorState, policy: Policy, obs: Observation) -> tuple[MonitorState, list[Event]]:
+    """Open and resolve incidents as the regions' stories, in check time, say (docstring, points 4 and 6): never at
+    a moment up to the end of the last window left, nor from the start of the window the monitor is in."""
     quorum = policy.confirmation_regions
     events: list[Event] = []
     at = obs.planned_at or obs.checked_at
+    ceiling = state.maintenance[0] if state.maintenance is not None else None
+    if ceiling is not None and at >= ceiling:
+        return state, events  # inside the window's span (its end is crossed first: ``_crossed``)
+    floor = state.maintenance_through
     for _ in range(2 * MAX_SPANS * max(len(policy.regions), 1) + 2):  # each pass opens or resolves one
         # Held, every region's time is kept exactly; otherwise it may be KNOWLEDGE_STEP old (``knowledge``).
         known = _Regions(state, policy, exact_since=_hold_start(state, policy))
         if not state.incident_open:
-            if in_maintenance:
-                break
-            guard = state.last_resolved_at
-            if state.maintenance_through is not None:  # a quorum reached inside a window opens at its end, no sooner
-                end = state.maintenance_through - timedelta(microseconds=1)
-                guard = max(guard, end) if guard else end
+            guard = max((t for t in (state.last_resolved_at, floor) if t is not None), default=None)
             moments = {at} | {
                 start for name in policy.regions for start in _starts(state.region(name)) if start is not None
             }
             opened = next(
-                (t for t in sorted(moments) if (guard is None or t > guard) and len(known.counts(t)[0]) >= quorum),
+                (
+                    t
+                    for t in sorted(moments)
+                    if (guard is None or t > guard)
+                    and (ceiling is None or t < ceiling)
+                    and len(known.counts(t)[0]) >= quorum
+                ),
                 None,
             )
             if opened is None:
@@ -372,7 +399,8 @@ def _decide(
         strict = _Regions(state, policy, time_out=False)  # certain: a silent region may still be down
         resolved = None
         certain = True
-        for t in _edges(state, policy, strict, after=since, until=at):
+        after = max(since, floor) if floor is not None else since  # a window's end decided what came before
+        for t in _edges(state, policy, strict, after=after, until=at):
             down, unknown = strict.counts(t)
             if len(down) >= quorum:
                 continue
@@ -383,7 +411,7 @@ def _decide(
         if certain and at > since:
             state = replace(state, settled_at=at)
         late: list[str] = []
-        if resolved is None and known.timed_out and at > since and _possible(known, at) < quorum:
+        if resolved is None and known.timed_out and at > after and _possible(known, at) < quorum:
             resolved, late = at, [r for r in known.timed_out if state.region(r).last_at or state.opened_at]
         if resolved is None:
             break
@@ -420,8 +448,7 @@ def _edges(
 def _earlier_start(state: MonitorState, policy: Policy, known: _Regions, since: datetime) -> datetime | None:
     """The first moment after the last resolution from which the quorum has held, without a certain break, up to
     ``since`` (the open incident's start as first seen), when that is sooner."""
-    window = state.maintenance_through - timedelta(microseconds=1) if state.maintenance_through else None
-    guards = [t for t in (state.last_resolved_at, window) if t is not None]
+    guards = [t for t in (state.last_resolved_at, state.maintenance_through) if t is not None]
     points = [t for t in _edges(state, policy, known, after=max(guards, default=None), until=since) if t < since]
     start = None
     for t in reversed(points):  # walk back from the start while the quorum may have held
@@ -440,18 +467,6 @@ def _quorum_reached(state: MonitorState, policy: Policy) -> datetime | None:
     )
     quorum = policy.confirmation_regions
     return went_down[quorum - 1] if len(went_down) >= quorum else None
-
-
-def _may_open(state: MonitorState, policy: Policy) -> bool:
-    """Regions are down, and with the unknown ones they could still make the quorum at the last check time."""
-    known = _Regions(state, policy)
-    if known.latest is None:
-        return False
-    window_end = state.maintenance_through
-    if window_end is not None and known.vouch and known.latest >= window_end + known.vouch:
-        return False  # the regions had a whole interval to tell: what is not known down is not waited for
-    down, unknown = known.counts(known.latest)
-    return bool(down) and len(down) + len(unknown) >= policy.confirmation_regions
 
 
 def _starts(region: RegionState) -> list[datetime | None]:
@@ -480,34 +495,34 @@ def _pruned(state: MonitorState, policy: Policy) -> MonitorState:
 
 
 def apply(
-    state: MonitorState,
-    obs: Observation,
-    policy: Policy,
-    *,
-    in_maintenance: bool = False,
-    window_end: datetime | None = None,
+    state: MonitorState, obs: Observation, policy: Policy, *, window: Span | None = None
 ) -> tuple[MonitorState, list[Event]]:
-    """Fold one result into the state; returns the new state and what changed (in order)."""
+    """Fold one result into the state; returns the new state and what changed (in order).  ``window``: the span of
+    the maintenance windows covering the result's check time, if any."""
     if obs.region not in policy.regions:
         return state, []
     before = state.region(obs.region)
     if before.last_checked_at is not None and obs.checked_at <= before.last_checked_at:
         return state, []
+    state, events = _crossed(state, policy, obs.checked_at, window)
+    before = state.region(obs.region)
     after = _step_region(before, obs, policy)
-    events: list[Event] = []
     if after.down and not before.down:
         events.append(Event("region_down", obs.checked_at, obs.region, obs.cause))
     if before.down and not after.down:
         events.append(Event("region_up", obs.checked_at, obs.region))
     new = replace(state, regions={**state.regions, obs.region: after})
-    if in_maintenance:  # the window's end when known (one write a window), else just after the check's own time
-        at = window_end or (obs.planned_at or obs.checked_at) + timedelta(microseconds=1)
-        new = replace(new, maintenance_through=max(at, state.maintenance_through or at))
-    new, decided = _decide(new, policy, obs, in_maintenance)
-    events += decided
+    quiet = window is not None or new.maintenance is not None  # nothing is told inside a window
+    if window is None:
+        was_open = new.incident_open
+        new, decided = _decide(new, policy, obs)
+        events += decided
+        if new.incident_open and not was_open and new.maintenance is not None:
+            # A late region's story opened an outage that began before the window the monitor is in now.
+            events.append(Event("maintenance_started", new.maintenance[0]))
     new = _pruned(new, policy)
 
-    if obs.ok and not new.incident_open and not in_maintenance:  # slowness in a window is expected, and untold
+    if obs.ok and not new.incident_open and not quiet:  # slowness in a window is expected, and untold
         if obs.degraded and not new.degraded:
             new = replace(new, degraded=True)
             events.append(Event("degraded", obs.checked_at, obs.region))
@@ -515,11 +530,100 @@ def apply(
             new = replace(new, degraded=False)
             events.append(Event("degraded_recovered", obs.checked_at, obs.region))
 
-    status = _status(new, policy, in_maintenance)
-    if state.status == "maintenance" and not new.incident_open and _may_open(new, policy):
-        status = "maintenance"  # after a window, down regions wait for the rest of the slot: no "up" flicker
-    if status != state.status:
+    status = _status(new, policy)
+    if status != new.status:
         events.append(Event("status_changed", obs.checked_at, detail=status))
+        new = replace(new, status=status)
+    return new, events
+
+
+# ---------------------------------------------------------------- maintenance windows' edges
+
+
+def maintenance_edge(
+    state: MonitorState, policy: Policy, at: datetime, covering: Span | None
+) -> tuple[MonitorState, list[Event]]:
+    """The monitor at ``at``, a window's edge (its start or end, or now for a window changed), where ``covering``
+    is the span of the windows covering it then (None: none does).  Crossing an edge already crossed changes
+    nothing, so the tick, a window's change and a result may each cross the same one (docstring, point 6)."""
+    current = state.maintenance
+    if covering is not None:
+        if state.maintenance_through is not None and covering[1] <= state.maintenance_through:
+            return state, []  # a window already left (a late edge, a late result)
+        if current is None:
+            return _enter(state, policy, covering, at)
+        if covering[0] > current[1]:  # the window it was in ended before this one began, uncrossed
+            state, left = _leave(state, policy, current[1])
+            state, entered = _enter(state, policy, covering, max(at, current[1]))
+            return state, left + entered
+        return (state if covering == current else replace(state, maintenance=covering)), []
+    if current is None:
+        # A state stored before windows had edges says only its status.
+        return _leave(state, policy, at) if state.status == "maintenance" else (state, [])
+    if at < current[0]:
+        return state, []  # the end of a window before the one it is in
+    return _leave(state, policy, at)
+
+
+def _crossed(state: MonitorState, policy: Policy, t: datetime, window: Span | None) -> tuple[MonitorState, list[Event]]:
+    """The edges a result checked at ``t`` shows passed that nothing crossed yet (a window's end between two ticks,
+    a tick that failed): a result in a window enters it; one past the end of the window the monitor is in leaves it
+    at that end.  Never shrinks a window (the windows a result is applied with are read from an index a moment
+    behind: a window cut short is left by its change, ``lifecycle``)."""
+    current = state.maintenance
+    if window is not None:
+        if current is not None and window[0] <= current[1]:  # the same maintenance, perhaps longer
+            longer = (current[0], max(current[1], window[1]))
+            return (state if longer == current else replace(state, maintenance=longer)), []
+        return maintenance_edge(state, policy, window[0], window)
+    if current is not None:
+        return maintenance_edge(state, policy, current[1], None) if t >= current[1] else (state, [])
+    if state.status == "maintenance" and (state.maintenance_through is None or t > state.maintenance_through):
+        return _leave(state, policy, t)  # stored before windows had edges: its first result after the window
+    return state, []
+
+
+def _enter(state: MonitorState, policy: Policy, window: Span, at: datetime) -> tuple[MonitorState, list[Event]]:
+    new = replace(state, maintenance=window)
+    events = [Event("maintenance_started", at)] if state.incident_open else []
+    status = _status(new, policy)
+    if status != state.status:
+        events.append(Event("status_changed", at, detail=status))
+        new = replace(new, status=status)
+    return new, events
+
+
+def last_word_down(state: MonitorState, policy: Policy) -> list[str]:
+    """The regions whose last result said down (vouched for or not), but those silent past the hold cap."""
+    timed_out = _Regions(state, policy).timed_out
+    return [r for r in policy.regions if state.region(r).down and r not in timed_out]
+
+
+def _leave(state: MonitorState, policy: Policy, at: datetime) -> tuple[MonitorState, list[Event]]:
+    """The monitor at a window's end: what its regions last said, at once (docstring, point 6c)."""
+    down = last_word_down(state, policy)
+    held = len(down) >= policy.confirmation_regions
+    through = max(state.maintenance_through, at) if state.maintenance_through is not None else at
+    new = replace(state, maintenance=None, maintenance_through=through)
+    events: list[Event] = []
+    if state.incident_open:
+        still = f": still down in {', '.join(down)}" if held else ""
+        events.append(Event("maintenance_ended", at, detail=f"Maintenance over{still}"))
+        if not held:
+            timed_out = [r for r in _Regions(state, policy).timed_out if state.region(r).down]
+            up = [r for r in policy.regions if state.region(r).checked and not state.region(r).down]
+            detail = "Recovered during maintenance" + (f" (up in {', '.join(up)})" if up else "")
+            if timed_out:
+                detail += f"; no result in time from {', '.join(timed_out)}"
+            new = replace(new, incident_open=False, opened_at=None, last_resolved_at=at)
+            events.append(Event("incident_resolved", at, detail=detail))
+    elif held:
+        cause = next((state.region(r).cause for r in down if state.region(r).cause), None)
+        new = replace(new, incident_open=True, opened_at=at)
+        events.append(Event("incident_opened", at, detail=cause))
+    status = _status(new, policy)
+    if status != state.status:
+        events.append(Event("status_changed", at, detail=status))
         new = replace(new, status=status)
     return new, events
 
@@ -556,6 +660,9 @@ def dump(state: MonitorState) -> dict[str, Any]:
         "opened_at": _iso(state.opened_at),
         "maintenance_through": _iso(state.maintenance_through),
         "settled_at": _iso(state.settled_at),
+        "maintenance": [state.maintenance[0].isoformat(), state.maintenance[1].isoformat()]
+        if state.maintenance is not None
+        else None,
     }
 
 
@@ -586,6 +693,7 @@ def load(data: dict[str, Any] | None) -> MonitorState:
         opened_at=parse_time(data.get("opened_at")),
         maintenance_through=parse_time(data.get("maintenance_through")),
         settled_at=parse_time(data.get("settled_at")),
+        maintenance=_span(data["maintenance"]) if data.get("maintenance") else None,
     )
 
 

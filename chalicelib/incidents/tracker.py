@@ -15,6 +15,10 @@ writes, in **one transaction**:
 A result older than the last applied for its region changes nothing, so duplicated, replayed and out-of-order
 stream records are harmless; a result checked before the last resolution never opens an incident.
 
+A maintenance window's start and end go through the same run and writes (:func:`cross_maintenance`): the
+scheduler's tick crosses them at their minute (``incidents.edges``), a window's change at once (``lifecycle``),
+and a result past one that nothing crossed yet crosses it first (``incidents.state``, point 6).
+
 Nothing is written for a result that changes nothing material (``incidents.state.material``: another failure of a
 region already down, an up check while the status is degraded…): only its check time would move, and the monitor's
 ``last_checked_at`` is read from the results themselves (``monitors.results.latest_checks``).  The worker leaves
@@ -23,7 +27,7 @@ out the results that could not change anything at all (``checks.marking``), so m
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -33,17 +37,19 @@ from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from chalicelib.checks import model as check
 from chalicelib.ids import derived_id
 from chalicelib.incidents import events
-from chalicelib.incidents.maintenance import Window, open_windows
+from chalicelib.incidents.maintenance import Window, covering, open_windows
 from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel, status_key
 from chalicelib.incidents.state import (
     Event,
     Observation,
     Policy,
+    Span,
     apply,
     down_regions,
     dump,
     knowledge,
     load,
+    maintenance_edge,
     material,
     steady_regions,
 )
@@ -185,10 +191,8 @@ class _Run:
         obs = Observation(
             result.region, result.checked_at, result.ok, result.degraded, cause_of(result), result.planned_at
         )
-        covering = [w for w in self.windows if w.covers(self.monitor.monitor_id, result.checked_at)]
-        in_maintenance = bool(covering)
-        window_end = max((w.ends_at for w in covering), default=None)
-        state, changes = apply(self.state, obs, self.policy, in_maintenance=in_maintenance, window_end=window_end)
+        window = covering(self.windows, self.monitor.monitor_id, result.checked_at)
+        state, changes = apply(self.state, obs, self.policy, window=window)
         if state == self.state:
             return
         moved = bool(changes) or material(state) != material(self.state) or self._shows_otherwise(state)
@@ -200,9 +204,19 @@ class _Run:
         elif learned:
             self.stale = True  # only how far the regions have reported: the state item alone
         for change in changes:
-            self._on(change, obs)
-        if not in_maintenance:  # no alert during a window: a certificate still expiring after it is told then
+            self._on(change)
+        if window is None:  # no alert during a window: a certificate still expiring after it is told then
             self._ssl(result)
+
+    def cross(self, at: datetime, window: Span | None) -> None:
+        """A maintenance window's edge at ``at``: ``window`` is the span of the windows covering the monitor then."""
+        state, changes = maintenance_edge(self.state, self.policy, at, window)
+        if state == self.state:
+            return
+        self.state = state
+        self.dirty = True
+        for change in changes:
+            self._on(change)
 
     def _shows_otherwise(self, state: Any) -> bool:
         """The monitor shows something else than ``state`` (written before steady_regions existed, or its write
@@ -215,7 +229,7 @@ class _Run:
             or shown != {r: state.region(r).label for r in self.policy.regions}
         )
 
-    def _on(self, change: Event, obs: Observation) -> None:
+    def _on(self, change: Event) -> None:
         m = self.monitor
         if change.kind == "incident_opened":
             self._open(change)
@@ -235,6 +249,11 @@ class _Run:
             if change.kind == "region_down" and region not in incident.affected_regions:
                 incident.affected_regions = [*incident.affected_regions, region]  # type: ignore[list-item]
                 self._touch()
+        elif change.kind in ("maintenance_started", "maintenance_ended") and self._incident_is_open():
+            started = change.kind == "maintenance_started"
+            kind = events.MAINTENANCE_STARTED if started else events.MAINTENANCE_ENDED
+            text = "Maintenance started: no alert until it ends" if started else change.detail or "Maintenance over"
+            self._timeline(kind, change.at, None, text, discriminator="")
         elif change.kind == "status_changed":  # status pages republish on it
             self.pending.items.append(
                 events.monitor_event(
@@ -465,6 +484,8 @@ def _preload(groups: dict[tuple[str, str], list[Result]]) -> _Loaded:
     )
     spans: dict[str, tuple[datetime, datetime]] = {}
     for (team_id, _), results in groups.items():
+        if not results:
+            continue  # a window's edge alone: its windows come with it
         low, high = min(r.checked_at for r in results), max(r.checked_at for r in results)
         if team_id in spans:
             low, high = min(low, spans[team_id][0]), max(high, spans[team_id][1])
@@ -473,8 +494,16 @@ def _preload(groups: dict[tuple[str, str], list[Result]]) -> _Loaded:
     return _Loaded(monitors, states, incidents, windows)
 
 
+Edge = tuple[datetime, Span | None]  # a maintenance edge's moment, and the span of the windows covering it then
+
+
 def _attempt(
-    team_id: str, monitor_id: str, results: list[Result], now: datetime, loaded: _Loaded | None = None
+    team_id: str,
+    monitor_id: str,
+    results: list[Result],
+    now: datetime,
+    loaded: _Loaded | None = None,
+    edges: Sequence[Edge] = (),
 ) -> Applied | None:
     if loaded is None:
         loaded = _preload({(team_id, monitor_id): results})
@@ -487,6 +516,8 @@ def _attempt(
     incident = loaded.incidents.get((team_id, item.incident_id)) if item.incident_id else None
     windows = [w for w in loaded.windows.get(team_id, []) if monitor_id in w.monitor_ids]
     run = _Run(monitor, item, windows, now, incident)
+    for at, window in edges:
+        run.cross(at, window)
     for result in results:
         run.fold(result)
         if run.pending_size() >= MAX_WRITES:
@@ -495,18 +526,24 @@ def _attempt(
     return run.applied
 
 
-def apply_results(team_id: str, monitor_id: str, results: Iterable[Result], now: datetime) -> Applied:
-    """Apply one monitor's results (any order, duplicates welcome).  Returns what changed."""
-    ordered = sorted(results, key=lambda r: (r.checked_at, r.region))
-    if not ordered:
-        return Applied()
+def _applied_alone(
+    team_id: str, monitor_id: str, results: list[Result], now: datetime, edges: Sequence[Edge] = ()
+) -> Applied:
     applied = retry_lost_races(
-        lambda: _attempt(team_id, monitor_id, ordered, now) or Applied(),
+        lambda: _attempt(team_id, monitor_id, results, now, edges=edges) or Applied(),
         attempts=ATTEMPTS,
         on_retry=lambda: metrics.add_metric(name="IncidentStateRaces", unit="Count", value=1),
     )
     _log(monitor_id, applied)
     return applied
+
+
+def apply_results(team_id: str, monitor_id: str, results: Iterable[Result], now: datetime) -> Applied:
+    """Apply one monitor's results (any order, duplicates welcome).  Returns what changed."""
+    ordered = sorted(results, key=lambda r: (r.checked_at, r.region))
+    if not ordered:
+        return Applied()
+    return _applied_alone(team_id, monitor_id, ordered, now)
 
 
 def _log(monitor_id: str, applied: Applied) -> None:
@@ -516,24 +553,38 @@ def _log(monitor_id: str, applied: Applied) -> None:
         logger.info("incident resolved", extra={"monitor_id": monitor_id, "incident_id": incident_id})
 
 
-def apply_many(groups: dict[tuple[str, str], list[Result]], now: datetime) -> dict[tuple[str, str], Exception | None]:
+Key = tuple[str, str]  # (team_id, monitor_id)
+
+
+def apply_many(groups: dict[Key, list[Result]], now: datetime) -> dict[Key, Exception | None]:
     """Apply a stream batch: ``{(team_id, monitor_id): results}``.  The reads are made for the whole batch at
     once; a monitor that loses a race is applied again on its own, from fresh reads.  Returns each monitor's
     failure (None when applied)."""
     ordered = {
         key: sorted(results, key=lambda r: (r.checked_at, r.region)) for key, results in groups.items() if results
     }
-    outcome: dict[tuple[str, str], Exception | None] = {}
+    return _apply_batch({key: ([], results) for key, results in ordered.items()}, now)
+
+
+def cross_maintenance(edges: dict[Key, list[Edge]], now: datetime) -> dict[Key, Exception | None]:
+    """Cross maintenance windows' edges: ``{(team_id, monitor_id): [(moment, covering span), …]}``, each monitor's
+    in order, through the same writes as results (``incidents.state.maintenance_edge``).  Returns each monitor's
+    failure (None when crossed)."""
+    return _apply_batch({key: (list(found), []) for key, found in edges.items() if found}, now)
+
+
+def _apply_batch(work: dict[Key, tuple[list[Edge], list[Result]]], now: datetime) -> dict[Key, Exception | None]:
+    outcome: dict[Key, Exception | None] = {}
     try:
-        loaded: _Loaded | None = _preload(ordered)
+        loaded: _Loaded | None = _preload({key: results for key, (_, results) in work.items()})
     except Exception:  # noqa: BLE001 - fall back to one monitor at a time (which reports its own failure)
         logger.exception("batch reads failed; applying monitor by monitor")
         loaded = None
-    for (team_id, monitor_id), results in ordered.items():
+    for (team_id, monitor_id), (edges, results) in work.items():
         try:
             if loaded is None:
                 raise _Reload
-            applied = _attempt(team_id, monitor_id, results, now, loaded) or Applied()
+            applied = _attempt(team_id, monitor_id, results, now, loaded, edges) or Applied()
             _log(monitor_id, applied)
             outcome[(team_id, monitor_id)] = None
         except (TransactWriteError, PutError, _Reload) as exc:
@@ -541,7 +592,7 @@ def apply_many(groups: dict[tuple[str, str], list[Result]], now: datetime) -> di
                 outcome[(team_id, monitor_id)] = exc
                 continue
             try:
-                apply_results(team_id, monitor_id, results, now)
+                _applied_alone(team_id, monitor_id, results, now, edges)
                 outcome[(team_id, monitor_id)] = None
             except Exception as retry_exc:  # noqa: BLE001 - reported per monitor
                 outcome[(team_id, monitor_id)] = retry_exc

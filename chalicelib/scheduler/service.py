@@ -20,6 +20,9 @@ A forced tick (``POST /dev/tick``) plans now, undelayed: "check every monitor no
 4. Then every heartbeat monitor whose deadline passed gets its miss (``monitors.heartbeats.sweep``): one query
    per shard of the sparse deadline index, reading only what is due.  A failure there is logged and counted, and
    the next tick sweeps again: it never holds back the checks.
+5. Last, the maintenance windows' starts and ends passed since the last tick are crossed
+   (``incidents.edges.cross``): their monitors' status changes on this tick, not with their next result.  The
+   same: a failure is logged and counted, the edges stay due, and the checks were sent before.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from chalicelib.aws import names
 from chalicelib.aws.clients import client
 from chalicelib.checks.jobs import SQS_MAX_MESSAGE_BYTES, Job, pack
 from chalicelib.checks.marking import Watch
+from chalicelib.incidents import edges
 from chalicelib.monitors import heartbeats
 from chalicelib.monitors.checking import spec_from
 from chalicelib.monitors.service import Monitor, scheduled
@@ -62,6 +66,7 @@ class TickReport:
     failed_regions: list[str] = field(default_factory=list)  # whose jobs could not all be sent, even on a retry
     heartbeats_missed: int = 0
     unopened: int = 0  # monitors not checked: their credential headers did not open (``monitors.credentials``)
+    maintenance_edges: int = 0  # maintenance windows' starts and ends crossed
 
 
 def _due_monitors(keys: list[DueKey], report: TickReport) -> list[tuple[DueKey, Monitor, Watch]]:
@@ -203,6 +208,11 @@ def run_tick(tick: datetime, *, force: bool = False, now: datetime | None = None
     except Exception:  # noqa: BLE001 - the deadlines stay due: the next tick sweeps them
         logger.exception("heartbeat sweep failed")
         metrics.add_metric(name="HeartbeatSweepFailures", unit="Count", value=1)
+    try:
+        report.maintenance_edges = edges.cross(now or datetime.now(UTC))
+    except Exception:  # noqa: BLE001 - the edges stay due: the next tick crosses them
+        logger.exception("maintenance edges not crossed")
+        metrics.add_metric(name="MaintenanceEdgeFailures", unit="Count", value=1)
     metrics.add_metric(name="DueMonitors", unit="Count", value=report.due_monitors)
     metrics.add_metric(name="JobsSent", unit="Count", value=report.jobs - unsent)  # a region's, once all of it went
     logger.info("tick", extra=vars(report))

@@ -79,9 +79,9 @@ class Pipeline:
         dirty = stale = False
         for obs in sorted(marked, key=lambda o: (o.checked_at, o.region)):
             self.delivered += 1
-            maint = bool(self.in_maintenance and self.in_maintenance(obs.checked_at))
-            ends = [end for start, end in self.maintenance if start <= obs.checked_at < end]
-            new, events = apply(state, obs, self.policy, in_maintenance=maint, window_end=max(ends, default=None))
+            spans = [(start, end) for start, end in self.maintenance if start <= obs.checked_at < end]
+            window = (min(s for s, _ in spans), max(e for _, e in spans)) if spans else None
+            new, events = apply(state, obs, self.policy, window=window)
             if new == state:
                 continue
             shows_otherwise = (

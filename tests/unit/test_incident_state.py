@@ -24,15 +24,18 @@ THREE = ("us", "eu", "ap")
 
 def run(policy: Policy, script: str, *, maintenance: set[int] | None = None):
     """``script``: one step per minute, each ``<region><+|-|~>`` separated by spaces ("us- eu- ap+ us~").
-    ``-`` fails, ``+`` succeeds, ``~`` succeeds slowly (degraded).  Returns the final state and the event kinds."""
+    ``-`` fails, ``+`` succeeds, ``~`` succeeds slowly (degraded); ``maintenance``: the minutes a window covers (one
+    window, from the first to the end of the last).  Returns the final state and the event kinds."""
     state = MonitorState()
     kinds = []
+    minutes = sorted(maintenance or ())
+    window = (T0 + timedelta(minutes=minutes[0]), T0 + timedelta(minutes=minutes[-1] + 1)) if minutes else None
     for minute, step in enumerate(script.split()):
         region, mark = step[:-1], step[-1]
         obs = Observation(
             region, T0 + timedelta(minutes=minute), ok=mark != "-", degraded=mark == "~", cause="HTTP 503"
         )
-        state, events = apply(state, obs, policy, in_maintenance=minute in (maintenance or set()))
+        state, events = apply(state, obs, policy, window=window if minute in minutes else None)
         kinds += [e.kind for e in events if e.kind != "status_changed"]
     return state, kinds
 

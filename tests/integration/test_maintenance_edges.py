@@ -1,0 +1,231 @@
+"""Maintenance windows' edges on the scheduler's tick (issue 20): the tick that crosses a window's start or end
+moves the monitor's status and its status page without waiting for a check; nothing is alerted inside a window;
+after it, one alert if the monitor's state is not the one last announced, none otherwise.
+
+Each step runs what AWS would: the tick (``run_tick``) or results applied by the incident handler, then the events
+they wrote handed to the alert handler and the status page publisher as the events stream does.  What was
+alerted is read from the alert ledger (the webhook channel's deliveries), what the page says from the bucket.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import time_machine
+
+from chalicelib.alerts.models import DeliveryModel
+from chalicelib.aws import names
+from chalicelib.aws.clients import client
+from chalicelib.clock import isoz, utcnow
+from chalicelib.incidents.models import EventModel, IncidentModel, MaintenanceWindowModel, MonitorStateModel
+from chalicelib.incidents.tracker import Result, apply_results
+from chalicelib.scheduler.service import TickReport, run_tick
+from chalicelib.settings import DEFAULT_REGIONS, get_settings
+from tests.events import stream_records
+from tests.factories import create_channel, create_monitor, create_status_page
+from tests.support import dynamodb_calls, make_test_settings, sign_up
+
+
+@pytest.fixture
+def settings():
+    return make_test_settings(ALLOW_PRIVATE_TARGETS="true")
+
+
+@pytest.fixture
+def alice(api):
+    """Alice, her address not verified: the only alerts are the webhook channel's."""
+    return sign_up(api, "alice@example.com", verified=False)
+
+
+class Shop:
+    """A monitor with a webhook channel, on the status page "acme"; what happened to it since the last look."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+        self.hook = create_channel(api, type="webhook", config={"url": "http://127.0.0.1:9/hook"})
+        self.monitor = create_monitor(api, channel_ids=[self.hook["id"]])
+        self.team_id, self.id = self.monitor["team_id"], self.monitor["id"]
+        create_status_page(api, components=[{"monitor_id": self.id, "display_name": "Shop"}])
+        self.seen: set[tuple[str, str]] = set()
+
+    def window(self, starts: datetime, ends: datetime) -> dict[str, Any]:
+        body = {"title": "Database upgrade", "monitor_ids": [self.id], "starts_at": isoz(starts), "ends_at": isoz(ends)}
+        r = self.api.post("/v1/maintenance-windows", body)
+        assert r.status == 201, r.body
+        return dict(r.json)
+
+    def tick(self, minute: datetime) -> TickReport:
+        """The tick of ``minute``, running a second into it."""
+        now = minute + timedelta(seconds=1)
+        with time_machine.travel(now, tick=False):
+            report = run_tick(minute, now=now)
+        self.stream()
+        return report
+
+    def checks(self, at: datetime, ok: bool) -> None:
+        """A check in every region at ``at``, applied as the incident handler applies them."""
+        fields: dict[str, Any] = {} if ok else {"status_code": 503, "error": "status_mismatch"}
+        results = [Result(self.team_id, self.id, r, at, ok=ok, planned_at=at, **fields) for r in DEFAULT_REGIONS]
+        apply_results(self.team_id, self.id, results, at + timedelta(seconds=5))
+        self.stream()
+
+    def stream(self) -> list[EventModel]:
+        """The events written since the last look, through the alert handler and the status page publisher."""
+        from chalicelib.events.alerts import plan_records
+        from chalicelib.events.status_pages import handle
+
+        subjects = [self.id, *(i.incident_id for i in self.incidents())]
+        new = [e for s in subjects for e in EventModel.query(s) if (e.subject, e.key) not in self.seen]
+        self.seen |= {(e.subject, e.key) for e in new}
+        records = stream_records(new)
+        assert plan_records(records) == {"batchItemFailures": []}
+        assert handle(records) == {"batchItemFailures": []}
+        return new
+
+    def incidents(self) -> list[IncidentModel]:
+        return list(IncidentModel.query(self.team_id))
+
+    def alerted(self) -> list[str]:
+        """The alert ledger: what the channel was sent, oldest first."""
+        return [d.event for d in sorted(DeliveryModel.query(self.hook["id"]), key=lambda d: d.created_at)]
+
+    def status(self) -> str:
+        return str(self.api.get(f"/v1/monitors/{self.id}").json["status"])
+
+    def page(self) -> str:
+        """The component's status on the published page (the bucket CloudFront serves)."""
+        s3 = client("s3")
+        found = s3.get_object(Bucket=names.status_bucket(get_settings()), Key="status/acme/index.json")
+        return str(json.loads(found["Body"].read())["components"][0]["status"])
+
+    def timeline(self, incident_id: str) -> list[tuple[str, str | None]]:
+        entries = self.api.get(f"/v1/incidents/{incident_id}").json["timeline"]
+        return [(e["type"], e["text"]) for e in entries]
+
+
+@pytest.fixture
+def shop(api, alice) -> Shop:
+    return Shop(api)
+
+
+@pytest.fixture
+def t0() -> datetime:
+    """The next minute: windows made now start after it."""
+    return utcnow().replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
+def minutes(t0: datetime, m: float) -> datetime:
+    return t0 + timedelta(minutes=m)
+
+
+def test_the_tick_at_a_windows_end_updates_the_monitor_and_its_page_without_a_check(shop, t0):
+    """Up before; the window from minute 1 to 5; down inside it.  The tick at minute 1 shows the maintenance, the
+    tick at minute 5 — before any check after the window — shows the outage, opened then, alerted once."""
+    shop.checks(minutes(t0, 0), ok=True)
+    shop.window(minutes(t0, 1), minutes(t0, 5))
+    assert shop.tick(minutes(t0, 1)).maintenance_edges == 1
+    assert (shop.status(), shop.page()) == ("maintenance", "maintenance")
+    for m in (1, 2, 3, 4):
+        shop.checks(minutes(t0, m + 0.2), ok=False)
+    assert shop.incidents() == []
+    assert (shop.status(), shop.page()) == ("maintenance", "maintenance")
+    assert shop.alerted() == []  # nothing inside the window
+
+    assert shop.tick(minutes(t0, 5)).maintenance_edges == 1  # no check since minute 4:12
+    assert (shop.status(), shop.page()) == ("down", "major_outage")
+    [incident] = shop.incidents()
+    assert (incident.status, incident.started_at) == ("open", minutes(t0, 5))
+    assert shop.alerted() == ["incident.opened"]
+
+    assert shop.tick(minutes(t0, 6)).maintenance_edges == 0  # the window left the index
+    shop.checks(minutes(t0, 6.2), ok=False)
+    assert len(shop.incidents()) == 1
+    assert shop.alerted() == ["incident.opened"]
+
+
+def test_an_incident_open_when_a_window_starts_stays_open_and_its_recovery_is_told_once_after_it(shop, t0):
+    shop.checks(minutes(t0, 0), ok=False)
+    shop.checks(minutes(t0, 0.5), ok=False)
+    [incident] = shop.incidents()
+    assert shop.alerted() == ["incident.opened"]
+    shop.window(minutes(t0, 1), minutes(t0, 4))
+
+    shop.tick(minutes(t0, 1))
+    assert (shop.status(), shop.page()) == ("maintenance", "maintenance")
+    shop.checks(minutes(t0, 2.2), ok=True)  # it recovers inside the window
+    shop.checks(minutes(t0, 3.2), ok=True)
+    assert [i.status for i in shop.incidents()] == ["open"]
+    assert shop.alerted() == ["incident.opened"]
+
+    shop.tick(minutes(t0, 4))
+    [resolved] = shop.incidents()
+    assert (resolved.status, resolved.resolved_at) == ("resolved", minutes(t0, 4))
+    assert (shop.status(), shop.page()) == ("up", "operational")
+    assert shop.alerted() == ["incident.opened", "incident.resolved"]
+    told = [entry for entry in shop.timeline(incident.incident_id) if not entry[0].startswith("region_")]
+    assert told == [
+        ("opened", "Down in 2 of 3 regions: HTTP 503"),  # the quorum, reached
+        ("maintenance_started", "Maintenance started: no alert until it ends"),
+        ("maintenance_ended", "Maintenance over"),
+        ("resolved", "Recovered during maintenance (up in us-east-1, eu-west-1, ap-southeast-1)"),
+    ]
+
+
+def test_an_outage_still_there_when_the_window_ends_is_not_announced_again(shop, t0):
+    shop.checks(minutes(t0, 0), ok=False)
+    shop.checks(minutes(t0, 0.5), ok=False)
+    [incident] = shop.incidents()
+    shop.window(minutes(t0, 1), minutes(t0, 3))
+    shop.tick(minutes(t0, 1))
+    shop.checks(minutes(t0, 2.2), ok=False)
+    shop.tick(minutes(t0, 3))
+    assert [i.status for i in shop.incidents()] == ["open"]
+    assert (shop.status(), shop.page()) == ("down", "major_outage")
+    assert shop.alerted() == ["incident.opened"]
+    assert shop.timeline(incident.incident_id)[-1] == (
+        "maintenance_ended",
+        "Maintenance over: still down in us-east-1, eu-west-1, ap-southeast-1",
+    )
+
+
+def test_a_tick_after_both_edges_crosses_them_in_order(shop, t0):
+    """The ticks of the window's minutes failed: the next one crosses its start, then its end, at their moments."""
+    shop.checks(minutes(t0, 0), ok=True)
+    window = shop.window(minutes(t0, 1), minutes(t0, 3))
+    assert shop.tick(minutes(t0, 4)).maintenance_edges == 2
+    assert shop.status() == "up"
+    changes = [(e.at, e.data["status"]) for e in EventModel.query(shop.id) if e.type == "monitor.status_changed"]
+    assert changes[-2:] == [(minutes(t0, 1), "maintenance"), (minutes(t0, 3), "up")]
+    stored = MaintenanceWindowModel.get(shop.team_id, window["id"])
+    assert (stored.edge_shard, stored.edge_at) == (None, None)
+
+
+def test_a_window_made_running_or_deleted_moves_the_status_at_once(shop, api, t0):
+    """No tick needed for a change: a window made already running is entered, one deleted while the monitor is
+    down is left — and the outage it hid opens then, alerted once."""
+    now = utcnow()
+    shop.checks(now - timedelta(minutes=1), ok=True)
+    window = shop.window(now - timedelta(minutes=1), now + timedelta(hours=1))
+    assert shop.status() == "maintenance"
+    shop.checks(now + timedelta(seconds=1), ok=False)
+    shop.checks(now + timedelta(seconds=2), ok=False)
+    shop.stream()
+    assert shop.alerted() == []
+    with time_machine.travel(now + timedelta(seconds=3), tick=False):
+        assert api.delete(f"/v1/maintenance-windows/{window['id']}").status == 204
+    shop.stream()
+    assert shop.status() == "down"
+    [incident] = shop.incidents()
+    assert incident.started_at == now + timedelta(seconds=3)
+    assert shop.alerted() == ["incident.opened"]
+
+
+def test_a_tick_with_no_edge_due_reads_one_empty_query_and_no_monitor_state(shop, t0):
+    """The pass costs one query of the edge index a minute, whatever the number of monitors and windows."""
+    shop.window(minutes(t0, 30), minutes(t0, 60))
+    with dynamodb_calls(MaintenanceWindowModel, MonitorStateModel) as calls:
+        assert shop.tick(minutes(t0, 1)).maintenance_edges == 0
+    assert calls == ["Query"]
