@@ -270,3 +270,27 @@ def test_docs_show_each_monitor_type_s_fields_for_a_new_monitor(api):
     for member, field in (("HttpMonitorIn", "<code>url</code>"), ("TcpMonitorIn", "<code>port</code>")):
         assert f'href="#schema-{member}"' in create
         assert field in create
+
+
+def test_a_rule_a_validator_enforces_is_published_with_the_field(api, alice):
+    """The document says what validation refuses, from the same definitions (chalicelib.schema): a fuzzer or a
+    client that follows it is not refused for a rule it was never told."""
+    schemas = api.get("/openapi.json").json["components"]["schemas"]
+    name = next(s for s in schemas["MePatch"]["properties"]["name"]["anyOf"] if s.get("type") == "string")
+    description = next(s for s in schemas["PagePatch"]["properties"]["description"]["anyOf"] if "pattern" in s)
+
+    for text in ["Acme", "Ünïcødé ☃", "tab\there", "line\nbreak", "nul\x00", "bell\x07", "csi\x9b", "del\x7f"]:
+        refused = api.patch("/v1/me", {"name": text}).status == 422
+        assert (re.fullmatch(name["pattern"], text) is None) == refused, repr(text)
+    assert re.fullmatch(description["pattern"], "two\nlines\tand a tab")
+    assert re.fullmatch(description["pattern"], "bell\x07") is None
+
+
+def test_a_field_a_patch_may_leave_out_but_not_null_is_not_nullable(api, alice):
+    me = api.get("/openapi.json").json["components"]["schemas"]["MePatch"]["properties"]
+
+    assert me["timezone"]["type"] == "string"
+    assert "default" not in me["timezone"]
+    assert {"type": "null"} in me["name"]["anyOf"]  # null clears the name
+    assert api.patch("/v1/me", {"timezone": None}).status == 422
+    assert api.patch("/v1/me", {"name": None}).status == 200
