@@ -24,16 +24,16 @@ from chalicelib.text import LINE_BREAKS, NOT_A_LINE, NOT_TEXT, UNSEEN
 class Published:
     """JSON Schema keywords that say what a type's validator enforces, added to the type's own schema."""
 
-    keywords: tuple[tuple[str, Any], ...]
+    keywords: tuple[tuple[str, Any], ...]  # hashable, as an annotation's metadata must be: lists as tuples
 
     def __get_pydantic_json_schema__(self, core_schema: CoreSchema, handler: Any) -> JsonSchemaValue:
         schema = handler(core_schema)
-        schema.update(self.keywords)
+        schema.update((key, list(value) if isinstance(value, tuple) else value) for key, value in self.keywords)
         return dict(schema)
 
 
 def published(**keywords: Any) -> Published:
-    return Published(tuple(keywords.items()))
+    return Published(tuple((key, tuple(v) if isinstance(v, list) else v) for key, v in keywords.items()))
 
 
 def _not_nullable(schema: dict[str, Any]) -> None:

@@ -294,3 +294,14 @@ def test_a_field_a_patch_may_leave_out_but_not_null_is_not_nullable(api, alice):
     assert {"type": "null"} in me["name"]["anyOf"]  # null clears the name
     assert api.patch("/v1/me", {"timezone": None}).status == 422
     assert api.patch("/v1/me", {"name": None}).status == 200
+
+
+def test_a_monitor_s_interval_is_published_as_the_intervals_it_may_take(api, alice):
+    from chalicelib.monitors.service import INTERVALS
+
+    schemas = api.get("/openapi.json").json["components"]["schemas"]
+
+    assert schemas["HttpMonitorIn"]["properties"]["interval_seconds"]["enum"] == list(INTERVALS)
+    assert schemas["MonitorPatch"]["properties"]["interval_seconds"]["enum"] == list(INTERVALS)
+    r = api.post("/v1/monitors", {"name": "Shop", "url": "https://shop.example.invalid/", "interval_seconds": 45})
+    assert (r.status, r.json["errors"][0]["field"]) == (422, "interval_seconds"), r.body
