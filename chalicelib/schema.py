@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.json_schema import JsonSchemaValue, WithJsonSchema
 from pydantic_core import CoreSchema
 
@@ -34,6 +42,17 @@ class Published:
 
 def published(**keywords: Any) -> Published:
     return Published(tuple((key, tuple(v) if isinstance(v, list) else v) for key, v in keywords.items()))
+
+
+@dataclass(frozen=True)
+class DocumentedAs:
+    """Publish a field as another type's schema when its own validation happens later, in the model that owns the
+    rule (an alert channel's ``config``, checked by its kind's config model): the document shows those models."""
+
+    shown: Any
+
+    def __get_pydantic_json_schema__(self, core_schema: CoreSchema, handler: Any) -> JsonSchemaValue:
+        return dict(handler(TypeAdapter(self.shown).core_schema))
 
 
 def _not_nullable(schema: dict[str, Any]) -> None:
@@ -106,6 +125,9 @@ def _zoned(value: datetime) -> datetime:
         raise ValueError("needs a time zone (Z or an offset)")
     return value
 
+
+# An email address, as email-validator takes it where the address is normalised (internationalised ones too).
+EmailAddress = Annotated[str, published(format="idn-email")]
 
 # A time as RFC 3339 writes it (ISO 8601's date, "T", time to the second, fraction, zone): pydantic alone would
 # also read a number of seconds since 1970 ("0.5"), a date alone, or a time without seconds.

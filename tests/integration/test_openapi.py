@@ -305,3 +305,15 @@ def test_a_monitor_s_interval_is_published_as_the_intervals_it_may_take(api, ali
     assert schemas["MonitorPatch"]["properties"]["interval_seconds"]["enum"] == list(INTERVALS)
     r = api.post("/v1/monitors", {"name": "Shop", "url": "https://shop.example.invalid/", "interval_seconds": 45})
     assert (r.status, r.json["errors"][0]["field"]) == (422, "interval_seconds"), r.body
+
+
+def test_an_alert_channel_s_config_is_published_as_the_config_models_of_its_kinds(api):
+    from chalicelib.alerts.kinds import KINDS
+
+    schemas = api.get("/openapi.json").json["components"]["schemas"]
+    config = schemas["ChannelIn"]["properties"]["config"]
+
+    shown = [resolve({"components": {"schemas": schemas}}, ref)["title"] for ref in config["anyOf"]]
+    assert shown == [kind.config_model.__name__ for kind in KINDS.values()]
+    assert schemas["EmailConfig"]["properties"]["addresses"]["items"]["format"] == "idn-email"
+    assert schemas["InvitationIn"]["properties"]["email"]["format"] == "idn-email"
