@@ -201,6 +201,10 @@ def _parameters(route: Route, schemas: _Schemas) -> list[dict[str, Any]]:
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in PATH_PARAM.findall(route.path)
     ]
+    params += [
+        {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": description}
+        for name, description in route.headers
+    ]
     query = schemas.get(route, "query")
     if query is not None:
         model = schemas.resolve(query)

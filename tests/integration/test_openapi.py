@@ -317,3 +317,14 @@ def test_an_alert_channel_s_config_is_published_as_the_config_models_of_its_kind
     assert shown == [kind.config_model.__name__ for kind in KINDS.values()]
     assert schemas["EmailConfig"]["properties"]["addresses"]["items"]["format"] == "idn-email"
     assert schemas["InvitationIn"]["properties"]["email"]["format"] == "idn-email"
+
+
+def test_a_header_a_route_requires_is_a_required_header_parameter(api):
+    webhook = api.get("/openapi.json").json["paths"]["/v1/webhooks/stripe"]["post"]
+
+    assert [(p["name"], p["in"], p["required"]) for p in webhook["parameters"]] == [
+        ("Stripe-Signature", "header", True)
+    ]
+    r = api.post("/v1/webhooks/stripe", {"id": "evt_1", "type": "invoice.paid"}, token="")
+    assert (r.status, r.json["detail"]) == (400, "The Stripe-Signature header is missing."), r.body
+
