@@ -328,3 +328,15 @@ def test_a_header_a_route_requires_is_a_required_header_parameter(api):
     r = api.post("/v1/webhooks/stripe", {"id": "evt_1", "type": "invoice.paid"}, token="")
     assert (r.status, r.json["detail"]) == (400, "The Stripe-Signature header is missing."), r.body
 
+
+def test_a_new_password_is_published_with_the_lengths_the_policy_checks(api):
+    from chalicelib.auth.passwords import MAX_LENGTH, MIN_LENGTH
+
+    schemas = api.get("/openapi.json").json["components"]["schemas"]
+
+    for model, field in (("RegisterIn", "password"), ("ResetIn", "password"), ("PasswordChange", "new_password")):
+        published = schemas[model]["properties"][field]
+        assert (published["minLength"], published["maxLength"]) == (MIN_LENGTH, MAX_LENGTH), model
+    assert schemas["LoginIn"]["properties"]["password"]["minLength"] == 1  # a password set before any policy
+    r = api.post("/v1/auth/register", {"email": "short@example.com", "password": "x" * (MIN_LENGTH - 1)})
+    assert (r.status, r.json["errors"][0]["field"]) == (422, "password"), r.body
