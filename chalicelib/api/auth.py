@@ -11,7 +11,7 @@ from chalicelib.auth import service
 from chalicelib.auth.passwords import NewPassword
 from chalicelib.clock import utcnow
 from chalicelib.observability import logger
-from chalicelib.schema import Line, Schema
+from chalicelib.schema import EmailAddress, Line, Schema
 
 router = Router("auth")
 
@@ -19,7 +19,7 @@ Password = Field(min_length=1, max_length=1024)
 
 
 class RegisterIn(Schema):
-    email: str = Field(max_length=320)
+    email: EmailAddress = Field(max_length=320)
     password: NewPassword = Password
     name: Line | None = Field(default=None, min_length=1, max_length=100)
     timezone: str | None = Field(default=None, max_length=64, description="IANA time zone, e.g. Europe/Paris")

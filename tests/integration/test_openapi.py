@@ -317,6 +317,8 @@ def test_an_alert_channel_s_config_is_published_as_the_config_models_of_its_kind
     assert shown == [kind.config_model.__name__ for kind in KINDS.values()]
     assert schemas["EmailConfig"]["properties"]["addresses"]["items"]["format"] == "idn-email"
     assert schemas["InvitationIn"]["properties"]["email"]["format"] == "idn-email"
+    assert schemas["RegisterIn"]["properties"]["email"]["format"] == "idn-email"
+    assert "format" not in schemas["EmailIn"]["properties"]["email"]  # forgot-password answers 202 to anything
 
 
 def test_a_header_a_route_requires_is_a_required_header_parameter(api):
