@@ -30,6 +30,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/bandit -c pyproject.toml --severity-level high --quiet -r chalicelib functions infra app.py
+	$(BIN)/python -m infra.audit
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import re
 
-CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff"
+# As regular-expression escapes, which ECMA 262 reads as Python does: the API's JSON Schema publishes the same class
+# (chalicelib.schema), without the surrogates, which a JSON Schema validator's engine cannot name.
+UNSEEN = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff"
+SURROGATES = r"\ud800-\udfff"
+LINE_BREAKS = r"\t\n\r"
+CONTROLS = UNSEEN + SURROGATES
 NOT_TEXT = re.compile(f"[{CONTROLS}]")
-NOT_A_LINE = re.compile(f"[{CONTROLS}\t\n\r]")
+NOT_A_LINE = re.compile(f"[{CONTROLS}{LINE_BREAKS}]")

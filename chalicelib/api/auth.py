@@ -8,9 +8,10 @@ from chalicelib import errors, lifecycle
 from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.api.schemas import TokensOut, UserOut, tokens_out, user_out
 from chalicelib.auth import service
+from chalicelib.auth.passwords import NewPassword
 from chalicelib.clock import utcnow
 from chalicelib.observability import logger
-from chalicelib.schema import Line, Schema
+from chalicelib.schema import EmailAddress, Line, Schema
 
 router = Router("auth")
 
@@ -18,8 +19,8 @@ Password = Field(min_length=1, max_length=1024)
 
 
 class RegisterIn(Schema):
-    email: str = Field(max_length=320)
-    password: str = Password
+    email: EmailAddress = Field(max_length=320)
+    password: NewPassword = Password
     name: Line | None = Field(default=None, min_length=1, max_length=100)
     timezone: str | None = Field(default=None, max_length=64, description="IANA time zone, e.g. Europe/Paris")
 
@@ -43,7 +44,7 @@ class EmailIn(Schema):
 
 class ResetIn(Schema):
     token: str = Field(min_length=1, max_length=200)
-    password: str = Password
+    password: NewPassword = Password
 
 
 class SwitchTeamIn(Schema):

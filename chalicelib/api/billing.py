@@ -159,6 +159,7 @@ def open_portal(call: Call) -> UrlOut:
     errors=(400, 413),
     max_body_bytes=WEBHOOK_MAX_BYTES,
     ip_limit=3000,  # Stripe sends from a handful of addresses; its bursts (renewals at a month's start) are large
+    headers=(("Stripe-Signature", "Stripe's signature over the exact body (400 without it)"),),
 )
 def stripe_webhook(call: Call) -> Any:
     """Verified with the ``Stripe-Signature`` header over the exact body (400 and no effect otherwise); each event

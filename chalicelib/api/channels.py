@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator
 
@@ -15,7 +15,7 @@ from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.api.schemas import ListQuery
 from chalicelib.billing import abuse, limits
 from chalicelib.clock import isoz, utcnow
-from chalicelib.schema import Line, Schema
+from chalicelib.schema import DocumentedAs, Line, Schema
 from chalicelib.teams import authz
 
 router = Router("alert channels")
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 else:  # what pydantic accepts and OpenAPI lists, read from the registries: nothing here to keep in step
     ChannelType = Literal[tuple(KINDS)]
     NotifyOn = Literal[NOTIFY_ON_CHOICES]
+# Published as any kind's config model; the model of the channel's own type validates it (alerts.channels).
+Config = Annotated[dict[str, Any], DocumentedAs(Union[tuple(kind.config_model for kind in KINDS.values())])]  # noqa: UP007
 CONFIG_HELP = (
     'email: {"addresses": [...]}; sms: {"phone_numbers": ["+E.164"]}; webhook: {"url", "headers"}; '
     'slack | discord | teams: {"webhook_url"}; pagerduty: {"routing_key"}'
@@ -37,7 +39,7 @@ class ChannelFields(Schema):
 
     type: ChannelType | None = None
     name: Line | None = Field(default=None, min_length=1, max_length=100)
-    config: dict[str, Any] | None = Field(default=None, description=CONFIG_HELP)
+    config: Config | None = Field(default=None, description=CONFIG_HELP)
     enabled: bool | None = None
     notify_on: list[NotifyOn] | None = Field(default=None, min_length=1, max_length=5)
     cooldown_seconds: int | None = Field(default=None, ge=0, le=86400)
@@ -54,7 +56,7 @@ class ChannelFields(Schema):
 class ChannelIn(ChannelFields):
     type: ChannelType  # type: ignore[assignment]
     name: Line = Field(min_length=1, max_length=100)  # type: ignore[assignment]
-    config: dict[str, Any] = Field(description=CONFIG_HELP)  # type: ignore[assignment]
+    config: Config = Field(description=CONFIG_HELP)  # type: ignore[assignment]
 
 
 class ChannelPatch(ChannelFields):

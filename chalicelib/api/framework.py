@@ -107,6 +107,7 @@ class Route:
     max_body_bytes: int = MAX_BODY_BYTES
     scope: str | None = None  # the API key scope the route needs; None: keys cannot reach it
     ip_limit: int | None = None  # requests a minute per client address
+    headers: tuple[tuple[str, str], ...] = ()  # request headers the route requires: (name, what it carries)
 
 
 class Router:
@@ -137,6 +138,7 @@ class Router:
         max_body_bytes: int = MAX_BODY_BYTES,
         scope: str | None = None,
         ip_limit: int | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         if (auth == "team") != (permission is not None):
             raise ValueError(f"{method} {path}: a team route names its permission, and only a team route does")
@@ -162,6 +164,7 @@ class Router:
                 max_body_bytes=max_body_bytes,
                 scope=scope,
                 ip_limit=ip_limit,
+                headers=headers,
             )
             methods = self._by_path.get(path)
             if methods is None:

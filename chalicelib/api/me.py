@@ -10,8 +10,9 @@ from chalicelib import lifecycle
 from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.api.schemas import NotificationPreferences, UserOut, user_out
 from chalicelib.auth import service as auth
+from chalicelib.auth.passwords import NewPassword
 from chalicelib.clock import utcnow
-from chalicelib.schema import Line, Schema
+from chalicelib.schema import EmailAddress, Line, Schema
 from chalicelib.teams import authz
 from chalicelib.users import service as users
 
@@ -65,7 +66,7 @@ def patch_me(call: Call) -> UserOut:
 
 class PasswordChange(Schema):
     current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=1, max_length=1024)
+    new_password: NewPassword = Field(min_length=1, max_length=1024)
 
 
 @router.route(
@@ -80,7 +81,7 @@ def change_password(call: Call) -> Reply:
 
 
 class EmailChange(Schema):
-    new_email: str = Field(min_length=3, max_length=254)
+    new_email: EmailAddress = Field(min_length=3, max_length=254)
     password: str = Field(min_length=1, max_length=1024)
 
 

@@ -32,7 +32,7 @@ from chalicelib.monitors.validation import (
     validate_url,
 )
 from chalicelib.scheduler import due
-from chalicelib.schema import Line, Schema, UtcTime
+from chalicelib.schema import Line, Schema, UtcTime, published
 from chalicelib.settings import get_settings
 from chalicelib.teams import authz
 
@@ -48,7 +48,7 @@ StatusPattern = Annotated[
     str, Field(pattern=r"^([1-5]xx|[1-5][0-9][0-9])$", description='a code ("200") or a class ("2xx")')
 ]
 Tag = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_.:/-]+$")]
-Interval = Annotated[int, Field(description="one of 30, 60, 120, 300, 600, 900, 1800, 3600")]
+Interval = Annotated[int, Field(description="seconds between checks"), published(enum=list(monitors.INTERVALS))]
 
 
 class AssertionIn(Schema):

@@ -28,7 +28,8 @@ DESCRIPTION = """\
 Vigil watches your HTTP endpoints from several regions, opens incidents when they fail, \
 alerts your team and publishes status pages.
 
-Send JSON (`Content-Type: application/json`, UTF-8) and read JSON. Times are ISO 8601 in UTC with a `Z` suffix. \
+Send JSON (`Content-Type: application/json`, UTF-8) and read JSON. Times are ISO 8601 in UTC with a `Z` suffix; \
+a time sent is RFC 3339 (`2026-11-30T18:00:00Z`, or with an offset), never a number or a date alone. \
 Lists take `limit` (1-100, default 50) and an opaque `cursor`, and answer `{"data": [...], "next_cursor": ...}`.
 
 Authenticate with `Authorization: Bearer <token>`, where the token is an access token from `/v1/auth/*` \
@@ -200,6 +201,10 @@ def _parameters(route: Route, schemas: _Schemas) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in PATH_PARAM.findall(route.path)
+    ]
+    params += [
+        {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": description}
+        for name, description in route.headers
     ]
     query = schemas.get(route, "query")
     if query is not None:

@@ -11,7 +11,7 @@ from chalicelib.api.framework import Call, Out, Reply, Router
 from chalicelib.api.schemas import TeamOut, team_out
 from chalicelib.billing import abuse
 from chalicelib.clock import isoz, utcnow
-from chalicelib.schema import Line, Schema
+from chalicelib.schema import EmailAddress, Line, Schema
 from chalicelib.teams import authz, invitations
 from chalicelib.teams import service as teams
 
@@ -35,7 +35,7 @@ class TransferIn(Schema):
 
 
 class InvitationIn(Schema):
-    email: str = Field(max_length=320)
+    email: EmailAddress = Field(max_length=320)
     role: InvitableRole = "member"
 
 

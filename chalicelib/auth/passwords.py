@@ -12,16 +12,21 @@ from __future__ import annotations
 import base64
 import hashlib
 from functools import lru_cache
+from typing import Annotated
 
 import bcrypt
 from zxcvbn import zxcvbn
 
 from chalicelib.errors import ValidationFailed
+from chalicelib.schema import published
 
 SCHEME = "bcrypt-sha256$"
 MIN_LENGTH = 8
 MAX_LENGTH = 1024  # bounds the work a single request can ask of the server
 MIN_GUESSES = 10**6  # zxcvbn's estimate: below this, the password is in the common lists or close to it
+
+# A new password in a request: check_policy refuses it, the API's schema publishes the lengths it checks.
+NewPassword = Annotated[str, published(minLength=MIN_LENGTH, maxLength=MAX_LENGTH)]
 
 
 def check_policy(password: str, *, field: str = "password", user_inputs: tuple[str, ...] = ()) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -143,6 +144,22 @@ def test_a_time_at_the_edge_of_the_calendar_is_422_not_a_crash(api, alice, when)
     r = api.get(f"/v1/monitors/{monitor['id']}/results?since={quote(when)}")
     assert r.status == 422, r.body
     assert r.json["errors"][0]["field"] == "since"
+
+
+@pytest.mark.parametrize("when", ["0.5", "1796617964", "2026-12-01", "2026-12-01T10:00Z", "2026-12-01 10:00:00Z"])
+def test_a_time_not_written_as_rfc_3339_is_422_as_the_document_says(api, alice, when):
+    """pydantic alone reads "0.5" as half a second past 1970 and a date as its midnight; the OpenAPI document says
+    RFC 3339 (a fuzzer's "0.5" for ``until`` got a 200), and the same pattern is what is enforced."""
+    monitor = create_monitor(api, url=URL)
+
+    created = api.post("/v1/maintenance-windows", {**window([monitor["id"]]), "starts_at": when})
+    listed = api.get(f"/v1/monitors/{monitor['id']}/results?until={quote(when)}")
+
+    assert (created.status, [e["field"] for e in created.json["errors"]]) == (422, ["starts_at"]), created.body
+    assert (listed.status, [e["field"] for e in listed.json["errors"]]) == (422, ["until"]), listed.body
+    assert "RFC 3339" in created.json["errors"][0]["message"]
+    published = api.get("/openapi.json").json["components"]["schemas"]["WindowIn"]["properties"]["starts_at"]
+    assert re.fullmatch(published["pattern"], when) is None
 
 
 def spans(monitor: dict) -> list[list[str]]:

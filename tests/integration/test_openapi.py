@@ -270,3 +270,75 @@ def test_docs_show_each_monitor_type_s_fields_for_a_new_monitor(api):
     for member, field in (("HttpMonitorIn", "<code>url</code>"), ("TcpMonitorIn", "<code>port</code>")):
         assert f'href="#schema-{member}"' in create
         assert field in create
+
+
+def test_a_rule_a_validator_enforces_is_published_with_the_field(api, alice):
+    """The document says what validation refuses, from the same definitions (chalicelib.schema): a fuzzer or a
+    client that follows it is not refused for a rule it was never told."""
+    schemas = api.get("/openapi.json").json["components"]["schemas"]
+    name = next(s for s in schemas["MePatch"]["properties"]["name"]["anyOf"] if s.get("type") == "string")
+    description = next(s for s in schemas["PagePatch"]["properties"]["description"]["anyOf"] if "pattern" in s)
+
+    for text in ["Acme", "Ünïcødé ☃", "tab\there", "line\nbreak", "nul\x00", "bell\x07", "csi\x9b", "del\x7f"]:
+        refused = api.patch("/v1/me", {"name": text}).status == 422
+        assert (re.fullmatch(name["pattern"], text) is None) == refused, repr(text)
+    assert re.fullmatch(description["pattern"], "two\nlines\tand a tab")
+    assert re.fullmatch(description["pattern"], "bell\x07") is None
+
+
+def test_a_field_a_patch_may_leave_out_but_not_null_is_not_nullable(api, alice):
+    me = api.get("/openapi.json").json["components"]["schemas"]["MePatch"]["properties"]
+
+    assert me["timezone"]["type"] == "string"
+    assert "default" not in me["timezone"]
+    assert {"type": "null"} in me["name"]["anyOf"]  # null clears the name
+    assert api.patch("/v1/me", {"timezone": None}).status == 422
+    assert api.patch("/v1/me", {"name": None}).status == 200
+
+
+def test_a_monitor_s_interval_is_published_as_the_intervals_it_may_take(api, alice):
+    from chalicelib.monitors.service import INTERVALS
+
+    schemas = api.get("/openapi.json").json["components"]["schemas"]
+
+    assert schemas["HttpMonitorIn"]["properties"]["interval_seconds"]["enum"] == list(INTERVALS)
+    assert schemas["MonitorPatch"]["properties"]["interval_seconds"]["enum"] == list(INTERVALS)
+    r = api.post("/v1/monitors", {"name": "Shop", "url": "https://shop.example.invalid/", "interval_seconds": 45})
+    assert (r.status, r.json["errors"][0]["field"]) == (422, "interval_seconds"), r.body
+
+
+def test_an_alert_channel_s_config_is_published_as_the_config_models_of_its_kinds(api):
+    from chalicelib.alerts.kinds import KINDS
+
+    schemas = api.get("/openapi.json").json["components"]["schemas"]
+    config = schemas["ChannelIn"]["properties"]["config"]
+
+    shown = [resolve({"components": {"schemas": schemas}}, ref)["title"] for ref in config["anyOf"]]
+    assert shown == [kind.config_model.__name__ for kind in KINDS.values()]
+    assert schemas["EmailConfig"]["properties"]["addresses"]["items"]["format"] == "idn-email"
+    assert schemas["InvitationIn"]["properties"]["email"]["format"] == "idn-email"
+    assert schemas["RegisterIn"]["properties"]["email"]["format"] == "idn-email"
+    assert "format" not in schemas["EmailIn"]["properties"]["email"]  # forgot-password answers 202 to anything
+
+
+def test_a_header_a_route_requires_is_a_required_header_parameter(api):
+    webhook = api.get("/openapi.json").json["paths"]["/v1/webhooks/stripe"]["post"]
+
+    assert [(p["name"], p["in"], p["required"]) for p in webhook["parameters"]] == [
+        ("Stripe-Signature", "header", True)
+    ]
+    r = api.post("/v1/webhooks/stripe", {"id": "evt_1", "type": "invoice.paid"}, token="")
+    assert (r.status, r.json["detail"]) == (400, "The Stripe-Signature header is missing."), r.body
+
+
+def test_a_new_password_is_published_with_the_lengths_the_policy_checks(api):
+    from chalicelib.auth.passwords import MAX_LENGTH, MIN_LENGTH
+
+    schemas = api.get("/openapi.json").json["components"]["schemas"]
+
+    for model, field in (("RegisterIn", "password"), ("ResetIn", "password"), ("PasswordChange", "new_password")):
+        published = schemas[model]["properties"][field]
+        assert (published["minLength"], published["maxLength"]) == (MIN_LENGTH, MAX_LENGTH), model
+    assert schemas["LoginIn"]["properties"]["password"]["minLength"] == 1  # a password set before any policy
+    r = api.post("/v1/auth/register", {"email": "short@example.com", "password": "x" * (MIN_LENGTH - 1)})
+    assert (r.status, r.json["errors"][0]["field"]) == (422, "password"), r.body

@@ -14,9 +14,9 @@ from chalicelib.alerts import suppressions
 from chalicelib.alerts.kinds.base import SUPPRESSED, Kind, Sent
 from chalicelib.alerts.notification import Notification
 from chalicelib.aws.mail import send_email
-from chalicelib.schema import Schema
+from chalicelib.schema import EmailAddress, Schema
 
-Address = Annotated[str, Field(min_length=3, max_length=320)]
+Address = Annotated[EmailAddress, Field(min_length=3, max_length=320)]
 
 
 class EmailConfig(Schema):
