@@ -265,9 +265,10 @@ def recover(team_id: str, monitor_id: str, at: datetime) -> list[str]:
     return apply_results(team_id, monitor_id, checks, utcnow()).resolved
 
 
-def on_plan(api: ApiClient, team_id: str, plan: str = "pro") -> None:
+def on_plan(api: ApiClient, team_id: str, plan: str = "pro", status: str = "active") -> None:
     """The team subscribes to ``plan``, as Stripe tells it: a subscription event signed with the webhook secret,
-    delivered to ``POST /v1/webhooks/stripe`` (tests that need more than the free plan's limits say so)."""
+    delivered to ``POST /v1/webhooks/stripe`` (tests that need more than the free plan's limits say so).  Another
+    ``status`` (``canceled``) is that subscription lapsing: the team is back on the free plan, its customer kept."""
     import json
     import time
 
@@ -281,7 +282,7 @@ def on_plan(api: ApiClient, team_id: str, plan: str = "pro") -> None:
         "id": f"sub_{team_id}",
         "object": "subscription",
         "customer": f"cus_{team_id}",
-        "status": "active",
+        "status": status,
         "metadata": {"team_id": team_id},
         "items": {"data": [{"price": {"id": price}}]},
     }
