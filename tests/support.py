@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,12 +60,14 @@ def dynamodb_calls(*models: Any) -> Iterator[list[str]]:
             client.meta.events.unregister("provide-client-params.dynamodb", seen)
 
 
-def dynamodb_clients() -> list[Any]:
-    """Every DynamoDB client Vigil's models and transactions use (at most a few distinct ones)."""
+def dynamodb_clients(*models: Any) -> list[Any]:
+    """The DynamoDB clients of ``models`` (every model's when none is named) and of Vigil's transactions (at most a
+    few distinct ones).  Name the models when you can: a model's client not built yet costs botocore's service
+    model to build (a fraction of a second each, seconds for them all on a busy machine)."""
     from chalicelib.models import ALL_MODELS
     from chalicelib.storage.base import transaction
 
-    found = [m._get_connection().connection.client for m in ALL_MODELS] + [transaction()._connection.client]
+    found = [m._get_connection().connection.client for m in models or ALL_MODELS] + [transaction()._connection.client]
     return list({id(c): c for c in found}.values())
 
 
@@ -95,6 +98,54 @@ def before_aws_call(
     finally:
         for c in clients:
             c.meta.events.unregister(event, hook)
+
+
+@contextmanager
+def all_at_once(
+    clients: list[Any], operation: str, parties: int, *, match: Callable[[Any], bool] = lambda params: True
+) -> Iterator[list[bool]]:
+    """Holds the first call of ``operation`` (whose parameters ``match``) that each of ``parties`` threads makes
+    until every one of them is making it: whatever each read before, none has written yet — the race forced, not
+    hoped for.  A thread's later calls (its retries) go through.  Yields the firings (``parties`` once all met); a
+    thread that never comes breaks the barrier after ten seconds, failing the calls held."""
+    barrier = threading.Barrier(parties, timeout=10)
+    arrived: set[int] = set()
+    lock = threading.Lock()
+
+    def first_of_its_thread(params: Any) -> bool:
+        if not match(params):
+            return False
+        with lock:
+            if threading.get_ident() in arrived:
+                return False
+            arrived.add(threading.get_ident())
+            return True
+
+    with before_aws_call(clients, operation, barrier.wait, match=first_of_its_thread, times=parties) as fired:
+        yield fired
+
+
+def elsewhere(action: Callable[[], Any]) -> Callable[[], None]:
+    """``action`` as another invocation runs it (an ``action`` for :func:`before_aws_call`): on a thread of its
+    own, so that tests/iam.py holds its calls against its own function's policy, and done before the call it was
+    slipped in front of goes on; its failure is raised there."""
+
+    def run() -> None:
+        failures: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                action()
+            except BaseException as exc:  # raised in the caller's thread below
+                failures.append(exc)
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+        if failures:
+            raise failures[0]
+
+    return run
 
 
 def aws_error(code: str, operation: str) -> Callable[[], None]:
