@@ -101,19 +101,19 @@ def before_aws_call(
 
 
 @contextmanager
-def all_at_once(
-    clients: list[Any], operation: str, parties: int, *, match: Callable[[Any], bool] = lambda params: True
-) -> Iterator[list[bool]]:
-    """Holds the first call of ``operation`` (whose parameters ``match``) that each of ``parties`` threads makes
-    until every one of them is making it: whatever each read before, none has written yet — the race forced, not
-    hoped for.  A thread's later calls (its retries) go through.  Yields the firings (``parties`` once all met); a
-    thread that never comes breaks the barrier after ten seconds, failing the calls held."""
+def all_at_once(model: Any, operation: str, parties: int) -> Iterator[list[bool]]:
+    """Holds the first call of ``operation`` (``"dynamodb.TransactWriteItems"``) on ``model``'s table that each of
+    ``parties`` threads makes until every one of them is making it: whatever each read before, none has written
+    yet — the race forced, not hoped for.  A thread's later calls (its retries) go through.  Yields the firings
+    (``parties`` once all met); a thread that never comes breaks the barrier after ten seconds, failing the calls
+    held."""
     barrier = threading.Barrier(parties, timeout=10)
     arrived: set[int] = set()
     lock = threading.Lock()
+    on_its_table = on_table(model)
 
     def first_of_its_thread(params: Any) -> bool:
-        if not match(params):
+        if not on_its_table(params):
             return False
         with lock:
             if threading.get_ident() in arrived:
@@ -121,8 +121,22 @@ def all_at_once(
             arrived.add(threading.get_ident())
             return True
 
+    clients = dynamodb_clients(model)
     with before_aws_call(clients, operation, barrier.wait, match=first_of_its_thread, times=parties) as fired:
         yield fired
+
+
+def on_table(model: Any) -> Callable[[Any], bool]:
+    """A ``match`` for :func:`before_aws_call`: a call on ``model``'s table (a transaction: one of its items)."""
+
+    def match(params: Any) -> bool:
+        if not isinstance(params, dict):
+            return False
+        items = [next(iter(i.values()), {}) for i in params.get("TransactItems", [])]
+        tables = {params.get("TableName")} | {item.get("TableName") for item in items}
+        return model.Meta.table_name in tables
+
+    return match
 
 
 def elsewhere(action: Callable[[], Any]) -> Callable[[], None]:

@@ -9,7 +9,7 @@ import time_machine
 from chalicelib.auth import passwords
 from chalicelib.auth.models import OneTimeTokenModel, SessionModel
 from chalicelib.users.models import UserModel
-from tests.support import PASSWORD
+from tests.support import PASSWORD, all_at_once
 
 
 def register(api, email="alice@example.com", password=PASSWORD, **extra):
@@ -201,6 +201,7 @@ def test_parallel_guesses_get_no_more_password_checks_than_the_limit(api, settin
     from chalicelib import errors
     from chalicelib.auth import service as auth
     from chalicelib.clock import utcnow
+    from chalicelib.ratelimit.models import CounterModel
 
     register(api)
 
@@ -211,8 +212,10 @@ def test_parallel_guesses_get_no_more_password_checks_than_the_limit(api, settin
             return exc.code
         return "ok"
 
-    with ThreadPoolExecutor(max_workers=30) as pool:
+    counted = all_at_once(CounterModel, "dynamodb.UpdateItem", 30)  # all read before any counts
+    with counted as met, ThreadPoolExecutor(max_workers=30) as pool:
         answers = list(pool.map(guess, range(30)))
+    assert met == [True] * 30
     assert answers.count("invalid_credentials") == settings.login_failures_per_account
     assert answers.count("rate_limited") == 30 - settings.login_failures_per_account
 

@@ -17,7 +17,7 @@ from chalicelib.billing.models import StripeCustomerModel, StripeEventModel
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.teams.models import TeamModel
 from tests.factories import create_monitor
-from tests.support import TEST_ENV
+from tests.support import TEST_ENV, all_at_once
 
 SECRET = TEST_ENV["STRIPE_WEBHOOK_SECRET"]
 PRICE_PRO = "price_vigil_pro"
@@ -273,8 +273,10 @@ def test_twenty_parallel_creates_against_a_limit_of_ten_make_ten(api, alice):
     def one(k: int) -> int:
         return int(api.post("/v1/monitors", {"name": f"p{k}", "url": f"https://1.1.3.{k}/"}).status)
 
-    with ThreadPoolExecutor(max_workers=20) as pool:
+    saved = all_at_once(MonitorModel, "dynamodb.TransactWriteItems", 20)  # all counted at once
+    with saved as met, ThreadPoolExecutor(max_workers=20) as pool:
         statuses = sorted(pool.map(one, range(1, 21)))
+    assert met == [True] * 20
     assert statuses == [201] * 10 + [402] * 10
     assert len(list(MonitorModel.query(alice["team"]["id"]))) == 10
 

@@ -20,7 +20,7 @@ from chalicelib.monitors.packs import Packed
 from tests import iam
 from tests.events import lambda_event, stream_records
 from tests.factories import create_monitor
-from tests.support import all_at_once, before_aws_call, dynamodb_clients, elsewhere
+from tests.support import all_at_once, before_aws_call, dynamodb_clients, elsewhere, on_table
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 URL = "https://shop.example.invalid/"
@@ -314,7 +314,7 @@ def test_concurrent_handlers_open_one_incident(api, alice, aws):
     batch = stream_records(items)
     outcomes: list[Any] = []
     threads = [threading.Thread(target=lambda: outcomes.append(handle(batch))) for _ in range(4)]
-    with all_at_once(dynamodb_clients(MonitorStateModel), "dynamodb.TransactWriteItems", 4) as met:
+    with all_at_once(MonitorStateModel, "dynamodb.TransactWriteItems", 4) as met:
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -558,13 +558,9 @@ def test_a_user_edit_and_a_status_update_both_land(api, alice, aws):
     t0 = start()
     outage = minute(monitor, t0, ok=False) + minute(monitor, t0 + timedelta(minutes=1), ok=False)
 
-    def saves_the_monitor(params: dict[str, Any]) -> bool:
-        return params.get("TableName") == MonitorModel.Meta.table_name
-
+    confirmed = elsewhere(lambda: feed(outage))  # by the handler, in an invocation of its own
     clients = dynamodb_clients(MonitorModel)
-    with before_aws_call(
-        clients, "dynamodb.PutItem", elsewhere(lambda: feed(outage)), match=saves_the_monitor
-    ) as fired:
+    with before_aws_call(clients, "dynamodb.PutItem", confirmed, match=on_table(MonitorModel)) as fired:
         r = api.patch(f"/v1/monitors/{monitor['id']}", {"name": "Shop"})
 
     assert fired == [True]

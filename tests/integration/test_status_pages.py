@@ -24,7 +24,7 @@ from chalicelib.status_pages.models import SlugModel
 from chalicelib.status_pages.publish import refresh_all
 from tests.events import stream_records
 from tests.factories import create_monitor, create_status_page
-from tests.support import ApiClient, all_at_once, dynamodb_clients, make_test_settings, on_plan, open_incident
+from tests.support import ApiClient, all_at_once, make_test_settings, on_plan, open_incident
 from tests.support import recover as recover_everywhere
 
 URL = "https://shop.example.invalid/"
@@ -111,7 +111,7 @@ def test_a_slug_is_unique_across_the_service_even_under_concurrent_creates(api, 
             outcomes.append("taken")
 
     threads = [threading.Thread(target=create) for _ in range(6)]
-    with all_at_once(dynamodb_clients(SlugModel), "dynamodb.TransactWriteItems", 6) as met:  # whatever each read
+    with all_at_once(SlugModel, "dynamodb.TransactWriteItems", 6) as met:  # whatever each read
         for thread in threads:
             thread.start()
         for thread in threads:
