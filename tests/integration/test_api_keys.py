@@ -108,6 +108,8 @@ def test_an_expired_key_is_refused_and_an_expiry_must_be_in_the_future(api, alic
     soon = utcnow() + timedelta(hours=1)
     key = make_key(api, expires_at=isoz(soon))["key"]
     assert api.get("/v1/monitors", token=key).status == 200
+    with time_machine.travel(soon - timedelta(seconds=1)):
+        assert api.get("/v1/monitors", token=key).status == 200  # a second before its expiry
     with time_machine.travel(soon + timedelta(seconds=1)):
         r = api.get("/v1/monitors", token=key)
     assert (r.status, r.json["code"]) == (401, "token_expired")

@@ -85,14 +85,24 @@ def test_an_invitation_expires_after_7_days(api, outbox):
     with time_machine.travel("2026-11-30 12:00:00Z", tick=False) as traveller:
         alice = _user(api, "alice@example.com")
         team = api.post("/v1/teams", {"name": "Acme"}, token=alice["access_token"]).json
-        bob = _user(api, "bob@example.com", verified=False)
-        _verify(api, outbox, "bob@example.com")
-        _, token = _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com")
-        traveller.shift(7 * 24 * 3600 + 1)
-        r = api.post("/v1/auth/refresh", {"refresh_token": bob["refresh_token"]})
-        r = api.post("/v1/invitations/accept", {"token": token}, token=r.json["access_token"])
-        assert r.status == 400
-        assert r.json["code"] == "invalid_token"
+        invited = {}  # two invitations sent in the same second
+        for email in ("bob@example.com", "carol@example.com"):
+            person = _user(api, email, verified=False)
+            _verify(api, outbox, email)
+            invited[email] = (person, _invite(api, outbox, team["id"], alice["access_token"], email)[1])
+
+        def accept(email):
+            person, token = invited[email]
+            fresh = api.post("/v1/auth/refresh", {"refresh_token": person["refresh_token"]})
+            assert fresh.status == 200, fresh.body
+            return api.post("/v1/invitations/accept", {"token": token}, token=fresh.json["access_token"])
+
+        traveller.shift(7 * 24 * 3600 - 1)  # a second before the week is up: Bob's still works
+        assert accept("bob@example.com").status == 200
+        traveller.shift(2)  # a second after: Carol's does not
+        r = accept("carol@example.com")
+        assert (r.status, r.json["code"]) == (400, "invalid_token")
+        assert MembershipModel.count(team["id"]) == 2
 
 
 def test_a_revoked_or_tampered_invitation_does_not_work(api, outbox):
