@@ -154,9 +154,11 @@ def test_repeated_failures_get_429_with_retry_after(api, settings):
 
 def test_failures_per_ip_are_limited_across_accounts(api, settings):
     for i in range(settings.login_failures_per_ip):
-        api.post("/v1/auth/login", {"email": f"user{i}@example.com", "password": "nope nope 1"})
+        r = api.post("/v1/auth/login", {"email": f"user{i}@example.com", "password": "nope nope 1"})
+        assert (r.status, r.json["code"]) == (401, "invalid_credentials")  # each account failed once only
     r = api.post("/v1/auth/login", {"email": "fresh@example.com", "password": "nope nope 1"})
-    assert r.status == 429
+    assert (r.status, r.json["code"]) == (429, "rate_limited")
+    assert int(r.headers["retry-after"]) > 0
 
 
 def test_access_tokens_expire_after_15_minutes(api):

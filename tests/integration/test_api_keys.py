@@ -133,10 +133,20 @@ def test_only_owners_and_admins_manage_keys(api, alice, teammate):
     created = make_key(api)
     for person in (member, viewer):
         token = person["access_token"]
-        assert api.post("/v1/api-keys", {"name": "x", "scopes": ALL}, token=token).status == 403
-        assert api.get("/v1/api-keys", token=token).status == 403
-        assert api.delete(f"/v1/api-keys/{created['id']}", token=token).status == 403
-    assert len(api.get("/v1/api-keys").json["data"]) == 1
+        for r in (
+            api.post("/v1/api-keys", {"name": "x", "scopes": ALL}, token=token),
+            api.get("/v1/api-keys", token=token),
+            api.delete(f"/v1/api-keys/{created['id']}", token=token),
+        ):
+            assert r.status == 403, r.body
+            assert r.json["code"] == "forbidden"
+    assert [k["id"] for k in api.get("/v1/api-keys").json["data"]] == [created["id"]]
+    admin = teammate("dana@example.com", role="admin")["access_token"]  # an admin does all three
+    made = api.post("/v1/api-keys", {"name": "admin's", "scopes": ALL}, token=admin)
+    assert made.status == 201, made.body
+    assert len(api.get("/v1/api-keys", token=admin).json["data"]) == 2
+    assert api.delete(f"/v1/api-keys/{created['id']}", token=admin).status == 204
+    assert [k["id"] for k in api.get("/v1/api-keys").json["data"]] == [made.json["id"]]
 
 
 def test_another_teams_key_is_not_found_and_a_key_acts_in_its_own_team_only(api, alice):

@@ -251,7 +251,7 @@ def test_the_eleventh_monitor_of_a_free_team_is_402_naming_the_limit(api, alice)
     )
     assert "Free plan allows 10 active monitors" in r.json["detail"]
     beat = api.post("/v1/monitors", {"type": "heartbeat", "name": "cron", "period_seconds": 3600})
-    assert beat.status == 402  # a heartbeat is a monitor too
+    assert (beat.status, beat.json["code"]) == (402, "plan_limit_exceeded")  # a heartbeat is a monitor too
     assert len(list(MonitorModel.query(alice["team"]["id"]))) == 10
 
 
@@ -288,7 +288,8 @@ def test_a_team_from_before_the_limits_is_counted_from_what_it_has(api, alice):
     UsageModel(alice["team"]["id"], "monitors").delete()  # as before any counter existed
     fill_more = [create_monitor(api, name=f"n{k}", url=f"https://1.1.4.{k}/") for k in range(1, 8)]
     assert len(fill_more) == 7
-    assert api.post("/v1/monitors", {"name": "x", "url": "https://1.1.5.1/"}).status == 402
+    r = api.post("/v1/monitors", {"name": "x", "url": "https://1.1.5.1/"})
+    assert (r.status, r.json["code"], r.json["used"]) == (402, "plan_limit_exceeded", 10)
     assert UsageModel.get(alice["team"]["id"], "monitors").used == 10
 
 
@@ -297,7 +298,7 @@ def test_the_free_plan_checks_every_60_s_at_most(api, alice):
     assert (r.status, r.json["limit"], r.json["allowed"]) == (402, "min_interval_seconds", 60)
     m = create_monitor(api, url="https://1.1.1.1/")
     r = api.patch(f"/v1/monitors/{m['id']}", {"interval_seconds": 30})
-    assert r.status == 402
+    assert (r.status, r.json["code"], r.json["limit"]) == (402, "plan_limit_exceeded", "min_interval_seconds")
     assert api.get(f"/v1/monitors/{m['id']}").json["interval_seconds"] == 60
 
 

@@ -201,7 +201,8 @@ def test_registering_from_one_address_is_limited_to_twenty_a_minute(api, minute)
             r = api.post("/v1/auth/register", {"email": f"u{k}@example.com", "password": "correct horse battery 9"})
             assert r.status == 201, r.body
         r = api.post("/v1/auth/register", {"email": "u21@example.com", "password": "correct horse battery 9"})
-        assert r.status == 429
+        assert (r.status, r.json["code"]) == (429, "rate_limited")
+        assert 0 < int(r.headers["retry-after"]) <= 60
     from chalicelib.users.models import UserEmailModel
 
     assert sum(1 for _ in UserEmailModel.scan()) == 20

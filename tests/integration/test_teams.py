@@ -116,10 +116,17 @@ def test_a_revoked_or_tampered_invitation_does_not_work(api, outbox):
     _verify(api, outbox, "bob@example.com")
     invitation, token = _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com")
     tampered = token.split(".")[0] + ".AAAA" + token.split(".")[1][4:]
-    assert api.post("/v1/invitations/accept", {"token": tampered}, token=bob["access_token"]).status == 400
+    r = api.post("/v1/invitations/accept", {"token": tampered}, token=bob["access_token"])
+    assert (r.status, r.json["code"]) == (400, "invalid_token")
     r = api.delete(f"/v1/teams/{team['id']}/invitations/{invitation['id']}", token=alice["access_token"])
     assert r.status == 204
-    assert api.post("/v1/invitations/accept", {"token": token}, token=bob["access_token"]).status == 400
+    r = api.post("/v1/invitations/accept", {"token": token}, token=bob["access_token"])
+    assert (r.status, r.json["code"]) == (400, "invalid_token")
+    assert MembershipModel.count(team["id"]) == 1
+    # Neither refusal was the accepting itself failing: a new invitation, untouched, lets Bob in.
+    _, token = _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com")
+    assert api.post("/v1/invitations/accept", {"token": token}, token=bob["access_token"]).status == 200
+    assert MembershipModel.count(team["id"]) == 2
 
 
 def test_inviting_again_replaces_the_pending_link(api, outbox):
