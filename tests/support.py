@@ -60,6 +60,28 @@ def dynamodb_calls(*models: Any) -> Iterator[list[str]]:
             client.meta.events.unregister("provide-client-params.dynamodb", seen)
 
 
+@contextmanager
+def aws_requests(service: str | None = None) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """The AWS requests made while the block runs, as ``(operation, parameters)`` (``service``'s only, when named):
+    taken at botocore's edge for every client, region and thread, below the code under test — what was sent, not
+    what the code says it sent."""
+    import botocore.client
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def call(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        if service is None or self.meta.service_model.service_name == service:
+            seen.append((operation, params))
+        return original(self, operation, params)
+
+    botocore.client.BaseClient._make_api_call = call  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
+
+
 def dynamodb_clients(*models: Any) -> list[Any]:
     """The DynamoDB clients of ``models`` (every model's when none is named) and of Vigil's transactions (at most a
     few distinct ones).  Name the models when you can: a model's client not built yet costs botocore's service
