@@ -127,9 +127,9 @@ def all_at_once(model: Any, operation: str, parties: int) -> Iterator[list[bool]
     """Holds the first call of ``operation`` (``"dynamodb.TransactWriteItems"``) on ``model``'s table that each of
     ``parties`` threads makes until every one of them is making it: whatever each read before, none has written
     yet — the race forced, not hoped for.  A thread's later calls (its retries) go through.  Yields the firings
-    (``parties`` once all met); a thread that never comes breaks the barrier after ten seconds, failing the calls
-    held."""
-    barrier = threading.Barrier(parties, timeout=10)
+    (``parties`` once all met); a thread that never comes breaks the barrier after half a minute (generous for a
+    busy machine running the suite in parallel), failing the calls held."""
+    barrier = threading.Barrier(parties, timeout=30)
     arrived: set[int] = set()
     lock = threading.Lock()
     on_its_table = on_table(model)
