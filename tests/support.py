@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,12 +60,36 @@ def dynamodb_calls(*models: Any) -> Iterator[list[str]]:
             client.meta.events.unregister("provide-client-params.dynamodb", seen)
 
 
-def dynamodb_clients() -> list[Any]:
-    """Every DynamoDB client Vigil's models and transactions use (at most a few distinct ones)."""
+@contextmanager
+def aws_requests(service: str | None = None) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """The AWS requests made while the block runs, as ``(operation, parameters)`` (``service``'s only, when named):
+    taken at botocore's edge for every client, region and thread, below the code under test — what was sent, not
+    what the code says it sent."""
+    import botocore.client
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def call(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        if service is None or self.meta.service_model.service_name == service:
+            seen.append((operation, params))
+        return original(self, operation, params)
+
+    botocore.client.BaseClient._make_api_call = call  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
+
+
+def dynamodb_clients(*models: Any) -> list[Any]:
+    """The DynamoDB clients of ``models`` (every model's when none is named) and of Vigil's transactions (at most a
+    few distinct ones).  Name the models when you can: a model's client not built yet costs botocore's service
+    model to build (a fraction of a second each, seconds for them all on a busy machine)."""
     from chalicelib.models import ALL_MODELS
     from chalicelib.storage.base import transaction
 
-    found = [m._get_connection().connection.client for m in ALL_MODELS] + [transaction()._connection.client]
+    found = [m._get_connection().connection.client for m in models or ALL_MODELS] + [transaction()._connection.client]
     return list({id(c): c for c in found}.values())
 
 
@@ -95,6 +120,68 @@ def before_aws_call(
     finally:
         for c in clients:
             c.meta.events.unregister(event, hook)
+
+
+@contextmanager
+def all_at_once(model: Any, operation: str, parties: int) -> Iterator[list[bool]]:
+    """Holds the first call of ``operation`` (``"dynamodb.TransactWriteItems"``) on ``model``'s table that each of
+    ``parties`` threads makes until every one of them is making it: whatever each read before, none has written
+    yet — the race forced, not hoped for.  A thread's later calls (its retries) go through.  Yields the firings
+    (``parties`` once all met); a thread that never comes breaks the barrier after half a minute (generous for a
+    busy machine running the suite in parallel), failing the calls held."""
+    barrier = threading.Barrier(parties, timeout=30)
+    arrived: set[int] = set()
+    lock = threading.Lock()
+    on_its_table = on_table(model)
+
+    def first_of_its_thread(params: Any) -> bool:
+        if not on_its_table(params):
+            return False
+        with lock:
+            if threading.get_ident() in arrived:
+                return False
+            arrived.add(threading.get_ident())
+            return True
+
+    clients = dynamodb_clients(model)
+    with before_aws_call(clients, operation, barrier.wait, match=first_of_its_thread, times=parties) as fired:
+        yield fired
+
+
+def on_table(model: Any) -> Callable[[Any], bool]:
+    """A ``match`` for :func:`before_aws_call`: a call on ``model``'s table (a transaction: one of its items)."""
+
+    def match(params: Any) -> bool:
+        if not isinstance(params, dict):
+            return False
+        items = [next(iter(i.values()), {}) for i in params.get("TransactItems", [])]
+        tables = {params.get("TableName")} | {item.get("TableName") for item in items}
+        return model.Meta.table_name in tables
+
+    return match
+
+
+def elsewhere(action: Callable[[], Any]) -> Callable[[], None]:
+    """``action`` as another invocation runs it (an ``action`` for :func:`before_aws_call`): on a thread of its
+    own, so that tests/iam.py holds its calls against its own function's policy, and done before the call it was
+    slipped in front of goes on; its failure is raised there."""
+
+    def run() -> None:
+        failures: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                action()
+            except BaseException as exc:  # raised in the caller's thread below
+                failures.append(exc)
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+        if failures:
+            raise failures[0]
+
+    return run
 
 
 def aws_error(code: str, operation: str) -> Callable[[], None]:
@@ -341,9 +428,10 @@ def recover(team_id: str, monitor_id: str, at: datetime) -> list[str]:
     return apply_results(team_id, monitor_id, checks, utcnow()).resolved
 
 
-def on_plan(api: ApiClient, team_id: str, plan: str = "pro") -> None:
+def on_plan(api: ApiClient, team_id: str, plan: str = "pro", status: str = "active") -> None:
     """The team subscribes to ``plan``, as Stripe tells it: a subscription event signed with the webhook secret,
-    delivered to ``POST /v1/webhooks/stripe`` (tests that need more than the free plan's limits say so)."""
+    delivered to ``POST /v1/webhooks/stripe`` (tests that need more than the free plan's limits say so).  Another
+    ``status`` (``canceled``) is that subscription lapsing: the team is back on the free plan, its customer kept."""
     import json
     import time
 
@@ -357,7 +445,7 @@ def on_plan(api: ApiClient, team_id: str, plan: str = "pro") -> None:
         "id": f"sub_{team_id}",
         "object": "subscription",
         "customer": f"cus_{team_id}",
-        "status": "active",
+        "status": status,
         "metadata": {"team_id": team_id},
         "items": {"data": [{"price": {"id": price}}]},
     }

@@ -7,6 +7,7 @@ becomes visible exactly when it is due.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -29,7 +30,7 @@ from chalicelib.settings import get_settings
 from chalicelib.users.models import UserModel
 from tests.events import sqs_records, stream_records
 from tests.factories import create_channel, create_heartbeat, create_monitor
-from tests.support import join_team, make_test_settings, on_plan, open_incident, sign_up
+from tests.support import join_team, make_test_settings, on_plan, open_incident, register, sign_up
 from tests.support import recover as recover_everywhere
 
 
@@ -346,14 +347,24 @@ def test_a_flapping_monitor_is_told_once_per_cooldown_and_only_recoveries_of_wha
 
 
 def test_notify_on_filters_what_a_channel_receives(api, alice, httpserver, clock):
-    httpserver.expect_request("/hook").respond_with_data("ok")
-    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")}, notify_on=["up"])
-    monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[hook["id"]])
+    """Three channels of one monitor, told of one outage and its recovery, each by its own ``notify_on``."""
+    httpserver.expect_request(re.compile("/(up|down|both)")).respond_with_data("ok")
+    hooks = [
+        create_channel(api, type="webhook", config={"url": httpserver.url_for(f"/{name}")}, notify_on=notify_on)
+        for name, notify_on in (("up", ["up"]), ("down", ["down"]), ("both", ["down", "up"]))
+    ]
+    monitor = create_monitor(api, url="https://shop.example.invalid/", channel_ids=[h["id"] for h in hooks])
     incident_id = outage(monitor, utcnow())
     recover(monitor, incident_id, utcnow() + timedelta(minutes=1))
-    pump()
-    # "up" only, and the recovery of an outage the channel was not told of is not news to it
-    assert received(httpserver) == []
+    settle(clock)
+
+    def told(path: str) -> list[str]:
+        return [json.loads(r.get_data())["type"] for r in received(httpserver, path)]
+
+    assert told("/both") == ["incident.opened", "incident.resolved"]  # both were sent …
+    assert told("/down") == ["incident.opened"]  # … each channel got what it asked for …
+    # … and "up" only: the recovery of an outage the channel was not told of is not news to it
+    assert told("/up") == []
 
 
 def test_pagerduty_triggers_acknowledges_and_resolves_one_incident(api, alice, httpserver, clock):
@@ -418,11 +429,13 @@ def test_members_by_preference_quiet_hours_and_critical_only_across_time_zones(a
 
 
 def test_unverified_members_get_no_email(api, outbox, clock):
-    sign_up(api, "una@example.com", verified=False)
+    una = sign_up(api, "una@example.com", verified=False)
+    join_team(api, una["team"]["id"], register(api, "vic@example.com"), "member")  # verified, of her team
     monitor = create_monitor(api, url="https://shop.example.invalid/")
     outage(monitor, utcnow())
     clock.move_to(utcnow() + timedelta(minutes=2))
     pump()
+    assert [m["subject"] for m in alerts_to(outbox, "vic@example.com")] == ["[Vigil] Homepage is down: HTTP 503"]
     assert alerts_to(outbox, "una@example.com") == []
 
 

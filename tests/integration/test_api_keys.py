@@ -16,7 +16,7 @@ from chalicelib.auth.models import ApiKeyModel
 from chalicelib.clock import isoz, utcnow
 from chalicelib.ratelimit.models import CounterModel
 from tests.factories import create_monitor
-from tests.support import dynamodb_calls, register
+from tests.support import all_at_once, dynamodb_calls, register
 
 ALL = list(apikeys.SCOPES)
 KEY = re.compile(r"^vgl_[0-9A-Za-z]{50}$")
@@ -108,6 +108,8 @@ def test_an_expired_key_is_refused_and_an_expiry_must_be_in_the_future(api, alic
     soon = utcnow() + timedelta(hours=1)
     key = make_key(api, expires_at=isoz(soon))["key"]
     assert api.get("/v1/monitors", token=key).status == 200
+    with time_machine.travel(soon - timedelta(seconds=1)):
+        assert api.get("/v1/monitors", token=key).status == 200  # a second before its expiry
     with time_machine.travel(soon + timedelta(seconds=1)):
         r = api.get("/v1/monitors", token=key)
     assert (r.status, r.json["code"]) == (401, "token_expired")
@@ -131,10 +133,20 @@ def test_only_owners_and_admins_manage_keys(api, alice, teammate):
     created = make_key(api)
     for person in (member, viewer):
         token = person["access_token"]
-        assert api.post("/v1/api-keys", {"name": "x", "scopes": ALL}, token=token).status == 403
-        assert api.get("/v1/api-keys", token=token).status == 403
-        assert api.delete(f"/v1/api-keys/{created['id']}", token=token).status == 403
-    assert len(api.get("/v1/api-keys").json["data"]) == 1
+        for r in (
+            api.post("/v1/api-keys", {"name": "x", "scopes": ALL}, token=token),
+            api.get("/v1/api-keys", token=token),
+            api.delete(f"/v1/api-keys/{created['id']}", token=token),
+        ):
+            assert r.status == 403, r.body
+            assert r.json["code"] == "forbidden"
+    assert [k["id"] for k in api.get("/v1/api-keys").json["data"]] == [created["id"]]
+    admin = teammate("dana@example.com", role="admin")["access_token"]  # an admin does all three
+    made = api.post("/v1/api-keys", {"name": "admin's", "scopes": ALL}, token=admin)
+    assert made.status == 201, made.body
+    assert len(api.get("/v1/api-keys", token=admin).json["data"]) == 2
+    assert api.delete(f"/v1/api-keys/{created['id']}", token=admin).status == 204
+    assert [k["id"] for k in api.get("/v1/api-keys").json["data"]] == [made.json["id"]]
 
 
 def test_another_teams_key_is_not_found_and_a_key_acts_in_its_own_team_only(api, alice):
@@ -327,8 +339,10 @@ def test_parallel_creates_never_pass_fifty_live_keys(api, alice):
 
     for _ in range(45):
         make_key(api)
-    with ThreadPoolExecutor(max_workers=10) as pool:
+    saved = all_at_once(ApiKeyModel, "dynamodb.TransactWriteItems", 10)  # ten at once, then the rest
+    with saved as met, ThreadPoolExecutor(max_workers=10) as pool:
         statuses = sorted(pool.map(lambda _: api.post("/v1/api-keys", {"name": "p", "scopes": ALL}).status, range(30)))
+    assert met == [True] * 10
     assert statuses == [201] * 5 + [409] * 25
     assert sum(1 for k in ApiKeyModel.scan() if k.revoked_at is None) == 50
 

@@ -17,7 +17,7 @@ from chalicelib.billing.models import StripeCustomerModel, StripeEventModel
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.teams.models import TeamModel
 from tests.factories import create_monitor
-from tests.support import TEST_ENV
+from tests.support import TEST_ENV, all_at_once
 
 SECRET = TEST_ENV["STRIPE_WEBHOOK_SECRET"]
 PRICE_PRO = "price_vigil_pro"
@@ -251,7 +251,7 @@ def test_the_eleventh_monitor_of_a_free_team_is_402_naming_the_limit(api, alice)
     )
     assert "Free plan allows 10 active monitors" in r.json["detail"]
     beat = api.post("/v1/monitors", {"type": "heartbeat", "name": "cron", "period_seconds": 3600})
-    assert beat.status == 402  # a heartbeat is a monitor too
+    assert (beat.status, beat.json["code"]) == (402, "plan_limit_exceeded")  # a heartbeat is a monitor too
     assert len(list(MonitorModel.query(alice["team"]["id"]))) == 10
 
 
@@ -273,8 +273,10 @@ def test_twenty_parallel_creates_against_a_limit_of_ten_make_ten(api, alice):
     def one(k: int) -> int:
         return int(api.post("/v1/monitors", {"name": f"p{k}", "url": f"https://1.1.3.{k}/"}).status)
 
-    with ThreadPoolExecutor(max_workers=20) as pool:
+    saved = all_at_once(MonitorModel, "dynamodb.TransactWriteItems", 20)  # all counted at once
+    with saved as met, ThreadPoolExecutor(max_workers=20) as pool:
         statuses = sorted(pool.map(one, range(1, 21)))
+    assert met == [True] * 20
     assert statuses == [201] * 10 + [402] * 10
     assert len(list(MonitorModel.query(alice["team"]["id"]))) == 10
 
@@ -286,7 +288,8 @@ def test_a_team_from_before_the_limits_is_counted_from_what_it_has(api, alice):
     UsageModel(alice["team"]["id"], "monitors").delete()  # as before any counter existed
     fill_more = [create_monitor(api, name=f"n{k}", url=f"https://1.1.4.{k}/") for k in range(1, 8)]
     assert len(fill_more) == 7
-    assert api.post("/v1/monitors", {"name": "x", "url": "https://1.1.5.1/"}).status == 402
+    r = api.post("/v1/monitors", {"name": "x", "url": "https://1.1.5.1/"})
+    assert (r.status, r.json["code"], r.json["used"]) == (402, "plan_limit_exceeded", 10)
     assert UsageModel.get(alice["team"]["id"], "monitors").used == 10
 
 
@@ -295,7 +298,7 @@ def test_the_free_plan_checks_every_60_s_at_most(api, alice):
     assert (r.status, r.json["limit"], r.json["allowed"]) == (402, "min_interval_seconds", 60)
     m = create_monitor(api, url="https://1.1.1.1/")
     r = api.patch(f"/v1/monitors/{m['id']}", {"interval_seconds": 30})
-    assert r.status == 402
+    assert (r.status, r.json["code"], r.json["limit"]) == (402, "plan_limit_exceeded", "min_interval_seconds")
     assert api.get(f"/v1/monitors/{m['id']}").json["interval_seconds"] == 60
 
 

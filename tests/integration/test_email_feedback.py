@@ -146,7 +146,10 @@ def test_a_bounced_address_can_be_sent_to_again_once_a_day_and_a_complaint_only_
     assert not any(True for _ in SuppressionModel.query("gone@example.com"))
 
     suppressions.suppress("gone@example.com", suppressions.BOUNCE, "General", utcnow())  # it bounced again
-    assert api.post(path, {"address": "gone@example.com"}).status == 429
+    again = api.post(path, {"address": "gone@example.com"})
+    assert (again.status, again.json["code"]) == (429, "rate_limited")
+    assert 0 < int(again.headers["retry-after"]) <= 86400
+    assert SuppressionModel.get("gone@example.com").reason == "bounce"  # still suppressed
     complained = api.post(path, {"address": "angry@example.com"})
     assert (complained.status, complained.json["code"]) == (409, "conflict")
     assert SuppressionModel.get("angry@example.com").reason == "complaint"
@@ -161,5 +164,8 @@ def test_another_teams_channel_or_a_viewer_cannot_lift_a_suppression(api, alice,
     path = f"/v1/alert-channels/{channel['id']}/unsuppress"
 
     assert api.post(path, {"address": "gone@example.com"}, token=charlie["access_token"]).status == 404
-    assert api.post(path, {"address": "gone@example.com"}, token=viewer["access_token"]).status == 403
+    r = api.post(path, {"address": "gone@example.com"}, token=viewer["access_token"])
+    assert (r.status, r.json["code"]) == (403, "forbidden")
     assert SuppressionModel.get("gone@example.com").reason == "bounce"
+    assert api.post(path, {"address": "gone@example.com"}).status == 200  # as its owner, the same request lifts it
+    assert not any(True for _ in SuppressionModel.query("gone@example.com"))

@@ -17,7 +17,7 @@ from chalicelib.monitors.models import MonitorModel, PackModel, PingModel, PingT
 from chalicelib.scheduler.service import run_tick
 from tests.factories import create_heartbeat, create_monitor
 from tests.packed import checks_of, reads
-from tests.support import PASSWORD
+from tests.support import PASSWORD, aws_requests
 
 T0 = datetime(2026, 12, 7, 9, 0, 0, tzinfo=UTC)
 
@@ -378,9 +378,11 @@ def test_fail_is_a_failed_result_at_once(api, at, alice):
 def test_the_tick_sweeps_the_deadlines(api, at, alice):
     m = create_heartbeat(api, period_seconds=60, grace_seconds=0)
     at.move_to(T0 + timedelta(minutes=1, seconds=2))
-    report = run_tick(T0 + timedelta(minutes=1))
+    with aws_requests("sqs") as sent:
+        report = run_tick(T0 + timedelta(minutes=1))
     assert report.heartbeats_missed == 1
-    assert report.due_monitors == 0  # never a check job
+    assert [op for op, _ in sent if op.startswith("SendMessage")] == []  # never a check job
+    assert report.due_monitors == 0
     assert [c.result.error for c in checks_of(m["id"])] == [PING_MISSED]
 
 

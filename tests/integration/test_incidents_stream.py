@@ -21,6 +21,7 @@ from chalicelib.monitors.packs import Packed
 from tests import iam
 from tests.events import lambda_event, stream_records
 from tests.factories import create_monitor
+from tests.support import all_at_once, before_aws_call, dynamodb_clients, elsewhere, on_table
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 URL = "https://shop.example.invalid/"
@@ -308,16 +309,20 @@ def test_duplicated_and_out_of_order_records_open_one_incident(api, alice, aws):
 
 
 def test_concurrent_handlers_open_one_incident(api, alice, aws):
+    """Four invocations of the handler with the same batch, each holding its write until all four have read the
+    monitor with no state yet: one opens the incident, the others lose the race, reload and find it open."""
     monitor = create_monitor(api, url=URL)
     t0 = start()
     items = [i for m in range(3) for i in minute(monitor, t0 + timedelta(minutes=m), ok=False)]
     batch = stream_records(items)
     outcomes: list[Any] = []
     threads = [threading.Thread(target=lambda: outcomes.append(handle(batch))) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with all_at_once(MonitorStateModel, "dynamodb.TransactWriteItems", 4) as met:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert met == [True] * 4  # every handler had read before any wrote
     assert outcomes == [{"batchItemFailures": []}] * 4
     (incident,) = team_incidents(monitor)
     opened = [e for e in EventModel.query(incident.incident_id) if e.type == "incident.opened"]
@@ -392,16 +397,31 @@ def test_no_incident_in_maintenance_and_one_when_it_ends_if_still_down(api, alic
 
 
 def test_a_late_result_never_reopens_a_resolved_outage(api, alice, aws):
+    """us and eu fail and the incident opens; us recovers at minute 5, eu is still down, and ap says nothing: the
+    recovery is held until ap is timed out (the cap, plus the ten minutes its last time may be stale), then it
+    resolves naming ap.  ap's failures checked at minutes 2 and 3 arrive after that: with eu they are a quorum, but
+    only in the past — no incident reopens; a failure checked after the resolution is a new outage."""
     monitor = create_monitor(api, url=URL)
     t0 = start()
     us, eu, ap = REGIONS
-    feed(
-        [result(monitor, t0 + timedelta(minutes=m), r, False) for m in (0, 1) for r in (us, eu)],
-        [result(monitor, t0 + timedelta(minutes=5), r) for r in (us, eu)],
-        [result(monitor, t0 + timedelta(minutes=m), ap, False) for m in (2, 3)],  # checked before, arriving late
-    )
+    for m in range(25):
+        feed(
+            [
+                result(monitor, t0 + timedelta(minutes=m), us, m >= 5),
+                result(monitor, t0 + timedelta(minutes=m), eu, False),
+            ]
+        )
     (incident,) = team_incidents(monitor)
-    assert incident.status == "resolved"
+    assert (incident.status, incident.resolved_at) == ("resolved", t0 + timedelta(minutes=22))
+    resolved = [e.text for e in EventModel.query(incident.incident_id) if e.type == RESOLVED]
+    assert resolved == ["Recovered (confirmed in us-east-1); no result in time from ap-southeast-1"]
+
+    feed([result(monitor, t0 + timedelta(minutes=m), ap, False) for m in (2, 3)])  # checked before, arriving late
+    assert [i.status for i in team_incidents(monitor)] == ["resolved"]
+    shown = api.get(f"/v1/monitors/{monitor['id']}").json
+    assert shown["region_status"] == {us: "up", eu: "down", ap: "down"}  # applied: only their time kept them out
+    feed([result(monitor, t0 + timedelta(minutes=m), r, False) for m in (25, 26) for r in (eu, ap)])
+    assert sorted(i.status for i in team_incidents(monitor)) == ["open", "resolved"]
 
 
 def test_a_region_five_minutes_late_makes_no_second_incident(api, alice, aws):
@@ -567,13 +587,23 @@ def test_a_pause_landing_while_a_batch_is_applied_wins(api, alice, aws, monkeypa
 
 
 def test_a_user_edit_and_a_status_update_both_land(api, alice, aws):
-    """The handler writes the monitor without the user's version check; the user's save reloads on conflict."""
+    """The handler writes the monitor without the user's version check; the user's save reloads on conflict.  The
+    outage is confirmed after the user's edit read the monitor and before it saves: both land."""
     monitor = create_monitor(api, url=URL)
     t0 = start()
-    feed(minute(monitor, t0, ok=False), minute(monitor, t0 + timedelta(minutes=1), ok=False))
-    r = api.patch(f"/v1/monitors/{monitor['id']}", {"name": "Shop"})
+    outage = minute(monitor, t0, ok=False) + minute(monitor, t0 + timedelta(minutes=1), ok=False)
+
+    confirmed = elsewhere(lambda: feed(outage))  # by the handler, in an invocation of its own
+    clients = dynamodb_clients(MonitorModel)
+    with before_aws_call(clients, "dynamodb.PutItem", confirmed, match=on_table(MonitorModel)) as fired:
+        r = api.patch(f"/v1/monitors/{monitor['id']}", {"name": "Shop"})
+
+    assert fired == [True]
     assert r.status == 200, r.body
     assert (r.json["name"], r.json["status"]) == ("Shop", "down")
+    stored = MonitorModel.get(monitor["team_id"], monitor["id"])
+    assert (stored.name, stored.status) == ("Shop", "down")
+    assert [i.status for i in team_incidents(monitor)] == ["open"]
 
 
 def test_results_far_apart_in_one_batch_are_written_in_several_transactions(api, alice, aws):

@@ -6,7 +6,16 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from chalicelib.users.models import UserEmailModel, UserModel
-from tests.support import PASSWORD, Outbox, aws_error, before_aws_call, dynamodb_clients, forgot_password, register
+from tests.support import (
+    PASSWORD,
+    Outbox,
+    all_at_once,
+    aws_error,
+    before_aws_call,
+    dynamodb_clients,
+    forgot_password,
+    register,
+)
 
 NEW = "alice.new@example.org"
 
@@ -114,9 +123,11 @@ def test_two_accounts_racing_to_one_free_address_one_wins(api, alice, charlie, o
     api.post("/v1/me/email", {"new_email": NEW, "password": PASSWORD}, token=charlie["access_token"])
     tokens = [m["text"].split("token=", 1)[1].split()[0] for m in outbox.to(NEW)[:2]]
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    both_read = all_at_once(UserEmailModel, "dynamodb.TransactWriteItems", 2)
+    with both_read as met, ThreadPoolExecutor(max_workers=2) as pool:
         statuses = sorted(r.status for r in pool.map(lambda t: follow(api, t), tokens))
 
+    assert met == [True, True]
     assert statuses == [200, 409]
     owner = UserEmailModel.get(NEW).user_id
     assert owner in (alice["user"]["id"], charlie["user"]["id"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support import PASSWORD, forgot_password
+from tests.support import PASSWORD, all_at_once, forgot_password
 
 NEW = "a brand new passphrase 77"
 
@@ -62,6 +62,7 @@ def test_parallel_guesses_are_counted_before_any_is_checked(api, alice, settings
     from chalicelib import errors
     from chalicelib.auth import service as auth
     from chalicelib.clock import utcnow
+    from chalicelib.ratelimit.models import CounterModel
 
     principal = auth.identify({"authorization": f"Bearer {api.token}"}, "127.0.0.1", utcnow())
 
@@ -74,9 +75,12 @@ def test_parallel_guesses_are_counted_before_any_is_checked(api, alice, settings
             return "403"
         return "204"
 
-    with ThreadPoolExecutor(max_workers=10) as pool:
+    # Ten guesses are made at once: none writes its count before all ten have read whatever they read first.
+    counted = all_at_once(CounterModel, "dynamodb.UpdateItem", 10)
+    with counted as met, ThreadPoolExecutor(max_workers=10) as pool:
         outcomes = list(pool.map(guess, range(20)))
 
+    assert met == [True] * 10
     assert outcomes.count("403") == settings.login_failures_before_backoff
     assert outcomes.count("429") == 20 - settings.login_failures_before_backoff
 

@@ -184,9 +184,15 @@ def test_credential_headers_are_masked_on_read_and_kept_when_sent_back(api, alic
     assert stored == {"Authorization": "Bearer s3cret-token", "Accept": "text/html"}
 
 
-def test_delete_needs_an_admin_and_removes_the_monitor(api, alice):
+def test_delete_needs_an_admin_and_removes_the_monitor(api, alice, teammate):
     m = create(api)
-    assert api.delete(f"/v1/monitors/{m['id']}").status == 204
+    member = api.acting_as(teammate("bob@example.com", role="member"))
+    r = member.delete(f"/v1/monitors/{m['id']}")
+    assert r.status == 403, r.body
+    assert r.json["code"] == "forbidden"
+    assert api.get(f"/v1/monitors/{m['id']}").status == 200  # still there
+    admin = api.acting_as(teammate("dana@example.com", role="admin"))
+    assert admin.delete(f"/v1/monitors/{m['id']}").status == 204
     assert api.get(f"/v1/monitors/{m['id']}").status == 404
     assert api.delete(f"/v1/monitors/{m['id']}").status == 404
 

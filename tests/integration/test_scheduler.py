@@ -14,7 +14,7 @@ from chalicelib.checks.jobs import MAX_MESSAGE_BYTES, Job, decode_message
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.scheduler.service import NothingSent, run_tick
 from tests.factories import create_monitor
-from tests.support import aws_error, before_aws_call, on_plan
+from tests.support import aws_error, aws_requests, before_aws_call, on_plan
 
 URL = "https://1.1.1.1/"  # never checked here: the scheduler only sends jobs
 TICK = datetime(2026, 11, 30, 11, 59, 5, tzinfo=UTC)  # it plans minute 0 of the hour: every phase 0 is due
@@ -44,16 +44,23 @@ def drain(settings, region: str) -> list[tuple[Job, dict]]:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
 
+def batches_sent(requests: list[tuple[str, dict]]) -> list[dict]:
+    """The SendMessageBatch requests among ``requests`` (what botocore sent, not what the tick reports)."""
+    return [params for operation, params in requests if operation == "SendMessageBatch"]
+
+
 def due_now(monitor_id: str, interval: int, team_id: str) -> bool:  # in the minute TICK plans (minute 0)
     return MonitorModel.get(team_id, monitor_id).schedule_key == f"{interval}:0"
 
 
 def test_a_tick_sends_one_job_per_region_to_each_regions_queue(api, alice, settings):
     m = create(api, regions=["us-east-1", "eu-west-1"], headers={"X-Token": "abc"})
-    report = run_tick(TICK)
-    assert report.due_monitors == 1
-    assert report.jobs == 2
-    assert report.sqs_requests == 2  # one SendMessageBatch per region
+    with aws_requests("sqs") as sent:
+        report = run_tick(TICK)
+    assert [operation for operation, _ in sent if operation != "GetQueueUrl"] == ["SendMessageBatch"] * 2
+    queues = sorted(params["QueueUrl"].rsplit("/", 1)[1] for params in batches_sent(sent))
+    assert queues == sorted(names.check_queue(settings, r) for r in ("us-east-1", "eu-west-1"))  # one per region
+    assert (report.due_monitors, report.jobs, report.sqs_requests) == (1, 2, 2)  # and the tick says so
     for region in ("us-east-1", "eu-west-1"):
         [(job, _)] = drain(settings, region)
         assert job.monitor_id == m["id"]
@@ -72,8 +79,15 @@ def test_only_due_monitors_are_read_and_sent(api, alice, settings):
     phase = int(keys[hourly[0]].split(":")[1])
     due = [m for m in hourly if keys[m] == f"3600:{phase}"]
     assert 1 <= len(due) < len(hourly)
-    report = run_tick(TICK + timedelta(minutes=phase))
-    assert report.queries == 8  # one query per interval's due key, whatever the number of monitors
+    with aws_requests("dynamodb") as read:
+        report = run_tick(TICK + timedelta(minutes=phase))
+    monitors = [(op, params) for op, params in read if params.get("TableName") == MonitorModel.Meta.table_name]
+    # One query of the schedule index per interval's due key, whatever the number of monitors; no monitor read
+    # one by one (the heartbeats' sweep reads its own index).
+    assert [params.get("IndexName") for op, params in monitors if op == "Query"].count("schedule-index") == 8
+    assert {op for op, params in monitors} == {"Query"}
+    assert {params.get("IndexName") for op, params in monitors} == {"schedule-index", "due-index"}
+    assert report.queries == 8
     assert sorted(j.monitor_id for j, _ in drain(settings, "us-east-1")) == sorted(due)
     assert report.due_monitors == len(due)
 
@@ -95,10 +109,10 @@ def test_many_jobs_travel_in_few_messages(api, alice, settings):
     on_plan(api, alice["team"]["id"], "enterprise")  # 150 monitors
     for _ in range(150):
         create(api, regions=["us-east-1"])
-    report = run_tick(TICK)
-    assert report.jobs == 150
-    assert report.messages == 1
-    assert report.sqs_requests == 1
+    with aws_requests("sqs") as sent:
+        report = run_tick(TICK)
+    assert [len(params["Entries"]) for params in batches_sent(sent)] == [1]  # one request, one message
+    assert (report.jobs, report.messages, report.sqs_requests) == (150, 1, 1)
     assert len(drain(settings, "us-east-1")) == 150
 
 
@@ -107,9 +121,11 @@ def test_jobs_too_big_for_one_message_travel_in_messages_over_the_old_256_kib_li
     for _ in range(20):
         create(api, regions=["us-east-1"], method="POST", body=secrets.token_urlsafe(45_000))
 
-    report = run_tick(TICK)
+    with aws_requests("sqs") as sent:
+        report = run_tick(TICK)
     received = drain(settings, "us-east-1")
 
+    assert [len(params["Entries"]) for params in batches_sent(sent)] == [1, 1]  # a request for each message
     assert (report.jobs, report.messages, report.sqs_requests) == (20, 2, 2)
     sizes = {message["MessageId"]: len(message["Body"]) for _, message in received}
     assert len(sizes) == 2

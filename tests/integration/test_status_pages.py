@@ -22,11 +22,12 @@ from chalicelib.monitors.models import PackModel, PeriodModel, RollupModel
 from chalicelib.settings import get_settings
 from chalicelib.status_pages import service as pages
 from chalicelib.status_pages.document import overall
+from chalicelib.status_pages.models import SlugModel
 from chalicelib.status_pages.publish import refresh_all
 from tests import iam
 from tests.events import stream_records
 from tests.factories import create_monitor, create_status_page
-from tests.support import ApiClient, before_aws_call, make_test_settings, on_plan, open_incident
+from tests.support import ApiClient, all_at_once, before_aws_call, make_test_settings, on_plan, open_incident
 from tests.support import recover as recover_everywhere
 
 URL = "https://shop.example.invalid/"
@@ -113,11 +114,14 @@ def test_a_slug_is_unique_across_the_service_even_under_concurrent_creates(api, 
             outcomes.append("taken")
 
     threads = [threading.Thread(target=create) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with all_at_once(SlugModel, "dynamodb.TransactWriteItems", 6) as met:  # whatever each read
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert met == [True] * 6
     assert sorted(outcomes) == ["created"] + ["taken"] * 5
+    assert [p["name"] for p in other.get("/v1/status-pages").json["data"]] == ["Race"]
 
 
 def test_renaming_or_deleting_a_page_frees_its_slug(api, alice):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import time_machine
 
@@ -61,9 +63,11 @@ def test_an_invitation_works_once_for_the_invited_verified_address(api, outbox):
     again = api.post("/v1/invitations/accept", {"token": token}, token=bob["access_token"])
     assert again.status == 400
     assert api.get(f"/v1/teams/{team['id']}/invitations", token=alice["access_token"]).json["data"] == []
-    # only a hash of the secret is stored
+    # only a hash of the secret is stored: the one invitation's item holds the hash, not the secret
     secret = token.split(".")[1]
-    assert all(secret not in str(i.attribute_values) for i in InvitationModel.scan())
+    stored = list(InvitationModel.scan())
+    assert [i.secret_hash for i in stored] == [hashlib.sha256(secret.encode()).hexdigest()]
+    assert secret not in str(stored[0].attribute_values)
 
 
 def test_an_invitation_refuses_another_address_and_an_unverified_one(api, outbox):
@@ -85,14 +89,24 @@ def test_an_invitation_expires_after_7_days(api, outbox):
     with time_machine.travel("2026-11-30 12:00:00Z", tick=False) as traveller:
         alice = _user(api, "alice@example.com")
         team = api.post("/v1/teams", {"name": "Acme"}, token=alice["access_token"]).json
-        bob = _user(api, "bob@example.com", verified=False)
-        _verify(api, outbox, "bob@example.com")
-        _, token = _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com")
-        traveller.shift(7 * 24 * 3600 + 1)
-        r = api.post("/v1/auth/refresh", {"refresh_token": bob["refresh_token"]})
-        r = api.post("/v1/invitations/accept", {"token": token}, token=r.json["access_token"])
-        assert r.status == 400
-        assert r.json["code"] == "invalid_token"
+        invited = {}  # two invitations sent in the same second
+        for email in ("bob@example.com", "carol@example.com"):
+            person = _user(api, email, verified=False)
+            _verify(api, outbox, email)
+            invited[email] = (person, _invite(api, outbox, team["id"], alice["access_token"], email)[1])
+
+        def accept(email):
+            person, token = invited[email]
+            fresh = api.post("/v1/auth/refresh", {"refresh_token": person["refresh_token"]})
+            assert fresh.status == 200, fresh.body
+            return api.post("/v1/invitations/accept", {"token": token}, token=fresh.json["access_token"])
+
+        traveller.shift(7 * 24 * 3600 - 1)  # a second before the week is up: Bob's still works
+        assert accept("bob@example.com").status == 200
+        traveller.shift(2)  # a second after: Carol's does not
+        r = accept("carol@example.com")
+        assert (r.status, r.json["code"]) == (400, "invalid_token")
+        assert MembershipModel.count(team["id"]) == 2
 
 
 def test_a_revoked_or_tampered_invitation_does_not_work(api, outbox):
@@ -102,10 +116,17 @@ def test_a_revoked_or_tampered_invitation_does_not_work(api, outbox):
     _verify(api, outbox, "bob@example.com")
     invitation, token = _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com")
     tampered = token.split(".")[0] + ".AAAA" + token.split(".")[1][4:]
-    assert api.post("/v1/invitations/accept", {"token": tampered}, token=bob["access_token"]).status == 400
+    r = api.post("/v1/invitations/accept", {"token": tampered}, token=bob["access_token"])
+    assert (r.status, r.json["code"]) == (400, "invalid_token")
     r = api.delete(f"/v1/teams/{team['id']}/invitations/{invitation['id']}", token=alice["access_token"])
     assert r.status == 204
-    assert api.post("/v1/invitations/accept", {"token": token}, token=bob["access_token"]).status == 400
+    r = api.post("/v1/invitations/accept", {"token": token}, token=bob["access_token"])
+    assert (r.status, r.json["code"]) == (400, "invalid_token")
+    assert MembershipModel.count(team["id"]) == 1
+    # Neither refusal was the accepting itself failing: a new invitation, untouched, lets Bob in.
+    _, token = _invite(api, outbox, team["id"], alice["access_token"], "bob@example.com")
+    assert api.post("/v1/invitations/accept", {"token": token}, token=bob["access_token"]).status == 200
+    assert MembershipModel.count(team["id"]) == 2
 
 
 def test_inviting_again_replaces_the_pending_link(api, outbox):

@@ -403,6 +403,7 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
     assert rollup_checks >= metered_checks, (rollup_checks, metered_checks)  # the pass took every metered check
     assert metered_slots
     assert len(detection) == len(down), f"no alert for {sorted(set(down) - set(alerted))}"
+    assert not early, f"{len(early)} checks started before their planned start, by up to {max(early):.3f} s"
 
 
 def _invocation_notes(run: cost.Run, meter: Meter) -> str:

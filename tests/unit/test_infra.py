@@ -1202,11 +1202,16 @@ def test_ses_publishes_bounces_and_complaints_to_the_queue_the_feedback_handler_
 def test_every_alarm_has_a_runbook_entry_and_goes_to_the_operators() -> None:
     runbook = (Path(__file__).resolve().parents[2] / "docs" / "runbook.md").read_text(encoding="utf-8")
     headings = "\n".join(line for line in runbook.splitlines() if line.startswith("#"))
-    for template in (TEMPLATE, CHECKER):
-        for name, resource in template["Resources"].items():
-            if resource.get("Type") == "AWS::CloudWatch::Alarm":
-                assert f"`{name}`" in headings, f"docs/runbook.md has no entry for {name}"
-                assert resource["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+    alarms = [
+        (name, resource)
+        for template in (TEMPLATE, CHECKER)
+        for name, resource in template["Resources"].items()
+        if resource.get("Type") == "AWS::CloudWatch::Alarm"
+    ]
+    assert {"AlertDeadLetterQueueAlarm", "CheckDeadLetterQueueAlarm"} <= {name for name, _ in alarms}
+    for name, resource in alarms:
+        assert f"`{name}`" in headings, f"docs/runbook.md has no entry for {name}"
+        assert resource["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
 
 
 def test_monitoring_itself_is_watched() -> None:
