@@ -30,7 +30,7 @@ from chalicelib.settings import get_settings
 from chalicelib.users.models import UserModel
 from tests.events import sqs_records, stream_records
 from tests.factories import create_channel, create_heartbeat, create_monitor
-from tests.support import join_team, make_test_settings, on_plan, open_incident, register, sign_up
+from tests.support import join_team, make_test_settings, on_plan, open_incident, register, run_alerts_queue, sign_up
 from tests.support import recover as recover_everywhere
 
 
@@ -61,20 +61,7 @@ def planned(events: list[EventModel], times: int = 1) -> None:
 
 def pump() -> int:
     """Run every message now visible on the alerts queue (as Lambda would); returns how many ran."""
-    from chalicelib.events.alerts import handle_messages
-
-    sqs = client("sqs")
-    url = sqs.get_queue_url(QueueName=names.alert_queue(get_settings()))["QueueUrl"]
-    ran = 0
-    for _ in range(100):
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        if not messages:
-            return ran
-        assert handle_messages(sqs_records(messages, url)) == {"batchItemFailures": []}
-        for m in messages:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-        ran += len(messages)
-    raise AssertionError("the alerts queue never emptied")
+    return run_alerts_queue()
 
 
 def settle(clock: Any, rounds: int = 6) -> None:
