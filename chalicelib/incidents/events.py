@@ -48,11 +48,12 @@ MONITOR_EVENT_DAYS = 90
 
 # An incident's timeline is bounded: it is read whole, in one response.  People's notes are refused past MAX_NOTES
 # (409 ``limit_reached``); the entries that repeat without end — a flapping region's downs and ups, a postmortem
-# rewritten — keep the first FIRST_REPEATS and the latest LATEST_REPEATS, and the incident counts those dropped.
+# rewritten, a window entered and left over and over — keep the first FIRST_REPEATS and the latest LATEST_REPEATS,
+# and the incident counts those dropped.
 MAX_NOTES = 100
 FIRST_REPEATS = 50
 LATEST_REPEATS = 50
-REPEATING = (REGION_DOWN, REGION_UP, POSTMORTEM)
+REPEATING = (REGION_DOWN, REGION_UP, POSTMORTEM, MAINTENANCE_STARTED, MAINTENANCE_ENDED)
 
 
 def _key(at: datetime, kind: str, discriminator: str) -> str:

@@ -255,3 +255,35 @@ def test_deleting_a_team_deletes_its_incidents_timelines_state_and_windows(api, 
     assert list(MonitorStateModel.query(monitor["id"])) == []
     assert list(MaintenanceWindowModel.query(team_id)) == []
     assert list(MonitorModel.query(team_id)) == []
+
+
+def test_maintenance_entries_on_an_open_incident_are_bounded_like_the_other_repeating_entries(api, alice):
+    # found by a fresh-eyes review of issue 19
+    """A window made running and deleted at once enters and leaves maintenance at once (lifecycle._sync_maintenance),
+    and each crossing writes maintenance_started / maintenance_ended on the open incident.  Those types are not in
+    events.REPEATING: any member can grow the timeline (read whole by GET /v1/incidents/{id} and by every status
+    page render) without bound, two entries per two requests."""
+    monitor = create_monitor(api, url=URL)
+    incident_id = open_incident(monitor["team_id"], monitor["id"], utcnow() - timedelta(minutes=2), error="timeout")
+    pairs = 60
+    for _ in range(pairs):
+        now = utcnow()
+        body = {
+            "title": "Flip",
+            "monitor_ids": [monitor["id"]],
+            "starts_at": isoz(now - timedelta(minutes=1)),
+            "ends_at": isoz(now + timedelta(hours=1)),
+        }
+        r = api.post("/v1/maintenance-windows", body)
+        assert r.status == 201, r.body
+        assert api.delete(f"/v1/maintenance-windows/{r.json['id']}").status == 204
+
+    r = api.get(f"/v1/incidents/{incident_id}")
+    assert r.status == 200
+    assert r.json["status"] != "resolved"
+    kinds = [e["type"] for e in r.json["timeline"]]
+    maintenance = [k for k in kinds if k.startswith("maintenance_")]
+    assert len(maintenance) <= events.FIRST_REPEATS + events.LATEST_REPEATS, (
+        f"{len(maintenance)} maintenance entries on one incident ({len(kinds)} entries in all), "
+        f"timeline_dropped={r.json['timeline_dropped']}"
+    )
