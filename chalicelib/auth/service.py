@@ -299,7 +299,23 @@ def login(email: str, password: str, client_ip: str, now: datetime) -> SignIn:
         raise errors.AccountReclaiming(user.user_id)  # the edge takes a last look at what to clear, then signs in
     team_id = _usable_team(user)
     session = _new_session(settings, user.user_id, team_id, now)
+    _unless_reset_meanwhile(user, session, now)
     return _sign_in(settings, session, now)
+
+
+def _unless_reset_meanwhile(user: UserModel, session: SessionModel, now: datetime) -> None:
+    """A reset (or a reclaim) that landed while the password was checked must not leave this sign-in a session: a
+    reset writes the new password, then revokes the sessions it finds.  So the user is read again *after* the
+    session exists: a reset that wrote before this read is seen here (the session is revoked, the sign-in
+    refused); one that writes after it finds the session and revokes it."""
+    try:
+        fresh = UserModel.get(user.user_id, consistent_read=True)
+    except UserModel.DoesNotExist:
+        fresh = None
+    if fresh is not None and fresh.password_hash == user.password_hash and fresh.reclaiming_team_id is None:
+        return
+    _revoke(session, "password_reset", now)
+    raise errors.InvalidCredentials("The email or password is wrong.")
 
 
 def _find_by_email(email: str) -> UserModel | None:

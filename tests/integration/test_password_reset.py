@@ -165,3 +165,57 @@ def test_a_link_asked_for_before_a_password_change_is_spent_when_it_arrives(api,
     token = outbox.link("alice@example.com", "/reset-password").split("token=")[1]
     r = api.post("/v1/auth/reset-password", {"token": token, "password": "the attacker's 9 words"}, token="")
     assert (r.status, r.json["code"]) == (400, "invalid_token")
+
+
+# --- a sign-in in flight while the password is reset (found by a fresh-eyes review) -----------------------------
+
+
+def reset_while_the_next_password_is_checked(monkeypatch, token: str) -> None:
+    """The owner follows her reset link while a sign-in with the old password is in its bcrypt check (~250 ms at
+    cost 12: someone signing in over and over always has one in flight)."""
+    from chalicelib import lifecycle
+    from chalicelib.auth import passwords
+    from chalicelib.clock import utcnow
+
+    real = passwords.verify_password
+
+    def verify(password: str, hashed: str) -> bool:
+        ok = real(password, hashed)
+        monkeypatch.setattr(passwords, "verify_password", real)
+        lifecycle.reset_password(token, NEW_PASSWORD, "198.51.100.20", utcnow())
+        return ok
+
+    monkeypatch.setattr(passwords, "verify_password", verify)
+
+
+def sign_in(api, password: str, address: str):
+    body = {"email": "alice@example.com", "password": password}
+    return api.from_address(address).post("/v1/auth/login", body, token="")
+
+
+def test_a_sign_in_in_flight_during_a_reset_leaves_no_session(api, alice, outbox, monkeypatch):
+    forgot_password(api, "alice@example.com")
+    token = outbox.link("alice@example.com", "/reset-password").split("token=")[1]
+    reset_while_the_next_password_is_checked(monkeypatch, token)
+
+    r = sign_in(api, PASSWORD, "203.0.113.7")
+
+    assert (r.status, r.json["code"]) == (401, "invalid_credentials")
+    assert sign_in(api, NEW_PASSWORD, "198.51.100.20").status == 200  # the reset landed: the new password works
+    from chalicelib.auth.models import SessionModel
+
+    live = [s for s in SessionModel.scan() if s.user_id == alice["user"]["id"] and s.revoked_at is None]
+    assert len(live) == 1  # the owner's new one only: the sign-in in flight kept nothing
+
+
+def test_a_squatters_sign_in_in_flight_during_a_reclaim_gets_nothing(api, outbox, monkeypatch):
+    register(api, "alice@example.com", verified=False)  # someone else signed up with Alice's address
+    forgot_password(api, "alice@example.com")
+    token = outbox.link("alice@example.com", "/reset-password").split("token=")[1]
+    reset_while_the_next_password_is_checked(monkeypatch, token)
+
+    r = sign_in(api, PASSWORD, "203.0.113.7")
+
+    assert (r.status, r.json["code"]) == (401, "invalid_credentials")
+    owner = sign_in(api, NEW_PASSWORD, "198.51.100.20")
+    assert owner.status == 200, owner.body
