@@ -698,7 +698,20 @@ def reset_password(token: str, password: str, client_ip: str, now: datetime) -> 
             UserModel.quiet_hours_start.remove(),
             UserModel.quiet_hours_end.remove(),
         ]
-    user.update(actions=actions)
+    # Not under the user's version: a profile saved meanwhile (by whoever holds a session, a squatter included)
+    # must not fail the reset after its link was spent.  What the link depends on is the condition instead.
+    unchanged = UserModel.email == item.email
+    unchanged &= (
+        UserModel.password_changed_at.does_not_exist()
+        if user.password_changed_at is None
+        else UserModel.password_changed_at == user.password_changed_at
+    )
+    try:
+        user.update(actions=actions, condition=unchanged, add_version_condition=False)
+    except UpdateError as exc:
+        if condition_failed(exc):  # the address or the password changed meanwhile: the link is spent
+            raise errors.InvalidToken(INVALID_LINK) from None
+        raise
     revoke_user_sessions(user.user_id, "password_reset", now)
     for key in (f"login-fail:acct:{user.email}", _confirm_key(user.user_id)):
         ratelimit.clear(key, settings.login_failure_window_seconds, now)

@@ -219,3 +219,29 @@ def test_a_squatters_sign_in_in_flight_during_a_reclaim_gets_nothing(api, outbox
     assert (r.status, r.json["code"]) == (401, "invalid_credentials")
     owner = sign_in(api, NEW_PASSWORD, "198.51.100.20")
     assert owner.status == 200, owner.body
+
+
+def test_a_squatter_saving_his_profile_cannot_stop_the_reclaim(api, outbox, monkeypatch):
+    """Whoever signed up with Alice's address, still signed in, saves his profile over and over: the reset (its link
+    spent first, then ~250 ms of bcrypt) still lands — it is not written under the user's version."""
+    from chalicelib.auth import passwords
+    from chalicelib.clock import utcnow
+    from chalicelib.users import service as users
+
+    squatter = register(api, "alice@example.com", verified=False)
+    forgot_password(api, "alice@example.com")
+    token = outbox.link("alice@example.com", "/reset-password").split("token=")[1]
+    real = passwords.hash_password
+
+    def hash_while_he_saves_his_profile(password: str, rounds: int) -> str:
+        hashed = real(password, rounds)
+        monkeypatch.setattr(passwords, "hash_password", real)
+        users.update_settings(squatter["user"]["id"], utcnow(), name="Alice (IT support)")  # his PATCH /v1/me
+        return hashed
+
+    monkeypatch.setattr(passwords, "hash_password", hash_while_he_saves_his_profile)
+    r = api.post("/v1/auth/reset-password", {"token": token, "password": NEW_PASSWORD}, token="")
+
+    assert r.status == 204, r.body
+    assert sign_in(api, NEW_PASSWORD, "198.51.100.20").status == 200
+    assert sign_in(api, PASSWORD, "203.0.113.7").status == 401
