@@ -485,7 +485,10 @@ def _clear_before_reclaim(user_id: str, fresh_team_id: str, now: datetime) -> No
     3. Every other team the account owns is purged as a team delete purges it: members, pending invitations,
        monitors, channels, status pages, incidents, maintenance windows (a subscription is logged for support:
        Vigil never cancels one itself).
-    4. A team the account only belongs to (none can, unverified, today) is left as a deletion leaves it."""
+    4. A team the account only belongs to (none can, unverified, today) is left as a deletion leaves it.
+
+    Every session made before is ended again first: the reset's own revocation may have failed half-way."""
+    auth.revoke_user_sessions(user_id, "password_reset", now)
     found = [(team, role) for team, role in teams.list_teams(user_id) if team.id != fresh_team_id]
     for team, role in found:
         if role == "owner":

@@ -145,3 +145,30 @@ def test_a_reset_of_a_verified_account_keeps_its_teams(api, alice, teammate, out
     members = api.acting_as(signed).get(f"/v1/teams/{alice['team']['id']}/members").json["data"]
     assert {m["user_id"] for m in members} == {alice["user"]["id"], bob["user"]["id"]}
     assert len(api.acting_as(signed).get("/v1/monitors").json["data"]) == 1
+
+
+def test_a_reclaim_whose_session_revocation_failed_ends_the_sessions_at_the_first_sign_in(api, outbox):
+    """A throttled write on the sessions table fails the reset half-way (503): the squatter's session must still end,
+    at the latest when the owner first signs in (the reclaim's last look) — found by a fresh-eyes review."""
+    from chalicelib.auth.models import SessionModel
+    from tests.support import aws_error, before_aws_call, dynamodb_clients, forgot_password, register
+
+    squatter = register(api, "alice@example.com", verified=False)
+    forgot_password(api, "alice@example.com")
+    token = outbox.link("alice@example.com", "/reset-password").split("token=")[1]
+    with before_aws_call(
+        dynamodb_clients(),
+        "dynamodb.UpdateItem",
+        aws_error("ThrottlingException", "UpdateItem"),
+        match=lambda params: params.get("TableName") == SessionModel.Meta.table_name,
+    ) as fired:
+        r = api.post("/v1/auth/reset-password", {"token": token, "password": "alice's own passphrase 2026"}, token="")
+    assert fired
+    assert r.status >= 500, r.body
+
+    owner = api.post(
+        "/v1/auth/login", {"email": "alice@example.com", "password": "alice's own passphrase 2026"}, token=""
+    )
+    assert owner.status == 200, owner.body
+    assert api.acting_as(squatter["access_token"]).get("/v1/me").status == 401
+    assert api.acting_as(owner.json["access_token"]).get("/v1/me").status == 200
