@@ -104,6 +104,17 @@ def stage_environment(stage: str) -> dict[str, str]:
     return {**config.get("environment_variables", {}), **config["stages"][stage].get("environment_variables", {})}
 
 
+def stage_target(stage: str, region: str | None) -> tuple[str, str]:
+    """The table prefix of ``stage`` and the region to act in (``region``, else the session's: $AWS_REGION), for
+    the operator's commands (``make redrive``, ``make seal``); PackageError saying what is missing."""
+    import boto3
+
+    region = region or boto3.session.Session().region_name
+    if not region:
+        raise PackageError("no region: pass --region or set AWS_REGION")
+    return stage_environment(stage)["TABLE_PREFIX"], region
+
+
 def packaging_environment() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # chalice package needs a region, not credentials

@@ -363,7 +363,7 @@ def redrive(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from infra.package import PackageError, stage_environment
+    from infra.package import PackageError, stage_target
 
     parser = argparse.ArgumentParser(prog="python -m infra.redrive", description=__doc__.splitlines()[0])
     parser.add_argument("stage", help="a stage of .chalice/config.json (dev or prod)")
@@ -373,12 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--discard", action="store_true", help="drop what cannot be run again (see above)")
     parser.add_argument("--max", type=int, default=1000, help="messages to handle at most (default 1000)")
     args = parser.parse_args(argv)
-    region = args.region or boto3.session.Session().region_name
-    if not region:
-        print("no region: pass --region or set AWS_REGION", file=sys.stderr)
-        return 2
     try:
-        prefix = stage_environment(args.stage)["TABLE_PREFIX"]
+        prefix, region = stage_target(args.stage, args.region)
     except PackageError as exc:
         print(exc, file=sys.stderr)
         return 2

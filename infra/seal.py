@@ -16,7 +16,6 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.alerts import channels
@@ -56,19 +55,15 @@ def seal_stage(settings: Settings, *, dry_run: bool = False) -> Report:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from infra.package import PackageError, stage_environment
+    from infra.package import PackageError, stage_target
 
     parser = argparse.ArgumentParser(prog="python -m infra.seal", description=__doc__.splitlines()[0])
     parser.add_argument("stage", help="a stage of .chalice/config.json (dev or prod)")
     parser.add_argument("--region", help="the home region (default: $AWS_REGION)")
     parser.add_argument("--dry-run", action="store_true", help="count what would be sealed, change nothing")
     args = parser.parse_args(argv)
-    region = args.region or boto3.session.Session().region_name
-    if not region:
-        print("no region: pass --region or set AWS_REGION", file=sys.stderr)
-        return 2
     try:
-        prefix = stage_environment(args.stage)["TABLE_PREFIX"]
+        prefix, region = stage_target(args.stage, args.region)
     except PackageError as exc:
         print(exc, file=sys.stderr)
         return 2
