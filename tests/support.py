@@ -61,25 +61,37 @@ def dynamodb_calls(*models: Any) -> Iterator[list[str]]:
 
 
 @contextmanager
+def _at_botocores_edge(record: Callable[[Any, str, dict[str, Any]], None]) -> Iterator[None]:
+    """``record(client, operation, parameters)`` for each AWS request made while the block runs, by any client,
+    region or thread, below the code under test."""
+    import botocore.client
+
+    original = botocore.client.BaseClient._make_api_call
+
+    def call(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        record(client, operation, params)
+        return original(client, operation, params)
+
+    botocore.client.BaseClient._make_api_call = call  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
+
+
+@contextmanager
 def aws_requests(service: str | None = None) -> Iterator[list[tuple[str, dict[str, Any]]]]:
     """The AWS requests made while the block runs, as ``(operation, parameters)`` (``service``'s only, when named):
     taken at botocore's edge for every client, region and thread, below the code under test — what was sent, not
     what the code says it sent."""
-    import botocore.client
-
     seen: list[tuple[str, dict[str, Any]]] = []
-    original = botocore.client.BaseClient._make_api_call
 
-    def call(self: Any, operation: str, params: dict[str, Any]) -> Any:
-        if service is None or self.meta.service_model.service_name == service:
+    def record(client: Any, operation: str, params: dict[str, Any]) -> None:
+        if service is None or client.meta.service_model.service_name == service:
             seen.append((operation, params))
-        return original(self, operation, params)
 
-    botocore.client.BaseClient._make_api_call = call  # type: ignore[method-assign]
-    try:
+    with _at_botocores_edge(record):
         yield seen
-    finally:
-        botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
 
 
 def dynamodb_clients(*models: Any) -> list[Any]:
@@ -198,21 +210,14 @@ def aws_error(code: str, operation: str) -> Callable[[], None]:
 def aws_calls() -> Iterator[list[tuple[str, str, str]]]:
     """Every AWS call made while the block runs, by any client, as ``(service, operation, table or queue)``: counted
     at botocore's edge, below the code under test."""
-    import botocore.client
-
     calls: list[tuple[str, str, str]] = []
-    original = botocore.client.BaseClient._make_api_call
 
-    def call(client: Any, operation: str, params: dict[str, Any]) -> Any:
+    def record(client: Any, operation: str, params: dict[str, Any]) -> None:
         target = params.get("TableName") or str(params.get("QueueUrl", "")).rpartition("/")[2]
         calls.append((client.meta.service_model.service_name, operation, target))
-        return original(client, operation, params)
 
-    botocore.client.BaseClient._make_api_call = call  # type: ignore[method-assign]
-    try:
+    with _at_botocores_edge(record):
         yield calls
-    finally:
-        botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
 
 
 def run_alerts_queue() -> int:
