@@ -15,7 +15,11 @@ from chalicelib.storage.schema import create_tables
 
 def create_resources(settings: Settings) -> dict[str, list[str]]:
     """Tables, region queues and the alerts queue (each with its DLQ), the status bucket, the SES identity and the
-    KMS key secrets are sealed with (``chalicelib.sealing``).  Idempotent."""
+    KMS key secrets are sealed with (``chalicelib.sealing``).  Idempotent.
+
+    The test suite makes them once per set of settings read here and copies the emulator's state after that
+    (``tests/support.py``, ``start_aws``); ``tests/unit/test_resources_key.py`` fails when a setting read here is not
+    in that set."""
     tables = create_tables(client("dynamodb"), settings.table_prefix, ALL_MODELS)
     created: dict[str, list[str]] = {"tables": tables, "queues": [], "buckets": []}
     sqs = client("sqs")

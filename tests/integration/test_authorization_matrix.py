@@ -23,7 +23,7 @@ from chalicelib.clock import isoz, utcnow
 from chalicelib.teams import authz
 from chalicelib.teams.models import MembershipModel
 from tests.factories import create_channel, create_heartbeat, create_monitor, create_status_page
-from tests.support import join_team, make_test_settings, on_plan, open_incident, register
+from tests.support import built_once, join_team, make_test_settings, on_plan, open_incident, register
 
 TARGET = "http://127.0.0.1:9/"  # nothing listens on the discard port: a test check fails fast, on loopback
 ROLES = ("owner", "admin", "member", "viewer")
@@ -74,7 +74,23 @@ class World:
         return str(r.json["id"])
 
 
+def shared(api: Any, key: str, build: Callable[[], tuple[World, Any]]) -> tuple[World, Any]:
+    """``build()``'s world and extras, built once per worker and copied back for each test (tests/support.py
+    ``built_once``): each test still starts from the same untouched world."""
+
+    def built() -> tuple[dict[str, Any], Any]:
+        world, extra = build()
+        return {name: getattr(world, name) for name in ("teams", "tokens", "owners", "bounced")}, extra
+
+    fields, extra = built_once(key, built)
+    return World(api, **fields), extra
+
+
 def build_world(api: Any) -> World:
+    return shared(api, "role matrix", lambda: (_build_world(api), None))[0]
+
+
+def _build_world(api: Any) -> World:
     world = World(api)
     for team in ("A", "B"):
         owner = world.user(f"owner-{team.lower()}@example.com")
@@ -345,6 +361,10 @@ def sibling(scope: str) -> str:
 
 
 def key_world(api: Any, scope: str | None) -> tuple[World, dict[str, str]]:
+    return shared(api, f"scope matrix {scope}", lambda: _key_world(api, scope))
+
+
+def _key_world(api: Any, scope: str | None) -> tuple[World, dict[str, str]]:
     """Teams A (pro) and B with their owners, and team A's keys for a route needing ``scope``: ``exact`` (only it),
     ``sibling``, ``others`` (every scope but it), and ``demoted`` (every scope, made by an admin who is then made
     a viewer); for a route keys may not reach, ``all`` (every scope)."""
