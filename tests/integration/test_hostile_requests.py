@@ -13,7 +13,7 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,12 +28,13 @@ from chalicelib.api.routes import routers
 from chalicelib.clock import isoz, utcnow
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop
-from tests.factories import create_channel, create_monitor, create_status_page
+from tests.factories import create_channel, create_heartbeat, create_monitor, create_status_page
 from tests.support import (
     PASSWORD,
     TEST_ENV,
     ApiClient,
     Result,
+    join_team,
     make_test_settings,
     on_plan,
     open_incident,
@@ -74,6 +75,8 @@ class Case:
     code: str | None = None
     field_named: str | None = None  # a 422 must name this field
     reroutes: bool = False  # the path no longer names this route (a junk id with a "/"): any route may answer
+    real_ids: bool = False  # the path names live objects of the caller's team: a 404 means the case never got in
+    template: str = ""  # the path with its ids as {names} again (to name other objects of the same kinds)
 
 
 @dataclass
@@ -81,12 +84,69 @@ class Sweep:
     api: ApiClient
     email: str
     ids: dict[str, str]  # real ids of the user's own objects, so body cases reach the body checks
+    owner: ApiClient  # the client acting as that user
 
     def fresh_token(self) -> str:
         forget_counts()
         r = self.api.post("/v1/auth/login", {"email": self.email, "password": PASSWORD})
         assert r.status == 200, r.body
         return str(r.json["access_token"])
+
+    def fresh_ids(self, route: Route) -> dict[str, str]:
+        """Objects of the route's own for every id in its path (a case of another route may have deleted the
+        shared ones): the team's id, then a new member, monitor, page, ... as the path names them."""
+        wanted = set(PATH_PARAM.findall(route.path))
+        ids = {"team_id": self.ids["team_id"]}
+        if wanted & {"monitor_id", "incident_id", "window_id", "page_id", "slug", "badge"}:
+            monitor = create_monitor(self.owner, name="sweep", url="http://127.0.0.1:9/")
+            ids["monitor_id"], ids["badge"] = monitor["id"], f"{monitor['id']}.svg"
+        if "incident_id" in wanted:
+            ids["incident_id"] = open_incident(ids["team_id"], ids["monitor_id"], utcnow(), error="timeout")
+        if "window_id" in wanted:
+            ids["window_id"] = window(self.owner, ids["monitor_id"])
+        if wanted & {"page_id", "slug", "badge"}:  # a monitor has a public badge while a published page shows it
+            slug = f"sweep-{uuid.uuid4().hex[:8]}"
+            page = create_status_page(
+                self.owner, name="sweep", slug=slug, components=[{"monitor_id": ids["monitor_id"]}]
+            )
+            ids["page_id"], ids["slug"] = page["id"], page["slug"]
+        if "channel_id" in wanted:
+            ids["channel_id"] = create_channel(self.owner, name="sweep")["id"]
+        if "invitation_id" in wanted:
+            ids["invitation_id"] = invitation(self.owner, ids["team_id"])
+        if "user_id" in wanted:
+            member = register(self.api, f"member-{uuid.uuid4().hex[:12]}@example.com")
+            join_team(self.api, ids["team_id"], member, "member")
+            ids["user_id"] = member["user"]["id"]
+        if "key_id" in wanted:
+            made = self.owner.post("/v1/api-keys", {"name": "sweep", "scopes": ["monitors:read"]})
+            assert made.status == 201, made.body
+            ids["key_id"] = made.json["id"]
+        if "token" in wanted:
+            ids["token"] = create_heartbeat(self.owner)["ping_url"].rsplit("/", 1)[1]
+        assert wanted <= set(ids), f"no fresh object for {wanted - set(ids)}: add it here"
+        return ids
+
+
+def window(owner: ApiClient, monitor_id: str) -> str:
+    now = utcnow()
+    body = {
+        "title": "sweep",
+        "monitor_ids": [monitor_id],
+        "starts_at": isoz(now + timedelta(hours=1)),
+        "ends_at": isoz(now + timedelta(hours=2)),
+    }
+    r = owner.post("/v1/maintenance-windows", body)
+    assert r.status == 201, r.body
+    return str(r.json["id"])
+
+
+def invitation(owner: ApiClient, team_id: str) -> str:
+    r = owner.post(
+        f"/v1/teams/{team_id}/invitations", {"email": f"{uuid.uuid4().hex[:12]}@example.com", "role": "member"}
+    )
+    assert r.status == 201, r.body
+    return str(r.json["id"])
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +213,7 @@ def sweep() -> Iterator[Sweep]:
                 "slug": status_page["slug"],
                 "badge": monitor["id"] + ".svg",
             }
-            yield Sweep(api, email, ids)
+            yield Sweep(api, email, ids, owner)
         finally:
             stack.register(None)
             standin.stop()
@@ -236,6 +296,11 @@ def query_cases(route: Route, path: str) -> list[Case]:
 def route_cases(route: Route, ids: dict[str, str] | None = None) -> list[Case]:
     path = PATH_PARAM.sub(lambda m: (ids or {}).get(m.group(0)[1:-1], "x"), route.path)
     cases = body_cases(route, path) + query_cases(route, path)
+    for case in cases:
+        case.real_ids = ids is not None
+        case.template = case.path
+        for name, value in sorted((ids or {}).items(), key=lambda item: -len(item[1])):  # a badge holds an id
+            case.template = case.template.replace(value, "{" + name + "}")
     if PATH_PARAM.search(route.path):
         for junk in JUNK_IDS:
             junk_path = PATH_PARAM.sub(lambda _, j=junk: j, route.path)
@@ -283,6 +348,8 @@ def check(r: Result, case: Case, expect_401: bool) -> list[str]:
         status, code, field_named = {401}, None, None  # the caller is checked before the body is read
     if status is not None and r.status not in status:
         complaints.append(f"status {r.status}, expected {sorted(status)}")
+    elif case.real_ids and r.status == 404 and not expect_401:
+        complaints.append("404 on the ids of live objects: the case never reached the route's own checks")
     problem = r.json if isinstance(r.json, dict) else {}
     if code is not None and status is not None and problem.get("code") != code:
         complaints.append(f"code {problem.get('code')}, expected {code}")
@@ -294,24 +361,37 @@ def check(r: Result, case: Case, expect_401: bool) -> list[str]:
 
 
 def forget_counts() -> None:
-    """Each case is sent as if first in its minute: the sweep sends more from one address and user than the per-address
-    and per-user limits allow (those limits have their own tests, tests/integration/test_rate_limits.py)."""
+    """Each case is sent as if first in its minute: the sweep sends more from one address, user and team than the
+    per-address, per-user and per-team sending limits allow (those limits have their own tests:
+    tests/integration/test_rate_limits.py, test_abuse_controls.py)."""
     from chalicelib.ratelimit.models import CounterModel
 
     for counter in CounterModel.scan():
-        if counter.key.startswith(("ip#", "api-user#")):
+        if counter.key.startswith(("ip#", "api-user#", "sends#")):
             counter.delete()
 
 
-def run(api: ApiClient, cases: list[Case], token: str | None, expect_401: bool) -> list[str]:
+def run(
+    api: ApiClient,
+    cases: list[Case],
+    token: str | None,
+    expect_401: bool,
+    renew: Callable[[], dict[str, str]] | None = None,
+) -> list[str]:
+    """Each case in turn; after one that removed its objects (a 2xx DELETE), the rest name ``renew()``'s."""
     failures: list[str] = []
-    for case in cases:
+    for n, case in enumerate(cases):
         forget_counts()
         headers = dict(case.headers)
         if token:
             headers["authorization"] = f"Bearer {token}"
         r = api.request(case.method, case.path, body=case.body, headers=headers)
         failures += check(r, case, expect_401)
+        if renew is not None and case.real_ids and case.method == "DELETE" and 200 <= r.status < 300:
+            renamed = renew()
+            for later in cases[n + 1 :]:
+                if later.real_ids:
+                    later.path = PATH_PARAM.sub(lambda m, ids=renamed: ids[m.group(1)], later.template)
     return failures
 
 
@@ -326,10 +406,16 @@ SWEPT = [
 def test_a_hostile_request_never_gets_a_500(sweep, route, signed_in):
     token = sweep.fresh_token() if signed_in else None
     needs_caller = route.auth != "none" and not signed_in
+    real = signed_in or route.auth == "none"  # the public routes get live slugs, badges and ping tokens too
+    ids = sweep.fresh_ids(route) if real else None
 
-    failures = run(sweep.api, route_cases(route, sweep.ids if signed_in else None), token, expect_401=needs_caller)
+    cases = route_cases(route, ids)
+    renew = (lambda: sweep.fresh_ids(route)) if real else None
+    failures = run(sweep.api, cases, token, expect_401=needs_caller, renew=renew)
 
     assert not failures, "\n".join(failures)
+    if real and PATH_PARAM.search(route.path):
+        assert any(c.real_ids for c in cases)  # the 404 check above ran on live ids
 
 
 def test_an_unknown_path_is_a_404_problem_whatever_is_sent(sweep):
