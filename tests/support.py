@@ -135,19 +135,22 @@ def before_aws_call(
 
 
 @contextmanager
-def all_at_once(model: Any, operation: str, parties: int) -> Iterator[list[bool]]:
+def all_at_once(
+    model: Any, operation: str, parties: int, where: Callable[[Any], bool] = lambda params: True
+) -> Iterator[list[bool]]:
     """Holds the first call of ``operation`` (``"dynamodb.TransactWriteItems"``) on ``model``'s table that each of
     ``parties`` threads makes until every one of them is making it: whatever each read before, none has written
     yet — the race forced, not hoped for.  A thread's later calls (its retries) go through.  Yields the firings
     (``parties`` once all met); a thread that never comes breaks the barrier after half a minute (generous for a
-    busy machine running the suite in parallel), failing the calls held."""
+    busy machine running the suite in parallel), failing the calls held.  ``where``: only calls whose parameters
+    it accepts (one item of the table) count."""
     barrier = threading.Barrier(parties, timeout=30)
     arrived: set[int] = set()
     lock = threading.Lock()
     on_its_table = on_table(model)
 
     def first_of_its_thread(params: Any) -> bool:
-        if not on_its_table(params):
+        if not on_its_table(params) or not where(params):
             return False
         with lock:
             if threading.get_ident() in arrived:

@@ -5,6 +5,7 @@ from are not held to."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import time_machine
@@ -12,7 +13,8 @@ import time_machine
 from chalicelib import errors
 from chalicelib.auth import service as auth
 from chalicelib.clock import utcnow
-from tests.support import PASSWORD, forgot_password, make_test_settings, register
+from chalicelib.ratelimit.models import CounterModel
+from tests.support import PASSWORD, all_at_once, forgot_password, make_test_settings, register
 
 ATTACKER, OWNER, ELSEWHERE = "203.0.113.7", "198.51.100.20", "192.0.2.44"
 WRONG = "wrong password 123"
@@ -134,8 +136,18 @@ def test_parallel_guesses_from_one_address_get_exactly_the_free_password_checks(
             return exc.code
         return "ok"
 
-    with ThreadPoolExecutor(max_workers=30) as pool:
+    def backoff_write(params: Any) -> bool:
+        return str(params.get("Key", {}).get("key", {}).get("S", "")).startswith("login-backoff:")
+
+    # Every guess the account's ceiling lets through (12) has read the pair's count before any writes it: the
+    # race forced, not hoped for.
+    reaching = settings.login_failures_per_account
+    with (
+        all_at_once(CounterModel, "dynamodb.UpdateItem", reaching, where=backoff_write) as met,
+        ThreadPoolExecutor(max_workers=30) as pool,
+    ):
         answers = list(pool.map(guess, range(30)))
 
+    assert met == [True] * reaching
     assert answers.count("invalid_credentials") == settings.login_failures_before_backoff
     assert answers.count("rate_limited") == 30 - settings.login_failures_before_backoff
