@@ -280,7 +280,7 @@ def start_aws(settings: Settings) -> None:
     Creating them through the API costs ≈ 80 calls (0.2 s, half the setup of a test); in a fresh, empty AWS the
     emulator's state right after the first creation for the same settings is copied back instead (≈ 5 ms)."""
     configure(settings)
-    if _emulator_holds_anything():
+    if settings.aws_endpoint_url or _emulator_holds_anything():  # another emulator's, or not a fresh one
         create_resources(settings)
         return
     key = _what_resources_depend_on(settings)
