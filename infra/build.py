@@ -446,7 +446,8 @@ FUNCTION_GRANTS: dict[str, tuple[str, ...]] = {
     "Alerts": (SEND_ALERT_QUEUE,),
     "AlertDeliveries": (SEND_EMAIL, SEND_SMS, SEND_ALERT_QUEUE, OPEN_CHANNEL_SECRETS),
     "StatusPages": (STATUS_PAGES_WRITE,),
-    "StatusPagesRefresh": (STATUS_PAGES_WRITE,),
+    # It lists the pages' folders too: a slug whose objects outlived its page (a delete S3 half-did) is removed.
+    "StatusPagesRefresh": (STATUS_PAGES_WRITE, STATUS_PAGES_READ),
 }
 # The queue each SQS-triggered function consumes (Lambda's poller uses the function's role).
 FUNCTION_QUEUES = {ALERT_FUNCTION: "AlertQueue", EMAIL_FEEDBACK_FUNCTION: "EmailEventsQueue"}

@@ -23,24 +23,30 @@ PUBLIC_EVENTS = (events.OPENED, events.ACKNOWLEDGED, events.RESOLVED, events.STA
 
 
 def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each affected team's pages once per batch, however many events touched them.  Publishing is idempotent
-    (it renders the current state), so on failure the whole batch may simply come again."""
+    """Each affected team's pages once per batch, however many events touched them.  One team's failure does not
+    stop the others': Lambda is told to retry from the first record of a team that failed (publishing is
+    idempotent, it renders the current state, so a team done already is only published again)."""
     touched: dict[str, set[str]] = {}
-    for record in records:
+    first_sequence: dict[str, tuple[int, str]] = {}
+    for index, record in enumerate(records):
         image = (record.get("dynamodb") or {}).get("NewImage") or {}
         if not wanted("status_pages", record) or image.get("type", {}).get("S") not in PUBLIC_EVENTS:
             continue
         team_id, monitor_id = image["team_id"]["S"], image["monitor_id"]["S"]
         touched.setdefault(team_id, set()).add(monitor_id)
+        first_sequence.setdefault(team_id, (index, str(record["dynamodb"].get("SequenceNumber", ""))))
     published = 0
+    failed: list[tuple[int, str]] = []
     for team_id, monitor_ids in touched.items():
         try:
             published += republish_for(team_id, monitor_ids)
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged, and retried from this team's first record
             logger.exception("status page publishing failed", extra={"team_id": team_id})
-            raise
+            failed.append(first_sequence[team_id])
     if published:
         metrics.add_metric(name="StatusPagesPublished", unit="Count", value=published)
+    if failed:
+        return {"batchItemFailures": [{"itemIdentifier": min(failed)[1]}]}
     return {"batchItemFailures": []}
 
 

@@ -7,7 +7,7 @@ also the event the alert handler notifies the team about.  Every read and write 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -146,13 +146,14 @@ def unresolved(team_id: str) -> list[Incident]:
     ]
 
 
-def started_since(team_id: str, since: datetime) -> list[Incident]:
-    """The team's incidents started since ``since``, newest first."""
+def started_since(team_id: str, since: datetime) -> Iterator[Incident]:
+    """The team's incidents started since ``since``, newest first, read as they are taken (stop when you have
+    enough: a team's fortnight of incidents is not bounded)."""
     floor = id_floor("inc", since)
     query = IncidentModel.query(
-        team_id, range_key_condition=IncidentModel.incident_id >= floor, scan_index_forward=False
+        team_id, range_key_condition=IncidentModel.incident_id >= floor, scan_index_forward=False, page_size=100
     )
-    return [_incident(item) for item in query]
+    return (_incident(item) for item in query)
 
 
 def of_monitor_since(monitor_id: str, since: datetime, limit: int) -> list[Incident]:

@@ -8,6 +8,7 @@ name, error text, cause or an address.  The HTML page, the Atom feed and the bad
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from chalicelib.clock import isoz
@@ -23,6 +24,7 @@ from chalicelib.status_pages.store import Page, pages_showing
 
 DAYS = 90
 RECENT_DAYS = 14
+RECENT_INCIDENTS = 25  # the newest of those fortnight's: a page (and each render of it) stays bounded
 FEED_DAYS = 90
 FEED_ENTRIES = 50
 
@@ -115,11 +117,16 @@ def build(page: Page, now: datetime) -> dict[str, Any]:
 
     on_page = set(monitors)
     active = [i for i in incidents.unresolved(team_id) if i.monitor_id in on_page]
-    recent = [
-        i
-        for i in incidents.started_since(team_id, now - timedelta(days=RECENT_DAYS))
-        if i.monitor_id in on_page and i.status == "resolved"
-    ]
+    recent = list(
+        islice(
+            (
+                i
+                for i in incidents.started_since(team_id, now - timedelta(days=RECENT_DAYS))
+                if i.monitor_id in on_page and i.status == "resolved"
+            ),
+            RECENT_INCIDENTS,
+        )
+    )
     windows = [w for w in maintenance.not_ended(team_id, now) if on_page & set(w.monitor_ids)]
     return {
         "name": page.name,

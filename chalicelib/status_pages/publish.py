@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
@@ -39,9 +40,13 @@ def rendered(page: Page, now: datetime) -> dict[str, str]:
     feed = f"{url}/feed.atom"
     return {
         "index.html": render.html_page(doc, feed),
-        "index.json": json.dumps(doc, separators=(",", ":"), ensure_ascii=False),
+        "index.json": _as_json(doc),
         "feed.atom": render.atom_feed(doc, document.feed_entries(page, now), url, feed),
     }
+
+
+def _as_json(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
 # CloudFront's error page for a missing object (the bucket answers 403 to CloudFront for a key it lacks).
@@ -92,16 +97,21 @@ def settle(slug: str, page: Page | None) -> None:
     So each writer checks, after it writes, what it wrote against the stored state:
 
     1. Write ``page``'s three objects, or delete them when ``page`` is None (no page publishes the slug).
-    2. Read back, strongly consistent, the page that publishes the slug now (:func:`showing`).
-    3. The same page at the same version (or none, as written): done.  Otherwise that page is ``page``; go to 1.
+    2. Read back, strongly consistent, the page that publishes the slug now (:func:`showing`), and what it shows
+       now (its public document, built again at the same instant).
+    3. The same page at the same version showing the same (or none, as written): done.  Otherwise that page is
+       ``page``; go to 1.
 
-    Every change of a page is followed by its writer's own publish, and every write by its writer's read-back: so
-    the last write to land is checked against a state read after it, and ends only if it wrote that state.
+    Every change of a page or of what it shows (a monitor's status, an incident) is followed by its writer's own
+    publish, and every write by its writer's read-back: so the last write to land is checked against a state read
+    after it, and ends only if it wrote that state.  A writer that read a monitor "up" before another wrote it "down"
+    and lands last sees the difference and writes "down".
     """
+    now = utcnow()
     for _ in range(ROUNDS):
-        _write(slug, page)
+        wrote = _write(slug, page, now)
         current = showing(slug)
-        if _state(current) == _state(page):
+        if _state(current) == _state(page) and (current is None or _as_json(document.build(current, now)) == wrote):
             return
         page = current
     raise PublishRaced(f"the page at {slug!r} changed {ROUNDS} times while it was being published")
@@ -111,15 +121,19 @@ def _state(page: Page | None) -> tuple[str, int] | None:
     return (page.id, page.version) if page is not None else None
 
 
-def _write(slug: str, page: Page | None) -> None:
+class UnpublishFailed(Exception):
+    """S3 kept some of a slug's objects it was asked to delete: the page may still be public."""
+
+
+def _write(slug: str, page: Page | None, now: datetime) -> str | None:
+    """The slug's objects become ``page``'s rendered at ``now`` (its document's JSON is returned), or are deleted."""
     s3 = client("s3")
     bucket = names.status_bucket(get_settings())
     if page is None:
-        s3.delete_objects(
-            Bucket=bucket, Delete={"Objects": [{"Key": _key(slug, name)} for name in OBJECTS], "Quiet": True}
-        )
-        return
-    for name, body in rendered(page, utcnow()).items():
+        _delete(bucket, [_key(slug, name) for name in OBJECTS])
+        return None
+    views = rendered(page, now)
+    for name, body in views.items():
         s3.put_object(
             Bucket=bucket,
             Key=_key(slug, name),
@@ -128,6 +142,21 @@ def _write(slug: str, page: Page | None) -> None:
             CacheControl=CACHE_CONTROL,
         )
     logger.info("status page published", extra={"page_id": page.id, "slug": slug, "version": page.version})
+    return views["index.json"]
+
+
+def _delete(bucket: str, keys: list[str]) -> None:
+    """DeleteObjects answers 200 even when it kept some keys (each listed under ``Errors``): those fail it here."""
+    answer = client("s3").delete_objects(
+        Bucket=bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True}
+    )
+    kept = answer.get("Errors") or []
+    if kept:
+        raise UnpublishFailed(
+            "S3 kept "
+            + ", ".join(f"{e.get('Key')} ({e.get('Code')})" for e in kept[:5])
+            + (" …" if len(kept) > 5 else "")
+        )
 
 
 def publish_quietly(page: Page, old_slug: str | None = None) -> None:
@@ -155,21 +184,45 @@ def published(slug: str, name: str) -> str | None:
 
 
 def refresh_all() -> tuple[int, int]:
-    """Republish every published page (hourly: the 90-day bars and uptime move with time, not only with events).
-    One page failing does not stop the others.  Returns (published, failed)."""
+    """Republish every published page (hourly: the 90-day bars and uptime move with time, not only with events),
+    and remove what the bucket holds under any other slug (an unpublish or a delete whose S3 call failed left it
+    public).  One page failing does not stop the others.  Returns (published, failed)."""
     done = failed = 0
     try:
         publish_not_found()
     except Exception:  # noqa: BLE001 - logged; the pages go on
         logger.exception("status page 404 publishing failed")
-    for page in published_pages():
+    pages = published_pages()
+    for page in pages:
         try:
             publish(page)
             done += 1
         except Exception:  # noqa: BLE001 - logged; the next hour tries again
             logger.exception("status page refresh failed", extra={"page_id": page.id})
             failed += 1
+    try:
+        left = sorted(slugs_in_bucket() - {page.slug for page in pages})
+    except Exception:  # noqa: BLE001 - logged; the next hour lists again
+        logger.exception("status page listing failed")
+        return done, failed + 1
+    for slug in left:
+        try:
+            settle(slug, showing(slug))  # a page published since the listing is written, not removed
+            logger.warning("a slug's objects outlived its page: settled", extra={"slug": slug})
+        except Exception:  # noqa: BLE001 - logged; the next hour tries again
+            logger.exception("status page removal failed", extra={"slug": slug})
+            failed += 1
     return done, failed
+
+
+def slugs_in_bucket() -> set[str]:
+    """Every slug with objects in the bucket (``status/{slug}/…``)."""
+    pages = (
+        client("s3")
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=names.status_bucket(get_settings()), Prefix="status/", Delimiter="/")
+    )
+    return {p["Prefix"][len("status/") : -1] for answer in pages for p in answer.get("CommonPrefixes", [])}
 
 
 def republish_for(team_id: str, monitor_ids: set[str]) -> int:

@@ -570,6 +570,77 @@ def test_a_page_that_changes_faster_than_it_can_be_published_fails_the_refresh_f
     assert json.loads(_objects("acme")["status/acme/index.json"])["name"] == f"Acme {puts - 1}"
 
 
+def test_a_refresh_that_rendered_a_monitor_up_before_it_went_down_does_not_land_operational(api, alice):
+    # found by a fresh-eyes review of issue 19: the read-back compared the page's version only, which a monitor's
+    # status does not move
+    from chalicelib.status_pages.publish import republish_for
+
+    monitor = create_monitor(api, name="Shop")
+    create_status_page(api, components=[{"monitor_id": monitor["id"]}])
+    team_id = alice["team"]["id"]
+
+    def outage_published() -> None:  # the incident handler and the events stream's publish, all done meanwhile
+        open_incident(team_id, monitor["id"], utcnow() - timedelta(minutes=3), error="timeout")
+        assert republish_for(team_id, {monitor["id"]}) == 1
+
+    with meanwhile("s3.PutObject", outage_published):
+        assert refresh_all() == (1, 0)  # it rendered "operational" before the outage, and its puts land after
+
+    shown = json.loads(_objects("acme")["status/acme/index.json"])
+    assert shown["overall_status"] == "major_outage"
+    assert [c["status"] for c in shown["components"]] == ["major_outage"]
+    assert "Major outage" in _objects("acme")["status/acme/index.html"]
+
+
+ACME_KEYS = ["status/acme/index.html", "status/acme/index.json", "status/acme/feed.atom"]
+
+
+def test_objects_a_failed_unpublish_left_behind_are_removed_by_the_hourly_refresh(api, alice, logs):
+    # found by a fresh-eyes review of issue 19: DeleteObjects answers 200 with the keys it kept under Errors
+    created = create_status_page(api)
+    kept = threading.Event()
+    s3 = client("s3")
+
+    def keep_them(params: dict[str, Any], **_: Any) -> None:  # S3 keeps every key it was asked to delete
+        kept.set()
+        params["Delete"]["Objects"] = [{"Key": "status/not-a-page/x"}]  # none of the page's is deleted
+
+    def say_so(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["Errors"] = [{"Key": key, "Code": "InternalError"} for key in ACME_KEYS]
+
+    s3.meta.events.register("before-parameter-build.s3.DeleteObjects", keep_them)
+    s3.meta.events.register("after-call.s3.DeleteObjects", say_so)
+    try:
+        assert_status(api.patch(f"/v1/status-pages/{created['id']}", {"published": False}), 200)
+    finally:
+        s3.meta.events.unregister("before-parameter-build.s3.DeleteObjects", keep_them)
+        s3.meta.events.unregister("after-call.s3.DeleteObjects", say_so)
+    assert kept.is_set()
+    assert api.get(f"/v1/status-pages/{created['id']}").json["published"] is False  # the change stands
+    assert len(_objects("acme")) == 3  # but the page is still public
+    assert "S3 kept status/acme/index.html" in logs.getvalue()  # and that is not silent
+
+    assert refresh_all() == (0, 0)
+
+    assert _objects("acme") == {}
+    assert api.get("/status/acme", token="").status == 404
+
+
+def test_the_hourly_refresh_leaves_published_pages_and_the_missing_page_alone(api, alice):
+    on_plan(api, alice["team"]["id"])  # three pages
+    create_status_page(api)
+    create_status_page(api, name="Blog", slug="blog")
+    assert_status(
+        api.patch(f"/v1/status-pages/{create_status_page(api, slug='draft')['id']}", {"published": False}), 200
+    )
+
+    assert refresh_all() == (2, 0)
+
+    assert len(_objects("acme")) == len(_objects("blog")) == 3
+    assert _objects("draft") == {}
+    assert client("s3").get_object(Bucket=names.status_bucket(get_settings()), Key="status/404.html")
+
+
 def assert_status(r: Any, *statuses: int) -> None:
     assert r.status in statuses, r.body
 
@@ -589,3 +660,57 @@ def test_deleting_a_monitor_takes_it_off_its_pages(api, alice):
     assert api.delete(f"/v1/monitors/{shop['id']}").status == 204
     assert api.get(f"/v1/status-pages/{created['id']}").json["components"] == []
     assert public(api)["components"] == []
+
+
+def test_a_page_shows_the_25_newest_resolved_incidents_of_its_fortnight_however_many_there_were(api, alice):
+    # found by a fresh-eyes review of issue 19: a monitor flapping for two weeks made a page (and each render of it,
+    # a timeline query each) without bound
+    from chalicelib.status_pages.document import RECENT_INCIDENTS
+
+    monitor = create_monitor(api, name="Shop")
+    create_status_page(api, components=[{"monitor_id": monitor["id"]}])
+    team_id = alice["team"]["id"]
+    first = utcnow() - timedelta(days=13)
+    opened = []
+    for n in range(RECENT_INCIDENTS + 2):
+        at = first + timedelta(hours=n)
+        opened.append(open_incident(team_id, monitor["id"], at, error="timeout"))
+        assert recover_everywhere(team_id, monitor["id"], at + timedelta(minutes=10)) == [opened[-1]]
+
+    assert refresh_all() == (1, 0)
+
+    shown = json.loads(_objects("acme")["status/acme/index.json"])
+    assert [i["id"] for i in shown["recent_incidents"]] == opened[::-1][:RECENT_INCIDENTS]
+    assert all(i["status"] == "resolved" for i in shown["recent_incidents"])
+
+
+def test_one_teams_failing_publish_leaves_the_others_published_and_retries_from_its_first_record(api, alice, charlie):
+    # found by a fresh-eyes review of issue 19: the first team's failure raised, and no later team was published
+    from chalicelib.events.status_pages import PUBLIC_EVENTS, handle
+    from tests.support import aws_error
+
+    ours = create_monitor(api, name="Shop")
+    create_status_page(api, components=[{"monitor_id": ours["id"]}])
+    theirs_api = api.acting_as(charlie)
+    theirs = create_monitor(theirs_api, name="Blog")
+    create_status_page(theirs_api, name="Charlie", slug="charlie", components=[{"monitor_id": theirs["id"]}])
+    _clear("acme")
+    _clear("charlie")
+    records = []
+    for monitor in (ours, theirs):
+        incident_id = open_incident(monitor["team_id"], monitor["id"], utcnow() - timedelta(minutes=5), error="x")
+        records += _stream(incident_id)
+    public = [r for r in records if r["dynamodb"]["NewImage"]["type"]["S"] in PUBLIC_EVENTS]
+    first_of_ours = public[0]["dynamodb"]["SequenceNumber"]  # what the publisher reads of alice's, first
+
+    def of_acme(params: dict[str, Any]) -> bool:
+        return str(params.get("Key", "")).startswith("status/acme/")
+
+    with before_aws_call([client("s3")], "s3.PutObject", aws_error("ServiceUnavailable", "PutObject"), match=of_acme):
+        answer = handle(records)
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": first_of_ours}]}
+    assert json.loads(_objects("charlie")["status/charlie/index.json"])["overall_status"] == "major_outage"
+    assert "status/acme/index.json" not in _objects("acme")  # retried from its first record: not lost
+    assert handle(records) == {"batchItemFailures": []}
+    assert json.loads(_objects("acme")["status/acme/index.json"])["overall_status"] == "major_outage"
