@@ -117,11 +117,11 @@ def list_teams(call: Call) -> TeamList:
 @router.route(
     "POST",
     "/v1/teams",
-    summary="Create a team (you own it)",
+    summary="Create a team (you own it; at most three on the free plan)",
     body=TeamIn,
     response=TeamWithRole,
     status=201,
-    errors=(409,),
+    errors=(402, 409),
 )
 def create_team(call: Call) -> TeamWithRole:
     return _with_role(teams.create_team(call.user.user_id, call.body.name, utcnow()), "owner")

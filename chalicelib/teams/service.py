@@ -7,9 +7,26 @@ from datetime import datetime
 
 from pynamodb.exceptions import TransactWriteError
 
-from chalicelib.errors import AccountDeleting, AlreadyOwner, Forbidden, LastOwner, LastTeam, NotFound
+from chalicelib.errors import (
+    AccountDeleting,
+    AlreadyOwner,
+    Conflict,
+    Forbidden,
+    LastOwner,
+    LastTeam,
+    NotFound,
+    PaymentRequired,
+)
 from chalicelib.ids import new_id
-from chalicelib.storage.base import Counter, condition_failed, condition_failed_at, counted_transaction, transaction
+from chalicelib.storage.base import (
+    Counter,
+    condition_failed,
+    condition_failed_at,
+    counted_transaction,
+    lost_race,
+    retry_lost_races,
+    transaction,
+)
 from chalicelib.teams.models import InvitationModel, MembershipModel, TeamModel
 from chalicelib.users import service as users
 
@@ -79,20 +96,60 @@ class Member:
     joined_at: datetime
 
 
+# Teams on the free plan one person may own, their personal team included: each is a free plan's monitors, and
+# every team a worker's share of DNS lookups (chalicelib.checks.ssrf), so free teams without end would be both.
+FREE_TEAMS_OWNED = 3
+CREATION_RACES = 8  # creations by one person at once that this one may lose to before it is told to retry
+
+
 def create_team(user_id: str, name: str, now: datetime) -> Team:
-    team = TeamModel(
-        new_id("team"), name=name, personal=False, plan="free", created_by=user_id, created_at=now, updated_at=now
-    )
-    try:
+    """A new team on the free plan, owned by ``user_id``: 402 when they own :data:`FREE_TEAMS_OWNED` free teams
+    already.  The count and the creation are claimed together on the user (``users.claim_team_creation``), so
+    parallel creations are counted one after another (a loser reads and counts again)."""
+
+    def attempt() -> Team:
+        seen = _creations(user_id)
+        owned = free_teams_owned(user_id)
+        if owned >= FREE_TEAMS_OWNED:
+            raise PaymentRequired(
+                f"You own {owned} teams on the free plan, the most one person may; upgrade or delete one of them "
+                "to create another.",
+                limit="free_teams_owned",
+                plan="free",
+                allowed=FREE_TEAMS_OWNED,
+                used=owned,
+            )
+        team = TeamModel(
+            new_id("team"), name=name, personal=False, plan="free", created_by=user_id, created_at=now, updated_at=now
+        )
         with transaction() as tx:
-            users.check_joinable(tx, user_id)
+            users.claim_team_creation(tx, user_id, seen)
             tx.save(team, condition=TeamModel.team_id.does_not_exist())
             tx.save(MembershipModel(team.team_id, user_id, role="owner", joined_at=now))
+        return to_team(team)
+
+    try:
+        return retry_lost_races(attempt, attempts=CREATION_RACES)
     except TransactWriteError as exc:
-        if condition_failed_at(exc, 0):  # users.check_joinable's check, the first item
-            raise AccountDeleting(user_id) from None
+        if lost_race(exc):  # (an account being deleted is found by the next attempt's read: AccountDeleting)
+            raise Conflict("Other teams were being created at the same time; try again.") from None
         raise
-    return to_team(team)
+
+
+def free_teams_owned(user_id: str) -> int:
+    owned = [m.team_id for m in MembershipModel.by_user.query(user_id) if m.role == "owner"]
+    return sum(1 for team in TeamModel.batch_get(owned) if team.plan == "free") if owned else 0
+
+
+def _creations(user_id: str) -> int:
+    """The teams the user created so far (their claim's number); 409 once the account is going or gone."""
+    try:
+        user = users.load(user_id)
+    except NotFound:
+        raise AccountDeleting(user_id) from None
+    if user.deleting_at is not None:
+        raise AccountDeleting(user_id)
+    return int(user.teams_created or 0)
 
 
 def list_teams(user_id: str) -> list[tuple[Team, str]]:

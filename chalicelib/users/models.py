@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, UTCDateTimeAttribute, VersionAttribute
+from pynamodb.attributes import (
+    BooleanAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+    VersionAttribute,
+)
 
 from chalicelib.storage.base import BaseModel
 
@@ -29,6 +35,8 @@ class UserModel(BaseModel):
     quiet_hours_start = UnicodeAttribute(null=True)
     quiet_hours_end = UnicodeAttribute(null=True)
     current_team_id = UnicodeAttribute(null=True)
+    # Teams this person created: each creation claims the next number, so two made at once are counted one by one.
+    teams_created = NumberAttribute(null=True)
     # A reset proved the address of an account never verified: whoever signed up with it before goes with all they
     # made, and this fresh personal team is the account's (``lifecycle.finish_reclaim``; cleared by the next sign-in).
     reclaiming_team_id = UnicodeAttribute(null=True)

@@ -153,6 +153,18 @@ def check_joinable(t: Any, user_id: str) -> None:
     t.condition_check(UserModel, user_id, condition=UserModel.user_id.exists() & UserModel.deleting_at.does_not_exist())
 
 
+def claim_team_creation(t: Any, user_id: str, seen: int) -> None:
+    """:func:`check_joinable` for a team the user creates, which also claims the user's next creation: it holds
+    only if no other creation was claimed since the count ``seen`` was read (a condition failure: read again)."""
+    unchanged = UserModel.teams_created == seen if seen else UserModel.teams_created.does_not_exist()
+    t.update(
+        UserModel(user_id),
+        actions=[UserModel.teams_created.set(seen + 1)],
+        condition=UserModel.user_id.exists() & UserModel.deleting_at.does_not_exist() & unchanged,
+        add_version_condition=False,
+    )
+
+
 def mark_deleting(user_id: str, now: datetime) -> datetime:
     """Mark the user as being deleted (once: a second mark keeps the first time); returns the mark."""
     item = load(user_id)

@@ -243,3 +243,57 @@ def test_a_name_stored_before_names_were_one_line_still_gets_its_invitation_sent
     (mail,) = outbox.to("bob@example.com")
     assert mail["subject"] == "Join Acme Bcc: victim@example.com on Vigil"  # one line: no header of its own
     assert outbox.to("victim@example.com") == []
+
+
+# --- free teams a person owns (found by a fresh-eyes review of issue 19: one account made 129 free teams, and with
+# them every DNS lookup slot of a worker; chalicelib.checks.ssrf gives each team four) ------------------------------
+
+
+def _owned_teams(user_id: str) -> list[TeamModel]:
+    owned = [m.team_id for m in MembershipModel.by_user.query(user_id) if m.role == "owner"]
+    return list(TeamModel.batch_get(owned))
+
+
+def test_a_person_owns_at_most_three_free_teams_and_an_upgrade_or_a_delete_makes_room(api, alice):
+    from tests.support import on_plan
+
+    made = [api.post("/v1/teams", {"name": f"Team {n}"}) for n in range(2)]
+    assert [r.status for r in made] == [201, 201]  # with the personal team: three
+
+    refused = api.post("/v1/teams", {"name": "One too many"})
+
+    assert refused.status == 402, refused.body
+    assert refused.json["code"] == "plan_limit_exceeded"
+    assert (refused.json["limit"], refused.json["allowed"], refused.json["used"]) == ("free_teams_owned", 3, 3)
+    assert "One too many" not in {t.name for t in _owned_teams(alice["user"]["id"])}
+    assert len(_owned_teams(alice["user"]["id"])) == 3
+
+    on_plan(api, made[0].json["id"], "pro")  # a paying team is not a free one
+    assert api.post("/v1/teams", {"name": "Paid for"}).status == 201
+    assert api.post("/v1/teams", {"name": "Again too many"}).status == 402
+
+    assert api.delete(f"/v1/teams/{made[1].json['id']}").status == 204
+    assert api.post("/v1/teams", {"name": "In its place"}).status == 201
+    names = sorted(t.name for t in _owned_teams(alice["user"]["id"]))
+    assert names == sorted([alice["team"]["name"], "Team 0", "Paid for", "In its place"])
+
+
+def test_teams_created_at_once_are_counted_one_after_another(api, alice):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib.users.models import UserModel
+    from tests.support import all_at_once
+
+    def create(n: int) -> int:
+        return api.post("/v1/teams", {"name": f"Parallel {n}"}, token=alice["access_token"]).status
+
+    # Each creation has counted alice's free teams (one) before any claims its turn: the race forced.
+    with (
+        all_at_once(UserModel, "dynamodb.TransactWriteItems", 6) as met,
+        ThreadPoolExecutor(max_workers=6) as pool,
+    ):
+        statuses = sorted(pool.map(create, range(6)))
+
+    assert met == [True] * 6
+    assert statuses == [201, 201, 402, 402, 402, 402]
+    assert len(_owned_teams(alice["user"]["id"])) == 3
