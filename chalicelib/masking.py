@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
+from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 
 MASK = "********"
 SENSITIVE_HEADER_WORDS = ("auth", "token", "secret", "key", "cookie", "password", "session", "signature")
@@ -190,3 +190,21 @@ def _splice(text: str, spans: list[tuple[int, int, str]]) -> str:
         pieces += [text[at:start], value]
         at = end
     return "".join([*pieces, text[at:]])
+
+
+REDACTED = "[redacted]"
+
+
+def without_secrets(text: str, secrets: list[str]) -> str:
+    """``text`` with each of ``secrets`` (6 characters or more) replaced — as sent, JSON-escaped or percent-encoded —
+    and a secret's beginning at the very end of it (the rest cut off) too: a target or a receiver that echoes what
+    it was sent shows no one the credential it was sent with."""
+    forms = {f for s in secrets if s and len(s) >= 6 for f in (s, s.replace("/", "\\/"), quote(s, safe=""), quote(s))}
+    ordered = sorted(forms, key=len, reverse=True)
+    for form in ordered:
+        text = text.replace(form, REDACTED)
+    for form in ordered:
+        cut = next((k for k in range(len(form) - 1, 3, -1) if text.endswith(form[:k])), 0)
+        if cut:
+            text = text[:-cut] + REDACTED
+    return text

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from chalicelib.checks import model as check
 from chalicelib.checks.http import run_check
+from chalicelib.masking import REDACTED, without_secrets
 from chalicelib.settings import get_settings
 
 TIMEOUT_MS = 10_000
 EXCERPT_BYTES = 1024
-REDACTED = "[redacted]"
 # Things in a response that look like credentials, whoever sent them back.
 _SECRETISH = re.compile(
     r"(?i)(bearer\s+|token[\"'=:\s]+|secret[\"'=:\s]+|key[\"'=:\s]+|password[\"'=:\s]+|whsec_)[A-Za-z0-9._~+/=-]{6,}"
@@ -41,15 +40,7 @@ def redact(text: str | None, secrets: list[str]) -> str | None:
     end (the rest cut off) is replaced too."""
     if text is None:
         return None
-    forms = {f for s in secrets if s and len(s) >= 6 for f in (s, s.replace("/", "\\/"), quote(s, safe=""), quote(s))}
-    ordered = sorted(forms, key=len, reverse=True)
-    for form in ordered:
-        text = text.replace(form, REDACTED)
-    text = _SECRETISH.sub(lambda m: m.group(1) + REDACTED, text)
-    for form in ordered:
-        cut = next((k for k in range(len(form) - 1, 3, -1) if text.endswith(form[:k])), 0)
-        if cut:
-            text = text[:-cut] + REDACTED
+    text = _SECRETISH.sub(lambda m: m.group(1) + REDACTED, without_secrets(text, secrets))
     return text.encode()[:EXCERPT_BYTES].decode("utf-8", "ignore")
 
 

@@ -123,6 +123,11 @@ def run_check(
                 raise CheckFailure(model.TOO_MANY_REDIRECTS, f"more than {MAX_REDIRECTS} redirects")
             url = _redirect_target(url, location)
             method, body = _redirected_method(hop.status or 0, method, body)
+            if body and _origin(url) != origin:  # the body is the monitor's, like its headers: for its origin only
+                raise CheckFailure(
+                    model.DESTINATION_NOT_ALLOWED,
+                    f"a {hop.status} redirect to another origin would send the request's body there: not followed",
+                )
     except CheckFailure as failure:
         hop.total_ms = (time.perf_counter() - hop.started) * 1000
         return _result(spec, hop, checked_at, region, final_url, failure.code, failure.detail, ())

@@ -8,12 +8,13 @@ the result packs and the incident pipeline take any kind's ``CheckResult`` as th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from chalicelib.checks.http import run_check
 from chalicelib.checks.model import Assertion, CheckResult, CheckSpec, TcpSpec
 from chalicelib.checks.tcp import run_tcp_check
+from chalicelib.masking import is_sensitive_header, without_secrets
 
 Spec = CheckSpec | TcpSpec
 
@@ -88,6 +89,17 @@ def spec_from_json(kind: str, data: dict[str, Any]) -> Spec:
 
 
 def run(spec: Spec, *, region: str, allow_private: bool) -> CheckResult:
-    """Run one check of any kind."""
+    """Run one check of any kind.  What a target sends back never shows the credentials it was sent: a target
+    that echoes its request (on the monitor's own origin, where stored credentials go) would otherwise hand them to
+    every reader of the results and of a test check's answer."""
     result: CheckResult = kind_of(spec).run(spec, region=region, allow_private=allow_private)
-    return result
+    sent = [value for name, value in getattr(spec, "headers", ()) if is_sensitive_header(name)]
+    secrets = sent + [value.split()[-1] for value in sent if len(value.split()) > 1]  # "Bearer <token>": the token
+    if not secrets:
+        return result
+    return replace(
+        result,
+        error_detail=None if result.error_detail is None else without_secrets(result.error_detail, secrets),
+        assertion_failures=tuple(without_secrets(f, secrets) for f in result.assertion_failures),
+        body_excerpt=None if result.body_excerpt is None else without_secrets(result.body_excerpt, secrets),
+    )

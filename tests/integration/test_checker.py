@@ -470,6 +470,41 @@ def test_redirect_methods(httpserver: HTTPServer) -> None:
     assert check(httpserver.url_for("/post-307"), method="POST", body="payload").body_excerpt == "posted"
 
 
+@pytest.mark.parametrize("status", [307, 308])
+def test_a_body_is_not_sent_to_another_origin_by_a_redirect(httpserver: HTTPServer, status: int) -> None:
+    # found by a fresh-eyes review of issue 19: headers stayed with their origin, the body (its credentials too)
+    # followed a 307/308 anywhere
+    other_origin = f"http://example.test:{httpserver.port}"
+    body = '{"password": "body-s3cret"}'
+    httpserver.expect_request("/login", method="POST").respond_with_data("", status=307, headers={"Location": "/ok"})
+    httpserver.expect_request("/ok", method="POST").respond_with_data(
+        "", status=status, headers={"Location": f"{other_origin}/away"}
+    )
+    httpserver.expect_request("/away").respond_with_data("took it")
+
+    result = check(httpserver.url_for("/login"), method="POST", body=body)
+
+    assert (result.ok, result.error, result.status_code) == (False, "destination_not_allowed", status)
+    assert result.error_detail == (
+        f"a {status} redirect to another origin would send the request's body there: not followed"
+    )
+    assert [request.path for request, _ in httpserver.log] == ["/login", "/ok"]  # the same origin got it, twice
+    assert all(request.get_data(as_text=True) == body for request, _ in httpserver.log)
+
+
+def test_a_redirect_to_another_origin_without_a_body_is_followed(httpserver: HTTPServer) -> None:
+    other_origin = f"http://example.test:{httpserver.port}"
+    httpserver.expect_request("/form", method="POST").respond_with_data(
+        "", status=302, headers={"Location": f"{other_origin}/done"}
+    )
+    httpserver.expect_request("/done", method="GET").respond_with_data("done")
+
+    result = check(httpserver.url_for("/form"), method="POST", body="a=1")  # a 302 turns it into a GET, bodiless
+
+    assert result.ok, result.error_detail
+    assert result.body_excerpt == "done"
+
+
 @pytest.mark.parametrize("location", ["file:///etc/passwd", "gopher://localhost:70/", "ftp://localhost/"])
 def test_a_redirect_to_another_scheme_is_refused(httpserver: HTTPServer, location: str) -> None:
     httpserver.expect_request("/").respond_with_data("", status=302, headers={"Location": location})

@@ -151,3 +151,34 @@ def test_a_receiver_echoing_the_webhooks_path_shows_no_token_in_the_deliveries(a
     deliveries = api.acting_as(bob).get(f"/v1/alert-channels/{hook['id']}/deliveries")
     assert deliveries.status == 200
     assert "T0KEN-path-secret-0005" not in deliveries.text
+
+
+def test_a_target_echoing_the_credentials_shows_them_in_no_test_check_nor_stored_result(api, alice, bob, httpserver):
+    # found by a fresh-eyes review of issue 19: a member sets an assertion the echo fails, and its "actual" value
+    # (or the error's detail) was the stored credential, opened for the check
+    echoed = {"seen": "Bearer header-secret-0003", "token": "header-secret-0003"}
+    httpserver.expect_request("/echo").respond_with_json(echoed)
+    url = httpserver.url_for("/echo")
+    assertions = [
+        {"source": "json_body", "property": "$.seen", "comparison": "equals", "target": "nothing"},
+        {"source": "json_body", "property": "$.token", "comparison": "equals", "target": "nothing"},
+    ]
+    m = create_monitor(api, url=url, headers=HEADERS, assertions=assertions)
+
+    r = api.acting_as(bob).post(f"/v1/monitors/{m['id']}/test")
+
+    assert r.status == 200, r.body
+    assert httpserver.log
+    assert httpserver.log[0][0].headers["Authorization"] == HEADERS["Authorization"]  # it was sent
+    assert len(r.json["assertion_failures"]) == 2  # the assertions failed, and say so
+    assert all("[redacted]" in failure for failure in r.json["assertion_failures"]), r.json["assertion_failures"]
+    assert "header-secret-0003" not in r.text
+
+    from chalicelib.checks import kinds, ssrf
+    from chalicelib.monitors.checking import spec_from
+    from chalicelib.monitors.service import get as get_monitor
+
+    with ssrf.lookups_for(alice["team"]["id"]):  # as the worker runs each team's checks
+        stored = kinds.run(spec_from(get_monitor(alice["team"]["id"], m["id"])), region="eu-west-1", allow_private=True)
+    assert len(stored.assertion_failures) == 2  # a scheduled check's result: the worker runs the same
+    assert "header-secret-0003" not in repr(stored)
