@@ -45,12 +45,22 @@ class Channel:
     created_at: datetime
     updated_at: datetime
     sealed: bool = False  # its secrets are sealed beside the masked ``config``
+    sealed_config: str | None = field(default=None, repr=False)
 
     def public_config(self, *, manager: bool) -> dict[str, Any]:
-        """The config with its secrets masked (a sealed channel's ``config`` is its masked view already); more of it
-        for who may not change the channel (not a ``manager``): a webhook's URL past its first path segment."""
+        """The config with its secrets masked; more of it for who may not change the channel (not a ``manager``): a
+        webhook's URL past its first path segment.  A sealed channel stores only the readers' view in the clear: a
+        manager's is made from the sealed config, opened (or the readers' view when it does not open here)."""
         kind = KINDS[self.type]
-        config = dict(self.config) if self.sealed else kind.masked(self.config)
+        if not self.sealed:
+            config = kind.masked(self.config)
+        elif manager and self.sealed_config is not None:
+            try:
+                config = kind.masked(_opened(self.team_id, self.id, self.sealed_config))
+            except (Unreadable, errors.ServiceUnavailable):
+                config = dict(self.config)
+        else:
+            config = dict(self.config)
         return config if manager else kind.masked_for_readers(config)
 
 
@@ -68,6 +78,7 @@ def to_channel(item: ChannelModel) -> Channel:
         created_at=item.created_at,
         updated_at=item.updated_at,
         sealed=item.sealed_config is not None,
+        sealed_config=item.sealed_config,
     )
 
 
@@ -76,7 +87,11 @@ def opened_config(item: ChannelModel) -> dict[str, Any]:
     does not open here), as stored when written before sealing."""
     if item.sealed_config is None:
         return dict(item.config or {})
-    return dict(json.loads(unseal(ALERT_CHANNEL, item.sealed_config, team_id=item.team_id, record=item.channel_id)))
+    return _opened(item.team_id, item.channel_id, item.sealed_config)
+
+
+def _opened(team_id: str, channel_id: str, sealed_config: str) -> dict[str, Any]:
+    return dict(json.loads(unseal(ALERT_CHANNEL, sealed_config, team_id=team_id, record=channel_id)))
 
 
 def _store(item: ChannelModel, config: dict[str, Any]) -> None:
@@ -84,7 +99,7 @@ def _store(item: ChannelModel, config: dict[str, Any]) -> None:
     kind = KINDS[item.type]
     if any(kind.secrets(config)):
         item.sealed_config = seal(ALERT_CHANNEL, json.dumps(config), team_id=item.team_id, record=item.channel_id)
-        item.config = kind.masked(config)
+        item.config = kind.masked_for_readers(kind.masked(config))  # a webhook's path tokens are secrets at rest too
     else:
         item.sealed_config = None
         item.config = config

@@ -203,7 +203,7 @@ def delivery_out(delivery: Delivery) -> DeliveryOut:
     body=ChannelIn,
     response=CreatedChannelOut,
     status=201,
-    errors=(402,),
+    errors=(402, 503),  # 503: the key service did not answer (sealing)
 )
 def create_channel(call: Call) -> CreatedChannelOut:
     """URLs must pass the same destination rules as monitors; Slack accepts only ``https://hooks.slack.com/…``.
@@ -260,7 +260,7 @@ def get_channel(call: Call, channel_id: str) -> ChannelOut:
     scope="alert_channels:write",
     body=ChannelPatch,
     response=ChannelOut,
-    errors=(409,),
+    errors=(409, 503),
 )
 def patch_channel(call: Call, channel_id: str) -> ChannelOut:
     changes = call.body.changes()
@@ -320,7 +320,7 @@ def unsuppress(call: Call, channel_id: str) -> ChannelOut:
     permission=authz.MANAGE,
     scope="alert_channels:write",
     response=DeliveryOut,
-    errors=(429,),
+    errors=(429, 503),
 )
 def test_channel(call: Call, channel_id: str) -> DeliveryOut:
     """Sent now, once (no retries); the answer is its delivery record."""

@@ -556,7 +556,7 @@ def result_out(result: CheckResult) -> ResultOut:
     body=MonitorIn,
     response=MonitorOut,
     status=201,
-    errors=(402, 404),
+    errors=(402, 404, 503),  # 503: the key service did not answer (sealing)
 )
 def create_monitor(call: Call) -> MonitorOut:
     """Refuses targets that resolve to private, loopback, link-local or metadata addresses
@@ -612,7 +612,7 @@ def get_monitor(call: Call, monitor_id: str) -> MonitorOut:
     scope="monitors:write",
     body=MonitorPatch,
     response=MonitorOut,
-    errors=(402, 409),
+    errors=(402, 409, 503),
 )
 def patch_monitor(call: Call, monitor_id: str) -> MonitorOut:
     """Send only the fields to change.  A value sent back masked (a header, a URL query value, the body or a field
@@ -684,7 +684,7 @@ def resume_monitor(call: Call, monitor_id: str) -> MonitorOut:
     permission=authz.WRITE,
     scope="monitors:write",
     response=ResultOut,
-    errors=(409,),
+    errors=(409, 503),
 )
 def test_monitor(call: Call, monitor_id: str) -> ResultOut:
     """One check from one region, returned and not stored; the same SSRF guard applies.  A heartbeat monitor is not

@@ -36,6 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from chalicelib import errors
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
 from chalicelib.clock import utcnow
@@ -66,8 +67,12 @@ class Unreadable(Exception):
     """A sealed value that does not open here: copied from another team, record, field or purpose, or damaged."""
 
 
-class KmsUnavailable(RuntimeError):
-    """KMS did not answer a moment ago, and no key kept can stand in: try again later."""
+class KmsUnavailable(errors.ServiceUnavailable):
+    """KMS did not answer (now or a moment ago), and no key kept can stand in: try again later (an API caller gets a
+    503 with ``Retry-After``, not a 500)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"Retry-After": str(int(KMS_PAUSE_S))})
 
 
 @dataclass(frozen=True)
@@ -149,7 +154,13 @@ def _unwrap(purpose: str, wrapped: bytes) -> bytes:
     if found is not None and found[1] > now:
         return found[0]
     if now < _paused_until[0]:
-        return _bridged(found, KmsUnavailable("KMS did not answer a moment ago"), now)
+        return _bridged(
+            found,
+            KmsUnavailable(
+                "Secrets cannot be opened right now (the key service did not answer a moment ago); try again."
+            ),
+            now,
+        )
     try:
         answer = _kms().decrypt(
             CiphertextBlob=wrapped, KeyId=names.secrets_key(get_settings()), EncryptionContext=_context(purpose)
@@ -173,7 +184,9 @@ def _bridged(found: tuple[bytes, float] | None, exc: Exception, now: float, *, p
         with _lock:
             _paused_until[0] = now + KMS_PAUSE_S
     if found is None or now - found[1] > BRIDGE_S:
-        raise exc
+        if isinstance(exc, KmsUnavailable):
+            raise exc
+        raise KmsUnavailable("Secrets cannot be opened right now (the key service did not answer); try again.") from exc
     if pause:
         logger.warning("KMS did not answer: data keys kept are used a while longer", extra={"error": repr(exc)})
     return found[0]
@@ -218,9 +231,20 @@ def _stage_key(purpose: str) -> _Key:
         if item is not None and utcnow() - item.created_at < ROTATE_AFTER:
             wrapped = bytes(item.wrapped)
             return _Key(item.key_id, wrapped, _unwrap(purpose, wrapped))
-        made = _kms().generate_data_key(
-            KeyId=names.secrets_key(get_settings()), KeySpec="AES_256", EncryptionContext=_context(purpose)
-        )
+        try:
+            made = _kms().generate_data_key(
+                KeyId=names.secrets_key(get_settings()), KeySpec="AES_256", EncryptionContext=_context(purpose)
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in REFUSED:
+                raise
+            raise KmsUnavailable(
+                "Secrets cannot be sealed right now (the key service did not answer); try again."
+            ) from exc
+        except BotoCoreError as exc:  # no answer at all: a timeout, the network
+            raise KmsUnavailable(
+                "Secrets cannot be sealed right now (the key service did not answer); try again."
+            ) from exc
         key = _Key(new_id("dk"), bytes(made["CiphertextBlob"]), bytes(made["Plaintext"]))
         fresh = DataKeyModel(purpose, key_id=key.key_id, wrapped=key.wrapped, created_at=utcnow())
         try:

@@ -84,6 +84,18 @@ def test_it_stores_no_channel_or_monitor_secret_in_the_clear(api, alice):
     assert "hooks.slack.com/services/********" in stored
 
 
+def test_a_webhooks_path_token_is_sealed_too_and_its_managers_still_read_the_url(api, alice, bob):
+    # found by a fresh-eyes review of issue 19: the masked config stored beside the sealed one kept the URL's path
+    url = "https://hooks.example.invalid/hooks/T0KEN-path-0042/more?v=1"
+    hook = create_channel(api, type="webhook", config={"url": url})
+
+    assert "T0KEN-path-0042" not in raw("alert_channels")
+    assert "hooks.example.invalid/hooks/********" in raw("alert_channels")
+    assert api.get(f"/v1/alert-channels/{hook['id']}").json["config"]["url"] == url  # opened for who manages it
+    assert "T0KEN-path-0042" not in api.acting_as(bob).get(f"/v1/alert-channels/{hook['id']}").text
+    assert stored_channel_config(alice["team"]["id"], hook["id"])["url"] == url  # as the deliverer opens it
+
+
 def test_a_test_notification_signs_with_the_sealed_secret_and_sends_the_sealed_headers(api, alice, httpserver):
     httpserver.expect_request("/hook").respond_with_data("ok")
     hook = create_channel(
@@ -269,3 +281,27 @@ def test_checks_go_on_through_a_kms_outage_with_the_keys_kept_but_never_with_a_k
     with time_machine.travel(after_the_pause), kms_calls("Decrypt", aws_error("DisabledException", "Decrypt")):
         assert run_tick(utcnow(), force=True).unopened == 1  # the key was turned off: nothing kept stands in
     assert jobs(settings) == []
+
+
+def test_a_kms_outage_is_a_503_to_try_again_never_a_500_and_stores_nothing(api, alice):
+    # found by a fresh-eyes review of issue 19
+    sealing.forget_keys()
+    body = {"name": "Sealed", "url": "https://shop.example.invalid/", "headers": {"Authorization": "Bearer s-1"}}
+
+    with kms_calls("GenerateDataKey", aws_error("ThrottlingException", "GenerateDataKey")) as asked:
+        r = api.post("/v1/monitors", body)
+
+    assert asked
+    assert r.status == 503, r.body
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json["code"] == "service_unavailable"
+    assert int(r.headers["retry-after"]) == int(sealing.KMS_PAUSE_S)
+    assert api.get("/v1/monitors").json["data"] == []  # nothing half-made
+    assert api.post("/v1/monitors", body).status == 201  # once KMS answers again
+
+    monitor = create_monitor(api, name="Opened", url="http://127.0.0.1:9/", headers={"Authorization": "Bearer s-2"})
+    sealing.forget_keys()  # another process: nothing kept to bridge the outage with
+    with kms_calls("Decrypt", aws_error("ThrottlingException", "Decrypt")):
+        tested = api.post(f"/v1/monitors/{monitor['id']}/test")
+    assert tested.status == 503, tested.body
+    assert tested.json["code"] == "service_unavailable"
