@@ -70,7 +70,12 @@ class PasswordChange(Schema):
 
 
 @router.route(
-    "POST", "/v1/me/password", summary="Change your password", body=PasswordChange, status=204, errors=(403, 422, 429)
+    "POST",
+    "/v1/me/password",
+    summary="Change your password",
+    body=PasswordChange,
+    status=204,
+    errors=(403, 409, 422, 429),
 )
 def change_password(call: Call) -> Reply:
     """The current password proves it is you (403 ``invalid_credentials`` when wrong; the account's wrong

@@ -224,11 +224,14 @@ class _Attempt:
     counted: tuple[str, ...]
 
 
-def _known_key(email: str, client_ip: str) -> str:
-    return f"login-known:{email}|{client_ip}"
+def _known_key(email: str, client_ip: str, user: UserModel | None) -> str:
+    """The mark of an address the account signed in from with its current password: a new password (a change, a
+    reset, a reclaimed account) forgets every address the old one was used from, a squatter's among them."""
+    changed = user.password_changed_at if user is not None else None
+    return f"login-known:{email}|{client_ip}|{changed.isoformat() if changed else '-'}"
 
 
-def _admit_attempt(settings: Settings, email: str, client_ip: str, now: datetime) -> _Attempt:
+def _admit_attempt(settings: Settings, email: str, client_ip: str, user: UserModel | None, now: datetime) -> _Attempt:
     """Count a sign-in attempt as failed before its password is checked, or refuse it (429 with ``Retry-After``,
     nothing counted).
 
@@ -242,7 +245,7 @@ def _admit_attempt(settings: Settings, email: str, client_ip: str, now: datetime
     arrive at once, no more than each limit allows get a bcrypt check.  A refusal gives back what the earlier
     steps counted."""
     window = settings.login_failure_window_seconds
-    pair, known = f"login-backoff:{email}|{client_ip}", _known_key(email, client_ip)
+    pair, known = f"login-backoff:{email}|{client_ip}", _known_key(email, client_ip, user)
     counted: list[str] = []
 
     def refuse(wait: int) -> errors.TooManyRequests:
@@ -278,8 +281,8 @@ def login(email: str, password: str, client_ip: str, now: datetime) -> SignIn:
     except errors.ValidationFailed:
         passwords.burn_equal_time(password, settings.bcrypt_rounds)
         raise errors.InvalidCredentials("The email or password is wrong.") from None
-    attempt = _admit_attempt(settings, email, client_ip, now)
     user = _find_by_email(email)
+    attempt = _admit_attempt(settings, email, client_ip, user, now)
     if user is None:
         passwords.burn_equal_time(password, settings.bcrypt_rounds)
         ok = False
@@ -715,7 +718,7 @@ def reset_password(token: str, password: str, client_ip: str, now: datetime) -> 
     revoke_user_sessions(user.user_id, "password_reset", now)
     for key in (f"login-fail:acct:{user.email}", _confirm_key(user.user_id)):
         ratelimit.clear(key, settings.login_failure_window_seconds, now)
-    ratelimit.remember(_known_key(user.email, client_ip), KNOWN_ADDRESS_DAYS * 86400, now)
+    ratelimit.remember(_known_key(user.email, client_ip, user), KNOWN_ADDRESS_DAYS * 86400, now)
     return Reset(user.user_id, fresh)
 
 
@@ -788,13 +791,22 @@ def change_password(principal: Principal, current: str, new: str, now: datetime)
     settings = get_settings()
     user = confirm_password(principal.user_id, current, "current_password", now)
     passwords.check_policy(new, field="new_password", user_inputs=(user.email,))
-    user.update(
-        actions=[
-            UserModel.password_hash.set(passwords.hash_password(new, settings.bcrypt_rounds)),
-            UserModel.password_changed_at.set(now),  # outstanding reset links and a pending address change are spent
-            UserModel.pending_email.remove(),
-            UserModel.pending_email_token.remove(),
-            UserModel.updated_at.set(now),
-        ]
-    )
+    try:
+        # On the password confirmed, not the item's version: a settings change landing meanwhile is no conflict,
+        # another change or a reset of the password is (the current password is not that one any more).
+        user.update(
+            actions=[
+                UserModel.password_hash.set(passwords.hash_password(new, settings.bcrypt_rounds)),
+                UserModel.password_changed_at.set(now),  # outstanding reset links and a pending address change spent
+                UserModel.pending_email.remove(),
+                UserModel.pending_email_token.remove(),
+                UserModel.updated_at.set(now),
+            ],
+            condition=UserModel.password_hash == user.password_hash,
+            add_version_condition=False,
+        )
+    except UpdateError as exc:
+        if condition_failed(exc):
+            raise errors.Conflict("The password was changed meanwhile; nothing was changed now.") from None
+        raise
     revoke_user_sessions(user.user_id, "password_changed", now, keep=principal.session_id)

@@ -124,6 +124,26 @@ def test_a_reset_link_followed_from_a_new_address_spares_it_the_ceiling(api, set
     assert sign_in(api, "10.9.0.99", NEW).status == 200  # and the count starts over
 
 
+def test_a_new_password_forgets_the_addresses_the_old_one_was_used_from(api, settings, clock, outbox):
+    # found by a fresh-eyes review of issue 19: a squatter's address, known from before the owner's reset, stayed
+    # spared the account's ceiling for 30 days
+    register(api, "alice@example.com")
+    assert sign_in(api, ATTACKER, PASSWORD).status == 200  # whoever knew the old password, from their address
+    forgot_password(api, "alice@example.com")
+    link = outbox.link("alice@example.com", "/reset-password").split("token=")[1]
+    assert (
+        api.from_address(OWNER).post("/v1/auth/reset-password", {"token": link, "password": NEW}, token="").status
+        == 204
+    )
+    clock.shift(60)
+
+    for i in range(settings.login_failures_per_account // 4):  # the ceiling, met from other addresses
+        fail_freely(api, f"10.9.0.{i}", 4)
+
+    assert sign_in(api, ATTACKER, NEW).status == 429  # held to it now, like any stranger
+    assert sign_in(api, OWNER, NEW).status == 200  # the reset's own address is known with the new password
+
+
 def test_parallel_guesses_from_one_address_get_exactly_the_free_password_checks(api, settings, clock):
     """Each attempt takes its failure count by a compare-and-set before its bcrypt check: 30 guesses at once get
     exactly the free checks (401), the rest wait unchecked (429).  The clock stands still: no wait ends meanwhile."""

@@ -117,3 +117,59 @@ def test_a_reset_spends_the_other_reset_links_too(api, alice, outbox):
     r = api.post("/v1/auth/reset-password", {"token": older, "password": "yet another 8 words"}, token="")
     assert (r.status, r.json["code"]) == (400, "invalid_token")
     assert api.post("/v1/auth/login", {"email": "alice@example.com", "password": NEW}).status == 200
+
+
+def _meanwhile(change):
+    """``change`` lands just before the password change writes the user (it has read and checked it already)."""
+    from chalicelib.users.models import UserModel
+    from tests import iam
+    from tests.support import before_aws_call, dynamodb_clients, on_table
+
+    changing: list[bool] = []
+
+    def slipped_in() -> None:
+        changing.append(True)
+        with iam.outside():
+            change()
+
+    on_users = on_table(UserModel)
+    return before_aws_call(
+        dynamodb_clients(UserModel),
+        "dynamodb.UpdateItem",
+        slipped_in,
+        match=lambda params: not changing and on_users(params),
+    )
+
+
+def test_a_settings_change_landing_meanwhile_is_no_conflict(api, alice):
+    # found by a fresh-eyes review of issue 19: the change was conditioned on the user item's version
+    def settings_changed() -> None:
+        r = api.patch("/v1/me", {"timezone": "Europe/Paris"})
+        assert r.status == 200, r.body
+
+    with _meanwhile(settings_changed) as fired:
+        r = api.post("/v1/me/password", {"current_password": PASSWORD, "new_password": NEW})
+
+    assert fired == [True]
+    assert (r.status, r.body) == (204, b"")
+    assert api.get("/v1/me").json["timezone"] == "Europe/Paris"  # both landed
+    assert api.post("/v1/auth/login", {"email": "alice@example.com", "password": NEW}).status == 200
+
+
+def test_a_password_changed_meanwhile_is_not_overwritten(api, alice):
+    from chalicelib.auth import passwords
+    from chalicelib.users.models import UserModel
+
+    elsewhere = "changed elsewhere meanwhile 5"
+
+    def changed_elsewhere() -> None:  # another session's change, or a reset, wrote its password first
+        user = UserModel.get(alice["user"]["id"], consistent_read=True)
+        user.update(actions=[UserModel.password_hash.set(passwords.hash_password(elsewhere, 4))])
+
+    with _meanwhile(changed_elsewhere):
+        r = api.post("/v1/me/password", {"current_password": PASSWORD, "new_password": NEW})
+
+    assert r.status == 409, r.body
+    assert r.json["code"] == "conflict"
+    assert api.post("/v1/auth/login", {"email": "alice@example.com", "password": NEW}).status == 401
+    assert api.post("/v1/auth/login", {"email": "alice@example.com", "password": elsewhere}).status == 200
