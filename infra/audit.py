@@ -1,7 +1,9 @@
 """``make lint``'s dependency audit: no pinned dependency with a known vulnerability, or each one waived with a reason.
 
 1. Read the pins (``name==version``) of ``requirements.txt`` (the functions' packages) and ``requirements-dev.txt``
-   (the tools and tests), and the waivers of ``audit-waivers.txt`` (``ID reason``, a reason required).
+   (the tools and tests), every package installed with them (what they pull in: ``botocore``, ``cryptography``,
+   ... are no one's pin but ship all the same), and the waivers of ``audit-waivers.txt`` (``ID reason``, a reason
+   required).
 2. Run ``pip-audit`` on the pins, against its default service: the package index's JSON API, release by release.
 3. The index this project's machines and CI reach answers that API for a project, not for one of its releases: pip-audit
    then skips every pin ("not found").  Each skipped pin is looked up as a project instead, whose answer carries the
@@ -46,14 +48,27 @@ class Finding:
         return f"{self.package}=={self.version}: {' / '.join(self.ids)}{fix}"
 
 
+def canonical(name: str) -> str:
+    """A project's name as the index compares them (PEP 503): ``PyJWT``, ``typing_extensions`` → ``pyjwt``, ..."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def pins(root: Path = ROOT) -> dict[str, str]:
     found: dict[str, str] = {}
     for name in REQUIREMENTS:
         for line in (root / name).read_text().splitlines():
             match = PIN.match(line.strip())
             if match:
-                found[match.group(1).lower()] = match.group(2)
+                found[canonical(match.group(1))] = match.group(2)
     return found
+
+
+def installed() -> dict[str, str]:
+    """Every package of the environment this runs in (``make lint`` runs it in ``.venv``): the pins and all they
+    pulled in."""
+    from importlib.metadata import distributions
+
+    return {canonical(d.metadata["Name"]): d.version for d in distributions() if d.metadata["Name"]}
 
 
 def waivers(path: Path = WAIVERS) -> dict[str, str]:
@@ -82,7 +97,7 @@ def pip_audit(pinned: dict[str, str]) -> tuple[list[Finding], list[str]]:
         raise SystemExit(f"pip-audit failed ({done.returncode}):\n{done.stderr}")
     findings, skipped = [], []
     for dependency in json.loads(done.stdout)["dependencies"]:
-        name = dependency["name"].lower()
+        name = canonical(dependency["name"])
         if "skip_reason" in dependency:
             skipped.append(name)
         for vuln in dependency.get("vulns", []):
@@ -97,7 +112,9 @@ def latest_release(http: urllib3.PoolManager, api: str, name: str) -> tuple[str,
     if response.status != 200:
         raise SystemExit(f"cannot audit {name}: the package index answered {response.status}")
     project = json.loads(response.data)
-    return project["info"]["version"], [v for v in project.get("vulnerabilities") or [] if not v.get("withdrawn")]
+    if not isinstance(project.get("vulnerabilities"), list):  # an index that strips advisories says nothing is wrong
+        raise SystemExit(f"cannot audit {name}: the package index gives no advisories for it")
+    return project["info"]["version"], [v for v in project["vulnerabilities"] if not v.get("withdrawn")]
 
 
 def by_project(pinned: dict[str, str], skipped: list[str], api: str = JSON_API) -> tuple[list[Finding], list[str]]:
@@ -131,13 +148,13 @@ def distinct(findings: list[Finding]) -> list[Finding]:
 
 
 def main() -> int:
-    pinned, waived = pins(), waivers()
+    pinned, waived = {**installed(), **pins()}, waivers()
     findings, skipped = pip_audit(pinned)
     more, partial = by_project(pinned, skipped)
     findings = distinct(findings + more)
     open_ = [f for f in findings if not waived.keys() & set(f.ids)]
     stale = [w for w in waived if not any(w in f.ids for f in findings)]
-    print(f"audited {len(pinned)} pins: {len(pinned) - len(skipped)} by release, {len(skipped)} by project")
+    print(f"audited {len(pinned)} packages: {len(pinned) - len(skipped)} by release, {len(skipped)} by project")
     if partial:
         print("checked only against the latest release's advisories (older pins): " + ", ".join(partial))
     for finding in findings:

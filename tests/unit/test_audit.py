@@ -51,6 +51,22 @@ def test_pins_come_from_both_requirement_files_with_extras_and_comments(tmp_path
     assert audit.pins(tmp_path) == {"urllib3": "2.8.0", "pyjwt": "2.15.1", "moto": "5.2.5"}
 
 
+def test_what_the_pins_pull_in_is_audited_too():
+    # found by a fresh-eyes review of issue 19: botocore, cryptography and 13 more shipped unaudited
+    everything = audit.installed()
+
+    assert {"botocore", "cryptography", "urllib3", "pyjwt", "google-re2"} <= set(everything)
+    assert everything["pyjwt"] == audit.pins()["pyjwt"]  # the environment is the pins'
+
+
+def test_an_index_that_gives_no_advisories_stops_the_audit(httpserver):
+    # found by a fresh-eyes review of issue 19: a missing "vulnerabilities" read as "none"
+    httpserver.expect_request("/pypi/quiet/json").respond_with_json({"info": {"version": "1.0.0"}})
+
+    with pytest.raises(SystemExit, match="cannot audit quiet: the package index gives no advisories"):
+        audit.by_project({"quiet": "1.0.0"}, ["quiet"], httpserver.url_for("/pypi"))
+
+
 def test_a_waiver_without_a_reason_stops_the_audit(tmp_path):
     waivers = tmp_path / "audit-waivers.txt"
     waivers.write_text("# accepted\nGHSA-aaaa-bbbb-cccc  only the CLI uses it, never Vigil\nCVE-2026-0002\n")
