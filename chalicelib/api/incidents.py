@@ -41,7 +41,7 @@ ActionItem = Annotated[Line, Field(min_length=1, max_length=1000)]
 
 
 class NoteIn(Schema):
-    text: Text = Field(min_length=1, max_length=5000)
+    text: Text = Field(min_length=1, max_length=2000)  # 100 of them, in one response (docs/decisions.md)
 
 
 class PostmortemIn(Schema):

@@ -287,3 +287,30 @@ def test_maintenance_entries_on_an_open_incident_are_bounded_like_the_other_repe
         f"{len(maintenance)} maintenance entries on one incident ({len(kinds)} entries in all), "
         f"timeline_dropped={r.json['timeline_dropped']}"
     )
+
+
+def test_the_largest_incident_there_can_be_fits_in_one_lambda_response(api, alice):
+    # found by a fresh-eyes review of issue 19: 100 notes of 5,000 emoji answered 6 MB and more; Lambda refuses a
+    # response over 6 MB (its envelope, JSON again, counted)
+    import json
+
+    from chalicelib.incidents.service import POSTMORTEM_MAX_BYTES
+
+    team_id, me = alice["team"]["id"], alice["user"]["id"]
+    incident_id = outage(create_monitor(api, url=URL))
+    widest = "😀"  # 12 bytes as JSON escapes it, 14 once escaped again
+    longest_note = widest * 2000
+    assert api.post(f"/v1/incidents/{incident_id}/notes", {"text": longest_note + "x"}).status == 422
+    assert api.post(f"/v1/incidents/{incident_id}/notes", {"text": longest_note}).status == 201
+    for _ in range(events.MAX_NOTES - 1):
+        incidents.add_note(team_id, incident_id, me, longest_note, utcnow())
+    side = widest * (POSTMORTEM_MAX_BYTES // 40)  # as much as the postmortem's stored-size bound lets through
+    r = api.put(f"/v1/incidents/{incident_id}/postmortem", {"cause": side, "resolution": side, "impact": side})
+    assert r.status in (200, 413, 422), r.body
+
+    r = api.get(f"/v1/incidents/{incident_id}")
+
+    assert r.status == 200
+    assert sum(1 for e in r.json["timeline"] if e["type"] == "note") == events.MAX_NOTES
+    envelope = json.dumps({"statusCode": 200, "headers": r.headers, "body": r.text, "isBase64Encoded": False})
+    assert len(envelope.encode()) < 6 * 1024 * 1024 - 1024, f"{len(envelope.encode()):,} bytes"
