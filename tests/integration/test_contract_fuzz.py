@@ -221,6 +221,7 @@ def config(fuzzed: Fuzzed, **overrides: Any) -> schemathesis.Config:
 class Run:
     failures: list[str] = field(default_factory=list)
     tested: set[str] = field(default_factory=set)  # the operations ("GET /v1/me") that answered a request
+    statuses: dict[str, set[int]] = field(default_factory=dict)  # each operation's answers' statuses
 
 
 def run(fuzzed: Fuzzed, **overrides: Any) -> Run:
@@ -231,8 +232,10 @@ def run(fuzzed: Fuzzed, **overrides: Any) -> Run:
             found.failures.append(f"{getattr(event, 'label', '')}: {event.info.format()}")
         if not isinstance(event, ScenarioFinished) or event.label is None:
             continue
-        if any(i.response is not None for i in event.recorder.interactions.values()):
+        answered = {i.response.status_code for i in event.recorder.interactions.values() if i.response is not None}
+        if answered:
             found.tested.add(event.label)
+            found.statuses.setdefault(event.label, set()).update(answered)
         if event.status in (Status.FAILURE, Status.ERROR):
             for case_id, checks in event.recorder.checks.items():
                 for check in checks:
@@ -262,3 +265,6 @@ def test_the_fuzzer_finds_nothing_wrong_in_any_operation(fuzzed):
 
     assert not found.failures, f"{len(found.failures)} failures:\n\n" + "\n\n".join(found.failures)
     assert found.tested == declared(fuzzed) - {"GET /openapi.json"}  # the document it was loaded from
+    # Each was reached past its caller's check: a fuzzer that got only 401s (a token gone bad) would find nothing.
+    turned_away = {label: sorted(s) for label, s in found.statuses.items() if s <= {401, 405}}
+    assert not turned_away, f"only ever refused the caller: {turned_away}"

@@ -43,7 +43,11 @@ class _HookConfig(Schema):
     PATH: ClassVar[str] = "/"
     EXAMPLE: ClassVar[str]
 
-    webhook_url: str = Field(min_length=1, max_length=2048)
+    webhook_url: str = Field(
+        min_length=1,
+        max_length=2048,
+        json_schema_extra={"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]://"},  # published; _url checks all
+    )
 
     @field_validator("webhook_url")
     @classmethod

@@ -29,7 +29,11 @@ SECRET_BYTES = 32
 
 
 class WebhookConfig(Schema):
-    url: str = Field(min_length=1, max_length=2048)
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        json_schema_extra={"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},  # published; _url checks all
+    )
     headers: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("url")
