@@ -81,7 +81,9 @@ def change_password(call: Call) -> Reply:
     """The current password proves it is you (403 ``invalid_credentials`` when wrong; the account's wrong
     confirmations are counted, 429 over the limit); the new one follows the sign-up rules.  Every other session
     of yours is signed out; this one goes on, and reset links mailed before are spent."""
-    auth.change_password(call.user, call.body.current_password, call.body.new_password, utcnow())
+    auth.change_password(
+        call.user, call.body.current_password, call.body.new_password, utcnow(), client_ip=call.client_ip
+    )
     return Reply(status=204)
 
 

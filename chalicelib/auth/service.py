@@ -781,8 +781,9 @@ def erase_user(user_id: str) -> None:
     raise errors.Conflict("The account changed while it was being deleted; try again.")
 
 
-def change_password(principal: Principal, current: str, new: str, now: datetime) -> None:
-    """Change the password knowing the current one; the user's other sessions are revoked.
+def change_password(principal: Principal, current: str, new: str, now: datetime, *, client_ip: str) -> None:
+    """Change the password knowing the current one; the user's other sessions are revoked.  The address it was
+    changed from is one the account signs in from with the new password (as a reset's is, :func:`_admit_attempt`).
 
     Every attempt is counted before any password is checked (:func:`confirm_password`: one atomic count, so
     parallel requests cannot slip past it): a stolen access token cannot guess the password without limit (429
@@ -810,3 +811,6 @@ def change_password(principal: Principal, current: str, new: str, now: datetime)
             raise errors.Conflict("The password was changed meanwhile; nothing was changed now.") from None
         raise
     revoke_user_sessions(user.user_id, "password_changed", now, keep=principal.session_id)
+    # found by a fresh-eyes review of issue 19: the mark names the password's generation (``user`` holds the new
+    # one now), so without this its owner was held to the account's ceiling like any stranger after a change
+    ratelimit.remember(_known_key(user.email, client_ip, user), KNOWN_ADDRESS_DAYS * 86400, now)

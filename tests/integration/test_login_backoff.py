@@ -171,3 +171,24 @@ def test_parallel_guesses_from_one_address_get_exactly_the_free_password_checks(
     assert met == [True] * reaching
     assert answers.count("invalid_credentials") == settings.login_failures_before_backoff
     assert answers.count("rate_limited") == 30 - settings.login_failures_before_backoff
+
+
+def test_a_password_change_keeps_the_address_it_was_made_from_known(api, settings, clock):
+    # found by a fresh-eyes review of issue 19: the known-address mark names the password's generation, and a change
+    # (unlike a reset) remembered no address with the new one: its owner was held to the account's ceiling after it
+    register(api, "alice@example.com")
+    signed_in = sign_in(api, OWNER, PASSWORD)
+    assert signed_in.status == 200
+    changed = api.from_address(OWNER).post(
+        "/v1/me/password",
+        {"current_password": PASSWORD, "new_password": NEW},
+        token=signed_in.json["access_token"],
+    )
+    assert changed.status == 204, changed.body
+    clock.shift(60)
+
+    for i in range(settings.login_failures_per_account // 4):  # the ceiling, met from other addresses
+        fail_freely(api, f"10.9.0.{i}", 4)
+
+    assert sign_in(api, ELSEWHERE, NEW).status == 429  # a stranger's address is held to it
+    assert sign_in(api, OWNER, NEW).status == 200  # hers, where she changed it, is not

@@ -68,7 +68,7 @@ def test_parallel_guesses_are_counted_before_any_is_checked(api, alice, settings
 
     def guess(n: int) -> str:
         try:
-            auth.change_password(principal, f"wrong guess number {n}", NEW, utcnow())
+            auth.change_password(principal, f"wrong guess number {n}", NEW, utcnow(), client_ip="127.0.0.1")
         except errors.TooManyRequests:
             return "429"
         except errors.WrongPassword:
