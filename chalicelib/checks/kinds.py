@@ -14,7 +14,7 @@ from typing import Any
 from chalicelib.checks.http import run_check
 from chalicelib.checks.model import Assertion, CheckResult, CheckSpec, TcpSpec
 from chalicelib.checks.tcp import run_tcp_check
-from chalicelib.masking import is_sensitive_header, without_secrets
+from chalicelib.masking import request_secrets, without_secrets
 
 Spec = CheckSpec | TcpSpec
 
@@ -93,8 +93,8 @@ def run(spec: Spec, *, region: str, allow_private: bool) -> CheckResult:
     that echoes its request (on the monitor's own origin, where stored credentials go) would otherwise hand them to
     every reader of the results and of a test check's answer."""
     result: CheckResult = kind_of(spec).run(spec, region=region, allow_private=allow_private)
-    sent = [value for name, value in getattr(spec, "headers", ()) if is_sensitive_header(name)]
-    secrets = sent + [value.split()[-1] for value in sent if len(value.split()) > 1]  # "Bearer <token>": the token
+    # found by a fresh-eyes review of issue 19: the URL's query and the body's credentials are echoed as well
+    secrets = request_secrets(spec.url, spec.headers, spec.body) if isinstance(spec, CheckSpec) else []
     if not secrets:
         return result
     return replace(

@@ -182,3 +182,46 @@ def test_a_target_echoing_the_credentials_shows_them_in_no_test_check_nor_stored
         stored = kinds.run(spec_from(get_monitor(alice["team"]["id"], m["id"])), region="eu-west-1", allow_private=True)
     assert len(stored.assertion_failures) == 2  # a scheduled check's result: the worker runs the same
     assert "header-secret-0003" not in repr(stored)
+
+
+def test_a_target_echoing_the_urls_and_the_bodys_credentials_shows_them_in_no_test_check(api, alice, bob, httpserver):
+    # found by a fresh-eyes review of issue 19: only the credential headers' values were redacted, and a member (who
+    # reads the URL's and the body's credentials masked) moved the path to an echo of the same origin to read them
+    echoed = {"args": {"api_key": "url-secret-0001"}, "json": {"password": "body-secret-0002"}}
+    httpserver.expect_request("/anything").respond_with_json(echoed)
+    m = create_monitor(api, url=httpserver.url_for("/health") + "?api_key=url-secret-0001", method="POST", body=BODY)
+    as_bob = api.acting_as(bob)
+    url = as_bob.get(f"/v1/monitors/{m['id']}").json["url"].replace("/health", "/anything")
+    assertions = [
+        {"source": "json_body", "property": "$.args.api_key", "comparison": "equals", "target": "nothing"},
+        {"source": "json_body", "property": "$.json.password", "comparison": "equals", "target": "nothing"},
+    ]
+    assert as_bob.patch(f"/v1/monitors/{m['id']}", {"url": url, "assertions": assertions}).status == 200
+
+    r = as_bob.post(f"/v1/monitors/{m['id']}/test")
+
+    assert r.status == 200, r.body
+    assert httpserver.log[0][0].args["api_key"] == "url-secret-0001"  # they were sent
+    assert len(r.json["assertion_failures"]) == 2
+    assert all("[redacted]" in failure for failure in r.json["assertion_failures"]), r.json["assertion_failures"]
+    assert "url-secret-0001" not in r.text
+    assert "body-secret-0002" not in r.text
+
+
+def test_a_long_credential_echoed_shows_no_part_of_it_where_its_value_is_cut_short(api, alice, bob, httpserver):
+    # found by a fresh-eyes review of issue 19: an assertion shows 63 characters of the value it got, then "…", and
+    # only a credential cut off at the very end of the text was redacted: a long token showed all but its tail
+    token = "tok" + "0123456789abcdef" * 5  # 83 characters, as long API keys and JWTs are
+    httpserver.expect_request("/echo").respond_with_json({"seen": token, "wrapped": f"key={token}"})
+    assertions = [
+        {"source": "json_body", "property": "$.seen", "comparison": "equals", "target": "nothing"},
+        {"source": "json_body", "property": "$.wrapped", "comparison": "equals", "target": "nothing"},
+    ]
+    m = create_monitor(api, url=httpserver.url_for("/echo"), headers={"X-Api-Key": token}, assertions=assertions)
+
+    r = api.acting_as(bob).post(f"/v1/monitors/{m['id']}/test")
+
+    assert r.status == 200, r.body
+    assert len(r.json["assertion_failures"]) == 2
+    assert all("[redacted]" in failure for failure in r.json["assertion_failures"]), r.json["assertion_failures"]
+    assert token[:12] not in r.text

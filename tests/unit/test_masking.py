@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
-from chalicelib.masking import MaskedWithoutValue, masked_body, masked_url, restore_body, restore_url
+from chalicelib.masking import (
+    MaskedWithoutValue,
+    masked_body,
+    masked_url,
+    request_secrets,
+    restore_body,
+    restore_url,
+    without_secrets,
+)
 
 
 @pytest.mark.parametrize(
@@ -77,3 +87,36 @@ def test_a_masked_body_or_field_sent_back_keeps_the_stored_one():
             restore_body(nothing_to_keep, stored)
     with pytest.raises(MaskedWithoutValue):
         restore_body("********", None)
+
+
+# found by a fresh-eyes review of issue 19: what a check's target echoes was redacted of its headers' values only
+
+
+def test_a_requests_credentials_are_its_secret_headers_query_and_body_values_in_every_form_sent():
+    basic = "Basic " + base64.b64encode(b"probe:basic-pass-77").decode()
+    secrets = request_secrets(
+        "https://x.example/a?api%5Fkey=url%2Bsecret&page=2",
+        (("Authorization", basic), ("X-Tenant", "tenant-0004")),
+        "user=probe&password=form-secret-9&n=3",
+    )
+    assert set(secrets) == {
+        basic,
+        basic.split()[1],
+        "probe:basic-pass-77",
+        "basic-pass-77",
+        "url%2Bsecret",
+        "url+secret",
+        "form-secret-9",
+    }
+    assert request_secrets("https://x.example/", (), '{"user": "u", "pin": 123456, "token": "a\\/b"}') == [
+        "123456",
+        "a/b",
+    ]
+
+
+def test_a_secret_quoted_cut_short_is_redacted_where_it_is_cut():
+    token = "0123456789abcdef" * 5
+    assert without_secrets(f"(got '{token[:40]}…') and '{token[:9]}…'", [token]) == (
+        "(got '[redacted]…') and '[redacted]…'"
+    )
+    assert without_secrets("an ellipsis… alone", [token]) == "an ellipsis… alone"
