@@ -210,10 +210,11 @@ def remove_member(call: Call, team_id: str, user_id: str) -> Reply:
     permission=authz.OWNER,
     body=TransferIn,
     response=MemberOut,
-    errors=(409,),
+    errors=(402, 409),
 )
 def transfer_ownership(call: Call, team_id: str) -> MemberOut:
-    """The member becomes owner; you become admin."""
+    """The member becomes owner; you become admin.  A team on the free plan is not handed to someone who owns three
+    free teams already (402 ``plan_limit_exceeded``, ``free_teams_owned``), as they could not create it."""
     return _member(teams.transfer_ownership(call.user.user_id, team_id, call.body.user_id))
 
 

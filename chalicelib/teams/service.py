@@ -109,16 +109,11 @@ def create_team(user_id: str, name: str, now: datetime) -> Team:
 
     def attempt() -> Team:
         seen = _creations(user_id)
-        owned = free_teams_owned(user_id)
-        if owned >= FREE_TEAMS_OWNED:
-            raise PaymentRequired(
-                f"You own {owned} teams on the free plan, the most one person may; upgrade or delete one of them "
-                "to create another.",
-                limit="free_teams_owned",
-                plan="free",
-                allowed=FREE_TEAMS_OWNED,
-                used=owned,
-            )
+        _within_free_teams(
+            user_id,
+            "You own {owned} teams on the free plan, the most one person may; upgrade or delete one of them to create"
+            " another.",
+        )
         team = TeamModel(
             new_id("team"), name=name, personal=False, plan="free", created_by=user_id, created_at=now, updated_at=now
         )
@@ -134,6 +129,15 @@ def create_team(user_id: str, name: str, now: datetime) -> Team:
         if lost_race(exc):  # (an account being deleted is found by the next attempt's read: AccountDeleting)
             raise Conflict("Other teams were being created at the same time; try again.") from None
         raise
+
+
+def _within_free_teams(user_id: str, detail: str) -> None:
+    """402 when ``user_id`` owns :data:`FREE_TEAMS_OWNED` free teams (``detail`` told the count as ``{owned}``)."""
+    owned = free_teams_owned(user_id)
+    if owned >= FREE_TEAMS_OWNED:
+        raise PaymentRequired(
+            detail.format(owned=owned), limit="free_teams_owned", plan="free", allowed=FREE_TEAMS_OWNED, used=owned
+        )
 
 
 def free_teams_owned(user_id: str) -> int:
@@ -256,6 +260,9 @@ def transfer_ownership(actor: str, team_id: str, user_id: str) -> Member:
     current = _membership(team_id, actor)
     if current.role != "owner":
         raise Forbidden("Only the owner transfers ownership.")
+    if _load_team(team_id).plan == "free":
+        _hand_free_team(current, target)
+        return _member(_membership(team_id, user_id))
     try:
         with transaction() as tx:
             users.check_joinable(tx, user_id)  # never to someone whose account is being deleted
@@ -268,6 +275,34 @@ def transfer_ownership(actor: str, team_id: str, user_id: str) -> Member:
             raise AccountDeleting(user_id, "This member's account is being deleted.") from None
         raise
     return _member(_membership(team_id, user_id))
+
+
+def _hand_free_team(current: MembershipModel, target: MembershipModel) -> None:
+    """A free team changes hands as a creation does: 402 when its new owner owns :data:`FREE_TEAMS_OWNED` free teams
+    already, counted through the same claim on them as their own creations (found by a fresh-eyes review of issue
+    19: teams created and handed on one by one gave a second account free teams without end)."""
+    team_id, user_id = current.team_id, target.user_id
+
+    def attempt() -> None:
+        try:
+            seen = _creations(user_id)
+        except AccountDeleting:
+            raise AccountDeleting(user_id, "This member's account is being deleted.") from None
+        _within_free_teams(user_id, "They own {owned} teams on the free plan, the most one person may.")
+        giver, taker = _membership(team_id, current.user_id), _membership(team_id, user_id)
+        if giver.role != "owner":  # handed on meanwhile, by another request of theirs
+            raise Forbidden("Only the owner transfers ownership.")
+        with transaction() as tx:
+            users.claim_team_creation(tx, user_id, seen)
+            tx.update(giver, actions=[MembershipModel.role.set("admin")], condition=MembershipModel.role == "owner")
+            tx.update(taker, actions=[MembershipModel.role.set("owner")], condition=MembershipModel.role == taker.role)
+
+    try:
+        retry_lost_races(attempt, attempts=CREATION_RACES)
+    except TransactWriteError as exc:
+        if lost_race(exc):
+            raise Conflict("The team or its new owner's teams changed meanwhile; try again.") from None
+        raise
 
 
 def _member(membership: MembershipModel) -> Member:

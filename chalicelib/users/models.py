@@ -35,7 +35,7 @@ class UserModel(BaseModel):
     quiet_hours_start = UnicodeAttribute(null=True)
     quiet_hours_end = UnicodeAttribute(null=True)
     current_team_id = UnicodeAttribute(null=True)
-    # Teams this person created: each creation claims the next number, so two made at once are counted one by one.
+    # Teams this person created or was handed: each claims the next number, so two at once are counted one by one.
     teams_created = NumberAttribute(null=True)
     # A reset proved the address of an account never verified: whoever signed up with it before goes with all they
     # made, and this fresh personal team is the account's (``lifecycle.finish_reclaim``; cleared by the next sign-in).

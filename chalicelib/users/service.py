@@ -154,8 +154,9 @@ def check_joinable(t: Any, user_id: str) -> None:
 
 
 def claim_team_creation(t: Any, user_id: str, seen: int) -> None:
-    """:func:`check_joinable` for a team the user creates, which also claims the user's next creation: it holds
-    only if no other creation was claimed since the count ``seen`` was read (a condition failure: read again)."""
+    """:func:`check_joinable` for a team the user creates or is handed (``teams.transfer_ownership``), which also
+    claims the user's next creation: it holds only if no other creation was claimed since the count ``seen`` was
+    read (a condition failure: read again)."""
     unchanged = UserModel.teams_created == seen if seen else UserModel.teams_created.does_not_exist()
     t.update(
         UserModel(user_id),

@@ -297,3 +297,29 @@ def test_teams_created_at_once_are_counted_one_after_another(api, alice):
     assert met == [True] * 6
     assert statuses == [201, 201, 402, 402, 402, 402]
     assert len(_owned_teams(alice["user"]["id"])) == 3
+
+
+def test_ownership_is_not_handed_to_someone_who_owns_three_free_teams_already(api, outbox):
+    # found by a fresh-eyes review of issue 19: the limit held for creations only; one person creating teams and
+    # transferring each to a second account gave that account free teams without end
+    alice, bob, team = _team_with_bob(api, outbox)
+    for n in range(2):
+        assert api.post("/v1/teams", {"name": f"Bob's {n}"}, token=bob["access_token"]).status == 201
+    assert len(_owned_teams(bob["user"]["id"])) == 3
+
+    r = api.post(
+        f"/v1/teams/{team['id']}/transfer-ownership", {"user_id": bob["user"]["id"]}, token=alice["access_token"]
+    )
+
+    assert r.status == 402, r.body
+    assert (r.json["code"], r.json["limit"], r.json["used"]) == ("plan_limit_exceeded", "free_teams_owned", 3)
+    roles = {m.user_id: m.role for m in MembershipModel.query(team["id"])}
+    assert roles == {alice["user"]["id"]: "owner", bob["user"]["id"]: "member"}
+
+    from tests.support import on_plan
+
+    on_plan(api, team["id"], "pro")  # a paying team is not a free one: it may go to him
+    r = api.post(
+        f"/v1/teams/{team['id']}/transfer-ownership", {"user_id": bob["user"]["id"]}, token=alice["access_token"]
+    )
+    assert r.status == 200, r.body
