@@ -80,9 +80,11 @@ ROUNDS = 5
 def publish(page: Page, old_slug: str | None = None) -> None:
     """The bucket shows the page as stored now, and nothing under a slug it left.  ``page`` is the caller's
     reading, possibly stale already (the refresh's, an event's): :func:`settle` corrects it."""
-    if old_slug and old_slug != page.slug:
-        settle(old_slug, None)
-    settle(page.slug, page if page.published else None)
+    try:
+        if old_slug and old_slug != page.slug:
+            settle(old_slug, None)
+    finally:  # found by a fresh-eyes review of issue 19: the old slug's failure (raised after) kept the new one dark
+        settle(page.slug, page if page.published else None)
 
 
 def unpublish(slug: str) -> None:

@@ -714,3 +714,24 @@ def test_one_teams_failing_publish_leaves_the_others_published_and_retries_from_
     assert "status/acme/index.json" not in _objects("acme")  # retried from its first record: not lost
     assert handle(records) == {"batchItemFailures": []}
     assert json.loads(_objects("acme")["status/acme/index.json"])["overall_status"] == "major_outage"
+
+
+def test_a_renamed_page_is_published_at_its_new_slug_when_its_old_objects_could_not_be_removed(api, alice, logs):
+    # found by a fresh-eyes review of issue 19: the old slug's failed delete now raises, and it stopped the publish
+    # at the new slug: the page answered 404 at its new address until the hourly refresh
+    created = create_status_page(api)
+    s3 = client("s3")
+
+    def say_so(parsed: dict[str, Any], **_: Any) -> None:  # S3 answers 200 and keeps every key it was asked to delete
+        parsed["Errors"] = [{"Key": key, "Code": "InternalError"} for key in ACME_KEYS]
+
+    s3.meta.events.register("after-call.s3.DeleteObjects", say_so)
+    try:
+        r = api.patch(f"/v1/status-pages/{created['id']}", {"slug": "acme-status"})
+    finally:
+        s3.meta.events.unregister("after-call.s3.DeleteObjects", say_so)
+
+    assert r.status == 200, r.body
+    assert "S3 kept status/acme/index.html" in logs.getvalue()  # the failure is told
+    assert len(_objects("acme-status")) == 3  # and the page is where it now is
+    assert json.loads(_objects("acme-status")["status/acme-status/index.json"])["slug"] == "acme-status"
