@@ -20,6 +20,7 @@ from chalicelib.alerts.models import DeliveryModel
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
 from chalicelib.clock import isoz, utcnow
+from chalicelib.incidents import events
 from chalicelib.incidents.models import EventModel, IncidentModel, MaintenanceWindowModel, MonitorStateModel
 from chalicelib.incidents.tracker import Result, apply_results
 from chalicelib.scheduler.service import TickReport, run_tick
@@ -229,3 +230,23 @@ def test_a_tick_with_no_edge_due_reads_one_empty_query_and_no_monitor_state(shop
     with dynamodb_calls(MaintenanceWindowModel, MonitorStateModel) as calls:
         assert shop.tick(minutes(t0, 1)).maintenance_edges == 0
     assert calls == ["Query"]
+
+
+def test_the_tick_marks_a_window_on_an_incident_whose_timeline_is_full(shop, t0):
+    # found by a fresh-eyes review of issue 20
+    """An incident whose timeline holds its kept repeating entries (a region that flapped for hours): the tick's
+    ``maintenance_started`` pushes the oldest kept one out, a delete in the same transaction (``events.kept``),
+    which the tick's function must be allowed to make (``tests/iam.py`` holds it to its deployed policy)."""
+    shop.checks(minutes(t0, 0), ok=False)
+    shop.checks(minutes(t0, 0.5), ok=False)
+    [incident] = shop.incidents()
+    full = events.FIRST_REPEATS + events.LATEST_REPEATS
+    keys = [f"{isoz(minutes(t0, -1))}#1#incident.region_down#r{i}" for i in range(events.LATEST_REPEATS)]
+    incident.update(actions=[IncidentModel.repeat_count.set(full), IncidentModel.repeat_keys.set(keys)])
+    shop.window(minutes(t0, 1), minutes(t0, 3))
+
+    assert shop.tick(minutes(t0, 1)).maintenance_edges == 1
+    assert (shop.status(), shop.page()) == ("maintenance", "maintenance")
+    stored = IncidentModel.get(shop.team_id, incident.incident_id)
+    assert (stored.repeat_count, stored.repeats_dropped) == (full + 1, 1)
+    assert ("maintenance_started", "Maintenance started: no alert until it ends") in shop.timeline(stored.incident_id)
