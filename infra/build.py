@@ -381,10 +381,11 @@ FUNCTION_TABLES: dict[str, dict[str, str]] = {
     },
     # The tick reads what is due; the heartbeat sweep writes each miss as a result and moves the monitor's deadline;
     # the maintenance edges pass moves a window's edge on and writes its monitors' incident state, as the incident
-    # handler does (``incidents.edges``).
+    # handler does (``incidents.edges``), pruning a full timeline's oldest kept entry as it does (``events.kept``).
     "Scheduler": {
         "maintenance_windows": U,
-        **dict.fromkeys(("events", "incidents", "monitor_changes", "monitor_states", "monitors", "result_packs"), A),
+        **dict.fromkeys(("incidents", "monitor_changes", "monitor_states", "monitors", "result_packs"), A),
+        "events": P,  # found by a fresh-eyes review of issue 20
     },
     # Both read each team's plan (its retention) from the team.
     "Aggregator": {"check_progress": A, "result_packs": R, "result_periods": A, "rollups": A, "teams": R},

@@ -12,7 +12,8 @@ minute, not with their next result (which could be an interval away, and the sta
 3. Cross the edge for each monitor through the incident handler's own writes (``tracker.cross_maintenance``:
    ``incidents.state.maintenance_edge`` and one transaction a monitor whose status, incident or timeline moves).
 4. Move the window's edge on (to its end, or out of the index).  A failure before that leaves the edge due: the
-   next tick crosses it again, which changes nothing already crossed.
+   next tick crosses it again, which changes nothing already crossed.  A window changed or deleted meanwhile (its
+   edge moved by its change, or gone) has its monitors crossed again now, with the windows as they are.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+from chalicelib import errors
 from chalicelib.incidents import maintenance, tracker
 from chalicelib.incidents.maintenance import Window
 from chalicelib.observability import logger, metrics
@@ -59,8 +61,27 @@ def _cross(window: Window, now: datetime) -> int:
     failed = report_failures(tracker.cross_maintenance(edges, now), window.id)
     if failed:
         raise RuntimeError(f"{failed} of {len(edges)} monitors not crossed")
-    maintenance.edge_crossed(window, now)
+    if not maintenance.edge_crossed(window, now):
+        _cross_as_it_is(window, now)
     return len(moments)
+
+
+def _cross_as_it_is(window: Window, now: datetime) -> None:
+    """The window changed (or went) while its edge was crossed as it was read: its change may have crossed its
+    monitors before this pass did, so they take the windows as they are now, as the change does (``lifecycle``).
+    """
+    # found by a fresh-eyes review of issue 20: a window deleted then stayed entered until its end, hiding outages
+    try:
+        fresh: Window | None = maintenance.get(window.team_id, window.id)
+    except errors.NotFound:
+        fresh = None
+    others = [w for w in maintenance.open_windows(window.team_id, now, now) if w.id != window.id]
+    windows = [*others, *([fresh] if fresh is not None else [])]
+    monitor_ids = sorted(set(window.monitor_ids) | set(fresh.monitor_ids if fresh is not None else ()))
+    edges = {(window.team_id, m): [(now, maintenance.covering(windows, m, now))] for m in monitor_ids}
+    if report_failures(tracker.cross_maintenance(edges, now), window.id):
+        # Logged and counted, as a change's own crossing that failed is (``lifecycle``).
+        metrics.add_metric(name="MaintenanceEdgeFailures", unit="Count", value=1)
 
 
 def report_failures(outcome: dict[tuple[str, str], Exception | None], window_id: str) -> int:

@@ -20,13 +20,22 @@ from chalicelib.alerts.models import DeliveryModel
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
 from chalicelib.clock import isoz, utcnow
+from chalicelib.incidents import events
 from chalicelib.incidents.models import EventModel, IncidentModel, MaintenanceWindowModel, MonitorStateModel
 from chalicelib.incidents.tracker import Result, apply_results
 from chalicelib.scheduler.service import TickReport, run_tick
 from chalicelib.settings import DEFAULT_REGIONS, get_settings
 from tests.events import stream_records
 from tests.factories import create_channel, create_monitor, create_status_page
-from tests.support import dynamodb_calls, make_test_settings, sign_up
+from tests.support import (
+    before_aws_call,
+    dynamodb_calls,
+    dynamodb_clients,
+    elsewhere,
+    make_test_settings,
+    on_table,
+    sign_up,
+)
 
 
 @pytest.fixture
@@ -229,3 +238,73 @@ def test_a_tick_with_no_edge_due_reads_one_empty_query_and_no_monitor_state(shop
     with dynamodb_calls(MaintenanceWindowModel, MonitorStateModel) as calls:
         assert shop.tick(minutes(t0, 1)).maintenance_edges == 0
     assert calls == ["Query"]
+
+
+def test_the_tick_marks_a_window_on_an_incident_whose_timeline_is_full(shop, t0):
+    # found by a fresh-eyes review of issue 20
+    """An incident whose timeline holds its kept repeating entries (a region that flapped for hours): the tick's
+    ``maintenance_started`` pushes the oldest kept one out, a delete in the same transaction (``events.kept``),
+    which the tick's function must be allowed to make (``tests/iam.py`` holds it to its deployed policy)."""
+    shop.checks(minutes(t0, 0), ok=False)
+    shop.checks(minutes(t0, 0.5), ok=False)
+    [incident] = shop.incidents()
+    full = events.FIRST_REPEATS + events.LATEST_REPEATS
+    keys = [f"{isoz(minutes(t0, -1))}#1#incident.region_down#r{i}" for i in range(events.LATEST_REPEATS)]
+    incident.update(actions=[IncidentModel.repeat_count.set(full), IncidentModel.repeat_keys.set(keys)])
+    shop.window(minutes(t0, 1), minutes(t0, 3))
+
+    assert shop.tick(minutes(t0, 1)).maintenance_edges == 1
+    assert (shop.status(), shop.page()) == ("maintenance", "maintenance")
+    stored = IncidentModel.get(shop.team_id, incident.incident_id)
+    assert (stored.repeat_count, stored.repeats_dropped) == (full + 1, 1)
+    assert ("maintenance_started", "Maintenance started: no alert until it ends") in shop.timeline(stored.incident_id)
+
+
+def test_a_window_deleted_while_the_tick_crosses_its_start_leaves_no_maintenance_behind(shop, api, t0):
+    # found by a fresh-eyes review of issue 20
+    """The tick read the window; it is deleted (its change crossing the monitor, not yet in it: nothing to leave)
+    before the tick writes the monitor into it.  The monitor must not stay in maintenance for the deleted window's
+    hour, hiding the outage that follows."""
+    shop.checks(minutes(t0, 0), ok=True)
+    window = shop.window(minutes(t0, 1), minutes(t0, 61))
+
+    def delete() -> None:
+        assert api.delete(f"/v1/maintenance-windows/{window['id']}").status == 204
+
+    slip = before_aws_call(
+        dynamodb_clients(MonitorStateModel),
+        "dynamodb.TransactWriteItems",
+        elsewhere(delete),
+        match=on_table(MonitorStateModel),
+    )
+    with slip as fired:
+        shop.tick(minutes(t0, 1))
+    assert fired == [True]
+    assert (shop.status(), shop.page()) == ("up", "operational")
+    shop.checks(minutes(t0, 2), ok=False)
+    shop.checks(minutes(t0, 3), ok=False)
+    assert [i.status for i in shop.incidents()] == ["open"]
+    assert shop.alerted() == ["incident.opened"]
+
+
+def test_a_window_moved_later_while_the_tick_crosses_its_start_is_entered_at_its_new_start(shop, api, t0):
+    # found by a fresh-eyes review of issue 20
+    shop.checks(minutes(t0, 0), ok=True)
+    window = shop.window(minutes(t0, 1), minutes(t0, 61))
+
+    def move() -> None:
+        r = api.patch(f"/v1/maintenance-windows/{window['id']}", {"starts_at": isoz(minutes(t0, 30))})
+        assert r.status == 200, r.body
+
+    slip = before_aws_call(
+        dynamodb_clients(MonitorStateModel),
+        "dynamodb.TransactWriteItems",
+        elsewhere(move),
+        match=on_table(MonitorStateModel),
+    )
+    with slip as fired:
+        shop.tick(minutes(t0, 1))
+    assert fired == [True]
+    assert (shop.status(), shop.page()) == ("up", "operational")
+    assert shop.tick(minutes(t0, 30)).maintenance_edges == 1
+    assert (shop.status(), shop.page()) == ("maintenance", "maintenance")
