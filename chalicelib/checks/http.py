@@ -123,7 +123,7 @@ def run_check(
                 raise CheckFailure(model.TOO_MANY_REDIRECTS, f"more than {MAX_REDIRECTS} redirects")
             url = _redirect_target(url, location)
             method, body = _redirected_method(hop.status or 0, method, body)
-            if body and _origin(url) != origin:  # the body is the monitor's, like its headers: for its origin only
+            if body and not _same_or_upgraded(_origin(url), origin):  # the monitor's body, for its origin only
                 raise CheckFailure(
                     model.DESTINATION_NOT_ALLOWED,
                     f"a {hop.status} redirect to another origin would send the request's body there: not followed",
@@ -144,6 +144,15 @@ def _initial_url(url: str) -> str:
 def _origin(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     return parts.scheme, parts.hostname or "", parts.port or ssrf.DEFAULT_PORTS[parts.scheme]
+
+
+def _same_or_upgraded(target: tuple[str, str, int], origin: tuple[str, str, int]) -> bool:
+    """``target`` is ``origin``, or the same host's https where the origin was plain http (the redirect a server
+    answers every plain request with: the body goes where it was meant to, encrypted)."""
+    if target == origin:
+        return True
+    scheme, host, port = origin
+    return scheme == "http" and target == ("https", host, ssrf.DEFAULT_PORTS["https"]) and port == 80
 
 
 def _redirect_target(current: str, location: str) -> str:

@@ -492,6 +492,16 @@ def test_a_body_is_not_sent_to_another_origin_by_a_redirect(httpserver: HTTPServ
     assert all(request.get_data(as_text=True) == body for request, _ in httpserver.log)
 
 
+def test_a_body_follows_a_redirect_to_the_same_hosts_https() -> None:
+    # found by a fresh-eyes review of issue 19: a POST to http://host behind its server's 308 to https://host failed
+    from chalicelib.checks.http import _same_or_upgraded
+
+    assert _same_or_upgraded(("https", "shop.example", 443), ("http", "shop.example", 80))
+    assert not _same_or_upgraded(("https", "evil.example", 443), ("http", "shop.example", 80))
+    assert not _same_or_upgraded(("https", "shop.example", 8443), ("http", "shop.example", 80))
+    assert not _same_or_upgraded(("http", "shop.example", 80), ("https", "shop.example", 443))  # never a downgrade
+
+
 def test_a_redirect_to_another_origin_without_a_body_is_followed(httpserver: HTTPServer) -> None:
     other_origin = f"http://example.test:{httpserver.port}"
     httpserver.expect_request("/form", method="POST").respond_with_data(
