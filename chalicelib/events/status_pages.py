@@ -19,7 +19,7 @@ from chalicelib.status_pages.publish import refresh_all, republish_for
 configure_core(models=ALL_MODELS)
 blueprint = Blueprint(__name__)
 
-PUBLIC_EVENTS = (events.OPENED, events.ACKNOWLEDGED, events.RESOLVED, events.STATUS_CHANGED)
+PUBLIC_EVENTS = (events.OPENED, events.ACKNOWLEDGED, events.RESOLVED, events.STATUS_CHANGED, events.WINDOW_EDGE)
 
 
 def handle(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import time
 from datetime import datetime
 
 from chalicelib import errors
-from chalicelib.incidents import maintenance, tracker
+from chalicelib.incidents import events, maintenance, tracker
 from chalicelib.incidents.maintenance import Window
 from chalicelib.observability import logger, metrics
 
@@ -61,9 +61,23 @@ def _cross(window: Window, now: datetime) -> int:
     failed = report_failures(tracker.cross_maintenance(edges, now), window.id)
     if failed:
         raise RuntimeError(f"{failed} of {len(edges)} monitors not crossed")
+    _told(window, moments)
     if not maintenance.edge_crossed(window, now):
         _cross_as_it_is(window, now)
     return len(moments)
+
+
+def _told(window: Window, moments: list[datetime]) -> None:
+    """An event a monitor an edge crossed, for its status pages (``events.WINDOW_EDGE``): the window moves on their
+    list even when no monitor's status does (back-to-back windows, a paused monitor).  Keyed by the window and the
+    edge, so crossing an edge again writes nothing new."""
+    # found by a fresh-eyes review of issue 20: at such an edge the pages listed the window as before until the
+    # next event or the hourly refresh
+    for at in moments:  # one put each (a window has at most 100 monitors, an edge is rare): no batch grant needed
+        edge = "start" if at == window.starts_at else "end"
+        for monitor_id in window.monitor_ids:
+            discriminator = f"{window.id}#{edge}"
+            events.monitor_event(window.team_id, monitor_id, events.WINDOW_EDGE, at, discriminator=discriminator).save()
 
 
 def _cross_as_it_is(window: Window, now: datetime) -> None:

@@ -29,6 +29,9 @@ STATUS_CHANGED = "monitor.status_changed"
 # An open incident's monitor entering and leaving a maintenance window: on its timeline, never alerted.
 MAINTENANCE_STARTED = "incident.maintenance_started"
 MAINTENANCE_ENDED = "incident.maintenance_ended"
+# A window's edge crossed for one of its monitors, whatever it did to the monitor's status: its status pages list
+# the window as scheduled, in progress or gone (never alerted: no payload of the alert handler).
+WINDOW_EDGE = "monitor.window_edge"
 
 TIMELINE_TYPES = (
     OPENED,

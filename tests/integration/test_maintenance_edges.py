@@ -308,3 +308,29 @@ def test_a_window_moved_later_while_the_tick_crosses_its_start_is_entered_at_its
     assert (shop.status(), shop.page()) == ("up", "operational")
     assert shop.tick(minutes(t0, 30)).maintenance_edges == 1
     assert (shop.status(), shop.page()) == ("maintenance", "maintenance")
+
+
+def test_back_to_back_windows_move_on_the_page_at_their_shared_edge(shop, t0):
+    # found by a fresh-eyes review of issue 20: no status moved at minute 3 (maintenance before and after), so no
+    # event republished the page, which listed the first window in progress and the second as scheduled
+    shop.checks(minutes(t0, 0), ok=True)
+    first = shop.window(minutes(t0, 1), minutes(t0, 3))
+    second = shop.window(minutes(t0, 3), minutes(t0, 5))
+    shop.tick(minutes(t0, 1))
+
+    at = minutes(t0, 3) + timedelta(seconds=1)
+    with time_machine.travel(at, tick=False):
+        report = run_tick(minutes(t0, 3), now=at)
+        told = shop.stream()  # the events stream runs at once, the page is built at that moment
+
+    assert report.maintenance_edges == 2
+    assert [e.type for e in told].count(events.WINDOW_EDGE) == 2  # the first's end, the second's start
+    s3 = client("s3")
+    page = json.loads(
+        s3.get_object(Bucket=names.status_bucket(get_settings()), Key="status/acme/index.json")["Body"].read()
+    )
+    assert {w["id"]: w["status"] for w in page["maintenance"]} == {second["id"]: "in_progress"}
+    assert page["components"][0]["status"] == "maintenance"
+    assert shop.status() == "maintenance"
+    assert first["id"] not in json.dumps(page)
+    assert shop.alerted() == []  # a window's edge is no alert
