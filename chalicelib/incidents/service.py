@@ -7,7 +7,7 @@ also the event the alert handler notifies the team about.  Every read and write 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -144,16 +144,6 @@ def unresolved(team_id: str) -> list[Incident]:
         for status in ("open", "acknowledged")
         for item in IncidentModel.by_status.query(status_key(team_id, status))
     ]
-
-
-def started_since(team_id: str, since: datetime) -> Iterator[Incident]:
-    """The team's incidents started since ``since``, newest first, read as they are taken (stop when you have
-    enough: a team's fortnight of incidents is not bounded)."""
-    floor = id_floor("inc", since)
-    query = IncidentModel.query(
-        team_id, range_key_condition=IncidentModel.incident_id >= floor, scan_index_forward=False, page_size=100
-    )
-    return (_incident(item) for item in query)
 
 
 def of_monitor_since(monitor_id: str, since: datetime, limit: int) -> list[Incident]:

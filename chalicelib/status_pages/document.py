@@ -8,7 +8,6 @@ name, error text, cause or an address.  The HTML page, the Atom feed and the bad
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from itertools import islice
 from typing import Any
 
 from chalicelib.clock import isoz
@@ -117,16 +116,12 @@ def build(page: Page, now: datetime) -> dict[str, Any]:
 
     on_page = set(monitors)
     active = [i for i in incidents.unresolved(team_id) if i.monitor_id in on_page]
-    recent = list(
-        islice(
-            (
-                i
-                for i in incidents.started_since(team_id, now - timedelta(days=RECENT_DAYS))
-                if i.monitor_id in on_page and i.status == "resolved"
-            ),
-            RECENT_INCIDENTS,
-        )
-    )
+    # Each component's own newest (one open at most among them), as the feed reads them: the team's other
+    # monitors' incidents are never read, and a page reads at most its components' share.
+    since = now - timedelta(days=RECENT_DAYS)
+    found = [i for m in on_page for i in incidents.of_monitor_since(m, since, RECENT_INCIDENTS + 1)]
+    resolved = [i for i in found if i.team_id == team_id and i.status == "resolved"]
+    recent = sorted(resolved, key=lambda i: i.id, reverse=True)[:RECENT_INCIDENTS]
     windows = [w for w in maintenance.not_ended(team_id, now) if on_page & set(w.monitor_ids)]
     return {
         "name": page.name,
