@@ -108,6 +108,7 @@ class Route:
     scope: str | None = None  # the API key scope the route needs; None: keys cannot reach it
     ip_limit: int | None = None  # requests a minute per client address
     headers: tuple[tuple[str, str], ...] = ()  # request headers the route requires: (name, what it carries)
+    own_body_errors: tuple[int, ...] = ()  # error statuses answered with the route's own body (health's 503)
 
 
 class Router:
@@ -139,6 +140,7 @@ class Router:
         scope: str | None = None,
         ip_limit: int | None = None,
         headers: tuple[tuple[str, str], ...] = (),
+        own_body_errors: tuple[int, ...] = (),
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         if (auth == "team") != (permission is not None):
             raise ValueError(f"{method} {path}: a team route names its permission, and only a team route does")
@@ -165,6 +167,7 @@ class Router:
                 scope=scope,
                 ip_limit=ip_limit,
                 headers=headers,
+                own_body_errors=own_body_errors,
             )
             methods = self._by_path.get(path)
             if methods is None:

@@ -17,7 +17,9 @@ class HealthOut(Out):
     checks: dict[str, Literal["ok", "failing"]]
 
 
-@router.route("GET", "/health", summary="Service health", auth="none", response=HealthOut, errors=(503,))
+@router.route(
+    "GET", "/health", summary="Service health", auth="none", response=HealthOut, errors=(503,), own_body_errors=(503,)
+)
 def health(call: Call) -> Reply:
     """Touches every dependency; 503 names the failing check."""
     checks = run_checks()

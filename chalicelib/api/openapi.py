@@ -245,8 +245,8 @@ def _responses(route: Route, schemas: _Schemas) -> dict[str, Any]:
     responses = {str(route.status): _success(route, schemas)}
     model = schemas.get(route, "response")
     for status in _error_statuses(route):
-        if status == 503 and model is not None and route.content_type == JSON:
-            # A route with its own body may answer 503 with it (health names the failing check).
+        if status in route.own_body_errors and model is not None and route.content_type == JSON:
+            # A route may answer an error with its own body (health's 503 names the failing check).
             responses[str(status)] = {
                 "description": HTTPStatus(status).phrase,
                 "content": {

@@ -122,6 +122,22 @@ def test_every_error_response_is_a_problem(api):
                     )
 
 
+def test_only_health_answers_an_error_with_its_own_body_and_a_kms_outage_is_a_problem_with_retry_after(api):
+    doc = api.get("/openapi.json").json
+
+    own = {
+        (method.upper(), path, status)
+        for path, ops in doc["paths"].items()
+        for method, op in ops.items()
+        for status, response in op["responses"].items()
+        if int(status) >= 400 and set(resolve(doc, response)["content"]) != {"application/problem+json"}
+    }
+    assert own == {("GET", "/health", "503")}
+    sealing = resolve(doc, doc["paths"]["/v1/monitors"]["post"]["responses"]["503"])
+    assert set(sealing["content"]) == {"application/problem+json"}  # not a monitor: sealing was refused
+    assert "Retry-After" in sealing["headers"]
+
+
 def test_a_response_model_nests_its_models_in_components(api):
     doc = api.get("/openapi.json").json
 
