@@ -74,6 +74,19 @@ class Shop:
         self.stream()
         return report
 
+    def tick_while(self, minute: datetime, change: Any) -> None:
+        """The tick of ``minute``, with ``change`` (another writer's) landing just before it writes a monitor's
+        state: it has read the windows already."""
+        slip = before_aws_call(
+            dynamodb_clients(MonitorStateModel),
+            "dynamodb.TransactWriteItems",
+            elsewhere(change),
+            match=on_table(MonitorStateModel),
+        )
+        with slip as fired:
+            self.tick(minute)
+        assert fired == [True]
+
     def checks(self, at: datetime, ok: bool) -> None:
         """A check in every region at ``at``, applied as the incident handler applies them."""
         fields: dict[str, Any] = {} if ok else {"status_code": 503, "error": "status_mismatch"}
@@ -271,15 +284,7 @@ def test_a_window_deleted_while_the_tick_crosses_its_start_leaves_no_maintenance
     def delete() -> None:
         assert api.delete(f"/v1/maintenance-windows/{window['id']}").status == 204
 
-    slip = before_aws_call(
-        dynamodb_clients(MonitorStateModel),
-        "dynamodb.TransactWriteItems",
-        elsewhere(delete),
-        match=on_table(MonitorStateModel),
-    )
-    with slip as fired:
-        shop.tick(minutes(t0, 1))
-    assert fired == [True]
+    shop.tick_while(minutes(t0, 1), delete)
     assert (shop.status(), shop.page()) == ("up", "operational")
     shop.checks(minutes(t0, 2), ok=False)
     shop.checks(minutes(t0, 3), ok=False)
@@ -296,15 +301,7 @@ def test_a_window_moved_later_while_the_tick_crosses_its_start_is_entered_at_its
         r = api.patch(f"/v1/maintenance-windows/{window['id']}", {"starts_at": isoz(minutes(t0, 30))})
         assert r.status == 200, r.body
 
-    slip = before_aws_call(
-        dynamodb_clients(MonitorStateModel),
-        "dynamodb.TransactWriteItems",
-        elsewhere(move),
-        match=on_table(MonitorStateModel),
-    )
-    with slip as fired:
-        shop.tick(minutes(t0, 1))
-    assert fired == [True]
+    shop.tick_while(minutes(t0, 1), move)
     assert (shop.status(), shop.page()) == ("up", "operational")
     assert shop.tick(minutes(t0, 30)).maintenance_edges == 1
     assert (shop.status(), shop.page()) == ("maintenance", "maintenance")
