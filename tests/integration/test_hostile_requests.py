@@ -42,6 +42,7 @@ from tests.support import (
     start_aws,
 )
 
+HEARTBEAT_ONLY = ("/rotate-ping-token", "/pings")  # routes of a heartbeat's own (another monitor is a 409)
 JUNK_IDS = ["x", "../../etc", "%00", "i" * 300, "ünïcødé-☃-😀"]
 PATH_PARAM = re.compile(r"{([^}]+)}")
 ROUTES: list[Route] = [route for router in routers(make_test_settings()) for route in router.routes]
@@ -98,7 +99,11 @@ class Sweep:
         wanted = set(PATH_PARAM.findall(route.path))
         ids = {"team_id": self.ids["team_id"]}
         if wanted & {"monitor_id", "incident_id", "window_id", "page_id", "slug", "badge"}:
-            monitor = create_monitor(self.owner, name="sweep", url="http://127.0.0.1:9/")
+            # found by a fresh-eyes review of issue 21: an HTTP monitor took rotate-ping-token to its 409 only
+            if route.path.endswith(HEARTBEAT_ONLY):
+                monitor = create_heartbeat(self.owner, name="sweep")
+            else:
+                monitor = create_monitor(self.owner, name="sweep", url="http://127.0.0.1:9/")
             ids["monitor_id"], ids["badge"] = monitor["id"], f"{monitor['id']}.svg"
         if "incident_id" in wanted:
             ids["incident_id"] = open_incident(ids["team_id"], ids["monitor_id"], utcnow(), error="timeout")
@@ -312,7 +317,26 @@ def route_cases(route: Route, ids: dict[str, str] | None = None) -> list[Case]:
     cases.append(Case(f"undeclared method {undeclared}", undeclared, path, status={405}, code="method_not_allowed"))
     over = 2 * route.max_body_bytes  # the route's own limit (a heartbeat's ping takes a job's whole output)
     cases.append(Case("body over the limit", route.method, path, b'{"pad": "' + b"x" * over + b'"}', status={413}))
+    if route.path == STRIPE_WEBHOOK:
+        # found by a fresh-eyes review of issue 21: unsigned, every case stopped at the signature check
+        for case in cases:
+            case.headers.setdefault("stripe-signature", stripe_signature(case.body))
     return cases
+
+
+STRIPE_WEBHOOK = "/v1/webhooks/stripe"
+
+
+def stripe_signature(body: bytes) -> str:
+    """Stripe's signature of ``body`` with the test webhook secret (bytes that are not UTF-8 signed as Latin-1:
+    the route must still refuse them as a 400)."""
+    import stripe
+
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("latin-1")
+    return str(stripe.WebhookSignature.generate_signature_header(text, TEST_ENV["STRIPE_WEBHOOK_SECRET"]))
 
 
 def is_problem(r: Result, method: str) -> list[str]:
@@ -341,7 +365,7 @@ def is_problem(r: Result, method: str) -> list[str]:
     return complaints
 
 
-def check(r: Result, case: Case, expect_401: bool) -> list[str]:
+def check(r: Result, case: Case, expect_401: bool, signed_in: bool = False) -> list[str]:
     complaints = is_problem(r, case.method)
     status, code, field_named = case.status, case.code, case.field_named
     if expect_401 and status not in ({413}, {405}) and not case.reroutes:
@@ -350,6 +374,8 @@ def check(r: Result, case: Case, expect_401: bool) -> list[str]:
         complaints.append(f"status {r.status}, expected {sorted(status)}")
     elif case.real_ids and r.status == 404 and not expect_401:
         complaints.append("404 on the ids of live objects: the case never reached the route's own checks")
+    elif signed_in and r.status == 401:  # found by a fresh-eyes review of issue 21 (a logout ended the session)
+        complaints.append("401 for a signed-in caller: the case never reached the route's own checks")
     problem = r.json if isinstance(r.json, dict) else {}
     if code is not None and status is not None and problem.get("code") != code:
         complaints.append(f"code {problem.get('code')}, expected {code}")
@@ -377,8 +403,10 @@ def run(
     token: str | None,
     expect_401: bool,
     renew: Callable[[], dict[str, str]] | None = None,
+    sign_in: Callable[[], str] | None = None,
 ) -> list[str]:
-    """Each case in turn; after one that removed its objects (a 2xx DELETE), the rest name ``renew()``'s."""
+    """Each case in turn; after one that removed its objects (a 2xx DELETE), the rest name ``renew()``'s, and
+    after one that ended the caller's session (a 2xx logout), the rest are sent with ``sign_in()``'s token."""
     failures: list[str] = []
     for n, case in enumerate(cases):
         forget_counts()
@@ -386,7 +414,9 @@ def run(
         if token:
             headers["authorization"] = f"Bearer {token}"
         r = api.request(case.method, case.path, body=case.body, headers=headers)
-        failures += check(r, case, expect_401)
+        failures += check(r, case, expect_401, signed_in=sign_in is not None)
+        if sign_in is not None and case.path.startswith("/v1/auth/logout") and 200 <= r.status < 300:
+            token = sign_in()
         if renew is not None and case.real_ids and case.method == "DELETE" and 200 <= r.status < 300:
             renamed = renew()
             for later in cases[n + 1 :]:
@@ -411,7 +441,8 @@ def test_a_hostile_request_never_gets_a_500(sweep, route, signed_in):
 
     cases = route_cases(route, ids)
     renew = (lambda: sweep.fresh_ids(route)) if real else None
-    failures = run(sweep.api, cases, token, expect_401=needs_caller, renew=renew)
+    sign_in = sweep.fresh_token if signed_in else None
+    failures = run(sweep.api, cases, token, expect_401=needs_caller, renew=renew, sign_in=sign_in)
 
     assert not failures, "\n".join(failures)
     if real and PATH_PARAM.search(route.path):

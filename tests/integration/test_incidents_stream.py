@@ -329,6 +329,31 @@ def test_concurrent_handlers_open_one_incident(api, alice, aws):
     assert len(opened) == 1
 
 
+def test_two_regions_failing_in_handlers_that_race_both_count(api, alice, aws):
+    """Two invocations, each with one region's failures, both read the monitor's state before either writes it:
+    the state's version makes one reload and add its region to the other's, and the two regions are a quorum.
+    (Four handlers of the same batch open one incident whatever the version says: its id is derived.)  Found by a
+    fresh-eyes review of issue 21: without the version condition every test of the stream path passed."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    feed(minute(monitor, t0))  # up everywhere: the state exists
+    us, eu, _ = REGIONS
+    batches = [stream_records([result(monitor, t0 + timedelta(minutes=m), r, False) for m in (1, 2)]) for r in (us, eu)]
+    outcomes: list[Any] = []
+    threads = [threading.Thread(target=lambda b=b: outcomes.append(handle(b))) for b in batches]
+    with all_at_once(MonitorStateModel, "dynamodb.PutItem", 2) as met:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert met == [True, True]  # each had read the state before either wrote it
+    assert outcomes == [{"batchItemFailures": []}] * 2
+    (incident,) = team_incidents(monitor)
+    assert incident.status == "open"
+    assert api.get(f"/v1/monitors/{monitor['id']}").json["region_status"][us] == "down"
+
+
 def test_ttl_deletions_are_ignored(api, alice, aws):
     monitor = create_monitor(api, url=URL)
     t0 = start()
