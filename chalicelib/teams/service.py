@@ -108,9 +108,10 @@ def create_team(user_id: str, name: str, now: datetime) -> Team:
     parallel creations are counted one after another (a loser reads and counts again)."""
 
     def attempt() -> Team:
-        seen = _creations(user_id)
+        seen, recent = _creations(user_id)
         _within_free_teams(
             user_id,
+            recent,
             "You own {owned} teams on the free plan, the most one person may; upgrade or delete one of them to create"
             " another.",
         )
@@ -118,7 +119,7 @@ def create_team(user_id: str, name: str, now: datetime) -> Team:
             new_id("team"), name=name, personal=False, plan="free", created_by=user_id, created_at=now, updated_at=now
         )
         with transaction() as tx:
-            users.claim_team_creation(tx, user_id, seen)
+            users.claim_team_creation(tx, user_id, seen, team.team_id, recent)
             tx.save(team, condition=TeamModel.team_id.does_not_exist())
             tx.save(MembershipModel(team.team_id, user_id, role="owner", joined_at=now))
         return to_team(team)
@@ -131,29 +132,38 @@ def create_team(user_id: str, name: str, now: datetime) -> Team:
         raise
 
 
-def _within_free_teams(user_id: str, detail: str) -> None:
+def _within_free_teams(user_id: str, recent: list[str], detail: str) -> None:
     """402 when ``user_id`` owns :data:`FREE_TEAMS_OWNED` free teams (``detail`` told the count as ``{owned}``)."""
-    owned = free_teams_owned(user_id)
+    owned = free_teams_owned(user_id, recent)
     if owned >= FREE_TEAMS_OWNED:
         raise PaymentRequired(
             detail.format(owned=owned), limit="free_teams_owned", plan="free", allowed=FREE_TEAMS_OWNED, used=owned
         )
 
 
-def free_teams_owned(user_id: str) -> int:
-    owned = [m.team_id for m in MembershipModel.by_user.query(user_id) if m.role == "owner"]
-    return sum(1 for team in TeamModel.batch_get(owned) if team.plan == "free") if owned else 0
+def free_teams_owned(user_id: str, recent: list[str]) -> int:
+    """The free teams the user owns: those the memberships' index shows, and the ``recent`` ones it created or was
+    handed (``users.claim_team_creation``) that the index may not show yet, read consistently."""
+    owned = {m.team_id for m in MembershipModel.by_user.query(user_id) if m.role == "owner"}
+    for team_id in set(recent) - owned:
+        try:
+            if MembershipModel.get(team_id, user_id, consistent_read=True).role == "owner":
+                owned.add(team_id)
+        except MembershipModel.DoesNotExist:
+            continue  # deleted since, or left
+    return sum(1 for team in TeamModel.batch_get(list(owned)) if team.plan == "free") if owned else 0
 
 
-def _creations(user_id: str) -> int:
-    """The teams the user created so far (their claim's number); 409 once the account is going or gone."""
+def _creations(user_id: str) -> tuple[int, list[str]]:
+    """The teams the user created or was handed so far (their claim's number) and the latest of them; 409 once the
+    account is going or gone."""
     try:
         user = users.load(user_id)
     except NotFound:
         raise AccountDeleting(user_id) from None
     if user.deleting_at is not None:
         raise AccountDeleting(user_id)
-    return int(user.teams_created or 0)
+    return int(user.teams_created or 0), list(user.teams_recent or [])
 
 
 def list_teams(user_id: str) -> list[tuple[Team, str]]:
@@ -285,15 +295,15 @@ def _hand_free_team(current: MembershipModel, target: MembershipModel) -> None:
 
     def attempt() -> None:
         try:
-            seen = _creations(user_id)
+            seen, recent = _creations(user_id)
         except AccountDeleting:
             raise AccountDeleting(user_id, "This member's account is being deleted.") from None
-        _within_free_teams(user_id, "They own {owned} teams on the free plan, the most one person may.")
+        _within_free_teams(user_id, recent, "They own {owned} teams on the free plan, the most one person may.")
         giver, taker = _membership(team_id, current.user_id), _membership(team_id, user_id)
         if giver.role != "owner":  # handed on meanwhile, by another request of theirs
             raise Forbidden("Only the owner transfers ownership.")
         with transaction() as tx:
-            users.claim_team_creation(tx, user_id, seen)
+            users.claim_team_creation(tx, user_id, seen, team_id, recent)
             tx.update(giver, actions=[MembershipModel.role.set("admin")], condition=MembershipModel.role == "owner")
             tx.update(taker, actions=[MembershipModel.role.set("owner")], condition=MembershipModel.role == taker.role)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pynamodb.attributes import (
     BooleanAttribute,
+    ListAttribute,
     NumberAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
@@ -37,6 +38,8 @@ class UserModel(BaseModel):
     current_team_id = UnicodeAttribute(null=True)
     # Teams this person created or was handed: each claims the next number, so two at once are counted one by one.
     teams_created = NumberAttribute(null=True)
+    # The teams it last created or was handed (at most three): counted even before the memberships' index shows them.
+    teams_recent = ListAttribute(of=UnicodeAttribute, null=True)
     # A reset proved the address of an account never verified: whoever signed up with it before goes with all they
     # made, and this fresh personal team is the account's (``lifecycle.finish_reclaim``; cleared by the next sign-in).
     reclaiming_team_id = UnicodeAttribute(null=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pynamodb.exceptions import UpdateError
@@ -153,14 +153,20 @@ def check_joinable(t: Any, user_id: str) -> None:
     t.condition_check(UserModel, user_id, condition=UserModel.user_id.exists() & UserModel.deleting_at.does_not_exist())
 
 
-def claim_team_creation(t: Any, user_id: str, seen: int) -> None:
+RECENT_TEAMS = 3
+
+
+def claim_team_creation(t: Any, user_id: str, seen: int, team_id: str, recent: list[str]) -> None:
     """:func:`check_joinable` for a team the user creates or is handed (``teams.transfer_ownership``), which also
-    claims the user's next creation: it holds only if no other creation was claimed since the count ``seen`` was
-    read (a condition failure: read again)."""
+    claims the user's next creation: it holds only if no other creation was claimed since the count ``seen`` (and
+    the ``recent`` teams) were read (a condition failure: read again).  ``team_id`` joins the recent teams."""
     unchanged = UserModel.teams_created == seen if seen else UserModel.teams_created.does_not_exist()
     t.update(
         UserModel(user_id),
-        actions=[UserModel.teams_created.set(seen + 1)],
+        actions=[
+            UserModel.teams_created.set(seen + 1),
+            UserModel.teams_recent.set(cast(Any, [*recent, team_id][-RECENT_TEAMS:])),  # PynamoDB types it by item
+        ],
         condition=UserModel.user_id.exists() & UserModel.deleting_at.does_not_exist() & unchanged,
         add_version_condition=False,
     )

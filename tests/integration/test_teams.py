@@ -323,3 +323,37 @@ def test_ownership_is_not_handed_to_someone_who_owns_three_free_teams_already(ap
         f"/v1/teams/{team['id']}/transfer-ownership", {"user_id": bob["user"]["id"]}, token=alice["access_token"]
     )
     assert r.status == 200, r.body
+
+
+def test_a_team_the_memberships_index_does_not_show_yet_is_counted(api, alice):
+    # found by a fresh-eyes review of issue 19: the count read only the memberships' by_user index, which DynamoDB
+    # updates a moment after the write: a burst of creations could pass three
+    from tests.support import dynamodb_clients
+
+    made = [api.post("/v1/teams", {"name": f"Team {n}"}).json["id"] for n in range(2)]
+    lagging = made[-1]  # the latest, as an index a moment behind would answer without it
+
+    index = MembershipModel.by_user.Meta.index_name
+
+    def asked(params: dict, context: dict, **_: object) -> None:
+        context["by_user"] = params.get("IndexName") == index
+
+    def behind(parsed: dict, context: dict, **_: object) -> None:
+        if context.get("by_user"):
+            parsed["Items"] = [i for i in parsed["Items"] if i["team_id"]["S"] != lagging]
+            parsed["Count"] = len(parsed["Items"])
+
+    clients = dynamodb_clients(MembershipModel)
+    for c in clients:
+        c.meta.events.register("before-call.dynamodb.Query", asked)
+        c.meta.events.register("after-call.dynamodb.Query", behind)
+    try:
+        refused = api.post("/v1/teams", {"name": "One too many"})
+    finally:
+        for c in clients:
+            c.meta.events.unregister("before-call.dynamodb.Query", asked)
+            c.meta.events.unregister("after-call.dynamodb.Query", behind)
+
+    assert refused.status == 402, refused.body
+    assert refused.json["used"] == 3
+    assert len(_owned_teams(alice["user"]["id"])) == 3
