@@ -261,6 +261,9 @@ class _Run:
                     m.monitor_id,
                     events.STATUS_CHANGED,
                     change.at,
+                    # from what: a change at the same moment from another status (a resume re-entering a window
+                    # at its start) is a new event for the pages, not an overwrite of the tick's
+                    discriminator=f"{m.status}>{change.detail}",  # found by a fresh-eyes review of issue 20
                     text=f"Status: {change.detail}",
                     data={"status": change.detail},
                 )

@@ -331,3 +331,22 @@ def test_back_to_back_windows_move_on_the_page_at_their_shared_edge(shop, t0):
     assert shop.status() == "maintenance"
     assert first["id"] not in json.dumps(page)
     assert shop.alerted() == []  # a window's edge is no alert
+
+
+def test_a_monitor_resumed_inside_a_window_shows_the_maintenance_on_its_page(shop, api, t0):
+    # found by a fresh-eyes review of issue 20: its first result re-entered the window at the window's start, and
+    # that status event had the tick's key: an overwrite, which the page publisher never sees
+    shop.checks(minutes(t0, 0), ok=True)
+    shop.window(minutes(t0, 1), minutes(t0, 30))
+    shop.tick(minutes(t0, 1))
+    assert (shop.status(), shop.page()) == ("maintenance", "maintenance")
+    assert api.post(f"/v1/monitors/{shop.id}/pause").status == 200
+    shop.stream()
+    assert api.post(f"/v1/monitors/{shop.id}/resume").status == 200
+    shop.stream()
+    assert shop.page() == "operational"  # paused, then pending: the page shows it as up
+
+    shop.checks(minutes(t0, 3.5), ok=True)
+
+    assert (shop.status(), shop.page()) == ("maintenance", "maintenance")
+    assert shop.alerted() == []
