@@ -322,10 +322,12 @@ def find(team_id: str, monitor_id: str) -> Monitor | None:
     return get_many(team_id, [monitor_id]).get(monitor_id)
 
 
-def get_many(team_id: str, monitor_ids: list[str]) -> dict[str, Monitor]:
+def get_many(team_id: str, monitor_ids: list[str], *, consistent: bool = False) -> dict[str, Monitor]:
     """The team's monitors among these ids, by id (one BatchGetItem per 100); ids of none are left out."""
     keys = [(team_id, m) for m in dict.fromkeys(monitor_ids)]
-    return {item.monitor_id: to_monitor(item) for item in MonitorModel.batch_get(keys)} if keys else {}
+    if not keys:
+        return {}
+    return {item.monitor_id: to_monitor(item) for item in MonitorModel.batch_get(keys, consistent_read=consistent)}
 
 
 def scheduled(key: str) -> list[tuple[Monitor, Watch]]:

@@ -96,7 +96,8 @@ def _public_incident(item: Incident, names: dict[str, str], with_updates: bool =
 def build(page: Page, now: datetime) -> dict[str, Any]:
     team_id = page.team_id
     components = page.components
-    monitors = get_monitors(team_id, [c.monitor_id for c in components])
+    # Read strongly consistent: a publisher's read-back (publish.settle) must see a status written before it.
+    monitors = get_monitors(team_id, [c.monitor_id for c in components], consistent=True)
     names = {c.monitor_id: c.display_name for c in components}
     shown: list[dict[str, Any]] = []
     for c in components:

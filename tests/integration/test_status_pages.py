@@ -735,3 +735,20 @@ def test_a_renamed_page_is_published_at_its_new_slug_when_its_old_objects_could_
     assert "S3 kept status/acme/index.html" in logs.getvalue()  # the failure is told
     assert len(_objects("acme-status")) == 3  # and the page is where it now is
     assert json.loads(_objects("acme-status")["status/acme-status/index.json"])["slug"] == "acme-status"
+
+
+def test_a_page_reads_its_monitors_strongly_consistent_so_a_read_back_sees_a_status_written_before_it(api, alice):
+    # found by a fresh-eyes review of issue 19: the settle read-back rebuilt the page from an eventually consistent
+    # BatchGetItem, which may not yet hold the status whose publish raced it
+    from tests.support import aws_requests
+
+    monitor = create_monitor(api, name="Shop")
+    create_status_page(api, components=[{"monitor_id": monitor["id"]}])
+
+    with aws_requests("dynamodb") as sent:
+        assert refresh_all() == (1, 0)
+
+    monitors_table = f"{get_settings().table_prefix}monitors"
+    reads = [p for op, p in sent if op == "BatchGetItem" and monitors_table in p["RequestItems"]]
+    assert len(reads) >= 2  # the render and its read-back
+    assert all(p["RequestItems"][monitors_table].get("ConsistentRead") is True for p in reads)
