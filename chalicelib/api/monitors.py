@@ -684,11 +684,11 @@ def resume_monitor(call: Call, monitor_id: str) -> MonitorOut:
     permission=authz.WRITE,
     scope="monitors:write",
     response=ResultOut,
-    errors=(409, 503),
+    errors=(409, 429, 503),
 )
 def test_monitor(call: Call, monitor_id: str) -> ResultOut:
     """One check from one region, returned and not stored; the same SSRF guard applies.  A heartbeat monitor is not
-    checked (409): its job pings it."""
+    checked (409): its job pings it.  A team runs at most 30 every 10 minutes (429 with ``Retry-After``)."""
     monitor = monitors.get(call.user.team_id, monitor_id)
     return result_out(run_test_check(monitor))
 

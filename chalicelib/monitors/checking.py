@@ -9,12 +9,18 @@ from chalicelib import errors
 from chalicelib.checks import kinds, ssrf
 from chalicelib.checks.kinds import Spec
 from chalicelib.checks.model import Assertion, CheckResult, CheckSpec, TcpSpec
+from chalicelib.clock import utcnow
 from chalicelib.monitors import credentials, heartbeats
 from chalicelib.monitors.service import Monitor, MonitorConfig
+from chalicelib.ratelimit import service as ratelimit
 from chalicelib.sealing.service import Unreadable
 from chalicelib.settings import get_settings
 
 TEST_CHECK_MAX_MS = 25_000  # API Gateway ends a request at 29 s
+# A team's test checks a window: enough to try assertions over and over, not to make Vigil a target's flood (each is
+# a request from the API's region, at up to the API's per-user rate otherwise).
+TEST_CHECKS_PER_WINDOW = 30
+TEST_CHECK_WINDOW_S = 600
 
 
 MAX_SPEC_BYTES = 128 * 1024  # one job's check, encoded as the scheduler sends it: several fit a message
@@ -92,5 +98,11 @@ def run_test_check(monitor: Monitor) -> CheckResult:
         raise errors.Conflict(
             "The monitor's stored credential headers cannot be read: send their values again (PATCH its headers)."
         ) from None
+    now = utcnow()
+    if ratelimit.admit(f"test-checks#{monitor.team_id}", TEST_CHECKS_PER_WINDOW, TEST_CHECK_WINDOW_S, now) is None:
+        raise errors.TooManyRequests(
+            ratelimit.resets_in(TEST_CHECK_WINDOW_S, now),
+            f"At most {TEST_CHECKS_PER_WINDOW} test checks every {TEST_CHECK_WINDOW_S // 60} minutes for a team.",
+        )
     with ssrf.lookups_for(monitor.team_id):
         return kinds.run(spec, region=settings.aws_region, allow_private=settings.allow_private_targets)

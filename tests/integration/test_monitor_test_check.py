@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from chalicelib.monitors.models import MonitorModel, PackModel, PeriodModel
@@ -123,3 +125,33 @@ def test_no_url_key_or_body_credential_follows_the_monitor_to_another_receiver(a
     (sent,) = [request for request, _ in httpserver.log if request.path == "/steal"]
     assert "alices" not in sent.url + sent.get_data(as_text=True)
     assert sent.get_data(as_text=True) == mine["body"]
+
+
+def test_a_team_runs_at_most_30_test_checks_every_10_minutes(api, alice, bob, charlie, httpserver):
+    # found by a fresh-eyes review of issue 19: each test check is a request from Vigil, at up to the API's per-user
+    # rate (1,200 a minute): a member could point Vigil's API at any site as a flood
+    import time_machine
+
+    from chalicelib.monitors.checking import TEST_CHECK_WINDOW_S, TEST_CHECKS_PER_WINDOW
+    from chalicelib.ratelimit import service as ratelimit
+
+    httpserver.expect_request("/health").respond_with_data("ok")
+    ours = create_monitor(api, url=httpserver.url_for("/health"))
+    theirs = create_monitor(api.acting_as(charlie), url=httpserver.url_for("/health"))
+    start = datetime.now(UTC).replace(microsecond=0)
+    resets = ratelimit.resets_in(TEST_CHECK_WINDOW_S, start)
+    with time_machine.travel(start, tick=False):
+        answers = [
+            (api if n % 2 else api.acting_as(bob)).post(f"/v1/monitors/{ours['id']}/test").status
+            for n in range(TEST_CHECKS_PER_WINDOW + 1)
+        ]
+        over = api.post(f"/v1/monitors/{ours['id']}/test")
+        elsewhere = api.acting_as(charlie).post(f"/v1/monitors/{theirs['id']}/test")
+
+    assert answers == [200] * TEST_CHECKS_PER_WINDOW + [429]  # the team's, whoever in it asks
+    assert (over.status, over.json["code"]) == (429, "rate_limited")
+    assert int(over.headers["retry-after"]) == resets
+    assert len(httpserver.log) == TEST_CHECKS_PER_WINDOW + 1  # refused ones sent nothing; charlie's team had its own
+    assert elsewhere.status == 200
+    with time_machine.travel(start + timedelta(seconds=resets), tick=False):
+        assert api.post(f"/v1/monitors/{ours['id']}/test").status == 200
