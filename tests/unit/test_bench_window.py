@@ -1,0 +1,23 @@
+"""The cost bench meters no minute that holds an hour's end (its hourly rollups would be counted against five
+minutes of checks): ``wait_clear_of_the_hour``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from tests.load.test_bench_cost import wait_clear_of_the_hour
+
+
+def at(hh_mm_ss: str) -> float:
+    return datetime.fromisoformat(f"2026-12-07T{hh_mm_ss}+00:00").astimezone(UTC).timestamp()
+
+
+def test_a_window_inside_the_hour_starts_at_once():
+    assert wait_clear_of_the_hour(at("08:40:00"), 10) == 0.0
+    assert wait_clear_of_the_hour(at("08:49:59"), 10) == 0.0
+
+
+def test_a_window_that_would_hold_the_hours_end_starts_just_after_it():
+    assert wait_clear_of_the_hour(at("07:52:00"), 10) == 8 * 60 + 5  # session 14's first run, which crossed 08:00
+    assert wait_clear_of_the_hour(at("08:50:00"), 10) == 10 * 60 + 5
+    assert wait_clear_of_the_hour(at("08:59:59"), 10) == 6
