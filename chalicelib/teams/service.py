@@ -151,7 +151,10 @@ def free_teams_owned(user_id: str, recent: list[str]) -> int:
                 owned.add(team_id)
         except MembershipModel.DoesNotExist:
             continue  # deleted since, or left
-    return sum(1 for team in TeamModel.batch_get(list(owned)) if team.plan == "free") if owned else 0
+    # consistent too: a team created a moment ago may be missing from an eventually consistent read of the table
+    # (found by a fresh-eyes review of issue 19)
+    teams = TeamModel.batch_get(list(owned), consistent_read=True) if owned else []
+    return sum(1 for team in teams if team.plan == "free")
 
 
 def _creations(user_id: str) -> tuple[int, list[str]]:

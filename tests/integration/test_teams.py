@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 import time_machine
@@ -336,7 +337,7 @@ def test_a_team_the_memberships_index_does_not_show_yet_is_counted(api, alice):
     index = MembershipModel.by_user.Meta.index_name
 
     def asked(params: dict, context: dict, **_: object) -> None:
-        context["by_user"] = params.get("IndexName") == index
+        context["by_user"] = json.loads(params["body"]).get("IndexName") == index  # the request as sent
 
     def behind(parsed: dict, context: dict, **_: object) -> None:
         if context.get("by_user"):
@@ -353,6 +354,38 @@ def test_a_team_the_memberships_index_does_not_show_yet_is_counted(api, alice):
         for c in clients:
             c.meta.events.unregister("before-call.dynamodb.Query", asked)
             c.meta.events.unregister("after-call.dynamodb.Query", behind)
+
+    assert refused.status == 402, refused.body
+    assert refused.json["used"] == 3
+    assert len(_owned_teams(alice["user"]["id"])) == 3
+
+
+def test_a_team_an_eventually_consistent_read_does_not_show_yet_is_counted(api, alice):
+    # found by a fresh-eyes review of issue 19: the recent teams' memberships were read consistently, but their plans
+    # by an eventually consistent BatchGetItem, which a moment after the creation may not return the team yet
+    from tests.support import dynamodb_clients
+
+    made = [api.post("/v1/teams", {"name": f"Team {n}"}).json["id"] for n in range(2)]
+    lagging = made[-1]
+    table = TeamModel.Meta.table_name
+
+    def behind(parsed: dict, context: dict, **_: object) -> None:
+        if not context.get("consistent"):
+            parsed["Responses"][table] = [i for i in parsed["Responses"].get(table, []) if i["team_id"]["S"] != lagging]
+
+    def asked(params: dict, context: dict, **_: object) -> None:
+        context["consistent"] = bool(json.loads(params["body"])["RequestItems"].get(table, {}).get("ConsistentRead"))
+
+    clients = dynamodb_clients(TeamModel)
+    for c in clients:
+        c.meta.events.register("before-call.dynamodb.BatchGetItem", asked)
+        c.meta.events.register("after-call.dynamodb.BatchGetItem", behind)
+    try:
+        refused = api.post("/v1/teams", {"name": "One too many"})
+    finally:
+        for c in clients:
+            c.meta.events.unregister("before-call.dynamodb.BatchGetItem", asked)
+            c.meta.events.unregister("after-call.dynamodb.BatchGetItem", behind)
 
     assert refused.status == 402, refused.body
     assert refused.json["used"] == 3
