@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from contextlib import contextmanager
 
 import pytest
 import time_machine
@@ -326,34 +328,44 @@ def test_ownership_is_not_handed_to_someone_who_owns_three_free_teams_already(ap
     assert r.status == 200, r.body
 
 
+@contextmanager
+def lagging(model: object, operation: str, lags: Callable[[dict], bool], hide: Callable[[dict], None]):
+    """``operation``'s answers on ``model``'s clients, with ``hide`` applied to those whose request (as sent) ``lags``
+    says an index or an eventually consistent read would answer a moment behind: at botocore's edge."""
+    from tests.support import dynamodb_clients
+
+    def asked(params: dict, context: dict, **_: object) -> None:
+        context["lags"] = lags(json.loads(params["body"]))
+
+    def behind(parsed: dict, context: dict, **_: object) -> None:
+        if context.get("lags"):
+            hide(parsed)
+
+    clients = dynamodb_clients(model)
+    for c in clients:
+        c.meta.events.register(f"before-call.dynamodb.{operation}", asked)
+        c.meta.events.register(f"after-call.dynamodb.{operation}", behind)
+    try:
+        yield
+    finally:
+        for c in clients:
+            c.meta.events.unregister(f"before-call.dynamodb.{operation}", asked)
+            c.meta.events.unregister(f"after-call.dynamodb.{operation}", behind)
+
+
 def test_a_team_the_memberships_index_does_not_show_yet_is_counted(api, alice):
     # found by a fresh-eyes review of issue 19: the count read only the memberships' by_user index, which DynamoDB
     # updates a moment after the write: a burst of creations could pass three
-    from tests.support import dynamodb_clients
-
     made = [api.post("/v1/teams", {"name": f"Team {n}"}).json["id"] for n in range(2)]
-    lagging = made[-1]  # the latest, as an index a moment behind would answer without it
+    lagging_team = made[-1]  # the latest, as an index a moment behind would answer without it
 
-    index = MembershipModel.by_user.Meta.index_name
+    def without_it(parsed: dict) -> None:
+        parsed["Items"] = [i for i in parsed["Items"] if i["team_id"]["S"] != lagging_team]
+        parsed["Count"] = len(parsed["Items"])
 
-    def asked(params: dict, context: dict, **_: object) -> None:
-        context["by_user"] = json.loads(params["body"]).get("IndexName") == index  # the request as sent
-
-    def behind(parsed: dict, context: dict, **_: object) -> None:
-        if context.get("by_user"):
-            parsed["Items"] = [i for i in parsed["Items"] if i["team_id"]["S"] != lagging]
-            parsed["Count"] = len(parsed["Items"])
-
-    clients = dynamodb_clients(MembershipModel)
-    for c in clients:
-        c.meta.events.register("before-call.dynamodb.Query", asked)
-        c.meta.events.register("after-call.dynamodb.Query", behind)
-    try:
+    by_user = MembershipModel.by_user.Meta.index_name
+    with lagging(MembershipModel, "Query", lambda sent: sent.get("IndexName") == by_user, without_it):
         refused = api.post("/v1/teams", {"name": "One too many"})
-    finally:
-        for c in clients:
-            c.meta.events.unregister("before-call.dynamodb.Query", asked)
-            c.meta.events.unregister("after-call.dynamodb.Query", behind)
 
     assert refused.status == 402, refused.body
     assert refused.json["used"] == 3
@@ -363,29 +375,20 @@ def test_a_team_the_memberships_index_does_not_show_yet_is_counted(api, alice):
 def test_a_team_an_eventually_consistent_read_does_not_show_yet_is_counted(api, alice):
     # found by a fresh-eyes review of issue 19: the recent teams' memberships were read consistently, but their plans
     # by an eventually consistent BatchGetItem, which a moment after the creation may not return the team yet
-    from tests.support import dynamodb_clients
-
     made = [api.post("/v1/teams", {"name": f"Team {n}"}).json["id"] for n in range(2)]
-    lagging = made[-1]
+    lagging_team = made[-1]
     table = TeamModel.Meta.table_name
 
-    def behind(parsed: dict, context: dict, **_: object) -> None:
-        if not context.get("consistent"):
-            parsed["Responses"][table] = [i for i in parsed["Responses"].get(table, []) if i["team_id"]["S"] != lagging]
+    def without_it(parsed: dict) -> None:
+        parsed["Responses"][table] = [
+            i for i in parsed["Responses"].get(table, []) if i["team_id"]["S"] != lagging_team
+        ]
 
-    def asked(params: dict, context: dict, **_: object) -> None:
-        context["consistent"] = bool(json.loads(params["body"])["RequestItems"].get(table, {}).get("ConsistentRead"))
+    def eventually(sent: dict) -> bool:
+        return not sent["RequestItems"].get(table, {}).get("ConsistentRead")
 
-    clients = dynamodb_clients(TeamModel)
-    for c in clients:
-        c.meta.events.register("before-call.dynamodb.BatchGetItem", asked)
-        c.meta.events.register("after-call.dynamodb.BatchGetItem", behind)
-    try:
+    with lagging(TeamModel, "BatchGetItem", eventually, without_it):
         refused = api.post("/v1/teams", {"name": "One too many"})
-    finally:
-        for c in clients:
-            c.meta.events.unregister("before-call.dynamodb.BatchGetItem", asked)
-            c.meta.events.unregister("after-call.dynamodb.BatchGetItem", behind)
 
     assert refused.status == 402, refused.body
     assert refused.json["used"] == 3
