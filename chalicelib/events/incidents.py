@@ -12,6 +12,7 @@ from chalicelib.aws.filters import wanted
 from chalicelib.aws.names import results_stream_arn
 from chalicelib.bootstrap import configure_core
 from chalicelib.clock import utcnow
+from chalicelib.events.retry import RetryFrom
 from chalicelib.incidents.tracker import Result, apply_many
 from chalicelib.models import ALL_MODELS
 from chalicelib.monitors.packs import Packed, decode_pack
@@ -57,7 +58,7 @@ def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
     is harmless, since a result already applied changes nothing the second time.
     """
     by_monitor: dict[tuple[str, str], list[Result]] = defaultdict(list)
-    first_sequence: dict[tuple[str, str], tuple[int, str]] = {}
+    retry = RetryFrom()
     for index, record in enumerate(records):
         if not wanted("incidents", record):
             continue
@@ -71,8 +72,7 @@ def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
         for result in found:
             key = (result.team_id, result.monitor_id)
             by_monitor[key].append(result)
-            first_sequence.setdefault(key, (index, str(change.get("SequenceNumber", ""))))
-    failed: list[tuple[int, str]] = []
+            retry.saw(key, index, record)
     for key, error in apply_many(dict(by_monitor), utcnow()).items():
         if error is not None:  # reported to Lambda, which retries from this monitor's first record
             logger.error(
@@ -80,10 +80,8 @@ def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
                 extra={"team_id": key[0], "monitor_id": key[1], "error": type(error).__name__},
                 exc_info=error,
             )
-            failed.append(first_sequence[key])
-    if failed:
-        return {"batchItemFailures": [{"itemIdentifier": min(failed)[1]}]}
-    return {"batchItemFailures": []}
+            retry.failed(key)
+    return retry.response()
 
 
 @blueprint.on_dynamodb_record(stream_arn=results_stream_arn(get_settings()), batch_size=100, name="incidents")

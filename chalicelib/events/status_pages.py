@@ -9,6 +9,7 @@ from chalice import Blueprint, Rate
 from chalicelib.aws import names
 from chalicelib.aws.filters import wanted
 from chalicelib.bootstrap import configure_core
+from chalicelib.events.retry import RetryFrom
 from chalicelib.incidents import events
 from chalicelib.models import ALL_MODELS
 from chalicelib.observability import logger, metrics
@@ -27,27 +28,24 @@ def handle(records: list[dict[str, Any]]) -> dict[str, Any]:
     stop the others': Lambda is told to retry from the first record of a team that failed (publishing is
     idempotent, it renders the current state, so a team done already is only published again)."""
     touched: dict[str, set[str]] = {}
-    first_sequence: dict[str, tuple[int, str]] = {}
+    retry = RetryFrom()
     for index, record in enumerate(records):
         image = (record.get("dynamodb") or {}).get("NewImage") or {}
         if not wanted("status_pages", record) or image.get("type", {}).get("S") not in PUBLIC_EVENTS:
             continue
         team_id, monitor_id = image["team_id"]["S"], image["monitor_id"]["S"]
         touched.setdefault(team_id, set()).add(monitor_id)
-        first_sequence.setdefault(team_id, (index, str(record["dynamodb"].get("SequenceNumber", ""))))
+        retry.saw(team_id, index, record)
     published = 0
-    failed: list[tuple[int, str]] = []
     for team_id, monitor_ids in touched.items():
         try:
             published += republish_for(team_id, monitor_ids)
         except Exception:  # noqa: BLE001 - logged, and retried from this team's first record
             logger.exception("status page publishing failed", extra={"team_id": team_id})
-            failed.append(first_sequence[team_id])
+            retry.failed(team_id)
     if published:
         metrics.add_metric(name="StatusPagesPublished", unit="Count", value=published)
-    if failed:
-        return {"batchItemFailures": [{"itemIdentifier": min(failed)[1]}]}
-    return {"batchItemFailures": []}
+    return retry.response()
 
 
 @blueprint.schedule(Rate(1, unit=Rate.HOURS), name="status_pages_refresh")
