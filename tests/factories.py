@@ -7,8 +7,11 @@ API answered.
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
 from typing import Any
 
+from chalicelib.clock import isoz, utcnow
 from tests.support import ApiClient
 
 
@@ -35,6 +38,25 @@ def create_channel(api: ApiClient, **fields: Any) -> dict[str, Any]:
 def create_status_page(api: ApiClient, **fields: Any) -> dict[str, Any]:
     """A published status page "Acme" at the slug "acme", showing no component."""
     return _created(api, "/v1/status-pages", {"name": "Acme", "slug": "acme", **fields})
+
+
+def create_window(api: ApiClient, monitor_ids: list[str], **fields: Any) -> dict[str, Any]:
+    """A maintenance window "Upgrade" of these monitors, from an hour from now for an hour (scheduled)."""
+    now = utcnow()
+    starts, ends = isoz(now + timedelta(hours=1)), isoz(now + timedelta(hours=2))
+    body = {"title": "Upgrade", "monitor_ids": monitor_ids, "starts_at": starts, "ends_at": ends, **fields}
+    return _created(api, "/v1/maintenance-windows", body)
+
+
+def create_invitation(api: ApiClient, team_id: str, **fields: Any) -> dict[str, Any]:
+    """An invitation to the team as a member, for an address of its own."""
+    body = {"email": f"invitee-{uuid.uuid4().hex[:12]}@example.com", "role": "member", **fields}
+    return _created(api, f"/v1/teams/{team_id}/invitations", body)
+
+
+def create_api_key(api: ApiClient, **fields: Any) -> dict[str, Any]:
+    """An API key "CI" that reads monitors (its secret ``key`` is in the answer, as at creation)."""
+    return _created(api, "/v1/api-keys", {"name": "CI", "scopes": ["monitors:read"], **fields})
 
 
 def _created(api: ApiClient, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -29,9 +28,17 @@ from moto import mock_aws
 from schemathesis.engine import Status, from_schema
 from schemathesis.engine.events import FatalError, NonFatalError, ScenarioFinished
 
-from chalicelib.clock import isoz, utcnow
+from chalicelib.clock import utcnow
 from chalicelib.local import stack
-from tests.factories import create_channel, create_heartbeat, create_monitor, create_status_page
+from tests.factories import (
+    create_api_key,
+    create_channel,
+    create_heartbeat,
+    create_invitation,
+    create_monitor,
+    create_status_page,
+    create_window,
+)
 from tests.integration.test_make_dev import free_port
 from tests.support import (
     TEST_ENV,
@@ -82,23 +89,14 @@ class Team:
         join_team(api, self.id, other, role)
         return str(other["user"]["id"])
 
-    def made(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        r = self.api.post(path, body)
-        assert r.status == 201, r.body
-        return dict(r.json)
-
     def window(self, monitor_id: str) -> str:
-        now = utcnow()
-        starts, ends = isoz(now + timedelta(hours=1)), isoz(now + timedelta(hours=2))
-        body = {"title": "Upgrade", "monitor_ids": [monitor_id], "starts_at": starts, "ends_at": ends}
-        return str(self.made("/v1/maintenance-windows", body)["id"])
+        return str(create_window(self.api, [monitor_id])["id"])
 
     def key(self) -> str:
-        return str(self.made("/v1/api-keys", {"name": "CI", "scopes": ["monitors:read"]})["id"])
+        return str(create_api_key(self.api)["id"])
 
     def invitation(self) -> str:
-        body = {"email": f"invitee-{uuid.uuid4().hex[:8]}@example.com", "role": "member"}
-        return str(self.made(f"/v1/teams/{self.id}/invitations", body)["id"])
+        return str(create_invitation(self.api, self.id)["id"])
 
 
 def seed(api: ApiClient, base_url: str) -> Fuzzed:

@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Annotated, Any
 
 import pytest
@@ -25,10 +24,18 @@ from pydantic import TypeAdapter, ValidationError
 
 from chalicelib.api.framework import JSON, MAX_BODY_BYTES, METHODS, Route
 from chalicelib.api.routes import routers
-from chalicelib.clock import isoz, utcnow
+from chalicelib.clock import utcnow
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop
-from tests.factories import create_channel, create_heartbeat, create_monitor, create_status_page
+from tests.factories import (
+    create_api_key,
+    create_channel,
+    create_heartbeat,
+    create_invitation,
+    create_monitor,
+    create_status_page,
+    create_window,
+)
 from tests.support import (
     PASSWORD,
     TEST_ENV,
@@ -108,7 +115,7 @@ class Sweep:
         if "incident_id" in wanted:
             ids["incident_id"] = open_incident(ids["team_id"], ids["monitor_id"], utcnow(), error="timeout")
         if "window_id" in wanted:
-            ids["window_id"] = window(self.owner, ids["monitor_id"])
+            ids["window_id"] = create_window(self.owner, [ids["monitor_id"]])["id"]
         if wanted & {"page_id", "slug", "badge"}:  # a monitor has a public badge while a published page shows it
             slug = f"sweep-{uuid.uuid4().hex[:8]}"
             page = create_status_page(
@@ -118,40 +125,17 @@ class Sweep:
         if "channel_id" in wanted:
             ids["channel_id"] = create_channel(self.owner, name="sweep")["id"]
         if "invitation_id" in wanted:
-            ids["invitation_id"] = invitation(self.owner, ids["team_id"])
+            ids["invitation_id"] = create_invitation(self.owner, ids["team_id"])["id"]
         if "user_id" in wanted:
             member = register(self.api, f"member-{uuid.uuid4().hex[:12]}@example.com")
             join_team(self.api, ids["team_id"], member, "member")
             ids["user_id"] = member["user"]["id"]
         if "key_id" in wanted:
-            made = self.owner.post("/v1/api-keys", {"name": "sweep", "scopes": ["monitors:read"]})
-            assert made.status == 201, made.body
-            ids["key_id"] = made.json["id"]
+            ids["key_id"] = create_api_key(self.owner)["id"]
         if "token" in wanted:
             ids["token"] = create_heartbeat(self.owner)["ping_url"].rsplit("/", 1)[1]
         assert wanted <= set(ids), f"no fresh object for {wanted - set(ids)}: add it here"
         return ids
-
-
-def window(owner: ApiClient, monitor_id: str) -> str:
-    now = utcnow()
-    body = {
-        "title": "sweep",
-        "monitor_ids": [monitor_id],
-        "starts_at": isoz(now + timedelta(hours=1)),
-        "ends_at": isoz(now + timedelta(hours=2)),
-    }
-    r = owner.post("/v1/maintenance-windows", body)
-    assert r.status == 201, r.body
-    return str(r.json["id"])
-
-
-def invitation(owner: ApiClient, team_id: str) -> str:
-    r = owner.post(
-        f"/v1/teams/{team_id}/invitations", {"email": f"{uuid.uuid4().hex[:12]}@example.com", "role": "member"}
-    )
-    assert r.status == 201, r.body
-    return str(r.json["id"])
 
 
 @pytest.fixture(scope="module")
@@ -180,28 +164,11 @@ def sweep() -> Iterator[Sweep]:
             user = register(api, email)
             team_id, user_id = user["team"]["id"], user["user"]["id"]
             on_plan(api, team_id, "enterprise")  # every case makes its own objects, never the plan's limit
-            invited = api.post(
-                f"/v1/teams/{team_id}/invitations",
-                {"email": "invitee@example.com", "role": "member"},
-                token=user["access_token"],
-            )
-            assert invited.status == 201, invited.body
             owner = api.acting_as(user)
+            invited = create_invitation(owner, team_id)
             monitor = create_monitor(owner, name="sweep", url="http://127.0.0.1:9/")
-            token = user["access_token"]
-            now = utcnow()
-            incident_id = open_incident(team_id, monitor["id"], now, error="timeout")
-            window = api.post(
-                "/v1/maintenance-windows",
-                {
-                    "title": "sweep",
-                    "monitor_ids": [monitor["id"]],
-                    "starts_at": isoz(now + timedelta(hours=1)),
-                    "ends_at": isoz(now + timedelta(hours=2)),
-                },
-                token=token,
-            )
-            assert window.status == 201, window.body
+            incident_id = open_incident(team_id, monitor["id"], utcnow(), error="timeout")
+            window = create_window(owner, [monitor["id"]])
             alert_channel = create_channel(owner, name="sweep")
             status_page = create_status_page(
                 owner, name="sweep", slug=f"sweep-{uuid.uuid4().hex[:8]}", components=[{"monitor_id": monitor["id"]}]
@@ -209,10 +176,10 @@ def sweep() -> Iterator[Sweep]:
             ids = {
                 "team_id": team_id,
                 "user_id": user_id,
-                "invitation_id": invited.json["id"],
+                "invitation_id": invited["id"],
                 "monitor_id": monitor["id"],
                 "incident_id": incident_id,
-                "window_id": window.json["id"],
+                "window_id": window["id"],
                 "channel_id": alert_channel["id"],
                 "page_id": status_page["id"],
                 "slug": status_page["slug"],
