@@ -28,6 +28,14 @@ folds one check result into the state:
       outage went on; a region silent for :func:`hold_cap` while others report is *timed out* (counted up, and
       named on the timeline).  After a resolution that timed a region out, nothing checked before it opens an
       incident: a late region's stale failures never reopen an outage already over.
+   c. A late region's story can change what was decided before it arrived, but only before an incident's start
+      (open or resolved: the resolved ones are kept as :class:`Episode` for :func:`hold_cap`): it moves the start
+      back while the quorum is known down all the way to it (a moment still unknown stops it: the rest of the
+      story may show a break), and a separate, earlier quorum it shows, over in check time before the story
+      arrived, is an incident found late (``incident_revealed``: opened and resolved at its moments, told as any
+      incident that opened and resolved in one batch).  A resolution is decided up to the latest moment any region
+      told of, not only the arriving result's own.  So, as long as every region reports within the cap, the
+      incidents depend only on the regions' check-time sequences, whatever order their results arrive in.
    Without an interval (a policy that does not know it) every region is vouched for by its last result.
 5. An up monitor whose response was slower than ``degraded_after_ms`` is ``degraded`` (not while in maintenance:
    a slow response in a window is expected, and no alert may go out; after it, the next slow one tells).
@@ -83,6 +91,16 @@ Span = tuple[datetime, datetime]  # [went down, came back up), in check time
 
 
 @dataclass(frozen=True)
+class Episode:
+    """A resolved incident, kept while a late region's story could still move its start (docstring, point 4c)."""
+
+    key: datetime  # the moment it was first opened at: its identity (the tracker derives the incident's id from it)
+    start: datetime  # in check time, moved back by late stories
+    end: datetime  # resolved at, in check time
+    guard: datetime  # nothing checked up to it opens another incident after it (its end, or later after a time-out)
+
+
+@dataclass(frozen=True)
 class RegionState:
     down: bool = False
     failures: int = 0
@@ -122,6 +140,9 @@ class MonitorState:
     maintenance_through: datetime | None = None  # the end of the last window left: nothing up to it is decided again
     settled_at: datetime | None = None  # the open incident's quorum known down again after its last recovery
     maintenance: Span | None = None  # the window (or overlapping windows) the monitor is in, as its edges told
+    open_key: datetime | None = None  # the moment the open incident was first opened at (its identity)
+    episodes: tuple[Episode, ...] = ()  # recent resolved incidents, oldest first (point 4c)
+    episodes_floor: datetime | None = None  # the guard of the last episode no longer kept: no story reaches before
 
     def region(self, name: str) -> RegionState:
         return self.regions.get(name, RegionState())
@@ -137,7 +158,9 @@ class Event:
     at: datetime
     region: str | None = None
     detail: str | None = None
-    regions: tuple[str, ...] = ()  # incident_opened: the regions down at that moment
+    regions: tuple[str, ...] = ()  # incident_opened, incident_revealed: the regions down at that moment
+    until: datetime | None = None  # incident_revealed: when it resolved, in check time
+    incident: datetime | None = None  # incident_opened/started/revealed: the incident's identity (``Episode.key``)
 
 
 def _step_region(region: RegionState, obs: Observation, policy: Policy) -> RegionState:
@@ -219,6 +242,9 @@ def material(state: MonitorState) -> tuple[Any, ...]:
         state.opened_at,
         state.maintenance,
         state.maintenance_through,
+        state.open_key,
+        state.episodes,
+        state.episodes_floor,
     )
 
 
@@ -361,6 +387,7 @@ def _decide(state: MonitorState, policy: Policy, obs: Observation) -> tuple[Moni
     if ceiling is not None and at >= ceiling:
         return state, events  # inside the window's span (its end is crossed first: ``_crossed``)
     floor = state.maintenance_through
+    state, events = _late_stories(state, policy)
     for _ in range(2 * MAX_SPANS * max(len(policy.regions), 1) + 2):  # each pass opens or resolves one
         # Held, every region's time is kept exactly; otherwise it may be KNOWLEDGE_STEP old (``knowledge``).
         known = _Regions(state, policy, exact_since=_hold_start(state, policy))
@@ -383,16 +410,16 @@ def _decide(state: MonitorState, policy: Policy, obs: Observation) -> tuple[Moni
                 break
             down, _ = known.counts(opened)
             cause = obs.cause or next((state.region(r).cause for r in down if state.region(r).cause), None)
-            state = replace(state, incident_open=True, opened_at=opened)
-            events.append(Event("incident_opened", opened, detail=cause, regions=tuple(down)))
+            state = replace(state, incident_open=True, opened_at=opened, open_key=opened)
+            events.append(Event("incident_opened", opened, detail=cause, regions=tuple(down), incident=opened))
             continue
         if state.opened_at is None:  # an incident opened by a version that did not keep when: its quorum's moment
             state = replace(state, opened_at=_quorum_reached(state, policy) or at)
         since = state.opened_at or at
-        earlier = _earlier_start(state, policy, known, since)
+        earlier = _earlier_start(state, policy, known, since, _last_guard(state))
         if earlier is not None:  # a late region's story: the quorum was there sooner, without a break since
             state = replace(state, opened_at=earlier)
-            events.append(Event("incident_started", earlier))
+            events.append(Event("incident_started", earlier, incident=state.open_key))
             since = earlier
         # In check time from the start: the first moment the quorum is certainly lost resolves it, unless an
         # earlier moment is uncertain (a late region could still show the quorum lost there, or held).
@@ -400,7 +427,12 @@ def _decide(state: MonitorState, policy: Policy, obs: Observation) -> tuple[Moni
         resolved = None
         certain = True
         after = max(since, floor) if floor is not None else since  # a window's end decided what came before
-        for t in _edges(state, policy, strict, after=after, until=at):
+        # Up to the latest moment any region told of (a late result's own moment is behind it), never into the
+        # window the monitor is in.
+        now = max(at, strict.latest) if strict.latest is not None else at
+        if ceiling is not None:
+            now = max(at, min(now, ceiling - timedelta(microseconds=1)))
+        for t in _edges(state, policy, strict, after=after, until=now):
             down, unknown = strict.counts(t)
             if len(down) >= quorum:
                 continue
@@ -408,11 +440,11 @@ def _decide(state: MonitorState, policy: Policy, obs: Observation) -> tuple[Moni
             if len(down) + len(unknown) < quorum:
                 resolved = t
             break
-        if certain and at > since:
-            state = replace(state, settled_at=at)
+        if certain and now > since:
+            state = replace(state, settled_at=now)
         late: list[str] = []
-        if resolved is None and known.timed_out and at > after and _possible(known, at) < quorum:
-            resolved, late = at, [r for r in known.timed_out if state.region(r).last_at or state.opened_at]
+        if resolved is None and known.timed_out and now > after and _possible(known, now) < quorum:
+            resolved, late = now, [r for r in known.timed_out if state.region(r).last_at or state.opened_at]
         if resolved is None:
             break
         up = [r for r in policy.regions if known.at(r, resolved) == "up" and r not in late]
@@ -420,9 +452,111 @@ def _decide(state: MonitorState, policy: Policy, obs: Observation) -> tuple[Moni
         if late:
             detail += f"; no result in time from {', '.join(late)}"
         guard = max(resolved, known.latest) if late and known.latest else resolved
-        state = replace(state, incident_open=False, opened_at=None, settled_at=None, last_resolved_at=guard)
+        state = _closed(state, resolved, guard)
         events.append(Event("incident_resolved", resolved, detail=detail))
     return state, events
+
+
+def _closed(state: MonitorState, end: datetime, guard: datetime) -> MonitorState:
+    """The open incident resolved at ``end``: kept as an episode (point 4c)."""
+    start = state.opened_at or end
+    episode = Episode(key=state.open_key or start, start=start, end=end, guard=guard)
+    return replace(
+        state,
+        incident_open=False,
+        opened_at=None,
+        open_key=None,
+        settled_at=None,
+        last_resolved_at=guard,
+        episodes=(*state.episodes, episode),
+    )
+
+
+def _last_guard(state: MonitorState) -> datetime | None:
+    """Nothing up to it opens an incident or moves one's start: the last resolution's guard, the last window's end,
+    or the guard of the last incident no longer kept."""
+    guards = [t for t in (state.last_resolved_at, state.maintenance_through, state.episodes_floor) if t is not None]
+    return max(guards, default=None)
+
+
+def _late_stories(state: MonitorState, policy: Policy) -> tuple[MonitorState, list[Event]]:
+    """What late regions' stories change before the incidents already decided (docstring, point 4c): each kept
+    episode's start (and the open incident's) moved back while the quorum held up to it, and separate quorums found
+    in the gap before it (after the episode before it, and after the last window left), opened and resolved in
+    check time."""
+    if not policy.interval_seconds or not (state.episodes or (state.incident_open and state.opened_at)):
+        return state, []
+    known = _Regions(state, policy)
+    strict = _Regions(state, policy, time_out=False)
+    events: list[Event] = []
+    kept: list[Episode] = []
+    before = state.episodes_floor
+    opened_at = state.opened_at
+    incidents: list[Episode | None] = [*state.episodes, None]  # None: the open incident, if any
+    for episode in incidents:
+        if episode is None and not (state.incident_open and opened_at is not None):
+            break
+        key = episode.key if episode is not None else state.open_key
+        start = episode.start if episode is not None else opened_at
+        assert start is not None
+        lo = max((t for t in (before, state.maintenance_through) if t is not None), default=None)
+        if lo is None or lo < start:
+            earlier = _earlier_start(state, policy, known, start, lo)
+            if earlier is not None:
+                start = earlier
+                events.append(Event("incident_started", earlier, incident=key))
+            for found in _separate(state, policy, known, strict, lo, start):
+                kept.append(found)
+                down, _ = known.counts(found.start)
+                cause = next((state.region(r).cause for r in down if state.region(r).cause), None)
+                events.append(
+                    Event(
+                        "incident_revealed",
+                        found.start,
+                        detail=cause,
+                        regions=tuple(down),
+                        until=found.end,
+                        incident=found.key,
+                    )
+                )
+        if episode is None:
+            opened_at = start
+        else:
+            kept.append(replace(episode, start=start))
+            before = episode.guard
+    if not events:
+        return state, []
+    return replace(state, episodes=tuple(kept), opened_at=opened_at), events
+
+
+def _separate(
+    state: MonitorState, policy: Policy, known: _Regions, strict: _Regions, lo: datetime | None, until: datetime
+) -> list[Episode]:
+    """The quorums known down in (``lo``, ``until``), each ended by a certain break before ``until`` (one that runs
+    into ``until`` is that incident's, :func:`_earlier_start`; an uncertain end waits for more of the story)."""
+    found: list[Episode] = []
+    cursor = lo
+    moments = sorted({start for name in policy.regions for start in _starts(state.region(name)) if start is not None})
+    for t in moments:
+        if (cursor is not None and t <= cursor) or t >= until:
+            continue
+        if len(known.counts(t)[0]) < policy.confirmation_regions:
+            continue
+        end = None
+        for edge in _edges(state, policy, strict, after=t, until=until):
+            if edge >= until:
+                break
+            down, unknown = strict.counts(edge)
+            if len(down) >= policy.confirmation_regions:
+                continue
+            if len(down) + len(unknown) < policy.confirmation_regions:
+                end = edge
+            break
+        if end is None:
+            break
+        found.append(Episode(key=t, start=t, end=end, guard=end))
+        cursor = end
+    return found
 
 
 def _possible(known: _Regions, t: datetime) -> int:
@@ -445,18 +579,18 @@ def _edges(
     return sorted(t for t in edges if t is not None and (after is None or t > after) and t <= until)
 
 
-def _earlier_start(state: MonitorState, policy: Policy, known: _Regions, since: datetime) -> datetime | None:
-    """The first moment after the last resolution from which the quorum has held, without a certain break, up to
-    ``since`` (the open incident's start as first seen), when that is sooner."""
-    guards = [t for t in (state.last_resolved_at, state.maintenance_through) if t is not None]
-    points = [t for t in _edges(state, policy, known, after=max(guards, default=None), until=since) if t < since]
+def _earlier_start(
+    state: MonitorState, policy: Policy, known: _Regions, since: datetime, after: datetime | None
+) -> datetime | None:
+    """The first moment after ``after`` (the guard before the incident) from which the quorum has held, without a
+    certain break, up to ``since`` (the incident's start as known), when that is sooner."""
+    points = [t for t in _edges(state, policy, known, after=after, until=since) if t < since]
     start = None
-    for t in reversed(points):  # walk back from the start while the quorum may have held
-        down, unknown = known.counts(t)
-        if len(down) + len(unknown) < policy.confirmation_regions:
-            break
-        if len(down) >= policy.confirmation_regions:
-            start = t
+    for t in reversed(points):  # walk back from the start while the quorum is known to have held
+        down, _ = known.counts(t)
+        if len(down) < policy.confirmation_regions:
+            break  # a break, or a moment not known yet: the rest of a late story may still move it
+        start = t
     return start
 
 
@@ -491,7 +625,11 @@ def _pruned(state: MonitorState, policy: Policy) -> MonitorState:
             or (state.opened_at is not None and span[1] > state.opened_at)
         )[-MAX_SPANS:]
         regions[name] = r if spans == r.spans else replace(r, spans=spans)
-    return replace(state, regions=regions)
+    episodes, floor = state.episodes, state.episodes_floor
+    while episodes and ((keep_after is not None and episodes[0].guard <= keep_after) or len(episodes) > MAX_SPANS):
+        floor = max(floor, episodes[0].guard) if floor is not None else episodes[0].guard
+        episodes = episodes[1:]
+    return replace(state, regions=regions, episodes=episodes, episodes_floor=floor)
 
 
 def apply(
@@ -615,12 +753,12 @@ def _leave(state: MonitorState, policy: Policy, at: datetime) -> tuple[MonitorSt
             detail = "Recovered during maintenance" + (f" (up in {', '.join(up)})" if up else "")
             if timed_out:
                 detail += f"; no result in time from {', '.join(timed_out)}"
-            new = replace(new, incident_open=False, opened_at=None, last_resolved_at=at)
+            new = _closed(new, at, at)
             events.append(Event("incident_resolved", at, detail=detail))
     elif held:
         cause = next((state.region(r).cause for r in down if state.region(r).cause), None)
-        new = replace(new, incident_open=True, opened_at=at)
-        events.append(Event("incident_opened", at, detail=cause))
+        new = replace(new, incident_open=True, opened_at=at, open_key=at)
+        events.append(Event("incident_opened", at, detail=cause, incident=at))
     status = _status(new, policy)
     if status != state.status:
         events.append(Event("status_changed", at, detail=status))
@@ -663,6 +801,11 @@ def dump(state: MonitorState) -> dict[str, Any]:
         "maintenance": [state.maintenance[0].isoformat(), state.maintenance[1].isoformat()]
         if state.maintenance is not None
         else None,
+        "open_key": _iso(state.open_key),
+        "episodes": [
+            [e.key.isoformat(), e.start.isoformat(), e.end.isoformat(), e.guard.isoformat()] for e in state.episodes
+        ],
+        "episodes_floor": _iso(state.episodes_floor),
     }
 
 
@@ -694,7 +837,17 @@ def load(data: dict[str, Any] | None) -> MonitorState:
         maintenance_through=parse_time(data.get("maintenance_through")),
         settled_at=parse_time(data.get("settled_at")),
         maintenance=_span(data["maintenance"]) if data.get("maintenance") else None,
+        open_key=parse_time(data.get("open_key")),
+        episodes=tuple(_episode(e) for e in data.get("episodes") or ()),
+        episodes_floor=parse_time(data.get("episodes_floor")),
     )
+
+
+def _episode(value: Any) -> Episode:
+    key, start, end, guard = (parse_time(str(v)) for v in value)
+    if key is None or start is None or end is None or guard is None:
+        raise ValueError(f"not an episode: {value!r}")
+    return Episode(key=key, start=start, end=end, guard=guard)
 
 
 def _span(value: Any) -> Span:

@@ -233,10 +233,14 @@ class _Run:
         m = self.monitor
         if change.kind == "incident_opened":
             self._open(change)
-        elif change.kind == "incident_started" and self._incident_is_open():
+        elif change.kind == "incident_started" and self._is_current(change):
             assert self.incident is not None  # a late region's results show the outage began sooner
             self.incident.started_at = min(self.incident.started_at, change.at)
             self._touch()
+        elif change.kind == "incident_started":
+            self._move_start(change)  # of an incident already resolved
+        elif change.kind == "incident_revealed":
+            self._found_late(change)
         elif change.kind == "incident_resolved":
             self._resolve(change)
         elif change.kind in ("region_down", "region_up") and self._incident_is_open():
@@ -283,6 +287,63 @@ class _Run:
     def _incident_is_open(self) -> bool:
         return self.incident is not None and self.incident.status != "resolved"
 
+    def _incident_id(self, key: datetime) -> str:
+        """An incident's id, from the moment it was first opened at (``state.Episode.key``)."""
+        return derived_id("inc", key, self.monitor.monitor_id)
+
+    def _is_current(self, change: Event) -> bool:
+        """``change`` is about the open incident."""
+        if not self._incident_is_open():
+            return False
+        assert self.incident is not None
+        return change.incident is None or self._incident_id(change.incident) == self.incident.incident_id
+
+    def _move_start(self, change: Event) -> None:
+        """A late region's story shows a resolved incident began sooner: its start moves back (no alert: its
+        opening was told, at the moment the others' results showed it)."""
+        if change.incident is None:
+            return
+        incident_id = self._incident_id(change.incident)
+        incident = self.pending.incidents.get(incident_id) or _open_incident(self.monitor.team_id, incident_id)
+        if incident is None:  # opened by a version that did not key incidents by their first moment, or deleted
+            logger.info("an earlier start for an incident not found", extra={"incident_id": incident_id})
+            return
+        if change.at < incident.started_at:
+            incident.started_at = change.at
+            incident.updated_at = self.now
+            self.pending.incidents[incident_id] = incident
+
+    def _found_late(self, change: Event) -> None:
+        """An outage a late region's results showed only after it was over, and after a later incident was decided:
+        told as one that opened and resolved in one batch is (``_open`` then ``_resolve``), opened and resolved on
+        its timeline and alerted as such, without touching the incident open now."""
+        m = self.monitor
+        incident_id = self._incident_id(change.incident or change.at)
+        if incident_id in self.pending.incidents:
+            return
+        end = change.until or change.at
+        incident = IncidentModel(
+            m.team_id,
+            incident_id,
+            team_status=status_key(m.team_id, "open"),
+            monitor_id=m.monitor_id,
+            status="open",
+            cause=change.detail,
+            started_at=change.at,
+            affected_regions=list(change.regions),
+            updated_at=self.now,
+        )
+        incident.resolve(end, None, self.now)
+        self.pending.incidents[incident_id] = incident
+        total = len(self.policy.regions)
+        opened = f"Down in {len(change.regions)} of {total} regions: {change.detail}"
+        late = "; found late: a region's results arrived after it was over"
+        for kind, at, text in ((events.OPENED, change.at, opened), (events.RESOLVED, end, "Recovered" + late)):
+            self.pending.items.append(events.incident_event(incident, kind, at, discriminator="", text=text))
+            self.applied.events.append(kind)
+        self.applied.opened.append(incident_id)
+        self.applied.resolved.append(incident_id)
+
     def _touch(self) -> None:
         assert self.incident is not None
         self.incident.updated_at = self.now
@@ -303,7 +364,7 @@ class _Run:
     def _open(self, change: Event) -> None:
         m = self.monitor
         down = list(change.regions) or down_regions(self.state, self.policy)  # those that made the quorum
-        incident_id = derived_id("inc", change.at, m.monitor_id)
+        incident_id = self._incident_id(change.incident or change.at)
         incident = IncidentModel(
             m.team_id,
             incident_id,

@@ -3,15 +3,21 @@ fresh-eyes review)."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from types import SimpleNamespace
 
+import pytest
+import time_machine
+
 from chalicelib.checks.marking import matters
+from chalicelib.clock import utcnow
 from chalicelib.incidents.events import OPENED, RESOLVED
 from chalicelib.incidents.models import EventModel, MonitorStateModel
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.monitors.watching import watch_of
-from tests.factories import create_monitor
+from tests.factories import create_channel, create_monitor
+from tests.integration.test_alerts import planned, settle
 from tests.integration.test_incidents_stream import (
     REGIONS,
     URL,
@@ -20,6 +26,12 @@ from tests.integration.test_incidents_stream import (
     start,
     team_incidents,
 )
+from tests.support import make_test_settings
+
+
+@pytest.fixture
+def settings():
+    return make_test_settings(ALLOW_PRIVATE_TARGETS="true")  # the webhook's receiver is on this machine
 
 
 def worker_marks(monitor: dict, region: str, at, ok: bool) -> bool:
@@ -100,3 +112,59 @@ def test_an_incident_opened_by_a_late_regions_story_names_the_regions_that_made_
     [opened] = [e.text for e in timeline if e.type == OPENED]
     assert incident.status == "resolved"
     assert (opened, sorted(incident.affected_regions)) == ("Down in 2 of 3 regions: HTTP 503", sorted([us, eu]))
+
+
+def test_an_outage_only_a_late_region_shows_is_stored_and_alerted_as_on_time(api, alice, aws, httpserver):
+    """test_incident_lag.test_an_earlier_outage_only_a_late_region_shows_is_found_late through the handler, one
+    region at a time (each region's worker writes its own packs): ap's results three minutes late.  us and eu open
+    the later outage first (at 4, moved back to 3 by ap's story); ap's story then shows the earlier one (us and ap
+    down from 1 to 2), over before it arrived.  It is stored as a resolved incident with its moments, and its
+    timeline tells an opening and a resolution, each alerted once — as on time, where both were alerted."""
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    monitor = create_monitor(api, url=URL, channel_ids=[hook["id"]])
+    t0 = start()
+    us, eu, ap = REGIONS
+    story = {us: "--+--", eu: "-+---", ap: "----"}
+    for m in range(len(story[us]) + 3):
+        for region, lag in ((us, 0), (eu, 0), (ap, 3)):
+            if 0 <= m - lag < len(story[region]):
+                feed([result(monitor, t0 + timedelta(minutes=m - lag), region, story[region][m - lag] == "+")])
+    incidents = sorted(team_incidents(monitor), key=lambda i: i.started_at)
+    assert [(i.started_at, i.resolved_at, i.status) for i in incidents] == [
+        (t0 + timedelta(minutes=1), t0 + timedelta(minutes=2), "resolved"),
+        (t0 + timedelta(minutes=3), None, "open"),
+    ]
+    found, _ = incidents
+    assert sorted(found.affected_regions) == sorted([us, ap])
+    timeline = list(EventModel.query(found.incident_id))
+    assert [(e.type, e.at) for e in timeline] == [
+        (OPENED, t0 + timedelta(minutes=1)),
+        (RESOLVED, t0 + timedelta(minutes=2)),
+    ]
+    assert "found late" in timeline[1].text
+    # The alert handler is handed the timelines as the events stream hands them over, twice: one message for
+    # each transition, no more.
+    with time_machine.travel(utcnow(), tick=True) as clock:
+        planned(timeline, times=2)
+        settle(clock)  # a resolution waits a few seconds behind its incident's opening
+    bodies = [json.loads(request.get_data()) for request, _ in httpserver.log]
+    sent = [(body["type"], body["data"]["incident"]["id"]) for body in bodies]
+    assert sent == [("incident.opened", found.incident_id), ("incident.resolved", found.incident_id)]
+
+
+def test_a_late_region_moves_the_start_of_an_incident_already_resolved(api, alice, aws):
+    """test_incident_lag.test_a_late_region_moves_a_resolved_incidents_start_back through the handler: eu and ap make
+    the quorum at 3 and recover at 4; us's story, five minutes late, shows us and eu down from 1.  The resolved
+    incident's start moves back to 1, and no second incident is opened."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    us, eu, ap = REGIONS
+    story = {us: "----", eu: "----+" + "+" * 5, ap: "-+--+" + "+" * 5}
+    for m in range(len(story[eu])):
+        batch = [result(monitor, t0 + timedelta(minutes=m), r, story[r][m] == "+") for r in (eu, ap)]
+        if 0 <= m - 5 < len(story[us]):
+            batch.append(result(monitor, t0 + timedelta(minutes=m - 5), us, story[us][m - 5] == "+"))
+        feed(batch)
+    (incident,) = team_incidents(monitor)
+    assert (incident.started_at, incident.resolved_at) == (t0 + timedelta(minutes=1), t0 + timedelta(minutes=4))

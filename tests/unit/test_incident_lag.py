@@ -9,14 +9,24 @@ region delays, duplicates, and ties broken by a seed; :func:`incidents` reads ba
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.incidents.state import KNOWLEDGE_STEP, MonitorState, Observation, Policy, apply, dump, hold_cap, load
+from chalicelib.incidents.state import (
+    KNOWLEDGE_STEP,
+    Event,
+    MonitorState,
+    Observation,
+    Policy,
+    apply,
+    dump,
+    hold_cap,
+    load,
+)
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 REGIONS = ("us", "eu", "ap")
@@ -29,6 +39,46 @@ class Outcome:
     resolved: list[datetime]
     details: list[str]
     state: MonitorState
+
+
+@dataclass
+class Ledger:
+    """The incidents events tell of, by identity (the moment each was first opened at): what the tracker stores."""
+
+    starts: dict[datetime, datetime] = field(default_factory=dict)
+    ends: dict[datetime, datetime] = field(default_factory=dict)
+    details: list[str] = field(default_factory=list)
+    open_key: datetime | None = None
+
+    def record(self, event: Event) -> None:
+        if event.kind == "incident_opened":
+            key = event.incident or event.at
+            assert key not in self.starts, f"two incidents are one: {key}"
+            self.starts[key] = event.at
+            self.open_key = key
+        elif event.kind == "incident_started":  # a late region's story: the incident began sooner
+            key = event.incident if event.incident is not None else self.open_key
+            assert key in self.starts, (key, self.starts)
+            self.starts[key] = event.at
+        elif event.kind == "incident_resolved":
+            assert self.open_key is not None, "resolved with no incident open"
+            self.ends[self.open_key] = event.at
+            self.details.append(event.detail or "")
+            self.open_key = None
+        elif event.kind == "incident_revealed":  # found late: opened and resolved before anyone could know
+            key = event.incident or event.at
+            assert event.until is not None
+            assert key not in self.starts, f"two incidents are one: {key}"
+            self.starts[key] = event.at
+            self.ends[key] = event.until
+
+    @property
+    def opened(self) -> list[datetime]:
+        return sorted(self.starts.values())
+
+    @property
+    def resolved(self) -> list[datetime]:
+        return sorted(self.ends.values())
 
 
 def observations(script: dict[str, str]) -> list[Observation]:
@@ -68,20 +118,14 @@ def deliver(
             arrival, _, obs = rng.choice(arriving)
             arriving.append((arrival + timedelta(seconds=rng.randint(0, 300)), rng.random(), obs))
     state = MonitorState()
-    opened, resolved, details = [], [], []
+    ledger = Ledger()
     for _, _, obs in sorted(arriving, key=lambda a: (a[0], a[1])):
         state, events = apply(state, obs, POLICY)
         if round_trip:
             state = load(dump(state))  # as the handler stores it between batches
         for event in events:
-            if event.kind == "incident_opened":
-                opened.append(event.at)
-            elif event.kind == "incident_started":  # the open one's start, moved back by a late region's story
-                opened[-1] = event.at
-            elif event.kind == "incident_resolved":
-                resolved.append(event.at)
-                details.append(event.detail or "")
-    return Outcome(opened, resolved, details, state)
+            ledger.record(event)
+    return Outcome(ledger.opened, ledger.resolved, ledger.details, state)
 
 
 def minutes(*values: float) -> list[datetime]:
@@ -121,7 +165,10 @@ def test_the_held_recovery_is_what_keeps_it_one_incident() -> None:
     resolved, then ap's failures opened a second one.  Now the recovery waits for ap, and ap was down."""
     outcome = deliver(OUTAGE, {"ap": 5})
     assert (len(outcome.opened), len(outcome.resolved)) == (1, 1)
-    assert outcome.details == ["Recovered (confirmed in us, eu, ap)"]
+    # Resolved at 13 as soon as ap's story reached 12 (down): at 13 us and eu are up, and ap alone is no quorum,
+    # so the recovery is certain before ap's own recovery arrives.
+    assert outcome.resolved == minutes(13)
+    assert outcome.details == ["Recovered (confirmed in us, eu)"]
 
 
 def test_a_silent_region_that_could_make_the_quorum_holds_the_recovery_only_until_the_cap() -> None:
@@ -170,6 +217,67 @@ def test_a_late_region_that_overlapped_opens_the_incident_it_makes_and_resolves_
     assert late.resolved == on_time.resolved
 
 
+def test_a_late_region_moves_a_resolved_incidents_start_back() -> None:
+    """us down from 0 to 3, five minutes late; eu down 0..3 and ap 2..3 on time.  Without us, eu and ap make the
+    quorum at 3 only, and recover at 4: the incident [3, 4) is resolved before us's story arrives, which shows the
+    quorum (us, eu) down from 1.  The resolved incident's start moves back to 1: one incident, as on time."""
+    script = {"us": "----", "eu": "----+", "ap": "-+--+"}
+    on_time = deliver(script, round_trip=False)
+    assert (on_time.opened, on_time.resolved) == (minutes(1), minutes(4))
+    late = deliver(script, {"us": 5})
+    assert (late.opened, late.resolved) == (minutes(1), minutes(4))
+
+
+def test_an_earlier_outage_only_a_late_region_shows_is_found_late() -> None:
+    """On time: us and ap down at 1 (an incident), us back at 2 (resolved), eu and ap down at 3 (a second).  ap's
+    results three minutes late: the second opens first, at 4 (us and eu), then ap's story shows the first quorum
+    — over before anyone could know — found late and recorded, and moves the open one's start back to 3."""
+    script = {"us": "--+--", "eu": "-+---", "ap": "----"}
+    on_time = deliver(script, round_trip=False)
+    assert (on_time.opened, on_time.resolved) == (minutes(1, 3), minutes(2))
+    events = []
+    state = MonitorState()
+    for obs in sorted(observations(script), key=lambda o: o.checked_at + timedelta(minutes=3 * (o.region == "ap"))):
+        state, found = apply(state, obs, POLICY)
+        events += found
+    revealed = [e for e in events if e.kind == "incident_revealed"]
+    assert [(e.at, e.until, sorted(e.regions)) for e in revealed] == [(*minutes(1, 2), ["ap", "us"])]
+    late = deliver(script, {"ap": 3})
+    assert (late.opened, late.resolved) == (on_time.opened, on_time.resolved)
+
+
+def test_a_late_story_never_joins_two_outages_across_a_break_it_has_not_told_yet() -> None:
+    """eu five minutes late: down at 1, back at 2.  Its first result (down at 1) arrives after [3, 4) was decided;
+    at 2 it is still unknown, so the incident's start waits for the rest of eu's story (up at 2: two outages),
+    instead of moving back across the gap."""
+    script = {"us": "----+", "eu": "--+-", "ap": "-+--+"}
+    on_time = deliver(script, round_trip=False)
+    assert (on_time.opened, on_time.resolved) == (minutes(1, 3), minutes(2, 4))
+    late = deliver(script, {"eu": 5})
+    assert (late.opened, late.resolved) == (on_time.opened, on_time.resolved)
+
+
+def test_the_later_outage_told_first_and_the_earlier_found_late_are_two_incidents() -> None:
+    """ap two minutes late: the later outage opens first (at 4: us and eu), then ap's story shows the earlier one
+    (2 to 3: eu and ap), over before it arrived: found late, an incident of its own (``Ledger`` fails on one id for
+    two), as on time."""
+    script = {"us": "-++--", "eu": "+----", "ap": "---+"}
+    late = deliver(script, {"ap": 2})
+    assert (late.opened, late.resolved) == (minutes(2, 4), minutes(3))
+    on_time = deliver(script, round_trip=False)
+    assert (late.opened, late.resolved) == (on_time.opened, on_time.resolved)
+
+
+def test_a_recovery_is_decided_as_soon_as_it_is_certain_whatever_result_arrives_last() -> None:
+    """eu two minutes late and silent after 7 (its last result: down).  At 8 us and ap are up, and eu alone is
+    no quorum: resolved at 8 when eu's 7 arrives, as on time (the decision looked only as far as the late result's
+    own moment, and waited for eu's 8 that never came)."""
+    script = {"us": "-------+-", "eu": "--------", "ap": "--------+"}
+    on_time = deliver(script, round_trip=False)
+    assert on_time.resolved == minutes(8)
+    assert deliver(script, {"eu": 2}).resolved == minutes(8)
+
+
 scripts = st.fixed_dictionaries({region: st.text(alphabet="+-", min_size=4, max_size=24) for region in REGIONS})
 lags = st.fixed_dictionaries({region: st.sampled_from([0, 0, 0.5, 1, 2, 3, 5, 8]) for region in REGIONS})
 
@@ -180,6 +288,8 @@ def test_the_incidents_depend_only_on_the_check_time_sequences(
     script: dict[str, str], delays: dict[str, float], duplicates: int, seed: int
 ) -> None:
     """Any arrival order of the same per-region sequences (each region late by less than the hold cap, duplicates
-    mixed in) opens the same incidents, at the same moments, as the sequences delivered on time."""
+    mixed in, regions falling silent at different moments) opens and resolves the same incidents, at the same
+    moments, as the sequences delivered on time."""
     on_time = deliver(script, round_trip=False)
-    assert deliver(script, delays, duplicates=duplicates, seed=seed).opened == on_time.opened
+    late = deliver(script, delays, duplicates=duplicates, seed=seed)
+    assert (late.opened, late.resolved) == (on_time.opened, on_time.resolved)
