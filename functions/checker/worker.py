@@ -79,7 +79,7 @@ LAMBDA_TIMEOUT_S = (
 EVENT_BATCH_SIZE = 1
 MAX_CONCURRENT_INVOCATIONS = 50
 LOOKUP_CHUNK = 100  # jobs looked up (paused? deleted? already done?) at a time: one BatchGetItem's limit
-PACK_FLUSH_S = 15.0  # a result waits at most about this long before its pack is written (readable within a minute)
+PACK_FLUSH_S = 40.0  # a result waits at most this long before its pack is written (a check is listed within a minute)
 # Change notes and the monitors they name read (to drop paused or deleted monitors' jobs and mark results);
 # packs and progress written.
 TABLES = (ChangeModel, MonitorModel, PackModel, ProgressModel)

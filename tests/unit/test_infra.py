@@ -586,10 +586,9 @@ def test_the_worker_is_sized_for_one_full_message_from_its_measured_cpu() -> Non
     assert checks == build.CHECKER_CHECKS_PER_INVOCATION == 2000
     assert build.CHECKER_CPU_SHARE == 0.70  # the capped bench's knee (infra/build.py, step 4)
     assert cpu_s / 60 <= 0.70 * memory / 1769
-    assert cpu_s / 60 > 0.70 * (memory - 64) / 1769
-    assert memory % 64 == 0
+    assert cpu_s / 60 > 0.70 * (memory - 1) / 1769  # the smallest that does: Lambda's memory is set in 1 MB steps
     assert memory >= build.CHECKER_MIN_MEMORY_MB >= build.CHECKER_RSS_MB + 32 * 2  # 32 checks' 1 MiB bodies, twice
-    assert memory == 448
+    assert memory == 439
     assert build.checker_memory_mb(10) == build.CHECKER_MIN_MEMORY_MB
 
 
