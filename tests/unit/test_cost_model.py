@@ -139,7 +139,7 @@ def test_tables_and_their_indexes_are_read_from_the_deploy_template():
 def test_each_functions_memory_architecture_and_tracing_come_from_the_templates():
     configs = cost.function_configs(["aggregator", "checker-eu-west-1"])
     # infra/checker.json; Lambda's own START/END/REPORT records are dropped by the templates' SystemLogLevel WARN
-    assert configs["checker"] == FunctionConfig(439, "arm64", True, platform_lines=False)
+    assert configs["checker"] == FunctionConfig(439, "arm64", False, platform_lines=False)
     assert configs["aggregator"] == FunctionConfig(1024, "x86_64", False, platform_lines=False)
     assert set(configs) == {"checker", "aggregator"}
 
