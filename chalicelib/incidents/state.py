@@ -839,7 +839,9 @@ def load(data: dict[str, Any] | None) -> MonitorState:
         maintenance=_span(data["maintenance"]) if data.get("maintenance") else None,
         open_key=parse_time(data.get("open_key")),
         episodes=tuple(_episode(e) for e in data.get("episodes") or ()),
-        episodes_floor=parse_time(data.get("episodes_floor")),
+        # A state stored before episodes were kept: the incidents it resolved are not kept, as if pruned (their
+        # ids are derived from moments it did not keep: found late again, one would be written anew over itself).
+        episodes_floor=parse_time(data.get("episodes_floor" if "episodes" in data else "last_resolved_at")),
     )
 
 
