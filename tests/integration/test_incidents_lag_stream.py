@@ -196,3 +196,24 @@ def test_an_incident_the_previous_version_resolved_is_never_found_late_again(api
     ]
     first = list(EventModel.query(incidents[0].incident_id))
     assert not any("found late" in (e.text or "") for e in first)
+
+
+def test_an_outage_found_late_after_every_region_recovered_says_no_none_for_its_cause(api, alice, aws):
+    """us and ap down from 1 to 2 (us until 3), ap's results five minutes late; us and eu down from 5 to 6, on time.
+    ap's recovery at 2 reveals the first outage when every region is up again: no region keeps a cause then (found by
+    a fresh-eyes review of issue 20: its opening read "Down in 2 of 3 regions: None")."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start() - timedelta(minutes=20)
+    us, eu, ap = REGIONS
+    story = {us: "+---+--++++", eu: "+++++--++++", ap: "+--+++++++"}
+    for m in range(len(story[us]) + 5):
+        for region, lag in ((us, 0), (eu, 0), (ap, 5)):
+            if 0 <= m - lag < len(story[region]):
+                feed([result(monitor, t0 + timedelta(minutes=m - lag), region, story[region][m - lag] == "+")])
+    incidents = sorted(team_incidents(monitor), key=lambda i: i.started_at)
+    assert [(i.started_at, i.resolved_at) for i in incidents] == [
+        (t0 + timedelta(minutes=2), t0 + timedelta(minutes=3)),
+        (t0 + timedelta(minutes=6), t0 + timedelta(minutes=7)),
+    ]
+    [opened] = [e.text for e in EventModel.query(incidents[0].incident_id) if e.type == OPENED]
+    assert "None" not in opened, opened
