@@ -505,7 +505,9 @@ def _late_stories(state: MonitorState, policy: Policy) -> tuple[MonitorState, li
             if earlier is not None:
                 start = earlier
                 events.append(Event("incident_started", earlier, incident=key))
-            for found in _separate(state, policy, known, strict, lo, start):
+            # Never into the window the monitor is in (one made with its start in the past): nothing from it on.
+            until = min(start, state.maintenance[0]) if state.maintenance is not None else start
+            for found in _separate(state, policy, known, strict, lo, until):
                 kept.append(found)
                 down, _ = known.counts(found.start)
                 cause = next((state.region(r).cause for r in down if state.region(r).cause), None)
