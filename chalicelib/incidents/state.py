@@ -325,13 +325,20 @@ class _Regions:
     """What is known of each region at a moment in check time: down, up, or unknown (nothing vouches for it)."""
 
     def __init__(
-        self, state: MonitorState, policy: Policy, *, time_out: bool = True, exact_since: datetime | None = None
+        self,
+        state: MonitorState,
+        policy: Policy,
+        *,
+        time_out: bool = True,
+        exact_since: datetime | None = None,
+        as_of: datetime | None = None,
     ) -> None:
         self.state = state
         self.policy = policy
         self.vouch = timedelta(seconds=policy.interval_seconds) if policy.interval_seconds else None
         lasts = [last for r in policy.regions if (last := state.region(r).last_at) is not None]
-        self.latest = max(lasts, default=None)
+        # ``as_of``: who had been silent past the cap by then (a moment behind the latest one told)
+        self.latest = as_of if as_of is not None else max(lasts, default=None)
         cap = hold_cap(policy)
         self.timed_out = [
             r
@@ -390,7 +397,8 @@ def _decide(state: MonitorState, policy: Policy, obs: Observation) -> tuple[Moni
     state, events = _late_stories(state, policy)
     for _ in range(2 * MAX_SPANS * max(len(policy.regions), 1) + 2):  # each pass opens or resolves one
         # Held, every region's time is kept exactly; otherwise it may be KNOWLEDGE_STEP old (``knowledge``).
-        known = _Regions(state, policy, exact_since=_hold_start(state, policy))
+        hold = _hold_start(state, policy)
+        known = _Regions(state, policy, exact_since=hold)
         if not state.incident_open:
             guard = max((t for t in (state.last_resolved_at, floor) if t is not None), default=None)
             moments = {at} | {
@@ -443,11 +451,18 @@ def _decide(state: MonitorState, policy: Policy, obs: Observation) -> tuple[Moni
         if certain and now > since:
             state = replace(state, settled_at=now)
         late: list[str] = []
-        if resolved is None and known.timed_out and now > after and _possible(known, now) < quorum:
-            resolved, late = now, [r for r in known.timed_out if state.region(r).last_at or state.opened_at]
+        judged = known
+        if resolved is None and known.timed_out:
+            # At the latest moment told; or else at the arriving result's own, with the regions silent past the cap
+            # by then (one that trails the others is unknown at the latest moment at every result while it trails).
+            for t, judged in ((now, known), (at, _Regions(state, policy, exact_since=hold, as_of=at))):
+                if judged.timed_out and t > after and _possible(judged, t) < quorum:
+                    resolved = t
+                    late = [r for r in judged.timed_out if state.region(r).last_at or state.opened_at]
+                    break
         if resolved is None:
             break
-        up = [r for r in policy.regions if known.at(r, resolved) == "up" and r not in late]
+        up = [r for r in policy.regions if judged.at(r, resolved) == "up" and r not in late]
         detail = "Recovered" + (f" (confirmed in {', '.join(up)})" if up else "")
         if late:
             detail += f"; no result in time from {', '.join(late)}"

@@ -190,6 +190,20 @@ def test_a_silent_region_that_could_make_the_quorum_holds_the_recovery_only_unti
     assert (len(late.opened), len(late.resolved)) == (1, 1)
 
 
+def test_a_region_timed_out_resolves_the_recovery_though_the_one_that_recovered_trails_the_others() -> None:
+    """test_a_silent_region_that_could_make_the_quorum_holds_the_recovery_only_until_the_cap, with us (the region
+    that recovered) three minutes late for two hours (found by a fresh-eyes review of issue 20).  ap is timed out
+    at 21 as on time; the recovery was looked for only at the latest moment any region told of (eu's, down), where
+    us, three minutes behind, is unknown — at every result, for as long as us trails: the incident stayed open.  At
+    us's own moment, ap is timed out as of that moment: resolved at 24, as on time."""
+    script = {"us": "----" + "+" * 120, "eu": "-" * 124, "ap": "----"}
+    on_time = deliver(script)
+    assert on_time.resolved == minutes(24)
+    late = deliver(script, {"us": 3})
+    assert late.resolved == on_time.resolved  # not at the first moment ap's silence passed the cap by eu's clock
+    assert late.details == on_time.details
+
+
 def test_a_region_that_cannot_tip_the_quorum_is_not_waited_for() -> None:
     """ap falls silent at minute 3, but us and eu are both up then: ap alone is no quorum, so nothing is held."""
     script = {"us": "---" + "+" * 6, "eu": "---" + "+" * 6, "ap": "---"}
