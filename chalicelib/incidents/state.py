@@ -34,8 +34,10 @@ folds one check result into the state:
       story may show a break), and a separate, earlier quorum it shows, over in check time before the story
       arrived, is an incident found late (``incident_revealed``: opened and resolved at its moments, told as any
       incident that opened and resolved in one batch).  A resolution is decided up to the latest moment any region
-      told of, not only the arriving result's own.  So, as long as every region reports within the cap, the
-      incidents depend only on the regions' check-time sequences, whatever order their results arrive in.
+      told of, not only the arriving result's own (a time-out at that result's own moment too, with the regions
+      silent past the cap by then: a region that trails the others is unknown at the latest moment).  So, as long
+      as every region reports within the cap, the incidents depend only on the regions' check-time sequences,
+      whatever order their results arrive in.
    Without an interval (a policy that does not know it) every region is vouched for by its last result.
 5. An up monitor whose response was slower than ``degraded_after_ms`` is ``degraded`` (not while in maintenance:
    a slow response in a window is expected, and no alert may go out; after it, the next slow one tells).
