@@ -34,8 +34,10 @@ folds one check result into the state:
       story may show a break), and a separate, earlier quorum it shows, over in check time before the story
       arrived, is an incident found late (``incident_revealed``: opened and resolved at its moments, told as any
       incident that opened and resolved in one batch).  A resolution is decided up to the latest moment any region
-      told of, not only the arriving result's own.  So, as long as every region reports within the cap, the
-      incidents depend only on the regions' check-time sequences, whatever order their results arrive in.
+      told of, not only the arriving result's own (a time-out at that result's own moment too, with the regions
+      silent past the cap by then: a region that trails the others is unknown at the latest moment).  So, as long
+      as every region reports within the cap, the incidents depend only on the regions' check-time sequences,
+      whatever order their results arrive in.
    Without an interval (a policy that does not know it) every region is vouched for by its last result.
 5. An up monitor whose response was slower than ``degraded_after_ms`` is ``degraded`` (not while in maintenance:
    a slow response in a window is expected, and no alert may go out; after it, the next slow one tells).
@@ -325,13 +327,20 @@ class _Regions:
     """What is known of each region at a moment in check time: down, up, or unknown (nothing vouches for it)."""
 
     def __init__(
-        self, state: MonitorState, policy: Policy, *, time_out: bool = True, exact_since: datetime | None = None
+        self,
+        state: MonitorState,
+        policy: Policy,
+        *,
+        time_out: bool = True,
+        exact_since: datetime | None = None,
+        as_of: datetime | None = None,
     ) -> None:
         self.state = state
         self.policy = policy
         self.vouch = timedelta(seconds=policy.interval_seconds) if policy.interval_seconds else None
         lasts = [last for r in policy.regions if (last := state.region(r).last_at) is not None]
-        self.latest = max(lasts, default=None)
+        # ``as_of``: who had been silent past the cap by then (a moment behind the latest one told)
+        self.latest = as_of if as_of is not None else max(lasts, default=None)
         cap = hold_cap(policy)
         self.timed_out = [
             r
@@ -390,7 +399,8 @@ def _decide(state: MonitorState, policy: Policy, obs: Observation) -> tuple[Moni
     state, events = _late_stories(state, policy)
     for _ in range(2 * MAX_SPANS * max(len(policy.regions), 1) + 2):  # each pass opens or resolves one
         # Held, every region's time is kept exactly; otherwise it may be KNOWLEDGE_STEP old (``knowledge``).
-        known = _Regions(state, policy, exact_since=_hold_start(state, policy))
+        hold = _hold_start(state, policy)
+        known = _Regions(state, policy, exact_since=hold)
         if not state.incident_open:
             guard = max((t for t in (state.last_resolved_at, floor) if t is not None), default=None)
             moments = {at} | {
@@ -443,11 +453,18 @@ def _decide(state: MonitorState, policy: Policy, obs: Observation) -> tuple[Moni
         if certain and now > since:
             state = replace(state, settled_at=now)
         late: list[str] = []
-        if resolved is None and known.timed_out and now > after and _possible(known, now) < quorum:
-            resolved, late = now, [r for r in known.timed_out if state.region(r).last_at or state.opened_at]
+        judged = known
+        if resolved is None and known.timed_out:
+            # At the latest moment told; or else at the arriving result's own, with the regions silent past the cap
+            # by then (one that trails the others is unknown at the latest moment at every result while it trails).
+            for t, judged in ((now, known), (at, _Regions(state, policy, exact_since=hold, as_of=at))):
+                if judged.timed_out and t > after and _possible(judged, t) < quorum:
+                    resolved = t
+                    late = [r for r in judged.timed_out if state.region(r).last_at or state.opened_at]
+                    break
         if resolved is None:
             break
-        up = [r for r in policy.regions if known.at(r, resolved) == "up" and r not in late]
+        up = [r for r in policy.regions if judged.at(r, resolved) == "up" and r not in late]
         detail = "Recovered" + (f" (confirmed in {', '.join(up)})" if up else "")
         if late:
             detail += f"; no result in time from {', '.join(late)}"
@@ -505,7 +522,9 @@ def _late_stories(state: MonitorState, policy: Policy) -> tuple[MonitorState, li
             if earlier is not None:
                 start = earlier
                 events.append(Event("incident_started", earlier, incident=key))
-            for found in _separate(state, policy, known, strict, lo, start):
+            # Never into the window the monitor is in (one made with its start in the past): nothing from it on.
+            until = min(start, state.maintenance[0]) if state.maintenance is not None else start
+            for found in _separate(state, policy, known, strict, lo, until):
                 kept.append(found)
                 down, _ = known.counts(found.start)
                 cause = next((state.region(r).cause for r in down if state.region(r).cause), None)
@@ -839,7 +858,9 @@ def load(data: dict[str, Any] | None) -> MonitorState:
         maintenance=_span(data["maintenance"]) if data.get("maintenance") else None,
         open_key=parse_time(data.get("open_key")),
         episodes=tuple(_episode(e) for e in data.get("episodes") or ()),
-        episodes_floor=parse_time(data.get("episodes_floor")),
+        # A state stored before episodes were kept: the incidents it resolved are not kept, as if pruned (their
+        # ids are derived from moments it did not keep: found late again, one would be written anew over itself).
+        episodes_floor=parse_time(data.get("episodes_floor" if "episodes" in data else "last_resolved_at")),
     )
 
 

@@ -335,14 +335,19 @@ class _Run:
         )
         incident.resolve(end, None, self.now)
         self.pending.incidents[incident_id] = incident
-        total = len(self.policy.regions)
-        opened = f"Down in {len(change.regions)} of {total} regions: {change.detail}"
+        opened = self._down_in(len(change.regions), change.detail)
         late = "; found late: a region's results arrived after it was over"
         for kind, at, text in ((events.OPENED, change.at, opened), (events.RESOLVED, end, "Recovered" + late)):
             self.pending.items.append(events.incident_event(incident, kind, at, discriminator="", text=text))
             self.applied.events.append(kind)
         self.applied.opened.append(incident_id)
         self.applied.resolved.append(incident_id)
+
+    def _down_in(self, count: int, cause: str | None) -> str:
+        """An opening's text.  No cause when none is known: an outage found late is told once its regions are up
+        again, when none keeps the cause it reported."""
+        text = f"Down in {count} of {len(self.policy.regions)} regions"
+        return f"{text}: {cause}" if cause else text
 
     def _touch(self) -> None:
         assert self.incident is not None
@@ -383,8 +388,7 @@ class _Run:
             since = self.state.region(region).down_since or change.at
             cause = self.state.region(region).cause
             self._timeline(events.REGION_DOWN, since, region, f"Down in {region}: {cause}", discriminator=region)
-        total = len(self.policy.regions)
-        text = f"Down in {len(down)} of {total} regions: {change.detail}"
+        text = self._down_in(len(down), change.detail)
         self._timeline(events.OPENED, change.at, None, text, discriminator="")
         self.applied.opened.append(incident_id)
 

@@ -168,3 +168,52 @@ def test_a_late_region_moves_the_start_of_an_incident_already_resolved(api, alic
         feed(batch)
     (incident,) = team_incidents(monitor)
     assert (incident.started_at, incident.resolved_at) == (t0 + timedelta(minutes=1), t0 + timedelta(minutes=4))
+
+
+def test_an_incident_the_previous_version_resolved_is_never_found_late_again(api, alice, aws):
+    """A state item the previous version wrote keeps no episodes: its last resolution is all it says of the incidents
+    before (found by a fresh-eyes review of issue 20).  us and eu down from 0 to 2: an incident [1, 2), resolved by
+    the previous version; then down again from 5.  The new incident's first result must not find [1, 2) "late" in
+    the spans the state still keeps: that incident exists (same id), and the transaction writing it as new fails its
+    condition on every attempt — the monitor's results were never applied again."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start() - timedelta(minutes=10)
+    us, eu, ap = REGIONS
+    story = {us: "--+++--+", eu: "--+++--+", ap: "++++++++"}
+    for m in range(len(story[us])):
+        if m == 4:  # written by the version before episodes: no open_key, episodes nor episodes_floor
+            item = MonitorStateModel.get(monitor["id"])
+            legacy = {k: v for k, v in item.state.items() if k not in ("open_key", "episodes", "episodes_floor")}
+            assert legacy["last_resolved_at"] is not None
+            assert not legacy["incident_open"]
+            item.state = legacy
+            item.save()
+        feed([result(monitor, t0 + timedelta(minutes=m), r, story[r][m] == "+") for r in REGIONS])
+    incidents = sorted(team_incidents(monitor), key=lambda i: i.started_at)
+    assert [(i.started_at, i.resolved_at) for i in incidents] == [
+        (t0 + timedelta(minutes=1), t0 + timedelta(minutes=2)),
+        (t0 + timedelta(minutes=6), t0 + timedelta(minutes=7)),
+    ]
+    first = list(EventModel.query(incidents[0].incident_id))
+    assert not any("found late" in (e.text or "") for e in first)
+
+
+def test_an_outage_found_late_after_every_region_recovered_says_no_none_for_its_cause(api, alice, aws):
+    """us and ap down from 1 to 2 (us until 3), ap's results five minutes late; us and eu down from 5 to 6, on time.
+    ap's recovery at 2 reveals the first outage when every region is up again: no region keeps a cause then (found by
+    a fresh-eyes review of issue 20: its opening read "Down in 2 of 3 regions: None")."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start() - timedelta(minutes=20)
+    us, eu, ap = REGIONS
+    story = {us: "+---+--++++", eu: "+++++--++++", ap: "+--+++++++"}
+    for m in range(len(story[us]) + 5):
+        for region, lag in ((us, 0), (eu, 0), (ap, 5)):
+            if 0 <= m - lag < len(story[region]):
+                feed([result(monitor, t0 + timedelta(minutes=m - lag), region, story[region][m - lag] == "+")])
+    incidents = sorted(team_incidents(monitor), key=lambda i: i.started_at)
+    assert [(i.started_at, i.resolved_at) for i in incidents] == [
+        (t0 + timedelta(minutes=2), t0 + timedelta(minutes=3)),
+        (t0 + timedelta(minutes=6), t0 + timedelta(minutes=7)),
+    ]
+    [opened] = [e.text for e in EventModel.query(incidents[0].incident_id) if e.type == OPENED]
+    assert "None" not in opened, opened

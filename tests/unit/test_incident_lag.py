@@ -26,6 +26,7 @@ from chalicelib.incidents.state import (
     dump,
     hold_cap,
     load,
+    maintenance_edge,
 )
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -189,6 +190,20 @@ def test_a_silent_region_that_could_make_the_quorum_holds_the_recovery_only_unti
     assert (len(late.opened), len(late.resolved)) == (1, 1)
 
 
+def test_a_region_timed_out_resolves_the_recovery_though_the_one_that_recovered_trails_the_others() -> None:
+    """test_a_silent_region_that_could_make_the_quorum_holds_the_recovery_only_until_the_cap, with us (the region
+    that recovered) three minutes late for two hours (found by a fresh-eyes review of issue 20).  ap is timed out
+    at 21 as on time; the recovery was looked for only at the latest moment any region told of (eu's, down), where
+    us, three minutes behind, is unknown — at every result, for as long as us trails: the incident stayed open.  At
+    us's own moment, ap is timed out as of that moment: resolved at 24, as on time."""
+    script = {"us": "----" + "+" * 120, "eu": "-" * 124, "ap": "----"}
+    on_time = deliver(script)
+    assert on_time.resolved == minutes(24)
+    late = deliver(script, {"us": 3})
+    assert late.resolved == on_time.resolved  # not at the first moment ap's silence passed the cap by eu's clock
+    assert late.details == on_time.details
+
+
 def test_a_region_that_cannot_tip_the_quorum_is_not_waited_for() -> None:
     """ap falls silent at minute 3, but us and eu are both up then: ap alone is no quorum, so nothing is held."""
     script = {"us": "---" + "+" * 6, "eu": "---" + "+" * 6, "ap": "---"}
@@ -293,3 +308,38 @@ def test_the_incidents_depend_only_on_the_check_time_sequences(
     on_time = deliver(script, round_trip=False)
     late = deliver(script, delays, duplicates=duplicates, seed=seed)
     assert (late.opened, late.resolved) == (on_time.opened, on_time.resolved)
+
+
+def test_an_outage_found_late_never_lands_inside_the_window_the_monitor_is_in() -> None:
+    """Four regions, quorum 2 (found by a fresh-eyes review of issue 20).  us and ca open an incident at 4; at 4.5 a
+    window is made from 2 (its start in the past).  ap's results, five minutes late, show ap down with us at 2 (back
+    at 3): checked inside the window, they decide nothing.  eu's result of minute 0, eight minutes late, is checked
+    before the window and decides what happened before it — never a moment inside it: no outage found late at 2."""
+    regions = ("us", "ca", "ap", "eu")
+    policy = Policy(regions, failure_threshold=1, recovery_threshold=1, confirmation_regions=2, interval_seconds=60)
+    script = {"us": "++-+---", "ca": "++++---", "ap": "++-+++", "eu": "++++++"}
+    lags = {"us": 0, "ca": 0, "ap": 5, "eu": 8}
+    window, made = (T0 + timedelta(minutes=2), T0 + timedelta(minutes=30)), T0 + timedelta(minutes=4.5)
+    arriving: list[tuple[datetime, Observation | None]] = [(made, None)]
+    for region, marks in script.items():
+        for m, mark in enumerate(marks):
+            planned = T0 + timedelta(minutes=m)
+            checked = planned + timedelta(seconds=1)
+            arriving.append(
+                (
+                    checked + timedelta(minutes=lags[region]),
+                    Observation(
+                        region, checked, mark == "+", cause=None if mark == "+" else "HTTP 503", planned_at=planned
+                    ),
+                )
+            )
+    state, told = MonitorState(), []
+    for arrival, o in sorted(arriving, key=lambda a: a[0]):
+        if o is None:
+            state, events = maintenance_edge(state, policy, made, window)
+        else:
+            covered = window if window[0] <= o.checked_at < window[1] and arrival >= made else None
+            state, events = apply(state, o, policy, window=covered)
+        told += events
+    assert [e.at for e in told if e.kind == "incident_opened"] == [T0 + timedelta(minutes=4)]
+    assert [(e.at, e.until) for e in told if e.kind == "incident_revealed"] == []
