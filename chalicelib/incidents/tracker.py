@@ -291,6 +291,10 @@ class _Run:
         """An incident's id, from the moment it was first opened at (``state.Episode.key``)."""
         return derived_id("inc", key, self.monitor.monitor_id)
 
+    def _existing(self, incident_id: str) -> IncidentModel | None:
+        """The incident of that id if one is stored (or about to be): a new one's id is derived from its moment."""
+        return self.pending.incidents.get(incident_id) or _open_incident(self.monitor.team_id, incident_id)
+
     def _is_current(self, change: Event) -> bool:
         """``change`` is about the open incident."""
         if not self._incident_is_open():
@@ -319,8 +323,8 @@ class _Run:
         its timeline and alerted as such, without touching the incident open now."""
         m = self.monitor
         incident_id = self._incident_id(change.incident or change.at)
-        if incident_id in self.pending.incidents:
-            return
+        if incident_id in self.pending.incidents or self._existing(incident_id) is not None:
+            return  # told already (a state that lost its episodes: it is not told twice)
         end = change.until or change.at
         incident = IncidentModel(
             m.team_id,
@@ -370,17 +374,28 @@ class _Run:
         m = self.monitor
         down = list(change.regions) or down_regions(self.state, self.policy)  # those that made the quorum
         incident_id = self._incident_id(change.incident or change.at)
-        incident = IncidentModel(
-            m.team_id,
-            incident_id,
-            team_status=status_key(m.team_id, "open"),
-            monitor_id=m.monitor_id,
-            status="open",
-            cause=change.detail,
-            started_at=change.at,
-            affected_regions=down,
-            updated_at=self.now,
-        )
+        incident = self._existing(incident_id)
+        if incident is None:
+            incident = IncidentModel(
+                m.team_id,
+                incident_id,
+                team_status=status_key(m.team_id, "open"),
+                monitor_id=m.monitor_id,
+                status="open",
+                cause=change.detail,
+                started_at=change.at,
+                affected_regions=down,
+                updated_at=self.now,
+            )
+        else:
+            # The same opening moment decided again by a state begun afresh (a resume deletes it; a window moved
+            # into the past re-crosses what was decided): the incident of that moment opens again — written as new,
+            # its version condition would fail every retry and the monitor's results would never be applied again.
+            logger.warning("an incident opened again", extra={"monitor_id": m.monitor_id, "incident_id": incident_id})
+            incident.set_status("open")
+            incident.started_at, incident.cause = change.at, change.detail
+            incident.affected_regions = down  # type: ignore[assignment]
+            incident.resolved_at = incident.resolved_by = None
         self.incident = incident
         self._touch()
         self.item.incident_id = incident_id

@@ -12,8 +12,9 @@ import time_machine
 
 from chalicelib.checks.marking import matters
 from chalicelib.clock import utcnow
+from chalicelib.ids import derived_id
 from chalicelib.incidents.events import OPENED, RESOLVED
-from chalicelib.incidents.models import EventModel, MonitorStateModel
+from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel, status_key
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.monitors.watching import watch_of
 from tests.factories import create_channel, create_monitor
@@ -217,3 +218,62 @@ def test_an_outage_found_late_after_every_region_recovered_says_no_none_for_its_
     ]
     [opened] = [e.text for e in EventModel.query(incidents[0].incident_id) if e.type == OPENED]
     assert "None" not in opened, opened
+
+
+def test_an_opening_whose_incident_id_is_taken_opens_that_incident_again_and_the_monitor_goes_on(api, alice, aws):
+    """An incident's id is derived from the moment it opens.  A state begun afresh (a resume deletes it; a window
+    moved into the past re-crosses what was decided) can open again at a moment an incident is stored for: written
+    as new, the transaction failed its condition on every retry and the monitor's results were never applied again
+    (found by a fresh-eyes review of issue 20).  Now that incident opens again, and resolves, as the results say."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    opening = t0 + timedelta(minutes=1)  # the second failure confirms it
+    taken = IncidentModel(
+        monitor["team_id"],
+        derived_id("inc", opening, monitor["id"]),
+        team_status=status_key(monitor["team_id"], "resolved"),
+        monitor_id=monitor["id"],
+        status="resolved",
+        started_at=opening,
+        resolved_at=opening + timedelta(minutes=3),
+        updated_at=opening + timedelta(minutes=3),
+    )
+    taken.save()
+    for m in range(2):
+        feed([result(monitor, t0 + timedelta(minutes=m), r, False) for r in REGIONS])
+    assert MonitorModel.get(monitor["team_id"], monitor["id"]).status == "down"
+    (incident,) = team_incidents(monitor)
+    assert (incident.incident_id, incident.status, incident.resolved_at) == (taken.incident_id, "open", None)
+    feed([result(monitor, t0 + timedelta(minutes=2), r, True) for r in REGIONS])
+    (incident,) = team_incidents(monitor)
+    assert (incident.status, incident.resolved_at) == ("resolved", t0 + timedelta(minutes=2))
+    assert MonitorModel.get(monitor["team_id"], monitor["id"]).status == "up"
+
+
+def test_an_outage_found_late_that_is_stored_already_is_not_written_again(api, alice, aws):
+    """The found-late story of test_an_outage_only_a_late_region_shows_is_stored_and_alerted_as_on_time, with the
+    earlier outage's incident stored already (told once by a state that has since lost its episodes): it is not
+    written again — as new, its transaction would fail on every retry — and the later outage goes on as told."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    us, eu, ap = REGIONS
+    earlier = t0 + timedelta(minutes=1)
+    IncidentModel(
+        monitor["team_id"],
+        derived_id("inc", earlier, monitor["id"]),
+        team_status=status_key(monitor["team_id"], "resolved"),
+        monitor_id=monitor["id"],
+        status="resolved",
+        started_at=earlier,
+        resolved_at=earlier + timedelta(minutes=1),
+        updated_at=earlier + timedelta(minutes=1),
+    ).save()
+    story = {us: "--+--", eu: "-+---", ap: "----"}
+    for m in range(len(story[us]) + 3):
+        for region, lag in ((us, 0), (eu, 0), (ap, 3)):
+            if 0 <= m - lag < len(story[region]):
+                feed([result(monitor, t0 + timedelta(minutes=m - lag), region, story[region][m - lag] == "+")])
+    incidents = sorted(team_incidents(monitor), key=lambda i: i.started_at)
+    assert [(i.started_at, i.status) for i in incidents] == [(earlier, "resolved"), (t0 + timedelta(minutes=3), "open")]
+    state = MonitorStateModel.get(monitor["id"], consistent_read=True).state
+    assert state["regions"][ap]["last_planned_at"].startswith(f"{t0 + timedelta(minutes=3):%Y-%m-%dT%H:%M}")
