@@ -145,6 +145,7 @@ class MonitorState:
     open_key: datetime | None = None  # the moment the open incident was first opened at (its identity)
     episodes: tuple[Episode, ...] = ()  # recent resolved incidents, oldest first (point 4c)
     episodes_floor: datetime | None = None  # the guard of the last episode no longer kept: no story reaches before
+    episodes_quorum: int | None = None  # the quorum the episodes were decided with: another one forgets them
 
     def region(self, name: str) -> RegionState:
         return self.regions.get(name, RegionState())
@@ -489,6 +490,21 @@ def _closed(state: MonitorState, end: datetime, guard: datetime) -> MonitorState
     )
 
 
+def _under(state: MonitorState, policy: Policy) -> MonitorState:
+    """The state under ``policy``'s quorum.  Its kept episodes were decided with the quorum of their time: under
+    another, a late story would read the past again — a lowered quorum would find the old advisories outages,
+    "found late" and alerted (found by a fresh-eyes review of issue 20) — so they are forgotten: nothing before
+    the last of them is decided again."""
+    quorum = policy.confirmation_regions
+    if state.episodes_quorum == quorum:
+        return state
+    if not state.episodes:
+        return replace(state, episodes_quorum=quorum)
+    floor = max(e.guard for e in state.episodes)
+    floor = max(floor, state.episodes_floor) if state.episodes_floor is not None else floor
+    return replace(state, episodes=(), episodes_floor=floor, episodes_quorum=quorum)
+
+
 def _last_guard(state: MonitorState) -> datetime | None:
     """Nothing up to it opens an incident or moves one's start: the last resolution's guard, the last window's end,
     or the guard of the last incident no longer kept."""
@@ -661,6 +677,7 @@ def apply(
     before = state.region(obs.region)
     if before.last_checked_at is not None and obs.checked_at <= before.last_checked_at:
         return state, []
+    state = _under(state, policy)
     state, events = _crossed(state, policy, obs.checked_at, window)
     before = state.region(obs.region)
     after = _step_region(before, obs, policy)
@@ -825,6 +842,7 @@ def dump(state: MonitorState) -> dict[str, Any]:
             [e.key.isoformat(), e.start.isoformat(), e.end.isoformat(), e.guard.isoformat()] for e in state.episodes
         ],
         "episodes_floor": _iso(state.episodes_floor),
+        "episodes_quorum": state.episodes_quorum,
     }
 
 
@@ -861,6 +879,7 @@ def load(data: dict[str, Any] | None) -> MonitorState:
         # A state stored before episodes were kept: the incidents it resolved are not kept, as if pruned (their
         # ids are derived from moments it did not keep: found late again, one would be written anew over itself).
         episodes_floor=parse_time(data.get("episodes_floor" if "episodes" in data else "last_resolved_at")),
+        episodes_quorum=int(data["episodes_quorum"]) if data.get("episodes_quorum") is not None else None,
     )
 
 

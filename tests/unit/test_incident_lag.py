@@ -9,7 +9,7 @@ region delays, duplicates, and ties broken by a seed; :func:`incidents` reads ba
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -343,3 +343,27 @@ def test_an_outage_found_late_never_lands_inside_the_window_the_monitor_is_in() 
         told += events
     assert [e.at for e in told if e.kind == "incident_opened"] == [T0 + timedelta(minutes=4)]
     assert [(e.at, e.until) for e in told if e.kind == "incident_revealed"] == []
+
+
+def test_a_quorum_lowered_after_an_outage_never_finds_old_advisories_late() -> None:
+    """us alone down from 0 to 3 (an advisory under a quorum of 2), then an outage in us and eu from 5 to 7.  The
+    quorum is then lowered to 1: under it us's old advisory would be an outage, and a late story's reading of the
+    past (point 4c) found it "late" and alerted it (found by a fresh-eyes review of issue 20).  The past keeps the
+    quorum it was decided with."""
+    script = {"us": "----+-----" + "+" * 5, "eu": "+++++--+++" + "+" * 5, "ap": "+" * 15}
+    state = MonitorState()
+    events = []
+    for obs in sorted(observations(script), key=lambda o: o.checked_at):
+        state, found = apply(state, obs, POLICY)
+        events += found
+    assert [(e.kind, e.at) for e in events if e.kind.startswith("incident")] == [
+        ("incident_opened", T0 + timedelta(minutes=6)),
+        ("incident_resolved", T0 + timedelta(minutes=7)),
+    ]
+    lowered = replace(POLICY, confirmation_regions=1)
+    after = T0 + timedelta(minutes=15)
+    state, found = apply(state, Observation("us", after + timedelta(seconds=1), True, planned_at=after), lowered)
+    assert [e.kind for e in found if e.kind.startswith("incident")] == []
+    state = load(dump(state))
+    state, found = apply(state, Observation("eu", after + timedelta(seconds=2), True, planned_at=after), lowered)
+    assert [e.kind for e in found if e.kind.startswith("incident")] == []
