@@ -1,4 +1,5 @@
-"""Monitors, alert channels and status pages, made through the API as a person of the team makes them.
+"""Monitors, alert channels and status pages, made through the API as a person of the team makes them (and
+:func:`check_result`, one check's result as the checker returns it).
 
 Each factory posts a valid body (sensible defaults, ``fields`` override any of them) as the client's caller
 (``api.acting_as(person)`` for someone else) and fails the test unless the object is created; it returns what the
@@ -8,9 +9,10 @@ API answered.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from chalicelib.checks.model import CheckResult, Timings
 from chalicelib.clock import isoz, utcnow
 from tests.support import ApiClient
 
@@ -63,3 +65,24 @@ def _created(api: ApiClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
     r = api.post(path, body)
     assert r.status == 201, r.body
     return dict(r.json)
+
+
+def check_result(at: datetime, ok: bool = True, region: str = "us-east-1", **fields: Any) -> CheckResult:
+    """A check's result as the checker returns it: up (200, 120 ms) or down (503, ``status_mismatch``); ``fields``
+    override any of it."""
+    values: dict[str, Any] = {
+        "ok": ok,
+        "checked_at": at,
+        "region": region,
+        "status_code": 200 if ok else 503,
+        "response_time_ms": 120.0,
+        "timings": Timings(),
+        "error": None if ok else "status_mismatch",
+        "error_detail": None,
+        "ssl_expires_at": None,
+        "assertion_failures": (),
+        "degraded": False,
+        "body_excerpt": None,
+        "final_url": None,
+    }
+    return CheckResult(**{**values, **fields})

@@ -291,6 +291,20 @@ class _Run:
         """An incident's id, from the moment it was first opened at (``state.Episode.key``)."""
         return derived_id("inc", key, self.monitor.monitor_id)
 
+    def _new_incident(self, incident_id: str, at: datetime, cause: str | None, regions: list[str]) -> IncidentModel:
+        m = self.monitor
+        return IncidentModel(
+            m.team_id,
+            incident_id,
+            team_status=status_key(m.team_id, "open"),
+            monitor_id=m.monitor_id,
+            status="open",
+            cause=cause,
+            started_at=at,
+            affected_regions=regions,
+            updated_at=self.now,
+        )
+
     def _existing(self, incident_id: str) -> IncidentModel | None:
         """The incident of that id if one is stored (or about to be): a new one's id is derived from its moment."""
         return self.pending.incidents.get(incident_id) or _open_incident(self.monitor.team_id, incident_id)
@@ -321,22 +335,11 @@ class _Run:
         """An outage a late region's results showed only after it was over, and after a later incident was decided:
         told as one that opened and resolved in one batch is (``_open`` then ``_resolve``), opened and resolved on
         its timeline and alerted as such, without touching the incident open now."""
-        m = self.monitor
         incident_id = self._incident_id(change.incident or change.at)
         if incident_id in self.pending.incidents or self._existing(incident_id) is not None:
             return  # told already (a state that lost its episodes: it is not told twice)
         end = change.until or change.at
-        incident = IncidentModel(
-            m.team_id,
-            incident_id,
-            team_status=status_key(m.team_id, "open"),
-            monitor_id=m.monitor_id,
-            status="open",
-            cause=change.detail,
-            started_at=change.at,
-            affected_regions=list(change.regions),
-            updated_at=self.now,
-        )
+        incident = self._new_incident(incident_id, change.at, change.detail, list(change.regions))
         incident.resolve(end, None, self.now)
         self.pending.incidents[incident_id] = incident
         opened = self._down_in(len(change.regions), change.detail)
@@ -376,17 +379,7 @@ class _Run:
         incident_id = self._incident_id(change.incident or change.at)
         incident = self._existing(incident_id)
         if incident is None:
-            incident = IncidentModel(
-                m.team_id,
-                incident_id,
-                team_status=status_key(m.team_id, "open"),
-                monitor_id=m.monitor_id,
-                status="open",
-                cause=change.detail,
-                started_at=change.at,
-                affected_regions=down,
-                updated_at=self.now,
-            )
+            incident = self._new_incident(incident_id, change.at, change.detail, down)
         else:
             # The same opening moment decided again by a state begun afresh (a resume deletes it; a window moved
             # into the past re-crosses what was decided): the incident of that moment opens again — written as new,

@@ -46,6 +46,32 @@ def check(monitor: dict, region: str, at, ok: bool):
     return result(monitor, at, region, ok, marked=worker_marks(monitor, region, at, ok) or None)
 
 
+def tell(monitor: dict, t0, story: dict[str, str], lags: dict[str, int]) -> None:
+    """``story`` through the handler minute by minute, one batch per region (each region's worker writes its own
+    packs), a region's results ``lags[region]`` minutes late."""
+    for m in range(max(len(s) for s in story.values()) + max(lags.values(), default=0)):
+        for region in REGIONS:
+            n = m - lags.get(region, 0)
+            if region in story and 0 <= n < len(story[region]):
+                feed([result(monitor, t0 + timedelta(minutes=n), region, story[region][n] == "+")])
+
+
+def stored_incident(monitor: dict, opened, resolved) -> IncidentModel:
+    """A resolved incident stored under the id an incident opening at ``opened`` gets."""
+    incident = IncidentModel(
+        monitor["team_id"],
+        derived_id("inc", opened, monitor["id"]),
+        team_status=status_key(monitor["team_id"], "resolved"),
+        monitor_id=monitor["id"],
+        status="resolved",
+        started_at=opened,
+        resolved_at=resolved,
+        updated_at=resolved,
+    )
+    incident.save()
+    return incident
+
+
 def test_a_region_five_minutes_late_after_the_monitor_was_up_for_a_while_does_not_split_the_outage(api, alice, aws):
     """test_a_region_five_minutes_late_makes_no_second_incident, after 15 minutes up (the worker stops marking the
     up checks of a steady monitor): ap's last applied result is 15 minutes old when eu recovers, so ap is timed out
@@ -126,11 +152,7 @@ def test_an_outage_only_a_late_region_shows_is_stored_and_alerted_as_on_time(api
     monitor = create_monitor(api, url=URL, channel_ids=[hook["id"]])
     t0 = start()
     us, eu, ap = REGIONS
-    story = {us: "--+--", eu: "-+---", ap: "----"}
-    for m in range(len(story[us]) + 3):
-        for region, lag in ((us, 0), (eu, 0), (ap, 3)):
-            if 0 <= m - lag < len(story[region]):
-                feed([result(monitor, t0 + timedelta(minutes=m - lag), region, story[region][m - lag] == "+")])
+    tell(monitor, t0, {us: "--+--", eu: "-+---", ap: "----"}, {ap: 3})
     incidents = sorted(team_incidents(monitor), key=lambda i: i.started_at)
     assert [(i.started_at, i.resolved_at, i.status) for i in incidents] == [
         (t0 + timedelta(minutes=1), t0 + timedelta(minutes=2), "resolved"),
@@ -206,11 +228,7 @@ def test_an_outage_found_late_after_every_region_recovered_says_no_none_for_its_
     monitor = create_monitor(api, url=URL)
     t0 = start() - timedelta(minutes=20)
     us, eu, ap = REGIONS
-    story = {us: "+---+--++++", eu: "+++++--++++", ap: "+--+++++++"}
-    for m in range(len(story[us]) + 5):
-        for region, lag in ((us, 0), (eu, 0), (ap, 5)):
-            if 0 <= m - lag < len(story[region]):
-                feed([result(monitor, t0 + timedelta(minutes=m - lag), region, story[region][m - lag] == "+")])
+    tell(monitor, t0, {us: "+---+--++++", eu: "+++++--++++", ap: "+--+++++++"}, {ap: 5})
     incidents = sorted(team_incidents(monitor), key=lambda i: i.started_at)
     assert [(i.started_at, i.resolved_at) for i in incidents] == [
         (t0 + timedelta(minutes=2), t0 + timedelta(minutes=3)),
@@ -228,17 +246,7 @@ def test_an_opening_whose_incident_id_is_taken_opens_that_incident_again_and_the
     monitor = create_monitor(api, url=URL)
     t0 = start()
     opening = t0 + timedelta(minutes=1)  # the second failure confirms it
-    taken = IncidentModel(
-        monitor["team_id"],
-        derived_id("inc", opening, monitor["id"]),
-        team_status=status_key(monitor["team_id"], "resolved"),
-        monitor_id=monitor["id"],
-        status="resolved",
-        started_at=opening,
-        resolved_at=opening + timedelta(minutes=3),
-        updated_at=opening + timedelta(minutes=3),
-    )
-    taken.save()
+    taken = stored_incident(monitor, opening, opening + timedelta(minutes=3))
     for m in range(2):
         feed([result(monitor, t0 + timedelta(minutes=m), r, False) for r in REGIONS])
     assert MonitorModel.get(monitor["team_id"], monitor["id"]).status == "down"
@@ -258,21 +266,8 @@ def test_an_outage_found_late_that_is_stored_already_is_not_written_again(api, a
     t0 = start()
     us, eu, ap = REGIONS
     earlier = t0 + timedelta(minutes=1)
-    IncidentModel(
-        monitor["team_id"],
-        derived_id("inc", earlier, monitor["id"]),
-        team_status=status_key(monitor["team_id"], "resolved"),
-        monitor_id=monitor["id"],
-        status="resolved",
-        started_at=earlier,
-        resolved_at=earlier + timedelta(minutes=1),
-        updated_at=earlier + timedelta(minutes=1),
-    ).save()
-    story = {us: "--+--", eu: "-+---", ap: "----"}
-    for m in range(len(story[us]) + 3):
-        for region, lag in ((us, 0), (eu, 0), (ap, 3)):
-            if 0 <= m - lag < len(story[region]):
-                feed([result(monitor, t0 + timedelta(minutes=m - lag), region, story[region][m - lag] == "+")])
+    stored_incident(monitor, earlier, earlier + timedelta(minutes=1))
+    tell(monitor, t0, {us: "--+--", eu: "-+---", ap: "----"}, {ap: 3})
     incidents = sorted(team_incidents(monitor), key=lambda i: i.started_at)
     assert [(i.started_at, i.status) for i in incidents] == [(earlier, "resolved"), (t0 + timedelta(minutes=3), "open")]
     state = MonitorStateModel.get(monitor["id"], consistent_read=True).state

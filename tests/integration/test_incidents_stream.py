@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from chalicelib.checks.model import CheckResult, Timings
 from chalicelib.clock import isoz, utcnow
 from chalicelib.incidents.events import OPENED, RESOLVED
 from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateModel
@@ -20,7 +19,7 @@ from chalicelib.monitors.models import MonitorModel, PackModel
 from chalicelib.monitors.packs import Packed
 from tests import iam
 from tests.events import lambda_event, stream_records
-from tests.factories import create_monitor
+from tests.factories import check_result, create_monitor
 from tests.support import all_at_once, before_aws_call, dynamodb_clients, elsewhere, on_table
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
@@ -47,23 +46,8 @@ def result(monitor: dict, at: datetime, region: str, ok: bool = True, **fields: 
     worker marks every result that can change something (``checks.marking``) unless ``marked=None``: these tests
     are about what the handler does with them.  The same check always makes the same item."""
     marked = fields.pop("marked", True)
-    values: dict[str, Any] = {
-        "ok": ok,
-        "checked_at": at,
-        "region": region,
-        "status_code": 200 if ok else 503,
-        "response_time_ms": 120.0,
-        "timings": Timings(),
-        "error": None if ok else "status_mismatch",
-        "error_detail": None,
-        "ssl_expires_at": None,
-        "assertion_failures": (),
-        "degraded": False,
-        "body_excerpt": None,
-        "final_url": None,
-    }
-    values.update({k: tuple(v) if k == "assertion_failures" else v for k, v in fields.items()})
-    check = Packed(monitor["team_id"], monitor["id"], region, at, CheckResult(**values), bool(marked))
+    fields = {k: tuple(v) if k == "assertion_failures" else v for k, v in fields.items()}
+    check = Packed(monitor["team_id"], monitor["id"], region, at, check_result(at, ok, region, **fields), bool(marked))
     minute_at = packs.minute_of(at)
     return PackModel(
         packs.bucket_of(monitor["id"]),

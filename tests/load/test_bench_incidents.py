@@ -26,11 +26,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from moto import mock_aws
 
-from chalicelib.checks.model import CheckResult, Timings
 from chalicelib.monitors import packs
 from chalicelib.monitors.models import MonitorModel, PackModel
 from chalicelib.monitors.packs import Packed
 from tests.events import stream_record
+from tests.factories import check_result
 from tests.support import aws_requests, make_test_settings, start_aws
 
 MONITORS = int(os.environ.get("BENCH_MONITORS", "300"))
@@ -80,21 +80,7 @@ def test_incident_handler_requests_and_time_per_result(capsys):
                 for monitor_id in ids:
                     at = start + timedelta(minutes=minute, seconds=hash(monitor_id) % 50)
                     ok = not (monitor_id.endswith("7") and minute > 0)  # a tenth of the monitors go down
-                    check = CheckResult(
-                        ok=ok,
-                        checked_at=at,
-                        region=region,
-                        status_code=200 if ok else 503,
-                        response_time_ms=120.0,
-                        timings=Timings(),
-                        error=None if ok else "status_mismatch",
-                        error_detail=None,
-                        ssl_expires_at=None,
-                        assertion_failures=(),
-                        degraded=False,
-                        body_excerpt=None,
-                        final_url=None,
-                    )
+                    check = check_result(at, ok, region)
                     # One marked check a pack, as the worker would mark them all here (the monitors are pending
                     # or down): the handler's cost per result it is given.
                     item = PackModel(

@@ -8,29 +8,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from chalicelib.checks.marking import UNKNOWN, Watch, matters, urgent
-from chalicelib.checks.model import CheckResult, Timings
+from chalicelib.checks.model import CheckResult
+from tests.factories import check_result
 
 AT = datetime(2026, 12, 6, 12, 0, 30, tzinfo=UTC)
 STEADY = Watch(status="up", steady_regions=frozenset({"us-east-1", "eu-west-1"}), ssl_expiry_alert_days=14, known=True)
 
 
 def check(ok: bool = True, region: str = "us-east-1", **fields) -> CheckResult:
-    values = {
-        "ok": ok,
-        "checked_at": AT,
-        "region": region,
-        "status_code": 200 if ok else 503,
-        "response_time_ms": 80.0,
-        "timings": Timings(),
-        "error": None if ok else "status_mismatch",
-        "error_detail": None,
-        "ssl_expires_at": AT + timedelta(days=60),
-        "assertion_failures": (),
-        "degraded": False,
-        "body_excerpt": None,
-        "final_url": None,
-    }
-    return CheckResult(**{**values, **fields})
+    return check_result(
+        AT, ok, region, **{"response_time_ms": 80.0, "ssl_expires_at": AT + timedelta(days=60), **fields}
+    )
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,11 @@ import pytest
 
 from chalicelib.checks.jobs import Job
 from chalicelib.checks.marking import URGENT_FLUSH_S
-from chalicelib.checks.model import CheckResult, CheckSpec, Timings
+from chalicelib.checks.model import CheckResult, CheckSpec
 from chalicelib.monitors import packs
 from functions.checker import worker as worker_module
 from functions.checker.worker import PACK_FLUSH_S, Worker, _Packer
+from tests.factories import check_result
 
 SLOT = datetime(2026, 12, 7, 12, 0, 5, tzinfo=UTC)
 
@@ -35,21 +36,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 def check(monitor: str, second: int) -> tuple[Job, CheckResult]:
     slot = SLOT.replace(second=second)
     job = Job("team", monitor, "us-east-1", slot, CheckSpec(url="https://example.invalid/"))
-    result = CheckResult(
-        ok=True,
-        checked_at=slot,
-        region="us-east-1",
-        status_code=200,
-        response_time_ms=12.0,
-        timings=Timings(),
-        error=None,
-        error_detail=None,
-        ssl_expires_at=None,
-        assertion_failures=(),
-        degraded=False,
-        body_excerpt=None,
-        final_url=None,
-    )
+    result = check_result(slot)
     return job, result
 
 

@@ -8,26 +8,14 @@ import pytest
 
 from chalicelib.checks.model import CheckResult, Timings
 from chalicelib.monitors.rollups import Tally, histogram_field, increments
+from tests.factories import check_result
 
 AT = datetime(2026, 12, 6, 14, 17, tzinfo=UTC)
 
 
 def result(ok: bool = True, ms: float | None = 120.0) -> CheckResult:
-    return CheckResult(
-        ok=ok,
-        checked_at=AT,
-        region="us-east-1",
-        status_code=200 if ok else None,
-        response_time_ms=ms,
-        timings=Timings(total_ms=ms or 0.0),
-        error=None if ok else "timeout",
-        error_detail=None,
-        ssl_expires_at=None,
-        assertion_failures=(),
-        degraded=False,
-        body_excerpt=None,
-        final_url=None,
-    )
+    fields = {"status_code": 200 if ok else None, "error": None if ok else "timeout"}
+    return check_result(AT, ok, response_time_ms=ms, timings=Timings(total_ms=ms or 0.0), **fields)
 
 
 @pytest.mark.parametrize(
