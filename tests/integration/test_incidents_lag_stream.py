@@ -272,3 +272,23 @@ def test_an_outage_found_late_that_is_stored_already_is_not_written_again(api, a
     assert [(i.started_at, i.status) for i in incidents] == [(earlier, "resolved"), (t0 + timedelta(minutes=3), "open")]
     state = MonitorStateModel.get(monitor["id"], consistent_read=True).state
     assert state["regions"][ap]["last_planned_at"].startswith(f"{t0 + timedelta(minutes=3):%Y-%m-%dT%H:%M}")
+
+
+def test_a_region_five_minutes_late_is_one_outage_alerted_once_down_and_once_up(api, alice, aws, httpserver):
+    """The issue's case through the handler and the alert ledger: us and ap down from 1 to 12, eu from 1 to 3, ap's
+    results five minutes late.  Every timeline event handed to the alert handler twice (a stream redelivers): the
+    webhook is told once that the monitor went down and once that it came back, for one incident."""
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    monitor = create_monitor(api, url=URL, channel_ids=[hook["id"]])
+    t0 = start()
+    us, eu, ap = REGIONS
+    tell(monitor, t0, {us: "+" + "-" * 12 + "+" * 8, eu: "+---" + "+" * 17, ap: "+" + "-" * 12 + "+" * 8}, {ap: 5})
+    (incident,) = team_incidents(monitor)
+    assert (incident.started_at, incident.resolved_at) == (t0 + timedelta(minutes=2), t0 + timedelta(minutes=13))
+    with time_machine.travel(utcnow(), tick=True) as clock:
+        planned(list(EventModel.query(incident.incident_id)), times=2)
+        settle(clock)
+    bodies = [json.loads(request.get_data()) for request, _ in httpserver.log]
+    sent = [(body["type"], body["data"]["incident"]["id"]) for body in bodies]
+    assert sent == [("incident.opened", incident.incident_id), ("incident.resolved", incident.incident_id)]
