@@ -15,7 +15,7 @@ monitor (its *watch*: see the end of this docstring for how fresh):
 The rest is marked too when the worker knows nothing of the monitor's state (a monitor the handler never wrote).
 
 Of the marked results, those that can move the monitor's status now are *urgent* (:func:`urgent`): the worker
-writes their pack within :data:`URGENT_FLUSH_S` instead of letting it fill for up to 15 s, so an outage is
+writes their pack within :data:`URGENT_FLUSH_S` instead of letting it fill for up to 40 s, so an outage is
 alerted, and a recovery announced, within seconds of the check that saw it.  Urgent: a failure of a monitor not
 down, in a region not already down; a check (slow or not) of a monitor down, or of a region not steady; a slow
 check of a monitor up, a clean one of a monitor degraded; any result once a maintenance window is over while the

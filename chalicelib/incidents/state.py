@@ -403,7 +403,7 @@ def _decide(state: MonitorState, policy: Policy, obs: Observation) -> tuple[Moni
         hold = _hold_start(state, policy)
         known = _Regions(state, policy, exact_since=hold)
         if not state.incident_open:
-            guard = max((t for t in (state.last_resolved_at, floor) if t is not None), default=None)
+            guard = _last_guard(state)  # the last resolution's, the last window's end, the episodes' floor
             moments = {at} | {
                 start for name in policy.regions for start in _starts(state.region(name)) if start is not None
             }
@@ -494,15 +494,19 @@ def _under(state: MonitorState, policy: Policy) -> MonitorState:
     """The state under ``policy``'s quorum.  Its kept episodes were decided with the quorum of their time: under
     another, a late story would read the past again — a lowered quorum would find the old advisories outages,
     "found late" and alerted (found by a fresh-eyes review of issue 20) — so they are forgotten: nothing before
-    the last of them is decided again."""
+    the last of them is decided again.  Nor is anything the regions told before the change: an advisory after the
+    last episode, or before the open incident, was decided too (a state that does not say its quorum, stored
+    before it was kept, only forgets its episodes)."""
     quorum = policy.confirmation_regions
     if state.episodes_quorum == quorum:
         return state
-    if not state.episodes:
+    if state.episodes_quorum is None and not state.episodes:
         return replace(state, episodes_quorum=quorum)
-    floor = max(e.guard for e in state.episodes)
-    floor = max(floor, state.episodes_floor) if state.episodes_floor is not None else floor
-    return replace(state, episodes=(), episodes_floor=floor, episodes_quorum=quorum)
+    told = [] if state.episodes_quorum is None else [r.last_at for r in state.regions.values() if r.last_at]
+    guards = [e.guard for e in state.episodes] + told + ([state.episodes_floor] if state.episodes_floor else [])
+    if not guards:
+        return replace(state, episodes_quorum=quorum)
+    return replace(state, episodes=(), episodes_floor=max(guards), episodes_quorum=quorum)
 
 
 def _last_guard(state: MonitorState) -> datetime | None:

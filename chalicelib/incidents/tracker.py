@@ -385,7 +385,7 @@ class _Run:
             # into the past re-crosses what was decided): the incident of that moment opens again — written as new,
             # its version condition would fail every retry and the monitor's results would never be applied again.
             logger.warning("an incident opened again", extra={"monitor_id": m.monitor_id, "incident_id": incident_id})
-            incident.set_status("open")
+            incident.set_status("acknowledged" if incident.acknowledged_at is not None else "open")  # as it was told
             incident.started_at, incident.cause = change.at, change.detail
             incident.affected_regions = down  # type: ignore[assignment]
             incident.resolved_at = incident.resolved_by = None

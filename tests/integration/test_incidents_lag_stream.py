@@ -292,3 +292,31 @@ def test_a_region_five_minutes_late_is_one_outage_alerted_once_down_and_once_up(
     bodies = [json.loads(request.get_data()) for request, _ in httpserver.log]
     sent = [(body["type"], body["data"]["incident"]["id"]) for body in bodies]
     assert sent == [("incident.opened", incident.incident_id), ("incident.resolved", incident.incident_id)]
+
+
+def test_an_acknowledged_incident_opened_again_stays_acknowledged(api, alice, aws):
+    """The incident opened again (above) had been acknowledged: it opened as "open" with its acknowledgement still
+    set — a status the API and the acknowledge call contradict.  The outage was acknowledged: it stays so."""
+    monitor = create_monitor(api, url=URL)
+    t0 = start()
+    opening = t0 + timedelta(minutes=1)
+    IncidentModel(
+        monitor["team_id"],
+        derived_id("inc", opening, monitor["id"]),
+        team_status=status_key(monitor["team_id"], "resolved"),
+        monitor_id=monitor["id"],
+        status="resolved",
+        started_at=opening,
+        acknowledged_at=opening + timedelta(minutes=1),
+        acknowledged_by="someone",
+        resolved_at=opening + timedelta(minutes=3),
+        updated_at=opening + timedelta(minutes=3),
+    ).save()
+    for m in range(2):
+        feed([result(monitor, t0 + timedelta(minutes=m), r, False) for r in REGIONS])
+    (incident,) = team_incidents(monitor)
+    assert (incident.status, incident.team_status, incident.acknowledged_by) == (
+        "acknowledged",
+        status_key(monitor["team_id"], "acknowledged"),
+        "someone",
+    )

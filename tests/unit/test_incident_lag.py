@@ -367,3 +367,53 @@ def test_a_quorum_lowered_after_an_outage_never_finds_old_advisories_late() -> N
     state = load(dump(state))
     state, found = apply(state, Observation("eu", after + timedelta(seconds=2), True, planned_at=after), lowered)
     assert [e.kind for e in found if e.kind.startswith("incident")] == []
+
+
+@pytest.mark.parametrize(
+    ("script", "now"),
+    [
+        # us alone down from 1 to 4, no incident ever
+        ({"us": "+---+++", "eu": "+" * 7, "ap": "+" * 7}, 7),
+        # an outage from 2 to 3 (kept as an episode), then us alone down from 7 to 8: after the last episode
+        ({"us": "++++++--++", "eu": "+--+++++++", "ap": "+--+++++++"}, 10),
+        # us alone down from 1 to 4, then an outage in us and eu from 6, still open: before the open incident
+        ({"us": "+---+------", "eu": "++++++-----", "ap": "+" * 11}, 11),
+    ],
+    ids=["no-incident", "after-the-last-episode", "before-the-open-incident"],
+)
+def test_a_quorum_lowered_never_finds_old_advisories_outages_wherever_they_are(
+    script: dict[str, str], now: int
+) -> None:
+    """The case of the test above where no kept episode follows the advisory: none at all, the advisory after the
+    last one, or before the incident open now.  The advisory was decided under the quorum of its time: lowered to
+    1, it was opened and resolved in the past (or found late), and alerted (found by a fresh-eyes review)."""
+    state = MonitorState()
+    for obs in sorted(observations(script), key=lambda o: o.checked_at):
+        state, _ = apply(state, obs, POLICY)
+    before = state
+    lowered = replace(POLICY, confirmation_regions=1)
+    at = T0 + timedelta(minutes=now)
+    told = []
+    for offset, region in enumerate(REGIONS):
+        obs = Observation(region, at + timedelta(seconds=1 + offset), script[region][-1] == "+", planned_at=at)
+        state, found = apply(load(dump(state)), obs, lowered)
+        told += found
+    assert [(e.kind, e.at) for e in told if e.kind.startswith("incident")] == []
+    assert state.incident_open == before.incident_open
+
+
+def test_a_quorum_lowered_while_a_region_is_down_opens_at_the_first_moment_under_it() -> None:
+    """us alone down from 1 on (an advisory under a quorum of 2); the quorum lowered to 1: the outage opens at the
+    first moment told under it, not back at 1 (decided an advisory then)."""
+    script = {"us": "+-----", "eu": "+" * 6, "ap": "+" * 6}
+    state = MonitorState()
+    for obs in sorted(observations(script), key=lambda o: o.checked_at):
+        state, _ = apply(state, obs, POLICY)
+    lowered = replace(POLICY, confirmation_regions=1)
+    at = T0 + timedelta(minutes=6)
+    told = []
+    for offset, region in enumerate(REGIONS):
+        obs = Observation(region, at + timedelta(seconds=1 + offset), region != "us", cause="HTTP 503", planned_at=at)
+        state, found = apply(state, obs, lowered)
+        told += found
+    assert [(e.kind, e.at) for e in told if e.kind.startswith("incident")] == [("incident_opened", at)]
