@@ -85,6 +85,9 @@ class IncidentModel(BaseModel):
     repeat_count = NumberAttribute(null=True)
     repeat_keys = ListAttribute(of=UnicodeAttribute, null=True)
     repeats_dropped = NumberAttribute(null=True)
+    # How many times the incident handler opened it: more than once when a state begun afresh decided its moment
+    # again (``incidents.tracker``); each opening's timeline entries are keyed apart, so each is an event of its own.
+    openings = NumberAttribute(null=True)
     updated_at = UTCDateTimeAttribute()
     version = VersionAttribute()
     by_status = IncidentsByStatus()

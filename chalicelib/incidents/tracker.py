@@ -389,6 +389,9 @@ class _Run:
             incident.started_at, incident.cause = change.at, change.detail
             incident.affected_regions = down  # type: ignore[assignment]
             incident.resolved_at = incident.resolved_by = None
+            # Its first opening's entries are keyed by the same moments: this one's are keyed apart, or they would
+            # overwrite those — a change the alert and status-page handlers never see — and go untold.
+            incident.openings = int(incident.openings or 1) + 1
         self.incident = incident
         self._touch()
         self.item.incident_id = incident_id
@@ -397,7 +400,7 @@ class _Run:
             cause = self.state.region(region).cause
             self._timeline(events.REGION_DOWN, since, region, f"Down in {region}: {cause}", discriminator=region)
         text = self._down_in(len(down), change.detail)
-        self._timeline(events.OPENED, change.at, None, text, discriminator="")
+        self._timeline(events.OPENED, change.at, None, text, discriminator=_opening(incident))
         self.applied.opened.append(incident_id)
 
     def _resolve(self, change: Event) -> None:
@@ -408,7 +411,8 @@ class _Run:
             return
         incident.resolve(change.at, None, self.now)
         self._touch()
-        self._timeline(events.RESOLVED, change.at, None, change.detail or "Recovered", discriminator="")
+        text = change.detail or "Recovered"
+        self._timeline(events.RESOLVED, change.at, None, text, discriminator=_opening(incident))
         self.applied.resolved.append(incident.incident_id)
         self.incident = None
 
@@ -523,6 +527,12 @@ class _Run:
 
     def pending_size(self) -> int:
         return self.pending.size()
+
+
+def _opening(incident: IncidentModel) -> str:
+    """The discriminator of an opening's and its resolution's timeline entries: none for the first."""
+    openings = int(incident.openings or 1)
+    return "" if openings <= 1 else f"opening-{openings}"
 
 
 def _open_incident(team_id: str, incident_id: str | None) -> IncidentModel | None:

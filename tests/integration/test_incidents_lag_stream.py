@@ -18,7 +18,7 @@ from chalicelib.incidents.models import EventModel, IncidentModel, MonitorStateM
 from chalicelib.monitors.models import MonitorModel
 from chalicelib.monitors.watching import watch_of
 from tests.factories import create_channel, create_monitor
-from tests.integration.test_alerts import planned, settle
+from tests.integration.test_alerts import new_events, planned, settle
 from tests.integration.test_incidents_stream import (
     REGIONS,
     URL,
@@ -56,8 +56,8 @@ def tell(monitor: dict, t0, story: dict[str, str], lags: dict[str, int]) -> None
                 feed([result(monitor, t0 + timedelta(minutes=n), region, story[region][n] == "+")])
 
 
-def stored_incident(monitor: dict, opened, resolved) -> IncidentModel:
-    """A resolved incident stored under the id an incident opening at ``opened`` gets."""
+def stored_incident(monitor: dict, opened, resolved, **fields) -> IncidentModel:
+    """A resolved incident stored under the id an incident opening at ``opened`` gets (``fields``: more of it)."""
     incident = IncidentModel(
         monitor["team_id"],
         derived_id("inc", opened, monitor["id"]),
@@ -67,6 +67,7 @@ def stored_incident(monitor: dict, opened, resolved) -> IncidentModel:
         started_at=opened,
         resolved_at=resolved,
         updated_at=resolved,
+        **fields,
     )
     incident.save()
     return incident
@@ -300,18 +301,8 @@ def test_an_acknowledged_incident_opened_again_stays_acknowledged(api, alice, aw
     monitor = create_monitor(api, url=URL)
     t0 = start()
     opening = t0 + timedelta(minutes=1)
-    IncidentModel(
-        monitor["team_id"],
-        derived_id("inc", opening, monitor["id"]),
-        team_status=status_key(monitor["team_id"], "resolved"),
-        monitor_id=monitor["id"],
-        status="resolved",
-        started_at=opening,
-        acknowledged_at=opening + timedelta(minutes=1),
-        acknowledged_by="someone",
-        resolved_at=opening + timedelta(minutes=3),
-        updated_at=opening + timedelta(minutes=3),
-    ).save()
+    acknowledged = {"acknowledged_at": opening + timedelta(minutes=1), "acknowledged_by": "someone"}
+    stored_incident(monitor, opening, opening + timedelta(minutes=3), **acknowledged)
     for m in range(2):
         feed([result(monitor, t0 + timedelta(minutes=m), r, False) for r in REGIONS])
     (incident,) = team_incidents(monitor)
@@ -320,3 +311,27 @@ def test_an_acknowledged_incident_opened_again_stays_acknowledged(api, alice, aw
         status_key(monitor["team_id"], "acknowledged"),
         "someone",
     )
+
+
+def test_an_incident_opened_again_is_told_again_down_and_up(api, alice, aws, httpserver):
+    """An outage opens at 1 and resolves at 2; then the monitor's state is begun afresh (a resume deletes it) and
+    results of those same moments come again: the incident of that moment opens again and resolves again.  Its new
+    entries had the first ones' keys — each write replaced an item (a MODIFY), which the alert and status-page
+    handlers never take — so its opening went untold, and a resolution at another moment was told alone (found by a
+    fresh-eyes review of issue 20).  Each opening is keyed apart: told down, then up."""
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    hook = create_channel(api, type="webhook", config={"url": httpserver.url_for("/hook")})
+    monitor = create_monitor(api, url=URL, channel_ids=[hook["id"]])
+    t0 = start()
+    tell(monitor, t0, dict.fromkeys(REGIONS, "--+"), {})
+    (incident,) = team_incidents(monitor)
+    MonitorStateModel(monitor["id"]).delete(add_version_condition=False)  # as a resume does
+    with new_events(incident.incident_id) as added:
+        tell(monitor, t0, dict.fromkeys(REGIONS, "--+"), {})
+    (again,) = team_incidents(monitor)
+    assert (again.incident_id, again.status, again.openings) == (incident.incident_id, "resolved", 2)
+    with time_machine.travel(utcnow(), tick=True) as clock:
+        planned(added, times=2)  # what the events stream hands over: the items added, not those replaced
+        settle(clock)
+    bodies = [json.loads(request.get_data()) for request, _ in httpserver.log]
+    assert [body["type"] for body in bodies] == ["incident.opened", "incident.resolved"]
