@@ -132,6 +132,7 @@ def watch_of(monitor: Any) -> Watch:
         status=str(monitor.status or "pending"),
         steady_regions=frozenset(str(r) for r in monitor.steady_regions or ()),
         down_regions=frozenset(str(r) for r, label in shown.items() if label == "down"),
+        regions=frozenset(str(r) for r in shown),
         maintenance=tuple(spans),
         ssl_expiry_alert_days=int(monitor.ssl_expiry_alert_days or 0),
         known=True,

@@ -33,6 +33,7 @@ def watch_of(state: MonitorState, **extra) -> Watch:
         status=state.status,
         steady_regions=frozenset(steady_regions(state, POLICY)),
         down_regions=down,
+        regions=frozenset(r for r in REGIONS if r in state.regions),
         known=True,
         **extra,
     )
@@ -67,6 +68,24 @@ def test_a_region_down_below_quorum_does_not_make_every_failure_urgent():
     assert not urgent(check(ok=False, region="ap-southeast-1"), watch_of(advisory))
 
 
+def test_a_region_down_below_quorum_is_urgent_while_another_counts_failures():
+    """ap down below the quorum (an advisory); eu's first failure is counted.  ap's next failure is the word the
+    opening waits on (eu down at its second failure, with ap vouched for at that moment): urgent() must say yes,
+    or the outage is alerted up to PACK_FLUSH_S late (found by a fresh-eyes review: 40 s since session 15)."""
+    advisory = run([("us-east-1", True, False), ("eu-west-1", True, False)] + [("ap-southeast-1", False, False)] * 3)
+    forming = apply(advisory, Observation("eu-west-1", AT, False, planned_at=AT), POLICY)[0]
+    assert forming.status == "up"
+    assert forming.region("eu-west-1").failures == 1
+    assert "eu-west-1" not in steady_regions(forming, POLICY)
+    assert urgent(check(ok=False, region="ap-southeast-1"), watch_of(forming))
+    later = AT + timedelta(minutes=1)
+    waiting = apply(forming, Observation("eu-west-1", later, False, planned_at=later), POLICY)[0]
+    assert (waiting.region("eu-west-1").down, waiting.status) == (True, "up")  # ap's word of that moment awaited
+    assert apply(waiting, Observation("ap-southeast-1", later, False, planned_at=later), POLICY)[0].status == "down"
+    # the same failure while every other region is steady: no quorum can form, no hurry
+    assert not urgent(check(ok=False, region="ap-southeast-1"), watch_of(advisory))
+
+
 def test_the_first_result_after_a_maintenance_window_no_tick_crossed_is_urgent():
     """Down through a maintenance window (no incident may open in it); the window ends between two ticks, and the
     look-up still reads status 'maintenance'.  The first result past the end crosses it: the regions last said
@@ -83,3 +102,22 @@ def test_the_first_result_after_a_maintenance_window_no_tick_crossed_is_urgent()
     assert not watch.in_maintenance(AT)
     assert urgent(check(ok=False, region="us-east-1"), watch)
     assert urgent(check(ok=False, region="eu-west-1"), watch)
+
+
+def test_what_the_handler_wrote_on_a_monitor_tells_the_worker_every_region():
+    """The worker's watch is read from the monitor item (``monitors.watching.watch_of``), as the tick reads it and
+    as a change note's re-read does: it must carry every region, or no advisory's failure is ever urgent."""
+    from types import SimpleNamespace
+
+    from chalicelib.monitors.watching import watch_of as read_watch
+
+    item = SimpleNamespace(
+        maintenance=None,
+        region_status={"us-east-1": "up", "eu-west-1": "up", "ap-southeast-1": "down"},
+        status="up",
+        steady_regions=["us-east-1"],
+        ssl_expiry_alert_days=0,
+    )
+    watch = read_watch(item)
+    assert watch.regions == frozenset(REGIONS)
+    assert urgent(check(ok=False, region="ap-southeast-1"), watch)  # eu counts failures: a quorum may form
