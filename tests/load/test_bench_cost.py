@@ -32,7 +32,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +145,14 @@ def _slot(monitor: MonitorModel, tick: float, repeat: int, region: str) -> str:
 
 
 def wait_clear_of_the_hour(now: float, minutes: float) -> float:
-    """Seconds to wait so that ``minutes`` from then hold no hour boundary: an hour's end makes the aggregator write
-    every monitor's hourly rollups, which five metered minutes would count against their own checks (session 14's
-    first run: $0.44/M, its rollups line 16 times its share)."""
+    """Seconds to wait so that ``minutes`` from then end before the hour's last aggregation period: the aggregator's
+    pass over the metered periods would otherwise take that period, which closes the hour, and write every monitor's
+    hourly and daily rollups — an hour's work, counted against five metered minutes (session 14's first run and
+    session 15's last: $0.44/M, the rollups line 16 times its share).  Session 14 kept only the metered minutes off
+    the hour's end; the pass looks past them."""
     next_hour = (int(now) // 3600 + 1) * 3600
-    return 0.0 if now + minutes * 60 < next_hour else next_hour + 5 - now
+    last_period = next_hour - packs.PERIOD.total_seconds()
+    return 0.0 if now + minutes * 60 < last_period else next_hour + 5 - now
 
 
 def _fire(loop: EventLoop, scheduler: Any, monitors: list[MonitorModel]) -> tuple[float, float]:
@@ -239,8 +242,11 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
             metered = [_fire(loop, scheduler, monitors) for _ in range(MINUTES)]
             _settle(loop, metered[-1][0])
             # The aggregator's pass over what the metered ticks stored, as if their periods had closed (measured;
-            # a real period holds 10 minutes of checks in about the same writes: see docs/cost.md).
-            aggregated_at = time.time() + (packs.PERIOD + packs.AGGREGATE_AFTER).total_seconds() + 60
+            # a real period holds 10 minutes of checks in about the same writes: see docs/cost.md), and no further:
+            # never the hour's last period (wait_clear_of_the_hour).
+            last_minute = datetime.fromtimestamp(metered[-1][0] + 60, UTC)  # a tick plans the minute after it
+            closed = packs.period_of(last_minute) + packs.PERIOD + packs.AGGREGATE_AFTER + timedelta(seconds=60)
+            aggregated_at = max(time.time(), closed.timestamp())
             outcome = loop.invoke(
                 aggregator.name,
                 aggregator.handler,

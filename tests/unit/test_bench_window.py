@@ -1,5 +1,5 @@
-"""The cost bench meters no minute that holds an hour's end (its hourly rollups would be counted against five
-minutes of checks): ``wait_clear_of_the_hour``."""
+"""The cost bench meters no minute whose aggregation closes an hour (its hourly and daily rollups, an hour's work,
+would be counted against five minutes of checks): ``wait_clear_of_the_hour``."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ def at(hh_mm_ss: str) -> float:
     return datetime.fromisoformat(f"2026-12-07T{hh_mm_ss}+00:00").astimezone(UTC).timestamp()
 
 
-def test_a_window_inside_the_hour_starts_at_once():
-    assert wait_clear_of_the_hour(at("08:40:00"), 10) == 0.0
-    assert wait_clear_of_the_hour(at("08:49:59"), 10) == 0.0
+def test_a_window_that_ends_before_the_hours_last_period_starts_at_once():
+    assert wait_clear_of_the_hour(at("08:00:00"), 10) == 0.0
+    assert wait_clear_of_the_hour(at("08:39:59"), 10) == 0.0
 
 
-def test_a_window_that_would_hold_the_hours_end_starts_just_after_it():
+def test_a_window_whose_aggregation_would_close_the_hour_starts_just_after_it():
+    # session 15's last run: metered from 11:49:30, its pass took the 11:50-12:00 period, which closed the hour
+    assert wait_clear_of_the_hour(at("11:49:30"), 10) == 10 * 60 + 30 + 5
     assert wait_clear_of_the_hour(at("07:52:00"), 10) == 8 * 60 + 5  # session 14's first run, which crossed 08:00
-    assert wait_clear_of_the_hour(at("08:50:00"), 10) == 10 * 60 + 5
+    assert wait_clear_of_the_hour(at("08:40:00"), 10) == 20 * 60 + 5
     assert wait_clear_of_the_hour(at("08:59:59"), 10) == 6
