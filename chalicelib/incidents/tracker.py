@@ -322,7 +322,7 @@ class _Run:
         if change.incident is None:
             return
         incident_id = self._incident_id(change.incident)
-        incident = self.pending.incidents.get(incident_id) or _open_incident(self.monitor.team_id, incident_id)
+        incident = self._existing(incident_id)
         if incident is None:  # opened by a version that did not key incidents by their first moment, or deleted
             logger.info("an earlier start for an incident not found", extra={"incident_id": incident_id})
             return
@@ -336,7 +336,7 @@ class _Run:
         told as one that opened and resolved in one batch is (``_open`` then ``_resolve``), opened and resolved on
         its timeline and alerted as such, without touching the incident open now."""
         incident_id = self._incident_id(change.incident or change.at)
-        if incident_id in self.pending.incidents or self._existing(incident_id) is not None:
+        if self._existing(incident_id) is not None:
             return  # told already (a state that lost its episodes: it is not told twice)
         end = change.until or change.at
         incident = self._new_incident(incident_id, change.at, change.detail, list(change.regions))
