@@ -669,7 +669,7 @@ def test_a_region_down_below_quorum_does_not_write_a_pack_per_check(api, alice, 
 def test_an_urgent_result_stays_urgent_after_a_failed_write(api, alice, target, make_handler, monkeypatch):
     """A first failure's pack is written within URGENT_FLUSH_S; its write is throttled once (botocore's retries
     spent).  _put_back() returns the results but not their urgency (nor their age): the outage waits another
-    PACK_FLUSH_S — here until the message's last check — before the incident handler can see it."""
+    PACK_FLUSH_S — here until the message's last check, 8 s on — before the incident handler can see it."""
     failing, fine = failing_and_fine(api, target)
     original = botocore.client.BaseClient._make_api_call
     writes: list[tuple[float, bool]] = []
@@ -685,8 +685,8 @@ def test_an_urgent_result_stays_urgent_after_a_failed_write(api, alice, target, 
         return original(self, operation, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", throttled_once)
-    base = one_minute_base(22)
-    jobs = [job(failing, slot=base), job(fine, slot=base + timedelta(seconds=20))]
+    base = one_minute_base(10)
+    jobs = [job(failing, slot=base), job(fine, slot=base + timedelta(seconds=8))]
 
     with pytest.raises(BatchProcessingError):  # the message fails (a write failed): redelivered, as it must
         invoke(make_handler, [record(jobs)])
