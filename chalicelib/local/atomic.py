@@ -61,9 +61,16 @@ def plain_json(result: Any) -> str | None:
     """``result`` as DynamoDB's JSON, or None when moto's serializer must write it."""
     if not isinstance(result, dict):
         return None
-    # moto's serializer leaves out null members: a null takes its path, as does consumed capacity (its doubles:
-    # moto's ints, which its serializer writes as floats).  Looked for in the values, not the text: an item's string
-    # that merely reads "null" (an event's JSON data) is a string, and sent a page of events the slow way.
+    # moto's serializer leaves out null members: a null takes its path.  Looked for in the values, not the text: an
+    # item's string that merely reads "null" (an event's JSON data) is a string, and sent a page of events the slow
+    # way.  Consumed capacity (which PynamoDB asks for on every request) is doubles: moto's ints, which its
+    # serializer writes as floats, are written as floats here too; any other member named for capacity (a table's
+    # description) takes moto's path.
+    capacity = result.get("ConsumedCapacity")
+    if capacity is not None:
+        result = {**result, "ConsumedCapacity": _doubles(capacity)}
+    if "ConsumedCapacityUnits" in result:  # moto's PutItem answer has it; no shape does: its serializer drops it
+        result = {name: value for name, value in result.items() if name != "ConsumedCapacityUnits"}
     if _needs_moto(result):
         return None
     try:
@@ -72,19 +79,32 @@ def plain_json(result: Any) -> str | None:
         return None
 
 
+def _doubles(value: Any) -> Any:
+    """``value`` with every number a float (a bool stays a bool)."""
+    if isinstance(value, dict):
+        return {name: _doubles(v) for name, v in value.items()}
+    if isinstance(value, list):
+        return [_doubles(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def _needs_moto(result: dict[str, Any]) -> bool:
-    """A None anywhere in ``result``, or a member whose name speaks of capacity."""
-    pending: list[Any] = [result]
+    """A None anywhere in ``result``, or a member whose name speaks of capacity outside the consumed capacity."""
+    pending: list[tuple[Any, bool]] = [(v, name == "ConsumedCapacity") for name, v in result.items()]
+    if any("Capacity" in name for name in result if name != "ConsumedCapacity"):
+        return True
     while pending:
-        value = pending.pop()
+        value, consumed = pending.pop()
         if value is None:
             return True
         if isinstance(value, dict):
-            if any("Capacity" in name for name in value):
+            if not consumed and any("Capacity" in name for name in value):
                 return True
-            pending.extend(value.values())
+            pending.extend((v, consumed) for v in value.values())
         elif isinstance(value, list):
-            pending.extend(value)
+            pending.extend((v, consumed) for v in value)
     return False
 
 

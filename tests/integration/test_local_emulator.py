@@ -155,7 +155,10 @@ def test_plain_json_refuses_what_json_cannot_say_exactly():
     assert atomic.plain_json({"Items": [{"a": {"S": "b"}}], "Count": 1}) == '{"Items":[{"a":{"S":"b"}}],"Count":1}'
     assert atomic.plain_json({"a": None}) is None
     assert atomic.plain_json({"Items": [{"a": {"M": {"b": {"L": [None]}}}}]}) is None
-    assert atomic.plain_json({"Items": [], "ConsumedCapacity": {"CapacityUnits": 1}}) is None
+    assert atomic.plain_json({"Items": [], "ConsumedCapacity": {"CapacityUnits": 1}}) == (
+        '{"Items":[],"ConsumedCapacity":{"CapacityUnits":1.0}}'
+    )
+    assert atomic.plain_json({"Table": {"ProvisionedThroughput": {"ReadCapacityUnits": 1}}}) is None
     # a string that reads "null" or "Capacity" is a string: written at once (found slow: a page of events whose JSON
     # data held a null went through moto's serializer, 60 s of a 20 s test's profile)
     text = {"Items": [{"data": {"S": '{"cause": null}'}, "note": {"S": "Capacity"}}]}
@@ -237,17 +240,58 @@ def test_a_query_of_one_partition_answers_what_motos_whole_table_pass_answers(aw
     assert [item["sk"]["S"] for items, *_ in fast[1] for item in items] == ["k01", "k03", "k05", "k07", "k11"]
 
 
-def test_consumed_capacity_is_a_float_as_moto_says(table):
-    """moto's serializer writes a ``double`` member through float(): ``"CapacityUnits": 1.0``; json.dumps would write
-    moto's int as ``1``, and botocore would hand the caller an int."""
-    keys = {TABLE: {"Keys": [{"pk": {"S": "plain"}, "sk": {"N": "1"}}]}}
+def _with_capacity(dynamodb: Any, mode: str) -> dict[str, Any]:
+    """Every kind of request PynamoDB makes, asking for consumed capacity as it does (``TOTAL``) or by index."""
+    key, written = {"pk": {"S": "plain"}, "sk": {"N": "1"}}, {"pk": {"S": "written"}, "sk": {"N": "1"}}
+    asked = {"ReturnConsumedCapacity": mode}
+    answers = {
+        "get": dynamodb.get_item(TableName=TABLE, Key=key, **asked),
+        "query": dynamodb.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "plain"}},
+            **asked,
+        ),
+        "batch_get": dynamodb.batch_get_item(RequestItems={TABLE: {"Keys": [key]}}, **asked),
+        "put": dynamodb.put_item(TableName=TABLE, Item={**written, "x": {"S": "y"}}, **asked),
+        "update": dynamodb.update_item(
+            TableName=TABLE,
+            Key=written,
+            UpdateExpression="SET x = :x",
+            ExpressionAttributeValues={":x": {"S": "z"}},
+            ReturnValues="ALL_NEW",
+            **asked,
+        ),
+        "batch_write": dynamodb.batch_write_item(
+            RequestItems={TABLE: [{"PutRequest": {"Item": {"pk": {"S": "w"}, "sk": {"N": "1"}}}}]}, **asked
+        ),
+        "transact": dynamodb.transact_write_items(
+            TransactItems=[{"Put": {"TableName": TABLE, "Item": {"pk": {"S": "t"}, "sk": {"N": "1"}}}}], **asked
+        ),
+        "delete": dynamodb.delete_item(TableName=TABLE, Key={"pk": {"S": "w"}, "sk": {"N": "1"}}, **asked),
+    }
+    for answer in answers.values():
+        answer.pop("ResponseMetadata")
+    return answers
+
+
+@pytest.mark.parametrize("mode", ["TOTAL", "INDEXES", "NONE"])
+def test_consumed_capacity_is_written_at_once_and_as_moto_says(table, mode):
+    """PynamoDB asks every request for its consumed capacity (found slow: every one of its answers went through
+    moto's serializer).  Those answers are written at once now, and say what moto's serializer says: a ``double``
+    through float() (``"CapacityUnits": 1.0``, where json.dumps would write moto's int as ``1``, and botocore would
+    hand the caller an int), an empty list or map as moto writes it."""
     with counting_fast_answers() as fast:
-        quick = table.batch_get_item(RequestItems=keys, ReturnConsumedCapacity="TOTAL")["ConsumedCapacity"]
-    assert not fast  # consumed capacity takes moto's path
+        quick = _with_capacity(table, mode)
     with moto_serializer_only():
-        reference = table.batch_get_item(RequestItems=keys, ReturnConsumedCapacity="TOTAL")["ConsumedCapacity"]
-    assert [type(c["CapacityUnits"]) for c in reference] == [float]
-    assert [type(c["CapacityUnits"]) for c in quick] == [float]
+        reference = _with_capacity(table, mode)
+    assert quick == reference
+    assert len(fast) == len(quick) - 1  # all but the query, whose items hold bytes
+    capacities = [a["ConsumedCapacity"] for a in quick.values() if "ConsumedCapacity" in a]
+    if mode != "NONE":
+        units = [c["CapacityUnits"] for found in capacities for c in (found if isinstance(found, list) else [found])]
+        assert units
+        assert {type(u) for u in units} == {float}
 
 
 def _stream_table(dynamodb: Any, name: str) -> None:
