@@ -6,7 +6,7 @@ A monitor with interval I seconds lives under ``I:p`` where p = hash(id) mod (I/
 
 1. for every interval I ≥ 60, the key ``I:(t mod I/60)`` is due — so each monitor is due
    exactly once every I/60 minutes, and the monitors of one interval are spread evenly over them;
-2. ``30:0`` is due every minute and sent twice: one send for the minute's first half, one 30 s later;
+2. ``30:0`` is due every minute, with two checks in it 30 s apart (both sent with the minute's other jobs);
 3. within its minute, a monitor starts at a stable offset between 5 s (``TICK_HEADROOM_SECONDS``) and
    59 s (or 29 s for 30-second monitors), so a minute's checks do not all start at once.
 """

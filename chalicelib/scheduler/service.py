@@ -11,9 +11,9 @@ and parsing tens of thousands of monitors (seconds of CPU at 10,000) — no star
    credential headers opened (``monitors.credentials``: a few KMS calls an hour, whatever the number of monitors;
    the job reaches the region's worker in an encrypted queue).  A monitor whose credentials do not open is not
    checked, and logged; the others are.
-3. Pack each region's jobs into as few messages as fit (many jobs per message), and send them with
-   ``SendMessageBatch`` (10 messages a request), delayed until ``LEAD_SECONDS`` before T+1; the 30-second
-   monitors' second send 30 s later still.
+3. Pack each region's jobs of the minute — both checks of a 30-second monitor among them — into as few messages as
+   fit (many jobs per message, each an even share of every second's starts: ``checks.jobs.pack``), and send them
+   with ``SendMessageBatch`` (10 messages a request), delayed until ``LEAD_SECONDS`` before T+1.
 
 A forced tick (``POST /dev/tick``) plans now, undelayed: "check every monitor now".
 
@@ -82,13 +82,13 @@ def planned_minute(tick: datetime) -> datetime:
     return minute_of(tick) + timedelta(minutes=1)
 
 
-def plan_jobs(tick: datetime, force: bool = False) -> tuple[dict[tuple[str, int], list[Job]], TickReport]:
-    """Jobs grouped by (region, second of the minute of their send: 0, or 30), and what was read."""
+def plan_jobs(tick: datetime, force: bool = False) -> tuple[dict[str, list[Job]], TickReport]:
+    """The minute's jobs by region, and what was read."""
     report = TickReport(tick=tick.isoformat())
     minute = planned_minute(tick)
     report.minute = minute.isoformat()
     keys = all_keys() if force else due_keys(minute)
-    groups: dict[tuple[str, int], list[Job]] = defaultdict(list)
+    groups: dict[str, list[Job]] = defaultdict(list)
     read_at = datetime.now(UTC)  # what the jobs' watches are as of (the workers read notes written since)
     for due, monitor, watch in _due_monitors(keys, report):
         try:
@@ -108,7 +108,7 @@ def plan_jobs(tick: datetime, force: bool = False) -> tuple[dict[tuple[str, int]
             # A forced tick (POST /dev/tick) means "check now", not "at your usual second of the minute".
             slot = tick if force else planned_start(minute, monitor.id, due.interval_seconds, repeat)
             for region in monitor.config.regions:
-                groups[(region, repeat)].append(Job(monitor.team_id, monitor.id, region, slot, spec, watch, read_at))
+                groups[region].append(Job(monitor.team_id, monitor.id, region, slot, spec, watch, read_at))
     return groups, report
 
 
@@ -153,9 +153,9 @@ def _send(region: str, delay: int, bodies: list[str], report: TickReport) -> Non
 
 
 def _sent(
-    region: str, repeat: int, bodies: list[str], minute: datetime, force: bool, now: datetime | None, report: TickReport
+    region: str, bodies: list[str], minute: datetime, force: bool, now: datetime | None, report: TickReport
 ) -> bool:
-    delay = 0 if force else send_delay(minute, repeat, now or datetime.now(UTC))
+    delay = 0 if force else send_delay(minute, now or datetime.now(UTC))
     try:
         _send(region, delay, bodies, report)
     except Exception:  # noqa: BLE001 - one region's queue must not hold back the others
@@ -164,10 +164,10 @@ def _sent(
     return True
 
 
-def send_delay(minute: datetime, repeat: int, now: datetime) -> int:
-    """Seconds a send of ``minute`` waits in its queue: until ``LEAD_SECONDS`` before its second ``repeat`` (at once
-    when that is past: a tick that ran late)."""
-    lead = (minute + timedelta(seconds=repeat) - now).total_seconds() - LEAD_SECONDS
+def send_delay(minute: datetime, now: datetime) -> int:
+    """Seconds a send of ``minute`` waits in its queue: until ``LEAD_SECONDS`` before it (at once when that is past:
+    a tick that ran late)."""
+    lead = (minute - now).total_seconds() - LEAD_SECONDS
     return min(SQS_MAX_DELAY_SECONDS, max(0, int(lead)))
 
 
@@ -186,18 +186,18 @@ def run_tick(tick: datetime, *, force: bool = False, now: datetime | None = None
     started = time.monotonic()
     groups, report = plan_jobs(tick, force)
     minute = planned_minute(tick)
-    failed: list[tuple[str, int, list[str], int]] = []
-    for (region, repeat), jobs in sorted(groups.items()):
+    failed: list[tuple[str, list[str], int]] = []
+    for region, jobs in sorted(groups.items()):
         bodies = pack(jobs)
         report.jobs += len(jobs)
         report.messages += len(bodies)
         report.regions[region] = report.regions.get(region, 0) + len(jobs)
-        if any(f[0] == region for f in failed) or not _sent(region, repeat, bodies, minute, force, now, report):
-            failed.append((region, repeat, bodies, len(jobs)))
+        if not _sent(region, bodies, minute, force, now, report):
+            failed.append((region, bodies, len(jobs)))
     unsent = 0
-    for region, repeat, bodies, count in failed:  # one more try each, after every other region's jobs are away
+    for region, bodies, count in failed:  # one more try each, after every other region's jobs are away
         in_time = time.monotonic() - started < RETRY_WITHIN_SECONDS and region not in report.failed_regions
-        if not (in_time and _sent(region, repeat, bodies, minute, force, now, report)):
+        if not (in_time and _sent(region, bodies, minute, force, now, report)):
             unsent += count
             if region not in report.failed_regions:
                 report.failed_regions.append(region)

@@ -92,17 +92,40 @@ def test_only_due_monitors_are_read_and_sent(api, alice, settings):
     assert report.due_monitors == len(due)
 
 
-def test_thirty_second_monitors_are_sent_twice_the_second_delayed(api, alice, settings):
+def test_both_checks_of_a_thirty_second_monitor_travel_in_the_minutes_one_send(api, alice, settings):
     create(api, interval_seconds=30, regions=["us-east-1"])
-    report = run_tick(TICK, now=MINUTE - timedelta(seconds=3))  # the first send is due at once, the second in 30 s
-    assert report.jobs == 2
-    sqs = client("sqs")
-    url = sqs.get_queue_url(QueueName=names.check_queue(settings, "us-east-1"))["QueueUrl"]
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    assert attributes["ApproximateNumberOfMessages"] == "1"
-    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
-    [(job, _)] = drain(settings, "us-east-1")
-    assert job.slot.second < 30
+    report = run_tick(TICK, now=MINUTE - timedelta(seconds=3))  # the send is due at once
+    assert (report.jobs, report.messages) == (2, 1)
+    [(first, message), (second, again)] = sorted(drain(settings, "us-east-1"), key=lambda found: found[0].slot)
+    assert message["MessageId"] == again["MessageId"]
+    assert first.slot.second < 30
+    assert second.slot - first.slot == timedelta(seconds=30)
+
+
+def test_each_message_of_a_minute_holds_an_even_share_of_its_starts(api, alice, settings, monkeypatch):
+    """Found in session 16: a region's jobs were cut into runs of the list, so one message held every 30-second
+    monitor's first-half check (its starts packed into 25 s) and another none, where the worker's CPU is sized for
+    a message's checks at the minute's even pace.  Dealt in start order, every message holds an even share of
+    every stretch of the minute."""
+    from chalicelib.checks import jobs as job_module
+
+    on_plan(api, alice["team"]["id"], "enterprise")
+    for interval in [30] * 6 + [60] * 6 + [300] * 6:  # listed by interval, as the tick reads its keys
+        create(api, interval_seconds=interval, regions=["us-east-1"])
+    monkeypatch.setattr(job_module, "MAX_JOBS_PER_MESSAGE", 8)
+    report = run_tick(TICK, now=MINUTE - timedelta(seconds=3))
+    received = drain(settings, "us-east-1")
+    messages: dict[str, list[Job]] = {}
+    for job, message in received:
+        messages.setdefault(message["MessageId"], []).append(job)
+    assert report.messages == len(messages) == -(-report.jobs // 8) >= 3
+    starts = sorted(job.start for job, _ in received)
+    for jobs in messages.values():
+        assert abs(len(jobs) - report.jobs / len(messages)) <= 1
+        # its k-th start is never earlier than the minute's (k·messages)-th: no message's starts bunch up
+        for k, start in enumerate(sorted(j.start for j in jobs)):
+            assert start >= starts[k * len(messages)]
+            assert start <= starts[min(len(starts) - 1, (k + 1) * len(messages) - 1)]
 
 
 def test_many_jobs_travel_in_few_messages(api, alice, settings):
@@ -165,7 +188,7 @@ def test_a_forced_tick_sends_every_active_monitor(api, alice, settings):
 
 def test_a_tick_plans_the_next_minute_and_its_messages_arrive_just_before_it(api, alice, settings):
     """However long a tick takes, the minute it plans has not begun: its messages wait in SQS until LEAD_SECONDS
-    before that minute (the 30-second monitors' second send 30 s more), so no start waits for the tick."""
+    before that minute, so no start waits for the tick."""
     from chalicelib.scheduler.service import LEAD_SECONDS, send_delay
 
     create(api, interval_seconds=30, regions=["us-east-1"])
@@ -186,9 +209,10 @@ def test_a_tick_plans_the_next_minute_and_its_messages_arrive_just_before_it(api
     assert report.minute == MINUTE.isoformat()
     delays = sorted(entry.get("DelaySeconds", 0) for entry in sent)
     lead = 60 - 5 - 12 - LEAD_SECONDS  # 11:59:17 -> 11:59:57
-    assert delays == [lead, lead + 30]
-    assert send_delay(MINUTE, 0, MINUTE + timedelta(seconds=2)) == 0  # a tick later than its minute: at once
-    assert send_delay(MINUTE, 30, MINUTE - timedelta(hours=1)) == 900  # SQS's longest delay
+    assert delays == [lead]  # one message: the 30-second monitor's two checks and the other's one
+    assert report.jobs == 3
+    assert send_delay(MINUTE, MINUTE + timedelta(seconds=2)) == 0  # a tick later than its minute: at once
+    assert send_delay(MINUTE, MINUTE - timedelta(hours=1)) == 900  # SQS's longest delay
     jobs = [job for job, _ in drain(settings, "us-east-1")]
     assert jobs == []  # nothing is visible before its delay
 
@@ -311,22 +335,21 @@ def test_a_batch_half_taken_then_failing_sends_only_the_rest_on_the_regions_seco
     report = scheduler.TickReport(tick="t")
     bodies = ["a", "b"]
 
-    assert not scheduler._sent("r", 0, bodies, MINUTE, True, TICK, report)
-    assert scheduler._sent("r", 0, bodies, MINUTE, True, TICK, report)
+    assert not scheduler._sent("r", bodies, MINUTE, True, TICK, report)
+    assert scheduler._sent("r", bodies, MINUTE, True, TICK, report)
     assert sorted(sqs.accepted) == ["a", "b"]
     assert report.messages_sent == 2
 
 
 def test_a_region_that_fails_is_tried_twice_in_a_tick_whatever_its_groups(api, alice, settings):
-    """A region that hangs costs its whole timeout per call: with 30-second monitors (two sends a minute) it is
-    still tried only twice, and listed once."""
+    """A region that hangs costs its whole timeout per call: it is tried only twice, and listed once."""
     create(api, interval_seconds=30)
     with refusing(names.check_queue(settings, "eu-west-1"), times=10) as fired:
         report = run_tick(TICK)
 
     assert report.failed_regions == ["eu-west-1"]
     assert len(fired) == 2
-    assert len(drain(settings, "us-east-1")) == 2  # both sends of the minute
+    assert len(drain(settings, "us-east-1")) == 2  # both checks of the minute
 
 
 def test_a_partly_sent_tick_does_not_fail_so_nothing_is_sent_twice(api, alice, settings, monkeypatch):

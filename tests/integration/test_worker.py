@@ -345,7 +345,7 @@ def planned(region: str = "us-east-1") -> list[Job]:
     from chalicelib.scheduler.service import plan_jobs
 
     groups, _ = plan_jobs(datetime.now(UTC), force=True)
-    return groups[(region, 0)]
+    return groups[region]
 
 
 def test_a_job_carries_the_ticks_view_of_its_monitor_and_the_worker_reads_only_monitors_noted_since(
