@@ -278,3 +278,21 @@ def as_a_team() -> Iterator[None]:
 
 
 __all__ = ["dataclasses", "load_settings"]
+
+
+# The suite's longest tests (each 10-45 s on two cores, `--durations`), started first: begun last, one would run on
+# alone while the other workers had nothing left, the whole suite waiting on it.
+LONGEST_FIRST = (
+    "tests/integration/test_contract_fuzz.py",
+    "tests/integration/test_make_demo.py",
+    "tests/unit/test_infra.py::test_the_packaged_stack_merges_cleanly_passes_cfn_lint_and_holds_no_secret",
+    "tests/integration/test_status_page_browser.py",
+    "tests/integration/test_make_dev.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: every other test keeps its place
