@@ -117,7 +117,9 @@ CHECKER_CHECKS_PER_INVOCATION = CHECKER_BATCH_SIZE * MAX_JOBS_PER_MESSAGE
 #      loopback target, each second's starts spread over a hundred 10 ms steps: each check runs nearly alone, and
 #      wakes an idle process more often than at ten steps, 2.7 ms); taken as 4.0 ms; the bench fails above it.
 #      Session 15's machine, an AMD EPYC, measured 2.29-2.65 ms in seven runs (the bare urllib3 request 1.17 ms
-#      against the Xeon's ~1.3: the difference is the wake-ups around it).  The sizing keeps the Xeon's figure:
+#      against the Xeon's ~1.3: the difference is the wake-ups around it); session 16's, the same kind of VM,
+#      3.22-3.29 ms (bare 1.43, the checker's own loop 1.72: the rest is the worker's 32 threads and their
+#      wake-ups, not its Python, whose every step costs microseconds).  The sizing keeps the Xeon's figure:
 #      Graviton2 is neither core, a production check also waits on a real DNS lookup (here /etc/hosts), and a
 #      smaller share measures every target slower (step 4) — a cheaper figure needs a measurement on Graviton.
 #   2. On arm64, assumed 1.3x that (Graviton2 runs CPython and OpenSSL somewhat slower per core): 5.2 ms.
