@@ -142,17 +142,16 @@ _transaction = threading.local()  # .keys: the items the transaction this thread
 
 
 def _named_items(backend: Any, transact_items: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]] | None:
-    """Each table's keys a transaction names (a Put's from its item), or None for one moto will refuse anyway."""
+    """Each table's keys a transaction names (a Put's from its item), or None for one moto will refuse anyway (an
+    unknown table, a key or item without the table's key attributes): moto's own deep copy then, and its error."""
     named: dict[str, list[dict[str, Any]]] = {}
     try:
         for entry in transact_items:
             (kind, op), *_ = entry.items()
             table = backend.get_table(op["TableName"])
-            if kind == "Put":
-                attrs = [a for a in (table.hash_key_attr, table.range_key_attr) if a is not None]
-                key = {a: op["Item"][a] for a in attrs}
-            else:
-                key = op["Key"]
+            attrs = [a for a in (table.hash_key_attr, table.range_key_attr) if a is not None]
+            # a key that lacks one of the table's (moto refuses it with a ValidationException) has no item to copy
+            key = {a: (op["Item"] if kind == "Put" else op["Key"])[a] for a in attrs}
             named.setdefault(op["TableName"], []).append(key)
     except Exception:  # noqa: BLE001 - moto's own pass says what is wrong with it
         return None
