@@ -133,9 +133,9 @@ def pack(jobs: list[Job]) -> list[str]:
 
     Each body then holds an equal share of every second's starts: an invocation's checks come at the minute's own
     even pace, which is what ``infra/build.py`` sizes its CPU for.  Cut into runs of the list instead, one body
-    held the 30-second monitors' 1,249 first-half checks and the next held none (found in session 16: 60 starts a
-    second for 25 s, where the worker is sized for 36: docs/decisions.md).  A halved body keeps that pace: each
-    half holds half the checks of half the minute."""
+    held the 30-second monitors' first-half checks and the next held none (found in session 16: at 10,000 monitors
+    1,510 starts in 25 s, 60 a second, where the worker is sized for 36: docs/decisions.md).  A halved body keeps
+    that pace: each half holds half the checks of half the minute."""
     if not jobs:
         return []
     messages = -(-len(jobs) // MAX_JOBS_PER_MESSAGE)

@@ -79,6 +79,7 @@ LAMBDA_TIMEOUT_S = (
 EVENT_BATCH_SIZE = 1
 MAX_CONCURRENT_INVOCATIONS = 50
 LOOKUP_CHUNK = 100  # jobs looked up (paused? deleted? already done?) at a time: one BatchGetItem's limit
+LOOKUP_SPAN_S = 10.0  # and no chunk spans more of the minute's starts: a small message's late jobs are looked up late
 PACK_FLUSH_S = 40.0  # a result waits at most this long before its pack is written (a check is listed within a minute)
 # Change notes and the monitors they name read (to drop paused or deleted monitors' jobs and mark results);
 # packs and progress written.
@@ -208,20 +209,31 @@ class Worker:
         done: _Done,
         feed: Feed | None,
     ) -> Iterator[Job]:
-        """The jobs to run, in start order, looked up ``LOOKUP_CHUNK`` at a time, the next chunk while this one runs.
+        """The jobs to run, in start order, looked up ``LOOKUP_CHUNK`` at a time, the next chunk as this one's first
+        check starts.
 
         A message carries a region's whole minute (1,000 jobs and more): looking all of them up first
-        would hold the minute's first checks behind every BatchGet of the message.
+        would hold the minute's first checks behind every BatchGet of the message.  A chunk also spans at most
+        ``LOOKUP_SPAN_S`` of starts, so a job is looked up at most one span before it starts, however few jobs
+        the message holds: a monitor paused at second 10 is not checked again at second 40 (a 30-second monitor's
+        second check travels in the minute's message since session 16; found by a fresh-eyes review).
         """
-        chunks = [jobs[i : i + LOOKUP_CHUNK] for i in range(0, len(jobs), LOOKUP_CHUNK)]
-        ahead = (
-            lookups.submit(self._keep, chunks[0], receive_count, tally, claim, watches, done, feed) if chunks else None
-        )
+        chunks = _chunks(jobs)
+
+        def look_up(chunk: list[Job]) -> Future[list[Job]]:
+            return lookups.submit(self._keep, chunk, receive_count, tally, claim, watches, done, feed)
+
+        ahead: Future[list[Job]] | None = look_up(chunks[0]) if chunks else None
         for index in range(len(chunks)):
             current = ahead.result() if ahead else []
-            if index + 1 < len(chunks):
-                ahead = lookups.submit(self._keep, chunks[index + 1], receive_count, tally, claim, watches, done, feed)
-            yield from current
+            ahead = None
+            following = chunks[index + 1] if index + 1 < len(chunks) else None
+            for job in current:
+                yield job  # the caller asks for the next job once this one has started
+                if following is not None and ahead is None:
+                    ahead = look_up(following)
+            if following is not None and ahead is None:  # every job of this chunk was dropped
+                ahead = look_up(following)
 
     def _keep(
         self,
@@ -314,6 +326,20 @@ class Worker:
     def _check(self, job: Job) -> tuple[Job, CheckResult]:
         with ssrf.lookups_for(job.team_id):  # a team's hung DNS lookups hold its own slots, not everyone's
             return job, kinds.run(job.spec, region=self.region, allow_private=self.allow_private)
+
+
+def _chunks(jobs: list[Job]) -> list[list[Job]]:
+    """``jobs`` (in start order) in runs of at most ``LOOKUP_CHUNK`` jobs and ``LOOKUP_SPAN_S`` of starts."""
+    chunks: list[list[Job]] = []
+    for job in jobs:
+        if (
+            not chunks
+            or len(chunks[-1]) >= LOOKUP_CHUNK
+            or (job.start - chunks[-1][0].start).total_seconds() > LOOKUP_SPAN_S
+        ):
+            chunks.append([])
+        chunks[-1].append(job)
+    return chunks
 
 
 def _parse(body: str) -> tuple[list[Job], list[str]]:

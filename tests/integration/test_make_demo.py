@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from chalicelib.local import demo
 from tests.integration.test_make_dev import free_port, local_stack, wait_for_health
 
@@ -46,6 +48,7 @@ def wait_for_line(log: Path, text: str, process: subprocess.Popen, timeout: floa
     return False
 
 
+@pytest.mark.timeout(300)  # its own waits bound it (two demo cycles, forced ticks of up to TICK_SECONDS each)
 def test_make_demo_seeds_a_living_demo_where_an_incident_opens_and_resolves(tmp_path):
     port, demo_port = free_port(), free_port()
     log_path = tmp_path / "demo.log"

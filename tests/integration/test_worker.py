@@ -383,6 +383,44 @@ def test_a_job_carries_the_ticks_view_of_its_monitor_and_the_worker_reads_only_m
     assert len(target.log) == 2
 
 
+def test_a_monitor_paused_mid_minute_misses_its_later_check_even_in_a_small_message(
+    api, alice, target, make_handler, monkeypatch
+):
+    """A small message was looked up once, as it arrived: a monitor paused at second 10 was still checked at 40 (a
+    30-second monitor's second check travels in the minute's one message since session 16; found by a fresh-eyes
+    review).  A look-up chunk spans at most LOOKUP_SPAN_S of starts (1 s here), and the next chunk is looked up as
+    the one before starts: the later job is looked up after the pause (2 s on), and dropped."""
+    from functions.checker import worker
+
+    monkeypatch.setattr(worker, "LOOKUP_SPAN_S", 1.0)
+    first, later = create(api, target.url_for("/first")), create(api, target.url_for("/later"))
+    for m in (first, later):
+        steady(m, REGIONS)
+
+    def pause_the_later_one(request: Request) -> Response:
+        assert api.post(f"/v1/monitors/{later['id']}/pause").status == 200
+        return Response("fine")
+
+    target.expect_request("/first").respond_with_handler(pause_the_later_one)
+    target.expect_request("/later").respond_with_data("fine")
+    target.expect_request("/between").respond_with_data("fine")
+    between = create(api, target.url_for("/between"))
+    steady(between, REGIONS)
+    base = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    jobs = {j.monitor_id: j for j in planned()}
+    message = [
+        replace(jobs[first["id"]], slot=base),
+        replace(jobs[between["id"]], slot=base + timedelta(seconds=2)),
+        replace(jobs[later["id"]], slot=base + timedelta(seconds=4)),
+    ]
+
+    assert invoke(make_handler, [record(message)]) == {"batchItemFailures": []}
+
+    assert [r.ok for r in results(first["id"])] == [True]
+    assert results(later["id"]) == []
+    assert sorted(request.path for request, _ in target.log) == ["/between", "/first"]
+
+
 @pytest.mark.parametrize("why", ["a message long after its tick", "a storm of notes", "notes that cannot be read"])
 def test_the_worker_looks_every_job_up_when_the_ticks_view_cannot_be_trusted(why, api, alice, target, make_handler):
     """A redelivered or redriven message long after its tick (its notes may be gone), or a feed that overflowed:
