@@ -33,18 +33,24 @@ ITEMS = [
 ]
 
 
-@pytest.fixture
-def table(aws: Any) -> Any:
-    dynamodb = client("dynamodb")
+def _pk_sk_table(dynamodb: Any, name: str, sort_type: str, **options: Any) -> None:
+    """A table keyed by a string ``pk`` and a ``sk`` of ``sort_type``."""
     dynamodb.create_table(
-        TableName=TABLE,
+        TableName=name,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         AttributeDefinitions=[
             {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
+            {"AttributeName": "sk", "AttributeType": sort_type},
         ],
         BillingMode="PAY_PER_REQUEST",
+        **options,
     )
+
+
+@pytest.fixture
+def table(aws: Any) -> Any:
+    dynamodb = client("dynamodb")
+    _pk_sk_table(dynamodb, TABLE, "N")
     for item in ITEMS:
         dynamodb.put_item(TableName=TABLE, Item=item)
     return dynamodb
@@ -295,15 +301,8 @@ def test_consumed_capacity_is_written_at_once_and_as_moto_says(table, mode):
 
 
 def _stream_table(dynamodb: Any, name: str) -> None:
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    _pk_sk_table(
+        dynamodb, name, "S", StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
     )
     for n in range(5):
         dynamodb.put_item(TableName=name, Item={"pk": {"S": "a"}, "sk": {"S": f"{n}"}, "n": {"N": str(n)}})
