@@ -209,30 +209,39 @@ class Worker:
         done: _Done,
         feed: Feed | None,
     ) -> Iterator[Job]:
-        """The jobs to run, in start order, looked up ``LOOKUP_CHUNK`` at a time, the next chunk as this one's first
-        check starts.
+        """The jobs to run, in start order, looked up ``LOOKUP_CHUNK`` at a time, the next chunk while this one runs
+        but no sooner than ``LOOKUP_SPAN_S`` before its first start.
 
         A message carries a region's whole minute (1,000 jobs and more): looking all of them up first
         would hold the minute's first checks behind every BatchGet of the message.  A chunk also spans at most
-        ``LOOKUP_SPAN_S`` of starts, so a job is looked up at most one span before it starts, however few jobs
-        the message holds: a monitor paused at second 10 is not checked again at second 40 (a 30-second monitor's
-        second check travels in the minute's message since session 16; found by a fresh-eyes review).
+        ``LOOKUP_SPAN_S`` of starts, so a job is looked up at most two spans before it starts, however few jobs
+        the message holds and however far apart they are: a monitor paused at second 10 is not checked again at
+        second 40 (a 30-second monitor's second check travels in the minute's message since session 16; found by
+        fresh-eyes reviews).  A chunk due within a span is looked up at once, while the one before waits for its
+        start: starts that fall together (a forced tick) do not queue behind a look-up.
         """
         chunks = _chunks(jobs)
 
         def look_up(chunk: list[Job]) -> Future[list[Job]]:
             return lookups.submit(self._keep, chunk, receive_count, tally, claim, watches, done, feed)
 
+        def due_in(chunk: list[Job]) -> float:  # seconds until ``chunk`` is looked up: one span before it starts
+            return min(self._delay(j) for j in chunk) - LOOKUP_SPAN_S
+
         ahead: Future[list[Job]] | None = look_up(chunks[0]) if chunks else None
         for index in range(len(chunks)):
             current = ahead.result() if ahead else []
             ahead = None
             following = chunks[index + 1] if index + 1 < len(chunks) else None
+            if following is not None and due_in(following) <= 0:  # looked up while this chunk waits for its start
+                ahead = look_up(following)
             for job in current:
                 yield job  # the caller asks for the next job once this one has started
-                if following is not None and ahead is None:
+                if following is not None and ahead is None and due_in(following) <= 0:
                     ahead = look_up(following)
-            if following is not None and ahead is None:  # every job of this chunk was dropped
+            if following is not None and ahead is None:  # this chunk is handed out (or dropped): wait for its time
+                if (wait := due_in(following)) > 0:
+                    time.sleep(wait)
                 ahead = look_up(following)
 
     def _keep(

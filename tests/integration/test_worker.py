@@ -421,6 +421,74 @@ def test_a_monitor_paused_mid_minute_misses_its_later_check_even_in_a_small_mess
     assert sorted(request.path for request, _ in target.log) == ["/between", "/first"]
 
 
+def test_a_chunk_after_a_gap_is_looked_up_one_span_before_it_starts_not_as_the_chunk_before_starts(
+    api, alice, target, make_handler, monkeypatch
+):
+    """Two chunks with a gap of starts between them (a 30-second monitor's two checks, alone in a small message):
+    the second chunk was looked up as the first one's check started, 30 s before its own start, so a pause made in
+    between was missed.  A chunk is looked up no sooner than LOOKUP_SPAN_S (1 s here) before its first start."""
+    from functions.checker import worker
+
+    monkeypatch.setattr(worker, "LOOKUP_SPAN_S", 1.0)
+    first, later = create(api, target.url_for("/first")), create(api, target.url_for("/later"))
+    for m in (first, later):
+        steady(m, REGIONS)
+
+    def pause_the_later_one(request: Request) -> Response:
+        time.sleep(0.5)  # well after a look-up made as this check started
+        assert api.post(f"/v1/monitors/{later['id']}/pause").status == 200
+        return Response("fine")
+
+    target.expect_request("/first").respond_with_handler(pause_the_later_one)
+    target.expect_request("/later").respond_with_data("fine")
+    base = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    jobs = {j.monitor_id: j for j in planned()}
+    message = [replace(jobs[first["id"]], slot=base), replace(jobs[later["id"]], slot=base + timedelta(seconds=4))]
+
+    assert invoke(make_handler, [record(message)]) == {"batchItemFailures": []}
+
+    assert [r.ok for r in results(first["id"])] == [True]
+    assert results(later["id"]) == []
+    assert [request.path for request, _ in target.log] == ["/first"]
+
+
+def test_jobs_starting_together_in_two_chunks_start_on_time_when_a_look_up_is_slow(
+    api, alice, target, make_handler, monkeypatch
+):
+    """A forced tick's starts all fall in one second: the next chunk, looked up only as this one's first check
+    started, held its jobs behind its look-up.  A chunk due within LOOKUP_SPAN_S is looked up while the chunk
+    before it waits for its start."""
+    from functions.checker import worker
+
+    monkeypatch.setattr(worker, "LOOKUP_CHUNK", 1)
+    keep = worker.Worker._keep
+
+    def slow_keep(self, *args, **kwargs):
+        time.sleep(1.5)  # a slow BatchGet
+        return keep(self, *args, **kwargs)
+
+    monkeypatch.setattr(worker.Worker, "_keep", slow_keep)
+    arrived: dict[str, float] = {}
+
+    def stamp(request: Request) -> Response:
+        arrived[request.path] = time.time()
+        return Response("ok")
+
+    one, two = create(api, target.url_for("/one")), create(api, target.url_for("/two"))
+    for m in (one, two):
+        steady(m, REGIONS)
+        target.expect_request(f"/{'one' if m is one else 'two'}").respond_with_handler(stamp)
+    base = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+    jobs = {j.monitor_id: j for j in planned()}
+    message = [replace(jobs[m["id"]], slot=base) for m in (one, two)]
+
+    assert invoke(make_handler, [record(message)]) == {"batchItemFailures": []}
+
+    for m, path in ((one, "/one"), (two, "/two")):
+        start = (base + spread(m["id"])).timestamp()
+        assert start <= arrived[path] < start + 0.5
+
+
 @pytest.mark.parametrize("why", ["a message long after its tick", "a storm of notes", "notes that cannot be read"])
 def test_the_worker_looks_every_job_up_when_the_ticks_view_cannot_be_trusted(why, api, alice, target, make_handler):
     """A redelivered or redriven message long after its tick (its notes may be gone), or a feed that overflowed:
