@@ -23,3 +23,17 @@ def test_a_window_whose_aggregation_would_close_the_hour_starts_just_after_it():
     assert wait_clear_of_the_hour(at("07:52:00"), 10) == 8 * 60 + 5  # session 14's first run, which crossed 08:00
     assert wait_clear_of_the_hour(at("08:40:00"), 10) == 20 * 60 + 5
     assert wait_clear_of_the_hour(at("08:59:59"), 10) == 6
+
+
+def test_the_bench_never_times_out_while_it_waits():
+    """Session 16: started at 14:41, the bench waited 1,128 s and its 1,500 s timeout ended it mid-run."""
+    from tests.load.test_bench_cost import (
+        CLEAR_MINUTES,
+        MAX_WAIT_S,
+        test_what_a_check_costs_and_how_soon_an_outage_alerts,
+    )
+
+    waits = [wait_clear_of_the_hour(at("08:00:00") + second, CLEAR_MINUTES) for second in range(3600)]
+    assert max(waits) == MAX_WAIT_S
+    (timeout,) = [m.args[0] for m in test_what_a_check_costs_and_how_soon_an_outage_alerts.pytestmark]
+    assert timeout - MAX_WAIT_S >= 1200  # a run that did not wait took 766 s (12 min 46 s)
