@@ -179,8 +179,8 @@ class NothingSent(RuntimeError):
 def run_tick(tick: datetime, *, force: bool = False, now: datetime | None = None) -> TickReport:
     """``now``: the clock the delays are counted from (read before each send unless given).
 
-    Each region's sends stand alone: a region whose queue fails is skipped for the rest of the first pass, tried
-    once more after every other region's jobs are on their way (while the tick has time left), then logged and
+    Each region's send stands alone: a region whose queue fails is tried once more after every other region's jobs
+    are on their way (while the tick has time left), then logged and
     counted (``CheckSendFailures``, alarmed) while the others' checks go on.  The tick fails only when no message
     at all was sent, so that Lambda's retry of it duplicates nothing."""
     started = time.monotonic()
@@ -195,12 +195,11 @@ def run_tick(tick: datetime, *, force: bool = False, now: datetime | None = None
         if not _sent(region, bodies, minute, force, now, report):
             failed.append((region, bodies, len(jobs)))
     unsent = 0
-    for region, bodies, count in failed:  # one more try each, after every other region's jobs are away
-        in_time = time.monotonic() - started < RETRY_WITHIN_SECONDS and region not in report.failed_regions
+    for region, bodies, count in failed:  # one more try each (one send a region), after every other region's jobs
+        in_time = time.monotonic() - started < RETRY_WITHIN_SECONDS
         if not (in_time and _sent(region, bodies, minute, force, now, report)):
             unsent += count
-            if region not in report.failed_regions:
-                report.failed_regions.append(region)
+            report.failed_regions.append(region)
     if report.failed_regions:
         metrics.add_metric(name="CheckSendFailures", unit="Count", value=len(report.failed_regions))
     try:

@@ -233,12 +233,11 @@ class Worker:
             current = ahead.result() if ahead else []
             ahead = None
             following = chunks[index + 1] if index + 1 < len(chunks) else None
-            if following is not None and due_in(following) <= 0:  # looked up while this chunk waits for its start
-                ahead = look_up(following)
             for job in current:
-                yield job  # the caller asks for the next job once this one has started
+                # due within a span: looked up now, while this job waits for its start
                 if following is not None and ahead is None and due_in(following) <= 0:
                     ahead = look_up(following)
+                yield job  # the caller asks for the next job once this one has started
             if following is not None and ahead is None:  # this chunk is handed out (or dropped): wait for its time
                 if (wait := due_in(following)) > 0:
                     time.sleep(wait)
