@@ -133,14 +133,19 @@ def _take(bucket: str, period: datetime, retention: Retention, *, roll: bool) ->
 # ---------------------------------------------------------------------------------------------- rollups
 
 
-def roll_up(hour: datetime, checks: dict[str, list[Packed]]) -> None:
-    """PUT each monitor's rollup of ``hour`` from all its checks of the hour, then its day's from its hours."""
+def roll_up(hour: datetime, checks: dict[str, list[Packed]], *, days: bool = True) -> None:
+    """PUT each monitor's rollup of ``hour`` from all its checks of the hour, then (with ``days``) its day's from
+    its hours."""
     put_all(
         _rollup(m, hour_key(hour), found[0].team_id, Tally.of(p.result for p in found), hour + HOUR + HOURLY_KEEP)
         for m, found in checks.items()
     )
-    day = hour.date()
-    teams = {monitor_id: found[0].team_id for monitor_id, found in checks.items()}
+    if days:
+        close_day(hour.date(), {monitor_id: found[0].team_id for monitor_id, found in checks.items()})
+
+
+def close_day(day: date, teams: dict[str, str]) -> None:
+    """PUT the daily rollup of each monitor of ``teams`` (monitor id → team id), summed from its hours."""
     if not teams:
         return
     with ThreadPoolExecutor(min(DAY_THREADS, len(teams)), thread_name_prefix="vigil-aggregate") as pool:

@@ -343,6 +343,20 @@ class Run:
     # The periods table's write units and storage in steady state, projected from the run's own items
     # (:func:`project_periods`): the bench's one pass covers a few minutes, not a whole period.
     periods: PeriodProjection | None = None
+    # Work the run's own window does not hold, measured apart (:class:`Part`): the hour's close.
+    parts: tuple[Part, ...] = ()
+
+
+@dataclass(frozen=True)
+class Part:
+    """Requests and invocations measured in a window of their own, for work the run's window leaves out, and how
+    many checks of the steady state that work stands for: each line of it is priced per one of those checks."""
+
+    name: str  # what the work is: said after each of its lines' items
+    checks: float
+    calls: list[Call]
+    invocations: list[Invocation]
+    basis: str
 
 
 @dataclass(frozen=True)
@@ -489,7 +503,33 @@ def cost_lines(run: Run) -> list[Line]:
     lines += _storage_lines(run)
     lines += _sqs_lines(run, per)
     lines += _other_lines(run, per)
+    for part in run.parts:
+        lines += part_lines(run, part)
     return [line for line in lines if line.quantity > 0 or line.price == "unpriced"]
+
+
+def part_lines(run: Run, part: Part) -> list[Line]:
+    """A part's Lambda GB-s and DynamoDB units, per check it stands for: the requests of the functions it invoked
+    (not the local loop's pollers meanwhile).  Its invocations are not requests of their own (the work runs inside
+    an invocation the run counts), so they bill duration only."""
+    names = {function_of(inv.function) for inv in part.invocations}
+    sub = Run(
+        checks=run.checks,
+        monitors=run.monitors,
+        interval_s=run.interval_s,
+        regions=run.regions,
+        minutes=run.minutes,
+        queues=0,
+        tables=run.tables,
+        functions=run.functions,
+        calls=[call for call in part.calls if function_of(call.function) in names],
+        invocations=part.invocations,
+        results_tables=run.results_tables,
+    )
+    per = 1 / part.checks
+    lines = [line for line in _lambda_lines(sub, per) if line.price != "lambda_request"]
+    lines += _dynamodb_lines(sub, per)
+    return [Line(f"{line.item}, {part.name}", line.driver, line.quantity, line.price, part.basis) for line in lines]
 
 
 def _lambda_lines(run: Run, per: float) -> list[Line]:
@@ -582,7 +622,8 @@ def _storage_lines(run: Run) -> list[Line]:
             lines.append(Line(f"PITR {table}", "stored results", quantity, "dynamodb_pitr", "measured"))
     checks_per_monitor_month = len(run.regions) * 3600 / run.interval_s * MONTH_HOURS
     per_monitor: dict[str, float] = {}
-    rollup_sizes = [float(w.new) for c in run.calls for w in c.writes if w.table == run.rollups_table and w.new]
+    every_call = [*run.calls, *(c for part in run.parts for c in part.calls)]
+    rollup_sizes = [float(w.new) for c in every_call for w in c.writes if w.table == run.rollups_table and w.new]
     if rollup_sizes and run.rollup_items_per_monitor:
         per_monitor[run.rollups_table] = run.rollup_items_per_monitor * (_mean(rollup_sizes) + ITEM_OVERHEAD_BYTES)
     for table in run.monitor_tables:

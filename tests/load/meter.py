@@ -182,6 +182,11 @@ class Meter:
         for source in loop.sources:
             source.handler = self._timed(source.name, source.handler)
 
+    def run_as(self, name: str, work: Callable[[], Any]) -> Any:
+        """Run ``work`` on this thread as one invocation of the function ``name`` (its requests are that
+        function's; its threads named as a function's pools are too)."""
+        return self._timed(name, lambda _event, _context: work())({}, None)
+
     def _timed(self, name: str, handler: Callable[[dict[str, Any], Any], Any]) -> Callable[[dict[str, Any], Any], Any]:
         def run(event: dict[str, Any], context: Any) -> Any:
             outer = getattr(_local, "function", None)

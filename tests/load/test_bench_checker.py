@@ -205,7 +205,8 @@ def test_checker_cpu_per_check_against_a_bare_urllib3_loop(ca: trustme.CA, serve
     assert p95(checker_tls) - p95(bare_tls) <= MAX_TLS_P95_GAP_MS
 
 
-WORKER_CHECKS = MAX_JOBS_PER_MESSAGE  # a full message: what one deployed invocation runs
+# A full message: what one deployed invocation runs (BENCH_CHECKS, with BENCH_CHECKER_MB, to try another size).
+WORKER_CHECKS = int(os.environ.get("BENCH_CHECKS", MAX_JOBS_PER_MESSAGE))
 WORKER_SECONDS = 55  # starts on the whole seconds 5..59 of the minute, as the scheduler plans them (~36 a second)
 # Checks of a small first message before the measured one (0: the measured invocation is the process's first).
 WORKER_WARM_UP = int(os.environ.get("BENCH_WARM_UP", "0"))

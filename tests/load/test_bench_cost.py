@@ -41,8 +41,9 @@ import pytest
 from chalicelib.checks.jobs import spread
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop, next_fire, scheduled_event
-from chalicelib.monitors import packs
+from chalicelib.monitors import aggregate, packs
 from chalicelib.monitors.models import MonitorModel, PackModel
+from chalicelib.monitors.packs import Packed
 from chalicelib.monitors.rollups import DAILY_KEEP, HOURLY_KEEP
 from chalicelib.monitors.service import INTERVALS as ALL_INTERVALS
 from chalicelib.observability import logger
@@ -200,6 +201,31 @@ def _alerted(target: RemoteTarget, monitor_ids: set[str]) -> dict[str, float]:
     return first
 
 
+def _closes(meter: Meter, since: float, until: float) -> tuple[list[Packed], list[tuple[Any, ...]]]:
+    """What the aggregator's pass does at an hour's close beyond taking its last period, measured apart: the bench
+    keeps its metered minutes off the hour's close (wait_clear_of_the_hour), and a real close rolls an hour of
+    checks up, not the run's minutes.  Three windows, each as the aggregator: every bucket's packs read again (here
+    the run's packs, from ``since`` to ``until``); each monitor's hourly rollup PUT (``aggregate.roll_up``); each
+    one's day summed from its hours and PUT (``aggregate.close_day``).  Returns the checks read and each window's
+    (calls, invocations)."""
+    start = packs.minute_of(datetime.fromtimestamp(since, UTC))
+    end = packs.minute_of(datetime.fromtimestamp(until, UTC)) + timedelta(minutes=1)
+    hour = start.replace(minute=0)
+    found: list[list[Packed]] = []
+    windows = []
+    work = [
+        lambda: found.append([p for b in aggregate.all_buckets() for p in aggregate.read_checks(b, start, end)]),
+        lambda: aggregate.roll_up(hour, aggregate.by_monitor(found[0]), days=False),
+        lambda: aggregate.close_day(hour.date(), {p.monitor_id: p.team_id for p in found[0]}),
+    ]
+    for step in work:
+        meter.start()
+        meter.run_as("aggregator", step)
+        meter.stop()
+        windows.append((list(meter.calls), list(meter.invocations)))
+    return found[0], windows
+
+
 CLEAR_MINUTES = MINUTES + 5  # what must end before the hour's last period: the metered ticks, their settling, a margin
 # The longest wait_clear_of_the_hour can ask for (started just too late: a period and those minutes, and 5 s).
 MAX_WAIT_S = packs.PERIOD.total_seconds() + CLEAR_MINUTES * 60 + 5
@@ -273,6 +299,14 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
                     break
             _settle(loop, detection_ticks[-1][0])
             cpu = (time.process_time() - cpu_started) / (time.monotonic() - wall_started)
+            closing = Meter(
+                meter.tables,
+                remote_items(str(aws.aws_endpoint_url), aws.home_region),
+                prefix=aws.table_prefix,
+                home_region=aws.home_region,
+                check_regions=tuple(regions),
+            )
+            closed_checks, closes = _closes(closing, warm_up, detection_ticks[-1][0] + 120)
         finally:
             meter.stop()
             loop.stop()
@@ -343,6 +377,31 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
         ttl_s=statistics.mean(w.ttl_s or 0.0 for w in period_writes),
         measured_wru_per_check=sum(w.units for w in period_writes) / metered_checks,
     )
+    # The hour's close: its reads per check read; its rollups (each monitor's hour, and its day summed again) per
+    # monitor an hour, per check of those monitors' hour.
+    rolled = {p.monitor_id for p in closed_checks}
+    rolled_hour_checks = sum(len(regions) * 3600 / interval_of[m] for m in rolled)
+    reads, hours, days = closes
+    parts = (
+        cost.Part(
+            "the hour's close (reads)",
+            len(closed_checks),
+            *reads,
+            f"measured apart: the hour's packs read again, per check read ({len(closed_checks)})",
+        ),
+        cost.Part(
+            "the hour's close (rollups)",
+            rolled_hour_checks,
+            *hours,
+            f"measured apart: {len(rolled)} monitors' hourly rollups, per check of their hour",
+        ),
+        cost.Part(
+            "the hour's close (days)",
+            rolled_hour_checks,
+            *days,
+            f"measured apart: {len(rolled)} monitors' days summed from their hours, per check of their hour",
+        ),
+    )
     run = cost.Run(
         checks=metered_checks,
         monitors=MONITORS,
@@ -364,6 +423,7 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
         rollup_items_per_monitor=int(HOURLY_KEEP.total_seconds() // 3600) + DAILY_KEEP.days,
         monitor_tables=("monitors", "monitor_states"),
         periods=periods,
+        parts=parts,
     )
     lines = cost.cost_lines(run)
     egress = cost.egress_line(run)

@@ -330,3 +330,30 @@ def test_periods_are_projected_to_a_whole_period_from_the_runs_own_items() -> No
     assert projected.byte_months_per_check == pytest.approx((1500 + 360 / 6) * months / (60 + 0.5))
     assert "200 B + 20.0 B a check" in projected.basis
     assert "its own pass: 0.2000 a check" in projected.basis
+
+
+def test_a_part_measured_apart_is_priced_per_check_it_stands_for_with_its_functions_requests_only():
+    """The hour's close in the cost bench: work its window leaves out, measured in a window of its own."""
+    rollups = tuple(Write("rollups", 0, 200) for _ in range(10))  # ten 200-byte rollups: 10 WRU
+    part = cost.Part(
+        "the hour's close",
+        500,  # the checks that work stands for
+        [
+            Call("dynamodb", "BatchWriteItem", "rollups", writes=rollups),
+            Call("dynamodb-streams", "GetRecords", "poller:incidents"),  # the local loop meanwhile: not the part's
+            Call("dynamodb", "PutItem", "checker", writes=(Write("result_packs", 0, 400),)),  # nor another's
+        ],
+        [Invocation("rollups", 999.2)],  # 1,000 ms at 1,769 MB
+        "measured apart",
+    )
+    lines = cost.cost_lines(_run(parts=(part,)))
+    assert {line.basis for line in lines} == {"measured apart"}
+    assert {line.item: line.usd_per_million for line in lines} == pytest.approx(
+        {
+            # 10 WRU / 500 checks x $0.625 per million
+            "DynamoDB WRU rollups <- rollups, the hour's close": 0.0125,
+            # 1 s x 1,769 / 1,024 GB / 500 checks x $0.0000133334 (arm64); no request: it ran inside one counted
+            "Lambda GB-s rollups (arm64, 1769 MB), the hour's close": 1769 / 1024 / 500 * 1e6 * 0.0000133334,
+        },
+        rel=1e-12,
+    )
