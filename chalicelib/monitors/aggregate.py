@@ -10,6 +10,8 @@ item holding more checks (:func:`put_all`): a take from an older view of the pac
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
@@ -98,16 +100,18 @@ def take_period(bucket: str, period: datetime, retention: Retention, now: dateti
     by ``now`` (the pass that closed it may have counted it without this pack)."""
     period = period_of(period)
     hour = period.replace(minute=0)
-    return _take(bucket, period, retention, roll=period + PERIOD == hour + HOUR or now >= hour + HOUR)
+    return _take(bucket, period, retention, now, roll=period + PERIOD == hour + HOUR or now >= hour + HOUR)
 
 
-def _take(bucket: str, period: datetime, retention: Retention, *, roll: bool) -> set[str]:
+def _take(bucket: str, period: datetime, retention: Retention, now: datetime, *, roll: bool) -> set[str]:
     """1. Read the period's packs (every page, consistently) and keep one result per check.
     2. PUT one period item per monitor: its checks of every region, replacing what an earlier take wrote
        (unless that held more checks: :func:`put_all`).
     3. With ``roll``: read the hour's packs and PUT the hour's rollup of each monitor in them (all of them when
        the period closes the hour: a monitor checked hourly may have no check in this period; else those of this
-       period), then sum each of those monitors' day from its hours and PUT it."""
+       period), and enrol them in the bucket's roster of the day.
+    4. Once the day is over by ``now``: sum the days of those monitors from their hours and PUT them — of every
+       monitor of the roster when the period closes the day (its last hour is rolled up)."""
     checks = by_monitor(read_checks(bucket, period, period + PERIOD))
     key = minute_key(period)
     put_all(
@@ -127,43 +131,106 @@ def _take(bucket: str, period: datetime, retention: Retention, *, roll: bool) ->
         if period + PERIOD != hour + HOUR:
             hourly = {m: found for m, found in hourly.items() if m in checks}
         roll_up(hour, hourly)
+        day = hour.date()
+        enrol(bucket, day, set(hourly))
+        if now >= end_of_day(day):
+            closes_day = hour + HOUR == end_of_day(day) and period + PERIOD == hour + HOUR
+            close_day(day, roster(bucket, day) if closes_day else set(hourly))
     return set(checks)
 
 
 # ---------------------------------------------------------------------------------------------- rollups
 
 
-def roll_up(hour: datetime, checks: dict[str, list[Packed]], *, days: bool = True) -> None:
-    """PUT each monitor's rollup of ``hour`` from all its checks of the hour, then (with ``days``) its day's from
-    its hours."""
+def roll_up(hour: datetime, checks: dict[str, list[Packed]]) -> None:
+    """PUT each monitor's rollup of ``hour`` from all its checks of the hour."""
     put_all(
         _rollup(m, hour_key(hour), found[0].team_id, Tally.of(p.result for p in found), hour + HOUR + HOURLY_KEEP)
         for m, found in checks.items()
     )
-    if days:
-        close_day(hour.date(), {monitor_id: found[0].team_id for monitor_id, found in checks.items()})
 
 
-def close_day(day: date, teams: dict[str, str]) -> None:
-    """PUT the daily rollup of each monitor of ``teams`` (monitor id → team id), summed from its hours."""
-    if not teams:
+def close_day(day: date, monitors: Iterable[str]) -> None:
+    """PUT the daily rollup of each of ``monitors``, summed from its hours (a monitor without any is skipped).
+
+    Written once the day is over, not at every hour of it (issue 13: that was a monitor's second write an hour):
+    readers sum the hours of yesterday and today (``monitors.results``)."""
+    wanted = sorted(set(monitors))
+    if not wanted:
         return
-    with ThreadPoolExecutor(min(DAY_THREADS, len(teams)), thread_name_prefix="vigil-aggregate") as pool:
-        days = dict(zip(teams, pool.map(lambda m: sum_day(m, day), teams), strict=True))
-    end_of_day = datetime(day.year, day.month, day.day, tzinfo=UTC) + DAY
-    put_all(_rollup(m, day_key(day), teams[m], tally, end_of_day + DAILY_KEEP) for m, tally in days.items())
+    with ThreadPoolExecutor(min(DAY_THREADS, len(wanted)), thread_name_prefix="vigil-aggregate") as pool:
+        days = dict(zip(wanted, pool.map(lambda m: sum_day(m, day), wanted), strict=True))
+    put_all(
+        _rollup(m, day_key(day), team_id, tally, end_of_day(day) + DAILY_KEEP)
+        for m, (tally, team_id) in days.items()
+        if team_id is not None
+    )
 
 
-def sum_day(monitor_id: str, day: date) -> Tally:
-    """A monitor's day as the sum of its hours' rollups (read consistently: one was just written)."""
-    tally = Tally()
+def end_of_day(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + DAY
+
+
+# A bucket's roster of a day: the monitors the aggregator rolled an hour of up, whose days it writes at the day's end
+# (a monitor paused at noon has no check in the day's last hour, and its day is written all the same).
+ROSTER = "roster#"
+ROSTER_ATTEMPTS = 5  # a concurrent take of the same bucket (a late pack's) enrolling at once: read again, merge
+
+
+def roster(bucket: str, day: date) -> set[str]:
+    """The monitors enrolled in the bucket's roster of ``day`` (read consistently)."""
+    return set(_roster_item(bucket, day)[0])
+
+
+def enrol(bucket: str, day: date, monitors: set[str]) -> None:
+    """Add ``monitors`` to the bucket's roster of ``day``: read, and written only when it gains one.  The roster only
+    grows, and its count guards the write: a concurrent take's enrolment is merged, never lost."""
+    for _ in range(ROSTER_ATTEMPTS):
+        known, count = _roster_item(bucket, day)
+        if monitors <= known:
+            return
+        merged = sorted(known | monitors)
+        item = RollupModel(
+            f"{ROSTER}{bucket}",
+            day_key(day),
+            team_id="-",
+            checks=len(merged),
+            monitors=gzip.compress(json.dumps(merged, separators=(",", ":")).encode(), mtime=0),
+            expires_at=end_of_day(day) + HOURLY_KEEP,
+        )
+        try:
+            item.save(condition=RollupModel.checks.does_not_exist() if count is None else RollupModel.checks == count)
+            return
+        except Exception as exc:
+            if not condition_failed(exc):
+                raise
+    raise RosterContended(f"bucket {bucket}, day {day}: the roster kept changing")
+
+
+class RosterContended(RuntimeError):
+    """A roster's write lost to concurrent ones every time: the take fails, and is taken again."""
+
+
+def _roster_item(bucket: str, day: date) -> tuple[set[str], int | None]:
+    try:
+        item = RollupModel.get(f"{ROSTER}{bucket}", day_key(day), consistent_read=True)
+    except RollupModel.DoesNotExist:
+        return set(), None
+    return set(json.loads(gzip.decompress(item.monitors or b""))) if item.monitors else set(), int(item.checks)
+
+
+def sum_day(monitor_id: str, day: date) -> tuple[Tally, str | None]:
+    """A monitor's day as the sum of its hours' rollups (read consistently: one was just written), and its team (None
+    without any hour)."""
+    tally, team_id = Tally(), None
     for item in RollupModel.query(
         monitor_id,
         range_key_condition=RollupModel.period.between(f"H#{day:%Y-%m-%d}T00", f"H#{day:%Y-%m-%d}T23"),
         consistent_read=True,
     ):
         tally += Tally.of_item(item)
-    return tally
+        team_id = item.team_id
+    return tally, team_id
 
 
 def _rollup(monitor_id: str, period: str, team_id: str, tally: Tally, expires_at: datetime) -> RollupModel:
@@ -234,7 +301,7 @@ def run_pass(now: datetime, retention: Retention) -> int:
     taken = 0
     while taken < MAX_PERIODS_PER_PASS and period + PERIOD + AGGREGATE_AFTER <= now:
         closes_hour = period.minute + PERIOD.seconds // 60 == 60
-        failed = [b for b in all_buckets() if not _try(b, period, retention, roll=closes_hour)]
+        failed = [b for b in all_buckets() if not _try(b, period, retention, now, roll=closes_hour)]
         if failed:
             raise PassFailed(period, failed)
         taken += 1
@@ -245,9 +312,9 @@ def run_pass(now: datetime, retention: Retention) -> int:
     return taken
 
 
-def _try(bucket: str, period: datetime, retention: Retention, *, roll: bool) -> bool:
+def _try(bucket: str, period: datetime, retention: Retention, now: datetime, *, roll: bool) -> bool:
     try:
-        _take(bucket, period, retention, roll=roll)
+        _take(bucket, period, retention, now, roll=roll)
     except Exception:  # noqa: BLE001 - the pass goes on with the other buckets, then fails
         logger.exception("taking a period failed", extra={"bucket": bucket, "period": minute_key(period)})
         metrics.add_metric(name="AggregationFailures", unit="Count", value=1)

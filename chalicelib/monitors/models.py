@@ -233,8 +233,10 @@ class ChangeModel(BaseModel):
 
 class RollupModel(BaseModel):
     """Per monitor: one item a day (``D#2026-11-30``) and one an hour (``H#2026-11-30T14``), computed from the
-    packed checks by the aggregator (``monitors.aggregate``), so uptime over 24 h … 90 d reads at most ~115 small
-    items and never the checks themselves."""
+    packed checks by the aggregator (``monitors.aggregate``), so uptime over 24 h … 90 d reads at most ~140 small
+    items and never the checks themselves.  A day's item is written once the day is over; until then readers sum
+    its hours.  Beside them, one *roster* a bucket of monitors and day (``roster#<bucket>``, ``D#<day>``): the
+    monitors it had checks of, whose days the aggregator writes at the day's end (``monitors``, gzipped JSON)."""
 
     logical_name = "rollups"
 
@@ -258,6 +260,7 @@ class RollupModel(BaseModel):
     le_5000 = NumberAttribute(default=0, null=True)
     le_10000 = NumberAttribute(default=0, null=True)
     le_inf = NumberAttribute(default=0, null=True)
+    monitors = BinaryAttribute(null=True, legacy_encoding=False)  # a roster's
     expires_at = TTLAttribute()
 
 

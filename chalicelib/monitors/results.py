@@ -52,6 +52,7 @@ RESULTS_SCOPE = "results|packed"  # a cursor of the per-result table (a DynamoDB
 PACK_PAGE = 12  # packs a query page: a few minutes of a bucket (a pack per region and worker)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+DAY_SPAN = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -200,11 +201,14 @@ def pct(checks: int, failures: int) -> float | None:
 def daily(monitor_id: str, now: datetime, days: int) -> list[DayUptime]:
     """The last ``days`` days up to ``now``'s, oldest first; a day without checks is there with zero checks.
 
-    Past days and today's rolled-up hours from the daily rollups (one query of at most ``days`` small items); the
-    hours the aggregator has not rolled up yet from their periods (:func:`_not_rolled_up`)."""
+    The days before today from their daily rollups (one query of at most ``days`` small items); today from its
+    hourly rollups (a day's rollup is written once it is over, ``aggregate.close_day``), and yesterday from its
+    own too while its rollup is not written (the first minutes of a day): one query of at most 24 (48); the hours
+    the aggregator has not rolled up yet from their periods (:func:`_not_rolled_up`)."""
     current = _hour(now)
-    recent = _not_rolled_up(monitor_id, now, _hours(monitor_id, current - HOUR, current))
-    return _days(monitor_id, current.date(), days, recent)
+    past = _past_days(monitor_id, current.date(), days)
+    hours = _hours(monitor_id, _hours_from(current, past, current.replace(hour=0)), current)
+    return _days(current.date(), days, past, hours, _not_rolled_up(monitor_id, now, hours))
 
 
 def total(rows: list[DayUptime]) -> float | None:
@@ -213,12 +217,14 @@ def total(rows: list[DayUptime]) -> float | None:
 
 def uptime(team_id: str, monitor_id: str, days: int, now: datetime) -> Uptime:
     """Uptime over 24 h (the last 23 hourly rollups and the hour going on), 7/30/90 days and per day (the daily
-    rollups): at most ~115 small items and this hour's few periods."""
+    rollups, today's from its hours): at most ~115 small items and this hour's few periods."""
     get_monitor(team_id, monitor_id)
     current = _hour(now)
-    hourly = _hours(monitor_id, current - 23 * HOUR, current)
-    recent = _not_rolled_up(monitor_id, now, hourly)
-    rows = _days(monitor_id, current.date(), max(days, 90), recent)
+    past = _past_days(monitor_id, current.date(), max(days, 90))
+    hours = _hours(monitor_id, _hours_from(current, past, current - 23 * HOUR), current)
+    hourly = {hour: tally for hour, tally in hours.items() if hour >= current - 23 * HOUR}
+    recent = _not_rolled_up(monitor_id, now, hours)
+    rows = _days(current.date(), max(days, 90), past, hours, recent)
     last_day = Tally()
     for tally in (*hourly.values(), *recent.values()):
         last_day += tally
@@ -233,6 +239,28 @@ def uptime(team_id: str, monitor_id: str, days: int, now: datetime) -> Uptime:
 
 def _hour(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _past_days(monitor_id: str, today: date, days: int) -> dict[date, Tally]:
+    """The daily rollups of the ``days`` - 1 days before ``today`` (a day's is written once it is over)."""
+    if days <= 1:
+        return {}
+    found = RollupModel.query(
+        monitor_id,
+        range_key_condition=RollupModel.period.between(
+            day_key(today - timedelta(days=days - 1)), day_key(today - DAY_SPAN)
+        ),
+    )
+    return {date.fromisoformat(item.period[2:]): Tally.of_item(item) for item in found}
+
+
+def _hours_from(current: datetime, past: dict[date, Tally], wanted: datetime) -> datetime:
+    """The first hourly rollup to read: ``wanted``, or yesterday's first while yesterday's daily rollup is not
+    written yet (the aggregator writes it a few minutes into today, once it has rolled up yesterday's last hour)."""
+    yesterday = current.date() - DAY_SPAN
+    if yesterday in past:
+        return wanted
+    return min(wanted, datetime(yesterday.year, yesterday.month, yesterday.day, tzinfo=UTC))
 
 
 def _hours(monitor_id: str, first: datetime, last: datetime) -> dict[datetime, Tally]:
@@ -260,15 +288,16 @@ def _not_rolled_up(monitor_id: str, now: datetime, rolled: dict[datetime, Tally]
     return tallies
 
 
-def _days(monitor_id: str, today: date, days: int, recent: dict[datetime, Tally]) -> list[DayUptime]:
-    first = today - timedelta(days=days - 1)
-    found = RollupModel.query(
-        monitor_id, range_key_condition=RollupModel.period.between(day_key(first), day_key(today))
-    )
-    tallies = {item.period[2:]: Tally.of_item(item) for item in found}
-    for hour, tally in recent.items():
-        tallies[str(hour.date())] = tallies.get(str(hour.date()), Tally())
-        tallies[str(hour.date())] += tally
+def _days(
+    today: date, days: int, past: dict[date, Tally], hours: dict[datetime, Tally], recent: dict[datetime, Tally]
+) -> list[DayUptime]:
+    """Each day from its daily rollup (``past``) or, without one (today; yesterday for a few minutes), from its
+    rolled-up ``hours`` and the ``recent`` hours not rolled up yet."""
+    tallies = {str(day): tally for day, tally in past.items()}
+    for hour, tally in (*hours.items(), *recent.items()):
+        if hour.date() not in past:
+            tallies[str(hour.date())] = tallies.get(str(hour.date()), Tally())
+            tallies[str(hour.date())] += tally
     rows = []
     for offset in range(days - 1, -1, -1):
         day = str(today - timedelta(days=offset))

@@ -59,6 +59,14 @@ def periods(monitor: dict) -> dict[str, list]:
     }
 
 
+def days_written() -> list[tuple[str, str]]:
+    """Every daily rollup (not a bucket's roster of a day)."""
+    found = RollupModel.scan()
+    return [
+        (r.monitor_id, r.period) for r in found if r.period.startswith("D#") and not r.monitor_id.startswith("roster#")
+    ]
+
+
 def rollup(monitor: dict, period: str) -> RollupModel:
     return RollupModel.get(monitor["id"], period)
 
@@ -89,7 +97,7 @@ def test_a_period_holds_each_monitors_checks_of_every_region_once(aws):
     assert list(RollupModel.scan()) == []  # 14:00 does not close its hour
 
 
-def test_the_last_period_of_an_hour_computes_its_rollups_and_the_days_from_the_checks(aws):
+def test_the_last_period_of_an_hour_computes_its_rollups_and_of_a_day_the_days_from_the_checks(aws):
     hourly = monitor_in("03", "hourly")  # checked once an hour, in a period that does not close it
     checks = [
         check(SHOP, at, region, ok=(i % 7 != 3), ms=40.0 + 30 * i)
@@ -111,13 +119,23 @@ def test_the_last_period_of_an_hour_computes_its_rollups_and_the_days_from_the_c
     assert (hour.le_100, hour.le_250, hour.le_500, hour.le_1000, hour.le_2500) == (6, 10, 16, 34, 54)
     assert hour.team_id == "team_alice"
     assert hour.expires_at == T0 + HOUR + aggregate.HOURLY_KEEP
-    day = rollup(SHOP, "D#2026-12-06")
-    assert Tally.of_item(day) == Tally.of(c.result for c in shop + earlier)  # every check of the day, once
-    assert day.expires_at == datetime(2026, 12, 7, tzinfo=UTC) + aggregate.DAILY_KEEP
     assert (rollup(hourly, "H#2026-12-06T14").checks, rollup(hourly, "H#2026-12-06T14").failures) == (1, 1)
-    assert rollup(hourly, "D#2026-12-06").checks == 1
     assert RollupModel.get(SHOP["id"], "H#2026-12-06T12").checks == 1
     assert ProgressModel.get("aggregated").through == T0 + HOUR
+    # The day's rollup waits for the day's end: readers sum the hours of a day not over (monitors.results).
+    assert days_written() == []
+
+    midnight = datetime(2026, 12, 7, tzinfo=UTC)
+    while aggregate.run_pass(midnight + timedelta(minutes=2, seconds=59), RETENTION):
+        pass  # six hours a pass
+    assert ProgressModel.get("aggregated").through == midnight - timedelta(minutes=10)  # 23:50 not due yet
+    assert days_written() == []
+
+    assert aggregate.run_pass(midnight + timedelta(minutes=3), RETENTION) == 1  # 23:50, the day's last period
+    day = rollup(SHOP, "D#2026-12-06")
+    assert Tally.of_item(day) == Tally.of(c.result for c in shop + earlier)  # every check of the day, once
+    assert day.expires_at == midnight + aggregate.DAILY_KEEP
+    assert rollup(hourly, "D#2026-12-06").checks == 1
 
 
 def test_a_replayed_pass_or_period_writes_the_same_items(aws):
@@ -135,7 +153,7 @@ def test_a_replayed_pass_or_period_writes_the_same_items(aws):
     aggregate.take_period("03", T0 + timedelta(minutes=50), RETENTION, T0 + 2 * HOUR)
 
     assert stored() == first
-    assert rollup(SHOP, "D#2026-12-06").checks == 60
+    assert rollup(SHOP, "H#2026-12-06T14").checks == 60
 
 
 def test_a_check_in_two_packs_counts_once(aws):
@@ -144,6 +162,7 @@ def test_a_check_in_two_packs_counts_once(aws):
     write_packs([twice], writer="w2")  # its message was delivered again, to another worker
 
     aggregate.run_pass(T0 + HOUR + timedelta(minutes=3), RETENTION)
+    aggregate.take_period("03", T0, RETENTION, T0 + timedelta(days=1))  # again once the day is over: its day too
 
     assert [p.slot for p in periods(SHOP)["2026-12-06T14:00"]] == [T0 + timedelta(minutes=5), T0 + timedelta(minutes=4)]
     for key in ("H#2026-12-06T14", "D#2026-12-06"):
@@ -181,7 +200,7 @@ def test_a_failing_bucket_keeps_the_watermark_before_its_period_and_the_next_pas
 
     assert aggregate.run_pass(now, RETENTION) == 6  # the next pass (or Lambda's retry)
     assert sum(len(found) for found in periods(SHOP).values()) == 12
-    assert rollup(SHOP, "D#2026-12-06").checks == rollup(BLOG, "D#2026-12-06").checks == 12
+    assert rollup(SHOP, "H#2026-12-06T14").checks == rollup(BLOG, "H#2026-12-06T14").checks == 12
 
 
 def test_a_concurrent_pass_that_went_further_is_never_moved_back(aws):
@@ -212,10 +231,63 @@ def test_an_unreadable_pack_is_logged_and_skipped_and_the_others_count(aws, logs
     assert (line["bucket"], line["key"], line["level"]) == ("03", "2026-12-06T14:02#us#w9", "ERROR")
 
 
-def test_a_late_pack_is_taken_again_with_its_hour_and_its_day(aws):
+def test_a_monitor_checked_only_early_in_the_day_has_its_day_written_at_the_days_end(aws):
+    """Each bucket's roster of the day names every monitor an hour of which was rolled up: a monitor paused at noon
+    has no check in the day's last hour, and its day is written with the others'."""
+    early = [check(SHOP, T0 - 2 * HOUR + timedelta(minutes=m), "us", ok=m != 5) for m in range(0, 60, 5)]  # 12:xx
+    late = [check(DOCS, T0 + 9 * HOUR + timedelta(minutes=55), "eu")]  # 23:55, SHOP's bucket
+    other = [check(BLOG, T0 + 9 * HOUR + timedelta(minutes=50), "us")]
+    write_packs(early + late + other)
+    ProgressModel("aggregated", through=T0 - 2 * HOUR).save()
+    midnight = datetime(2026, 12, 7, tzinfo=UTC)
+    while aggregate.run_pass(midnight - timedelta(minutes=5), RETENTION):  # the day's passes, up to 23:40
+        pass
+    assert aggregate.run_pass(midnight + timedelta(minutes=2), RETENTION) == 0
+    assert days_written() == []  # 23:50 not taken yet: the day is read from its hours meanwhile
+    assert bars(SHOP, midnight + timedelta(minutes=2)) == [("2026-12-06", 12, 1), ("2026-12-07", 0, 0)]
+    assert aggregate.roster("03", T0.date()) == {SHOP["id"]}  # DOCS's hour is the last: not rolled up yet
+
+    assert aggregate.run_pass(midnight + timedelta(minutes=3), RETENTION) == 1
+
+    assert aggregate.roster("03", T0.date()) == {SHOP["id"], DOCS["id"]}
+
+    assert sorted(days_written()) == sorted((m["id"], "D#2026-12-06") for m in (SHOP, DOCS, BLOG))
+    assert (rollup(SHOP, "D#2026-12-06").checks, rollup(SHOP, "D#2026-12-06").failures) == (12, 1)
+    assert rollup(SHOP, "D#2026-12-06").team_id == "team_alice"
+    assert bars(SHOP, midnight + timedelta(minutes=4)) == [("2026-12-06", 12, 1), ("2026-12-07", 0, 0)]
+
+
+def test_a_concurrent_enrolment_in_a_roster_is_merged_not_lost(aws):
+    aggregate.enrol("03", T0.date(), {SHOP["id"]})
+    client = RollupModel._get_connection().connection.client
+
+    def another_take_first(**_: Any) -> None:  # a late pack's take enrols DOCS between this one's read and write
+        client.meta.events.unregister("before-call.dynamodb.PutItem", another_take_first)
+        aggregate.enrol("03", T0.date(), {DOCS["id"]})
+
+    client.meta.events.register_first("before-call.dynamodb.PutItem", another_take_first)
+    try:
+        aggregate.enrol("03", T0.date(), {BLOG["id"]})
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.PutItem", another_take_first)
+    assert aggregate.roster("03", T0.date()) == {SHOP["id"], DOCS["id"], BLOG["id"]}
+
+
+def test_a_days_rollup_an_older_version_wrote_before_the_day_was_over_is_not_read_for_it(aws):
+    """Until session 17 the aggregator rewrote a day's rollup every hour: today's, left from the hour of the
+    upgrade, is not what today holds."""
+    RollupModel(SHOP["id"], "D#2026-12-06", team_id="team_alice", checks=3, expires_at=T0 + HOUR).save()
+    write_packs([check(SHOP, T0 - HOUR + timedelta(minutes=m), "us") for m in range(0, 60, 10)])  # 13:xx
+    ProgressModel("aggregated", through=T0 - HOUR).save()
+    aggregate.run_pass(T0 + timedelta(minutes=3), RETENTION)
+
+    assert bars(SHOP, T0 + timedelta(minutes=3)) == [("2026-12-05", 0, 0), ("2026-12-06", 6, 0)]
+
+
+def test_a_late_pack_is_taken_again_with_its_hour(aws):
     write_packs([check(SHOP, T0 + timedelta(minutes=25), "us")])
     aggregate.run_pass(T0 + HOUR + timedelta(minutes=3), RETENTION)
-    assert rollup(SHOP, "D#2026-12-06").checks == 1
+    assert rollup(SHOP, "H#2026-12-06T14").checks == 1
 
     late = write_packs([check(SHOP, T0 + timedelta(minutes=26), "eu", ok=False)], late=True)
     on_time = write_packs([check(BLOG, T0 + timedelta(minutes=47), "eu")])  # not late: the next pass's
@@ -224,9 +296,26 @@ def test_a_late_pack_is_taken_again_with_its_hour_and_its_day(aws):
     assert aggregate.retake(records, T0 + HOUR + timedelta(minutes=4), RETENTION) == {"batchItemFailures": []}
 
     assert [(p.slot.minute, p.result.ok) for p in periods(SHOP)["2026-12-06T14:20"]] == [(26, False), (25, True)]
-    for key in ("H#2026-12-06T14", "D#2026-12-06"):
-        assert (rollup(SHOP, key).checks, rollup(SHOP, key).failures) == (2, 1)
+    assert (rollup(SHOP, "H#2026-12-06T14").checks, rollup(SHOP, "H#2026-12-06T14").failures) == (2, 1)
+    assert days_written() == []  # the day is not over
     assert periods(BLOG) == {}
+
+
+def test_a_late_pack_of_a_day_already_over_is_taken_again_with_its_hour_and_its_day(aws):
+    write_packs([check(SHOP, T0 + timedelta(minutes=25), "us")])
+    write_packs([check(SHOP, T0 + 9 * HOUR + timedelta(minutes=55), "us")])  # 23:55
+    midnight = datetime(2026, 12, 7, tzinfo=UTC)
+    ProgressModel("aggregated", through=T0).save()
+    while aggregate.run_pass(midnight + timedelta(minutes=3), RETENTION):
+        pass
+    assert rollup(SHOP, "D#2026-12-06").checks == 2
+
+    late = write_packs([check(SHOP, T0 + timedelta(minutes=26), "eu", ok=False)], late=True)
+    now = midnight + timedelta(minutes=30)
+    assert aggregate.retake([stream_record(late[0])], now, RETENTION) == {"batchItemFailures": []}
+
+    assert (rollup(SHOP, "H#2026-12-06T14").checks, rollup(SHOP, "H#2026-12-06T14").failures) == (2, 1)
+    assert (rollup(SHOP, "D#2026-12-06").checks, rollup(SHOP, "D#2026-12-06").failures) == (3, 1)
 
 
 def test_a_late_packs_take_that_lands_during_a_pass_is_not_undone_by_the_pass(aws):
@@ -529,12 +618,12 @@ def test_uptime_over_24_hours_adds_the_hour_going_on_to_the_last_23_hours(api, a
 
 
 def test_the_90_day_bars_read_no_more_than_5_units_and_uptime_6(api, alice):
-    """The status page's 90 bars: 90 daily rollups, the last hour's rollup and this hour's periods (five by :53),
-    for a monitor checked every 30 s from three regions, every histogram bucket in use: the largest items.
-    Uptime reads the monitor and the last 23 hours' rollups too."""
+    """The status page's 90 bars: 89 daily rollups, today's hourly rollups (a day's rollup is written once it is
+    over) and this hour's periods (five by :53), for a monitor checked every 30 s from three regions, every
+    histogram bucket in use: the largest items.  Uptime reads the monitor and the last 23 hours' rollups."""
     shop = create_monitor(api, url=URL)
     now = T0 + timedelta(minutes=53)
-    counters = {"failures": 17, "latency_sum_ms": 1_557_792.4, "latency_count": 8631}
+    counters = {"failures": 24, "latency_sum_ms": 1_557_792.4, "latency_count": 8631}
     day = Tally({"checks": 8640, **counters, **{name: 1000 + i for i, name in enumerate(rollups.HISTOGRAM_FIELDS)}})
     hour = Tally({name: value / 24 for name, value in day.counts.items()})
     for n in range(1, 90):
@@ -543,7 +632,7 @@ def test_the_90_day_bars_read_no_more_than_5_units_and_uptime_6(api, alice):
         RollupModel(
             shop["id"], rollups.day_key(at.date()), team_id=shop["team_id"], expires_at=keep, **day.attributes()
         ).save()
-    for n in range(2, 24):
+    for n in range(2, 39):  # yesterday 00:00 … today 12:00
         at = T0 - n * HOUR
         keep = at + rollups.HOURLY_KEEP
         RollupModel(
@@ -556,13 +645,14 @@ def test_the_90_day_bars_read_no_more_than_5_units_and_uptime_6(api, alice):
     with reads(RollupModel) as rollup_reads, reads(PeriodModel) as period_reads:
         shown = results.daily(shop["id"], now, 90)
     # Today: 00:00 … 12:00 as written above, 13:00 rolled up from its checks, 14:00 … 14:49 from the periods.
-    assert [(d.checks, d.failures) for d in shown[-2:]] == [(8640, 17), (13 * 360 + 120 * 3 + 100 * 3, 1 + 1)]
+    assert [(d.checks, d.failures) for d in shown[-2:]] == [(8640, 24), (13 * 360 + 120 * 3 + 100 * 3, 13 + 1 + 1)]
+    assert shown[-3].checks == 8640  # the day before: its daily rollup
     assert [r.items for r in period_reads] == [5]  # 60 checks each, about 1.5 KB
     assert sum(r.units for r in rollup_reads + period_reads) <= 5
 
     with reads(MonitorModel) as monitor_reads, reads(RollupModel) as rollup_reads, reads(PeriodModel) as period_reads:
         results.uptime(shop["team_id"], shop["id"], 90, now)
-    assert [r.items for r in rollup_reads] == [23, 90]
+    assert [r.items for r in rollup_reads] == [89, 23]
     assert sum(r.units for r in monitor_reads + rollup_reads + period_reads) <= 6
 
 

@@ -18,6 +18,8 @@ from moto import mock_aws
 
 from chalicelib.aws import names
 from chalicelib.local.loop import lambda_context, scheduled_event
+from chalicelib.monitors import packs
+from chalicelib.monitors.aggregate import roster
 from chalicelib.monitors.models import PeriodModel, ProgressModel, RollupModel
 from chalicelib.settings import Settings
 from infra import build
@@ -151,7 +153,8 @@ def test_the_aggregator_and_retake_run_under_their_policies_with_each_teams_plan
     )
     assert taken == {"periods": 6}  # 14:00 … 14:50
     assert [p.period for p in PeriodModel.query(monitor["id"])] == ["2026-12-06T14:00"]
-    assert {r.period for r in RollupModel.query(monitor["id"])} == {"H#2026-12-06T14", "D#2026-12-06"}
+    assert {r.period for r in RollupModel.query(monitor["id"])} == {"H#2026-12-06T14"}  # its day: at the day's end
+    assert monitor["id"] in roster(packs.bucket_of(monitor["id"]), T0.date())
 
     late = write_packs([check(monitor, T0 + timedelta(minutes=7), "eu-west-1")], late=True)
     event = {"Records": [stream_record(late[0])]}

@@ -300,16 +300,18 @@ def test_maintenance_shows_as_scheduled_then_in_progress(api, alice):
     ]
 
 
-def test_the_90_day_bars_read_the_daily_rollups_only(api, alice):
+def test_the_90_day_bars_read_the_rollups_only(api, alice):
     shop = create_monitor(api, url=URL)
     create_status_page(api, components=[{"monitor_id": shop["id"], "display_name": "Shop"}])
     today = utcnow().date()
-    for days_ago, checks, failures in ((0, 1440, 0), (1, 1440, 144), (89, 100, 50), (90, 100, 100)):
+    expires = utcnow() + timedelta(days=400)
+    for days_ago, checks, failures in ((1, 1440, 144), (89, 100, 50), (90, 100, 100)):
         day = today - timedelta(days=days_ago)
-        expires = utcnow() + timedelta(days=400)
         RollupModel(
             shop["id"], f"D#{day}", team_id=shop["team_id"], checks=checks, failures=failures, expires_at=expires
         ).save()
+    # Today is not over: its hours, not a daily rollup.
+    RollupModel(shop["id"], f"H#{today}T00", team_id=shop["team_id"], checks=1440, expires_at=expires).save()
     assert list(PackModel.scan()) == []  # no raw results at all: the bars come from rollups
     assert list(PeriodModel.query(shop["id"])) == []
     assert refresh_all() == (1, 0)  # the hourly refresh republishes every published page

@@ -202,21 +202,33 @@ def _alerted(target: RemoteTarget, monitor_ids: set[str]) -> dict[str, float]:
 
 
 def _closes(meter: Meter, since: float, until: float) -> tuple[list[Packed], list[tuple[Any, ...]]]:
-    """What the aggregator's pass does at an hour's close beyond taking its last period, measured apart: the bench
-    keeps its metered minutes off the hour's close (wait_clear_of_the_hour), and a real close rolls an hour of
-    checks up, not the run's minutes.  Three windows, each as the aggregator: every bucket's packs read again (here
-    the run's packs, from ``since`` to ``until``); each monitor's hourly rollup PUT (``aggregate.roll_up``); each
-    one's day summed from its hours and PUT (``aggregate.close_day``).  Returns the checks read and each window's
-    (calls, invocations)."""
+    """What the aggregator's pass does at an hour's and at a day's close beyond taking a period, measured apart: the
+    bench keeps its metered minutes off the hour's close (wait_clear_of_the_hour), and a real close rolls an hour
+    (a day) of checks up, not the run's minutes.  Three windows, each as the aggregator: every bucket's packs read
+    again (here the run's packs, from ``since`` to ``until``); each monitor's hourly rollup PUT and each bucket's
+    roster of the day enrolled (``aggregate.roll_up``, ``aggregate.enrol``: the roster's first write, once a day,
+    counted with the hour); each bucket's roster read and its monitors' days summed from their hours and PUT
+    (``aggregate.close_day``).  Returns the checks read and each window's (calls, invocations)."""
     start = packs.minute_of(datetime.fromtimestamp(since, UTC))
     end = packs.minute_of(datetime.fromtimestamp(until, UTC)) + timedelta(minutes=1)
     hour = start.replace(minute=0)
     found: list[list[Packed]] = []
+
+    def hours() -> None:
+        checks = aggregate.by_monitor(found[0])
+        aggregate.roll_up(hour, checks)
+        for bucket in aggregate.all_buckets():
+            aggregate.enrol(bucket, hour.date(), {m for m in checks if packs.bucket_of(m) == bucket})
+
+    def days() -> None:
+        for bucket in aggregate.all_buckets():
+            aggregate.close_day(hour.date(), aggregate.roster(bucket, hour.date()))
+
     windows = []
     work = [
         lambda: found.append([p for b in aggregate.all_buckets() for p in aggregate.read_checks(b, start, end)]),
-        lambda: aggregate.roll_up(hour, aggregate.by_monitor(found[0]), days=False),
-        lambda: aggregate.close_day(hour.date(), {p.monitor_id: p.team_id for p in found[0]}),
+        hours,
+        days,
     ]
     for step in work:
         meter.start()
@@ -377,8 +389,8 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
         ttl_s=statistics.mean(w.ttl_s or 0.0 for w in period_writes),
         measured_wru_per_check=sum(w.units for w in period_writes) / metered_checks,
     )
-    # The hour's close: its reads per check read; its rollups (each monitor's hour, and its day summed again) per
-    # monitor an hour, per check of those monitors' hour.
+    # The hour's close: its reads per check read; its rollups per monitor an hour, per check of those monitors'
+    # hour; the day's close per monitor a day, per check of their day.
     rolled = {p.monitor_id for p in closed_checks}
     rolled_hour_checks = sum(len(regions) * 3600 / interval_of[m] for m in rolled)
     reads, hours, days = closes
@@ -396,10 +408,10 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
             f"measured apart: {len(rolled)} monitors' hourly rollups, per check of their hour",
         ),
         cost.Part(
-            "the hour's close (days)",
-            rolled_hour_checks,
+            "the day's close",
+            24 * rolled_hour_checks,
             *days,
-            f"measured apart: {len(rolled)} monitors' days summed from their hours, per check of their hour",
+            f"measured apart: {len(rolled)} monitors' days summed from their hours, per check of their day",
         ),
     )
     run = cost.Run(
