@@ -617,35 +617,38 @@ def test_uptime_over_24_hours_adds_the_hour_going_on_to_the_last_23_hours(api, a
     assert [(d.checks, d.failures) for d in found.days] == [(20, 0)]
 
 
-def test_the_90_day_bars_read_no_more_than_5_units_and_uptime_6(api, alice):
+@pytest.mark.parametrize("start", [T0, T0 + 9 * HOUR], ids=["14h", "23h"])  # 23:53: today's 23 hours the most
+def test_the_90_day_bars_read_no_more_than_5_units_and_uptime_6(api, alice, start):
     """The status page's 90 bars: 89 daily rollups, today's hourly rollups (a day's rollup is written once it is
     over) and this hour's periods (five by :53), for a monitor checked every 30 s from three regions, every
     histogram bucket in use: the largest items.  Uptime reads the monitor and the last 23 hours' rollups."""
     shop = create_monitor(api, url=URL)
-    now = T0 + timedelta(minutes=53)
+    now = start + timedelta(minutes=53)
     counters = {"failures": 24, "latency_sum_ms": 1_557_792.4, "latency_count": 8631}
     day = Tally({"checks": 8640, **counters, **{name: 1000 + i for i, name in enumerate(rollups.HISTOGRAM_FIELDS)}})
     hour = Tally({name: value / 24 for name, value in day.counts.items()})
     for n in range(1, 90):
-        at = datetime.combine(T0.date() - timedelta(days=n), datetime.min.time(), UTC)
+        at = datetime.combine(start.date() - timedelta(days=n), datetime.min.time(), UTC)
         keep = at + rollups.DAILY_KEEP
         RollupModel(
             shop["id"], rollups.day_key(at.date()), team_id=shop["team_id"], expires_at=keep, **day.attributes()
         ).save()
-    for n in range(2, 39):  # yesterday 00:00 … today 12:00
-        at = T0 - n * HOUR
+    for n in range(2, 25 + start.hour):  # yesterday 00:00 … today two hours before start
+        at = start - n * HOUR
         keep = at + rollups.HOURLY_KEEP
         RollupModel(
             shop["id"], rollups.hour_key(at), team_id=shop["team_id"], expires_at=keep, **hour.attributes()
         ).save()
-    write_packs(realistic(shop, T0 - HOUR, T0 + timedelta(minutes=50)))
-    ProgressModel("aggregated", through=T0 - HOUR).save()
+    write_packs(realistic(shop, start - HOUR, start + timedelta(minutes=50)))
+    ProgressModel("aggregated", through=start - HOUR).save()
     assert aggregate.run_pass(now, RETENTION) == 6 + 5
 
     with reads(RollupModel) as rollup_reads, reads(PeriodModel) as period_reads:
         shown = results.daily(shop["id"], now, 90)
-    # Today: 00:00 … 12:00 as written above, 13:00 rolled up from its checks, 14:00 … 14:49 from the periods.
-    assert [(d.checks, d.failures) for d in shown[-2:]] == [(8640, 24), (13 * 360 + 120 * 3 + 100 * 3, 13 + 1 + 1)]
+    # Today: 00:00 … start - 2 h as written above, the hour before start rolled up from its checks, the start's
+    # hour from the periods.
+    today = ((start.hour - 1) * 360 + 120 * 3 + 100 * 3, start.hour - 1 + 1 + 1)
+    assert [(d.checks, d.failures) for d in shown[-2:]] == [(8640, 24), today]
     assert shown[-3].checks == 8640  # the day before: its daily rollup
     assert [r.items for r in period_reads] == [5]  # 60 checks each, about 1.5 KB
     assert sum(r.units for r in rollup_reads + period_reads) <= 5
@@ -654,6 +657,45 @@ def test_the_90_day_bars_read_no_more_than_5_units_and_uptime_6(api, alice):
         results.uptime(shop["team_id"], shop["id"], 90, now)
     assert [r.items for r in rollup_reads] == [89, 23]
     assert sum(r.units for r in monitor_reads + rollup_reads + period_reads) <= 6
+
+
+def test_the_90_day_bars_in_a_days_first_hour_read_no_more_than_5_units(api, alice):
+    """At 00:53 yesterday's rollup is written and its last hour rolled up: the bars read that hour's rollup (one
+    small item), not its six periods again (6 units in all; fresh-eyes review of issue 13)."""
+    shop = create_monitor(api, url=URL)
+    midnight = datetime(2026, 12, 7, tzinfo=UTC)
+    now = midnight + timedelta(minutes=53)
+    counters = {"failures": 24, "latency_sum_ms": 1_557_792.4, "latency_count": 8631}
+    day = Tally({"checks": 8640, **counters, **{name: 1000 + i for i, name in enumerate(rollups.HISTOGRAM_FIELDS)}})
+    hour = Tally({name: value / 24 for name, value in day.counts.items()})
+    for n in range(2, 90):
+        at = midnight - n * DAY
+        RollupModel(
+            shop["id"],
+            rollups.day_key(at.date()),
+            team_id=shop["team_id"],
+            expires_at=at + rollups.DAILY_KEEP,
+            **day.attributes(),
+        ).save()
+    for n in range(2, 25):  # yesterday 00:00 … 22:00
+        at = midnight - n * HOUR
+        RollupModel(
+            shop["id"],
+            rollups.hour_key(at),
+            team_id=shop["team_id"],
+            expires_at=at + rollups.HOURLY_KEEP,
+            **hour.attributes(),
+        ).save()
+    write_packs(realistic(shop, midnight - HOUR, midnight + timedelta(minutes=50)))
+    ProgressModel("aggregated", through=midnight - HOUR).save()
+    assert aggregate.run_pass(now, RETENTION) == 6 + 5  # 23:00 … 00:40: yesterday's last hour and its day
+    assert RollupModel.get(shop["id"], "D#2026-12-06").checks == 23 * 360 + 120 * 3
+
+    with reads(RollupModel) as rollup_reads, reads(PeriodModel) as period_reads:
+        shown = results.daily(shop["id"], now, 90)
+    assert [(d.checks, d.failures) for d in shown[-2:]] == [(23 * 360 + 120 * 3, 23 + 1), (100 * 3, 1)]
+    assert [r.items for r in period_reads] == [5]  # today's 00:00 … 00:40, not yesterday's 23:xx again
+    assert sum(r.units for r in rollup_reads + period_reads) <= 5
 
 
 def realistic(monitor: dict, start: datetime, end: datetime) -> list:
