@@ -295,12 +295,14 @@ def _days(
     today: date, days: int, past: dict[date, Tally], hours: dict[datetime, Tally], recent: dict[datetime, Tally]
 ) -> list[DayUptime]:
     """Each day from its daily rollup (``past``) or, without one (today; yesterday for a few minutes), from its
-    rolled-up ``hours`` and the ``recent`` hours not rolled up yet."""
+    rolled-up ``hours`` and the ``recent`` hours not rolled up yet.
+
+    A recent hour counts in its day even beside its daily rollup: a day's rollup is the sum of its rolled-up
+    hours, and a late pack taken after midnight writes yesterday's before its last hour is rolled up."""
     tallies = {str(day): tally for day, tally in past.items()}
-    for hour, tally in (*hours.items(), *recent.items()):
-        if hour.date() not in past:
-            tallies[str(hour.date())] = tallies.get(str(hour.date()), Tally())
-            tallies[str(hour.date())] += tally
+    for hour, tally in (*((h, t) for h, t in hours.items() if h.date() not in past), *recent.items()):
+        tallies[str(hour.date())] = tallies.get(str(hour.date()), Tally())
+        tallies[str(hour.date())] += tally
     rows = []
     for offset in range(days - 1, -1, -1):
         day = str(today - timedelta(days=offset))

@@ -318,6 +318,32 @@ def test_a_late_pack_of_a_day_already_over_is_taken_again_with_its_hour_and_its_
     assert (rollup(SHOP, "D#2026-12-06").checks, rollup(SHOP, "D#2026-12-06").failures) == (3, 1)
 
 
+def test_a_late_pack_taken_after_midnight_before_the_days_close_leaves_yesterdays_last_hour_counted(api, alice):
+    """A late pack of 22:05 taken at 00:01 writes yesterday's rollup from the hours rolled up by then: the last hour
+    (23:00 … 23:40 in periods, rolled up at 00:03) is not in it, and is still counted from its periods until then
+    (fresh-eyes review of issue 13)."""
+    shop = create_monitor(api, url=URL)
+    midnight = datetime(2026, 12, 7, tzinfo=UTC)
+    write_packs(check(shop, at, "us") for at in minutes(midnight - 2 * HOUR, 120))  # 22:00 … 23:59
+    ProgressModel("aggregated", through=midnight - 2 * HOUR).save()
+    while aggregate.run_pass(midnight - timedelta(seconds=1), RETENTION):  # 22:00 … 23:40, the hour of 22
+        pass
+    late = write_packs([check(shop, midnight - 2 * HOUR + timedelta(minutes=5), "eu", ok=False)], late=True)
+    assert aggregate.retake([stream_record(late[0])], midnight + timedelta(minutes=1), RETENTION) == {
+        "batchItemFailures": []
+    }
+    assert RollupModel.get(shop["id"], "D#2026-12-06").checks == 61  # the hour of 22 and its late check
+
+    now = midnight + timedelta(minutes=2)
+    assert bars(shop, now) == [("2026-12-06", 61 + 50, 1), ("2026-12-07", 0, 0)]
+    found = results.uptime(shop["team_id"], shop["id"], 2, now)
+    assert [(d.checks, d.failures) for d in found.days] == [(111, 1), (0, 0)]
+    assert found.windows["24h"] == found.windows["7d"] == round(100 * 110 / 111, 3)
+
+    aggregate.run_pass(midnight + timedelta(minutes=3), RETENTION)  # 23:50: the hour of 23, and the day
+    assert bars(shop, midnight + timedelta(minutes=3)) == [("2026-12-06", 121, 1), ("2026-12-07", 0, 0)]
+
+
 def test_a_late_packs_take_that_lands_during_a_pass_is_not_undone_by_the_pass(aws):
     write_packs([check(SHOP, T0 + timedelta(minutes=5), "us")])
     ProgressModel("aggregated", through=T0).save()
