@@ -52,7 +52,7 @@ from chalicelib.scheduler.service import planned_minute
 from chalicelib.settings import Settings
 from tests.factories import create_channel, create_monitor
 from tests.load import cost
-from tests.load.meter import Meter, remote_items
+from tests.load.meter import KeyScan, Meter, remote_items, remote_keys
 from tests.load.stored import copies, parse_slot, percentile, period_items, stored_checks
 from tests.load.targets import RemoteTarget, tls_bytes
 from tests.support import make_test_settings, sign_up, start_aws
@@ -201,7 +201,11 @@ def _alerted(target: RemoteTarget, monitor_ids: set[str]) -> dict[str, float]:
     return first
 
 
-def _closes(meter: Meter, since: float, until: float) -> tuple[list[Packed], list[tuple[Any, ...]]]:
+# Tables most of whose writes make new items, whose keys the meter learns when a window opens (Meter.know_keys).
+NEW_ITEMS = ("result_packs", "result_periods", "rollups")
+
+
+def _closes(meter: Meter, keys: KeyScan, since: float, until: float) -> tuple[list[Packed], list[tuple[Any, ...]]]:
     """What the aggregator's pass does at an hour's and at a day's close beyond taking a period, measured apart: the
     bench keeps its metered minutes off the hour's close (wait_clear_of_the_hour), and a real close rolls an hour
     (a day) of checks up, not the run's minutes.  Three windows, each as the aggregator: every bucket's packs read
@@ -232,6 +236,7 @@ def _closes(meter: Meter, since: float, until: float) -> tuple[list[Packed], lis
     ]
     for step in work:
         meter.start()
+        meter.know_keys(keys, NEW_ITEMS)
         meter.run_as("aggregator", step)
         meter.stop()
         windows.append((list(meter.calls), list(meter.invocations)))
@@ -280,6 +285,8 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
                 time.sleep(wait)
             cpu_started, wall_started = time.process_time(), time.monotonic()
             meter.start()
+            keys = remote_keys(str(aws.aws_endpoint_url), aws.home_region)
+            meter.know_keys(keys, NEW_ITEMS)
             meter.prime(MonitorModel.Meta.table_name, (m.serialize() for m in monitors))
             requests_before = target.seen().request_bytes
             metered = [_fire(loop, scheduler, monitors) for _ in range(MINUTES)]
@@ -318,7 +325,7 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
                 home_region=aws.home_region,
                 check_regions=tuple(regions),
             )
-            closed_checks, closes = _closes(closing, warm_up, detection_ticks[-1][0] + 120)
+            closed_checks, closes = _closes(closing, keys, warm_up, detection_ticks[-1][0] + 120)
         finally:
             meter.stop()
             loop.stop()
