@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
@@ -172,26 +173,40 @@ def end_of_day(day: date) -> datetime:
 
 
 # A bucket's roster of a day: the monitors the aggregator rolled an hour of up, whose days it writes at the day's end
-# (a monitor paused at noon has no check in the day's last hour, and its day is written all the same).
+# (a monitor paused at noon has no check in the day's last hour, and its day is written all the same).  In parts, by
+# a stable hash of the monitor: a part holds ~20 bytes a monitor gzipped, so eight keep each far under DynamoDB's
+# 400 KB item up to millions of monitors (one item a bucket would reach it near 300,000).
 ROSTER = "roster#"
+ROSTER_PARTS = 8
 ROSTER_ATTEMPTS = 5  # a concurrent take of the same bucket (a late pack's) enrolling at once: read again, merge
 
 
 def roster(bucket: str, day: date) -> set[str]:
     """The monitors enrolled in the bucket's roster of ``day`` (read consistently)."""
-    return set(_roster_item(bucket, day)[0])
+    found: set[str] = set()
+    for part in range(ROSTER_PARTS):
+        found |= _roster_item(bucket, part, day)[0]
+    return found
 
 
 def enrol(bucket: str, day: date, monitors: set[str]) -> None:
-    """Add ``monitors`` to the bucket's roster of ``day``: read, and written only when it gains one.  The roster only
-    grows, and its count guards the write: a concurrent take's enrolment is merged, never lost."""
+    """Add ``monitors`` to the bucket's roster of ``day``: each part read, and written only when it gains one.  A part
+    only grows, and its count guards the write: a concurrent take's enrolment is merged, never lost."""
+    by_part: dict[int, set[str]] = {}
+    for monitor_id in monitors:
+        by_part.setdefault(zlib.crc32(monitor_id.encode()) // BUCKETS % ROSTER_PARTS, set()).add(monitor_id)
+    for part, wanted in sorted(by_part.items()):
+        _enrol_part(bucket, part, day, wanted)
+
+
+def _enrol_part(bucket: str, part: int, day: date, monitors: set[str]) -> None:
     for _ in range(ROSTER_ATTEMPTS):
-        known, count = _roster_item(bucket, day)
+        known, count = _roster_item(bucket, part, day)
         if monitors <= known:
             return
         merged = sorted(known | monitors)
         item = RollupModel(
-            f"{ROSTER}{bucket}",
+            f"{ROSTER}{bucket}#{part}",
             day_key(day),
             team_id="-",
             checks=len(merged),
@@ -204,16 +219,16 @@ def enrol(bucket: str, day: date, monitors: set[str]) -> None:
         except Exception as exc:
             if not condition_failed(exc):
                 raise
-    raise RosterContended(f"bucket {bucket}, day {day}: the roster kept changing")
+    raise RosterContended(f"bucket {bucket}, part {part}, day {day}: the roster kept changing")
 
 
 class RosterContended(RuntimeError):
     """A roster's write lost to concurrent ones every time: the take fails, and is taken again."""
 
 
-def _roster_item(bucket: str, day: date) -> tuple[set[str], int | None]:
+def _roster_item(bucket: str, part: int, day: date) -> tuple[set[str], int | None]:
     try:
-        item = RollupModel.get(f"{ROSTER}{bucket}", day_key(day), consistent_read=True)
+        item = RollupModel.get(f"{ROSTER}{bucket}#{part}", day_key(day), consistent_read=True)
     except RollupModel.DoesNotExist:
         return set(), None
     return set(json.loads(gzip.decompress(item.monitors or b""))) if item.monitors else set(), int(item.checks)

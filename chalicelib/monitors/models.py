@@ -235,7 +235,7 @@ class RollupModel(BaseModel):
     """Per monitor: one item a day (``D#2026-11-30``) and one an hour (``H#2026-11-30T14``), computed from the
     packed checks by the aggregator (``monitors.aggregate``), so uptime over 24 h … 90 d reads at most ~140 small
     items and never the checks themselves.  A day's item is written once the day is over; until then readers sum
-    its hours.  Beside them, one *roster* a bucket of monitors and day (``roster#<bucket>``, ``D#<day>``): the
+    its hours.  Beside them, a bucket's *roster* of a day, in parts (``roster#<bucket>#<part>``, ``D#<day>``): the
     monitors it had checks of, whose days the aggregator writes at the day's end (``monitors``, gzipped JSON)."""
 
     logical_name = "rollups"

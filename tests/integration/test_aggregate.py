@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -257,20 +258,42 @@ def test_a_monitor_checked_only_early_in_the_day_has_its_day_written_at_the_days
     assert bars(SHOP, midnight + timedelta(minutes=4)) == [("2026-12-06", 12, 1), ("2026-12-07", 0, 0)]
 
 
+def in_part(part: int, name: str) -> str:
+    """A monitor id in ``part`` of its bucket's roster."""
+    return next(
+        f"mon_{name}{n}"
+        for n in range(10_000)
+        if zlib.crc32(f"mon_{name}{n}".encode()) // packs.BUCKETS % aggregate.ROSTER_PARTS == part
+    )
+
+
 def test_a_concurrent_enrolment_in_a_roster_is_merged_not_lost(aws):
-    aggregate.enrol("03", T0.date(), {SHOP["id"]})
+    first, second, third = in_part(2, "a"), in_part(2, "b"), in_part(2, "c")  # one part: one item to race on
+    aggregate.enrol("03", T0.date(), {first})
     client = RollupModel._get_connection().connection.client
 
-    def another_take_first(**_: Any) -> None:  # a late pack's take enrols DOCS between this one's read and write
+    def another_take_first(**_: Any) -> None:  # a late pack's take enrols one between this one's read and write
         client.meta.events.unregister("before-call.dynamodb.PutItem", another_take_first)
-        aggregate.enrol("03", T0.date(), {DOCS["id"]})
+        aggregate.enrol("03", T0.date(), {second})
 
     client.meta.events.register_first("before-call.dynamodb.PutItem", another_take_first)
     try:
-        aggregate.enrol("03", T0.date(), {BLOG["id"]})
+        aggregate.enrol("03", T0.date(), {third})
     finally:
         client.meta.events.unregister("before-call.dynamodb.PutItem", another_take_first)
-    assert aggregate.roster("03", T0.date()) == {SHOP["id"], DOCS["id"], BLOG["id"]}
+    assert aggregate.roster("03", T0.date()) == {first, second, third}
+
+
+def test_a_roster_is_kept_in_parts_each_a_share_of_the_buckets_monitors(aws):
+    """One item a bucket would reach DynamoDB's 400 KB near 300,000 monitors: eight parts, by a stable hash."""
+    monitors = {f"mon_r{n}" for n in range(400)}
+    aggregate.enrol("03", T0.date(), monitors)
+
+    assert aggregate.roster("03", T0.date()) == monitors
+    parts = {r.monitor_id: r.checks for r in RollupModel.scan() if r.monitor_id.startswith("roster#")}
+    assert set(parts) == {f"roster#03#{part}" for part in range(aggregate.ROSTER_PARTS)}
+    assert sum(parts.values()) == 400
+    assert max(parts.values()) < 400 / aggregate.ROSTER_PARTS * 1.5  # about an eighth each
 
 
 def test_a_days_rollup_an_older_version_wrote_before_the_day_was_over_is_not_read_for_it(aws):
