@@ -292,7 +292,7 @@ def _history(team_id: str, monitor_id: str, name: str) -> None:
     """Made-up daily rollups for the 89 days before today (three regions a minute), mostly up with a few bad
     days, the same on every run: the status page's bars have something to show from the start."""
     from chalicelib.monitors.models import RollupModel
-    from chalicelib.monitors.rollups import day_key
+    from chalicelib.monitors.rollups import day_key, start_of_day
 
     rng = random.Random(name)  # noqa: S311 - made-up history, the same on every run
     today = datetime.now(UTC).date()
@@ -306,7 +306,7 @@ def _history(team_id: str, monitor_id: str, name: str) -> None:
             monitor_id,
             day_key(day),
             team_id=team_id,
-            expires_at=datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=91),  # as a day's does
+            expires_at=start_of_day(day) + timedelta(days=91),  # as a day's does
             checks=checks,
             failures=failures or None,
             latency_sum_ms=latency * (checks - failures),

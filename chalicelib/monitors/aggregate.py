@@ -30,7 +30,7 @@ from chalicelib.monitors.packs import (
     minute_key,
     period_of,
 )
-from chalicelib.monitors.rollups import DAILY_KEEP, HOURLY_KEEP, Tally, day_key, hour_key
+from chalicelib.monitors.rollups import DAILY_KEEP, DAY, HOURLY_KEEP, Tally, day_key, hour_key, start_of_day
 from chalicelib.observability import logger, metrics
 from chalicelib.storage.base import condition_failed
 
@@ -39,7 +39,6 @@ MAX_PERIODS_PER_PASS = 36  # six hours of catch-up a pass; the next pass goes on
 DAY_THREADS = 16  # a day is summed from its hours with a query per monitor, side by side
 WRITE_THREADS = 16  # conditional PUTs (no batch takes a condition), side by side
 HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
 
 
 class PassFailed(Exception):
@@ -169,7 +168,7 @@ def close_day(day: date, monitors: Iterable[str]) -> None:
 
 
 def end_of_day(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC) + DAY
+    return start_of_day(day) + DAY
 
 
 # A bucket's roster of a day: the monitors the aggregator rolled an hour of up, whose days it writes at the day's end

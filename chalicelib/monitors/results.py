@@ -27,7 +27,7 @@ from chalicelib.monitors.packs import (
     period_of,
     region_of_key,
 )
-from chalicelib.monitors.rollups import Tally, day_key, hour_key
+from chalicelib.monitors.rollups import DAY, Tally, day_key, hour_key, start_of_day
 from chalicelib.monitors.service import get as get_monitor
 from chalicelib.observability import logger
 from chalicelib.storage import cursor
@@ -52,7 +52,6 @@ RESULTS_SCOPE = "results|packed"  # a cursor of the per-result table (a DynamoDB
 PACK_PAGE = 12  # packs a query page: a few minutes of a bucket (a pack per region and worker)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-DAY_SPAN = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -250,9 +249,7 @@ def _past_days(monitor_id: str, today: date, days: int) -> dict[date, Tally]:
         return {}
     found = RollupModel.query(
         monitor_id,
-        range_key_condition=RollupModel.period.between(
-            day_key(today - timedelta(days=days - 1)), day_key(today - DAY_SPAN)
-        ),
+        range_key_condition=RollupModel.period.between(day_key(today - timedelta(days=days - 1)), day_key(today - DAY)),
     )
     return {date.fromisoformat(item.period[2:]): Tally.of_item(item) for item in found}
 
@@ -260,10 +257,10 @@ def _past_days(monitor_id: str, today: date, days: int) -> dict[date, Tally]:
 def _hours_from(current: datetime, past: dict[date, Tally], wanted: datetime) -> datetime:
     """The first hourly rollup to read: ``wanted``, or yesterday's first while yesterday's daily rollup is not
     written yet (the aggregator writes it a few minutes into today, once it has rolled up yesterday's last hour)."""
-    yesterday = current.date() - DAY_SPAN
+    yesterday = current.date() - DAY
     if yesterday in past:
         return wanted
-    return min(wanted, datetime(yesterday.year, yesterday.month, yesterday.day, tzinfo=UTC))
+    return min(wanted, start_of_day(yesterday))
 
 
 def _hours(monitor_id: str, first: datetime, last: datetime) -> dict[datetime, Tally]:

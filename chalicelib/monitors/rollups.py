@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from chalicelib.checks.model import CheckResult
@@ -21,6 +21,7 @@ COUNTERS = ("checks", "failures", "latency_sum_ms", "latency_count", *HISTOGRAM_
 # minute: the day's first hour must outlive its last minute by that, and a day more.
 HOURLY_KEEP = PACK_KEEP + timedelta(days=1)
 DAILY_KEEP = timedelta(days=400)
+DAY = timedelta(days=1)
 
 
 def hour_key(hour: datetime) -> str:
@@ -29,6 +30,11 @@ def hour_key(hour: datetime) -> str:
 
 def day_key(day: date) -> str:
     return f"D#{day:%Y-%m-%d}"
+
+
+def start_of_day(day: date) -> datetime:
+    """The day's first instant (UTC): rollups' days are UTC days."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def histogram_field(response_ms: float) -> str:
