@@ -132,10 +132,10 @@ def _take(bucket: str, period: datetime, retention: Retention, now: datetime, *,
             hourly = {m: found for m, found in hourly.items() if m in checks}
         roll_up(hour, hourly)
         day = hour.date()
-        enrol(bucket, day, set(hourly))
+        enrolled = enrol(bucket, day, set(hourly))
         if now >= end_of_day(day):
             closes_day = hour + HOUR == end_of_day(day) and period + PERIOD == hour + HOUR
-            close_day(day, roster(bucket, day) if closes_day else set(hourly))
+            close_day(day, enrolled if closes_day else set(hourly))
     return set(checks)
 
 
@@ -182,27 +182,28 @@ ROSTER_ATTEMPTS = 5  # a concurrent take of the same bucket (a late pack's) enro
 
 def roster(bucket: str, day: date) -> set[str]:
     """The monitors enrolled in the bucket's roster of ``day`` (read consistently)."""
-    found: set[str] = set()
-    for part in range(ROSTER_PARTS):
-        found |= _roster_item(bucket, part, day)[0]
-    return found
+    return enrol(bucket, day, set())
 
 
-def enrol(bucket: str, day: date, monitors: set[str]) -> None:
-    """Add ``monitors`` to the bucket's roster of ``day``: each part read, and written only when it gains one.  A part
-    only grows, and its count guards the write: a concurrent take's enrolment is merged, never lost."""
-    by_part: dict[int, set[str]] = {}
+def enrol(bucket: str, day: date, monitors: set[str]) -> set[str]:
+    """Add ``monitors`` to the bucket's roster of ``day``, and return the whole roster: each part read, and written
+    only when it gains one.  A part only grows, and its count guards the write: a concurrent take's enrolment is
+    merged, never lost."""
+    by_part: dict[int, set[str]] = {part: set() for part in range(ROSTER_PARTS)}
     for monitor_id in monitors:
-        by_part.setdefault(zlib.crc32(monitor_id.encode()) // BUCKETS % ROSTER_PARTS, set()).add(monitor_id)
-    for part, wanted in sorted(by_part.items()):
-        _enrol_part(bucket, part, day, wanted)
+        by_part[zlib.crc32(monitor_id.encode()) // BUCKETS % ROSTER_PARTS].add(monitor_id)
+    enrolled: set[str] = set()
+    for part, wanted in by_part.items():
+        enrolled |= _enrol_part(bucket, part, day, wanted)
+    return enrolled
 
 
-def _enrol_part(bucket: str, part: int, day: date, monitors: set[str]) -> None:
+def _enrol_part(bucket: str, part: int, day: date, monitors: set[str]) -> set[str]:
+    """The part's monitors once ``monitors`` are among them."""
     for _ in range(ROSTER_ATTEMPTS):
         known, count = _roster_item(bucket, part, day)
         if monitors <= known:
-            return
+            return known
         merged = sorted(known | monitors)
         item = RollupModel(
             f"{ROSTER}{bucket}#{part}",
@@ -214,7 +215,7 @@ def _enrol_part(bucket: str, part: int, day: date, monitors: set[str]) -> None:
         )
         try:
             item.save(condition=RollupModel.checks.does_not_exist() if count is None else RollupModel.checks == count)
-            return
+            return set(merged)
         except Exception as exc:
             if not condition_failed(exc):
                 raise
