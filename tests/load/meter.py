@@ -102,26 +102,33 @@ def moto_items(region: str) -> Lookup:
     return lookup
 
 
+def _remote_call(endpoint: str, region: str, operation: str, params: dict[str, Any], timeout_s: float) -> Any:
+    """One DynamoDB request to a moto server in another process over plain HTTP (not through botocore, whose hooks
+    would meter it as a function's), its answer parsed."""
+    request = urllib.request.Request(
+        endpoint.rstrip("/") + "/",
+        data=json.dumps(params).encode(),
+        method="POST",
+        headers={
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": f"DynamoDB_20120810.{operation}",
+            "Authorization": (
+                f"AWS4-HMAC-SHA256 Credential=bench/20260101/{region}/dynamodb/aws4_request, SignedHeaders=host, "
+                "Signature=0"
+            ),
+        },
+    )
+    with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+        return json.loads(answer.read())
+
+
 def remote_items(endpoint: str, region: str) -> Lookup:
-    """Items as a moto server in another process stores them: a consistent GetItem over plain HTTP (not through
-    botocore, whose hooks would meter it as the function's)."""
-    credential = f"bench/20260101/{region}/dynamodb/aws4_request"
+    """Items as a moto server in another process stores them: a consistent GetItem."""
 
     def lookup(table: str, key: dict[str, Any]) -> dict[str, Any] | None:
-        body = json.dumps({"TableName": table, "Key": key, "ConsistentRead": True}).encode()
-        request = urllib.request.Request(
-            endpoint.rstrip("/") + "/",
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/x-amz-json-1.0",
-                "X-Amz-Target": "DynamoDB_20120810.GetItem",
-                "Authorization": f"AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders=host, Signature=0",
-            },
-        )
+        params = {"TableName": table, "Key": key, "ConsistentRead": True}
         try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                found = json.loads(answer.read()).get("Item")
+            found = _remote_call(endpoint, region, "GetItem", params, 30).get("Item")
         except (OSError, ValueError):
             return None
         return dict(found) if found else None
@@ -130,9 +137,8 @@ def remote_items(endpoint: str, region: str) -> Lookup:
 
 
 def remote_keys(endpoint: str, region: str) -> KeyScan:
-    """Every key of a table as a moto server in another process stores them: a Scan over plain HTTP (not through
-    botocore, whose hooks would meter it), projected to the key attributes, page by page."""
-    credential = f"bench/20260101/{region}/dynamodb/aws4_request"
+    """Every key of a table as a moto server in another process stores them: a consistent Scan projected to the key
+    attributes, page by page."""
 
     def scan(table: str, keys: tuple[str, ...]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -140,18 +146,7 @@ def remote_keys(endpoint: str, region: str) -> KeyScan:
         params: dict[str, Any] = {"TableName": table, "ProjectionExpression": ", ".join(names), "ConsistentRead": True}
         params["ExpressionAttributeNames"] = names
         while True:
-            request = urllib.request.Request(
-                endpoint.rstrip("/") + "/",
-                data=json.dumps(params).encode(),
-                method="POST",
-                headers={
-                    "Content-Type": "application/x-amz-json-1.0",
-                    "X-Amz-Target": "DynamoDB_20120810.Scan",
-                    "Authorization": f"AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders=host, Signature=0",
-                },
-            )
-            with urllib.request.urlopen(request, timeout=60) as answer:
-                page = json.loads(answer.read())
+            page = _remote_call(endpoint, region, "Scan", params, 60)
             found += page.get("Items") or []
             if not page.get("LastEvaluatedKey"):
                 return found
