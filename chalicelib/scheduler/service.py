@@ -191,7 +191,7 @@ def run_tick(tick: datetime, *, force: bool = False, now: datetime | None = None
         bodies = pack(jobs)
         report.jobs += len(jobs)
         report.messages += len(bodies)
-        report.regions[region] = report.regions.get(region, 0) + len(jobs)
+        report.regions[region] = len(jobs)
         if not _sent(region, bodies, minute, force, now, report):
             failed.append((region, bodies, len(jobs)))
     unsent = 0
