@@ -211,22 +211,26 @@ def _closes(meter: Meter, keys: KeyScan, since: float, until: float) -> tuple[li
     (a day) of checks up, not the run's minutes.  Three windows, each as the aggregator: every bucket's packs read
     again (here the run's packs, from ``since`` to ``until``); each monitor's hourly rollup PUT and each bucket's
     roster of the day enrolled (``aggregate.roll_up``, ``aggregate.enrol``: the roster's first write, once a day,
-    counted with the hour); each bucket's roster read and its monitors' days summed from their hours and PUT
-    (``aggregate.close_day``).  Returns the checks read and each window's (calls, invocations)."""
+    counted with the hour); the monitors of each bucket's roster, as its enrolment read it, have their days summed
+    from their hours and PUT (``aggregate.close_day``), as ``aggregate._take`` does.  Returns the checks read and
+    each window's (calls, invocations)."""
     start = packs.minute_of(datetime.fromtimestamp(since, UTC))
     end = packs.minute_of(datetime.fromtimestamp(until, UTC)) + timedelta(minutes=1)
     hour = start.replace(minute=0)
     found: list[list[Packed]] = []
+    enrolled: list[set[str]] = []
 
     def hours() -> None:
         checks = aggregate.by_monitor(found[0])
         aggregate.roll_up(hour, checks)
-        for bucket in aggregate.all_buckets():
-            aggregate.enrol(bucket, hour.date(), {m for m in checks if packs.bucket_of(m) == bucket})
+        by_bucket: dict[str, set[str]] = {bucket: set() for bucket in aggregate.all_buckets()}
+        for monitor_id in checks:
+            by_bucket[packs.bucket_of(monitor_id)].add(monitor_id)
+        enrolled.extend(aggregate.enrol(bucket, hour.date(), wanted) for bucket, wanted in by_bucket.items())
 
     def days() -> None:
-        for bucket in aggregate.all_buckets():
-            aggregate.close_day(hour.date(), aggregate.roster(bucket, hour.date()))
+        for monitors in enrolled:
+            aggregate.close_day(hour.date(), monitors)
 
     windows = []
     work = [
