@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.aws.filters import filter_criteria
+from chalicelib.checks import sizing
 from chalicelib.checks.jobs import MAX_JOBS_PER_MESSAGE, SQS_MAX_MESSAGE_BYTES
 from chalicelib.models import ALL_MODELS
 from chalicelib.observability import SERVICE
@@ -132,22 +132,24 @@ CHECKER_CHECKS_PER_INVOCATION = CHECKER_BATCH_SIZE * MAX_JOBS_PER_MESSAGE
 #      51 ms; at 320 MB 89 % and 193 ms.  A busier worker is cheaper and lies about every target's response time.
 #      The knee moved from 45 % (session 7) once the worker's clients were built at its cold start
 #      (storage.base.connect): built mid-minute, they held a small share's CPU for a second or more.
-#   5. Never below CHECKER_MIN_MEMORY_MB: the bench's worker peaked at 121 MB resident (62 MB once loaded, 32
-#      check threads in TLS), and 32 checks may each hold a 1 MiB body besides.
-# A full message then costs 0.44 GB x ~57 s / 2,000 = 0.012 GB-s a check: $0.17 per million at arm64's price.
-LAMBDA_MB_PER_VCPU = 1769
-CHECKER_X86_CPU_MS_PER_CHECK = 4.0
-CHECKER_ARM64_CPU_FACTOR = 1.3
-CHECKER_CPU_SHARE = 0.70
+#   5. Never below CHECKER_MIN_MEMORY_MB, 439 MB: step 4's smallest share that measures true (at 220 MB, 64 %
+#      busy, the bench measured a 6.2 ms target at 101 ms p95); far above the 121 MB the bench's worker held resident
+#      (62 MB once loaded, 32 check threads in TLS), with 32 checks' 1 MiB bodies besides.
+#   6. Deployed at that size; from then on the scheduler sizes it from its load (chalicelib.scheduler.sizing):
+#      lanes cut for the memory it has, and its memory planned for the region's busiest minute at the CPU per check
+#      its own invocations measured (chalicelib.monitors.workload), never below CHECKER_MIN_MEMORY_MB: the step-4
+#      knee's size, below which a smaller share stalls a check's handshake for the rest of its throttling period.
+LAMBDA_MB_PER_VCPU = sizing.LAMBDA_MB_PER_VCPU
+CHECKER_X86_CPU_MS_PER_CHECK = sizing.X86_CPU_MS_PER_CHECK
+CHECKER_ARM64_CPU_FACTOR = sizing.ARM64_CPU_FACTOR
+CHECKER_CPU_SHARE = sizing.CPU_SHARE
 CHECKER_RSS_MB = 160  # the bench fails above it
-CHECKER_MIN_MEMORY_MB = 256
+CHECKER_MIN_MEMORY_MB = sizing.MIN_MEMORY_MB
 
 
 def checker_memory_mb(checks: int = CHECKER_CHECKS_PER_INVOCATION) -> int:
-    """The worker's memory for ``checks`` checks in its minute (steps 1-5 above)."""
-    cpu_s = checks * CHECKER_X86_CPU_MS_PER_CHECK * CHECKER_ARM64_CPU_FACTOR / 1000
-    vcpu = cpu_s / 60 / CHECKER_CPU_SHARE
-    return max(CHECKER_MIN_MEMORY_MB, math.ceil(vcpu * LAMBDA_MB_PER_VCPU))  # Lambda sets memory in 1 MB steps
+    """The worker's memory for ``checks`` checks in its minute at the assumed CPU (steps 1-5 above)."""
+    return max(CHECKER_MIN_MEMORY_MB, sizing.memory_for(checks, sizing.ASSUMED_CPU_MS))
 
 
 CHECKER_MEMORY_MB = checker_memory_mb()
@@ -390,6 +392,7 @@ FUNCTION_TABLES: dict[str, dict[str, str]] = {
     # the maintenance edges pass moves a window's edge on and writes its monitors' incident state, as the incident
     # handler does (``incidents.edges``), pruning a full timeline's oldest kept entry as it does (``events.kept``).
     "Scheduler": {
+        "check_progress": P,  # the workers' measured CPU and their sizes (monitors.workload)
         "maintenance_windows": U,
         **dict.fromkeys(("incidents", "monitor_changes", "monitor_states", "monitors", "result_packs"), A),
         "events": P,  # found by a fresh-eyes review of issue 20
@@ -442,6 +445,7 @@ STATUS_PAGES_WRITE = "status_pages_write"
 STATUS_PAGES_READ = "status_pages_read"
 SEND_ALERT_QUEUE = "alert_queue"
 SEND_CHECK_QUEUES = "check_queues"
+SIZE_CHECKERS = "size_checkers"
 SEAL_SECRETS = "seal_secrets"
 OPEN_CHANNEL_SECRETS = "open_channel_secrets"
 OPEN_MONITOR_CREDENTIALS = "open_monitor_credentials"
@@ -450,7 +454,7 @@ OPEN_MONITOR_CREDENTIALS = "open_monitor_credentials"
 # (monitors' credential headers, into the jobs).  Only the API seals.
 FUNCTION_GRANTS: dict[str, tuple[str, ...]] = {
     CHALICE_FUNCTION: (SEND_EMAIL, SEND_SMS, STATUS_PAGES_READ, STATUS_PAGES_WRITE, SEND_ALERT_QUEUE, SEAL_SECRETS),
-    "Scheduler": (SEND_CHECK_QUEUES, OPEN_MONITOR_CREDENTIALS),
+    "Scheduler": (SEND_CHECK_QUEUES, OPEN_MONITOR_CREDENTIALS, SIZE_CHECKERS),
     "Alerts": (SEND_ALERT_QUEUE,),
     "AlertDeliveries": (SEND_EMAIL, SEND_SMS, SEND_ALERT_QUEUE, OPEN_CHANNEL_SECRETS),
     "StatusPages": (STATUS_PAGES_WRITE,),
@@ -522,6 +526,12 @@ def _grant(grant: str) -> dict[str, Any]:
             "Sid": "CheckQueues",
             "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
             "Resource": [arn("sqs", "${TablePrefix}checks-*", region="*")],
+        },
+        # Every region's worker: the scheduler sets its memory from its load (scheduler.sizing), nothing else.
+        SIZE_CHECKERS: {
+            "Sid": "SizeCheckers",
+            "Action": ["lambda:GetFunctionConfiguration", "lambda:UpdateFunctionConfiguration"],
+            "Resource": [arn("lambda", "function:${TablePrefix}checker", region="*")],
         },
         # New data keys, and opening them, for every purpose (the API seals, and sends tests).
         SEAL_SECRETS: _secrets_key_use("SealSecrets", ["kms:Decrypt", "kms:GenerateDataKey"], PURPOSES),
@@ -1168,10 +1178,17 @@ def _heartbeat(description: str, metric: str, period: int, periods: int) -> dict
     )
 
 
-def _vigil_failures(description: str, metric: str, period: int) -> dict[str, Any]:
-    """An alarm when Vigil counts any ``metric`` (a failure it survived and logged) in a period."""
+def _vigil_failures(description: str, metric: str, period: int, periods: int = 1) -> dict[str, Any]:
+    """An alarm when Vigil counts any ``metric`` (a failure it survived and logged) in ``periods`` periods running."""
     return _alarm(
-        description, "Vigil", metric, VIGIL_METRICS, Statistic="Sum", Period=period, EvaluationPeriods=1, **OVER_ZERO
+        description,
+        "Vigil",
+        metric,
+        VIGIL_METRICS,
+        Statistic="Sum",
+        Period=period,
+        EvaluationPeriods=periods,
+        **OVER_ZERO,
     )
 
 
@@ -1224,6 +1241,12 @@ def operating_alarms() -> dict[str, Any]:
             "The heartbeat sweep failed: missed pings open no incident until it works again.",
             "HeartbeatSweepFailures",
             300,
+        ),
+        "WorkerSizeFailuresAlarm": _vigil_failures(
+            "A region's check worker could not be sized from its load for 15 minutes: it costs more than it needs.",
+            "WorkerSizeFailures",
+            300,
+            3,
         ),
         "MaintenanceEdgeFailuresAlarm": _vigil_failures(
             "A maintenance window's start or end was not crossed: its monitors' status waits for their next result.",

@@ -150,6 +150,8 @@ def authorized_as(
     if service == "kms" and operation in ("Decrypt", "GenerateDataKey"):
         key = str(params.get("KeyId") or "(no key named)")
         return [(f"kms:{operation}", (keys or {}).get(key, key))]
+    if service == "lambda" and operation in ("GetFunctionConfiguration", "UpdateFunctionConfiguration"):
+        return [(f"lambda:{operation}", f"arn:aws:lambda:{region}:{ACCOUNT}:function:{params['FunctionName']}")]
     if service == "s3":
         bucket = params["Bucket"]
         if operation == "DeleteObjects":

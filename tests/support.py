@@ -46,8 +46,8 @@ def dynamodb_calls(*models: Any) -> Iterator[list[str]]:
     watched = {m.Meta.table_name for m in models}
 
     def seen(params: Any, model: Any, **_: Any) -> None:
-        table = params.get("TableName") if isinstance(params, dict) else None
-        if not watched or table in watched or table is None:
+        tables = _tables_of(params) if isinstance(params, dict) else set()
+        if not watched or tables & watched or not tables:
             calls.append(model.name)
 
     clients = {id(c): c for c in (m._get_connection().connection.client for m in ALL_MODELS)}.values()
@@ -58,6 +58,16 @@ def dynamodb_calls(*models: Any) -> Iterator[list[str]]:
     finally:
         for client in clients:
             client.meta.events.unregister("provide-client-params.dynamodb", seen)
+
+
+def _tables_of(params: dict[str, Any]) -> set[str]:
+    """The tables a DynamoDB request names: its own, a batch's, or a transaction's items'."""
+    if "TableName" in params:
+        return {params["TableName"]}
+    found = set(params.get("RequestItems") or {})
+    for item in params.get("TransactItems") or []:
+        found |= {action["TableName"] for action in item.values() if "TableName" in action}
+    return found
 
 
 @contextmanager

@@ -69,3 +69,8 @@ def email_events_queue(settings: Settings) -> str:
 def secrets_key(settings: Settings) -> str:
     """The alias of the stage's KMS key, which seals secrets at rest (``chalicelib.sealing``)."""
     return f"alias/{settings.table_prefix}secrets"
+
+
+def checker_function(settings: Settings) -> str:
+    """The check worker's Lambda function, by the same name in every region's stack (``infra/checker.json``)."""
+    return f"{settings.table_prefix}checker"

@@ -126,8 +126,9 @@ def decode_message(body: str) -> list[dict[str, Any]]:
     return list(payload["jobs"])
 
 
-def pack(jobs: list[Job]) -> list[str]:
-    """Split jobs into as few message bodies as hold at most ``MAX_JOBS_PER_MESSAGE`` each, dealt in start order
+def pack(jobs: list[Job], per_message: int = MAX_JOBS_PER_MESSAGE) -> list[str]:
+    """Split jobs into as few message bodies as hold at most ``per_message`` each (what one invocation of the
+    region's worker runs: ``scheduler.sizing``), dealt in start order
     like cards (the first job to the first body, the second to the second, …), then halve any body over the size
     limit until it fits.
 
@@ -138,7 +139,7 @@ def pack(jobs: list[Job]) -> list[str]:
     that pace: each half holds half the checks of half the minute."""
     if not jobs:
         return []
-    messages = -(-len(jobs) // MAX_JOBS_PER_MESSAGE)
+    messages = -(-len(jobs) // max(1, per_message))
     ordered = sorted(jobs, key=lambda j: (j.start, j.monitor_id, j.region))
     return [body for lane in range(messages) for body in _fit(ordered[lane::messages])]
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from typing import Any
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
 from chalicelib.checks.jobs import SQS_MAX_MESSAGE_BYTES
+from chalicelib.checks.sizing import DEFAULT_MEMORY_MB
 from chalicelib.models import ALL_MODELS
 from chalicelib.settings import Settings
 from chalicelib.storage.schema import create_tables
@@ -63,7 +66,51 @@ def create_resources(settings: Settings) -> dict[str, list[str]]:
     ses.verify_email_identity(EmailAddress=names.email_identity(settings))
     created["queues"].append(_email_feedback(settings, sqs, ses))
     created["keys"] = _secrets_key(settings)
+    created["functions"] = _checker_functions(settings)
     return created
+
+
+def _checker_functions(settings: Settings) -> list[str]:
+    """Each check region's worker function, for its configuration alone (the local stack runs the worker's code
+    itself): its memory is what the scheduler sizes (``scheduler.sizing``) and what the cost bench bills."""
+    from functions.checker.worker import LAMBDA_TIMEOUT_S
+
+    iam = client("iam")
+    role = names.checker_function(settings)
+    try:
+        role_arn = iam.get_role(RoleName=role)["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ],
+        }
+        role_arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:  # a function needs code; this one is never invoked here
+        archive.writestr("README", "The local stack runs functions.checker.handler in its own process.\n")
+    made = []
+    for region in settings.check_regions:
+        functions = client("lambda", region)
+        name = names.checker_function(settings)
+        try:
+            functions.get_function_configuration(FunctionName=name)
+            continue
+        except functions.exceptions.ResourceNotFoundException:
+            pass
+        functions.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=role_arn,
+            Handler="functions.checker.handler.handler",
+            Code={"ZipFile": code.getvalue()},
+            MemorySize=DEFAULT_MEMORY_MB,
+            Architectures=["arm64"],
+            Timeout=LAMBDA_TIMEOUT_S,
+        )
+        made.append(f"{region}:{name}")
+    return made
 
 
 def _secrets_key(settings: Settings) -> list[str]:

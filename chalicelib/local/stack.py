@@ -57,6 +57,7 @@ def add_check_workers(loop: EventLoop, settings: Settings) -> None:
     """One check worker per configured region, each fed by its region's queue, as the per-region stacks are."""
     from chalicelib.aws import names
     from chalicelib.aws.clients import client
+    from chalicelib.checks.sizing import ARM64_CPU_FACTOR
     from functions.checker.handler import make_handler
     from functions.checker.worker import EVENT_BATCH_SIZE, LAMBDA_TIMEOUT_S, MAX_CONCURRENT_INVOCATIONS
 
@@ -68,7 +69,8 @@ def add_check_workers(loop: EventLoop, settings: Settings) -> None:
         loop.add_sqs(
             f"checker-{region}",
             url,
-            make_handler(region),
+            # On this machine's cores: it reports the CPU the deployed arm64 worker would spend (assumed factor).
+            make_handler(region, cpu_scale=ARM64_CPU_FACTOR),
             batch_size=EVENT_BATCH_SIZE,
             timeout_ms=LAMBDA_TIMEOUT_S * 1000,
             concurrency=MAX_CONCURRENT_INVOCATIONS,

@@ -209,6 +209,18 @@ class ProgressModel(BaseModel):
 
     name = UnicodeAttribute(hash_key=True)
     through = UTCDateTimeAttribute()
+    # ``cpu#<region>#<hour>`` (``monitors.workload``): the CPU its workers measured over their checks of that hour,
+    # added to by each message.  ``size#<region>``: the worker's memory the scheduler set, and the peak it planned
+    # for.  Neither has ``through``: both are only ever updated, never saved whole.
+    cpu_ms = NumberAttribute(null=True)
+    checks = NumberAttribute(null=True)
+    memory_mb = NumberAttribute(null=True)
+    previous_mb = NumberAttribute(null=True)
+    changed_at = UTCDateTimeAttribute(null=True)
+    measured = BooleanAttribute(null=True)
+    peak = NumberAttribute(null=True)
+    peak_hour = UnicodeAttribute(null=True)
+    last_peak = NumberAttribute(null=True)
 
 
 class ChangeModel(BaseModel):

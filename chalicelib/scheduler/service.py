@@ -42,6 +42,7 @@ from chalicelib.monitors import heartbeats
 from chalicelib.monitors.checking import spec_from
 from chalicelib.monitors.service import Monitor, scheduled
 from chalicelib.observability import logger, metrics
+from chalicelib.scheduler import sizing
 from chalicelib.scheduler.due import DueKey, all_keys, due_keys, minute_of, planned_start
 from chalicelib.settings import get_settings
 
@@ -67,6 +68,8 @@ class TickReport:
     heartbeats_missed: int = 0
     unopened: int = 0  # monitors not checked: their credential headers did not open (``monitors.credentials``)
     maintenance_edges: int = 0  # maintenance windows' starts and ends crossed
+    lane_checks: dict[str, int] = field(default_factory=dict)  # checks a message took, by region (``sizing``)
+    resized: dict[str, int] = field(default_factory=dict)  # workers given a new memory (MB), by region
 
 
 def _due_monitors(keys: list[DueKey], report: TickReport) -> list[tuple[DueKey, Monitor, Watch]]:
@@ -187,8 +190,10 @@ def run_tick(tick: datetime, *, force: bool = False, now: datetime | None = None
     groups, report = plan_jobs(tick, force)
     minute = planned_minute(tick)
     failed: list[tuple[str, list[str], int]] = []
+    loads = sizing.read(sorted(groups), now or datetime.now(UTC))
     for region, jobs in sorted(groups.items()):
-        bodies = pack(jobs)
+        report.lane_checks[region] = sizing.lane_checks(loads[region], now or datetime.now(UTC))
+        bodies = pack(jobs, report.lane_checks[region])
         report.jobs += len(jobs)
         report.messages += len(bodies)
         report.regions[region] = len(jobs)
@@ -202,6 +207,7 @@ def run_tick(tick: datetime, *, force: bool = False, now: datetime | None = None
             report.failed_regions.append(region)
     if report.failed_regions:
         metrics.add_metric(name="CheckSendFailures", unit="Count", value=len(report.failed_regions))
+    report.resized = sizing.settle(loads, report.regions, now or datetime.now(UTC), force=force)
     try:
         report.heartbeats_missed = heartbeats.sweep(now or datetime.now(UTC))
     except Exception:  # noqa: BLE001 - the deadlines stay due: the next tick sweeps them

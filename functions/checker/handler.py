@@ -26,8 +26,9 @@ configure_core(models=TABLES)  # once per cold start: settings, the worker's tab
 connect(TABLES)  # their clients built now, before any check is timed
 
 
-def make_handler(region: str | None = None) -> Handler:
-    """A handler labelling its results with ``region`` (default: ``CHECK_REGION``, else the Lambda's region)."""
+def make_handler(region: str | None = None, cpu_scale: float = 1.0) -> Handler:
+    """A handler labelling its results with ``region`` (default: ``CHECK_REGION``, else the Lambda's region),
+    reporting its CPU times ``cpu_scale`` (``Worker.cpu_scale``)."""
 
     @tracer.capture_lambda_handler(capture_response=False)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -36,6 +37,7 @@ def make_handler(region: str | None = None) -> Handler:
             region or settings.check_region or settings.aws_region,
             allow_private=settings.allow_private_targets,
             remaining_s=context.get_remaining_time_in_millis() / 1000 if context else DEFAULT_BUDGET_S,
+            cpu_scale=cpu_scale,
         )
         with worker.start(list(event.get("Records", []))) as run:
 

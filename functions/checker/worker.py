@@ -27,7 +27,9 @@ For each message of the batch, in its own thread, so no message waits for anothe
    thread of the message's own, so a slow write never holds a start back.  A check's
    identity is (monitor, planned start, region): a check two packs hold (a duplicated message) is read once.
 5. When the message is done, the region's progress moves to its minute (what a monitor's ``last_checked_at``
-   is derived from).
+   is derived from), and the CPU its threads spent is added to its region's hour (``monitors.workload``): what the
+   scheduler sizes the worker from (``scheduler.sizing``).  Only a message that came ahead of its minute, on its
+   first delivery, counts: a forced tick's or a redelivered message's checks start together, late.
 """
 
 from __future__ import annotations
@@ -46,14 +48,16 @@ from chalicelib.checks import kinds, ssrf
 from chalicelib.checks.jobs import Job, decode_message
 from chalicelib.checks.marking import UNKNOWN, URGENT_FLUSH_S, Watch, matters, urgent
 from chalicelib.checks.model import CheckResult
-from chalicelib.monitors import packs
+from chalicelib.monitors import packs, workload
 from chalicelib.monitors.models import ChangeModel, MonitorModel, PackModel, ProgressModel
 from chalicelib.monitors.packs import Packed
 from chalicelib.monitors.watching import TRUSTED_FOR, Feed, watch_of
 from chalicelib.observability import logger
 from chalicelib.storage.base import condition_failed
 
-CHECK_CONCURRENCY = 32  # checks in flight per invocation: mostly waiting on the network, cheap in threads
+# Checks in flight per invocation: mostly waiting on the network, cheap in threads; 48 for up to 3,000 checks a
+# minute (checks.sizing.MAX_LANE_CHECKS), as 32 were for 2,000.
+CHECK_CONCURRENCY = 48
 MESSAGE_CONCURRENCY = 10  # messages run side by side (an SQS batch without a batching window holds at most 10)
 FINISH_MARGIN_S = 5.0  # kept after the last check's own timeout, to write its result before Lambda stops us
 WRITE_BATCH = 25  # BatchWriteItem's limit
@@ -132,10 +136,13 @@ class Worker:
     region: str
     allow_private: bool
     deadline: float  # time.monotonic() by which everything must be written
+    # The CPU it reports is what it measured times this: 1 deployed; the local stack, on this machine's cores,
+    # reports what the deployed arm64 worker would (``checks.sizing.ARM64_CPU_FACTOR``, assumed).
+    cpu_scale: float = 1.0
 
     @classmethod
-    def for_invocation(cls, region: str, *, allow_private: bool, remaining_s: float) -> Worker:
-        return cls(region, allow_private, time.monotonic() + remaining_s)
+    def for_invocation(cls, region: str, *, allow_private: bool, remaining_s: float, cpu_scale: float = 1.0) -> Worker:
+        return cls(region, allow_private, time.monotonic() + remaining_s, cpu_scale)
 
     @contextmanager
     def start(self, records: list[dict[str, Any]]) -> Iterator[BatchRun]:
@@ -163,11 +170,35 @@ class Worker:
 
         ``claim(result key)`` is False when another message of the batch already runs that job.
         """
+        cpu = _Cpu()
+        with cpu.track():
+            self._run_message(body, receive_count, checks, tally, claim, message_id, cpu)
+        ahead = tally.checks_run > 0 and receive_count == 1 and cpu.ahead
+        if ahead:
+            self._record_cpu(cpu.ms * self.cpu_scale, tally.checks_run)
+
+    def _record_cpu(self, cpu_ms: float, checks: int) -> None:
+        try:
+            workload.record_cpu(self.region, datetime.now(UTC), cpu_ms, checks)
+        except Exception as exc:  # noqa: BLE001 - the results are stored; the sizing waits for other messages
+            logger.warning("worker CPU not recorded", extra={"region": self.region, "error": type(exc).__name__})
+
+    def _run_message(
+        self,
+        body: str,
+        receive_count: int,
+        checks: ThreadPoolExecutor,
+        tally: Tally,
+        claim: Callable[[str], bool],
+        message_id: str,
+        cpu: _Cpu,
+    ) -> None:
         jobs, poisoned = _parse(body)
         tally.jobs = len(jobs) + len(poisoned)
         jobs.sort(key=lambda j: j.start)
+        cpu.ahead = bool(jobs) and jobs[0].start > datetime.now(UTC)
         watches: dict[tuple[str, str], Watch] = {}
-        packer = _Packer(self, f"{message_id or 'm'}.{receive_count}")
+        packer = _Packer(self, f"{message_id or 'm'}.{receive_count}", cpu)
         done = _Done(self.region)
         read = [j.watched_at for j in jobs if j.watch is not None and j.watched_at is not None]
         # The tick's view is trusted only while its notes are kept and few minutes of them are to be read: a message
@@ -176,7 +207,7 @@ class Worker:
         feed = Feed(min(read)) if trusted else None
         with ThreadPoolExecutor(1, thread_name_prefix="vigil-lookup") as lookups:
             self._run(
-                self._runnable(jobs, receive_count, tally, claim, lookups, watches, done, feed),
+                self._runnable(jobs, receive_count, tally, claim, lookups, watches, done, feed, cpu),
                 checks,
                 tally,
                 watches,
@@ -208,6 +239,7 @@ class Worker:
         watches: dict[tuple[str, str], Watch],
         done: _Done,
         feed: Feed | None,
+        cpu: _Cpu,
     ) -> Iterator[Job]:
         """The jobs to run, in start order, looked up ``LOOKUP_CHUNK`` at a time, the next chunk while this one runs
         but no sooner than ``LOOKUP_SPAN_S`` before its first start.
@@ -223,7 +255,7 @@ class Worker:
         chunks = _chunks(jobs)
 
         def look_up(chunk: list[Job]) -> Future[list[Job]]:
-            return lookups.submit(self._keep, chunk, receive_count, tally, claim, watches, done, feed)
+            return lookups.submit(cpu.tracked(self._keep), chunk, receive_count, tally, claim, watches, done, feed)
 
         def due_in(chunk: list[Job]) -> float:  # seconds until ``chunk`` is looked up: one span before it starts
             return min(self._delay(j) for j in chunk) - LOOKUP_SPAN_S
@@ -314,16 +346,16 @@ class Worker:
     ) -> None:
         """Start ``jobs`` (in start order) each at its planned start.  Each result goes to the writer as its check
         ends, and the writer's own thread writes the packs: a slow write never holds a start back."""
-        writer = _Writer(self, tally, watches, packer)
+        writer = _Writer(self, tally, watches, packer, packer.cpu)
         writing = threading.Thread(target=writer.run, name="vigil-writer", daemon=True)
         writing.start()
         try:
             for job in jobs:
                 if (delay := self._delay(job)) > 0:
                     time.sleep(delay)
-                future = checks.submit(self._check, job)  # may raise (no thread to be had, shutdown): not counted
+                future = checks.submit(packer.cpu.tracked(self._check), job)  # may raise (shutdown): not counted
                 writer.expect()
-                future.add_done_callback(writer.collect)
+                future.add_done_callback(packer.cpu.tracked(writer.collect))
         finally:  # a failed look-up fails the message, but the checks already running are still stored
             writer.wait_collected()
             writer.stop()
@@ -376,6 +408,7 @@ class _Writer:
     tally: Tally
     watches: dict[tuple[str, str], Watch]
     packer: _Packer
+    cpu: _Cpu
     errors: list[str] = field(default_factory=list)
     lock: threading.Condition = field(default_factory=threading.Condition)
     wake: threading.Event = field(default_factory=threading.Event)
@@ -423,6 +456,10 @@ class _Writer:
 
     def run(self) -> None:
         """Write each pack when it falls due, until :meth:`stop` (the rest is written by the last flush)."""
+        with self.cpu.track():
+            self._run()
+
+    def _run(self) -> None:
         while True:
             self.wake.wait(self.packer.until_due())
             self.wake.clear()
@@ -478,8 +515,9 @@ class _Packer:
     """A message's results, packed per bucket and minute and written in ``BatchWriteItem`` batches.  Results are
     added on the checks' threads and written on the writer's: its state is behind one lock, its writes are not."""
 
-    def __init__(self, worker: Worker, writer: str):
+    def __init__(self, worker: Worker, writer: str, cpu: _Cpu | None = None):
         self.worker = worker
+        self.cpu = cpu or _Cpu()
         self.writer = writer  # <message id>.<delivery>: an earlier delivery's packs keep their own keys
         self.sequence = 0
         self.buffers: dict[tuple[str, datetime], list[Packed]] = {}
@@ -649,3 +687,37 @@ class BatchRun:
         for future in self._futures.values():
             total.add(future.result().tally)
         return total
+
+
+class _Cpu:
+    """The CPU a message's own threads spend (``time.thread_time``: in Lambda all of the process's work, locally
+    not its neighbours'), summed from the sections each thread runs for it; a section inside another on the same
+    thread (a callback run at once) is counted once."""
+
+    def __init__(self) -> None:
+        self.ms = 0.0
+        self.ahead = False  # its first start was still ahead when it arrived: a minute's message, not a burst
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        if getattr(self._local, "on", False):
+            yield
+            return
+        self._local.on = True
+        started = time.thread_time()
+        try:
+            yield
+        finally:
+            spent = time.thread_time() - started
+            self._local.on = False
+            with self._lock:
+                self.ms += spent * 1000
+
+    def tracked(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with self.track():
+                return fn(*args, **kwargs)
+
+        return run

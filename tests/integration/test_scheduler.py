@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from datetime import UTC, datetime, timedelta
 
@@ -11,8 +12,19 @@ from botocore.exceptions import ClientError
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
 from chalicelib.checks.jobs import MAX_MESSAGE_BYTES, Job, decode_message
+from chalicelib.checks.sizing import (
+    ASSUMED_CPU_MS,
+    CPU_SHARE,
+    DEFAULT_MEMORY_MB,
+    HEADROOM,
+    LAMBDA_MB_PER_VCPU,
+    capacity,
+)
+from chalicelib.monitors import workload
 from chalicelib.monitors.models import MonitorModel
+from chalicelib.monitors.workload import MIN_MEASURED_CHECKS
 from chalicelib.scheduler.service import NothingSent, run_tick
+from chalicelib.settings import get_settings
 from tests.factories import create_monitor
 from tests.support import aws_error, aws_requests, before_aws_call, on_plan
 
@@ -102,18 +114,23 @@ def test_both_checks_of_a_thirty_second_monitor_travel_in_the_minutes_one_send(a
     assert second.slot - first.slot == timedelta(seconds=30)
 
 
+def measured_cpu(region: str, at: datetime, *, lane: int) -> None:
+    """The region's workers measured a CPU per check so dear that one message of the deployed size takes ``lane``."""
+    per_check = DEFAULT_MEMORY_MB / LAMBDA_MB_PER_VCPU * 60 * CPU_SHARE * 1000 / (lane + 0.5)
+    workload.record_cpu(region, at, per_check * MIN_MEASURED_CHECKS, MIN_MEASURED_CHECKS)
+
+
 def test_each_message_of_a_minute_holds_an_even_share_of_its_starts(api, alice, settings, monkeypatch):
     """Found in session 16: a region's jobs were cut into runs of the list, so one message held every 30-second
     monitor's first-half check (its starts packed into 25 s) and another none, where the worker's CPU is sized for
     a message's checks at the minute's even pace.  Dealt in start order, every message holds an even share of
     every stretch of the minute."""
-    from chalicelib.checks import jobs as job_module
-
     on_plan(api, alice["team"]["id"], "enterprise")
     for interval in [30] * 6 + [60] * 6 + [300] * 6:  # listed by interval, as the tick reads its keys
         create(api, interval_seconds=interval, regions=["us-east-1"])
-    monkeypatch.setattr(job_module, "MAX_JOBS_PER_MESSAGE", 8)
+    measured_cpu("us-east-1", TICK, lane=8)
     report = run_tick(TICK, now=MINUTE - timedelta(seconds=3))
+    assert report.lane_checks == {"us-east-1": 8}
     received = drain(settings, "us-east-1")
     messages: dict[str, list[Job]] = {}
     for job, message in received:
@@ -353,12 +370,11 @@ def test_a_region_that_fails_is_tried_twice_in_a_tick_whatever_its_groups(api, a
 
 
 def test_a_partly_sent_tick_does_not_fail_so_nothing_is_sent_twice(api, alice, settings, monkeypatch):
-    from chalicelib.checks import jobs as jobs_module
     from chalicelib.scheduler import service as scheduler
 
     create(api, name="one", regions=["us-east-1"])
     create(api, name="two", regions=["us-east-1"])
-    monkeypatch.setattr(jobs_module, "MAX_JOBS_PER_MESSAGE", 1)  # one job a message ...
+    measured_cpu("us-east-1", datetime.now(UTC), lane=1)  # one job a message (the tick reads the clock) ...
     monkeypatch.setattr(scheduler, "SQS_BATCH", 1)  # ... one message a request: two requests for the region
     calls = [0]
 
@@ -381,3 +397,102 @@ def test_a_monitor_saved_before_the_size_bound_keeps_working(api, alice):
 
     assert api.patch(f"/v1/monitors/{big['id']}", {"name": "renamed"}).status == 200
     assert api.patch(f"/v1/monitors/{big['id']}", {"body": "é" * 30000}).status == 422
+
+
+def worker_memory(region: str) -> int:
+    function = client("lambda", region).get_function_configuration(FunctionName=names.checker_function(get_settings()))
+    return int(function["MemorySize"])
+
+
+def stored_size(region: str) -> workload.Size:
+    return workload.read([region], datetime.now(UTC))[region].size
+
+
+def test_the_tick_sizes_each_regions_worker_for_its_minute_from_its_measured_cpu(api, alice, settings):
+    """Issue 13: the worker's memory follows its load.  Six checks of a CPU so dear that they need 700 MB: the
+    tick cuts the minute for the memory the worker has (439 MB: four checks a message), then gives it 700 MB, in
+    its region only; the next tick's messages take the checks the new size runs, once the change has settled."""
+    on_plan(api, alice["team"]["id"], "enterprise")
+    for _ in range(3):
+        create(api, interval_seconds=30, regions=["us-east-1"])  # two checks a minute each
+    create(api, interval_seconds=60, regions=["eu-west-1"])
+    now = MINUTE - timedelta(seconds=3)
+    per_check = 700 / LAMBDA_MB_PER_VCPU * 60 * CPU_SHARE * 1000 / math.ceil(6 * HEADROOM)
+    workload.record_cpu("us-east-1", now, per_check * MIN_MEASURED_CHECKS, MIN_MEASURED_CHECKS)
+
+    report = run_tick(TICK, now=now)
+
+    assert report.lane_checks["us-east-1"] == 4
+    assert len({message["MessageId"] for _, message in drain(settings, "us-east-1")}) == 2
+    assert report.resized == {"us-east-1": 700}
+    assert (worker_memory("us-east-1"), worker_memory("eu-west-1")) == (700, DEFAULT_MEMORY_MB)
+    size = stored_size("us-east-1")
+    assert (size.memory_mb, size.previous_mb, size.measured, size.peak) == (700, DEFAULT_MEMORY_MB, True, 6)
+    assert stored_size("eu-west-1").memory_mb == DEFAULT_MEMORY_MB  # one check a minute: the deployed size is plan
+
+    settling = run_tick(TICK + timedelta(minutes=1), now=now + timedelta(minutes=1))
+    assert settling.lane_checks["us-east-1"] == 4  # invocations may still start at 439 MB
+    settled = run_tick(TICK + timedelta(minutes=2), now=now + timedelta(minutes=2))
+    assert settled.lane_checks["us-east-1"] == 7
+    assert settled.resized == {}
+
+
+def test_a_forced_tick_counts_toward_no_peak_and_sizes_nothing(api, alice, settings):
+    on_plan(api, alice["team"]["id"], "enterprise")
+    for _ in range(3):
+        create(api, interval_seconds=30, regions=["us-east-1"])
+    now = datetime.now(UTC)
+    workload.record_cpu("us-east-1", now, 5000.0 * MIN_MEASURED_CHECKS, MIN_MEASURED_CHECKS)
+    report = run_tick(now, force=True, now=now)
+    assert report.jobs == 3
+    assert report.resized == {}
+    assert worker_memory("us-east-1") == DEFAULT_MEMORY_MB
+    assert stored_size("us-east-1").peak == 0
+
+
+def test_a_failed_resize_leaves_the_worker_and_its_lanes_as_they_were_and_the_checks_go(api, alice, settings):
+    on_plan(api, alice["team"]["id"], "enterprise")
+    for _ in range(3):
+        create(api, interval_seconds=30, regions=["us-east-1"])
+    now = MINUTE - timedelta(seconds=3)
+    workload.record_cpu("us-east-1", now, 5000.0 * MIN_MEASURED_CHECKS, MIN_MEASURED_CHECKS)
+    lam = client("lambda", "us-east-1", fast=True)
+    with before_aws_call([lam], "lambda.UpdateFunctionConfiguration", aws_error("TooManyRequestsException", "x")):
+        report = run_tick(TICK, now=now)
+    assert (report.jobs, report.messages_sent, report.resized) == (6, report.messages, {})
+    assert len(drain(settings, "us-east-1")) == 6
+    assert worker_memory("us-east-1") == DEFAULT_MEMORY_MB
+    assert stored_size("us-east-1").memory_mb == DEFAULT_MEMORY_MB  # not recorded: the next tick tries again
+    assert run_tick(TICK + timedelta(minutes=1), now=now + timedelta(minutes=1)).resized == {"us-east-1": 1475}
+    assert worker_memory("us-east-1") == 1475
+
+
+def test_unreadable_sizes_plan_every_region_as_deployed(api, alice, settings):
+    create(api, regions=["us-east-1"])
+    ddb = client("dynamodb")
+    with before_aws_call([ddb], "dynamodb.BatchGetItem", aws_error("InternalServerError", "BatchGetItem"), times=4):
+        report = run_tick(TICK, now=MINUTE - timedelta(seconds=3))
+    assert report.lane_checks == {"us-east-1": capacity(DEFAULT_MEMORY_MB, ASSUMED_CPU_MS)}
+    assert report.messages_sent == 1
+
+
+def test_a_worker_whose_memory_a_stack_update_put_back_is_sized_again_within_ten_minutes(api, alice, settings):
+    """CloudFormation sets the template's 439 MB on every stack update: lanes cut for the size the scheduler set
+    would overload it.  The tick reads the memory back every ten minutes and plans again from what it finds."""
+    on_plan(api, alice["team"]["id"], "enterprise")
+    for _ in range(3):
+        create(api, interval_seconds=30, regions=["us-east-1"])
+    now = MINUTE - timedelta(seconds=3)
+    workload.record_cpu("us-east-1", now, 5000.0 * MIN_MEASURED_CHECKS, MIN_MEASURED_CHECKS)
+    assert run_tick(TICK, now=now).resized == {"us-east-1": 1475}
+    lam = client("lambda", "us-east-1")
+    lam.update_function_configuration(FunctionName=names.checker_function(settings), MemorySize=DEFAULT_MEMORY_MB)
+
+    later = now + timedelta(minutes=5)  # 12:04:57: not read back; the lanes are still cut for 1,475 MB
+    assert run_tick(TICK + timedelta(minutes=5), now=later).resized == {}
+    assert worker_memory("us-east-1") == DEFAULT_MEMORY_MB
+    found = run_tick(TICK + timedelta(minutes=11), now=now + timedelta(minutes=11))  # 12:10:57
+    assert found.resized == {"us-east-1": 1475}
+    assert worker_memory("us-east-1") == 1475
+    size = stored_size("us-east-1")
+    assert (size.memory_mb, size.previous_mb) == (1475, DEFAULT_MEMORY_MB)  # lanes for 439 MB while it settles

@@ -800,3 +800,48 @@ def test_an_urgent_result_stays_urgent_after_a_failed_write(api, alice, target, 
     assert [r.ok for r in results(failing["id"])] == [False]
     failed_at, retried_at = writes[0][0], writes[1][0]
     assert retried_at - failed_at < 5, f"the outage's result was rewritten {retried_at - failed_at:.1f} s later"
+
+
+def cpu_recorded(region: str, at: datetime) -> tuple[float, int] | None:
+    from chalicelib.monitors import workload
+    from chalicelib.monitors.models import ProgressModel
+
+    try:
+        item = ProgressModel.get(workload.cpu_name(region, at), consistent_read=True)
+    except ProgressModel.DoesNotExist:
+        return None
+    return float(item.cpu_ms or 0), int(item.checks or 0)
+
+
+def test_a_message_ahead_of_its_minute_adds_its_measured_cpu_to_its_regions_hour(api, alice, target, make_handler):
+    """What the scheduler sizes the worker from (scheduler.sizing): the CPU the message's threads spent, and its
+    checks; the local stack's worker reports it scaled (cpu_scale) as the deployed arm64 worker would spend it."""
+    target.expect_request("/ok").respond_with_data("fine")
+    monitors = [create(api, target.url_for("/ok"), regions=["us-east-1", "eu-west-1"]) for _ in range(3)]
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    assert invoke(make_handler, [record([job(m, slot=soon) for m in monitors])]) == {"batchItemFailures": []}
+    cpu_ms, checks = cpu_recorded("us-east-1", soon)
+    assert checks == 3
+    assert 0 < cpu_ms < 3 * 1000  # milliseconds of its own threads, not the whole process's
+    assert cpu_recorded("eu-west-1", soon) is None
+
+    later = soon + timedelta(seconds=2)
+    again = record([job(m, "eu-west-1", slot=later) for m in monitors], region="eu-west-1")
+    scaled = make_handler("eu-west-1", cpu_scale=1000.0)
+    scaled(lambda_event([again]), lambda_context("checker-eu-west-1", "eu-west-1"))
+    cpu_eu, checks_eu = cpu_recorded("eu-west-1", later)
+    assert checks_eu == 3
+    assert cpu_eu > cpu_ms  # scaled by a thousand: a check's CPU is far over a microsecond
+
+
+def test_a_forced_or_redelivered_message_adds_no_cpu(api, alice, target, make_handler):
+    """Their checks start together, late: not the minute's pace the worker is sized for."""
+    target.expect_request("/ok").respond_with_data("fine")
+    monitor = create(api, target.url_for("/ok"), regions=["us-east-1"])
+    now = datetime.now(UTC)
+    assert invoke(make_handler, [record([job(monitor)])]) == {"batchItemFailures": []}  # planned a second ago
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    assert invoke(make_handler, [record([job(monitor, slot=soon)], receive_count=2)]) == {"batchItemFailures": []}
+    assert cpu_recorded("us-east-1", now) is None
+    assert cpu_recorded("us-east-1", soon) is None
+    assert len(results(monitor["id"])) == 2
