@@ -307,6 +307,7 @@ class Invocation:
     function: str
     duration_ms: float
     records: int = 0
+    memory_mb: int | None = None  # what it ran with, where that changes (the check worker's, sized by its load)
 
 
 @dataclass(frozen=True)
@@ -525,6 +526,7 @@ def part_lines(run: Run, part: Part) -> list[Line]:
         calls=[call for call in part.calls if function_of(call.function) in names],
         invocations=part.invocations,
         results_tables=run.results_tables,
+        periods=run.periods,  # the periods' pass writes them: modelled for the steady state, as the run's are
     )
     per = 1 / part.checks
     lines = [line for line in _lambda_lines(sub, per) if line.price != "lambda_request"]
@@ -535,15 +537,19 @@ def part_lines(run: Run, part: Part) -> list[Line]:
 def _lambda_lines(run: Run, per: float) -> list[Line]:
     gb_s: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)
+    memories: dict[str, set[int]] = defaultdict(set)
     for inv in run.invocations:
         name = function_of(inv.function)
         config = run.functions[name]
-        gb_s[name] += math.ceil(inv.duration_ms) / 1000 * config.memory_mb / 1024
+        memory = inv.memory_mb or config.memory_mb
+        gb_s[name] += math.ceil(inv.duration_ms) / 1000 * memory / 1024
         count[name] += 1
+        memories[name].add(memory)
     lines = []
     for name in sorted(count):
         config = run.functions[name]
-        what = f"{name} ({config.architecture}, {config.memory_mb} MB)"
+        low, high = min(memories[name]), max(memories[name])
+        what = f"{name} ({config.architecture}, {low if low == high else f'{low}-{high}'} MB)"
         driver = driver_of(name)
         price = f"lambda_gb_s_{config.architecture}"
         lines.append(Line(f"Lambda GB-s {what}", driver, gb_s[name] * per, price, "measured"))

@@ -221,19 +221,26 @@ class Meter:
 
     # -- Lambda invocations
 
-    def time_handlers(self, loop: Any) -> None:
+    def time_handlers(self, loop: Any, memory_of: Callable[[str], int | None] = lambda name: None) -> None:
         """Wrap every handler of the local event loop: it marks its thread as that function while it runs, and
-        each invocation's wall time is kept (Lambda bills it, rounded up to the millisecond)."""
+        each invocation's wall time is kept (Lambda bills it, rounded up to the millisecond), with the memory
+        ``memory_of(function)`` says it had as it began (None: its template's)."""
         for source in loop.sources:
-            source.handler = self._timed(source.name, source.handler)
+            source.handler = self._timed(source.name, source.handler, memory_of)
 
     def run_as(self, name: str, work: Callable[[], Any]) -> Any:
         """Run ``work`` on this thread as one invocation of the function ``name`` (its requests are that
         function's; its threads named as a function's pools are too)."""
         return self._timed(name, lambda _event, _context: work())({}, None)
 
-    def _timed(self, name: str, handler: Callable[[dict[str, Any], Any], Any]) -> Callable[[dict[str, Any], Any], Any]:
+    def _timed(
+        self,
+        name: str,
+        handler: Callable[[dict[str, Any], Any], Any],
+        memory_of: Callable[[str], int | None] = lambda name: None,
+    ) -> Callable[[dict[str, Any], Any], Any]:
         def run(event: dict[str, Any], context: Any) -> Any:
+            memory = memory_of(name)  # before it is the function's: the meter's own look-up, not billed
             outer = getattr(_local, "function", None)
             _local.function = name
             started = time.perf_counter()
@@ -243,7 +250,8 @@ class Meter:
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 _local.function = outer
                 if _active is self:
-                    self.invocations.append(Invocation(name, elapsed_ms, len(event.get("Records") or [])))
+                    records = len(event.get("Records") or [])
+                    self.invocations.append(Invocation(name, elapsed_ms, records, memory))
 
         return run
 
@@ -294,6 +302,9 @@ class Meter:
         function = state.get("function")
         if function is None:
             self._leave_out("the bench's own requests")
+            return
+        if service == "lambda":  # the workers' sizes (scheduler.sizing): Lambda's control plane bills nothing
+            self._leave_out("Lambda's configuration requests")
             return
         params = state.get("params") or {}
         ok = response.status_code < 300

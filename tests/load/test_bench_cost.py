@@ -38,15 +38,19 @@ from typing import Any
 
 import pytest
 
+from chalicelib.aws import names
+from chalicelib.aws.clients import client
 from chalicelib.checks.jobs import spread
+from chalicelib.checks.sizing import ASSUMED_CPU_MS, MIN_MEMORY_MB, plan
 from chalicelib.local import stack
 from chalicelib.local.loop import EventLoop, next_fire, scheduled_event
-from chalicelib.monitors import aggregate, packs
+from chalicelib.monitors import aggregate, packs, workload
 from chalicelib.monitors.models import MonitorModel, PackModel
 from chalicelib.monitors.packs import Packed
 from chalicelib.monitors.rollups import DAILY_KEEP, HOURLY_KEEP
 from chalicelib.monitors.service import INTERVALS as ALL_INTERVALS
 from chalicelib.observability import logger
+from chalicelib.scheduler import sizing
 from chalicelib.scheduler.due import due_keys, planned_start
 from chalicelib.scheduler.service import planned_minute
 from chalicelib.settings import Settings
@@ -172,6 +176,49 @@ def _fire(loop: EventLoop, scheduler: Any, monitors: list[MonitorModel]) -> tupl
     return at, time.perf_counter() - started
 
 
+SIZING_TICKS = 7  # at most, before the workers' sizes settle: ~4 (planned, measured, planned again, settled)
+
+
+def _size_workers(loop: EventLoop, scheduler: Any, monitors: list[MonitorModel], regions: list[str]) -> list[float]:
+    """Real-minute ticks, unmetered, until every region's worker is sized from its measured CPU and the change has
+    settled (scheduler.sizing): the steady state a running service is in.  Then the stack settles, so no
+    invocation of these minutes runs into the metered window.  Returns the ticks."""
+    ticks: list[float] = []
+    for _ in range(SIZING_TICKS):
+        ticks.append(_fire(loop, scheduler, monitors)[0])
+        now = datetime.now(UTC)
+        loads = workload.read(regions, now).values()
+        if all(_sized(load, now) for load in loads):
+            break
+    else:
+        raise AssertionError(f"the workers' sizes did not settle in {SIZING_TICKS} ticks")
+    _settle(loop, ticks[-1])
+    return ticks
+
+
+def _sized(load: workload.Load, now: datetime) -> bool:
+    """The size planned is the one it has, no change is settling, and its CPU is measured (or so few checks that
+    even the assumed CPU plans the smallest size: a small run measures 1,000 only after many minutes)."""
+    size = load.size
+    peak = max(size.peak, size.last_peak)
+    wanted = sizing.target(size, peak, load.cpu_ms, now)
+    measured = load.cpu_ms is not None or plan(peak, ASSUMED_CPU_MS) == MIN_MEMORY_MB
+    return measured and wanted is None and size.lane_mb(now) == size.memory_mb
+
+
+def _worker_memory(settings: Settings) -> Any:
+    """The memory each region's worker has now, in the emulator's Lambda (what the scheduler set)."""
+
+    def memory_of(function: str) -> int | None:
+        if not function.startswith(f"{cost.CHECKER}-"):
+            return None
+        region = function.removeprefix(f"{cost.CHECKER}-")
+        found = client("lambda", region).get_function_configuration(FunctionName=names.checker_function(settings))
+        return int(found["MemorySize"])
+
+    return memory_of
+
+
 def _warm_up(loop: EventLoop, scheduler: Any) -> float:
     """Check every monitor now (a forced tick), and wait until its results, rollups and events are done."""
     at = float(int(time.time()))
@@ -203,6 +250,17 @@ def _alerted(target: RemoteTarget, monitor_ids: set[str]) -> dict[str, float]:
 
 # Tables most of whose writes make new items, whose keys the meter learns when a window opens (Meter.know_keys).
 NEW_ITEMS = ("result_packs", "result_periods", "rollups")
+
+
+def _pass(meter: Meter, keys: KeyScan, loop: EventLoop, aggregator: Any, at: float) -> tuple[list[Any], list[Any]]:
+    """The aggregator's scheduled pass at ``at``, in a window of its own: its (calls, invocations)."""
+    meter.start()
+    meter.know_keys(keys, NEW_ITEMS)
+    event = scheduled_event(aggregator.name, loop.region, at)
+    outcome = meter.run_as("aggregator", lambda: loop.invoke(aggregator.name, aggregator.handler, event))
+    meter.stop()
+    assert outcome.ok, outcome.error
+    return list(meter.calls), list(meter.invocations)
 
 
 def _closes(meter: Meter, keys: KeyScan, since: float, until: float) -> tuple[list[Packed], list[tuple[Any, ...]]]:
@@ -268,7 +326,7 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
         home_region=aws.home_region,
         check_regions=tuple(regions),
     )
-    meter.time_handlers(loop)
+    meter.time_handlers(loop, _worker_memory(aws))
     [scheduler] = [s for s in loop.schedules if s.name == "scheduler"]
     [aggregator] = [s for s in loop.schedules if s.name == "aggregator"]
     # The test fires the ticks (the loop's own clock would go on ticking); the hourly refresh has no page to publish.
@@ -283,6 +341,7 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
             monitors, down = _seed(first, target, regions)
             seeded_s = time.monotonic() - seeding
             paths = {m.monitor_id: f"/m/{n}" for n, m in enumerate(monitors)}
+            sizing = _size_workers(loop, scheduler, monitors, list(regions))
             wait = wait_clear_of_the_hour(time.time(), CLEAR_MINUTES)
             if wait:
                 print(f"\nwaiting {wait:.0f} s: the metered minutes would cross an hour", flush=True)
@@ -295,18 +354,6 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
             requests_before = target.seen().request_bytes
             metered = [_fire(loop, scheduler, monitors) for _ in range(MINUTES)]
             _settle(loop, metered[-1][0])
-            # The aggregator's pass over what the metered ticks stored, as if their periods had closed (measured;
-            # a real period holds 10 minutes of checks in about the same writes: see docs/cost.md), and no further:
-            # never the hour's last period (wait_clear_of_the_hour).
-            last_minute = datetime.fromtimestamp(metered[-1][0] + 60, UTC)  # a tick plans the minute after it
-            closed = packs.period_of(last_minute) + packs.PERIOD + packs.AGGREGATE_AFTER + timedelta(seconds=60)
-            aggregated_at = max(time.time(), closed.timestamp())
-            outcome = loop.invoke(
-                aggregator.name,
-                aggregator.handler,
-                scheduled_event(aggregator.name, loop.region, aggregated_at),
-            )
-            assert outcome.ok, outcome.error
             meter.stop()
             metered_request_bytes = target.seen().request_bytes - requests_before
             # Detection: the targets go down at the start of a minute that a tick has already planned, as in a
@@ -329,13 +376,20 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
                 home_region=aws.home_region,
                 check_regions=tuple(regions),
             )
+            # The aggregator's pass over what the run stored, as if the metered periods had closed, measured apart: it
+            # takes every period from the first check on (the warm-up's, the sizing ticks'), so it is priced per check
+            # it took; and no further: never the hour's last period (wait_clear_of_the_hour).
+            last_minute = datetime.fromtimestamp(metered[-1][0] + 60, UTC)  # a tick plans the minute after it
+            closed = packs.period_of(last_minute) + packs.PERIOD + packs.AGGREGATE_AFTER + timedelta(seconds=60)
+            aggregated_at = max(time.time(), closed.timestamp())
+            the_pass = _pass(closing, keys, loop, aggregator, aggregated_at)
             closed_checks, closes = _closes(closing, keys, warm_up, detection_ticks[-1][0] + 120)
         finally:
             meter.stop()
             loop.stop()
 
     # -- what ran and what was stored
-    ticks = [at for at, _ in metered] + [at for at, _ in detection_ticks]
+    ticks = sizing + [at for at, _ in metered] + [at for at, _ in detection_ticks]
     metered_ticks = {at for at, _ in metered}
     forced = f"{datetime.fromtimestamp(warm_up, UTC):%Y-%m-%dT%H:%M:%S}"
     due = {t: _due(monitors, t) for t in ticks}
@@ -390,7 +444,7 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
     http_per_check = metered_request_bytes / max(1, metered_checks)
     tcp_ip = cost.TCP_IP_HEADER_BYTES * cost.CLIENT_SEGMENTS_PER_CHECK
     # The periods in steady state, from the items the pass wrote (the pass covered a few minutes, not a period).
-    period_writes = [w for c in meter.calls for w in c.writes if w.table == "result_periods" and w.new]
+    period_writes = [w for c in the_pass[0] for w in c.writes if w.table == "result_periods" and w.new]
     periods = cost.project_periods(
         "result_periods",
         periods_written,
@@ -398,7 +452,7 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
         len(regions),
         int(packs.PERIOD.total_seconds()),
         ttl_s=statistics.mean(w.ttl_s or 0.0 for w in period_writes),
-        measured_wru_per_check=sum(w.units for w in period_writes) / metered_checks,
+        measured_wru_per_check=sum(w.units for w in period_writes) / rollup_checks,
     )
     # The hour's close: its reads per check read; its rollups per monitor an hour, per check of those monitors'
     # hour; the day's close per monitor a day, per check of their day.
@@ -406,6 +460,12 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
     rolled_hour_checks = sum(len(regions) * 3600 / interval_of[m] for m in rolled)
     reads, hours, days = closes
     parts = (
+        cost.Part(
+            "the periods' pass",
+            rollup_checks,
+            *the_pass,
+            f"measured apart: the pass over the run's periods, per check it took ({rollup_checks})",
+        ),
         cost.Part(
             "the hour's close (reads)",
             len(closed_checks),
