@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -496,3 +497,53 @@ def test_a_worker_whose_memory_a_stack_update_put_back_is_sized_again_within_ten
     assert worker_memory("us-east-1") == 1475
     size = stored_size("us-east-1")
     assert (size.memory_mb, size.previous_mb) == (1475, DEFAULT_MEMORY_MB)  # lanes for 439 MB while it settles
+
+
+def sized(region: str, memory_mb: int, at: datetime, cpu_ms: float) -> None:
+    """The region's worker given ``memory_mb`` by a tick an hour before ``at``, its checks measured at ``cpu_ms``."""
+    functions = client("lambda", region)
+    functions.update_function_configuration(FunctionName=names.checker_function(get_settings()), MemorySize=memory_mb)
+    workload.save_size(region, memory_mb, memory_mb, at - timedelta(hours=1), measured=True)
+    workload.record_cpu(region, at, cpu_ms * MIN_MEASURED_CHECKS, MIN_MEASURED_CHECKS)
+
+
+def test_a_shrink_leaves_no_message_of_its_tick_cut_for_the_size_before(api, alice, settings):
+    """Found by a fresh-eyes review of issue 13: the tick cut its minute for the memory the worker had, then shrank
+    it, and that minute's messages (on their way, delayed until just before it) started on the smaller worker.
+    Ten checks a minute that 1,769 MB runs in one lane, 1,011 MB in two: one lane of ten ran at 1,011 MB, 167 %
+    of the 70 % busy it is sized for.  The lanes of the tick that shrinks it are cut for the smaller size."""
+    on_plan(api, alice["team"]["id"], "enterprise")
+    for _ in range(10):
+        create(api, interval_seconds=60, regions=["us-east-1"])
+    now = MINUTE - timedelta(seconds=3)
+    sized("us-east-1", 1769, now, 4000.0)
+    assert capacity(1769, 4000.0) == 10
+
+    report = run_tick(TICK, now=now)
+
+    assert report.resized == {"us-east-1": 1011}  # eleven checks with the headroom: two lanes of at most six
+    per_message = Counter(message["MessageId"] for _, message in drain(settings, "us-east-1"))
+    assert sorted(per_message.values()) == [5, 5]
+    assert report.lane_checks["us-east-1"] == capacity(worker_memory("us-east-1"), 4000.0) == 6
+
+
+def test_a_shrink_the_read_back_brings_waits_for_a_tick_that_cut_its_lanes_for_it(api, alice, settings):
+    """The tick cuts its lanes before it reads the worker's memory back: when what it finds plans a smaller size
+    than the lanes were cut for, the change waits for the next tick, which cuts its lanes for it first."""
+    on_plan(api, alice["team"]["id"], "enterprise")
+    for _ in range(10):
+        create(api, interval_seconds=60, regions=["us-east-1"])
+    now = MINUTE + timedelta(seconds=57)  # 12:00:57, a minute the memory is read back
+    sized("us-east-1", 1769, now, 4000.0)
+    workload.save_size("us-east-1", 1769, 1769, now - timedelta(minutes=5), measured=True)  # too soon to change
+    functions = client("lambda", "us-east-1")
+    functions.update_function_configuration(FunctionName=names.checker_function(settings), MemorySize=1500)
+
+    first = run_tick(TICK + timedelta(minutes=1), now=now)
+    assert first.lane_checks["us-east-1"] == capacity(1769, 4000.0) == 10
+    assert first.resized == {}
+    assert worker_memory("us-east-1") == 1500
+
+    second = run_tick(TICK + timedelta(minutes=2), now=now + timedelta(minutes=1))
+    assert second.lane_checks["us-east-1"] == 6  # what 1,011 MB runs
+    assert second.resized == {"us-east-1": 1011}
