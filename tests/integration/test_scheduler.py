@@ -547,3 +547,14 @@ def test_a_shrink_the_read_back_brings_waits_for_a_tick_that_cut_its_lanes_for_i
     second = run_tick(TICK + timedelta(minutes=2), now=now + timedelta(minutes=1))
     assert second.lane_checks["us-east-1"] == 6  # what 1,011 MB runs
     assert second.resized == {"us-east-1": 1011}
+
+
+def test_a_measured_cpu_of_nothing_holds_no_check_back(api, alice, settings):
+    """Found by a fresh-eyes review of issue 13: a CPU per check of zero (a thousand checks recorded with none)
+    divided by zero while the tick cut its lanes, and the tick failed before sending anything."""
+    create(api, regions=["us-east-1"])
+    now = MINUTE - timedelta(seconds=3)
+    workload.record_cpu("us-east-1", now, 0.0, MIN_MEASURED_CHECKS)
+    report = run_tick(TICK, now=now)
+    assert report.messages_sent == 1
+    assert report.lane_checks == {"us-east-1": capacity(DEFAULT_MEMORY_MB, ASSUMED_CPU_MS)}  # as never measured
