@@ -22,12 +22,12 @@ from chalicelib.checks.sizing import (
     capacity,
 )
 from chalicelib.monitors import workload
-from chalicelib.monitors.models import MonitorModel
+from chalicelib.monitors.models import MonitorModel, ProgressModel
 from chalicelib.monitors.workload import MIN_MEASURED_CHECKS
 from chalicelib.scheduler.service import NothingSent, run_tick
 from chalicelib.settings import get_settings
 from tests.factories import create_monitor
-from tests.support import aws_error, aws_requests, before_aws_call, on_plan
+from tests.support import aws_error, aws_requests, before_aws_call, dynamodb_clients, on_plan
 
 URL = "https://1.1.1.1/"  # never checked here: the scheduler only sends jobs
 TICK = datetime(2026, 11, 30, 11, 59, 5, tzinfo=UTC)  # it plans minute 0 of the hour: every phase 0 is due
@@ -469,10 +469,14 @@ def test_a_failed_resize_leaves_the_worker_and_its_lanes_as_they_were_and_the_ch
 
 
 def test_unreadable_sizes_plan_every_region_as_deployed(api, alice, settings):
+    """The failure is made on the progress table's own client (a fresh-eyes review of issue 13 found it made on
+    another, never firing, and nothing recorded that the deployed plan would differ from)."""
     create(api, regions=["us-east-1"])
-    ddb = client("dynamodb")
-    with before_aws_call([ddb], "dynamodb.BatchGetItem", aws_error("InternalServerError", "BatchGetItem"), times=4):
+    measured_cpu("us-east-1", MINUTE, lane=8)  # read, the lanes would take eight checks
+    failure = aws_error("InternalServerError", "BatchGetItem")
+    with before_aws_call(dynamodb_clients(ProgressModel), "dynamodb.BatchGetItem", failure, times=4) as fired:
         report = run_tick(TICK, now=MINUTE - timedelta(seconds=3))
+    assert fired
     assert report.lane_checks == {"us-east-1": capacity(DEFAULT_MEMORY_MB, ASSUMED_CPU_MS)}
     assert report.messages_sent == 1
 
