@@ -11,8 +11,9 @@ memory its worker has, then plans that memory for the region's busiest minute an
    :data:`MIN_SAVING` of the lanes' memory for that minute — at most every :data:`RESIZE_EVERY`, except the first
    time and the first time a measured CPU plans it — with ``lambda:UpdateFunctionConfiguration`` in the region.
    A failure is logged and counted (``WorkerSizeFailures``): the worker keeps its size, and its lanes follow it.
-3. Every :data:`CHECK_EVERY_MINUTES`, the memory is read back first (``lambda:GetFunctionConfiguration``): a stack
+3. Each tick, the memory is read back first (``lambda:GetFunctionConfiguration``, one free call a region): a stack
    update puts the template's size back, and a worker whose memory is not the one set is planned again at once.
+   Read back only every few minutes, a deploy's workers ran lanes cut for the size set on the template's until then.
 
 A forced tick (every monitor at once) counts toward no peak: it is not a minute's load.
 """
@@ -34,9 +35,6 @@ from chalicelib.settings import get_settings
 
 MIN_SAVING = 0.10  # a new size must save this share of the lanes' memory for the peak minute
 RESIZE_EVERY = timedelta(minutes=10)  # each change starts every lane cold once
-# Every this many minutes the worker's memory is read back: a stack update (CloudFormation) puts the template's
-# size back, and lanes cut for the size the scheduler set would overload it.
-CHECK_EVERY_MINUTES = 10
 
 
 def read(regions: list[str], now: datetime) -> dict[str, Load]:
@@ -102,8 +100,7 @@ def settle(
 
 def _settle(load: Load, checks: int, cut: int | None, now: datetime) -> int | None:
     size = load.size
-    if now.minute % CHECK_EVERY_MINUTES == 0:
-        size = _as_deployed(size, now)
+    size = _as_deployed(size, now)
     this, last, hour = size.peaks(checks, now)
     if (this, last, hour) != (size.peak, size.last_peak, size.peak_hour):
         workload.save_peak(size.region, this, hour, last)
