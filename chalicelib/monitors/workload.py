@@ -96,9 +96,9 @@ def read(regions: list[str], now: datetime) -> dict[str, Load]:
             if (item := items.get(name)) is not None:
                 cpu += float(item.cpu_ms or 0)
                 checks += float(item.checks or 0)
-        out[region] = Load(
-            _size(region, items.get(size_name(region))), cpu / checks if checks >= MIN_MEASURED_CHECKS else None
-        )
+        # A CPU of nothing is no measurement (the lanes divide by it): the assumed figure stands.
+        measured = cpu / checks if checks >= MIN_MEASURED_CHECKS and cpu > 0 else None
+        out[region] = Load(_size(region, items.get(size_name(region))), measured)
     return out
 
 

@@ -192,7 +192,9 @@ def run_tick(tick: datetime, *, force: bool = False, now: datetime | None = None
     failed: list[tuple[str, list[str], int]] = []
     loads = sizing.read(sorted(groups), now or datetime.now(UTC))
     for region, jobs in sorted(groups.items()):
-        report.lane_checks[region] = sizing.lane_checks(loads[region], now or datetime.now(UTC))
+        report.lane_checks[region] = sizing.lane_checks(
+            loads[region], 0 if force else len(jobs), now or datetime.now(UTC)
+        )
         bodies = pack(jobs, report.lane_checks[region])
         report.jobs += len(jobs)
         report.messages += len(bodies)
@@ -207,7 +209,7 @@ def run_tick(tick: datetime, *, force: bool = False, now: datetime | None = None
             report.failed_regions.append(region)
     if report.failed_regions:
         metrics.add_metric(name="CheckSendFailures", unit="Count", value=len(report.failed_regions))
-    report.resized = sizing.settle(loads, report.regions, now or datetime.now(UTC), force=force)
+    report.resized = sizing.settle(loads, report.regions, report.lane_checks, now or datetime.now(UTC), force=force)
     try:
         report.heartbeats_missed = heartbeats.sweep(now or datetime.now(UTC))
     except Exception:  # noqa: BLE001 - the deadlines stay due: the next tick sweeps them

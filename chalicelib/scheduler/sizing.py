@@ -4,14 +4,16 @@ memory its worker has, then plans that memory for the region's busiest minute an
 1. Before packing (:func:`read`): each region's :class:`~chalicelib.monitors.workload.Load`, one BatchGet.
    :func:`lane_checks` is how many checks one message takes: what the worker's memory runs at
    :data:`~chalicelib.checks.sizing.CPU_SHARE` busy, at the workers' measured CPU per check (the assumed figure
-   until they measured enough), for the smaller size while a change settles.
+   until they measured enough), for the smaller size while a change settles, and for the size this tick is about
+   to shrink it to (its messages start on the worker shrunk).
 2. After every region's jobs are sent (:func:`settle`), for each region: its busiest minute of this hour and the
    last is kept; the memory planned for it (``checks.sizing.plan``) replaces the worker's when it saves at least
    :data:`MIN_SAVING` of the lanes' memory for that minute — at most every :data:`RESIZE_EVERY`, except the first
    time and the first time a measured CPU plans it — with ``lambda:UpdateFunctionConfiguration`` in the region.
    A failure is logged and counted (``WorkerSizeFailures``): the worker keeps its size, and its lanes follow it.
-3. Every :data:`CHECK_EVERY_MINUTES`, the memory is read back first (``lambda:GetFunctionConfiguration``): a stack
+3. Each tick, the memory is read back first (``lambda:GetFunctionConfiguration``, one free call a region): a stack
    update puts the template's size back, and a worker whose memory is not the one set is planned again at once.
+   Read back only every few minutes, a deploy's workers ran lanes cut for the size set on the template's until then.
 
 A forced tick (every monitor at once) counts toward no peak: it is not a minute's load.
 """
@@ -33,9 +35,6 @@ from chalicelib.settings import get_settings
 
 MIN_SAVING = 0.10  # a new size must save this share of the lanes' memory for the peak minute
 RESIZE_EVERY = timedelta(minutes=10)  # each change starts every lane cold once
-# Every this many minutes the worker's memory is read back: a stack update (CloudFormation) puts the template's
-# size back, and lanes cut for the size the scheduler set would overload it.
-CHECK_EVERY_MINUTES = 10
 
 
 def read(regions: list[str], now: datetime) -> dict[str, Load]:
@@ -52,9 +51,16 @@ def cpu_ms(load: Load) -> float:
     return load.cpu_ms if load.cpu_ms is not None else ASSUMED_CPU_MS
 
 
-def lane_checks(load: Load, now: datetime) -> int:
-    """The checks one message of the region takes now."""
-    return capacity(load.size.lane_mb(now), cpu_ms(load))
+def lane_checks(load: Load, checks: int, now: datetime) -> int:
+    """The checks one message of the region takes now, for a minute of ``checks``: what the memory it has runs, or
+    the memory this tick is about to shrink it to (:func:`settle`) where that is less.  The minute's messages wait in
+    their queue until just before it, and start on the worker as it is by then, shrunk or not."""
+    size = load.size
+    memory = size.lane_mb(now)
+    this, last, _ = size.peaks(checks, now)
+    if (planned := target(size, max(this, last), load.cpu_ms, now)) is not None:
+        memory = min(memory, planned)
+    return capacity(memory, cpu_ms(load))
 
 
 def target(size: Size, peak: int, cpu: float | None, now: datetime) -> int | None:
@@ -76,12 +82,15 @@ def target(size: Size, peak: int, cpu: float | None, now: datetime) -> int | Non
     return planned if after <= before * (1 - MIN_SAVING) else None
 
 
-def settle(loads: dict[str, Load], checks: dict[str, int], now: datetime, *, force: bool) -> dict[str, int]:
-    """Keep each region's peak and resize its worker where that pays (step 2); the sizes set, by region."""
+def settle(
+    loads: dict[str, Load], checks: dict[str, int], cut: dict[str, int], now: datetime, *, force: bool
+) -> dict[str, int]:
+    """Keep each region's peak and resize its worker where that pays (step 2); the sizes set, by region.  ``cut``:
+    the checks this tick's messages of each region took (:func:`lane_checks`)."""
     resized = {}
     for region, load in sorted(loads.items()):
         try:
-            if (memory := _settle(load, 0 if force else checks.get(region, 0), now)) is not None:
+            if (memory := _settle(load, 0 if force else checks.get(region, 0), cut.get(region), now)) is not None:
                 resized[region] = memory
         except Exception:  # noqa: BLE001 - one region's failure leaves its worker as it is, and the others go on
             logger.exception("worker size not settled", extra={"region": region})
@@ -89,10 +98,9 @@ def settle(loads: dict[str, Load], checks: dict[str, int], now: datetime, *, for
     return resized
 
 
-def _settle(load: Load, checks: int, now: datetime) -> int | None:
+def _settle(load: Load, checks: int, cut: int | None, now: datetime) -> int | None:
     size = load.size
-    if now.minute % CHECK_EVERY_MINUTES == 0:
-        size = _as_deployed(size, now)
+    size = _as_deployed(size, now)
     this, last, hour = size.peaks(checks, now)
     if (this, last, hour) != (size.peak, size.last_peak, size.peak_hour):
         workload.save_peak(size.region, this, hour, last)
@@ -100,6 +108,11 @@ def _settle(load: Load, checks: int, now: datetime) -> int | None:
             workload.forget_cpu(size.region, now)
     memory = target(size, max(this, last), load.cpu_ms, now)
     if memory is None:
+        return None
+    if cut is not None and capacity(memory, cpu_ms(load)) < cut:
+        # This tick's messages, on their way, were cut for more than that size runs (a read-back, or the clock,
+        # changed the plan after they were cut): the next tick cuts its own for it first.
+        logger.info("worker shrink left to the next tick", extra={"region": size.region, "memory_mb": memory})
         return None
     # Recorded first: for the change's settling the lanes are cut for the smaller size, whichever it ends as.  A
     # change refused is recorded back as it was; were that lost too, the next read-back (step 3) finds the truth.

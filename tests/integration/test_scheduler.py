@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,12 +22,12 @@ from chalicelib.checks.sizing import (
     capacity,
 )
 from chalicelib.monitors import workload
-from chalicelib.monitors.models import MonitorModel
+from chalicelib.monitors.models import MonitorModel, ProgressModel
 from chalicelib.monitors.workload import MIN_MEASURED_CHECKS
 from chalicelib.scheduler.service import NothingSent, run_tick
 from chalicelib.settings import get_settings
 from tests.factories import create_monitor
-from tests.support import aws_error, aws_requests, before_aws_call, on_plan
+from tests.support import aws_error, aws_requests, before_aws_call, dynamodb_clients, on_plan
 
 URL = "https://1.1.1.1/"  # never checked here: the scheduler only sends jobs
 TICK = datetime(2026, 11, 30, 11, 59, 5, tzinfo=UTC)  # it plans minute 0 of the hour: every phase 0 is due
@@ -468,17 +469,23 @@ def test_a_failed_resize_leaves_the_worker_and_its_lanes_as_they_were_and_the_ch
 
 
 def test_unreadable_sizes_plan_every_region_as_deployed(api, alice, settings):
+    """The failure is made on the progress table's own client (a fresh-eyes review of issue 13 found it made on
+    another, never firing, and nothing recorded that the deployed plan would differ from)."""
     create(api, regions=["us-east-1"])
-    ddb = client("dynamodb")
-    with before_aws_call([ddb], "dynamodb.BatchGetItem", aws_error("InternalServerError", "BatchGetItem"), times=4):
+    measured_cpu("us-east-1", MINUTE, lane=8)  # read, the lanes would take eight checks
+    failure = aws_error("InternalServerError", "BatchGetItem")
+    with before_aws_call(dynamodb_clients(ProgressModel), "dynamodb.BatchGetItem", failure, times=4) as fired:
         report = run_tick(TICK, now=MINUTE - timedelta(seconds=3))
+    assert fired
     assert report.lane_checks == {"us-east-1": capacity(DEFAULT_MEMORY_MB, ASSUMED_CPU_MS)}
     assert report.messages_sent == 1
 
 
-def test_a_worker_whose_memory_a_stack_update_put_back_is_sized_again_within_ten_minutes(api, alice, settings):
+def test_a_worker_whose_memory_a_stack_update_put_back_is_sized_again_on_the_next_tick(api, alice, settings):
     """CloudFormation sets the template's 439 MB on every stack update: lanes cut for the size the scheduler set
-    would overload it.  The tick reads the memory back every ten minutes and plans again from what it finds."""
+    overload it.  The tick reads the memory back and plans again from what it finds.  A fresh-eyes review of issue
+    13: read back every ten minutes, a deploy's workers ran lanes cut for 1,475 MB on 439 (3.4 times the CPU they
+    are sized for) for up to ten minutes; read back every tick, the next tick puts it right."""
     on_plan(api, alice["team"]["id"], "enterprise")
     for _ in range(3):
         create(api, interval_seconds=30, regions=["us-east-1"])
@@ -488,11 +495,70 @@ def test_a_worker_whose_memory_a_stack_update_put_back_is_sized_again_within_ten
     lam = client("lambda", "us-east-1")
     lam.update_function_configuration(FunctionName=names.checker_function(settings), MemorySize=DEFAULT_MEMORY_MB)
 
-    later = now + timedelta(minutes=5)  # 12:04:57: not read back; the lanes are still cut for 1,475 MB
-    assert run_tick(TICK + timedelta(minutes=5), now=later).resized == {}
-    assert worker_memory("us-east-1") == DEFAULT_MEMORY_MB
-    found = run_tick(TICK + timedelta(minutes=11), now=now + timedelta(minutes=11))  # 12:10:57
+    later = now + timedelta(minutes=5)  # 12:04:57: its messages were cut for 1,475 MB, and they get it back
+    found = run_tick(TICK + timedelta(minutes=5), now=later)
     assert found.resized == {"us-east-1": 1475}
     assert worker_memory("us-east-1") == 1475
     size = stored_size("us-east-1")
     assert (size.memory_mb, size.previous_mb) == (1475, DEFAULT_MEMORY_MB)  # lanes for 439 MB while it settles
+
+
+def sized(region: str, memory_mb: int, at: datetime, cpu_ms: float) -> None:
+    """The region's worker given ``memory_mb`` by a tick an hour before ``at``, its checks measured at ``cpu_ms``."""
+    functions = client("lambda", region)
+    functions.update_function_configuration(FunctionName=names.checker_function(get_settings()), MemorySize=memory_mb)
+    workload.save_size(region, memory_mb, memory_mb, at - timedelta(hours=1), measured=True)
+    workload.record_cpu(region, at, cpu_ms * MIN_MEASURED_CHECKS, MIN_MEASURED_CHECKS)
+
+
+def test_a_shrink_leaves_no_message_of_its_tick_cut_for_the_size_before(api, alice, settings):
+    """Found by a fresh-eyes review of issue 13: the tick cut its minute for the memory the worker had, then shrank
+    it, and that minute's messages (on their way, delayed until just before it) started on the smaller worker.
+    Ten checks a minute that 1,769 MB runs in one lane, 1,011 MB in two: one lane of ten ran at 1,011 MB, 167 %
+    of the 70 % busy it is sized for.  The lanes of the tick that shrinks it are cut for the smaller size."""
+    on_plan(api, alice["team"]["id"], "enterprise")
+    for _ in range(10):
+        create(api, interval_seconds=60, regions=["us-east-1"])
+    now = MINUTE - timedelta(seconds=3)
+    sized("us-east-1", 1769, now, 4000.0)
+    assert capacity(1769, 4000.0) == 10
+
+    report = run_tick(TICK, now=now)
+
+    assert report.resized == {"us-east-1": 1011}  # eleven checks with the headroom: two lanes of at most six
+    per_message = Counter(message["MessageId"] for _, message in drain(settings, "us-east-1"))
+    assert sorted(per_message.values()) == [5, 5]
+    assert report.lane_checks["us-east-1"] == capacity(worker_memory("us-east-1"), 4000.0) == 6
+
+
+def test_a_shrink_the_read_back_brings_waits_for_a_tick_that_cut_its_lanes_for_it(api, alice, settings):
+    """The tick cuts its lanes before it reads the worker's memory back: when what it finds plans a smaller size
+    than the lanes were cut for, the change waits for the next tick, which cuts its lanes for it first."""
+    on_plan(api, alice["team"]["id"], "enterprise")
+    for _ in range(10):
+        create(api, interval_seconds=60, regions=["us-east-1"])
+    now = MINUTE + timedelta(seconds=57)  # 12:00:57
+    sized("us-east-1", 1769, now, 4000.0)
+    workload.save_size("us-east-1", 1769, 1769, now - timedelta(minutes=5), measured=True)  # too soon to change
+    functions = client("lambda", "us-east-1")
+    functions.update_function_configuration(FunctionName=names.checker_function(settings), MemorySize=1500)
+
+    first = run_tick(TICK + timedelta(minutes=1), now=now)
+    assert first.lane_checks["us-east-1"] == capacity(1769, 4000.0) == 10
+    assert first.resized == {}
+    assert worker_memory("us-east-1") == 1500
+
+    second = run_tick(TICK + timedelta(minutes=2), now=now + timedelta(minutes=1))
+    assert second.lane_checks["us-east-1"] == 6  # what 1,011 MB runs
+    assert second.resized == {"us-east-1": 1011}
+
+
+def test_a_measured_cpu_of_nothing_holds_no_check_back(api, alice, settings):
+    """Found by a fresh-eyes review of issue 13: a CPU per check of zero (a thousand checks recorded with none)
+    divided by zero while the tick cut its lanes, and the tick failed before sending anything."""
+    create(api, regions=["us-east-1"])
+    now = MINUTE - timedelta(seconds=3)
+    workload.record_cpu("us-east-1", now, 0.0, MIN_MEASURED_CHECKS)
+    report = run_tick(TICK, now=now)
+    assert report.messages_sent == 1
+    assert report.lane_checks == {"us-east-1": capacity(DEFAULT_MEMORY_MB, ASSUMED_CPU_MS)}  # as never measured
