@@ -282,6 +282,7 @@ class _Lookup:
     cancelled: bool = False  # every caller gave up before a thread took it: it never runs
     outcome: list[str] | BaseException = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
+    cpu_s: float = 0.0  # its thread's CPU since the lookup before it there: its wake-up and the lookup
 
     @property
     def team(self) -> str:
@@ -330,6 +331,7 @@ class _LookupThreads:
         if not lookup.done.wait(max(deadline - time.monotonic(), 0.0)):
             self._give_up(lookup)
             raise DnsTimeout(f"the DNS lookup for {host} did not finish in time")
+        _waited.cpu_s = getattr(_waited, "cpu_s", 0.0) + lookup.cpu_s
         if isinstance(lookup.outcome, BaseException):
             raise lookup.outcome  # the same instance for every caller, as a Future raises it
         return list(lookup.outcome)
@@ -389,6 +391,7 @@ class _LookupThreads:
         self._freed.notify_all()
 
     def _work(self) -> None:
+        spent = time.thread_time()
         while True:
             lookup = self._jobs.get()
             with self._lock:
@@ -400,6 +403,7 @@ class _LookupThreads:
             with self._freed:
                 self._idle += 1
                 self._release(lookup)
+            lookup.cpu_s, spent = time.thread_time() - spent, time.thread_time()
             lookup.done.set()
 
 
@@ -415,6 +419,13 @@ def _outcome(lookup: _Lookup) -> list[str] | BaseException:
 
 
 _team: ContextVar[str] = ContextVar("ssrf_team", default="")
+_waited = threading.local()
+
+
+def lookups_cpu_s() -> float:
+    """The CPU (s) the lookups this thread waited for took on their own threads, all told: added to the thread's own
+    CPU, what its checks cost the process (the check worker measures itself by it)."""
+    return float(getattr(_waited, "cpu_s", 0.0))
 
 
 @contextmanager

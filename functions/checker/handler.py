@@ -6,6 +6,7 @@ simulated region with :func:`make_handler`.  The work itself is :mod:`functions.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,8 @@ def make_handler(region: str | None = None, cpu_scale: float = 1.0) -> Handler:
             allow_private=settings.allow_private_targets,
             remaining_s=context.get_remaining_time_in_millis() / 1000 if context else DEFAULT_BUDGET_S,
             cpu_scale=cpu_scale,
+            # In Lambda, one message an invocation: the process's CPU is the message's.
+            alone=bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) and len(event.get("Records", [])) == 1,
         )
         with worker.start(list(event.get("Records", []))) as run:
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -845,3 +846,48 @@ def test_a_forced_or_redelivered_message_adds_no_cpu(api, alice, target, make_ha
     assert cpu_recorded("us-east-1", now) is None
     assert cpu_recorded("us-east-1", soon) is None
     assert len(results(monitor["id"])) == 2
+
+
+def test_the_cpu_is_counted_over_the_checks_that_were_answered(api, alice, target, make_handler):
+    """A check that fails before its target answers (refused, no address, blocked) costs little CPU: counted in,
+    a tenant's dead targets would lower the figure the lanes are cut for until they answer again."""
+    target.expect_request("/ok").respond_with_data("fine")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    refused = f"http://127.0.0.1:{closed.getsockname()[1]}/"  # bound, never listening: refused
+    answered = [create(api, target.url_for("/ok"), regions=["us-east-1"]) for _ in range(2)]
+    dead = create(api, refused, regions=["us-east-1"])
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    try:
+        assert invoke(make_handler, [record([job(m, slot=soon) for m in [*answered, dead]])]) == {
+            "batchItemFailures": []
+        }
+    finally:
+        closed.close()
+    assert [r.ok for r in results(dead["id"])] == [False]
+    assert cpu_recorded("us-east-1", soon)[1] == 2
+
+
+def test_a_deployed_worker_alone_in_its_process_counts_all_of_its_cpu(api, alice, target, make_handler, monkeypatch):
+    """In Lambda (one message an invocation) the message's CPU is the process's: its DNS lookups' threads too,
+    which its own sections do not cover.  A thread spinning beside it stands for them here."""
+    target.expect_request("/ok").respond_with_data("fine")
+    monitor = create(api, target.url_for("/ok"), regions=["us-east-1"])
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "test-checker")
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        assert invoke(make_handler, [record([job(monitor, slot=soon)])]) == {"batchItemFailures": []}
+    finally:
+        stop.set()
+        spinner.join()
+    cpu_ms, checks = cpu_recorded("us-east-1", soon)
+    assert checks == 1
+    assert cpu_ms > 300  # the spinning thread's share of the seconds the message waited for its start

@@ -126,7 +126,7 @@ def main(config: dict[str, Any]) -> dict[str, Any]:
         )
         for i, m in enumerate(monitors)
     ]
-    records = event(pack(jobs))["Records"]
+    records = event(pack(jobs, checks))["Records"]  # one message of them all, as a lane the scheduler cut
 
     cpu, wall, threads = time.process_time(), time.monotonic(), threading.active_count()
     peak_threads = [threads]
@@ -144,6 +144,10 @@ def main(config: dict[str, Any]) -> dict[str, Any]:
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
 
     from chalicelib.monitors import packs
+    from chalicelib.monitors.models import ProgressModel
+
+    # What the worker recorded of its own CPU (what the scheduler sizes it from), against the process's above.
+    recorded = [i for i in ProgressModel.scan() if i.name.startswith(f"cpu#{REGION}#")]
 
     results = []
     pages = dynamodb.get_paginator("scan").paginate(TableName=settings.table_prefix + "result_packs")
@@ -160,6 +164,8 @@ def main(config: dict[str, Any]) -> dict[str, Any]:
         "stored": len(results),
         "ok": sum(r.result.ok for r in results),
         "cpu_s": cpu,
+        "recorded_cpu_ms": sum(float(i.cpu_ms or 0) for i in recorded),
+        "recorded_checks": sum(int(i.checks or 0) for i in recorded),
         "wall_s": wall,
         "rss_started_mb": started_kb / 1024,
         "rss_loaded_mb": loaded_kb / 1024,

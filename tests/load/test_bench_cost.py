@@ -342,6 +342,7 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
             seeded_s = time.monotonic() - seeding
             paths = {m.monitor_id: f"/m/{n}" for n, m in enumerate(monitors)}
             sizing = _size_workers(loop, scheduler, monitors, list(regions))
+            sized = workload.read(list(regions), datetime.now(UTC))
             wait = wait_clear_of_the_hour(time.time(), CLEAR_MINUTES)
             if wait:
                 print(f"\nwaiting {wait:.0f} s: the metered minutes would cross an hour", flush=True)
@@ -525,6 +526,14 @@ def test_what_a_check_costs_and_how_soon_an_outage_alerts(api, app, aws, target,
         f"  per region: {', '.join(f'{r} {per_region[r]}' for r in regions)}\n"
         f"  target requests: {sum(hits.values())}; paths not hit exactly as often as planned: {len(wrong_hits)}\n"
         f"  the aggregator's periods count {rollup_checks} checks\n"
+        f"  workers sized in {len(sizing)} unmetered ticks: "
+        + ", ".join(
+            f"{r} {load.size.memory_mb} MB for a peak of {max(load.size.peak, load.size.last_peak)} checks a minute at"
+            f" {load.cpu_ms if load.cpu_ms is not None else ASSUMED_CPU_MS:.2f} ms a check"
+            f" ({'measured x 1.3 for arm64' if load.cpu_ms is not None else 'assumed'})"
+            for r, load in sized.items()
+        )
+        + "\n"
         f"  lateness (checked_at - planned start): p50 {statistics.median(late):.3f} s,"
         f" p99 {percentile(late, 0.99):.3f} s, max {max(late):.3f} s   (target p99 <= {TARGET_P99_LATE_S} s)\n"
         f"  planned {HEAD_S} s or more after the tick ({len(late_after_head)}):"

@@ -515,3 +515,25 @@ def test_it_normalizes_urls(url: str, normalized: str) -> None:
 )
 def test_is_blocked_ip(ip: str, blocked: bool) -> None:
     assert ssrf.is_blocked_ip(ip) is blocked
+
+
+def test_a_callers_lookups_cpu_on_the_lookup_threads_is_told_to_it() -> None:
+    """The check worker sizes itself from its own CPU, and its DNS lookups run on threads the process shares
+    (getaddrinfo has no timeout): each lookup's CPU there is told to the thread that waited for it."""
+
+    def dear(host: str, port: int) -> list[str]:
+        until = time.thread_time() + 0.05
+        while time.thread_time() < until:
+            pass
+        return ["93.184.216.34"]
+
+    pool = ssrf._LookupThreads(size=2, per_team=4)
+    before = ssrf.lookups_cpu_s()
+    assert pool.call(dear, "example.com", 443, 5.0, "team-a") == ["93.184.216.34"]
+    assert pool.call(dear, "example.org", 443, 5.0, "team-a") == ["93.184.216.34"]
+    assert ssrf.lookups_cpu_s() - before >= 0.1
+    seen: list[float] = []
+    other = threading.Thread(target=lambda: seen.append(ssrf.lookups_cpu_s()))
+    other.start()
+    other.join()
+    assert seen == [0.0]  # another thread waited for none
