@@ -74,16 +74,25 @@ class RemoteTarget:
     """A :class:`Target` in a process of its own, so that answering ten thousand monitors' checks takes none of the
     stack's CPU (one Python process runs it all, under one lock).  Same face: ``url``, ``take_down``, ``seen``."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = False) -> None:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: none of the stack's threads
         self._ports: Any = context.Queue()
         self._stop = context.Event()
-        self._process = context.Process(target=_serve_remote, args=(self._ports, self._stop), daemon=True)
+        # With ``tls``, the checks' paths are served over HTTPS too (a trustme CA's certificate for localhost, in
+        # the target's process): what a check costs is then an HTTPS check's, as most monitors' are.
+        self.ca = _TlsFiles.make() if tls else None
+        files = (self.ca.cert_file, self.ca.key_file) if self.ca else None
+        self._process = context.Process(target=_serve_remote, args=(self._ports, self._stop, files), daemon=True)
         self._process.start()
         self.port = int(self._ports.get(timeout=60))
+        self.tls_port = int(self._ports.get(timeout=60)) if tls else None
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def check_url(self, path: str) -> str:
+        """A check's URL: over HTTPS where the target serves it, else the plain one."""
+        return f"https://localhost:{self.tls_port}{path}" if self.tls_port else self.url(path)
 
     def take_down(self, paths: list[str], at: float) -> None:
         self._control("down", {"paths": paths, "at": at})
@@ -106,27 +115,82 @@ class RemoteTarget:
             return json.loads(answer.read())
 
 
-def _serve_remote(ports: Any, stop: Any) -> None:
+@dataclass(frozen=True)
+class _TlsFiles:
+    """A trustme CA's PEM and a certificate for localhost, written to files the target's process loads."""
+
+    ca_pem: str
+    cert_file: str
+    key_file: str
+
+    @classmethod
+    def make(cls) -> _TlsFiles:
+        import tempfile
+
+        import trustme
+
+        ca = trustme.CA()
+        cert = ca.issue_cert("localhost")
+        folder = tempfile.mkdtemp(prefix="vigil-bench-tls-")
+        cert_file, key_file = f"{folder}/cert.pem", f"{folder}/key.pem"
+        cert.cert_chain_pems[0].write_to_path(cert_file)
+        for pem in cert.cert_chain_pems[1:]:
+            pem.write_to_path(cert_file, append=True)
+        cert.private_key_pem.write_to_path(key_file)
+        return cls(ca.cert_pem.bytes().decode(), cert_file, key_file)
+
+
+class _HttpsTarget(ThreadingHTTPServer):
+    """The checks' paths over HTTPS, counted in ``plain``'s state (one target, two ports).  Each connection's
+    handshake runs on its own handler thread, not the accepting one."""
+
+    daemon_threads = True
+    request_queue_size = 1024
+
+    def __init__(self, plain: Target, cert_file: str, key_file: str) -> None:
+        super().__init__(("127.0.0.1", 0), _TargetHandler)
+        self.plain = plain
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(cert_file, key_file)
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+def _serve_remote(ports: Any, stop: Any, tls_files: tuple[str, str] | None = None) -> None:
     server = Target()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    ports.put(server.server_address[1])
+    servers: list[ThreadingHTTPServer] = [server]
+    if tls_files:
+        servers.append(_HttpsTarget(server, *tls_files))
+    for each in servers:
+        threading.Thread(target=each.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        ports.put(each.server_address[1])
     stop.wait()
-    server.shutdown()
-    server.server_close()
+    for each in servers:
+        each.shutdown()
+        each.server_close()
 
 
 class _TargetHandler(BaseHTTPRequestHandler):
     server: Target
     protocol_version = "HTTP/1.1"
 
+    @property
+    def target(self) -> Target:
+        """The target whose state it counts in: the plain one, whichever port it came in on."""
+        return getattr(self.server, "plain", self.server)
+
     def do_GET(self) -> None:
         arrived = time.time()
         size = len(self.raw_requestline) + sum(len(k) + len(v) + 4 for k, v in self.headers.items()) + 2
-        with self.server.lock:
-            self.server.arrivals[self.path].append(arrived)
-            self.server.request_bytes += size
-            down = self.server.is_down(self.path, arrived)
+        with self.target.lock:
+            self.target.arrivals[self.path].append(arrived)
+            self.target.request_bytes += size
+            down = self.target.is_down(self.path, arrived)
         body = b'{"status":"down"}' if down else b'{"status":"ok"}'
         self.send_response(503 if down else 200)
         self.send_header("Content-Type", "application/json")
@@ -139,18 +203,18 @@ class _TargetHandler(BaseHTTPRequestHandler):
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if self.path.startswith(CONTROL):
             return self._control(self.path[len(CONTROL) :], json.loads(raw or b"{}"))
-        with self.server.lock:
-            self.server.hooks.append((arrived, json.loads(raw or b"{}")))
+        with self.target.lock:
+            self.target.hooks.append((arrived, json.loads(raw or b"{}")))
         self.send_response(204)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
     def _control(self, what: str, body: dict[str, Any]) -> None:
         if what == "down":
-            self.server.take_down(list(body["paths"]), float(body["at"]))
+            self.target.take_down(list(body["paths"]), float(body["at"]))
             answer: Any = {}
         else:
-            seen = self.server.seen()
+            seen = self.target.seen()
             answer = {"arrivals": seen.arrivals, "hooks": seen.hooks, "request_bytes": seen.request_bytes}
         data = json.dumps(answer).encode()
         self.send_response(200)

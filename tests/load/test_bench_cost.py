@@ -40,6 +40,7 @@ import pytest
 
 from chalicelib.aws import names
 from chalicelib.aws.clients import client
+from chalicelib.checks import tls
 from chalicelib.checks.jobs import spread
 from chalicelib.checks.sizing import ASSUMED_CPU_MS, MIN_MEMORY_MB, plan
 from chalicelib.local import stack
@@ -95,9 +96,14 @@ def aws(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
 @pytest.fixture
 def target() -> Iterator[RemoteTarget]:
     """The monitors' targets in a process of their own: their CPU is not the stack's."""
-    server = RemoteTarget()
-    yield server
-    server.close()
+    server = RemoteTarget(tls=True)  # the checks over HTTPS, as most monitors' are; webhooks over HTTP
+    assert server.ca is not None
+    tls.use_trust_store(server.ca.ca_pem)
+    try:
+        yield server
+    finally:
+        tls.use_trust_store(None)
+        server.close()
 
 
 @pytest.fixture
@@ -115,7 +121,7 @@ def _template(api: Any, target: RemoteTarget) -> dict[str, Any]:
     sign_up(api, "bench@example.com", verified=False)  # no mail of its own: the bench meters the checks
     hook = create_channel(api, name="Hook", type="webhook", config={"url": target.url("/hook")})
     first = create_monitor(
-        api, name="Bench 0", url=target.url("/m/0"), interval_seconds=INTERVAL, channel_ids=[hook["id"]]
+        api, name="Bench 0", url=target.check_url("/m/0"), interval_seconds=INTERVAL, channel_ids=[hook["id"]]
     )
     assert len(first["regions"]) == 3
     assert first["interval_seconds"] == INTERVAL
@@ -128,7 +134,7 @@ def _seed(first: dict[str, Any], target: RemoteTarget, regions: list[str]) -> tu
     template = MonitorModel.get(first["team_id"], first["id"])
     assert template.status == "up", template.status
     assert sorted(template.steady_regions or []) == sorted(regions)
-    monitors = copies(template, target.url, MONITORS, INTERVALS, with_state=True)
+    monitors = copies(template, target.check_url, MONITORS, INTERVALS, with_state=True)
     minute_monitors = [m for m in monitors if int(m.interval_seconds) == INTERVAL]
     down = minute_monitors[:: max(1, len(minute_monitors) // max(1, DOWN))][:DOWN]
     for m in down:
