@@ -112,7 +112,7 @@ class Tally:
     already_done: int = 0
     checks_run: int = 0
     checks_failed: int = 0
-    answered: int = 0  # checks whose target answered (a status, a connection): what the CPU is counted over
+    answered: int = 0  # checks whose target answered (:func:`answered`): what the CPU is counted over
     stored: int = 0
     max_late_s: float = 0.0
 
@@ -378,6 +378,15 @@ class Worker:
             return job, kinds.run(job.spec, region=self.region, allow_private=self.allow_private)
 
 
+def answered(result: CheckResult) -> bool:
+    """Whether the check's target answered, for the CPU per check (``Tally.answered``): a status (or a TCP check's
+    connection), a hop that got one before a redirect failed, or a connection that got as far as a TLS handshake,
+    failed or not — an expired or untrusted certificate costs its handshake, and a second one to read its expiry
+    (``checks.net``), the dearest part of any check.  Left out: what failed before a connection (no address,
+    refused, blocked, no connection in time) or, on plain HTTP, just after one: a little CPU each."""
+    return result.ok or result.status_code is not None or result.final_url is not None or result.timings.tls_ms > 0
+
+
 def _chunks(jobs: list[Job]) -> list[list[Job]]:
     """``jobs`` (in start order) in runs of at most ``LOOKUP_CHUNK`` jobs and ``LOOKUP_SPAN_S`` of starts."""
     chunks: list[list[Job]] = []
@@ -460,7 +469,7 @@ class _Writer:
         with self.lock:
             self.tally.checks_run += 1
             self.tally.checks_failed += not result.ok
-            self.tally.answered += result.ok or result.status_code is not None
+            self.tally.answered += answered(result)
             self.tally.max_late_s = max(self.tally.max_late_s, late)
         if self.packer.add(job, result, matters(result, watch), urgent(result, watch)):
             self.wake.set()  # an urgent (or full) pack: the writer's wait is shorter now
