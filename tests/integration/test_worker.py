@@ -936,3 +936,15 @@ def test_a_deployed_worker_alone_in_its_process_counts_all_of_its_cpu(api, alice
     cpu_ms, checks = cpu_recorded("us-east-1", soon)
     assert checks == 1
     assert cpu_ms > 300  # the spinning thread's share of the seconds the message waited for its start
+
+
+def test_the_messages_of_a_batch_of_several_record_no_cpu(api, alice, target, make_handler):
+    """They share the invocation's check threads: each message counted a shared thread's whole CPU, the batch's
+    checks' CPU once per message (fresh-eyes review).  Deployed and locally a batch holds one message."""
+    target.expect_request("/ok").respond_with_data("fine")
+    monitors = [create(api, target.url_for("/ok"), regions=["us-east-1"]) for _ in range(4)]
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    batch = [record([job(m, slot=soon) for m in monitors[:2]]), record([job(m, slot=soon) for m in monitors[2:]])]
+    assert invoke(make_handler, batch) == {"batchItemFailures": []}
+    assert all(len(results(m["id"])) == 1 for m in monitors)
+    assert cpu_recorded("us-east-1", soon) is None
