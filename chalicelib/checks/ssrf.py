@@ -331,7 +331,9 @@ class _LookupThreads:
         if not lookup.done.wait(max(deadline - time.monotonic(), 0.0)):
             self._give_up(lookup)
             raise DnsTimeout(f"the DNS lookup for {host} did not finish in time")
-        _waited.cpu_s = getattr(_waited, "cpu_s", 0.0) + lookup.cpu_s
+        with self._lock:  # told once: every caller of a shared lookup waited for it, one thread ran it
+            cpu_s, lookup.cpu_s = lookup.cpu_s, 0.0
+        _waited.cpu_s = getattr(_waited, "cpu_s", 0.0) + cpu_s
         if isinstance(lookup.outcome, BaseException):
             raise lookup.outcome  # the same instance for every caller, as a Future raises it
         return list(lookup.outcome)

@@ -112,7 +112,7 @@ class Tally:
     already_done: int = 0
     checks_run: int = 0
     checks_failed: int = 0
-    answered: int = 0  # checks whose target answered (a status, a connection): what the CPU is counted over
+    answered: int = 0  # checks whose target answered (:func:`answered`): what the CPU is counted over
     stored: int = 0
     max_late_s: float = 0.0
 
@@ -141,8 +141,8 @@ class Worker:
     # reports what the deployed arm64 worker would (``checks.sizing.ARM64_CPU_FACTOR``, assumed).
     cpu_scale: float = 1.0
     # Its one message is all its process runs (deployed, one message an invocation): the message's CPU is the
-    # process's, its DNS lookups' threads and all.  Otherwise (the local stack, a batch of several) the CPU of the
-    # sections its own threads run for it.
+    # process's, its DNS lookups' threads and all.  Otherwise (the local stack) the CPU of the threads that run its
+    # sections (``_Cpu``); a batch of several shares them, and records none (``BatchRun``).
     alone: bool = False
 
     @classmethod
@@ -172,10 +172,12 @@ class Worker:
         tally: Tally,
         claim: Callable[[str], bool],
         message_id: str = "",
+        measure: bool = True,
     ) -> None:
         """Run one message's jobs, counting into ``tally`` (kept even when the message fails).
 
-        ``claim(result key)`` is False when another message of the batch already runs that job.
+        ``claim(result key)`` is False when another message of the batch already runs that job.  ``measure``: the
+        threads it runs on are its own, and its CPU may be recorded (not so in a batch of several, :class:`BatchRun`).
         """
         cpu = _Cpu()
         started = time.process_time()
@@ -184,7 +186,7 @@ class Worker:
         spent_ms = (time.process_time() - started) * 1000 if self.alone else cpu.ms
         # Over the checks that were answered: a check that fails early (no address, refused, blocked) costs little,
         # and counted in, a tenant's dead targets would lower the figure the lanes are cut for until they answer.
-        if tally.answered > 0 and receive_count == 1 and cpu.ahead:
+        if measure and tally.answered > 0 and receive_count == 1 and cpu.ahead:
             self._record_cpu(spent_ms * self.cpu_scale, tally.answered)
 
     def _record_cpu(self, cpu_ms: float, checks: int) -> None:
@@ -378,6 +380,15 @@ class Worker:
             return job, kinds.run(job.spec, region=self.region, allow_private=self.allow_private)
 
 
+def answered(result: CheckResult) -> bool:
+    """Whether the check's target answered, for the CPU per check (``Tally.answered``): a status (or a TCP check's
+    connection), a hop that got one before a redirect failed, or a connection that got as far as a TLS handshake,
+    failed or not — an expired or untrusted certificate costs its handshake, and a second one to read its expiry
+    (``checks.net``), the dearest part of any check.  Left out: what failed before a connection (no address,
+    refused, blocked, no connection in time) or, on plain HTTP, just after one: a little CPU each."""
+    return result.ok or result.status_code is not None or result.final_url is not None or result.timings.tls_ms > 0
+
+
 def _chunks(jobs: list[Job]) -> list[list[Job]]:
     """``jobs`` (in start order) in runs of at most ``LOOKUP_CHUNK`` jobs and ``LOOKUP_SPAN_S`` of starts."""
     chunks: list[list[Job]] = []
@@ -460,7 +471,7 @@ class _Writer:
         with self.lock:
             self.tally.checks_run += 1
             self.tally.checks_failed += not result.ok
-            self.tally.answered += result.ok or result.status_code is not None
+            self.tally.answered += answered(result)
             self.tally.max_late_s = max(self.tally.max_late_s, late)
         if self.packer.add(job, result, matters(result, watch), urgent(result, watch)):
             self.wake.set()  # an urgent (or full) pack: the writer's wait is shorter now
@@ -650,6 +661,9 @@ class BatchRun:
         self._claimed: set[str] = set()
         self._lock = threading.Lock()
         self._futures: dict[tuple[str, str], Future[_Outcome]] = {}
+        # Several messages share the invocation's check threads (and, past MESSAGE_CONCURRENCY, its message threads):
+        # each would count a shared thread's whole CPU as its own.  Deployed and locally a batch holds one message.
+        self._shared = len({(str(r.get("messageId")), str(r.get("receiptHandle"))) for r in records}) > 1
         for record in records:
             key = (str(record.get("messageId")), str(record.get("receiptHandle")))
             if key not in self._futures:  # the very same delivery listed twice runs once
@@ -666,6 +680,7 @@ class BatchRun:
                 tally,
                 self._claim,
                 message_id=str(record.get("messageId") or ""),
+                measure=not self._shared,
             )
             return _Outcome(tally)
         except Exception as exc:  # noqa: BLE001 - each message fails alone, in the batch response

@@ -531,7 +531,13 @@ def part_lines(run: Run, part: Part) -> list[Line]:
     per = 1 / part.checks
     lines = [line for line in _lambda_lines(sub, per) if line.price != "lambda_request"]
     lines += _dynamodb_lines(sub, per)
-    return [Line(f"{line.item}, {part.name}", line.driver, line.quantity, line.price, part.basis) for line in lines]
+    # A modelled line (the periods' writes, per check of the steady state) keeps its own basis: it is not measured.
+    return [
+        Line(f"{line.item}, {part.name}", line.driver, line.quantity, line.price, line.basis)
+        if line.basis.startswith("modelled")
+        else Line(f"{line.item}, {part.name}", line.driver, line.quantity, line.price, part.basis)
+        for line in lines
+    ]
 
 
 def _lambda_lines(run: Run, per: float) -> list[Line]:
@@ -615,13 +621,15 @@ def _storage_lines(run: Run) -> list[Line]:
     per-monitor items: modelled from their measured sizes and how many a monitor keeps."""
     lines = []
     for table in run.results_tables:
-        new = _new_items(run, table)
-        if not new:
-            continue
-        stored = sum((w.new + ITEM_OVERHEAD_BYTES) * (w.ttl_s or 0) / 86400 / MONTH_DAYS for w in new)  # byte-months
-        quantity, how = stored / run.checks / GB, "measured"
         if run.periods is not None and table == run.periods.table:
+            # Modelled, whichever window wrote them: the bench's pass is a part of its own (Part), not the run's.
             quantity, how = run.periods.byte_months_per_check / GB, "modelled: as its write line"
+        else:
+            new = _new_items(run, table)
+            if not new:
+                continue
+            stored = sum((w.new + ITEM_OVERHEAD_BYTES) * (w.ttl_s or 0) / 86400 / MONTH_DAYS for w in new)
+            quantity, how = stored / run.checks / GB, "measured"  # byte-months a check
         schema = run.tables.get(table)
         lines.append(Line(f"storage {table}", "stored results", quantity, "dynamodb_storage", how))
         if schema is not None and schema.pitr:

@@ -357,3 +357,35 @@ def test_a_part_measured_apart_is_priced_per_check_it_stands_for_with_its_functi
         },
         rel=1e-12,
     )
+
+
+def test_the_periods_pass_measured_apart_keeps_the_periods_storage_and_their_modelled_writes_say_so():
+    """The cost bench's pass over the periods runs in a window of its own (a Part) since session 18: the run's window
+    writes no period, and the periods' storage line, modelled for the steady state, was left out (fresh-eyes
+    review); and the part's write line, the same model, said it was measured."""
+    periods = cost.PeriodProjection("result_periods", 0.05, 2_000.0, 0.08, "modelled: one item a monitor a period")
+    functions = {**FUNCTIONS, "aggregator": FunctionConfig(1024, "x86_64", False)}
+    tables = {**TABLES, "result_periods": TableSchema("result_periods", ("monitor_id", "period"))}
+    the_pass = cost.Part(
+        "the periods' pass",
+        400,
+        [
+            Call(
+                "dynamodb",
+                "BatchWriteItem",
+                "aggregator",
+                writes=tuple(Write("result_periods", 0, 300) for _ in range(8)),
+            )
+        ],
+        [Invocation("aggregator", 99.5)],
+        "measured apart",
+    )
+    run = _run(calls=CALLS, periods=periods, parts=(the_pass,), tables=tables, functions=functions)
+    lines = {line.item: line for line in cost.cost_lines(run)}
+
+    # 2,000 byte-months a check / 2**30 x $0.25 per GB-month, as its write line models it
+    assert lines["storage result_periods"].usd_per_million == pytest.approx(2_000 / GB * 1e6 * 0.25, rel=1e-12)
+    assert lines["storage result_periods"].basis == "modelled: as its write line"
+    written = lines["DynamoDB WRU result_periods <- aggregator, the periods' pass"]
+    assert (written.quantity, written.basis) == (0.05, periods.basis)  # per check of the steady state, modelled
+    assert lines["Lambda GB-s aggregator (x86_64, 1024 MB), the periods' pass"].basis == "measured apart"

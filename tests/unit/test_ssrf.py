@@ -537,3 +537,33 @@ def test_a_callers_lookups_cpu_on_the_lookup_threads_is_told_to_it() -> None:
     other.start()
     other.join()
     assert seen == [0.0]  # another thread waited for none
+
+
+def test_a_shared_lookups_cpu_is_told_to_one_of_its_callers_only() -> None:
+    """Callers of one host at once share its lookup (single-flight): it ran once, and told to each of them, the
+    check worker's messages counted its CPU once per caller (fresh-eyes review)."""
+    joined = threading.Event()
+
+    def dear(host: str, port: int) -> list[str]:
+        joined.wait(5)
+        until = time.thread_time() + 0.05
+        while time.thread_time() < until:
+            pass
+        return ["93.184.216.34"]
+
+    pool = ssrf._LookupThreads(size=2, per_team=4)
+    told: list[float] = []
+
+    def caller() -> None:
+        assert pool.call(dear, "example.com", 443, 5.0, "team-a") == ["93.184.216.34"]
+        told.append(ssrf.lookups_cpu_s())
+
+    callers = [threading.Thread(target=caller) for _ in range(2)]
+    for thread in callers:
+        thread.start()
+    assert eventually(lambda: [f.waiters for f in pool._flights.values()] == [2])
+    joined.set()
+    for thread in callers:
+        thread.join()
+    assert len(told) == 2
+    assert 0.05 <= sum(told) < 0.08  # once (told twice: 0.1 and more)
