@@ -149,7 +149,7 @@ CHECKER_MIN_MEMORY_MB = sizing.MIN_MEMORY_MB
 
 def checker_memory_mb(checks: int = CHECKER_CHECKS_PER_INVOCATION) -> int:
     """The worker's memory for ``checks`` checks in its minute at the assumed CPU (steps 1-5 above)."""
-    return max(CHECKER_MIN_MEMORY_MB, sizing.memory_for(checks, sizing.ASSUMED_CPU_MS))
+    return sizing.assumed_memory_mb(checks)
 
 
 CHECKER_MEMORY_MB = checker_memory_mb()

@@ -66,4 +66,9 @@ def lanes(checks: int, memory_mb: int, cpu_ms: float) -> int:
     return math.ceil(checks / capacity(memory_mb, cpu_ms)) if checks else 0
 
 
-DEFAULT_MEMORY_MB = max(MIN_MEMORY_MB, memory_for(DEFAULT_CHECKS, ASSUMED_CPU_MS))
+def assumed_memory_mb(checks: int) -> int:
+    """The memory for ``checks`` checks a minute at the assumed CPU, never below the floor: the deployed size."""
+    return max(MIN_MEMORY_MB, memory_for(checks, ASSUMED_CPU_MS))
+
+
+DEFAULT_MEMORY_MB = assumed_memory_mb(DEFAULT_CHECKS)
